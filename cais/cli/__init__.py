@@ -1,0 +1,1 @@
+"""The `cais` command line, docker's commands and flags."""

@@ -1,0 +1,1 @@
+"""caisd: the daemon that serves the API and supervises containers."""

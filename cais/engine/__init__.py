@@ -1,0 +1,1 @@
+"""The engine: containers' lifecycle, logs, events and state, as a Python library."""

@@ -1,0 +1,1 @@
+"""Images: a content-addressed store, references, manifests, layers and builds."""

@@ -1,0 +1,1 @@
+"""Network drivers: bridge, host, none (and container:NAME)."""

@@ -1,0 +1,15 @@
+"""cgroups: one face, two backends (v1 and v2), chosen at run time.
+
+    manager = cgroups.open_manager(cgroups_path, container_id, systemd=False)
+    manager.create(resources)          # make the cgroup(s) and write the OCI linux.resources
+    manager.add(pid)                   # move a process in
+    manager.update(resources)          # change limits of a running container
+    manager.freeze() / manager.thaw()  # pause / resume
+    manager.pids() -> list[int]
+    manager.stats() -> Stats           # cpu, memory, pids, blkio
+    manager.oom_kills() -> int         # OOM kills seen so far
+    manager.kill(sig)                  # every process in the cgroup
+    manager.destroy()                  # remove the cgroup(s); processes must be gone
+
+The concrete implementation lives in manager.py (interface), v1.py and v2.py.
+"""

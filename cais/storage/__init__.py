@@ -1,0 +1,5 @@
+"""Storage drivers: layers on disk and a container's root filesystem made of them.
+
+`overlay` (OverlayFS, overlay2-style) and `vfs` (full copies) implement one interface
+(driver.py); the image store and the engine depend on that interface only.
+"""

@@ -1,0 +1,1 @@
+"""Volumes: named and anonymous volumes, bind mounts and tmpfs."""
