@@ -1,4 +1,7 @@
-"""Shared pieces of the cgroups tests: real child processes in throw-away cgroups."""
+"""Shared pieces of the cgroups tests: real child processes in throw-away cgroups.
+
+Test modules import the ``cgroups`` fixture: ``from tests.runtime.cgroup_helpers import cgroups_fixture``.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +11,11 @@ import secrets
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
-from cais.runtime.cgroups import Manager
+import pytest
+
+from cais.runtime.cgroups import Manager, open_manager
 from cais.runtime.cgroups.errors import CgroupError
 
 
@@ -83,3 +88,44 @@ def cleanup(managers: list[Manager], children: list[Child], parents: set[str]) -
     for parent in sorted(parents, key=len, reverse=True):
         with contextlib.suppress(FileNotFoundError):
             os.rmdir(parent)
+
+
+class CgroupFactory:
+    """Managers in a fresh ``cais-cg-test-<random>`` parent, and children in them; all removed
+    at the end of the test, even when it fails."""
+
+    def __init__(self, opener: Callable[[str], Manager]) -> None:
+        self.parent = parent_name()
+        self.opener = opener
+        self.managers: list[Manager] = []
+        self.children: list[Child] = []
+        self.parents: set[str] = set()
+
+    def manager(self, name: str = "ctr") -> Manager:
+        m = self.opener(f"{self.parent}/{name}")
+        self.managers.append(m)
+        self.parents.update(os.path.dirname(p) for p in m.paths.values())
+        return m
+
+    def create(self, resources: dict | None = None, name: str = "ctr") -> Manager:
+        m = self.manager(name)
+        m.create(resources)
+        return m
+
+    def child(self, manager: Manager, code: str) -> Child:
+        c = Child(manager, code)
+        self.children.append(c)
+        return c
+
+    def close(self) -> None:
+        cleanup(self.managers, self.children, self.parents)
+
+
+@pytest.fixture(name="cgroups")
+def cgroups_fixture() -> Iterator[CgroupFactory]:
+    """Cgroups on this host's hierarchy, through open_manager (v1 here, v2 in the vm-test guest)."""
+    factory = CgroupFactory(lambda path: open_manager(path, "unused"))
+    try:
+        yield factory
+    finally:
+        factory.close()

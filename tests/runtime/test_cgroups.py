@@ -12,7 +12,7 @@ import signal
 import pytest
 
 from cais.runtime.cgroups import CgroupError, mode
-from tests.runtime.cgroup_helpers import wait_for
+from tests.runtime.cgroup_helpers import cgroups_fixture, wait_for  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="cgroups need root")
 

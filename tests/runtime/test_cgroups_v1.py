@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from cais.runtime.cgroups import mode
+from tests.runtime.cgroup_helpers import cgroups_fixture  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or mode() == "unified", reason="needs root and cgroup v1 controllers"
