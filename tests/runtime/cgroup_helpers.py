@@ -1,6 +1,7 @@
 """Shared pieces of the cgroups tests: real child processes in throw-away cgroups.
 
-Test modules import the ``cgroups`` fixture: ``from tests.runtime.cgroup_helpers import cgroups_fixture``.
+Test modules import the fixtures they use (``from tests.runtime.cgroup_helpers import
+cgroups_fixture``): ``cgroups`` runs a test on v1 and, marked ``cgroup2``, on a v2 hierarchy.
 """
 
 from __future__ import annotations
@@ -15,8 +16,22 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from cais.runtime.cgroups import Manager, open_manager
+from cais.runtime.cgroups import Manager, mode
 from cais.runtime.cgroups.errors import CgroupError
+from cais.runtime.cgroups.paths import cgroup_mounts
+from cais.runtime.cgroups.v1 import V1Manager
+from cais.runtime.cgroups.v2 import V2Manager
+
+# A child that opens /dev/null and /dev/zero read-write and says what happened.
+OPEN = (
+    "import errno\n"
+    "for dev in ('/dev/null', '/dev/zero'):\n"
+    "    try:\n"
+    "        os.close(os.open(dev, os.O_RDWR))\n"
+    "        print(dev, 'ok')\n"
+    "    except OSError as e:\n"
+    "        print(dev, errno.errorcode[e.errno])\n"
+)
 
 
 def parent_name() -> str:
@@ -121,11 +136,65 @@ class CgroupFactory:
         cleanup(self.managers, self.children, self.parents)
 
 
-@pytest.fixture(name="cgroups")
-def cgroups_fixture() -> Iterator[CgroupFactory]:
-    """Cgroups on this host's hierarchy, through open_manager (v1 here, v2 in the vm-test guest)."""
-    factory = CgroupFactory(lambda path: open_manager(path, "unused"))
+V2_CONTROLLERS = ("cpu", "memory", "pids")
+
+
+def cgroup2_mount(need_controllers: bool) -> str | None:
+    """A cgroup2 mount point (with the cpu, memory and pids controllers if asked), or None."""
+    for m in cgroup_mounts():
+        if m.fstype != "cgroup2":
+            continue
+        try:
+            with open(os.path.join(m.mountpoint, "cgroup.controllers")) as f:
+                controllers = f.read().split()
+        except OSError:
+            continue
+        if not need_controllers or all(c in controllers for c in V2_CONTROLLERS):
+            return m.mountpoint
+    return None
+
+
+def _factory(version: str) -> CgroupFactory:
+    if os.geteuid() != 0:
+        pytest.skip("cgroups need root")
+    if version == "v1":
+        if mode() == "unified":
+            pytest.skip("no cgroup v1 controllers on this host")
+        return CgroupFactory(lambda path: V1Manager.for_path(path))
+    mountpoint = cgroup2_mount(need_controllers=version == "v2")
+    if mountpoint is None:
+        what = "with the cpu, memory and pids controllers " if version == "v2" else ""
+        pytest.skip(f"no cgroup v2 hierarchy {what}here (scripts/vm-test runs these in a guest)")
+    return CgroupFactory(lambda path: V2Manager.for_path(path, mountpoint))
+
+
+def _use(version: str) -> Iterator[CgroupFactory]:
+    factory = _factory(version)
     try:
         yield factory
     finally:
         factory.close()
+
+
+@pytest.fixture(name="cgroups", params=["v1", pytest.param("v2", marks=pytest.mark.cgroup2)])
+def cgroups_fixture(request: pytest.FixtureRequest) -> Iterator[CgroupFactory]:
+    """The same test on v1 (this host) and on a v2 hierarchy with controllers (the vm-test guest)."""
+    yield from _use(request.param)
+
+
+@pytest.fixture(name="cgroups_v1")
+def cgroups_v1_fixture() -> Iterator[CgroupFactory]:
+    yield from _use("v1")
+
+
+@pytest.fixture(name="cgroups_v2")
+def cgroups_v2_fixture() -> Iterator[CgroupFactory]:
+    """A v2 hierarchy with controllers; mark the test ``cgroup2``."""
+    yield from _use("v2")
+
+
+@pytest.fixture(name="cgroups_unified")
+def cgroups_unified_fixture() -> Iterator[CgroupFactory]:
+    """Any cgroup2 hierarchy, even one without controllers (the freezer, cgroup.kill and device
+    programs are part of cgroup2 itself, so they work on this host's empty v2 tree too)."""
+    yield from _use("unified")

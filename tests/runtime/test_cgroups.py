@@ -1,7 +1,9 @@
 """The cgroups layer on the host's own hierarchy, with real processes (v1 here; v2 in the guest).
 
-Every test runs children in ``cais-cg-test-<random>/ctr`` (relative, so under this process's own
-cgroups, as runc places relative paths) and removes it all afterwards.
+Every test runs twice through the ``cgroups`` fixture: on v1 and, marked ``cgroup2``, on a v2
+hierarchy with controllers (skipped here; scripts/vm-test runs it in a guest). Children run in
+``cais-cg-test-<random>/ctr`` (relative, so placed from this process's own cgroup, as runc
+places relative paths) and it is all removed afterwards.
 """
 
 from __future__ import annotations
@@ -13,8 +15,6 @@ import pytest
 
 from cais.runtime.cgroups import CgroupError, mode
 from tests.runtime.cgroup_helpers import cgroups_fixture, wait_for  # noqa: F401 (fixture)
-
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="cgroups need root")
 
 BUSY = "while True: pass\n"
 SLEEP = "import time; time.sleep(600)\n"
@@ -119,14 +119,6 @@ def test_update_changes_limits_live(cgroups) -> None:
     stats = m.stats()
     assert stats.pids.limit == 0
     assert stats.memory.usage.limit > 1 << 50
-
-
-def test_memory_limit_below_usage_is_a_clear_error(cgroups) -> None:
-    m = cgroups.create({})
-    child = cgroups.child(m, "b = bytearray(32 << 20)\nprint(1, flush=True)\nimport time; time.sleep(600)\n")
-    assert child.proc.stdout is not None and child.proc.stdout.readline() == b"1\n"
-    with pytest.raises(CgroupError, match="memory limit"):
-        m.update({"memory": {"limit": 4 << 20}})
 
 
 def test_stats_are_non_zero(cgroups) -> None:
