@@ -5,6 +5,7 @@ Whatever a test leaves mounted under its root is unmounted before the root is re
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -19,10 +20,8 @@ def unmount_under(root: str) -> None:
     with open("/proc/self/mountinfo") as f:
         targets = [line.split()[4] for line in f]
     for target in sorted((t for t in targets if t.startswith(root + "/")), key=len, reverse=True):
-        try:
+        with contextlib.suppress(OSError):
             mnt.umount(target, mnt.MNT_DETACH)
-        except OSError:
-            pass
 
 
 @pytest.fixture

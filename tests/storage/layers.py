@@ -58,3 +58,13 @@ def tar(*entries: E, compression: str | None = None) -> bytes:
 
 def stream(data: bytes) -> io.BytesIO:
     return io.BytesIO(data)
+
+
+def read(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def write(path: str, data: bytes | str, mode: str = "w") -> None:
+    with open(path, mode + ("b" if isinstance(data, bytes) else "")) as f:
+        f.write(data)
