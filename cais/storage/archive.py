@@ -41,6 +41,12 @@ class DiffResult:
     tar_size: int  # bytes of the uncompressed tar
 
 
+def _show(name: str) -> str:
+    """An entry name fit for a one-line error: quoted, escaped, and shortened if long."""
+    text = repr(name)
+    return text if len(text) <= 120 else f"{text[:60]}…{text[-50:]}"
+
+
 def clean_path(name: str) -> str:
     """A tar entry name as a relative path with no '.', '..' or empty components ('' is the root).
     A leading '/' is dropped (as tar does); '..' reaching above the root is refused."""
@@ -50,7 +56,7 @@ def clean_path(name: str) -> str:
             continue
         if part == "..":
             if not parts:
-                raise InvalidLayer(f"{name!r}: path escapes the layer ('..' above its root)")
+                raise InvalidLayer(f"{_show(name)}: path escapes the layer ('..' above its root)")
             parts.pop()
         else:
             parts.append(part)
@@ -93,13 +99,17 @@ class Unpacker:
             if not create:
                 raise
             parent, base = _split(path)
+            parent_fd = self._dir(parent)
             try:
-                os.mkdir(base, 0o755, dir_fd=self._dir(parent))
+                os.mkdir(base, 0o755, dir_fd=parent_fd)
             except FileExistsError:
-                raise InvalidLayer(f"{path!r}: cannot create directory, a dangling link or file is in the way") from None
+                st = self._lstat(parent_fd, base)
+                what = "a symlink leading outside the layer (or nowhere)" if st and stat.S_ISLNK(st.st_mode) \
+                    else "not a directory"
+                raise InvalidLayer(f"{_show(path)} is {what}: refusing to write through it") from None
             fd = fs.open_in_root(self.root_fd, path)
         except NotADirectoryError:
-            raise InvalidLayer(f"{path!r}: a path component is not a directory") from None
+            raise InvalidLayer(f"{_show(path)}: a path component is not a directory") from None
         if len(self._dirs) >= 512:
             self._forget("")
         self._dirs[path] = fd
@@ -137,7 +147,7 @@ class Unpacker:
             except StorageError:
                 raise
             except OSError as e:
-                raise InvalidLayer(f"{header.name!r}: {e.strerror or e}") from None
+                raise InvalidLayer(f"{_show(header.name)}: {e.strerror or e}") from None
         self._set_dir_times()
 
     def _touch(self, path: str) -> None:
@@ -149,7 +159,7 @@ class Unpacker:
         path = clean_path(h.name)
         if not path:
             if h.type != tarstream.DIR:
-                raise InvalidLayer(f"{h.name!r}: the layer root must be a directory")
+                raise InvalidLayer(f"{_show(h.name)}: the layer root must be a directory")
             fd = os.open(".", _DIR_FLAGS, dir_fd=self.root_fd)
             try:
                 self._set_meta(fd, h)
@@ -158,7 +168,10 @@ class Unpacker:
             self._dir_times[""] = h.mtime_ns
             return
         parent, base = _split(path)
-        wh = whiteouts.classify(base)
+        try:
+            wh = whiteouts.classify(base)
+        except InvalidLayer as e:
+            raise InvalidLayer(f"{_show(h.name)}: {e}") from None
         if wh is not None:
             self._whiteout(parent, *wh)
             return
@@ -199,7 +212,7 @@ class Unpacker:
             self._dir_times[path] = h.mtime_ns
         elif t == tarstream.SYM:
             if not h.linkname:
-                raise InvalidLayer(f"{h.name!r}: symlink with an empty target")
+                raise InvalidLayer(f"{_show(h.name)}: symlink with an empty target")
             os.symlink(h.linkname, base, dir_fd=dir_fd)
             self._set_meta_nofollow(dir_fd, base, h)
         elif t == tarstream.LNK:
@@ -209,21 +222,21 @@ class Unpacker:
             os.mknod(base, kind | 0o600, os.makedev(h.devmajor, h.devminor), dir_fd=dir_fd)
             self._set_meta_nofollow(dir_fd, base, h)
         else:
-            raise InvalidLayer(f"{h.name!r}: unsupported tar entry type {t!r}")
+            raise InvalidLayer(f"{_show(h.name)}: unsupported tar entry type {t!r}")
 
     def _hardlink(self, dir_fd: int, base: str, h: Header) -> None:
         target = clean_path(h.linkname)
         if not target:
-            raise InvalidLayer(f"{h.name!r}: hard link to the layer root")
+            raise InvalidLayer(f"{_show(h.name)}: hard link to the layer root")
         tparent, tbase = _split(target)
         try:
             tdir = self._dir(tparent, create=False)
             # flags=0 (follow_symlinks=False): a symlink target is linked itself, never followed.
             os.link(tbase, base, src_dir_fd=tdir, dst_dir_fd=dir_fd, follow_symlinks=False)
         except (FileNotFoundError, NotADirectoryError):
-            raise InvalidLayer(f"{h.name!r}: hard link target {h.linkname!r} is not in this layer") from None
+            raise InvalidLayer(f"{_show(h.name)}: hard link target {_show(h.linkname)} is not in this layer") from None
         except PermissionError:
-            raise InvalidLayer(f"{h.name!r}: cannot hard link to {h.linkname!r} (a directory?)") from None
+            raise InvalidLayer(f"{_show(h.name)}: cannot hard link to {_show(h.linkname)} (a directory?)") from None
 
     def _set_meta(self, fd: int, h: Header) -> None:
         """Owner, then mode (chown clears setuid bits), then xattrs (chown clears capabilities)."""
@@ -251,7 +264,7 @@ class Unpacker:
                 os.setxattr(target, key, value, follow_symlinks=False)
         except OSError as e:
             if e.errno not in _IGNORED_XATTR_ERRORS:
-                raise InvalidLayer(f"{h.name!r}: cannot set xattr {key}: {e.strerror}") from None
+                raise InvalidLayer(f"{_show(h.name)}: cannot set xattr {key}: {e.strerror}") from None
 
     def _whiteout(self, parent: str, kind: whiteouts.Kind, target: str) -> None:
         if kind is whiteouts.Kind.META:
