@@ -9,11 +9,13 @@ into place when complete, so a crash leaves no half-made layer that looks truste
 from __future__ import annotations
 
 import abc
+import contextlib
 import fcntl
 import os
 import re
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -25,6 +27,8 @@ __all__ = ["Change", "DiffResult", "Driver", "open_driver", "DRIVERS"]
 DRIVERS = ("overlay", "vfs")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 STAGING_PREFIX = ".tmp-"
+_NEW_PREFIX = ".new-"
+_NEW_MAX_AGE = 60  # seconds a ".new-" directory may stay unlocked before a sweep removes it
 
 
 @dataclass(frozen=True)
@@ -47,9 +51,13 @@ class Staging:
     can tell an abandoned one (its process died) from one another process is still filling."""
 
     def __init__(self, parent: str) -> None:
-        self.path = tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=parent)
-        self._fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        # Made under a ".new-" name and locked before it takes its ".tmp-" name, so that a sweep
+        # never sees an unlocked staging directory that is in fact about to be used.
+        fresh = tempfile.mkdtemp(prefix=_NEW_PREFIX, dir=parent)
+        self._fd = os.open(fresh, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         fcntl.flock(self._fd, fcntl.LOCK_EX)
+        self.path = os.path.join(parent, STAGING_PREFIX + os.path.basename(fresh)[len(_NEW_PREFIX):])
+        os.rename(fresh, self.path)
 
     def commit(self, final: str) -> bool:
         """Rename into place; False if `final` already exists (another process won the race)."""
@@ -81,9 +89,14 @@ def sweep_staging(parent: str) -> None:
     except FileNotFoundError:
         return
     for name in names:
+        path = os.path.join(parent, name)
+        if name.startswith(_NEW_PREFIX):
+            with contextlib.suppress(OSError):
+                if time.time() - os.lstat(path).st_mtime > _NEW_MAX_AGE:
+                    shutil.rmtree(path, ignore_errors=True)
+            continue
         if not name.startswith(STAGING_PREFIX):
             continue
-        path = os.path.join(parent, name)
         try:
             fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
         except OSError:

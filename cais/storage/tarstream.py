@@ -50,6 +50,8 @@ class LimitedDigestReader(io.RawIOBase):
 
     def __init__(self, src: BinaryIO, max_size: int | None, guard=None, check_every: int = 256 << 20) -> None:
         self._src = src
+        # read1: take what the source has now instead of blocking until a whole chunk arrives
+        self._read = getattr(src, "read1", src.read)
         self.sha256 = hashlib.sha256()
         self.count = 0
         self._max = max_size
@@ -62,7 +64,7 @@ class LimitedDigestReader(io.RawIOBase):
 
     def readinto(self, b) -> int:  # type: ignore[override]
         try:
-            data = self._src.read(len(b))
+            data = self._read(len(b))
         except (OSError, EOFError, ValueError) as e:
             raise InvalidLayer(f"layer stream is corrupt: {e}") from None
         except Exception as e:  # zstandard.ZstdError and friends

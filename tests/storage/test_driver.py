@@ -6,6 +6,7 @@ import gzip
 import hashlib
 import io
 import os
+import stat
 import tarfile
 
 import pytest
@@ -187,3 +188,28 @@ def test_many_layers_mount(driver):
         assert read(os.path.join(root, "f000")).decode() == "0"
     finally:
         driver.unmount("deep")
+
+
+def test_overlay_stores_kernel_whiteouts(st_root):
+    driver = open_driver(st_root, "overlay")
+    driver.apply_diff("base", None, stream(BASE))
+    driver.apply_diff("top", "base", stream(tar(E("etc/.wh.motd"), E("var/cache/.wh..wh..opq"))))
+    diff = os.path.join(driver.root, "layers", "top", "diff")
+    st = os.lstat(os.path.join(diff, "etc/motd"))
+    assert stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
+    assert os.getxattr(os.path.join(diff, "var/cache"), "trusted.overlay.opaque") == b"y"
+    assert not os.path.exists(os.path.join(diff, "etc/.wh.motd"))
+    # the short link names keep the options short, whatever the root's path
+    lower = read(os.path.join(driver.root, "layers", "top", "lower")).decode()
+    assert lower.startswith("l/") and len(lower) == 28
+
+
+def test_vfs_applies_whiteouts_as_deletions(st_root):
+    driver = open_driver(st_root, "vfs")
+    driver.apply_diff("base", None, stream(BASE))
+    driver.apply_diff("top", "base", stream(tar(E("var/cache/keep", data=b"k"), E("var/cache/.wh..wh..opq"),
+                                                E("etc/.wh.motd"))))
+    diff = os.path.join(driver.root, "layers", "top", "diff")
+    assert sorted(os.listdir(os.path.join(diff, "var/cache"))) == ["keep"]  # kept: same layer
+    assert sorted(os.listdir(os.path.join(diff, "etc"))) == ["passwd"]
+    assert sorted(os.listdir(os.path.join(driver.root, "layers", "base", "diff", "etc"))) == ["motd", "passwd"]
