@@ -42,5 +42,5 @@ def test_cgroup2_suite_passes_in_the_guest():
     if prepared.returncode == EXIT_UNAVAILABLE:
         pytest.skip(prepared.stdout.strip().splitlines()[-1])
     assert prepared.returncode == 0, prepared.stdout
-    result = _vm_test("--time-limit", str(TIME_LIMIT), "-q", "-m", "cgroup2", "tests", timeout=TIME_LIMIT + 60)
+    result = _vm_test("--time-limit", str(TIME_LIMIT), "-v", "-m", "cgroup2", "tests", timeout=TIME_LIMIT + 60)
     assert result.returncode == 0, f"scripts/vm-test exited {result.returncode}; output above"
