@@ -92,20 +92,26 @@ def save(store: ImageStore, names: list[str], out: BinaryIO, format: str = "dock
 def _save_targets(store: ImageStore, name: str) -> list[tuple[str, list[Reference]]]:
     """What `docker save NAME` writes: an ID gives the image untagged, ``repo:tag`` that tag,
     a bare repository every tag it has."""
-    image_id = store.resolve(name)
     bare = name.removeprefix("sha256:")
-    if all(c in "0123456789abcdef" for c in bare) and image_id[7:].startswith(bare):
-        return [(image_id, [])]
-    ref = parse_normalized(name)
-    if ref.digest:
-        return [(image_id, [])]
-    if ref.tag:
-        return [(image_id, [ref])]
+    if bare and all(c in "0123456789abcdef" for c in bare):
+        with contextlib.suppress(ImageError):
+            image_id = store.resolve(name)
+            if image_id[7:].startswith(bare):
+                return [(image_id, [])]
+    try:
+        ref = parse_normalized(name)
+    except ReferenceError as e:
+        raise InvalidImage(str(e)) from None
+    if not ref.is_name_only:
+        image_id = store.resolve(name)
+        return [(image_id, [parse(str(ref.repository().with_tag(ref.tag)))] if ref.tag else [])]
     out: dict[str, list[Reference]] = {}
     for r, iid, kind in store.meta.all_refs():
         tagged = parse(r)
         if kind == "tag" and tagged.name == ref.name:
             out.setdefault(iid, []).append(tagged)
+    if not out:
+        store.resolve(name)  # raises docker's "No such image"
     return list(out.items())
 
 

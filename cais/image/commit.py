@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from cais.image.config import apply_changes, diff_ids
+from cais.image.config import ConfigError, apply_changes, diff_ids
 from cais.image.manifest import Manifest, parse_manifest
 from cais.image.rootfs import make_image, rfc3339
 from cais.image.store import ImageError, ImageStore, InvalidImage
@@ -27,6 +27,11 @@ def commit(store: ImageStore, container_id: str, reference: str | None = None,
     if store.meta.image(parent_id) is None:
         raise ImageError(f"the image of container {container_id} was removed; cannot commit")
     parent = store.config(parent_id)
+    try:
+        new_config = apply_changes(container_config if container_config is not None else parent.get("config") or {},
+                                   changes or [])
+    except ConfigError as e:
+        raise InvalidImage(str(e)) from None
     parent_layers = _layer_blobs(store, parent_id)
     with store.hold():
         writer = store.content.writer()
@@ -41,8 +46,7 @@ def commit(store: ImageStore, container_id: str, reference: str | None = None,
         now = rfc3339(time.time())
         cfg = {k: v for k, v in parent.items() if k not in ("rootfs", "history", "created", "container",
                                                              "container_config", "author", "comment")}
-        cfg["config"] = apply_changes(container_config if container_config is not None else parent.get("config") or {},
-                                      changes or [])
+        cfg["config"] = new_config
         cfg["created"] = now
         cfg["container"] = container_id
         if author:

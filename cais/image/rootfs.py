@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any, BinaryIO
 
 from cais.image import layerio
-from cais.image.config import apply_changes
+from cais.image.config import ConfigError, apply_changes
 from cais.image.manifest import (
     OCI_CONFIG,
     OCI_LAYER,
@@ -67,6 +67,10 @@ def import_rootfs(store: ImageStore, stream: BinaryIO, reference: str | None = N
     """`docker import`: a (possibly gzip/zstd compressed) rootfs tarball → a one-layer image ID."""
     import time
 
+    try:
+        container_config = apply_changes({}, changes or [])
+    except ConfigError as e:
+        raise InvalidImage(str(e)) from None
     with store.hold():
         blob = store.content.ingest(stream)
         size = store.content.size(blob)
@@ -81,7 +85,7 @@ def import_rootfs(store: ImageStore, stream: BinaryIO, reference: str | None = N
                 store.content.delete(blob)
                 raise InvalidImage(f"invalid rootfs tarball: {e}") from None
         when = rfc3339(time.time() if created is None else created)
-        config = {"created": when, "config": apply_changes({}, changes or []),
+        config = {"created": when, "config": container_config,
                   "history": [{"created": when, "comment": message or f"Imported from {source}"}]}
         if message:
             config["comment"] = message
