@@ -159,12 +159,14 @@ def distribution_registry(tls: str | None = None) -> Iterator[RunningRegistry]:
 
 
 @contextmanager
-def cais_registry(tls: str | None = None) -> Iterator[RunningRegistry]:
+def cais_registry(tls: str | None = None, upload_ttl: float | None = None) -> Iterator[RunningRegistry]:
     """`python -m cais.registry.server` on a free loopback port; with `tls`, also htpasswd auth."""
     top = tempfile.mkdtemp(prefix="cais-registry-srv-")
     try:
         host = f"127.0.0.1:{free_port()}"
         args = [sys.executable, "-m", "cais.registry.server", "--addr", host, "--root", os.path.join(top, "data")]
+        if upload_ttl is not None:
+            args += ["--upload-ttl", str(upload_ttl)]
         certs_d = ca_dir = None
         if tls:
             args += ["--htpasswd", os.path.join(tls, "htpasswd"), "--tls-cert", os.path.join(tls, "server.crt"),
