@@ -312,7 +312,10 @@ class Registry:
                 raise RegistryError(f"GET blob {digest}: {e}") from None
         finally:
             if not published:
-                writer.close()
+                if writer.offset:
+                    writer.close()  # keep the partial download for the next attempt
+                else:
+                    writer.abort()
 
     async def _download_into(self, repo: str, digest: str, writer: Any, progress: Progress | None) -> None:
         headers = {"Range": f"bytes={writer.offset}-"} if writer.offset else {}

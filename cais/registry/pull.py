@@ -18,7 +18,7 @@ from cais.image.manifest import Index, Manifest, ManifestError, parse_manifest, 
 from cais.image.platform import Platform
 from cais.image.reference import Reference
 from cais.registry.client import Manifest as Fetched
-from cais.registry.client import Registry
+from cais.registry.client import Registry, RetryPolicy
 from cais.registry.credentials import Credentials
 from cais.registry.errors import RegistryError, UnsupportedMedia
 from cais.registry.hosts import RegistryHosts
@@ -44,10 +44,11 @@ class PullResult:
 
 async def pull(ref: Reference, store: ContentStore, *, platform: Platform | None = None,
                hosts: RegistryHosts | None = None, credentials: Credentials | None = None,
+               retry: RetryPolicy | None = None,
                progress: ProgressCallback | None = None,
                concurrency: int = MAX_CONCURRENT_DOWNLOADS) -> PullResult:
     emit = progress or (lambda event: None)
-    async with Registry(ref.domain, hosts=hosts, credentials=credentials) as registry:
+    async with Registry(ref.domain, hosts=hosts, credentials=credentials, retry=retry) as registry:
         emit(ProgressEvent(ref.tag or ref.digest or "latest", f"Pulling from {ref.path}"))
         top = await registry.get_manifest(ref.path, ref.digest or ref.tag or "latest")
         chain = [top]

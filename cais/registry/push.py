@@ -13,7 +13,7 @@ import asyncio
 from cais.image.content import BlobNotFound, ContentStore
 from cais.image.manifest import Descriptor, Index, Manifest, ManifestError, parse_manifest
 from cais.image.reference import Reference
-from cais.registry.client import Registry
+from cais.registry.client import Registry, RetryPolicy
 from cais.registry.credentials import Credentials
 from cais.registry.errors import RegistryError
 from cais.registry.hosts import RegistryHosts
@@ -25,10 +25,10 @@ MAX_CONCURRENT_UPLOADS = 5
 async def push(ref: Reference, store: ContentStore, digest: str, *, hosts: RegistryHosts | None = None,
                credentials: Credentials | None = None, progress: ProgressCallback | None = None,
                chunk_size: int | None = None, mount_from: tuple[str, ...] = (),
-               concurrency: int = MAX_CONCURRENT_UPLOADS) -> str:
+               concurrency: int = MAX_CONCURRENT_UPLOADS, retry: RetryPolicy | None = None) -> str:
     """Push the manifest or index `digest` to `ref` (by its tag, or its digest); return the digest."""
     emit = progress or (lambda event: None)
-    async with Registry(ref.domain, hosts=hosts, credentials=credentials) as registry:
+    async with Registry(ref.domain, hosts=hosts, credentials=credentials, retry=retry) as registry:
         pusher = _Pusher(registry, ref.path, store, emit, chunk_size, mount_from, concurrency)
         body, media_type, parsed = pusher.load(digest)
         if isinstance(parsed, Index):
