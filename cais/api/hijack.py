@@ -23,19 +23,32 @@ class _RawResponse(web.StreamResponse):
     _length_check = False  # neither Content-Length nor chunked: the body is the raw stream
 
 
-class _StdinParser:
-    """Feeds the bytes that follow the upgrade into a StreamReader (aiohttp's payload-parser protocol)."""
+class _HijackedProtocol(asyncio.Protocol):
+    """Takes the transport over from aiohttp after the upgrade: bytes in are stdin; a half-close
+    ends stdin without closing the connection; flow control and loss still reach aiohttp."""
 
-    def __init__(self, reader: asyncio.StreamReader) -> None:
+    def __init__(self, inner: asyncio.BaseProtocol, reader: asyncio.StreamReader) -> None:
+        self.inner = inner
         self.reader = reader
 
-    def feed_data(self, data: bytes) -> tuple[bool, bytes]:
-        self.reader.feed_data(bytes(data))
-        return False, b""
+    def data_received(self, data: bytes) -> None:
+        self.reader.feed_data(data)
 
-    def feed_eof(self) -> None:
+    def eof_received(self) -> bool:
         if not self.reader.at_eof():
             self.reader.feed_eof()
+        return True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.reader.at_eof():
+            self.reader.feed_eof()
+        self.inner.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self.inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.inner.resume_writing()
 
 
 class Hijacked:
@@ -67,15 +80,12 @@ async def hijack(request: web.Request, *, tty: bool) -> Hijacked:
     response.force_close()
     await response.prepare(request)
     stdin = None
-    protocol = request.protocol
-    if upgrade and protocol is not None:
+    transport = request.transport
+    if upgrade and transport is not None and request.protocol is not None:
         stdin = asyncio.StreamReader(limit=1 << 20)
-        parser = _StdinParser(stdin)
-        protocol.set_parser(parser)  # type: ignore[arg-type]
-
-        def eof_received() -> bool:
-            parser.feed_eof()
-            return True  # keep the transport open for output
-
-        protocol.eof_received = eof_received  # type: ignore[method-assign]
+        tail = bytes(request.protocol._message_tail)  # bytes that came right after the headers
+        request.protocol._message_tail = b""
+        if tail:
+            stdin.feed_data(tail)
+        transport.set_protocol(_HijackedProtocol(request.protocol, stdin))
     return Hijacked(response, stdin)

@@ -14,7 +14,8 @@ _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
 class Parser(argparse.ArgumentParser):
     def __init__(self, prog: str, usage: str, description: str = "") -> None:
         super().__init__(prog=f"cais {prog}", usage=f"cais {prog} {usage}", description=description,
-                         add_help=True, allow_abbrev=False)
+                         add_help=False, allow_abbrev=False)
+        self.add_argument("--help", action="help", help="print usage")
 
     def error(self, message: str) -> None:  # type: ignore[override]
         raise CliError(f"{self.prog}: {message}\nSee '{self.prog} --help'.", 125)

@@ -91,16 +91,20 @@ def stat_header(root: str, path: str) -> str:
 
 
 def _pipe_tar(build) -> Iterator[bytes]:  # type: ignore[no-untyped-def]
-    """Run `build(tarfile)` in a thread writing into a pipe; yield what it writes."""
+    """Run `build(tarfile)` in a thread; yield the tar stream it writes."""
+    def write(out: BinaryIO) -> None:
+        with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+            build(tar)
+    return pipe_writer(write)
+
+
+def pipe_writer(write) -> Iterator[bytes]:  # type: ignore[no-untyped-def]
+    """Run `write(fileobj)` in a thread; yield what it writes."""
     r, w = os.pipe()
-    errors: list[BaseException] = []
 
     def run() -> None:
-        try:
-            with os.fdopen(w, "wb") as out, tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-                build(tar)
-        except BaseException as e:  # reported by the reader; a client that left makes this a BrokenPipe
-            errors.append(e)
+        with contextlib.suppress(BrokenPipeError), os.fdopen(w, "wb") as out:
+            write(out)
 
     thread = threading.Thread(target=run, daemon=True)
     thread.start()

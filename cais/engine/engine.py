@@ -181,6 +181,7 @@ class Engine:
             self.store.add(record)
         cid = record["Id"]
         try:
+            self.images.add_container(cid, image["Id"])
             record["Driver"] = self.storage.create(cid, image)
             record["GraphDriver"] = self.storage.graph_driver(cid)
             self._write_etc(record)
@@ -191,6 +192,7 @@ class Engine:
         except BaseException:
             with contextlib.suppress(Exception):
                 self.storage.remove(cid)
+            self.images.remove_container(cid)
             self.store.remove(cid)
             raise
         self._event(record, "create")
@@ -289,6 +291,7 @@ class Engine:
             record.setdefault("Cais", {})["ManuallyStopped"] = False
             record["Cais"]["StartedMono"] = time.time()
             self.store.save(record)
+        self.images.store.set_container_running(cid, True)
         self._event(record, "start")
         if record["Config"].get("Healthcheck"):
             self.health.watch(cid)
@@ -339,6 +342,8 @@ class Engine:
             self.storage.unmount(cid)
         if self._health is not None:
             self._health.unwatch(cid)
+        with contextlib.suppress(Exception):
+            self.images.store.set_container_running(cid, False)
         with self.cond:
             state = record["State"]
             state.update({"Status": "exited", "Running": False, "Paused": False, "Pid": 0, "ExitCode": exit_code,
@@ -560,6 +565,7 @@ class Engine:
                 record["State"]["Dead"] = True
                 self.store.save(record)
             raise EngineError(f"unable to remove filesystem for {cid}: {e}") from e
+        self.images.remove_container(cid)
         for exec_id in [k for k, v in self.execs.items() if v["ContainerID"] == cid]:
             self.execs.pop(exec_id, None)
         with self.cond:
@@ -775,6 +781,14 @@ class Engine:
         self._on_exec_exit(exec_id, exit_code)
 
     # ---- system -----------------------------------------------------------------------------
+    def disk_usage(self) -> dict:
+        usage = self.images.disk_usage()
+        usage["Containers"] = [{**containers.summary(r), "SizeRw": self.storage.size(r["Id"]), "SizeRootFs": 0}
+                               for r in self.store.all()]
+        usage.setdefault("Volumes", [])
+        usage.setdefault("BuildCache", [])
+        return usage
+
     def counts(self) -> dict:
         records = self.store.all()
         running = sum(1 for r in records if r["State"]["Running"] and not r["State"]["Paused"])
