@@ -278,11 +278,11 @@ class Engine:
                 "op": "start", "id": cid, "bundle": bundle, "root": self.runtime_root, "tty": config["Tty"],
                 "stdin": config["OpenStdin"], "log": settings, "log_path": record["LogPath"],
                 "exit_file": self._path(cid, "exit.json")})
-        except EngineError:
-            self._start_failed(record)
+        except EngineError as e:
+            self._start_failed(record, str(e))
             raise
         except Exception as e:
-            self._start_failed(record)
+            self._start_failed(record, str(e))
             raise EngineError(f"failed to create task for container: {e}") from e
         with self.store.lock:
             state.update({"Status": "running", "Running": True, "Paused": False, "Restarting": False,
@@ -296,15 +296,24 @@ class Engine:
         if record["Config"].get("Healthcheck"):
             self.health.watch(cid)
 
-    def _start_failed(self, record: dict) -> None:
+    def _start_failed(self, record: dict, error: str) -> None:
+        """Like docker: exit code 127 (not found), 126 (not executable) or 128, and waiters released."""
         cid = record["Id"]
         self._runtime_delete(cid)
         with contextlib.suppress(Exception):
             self.storage.unmount(cid)
-        with self.store.lock:
-            record["State"]["ExitCode"] = 128
-            record["State"]["Error"] = "failed to start"
+        code = 127 if "no such file" in error.lower() or "not found" in error.lower() else (
+            126 if "permission denied" in error.lower() else 128)
+        with self.cond:
+            record["State"].update({"ExitCode": code, "Error": error, "FinishedAt": logs.timestamp()})
+            if record["State"]["Status"] == "created":
+                record["State"]["Status"] = "exited" if record["State"]["StartedAt"] != containers.ZERO_TIME \
+                    else "created"
             self.store.save(record)
+            self.generation[cid] = self.generation.get(cid, 0) + 1
+            self.cond.notify_all()
+        if record["HostConfig"].get("AutoRemove"):
+            threading.Thread(target=self._autoremove, args=(cid,), daemon=True).start()
 
     def _oci_mounts(self, record: dict) -> list[dict]:
         out = []

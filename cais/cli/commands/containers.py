@@ -150,12 +150,15 @@ def _run_attached(ctx, cid: str, *, tty: bool, stdin: bool, auto_remove: bool, d
             streams.watch_resize(lambda h, w: _quiet_resize(ctx, f"/containers/{cid}/resize", h, w))
         streams.pump(sock, tty=tty, stdin=stdin)
     sock.close()
+    # the attach stream ended: the container exited, or the user detached (only possible with stdin)
     deadline = time.monotonic() + 60
+    grace = time.monotonic() + 1
     while "StatusCode" not in status and "error" not in status and time.monotonic() < deadline:
-        info = _container_state(ctx, cid)
-        if info is not None and info["Running"]:
-            return 0  # detached with the detach keys
-        time.sleep(0.05)
+        if stdin and time.monotonic() > grace:
+            info = _container_state(ctx, cid)
+            if info is not None and info["Running"]:
+                return 0
+        time.sleep(0.02)
     if "error" in status:
         raise CliError(f"Error response from daemon: {status['error']}", 125)
     return int(status.get("StatusCode", 0))
