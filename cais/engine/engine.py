@@ -353,34 +353,32 @@ class Engine:
             self._health.unwatch(cid)
         with contextlib.suppress(Exception):
             self.images.store.set_container_running(cid, False)
-        with self.cond:
+        ran_for = time.time() - record.get("Cais", {}).get("StartedMono", 0)
+        with self.cond:  # one critical section: a concurrent stop sees either running or the final decision
             state = record["State"]
             state.update({"Status": "exited", "Running": False, "Paused": False, "Pid": 0, "ExitCode": exit_code,
                           "OOMKilled": oom, "FinishedAt": finished_at or logs.timestamp()})
             manual = cid in self.stopping or record.get("Cais", {}).get("ManuallyStopped", False)
+            auto_remove = record["HostConfig"].get("AutoRemove") and cid not in self.stopping
+            restart = not auto_remove and not manual and should_restart(
+                record["HostConfig"].get("RestartPolicy") or {}, exit_code, record["RestartCount"], manual)
+            if restart:
+                state["Restarting"] = True
+                state["Status"] = "restarting"
             self.store.save(record)
             self.generation[cid] = self.generation.get(cid, 0) + 1
             self.cond.notify_all()
         if oom:
             self._event(record, "oom")
         self._event(record, "die", exitCode=exit_code)
-        ran_for = time.time() - record.get("Cais", {}).get("StartedMono", 0)
-        if record["HostConfig"].get("AutoRemove") and cid not in self.stopping:
+        if auto_remove:
             threading.Thread(target=self._autoremove, args=(cid,), daemon=True).start()
-            return
-        if cid not in self.stopping and should_restart(record["HostConfig"].get("RestartPolicy") or {},
-                                                       exit_code, record["RestartCount"], manual):
+        elif restart:
             delay = next_delay(self.backoff.get(cid, 0), ran_for)
             self.backoff[cid] = delay
-            with self.cond:
-                state["Restarting"] = True
-                state["Status"] = "restarting"
-                self.store.save(record)
             timer = threading.Timer(delay, self._policy_restart, args=(cid,))
             timer.daemon = True
             timer.start()
-        elif record["HostConfig"].get("AutoRemove"):
-            threading.Thread(target=self._autoremove, args=(cid,), daemon=True).start()
 
     def _autoremove(self, cid: str) -> None:
         with contextlib.suppress(EngineError):
@@ -393,7 +391,9 @@ class Engine:
             return
         if not record["State"].get("Restarting") or self._closed.is_set():
             return
-        with self.store.lock:
+        with self.cond:
+            if not record["State"].get("Restarting"):
+                return
             record["RestartCount"] += 1
             record["State"]["Restarting"] = False
             self.store.save(record)
@@ -444,21 +444,20 @@ class Engine:
     def stop(self, ref: str, timeout: int | None = None, signal: str | None = None) -> None:
         record = self.get(ref)
         cid = record["Id"]
-        if record["State"].get("Restarting"):
-            with self.store.lock:
+        with self.cond:
+            record.setdefault("Cais", {})["ManuallyStopped"] = True
+            if record["State"].get("Restarting"):
                 record["State"].update({"Restarting": False, "Status": "exited"})
-                record.setdefault("Cais", {})["ManuallyStopped"] = True
                 self.store.save(record)
-            return
-        if not record["State"]["Running"]:
-            raise NotModified("container already stopped")
+                return
+            self.store.save(record)
+            if not record["State"]["Running"]:
+                raise NotModified("container already stopped")
         config = record["Config"]
         sig = signals.parse(signal or config.get("StopSignal"), signals_mod.SIGTERM)
         if timeout is None:
             timeout = config.get("StopTimeout") if config.get("StopTimeout") is not None else 10
         with self.store.lock:
-            record.setdefault("Cais", {})["ManuallyStopped"] = True
-            self.store.save(record)
             generation = self.generation.get(cid, 0)
         self.stopping.add(cid)
         try:
