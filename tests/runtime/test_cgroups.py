@@ -13,7 +13,7 @@ import signal
 
 import pytest
 
-from cais.runtime.cgroups import CgroupError, mode
+from cais.runtime.cgroups import CgroupError, load_manager, mode
 from tests.runtime.cgroup_helpers import cgroups_fixture, wait_for  # noqa: F401 (fixture)
 
 BUSY = "while True: pass\n"
@@ -160,3 +160,34 @@ def test_bad_resources_are_a_clear_error_and_leave_nothing(cgroups, resources, m
     with pytest.raises(CgroupError, match=message):
         m.create(resources)
     assert not m.exists()
+
+
+def test_destroy_removes_nested_cgroups(cgroups) -> None:
+    """A container that manages its own sub-cgroups (cgroup namespace) leaves nothing either."""
+    m = cgroups.create({"pids": {"limit": 20}})
+    child = cgroups.child(m, SLEEP)
+    for path in set(m.paths.values()):
+        os.makedirs(os.path.join(path, "inner", "deeper"))
+    inner = load_manager({k: os.path.join(p, "inner", "deeper") for k, p in m.paths.items()})
+    if m.version == 1:
+        cpuset = inner.paths.get("cpuset")
+        if cpuset:  # a v1 cpuset is empty until given cpus and mems
+            for level in (os.path.dirname(cpuset), cpuset):
+                for key in ("cpuset.cpus", "cpuset.mems"):
+                    with open(os.path.join(os.path.dirname(level), key)) as src:
+                        value = src.read().strip()
+                    with open(os.path.join(level, key), "w") as dst:
+                        dst.write(value)
+    inner.add(child.pid)
+    assert m.pids() == [child.pid]
+    m.kill()
+    child.finish()
+    m.destroy()
+    assert not m.exists()
+
+
+def test_reopened_from_saved_paths(cgroups) -> None:
+    m = cgroups.create({"pids": {"limit": 5}})
+    again = load_manager(m.paths)
+    assert again.version == m.version
+    assert again.stats().pids.limit == 5

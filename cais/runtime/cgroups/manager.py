@@ -76,6 +76,10 @@ class Manager(ABC):
     @abstractmethod
     def exists(self) -> bool: ...
 
+    @abstractmethod
+    def delegate(self, uid: int, gid: int) -> None:
+        """Hand the cgroup to a container's root user (with a user namespace)."""
+
     def kill(self, sig: int = signal.SIGKILL) -> None:
         """Send ``sig`` to every process; frozen first so that no fork escapes the signal."""
         try:

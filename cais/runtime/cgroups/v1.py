@@ -93,6 +93,10 @@ class V1Manager(Manager):
         for path in sorted(set(self._paths.values())):
             fs.write_proc(path, pid)
 
+    def delegate(self, uid: int, gid: int) -> None:
+        """Nothing: v1 has no safe delegation (a chowned v1 cgroup lets its owner raise its own
+        limits), so, like runc, cais leaves v1 cgroups to root."""
+
     def pids(self) -> list[int]:
         for subsystem in ("pids", "freezer", "devices", "memory", "cpu"):
             path = self._paths.get(subsystem)

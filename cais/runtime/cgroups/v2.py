@@ -120,6 +120,24 @@ class V2Manager(Manager):
     def add(self, pid: int) -> None:
         fs.write_proc(self._path, pid)
 
+    def delegate(self, uid: int, gid: int) -> None:
+        """chown the directory and the files the kernel lists as delegatable
+        (/sys/kernel/cgroup/delegate), so that a container with its own user namespace and
+        cgroup namespace can make sub-cgroups and move its processes between them, as runc does.
+        Limits stay with the parent: a delegatee can never raise its own."""
+        try:
+            with open("/sys/kernel/cgroup/delegate") as f:
+                names = f.read().split()
+        except OSError:
+            names = ["cgroup.procs", "cgroup.threads", "cgroup.subtree_control"]
+        try:
+            os.chown(self._path, uid, gid)
+            for name in names:
+                with contextlib.suppress(FileNotFoundError):
+                    os.chown(os.path.join(self._path, name), uid, gid)
+        except OSError as e:
+            raise CgroupError(f"cannot delegate cgroup {self._path} to {uid}:{gid}: {e.strerror}") from None
+
     def pids(self) -> list[int]:
         return fs.procs(self._path) if os.path.isdir(self._path) else []
 
