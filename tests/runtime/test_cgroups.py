@@ -191,3 +191,15 @@ def test_reopened_from_saved_paths(cgroups) -> None:
     again = load_manager(m.paths)
     assert again.version == m.version
     assert again.stats().pids.limit == 5
+
+
+def test_signal_to_a_paused_cgroup_keeps_it_paused_but_sigkill_kills(cgroups) -> None:
+    m = cgroups.create({})
+    code = "import signal, time\nsignal.signal(signal.SIGUSR1, signal.SIG_IGN)\nprint(1, flush=True)\ntime.sleep(600)\n"
+    child = cgroups.child(m, code)
+    assert child.proc.stdout is not None and child.proc.stdout.readline() == b"1\n"
+    m.freeze()
+    m.kill(signal.SIGUSR1)
+    assert m.frozen()
+    m.kill(signal.SIGKILL)
+    assert child.finish()[0] == -signal.SIGKILL
