@@ -60,3 +60,12 @@ def test_memory_limit_below_usage_is_a_clear_error(cgroups_v1) -> None:
     assert child.proc.stdout is not None and child.proc.stdout.readline() == b"1\n"
     with pytest.raises(CgroupError, match="memory limit"):
         m.update({"memory": {"limit": 4 << 20}})
+
+
+def test_docker_default_device_rules(cgroups_v1) -> None:
+    from tests.runtime.test_cgroups_devices import DOCKER_DEFAULT
+
+    m = cgroups_v1.create({"devices": DOCKER_DEFAULT})
+    listed = Path(m.paths["devices"], "devices.list").read_text().splitlines()
+    assert "c 1:3 rwm" in listed and "c 136:* rwm" in listed and "c *:* m" in listed
+    assert not any("10:229" in line for line in listed)

@@ -135,3 +135,12 @@ def test_delegate_hands_the_cgroup_to_a_user(cgroups_unified) -> None:
         st = os.stat(os.path.join(path, name))
         assert (st.st_uid, st.st_gid) == (123456, 123457)
     assert os.stat(os.path.join(path, "cgroup.freeze")).st_uid == 0  # limits stay root's
+
+
+def test_docker_default_device_program_loads(cgroups_unified) -> None:
+    from tests.runtime.test_cgroups_devices import DOCKER_DEFAULT
+
+    rules = [*DOCKER_DEFAULT, {"allow": False, "type": "c", "major": 1, "minor": 5, "access": "rwm"}]
+    m = cgroups_unified.create({"devices": rules})
+    rc, out, err = cgroups_unified.child(m, OPEN).finish()
+    assert out.splitlines() == ["/dev/null ok", "/dev/zero EPERM"], err
