@@ -106,6 +106,12 @@ class BlobWriter:
         self._done = True
         return digest
 
+    def close(self) -> None:
+        """Stop writing but keep the partial ingest, to be resumed later under the same `ref`."""
+        if not self._done:
+            self._file.close()
+            self._done = True
+
     def abort(self) -> None:
         if not self._done:
             self._file.close()
