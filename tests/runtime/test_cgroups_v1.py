@@ -69,3 +69,11 @@ def test_docker_default_device_rules(cgroups_v1) -> None:
     listed = Path(m.paths["devices"], "devices.list").read_text().splitlines()
     assert "c 1:3 rwm" in listed and "c 136:* rwm" in listed and "c *:* m" in listed
     assert not any("10:229" in line for line in listed)
+
+
+def test_memory_above_memory_plus_swap_is_a_clear_error(cgroups_v1) -> None:
+    m = cgroups_v1.create({"memory": {"limit": 64 << 20, "swap": 128 << 20}})
+    with pytest.raises(CgroupError, match="above the memory\\+swap limit"):
+        m.update({"memory": {"limit": 256 << 20}})
+    m.update({"memory": {"limit": 256 << 20, "swap": 512 << 20}})
+    assert m.stats().memory.swap.limit == 512 << 20

@@ -303,6 +303,7 @@ def _set_memory(path: str, mem: dict) -> None:
 
 
 def _write_limit(path: str, name: str, value: int) -> None:
+    """Write a memory or memory+swap limit, explaining the kernel's two usual refusals."""
     try:
         fs.write(path, name, value)
     except CgroupError:
@@ -311,6 +312,13 @@ def _write_limit(path: str, name: str, value: int) -> None:
             raise CgroupError(
                 f"cannot set memory limit to {value}: the cgroup already uses {usage} bytes ({path})"
             ) from None
+        memsw = fs.read_uint(path, "memory.memsw.limit_in_bytes")
+        if name == "memory.limit_in_bytes" and value > memsw > 0:
+            raise CgroupError(
+                f"cannot set memory limit to {value}: above the memory+swap limit {memsw}; set memory.swap too"
+            ) from None
+        if name == "memory.memsw.limit_in_bytes" and 0 < value < fs.read_uint(path, "memory.limit_in_bytes"):
+            raise CgroupError(f"cannot set memory+swap limit to {value}: below the memory limit") from None
         raise
 
 
