@@ -203,3 +203,11 @@ def test_signal_to_a_paused_cgroup_keeps_it_paused_but_sigkill_kills(cgroups) ->
     assert m.frozen()
     m.kill(signal.SIGKILL)
     assert child.finish()[0] == -signal.SIGKILL
+
+
+def test_stats_of_a_removed_cgroup_is_a_clear_error(cgroups) -> None:
+    m = cgroups.create({})
+    m.destroy()
+    with pytest.raises(CgroupError, match="does not exist"):
+        m.stats()
+    m.destroy()  # twice is fine

@@ -205,6 +205,10 @@ class V1Manager(Manager):
         return fs.read_keyed(path, "memory.oom_control").get("oom_kill", 0) if path else 0
 
     def stats(self) -> Stats:
+        if not self.exists():
+            raise CgroupError(
+                f"cgroup {self._paths.get('memory') or next(iter(self._paths.values()))} does not exist"
+            )
         s = Stats()
         if path := self._path("cpuacct"):
             c = s.cpu
@@ -239,7 +243,7 @@ class V1Manager(Manager):
                     )
                     s.blkio.io_serviced_recursive = _blkio_entries(path, f"{kind}.io_serviced_recursive")
                     break
-        if path := self._path("hugetlb"):
+        if (path := self._path("hugetlb")) and os.path.isdir(path):
             for name in sorted(os.listdir(path)):
                 if name.startswith("hugetlb.") and name.endswith(".usage_in_bytes") and ".rsvd." not in name:
                     size = name.split(".")[1]

@@ -242,6 +242,8 @@ class V2Manager(Manager):
         return fs.read_keyed(self._path, "memory.events").get("oom_kill", 0)
 
     def stats(self) -> Stats:
+        if not self.exists():
+            raise CgroupError(f"cgroup {self._path} does not exist")
         path, s = self._path, Stats()
         cs = fs.read_keyed(path, "cpu.stat")
         c = s.cpu
@@ -284,7 +286,7 @@ class V2Manager(Manager):
             ):
                 if key in values:
                     entries.append(BlkioEntry(major, minor, op, int(values[key])))
-        for name in sorted(os.listdir(path)) if os.path.isdir(path) else []:
+        for name in sorted(os.listdir(path)):
             if name.startswith("hugetlb.") and name.endswith(".current") and ".rsvd." not in name:
                 size = name.split(".")[1]
                 s.hugetlb[size] = HugetlbStats(
