@@ -9,7 +9,9 @@ places relative paths) and it is all removed afterwards.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import tempfile
 
 import pytest
 
@@ -211,3 +213,28 @@ def test_stats_of_a_removed_cgroup_is_a_clear_error(cgroups) -> None:
     with pytest.raises(CgroupError, match="does not exist"):
         m.stats()
     m.destroy()  # twice is fine
+
+
+def test_io_stats_count_direct_writes(cgroups) -> None:
+    scratch = tempfile.mkdtemp(prefix="cais-cg-test-", dir="/var/tmp")
+    try:
+        if os.major(os.stat(scratch).st_dev) == 0:
+            pytest.skip("/var/tmp is not on a block device here")
+        target = os.path.join(scratch, "data")
+        m = cgroups.create({})
+        code = (
+            "import mmap\n"
+            f"fd = os.open({target!r}, os.O_CREAT | os.O_WRONLY | os.O_DIRECT, 0o600)\n"
+            "buf = mmap.mmap(-1, 1 << 20)\nbuf.write(b'x' * (1 << 20))\n"
+            "for _ in range(4): os.write(fd, buf)\n"
+            "os.fsync(fd)\n"
+        )
+        rc, _, err = cgroups.child(m, code).finish()
+        if rc != 0 and "Invalid argument" in err:
+            pytest.skip("this file system refuses O_DIRECT")
+        assert rc == 0, err
+        blkio = m.stats().blkio
+        assert sum(e.value for e in blkio.io_service_bytes_recursive if e.op == "Write") >= 4 << 20
+        assert sum(e.value for e in blkio.io_serviced_recursive if e.op == "Write") >= 1
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)

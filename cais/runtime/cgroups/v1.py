@@ -236,12 +236,15 @@ class V1Manager(Manager):
             s.pids.current = fs.read_uint(path, "pids.current")
             s.pids.limit = fs.read_uint(path, "pids.max")
         if path := self._path("blkio"):
+            # CFQ (old kernels), BFQ, or the throttling layer: the first that saw any I/O (BFQ's
+            # files exist while the disk uses another scheduler, and stay empty).
             for kind in ("blkio", "blkio.bfq", "blkio.throttle"):
-                if fs.exists(path, f"{kind}.io_serviced_recursive"):
+                serviced = _blkio_entries(path, f"{kind}.io_serviced_recursive")
+                if serviced:
+                    s.blkio.io_serviced_recursive = serviced
                     s.blkio.io_service_bytes_recursive = _blkio_entries(
                         path, f"{kind}.io_service_bytes_recursive"
                     )
-                    s.blkio.io_serviced_recursive = _blkio_entries(path, f"{kind}.io_serviced_recursive")
                     break
         if (path := self._path("hugetlb")) and os.path.isdir(path):
             for name in sorted(os.listdir(path)):
