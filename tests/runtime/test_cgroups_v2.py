@@ -144,3 +144,27 @@ def test_docker_default_device_program_loads(cgroups_unified) -> None:
     m = cgroups_unified.create({"devices": rules})
     rc, out, err = cgroups_unified.child(m, OPEN).finish()
     assert out.splitlines() == ["/dev/null ok", "/dev/zero EPERM"], err
+
+
+def test_a_delegated_user_manages_its_subtree(cgroups_unified) -> None:
+    m = cgroups_unified.create({})
+    m.delegate(123456, 123456)
+    path = m.paths[""]
+    code = (
+        "os.setgroups([]); os.setgid(123456); os.setuid(123456)\n"
+        f"os.mkdir({path!r} + '/sub')\n"
+        f"with open({path!r} + '/sub/cgroup.procs', 'w') as f: f.write(str(os.getpid()))\n"
+        "try:\n"
+        f"    open({path!r} + '/cgroup.freeze', 'w').write('1')\n"
+        "except PermissionError:\n"
+        "    print('limits refused', flush=True)\n"
+        "import time; time.sleep(600)\n"
+    )
+    child = cgroups_unified.child(m, code)
+    assert child.proc.stdout is not None and child.proc.stdout.readline() == b"limits refused\n"
+    with open(os.path.join(path, "sub", "cgroup.procs")) as f:
+        assert f.read().split() == [str(child.pid)]
+    m.kill()
+    child.finish()
+    m.destroy()
+    assert not m.exists()
