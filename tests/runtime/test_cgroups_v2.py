@@ -125,6 +125,12 @@ def test_v2_files_written(cgroups_v2) -> None:
     assert read("pids.max") == "30"
     m.update({"cpu": {"period": 200000}})
     assert read("cpu.max") == "50000 200000"
+    m.update({"hugepageLimits": [{"pageSize": "2MB", "limit": 4 << 20}], "blockIO": {"weight": 500}})
+    assert read("hugetlb.2MB.max") == str(4 << 20)
+    if os.path.exists(os.path.join(path, "io.bfq.weight")):
+        assert read("io.bfq.weight").split()[:2] == ["default", "500"]
+    elif os.path.exists(os.path.join(path, "io.weight")):
+        assert read("io.weight").split()[:2] == ["default", "4950"]
 
 
 def test_delegate_hands_the_cgroup_to_a_user(cgroups_unified) -> None:
