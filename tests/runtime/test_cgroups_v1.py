@@ -77,3 +77,26 @@ def test_memory_above_memory_plus_swap_is_a_clear_error(cgroups_v1) -> None:
         m.update({"memory": {"limit": 256 << 20}})
     m.update({"memory": {"limit": 256 << 20, "swap": 512 << 20}})
     assert m.stats().memory.swap.limit == 512 << 20
+
+
+def test_device_update_changes_only_the_difference(cgroups_v1) -> None:
+    allow = [
+        {"allow": False, "access": "rwm"},
+        {"allow": True, "type": "c", "major": 1, "minor": 3, "access": "rwm"},
+        {"allow": True, "type": "c", "major": 1, "minor": 5, "access": "rw"},
+    ]
+    m = cgroups_v1.create({"devices": allow})
+    listing = Path(m.paths["devices"], "devices.list")
+    assert listing.read_text().splitlines() == ["c 1:3 rwm", "c 1:5 rw"]
+    m.update(
+        {
+            "devices": [
+                allow[0],
+                {"allow": True, "type": "c", "major": 1, "minor": 5, "access": "rwm"},
+                {"allow": True, "type": "c", "major": 1, "minor": 3, "access": "r"},
+            ]
+        }
+    )
+    assert sorted(listing.read_text().splitlines()) == ["c 1:3 r", "c 1:5 rwm"]
+    rc, out, err = cgroups_v1.child(m, OPEN).finish()
+    assert out.splitlines() == ["/dev/null EPERM", "/dev/zero ok"], err
