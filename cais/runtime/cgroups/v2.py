@@ -76,10 +76,6 @@ class V2Manager(Manager):
     def paths(self) -> dict[str, str]:
         return {"": self._path}
 
-    @property
-    def path(self) -> str:
-        return self._path
-
     # --- lifecycle -------------------------------------------------------------------------
 
     def create(self, resources: Resources | None = None) -> None:
