@@ -103,13 +103,17 @@ def _number(raw: bytes, what: str) -> int:
 
 
 def _checksum_ok(block: bytes) -> bool:
+    """The header checksum: the sum of its bytes with the checksum field as spaces (unsigned, or
+    signed as some old tars computed it)."""
     try:
         stored = _number(block[148:156], "checksum")
     except InvalidLayer:
         return False
-    unsigned = sum(block[:148]) + 8 * 32 + sum(block[156:])
-    signed = unsigned - 2 * (sum(b for b in block[:148] + block[156:] if b > 127))
-    return stored in (unsigned, signed)
+    unsigned = sum(block) - sum(block[148:156]) + 8 * 32
+    if stored == unsigned:
+        return True
+    signed = unsigned - 256 * sum(1 for b in block[:148] + block[156:] if b > 127)
+    return stored == signed
 
 
 def _parse_pax(data: bytes) -> dict[str, bytes]:
