@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from cais.storage.archive import DiffResult
-from cais.storage.errors import LayerExists, LayerNotFound, StorageError
+from cais.storage.errors import LayerExists, LayerNotFound, LayerTooLarge, StorageError
 
 __all__ = ["Change", "DiffResult", "Driver", "open_driver", "DRIVERS"]
 
@@ -123,6 +123,8 @@ class Driver(abc.ABC):
     """Layers and containers' writable layers under one root directory."""
 
     name: str
+    # An unpack with no size limit of its own stops before it leaves less than this free on disk.
+    disk_reserve = 512 << 20
 
     def __init__(self, root: str) -> None:
         self.root = root
@@ -169,6 +171,12 @@ class Driver(abc.ABC):
         """Write the container's changes as an OCI layer tar (with .wh. whiteouts), reproducibly."""
 
     # helpers shared by both drivers
+
+    def _disk_guard(self) -> None:
+        st = os.statvfs(self.root)
+        if st.f_bavail * st.f_frsize < self.disk_reserve:
+            raise LayerTooLarge(f"stopping the unpack: less than {self.disk_reserve >> 20} MiB left free "
+                                f"under {self.root}")
 
     def _require_new_layer(self, layer_id: str) -> None:
         check_id("layer", layer_id)

@@ -33,7 +33,6 @@ from cais.storage.errors import LayerNotFound, StorageError
 
 MOUNT_SOURCE = "cais-st-overlay"
 _PAGE = os.sysconf("SC_PAGESIZE")
-_DISK_RESERVE = 512 << 20
 # Options pinned off so that a diff stays a plain directory tree: no inode index tying an upper dir
 # to its lowers, no redirects or metacopy-only files that an export could not archive.
 _PINNED = ("index", "redirect_dir", "metacopy")
@@ -55,13 +54,6 @@ def _read(path: str) -> str:
 def _write(path: str, text: str) -> None:
     with open(path, "w") as f:
         f.write(text)
-
-
-def disk_guard(root: str) -> None:
-    """Stop an unpack before it fills the disk (for layers with no explicit size limit)."""
-    st = os.statvfs(root)
-    if st.f_bavail * st.f_frsize < _DISK_RESERVE:
-        raise archive.InvalidLayer(f"stopping unpack: less than {_DISK_RESERVE >> 20} MiB free under {root}")
 
 
 def mount_in(cwd: str, target: str, data: str) -> None:
@@ -185,15 +177,34 @@ class OverlayDriver(Driver):
     def apply_diff(self, layer_id: str, parent_id: str | None, stream: BinaryIO, *,
                    max_size: int | None = None) -> archive.DiffResult:
         return self._make_layer(layer_id, parent_id, lambda diff: archive.unpack(
-            stream, diff, "overlay", max_size=max_size, guard=lambda: disk_guard(self.root)))
+            stream, diff, "overlay", max_size=max_size, guard=self._disk_guard))
 
     def create_layer(self, layer_id: str, parent_id: str | None) -> None:
         self._make_layer(layer_id, parent_id, lambda diff: archive.DiffResult(archive.EMPTY_DIFF_ID, 0, 1024))
 
+    def _user_of(self, link: str) -> str | None:
+        """A layer or container stacked on the layer whose short name is `link`, if any."""
+        wanted = f"l/{link}"
+        for kind, parent in (("layer", self._layers), ("container", self._containers)):
+            for name in os.listdir(parent):
+                if name.startswith("."):
+                    continue
+                try:
+                    if wanted in _read(os.path.join(parent, name, "lower")).split(":"):
+                        return f"{kind} {name}"
+                except FileNotFoundError:
+                    continue
+        return None
+
     def remove_layer(self, layer_id: str) -> None:
+        """Remove a layer; refused while another layer or a container is stacked on it (with
+        overlay they read its files at mount time)."""
         self._require_layer(layer_id)
         path = self._layer(layer_id)
         link = _read(os.path.join(path, "link"))
+        user = self._user_of(link)
+        if user is not None:
+            raise StorageError(f"layer {layer_id} is in use by {user}")
         remove_tree(path, self._layers)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(os.path.join(self._links, link))

@@ -48,7 +48,7 @@ class LimitedDigestReader(io.RawIOBase):
     """Hashes (sha256) and counts the bytes read through it; past `max_size` it raises LayerTooLarge.
     Every `check_every` bytes it calls `guard()` (e.g. a free-disk-space check)."""
 
-    def __init__(self, src: BinaryIO, max_size: int | None, guard=None, check_every: int = 256 << 20) -> None:
+    def __init__(self, src: BinaryIO, max_size: int | None, guard=None, check_every: int = 8 << 20) -> None:
         self._src = src
         # read1: take what the source has now instead of blocking until a whole chunk arrives
         self._read = getattr(src, "read1", src.read)
