@@ -28,6 +28,7 @@ from cais.storage.errors import InvalidLayer, StorageError
 from cais.storage.tarstream import Header
 
 CHUNK = 1 << 20
+MAX_DEPTH = 512
 EMPTY_DIFF_ID = "sha256:5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef"  # 1024 zero bytes
 _FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -49,7 +50,8 @@ def _show(name: str) -> str:
 
 def clean_path(name: str) -> str:
     """A tar entry name as a relative path with no '.', '..' or empty components ('' is the root).
-    A leading '/' is dropped (as tar does); '..' reaching above the root is refused."""
+    A leading '/' is dropped (as tar does); '..' reaching above the root is refused, and so is
+    nesting deeper than MAX_DEPTH (which recursive tree walks and per-level descriptors rely on)."""
     parts: list[str] = []
     for part in name.split("/"):
         if part in ("", "."):
@@ -60,6 +62,8 @@ def clean_path(name: str) -> str:
             parts.pop()
         else:
             parts.append(part)
+    if len(parts) > MAX_DEPTH:
+        raise InvalidLayer(f"{_show(name)}: nested deeper than {MAX_DEPTH} directories")
     return "/".join(parts)
 
 

@@ -120,6 +120,8 @@ class OverlayDriver(Driver):
         sweep_staging(self._layers)
         sweep_staging(self._containers)
         self._repair_links()
+        self._mount_lock = threading.Lock()
+        self._mount_count: dict[str, int] = {}  # mounts made or found by this process, like overlay2's
 
     def _repair_links(self) -> None:
         """Make the l/ links agree with the committed layers (after a crash between the steps)."""
@@ -238,28 +240,38 @@ class OverlayDriver(Driver):
             raise StorageError(f"container {container_id} already has a writable layer")
 
     def mount(self, container_id: str) -> str:
+        """Mount the container's rootfs, or count one more user of the mount already there."""
         path = self._container(container_id)
         merged = os.path.join(path, "merged")
-        if os.path.ismount(merged):
-            return merged
-        lower = _read(os.path.join(path, "lower")) or "empty"
-        rel = f"containers/{container_id}"
-        mount_in(self.root, merged,
-                 f"lowerdir={lower},upperdir={rel}/diff,workdir={rel}/work{_pinned_options()}")
+        with self._mount_lock:
+            if not os.path.ismount(merged):
+                lower = _read(os.path.join(path, "lower")) or "empty"
+                rel = f"containers/{container_id}"
+                mount_in(self.root, merged,
+                         f"lowerdir={lower},upperdir={rel}/diff,workdir={rel}/work{_pinned_options()}")
+                self._mount_count[container_id] = 0
+            self._mount_count[container_id] = self._mount_count.get(container_id, 0) + 1
         return merged
 
-    def unmount(self, container_id: str) -> None:
+    def unmount(self, container_id: str, *, force: bool = False) -> None:
+        """Release one use of the mount; the last one (or `force`) unmounts it."""
         merged = os.path.join(self._container(container_id), "merged")
-        if os.path.ismount(merged):
-            try:
-                mnt.umount(merged, mnt.MNT_DETACH)
-            except OSError as e:
-                if e.errno != errno.EINVAL:
-                    raise StorageError(f"cannot unmount {merged}: {e.strerror}") from None
+        with self._mount_lock:
+            left = 0 if force else self._mount_count.get(container_id, 1) - 1
+            if left > 0:
+                self._mount_count[container_id] = left
+                return
+            self._mount_count.pop(container_id, None)
+            if os.path.ismount(merged):
+                try:
+                    mnt.umount(merged, mnt.MNT_DETACH)
+                except OSError as e:
+                    if e.errno != errno.EINVAL:
+                        raise StorageError(f"cannot unmount {merged}: {e.strerror}") from None
 
     def remove_rw(self, container_id: str) -> None:
         path = self._container(container_id)
-        self.unmount(container_id)
+        self.unmount(container_id, force=True)
         remove_tree(path, self._containers)
 
     # --- diffs -------------------------------------------------------------------------------------

@@ -260,3 +260,18 @@ def test_unpack_stops_before_the_disk_is_full(small_fs, name):
     assert not driver.has_layer("big")
     free = os.statvfs(small_fs)
     assert free.f_bavail * free.f_frsize > 40 << 20  # the half-made layer was removed
+
+
+def test_mounts_are_counted(driver):
+    driver.apply_diff("base", None, stream(BASE))
+    driver.create_rw("c", "base")
+    first = driver.mount("c")
+    assert driver.mount("c") == first
+    driver.unmount("c")
+    assert os.path.exists(os.path.join(first, "etc/passwd"))  # one user left: still there
+    driver.unmount("c")
+    if driver.name == "overlay":
+        assert not os.path.ismount(first)
+    driver.mount("c")
+    driver.remove_rw("c")  # unmounts whatever the count
+    assert not os.path.exists(first)

@@ -96,6 +96,8 @@ def hostile_cases(s: str) -> dict[str, tuple[list[list[E]], str | None]]:
         "whiteout through lower-layer symlink": ([[E("evil", "symlink", target=s)], [E("evil/.wh.file")]], "?"),
         "opaque through lower-layer symlink": ([[E("evil", "symlink", target=s)], [E("evil/.wh..wh..opq")]], "?"),
         "root as a symlink": ([[E("./", "symlink", target=s)]], "root must be a directory"),
+        "nesting deeper than a tree walk can follow": ([[E("d/" * 600 + "f", data=b"x")]], "nested deeper than"),
+        "path longer than PATH_MAX": ([[E(("n" * 250 + "/") * 20 + "f", data=b"x")]], "too long"),
         "overlay xattr smuggled": ([[E("d", "dir", xattrs={"trusted.overlay.opaque": b"y",
                                                            "trusted.overlay.redirect": b"/etc"})]], None),
     }
