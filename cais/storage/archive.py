@@ -152,9 +152,13 @@ class Unpacker:
                 raise
             except OSError as e:
                 raise InvalidLayer(f"{_show(header.name)}: {e.strerror or e}") from None
+            except (ValueError, OverflowError) as e:  # NUL bytes in names, out-of-range ids or times
+                raise InvalidLayer(f"{_show(header.name)}: invalid entry ({e})") from None
         self._set_dir_times()
 
     def _touch(self, path: str) -> None:
+        if self.mode != "delete":
+            return  # only vfs's opaque markers ask what this layer wrote
         while path not in self._touched:
             self._touched.add(path)
             path = _split(path)[0]
@@ -324,7 +328,7 @@ class Unpacker:
             parent, base = _split(path)
             try:
                 if not base:
-                    os.utime(fs.fd_path(self.root_fd), ns=(ns, ns))
+                    os.utime(self.root_fd, ns=(ns, ns))
                 else:
                     os.utime(base, ns=(ns, ns), dir_fd=self._dir(parent, create=False), follow_symlinks=False)
             except (FileNotFoundError, InvalidLayer):

@@ -175,10 +175,14 @@ class Driver(abc.ABC):
     # helpers shared by both drivers
 
     def _disk_guard(self) -> None:
+        """Stop an unpack that is about to fill the disk — with bytes, or with inodes (a layer of
+        millions of empty files compresses to almost nothing)."""
         st = os.statvfs(self.root)
         if st.f_bavail * st.f_frsize < self.disk_reserve:
             raise LayerTooLarge(f"stopping the unpack: less than {self.disk_reserve >> 20} MiB left free "
                                 f"under {self.root}")
+        if st.f_files and st.f_favail < max(st.f_files // 100, 1000):
+            raise LayerTooLarge(f"stopping the unpack: the file system under {self.root} is running out of inodes")
 
     def _require_new_layer(self, layer_id: str) -> None:
         check_id("layer", layer_id)

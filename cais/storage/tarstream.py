@@ -206,6 +206,7 @@ class TarReader:
         global_pax: dict[str, bytes] = {}
         long_name: bytes | None = None
         long_link: bytes | None = None
+        meta_bytes = global_bytes = 0  # bounded, so that metadata headers cannot exhaust memory
         while True:
             self._skip_rest()
             block = self._f.read(BLOCK)
@@ -218,6 +219,9 @@ class TarReader:
             type_ = block[156:157]
             size = _number(block[124:136], "size")
             if type_ in (GNU_LONGNAME, GNU_LONGLINK, PAX, PAX_GLOBAL):
+                meta_bytes += size
+                if meta_bytes > _MAX_META:
+                    raise InvalidLayer(f"tar metadata headers add up to more than {_MAX_META} bytes")
                 data = self._meta_block(size)
                 if type_ == GNU_LONGNAME:
                     long_name = _nul_terminated(data)
@@ -227,6 +231,7 @@ class TarReader:
                     pax.update(_parse_pax(data))
                 else:
                     global_pax.update(_parse_pax(data))
+                    global_bytes += size
                 continue
             records = {**global_pax, **pax}
             name = _nul_terminated(block[0:100])
@@ -262,6 +267,7 @@ class TarReader:
             )
             pax = {}
             long_name = long_link = None
+            meta_bytes = global_bytes
             self._remaining = size  # only regular files' data is read; any other's is skipped
             self._padding = -self._remaining % BLOCK
             yield header
