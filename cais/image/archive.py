@@ -58,6 +58,11 @@ def save(store: ImageStore, names: list[str], out: BinaryIO, format: str = "dock
     """Write the images `names` (references or IDs) as one tar stream to `out`."""
     if format not in ("docker", "oci"):
         raise ImageError(f"unknown archive format {format!r} (docker or oci)")
+    with store.hold():
+        _save(store, names, out, format)
+
+
+def _save(store: ImageStore, names: list[str], out: BinaryIO, format: str) -> None:
     images: dict[str, list[Reference]] = {}
     for name in names:
         for image_id, tags in _save_targets(store, name):

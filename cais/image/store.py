@@ -140,7 +140,8 @@ class ImageStore:
         with contextlib.suppress(ReferenceError):
             ref = parse(name)
         if ref is not None:
-            found = self.meta.resolve_ref(str(ref))
+            found = self.meta.resolve_ref(str(ref if not (ref.tag and ref.digest) else Reference(
+                ref.domain, ref.path, None, ref.digest)))  # docker looks a tag+digest reference up by digest
             if found:
                 return found
         if re.fullmatch(r"[a-f0-9]{1,63}", candidate) and (name == candidate or name.startswith("sha256:")):
@@ -171,17 +172,18 @@ class ImageStore:
 
     # ------------------------------------------------------------------ register
     def register(self, manifest_digest: str, reference: str | Reference | None = None,
-                 repo_digest: bool = True, parent: str = "") -> str:
+                 repo_digest: bool = True, parent: str = "", platform: Platform | None = None) -> str:
         """Turn a manifest (or index) and its blobs, all in the content store, into an image.
 
         `reference` tags the image (a tag) or records its repo digest (a digest); with
         `repo_digest` a tagged reference also gets ``name@manifest_digest`` (what a pull records).
+        An index resolves to its entry for `platform` (default: the store's, else this host's).
         Returns the image ID. Raises ImageError and registers nothing on any problem.
         """
         ref = self._parse_ref(reference)
         with self.hold():
             try:
-                man, extra = self._load_manifest(manifest_digest)
+                man, extra = self._load_manifest(manifest_digest, platform or self.platform)
                 return self._register(man, manifest_digest, extra, ref, repo_digest, parent)
             except (ManifestError, ContentError) as e:
                 raise InvalidImage(str(e)) from None
@@ -195,7 +197,7 @@ class ImageStore:
         except ReferenceError as e:
             raise InvalidImage(str(e)) from None
 
-    def _load_manifest(self, digest: str) -> tuple[tuple[str, Manifest], list[str]]:
+    def _load_manifest(self, digest: str, platform: Platform | None) -> tuple[tuple[str, Manifest], list[str]]:
         """The image manifest for `digest`, following an index to this platform's entry."""
         try:
             doc = parse_manifest(self.content.read(digest))
@@ -208,7 +210,7 @@ class ImageStore:
             if depth > 4:
                 raise InvalidImage(f"index {digest} nests too deeply")
             extra.append(digest)
-            digest = select_manifest(doc, self.platform).digest
+            digest = select_manifest(doc, platform).digest
             try:
                 doc = parse_manifest(self.content.read(digest))
             except BlobNotFound:
@@ -374,7 +376,7 @@ class ImageStore:
             "DockerVersion": cfg.get("docker_version", ""), "Author": cfg.get("author", ""),
             "Config": container_config, "Architecture": row.architecture, "Os": row.os,
             "Size": row.size, "VirtualSize": row.size,
-            "GraphDriver": {"Name": type(self.driver).__name__.lower().removesuffix("driver"), "Data": None},
+            "GraphDriver": {"Name": getattr(self.driver, "name", ""), "Data": None},
             "RootFS": {"Type": "layers", "Layers": diff_ids(cfg)},
             "Metadata": {"LastTagTime": format_time(row.last_tag_time)},
         }
@@ -667,10 +669,28 @@ class ImageStore:
         return {"LayersSize": sum(sizes.values()), "Images": images}
 
     def layers_of(self, name: str) -> list[dict[str, Any]]:
-        """Chain ID, diff ID and sizes of each layer of an image, bottom first (for the engine and save)."""
+        """Each layer of an image, bottom first: chain ID (the driver's layer id is its hex part),
+        diff ID, sizes, and RefCount — how many images and containers stand on it."""
         row = self._row(name)
-        return [{"ChainID": r.chain_id, "DiffID": r.diff_id, "Size": r.size, "DiffSize": r.diff_size}
-                for r in self.meta.layer_chain(row.top_layer)]
+        counts = self.layer_refcounts()
+        return [{"ChainID": r.chain_id, "DiffID": r.diff_id, "Size": r.size, "DiffSize": r.diff_size,
+                 "RefCount": counts.get(r.chain_id, 0)} for r in self.meta.layer_chain(row.top_layer)]
+
+    def top_layer_id(self, name: str) -> str | None:
+        """The storage driver's id of an image's top layer (the parent of a container's rw layer)."""
+        top = self._row(name).top_layer
+        return _hex(top) if top else None
+
+    def layer_refcounts(self) -> dict[str, int]:
+        """Chain ID → number of images and containers whose layer chain includes it."""
+        parents = dict(self.meta.q("SELECT chain_id, parent FROM layers"))
+        tops = [r[0] for r in self.meta.q("SELECT top_layer FROM images WHERE top_layer IS NOT NULL")]
+        counts: dict[str, int] = {}
+        for top in tops + self.meta.container_layers():
+            while top:
+                counts[top] = counts.get(top, 0) + 1
+                top = parents.get(top)
+        return counts
 
 
 def _is_id_prefix(image_id: str, name: str) -> bool:

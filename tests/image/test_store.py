@@ -200,3 +200,29 @@ def test_gc_removes_orphans(store):
     assert orphan in out["BlobsDeleted"] and half in out["BlobsDeleted"]
     assert store.inspect("keep")  # still fine
     assert store.gc(min_age=3600) == {"LayersDeleted": [], "BlobsDeleted": [], "SpaceReclaimed": 0}
+
+
+def test_register_index_picks_platform(store):
+    import json
+
+    from cais.image.manifest import OCI_INDEX
+    from cais.image.platform import Platform, host_platform
+
+    amd = put_image(store, [L1], extra_config={"architecture": "amd64"})
+    arm = put_image(store, [L2], extra_config={"architecture": "arm64", "variant": "v8"})
+    entries = [{"mediaType": "application/vnd.docker.distribution.manifest.v2+json", "digest": d,
+                "size": store.content.size(d), "platform": p} for d, p in (
+        (amd, {"os": "linux", "architecture": "amd64"}), (arm, {"os": "linux", "architecture": "arm64", "variant": "v8"}))]
+    index = store.content.put(json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries}).encode())
+    if host_platform().architecture == "amd64":
+        image_id = store.register(index, "multi:1")
+        info = store.inspect("multi:1")
+        assert info["Architecture"] == "amd64" and info["RepoDigests"] == [f"multi@{index}"]
+        assert store.resolve(f"multi:1@{index}") == image_id  # tag+digest: looked up by digest
+    arm_id = store.register(index, "multi:arm", platform=Platform("linux", "arm64"))
+    info = store.inspect(arm_id)
+    assert (info["Architecture"], info["Variant"]) == ("arm64", "v8")
+    assert store.top_layer_id(arm_id) == digest_bytes(L2)[7:]
+    assert [x["RefCount"] for x in store.layers_of(arm_id)] == [1]
+    with pytest.raises(InvalidImage, match="no matching manifest for linux/s390x in the manifest list entries"):
+        store.register(index, platform=Platform("linux", "s390x"))
