@@ -29,7 +29,9 @@ def find_busybox() -> str:
     for path in BUSYBOX_CANDIDATES:
         if os.path.isfile(path) and _is_static(path):
             return path
-    raise BootstrapError("no static busybox found: install Debian's busybox-static (apt-get install busybox-static)")
+    raise BootstrapError(
+        "no static busybox found: install Debian's busybox-static (apt-get install busybox-static)"
+    )
 
 
 def _is_static(path: str) -> bool:
@@ -42,14 +44,30 @@ def busybox_rootfs(dest: str) -> str:
     """Create a busybox root filesystem in `dest` (which must not exist or be empty)."""
     busybox = find_busybox()
     os.makedirs(dest, exist_ok=True)
-    for d in ("bin", "sbin", "usr/bin", "usr/sbin", "dev", "etc", "proc", "sys", "tmp", "root", "var", "run", "home"):
+    for d in (
+        "bin",
+        "sbin",
+        "usr/bin",
+        "usr/sbin",
+        "dev",
+        "etc",
+        "proc",
+        "sys",
+        "tmp",
+        "root",
+        "var",
+        "run",
+        "home",
+    ):
         os.makedirs(os.path.join(dest, d), exist_ok=True)
     os.chmod(os.path.join(dest, "tmp"), 0o1777)
     os.chmod(os.path.join(dest, "root"), 0o700)
     target = os.path.join(dest, "bin", "busybox")
     shutil.copy2(busybox, target)
     os.chmod(target, 0o755)
-    applets = subprocess.run([busybox, "--list-full"], check=True, capture_output=True, text=True).stdout.split()
+    applets = subprocess.run(
+        [busybox, "--list-full"], check=True, capture_output=True, text=True
+    ).stdout.split()
     for applet in applets:
         link = os.path.join(dest, applet)
         if applet == "bin/busybox" or os.path.lexists(link):
