@@ -244,8 +244,10 @@ class _Files:
                 parse_digest(f"{parts[1]}:{parts[2]}")
                 expected = f"{parts[1]}:{parts[2]}"
         present = expected is not None and self.store.content.has(expected)
+        if size > self.store.max_layer_size:
+            raise ArchiveError(f"archive: {name} is {size} bytes, over the limit of {self.store.max_layer_size}")
         try:
-            digest = self.store.content.ingest(stream, expected, size)
+            digest = self.store.content.ingest(_Guarded(stream, self.store.content.root), expected, size)
         except DigestMismatch:
             raise ArchiveError(f"archive: {name} does not match its digest (corrupt archive)") from None
         except ContentError as e:
@@ -275,6 +277,27 @@ class _Files:
         for digest in self.added:
             if not self.store.meta.q("SELECT 1 FROM image_blobs WHERE digest = ?", digest):
                 self.store.content.delete(digest)
+
+
+class _Guarded:
+    """A reader that stops before the content store's file system runs out of space (a
+    compressed archive can expand far beyond its own size)."""
+
+    RESERVE = 256 << 20
+    CHECK_EVERY = 64 << 20
+
+    def __init__(self, stream: IO[bytes], root: str) -> None:
+        self._stream, self._root, self._since = stream, root, self.CHECK_EVERY
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._stream.read(n)
+        self._since += len(data)
+        if self._since >= self.CHECK_EVERY:
+            self._since = 0
+            st = os.statvfs(self._root)
+            if st.f_bavail * st.f_frsize < self.RESERVE:
+                raise ArchiveError(f"stopping load: less than {self.RESERVE >> 20} MiB free under {self._root}")
+        return data
 
 
 def _clean(name: str) -> str:

@@ -272,7 +272,7 @@ class ImageStore:
         row = self.meta.layer(chain)
         if row is not None and row.state == "ready":
             return
-        with self._flock(_hex(chain) + ".lock", fcntl.LOCK_EX):
+        with self._flock(_layer_lock(chain), fcntl.LOCK_EX):
             row = self.meta.layer(chain)
             if row is not None and row.state == "ready":
                 return
@@ -614,7 +614,7 @@ class ImageStore:
                 if chain in keep:
                     continue
                 if rows[chain].state == "unpacking":
-                    with self._try_lock(_hex(chain) + ".lock") as free:
+                    with self._try_lock(_layer_lock(chain)) as free:
                         if not free:
                             continue  # being unpacked right now
                         self._drop_layer(chain)
@@ -745,3 +745,8 @@ def _parse_until(value: str) -> float:
     if ts == 0.0:
         raise InvalidImage(f"invalid filter 'until={value}'")
     return ts
+
+
+def _layer_lock(chain: str) -> str:
+    """The lock file serializing the unpack of a layer: 256 stripes, so lock files stay few."""
+    return f"layer-{_hex(chain)[:2]}.lock"

@@ -195,3 +195,47 @@ def test_commit(store):
     from cais.image.store import ImageConflict
     with pytest.raises(ImageConflict, match="image has dependent child images"):
         store.remove(base[7:], force=True)
+
+
+def test_hostile_archive_paths_touch_nothing(store, image_root):
+    """Archive member names are only keys: `../`, absolute paths and links never reach the disk."""
+    good = io.BytesIO()
+    store.register(put_image(store, [L1]), "app:1")
+    save(store, ["app:1"], good)
+    store.remove("app:1")
+    victim = os.path.join(image_root, "victim")
+    with open(victim, "w") as f:
+        f.write("intact")
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=io.BytesIO(good.getvalue())) as src, tarfile.open(fileobj=buf, mode="w") as dst:
+        for m in src:
+            dst.addfile(m, src.extractfile(m) if m.isreg() else None)
+        for name in ("../../victim", victim, "blobs/../../victim"):
+            info = tarfile.TarInfo(name)
+            info.size = 4
+            dst.addfile(info, io.BytesIO(b"evil"))
+        link = tarfile.TarInfo("escape")
+        link.type, link.linkname = tarfile.SYMTYPE, victim
+        dst.addfile(link)
+    assert load(store, io.BytesIO(buf.getvalue())) == ["Loaded image: app:1"]
+    with open(victim) as f:
+        assert f.read() == "intact"
+    assert sorted(os.listdir(image_root)) == ["image", "storage", "victim"]
+    assert store.gc()["BlobsDeleted"] == []  # the stray members were not kept
+
+
+def test_concurrent_registers_of_one_image(store, image_root):
+    import subprocess
+    import sys
+
+    digest = put_image(store, [tar_layer({f"f{i}": b"x" * 100 for i in range(300)}), L2])
+    code = ("import sys; from tests.image.conftest import make_store; "
+            f"print(make_store({image_root!r}).register({digest!r}, sys.argv[1]))")
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    procs = [subprocess.Popen([sys.executable, "-c", code, f"racer:{i}"], cwd=repo, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE) for i in range(3)]
+    results = [p.communicate(timeout=120) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [r[1].decode()[-500:] for r in results]
+    assert len({r[0] for r in results}) == 1
+    assert sorted(store.inspect("racer:0")["RepoTags"]) == ["racer:0", "racer:1", "racer:2"]
+    assert [s for _, s in store.meta.q("SELECT chain_id, state FROM layers")] == ["ready", "ready"]
