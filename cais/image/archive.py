@@ -29,8 +29,6 @@ from cais.image.manifest import (
     OCI_CONFIG,
     OCI_INDEX,
     OCI_LAYER,
-    OCI_LAYER_GZIP,
-    OCI_LAYER_ZSTD,
     OCI_MANIFEST,
     Descriptor,
     Index,
@@ -41,11 +39,11 @@ from cais.image.manifest import (
 )
 from cais.image.reference import Reference, ReferenceError, parse, parse_normalized
 from cais.image.store import ImageError, ImageStore, InvalidImage
+from cais.storage.errors import StorageError
 
 OCI_LAYOUT = b'{"imageLayoutVersion":"1.0.0"}'
 REF_NAME = "org.opencontainers.image.ref.name"
 CONTAINERD_NAME = "io.containerd.image.name"
-_COMPRESSED_TYPE = {"none": OCI_LAYER, "gzip": OCI_LAYER_GZIP, "zstd": OCI_LAYER_ZSTD}
 MAX_METADATA_FILE = 8 << 20
 
 
@@ -197,10 +195,7 @@ def _save_docker_image(store: ImageStore, writer: _TarWriter, image_id: str,
             raise ImageError(f"layer {chain} of image {image_id} is missing")
         path = _blob_path(diff_id)
         if path not in writer.written:
-            with store.content.open(blob.digest) as raw:
-                head = raw.read(4)
-                raw.seek(0)
-                reader = layerio.HashingReader(layerio.decompressed(raw, layerio.sniff_compression(head)))
+            with layerio.uncompressed(store.content, blob.digest) as reader:
                 writer.add_stream(path, row.diff_size, reader)  # type: ignore[arg-type]
                 if reader.digest() != diff_id:
                     raise ImageError(f"layer blob {blob.digest} no longer matches its diff ID {diff_id}")
@@ -385,11 +380,13 @@ def _load_docker(store: ImageStore, files: _Files) -> list[str]:
         layers = []
         for i, (path, diff_id) in enumerate(zip(layer_paths, diffs, strict=True)):
             digest = files.digest(path)
-            with store.content.open(digest) as f:
-                compression = layerio.sniff_compression(f.read(4))
-            if compression == "none" and digest != diff_id:
+            try:
+                media_type = layerio.layer_media_type(store.content, digest)
+            except StorageError as e:
+                raise ArchiveError(f"archive: {path}: {e}") from None
+            if media_type == OCI_LAYER and digest != diff_id:
                 raise ArchiveError(f"invalid diffID for layer {i}: expected {diff_id!r}, got {digest!r}")
-            layers.append(Descriptor(_COMPRESSED_TYPE[compression], digest, store.content.size(digest)))
+            layers.append(Descriptor(media_type, digest, store.content.size(digest)))
         refs = []
         for t in tags:
             try:
