@@ -189,3 +189,50 @@ def test_skopeo_and_umoci_layouts_load(two_stores, busybox_dir, tmp_root):
     assert tree["umoci-was-here"][0] == "f" and "etc/group" not in tree
     assert tree["bin/busybox"] == cais_tree(cais, "busybox:latest", set())["bin/busybox"]
     assert other.inspect("umoci:1")["Config"]["Cmd"] == ["cat", "/umoci-was-here"]
+
+
+def test_xattrs_survive_a_docker_round_trip(docker_peer, two_stores):
+    """security.capability (what docker's archives carry) and user.* xattrs, cais → docker → cais."""
+    import struct
+
+    from tests.image.builders import put_image
+
+    cais, back = two_stores
+    cap = struct.pack("<IIIII", 0x02000001, 1 << 10, 0, 0, 0).decode("latin-1")  # cap_net_bind_service+ep
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        info = tarfile.TarInfo("ping")
+        info.size, info.mode = 4, 0o755
+        info.pax_headers = {"SCHILY.xattr.security.capability": cap, "SCHILY.xattr.user.cais": "yes"}
+        tar.addfile(info, io.BytesIO(b"ping"))
+    cais.register(put_image(cais, [buf.getvalue()], "gzip"), "caps:1")
+    root_tree = _xattrs_in(cais, "caps:1", "ping")
+    assert root_tree["security.capability"] == cap.encode("latin-1") and root_tree["user.cais"] == b"yes"
+
+    out = io.BytesIO()
+    save(cais, ["caps:1"], out)
+    docker_peer.docker("load", input=out.getvalue())
+    cid = docker_peer.docker("create", "caps:1", "/ping").stdout.decode().strip()
+    exported = docker_peer.docker("export", cid).stdout
+    with tarfile.open(fileobj=io.BytesIO(exported)) as tar:
+        pax = tar.getmember("ping").pax_headers
+    assert pax["SCHILY.xattr.security.capability"].encode("utf-8", "surrogateescape") == cap.encode("latin-1")
+
+    saved = docker_peer.docker("save", "caps:1").stdout
+    load(back, io.BytesIO(saved))
+    assert _xattrs_in(back, "caps:1", "ping")["security.capability"] == cap.encode("latin-1")
+    docker_peer.docker("rm", cid)
+
+
+def _xattrs_in(store, image, path):
+    rw = "cais-img-x-" + os.urandom(4).hex()
+    store.driver.create_rw(rw, store.top_layer_id(image))
+    try:
+        root = store.driver.mount(rw)
+        try:
+            full = os.path.join(root, path)
+            return {k: os.getxattr(full, k, follow_symlinks=False) for k in os.listxattr(full, follow_symlinks=False)}
+        finally:
+            store.driver.unmount(rw)
+    finally:
+        store.driver.remove_rw(rw)
