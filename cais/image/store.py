@@ -23,6 +23,7 @@ import fnmatch
 import json
 import os
 import re
+import sqlite3
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -39,7 +40,7 @@ from cais.image.manifest import (
     parse_manifest,
     select_manifest,
 )
-from cais.image.metadata import ImageRow, Metadata, now
+from cais.image.metadata import ImageRow, Metadata, MetadataError, now
 from cais.image.platform import Platform
 from cais.image.reference import Reference, ReferenceError, parse, parse_normalized
 
@@ -108,7 +109,10 @@ class ImageStore:
         self.platform = platform
         os.makedirs(os.path.join(root, "locks"), mode=0o700, exist_ok=True)
         self.content = ContentStore(os.path.join(root, "content"))
-        self.meta = Metadata(os.path.join(root, "metadata.db"))
+        try:
+            self.meta = Metadata(os.path.join(root, "metadata.db"))
+        except (MetadataError, sqlite3.DatabaseError) as e:
+            raise ImageError(f"cannot open the image metadata: {e}") from None
 
     def close(self) -> None:
         self.meta.close()

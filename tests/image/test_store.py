@@ -226,3 +226,13 @@ def test_register_index_picks_platform(store):
     assert [x["RefCount"] for x in store.layers_of(arm_id)] == [1]
     with pytest.raises(InvalidImage, match="no matching manifest for linux/s390x in the manifest list entries"):
         store.register(index, platform=Platform("linux", "s390x"))
+
+
+def test_unusable_metadata_is_a_clear_error(image_root):
+    from cais.image.store import ImageError
+
+    os.makedirs(os.path.join(image_root, "bad", "image"))
+    with open(os.path.join(image_root, "bad", "image", "metadata.db"), "wb") as f:
+        f.write(b"this is not a database" * 100)
+    with pytest.raises(ImageError, match="^cannot open the image metadata: file is not a database$"):
+        make_store(os.path.join(image_root, "bad"))
