@@ -395,14 +395,26 @@ def _load_docker(store: ImageStore, files: _Files) -> list[str]:
                 raise ArchiveError(f"archive: invalid tag {t!r}: {e}") from None
         man = Manifest(OCI_MANIFEST, Descriptor(OCI_CONFIG, config_digest, len(config)), tuple(layers))
         plans.append((man, refs))
-    messages = []
+    messages: list[str] = []
     for man, refs in plans:
         digest = store.content.put(man.to_bytes())
+        messages += _renames(store, refs, man.config.digest)
         image_id = store.register(digest, refs[0] if refs else None, repo_digest=False)
         for ref in refs[1:]:
             store.tag(image_id, str(ref))
         messages += [f"Loaded image: {r.familiar()}" for r in refs] or [f"Loaded image ID: {image_id}"]
     return messages
+
+
+def _renames(store: ImageStore, refs: list[Reference], image_id: str) -> list[str]:
+    """docker's notice when a loaded tag takes over a name another image had."""
+    out = []
+    for ref in refs:
+        old = store.meta.resolve_ref(str(ref))
+        if old and old != image_id:
+            out.append(f"The image {ref.familiar()} already exists, renaming the old one with ID {old} "
+                       "to empty string")
+    return out
 
 
 def _load_oci(store: ImageStore, files: _Files) -> list[str]:
@@ -412,11 +424,16 @@ def _load_oci(store: ImageStore, files: _Files) -> list[str]:
         raise ArchiveError(f"archive: index.json: {e}") from None
     if not isinstance(index, Index):
         raise ArchiveError("archive: index.json is not an image index")
-    messages = []
+    messages: list[str] = []
     for desc in index.manifests:
         if not store.content.has(desc.digest):
             raise ArchiveError(f"archive: blob {desc.digest} named in index.json is missing")
         ref = _layout_name(desc.annotations)
+        if ref is not None:
+            with contextlib.suppress(ManifestError, ContentError):
+                doc = parse_manifest(store.content.read(desc.digest))
+                if isinstance(doc, Manifest):
+                    messages += _renames(store, [ref], doc.config.digest)
         image_id = store.register(desc.digest, ref, repo_digest=False)
         messages.append(f"Loaded image: {ref.familiar()}" if ref else f"Loaded image ID: {image_id}")
     return messages

@@ -84,6 +84,10 @@ def test_load_docker_2010_layout(store):
                                           "Layers": ["aaaa/layer.tar", "bbbb/layer.tar"]}]).encode())
     assert load(store, io.BytesIO(buf.getvalue())) == ["Loaded image: old:save"]
     assert len(store.layers_of("old:save")) == 2
+    previous = store.register(put_image(store, [L2]), "old:save")
+    assert load(store, io.BytesIO(buf.getvalue())) == [
+        f"The image old:save already exists, renaming the old one with ID {previous} to empty string",
+        "Loaded image: old:save"]
 
 
 def corrupt_archives(good: bytes) -> list[tuple[bytes, str]]:
