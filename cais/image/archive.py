@@ -107,7 +107,7 @@ def _save_targets(store: ImageStore, name: str) -> list[tuple[str, list[Referenc
         raise InvalidImage(str(e)) from None
     if not ref.is_name_only:
         image_id = store.resolve(name)
-        return [(image_id, [parse(str(ref.repository().with_tag(ref.tag)))] if ref.tag else [])]
+        return [(image_id, [Reference(ref.domain, ref.path, ref.tag)] if ref.tag else [])]
     out: dict[str, list[Reference]] = {}
     for r, iid, kind in store.meta.all_refs():
         tagged = parse(r)

@@ -236,3 +236,24 @@ def test_unusable_metadata_is_a_clear_error(image_root):
         f.write(b"this is not a database" * 100)
     with pytest.raises(ImageError, match="^cannot open the image metadata: file is not a database$"):
         make_store(os.path.join(image_root, "bad"))
+
+
+def test_list_filters(store):
+    a = store.register(put_image(store, [L1], created="2020-01-01T00:00:00Z"), "team/a:1")
+    b = store.register(put_image(store, [L2], created="2021-01-01T00:00:00Z", labels={"x": "1"}), "team/b:1")
+    c = store.register(put_image(store, [L3], created="2022-01-01T00:00:00Z"))
+
+    def ids(**filters):
+        return [i["Id"] for i in store.list(filters=filters)]
+
+    assert ids() == [c, b, a]
+    assert ids(reference=["team/*"]) == [b, a] and ids(reference=["team/a:1"]) == [a]
+    assert ids(before=["team/b:1"]) == [a] and ids(since=["team/a:1"]) == [c, b]
+    assert ids(label=["x"]) == [b] and ids(label=["x=2"]) == []
+    assert ids(dangling=["true"]) == [c] and ids(dangling=["false"]) == [b, a]
+    with pytest.raises(InvalidImage, match="invalid filter 'dangling=maybe'"):
+        ids(dangling=["maybe"])
+    assert store.prune({"until": ["1h"], "dangling": ["false"]})["ImagesDeleted"]  # all are older than an hour
+    assert store.list() == []
+    with pytest.raises(InvalidImage, match="invalid filter 'until=soon'"):
+        store.prune({"until": ["soon"]})
