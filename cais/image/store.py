@@ -107,6 +107,7 @@ class ImageStore:
         self.driver = driver
         self.max_layer_size = max_layer_size
         self.platform = platform
+        os.makedirs(root, mode=0o700, exist_ok=True)
         os.makedirs(os.path.join(root, "locks"), mode=0o700, exist_ok=True)
         self.content = ContentStore(os.path.join(root, "content"))
         try:
