@@ -105,6 +105,38 @@ def cais_tree(store, name: str, hardlinked: set[str]) -> dict[str, tuple]:
         store.driver.remove_rw(rw)
 
 
+def run_with_runc(store, name: str, args: list[str], tmp: str) -> bytes:
+    """Run `args` in a container made of the image's layers (a driver rw layer), with runc."""
+    import json
+
+    if not shutil.which("runc"):
+        pytest.skip("runc is not installed")
+    rw = "cais-img-run-" + os.urandom(4).hex()
+    bundle, state = os.path.join(tmp, rw), os.path.join(tmp, rw + "-state")
+    os.makedirs(bundle)
+    store.driver.create_rw(rw, store.top_layer_id(name))
+    try:
+        rootfs = store.driver.mount(rw)
+        try:
+            subprocess.run(["runc", "spec", "--bundle", bundle], check=True)
+            path = os.path.join(bundle, "config.json")
+            with open(path) as f:
+                spec = json.load(f)
+            spec["root"] = {"path": rootfs, "readonly": False}
+            spec["process"].update(terminal=False, args=args)
+            with open(path, "w") as f:
+                json.dump(spec, f)
+            proc = subprocess.run(["runc", "--root", state, "run", "--bundle", bundle, rw],
+                                  capture_output=True, timeout=60)
+            assert proc.returncode == 0, proc.stderr.decode()
+            return proc.stdout
+        finally:
+            subprocess.run(["runc", "--root", state, "delete", "--force", rw], capture_output=True)
+            store.driver.unmount(rw)
+    finally:
+        store.driver.remove_rw(rw)
+
+
 @pytest.fixture
 def two_stores():
     top = tempfile.mkdtemp(prefix="cais-img-peer-")
@@ -141,6 +173,9 @@ def test_cais_save_runs_in_docker_and_docker_save_loads_in_cais(docker_peer, two
     assert info["Id"] == docker_peer.docker("image", "inspect", "-f", "{{.Id}}", "built:1").stdout.decode().strip()
     assert info["Config"]["Labels"] == {"org.example": "cais"}
     assert [h["CreatedBy"] for h in back.history("built:1")][-1].startswith("cais image bootstrap")
+
+    # it runs: runc on the rootfs cais unpacked, with the image's own command
+    assert run_with_runc(back, "built:1", back.inspect("built:1")["Config"]["Cmd"], tmp_root) == b"payload\n"
 
     cid = docker_peer.docker("create", "built:1").stdout.decode().strip()
     exported = docker_peer.docker("export", cid).stdout
@@ -189,6 +224,7 @@ def test_skopeo_and_umoci_layouts_load(two_stores, busybox_dir, tmp_root):
     assert tree["umoci-was-here"][0] == "f" and "etc/group" not in tree
     assert tree["bin/busybox"] == cais_tree(cais, "busybox:latest", set())["bin/busybox"]
     assert other.inspect("umoci:1")["Config"]["Cmd"] == ["cat", "/umoci-was-here"]
+    assert run_with_runc(other, "umoci:1", ["cat", "/umoci-was-here"], tmp_root) == b"yes\n"
 
 
 def test_xattrs_survive_a_docker_round_trip(docker_peer, two_stores):
