@@ -755,3 +755,14 @@ def _parse_until(value: str) -> float:
 def _layer_lock(chain: str) -> str:
     """The lock file serializing the unpack of a layer: 256 stripes, so lock files stay few."""
     return f"layer-{_hex(chain)[:2]}.lock"
+
+
+DEFAULT_DATA_ROOT = "/var/lib/cais"
+
+
+def open_store(data_root: str = DEFAULT_DATA_ROOT, driver: str | None = None) -> ImageStore:
+    """The image store of a cais data root: images under ROOT/image, layers under ROOT/storage
+    with the storage driver `driver` (default: the one in use there, else overlay if it works, else vfs)."""
+    from cais.storage import open_driver
+
+    return ImageStore(os.path.join(data_root, "image"), open_driver(os.path.join(data_root, "storage"), driver))
