@@ -15,11 +15,13 @@ from it is ever written to the file system outside the content store.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import posixpath
 import tarfile
 import time
+from collections.abc import Iterator
 from typing import IO, Any, BinaryIO
 
 from cais.image import layerio
@@ -39,6 +41,7 @@ from cais.image.manifest import (
 )
 from cais.image.reference import Reference, ReferenceError, parse, parse_normalized
 from cais.image.store import ImageError, ImageStore, InvalidImage
+from cais.storage.compression import ZSTD_MAGIC
 from cais.storage.errors import StorageError
 
 OCI_LAYOUT = b'{"imageLayoutVersion":"1.0.0"}'
@@ -305,11 +308,13 @@ def load(store: ImageStore, stream: BinaryIO) -> list[str]:
 
     Returns docker's messages: ``Loaded image: busybox:latest`` / ``Loaded image ID: sha256:…``.
     """
+    from zstandard import ZstdError
+
     with store.hold():
         files = _Files(store)
         try:
             try:
-                with tarfile.open(fileobj=stream, mode="r|*") as tar:
+                with _zstd_aware(stream) as plain, tarfile.open(fileobj=plain, mode="r|*") as tar:
                     for member in tar:
                         name = _clean(member.name)
                         if member.isreg():
@@ -320,11 +325,24 @@ def load(store: ImageStore, stream: BinaryIO) -> list[str]:
                             files.links[name] = _clean(posixpath.join(posixpath.dirname(name), member.linkname))
                         elif member.islnk():
                             files.links[name] = _clean(member.linkname)
-            except (tarfile.TarError, EOFError, OSError) as e:
+            except (tarfile.TarError, EOFError, OSError, ValueError, ZstdError) as e:
                 raise ArchiveError(f"invalid archive: {e}") from None
             return _register_files(store, files)
         finally:
             files.cleanup()
+
+
+@contextlib.contextmanager
+def _zstd_aware(stream: BinaryIO) -> Iterator[IO[bytes]]:
+    """tarfile reads gzip, bzip2 and xz archives itself; add zstd, which `docker load` also takes."""
+    buffered = stream if hasattr(stream, "peek") else io.BufferedReader(stream, 1 << 20)  # type: ignore[arg-type]
+    if not buffered.peek(4)[:4].startswith(ZSTD_MAGIC):  # type: ignore[union-attr]
+        yield buffered
+        return
+    import zstandard
+
+    with zstandard.ZstdDecompressor().stream_reader(buffered, read_across_frames=True, closefd=False) as reader:
+        yield reader  # type: ignore[misc]
 
 
 def load_layout(store: ImageStore, path: str) -> list[str]:
