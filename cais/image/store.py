@@ -67,6 +67,10 @@ class ImageNotFound(ImageError):
 class ImageConflict(ImageError):
     status = 409
 
+    def __init__(self, message: str, used: bool = False) -> None:
+        super().__init__(message)
+        self.used = used  # the conflict is a container using the image
+
 
 class InvalidImage(ImageError):
     status = 400
@@ -457,12 +461,12 @@ class ImageStore:
             return self._remove(name, force, prune)
 
     def _remove(self, name: str, force: bool, prune: bool) -> list[dict[str, str]]:
+        """docker's ImageDelete, step for step (daemon/images/image_delete.go)."""
         image_id = self.resolve(name)
         records: list[dict[str, str]] = []
         repo_refs = self.meta.refs(image_id)
-        by_id = _is_id_prefix(image_id, name)
-        quiet = False
-        if not by_id:
+        if not _is_id_prefix(image_id, name):
+            # A reference was named: untag it; delete the image only if that was its last reference.
             if not force and _single_reference(repo_refs):
                 users = self.meta.container_users(image_id)
                 if users:
@@ -470,39 +474,34 @@ class ImageStore:
                                         f"container {short_id(users[0][0])} is using its referenced image "
                                         f"{short_id(image_id)}")
             ref = parse_normalized(name)
-            if ref.is_name_only:
-                ref = parse(name)
-            with self.meta.tx() as db:
-                db.execute("DELETE FROM refs WHERE ref = ?", (str(ref),))
-            records.append({"Untagged": ref.familiar()})
-            repo_refs = self.meta.refs(image_id)
+            ref = parse(name) if ref.is_name_only else ref
+            records.append(self._untag(str(ref)))
             if not ref.digest and not any(parse(r).name == ref.name for r in self.meta.refs(image_id, "tag")):
-                for r in self.meta.refs(image_id, "digest"):
-                    if parse_normalized(r).name == ref.name:
-                        with self.meta.tx() as db:
-                            db.execute("DELETE FROM refs WHERE ref = ?", (r,))
-                        records.append({"Untagged": parse_normalized(r).familiar()})
-                repo_refs = self.meta.refs(image_id)
-            if repo_refs:
+                # The repository's last tag went: its digest references go with it.
+                records += [self._untag(r) for r in self.meta.refs(image_id, "digest")
+                            if parse_normalized(r).name == ref.name]
+            if self.meta.refs(image_id):
                 return records
-            quiet = True
-        elif _single_reference(repo_refs):
+            self._delete_helper(image_id, records, force, prune, quiet=True)
+            return records
+        if _single_reference(repo_refs):
+            # An ID was named and all its references are in one repository: they all go.
             self._check_conflict(image_id, hard=True, soft=not force, active_reference=False)
-            for r in repo_refs:
-                with self.meta.tx() as db:
-                    db.execute("DELETE FROM refs WHERE ref = ?", (r,))
-                kind_parse = parse_normalized(r)
-                records.append({"Untagged": kind_parse.familiar()})
-        self._delete_helper(image_id, records, force, prune, quiet)
+            records += [self._untag(r) for r in repo_refs]
+        self._delete_helper(image_id, records, force, prune, quiet=False)
         return records
+
+    def _untag(self, ref: str) -> dict[str, str]:
+        with self.meta.tx() as db:
+            db.execute("DELETE FROM refs WHERE ref = ?", (ref,))
+        return {"Untagged": parse_normalized(ref).familiar()}
 
     def _check_conflict(self, image_id: str, hard: bool, soft: bool, active_reference: bool = True) -> None:
         """docker's checkImageDeleteConflict; `hard` conflicts can never be forced."""
         def conflict(message: str, is_hard: bool) -> ImageConflict:
-            err = ImageConflict(f"conflict: unable to delete {short_id(image_id)} "
-                                f"({'cannot be forced' if is_hard else 'must be forced'}) - {message}")
-            err.used = "container" in message  # type: ignore[attr-defined]
-            return err
+            return ImageConflict(f"conflict: unable to delete {short_id(image_id)} "
+                                 f"({'cannot be forced' if is_hard else 'must be forced'}) - {message}",
+                                 used="container" in message)
 
         users = self.meta.container_users(image_id)
         if hard and self.meta.children(image_id):
@@ -518,11 +517,13 @@ class ImageStore:
 
     def _delete_helper(self, image_id: str, records: list[dict[str, str]], force: bool, prune: bool,
                        quiet: bool) -> None:
+        """Delete an image, its references, and the layers and blobs only it used; then, with
+        `prune`, its parent if that became dangling. `quiet` swallows conflicts (docker's rules)."""
         try:
             self._check_conflict(image_id, hard=True, soft=not force)
         except ImageConflict as e:
             dangling = not self.meta.refs(image_id)
-            if quiet and (not dangling or getattr(e, "used", False)):
+            if quiet and (not dangling or e.used):
                 return
             raise
         row = self.meta.image(image_id)
