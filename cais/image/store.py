@@ -522,7 +522,7 @@ class ImageStore:
         try:
             self._check_conflict(image_id, hard=True, soft=not force)
         except ImageConflict as e:
-            dangling = not self.meta.refs(image_id)
+            dangling = not self.meta.refs(image_id) and not self.meta.children(image_id)
             if quiet and (not dangling or e.used):
                 return
             raise

@@ -221,6 +221,12 @@ def test_commit(store):
     from cais.image.store import ImageConflict
     with pytest.raises(ImageConflict, match="image has dependent child images"):
         store.remove(base[7:], force=True)
+    # untagging the parent keeps it (an intermediate image); removing the child prunes it
+    assert [r for r in store.remove("base") if "Deleted" in r] == []
+    assert [i["Id"] for i in store.list()] == [new] and len(store.list(all=True)) == 2
+    records = store.remove("committed:1")
+    assert {"Deleted": new} in records and {"Deleted": base} in records
+    assert store.list(all=True) == [] and store.meta.layers() == []
 
 
 def test_hostile_archive_paths_touch_nothing(store, image_root):
