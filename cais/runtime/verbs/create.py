@@ -64,7 +64,8 @@ def create(container_id: str, bundle: str, *, root: str = store.DEFAULT_ROOT, co
     manager = None
     pid = 0
     try:
-        os.mkfifo(container.fifo, 0o622)
+        os.mkfifo(container.fifo, 0o600)
+        os.chmod(container.fifo, 0o622)  # any container user may write it (mkfifo obeys the umask)
         base_state = {"ociVersion": config["ociVersion"], "id": container_id, "status": "creating",
                       "bundle": bundle, "annotations": config.get("annotations", {})}
         job: dict[str, Any] = {
