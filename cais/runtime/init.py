@@ -101,7 +101,7 @@ def _create(ch: Channel, job: dict[str, Any]) -> None:
         _new_keyring(job["id"], warn)
     if "oomScoreAdj" in proc:
         process.set_oom_score_adj(proc["oomScoreAdj"])
-    fifo = os.open(job["fifo"], os.O_PATH | os.O_CLOEXEC)
+    fifo = job["fifo_fd"]
     filt = seccomp_.compile_filter(linux["seccomp"], warn) if linux.get("seccomp") else None
 
     root = rootfs.Rootfs(config, job["bundle"], job["new_cgroupns"], warn)

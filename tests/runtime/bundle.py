@@ -93,3 +93,8 @@ class Runtime:
         for target in sorted((t for t in targets if t.startswith(self.top + "/")), key=len, reverse=True):
             subprocess.run(["umount", "-l", target], check=False, capture_output=True)
         shutil.rmtree(self.top, ignore_errors=True)
+
+
+def read(path: str) -> str:
+    with open(path) as f:
+        return f.read()

@@ -6,7 +6,7 @@ import json
 import os
 import time
 
-from tests.runtime.bundle import Runtime
+from tests.runtime.bundle import Runtime, read
 
 
 def test_run_pid1_hostname_exit_status(rt: Runtime) -> None:
@@ -44,7 +44,7 @@ def test_lifecycle_states(rt: Runtime) -> None:
     while rt.state(cid)["status"] != "stopped" and time.monotonic() < deadline:
         time.sleep(0.05)
     assert rt.state(cid)["status"] == "stopped"
-    assert not os.path.exists(f"/proc/{pid}/exe") or open(f"/proc/{pid}/stat").read().split()[2] == "Z"
+    assert not os.path.exists(f"/proc/{pid}/exe") or read(f"/proc/{pid}/stat").split()[2] == "Z"
     assert rt("delete", cid).returncode == 0
     missing = rt("state", cid)
     assert missing.returncode == 1 and "does not exist" in missing.stderr
@@ -54,7 +54,7 @@ def test_delete_created_container_kills_init(rt: Runtime) -> None:
     cid = rt.create(rt.bundle("true"))
     pid = rt.state(cid)["pid"]
     assert rt("delete", cid).returncode == 0
-    assert not os.path.exists(f"/proc/{pid}/status") or "zombie" in open(f"/proc/{pid}/status").read()
+    assert not os.path.exists(f"/proc/{pid}/status") or "zombie" in read(f"/proc/{pid}/status")
 
 
 def test_capabilities_as_configured(rt: Runtime) -> None:
@@ -101,7 +101,7 @@ def test_rlimits_set_and_clamped(rt: Runtime) -> None:
     b.config["process"]["rlimits"] = [{"type": "RLIMIT_NOFILE", "soft": 1 << 40, "hard": 1 << 40}]
     done = rt.run(b)
     assert done.returncode == 0, done.stderr
-    nr_open = int(open("/proc/sys/fs/nr_open").read())
+    nr_open = int(read("/proc/sys/fs/nr_open"))
     soft, hard = done.stdout.split()
     assert soft == hard and int(hard) <= nr_open
     assert "clamped" in done.stderr and "Traceback" not in done.stderr

@@ -63,20 +63,23 @@ def create(container_id: str, bundle: str, *, root: str = store.DEFAULT_ROOT, co
     console_fd = terminal.connect(console_socket) if console_socket else None
     manager = None
     pid = 0
+    fifo_fd = -1
     try:
         os.mkfifo(container.fifo, 0o600)
         os.chmod(container.fifo, 0o622)  # any container user may write it (mkfifo obeys the umask)
+        # Opened here and inherited: the init may not be able to walk --root (user namespaces).
+        fifo_fd = os.open(container.fifo, os.O_PATH | os.O_CLOEXEC)
         base_state = {"ociVersion": config["ociVersion"], "id": container_id, "status": "creating",
                       "bundle": bundle, "annotations": config.get("annotations", {})}
         job: dict[str, Any] = {
-            "kind": "create", "id": container_id, "config": config, "bundle": bundle, "fifo": container.fifo,
+            "kind": "create", "id": container_id, "config": config, "bundle": bundle, "fifo_fd": fifo_fd,
             "clone_flags": clone_flags, "joins": joins, "seccomp": bool(config.get("linux", {}).get("seccomp")),
             "new_userns": bool(clone_flags & CLONE_NEWUSER), "new_uts": bool(clone_flags & CLONE_NEWUTS)
             or any(k == "uts" for k, _ in joins), "new_cgroupns": bool(clone_flags & CLONE_NEWCGROUP),
             "no_pivot": no_pivot, "no_new_keyring": no_new_keyring, "preserve_fds": preserve_fds,
             "console_fd": console_fd, "state": base_state,
         }
-        passed = extra_fds + ([console_fd] if console_fd is not None else [])
+        passed = [*extra_fds, fifo_fd] + ([console_fd] if console_fd is not None else [])
         pid = launch.spawn(job, child, parent, stdio, passed)
         container.data.update(pid=pid, pid_start=store.process_start_time(pid))
         container.save()
@@ -106,6 +109,8 @@ def create(container_id: str, bundle: str, *, root: str = store.DEFAULT_ROOT, co
         raise
     finally:
         parent.close()
+        if fifo_fd >= 0:
+            os.close(fifo_fd)
         if console_fd is not None:
             os.close(console_fd)
 
