@@ -86,7 +86,7 @@ def create(container_id: str, bundle: str, *, root: str = store.DEFAULT_ROOT, co
         if clone_flags & CLONE_NEWUSER:
             namespaces.write_id_maps(pid, config.get("linux", {}))
         manager = cgroup.manager(config, container_id, systemd_cgroup)
-        resources = config.get("linux", {}).get("resources", {})
+        resources = cgroup.resources(config)
         if manager is not None:
             manager.create(resources)
             manager.add(pid)
