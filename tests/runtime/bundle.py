@@ -50,6 +50,7 @@ class Runtime:
         self.root = os.path.join(self.top, "state")
         self.busybox_dir = busybox_dir
         self.ids: list[str] = []
+        self.runtime_path = CAIS_RUNTIME
 
     def bundle(self, *args: str) -> Bundle:
         return Bundle(self.top, self.busybox_dir, list(args))
