@@ -21,7 +21,7 @@ from cais.runtime.errors import RuntimeFailure
 
 _sealed_python: int | None = None
 _BOOT = ("import sys;sys.path.insert(0,sys.argv[2]);"
-         "from cais.runtime.init import bootstrap;bootstrap(int(sys.argv[1]))")
+         "from cais.runtime.bootstrap import bootstrap;bootstrap(int(sys.argv[1]))")
 
 
 def sealed_python() -> int:

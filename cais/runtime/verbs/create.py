@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from cais.linux.namespaces import CLONE_NEWCGROUP, CLONE_NEWUSER, CLONE_NEWUTS
-from cais.runtime import cgroup, hooks, launch, namespaces, spec, store, terminal
+from cais.runtime import cgroup, launch, namespaces, spec, store
 from cais.runtime.channel import Channel
 from cais.runtime.errors import ConfigError, RuntimeFailure
 
@@ -60,7 +60,11 @@ def create(container_id: str, bundle: str, *, root: str = store.DEFAULT_ROOT, co
                                                "created": created, "config": config,
                                                "systemd_cgroup": systemd_cgroup})
     parent, child = Channel.pair()
-    console_fd = terminal.connect(console_socket) if console_socket else None
+    console_fd = None
+    if console_socket:
+        from cais.runtime import terminal
+
+        console_fd = terminal.connect(console_socket)
     manager = None
     pid = 0
     fifo_fd = -1
@@ -131,6 +135,8 @@ def _converse(ch: Channel, config: dict[str, Any], state: dict[str, Any], warn: 
         if kind == "warning":
             warn(message["msg"])
         elif kind == "hooks":
+            from cais.runtime import hooks
+
             all_hooks = config.get("hooks", {})
             hooks.run("prestart", all_hooks.get("prestart", []), state)
             hooks.run("createRuntime", all_hooks.get("createRuntime", []), state)
