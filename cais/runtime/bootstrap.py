@@ -24,7 +24,9 @@ def bootstrap(fd: int) -> None:
     job = ch.recv()
     if job is None:
         os._exit(1)
-    os.close(job["memfd"])
+    from cais.linux.fds import close_all_except
+
+    close_all_except(set(job["keep_fds"]) - {job["memfd"]})  # anything else came from the caller by mistake
     sys.path[:] = job["sys_path"]
     early = job["clone_flags"] & CLONE_NEWUSER or any(k in ("mount", "user") for k, _ in job["joins"])
     try:
@@ -53,4 +55,6 @@ def _load(job: dict) -> object:
 
     if job["seccomp"]:
         import pyseccomp  # noqa: F401 - libseccomp must be loaded while the host's files are reachable
+    if job["kind"] == "exec" and job["process"].get("terminal"):
+        from cais.runtime import terminal  # noqa: F401 - after setns(mnt) the host's files are gone
     return init

@@ -23,7 +23,7 @@ import sys
 from typing import Any
 
 from cais.linux import fds, keyring, mount, prctl, uts
-from cais.runtime import capabilities, hooks, process, rlimits, rootfs, terminal
+from cais.runtime import capabilities, process, rlimits, rootfs
 from cais.runtime import seccomp as seccomp_
 from cais.runtime.channel import Channel
 from cais.runtime.errors import ConfigError, RuntimeFailure
@@ -81,12 +81,18 @@ def _create(ch: Channel, job: dict[str, Any]) -> None:
     fifo = job["fifo_fd"]
     filt = seccomp_.compile_filter(linux["seccomp"], warn) if linux.get("seccomp") else None
 
+    all_hooks = config.get("hooks", {})
+    if all_hooks.get("createContainer") or all_hooks.get("startContainer"):
+        from cais.runtime import hooks  # before pivot_root: afterwards the host's files are gone
+    if proc.get("terminal"):
+        from cais.runtime import terminal
     root = rootfs.Rootfs(config, job["bundle"], job["new_cgroupns"], warn)
     root.prepare()
     ch.send({"type": "hooks"})
     ch.expect("hooks-done")
     state = dict(job["state"], pid=go["pid"])
-    hooks.run("createContainer", config.get("hooks", {}).get("createContainer", []), state)
+    if all_hooks.get("createContainer"):
+        hooks.run("createContainer", all_hooks["createContainer"], state)
     root.pivot(job["no_pivot"])
     rootfs.write_sysctls(linux.get("sysctl", {}))
     rootfs.finish(config)
@@ -105,8 +111,8 @@ def _create(ch: Channel, job: dict[str, Any]) -> None:
     os.close(writer)
     os.close(fifo)
     try:
-        hooks.run("startContainer", config.get("hooks", {}).get("startContainer", []),
-                  dict(state, status="running"))
+        if all_hooks.get("startContainer"):
+            hooks.run("startContainer", all_hooks["startContainer"], dict(state, status="running"))
         process.execute(exe, proc["args"], env)
     except BaseException as e:  # noqa: BLE001 - nobody is listening any more: stderr is all we have
         print(f"cais-runtime: {_describe(e) if not isinstance(e, RuntimeFailure) else e}", file=sys.stderr)
@@ -123,6 +129,8 @@ def _exec(ch: Channel, job: dict[str, Any]) -> None:
     if "oomScoreAdj" in proc:
         process.set_oom_score_adj(proc["oomScoreAdj"])
     if proc.get("terminal"):
+        from cais.runtime import terminal  # P1 imported it before joining the mount namespace
+
         user = proc.get("user", {})
         terminal.setup(job["console_fd"], user.get("uid", 0), user.get("gid", 0))
     exe, env = _finalize(proc, filt, warn, job["preserve_fds"])
