@@ -69,6 +69,13 @@ class Runtime:
         bundle.write()
         return self("run", "-b", bundle.path, *extra, self.new_id())
 
+    def run_input(self, bundle: Bundle, data: bytes) -> subprocess.CompletedProcess[str]:
+        bundle.write()
+        done = subprocess.run([CAIS_RUNTIME, "--root", self.root, "run", "-b", bundle.path, self.new_id()],
+                              input=data, capture_output=True, timeout=30)
+        return subprocess.CompletedProcess(done.args, done.returncode, done.stdout.decode(errors="replace"),
+                                           done.stderr.decode(errors="replace"))
+
     def create(self, bundle: Bundle, *extra: str) -> str:
         bundle.write()
         cid = self.new_id()

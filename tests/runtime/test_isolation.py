@@ -188,3 +188,15 @@ def test_malformed_json_and_json_log(rt: Runtime) -> None:
     assert entry["level"] == "error" and "config.json" in entry["msg"]
     assert rt("--bogus-flag").returncode == 1
     assert rt("kill", "nope", "KILL").stderr.strip() == "cais-runtime: container nope does not exist"
+
+
+def test_foreground_run_and_exec_proxy_the_terminal(rt: Runtime) -> None:
+    b = rt.bundle("sh", "-c", "tty; read line; echo got:$line; exit 3")
+    b.config["process"]["terminal"] = True
+    done = rt.run_input(b, b"cais\n")
+    assert done.returncode == 3, done.stderr
+    assert "/dev/pts/0" in done.stdout and "got:cais" in done.stdout
+    cid = rt.create(rt.bundle("sleep", "30"))
+    assert rt("start", cid).returncode == 0
+    done = rt("exec", "-t", cid, "sh", "-c", "tty; exit 4")
+    assert done.returncode == 4 and "/dev/pts/" in done.stdout
