@@ -69,7 +69,8 @@ def skopeo(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
 
 
 @contextmanager
-def _process(args: list[str], url: str, ca: str | None, log_path: str) -> Iterator[subprocess.Popen[bytes]]:
+def _process(args: list[str], url: str, ca: str | None, log_path: str,
+             tcp_only: bool = False) -> Iterator[subprocess.Popen[bytes]]:
     log = open(log_path, "wb")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
@@ -77,7 +78,11 @@ def _process(args: list[str], url: str, ca: str | None, log_path: str) -> Iterat
         deadline = time.monotonic() + 30
         while True:
             try:
-                urllib.request.urlopen(url, timeout=2, context=ctx)  # noqa: S310 - loopback test URL
+                if tcp_only:  # the server wants a client certificate: an open port is enough
+                    host, port = url.split("/")[2].split(":")
+                    socket.create_connection((host, int(port)), timeout=2).close()
+                else:
+                    urllib.request.urlopen(url, timeout=2, context=ctx)  # noqa: S310 - loopback test URL
                 break
             except urllib.error.HTTPError:
                 break  # 401 from an auth-protected registry: it is up
@@ -129,8 +134,9 @@ def _trust(tls: str, top: str, host: str) -> tuple[str, str]:
 
 
 @contextmanager
-def distribution_registry(tls: str | None = None) -> Iterator[RunningRegistry]:
-    """docker-registry on a free loopback port; with `tls`, also htpasswd auth."""
+def distribution_registry(tls: str | None = None, client_ca: str | None = None) -> Iterator[RunningRegistry]:
+    """docker-registry on a free loopback port; with `tls`, also htpasswd auth (and client certificates
+    signed by `client_ca` when given)."""
     if shutil.which("docker-registry") is None:
         pytest.skip("docker-registry is not installed (Debian package docker-registry)")
     top = tempfile.mkdtemp(prefix="cais-registry-dist-")
@@ -145,6 +151,8 @@ def distribution_registry(tls: str | None = None) -> Iterator[RunningRegistry]:
         certs_d = ca_dir = None
         if tls:
             http["tls"] = {"certificate": os.path.join(tls, "server.crt"), "key": os.path.join(tls, "server.key")}
+            if client_ca:
+                http["tls"]["clientcas"] = [client_ca]
             config["auth"] = {"htpasswd": {"realm": "cais-test", "path": os.path.join(tls, "htpasswd")}}
             certs_d, ca_dir = _trust(tls, top, host)
         path = os.path.join(top, "config.yml")
@@ -152,7 +160,7 @@ def distribution_registry(tls: str | None = None) -> Iterator[RunningRegistry]:
             json.dump(config, f)  # JSON is YAML
         url = f"{'https' if tls else 'http'}://{host}/v2/"
         with _process(["docker-registry", "serve", path], url, tls and os.path.join(tls, "ca.crt"),
-                      os.path.join(top, "registry.log")):
+                      os.path.join(top, "registry.log"), tcp_only=bool(client_ca)):
             yield RunningRegistry(host, top, certs_d, ca_dir, auth=bool(tls))
     finally:
         shutil.rmtree(top, ignore_errors=True)
