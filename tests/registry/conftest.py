@@ -25,6 +25,7 @@ import pytest
 from cais.registry.credentials import Credentials
 from cais.registry.hosts import RegistryHosts
 from tests.registry.images import tar_directory, tar_files, write_oci_layout
+from tests.registry.tokens import ISSUER, SERVICE, TokenServer
 
 USER, PASSWORD = "cais", "quay-secret"
 
@@ -134,9 +135,10 @@ def _trust(tls: str, top: str, host: str) -> tuple[str, str]:
 
 
 @contextmanager
-def distribution_registry(tls: str | None = None, client_ca: str | None = None) -> Iterator[RunningRegistry]:
+def distribution_registry(tls: str | None = None, client_ca: str | None = None,
+                          token: TokenServer | None = None) -> Iterator[RunningRegistry]:
     """docker-registry on a free loopback port; with `tls`, also htpasswd auth (and client certificates
-    signed by `client_ca` when given)."""
+    signed by `client_ca` when given); with `token`, bearer tokens from that token server."""
     if shutil.which("docker-registry") is None:
         pytest.skip("docker-registry is not installed (Debian package docker-registry)")
     top = tempfile.mkdtemp(prefix="cais-registry-dist-")
@@ -149,6 +151,9 @@ def distribution_registry(tls: str | None = None, client_ca: str | None = None) 
                         "maintenance": {"uploadpurging": {"enabled": False}}},
             "http": http}
         certs_d = ca_dir = None
+        if token:
+            config["auth"] = {"token": {"realm": f"http://{token.host}/token", "service": SERVICE,
+                                        "issuer": ISSUER, "rootcertbundle": token.cert}}
         if tls:
             http["tls"] = {"certificate": os.path.join(tls, "server.crt"), "key": os.path.join(tls, "server.key")}
             if client_ca:
@@ -161,7 +166,7 @@ def distribution_registry(tls: str | None = None, client_ca: str | None = None) 
         url = f"{'https' if tls else 'http'}://{host}/v2/"
         with _process(["docker-registry", "serve", path], url, tls and os.path.join(tls, "ca.crt"),
                       os.path.join(top, "registry.log"), tcp_only=bool(client_ca)):
-            yield RunningRegistry(host, top, certs_d, ca_dir, auth=bool(tls))
+            yield RunningRegistry(host, top, certs_d, ca_dir, auth=bool(tls or token))
     finally:
         shutil.rmtree(top, ignore_errors=True)
 
