@@ -1,7 +1,8 @@
 """Base images made offline, from the host's own packages (no registry needed).
 
 `busybox_rootfs` lays out a minimal root filesystem from Debian's busybox-static:
-the quickstart, the tests and the benchmarks all start from it.
+the quickstart, the tests and the benchmarks all start from it. `bootstrap_busybox` turns it into
+a registered image (``cais image bootstrap busybox``).
 """
 
 from __future__ import annotations
@@ -9,6 +10,10 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from cais.image.store import ImageStore
 
 BUSYBOX_CANDIDATES = ("/bin/busybox", "/usr/bin/busybox")
 
@@ -24,7 +29,9 @@ def find_busybox() -> str:
     for path in BUSYBOX_CANDIDATES:
         if os.path.isfile(path) and _is_static(path):
             return path
-    raise BootstrapError("no static busybox found: install Debian's busybox-static (apt-get install busybox-static)")
+    raise BootstrapError(
+        "no static busybox found: install Debian's busybox-static (apt-get install busybox-static)"
+    )
 
 
 def _is_static(path: str) -> bool:
@@ -37,14 +44,30 @@ def busybox_rootfs(dest: str) -> str:
     """Create a busybox root filesystem in `dest` (which must not exist or be empty)."""
     busybox = find_busybox()
     os.makedirs(dest, exist_ok=True)
-    for d in ("bin", "sbin", "usr/bin", "usr/sbin", "dev", "etc", "proc", "sys", "tmp", "root", "var", "run", "home"):
+    for d in (
+        "bin",
+        "sbin",
+        "usr/bin",
+        "usr/sbin",
+        "dev",
+        "etc",
+        "proc",
+        "sys",
+        "tmp",
+        "root",
+        "var",
+        "run",
+        "home",
+    ):
         os.makedirs(os.path.join(dest, d), exist_ok=True)
     os.chmod(os.path.join(dest, "tmp"), 0o1777)
     os.chmod(os.path.join(dest, "root"), 0o700)
     target = os.path.join(dest, "bin", "busybox")
     shutil.copy2(busybox, target)
     os.chmod(target, 0o755)
-    applets = subprocess.run([busybox, "--list-full"], check=True, capture_output=True, text=True).stdout.split()
+    applets = subprocess.run(
+        [busybox, "--list-full"], check=True, capture_output=True, text=True
+    ).stdout.split()
     for applet in applets:
         link = os.path.join(dest, applet)
         if applet == "bin/busybox" or os.path.lexists(link):
@@ -55,3 +78,50 @@ def busybox_rootfs(dest: str) -> str:
         with open(os.path.join(dest, "etc", name), "w") as f:
             f.write(text)
     return dest
+
+
+def bootstrap_busybox(store: ImageStore, tag: str = "busybox:latest") -> str:
+    """Build and register a one-layer busybox image from the host's busybox-static; its image ID.
+
+    Reproducible: entries sorted, owned by root, modes fixed, every mtime set to the busybox
+    binary's own (SOURCE_DATE_EPOCH overrides it) — the same host package gives the same digest.
+    """
+    import tempfile
+
+    from cais.image.rootfs import DEFAULT_PATH, make_image, rfc3339, tar_tree
+
+    epoch = int(os.environ.get("SOURCE_DATE_EPOCH") or os.stat(find_busybox()).st_mtime)
+    top = tempfile.mkdtemp(prefix="cais-image-bootstrap-")
+    try:
+        rootfs = busybox_rootfs(os.path.join(top, "rootfs"))
+        _normalize_tree(rootfs)
+        with store.hold():
+            writer = store.content.writer()
+            try:
+                tar_tree(rootfs, writer, mtime=epoch)  # type: ignore[arg-type]
+                blob = writer.commit()
+            except BaseException:
+                writer.abort()
+                raise
+        created = rfc3339(epoch)
+        config = {"created": created,
+                  "config": {"Env": [DEFAULT_PATH], "Cmd": ["sh"]},
+                  "history": [{"created": created,
+                               "created_by": "cais image bootstrap busybox (from Debian busybox-static)"}]}
+        return make_image(store, [(blob, blob, store.content.size(blob))], config, tag)
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
+
+
+def _normalize_tree(root: str) -> None:
+    """Modes and owners that do not depend on the umask or the user who ran the bootstrap."""
+    special = {"tmp": 0o1777, "root": 0o700, "bin/busybox": 0o755}
+    for top, dirs, files in os.walk(root):
+        for name in dirs + files:
+            path = os.path.join(top, name)
+            rel = os.path.relpath(path, root)
+            os.lchown(path, 0, 0)
+            if os.path.islink(path):
+                continue
+            default = 0o755 if os.path.isdir(path) else 0o644
+            os.chmod(path, special.get(rel, default))

@@ -1,0 +1,1 @@
+"""`cais build`: Dockerfile parsing, build contexts, the step cache and the builder."""

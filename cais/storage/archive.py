@@ -1,0 +1,446 @@
+"""Unpacking a layer tar into a directory, and packing a directory's changes into one.
+
+Unpacking streams: headers and data go straight from the (decompressing) reader to the file system,
+with no temporary copy. Every path is resolved inside the layer's directory with openat2
+RESOLVE_IN_ROOT, so `../`, absolute paths, symlinks (from this layer or, for vfs, a lower one) and
+hard-link targets can never reach outside it — the kernel clamps them at the layer root, like the
+chroot docker unpacks in. The final component is never followed: an existing entry of that name is
+removed and replaced, never written through. Paths that go above the root lexically (`../x`) are
+refused outright, as docker does.
+"""
+
+from __future__ import annotations
+
+import errno
+import io
+import os
+import shutil
+import stat
+import tarfile
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from cais.linux import fs
+from cais.storage import tarstream, whiteouts
+from cais.storage.compression import decompressed
+from cais.storage.errors import InvalidLayer, StorageError
+from cais.storage.tarstream import Header
+
+CHUNK = 1 << 20
+EMPTY_DIFF_ID = "sha256:5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef"  # 1024 zero bytes
+_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_IGNORED_XATTR_ERRORS = (errno.ENOTSUP, errno.EPERM)
+
+
+@dataclass(frozen=True)
+class DiffResult:
+    diff_id: str   # "sha256:…" of the uncompressed tar
+    size: int      # bytes of file content the layer holds (what `docker images` adds up)
+    tar_size: int  # bytes of the uncompressed tar
+
+
+def _show(name: str) -> str:
+    """An entry name fit for a one-line error: quoted, escaped, and shortened if long."""
+    text = repr(name)
+    return text if len(text) <= 120 else f"{text[:60]}…{text[-50:]}"
+
+
+def clean_path(name: str) -> str:
+    """A tar entry name as a relative path with no '.', '..' or empty components ('' is the root).
+    A leading '/' is dropped (as tar does); '..' reaching above the root is refused."""
+    parts: list[str] = []
+    for part in name.split("/"):
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if not parts:
+                raise InvalidLayer(f"{_show(name)}: path escapes the layer ('..' above its root)")
+            parts.pop()
+        else:
+            parts.append(part)
+    return "/".join(parts)
+
+
+def _split(path: str) -> tuple[str, str]:
+    parent, _, base = path.rpartition("/")
+    return parent, base
+
+
+class Unpacker:
+    """Apply one layer tar to the directory open as `root_fd`.
+
+    whiteout_mode "overlay" stores whiteouts as OverlayFS expects (char device 0/0, opaque xattr);
+    "delete" applies them by deleting from the directory (vfs, whose layers are full copies).
+    """
+
+    def __init__(self, root_fd: int, whiteout_mode: str) -> None:
+        assert whiteout_mode in ("overlay", "delete")
+        self.root_fd = root_fd
+        self.mode = whiteout_mode
+        self.size = 0
+        self._dirs: dict[str, int] = {}          # parent path -> O_PATH fd, resolved in root
+        self._dir_times: dict[str, int] = {}     # directory -> mtime, set once its contents are in
+        self._touched: set[str] = {""}           # paths this layer wrote (kept by an opaque marker)
+
+    # --- resolving directories inside the root ---------------------------------------------------
+
+    def _dir(self, path: str, create: bool = True) -> int:
+        """An O_PATH fd of directory `path`, resolved in root; missing parents are made (0755, root)."""
+        if not path:
+            return self.root_fd
+        fd = self._dirs.get(path)
+        if fd is not None:
+            return fd
+        try:
+            fd = fs.open_in_root(self.root_fd, path)
+        except FileNotFoundError:
+            if not create:
+                raise
+            parent, base = _split(path)
+            parent_fd = self._dir(parent)
+            try:
+                os.mkdir(base, 0o755, dir_fd=parent_fd)
+            except FileExistsError:
+                st = self._lstat(parent_fd, base)
+                what = "a symlink leading outside the layer (or nowhere)" if st and stat.S_ISLNK(st.st_mode) \
+                    else "not a directory"
+                raise InvalidLayer(f"{_show(path)} is {what}: refusing to write through it") from None
+            fd = fs.open_in_root(self.root_fd, path)
+        except NotADirectoryError:
+            raise InvalidLayer(f"{_show(path)}: a path component is not a directory") from None
+        if len(self._dirs) >= 512:
+            self._forget("")
+        self._dirs[path] = fd
+        return fd
+
+    def _forget(self, path: str) -> None:
+        """Drop cached directory fds at or below `path` (after it was removed or replaced)."""
+        prefix = path + "/"
+        for key in [k for k in self._dirs if not path or k == path or k.startswith(prefix)]:
+            os.close(self._dirs.pop(key))
+
+    def close(self) -> None:
+        self._forget("")
+
+    def _remove(self, dir_fd: int, base: str, path: str, st: os.stat_result) -> None:
+        if stat.S_ISDIR(st.st_mode):
+            shutil.rmtree(base, dir_fd=dir_fd)
+        else:
+            os.unlink(base, dir_fd=dir_fd)
+        self._forget(path)
+        self._dir_times.pop(path, None)
+
+    def _lstat(self, dir_fd: int, base: str) -> os.stat_result | None:
+        try:
+            return os.stat(base, dir_fd=dir_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return None
+
+    # --- entries ---------------------------------------------------------------------------------
+
+    def apply(self, reader: tarstream.TarReader) -> None:
+        for header in reader:
+            try:
+                self._entry(header, reader)
+            except StorageError:
+                raise
+            except OSError as e:
+                raise InvalidLayer(f"{_show(header.name)}: {e.strerror or e}") from None
+        self._set_dir_times()
+
+    def _touch(self, path: str) -> None:
+        while path not in self._touched:
+            self._touched.add(path)
+            path = _split(path)[0]
+
+    def _entry(self, h: Header, reader: tarstream.TarReader) -> None:
+        path = clean_path(h.name)
+        if not path:
+            if h.type != tarstream.DIR:
+                raise InvalidLayer(f"{_show(h.name)}: the layer root must be a directory")
+            fd = os.open(".", _DIR_FLAGS, dir_fd=self.root_fd)
+            try:
+                self._set_meta(fd, h)
+            finally:
+                os.close(fd)
+            self._dir_times[""] = h.mtime_ns
+            return
+        parent, base = _split(path)
+        try:
+            wh = whiteouts.classify(base)
+        except InvalidLayer as e:
+            raise InvalidLayer(f"{_show(h.name)}: {e}") from None
+        if wh is not None:
+            self._whiteout(parent, *wh)
+            return
+        self._touch(path)
+        dir_fd = self._dir(parent)
+        existing = self._lstat(dir_fd, base)
+        if existing is not None:
+            if h.type == tarstream.DIR and stat.S_ISDIR(existing.st_mode):
+                fd = os.open(base, _DIR_FLAGS, dir_fd=dir_fd)
+                try:
+                    self._set_meta(fd, h)
+                finally:
+                    os.close(fd)
+                self._dir_times[path] = h.mtime_ns
+                return
+            self._remove(dir_fd, base, path, existing)
+
+        t = h.type
+        if h.is_file:
+            fd = os.open(base, _FILE_FLAGS, 0o600, dir_fd=dir_fd)
+            try:
+                while chunk := reader.read_data(CHUNK):
+                    view = memoryview(chunk)
+                    while view:
+                        view = view[os.write(fd, view):]
+                self.size += h.size
+                self._set_meta(fd, h)
+                os.utime(fd, ns=(h.mtime_ns, h.mtime_ns))
+            finally:
+                os.close(fd)
+        elif t == tarstream.DIR:
+            os.mkdir(base, 0o700, dir_fd=dir_fd)
+            fd = os.open(base, _DIR_FLAGS, dir_fd=dir_fd)
+            try:
+                self._set_meta(fd, h)
+            finally:
+                os.close(fd)
+            self._dir_times[path] = h.mtime_ns
+        elif t == tarstream.SYM:
+            if not h.linkname:
+                raise InvalidLayer(f"{_show(h.name)}: symlink with an empty target")
+            os.symlink(h.linkname, base, dir_fd=dir_fd)
+            self._set_meta_nofollow(dir_fd, base, h)
+        elif t == tarstream.LNK:
+            self._hardlink(dir_fd, base, h)
+        elif t in (tarstream.CHR, tarstream.BLK, tarstream.FIFO):
+            kind = {tarstream.CHR: stat.S_IFCHR, tarstream.BLK: stat.S_IFBLK, tarstream.FIFO: stat.S_IFIFO}[t]
+            os.mknod(base, kind | 0o600, os.makedev(h.devmajor, h.devminor), dir_fd=dir_fd)
+            self._set_meta_nofollow(dir_fd, base, h)
+        else:
+            raise InvalidLayer(f"{_show(h.name)}: unsupported tar entry type {t!r}")
+
+    def _hardlink(self, dir_fd: int, base: str, h: Header) -> None:
+        target = clean_path(h.linkname)
+        if not target:
+            raise InvalidLayer(f"{_show(h.name)}: hard link to the layer root")
+        tparent, tbase = _split(target)
+        try:
+            tdir = self._dir(tparent, create=False)
+            # flags=0 (follow_symlinks=False): a symlink target is linked itself, never followed.
+            os.link(tbase, base, src_dir_fd=tdir, dst_dir_fd=dir_fd, follow_symlinks=False)
+        except (FileNotFoundError, NotADirectoryError):
+            raise InvalidLayer(f"{_show(h.name)}: hard link target {_show(h.linkname)} is not in this layer") from None
+        except PermissionError:
+            raise InvalidLayer(f"{_show(h.name)}: cannot hard link to {_show(h.linkname)} (a directory?)") from None
+
+    def _set_meta(self, fd: int, h: Header) -> None:
+        """Owner, then mode (chown clears setuid bits), then xattrs (chown clears capabilities)."""
+        os.fchown(fd, h.uid, h.gid)
+        os.fchmod(fd, h.mode)
+        for key, value in h.xattrs.items():
+            self._setxattr(fd, key, value, h)
+
+    def _set_meta_nofollow(self, dir_fd: int, base: str, h: Header) -> None:
+        os.chown(base, h.uid, h.gid, dir_fd=dir_fd, follow_symlinks=False)
+        st = os.stat(base, dir_fd=dir_fd, follow_symlinks=False)
+        if not stat.S_ISLNK(st.st_mode):
+            os.chmod(base, h.mode, dir_fd=dir_fd)  # a node this unpack just made: not a symlink
+        for key, value in h.xattrs.items():
+            self._setxattr(fs.fd_path(dir_fd, base), key, value, h)
+        os.utime(base, ns=(h.mtime_ns, h.mtime_ns), dir_fd=dir_fd, follow_symlinks=False)
+
+    def _setxattr(self, target: int | str, key: str, value: bytes, h: Header) -> None:
+        if key.startswith(whiteouts.OVERLAY_XATTR_PREFIX):
+            return  # a layer must not steer OverlayFS (opaque, redirect, metacopy): dropped
+        try:
+            if isinstance(target, int):
+                os.setxattr(target, key, value)
+            else:
+                os.setxattr(target, key, value, follow_symlinks=False)
+        except OSError as e:
+            if e.errno not in _IGNORED_XATTR_ERRORS:
+                raise InvalidLayer(f"{_show(h.name)}: cannot set xattr {key}: {e.strerror}") from None
+
+    def _whiteout(self, parent: str, kind: whiteouts.Kind, target: str) -> None:
+        if kind is whiteouts.Kind.META:
+            return
+        if self.mode == "overlay":
+            self._touch(parent)
+            dir_fd = self._dir(parent)
+            if kind is whiteouts.Kind.OPAQUE:
+                fd = fs.open_in_root(self.root_fd, parent, _DIR_FLAGS)
+                try:
+                    whiteouts.set_overlay_opaque(fd)
+                finally:
+                    os.close(fd)
+                return
+            path = f"{parent}/{target}" if parent else target
+            existing = self._lstat(dir_fd, target)
+            if existing is not None:
+                self._remove(dir_fd, target, path, existing)
+            whiteouts.make_overlay_whiteout(dir_fd, target)
+            return
+        try:
+            dir_fd = self._dir(parent, create=False)
+        except (FileNotFoundError, InvalidLayer):
+            return  # nothing there to delete
+        if kind is whiteouts.Kind.OPAQUE:
+            self._prune(parent, dir_fd)
+            return
+        path = f"{parent}/{target}" if parent else target
+        existing = self._lstat(dir_fd, target)
+        if existing is not None:
+            self._remove(dir_fd, target, path, existing)
+
+    def _prune(self, path: str, dir_fd: int) -> None:
+        """Delete from directory `path` everything this layer did not write (an opaque marker, vfs)."""
+        fd = os.open(".", _DIR_FLAGS, dir_fd=dir_fd)
+        try:
+            names = os.listdir(fd)
+        finally:
+            os.close(fd)
+        for name in names:
+            child = f"{path}/{name}" if path else name
+            st = self._lstat(dir_fd, name)
+            if st is None:
+                continue
+            if child not in self._touched:
+                self._remove(dir_fd, name, child, st)
+            elif stat.S_ISDIR(st.st_mode):
+                self._prune(child, self._dir(child, create=False))
+
+    def _set_dir_times(self) -> None:
+        for path in sorted(self._dir_times, key=lambda p: p.count("/") + (1 if p else 0), reverse=True):
+            ns = self._dir_times[path]
+            parent, base = _split(path)
+            try:
+                if not base:
+                    os.utime(fs.fd_path(self.root_fd), ns=(ns, ns))
+                else:
+                    os.utime(base, ns=(ns, ns), dir_fd=self._dir(parent, create=False), follow_symlinks=False)
+            except (FileNotFoundError, InvalidLayer):
+                continue
+
+
+def unpack(stream: BinaryIO, dest: str, whiteout_mode: str, *, max_size: int | None = None,
+           guard: Callable[[], None] | None = None) -> DiffResult:
+    """Unpack the layer `stream` (tar, gzip or zstd) into the existing directory `dest`."""
+    root_fd = os.open(dest, _DIR_FLAGS)
+    unpacker = Unpacker(root_fd, whiteout_mode)
+    try:
+        with decompressed(stream) as source:
+            counted = tarstream.LimitedDigestReader(source, max_size, guard)
+            reader = tarstream.TarReader(io.BufferedReader(counted, CHUNK))
+            unpacker.apply(reader)
+            reader.drain()
+    finally:
+        unpacker.close()
+        os.close(root_fd)
+    return DiffResult(f"sha256:{counted.sha256.hexdigest()}", unpacker.size, counted.count)
+
+
+# --- packing -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PackEntry:
+    """One entry of a diff tar: `path` (relative) copied from `source` (a path on disk) when kind is
+    "entry"; a `.wh.` whiteout of `path` for "whiteout"; the opaque marker of directory `path` for
+    "opaque"."""
+    path: str
+    source: str | None
+    kind: str = "entry"
+
+
+class _DigestWriter(io.RawIOBase):
+    def __init__(self, out: BinaryIO) -> None:
+        import hashlib
+        self._out = out
+        self.sha256 = hashlib.sha256()
+        self.count = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b) -> int:  # type: ignore[override]
+        self._out.write(b)
+        self.sha256.update(b)
+        self.count += len(b)
+        return len(b)
+
+
+def _xattrs(path: str) -> dict[str, str]:
+    try:
+        names = os.listxattr(path, follow_symlinks=False)
+    except OSError:
+        return {}
+    out = {}
+    for key in sorted(names):
+        if key.startswith(whiteouts.OVERLAY_XATTR_PREFIX):
+            continue
+        try:
+            out[f"SCHILY.xattr.{key}"] = os.getxattr(path, key, follow_symlinks=False).decode("utf-8", "surrogateescape")
+        except OSError:
+            continue
+    return out
+
+
+def pack(entries: Iterable[PackEntry], out: BinaryIO, *, source_date_epoch: int | None = None) -> DiffResult:
+    """Write `entries` (already in order) as a PAX tar to `out`: numeric owners, no user/group names,
+    mtimes clamped to `source_date_epoch`, hard links kept. Returns the tar's digest."""
+    writer = _DigestWriter(out)
+    size = 0
+    seen: dict[tuple[int, int], str] = {}
+    with tarfile.open(fileobj=writer, mode="w|", format=tarfile.PAX_FORMAT, bufsize=CHUNK) as tar:  # type: ignore[call-overload]
+        for entry in entries:
+            info = tarfile.TarInfo(entry.path)
+            info.uname = info.gname = ""
+            if entry.kind != "entry":
+                parent, base = _split(entry.path)
+                if entry.kind == "opaque":
+                    parent, base = entry.path, whiteouts.OPAQUE
+                else:
+                    base = whiteouts.PREFIX + base
+                info.name = f"{parent}/{base}" if parent else base
+                info.mtime = source_date_epoch or 0
+                info.mode = 0o644
+                tar.addfile(info)
+                continue
+            assert entry.source is not None
+            st = os.lstat(entry.source)
+            mtime = int(st.st_mtime)
+            info.mtime = min(mtime, source_date_epoch) if source_date_epoch is not None else mtime
+            info.mode = stat.S_IMODE(st.st_mode)
+            info.uid, info.gid = st.st_uid, st.st_gid
+            info.pax_headers = _xattrs(entry.source)
+            if stat.S_ISDIR(st.st_mode):
+                info.type = tarfile.DIRTYPE
+            elif stat.S_ISLNK(st.st_mode):
+                info.type = tarfile.SYMTYPE
+                info.linkname = os.readlink(entry.source)
+            elif stat.S_ISREG(st.st_mode):
+                key = (st.st_dev, st.st_ino)
+                if st.st_nlink > 1 and key in seen:
+                    info.type = tarfile.LNKTYPE
+                    info.linkname = seen[key]
+                else:
+                    seen[key] = entry.path
+                    info.size = st.st_size
+                    size += st.st_size
+                    with open(entry.source, "rb") as f:
+                        tar.addfile(info, f)
+                    continue
+            elif stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
+                info.type = tarfile.CHRTYPE if stat.S_ISCHR(st.st_mode) else tarfile.BLKTYPE
+                info.devmajor, info.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
+            elif stat.S_ISFIFO(st.st_mode):
+                info.type = tarfile.FIFOTYPE
+            else:
+                continue  # sockets are not archived (as tar and docker do)
+            tar.addfile(info)
+    return DiffResult(f"sha256:{writer.sha256.hexdigest()}", size, writer.count)

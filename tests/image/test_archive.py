@@ -1,0 +1,197 @@
+"""save/load (docker-archive, OCI layout), import/export, commit — within cais."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tarfile
+
+import pytest
+
+from cais.image.archive import ArchiveError, load, load_layout, save
+from cais.image.commit import commit
+from cais.image.content import digest_bytes
+from cais.image.rootfs import export_image, import_rootfs
+from cais.image.store import ImageError
+from tests.image.builders import put_image, tar_layer
+from tests.image.conftest import make_store
+
+L1 = tar_layer({"etc/": None, "etc/hello": b"hello\n", "bin/": None, "bin/sh": "/bin/busybox"})
+L2 = tar_layer({"etc/.wh.hello": b"", "etc/world": b"world\n"})
+
+
+def members(data: bytes) -> dict[str, bytes | None]:
+    out = {}
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        for m in tar:
+            out[m.name] = tar.extractfile(m).read() if m.isreg() else None
+    return out
+
+
+@pytest.mark.parametrize("fmt", ["docker", "oci"])
+def test_save_load_round_trip(store, image_root, fmt):
+    digest = put_image(store, [L1, L2], "zstd")
+    image_id = store.register(digest, "app:1")
+    store.tag("app:1", "app:2")
+    out = io.BytesIO()
+    save(store, ["app"], out, format=fmt)
+    files = members(out.getvalue())
+    assert files["oci-layout"] == b'{"imageLayoutVersion":"1.0.0"}'
+    index = json.loads(files["index.json"])
+    assert sorted(m["annotations"]["io.containerd.image.name"] for m in index["manifests"]) == [
+        "docker.io/library/app:1", "docker.io/library/app:2"]
+    if fmt == "docker":
+        [entry] = json.loads(files["manifest.json"])
+        assert sorted(entry["RepoTags"]) == ["app:1", "app:2"]
+        assert entry["Layers"] == [f"blobs/sha256/{digest_bytes(x)[7:]}" for x in (L1, L2)]
+        assert files[entry["Layers"][0]] == L1  # uncompressed, digest = diff_id
+    else:
+        assert f"blobs/sha256/{digest[7:]}" in files  # the original manifest, original digests
+
+    other = make_store(os.path.join(image_root, "other"))
+    try:
+        assert sorted(load(other, io.BytesIO(out.getvalue()))) == ["Loaded image: app:1", "Loaded image: app:2"]
+        assert other.inspect("app:2")["Id"] == image_id
+        assert other.inspect("app:1")["RootFS"] == store.inspect("app:1")["RootFS"]
+        again = io.BytesIO()
+        save(other, ["app:1"], again, format=fmt)  # and back again
+        assert load(store, io.BytesIO(again.getvalue())) == ["Loaded image: app:1"]
+        assert other.gc()["BlobsDeleted"] == []  # load left no stray blobs
+    finally:
+        other.close()
+
+
+def test_load_docker_2010_layout(store):
+    """docker 20.10's save: <v1id>/layer.tar (a symlink for a repeated layer), <id>.json, manifest.json."""
+    config = {"architecture": "amd64", "os": "linux", "config": {},
+              "rootfs": {"type": "layers", "diff_ids": [digest_bytes(L1), digest_bytes(L1)]}}
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        def add(name, data=None, link=None):
+            info = tarfile.TarInfo(name)
+            if link:
+                info.type, info.linkname = tarfile.SYMTYPE, link
+                tar.addfile(info)
+            else:
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+        add("aaaa/layer.tar", L1)
+        add("aaaa/VERSION", b"1.0")
+        add("bbbb/layer.tar", link="../aaaa/layer.tar")
+        add("cfg.json", json.dumps(config).encode())
+        add("manifest.json", json.dumps([{"Config": "cfg.json", "RepoTags": ["old:save"],
+                                          "Layers": ["aaaa/layer.tar", "bbbb/layer.tar"]}]).encode())
+    assert load(store, io.BytesIO(buf.getvalue())) == ["Loaded image: old:save"]
+    assert len(store.layers_of("old:save")) == 2
+
+
+def corrupt_archives(good: bytes) -> list[tuple[bytes, str]]:
+    files = members(good)
+    layer = next(n for n in files if n.startswith("blobs/") and files[n] == L1)
+
+    def rebuild(changes: dict[str, bytes | None]) -> bytes:
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tar:
+            for name, data in {**files, **changes}.items():
+                if data is None and name in changes:
+                    continue
+                info = tarfile.TarInfo(name)
+                if data is None:
+                    info.type = tarfile.DIRTYPE
+                    tar.addfile(info)
+                else:
+                    info.size = len(data)
+                    tar.addfile(info, io.BytesIO(data))
+        return buf.getvalue()
+
+    return [
+        (b"this is not a tar", "invalid archive"),
+        (good[: len(good) // 2], "invalid archive"),
+        (rebuild({layer: L1 + b"x"}), "does not match its digest"),
+        (rebuild({layer: None}), "is missing"),
+        (rebuild({"manifest.json": b"{not json"}), "manifest.json is not valid JSON"),
+        (rebuild({"manifest.json": None, "index.json": None}), "no manifest.json or index.json"),
+        (rebuild({"manifest.json": None, "index.json": b'{"schemaVersion": 2, "manifests": [{"mediaType": '
+                  b'"application/vnd.oci.image.manifest.v1+json", "digest": "sha256:' + b"1" * 64 + b'", "size": 3}]}'}),
+         "named in index.json is missing"),
+    ]
+
+
+def test_bad_archives_load_nothing(store):
+    digest = put_image(store, [L1, L2])
+    store.register(digest, "app:1")
+    good = io.BytesIO()
+    save(store, ["app:1"], good)
+    store.remove("app:1")
+    blobs_before = sorted(store.content.walk())
+    for data, message in corrupt_archives(good.getvalue()):
+        with pytest.raises(ArchiveError, match=message):
+            load(store, io.BytesIO(data))
+        assert store.list() == [], message
+        assert sorted(store.content.walk()) == blobs_before, message
+        assert os.listdir(os.path.join(store.content.root, "ingest")) == []
+
+
+def test_load_layout_dir(store, image_root):
+    store.register(put_image(store, [L1]), "app:1")
+    out = io.BytesIO()
+    save(store, ["app:1"], out, format="oci")
+    layout = os.path.join(image_root, "layout")
+    with tarfile.open(fileobj=io.BytesIO(out.getvalue())) as tar:
+        tar.extractall(layout, filter="data")
+    other = make_store(os.path.join(image_root, "other"))
+    try:
+        assert load_layout(other, layout) == ["Loaded image: app:1"]
+    finally:
+        other.close()
+
+
+def test_import_export(store):
+    rootfs = tar_layer({"bin/": None, "bin/tool": b"#!/bin/sh\n", "link": "bin/tool"})
+    import gzip
+    image_id = import_rootfs(store, io.BytesIO(gzip.compress(rootfs)), "imported:v1",
+                             changes=["CMD [\"/bin/tool\"]", "ENV A=1 B=2", "LABEL x=y", "EXPOSE 80"],
+                             message="hello")
+    info = store.inspect("imported:v1")
+    assert info["Id"] == image_id and info["Comment"] == "hello"
+    assert info["Config"]["Cmd"] == ["/bin/tool"] and info["Config"]["Env"] == ["A=1", "B=2"]
+    assert info["Config"]["Labels"] == {"x": "y"} and info["Config"]["ExposedPorts"] == {"80/tcp": {}}
+    assert info["RootFS"]["Layers"] == [digest_bytes(rootfs)]
+    out = io.BytesIO()
+    export_image(store, "imported:v1", out)
+    files = members(out.getvalue())
+    assert files["bin/tool"] == b"#!/bin/sh\n" and "link" in files
+    with pytest.raises(ImageError, match="invalid rootfs tarball"):
+        import_rootfs(store, io.BytesIO(b"\x1f\x8b" + b"garbage" * 10))
+    with pytest.raises(ImageError, match="is not a valid change command"):
+        import_rootfs(store, io.BytesIO(rootfs), changes=["RUN rm -rf /"])
+
+
+def test_commit(store):
+    base = store.register(put_image(store, [L1]), "base")
+    cid = "e" * 64
+    store.add_container(cid, "base")
+    store.driver.create_rw(cid, store.layers_of("base")[-1]["ChainID"][7:])
+    try:
+        root = store.driver.mount(cid)
+        try:
+            with open(os.path.join(root, "new-file"), "w") as f:
+                f.write("committed\n")
+            os.unlink(os.path.join(root, "etc/hello"))
+        finally:
+            store.driver.unmount(cid)
+        new = commit(store, cid, "committed:1", changes=["CMD [\"cat\", \"/new-file\"]"], comment="c", author="me")
+    finally:
+        store.driver.remove_rw(cid)
+        store.remove_container(cid)
+    info = store.inspect("committed:1")
+    assert info["Id"] == new and info["Parent"] == base and info["Author"] == "me"
+    assert info["Config"]["Cmd"] == ["cat", "/new-file"] and len(info["RootFS"]["Layers"]) == 2
+    out = io.BytesIO()
+    export_image(store, "committed:1", out)
+    files = members(out.getvalue())
+    assert files["new-file"] == b"committed\n" and "etc/hello" not in files
+    from cais.image.store import ImageConflict
+    with pytest.raises(ImageConflict, match="image has dependent child images"):
+        store.remove(base[7:], force=True)
