@@ -77,8 +77,9 @@ class Registry:
 
     def __init__(self, domain: str, *, hosts: RegistryHosts | None = None,
                  credentials: Credentials | None = None, retry: RetryPolicy | None = None,
-                 timeout: float = 300.0) -> None:
+                 timeout: float = 300.0, endpoints: list[Endpoint] | None = None) -> None:
         self.domain = domain
+        self._endpoints = endpoints
         self.hosts = hosts or RegistryHosts()
         self.retry = retry or RetryPolicy()
         self._credentials = credentials
@@ -110,7 +111,7 @@ class Registry:
                 return self.endpoint
             assert self._session is not None and self._auth is not None, "use `async with Registry(...)`"
             try:
-                endpoints = self.hosts.endpoints(self.domain)
+                endpoints = self._endpoints or self.hosts.endpoints(self.domain)
             except HostsError as e:
                 raise RegistryError(str(e)) from None
             errors = []

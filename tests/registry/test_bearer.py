@@ -74,3 +74,18 @@ def test_expired_tokens_are_renewed(bearer: tuple[RunningRegistry, TokenServer])
         asyncio.run(work())
     finally:
         tokens.lifetime = 300
+
+
+@pytest.mark.parametrize("scheme", ["basic", "bearer"])
+def test_login_checks_then_stores(scheme: str, request: pytest.FixtureRequest, tmp_root: str) -> None:
+    from cais.registry.credentials import CredentialStore
+    from cais.registry.login import login, logout
+    reg = request.getfixturevalue("distribution_auth") if scheme == "basic" else request.getfixturevalue("bearer")[0]
+    store = CredentialStore(os.path.join(tmp_root, "config.json"))
+    with pytest.raises(Unauthorized) as info:
+        asyncio.run(login(reg.host, Credentials(USER, "wrong"), hosts=reg.hosts(), store=store))
+    assert "\n" not in str(info.value)
+    assert store.get(reg.host) is None
+    asyncio.run(login(reg.host, Credentials(USER, PASSWORD), hosts=reg.hosts(), store=store))
+    assert store.get(reg.host) == Credentials(USER, PASSWORD)
+    assert logout(reg.host, store) and store.get(reg.host) is None

@@ -218,3 +218,13 @@ def test_abandoned_uploads_are_removed() -> None:
         assert os.listdir(ingest) == []
         status, _, body = call(reg, "PATCH", headers["location"], b"more")
         assert (status, error_code(body)) == (404, "BLOB_UPLOAD_UNKNOWN")
+
+
+def test_mirrors_for_docker_hub(busybox_layout: Layout, tmp_root: str) -> None:
+    """docker.io references go to the first mirror that has the image (no traffic leaves loopback)."""
+    from cais.registry.hosts import RegistryHosts
+    with cais_registry() as empty, cais_registry() as mirror:
+        skopeo("copy", *mirror.skopeo_args("dest"), busybox_layout.ref(), f"docker://{mirror.host}/library/cais:1")
+        hosts = RegistryHosts(mirrors=[f"http://{empty.host}", f"http://{mirror.host}"], certs_dirs=())
+        result = asyncio.run(pull(parse("cais:1"), ContentStore(tmp_root), hosts=hosts))
+        assert result.manifest_digest == busybox_layout.digest
