@@ -298,6 +298,9 @@ class Registry:
                 try:
                     await self._download_into(repo, digest, writer, progress)
                     break
+                except ContentError as e:  # more bytes than the descriptor's size: not worth resuming
+                    writer.abort()
+                    raise RegistryError(f"GET blob {digest} from {self.domain}/{repo}: {e}") from None
                 except NETWORK_ERRORS as e:
                     if attempt + 1 >= self.retry.attempts:
                         raise RegistryError(f"GET blob {digest}: {_reason(e)} "
