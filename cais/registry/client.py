@@ -167,7 +167,8 @@ class Registry:
                     await asyncio.sleep(self.retry.delay(attempt))
                     attempt += 1
                     continue
-                raise RegistryError(f"{what}: {_reason(e)}") from None
+                tries = f" (after {attempt + 1} attempts)" if retry and attempt else ""
+                raise RegistryError(f"{what}: {_reason(e)}{tries}") from None
             try:
                 if resp.status == 401 and same_host and not reauthorized and \
                         self._auth.challenged(resp.headers.get("WWW-Authenticate"), scopes):
@@ -338,8 +339,8 @@ class Registry:
                 async for chunk in resp.content.iter_chunked(CHUNK):
                     buffer += chunk
                     if len(buffer) >= CHUNK:
-                        await _write(writer, buffer, progress)
-                        buffer = bytearray()
+                        full, buffer = buffer, bytearray()
+                        await _write(writer, full, progress)
             finally:
                 if buffer:  # keep what arrived before a drop, for the resume
                     await _write(writer, buffer, progress)
@@ -426,7 +427,14 @@ async def _read_limited(resp: aiohttp.ClientResponse, limit: int, what: str) -> 
 
 
 async def _write(writer: Any, data: bytearray, progress: Progress | None) -> None:
-    await asyncio.to_thread(writer.write, bytes(data))  # hashing releases the GIL
+    """Append to the writer in a thread (hashing releases the GIL). A cancelled caller still waits for
+    the write to end, so the partial file and its running hash never disagree."""
+    done = asyncio.ensure_future(asyncio.to_thread(writer.write, bytes(data)))
+    try:
+        await asyncio.shield(done)
+    except asyncio.CancelledError:
+        await done
+        raise
     if progress:
         progress(len(data))
 

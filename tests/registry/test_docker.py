@@ -16,7 +16,7 @@ from cais.registry.pull import pull
 from cais.registry.push import push
 from tests.peers import Dockerd, dockerd
 from tests.registry.conftest import PASSWORD, USER, Layout, RunningRegistry, skopeo
-from tests.registry.images import tar_directory
+from tests.registry.images import tar_directory, tar_files, write_oci_layout
 
 pytestmark = pytest.mark.peers
 
@@ -91,8 +91,7 @@ def test_docker_push_pull_against_cais_server(which: str, request: pytest.Fixtur
     assert result.media_type == DOCKER_MANIFEST
 
 
-def test_json_progress_matches_dockerd(docker: Dockerd, distribution: RunningRegistry, busybox_layout: Layout,
-                                       tmp_root: str) -> None:
+def test_json_progress_matches_dockerd(docker: Dockerd, distribution: RunningRegistry, tmp_root: str) -> None:
     """The JSON stream cais renders has the shape, ids and wording of dockerd's for the same pull."""
     import json
 
@@ -100,14 +99,16 @@ def test_json_progress_matches_dockerd(docker: Dockerd, distribution: RunningReg
 
     from cais.registry.progress import JSONProgress
     name = f"{distribution.host}/cais/progress"
-    skopeo("copy", *distribution.skopeo_args("dest"), busybox_layout.ref(), f"docker://{name}:v1")
+    layout = os.path.join(tmp_root, "layout")  # layers dockerd has not seen yet, or it reports none
+    write_oci_layout(layout, [tar_files({"a": os.urandom(3 << 20)}), tar_files({"b": os.urandom(1 << 20)})])
+    skopeo("copy", *distribution.skopeo_args("dest"), f"oci:{layout}:latest", f"docker://{name}:v1")
     api = docker_py.APIClient(base_url=docker.host, version="auto")
     try:
         theirs = list(api.pull(name, tag="v1", stream=True, decode=True))
     finally:
         api.close()
     lines: list[bytes] = []
-    asyncio.run(pull(parse(f"{name}:v1"), ContentStore(tmp_root), hosts=distribution.hosts(),
+    asyncio.run(pull(parse(f"{name}:v1"), ContentStore(os.path.join(tmp_root, "store")), hosts=distribution.hosts(),
                      progress=JSONProgress(lines.append)))
     ours = [json.loads(line) for line in lines]
 
