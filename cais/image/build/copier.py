@@ -177,9 +177,14 @@ class Copier:
         if not os.path.islink(host):
             os.chmod(host, self.chmod if self.chmod is not None else stat.S_IMODE(mode))
 
+    def _makedirs(self, path: str) -> str:
+        """Missing directories of the destination: 0755, owned by --chown's user (else root)."""
+        uid, gid = (self.owner.uid, self.owner.gid) if self.owner is not None else (0, 0)
+        return makedirs(self.rootfs, path, uid, gid)
+
     def _prepare(self, target: str) -> str:
         """Parent directories created, whatever non-directory is at `target` removed."""
-        parent = makedirs(self.rootfs, posixpath.dirname(target.rstrip("/")) or "/")
+        parent = self._makedirs(posixpath.dirname(target.rstrip("/")) or "/")
         host = os.path.join(parent, posixpath.basename(target.rstrip("/")))
         if os.path.lexists(host) and not os.path.isdir(host) or os.path.islink(host):
             os.unlink(host)
@@ -200,7 +205,7 @@ class Copier:
         if not os.path.isdir(host):
             if os.path.lexists(host):
                 os.unlink(host)
-            makedirs(self.rootfs, posixpath.dirname(dest.rstrip("/")) or "/")
+            self._makedirs(posixpath.dirname(dest.rstrip("/")) or "/")
             host = scoped(self.rootfs, dest)
             os.mkdir(host)
             self._meta(host, st.st_mode)
@@ -210,7 +215,7 @@ class Copier:
             self._entry(posixpath.join(dest, rel), path, est)
 
     def _entry(self, target: str, path: str, st: os.stat_result) -> None:
-        parent = makedirs(self.rootfs, posixpath.dirname(target))
+        parent = self._makedirs(posixpath.dirname(target))
         host = os.path.join(parent, posixpath.basename(target))
         mode = st.st_mode
         if stat.S_ISDIR(mode):
@@ -238,7 +243,7 @@ class Copier:
 
     def unpack(self, archive: str, dest: str) -> None:
         """Extract a local tar archive into directory `dest`, keeping its owners unless --chown."""
-        makedirs(self.rootfs, dest)
+        self._makedirs(dest)
         try:
             with tarfile.open(archive, mode="r|*") as tar:
                 for member in tar:
@@ -251,7 +256,7 @@ class Copier:
         if not name or name == ".":
             return
         target = posixpath.join(dest, name)
-        parent = makedirs(self.rootfs, posixpath.dirname(target))
+        parent = self._makedirs(posixpath.dirname(target))
         host = os.path.join(parent, posixpath.basename(target))
         uid, gid = (self.owner.uid, self.owner.gid) if self.owner else (member.uid, member.gid)
         if member.isdir():
