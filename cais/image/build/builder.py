@@ -544,7 +544,8 @@ class _Build:
                                 "file does not exist")
             sources += matches
         checksum = self.ctx.checksum([rel for _, rel in sources])
-        key = self.step_key(state, cmd.keyword, dest, chown, chmod, [m for m, _ in sources], checksum, inline,
+        key = self.step_key(state, cmd.keyword, dest, chown, chmod, [m for m, _ in sources], checksum,
+                            [(n, hashlib.sha256(d).hexdigest()) for n, d in inline],
                             urls, cmd.link)
         created_by = f"{cmd.keyword} {checksum} in {dest}"
 
