@@ -257,3 +257,22 @@ def test_events_as_docker_json(cais, tmp_root):
     assert "Step 1/2 : FROM busybox\n" in streams and "out\n" in streams
     assert {"aux": {"ID": image_id}} in messages
     json.dumps(messages)
+
+
+def test_cache_from_an_image(cais, tmp_root):
+    from cais.image.build.builder import Builder
+    from cais.image.build.runner import Runner
+
+    ctx = write(os.path.join(tmp_root, "ctx"), {
+        "Dockerfile": "FROM busybox\nENV A=1\nCOPY f /f\nRUN date +%s%N > /stamp\nCMD [\"sh\"]\n", "f": "1\n"})
+    cais.build(ctx, tags=["origin"])
+    stamp = rootfs_files(cais, "origin")["stamp"]
+    # A builder with an empty cache of its own (another machine, a CI runner): only --cache-from helps.
+    cais.builder = Builder(cais.store, Runner(os.path.join(cais.top, "runtime")), os.path.join(cais.top, "build2"))
+    cais.build(ctx, tags=["again"], cache_from=["origin", "missing:tag"])
+    assert rootfs_files(cais, "again")["stamp"] == stamp
+    assert cached_steps(cais) == 2  # COPY and RUN layers came from the image
+    assert any("missing:tag" in str(e) for e in cais.events)
+    cais.builder = Builder(cais.store, Runner(os.path.join(cais.top, "runtime")), os.path.join(cais.top, "build3"))
+    cais.build(ctx, tags=["fresh"])
+    assert rootfs_files(cais, "fresh")["stamp"] != stamp

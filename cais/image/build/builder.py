@@ -201,12 +201,25 @@ class _Build:
         self.results: dict[int, State] = {}
         self.step = 0
         self.meta = self._meta_args()
+        self.cache_images = self._cache_images()
         if options.network not in NETWORK_MODES:
             raise BuildError(f"unknown network mode {options.network!r} (use one of: {', '.join(NETWORK_MODES)})")
 
     def fail(self, message: str, line: int | None = None) -> BuildError:
         where = f"{self.df.filename}:{line}: " if line else ""
         return BuildError(where + message)
+
+    def _cache_images(self) -> list[tuple[list[dict[str, Any]], list[tuple[str, str, int]]]]:
+        found = []
+        for name in self.opts.cache_from:
+            try:
+                image_id = self.b.store.resolve(name)
+            except Exception:  # docker only warns about a missing --cache-from image
+                self.emit(BuildWarning(f"--cache-from {name}: no such image, ignored"))
+                continue
+            cfg, layers = self.b.image(image_id)
+            found.append((cfg.get("history") or [], layers))
+        return found
 
     def _meta_args(self) -> dict[str, str | None]:
         meta: dict[str, str | None] = {}
@@ -386,6 +399,22 @@ class _Build:
         self.emit(StepDone(number, image_id))
         return State(image_id, image, layers, state.scope, state.flags)
 
+    def from_cache_images(self, state: State, created_by: str) -> tuple[str, str, int] | None:
+        """--cache-from: the layer an image made at this very step (same layers below, same
+        history entry), as docker's classic builder matches them."""
+        if self.opts.no_cache:
+            return None
+        position = len(state.image.get("history") or [])
+        ours = [d for _, d, _ in state.layers]
+        for history, layers in self.cache_images:
+            if position >= len(history) or history[position].get("empty_layer"):
+                continue
+            if history[position].get("created_by") != created_by or len(layers) <= len(ours):
+                continue
+            if [d for _, d, _ in layers[:len(ours)]] == ours:
+                return layers[len(ours)]
+        return None
+
     def step_key(self, state: State, *parts: Any) -> str:
         return _digest([state.key, *parts])
 
@@ -422,6 +451,13 @@ class _Build:
         hit = self.cached(key, number, state)
         if hit is not None:
             return hit
+        layer = self.from_cache_images(state, created_by)
+        if layer is not None:
+            new = self.commit(state, created_by, layer)
+            self.b.cache_put(key, new.image_id or "")
+            self.emit(StepCached(number))
+            self.emit(StepDone(number, new.image_id or ""))
+            return new
         driver = self.b.driver
         rw = f"cais-build-step-{secrets.token_hex(6)}"
         driver.create_rw(rw, state.top_layer)
