@@ -24,8 +24,6 @@ import secrets
 import shutil
 import tempfile
 import time
-import urllib.parse
-import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -725,6 +723,9 @@ def _is_url(text: str) -> bool:
 
 def download(url: str, tmp: str) -> Source:
     """ADD <url>: fetched to a file (mode 0600, mtime from Last-Modified), never unpacked."""
+    import urllib.parse
+    import urllib.request
+
     name = posixpath.basename(urllib.parse.urlparse(url).path) or "index.html"
     path = os.path.join(tmp, secrets.token_hex(4))
     os.mkdir(path)
