@@ -103,13 +103,13 @@ def plain_text(event: Event) -> str:
 
 
 class TtyRenderer:
-    """A compact view: one line per step with its state and time, command output indented."""
+    """A compact view: one line per step, command output dimmed and indented, then the step's
+    state (CACHED or DONE with its time)."""
 
     def __init__(self, out: TextIO | None = None) -> None:
         self.out = out or sys.stderr
         self._started: dict[int, float] = {}
         self._cached: set[int] = set()
-        self._headers: dict[int, str] = {}
         self._partial = b""
 
     def __call__(self, event: Event) -> None:
@@ -117,26 +117,26 @@ class TtyRenderer:
         if isinstance(event, StepStarted):
             self._started[event.number] = time.monotonic()
             stage = f"{event.stage} " if event.stage else ""
-            self._headers[event.number] = f"[{stage}{event.number}/{event.total}] {event.text}"
-            w(f"\033[1m=> {self._headers[event.number]}\033[0m\n")
+            w(f"\033[1m=> [{stage}{event.number}/{event.total}] {event.text}\033[0m\n")
         elif isinstance(event, StepCached):
             self._cached.add(event.number)
         elif isinstance(event, StepOutput):
-            for line in (self._partial + event.data).splitlines(keepends=True):
-                if line.endswith(b"\n"):
-                    w("\033[2m   " + line.decode("utf-8", "replace") + "\033[0m")
-                    self._partial = b""
-                else:
-                    self._partial = line
+            lines = (self._partial + event.data).split(b"\n")
+            self._partial = lines.pop()
+            for line in lines:
+                w("\033[2m   " + line.decode("utf-8", "replace") + "\033[0m\n")
         elif isinstance(event, StepDone):
-            took = time.monotonic() - self._started.get(event.number, time.monotonic())
-            state = "CACHED" if event.number in self._cached else f"DONE {took:.1f}s"
-            w(f"\033[1A\033[2K\033[34m=> {self._headers.get(event.number, '')}  {state}\033[0m\n"
-              if event.number in self._cached else f"   {state}\n")
+            if self._partial:
+                w("\033[2m   " + self._partial.decode("utf-8", "replace") + "\033[0m\n")
+                self._partial = b""
+            if event.number in self._cached:
+                w("\033[34m   CACHED\033[0m\n")
+            else:
+                w(f"   DONE {time.monotonic() - self._started.get(event.number, time.monotonic()):.1f}s\n")
         elif isinstance(event, BuildWarning):
             w(f"\033[33mWARNING: {event.message}\033[0m\n")
         elif isinstance(event, BuildDone):
-            w(f"=> image {event.image_id}\n")
+            w(f"=> writing image {event.image_id}\n")
             for tag in event.tags:
                 w(f"=> naming to {tag}\n")
         self.out.flush()
