@@ -276,3 +276,22 @@ def test_cache_from_an_image(cais, tmp_root):
     cais.builder = Builder(cais.store, Runner(os.path.join(cais.top, "runtime")), os.path.join(cais.top, "build3"))
     cais.build(ctx, tags=["fresh"])
     assert rootfs_files(cais, "fresh")["stamp"] != stamp
+
+
+def test_platform_args_and_from_platform(cais, tmp_root):
+    from cais.image.platform import host_platform
+
+    host = host_platform()
+    ctx = write(os.path.join(tmp_root, "ctx"), {"Dockerfile": """\
+FROM --platform=$BUILDPLATFORM busybox
+ARG TARGETARCH
+ARG TARGETOS
+ENV ARCH=$TARGETARCH OS=$TARGETOS NOTDECLARED=${BUILDARCH:-unset}
+"""})
+    cais.build(ctx, tags=["plat"])
+    env = cais.store.inspect("plat")["Config"]["Env"]
+    assert f"ARCH={host.architecture}" in env and "OS=linux" in env and "NOTDECLARED=unset" in env
+    other = "linux/s390x" if host.architecture != "s390x" else "linux/amd64"
+    write(ctx, {"Dockerfile.other": f"FROM --platform={other} busybox\n"})
+    with pytest.raises(BuildError, match=f"Dockerfile.other:1: FROM busybox: the image is for {host}, not {other}"):
+        cais.build(ctx, "Dockerfile.other")

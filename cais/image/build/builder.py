@@ -220,7 +220,15 @@ class _Build:
         return found
 
     def _meta_args(self) -> dict[str, str | None]:
+        """ARGs before the first FROM, over BuildKit's automatic platform ARGs (the host's: cais
+        builds for the platform it runs on)."""
+        from cais.image.platform import host_platform
+
+        host = host_platform()
         meta: dict[str, str | None] = {}
+        for prefix in ("BUILD", "TARGET"):
+            meta.update({f"{prefix}PLATFORM": str(host), f"{prefix}OS": host.os, f"{prefix}ARCH": host.architecture,
+                         f"{prefix}VARIANT": host.variant})
         self.used_meta: set[str] = set()
         for cmd in self.df.meta_args:
             for name, default in cmd.args:
@@ -233,7 +241,7 @@ class _Build:
                             default, {k: v for k, v in meta.items() if v is not None})
                     except ShellSyntaxError as e:
                         raise self.fail(str(e), cmd.line) from None
-                else:
+                elif name not in meta:
                     meta[name] = None
         return meta
 
@@ -345,7 +353,8 @@ class _Build:
             parent = self.results[ref_stage.index]
             return State(parent.image_id, copy.deepcopy(parent.image), list(parent.layers), scope)
         if base.lower() == "scratch":
-            image = {"architecture": _host_arch(), "os": "linux",
+            from cais.image.platform import host_platform
+            image = {"architecture": host_platform().architecture, "os": "linux",
                      "config": {"Env": [f"PATH={dispatch.DEFAULT_PATH}"]}, "history": []}
             return State(None, image, [], scope)
         try:
@@ -353,12 +362,26 @@ class _Build:
         except Exception as e:
             raise self.fail(f"FROM {base}: {e} (cais build does not pull: pull the image first)", stage.line) from None
         cfg, layers = self.b.image(image_id)
+        if stage.platform:
+            self.check_platform(stage, base, cfg)
         image = {k: v for k, v in cfg.items() if k not in ("container", "container_config", "rootfs")}
         config = image.setdefault("config", {}) or {}
         image["config"] = config
         if "PATH" not in dispatch.env_list_to_dict(config.get("Env")):
             config["Env"] = [*(config.get("Env") or []), f"PATH={dispatch.DEFAULT_PATH}"]
         return State(image_id, image, layers, scope)
+
+    def check_platform(self, stage: Stage, base: str, cfg: dict[str, Any]) -> None:
+        from cais.image.platform import Platform, parse_platform
+
+        spec = self.expand_meta(stage.platform or "", stage.line)
+        try:
+            wanted = parse_platform(spec)
+        except ValueError as e:
+            raise self.fail(f"FROM --platform: {e}", stage.line) from None
+        have = Platform(cfg.get("os") or "linux", cfg.get("architecture") or "", cfg.get("variant") or "")
+        if not have.matches(wanted):
+            raise self.fail(f"FROM {base}: the image is for {have}, not {wanted} (--platform)", stage.line)
 
     # --- steps ---
 
@@ -743,9 +766,3 @@ def download(url: str, tmp: str) -> Source:
             ts = parsedate_to_datetime(modified).timestamp()
             os.utime(target, (ts, ts))
     return Source(name, target)
-
-
-def _host_arch() -> str:
-    machine = os.uname().machine
-    return {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386"}.get(machine, machine)
-
