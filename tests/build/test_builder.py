@@ -295,3 +295,46 @@ ENV ARCH=$TARGETARCH OS=$TARGETOS NOTDECLARED=${BUILDARCH:-unset}
     write(ctx, {"Dockerfile.other": f"FROM --platform={other} busybox\n"})
     with pytest.raises(BuildError, match=f"Dockerfile.other:1: FROM busybox: the image is for {host}, not {other}"):
         cais.build(ctx, "Dockerfile.other")
+
+
+def test_run_mounts(cais, tmp_root):
+    ctx = write(os.path.join(tmp_root, "ctx"), {
+        ".dockerignore": "secret\n", "secret": "s\n", "src/a": "a\n", "one": "1\n",
+        "Dockerfile": """\
+FROM busybox AS tools
+RUN echo tool > /tool
+FROM busybox
+RUN --mount=target=/ctx ls /ctx > /listing && cat /ctx/src/a > /from-ctx
+RUN --mount=type=bind,source=one,target=/mnt/one cat /mnt/one > /from-file
+RUN --mount=type=bind,from=tools,source=/tool,target=/t cat /t > /from-stage
+RUN --mount=type=bind,target=/rw,rw echo scribble > /rw/src/a
+RUN --mount=type=cache,target=/var/cache/app,id=c1 echo $(( $(cat /var/cache/app/n 2>/dev/null || echo 0) + 1 )) \\
+    > /var/cache/app/n && cp /var/cache/app/n /cache-count
+RUN --mount=type=tmpfs,target=/scratch/space echo t > /scratch/space/f && ls /scratch/space > /tmpfs-listing
+"""})
+    cais.build(ctx, tags=["mnt"])
+    files = rootfs_files(cais, "mnt")
+    assert files["listing"].split() == [b"Dockerfile", b"one", b"src"]  # .dockerignore'd secret not shown
+    assert (files["from-ctx"], files["from-file"], files["from-stage"]) == (b"a\n", b"1\n", b"tool\n")
+    assert files["cache-count"] == b"1\n" and files["tmpfs-listing"] == b"f\n"
+    with open(os.path.join(ctx, "src/a")) as f:
+        assert f.read() == "a\n"  # an rw bind of the context writes to a copy
+    for absent in ("ctx", "mnt", "t", "rw", "var/cache/app", "scratch"):
+        assert absent not in files, absent  # mount points do not end up in the image
+    cais.build(ctx, tags=["mnt2"], no_cache=True)
+    assert rootfs_files(cais, "mnt2")["cache-count"] == b"2\n"  # the cache mount outlives the build
+    assert leftovers(cais.top) == []
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("type=secret,id=x", "type=secret is not supported"),
+    ("type=bogus,target=/x", "unsupported mount type"),
+    ("type=cache", "a target is required"),
+    ("type=bind,target=/x,color=red", "unexpected key 'color'"),
+    ("type=bind,source=nope,target=/x", "--mount: nope not found in the build context"),
+])
+def test_bad_run_mounts(cais, tmp_root, spec, message):
+    ctx = write(os.path.join(tmp_root, "ctx"), {"Dockerfile": f"FROM busybox\nRUN --mount={spec} true\n"})
+    with pytest.raises(BuildError, match=message):
+        cais.build(ctx)
+    assert leftovers(cais.top) == []

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import fcntl
 import hashlib
 import json
 import os
@@ -52,6 +53,7 @@ from cais.image.build.instructions import (
     command,
     load,
 )
+from cais.image.build.mounts import RunMount, parse_mount
 from cais.image.build.parser import DockerfileError, parse, parse_heredoc_marker
 from cais.image.build.runner import NETWORK_MODES, RunError, Runner, RunSpec
 from cais.image.build.shell_words import Lexer, ShellSyntaxError
@@ -97,10 +99,15 @@ class State:
 
     @property
     def top_layer(self) -> str | None:
-        if not self.layers:
-            return None
-        from cais.image.config import chain_ids
-        return chain_ids([d for _, d, _ in self.layers])[-1].split(":", 1)[1]
+        return _top_layer(self.layers)
+
+
+def _top_layer(layers: list[tuple[str, str, int]]) -> str | None:
+    """The storage driver's id of the top layer (its chain ID's hex)."""
+    if not layers:
+        return None
+    from cais.image.config import chain_ids
+    return chain_ids([d for _, d, _ in layers])[-1].split(":", 1)[1]
 
 
 def _digest(obj: Any) -> str:
@@ -269,14 +276,28 @@ class _Build:
             if base is not None:
                 visit(base)
             for cmd in stage.commands:
-                if isinstance(cmd, CopyCmd) and cmd.source_stage:
-                    dep = self.stage_ref(self.expand_meta(cmd.source_stage, cmd.line), stage.index)
+                for name in self.uses(cmd):
+                    dep = self.stage_ref(self.expand_meta(name, cmd.line), stage.index)
                     if dep is not None:
                         visit(dep)
             order.append(stage)
 
         visit(target)
         return order
+
+    @staticmethod
+    def uses(cmd: Command) -> list[str]:
+        """The --from names of an instruction (COPY --from, RUN --mount=from=)."""
+        if isinstance(cmd, CopyCmd) and cmd.source_stage:
+            return [cmd.source_stage]
+        names = []
+        if isinstance(cmd, RunCmd):
+            for spec in cmd.mounts:
+                with contextlib.suppress(DockerfileError):  # reported when the step runs
+                    mount = parse_mount(spec)
+                    if mount.source_stage:
+                        names.append(mount.source_stage)
+        return names
 
     def run(self) -> str:
         if self.opts.target:
@@ -527,11 +548,11 @@ class _Build:
         network = cmd.network or self.opts.network
         if network not in NETWORK_MODES:
             raise DockerfileError(f"unknown network mode {network!r} (use one of: {', '.join(NETWORK_MODES)})")
-        if cmd.mounts:
-            raise DockerfileError("RUN --mount is not supported by cais build yet")
+        mounts = [parse_mount(state.scope.word(spec, state.config)) for spec in cmd.mounts]
         args = self.run_args(cmd, state)
         env = state.scope.run_env(state.config)
-        key = self.step_key(state, "RUN", args, state.scope.cache_args(), network)
+        key = self.step_key(state, "RUN", args, state.scope.cache_args(), network,
+                            [(repr(m), self.mount_source_key(m)) for m in mounts])
         created_by = "RUN " + " ".join(args)
 
         def work(rw: str, rootfs: str) -> None:
@@ -540,8 +561,11 @@ class _Build:
             cwd = state.config.get("WorkingDir") or "/"
             bundle = os.path.join(self.b.tmp_dir, rw)
             try:
-                self.b.runner.run(rw, bundle, rootfs, RunSpec(args, env, cwd, uid, gid, groups, network),
-                                  lambda data: self.emit(StepOutput(number, data)))
+                with contextlib.ExitStack() as stack:
+                    oci_mounts = [self.prepare_mount(m, stack) for m in mounts]
+                    self.b.runner.run(rw, bundle, rootfs,
+                                      RunSpec(args, env, cwd, uid, gid, groups, network, mounts=oci_mounts),
+                                      lambda data: self.emit(StepOutput(number, data)))
             except RunError as e:
                 raise self.fail(f"The command '{' '.join(args)}' returned a non-zero code: "
                                 f"{str(e).removeprefix('exit code: ')}" if str(e).startswith("exit code")
@@ -550,6 +574,63 @@ class _Build:
                 shutil.rmtree(bundle, ignore_errors=True)
 
         return self.layer_step(state, number, key, created_by, work)
+
+    def mount_source_key(self, m: RunMount) -> str:
+        """What a mount's content depends on: the context files it shows, or the image it shows."""
+        if m.type != "bind":
+            return ""
+        if m.source_stage:
+            return self.source_image(m.source_stage)[0]
+        rel = self.ctx.resolve(m.source or ".")
+        if not os.path.lexists(self.ctx.path(rel)) or not self.ctx.included(rel):
+            raise CopyError(f"--mount: {m.source or '.'} not found in the build context")
+        return self.ctx.checksum([rel])
+
+    def prepare_mount(self, m: RunMount, stack: contextlib.ExitStack) -> dict[str, Any]:
+        """The OCI mount for a RUN --mount (what it needs stays alive until `stack` closes)."""
+        if m.type == "tmpfs":
+            return {"destination": m.target, "type": "tmpfs", "source": "tmpfs",
+                    "options": ["nosuid", "nodev", *([f"size={m.size}"] if m.size else [])]}
+        if m.type == "cache":
+            name = hashlib.sha256((m.id or m.target).encode()).hexdigest()[:32]
+            path = os.path.join(self.b.root, "cache-mounts", name)
+            if not os.path.isdir(path):
+                os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+                os.mkdir(path, m.mode)
+                os.chmod(path, m.mode)
+                os.chown(path, m.uid, m.gid)
+            if m.sharing == "locked":
+                lock = stack.enter_context(open(path + ".lock", "w"))  # noqa: SIM115 - closed by the stack
+                fcntl.flock(lock, fcntl.LOCK_EX)
+            return {"destination": m.target, "type": "bind", "source": path, "options": ["rbind", "rw"]}
+        options = ["rbind", "ro" if m.readonly else "rw"]
+        if m.source_stage:
+            _image_id, layers = self.source_image(m.source_stage)
+            _rw, root = stack.enter_context(self.b.mounted(_top_layer(layers), "mount"))
+            source = scoped(root, m.source or "/")
+            if not os.path.exists(source):
+                raise CopyError(f"--mount: {m.source} not found in {m.source_stage}")
+            return {"destination": m.target, "type": "bind", "source": source, "options": options}
+        rel = self.ctx.resolve(m.source or ".")
+        tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="cais-build-mnt-", dir=self.b.tmp_dir))
+        item = self.context_source(rel or ".", rel)
+        Copier(tmp, None, None).copy([item], "/")
+        source = tmp if item.entries is not None else os.path.join(tmp, item.name)
+        return {"destination": m.target, "type": "bind", "source": source, "options": options}
+
+    def source_image(self, name: str, what: str = "RUN --mount") -> tuple[str, list[tuple[str, str, int]]]:
+        """--from=NAME: an earlier stage (by name or index) or an image in the store."""
+        stage = self.stage_ref(name, len(self.df.stages))
+        if stage is not None:
+            if stage.index not in self.results:
+                raise DockerfileError(f"{what} --from={name}: a stage can only use stages defined before it")
+            source = self.results[stage.index]
+            return source.image_id or source.key, source.layers
+        try:
+            image_id = self.b.store.resolve(name)
+        except Exception as e:
+            raise DockerfileError(f"{what} --from={name}: {e}") from None
+        return image_id, self.b.image(image_id)[1]
 
     def run_args(self, cmd: RunCmd, state: State) -> list[str]:
         if not cmd.shell_form:
@@ -635,22 +716,10 @@ class _Build:
     def copy_from(self, cmd: CopyCmd, state: State, number: int, patterns: list[str], dest: str,
                   chown: str | None, chmod: int | None) -> State:
         name = state.scope.word(cmd.source_stage or "", state.config)
-        stage = self.stage_ref(name, len(self.df.stages))
-        if stage is not None:
-            if stage.index not in self.results:
-                raise DockerfileError(f"COPY --from={name}: a stage can only copy from stages defined before it")
-            source = self.results[stage.index]
-            source_id, source_layers = source.image_id or source.key, source.layers
-        else:
-            try:
-                source_id = self.b.store.resolve(name)
-            except Exception as e:
-                raise DockerfileError(f"COPY --from={name}: {e}") from None
-            _cfg, source_layers = self.b.image(source_id)
+        source_id, source_layers = self.source_image(name, "COPY")
         key = self.step_key(state, "COPY --from", source_id, patterns, dest, chown, chmod)
         created_by = f"COPY --from={name} {' '.join(patterns)} {dest}"
-        from cais.image.config import chain_ids
-        top = chain_ids([d for _, d, _ in source_layers])[-1].split(":", 1)[1] if source_layers else None
+        top = _top_layer(source_layers)
 
         def work(_rw: str, rootfs: str) -> None:
             owner = lookup_chown(chown, rootfs) if chown else None

@@ -20,6 +20,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from cais.image.build.copier import scoped
+
 NETWORK_MODES = ("default", "none", "host")
 DEFAULT_CAPS = ["CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW",
                 "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE",
@@ -46,6 +48,7 @@ class RunSpec:
     groups: list[int] = field(default_factory=list)
     network: str = "default"
     hostname: str = "buildkitsandbox"
+    mounts: list[dict] = field(default_factory=list)  # extra OCI mounts (RUN --mount)
 
 
 def oci_config(rootfs: str, run: RunSpec) -> dict:
@@ -68,6 +71,7 @@ def oci_config(rootfs: str, run: RunSpec) -> dict:
             if os.path.isfile(f"/etc/{name}"):
                 mounts.append({"destination": f"/etc/{name}", "type": "bind", "source": f"/etc/{name}",
                                "options": ["rbind", "ro", "nosuid", "nodev", "noexec"]})
+    mounts += run.mounts
     return {
         "ociVersion": "1.0.2",
         "process": {
@@ -105,14 +109,15 @@ class Runner:
         os.makedirs(bundle, exist_ok=True)
         with open(os.path.join(bundle, "config.json"), "w") as f:
             json.dump(oci_config(rootfs, spec), f)
-        existing = {stub for stub in _STUBS if os.path.lexists(os.path.join(rootfs, stub))}
+        stubs = _stub_paths([m["destination"] for m in spec.mounts])
+        existing = {stub for stub in stubs if os.path.lexists(scoped(rootfs, stub, follow=False))}
         try:
             if self.runtime:
                 code = self._run_binary(container_id, bundle, output)
             else:
                 code = self._run_in_process(container_id, bundle, output)
         finally:
-            _remove_stubs(rootfs, existing)
+            _remove_stubs(rootfs, stubs, existing)
         if code != 0:
             raise RunError(f"exit code: {code}")
 
@@ -196,12 +201,21 @@ def _wait_code(exited: Callable[[], int | None]) -> int:
     return code
 
 
-def _remove_stubs(rootfs: str, existing: set[str]) -> None:
+def _stub_paths(destinations: list[str]) -> list[str]:
+    """Every path a runtime may create for the mounts, deepest first."""
+    paths = set(_STUBS)
+    for dest in destinations:
+        parts = [p for p in dest.split("/") if p and p != "."]
+        paths.update("/".join(parts[:i]) for i in range(1, len(parts) + 1))
+    return sorted(paths, key=lambda p: (-p.count("/"), p))
+
+
+def _remove_stubs(rootfs: str, stubs: list[str], existing: set[str]) -> None:
     """Remove the mount points the runtime created (empty files or directories)."""
-    for stub in _STUBS:
+    for stub in stubs:
         if stub in existing:
             continue
-        path = os.path.join(rootfs, stub)
+        path = scoped(rootfs, stub, follow=False)
         try:
             if os.path.isdir(path) and not os.path.islink(path):
                 os.rmdir(path)
