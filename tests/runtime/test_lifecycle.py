@@ -128,3 +128,24 @@ def test_bind_mounts_with_options(rt: Runtime) -> None:
     line = next(x for x in done.stdout.splitlines() if " /data " in x)
     assert "ro," in line and "nosuid" in line and "nodev" in line
     assert not os.path.exists(os.path.join(data, "new"))
+
+
+def test_no_pivot_moves_the_root(rt: Runtime) -> None:
+    b = rt.bundle("sh", "-c", "cat /proc/self/mountinfo | wc -l; ls /")
+    done = rt.run(b, "--no-pivot")
+    assert done.returncode == 0, done.stderr
+    assert "bin" in done.stdout.split() and "work" not in done.stdout.split()
+
+
+def test_spec_features_and_version(rt: Runtime) -> None:
+    bundle = os.path.join(rt.top, "spec-bundle")
+    os.makedirs(bundle)
+    assert rt("spec", "-b", bundle).returncode == 0
+    config = json.loads(read(os.path.join(bundle, "config.json")))
+    assert config["process"]["args"] == ["sh"] and config["root"]["path"] == "rootfs"
+    again = rt("spec", "-b", bundle)
+    assert again.returncode == 1 and "exists" in again.stderr
+    features = json.loads(rt("features", check=True).stdout)
+    assert "user" in features["linux"]["namespaces"] and features["linux"]["seccomp"]["enabled"]
+    assert "startContainer" in features["hooks"]
+    assert "cais-runtime version" in rt("--version", check=True).stdout
