@@ -162,10 +162,10 @@ def _finalize(proc: dict[str, Any], filt: Any, warn: _Warn, preserve_fds: int) -
     if filt is not None and not nnp:
         seccomp_.load(filt)  # needs CAP_SYS_ADMIN without no_new_privs: load while still root
     prctl.set_keepcaps(True)
-    capabilities.drop_bounding(caps, warn)
+    grantable = capabilities.drop_bounding(caps, warn)
     process.switch_user(proc.get("user", {}))
     prctl.set_keepcaps(False)
-    capabilities.apply(caps, warn)
+    capabilities.apply(caps, grantable, warn)
     if nnp:
         prctl.set_no_new_privs()
     if filt is not None and nnp:

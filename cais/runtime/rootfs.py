@@ -294,6 +294,7 @@ class Rootfs:
                 os.unlink(name, dir_fd=parent)
             try:
                 os.mknod(name, kinds[kind] | (mode & 0o7777), os.makedev(major, minor), dir_fd=parent)
+                os.chmod(name, mode & 0o7777, dir_fd=parent)  # mknod obeys the umask
                 os.chown(name, uid, gid, dir_fd=parent, follow_symlinks=False)
                 return
             except PermissionError:
