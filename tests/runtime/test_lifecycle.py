@@ -172,3 +172,15 @@ def test_device_nodes_keep_their_mode_despite_the_umask(rt: Runtime) -> None:
     done = rt.run(b)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["666", "666"]
+
+
+def test_delete_kills_what_outlives_an_init_without_pid_namespace(rt: Runtime) -> None:
+    b = rt.bundle("sh", "-c", "sleep 300 & echo $!")
+    b.config["linux"]["namespaces"] = [n for n in b.config["linux"]["namespaces"] if n["type"] != "pid"]
+    done = rt.run(b)  # run = create, start, wait for sh, delete
+    assert done.returncode == 0, done.stderr
+    orphan = int(done.stdout.split()[0])
+    deadline = time.monotonic() + 5
+    while os.path.exists(f"/proc/{orphan}") and "sleep" in read(f"/proc/{orphan}/cmdline"):
+        assert time.monotonic() < deadline, "the container's orphan survived delete"
+        time.sleep(0.05)
