@@ -24,6 +24,7 @@ from typing import Any
 
 from cais.linux import fds, keyring, mount, prctl, uts
 from cais.runtime import capabilities, process, rlimits, rootfs
+from cais.runtime import namespaces as namespaces_
 from cais.runtime import seccomp as seccomp_
 from cais.runtime.channel import Channel
 from cais.runtime.errors import ConfigError, RuntimeFailure
@@ -81,6 +82,8 @@ def _create(ch: Channel, job: dict[str, Any]) -> None:
     if job["new_userns"]:
         os.setresgid(0, 0, 0)
         os.setresuid(0, 0, 0)
+    if job["new_cgroupns"]:
+        namespaces_.unshare_cgroup()
     if not job["no_new_keyring"]:
         _new_keyring(job["id"], warn)
     if "oomScoreAdj" in proc:

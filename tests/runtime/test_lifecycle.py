@@ -184,3 +184,16 @@ def test_delete_kills_what_outlives_an_init_without_pid_namespace(rt: Runtime) -
     while os.path.exists(f"/proc/{orphan}") and "sleep" in read(f"/proc/{orphan}/cmdline"):
         assert time.monotonic() < deadline, "the container's orphan survived delete"
         time.sleep(0.05)
+
+
+def test_cgroup_namespace_is_rooted_at_the_containers_cgroup(rt: Runtime) -> None:
+    b = rt.bundle("sh", "-c", "cut -d: -f3 /proc/self/cgroup | sort -u; cat /sys/fs/cgroup/pids/cgroup.procs")
+    done = rt.run(b)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.split()
+    assert lines[0] == "/"  # every hierarchy: the container's own cgroup is its root
+    assert "1" in lines[1:]  # and /sys/fs/cgroup shows that cgroup, with the init in it
+    b.config["linux"]["namespaces"] = [n for n in b.config["linux"]["namespaces"] if n["type"] != "cgroup"]
+    done = rt.run(b)
+    assert done.returncode == 0, done.stderr
+    assert any(rt.ids[-1] in line for line in done.stdout.split())  # the host's path of its cgroup

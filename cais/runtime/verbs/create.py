@@ -78,7 +78,8 @@ def create(container_id: str, bundle: str, *, root: str = store.DEFAULT_ROOT, co
                       "bundle": bundle, "annotations": config.get("annotations", {})}
         job: dict[str, Any] = {
             "kind": "create", "id": container_id, "config": config, "bundle": bundle, "fifo_fd": fifo_fd,
-            "clone_flags": clone_flags, "joins": joins, "seccomp": bool(config.get("linux", {}).get("seccomp")),
+            # the cgroup namespace is made by the init once it is in its cgroup: that is its root
+            "clone_flags": clone_flags & ~CLONE_NEWCGROUP, "joins": joins, "seccomp": bool(config.get("linux", {}).get("seccomp")),
             "new_userns": bool(clone_flags & CLONE_NEWUSER), "new_uts": bool(clone_flags & CLONE_NEWUTS)
             or any(k == "uts" for k, _ in joins), "new_cgroupns": bool(clone_flags & CLONE_NEWCGROUP),
             "no_pivot": no_pivot, "no_new_keyring": no_new_keyring, "preserve_fds": preserve_fds,
