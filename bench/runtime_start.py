@@ -81,6 +81,28 @@ def measure(argv: list[str], root: str, path: str, runs: int) -> tuple[list[floa
     return wall, cpu
 
 
+def measure_in_process(root: str, path: str, runs: int) -> tuple[list[float], list[float]]:
+    """The engine's path: cais.runtime.run() called in a warm interpreter (no command to start)."""
+    from cais.runtime.verbs.run import run
+
+    wall, cpu = [], []
+    devnull = os.open(os.devnull, os.O_RDWR)
+    try:
+        for i in range(runs + 2):
+            before = os.times()
+            start = time.perf_counter()
+            run(f"cais-bench-ip-{i}", path, root=root, stdio=(devnull, devnull, devnull))
+            elapsed = time.perf_counter() - start
+            after = os.times()
+            if i >= 2:
+                wall.append(elapsed)
+                cpu.append(after.user + after.system + after.children_user + after.children_system
+                           - before.user - before.system - before.children_user - before.children_system)
+    finally:
+        os.close(devnull)
+    return wall, cpu
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=30)
@@ -88,13 +110,14 @@ def main() -> None:
     top = tempfile.mkdtemp(prefix="cais-bench-rt-")
     try:
         path = bundle(top)
-        runtimes = {"cais-runtime": [CAIS], "cais (installed)": [installed_like(top)]}
+        runtimes = {"cais-runtime": [CAIS], "cais (installed)": [installed_like(top)]}  # runc, crun below
         for name in ("runc", "crun"):
             if shutil.which(name):
                 runtimes[name] = [name]
         results: dict[str, tuple[list[float], list[float]] | str] = {}
         for name, argv in runtimes.items():
             results[name] = measure(argv, os.path.join(top, f"root-{name}"), path, args.runs)
+        results["cais in-process"] = measure_in_process(os.path.join(top, "root-in-process"), path, args.runs)
         cais = results["cais-runtime"]
         base = statistics.median(cais[0]) if not isinstance(cais, str) else None
         print(f"{'runtime':<17} {'median ms':>10} {'p10 ms':>8} {'p90 ms':>8} {'CPU ms':>8} {'runtime/cais':>13}")

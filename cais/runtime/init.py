@@ -22,7 +22,7 @@ import os
 import sys
 from typing import Any
 
-from cais.linux import fds, keyring, mount, prctl, uts
+from cais.linux import fds, keyring, mount, personality, prctl, uts
 from cais.runtime import capabilities, process, rlimits, rootfs
 from cais.runtime import namespaces as namespaces_
 from cais.runtime import seccomp as seccomp_
@@ -111,6 +111,8 @@ def _create(ch: Channel, job: dict[str, Any]) -> None:
     rootfs.finish(config)
     _at("setting the hostname")
     _uts(config, job)
+    if linux.get("personality"):
+        _personality(linux["personality"])
 
     user = proc.get("user", {})
     if proc.get("terminal"):
@@ -185,6 +187,13 @@ def _uts(config: dict[str, Any], job: dict[str, Any]) -> None:
             if not job["new_uts"]:
                 raise ConfigError(f"cannot set {key} without a private UTS namespace")
             setter(config[key])
+
+
+def _personality(config: dict[str, Any]) -> None:
+    domains = {"LINUX": personality.PER_LINUX, "LINUX32": personality.PER_LINUX32}
+    if config.get("domain") not in domains:
+        raise ConfigError(f"linux.personality: unknown domain {config.get('domain')!r}")
+    personality.personality(domains[config["domain"]])
 
 
 def _new_keyring(container_id: str, warn: _Warn) -> None:

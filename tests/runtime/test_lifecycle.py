@@ -197,3 +197,11 @@ def test_cgroup_namespace_is_rooted_at_the_containers_cgroup(rt: Runtime) -> Non
     done = rt.run(b)
     assert done.returncode == 0, done.stderr
     assert any(rt.ids[-1] in line for line in done.stdout.split())  # the host's path of its cgroup
+
+
+def test_personality_linux32(rt: Runtime) -> None:
+    b = rt.bundle("uname", "-m")
+    b.config["linux"]["personality"] = {"domain": "LINUX32"}
+    done = rt.run(b)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() in ("i686", "armv8l", "armv7l")
