@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from cais.linux import capabilities as caps
 from cais.linux import prctl
+
+TYPE_CHECKING = False  # typing costs ~10 ms at startup; annotations are never evaluated
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def mask(names: list[str], warn: Any = None) -> int:

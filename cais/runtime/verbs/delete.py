@@ -6,11 +6,14 @@ import contextlib
 import signal
 import sys
 import time
-from typing import Any
 
 from cais.runtime import cgroup, store
 from cais.runtime.errors import InvalidState, RuntimeFailure
 from cais.runtime.verbs.kill import signal_init
+
+TYPE_CHECKING = False  # typing costs ~10 ms at startup; annotations are never evaluated
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def _empty_and_destroy(manager: Any) -> None:
