@@ -128,6 +128,8 @@ def main(argv: list[str] | None = None) -> int:
         log.error(f"{e.strerror or e}{' ' + str(e.filename) if e.filename else ''}")
     except KeyboardInterrupt:
         log.error("interrupted")
+    except Exception as e:  # noqa: BLE001 - a bug or an input no check foresaw: still one line
+        log.error(f"unexpected {type(e).__name__}: {e}")
     return 1
 
 

@@ -86,6 +86,12 @@ def validate_process(process: Any) -> None:
           "process.cwd must be an absolute path")
     _need(all(isinstance(e, str) and "=" in e for e in process.get("env", [])),
           "process.env entries must be KEY=VALUE strings")
+    caps = process.get("capabilities", {})
+    _need(isinstance(caps, dict) and all(isinstance(v, list) and all(isinstance(c, str) for c in v)
+                                         for v in caps.values()),
+          "process.capabilities: each set must be a list of names")
+    _need(isinstance(process.get("rlimits", []), list) and all(isinstance(r, dict) for r in process.get("rlimits", [])),
+          "process.rlimits must be a list of objects")
     user = process.get("user", {})
     _need(isinstance(user, dict) and isinstance(user.get("uid", 0), int) and isinstance(user.get("gid", 0), int),
           "process.user needs integer uid and gid")

@@ -225,3 +225,23 @@ def test_device_cgroup_denies_block_devices(rt: Runtime) -> None:
         caps[kind] = [*caps[kind], "CAP_MKNOD"]
     done = rt.run(b)
     assert "rc=1" in done.stdout and "Operation not permitted" in done.stderr
+
+
+@pytest.mark.parametrize("mutate", [
+    lambda c: c["process"].update(user={"uid": "root"}),
+    lambda c: c["mounts"].append({"destination": "/x", "type": "tmpfs", "options": [1, 2]}),
+    lambda c: c["linux"].update(namespaces="pid"),
+    lambda c: c["linux"].update(uidMappings=[{"containerID": 0}]),
+    lambda c: c["process"].update(capabilities={"bounding": "CAP_KILL"}),
+    lambda c: c["linux"].update(resources={"memory": {"limit": "lots"}}),
+    lambda c: c["linux"].update(seccomp={"defaultAction": "SCMP_ACT_BOGUS"}),
+    lambda c: c["process"].update(env=["NOEQUALS"]),
+    lambda c: c.update(hooks={"prestart": [{"path": "relative"}]}),
+])
+def test_garbage_config_fields_never_traceback(rt: Runtime, mutate) -> None:  # type: ignore[no-untyped-def]
+    b = rt.bundle("true")
+    mutate(b.config)
+    done = rt.run(b)
+    assert done.returncode == 1, done.stdout
+    assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert rt("list", "-q").stdout == ""
