@@ -137,3 +137,18 @@ def test_symlinked_mount_target_stays_in_rootfs(rt: Runtime) -> None:
     assert os.listdir(escape) == []
     with open("/proc/self/mountinfo") as f:
         assert escape not in f.read()
+
+
+def test_init_is_non_dumpable_while_in_the_containers_namespaces(rt: Runtime) -> None:
+    # In a user namespace, /proc/PID/* of a dumpable process belongs to its (mapped) uid; the
+    # kernel gives a non-dumpable one's to the host's root instead.
+    b = rt.bundle("true")
+    b.config["linux"]["namespaces"].append({"type": "user"})
+    b.config["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 231072, "size": 65536}]
+    b.config["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 231072, "size": 65536}]
+    b.config["mounts"] = [m for m in b.config["mounts"] if m["type"] != "cgroup"]
+    os.chmod(rt.top, 0o711)
+    cid = rt.create(b)
+    pid = rt.state(cid)["pid"]
+    assert read(f"/proc/{pid}/status").split("Uid:\t")[1].split()[0] == "231072"
+    assert os.stat(f"/proc/{pid}/environ").st_uid == 0
