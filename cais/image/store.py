@@ -353,9 +353,11 @@ class ImageStore:
             refs = self.meta.refs(row.id)
             if not all and not refs and self.meta.children(row.id):
                 continue  # an intermediate image
-            if "dangling" in filters:
-                dangling = _truthy(filters["dangling"][-1])
-                if dangling != (not self.meta.refs(row.id, "tag")):
+            if "dangling" in filters:  # docker: true = no tag; false = any reference (a digest is enough)
+                if _truthy(filters["dangling"][-1]):
+                    if self.meta.refs(row.id, "tag"):
+                        continue
+                elif not refs:
                     continue
             if not _match_labels(row.labels, filters.get("label", []), filters.get("label!", [])):
                 continue
