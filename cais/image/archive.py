@@ -148,7 +148,7 @@ class _TarWriter:
         if name in self.written:
             return
         self.add_dirs(name)
-        self.tar.addfile(self._info(name, len(data)), _BytesReader(data))
+        self.tar.addfile(self._info(name, len(data)), io.BytesIO(data))
         self.written.add(name)
 
     def add_stream(self, name: str, size: int, stream: IO[bytes]) -> None:
@@ -157,17 +157,6 @@ class _TarWriter:
         self.add_dirs(name)
         self.tar.addfile(self._info(name, size), stream)
         self.written.add(name)
-
-
-class _BytesReader:
-    def __init__(self, data: bytes) -> None:
-        self._view, self._pos = memoryview(data), 0
-
-    def read(self, n: int = -1) -> bytes:
-        end = len(self._view) if n < 0 else self._pos + n
-        chunk = bytes(self._view[self._pos:end])
-        self._pos += len(chunk)
-        return chunk
 
 
 def _blob_path(digest: str) -> str:
@@ -299,12 +288,12 @@ class _Guarded:
 
 
 def _clean(name: str) -> str:
-    name = posixpath.normpath("/" + name).lstrip("/")
-    return name
+    """An archive path as a key: normalized, relative, never above the archive's root."""
+    return posixpath.normpath("/" + name).lstrip("/")
 
 
 def load(store: ImageStore, stream: BinaryIO) -> list[str]:
-    """`docker load`: a docker-archive or OCI-layout tar (optionally gzip/bzip2/xz compressed).
+    """`docker load`: a docker-archive or OCI-layout tar (optionally gzip/bzip2/xz/zstd compressed).
 
     Returns docker's messages: ``Loaded image: busybox:latest`` / ``Loaded image ID: sha256:…``.
     """
@@ -318,9 +307,7 @@ def load(store: ImageStore, stream: BinaryIO) -> list[str]:
                     for member in tar:
                         name = _clean(member.name)
                         if member.isreg():
-                            f = tar.extractfile(member)
-                            assert f is not None
-                            files.add(name, f, member.size)
+                            files.add(name, tar.extractfile(member), member.size)  # type: ignore[arg-type]
                         elif member.issym():
                             files.links[name] = _clean(posixpath.join(posixpath.dirname(name), member.linkname))
                         elif member.islnk():
