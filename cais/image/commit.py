@@ -36,7 +36,7 @@ def commit(store: ImageStore, container_id: str, reference: str | None = None,
     with store.hold():
         writer = store.content.writer()
         try:
-            result = store.driver.export_diff(container_id, writer)  # type: ignore[attr-defined]
+            result = store.driver.export_diff(container_id, writer)
             blob = writer.commit()
         except BaseException:
             writer.abort()

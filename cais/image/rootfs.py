@@ -12,6 +12,7 @@ import os
 import secrets
 import stat
 import tarfile
+import time
 from datetime import UTC, datetime
 from typing import Any, BinaryIO
 
@@ -64,8 +65,6 @@ def import_rootfs(store: ImageStore, stream: BinaryIO, reference: str | None = N
                   message: str = "", source: str = "-", platform: Platform | None = None,
                   created: float | None = None) -> str:
     """`docker import`: a (possibly gzip/zstd compressed) rootfs tarball → a one-layer image ID."""
-    import time
-
     try:
         container_config = apply_changes({}, changes or [])
     except ConfigError as e:
@@ -91,15 +90,15 @@ def export_image(store: ImageStore, name: str, out: BinaryIO) -> None:
     """Write the flattened root filesystem of image `name` as a tar to `out`."""
     layers = store.layers_of(name)
     rw = "cais-export-" + secrets.token_hex(6)
-    store.driver.create_rw(rw, layers[-1]["ChainID"].split(":", 1)[1] if layers else None)  # type: ignore[attr-defined]
+    store.driver.create_rw(rw, layers[-1]["ChainID"].split(":", 1)[1] if layers else None)
     try:
-        path = store.driver.mount(rw)  # type: ignore[attr-defined]
+        path = store.driver.mount(rw)
         try:
             tar_tree(path, out)
         finally:
-            store.driver.unmount(rw)  # type: ignore[attr-defined]
+            store.driver.unmount(rw)
     finally:
-        store.driver.remove_rw(rw)  # type: ignore[attr-defined]
+        store.driver.remove_rw(rw)
 
 
 def tar_tree(root: str, out: BinaryIO, mtime: int | None = None) -> None:

@@ -27,7 +27,7 @@ import sqlite3
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from typing import Any, BinaryIO, Protocol
+from typing import Any
 
 from cais.image import layerio
 from cais.image.config import ConfigError, chain_ids, diff_ids, parse_config
@@ -43,15 +43,7 @@ from cais.image.manifest import (
 from cais.image.metadata import ImageRow, Metadata, MetadataError, now
 from cais.image.platform import Platform
 from cais.image.reference import Reference, ReferenceError, parse, parse_normalized
-
-
-class StorageDriver(Protocol):
-    """What the image store needs from a storage driver (cais.storage)."""
-
-    def apply_diff(self, layer_id: str, parent_id: str | None, stream: BinaryIO, *,
-                   max_size: int | None = None) -> Any: ...
-    def has_layer(self, layer_id: str) -> bool: ...
-    def remove_layer(self, layer_id: str) -> None: ...
+from cais.storage import Driver
 
 
 class ImageError(Exception):
@@ -105,7 +97,7 @@ def format_time(ts: float) -> str:
 
 
 class ImageStore:
-    def __init__(self, root: str, driver: StorageDriver, max_layer_size: int = layerio.DEFAULT_MAX_LAYER_SIZE,
+    def __init__(self, root: str, driver: Driver, max_layer_size: int = layerio.DEFAULT_MAX_LAYER_SIZE,
                  platform: Platform | None = None) -> None:
         self.root = root
         self.driver = driver
