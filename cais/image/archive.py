@@ -165,17 +165,14 @@ def _blob_path(digest: str) -> str:
 
 
 def _image_manifest(store: ImageStore, image_id: str) -> tuple[str, Manifest]:
-    for digest, _ in store.meta.manifests(image_id):
-        doc = parse_manifest(store.content.read(digest))
-        if isinstance(doc, Manifest):
-            return digest, doc
-    raise ImageError(f"image {image_id} has no manifest in the content store")
+    """Kept for callers written before `ImageStore.manifest`; use that."""
+    return store.manifest(image_id)
 
 
 def _save_docker_image(store: ImageStore, writer: _TarWriter, image_id: str,
                        tags: list[Reference]) -> tuple[Descriptor, dict[str, Any]]:
     """Config + uncompressed layers (blob digest = diff_id) + a fresh OCI manifest for them."""
-    _, man = _image_manifest(store, image_id)
+    _, man = store.manifest(image_id)
     config = store.content.read(image_id)
     writer.add_bytes(_blob_path(image_id), config)
     diffs = diff_ids(parse_config(config))
@@ -204,7 +201,7 @@ def _save_docker_image(store: ImageStore, writer: _TarWriter, image_id: str,
 
 
 def _save_oci_image(store: ImageStore, writer: _TarWriter, image_id: str) -> Descriptor:
-    digest, man = _image_manifest(store, image_id)
+    digest, man = store.manifest(image_id)
     for desc in (man.config, *man.layers):
         with store.content.open(desc.digest) as f:
             writer.add_stream(_blob_path(desc.digest), desc.size, f)

@@ -11,7 +11,6 @@ import time
 from typing import Any
 
 from cais.image.config import ConfigError, apply_changes, diff_ids
-from cais.image.manifest import Manifest, parse_manifest
 from cais.image.rootfs import make_image, rfc3339
 from cais.image.store import ImageError, ImageStore, InvalidImage
 
@@ -64,9 +63,6 @@ def commit(store: ImageStore, container_id: str, reference: str | None = None,
 
 
 def _layer_blobs(store: ImageStore, image_id: str) -> list[tuple[str, str, int]]:
-    for digest, _ in store.meta.manifests(image_id):
-        man = parse_manifest(store.content.read(digest))
-        if isinstance(man, Manifest):
-            diffs = diff_ids(store.config(image_id))
-            return [(layer.digest, d, layer.size) for layer, d in zip(man.layers, diffs, strict=True)]
-    raise ImageError(f"image {image_id} has no manifest")
+    _, man = store.manifest(image_id)
+    diffs = diff_ids(store.config(image_id))
+    return [(layer.digest, d, layer.size) for layer, d in zip(man.layers, diffs, strict=True)]

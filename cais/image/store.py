@@ -165,6 +165,16 @@ class ImageStore:
     def config(self, image_id: str) -> dict[str, Any]:
         return json.loads(self.content.read(image_id))
 
+    def manifest(self, name: str) -> tuple[str, Manifest]:
+        """The digest and the parsed image manifest an image was registered from (what a push sends)."""
+        image_id = self.resolve(name)
+        for digest, _ in self.meta.manifests(image_id):
+            with contextlib.suppress(BlobNotFound):
+                doc = parse_manifest(self.content.read(digest))
+                if isinstance(doc, Manifest):
+                    return digest, doc
+        raise ImageError(f"image {image_id} has no manifest in the content store")
+
     def _row(self, name: str) -> ImageRow:
         row = self.meta.image(self.resolve(name))
         if row is None:  # removed between the two queries
