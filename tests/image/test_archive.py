@@ -271,3 +271,21 @@ def test_concurrent_registers_of_one_image(store, image_root):
     assert len({r[0] for r in results}) == 1
     assert sorted(store.inspect("racer:0")["RepoTags"]) == ["racer:0", "racer:1", "racer:2"]
     assert [s for _, s in store.meta.q("SELECT chain_id, state FROM layers")] == ["ready", "ready"]
+
+
+def test_image_without_layers(store, image_root):
+    """FROM scratch + metadata only: no layers at all."""
+    image_id = store.register(put_image(store, []), "empty:1")
+    info = store.inspect("empty:1")
+    assert info["RootFS"] == {"Type": "layers", "Layers": []} and info["Size"] == 0
+    assert store.top_layer_id("empty:1") is None and store.layers_of("empty:1") == []
+    for fmt in ("docker", "oci"):
+        out = io.BytesIO()
+        save(store, ["empty:1"], out, format=fmt)
+        other = make_store(os.path.join(image_root, fmt))
+        try:
+            assert load(other, io.BytesIO(out.getvalue())) == ["Loaded image: empty:1"]
+            assert other.inspect("empty:1")["Id"] == image_id
+        finally:
+            other.close()
+    assert store.remove("empty:1")[-1] == {"Deleted": image_id}
