@@ -10,9 +10,11 @@ Removal follows `docker rmi` (untag first, delete when no reference is left, doc
 rules and messages); layers and blobs no image or container needs any more are released.
 Every public method returns plain data (dicts and lists shaped like the Docker Engine API's JSON).
 
-Concurrency: SQLite serializes metadata writes; a per-layer lock file serializes unpacking the
-same layer; `hold()` (shared) vs garbage collection (exclusive) keeps GC from deleting blobs
-that a pull or load is about to register.
+Concurrency: SQLite serializes metadata writes. A layer's lock file (striped) serializes its
+unpacking and its removal. `hold()` (shared) vs garbage collection (exclusive) keeps `gc` from
+deleting blobs a pull or load has fetched but not registered yet; `rmi` never waits for a pull:
+it removes layers at once (a register that was counting on one notices and unpacks it again) and
+leaves blobs to `gc` while anyone holds the store.
 """
 
 from __future__ import annotations
@@ -66,6 +68,10 @@ class ImageConflict(ImageError):
 
 class InvalidImage(ImageError):
     status = 400
+
+
+class _Vanished(ImageError):
+    """A layer or blob a register relied on was removed by a concurrent rmi: try again."""
 
 
 def short_id(image_id: str) -> str:
@@ -193,11 +199,16 @@ class ImageStore:
         """
         ref = self._parse_ref(reference)
         with self.hold():
-            try:
-                man, extra = self._load_manifest(manifest_digest, platform or self.platform)
-                return self._register(man, manifest_digest, extra, ref, repo_digest, parent)
-            except (ManifestError, ContentError) as e:
-                raise InvalidImage(str(e)) from None
+            for attempt in range(3):
+                try:
+                    man, extra = self._load_manifest(manifest_digest, platform or self.platform)
+                    return self._register(man, manifest_digest, extra, ref, repo_digest, parent)
+                except _Vanished:
+                    if attempt == 2:
+                        raise
+                except (ManifestError, ContentError) as e:
+                    raise InvalidImage(str(e)) from None
+        raise AssertionError("unreachable")
 
     @staticmethod
     def _parse_ref(reference: str | Reference | None) -> Reference | None:
@@ -263,9 +274,13 @@ class ImageStore:
         labels = (cfg.get("config") or {}).get("Labels") or {}
         blobs = {top_digest, manifest_digest, image_id, *extra, *(layer.digest for layer in man.layers)}
         with self.meta.tx() as db:
-            for chain in chains:  # a concurrent GC could not have removed them (we hold gc.lock), but check
+            # A concurrent rmi may have removed a layer or blob this image shares: then start over.
+            for chain in chains:
                 if db.execute("SELECT state FROM layers WHERE chain_id = ?", (chain,)).fetchone() != ("ready",):
-                    raise ImageError(f"layer {chain} vanished while registering")
+                    raise _Vanished(f"layer {chain} was removed while registering")
+            for blob in blobs:
+                if not self.content.has(blob):
+                    raise _Vanished(f"blob {blob} was removed while registering")
             db.execute("INSERT OR IGNORE INTO images VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                        (image_id, top, parent, created, size, cfg.get("os", ""), cfg.get("architecture", ""),
                         cfg.get("variant", ""), json.dumps(labels if isinstance(labels, dict) else {}), 0.0, now()))
@@ -287,17 +302,22 @@ class ImageStore:
             row = self.meta.layer(chain)
             if row is not None and row.state == "ready":
                 return
-            if row is not None:  # 'unpacking' and its lock is free: a crashed unpack
-                self._drop_layer(chain)
+            if row is not None:  # 'unpacking' and its lock is free: a crashed unpack or removal
+                self._remove_layer_locked(chain, only_if_unused=False)
             with self.meta.tx() as db:
+                if parent and db.execute("SELECT state FROM layers WHERE chain_id = ?", (parent,)).fetchone() != (
+                        "ready",):
+                    raise _Vanished(f"layer {parent} was removed while registering")
                 db.execute("INSERT INTO layers VALUES (?,?,?,?,?,?,?)", (chain, diff_id, parent, 0, 0, "unpacking", now()))
             try:
                 size, diff_size = self._unpack(chain, parent, diff_id, blob, media_type)
             except BaseException as e:
                 with contextlib.suppress(Exception):
-                    self._drop_layer(chain)
+                    self._remove_layer_locked(chain, only_if_unused=False)
                 if isinstance(e, ImageError):
                     raise
+                if isinstance(e, BlobNotFound):
+                    raise _Vanished(str(e)) from None
                 if isinstance(e, Exception):
                     raise InvalidImage(f"failed to unpack layer {blob}: {e}") from None
                 raise
@@ -316,12 +336,26 @@ class ImageStore:
             raise InvalidImage(f"layer {blob} unpacks to {result.diff_id}, but the image config says {diff_id}")
         return result.size, result.tar_size
 
-    def _drop_layer(self, chain: str) -> None:
-        """Remove a layer from the driver, then its row (the row goes last: a crash between leaves it findable)."""
+    def _remove_layer(self, chain: str, only_if_unused: bool = True) -> bool:
+        with self._flock(_layer_lock(chain), fcntl.LOCK_EX):
+            return self._remove_layer_locked(chain, only_if_unused)
+
+    def _remove_layer_locked(self, chain: str, only_if_unused: bool) -> bool:
+        """Remove a layer (caller holds its lock): in one transaction check that nothing needs it
+        and mark it untrusted ('unpacking'), then remove it from the driver, then drop its row —
+        a crash in between leaves an 'unpacking' row, cleaned up like a crashed unpack."""
+        with self.meta.tx() as db:
+            if db.execute("SELECT 1 FROM layers WHERE chain_id = ?", (chain,)).fetchone() is None:
+                return False
+            if only_if_unused and (db.execute("SELECT 1 FROM layers WHERE parent = ? LIMIT 1", (chain,)).fetchone()
+                                   or chain in self._referenced_layers()):
+                return False
+            db.execute("UPDATE layers SET state = 'unpacking' WHERE chain_id = ?", (chain,))
         if self.driver.has_layer(_hex(chain)):
             self.driver.remove_layer(_hex(chain))
         with self.meta.tx() as db:
             db.execute("DELETE FROM layers WHERE chain_id = ?", (chain,))
+        return True
 
     @staticmethod
     def _set_ref(db: Any, ref: str, image_id: str, kind: str) -> None:
@@ -446,6 +480,8 @@ class ImageStore:
         """Record that a container uses an image (its layers stay while it exists). Returns the image ID."""
         row = self._row(image)
         with self.meta.tx() as db:
+            if db.execute("SELECT 1 FROM images WHERE id = ?", (row.id,)).fetchone() is None:
+                raise ImageNotFound(f"No such image: {image}")  # removed just now
             db.execute("INSERT OR REPLACE INTO containers VALUES (?,?,?,?)",
                        (container_id, row.id, row.top_layer, int(running)))
         return row.id
@@ -461,8 +497,7 @@ class ImageStore:
     # ------------------------------------------------------------------ removal (docker rmi)
     def remove(self, name: str, force: bool = False, prune: bool = True) -> list[dict[str, str]]:
         """`docker rmi`: untag, and delete the image when nothing refers to it any more."""
-        with self._flock("gc.lock", fcntl.LOCK_EX):
-            return self._remove(name, force, prune)
+        return self._remove(name, force, prune)
 
     def _remove(self, name: str, force: bool, prune: bool) -> list[dict[str, str]]:
         """docker's ImageDelete, step for step (daemon/images/image_delete.go)."""
@@ -558,26 +593,25 @@ class ImageStore:
 
     def _release_layers(self, top: str | None) -> list[str]:
         """Remove the layers of a deleted image that nothing else uses, top first; their chain IDs."""
-        keep = self._referenced_layers()
         removed = []
         for layer in reversed(self.meta.layer_chain(top)):
-            if layer.chain_id in keep or self.meta.q("SELECT 1 FROM layers WHERE parent = ?", layer.chain_id):
+            if not self._remove_layer(layer.chain_id):
                 break
-            self._drop_layer(layer.chain_id)
             removed.append(layer.chain_id)
         return removed
 
-    def _release_blobs(self, blobs: list[str]) -> int:
-        freed = 0
-        for digest in blobs:
-            if self.meta.q("SELECT 1 FROM image_blobs WHERE digest = ?", digest):
-                continue
-            with contextlib.suppress(ContentError):
-                freed += self.content.size(digest)
-            self.content.delete(digest)
-            with self.meta.tx() as db:
-                db.execute("DELETE FROM blob_diffs WHERE digest = ?", (digest,))
-        return freed
+    def _release_blobs(self, blobs: list[str]) -> None:
+        """Delete the blobs of a deleted image that no other image uses — unless a pull or load
+        holds the store (it may be about to use them): then `gc` collects them later."""
+        with self._try_lock("gc.lock") as alone:
+            if not alone:
+                return
+            for digest in blobs:
+                with self.meta.tx() as db:
+                    if db.execute("SELECT 1 FROM image_blobs WHERE digest = ? LIMIT 1", (digest,)).fetchone():
+                        continue
+                    self.content.delete(digest)
+                    db.execute("DELETE FROM blob_diffs WHERE digest = ?", (digest,))
 
     # ------------------------------------------------------------------ prune, gc, df
     def prune(self, filters: dict[str, list[str]] | None = None) -> dict[str, Any]:
@@ -587,25 +621,24 @@ class ImageStore:
         until = min((_parse_until(u) for u in filters.get("until", [])), default=None)
         layer_sizes = {row.chain_id: row.size for row in self.meta.layers()}
         deleted: list[dict[str, str]] = []
-        with self._flock("gc.lock", fcntl.LOCK_EX):
-            for row in self.meta.images():
-                if self.meta.image(row.id) is None:  # went with an earlier one
+        for row in self.meta.images():
+            if self.meta.image(row.id) is None:  # went with an earlier one
+                continue
+            refs = self.meta.refs(row.id)
+            if self.meta.children(row.id) and (dangling_only or not refs):
+                continue
+            if until is not None and row.created > until:
+                continue
+            if not _match_labels(row.labels, filters.get("label", []), filters.get("label!", [])):
+                continue
+            names = [row.id.removeprefix("sha256:")]
+            if refs:
+                if dangling_only and self.meta.refs(row.id, "tag"):
                     continue
-                refs = self.meta.refs(row.id)
-                if self.meta.children(row.id) and (dangling_only or not refs):
-                    continue
-                if until is not None and row.created > until:
-                    continue
-                if not _match_labels(row.labels, filters.get("label", []), filters.get("label!", [])):
-                    continue
-                names = [row.id.removeprefix("sha256:")]
-                if refs:
-                    if dangling_only and self.meta.refs(row.id, "tag"):
-                        continue
-                    names = refs
-                for name in names:
-                    with contextlib.suppress(ImageError):
-                        deleted += self._remove(name, force=False, prune=True)
+                names = refs
+            for name in names:
+                with contextlib.suppress(ImageError):
+                    deleted += self._remove(name, force=False, prune=True)
         reclaimed = sum(layer_sizes.get(d["Deleted"], 0) for d in deleted if "Deleted" in d)
         return {"ImagesDeleted": deleted or None, "SpaceReclaimed": reclaimed}
 
@@ -625,11 +658,10 @@ class ImageStore:
                     continue
                 if rows[chain].state == "unpacking":
                     with self._try_lock(_layer_lock(chain)) as free:
-                        if not free:
-                            continue  # being unpacked right now
-                        self._drop_layer(chain)
-                else:
-                    self._drop_layer(chain)
+                        if not free or not self._remove_layer_locked(chain, only_if_unused=False):
+                            continue  # being unpacked (or removed) right now
+                elif not self._remove_layer(chain):
+                    continue
                 reclaimed += rows[chain].size
                 layers_deleted.append(chain)
             wanted = {r[0] for r in self.meta.q("SELECT DISTINCT digest FROM image_blobs")}
