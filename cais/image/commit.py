@@ -11,7 +11,8 @@ import time
 from typing import Any
 
 from cais.image.config import ConfigError, apply_changes, diff_ids
-from cais.image.rootfs import make_image, rfc3339
+from cais.image.filters import format_time
+from cais.image.rootfs import make_image
 from cais.image.store import ImageError, ImageStore, InvalidImage
 
 
@@ -42,7 +43,7 @@ def commit(store: ImageStore, container_id: str, reference: str | None = None,
             raise
         if blob != result.diff_id:
             raise InvalidImage(f"exported diff of {container_id} hashes to {blob}, the driver said {result.diff_id}")
-        now = rfc3339(time.time())
+        now = format_time(time.time())
         cfg = {k: v for k, v in parent.items() if k not in ("rootfs", "history", "created", "container",
                                                              "container_config", "author", "comment")}
         cfg["config"] = new_config

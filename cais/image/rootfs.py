@@ -13,11 +13,11 @@ import secrets
 import stat
 import tarfile
 import time
-from datetime import UTC, datetime
 from typing import Any, BinaryIO
 
 from cais.image import layerio
 from cais.image.config import ConfigError, apply_changes
+from cais.image.filters import format_time
 from cais.image.manifest import (
     OCI_CONFIG,
     OCI_MANIFEST,
@@ -30,10 +30,6 @@ from cais.image.store import ImageStore, InvalidImage
 from cais.storage.errors import StorageError
 
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-
-
-def rfc3339(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ").replace(".000000Z", "Z")
 
 
 def make_image(store: ImageStore, layers: list[tuple[str, str, int]], config: dict[str, Any],
@@ -78,7 +74,7 @@ def import_rootfs(store: ImageStore, stream: BinaryIO, reference: str | None = N
         except (OSError, EOFError, ValueError, StorageError) as e:
             store.content.delete(blob)
             raise InvalidImage(f"invalid rootfs tarball: {e}") from None
-        when = rfc3339(time.time() if created is None else created)
+        when = format_time(time.time() if created is None else created)
         config = {"created": when, "config": container_config,
                   "history": [{"created": when, "comment": message or f"Imported from {source}"}]}
         if message:

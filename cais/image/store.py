@@ -21,19 +21,19 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import fnmatch
 import json
 import os
 import re
 import sqlite3
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from typing import Any
 
 from cais.image import layerio
 from cais.image.config import ConfigError, chain_ids, diff_ids, parse_config
 from cais.image.content import BlobNotFound, ContentError, ContentStore
+from cais.image.errors import ImageConflict, ImageError, ImageNotFound, InvalidImage, Vanished
+from cais.image.filters import format_time, match_labels, match_reference, parse_time, parse_until, truthy
 from cais.image.manifest import (
     Index,
     Manifest,
@@ -48,32 +48,6 @@ from cais.image.reference import Reference, ReferenceError, parse, parse_normali
 from cais.storage import Driver
 
 
-class ImageError(Exception):
-    """An image operation failed; str() is a one-line message for the user."""
-
-    status = 500
-
-
-class ImageNotFound(ImageError):
-    status = 404
-
-
-class ImageConflict(ImageError):
-    status = 409
-
-    def __init__(self, message: str, used: bool = False) -> None:
-        super().__init__(message)
-        self.used = used  # the conflict is a container using the image
-
-
-class InvalidImage(ImageError):
-    status = 400
-
-
-class _Vanished(ImageError):
-    """A layer or blob a register relied on was removed by a concurrent rmi: try again."""
-
-
 def short_id(image_id: str) -> str:
     """docker's `stringid.TruncateID`."""
     return image_id.split(":", 1)[-1][:12]
@@ -81,25 +55,6 @@ def short_id(image_id: str) -> str:
 
 def _hex(digest: str) -> str:
     return digest.split(":", 1)[1]
-
-
-_FRACTION = re.compile(r"(\.\d{6})\d+")
-
-
-def parse_time(value: str | None) -> float:
-    """RFC 3339 with nanoseconds (Go's format) → seconds since the epoch; 0 if absent or bad."""
-    if not value:
-        return 0.0
-    try:
-        return datetime.fromisoformat(_FRACTION.sub(r"\1", value).replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return 0.0
-
-
-def format_time(ts: float) -> str:
-    if ts <= 0:
-        return "0001-01-01T00:00:00Z"
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ").replace(".000000Z", "Z")
 
 
 class ImageStore:
@@ -203,7 +158,7 @@ class ImageStore:
                 try:
                     man, extra = self._load_manifest(manifest_digest, platform or self.platform)
                     return self._register(man, manifest_digest, extra, ref, repo_digest, parent)
-                except _Vanished:
+                except Vanished:
                     if attempt == 2:
                         raise
                 except (ManifestError, ContentError) as e:
@@ -277,10 +232,10 @@ class ImageStore:
             # A concurrent rmi may have removed a layer or blob this image shares: then start over.
             for chain in chains:
                 if db.execute("SELECT state FROM layers WHERE chain_id = ?", (chain,)).fetchone() != ("ready",):
-                    raise _Vanished(f"layer {chain} was removed while registering")
+                    raise Vanished(f"layer {chain} was removed while registering")
             for blob in blobs:
                 if not self.content.has(blob):
-                    raise _Vanished(f"blob {blob} was removed while registering")
+                    raise Vanished(f"blob {blob} was removed while registering")
             db.execute("INSERT OR IGNORE INTO images VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                        (image_id, top, parent, created, size, cfg.get("os", ""), cfg.get("architecture", ""),
                         cfg.get("variant", ""), json.dumps(labels if isinstance(labels, dict) else {}), 0.0, now()))
@@ -307,7 +262,7 @@ class ImageStore:
             with self.meta.tx() as db:
                 if parent and db.execute("SELECT state FROM layers WHERE chain_id = ?", (parent,)).fetchone() != (
                         "ready",):
-                    raise _Vanished(f"layer {parent} was removed while registering")
+                    raise Vanished(f"layer {parent} was removed while registering")
                 db.execute("INSERT INTO layers VALUES (?,?,?,?,?,?,?)", (chain, diff_id, parent, 0, 0, "unpacking", now()))
             try:
                 size, diff_size = self._unpack(chain, parent, diff_id, blob, media_type)
@@ -317,7 +272,7 @@ class ImageStore:
                 if isinstance(e, ImageError):
                     raise
                 if isinstance(e, BlobNotFound):
-                    raise _Vanished(str(e)) from None
+                    raise Vanished(str(e)) from None
                 if isinstance(e, Exception):
                     raise InvalidImage(f"failed to unpack layer {blob}: {e}") from None
                 raise
@@ -390,18 +345,18 @@ class ImageStore:
             if not all and not refs and self.meta.children(row.id):
                 continue  # an intermediate image
             if "dangling" in filters:  # docker: true = no tag; false = any reference (a digest is enough)
-                if _truthy(filters["dangling"][-1]):
+                if truthy(filters["dangling"][-1]):
                     if self.meta.refs(row.id, "tag"):
                         continue
                 elif not refs:
                     continue
-            if not _match_labels(row.labels, filters.get("label", []), filters.get("label!", [])):
+            if not match_labels(row.labels, filters.get("label", []), filters.get("label!", [])):
                 continue
             if any(row.created >= b for b in before) or any(row.created <= s for s in since):
                 continue
             if filters.get("reference"):
                 tags = self._tags_and_digests(row.id)[0]
-                if not any(_match_reference(t, p) for t in tags for p in filters["reference"]):
+                if not any(match_reference(t, p) for t in tags for p in filters["reference"]):
                     continue
             out.append(self._summary(row))
         return out
@@ -617,8 +572,8 @@ class ImageStore:
     def prune(self, filters: dict[str, list[str]] | None = None) -> dict[str, Any]:
         """`docker image prune` / POST /images/prune. filters: dangling (default true), until, label, label!."""
         filters = filters or {}
-        dangling_only = _truthy(filters.get("dangling", ["true"])[-1])
-        until = min((_parse_until(u) for u in filters.get("until", [])), default=None)
+        dangling_only = truthy(filters.get("dangling", ["true"])[-1])
+        until = min((parse_until(u) for u in filters.get("until", [])), default=None)
         layer_sizes = {row.chain_id: row.size for row in self.meta.layers()}
         deleted: list[dict[str, str]] = []
         for row in self.meta.images():
@@ -629,7 +584,7 @@ class ImageStore:
                 continue
             if until is not None and row.created > until:
                 continue
-            if not _match_labels(row.labels, filters.get("label", []), filters.get("label!", [])):
+            if not match_labels(row.labels, filters.get("label", []), filters.get("label!", [])):
                 continue
             names = [row.id.removeprefix("sha256:")]
             if refs:
@@ -750,43 +705,6 @@ def _single_reference(refs: list[str]) -> bool:
     names = {parse_normalized(r).name for r in refs if "@" in r}
     single = parse_normalized(tags[0] if tags else refs[0]).name
     return len(names) == 1 and single in names
-
-
-def _truthy(value: str) -> bool:
-    if value.lower() in ("1", "true"):
-        return True
-    if value.lower() in ("0", "false"):
-        return False
-    raise InvalidImage(f"invalid filter 'dangling={value}'")
-
-
-def _match_labels(labels: dict[str, str], wanted: list[str], unwanted: list[str]) -> bool:
-    def has(spec: str) -> bool:
-        key, eq, value = spec.partition("=")
-        return key in labels and (not eq or labels[key] == value)
-
-    return all(has(s) for s in wanted) and not any(has(s) for s in unwanted)
-
-
-def _match_reference(familiar: str, pattern: str) -> bool:
-    name = familiar.rsplit(":", 1)[0] if ":" in familiar.rsplit("/", 1)[-1] else familiar
-    return fnmatch.fnmatchcase(familiar, pattern) or fnmatch.fnmatchcase(name, pattern)
-
-
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
-_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}
-
-
-def _parse_until(value: str) -> float:
-    """docker's `until`: a Go duration before now (``24h``, ``1h30m``), a unix time, or an RFC 3339 date."""
-    if re.fullmatch(r"(?:\d+(?:\.\d+)?(?:ns|us|µs|ms|s|m|h))+", value):
-        return time.time() - sum(float(n) * _UNITS[u] for n, u in _DURATION.findall(value))
-    if re.fullmatch(r"\d+(?:\.\d+)?", value):
-        return float(value)
-    ts = parse_time(value if "T" in value or ":" in value else value + "T00:00:00Z")
-    if ts == 0.0:
-        raise InvalidImage(f"invalid filter 'until={value}'")
-    return ts
 
 
 def _layer_lock(chain: str) -> str:
