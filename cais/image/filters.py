@@ -12,9 +12,9 @@ from cais.image.errors import InvalidImage
 _FRACTION = re.compile(r"(\.\d{6})\d+")
 
 
-def parse_time(value: str | None) -> float:
+def parse_time(value: object) -> float:
     """RFC 3339 with nanoseconds (Go's format) → seconds since the epoch; 0 if absent or bad."""
-    if not value:
+    if not value or not isinstance(value, str):
         return 0.0
     try:
         return datetime.fromisoformat(_FRACTION.sub(r"\1", value).replace("Z", "+00:00")).timestamp()

@@ -302,3 +302,11 @@ def test_register_and_rmi_race_stays_consistent(image_root):
     finally:
         for s in stores:
             s.close()
+
+
+def test_odd_config_values_do_not_crash(store):
+    digest = put_image(store, [L1], created=123, labels=["not", "a", "map"],
+                       extra_config={"history": [{"created": 5, "created_by": "x"}]})
+    image_id = store.register(digest, "odd")
+    assert store.list()[0]["Created"] == 0 and store.list()[0]["Labels"] is None
+    assert store.history("odd")[0]["Created"] == 0 and store.inspect("odd")["Id"] == image_id
