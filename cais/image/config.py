@@ -17,10 +17,6 @@ from cais.image.manifest import ManifestError, load_json
 
 MAX_CONFIG_SIZE = 8 << 20
 
-# Config keys docker knows (ContainerConfig / OCI ImageConfig), in docker's capitalisation.
-CONFIG_KEYS = ("User", "ExposedPorts", "Env", "Entrypoint", "Cmd", "Volumes", "WorkingDir", "Labels",
-               "StopSignal", "OnBuild", "Healthcheck", "Shell", "ArgsEscaped", "StopTimeout")
-
 
 class ConfigError(ManifestError):
     """An image config that cannot be used."""

@@ -35,6 +35,7 @@ from cais.image.content import BlobNotFound, ContentError, ContentStore
 from cais.image.errors import ImageConflict, ImageError, ImageNotFound, InvalidImage, Vanished
 from cais.image.filters import format_time, match_labels, match_reference, parse_time, parse_until, truthy
 from cais.image.manifest import (
+    FOREIGN_LAYER_TYPES,
     Index,
     Manifest,
     ManifestError,
@@ -115,13 +116,6 @@ class ImageStore:
         if ref is None:
             raise InvalidImage(f"invalid reference format: {name}")
         raise ImageNotFound(f"No such image: {ref.familiar()}")
-
-    def exists(self, name: str) -> bool:
-        try:
-            self.resolve(name)
-            return True
-        except ImageError:
-            return False
 
     def config(self, image_id: str) -> dict[str, Any]:
         return json.loads(self.content.read(image_id))
@@ -215,6 +209,9 @@ class ImageStore:
             raise InvalidImage(f"manifest {manifest_digest} has {len(man.layers)} layers but its config has "
                                f"{len(diffs)} diff_ids")
         for layer in man.layers:
+            if layer.media_type in FOREIGN_LAYER_TYPES and not self.content.has(layer.digest):
+                raise InvalidImage(f"layer {layer.digest} is a foreign (non-distributable) layer, which cais "
+                                   "does not fetch")
             if not self.content.has(layer.digest):
                 raise InvalidImage(f"layer blob {layer.digest} is not in the content store")
             if self.content.size(layer.digest) != layer.size:
