@@ -117,3 +117,31 @@ def test_persistent_errors_are_clear(status: int, error: type, text: str, proxy:
     retried = status in (429, 500)
     assert len(requests) == (FAST.attempts if retried else 1)
     assert _blobs(store) == []
+
+
+def test_concurrent_pulls_share_downloads(proxy: FaultProxy, seeded: Layout, tmp_root: str) -> None:
+    """Two pulls of one image into one store at once: each blob is downloaded once, both succeed."""
+    store = ContentStore(tmp_root)
+    hosts = RegistryHosts(certs_dirs=())
+
+    async def both() -> list:
+        ref = parse(f"{proxy.host}/cais/faults:latest")
+        return await asyncio.gather(pull(ref, store, hosts=hosts), pull(ref, store, hosts=hosts))
+    first, second = asyncio.run(both())
+    assert first.manifest_digest == second.manifest_digest == seeded.digest
+    assert sorted(first.stored + second.stored) == _blobs(store)  # every blob stored by exactly one of them
+    layer_gets = [s for s in proxy.seen if s.method == "GET" and "/blobs/" in s.path]
+    assert len(layer_gets) == 2  # config and layer, once each
+    assert all(store.verify(d) for d in _blobs(store))
+
+
+def test_blob_redirects_are_followed(proxy: FaultProxy, distribution: RunningRegistry, seeded: Layout,
+                                     tmp_root: str) -> None:
+    """Registries may send blob downloads elsewhere (object storage): cais follows, still verifying."""
+    with fault_proxy(distribution.host) as storage:
+        proxy.faults.append(Fault("/blobs/", "redirect", method="GET", times=100, to=storage.host))
+        store = ContentStore(tmp_root)
+        result = _pull(proxy, store)
+        assert result.manifest_digest == seeded.digest
+        assert len([s for s in storage.seen if "/blobs/" in s.path]) == 2
+        assert all(store.verify(d) for d in _blobs(store))
