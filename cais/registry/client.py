@@ -26,18 +26,19 @@ from yarl import URL
 
 from cais import __version__
 from cais.image.content import CHUNK, ContentError, ContentStore, DigestMismatch, digest_bytes, parse_digest
+from cais.image.manifest import (
+    DOCKER_MANIFEST,
+    DOCKER_MANIFEST_LIST,
+    MAX_MANIFEST_SIZE,
+    OCI_INDEX,
+    OCI_MANIFEST,
+)
 from cais.registry.auth import Authorizer
 from cais.registry.credentials import Credentials
 from cais.registry.errors import NotFound, RegistryError, from_status
 from cais.registry.hosts import Endpoint, HostsError, RegistryHosts
 
-MANIFEST_LIMIT = 4 << 20  # the spec's recommended maximum manifest size
-ACCEPT_MANIFESTS = ", ".join((
-    "application/vnd.oci.image.index.v1+json",
-    "application/vnd.oci.image.manifest.v1+json",
-    "application/vnd.docker.distribution.manifest.list.v2+json",
-    "application/vnd.docker.distribution.manifest.v2+json",
-))
+ACCEPT_MANIFESTS = ", ".join((OCI_INDEX, OCI_MANIFEST, DOCKER_MANIFEST_LIST, DOCKER_MANIFEST))
 RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 NETWORK_ERRORS = (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, asyncio.TimeoutError)
 _LINK_NEXT = re.compile(r'<([^>]+)>\s*;\s*rel="?next"?')
@@ -58,7 +59,9 @@ class RetryPolicy:
 
 
 @dataclass
-class Manifest:
+class FetchedManifest:
+    """A manifest or index as the registry sent it, its digest checked."""
+
     body: bytes
     media_type: str
     digest: str
@@ -194,12 +197,12 @@ class Registry:
 
     # -- manifests ---------------------------------------------------------------------------
 
-    async def get_manifest(self, repo: str, reference: str, accept: str = ACCEPT_MANIFESTS) -> Manifest:
+    async def get_manifest(self, repo: str, reference: str, accept: str = ACCEPT_MANIFESTS) -> FetchedManifest:
         """Fetch a manifest or index by tag or digest, checked against its digest."""
         what = f"manifest {repo}:{reference}" if ":" not in reference else f"manifest {repo}@{reference}"
         async with self.request("GET", f"/v2/{repo}/manifests/{reference}", scopes=pull_scope(repo),
                                 what=f"GET {what}", headers={"Accept": accept}) as resp:
-            body = await _read_limited(resp, MANIFEST_LIMIT, what)
+            body = await _read_limited(resp, MAX_MANIFEST_SIZE, what)
             media_type = resp.headers.get("Content-Type", "").split(";")[0].strip()
             claimed = resp.headers.get("Docker-Content-Digest")
         expected = reference if ":" in reference else claimed
@@ -213,7 +216,7 @@ class Registry:
                 raise RegistryError(f"{what}: digest mismatch: expected {expected}, got {actual}")
         else:
             actual = digest_bytes(body)
-        return Manifest(body, media_type or _sniff_media_type(body), actual)
+        return FetchedManifest(body, media_type or _sniff_media_type(body), actual)
 
     async def head_manifest(self, repo: str, reference: str) -> str | None:
         """The digest a tag points at, or None when the manifest does not exist."""

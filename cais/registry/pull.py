@@ -18,8 +18,7 @@ from cais.image.content import ContentStore
 from cais.image.manifest import Index, Manifest, ManifestError, parse_manifest, select_manifest
 from cais.image.platform import Platform
 from cais.image.reference import Reference
-from cais.registry.client import Manifest as Fetched
-from cais.registry.client import Registry, RetryPolicy
+from cais.registry.client import FetchedManifest, Registry, RetryPolicy
 from cais.registry.credentials import Credentials
 from cais.registry.errors import RegistryError, UnsupportedMedia
 from cais.registry.hosts import Endpoint, HostsError, RegistryHosts
@@ -154,7 +153,7 @@ async def _fetch_blobs(registry: Registry, ref: Reference, manifest: Manifest, s
         raise
 
 
-def _parse(doc: Fetched, ref: Reference) -> Manifest | Index:
+def _parse(doc: FetchedManifest, ref: Reference) -> Manifest | Index:
     try:
         return parse_manifest(doc.body, doc.media_type)
     except ManifestError as e:
