@@ -145,3 +145,12 @@ def test_blob_redirects_are_followed(proxy: FaultProxy, distribution: RunningReg
         assert result.manifest_digest == seeded.digest
         assert len([s for s in storage.seen if "/blobs/" in s.path]) == 2
         assert all(store.verify(d) for d in _blobs(store))
+
+
+def test_dropped_manifest_is_retried(proxy: FaultProxy, seeded: Layout, tmp_root: str) -> None:
+    proxy.faults.append(Fault("/manifests/", "drop", method="GET", times=2))
+    assert _pull(proxy, ContentStore(tmp_root)).manifest_digest == seeded.digest
+    proxy.faults.append(Fault("/manifests/", "drop", method="GET", times=100))
+    with pytest.raises(RegistryError, match="after 3 attempts") as info:
+        _pull(proxy, ContentStore(f"{tmp_root}/2"))
+    assert "\n" not in str(info.value)

@@ -150,6 +150,8 @@ def test_hostile_requests(cais_server: RunningRegistry) -> None:
     assert call(reg, "GET", f"/v2/cais/other/blobs/{digest}")[0] == 404
     status, headers, _ = call(reg, "POST", f"/v2/cais/other/blobs/uploads/?mount={digest}&from=cais/nobody")
     assert status == 202  # not mountable from a repository without it: a plain upload starts instead
+    status, headers, _ = call(reg, "HEAD", f"/v2/cais/owner/blobs/{digest}")
+    assert status == 200 and headers["content-length"] == "13" and headers["docker-content-digest"] == digest
     # Range reads
     status, headers, body = call(reg, "GET", f"/v2/cais/owner/blobs/{digest}", headers={"Range": "bytes=8-"})
     assert (status, body) == (206, b"bytes")
