@@ -35,11 +35,10 @@ from cais.image.manifest import (
 )
 from cais.registry.auth import Authorizer
 from cais.registry.credentials import Credentials
-from cais.registry.errors import NotFound, RegistryError, from_status
+from cais.registry.errors import TRANSIENT_STATUS, NotFound, RegistryError, from_status
 from cais.registry.hosts import Endpoint, HostsError, RegistryHosts
 
 ACCEPT_MANIFESTS = ", ".join((OCI_INDEX, OCI_MANIFEST, DOCKER_MANIFEST_LIST, DOCKER_MANIFEST))
-RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 NETWORK_ERRORS = (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, asyncio.TimeoutError)
 _LINK_NEXT = re.compile(r'<([^>]+)>\s*;\s*rel="?next"?')
 
@@ -171,7 +170,7 @@ class Registry:
                     attempt += 1
                     continue
                 tries = f" (after {attempt + 1} attempts)" if retry and attempt else ""
-                raise RegistryError(f"{what}: {_reason(e)}{tries}") from None
+                raise RegistryError(f"{what}: {_reason(e)}{tries}", transient=True) from None
             try:
                 if resp.status == 401 and same_host and not reauthorized and \
                         self._auth.challenged(resp.headers.get("WWW-Authenticate"), scopes):
@@ -183,7 +182,7 @@ class Registry:
                         url = str(URL(url).join(URL(location)))
                         redirects += 1
                         continue
-                if resp.status in RETRY_STATUS and retry and attempt + 1 < self.retry.attempts:
+                if resp.status in TRANSIENT_STATUS and retry and attempt + 1 < self.retry.attempts:
                     await asyncio.sleep(self.retry.delay(attempt, resp.headers.get("Retry-After")))
                     attempt += 1
                     continue

@@ -125,7 +125,7 @@ def serve_in_thread(app: web.Application) -> Iterator[str]:
 def fault_proxy(upstream: str) -> Iterator[FaultProxy]:
     """Run a FaultProxy for `upstream` (host:port, plain HTTP) on a free loopback port."""
     proxy = FaultProxy(upstream)
-    app = web.Application()
+    app = web.Application(client_max_size=1 << 30)  # it buffers uploads whole
     app.router.add_route("*", "/{tail:.*}", proxy.handle)
     with serve_in_thread(app) as host:
         proxy.host = host

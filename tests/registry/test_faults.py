@@ -154,3 +154,21 @@ def test_dropped_manifest_is_retried(proxy: FaultProxy, seeded: Layout, tmp_root
     with pytest.raises(RegistryError, match="after 3 attempts") as info:
         _pull(proxy, ContentStore(f"{tmp_root}/2"))
     assert "\n" not in str(info.value)
+
+
+def test_failed_uploads_start_over(proxy: FaultProxy, seeded: Layout, distribution: RunningRegistry,
+                                   tmp_root: str) -> None:
+    from cais.registry.push import push
+    store = ContentStore(tmp_root)
+    result = _pull(proxy, store)
+    proxy.faults.append(Fault("/blobs/uploads/", "status", status=503, method="PUT", times=2))
+    events = []
+    asyncio.run(push(parse(f"{proxy.host}/cais/faults-push:v1"), store, result.manifest_digest,
+                     hosts=RegistryHosts(certs_dirs=()), retry=FAST, progress=events.append))
+    assert any(e.status.startswith("Retrying in") for e in events)
+    inspected = skopeo("inspect", *distribution.skopeo_args(""), f"docker://{distribution.host}/cais/faults-push:v1")
+    assert seeded.digest in inspected.stdout
+    proxy.faults.append(Fault("/blobs/uploads/", "status", status=400, method="PUT", times=100))
+    with pytest.raises(RegistryError, match="injected 400"):  # not transient: no retry
+        asyncio.run(push(parse(f"{proxy.host}/cais/faults-push2:v1"), store, result.manifest_digest,
+                         hosts=RegistryHosts(certs_dirs=()), retry=FAST))
