@@ -247,3 +247,25 @@ def test_server_command_line_errors(cais_server: RunningRegistry, tmp_root: str)
                                "--addr", "127.0.0.1:1", *args], capture_output=True, text=True, timeout=30)
         assert proc.returncode != 0 and message in proc.stderr, (args, proc.stderr)
         assert "Traceback" not in proc.stderr, proc.stderr
+
+
+def test_multi_platform_index(cais_server: RunningRegistry, tmp_root: str) -> None:
+    from cais.image.platform import Platform, host_platform
+    from tests.registry.images import tar_files, write_oci_multiarch
+    host = host_platform().architecture
+    other = "arm64" if host != "arm64" else "amd64"
+    layout = f"{tmp_root}/multi"
+    index, manifests = write_oci_multiarch(layout, {host: [tar_files({"a": b"1"})], other: [tar_files({"b": b"2"})]})
+    target = f"docker://{cais_server.host}/cais/multi:latest"
+    skopeo("copy", "--all", *cais_server.skopeo_args("dest"), f"oci:{layout}:latest", target)
+    raw = json.loads(skopeo("inspect", "--raw", *cais_server.skopeo_args(""), target).stdout)
+    assert sorted(m["digest"] for m in raw["manifests"]) == sorted(manifests.values())
+    store = ContentStore(f"{tmp_root}/store")
+    for arch in (host, other):
+        result = asyncio.run(pull(parse(f"{cais_server.host}/cais/multi:latest"), store, hosts=cais_server.hosts(),
+                                  platform=Platform("linux", arch)))
+        assert (result.index_digest, result.manifest_digest) == (index, manifests[arch])
+    # an index whose children the repository lacks is refused
+    status, _, body = call(cais_server, "PUT", "/v2/cais/empty/manifests/x", store.read(index),
+                           {"Content-Type": "application/vnd.oci.image.index.v1+json"})
+    assert (status, error_code(body)) == (400, "MANIFEST_BLOB_UNKNOWN")
