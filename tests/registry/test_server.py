@@ -269,3 +269,24 @@ def test_multi_platform_index(cais_server: RunningRegistry, tmp_root: str) -> No
     status, _, body = call(cais_server, "PUT", "/v2/cais/empty/manifests/x", store.read(index),
                            {"Content-Type": "application/vnd.oci.image.index.v1+json"})
     assert (status, error_code(body)) == (400, "MANIFEST_BLOB_UNKNOWN")
+
+
+def test_garbage_collection(busybox_layout: Layout, tmp_root: str) -> None:
+    import subprocess
+    import sys
+
+    from tests.registry.images import tar_files, write_oci_layout
+    other = f"{tmp_root}/other"
+    write_oci_layout(other, [tar_files({"only-here": b"x" * 1000})])
+    with cais_registry() as reg:
+        skopeo("copy", *reg.skopeo_args("dest"), busybox_layout.ref(), f"docker://{reg.host}/cais/keep:v1")
+        skopeo("copy", *reg.skopeo_args("dest"), f"oci:{other}:latest", f"docker://{reg.host}/cais/drop:v1")
+        dangling = upload(reg, "cais/drop", b"never referenced")
+        status, headers, _ = call(reg, "HEAD", "/v2/cais/drop/manifests/v1")
+        assert call(reg, "DELETE", f"/v2/cais/drop/manifests/{headers['docker-content-digest']}")[0] == 202
+        root = os.path.join(reg.root, "data")
+        proc = subprocess.run([sys.executable, "-m", "cais.registry.server", "--root", root, "--gc"],
+                              capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0 and proc.stdout.startswith("removed 4 blobs"), proc.stdout + proc.stderr
+        assert call(reg, "HEAD", f"/v2/cais/drop/blobs/{dangling}")[0] == 404
+        skopeo("copy", *reg.skopeo_args("src"), f"docker://{reg.host}/cais/keep:v1", f"dir:{tmp_root}/out")
