@@ -3,9 +3,10 @@
 By tag or digest; through an index to the manifest for the wanted platform; layers downloaded
 concurrently (three at a time, as docker does), blobs already in the store skipped, every blob
 verified against its digest. Manifests are stored last, so a store never holds a manifest whose
-blobs are missing; if the pull fails, the blobs it had added are removed again (partial
-downloads stay in the store's ingest area, so the next attempt resumes them). Registering the
-image from the result is the image store's job.
+blobs are missing. If the pull fails, the blobs it completed stay (another pull may already be
+counting on them, and a retry skips them; the image store's garbage collection removes them if
+nothing ever uses them), and partial downloads stay in the ingest area for the next attempt to
+resume. Registering the image from the result is the image store's job.
 """
 
 from __future__ import annotations
@@ -58,6 +59,8 @@ async def pull(ref: Reference, store: ContentStore, *, platform: Platform | None
     groups: dict[tuple[str, bool], list[Endpoint]] = {}
     for endpoint in endpoints:
         groups.setdefault((endpoint.host, endpoint.mirror), []).append(endpoint)
+    if progress:
+        progress(ProgressEvent(ref.tag or ref.digest or "latest", f"Pulling from {ref.path}"))
     for (host, mirror), group in groups.items():
         registry = Registry(ref.domain, hosts=hosts, credentials=None if mirror else credentials,
                             retry=retry, endpoints=group)
@@ -74,7 +77,6 @@ async def pull(ref: Reference, store: ContentStore, *, platform: Platform | None
 async def _pull(registry: Registry, ref: Reference, store: ContentStore, platform: Platform | None,
                 progress: ProgressCallback | None, concurrency: int) -> PullResult:
     emit = progress or (lambda event: None)
-    emit(ProgressEvent(ref.tag or ref.digest or "latest", f"Pulling from {ref.path}"))
     top = await registry.get_manifest(ref.path, ref.digest or ref.tag or "latest")
     chain = [top]
     parsed = _parse(top, ref)
@@ -94,16 +96,11 @@ async def _pull(registry: Registry, ref: Reference, store: ContentStore, platfor
     if not parsed.is_image:
         raise UnsupportedMedia(f"{ref}: not a container image (config type {parsed.config.media_type})")
     result = PullResult(top.digest, chain[-1].digest, parsed, chain[-1].media_type, index_digest)
-    try:
-        await _fetch_blobs(registry, ref, parsed, store, result.stored, emit, concurrency)
-        for doc in reversed(chain):
-            if not store.has(doc.digest):
-                store.put(doc.body, doc.digest)
-                result.stored.append(doc.digest)
-    except BaseException:
-        for digest in result.stored:
-            store.delete(digest)
-        raise
+    await _fetch_blobs(registry, ref, parsed, store, result.stored, emit, concurrency)
+    for doc in reversed(chain):
+        if not store.has(doc.digest):
+            store.put(doc.body, doc.digest)
+            result.stored.append(doc.digest)
     emit(ProgressEvent("", f"Digest: {top.digest}"))
     return result
 

@@ -172,3 +172,17 @@ def test_failed_uploads_start_over(proxy: FaultProxy, seeded: Layout, distributi
     with pytest.raises(RegistryError, match="injected 400"):  # not transient: no retry
         asyncio.run(push(parse(f"{proxy.host}/cais/faults-push2:v1"), store, result.manifest_digest,
                          hosts=RegistryHosts(certs_dirs=()), retry=FAST))
+
+
+def test_one_bad_layer_publishes_no_manifest(proxy: FaultProxy, seeded: Layout, tmp_root: str) -> None:
+    import json
+    with open(os.path.join(seeded.path, "blobs", "sha256", seeded.digest[7:])) as f:
+        layer = json.load(f)["layers"][0]["digest"]
+    store = ContentStore(tmp_root)
+    proxy.faults.append(Fault(layer, "corrupt", method="GET", times=100))
+    with pytest.raises(RegistryError, match=f"GET blob {layer}.*digest mismatch"):
+        _pull(proxy, store)
+    assert not store.has(layer) and not store.has(seeded.digest)  # no image half there
+    proxy.faults.clear()
+    result = _pull(proxy, store)
+    assert result.manifest_digest == seeded.digest and layer in result.stored
