@@ -106,3 +106,16 @@ def test_identity_token(bearer: tuple[RunningRegistry, TokenServer], busybox_lay
     with pytest.raises(Unauthorized):
         asyncio.run(push(parse(f"{reg.host}/cais/oauth-push:v2"), store, result.manifest_digest, hosts=reg.hosts(),
                          credentials=Credentials("<token>", "stale")))
+
+
+def test_challenge_parsing() -> None:
+    from cais.registry.auth import parse_challenges
+    [hub] = parse_challenges('Bearer realm="https://auth.docker.io/token",service="registry.docker.io",'
+                             'scope="repository:library/busybox:pull,push"')
+    assert hub.scheme == "bearer" and hub.params == {
+        "realm": "https://auth.docker.io/token", "service": "registry.docker.io",
+        "scope": "repository:library/busybox:pull,push"}
+    basic, bearer = parse_challenges('Basic realm="a \\"quoted\\", realm", Bearer realm=https://x/t, error=invalid_token')
+    assert (basic.scheme, basic.params) == ("basic", {"realm": 'a "quoted", realm'})
+    assert bearer.params == {"realm": "https://x/t", "error": "invalid_token"}
+    assert parse_challenges("") == [] and [c.scheme for c in parse_challenges("Negotiate")] == ["negotiate"]
