@@ -215,45 +215,47 @@ class Rootfs:
             raise ConfigError(f"mount {fstype} on {dest}: {e.strerror}") from None
 
     def mount_cgroup(self, dest: str, flags: int) -> None:
-        """/sys/fs/cgroup: cgroup2 on a unified host; on v1 a tmpfs of the container's hierarchies."""
+        """/sys/fs/cgroup: cgroup2 on a unified host; on v1 a tmpfs of the container's hierarchies.
+
+        In a cgroup namespace of its own the container mounts the hierarchies themselves (it sees
+        its cgroup as the root); otherwise its own cgroup directories are bound from the host's.
+        """
         with open("/proc/self/cgroup") as f:
             lines = [line.rstrip("\n").split(":", 2) for line in f if line.strip()]
+        unified_only = all(controllers == "" for _, controllers, _ in lines)
+        writable = flags & ~m.MS_RDONLY
         target = open_in_root(self.rootfd, dest, "dir")
         try:
-            if all(controllers == "" for _, controllers, _ in lines):
-                src = "cgroup2" if self.new_cgroupns else "/sys/fs/cgroup"
-                if self.new_cgroupns:
-                    m.mount("cgroup2", fdpath(target), "cgroup2", flags & ~m.MS_RDONLY)
-                else:
-                    m.mount(src, fdpath(target), None, m.MS_BIND | m.MS_REC)
+            if unified_only and self.new_cgroupns:
+                m.mount("cgroup2", fdpath(target), "cgroup2", writable)
+            elif unified_only:
+                m.mount(os.path.join("/sys/fs/cgroup", lines[0][2].lstrip("/")), fdpath(target), None, m.MS_BIND)
             else:
-                m.mount("tmpfs", fdpath(target), "tmpfs", flags & ~m.MS_RDONLY, "mode=755")
+                m.mount("tmpfs", fdpath(target), "tmpfs", writable, "mode=755")
         finally:
             os.close(target)
-        if not all(controllers == "" for _, controllers, _ in lines):
-            for _, controllers, path in lines:
-                name = controllers.replace("name=", "") if controllers else "unified"
-                host = os.path.join("/sys/fs/cgroup", name)
-                if not os.path.isdir(host):
-                    continue
-                sub = open_in_root(self.rootfd, os.path.join(dest, name), "dir")
+        for _, controllers, path in ([] if unified_only else lines):
+            name = controllers.replace("name=", "") if controllers else "unified"
+            host = os.path.join("/sys/fs/cgroup", name)
+            if not os.path.isdir(host):
+                continue
+            sub = open_in_root(self.rootfd, os.path.join(dest, name), "dir")
+            try:
+                if self.new_cgroupns:
+                    m.mount("cgroup", fdpath(sub), "cgroup" if controllers else "cgroup2", writable,
+                            controllers or None)
+                else:
+                    m.mount(os.path.join(host, path.lstrip("/")), fdpath(sub), None, m.MS_BIND)
+            finally:
+                os.close(sub)
+            if "," in name:  # cpu,cpuacct: the same hierarchy under each controller's name
+                parent = open_in_root(self.rootfd, dest)
                 try:
-                    if self.new_cgroupns:
-                        fstype = "cgroup2" if not controllers else "cgroup"
-                        m.mount("cgroup", fdpath(sub), fstype, flags & ~m.MS_RDONLY, controllers or None)
-                    else:
-                        m.mount(os.path.join(host, path.lstrip("/")), fdpath(sub), None, m.MS_BIND)
-                finally:
-                    os.close(sub)
-                if "," in name:  # cpu,cpuacct: the same hierarchy under each controller's name
                     for alias in name.split(","):
-                        parent = open_in_root(self.rootfd, dest)
-                        try:
+                        with contextlib.suppress(FileExistsError):
                             os.symlink(name, alias, dir_fd=parent)
-                        except FileExistsError:
-                            pass
-                        finally:
-                            os.close(parent)
+                finally:
+                    os.close(parent)
         if flags & m.MS_RDONLY:
             remount(self.rootfd, dest, m.MS_RDONLY | flags)
 
@@ -294,6 +296,7 @@ class Rootfs:
                 os.unlink(name, dir_fd=parent)
             try:
                 os.mknod(name, kinds[kind] | (mode & 0o7777), os.makedev(major, minor), dir_fd=parent)
+                os.chmod(name, mode & 0o7777, dir_fd=parent)  # mknod obeys the umask
                 os.chown(name, uid, gid, dir_fd=parent, follow_symlinks=False)
                 return
             except PermissionError:

@@ -200,3 +200,28 @@ def test_foreground_run_and_exec_proxy_the_terminal(rt: Runtime) -> None:
     assert rt("start", cid).returncode == 0
     done = rt("exec", "-t", cid, "sh", "-c", "tty; exit 4")
     assert done.returncode == 4 and "/dev/pts/" in done.stdout
+
+
+def test_exec_into_user_namespace_container(rt: Runtime) -> None:
+    b = rt.bundle("sleep", "30")
+    b.config["linux"]["namespaces"].append({"type": "user"})
+    b.config["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 231072, "size": 65536}]
+    b.config["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 231072, "size": 65536}]
+    b.config["mounts"] = [m for m in b.config["mounts"] if m["type"] != "cgroup"]
+    os.chmod(rt.top, 0o711)
+    cid = rt.create(b)
+    assert rt("start", cid).returncode == 0
+    done = rt("exec", cid, "sh", "-c", "id -u; cat /proc/self/uid_map; echo $$")
+    assert done.returncode == 0, done.stderr
+    uid, inside, host, size, pid = done.stdout.split()
+    assert (uid, inside, host, size) == ("0", "0", "231072", "65536") and int(pid) > 1
+
+
+def test_device_cgroup_denies_block_devices(rt: Runtime) -> None:
+    b = rt.bundle("sh", "-c", "mknod /tmp/cais-blk b 8 0 && head -c 1 /tmp/cais-blk; echo rc=$?")
+    b.config["root"]["readonly"] = False
+    caps = b.config["process"]["capabilities"]
+    for kind in ("bounding", "effective", "permitted"):
+        caps[kind] = [*caps[kind], "CAP_MKNOD"]
+    done = rt.run(b)
+    assert "rc=1" in done.stdout and "Operation not permitted" in done.stderr

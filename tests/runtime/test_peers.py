@@ -38,10 +38,14 @@ def test_dockerd_runs_containers_with_cais_runtime(busybox_tar: str) -> None:
                         " exit 4", check=False)
         assert run.returncode == 4, run.stderr
         assert b"pid=1 cais-rt-dk" in run.stdout and b"Seccomp:\t2" in run.stdout
+        tty = dk.docker("run", "--rm", "-t", "--runtime", "cais", "--network", "none", "cais-rt-busybox", "tty")
+        assert b"/dev/pts/0" in tty.stdout
         cid = dk.docker("run", "-d", "--runtime", "cais", "--network", "none", "cais-rt-busybox",
                         "sleep", "300").stdout.decode().strip()
         ex = dk.docker("exec", cid, "sh", "-c", "echo in:$$; cat /proc/1/cmdline")
         assert b"in:" in ex.stdout and b"sleep" in ex.stdout
+        ex_tty = dk.docker("exec", "-t", cid, "tty")
+        assert b"/dev/pts/" in ex_tty.stdout
         inspect = dk.docker("inspect", "-f", "{{.HostConfig.Runtime}} {{.State.Status}}", cid).stdout
         assert inspect.split() == [b"cais", b"running"]
         dk.docker("pause", cid)

@@ -55,20 +55,21 @@ def create(container_id: str, bundle: str, *, root: str = store.DEFAULT_ROOT, co
         raise ConfigError("--console-socket given but process.terminal is false")
     extra_fds = check_fds(preserve_fds)
     store.check_id(container_id)
-    created = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + f".{time.time_ns() % 10**9:09d}Z"
+    now = time.time_ns()
+    created = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now // 10**9)) + f".{now % 10**9:09d}Z"
     container = store.new(root, container_id, {"pid": 0, "pid_start": None, "bundle": bundle,
                                                "created": created, "config": config,
                                                "systemd_cgroup": systemd_cgroup})
     parent, child = Channel.pair()
     console_fd = None
-    if console_socket:
-        from cais.runtime import terminal
-
-        console_fd = terminal.connect(console_socket)
     manager = None
     pid = 0
     fifo_fd = -1
     try:
+        if console_socket:
+            from cais.runtime import terminal
+
+            console_fd = terminal.connect(console_socket)
         os.mkfifo(container.fifo, 0o600)
         os.chmod(container.fifo, 0o622)  # any container user may write it (mkfifo obeys the umask)
         # Opened here and inherited: the init may not be able to walk --root (user namespaces).
@@ -77,7 +78,8 @@ def create(container_id: str, bundle: str, *, root: str = store.DEFAULT_ROOT, co
                       "bundle": bundle, "annotations": config.get("annotations", {})}
         job: dict[str, Any] = {
             "kind": "create", "id": container_id, "config": config, "bundle": bundle, "fifo_fd": fifo_fd,
-            "clone_flags": clone_flags, "joins": joins, "seccomp": bool(config.get("linux", {}).get("seccomp")),
+            # the cgroup namespace is made by the init once it is in its cgroup: that is its root
+            "clone_flags": clone_flags & ~CLONE_NEWCGROUP, "joins": joins, "seccomp": bool(config.get("linux", {}).get("seccomp")),
             "new_userns": bool(clone_flags & CLONE_NEWUSER), "new_uts": bool(clone_flags & CLONE_NEWUTS)
             or any(k == "uts" for k, _ in joins), "new_cgroupns": bool(clone_flags & CLONE_NEWCGROUP),
             "no_pivot": no_pivot, "no_new_keyring": no_new_keyring, "preserve_fds": preserve_fds,
@@ -113,6 +115,7 @@ def create(container_id: str, bundle: str, *, root: str = store.DEFAULT_ROOT, co
         raise
     finally:
         parent.close()
+        child.close()
         if fifo_fd >= 0:
             os.close(fifo_fd)
         if console_fd is not None:
