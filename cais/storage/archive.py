@@ -28,6 +28,7 @@ from cais.storage.errors import InvalidLayer, StorageError
 from cais.storage.tarstream import Header
 
 CHUNK = 1 << 20
+MAX_DEPTH = 512
 EMPTY_DIFF_ID = "sha256:5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef"  # 1024 zero bytes
 _FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -49,7 +50,8 @@ def _show(name: str) -> str:
 
 def clean_path(name: str) -> str:
     """A tar entry name as a relative path with no '.', '..' or empty components ('' is the root).
-    A leading '/' is dropped (as tar does); '..' reaching above the root is refused."""
+    A leading '/' is dropped (as tar does); '..' reaching above the root is refused, and so is
+    nesting deeper than MAX_DEPTH (which recursive tree walks and per-level descriptors rely on)."""
     parts: list[str] = []
     for part in name.split("/"):
         if part in ("", "."):
@@ -60,6 +62,8 @@ def clean_path(name: str) -> str:
             parts.pop()
         else:
             parts.append(part)
+    if len(parts) > MAX_DEPTH:
+        raise InvalidLayer(f"{_show(name)}: nested deeper than {MAX_DEPTH} directories")
     return "/".join(parts)
 
 
@@ -148,9 +152,13 @@ class Unpacker:
                 raise
             except OSError as e:
                 raise InvalidLayer(f"{_show(header.name)}: {e.strerror or e}") from None
+            except (ValueError, OverflowError) as e:  # NUL bytes in names, out-of-range ids or times
+                raise InvalidLayer(f"{_show(header.name)}: invalid entry ({e})") from None
         self._set_dir_times()
 
     def _touch(self, path: str) -> None:
+        if self.mode != "delete":
+            return  # only vfs's opaque markers ask what this layer wrote
         while path not in self._touched:
             self._touched.add(path)
             path = _split(path)[0]
@@ -320,7 +328,7 @@ class Unpacker:
             parent, base = _split(path)
             try:
                 if not base:
-                    os.utime(fs.fd_path(self.root_fd), ns=(ns, ns))
+                    os.utime(self.root_fd, ns=(ns, ns))
                 else:
                     os.utime(base, ns=(ns, ns), dir_fd=self._dir(parent, create=False), follow_symlinks=False)
             except (FileNotFoundError, InvalidLayer):

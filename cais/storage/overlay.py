@@ -33,7 +33,6 @@ from cais.storage.errors import LayerNotFound, StorageError
 
 MOUNT_SOURCE = "cais-st-overlay"
 _PAGE = os.sysconf("SC_PAGESIZE")
-_DISK_RESERVE = 512 << 20
 # Options pinned off so that a diff stays a plain directory tree: no inode index tying an upper dir
 # to its lowers, no redirects or metacopy-only files that an export could not archive.
 _PINNED = ("index", "redirect_dir", "metacopy")
@@ -55,13 +54,6 @@ def _read(path: str) -> str:
 def _write(path: str, text: str) -> None:
     with open(path, "w") as f:
         f.write(text)
-
-
-def disk_guard(root: str) -> None:
-    """Stop an unpack before it fills the disk (for layers with no explicit size limit)."""
-    st = os.statvfs(root)
-    if st.f_bavail * st.f_frsize < _DISK_RESERVE:
-        raise archive.InvalidLayer(f"stopping unpack: less than {_DISK_RESERVE >> 20} MiB free under {root}")
 
 
 def mount_in(cwd: str, target: str, data: str) -> None:
@@ -128,6 +120,8 @@ class OverlayDriver(Driver):
         sweep_staging(self._layers)
         sweep_staging(self._containers)
         self._repair_links()
+        self._mount_lock = threading.Lock()
+        self._mount_count: dict[str, int] = {}  # mounts made or found by this process, like overlay2's
 
     def _repair_links(self) -> None:
         """Make the l/ links agree with the committed layers (after a crash between the steps)."""
@@ -185,15 +179,34 @@ class OverlayDriver(Driver):
     def apply_diff(self, layer_id: str, parent_id: str | None, stream: BinaryIO, *,
                    max_size: int | None = None) -> archive.DiffResult:
         return self._make_layer(layer_id, parent_id, lambda diff: archive.unpack(
-            stream, diff, "overlay", max_size=max_size, guard=lambda: disk_guard(self.root)))
+            stream, diff, "overlay", max_size=max_size, guard=self._disk_guard))
 
     def create_layer(self, layer_id: str, parent_id: str | None) -> None:
         self._make_layer(layer_id, parent_id, lambda diff: archive.DiffResult(archive.EMPTY_DIFF_ID, 0, 1024))
 
+    def _user_of(self, link: str) -> str | None:
+        """A layer or container stacked on the layer whose short name is `link`, if any."""
+        wanted = f"l/{link}"
+        for kind, parent in (("layer", self._layers), ("container", self._containers)):
+            for name in os.listdir(parent):
+                if name.startswith("."):
+                    continue
+                try:
+                    if wanted in _read(os.path.join(parent, name, "lower")).split(":"):
+                        return f"{kind} {name}"
+                except FileNotFoundError:
+                    continue
+        return None
+
     def remove_layer(self, layer_id: str) -> None:
+        """Remove a layer; refused while another layer or a container is stacked on it (with
+        overlay they read its files at mount time)."""
         self._require_layer(layer_id)
         path = self._layer(layer_id)
         link = _read(os.path.join(path, "link"))
+        user = self._user_of(link)
+        if user is not None:
+            raise StorageError(f"layer {layer_id} is in use by {user}")
         remove_tree(path, self._layers)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(os.path.join(self._links, link))
@@ -227,28 +240,38 @@ class OverlayDriver(Driver):
             raise StorageError(f"container {container_id} already has a writable layer")
 
     def mount(self, container_id: str) -> str:
+        """Mount the container's rootfs, or count one more user of the mount already there."""
         path = self._container(container_id)
         merged = os.path.join(path, "merged")
-        if os.path.ismount(merged):
-            return merged
-        lower = _read(os.path.join(path, "lower")) or "empty"
-        rel = f"containers/{container_id}"
-        mount_in(self.root, merged,
-                 f"lowerdir={lower},upperdir={rel}/diff,workdir={rel}/work{_pinned_options()}")
+        with self._mount_lock:
+            if not os.path.ismount(merged):
+                lower = _read(os.path.join(path, "lower")) or "empty"
+                rel = f"containers/{container_id}"
+                mount_in(self.root, merged,
+                         f"lowerdir={lower},upperdir={rel}/diff,workdir={rel}/work{_pinned_options()}")
+                self._mount_count[container_id] = 0
+            self._mount_count[container_id] = self._mount_count.get(container_id, 0) + 1
         return merged
 
-    def unmount(self, container_id: str) -> None:
+    def unmount(self, container_id: str, *, force: bool = False) -> None:
+        """Release one use of the mount; the last one (or `force`) unmounts it."""
         merged = os.path.join(self._container(container_id), "merged")
-        if os.path.ismount(merged):
-            try:
-                mnt.umount(merged, mnt.MNT_DETACH)
-            except OSError as e:
-                if e.errno != errno.EINVAL:
-                    raise StorageError(f"cannot unmount {merged}: {e.strerror}") from None
+        with self._mount_lock:
+            left = 0 if force else self._mount_count.get(container_id, 1) - 1
+            if left > 0:
+                self._mount_count[container_id] = left
+                return
+            self._mount_count.pop(container_id, None)
+            if os.path.ismount(merged):
+                try:
+                    mnt.umount(merged, mnt.MNT_DETACH)
+                except OSError as e:
+                    if e.errno != errno.EINVAL:
+                        raise StorageError(f"cannot unmount {merged}: {e.strerror}") from None
 
     def remove_rw(self, container_id: str) -> None:
         path = self._container(container_id)
-        self.unmount(container_id)
+        self.unmount(container_id, force=True)
         remove_tree(path, self._containers)
 
     # --- diffs -------------------------------------------------------------------------------------

@@ -48,7 +48,7 @@ class LimitedDigestReader(io.RawIOBase):
     """Hashes (sha256) and counts the bytes read through it; past `max_size` it raises LayerTooLarge.
     Every `check_every` bytes it calls `guard()` (e.g. a free-disk-space check)."""
 
-    def __init__(self, src: BinaryIO, max_size: int | None, guard=None, check_every: int = 256 << 20) -> None:
+    def __init__(self, src: BinaryIO, max_size: int | None, guard=None, check_every: int = 8 << 20) -> None:
         self._src = src
         # read1: take what the source has now instead of blocking until a whole chunk arrives
         self._read = getattr(src, "read1", src.read)
@@ -103,13 +103,17 @@ def _number(raw: bytes, what: str) -> int:
 
 
 def _checksum_ok(block: bytes) -> bool:
+    """The header checksum: the sum of its bytes with the checksum field as spaces (unsigned, or
+    signed as some old tars computed it)."""
     try:
         stored = _number(block[148:156], "checksum")
     except InvalidLayer:
         return False
-    unsigned = sum(block[:148]) + 8 * 32 + sum(block[156:])
-    signed = unsigned - 2 * (sum(b for b in block[:148] + block[156:] if b > 127))
-    return stored in (unsigned, signed)
+    unsigned = sum(block) - sum(block[148:156]) + 8 * 32
+    if stored == unsigned:
+        return True
+    signed = unsigned - 256 * sum(1 for b in block[:148] + block[156:] if b > 127)
+    return stored == signed
 
 
 def _parse_pax(data: bytes) -> dict[str, bytes]:
@@ -202,6 +206,7 @@ class TarReader:
         global_pax: dict[str, bytes] = {}
         long_name: bytes | None = None
         long_link: bytes | None = None
+        meta_bytes = global_bytes = 0  # bounded, so that metadata headers cannot exhaust memory
         while True:
             self._skip_rest()
             block = self._f.read(BLOCK)
@@ -214,6 +219,9 @@ class TarReader:
             type_ = block[156:157]
             size = _number(block[124:136], "size")
             if type_ in (GNU_LONGNAME, GNU_LONGLINK, PAX, PAX_GLOBAL):
+                meta_bytes += size
+                if meta_bytes > _MAX_META:
+                    raise InvalidLayer(f"tar metadata headers add up to more than {_MAX_META} bytes")
                 data = self._meta_block(size)
                 if type_ == GNU_LONGNAME:
                     long_name = _nul_terminated(data)
@@ -223,6 +231,7 @@ class TarReader:
                     pax.update(_parse_pax(data))
                 else:
                     global_pax.update(_parse_pax(data))
+                    global_bytes += size
                 continue
             records = {**global_pax, **pax}
             name = _nul_terminated(block[0:100])
@@ -258,6 +267,7 @@ class TarReader:
             )
             pax = {}
             long_name = long_link = None
+            meta_bytes = global_bytes
             self._remaining = size  # only regular files' data is read; any other's is skipped
             self._padding = -self._remaining % BLOCK
             yield header

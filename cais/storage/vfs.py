@@ -19,7 +19,6 @@ from typing import BinaryIO
 from cais.storage import archive
 from cais.storage.driver import Change, Driver, Staging, check_id, remove_tree, sweep_staging
 from cais.storage.errors import LayerNotFound, StorageError
-from cais.storage.overlay import disk_guard
 
 
 def copy_tree(src: str, dst: str) -> None:
@@ -79,7 +78,7 @@ class VfsDriver(Driver):
     def apply_diff(self, layer_id: str, parent_id: str | None, stream: BinaryIO, *,
                    max_size: int | None = None) -> archive.DiffResult:
         return self._make_layer(layer_id, parent_id, lambda diff: archive.unpack(
-            stream, diff, "delete", max_size=max_size, guard=lambda: disk_guard(self.root)))
+            stream, diff, "delete", max_size=max_size, guard=self._disk_guard))
 
     def create_layer(self, layer_id: str, parent_id: str | None) -> None:
         self._make_layer(layer_id, parent_id, lambda diff: archive.DiffResult(archive.EMPTY_DIFF_ID, 0, 1024))
@@ -122,7 +121,7 @@ class VfsDriver(Driver):
     def mount(self, container_id: str) -> str:
         return os.path.join(self._container(container_id), "diff")
 
-    def unmount(self, container_id: str) -> None:
+    def unmount(self, container_id: str, *, force: bool = False) -> None:
         self._container(container_id)
 
     def remove_rw(self, container_id: str) -> None:

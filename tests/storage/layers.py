@@ -23,6 +23,7 @@ class E:
     dev: tuple[int, int] = (0, 0)
     mtime: int = MTIME
     xattrs: dict[str, bytes] = field(default_factory=dict)
+    pax: dict[str, str] = field(default_factory=dict)  # raw PAX records, e.g. a hostile "path"
 
 
 _TYPES = {"file": tarfile.REGTYPE, "dir": tarfile.DIRTYPE, "symlink": tarfile.SYMTYPE,
@@ -41,7 +42,7 @@ def tar(*entries: E, compression: str | None = None) -> bytes:
             info.linkname = e.target
             info.devmajor, info.devminor = e.dev
             info.pax_headers = {f"SCHILY.xattr.{k}": v.decode("utf-8", "surrogateescape")
-                                for k, v in e.xattrs.items()}
+                                for k, v in e.xattrs.items()} | e.pax
             if e.kind == "file":
                 info.size = len(e.data)
                 t.addfile(info, io.BytesIO(e.data))

@@ -12,7 +12,15 @@ import tarfile
 import pytest
 import zstandard
 
-from cais.storage import Change, InvalidLayer, LayerExists, LayerNotFound, StorageError, open_driver
+from cais.storage import (
+    Change,
+    InvalidLayer,
+    LayerExists,
+    LayerNotFound,
+    LayerTooLarge,
+    StorageError,
+    open_driver,
+)
 from tests.storage.layers import E, read, stream, tar, write
 
 BASE = tar(E("bin", "dir"), E("bin/sh", data=b"#!shell\n", mode=0o755), E("etc", "dir"),
@@ -213,3 +221,57 @@ def test_vfs_applies_whiteouts_as_deletions(st_root):
     assert sorted(os.listdir(os.path.join(diff, "var/cache"))) == ["keep"]  # kept: same layer
     assert sorted(os.listdir(os.path.join(diff, "etc"))) == ["passwd"]
     assert sorted(os.listdir(os.path.join(driver.root, "layers", "base", "diff", "etc"))) == ["motd", "passwd"]
+
+
+def test_overlay_refuses_to_remove_a_layer_in_use(st_root):
+    driver = open_driver(st_root, "overlay")
+    driver.apply_diff("base", None, stream(BASE))
+    driver.create_layer("child", "base")
+    with pytest.raises(StorageError, match="layer base is in use by layer child"):
+        driver.remove_layer("base")
+    driver.remove_layer("child")
+    driver.create_rw("c", "base")
+    with pytest.raises(StorageError, match="layer base is in use by container c"):
+        driver.remove_layer("base")
+    driver.remove_rw("c")
+    driver.remove_layer("base")
+
+
+@pytest.fixture
+def small_fs(st_root):
+    """A 48 MiB tmpfs (named cais-st-tmpfs) to fill."""
+    from cais.linux import mount as mnt
+    path = os.path.join(st_root, "small")
+    os.mkdir(path)
+    mnt.mount("cais-st-tmpfs", path, "tmpfs", 0, "size=48m,mode=0700")
+    try:
+        yield path
+    finally:
+        mnt.umount(path, mnt.MNT_DETACH)
+
+
+@pytest.mark.parametrize("name", ["overlay", "vfs"])
+def test_unpack_stops_before_the_disk_is_full(small_fs, name):
+    driver = open_driver(small_fs, name)
+    driver.disk_reserve = 16 << 20
+    layer = tar(*[E(f"f{i}", data=os.urandom(1 << 20)) for i in range(40)])
+    with pytest.raises(LayerTooLarge, match="less than 16 MiB left free"):
+        driver.apply_diff("big", None, stream(layer))
+    assert not driver.has_layer("big")
+    free = os.statvfs(small_fs)
+    assert free.f_bavail * free.f_frsize > 40 << 20  # the half-made layer was removed
+
+
+def test_mounts_are_counted(driver):
+    driver.apply_diff("base", None, stream(BASE))
+    driver.create_rw("c", "base")
+    first = driver.mount("c")
+    assert driver.mount("c") == first
+    driver.unmount("c")
+    assert os.path.exists(os.path.join(first, "etc/passwd"))  # one user left: still there
+    driver.unmount("c")
+    if driver.name == "overlay":
+        assert not os.path.ismount(first)
+    driver.mount("c")
+    driver.remove_rw("c")  # unmounts whatever the count
+    assert not os.path.exists(first)
