@@ -236,12 +236,15 @@ def test_scratch_and_tar_context(cais, tmp_root):
     ({"Dockerfile": "FROM busybox\nRUN --network=bogus true\n"}, "unknown network mode"),
     ({"Dockerfile": "FROM busybox\nENV A=${B\n"}, "Dockerfile:2: syntax error: missing '}'"),
     ({"Dockerfile": "FROM busybox\nEXPOSE 80/bogus\n"}, "Dockerfile:2: Invalid containerPort: 80/bogus"),
+    ({"Dockerfile": "FROM busybox\n", "tag": "Bad Tag"}, "invalid tag 'Bad Tag'"),
     ({"Dockerfile": "FROM busybox\nCOPY --chown=ghost f /x\n", "f": ""}, "unable to find user ghost"),
 ])
 def test_bad_dockerfiles_fail_clearly_and_leave_nothing(cais, tmp_root, files, message):
+    files = dict(files)
+    tags = [files.pop("tag")] if "tag" in files else []
     ctx = write(os.path.join(tmp_root, "ctx"), files)
     with pytest.raises(BuildError) as info:
-        cais.build(ctx)
+        cais.build(ctx, tags=tags)
     assert message in str(info.value)
     assert "\n" not in str(info.value)
     assert leftovers(cais.top) == []

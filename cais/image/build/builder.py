@@ -133,6 +133,16 @@ class Builder:
 
     def build(self, context: BuildContext, options: BuildOptions, emit: Emit) -> str:
         """Build; returns the image ID. Raises BuildError (nothing left mounted or running)."""
+        from cais.image.reference import ReferenceError
+        from cais.image.reference import parse as parse_reference
+
+        for tag in options.tags:
+            try:
+                ref = parse_reference(tag)
+            except ReferenceError as e:
+                raise BuildError(f"invalid tag {tag!r}: {e}") from None
+            if ref.digest:
+                raise BuildError(f"invalid tag {tag!r}: a tag cannot contain a digest")
         try:
             dockerfile = load(context.dockerfile, context.dockerfile_name)
         except DockerfileError as e:
