@@ -291,7 +291,10 @@ def _remove(path: str | None) -> None:
 def _read_stdin(stdin: BinaryIO | None) -> bytes:
     if stdin is None:
         raise ContextError("no standard input to read the context or Dockerfile from")
-    return stdin.read()
+    chunks = []
+    while chunk := stdin.read(1 << 20):  # a request body may return less than asked for
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 _MAGIC = (b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00")
