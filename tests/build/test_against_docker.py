@@ -339,6 +339,22 @@ def test_docker_build_against_caisd(docker, busybox_archive, tmp_root):
             theirs = json.loads(docker.docker("image", "inspect", f"corpus-{name}").stdout)[0]["Config"]
             ours = json.loads(d.docker("image", "inspect", f"corpus-{name}").stdout)[0]["Config"]
             assert normalized_config(ours) == normalized_config(theirs), name
+        # cais's own CLI, with a Dockerfile outside the context, --iidfile and -q
+        context = os.path.join(tmp_root, "cli")
+        make_context(context, {".dockerignore": "ignored\n", "ignored": "x", "kept": "k\n"})
+        dockerfile = os.path.join(tmp_root, "outside.Dockerfile")
+        with open(dockerfile, "w") as f:
+            f.write("FROM busybox\nCOPY . /ctx/\nRUN ls /ctx > /listing\n")
+        iidfile = os.path.join(tmp_root, "iid")
+        cais_cli = os.path.join(os.path.dirname(sys.executable), "cais")
+        proc = subprocess.run([cais_cli, "-H", d.host, "build", "-q", "-t", "cli:1", "-f", dockerfile,
+                               "--iidfile", iidfile, context], capture_output=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr.decode()
+        with open(iidfile) as f:
+            assert proc.stdout.decode().strip() == f.read() == \
+                json.loads(d.docker("image", "inspect", "cli:1").stdout)[0]["Id"]
+        listing = d.docker("run", "--rm", "cli:1", "cat", "/listing").stdout.split()
+        assert listing == [b"kept"]  # .dockerignore applied, the outside Dockerfile not copied
         proc = subprocess.run(["docker", "-H", d.host, "build", "-"], input=b"FROM busybox\nBOGUS x\n",
                               capture_output=True, env=dict(os.environ, DOCKER_BUILDKIT="0"), timeout=60)
         assert proc.returncode != 0 and b"Dockerfile:2: unknown instruction: BOGUS" in proc.stderr

@@ -83,6 +83,47 @@ def run_cli(store: Any, root: str, argv: Sequence[str], *, stdin: BinaryIO | Non
     return 0
 
 
+def context_tar(context: str, dockerfile: str | None) -> tuple[bytes, str | None]:
+    """What the client sends to POST /build, as docker's CLI does: the context directory as a tar
+    without what .dockerignore excludes (the Dockerfile and .dockerignore always go), and the
+    Dockerfile's name in it (one outside the context is added under a generated name)."""
+    import io
+    import secrets
+    import tarfile
+
+    ctx = BuildContext.open(context, dockerfile)
+    buf = io.BytesIO()
+    name = None
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        def add(rel: str) -> None:
+            info = tar.gettarinfo(ctx.path(rel), arcname=rel)
+            info.uid = info.gid = 0
+            info.uname = info.gname = ""
+            if info.isreg():
+                with open(ctx.path(rel), "rb") as f:
+                    tar.addfile(info, f)
+            else:
+                tar.addfile(info)
+
+        sent = set()
+        for rel, _st in ctx.walk(""):
+            add(rel)
+            sent.add(rel)
+        if dockerfile is not None and dockerfile != "-":
+            inside = os.path.relpath(os.path.realpath(dockerfile), ctx.root)
+            if inside.startswith("..") or os.path.isabs(inside):
+                name = f".dockerfile.{secrets.token_hex(10)}"
+                info = tarfile.TarInfo(name)
+                info.size, info.mode = len(ctx.dockerfile), 0o644
+                tar.addfile(info, io.BytesIO(ctx.dockerfile))
+            else:
+                name = inside
+        for rel in (name or "Dockerfile", ".dockerignore"):
+            if rel not in sent and os.path.isfile(ctx.path(rel)):
+                add(rel)
+    return buf.getvalue(), name
+
+
 def _key_values(items: Sequence[str], what: str, environ: Mapping[str, str] | None = None) -> dict[str, str]:
     out: dict[str, str] = {}
     for item in items:
