@@ -11,13 +11,14 @@ refused outright, as docker does.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import io
 import os
 import shutil
 import stat
 import tarfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -79,13 +80,16 @@ class Unpacker:
     "delete" applies them by deleting from the directory (vfs, whose layers are full copies).
     """
 
-    def __init__(self, root_fd: int, whiteout_mode: str) -> None:
+    def __init__(self, root_fd: int, whiteout_mode: str, lowers: Sequence[str] = ()) -> None:
         assert whiteout_mode in ("overlay", "delete")
         self.root_fd = root_fd
         self.mode = whiteout_mode
+        self.lowers = lowers  # overlay: the parent layers' directories, top first
         self.size = 0
         self._dirs: dict[str, int] = {}          # parent path -> O_PATH fd, resolved in root
-        self._dir_times: dict[str, int] = {}     # directory -> mtime, set once its contents are in
+        # directory -> mtime to set once its contents are in: the entry's own, or for a directory
+        # this layer only writes into, the one it had before (as umoci does)
+        self._dir_times: dict[str, int] = {"": os.fstat(root_fd).st_mtime_ns}
         self._touched: set[str] = {""}           # paths this layer wrote (kept by an opaque marker)
 
     # --- resolving directories inside the root ---------------------------------------------------
@@ -99,6 +103,7 @@ class Unpacker:
             return fd
         try:
             fd = fs.open_in_root(self.root_fd, path)
+            self._dir_times.setdefault(path, os.fstat(fd).st_mtime_ns)
         except FileNotFoundError:
             if not create:
                 raise
@@ -111,6 +116,7 @@ class Unpacker:
                 what = "a symlink leading outside the layer (or nowhere)" if st and stat.S_ISLNK(st.st_mode) \
                     else "not a directory"
                 raise InvalidLayer(f"{_show(path)} is {what}: refusing to write through it") from None
+            self._inherit(parent_fd, base, path)
             fd = fs.open_in_root(self.root_fd, path)
         except NotADirectoryError:
             raise InvalidLayer(f"{_show(path)}: a path component is not a directory") from None
@@ -118,6 +124,27 @@ class Unpacker:
             self._forget("")
         self._dirs[path] = fd
         return fd
+
+    def _inherit(self, parent_fd: int, base: str, path: str) -> None:
+        """Give a directory this layer creates only as a parent the owner, mode, xattrs and mtime it
+        has in the lower layers, so that the overlay shows it unchanged (a lower /tmp stays 1777)."""
+        below = whiteouts.find_in_layers(self.lowers, path) if self.lowers else None
+        if below is None:
+            return
+        st = os.lstat(below)
+        if not stat.S_ISDIR(st.st_mode):
+            return
+        fd = os.open(base, _DIR_FLAGS, dir_fd=parent_fd)
+        try:
+            os.fchown(fd, st.st_uid, st.st_gid)
+            os.fchmod(fd, stat.S_IMODE(st.st_mode))
+            for key in os.listxattr(below, follow_symlinks=False):
+                if not key.startswith(whiteouts.OVERLAY_XATTR_PREFIX):
+                    with contextlib.suppress(OSError):
+                        os.setxattr(fd, key, os.getxattr(below, key, follow_symlinks=False))
+        finally:
+            os.close(fd)
+        self._dir_times[path] = st.st_mtime_ns
 
     def _forget(self, path: str) -> None:
         """Drop cached directory fds at or below `path` (after it was removed or replaced)."""
@@ -335,11 +362,11 @@ class Unpacker:
                 continue
 
 
-def unpack(stream: BinaryIO, dest: str, whiteout_mode: str, *, max_size: int | None = None,
-           guard: Callable[[], None] | None = None) -> DiffResult:
+def unpack(stream: BinaryIO, dest: str, whiteout_mode: str, *, lowers: Sequence[str] = (),
+           max_size: int | None = None, guard: Callable[[], None] | None = None) -> DiffResult:
     """Unpack the layer `stream` (tar, gzip or zstd) into the existing directory `dest`."""
     root_fd = os.open(dest, _DIR_FLAGS)
-    unpacker = Unpacker(root_fd, whiteout_mode)
+    unpacker = Unpacker(root_fd, whiteout_mode, lowers)
     try:
         with decompressed(stream) as source:
             counted = tarstream.LimitedDigestReader(source, max_size, guard)

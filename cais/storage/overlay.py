@@ -164,7 +164,7 @@ class OverlayDriver(Driver):
         try:
             diff = os.path.join(staging.path, "diff")
             os.mkdir(diff, 0o755)
-            result = fill(diff)
+            result = fill(diff, self._layer_dirs(lower))
             link = _short_name()
             _write(os.path.join(staging.path, "link"), link)
             _write(os.path.join(staging.path, "lower"), lower)
@@ -178,11 +178,11 @@ class OverlayDriver(Driver):
 
     def apply_diff(self, layer_id: str, parent_id: str | None, stream: BinaryIO, *,
                    max_size: int | None = None) -> archive.DiffResult:
-        return self._make_layer(layer_id, parent_id, lambda diff: archive.unpack(
-            stream, diff, "overlay", max_size=max_size, guard=self._disk_guard))
+        return self._make_layer(layer_id, parent_id, lambda diff, lowers: archive.unpack(
+            stream, diff, "overlay", lowers=lowers, max_size=max_size, guard=self._disk_guard))
 
     def create_layer(self, layer_id: str, parent_id: str | None) -> None:
-        self._make_layer(layer_id, parent_id, lambda diff: archive.DiffResult(archive.EMPTY_DIFF_ID, 0, 1024))
+        self._make_layer(layer_id, parent_id, lambda diff, lowers: archive.DiffResult(archive.EMPTY_DIFF_ID, 0, 1024))
 
     def _user_of(self, link: str) -> str | None:
         """A layer or container stacked on the layer whose short name is `link`, if any."""
@@ -276,9 +276,12 @@ class OverlayDriver(Driver):
 
     # --- diffs -------------------------------------------------------------------------------------
 
-    def _lowers(self, container_id: str) -> list[str]:
-        lower = _read(os.path.join(self._container(container_id), "lower"))
+    def _layer_dirs(self, lower: str) -> list[str]:
+        """The diff directories named by a `lower` chain ("l/AAA:l/BBB"), top first."""
         return [os.path.realpath(os.path.join(self.root, link)) for link in lower.split(":") if link]
+
+    def _lowers(self, container_id: str) -> list[str]:
+        return self._layer_dirs(_read(os.path.join(self._container(container_id), "lower")))
 
     def _walk_upper(self, container_id: str) -> Iterator[tuple[str, str, os.stat_result, bool]]:
         """(relative path, absolute path, lstat, hidden below) of the upper dir, parents first,
@@ -304,7 +307,7 @@ class OverlayDriver(Driver):
             if whiteouts.is_overlay_whiteout(st):
                 out.append(Change("D", "/" + rel))
             else:
-                out.append(Change("C" if not hidden and _in_lowers(lowers, rel) else "A", "/" + rel))
+                out.append(Change("C" if not hidden and whiteouts.find_in_layers(lowers, rel) is not None else "A", "/" + rel))
         return out
 
     def export_diff(self, container_id: str, out: BinaryIO, *,
@@ -320,28 +323,3 @@ class OverlayDriver(Driver):
 
         return archive.pack(entries(), out, source_date_epoch=source_date_epoch)
 
-
-def _in_lowers(lowers: list[str], rel: str) -> bool:
-    """Whether `rel` is visible in the stack of lower layers (top first), honouring whiteouts,
-    opaque directories and non-directories that hide what is below them."""
-    parts = rel.split("/")
-    for layer in lowers:
-        cur = layer
-        stop_here = False
-        for i, part in enumerate(parts):
-            cur = os.path.join(cur, part)
-            try:
-                st = os.lstat(cur)
-            except FileNotFoundError:
-                break
-            if whiteouts.is_overlay_whiteout(st):
-                return False
-            if i == len(parts) - 1:
-                return True
-            if not stat.S_ISDIR(st.st_mode):
-                return False
-            if whiteouts.is_overlay_opaque(cur):
-                stop_here = True
-        if stop_here:
-            return False
-    return False

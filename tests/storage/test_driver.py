@@ -275,3 +275,19 @@ def test_mounts_are_counted(driver):
     driver.mount("c")
     driver.remove_rw("c")  # unmounts whatever the count
     assert not os.path.exists(first)
+
+
+def test_parents_a_layer_only_writes_into_keep_their_metadata(driver):
+    driver.apply_diff("base", None, stream(tar(E("tmp", "dir", mode=0o1777, mtime=1000),
+                                               E("opt", "dir", mode=0o750, uid=1000, gid=1000, mtime=2000,
+                                                 xattrs={"user.kind": b"opt"}))))
+    driver.apply_diff("top", "base", stream(tar(E("tmp/x", data=b"x"), E("opt/y", data=b"y"))))
+    driver.create_rw("c", "top")
+    try:
+        root = driver.mount("c")
+        tmp, opt = os.lstat(os.path.join(root, "tmp")), os.lstat(os.path.join(root, "opt"))
+        assert (stat.S_IMODE(tmp.st_mode), tmp.st_mtime) == (0o1777, 1000)
+        assert (stat.S_IMODE(opt.st_mode), opt.st_uid, opt.st_gid, opt.st_mtime) == (0o750, 1000, 1000, 2000)
+        assert os.getxattr(os.path.join(root, "opt"), "user.kind") == b"opt"
+    finally:
+        driver.unmount("c")
