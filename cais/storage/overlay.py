@@ -283,37 +283,44 @@ class OverlayDriver(Driver):
     def _lowers(self, container_id: str) -> list[str]:
         return self._layer_dirs(_read(os.path.join(self._container(container_id), "lower")))
 
-    def _walk_upper(self, container_id: str) -> Iterator[tuple[str, str, os.stat_result, bool]]:
-        """(relative path, absolute path, lstat, hidden below) of the upper dir, parents first,
-        names sorted; `hidden below` is true under an opaque directory."""
+    def _walk_upper(self, container_id: str) -> Iterator[tuple[str, str, os.stat_result]]:
+        """(relative path, absolute path, lstat) of everything in the upper dir, parents first,
+        names sorted."""
         upper = os.path.join(self._container(container_id), "diff")
 
-        def walk(rel: str, hidden: bool) -> Iterator[tuple[str, str, os.stat_result, bool]]:
+        def walk(rel: str) -> Iterator[tuple[str, str, os.stat_result]]:
             base = os.path.join(upper, rel) if rel else upper
             for name in sorted(os.listdir(base)):
                 child = f"{rel}/{name}" if rel else name
                 path = os.path.join(base, name)
                 st = os.lstat(path)
-                yield child, path, st, hidden
+                yield child, path, st
                 if stat.S_ISDIR(st.st_mode):
-                    yield from walk(child, hidden or whiteouts.is_overlay_opaque(path))
+                    yield from walk(child)
 
-        return walk("", False)
+        return walk("")
 
     def changes(self, container_id: str) -> list[Change]:
+        """The upper dir read natively, reported as docker does: "C" for what exists in the image,
+        "A" for what does not, "D" for whiteouts — and for what an opaque directory (a directory
+        deleted and made again) hides."""
         lowers = self._lowers(container_id)
         out = []
-        for rel, _, st, hidden in self._walk_upper(container_id):
+        for rel, path, st in self._walk_upper(container_id):
             if whiteouts.is_overlay_whiteout(st):
                 out.append(Change("D", "/" + rel))
-            else:
-                out.append(Change("C" if not hidden and whiteouts.find_in_layers(lowers, rel) is not None else "A", "/" + rel))
-        return out
+                continue
+            below = whiteouts.find_in_layers(lowers, rel)
+            out.append(Change("A" if below is None else "C", "/" + rel))
+            if below is not None and stat.S_ISDIR(st.st_mode) and whiteouts.is_overlay_opaque(path):
+                for name in whiteouts.list_in_layers(lowers, rel) - set(os.listdir(path)):
+                    out.append(Change("D", f"/{rel}/{name}"))
+        return sorted(out, key=lambda c: c.path)
 
     def export_diff(self, container_id: str, out: BinaryIO, *,
                     source_date_epoch: int | None = None) -> archive.DiffResult:
         def entries() -> Iterator[archive.PackEntry]:
-            for rel, path, st, _ in self._walk_upper(container_id):
+            for rel, path, st in self._walk_upper(container_id):
                 if whiteouts.is_overlay_whiteout(st):
                     yield archive.PackEntry(rel, None, "whiteout")
                     continue

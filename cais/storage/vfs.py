@@ -137,7 +137,7 @@ class VfsDriver(Driver):
 
     def changes(self, container_id: str) -> list[Change]:
         old, new = self._trees(container_id)
-        return [Change(kind, "/" + rel) for kind, rel in tree_changes(old, new)]
+        return sorted((Change(kind, "/" + rel) for kind, rel in tree_changes(old, new)), key=lambda c: c.path)
 
     def export_diff(self, container_id: str, out: BinaryIO, *,
                     source_date_epoch: int | None = None) -> archive.DiffResult:

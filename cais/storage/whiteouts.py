@@ -87,3 +87,33 @@ def find_in_layers(layers: Sequence[str], rel: str) -> str | None:
         if opaque_above:
             return None
     return None
+
+
+def list_in_layers(layers: Sequence[str], rel: str) -> set[str]:
+    """The names directory `rel` shows through a stack of overlay layer directories (top first)."""
+    parts = rel.split("/") if rel else []
+    seen: set[str] = set()
+    visible: set[str] = set()
+    for layer in layers:
+        cur = layer
+        present = True
+        opaque_here = False
+        for part in parts:
+            cur = os.path.join(cur, part)
+            try:
+                st = os.lstat(cur)
+            except FileNotFoundError:
+                present = False
+                break
+            if is_overlay_whiteout(st) or not stat.S_ISDIR(st.st_mode):
+                return visible  # hides the directory in every layer below
+            opaque_here = opaque_here or is_overlay_opaque(cur)
+        if present:
+            for name in os.listdir(cur):
+                if name not in seen:
+                    seen.add(name)
+                    if not is_overlay_whiteout(os.lstat(os.path.join(cur, name))):
+                        visible.add(name)
+        if opaque_here:
+            break
+    return visible
