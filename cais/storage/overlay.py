@@ -22,7 +22,7 @@ import shutil
 import stat
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import BinaryIO
 
 from cais.linux import fs
@@ -133,12 +133,13 @@ class OverlayDriver(Driver):
                 except FileNotFoundError:
                     continue
         for link in os.listdir(self._links):
-            if link not in wanted:
-                os.unlink(os.path.join(self._links, link))
-        for link, layer_id in wanted.items():
             path = os.path.join(self._links, link)
-            if not os.path.islink(path):
-                os.symlink(f"../layers/{layer_id}/diff", path)
+            if link not in wanted and not os.path.exists(path):  # dangling: its layer is gone
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
+        for link, layer_id in wanted.items():
+            with contextlib.suppress(FileExistsError):  # another process may be repairing too
+                os.symlink(f"../layers/{layer_id}/diff", os.path.join(self._links, link))
 
     # --- layers ------------------------------------------------------------------------------------
 
@@ -157,7 +158,8 @@ class OverlayDriver(Driver):
         own = "l/" + _read(os.path.join(parent, "link"))
         return f"{own}:{lower}" if lower else own
 
-    def _make_layer(self, layer_id: str, parent_id: str | None, fill) -> archive.DiffResult:
+    def _make_layer(self, layer_id: str, parent_id: str | None,
+                    fill: Callable[[str, list[str]], archive.DiffResult]) -> archive.DiffResult:
         self._require_new_layer(layer_id)
         lower = self._lower_for_child(parent_id)
         staging = Staging(self._layers)
@@ -173,7 +175,8 @@ class OverlayDriver(Driver):
             staging.discard()
             raise
         if staging.commit(self._layer(layer_id)):
-            os.symlink(f"../layers/{layer_id}/diff", os.path.join(self._links, link))
+            with contextlib.suppress(FileExistsError):  # made by a concurrent repair
+                os.symlink(f"../layers/{layer_id}/diff", os.path.join(self._links, link))
         return result
 
     def apply_diff(self, layer_id: str, parent_id: str | None, stream: BinaryIO, *,
