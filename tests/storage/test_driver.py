@@ -291,3 +291,22 @@ def test_parents_a_layer_only_writes_into_keep_their_metadata(driver):
         assert os.getxattr(os.path.join(root, "opt"), "user.kind") == b"opt"
     finally:
         driver.unmount("c")
+
+
+def test_concurrent_unpacks_and_mounts(driver):
+    from concurrent.futures import ThreadPoolExecutor
+
+    def layer(i: int) -> str:
+        driver.apply_diff(f"l{i}", None, stream(tar(*[E(f"d{i}/f{j}", data=os.urandom(2048)) for j in range(50)])))
+        driver.create_rw(f"c{i}", f"l{i}")
+        return driver.mount(f"c{i}")
+
+    with ThreadPoolExecutor(4) as pool:
+        roots = list(pool.map(layer, range(8)))
+    try:
+        for i, root in enumerate(roots):
+            assert len(os.listdir(os.path.join(root, f"d{i}"))) == 50
+        assert os.getcwd() != driver.root  # the mounts' chdir stayed in their threads
+    finally:
+        for i in range(8):
+            driver.unmount(f"c{i}")
