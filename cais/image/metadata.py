@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+SCHEMA_VERSION = 1
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS layers (
     chain_id   TEXT PRIMARY KEY,
@@ -80,6 +81,10 @@ CREATE TABLE IF NOT EXISTS containers (    -- which container uses which image (
 """
 
 
+class MetadataError(Exception):
+    """The metadata database cannot be used by this version of cais."""
+
+
 @dataclass(frozen=True)
 class ImageRow:
     id: str
@@ -115,7 +120,13 @@ class Metadata:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA foreign_keys=ON")
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            self._db.close()
+            raise MetadataError(f"{path}: metadata schema version {version} is newer than this cais "
+                               f"understands ({SCHEMA_VERSION})")
         self._db.executescript(SCHEMA)  # idempotent (IF NOT EXISTS); runs in its own transaction
+        self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def close(self) -> None:
         self._db.close()

@@ -19,9 +19,6 @@ from cais.image import layerio
 from cais.image.config import ConfigError, apply_changes
 from cais.image.manifest import (
     OCI_CONFIG,
-    OCI_LAYER,
-    OCI_LAYER_GZIP,
-    OCI_LAYER_ZSTD,
     OCI_MANIFEST,
     Descriptor,
     Manifest,
@@ -29,8 +26,8 @@ from cais.image.manifest import (
 )
 from cais.image.platform import Platform, host_platform
 from cais.image.store import ImageStore, InvalidImage
+from cais.storage.errors import StorageError
 
-_LAYER_TYPE = {"none": OCI_LAYER, "gzip": OCI_LAYER_GZIP, "zstd": OCI_LAYER_ZSTD}
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
@@ -54,8 +51,10 @@ def make_image(store: ImageStore, layers: list[tuple[str, str, int]], config: di
         config_digest = store.content.put(raw)
         descs = []
         for blob, _, size in layers:
-            with store.content.open(blob) as f:
-                descs.append(Descriptor(_LAYER_TYPE[layerio.sniff_compression(f.read(4))], blob, size))
+            try:
+                descs.append(Descriptor(layerio.layer_media_type(store.content, blob), blob, size))
+            except StorageError as e:
+                raise InvalidImage(str(e)) from None
         man = Manifest(OCI_MANIFEST, Descriptor(OCI_CONFIG, config_digest, len(raw)), tuple(descs))
         digest = store.content.put(man.to_bytes())
         return store.register(digest, reference, repo_digest=False, parent=parent)
@@ -74,16 +73,12 @@ def import_rootfs(store: ImageStore, stream: BinaryIO, reference: str | None = N
     with store.hold():
         blob = store.content.ingest(stream)
         size = store.content.size(blob)
-        with store.content.open(blob) as f:
-            head = f.read(4)
-            f.seek(0)
-            reader = layerio.HashingReader(layerio.decompressed(f, layerio.sniff_compression(head)),
-                                           store.max_layer_size)
-            try:
+        try:
+            with layerio.uncompressed(store.content, blob, store.max_layer_size) as reader:
                 reader.drain()
-            except (OSError, EOFError, ValueError, layerio.LayerTooLarge) as e:
-                store.content.delete(blob)
-                raise InvalidImage(f"invalid rootfs tarball: {e}") from None
+        except (OSError, EOFError, ValueError, StorageError) as e:
+            store.content.delete(blob)
+            raise InvalidImage(f"invalid rootfs tarball: {e}") from None
         when = rfc3339(time.time() if created is None else created)
         config = {"created": when, "config": container_config,
                   "history": [{"created": when, "comment": message or f"Imported from {source}"}]}

@@ -23,6 +23,7 @@ import fnmatch
 import json
 import os
 import re
+import sqlite3
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -39,7 +40,7 @@ from cais.image.manifest import (
     parse_manifest,
     select_manifest,
 )
-from cais.image.metadata import ImageRow, Metadata, now
+from cais.image.metadata import ImageRow, Metadata, MetadataError, now
 from cais.image.platform import Platform
 from cais.image.reference import Reference, ReferenceError, parse, parse_normalized
 
@@ -65,6 +66,10 @@ class ImageNotFound(ImageError):
 
 class ImageConflict(ImageError):
     status = 409
+
+    def __init__(self, message: str, used: bool = False) -> None:
+        super().__init__(message)
+        self.used = used  # the conflict is a container using the image
 
 
 class InvalidImage(ImageError):
@@ -106,9 +111,13 @@ class ImageStore:
         self.driver = driver
         self.max_layer_size = max_layer_size
         self.platform = platform
+        os.makedirs(root, mode=0o700, exist_ok=True)
         os.makedirs(os.path.join(root, "locks"), mode=0o700, exist_ok=True)
         self.content = ContentStore(os.path.join(root, "content"))
-        self.meta = Metadata(os.path.join(root, "metadata.db"))
+        try:
+            self.meta = Metadata(os.path.join(root, "metadata.db"))
+        except (MetadataError, sqlite3.DatabaseError) as e:
+            raise ImageError(f"cannot open the image metadata: {e}") from None
 
     def close(self) -> None:
         self.meta.close()
@@ -140,7 +149,8 @@ class ImageStore:
         with contextlib.suppress(ReferenceError):
             ref = parse(name)
         if ref is not None:
-            found = self.meta.resolve_ref(str(ref))
+            found = self.meta.resolve_ref(str(ref if not (ref.tag and ref.digest) else Reference(
+                ref.domain, ref.path, None, ref.digest)))  # docker looks a tag+digest reference up by digest
             if found:
                 return found
         if re.fullmatch(r"[a-f0-9]{1,63}", candidate) and (name == candidate or name.startswith("sha256:")):
@@ -171,17 +181,18 @@ class ImageStore:
 
     # ------------------------------------------------------------------ register
     def register(self, manifest_digest: str, reference: str | Reference | None = None,
-                 repo_digest: bool = True, parent: str = "") -> str:
+                 repo_digest: bool = True, parent: str = "", platform: Platform | None = None) -> str:
         """Turn a manifest (or index) and its blobs, all in the content store, into an image.
 
         `reference` tags the image (a tag) or records its repo digest (a digest); with
         `repo_digest` a tagged reference also gets ``name@manifest_digest`` (what a pull records).
+        An index resolves to its entry for `platform` (default: the store's, else this host's).
         Returns the image ID. Raises ImageError and registers nothing on any problem.
         """
         ref = self._parse_ref(reference)
         with self.hold():
             try:
-                man, extra = self._load_manifest(manifest_digest)
+                man, extra = self._load_manifest(manifest_digest, platform or self.platform)
                 return self._register(man, manifest_digest, extra, ref, repo_digest, parent)
             except (ManifestError, ContentError) as e:
                 raise InvalidImage(str(e)) from None
@@ -195,7 +206,7 @@ class ImageStore:
         except ReferenceError as e:
             raise InvalidImage(str(e)) from None
 
-    def _load_manifest(self, digest: str) -> tuple[tuple[str, Manifest], list[str]]:
+    def _load_manifest(self, digest: str, platform: Platform | None) -> tuple[tuple[str, Manifest], list[str]]:
         """The image manifest for `digest`, following an index to this platform's entry."""
         try:
             doc = parse_manifest(self.content.read(digest))
@@ -208,7 +219,7 @@ class ImageStore:
             if depth > 4:
                 raise InvalidImage(f"index {digest} nests too deeply")
             extra.append(digest)
-            digest = select_manifest(doc, self.platform).digest
+            digest = select_manifest(doc, platform).digest
             try:
                 doc = parse_manifest(self.content.read(digest))
             except BlobNotFound:
@@ -270,7 +281,7 @@ class ImageStore:
         row = self.meta.layer(chain)
         if row is not None and row.state == "ready":
             return
-        with self._flock(_hex(chain) + ".lock", fcntl.LOCK_EX):
+        with self._flock(_layer_lock(chain), fcntl.LOCK_EX):
             row = self.meta.layer(chain)
             if row is not None and row.state == "ready":
                 return
@@ -374,7 +385,7 @@ class ImageStore:
             "DockerVersion": cfg.get("docker_version", ""), "Author": cfg.get("author", ""),
             "Config": container_config, "Architecture": row.architecture, "Os": row.os,
             "Size": row.size, "VirtualSize": row.size,
-            "GraphDriver": {"Name": type(self.driver).__name__.lower().removesuffix("driver"), "Data": None},
+            "GraphDriver": {"Name": getattr(self.driver, "name", ""), "Data": None},
             "RootFS": {"Type": "layers", "Layers": diff_ids(cfg)},
             "Metadata": {"LastTagTime": format_time(row.last_tag_time)},
         }
@@ -450,12 +461,12 @@ class ImageStore:
             return self._remove(name, force, prune)
 
     def _remove(self, name: str, force: bool, prune: bool) -> list[dict[str, str]]:
+        """docker's ImageDelete, step for step (daemon/images/image_delete.go)."""
         image_id = self.resolve(name)
         records: list[dict[str, str]] = []
         repo_refs = self.meta.refs(image_id)
-        by_id = _is_id_prefix(image_id, name)
-        quiet = False
-        if not by_id:
+        if not _is_id_prefix(image_id, name):
+            # A reference was named: untag it; delete the image only if that was its last reference.
             if not force and _single_reference(repo_refs):
                 users = self.meta.container_users(image_id)
                 if users:
@@ -463,39 +474,34 @@ class ImageStore:
                                         f"container {short_id(users[0][0])} is using its referenced image "
                                         f"{short_id(image_id)}")
             ref = parse_normalized(name)
-            if ref.is_name_only:
-                ref = parse(name)
-            with self.meta.tx() as db:
-                db.execute("DELETE FROM refs WHERE ref = ?", (str(ref),))
-            records.append({"Untagged": ref.familiar()})
-            repo_refs = self.meta.refs(image_id)
+            ref = parse(name) if ref.is_name_only else ref
+            records.append(self._untag(str(ref)))
             if not ref.digest and not any(parse(r).name == ref.name for r in self.meta.refs(image_id, "tag")):
-                for r in self.meta.refs(image_id, "digest"):
-                    if parse_normalized(r).name == ref.name:
-                        with self.meta.tx() as db:
-                            db.execute("DELETE FROM refs WHERE ref = ?", (r,))
-                        records.append({"Untagged": parse_normalized(r).familiar()})
-                repo_refs = self.meta.refs(image_id)
-            if repo_refs:
+                # The repository's last tag went: its digest references go with it.
+                records += [self._untag(r) for r in self.meta.refs(image_id, "digest")
+                            if parse_normalized(r).name == ref.name]
+            if self.meta.refs(image_id):
                 return records
-            quiet = True
-        elif _single_reference(repo_refs):
+            self._delete_helper(image_id, records, force, prune, quiet=True)
+            return records
+        if _single_reference(repo_refs):
+            # An ID was named and all its references are in one repository: they all go.
             self._check_conflict(image_id, hard=True, soft=not force, active_reference=False)
-            for r in repo_refs:
-                with self.meta.tx() as db:
-                    db.execute("DELETE FROM refs WHERE ref = ?", (r,))
-                kind_parse = parse_normalized(r)
-                records.append({"Untagged": kind_parse.familiar()})
-        self._delete_helper(image_id, records, force, prune, quiet)
+            records += [self._untag(r) for r in repo_refs]
+        self._delete_helper(image_id, records, force, prune, quiet=False)
         return records
+
+    def _untag(self, ref: str) -> dict[str, str]:
+        with self.meta.tx() as db:
+            db.execute("DELETE FROM refs WHERE ref = ?", (ref,))
+        return {"Untagged": parse_normalized(ref).familiar()}
 
     def _check_conflict(self, image_id: str, hard: bool, soft: bool, active_reference: bool = True) -> None:
         """docker's checkImageDeleteConflict; `hard` conflicts can never be forced."""
         def conflict(message: str, is_hard: bool) -> ImageConflict:
-            err = ImageConflict(f"conflict: unable to delete {short_id(image_id)} "
-                                f"({'cannot be forced' if is_hard else 'must be forced'}) - {message}")
-            err.used = "container" in message  # type: ignore[attr-defined]
-            return err
+            return ImageConflict(f"conflict: unable to delete {short_id(image_id)} "
+                                 f"({'cannot be forced' if is_hard else 'must be forced'}) - {message}",
+                                 used="container" in message)
 
         users = self.meta.container_users(image_id)
         if hard and self.meta.children(image_id):
@@ -511,11 +517,13 @@ class ImageStore:
 
     def _delete_helper(self, image_id: str, records: list[dict[str, str]], force: bool, prune: bool,
                        quiet: bool) -> None:
+        """Delete an image, its references, and the layers and blobs only it used; then, with
+        `prune`, its parent if that became dangling. `quiet` swallows conflicts (docker's rules)."""
         try:
             self._check_conflict(image_id, hard=True, soft=not force)
         except ImageConflict as e:
-            dangling = not self.meta.refs(image_id)
-            if quiet and (not dangling or getattr(e, "used", False)):
+            dangling = not self.meta.refs(image_id) and not self.meta.children(image_id)
+            if quiet and (not dangling or e.used):
                 return
             raise
         row = self.meta.image(image_id)
@@ -612,7 +620,7 @@ class ImageStore:
                 if chain in keep:
                     continue
                 if rows[chain].state == "unpacking":
-                    with self._try_lock(_hex(chain) + ".lock") as free:
+                    with self._try_lock(_layer_lock(chain)) as free:
                         if not free:
                             continue  # being unpacked right now
                         self._drop_layer(chain)
@@ -667,10 +675,28 @@ class ImageStore:
         return {"LayersSize": sum(sizes.values()), "Images": images}
 
     def layers_of(self, name: str) -> list[dict[str, Any]]:
-        """Chain ID, diff ID and sizes of each layer of an image, bottom first (for the engine and save)."""
+        """Each layer of an image, bottom first: chain ID (the driver's layer id is its hex part),
+        diff ID, sizes, and RefCount — how many images and containers stand on it."""
         row = self._row(name)
-        return [{"ChainID": r.chain_id, "DiffID": r.diff_id, "Size": r.size, "DiffSize": r.diff_size}
-                for r in self.meta.layer_chain(row.top_layer)]
+        counts = self.layer_refcounts()
+        return [{"ChainID": r.chain_id, "DiffID": r.diff_id, "Size": r.size, "DiffSize": r.diff_size,
+                 "RefCount": counts.get(r.chain_id, 0)} for r in self.meta.layer_chain(row.top_layer)]
+
+    def top_layer_id(self, name: str) -> str | None:
+        """The storage driver's id of an image's top layer (the parent of a container's rw layer)."""
+        top = self._row(name).top_layer
+        return _hex(top) if top else None
+
+    def layer_refcounts(self) -> dict[str, int]:
+        """Chain ID → number of images and containers whose layer chain includes it."""
+        parents = dict(self.meta.q("SELECT chain_id, parent FROM layers"))
+        tops = [r[0] for r in self.meta.q("SELECT top_layer FROM images WHERE top_layer IS NOT NULL")]
+        counts: dict[str, int] = {}
+        for top in tops + self.meta.container_layers():
+            while top:
+                counts[top] = counts.get(top, 0) + 1
+                top = parents.get(top)
+        return counts
 
 
 def _is_id_prefix(image_id: str, name: str) -> bool:
@@ -725,3 +751,19 @@ def _parse_until(value: str) -> float:
     if ts == 0.0:
         raise InvalidImage(f"invalid filter 'until={value}'")
     return ts
+
+
+def _layer_lock(chain: str) -> str:
+    """The lock file serializing the unpack of a layer: 256 stripes, so lock files stay few."""
+    return f"layer-{_hex(chain)[:2]}.lock"
+
+
+DEFAULT_DATA_ROOT = "/var/lib/cais"
+
+
+def open_store(data_root: str = DEFAULT_DATA_ROOT, driver: str | None = None) -> ImageStore:
+    """The image store of a cais data root: images under ROOT/image, layers under ROOT/storage
+    with the storage driver `driver` (default: the one in use there, else overlay if it works, else vfs)."""
+    from cais.storage import open_driver
+
+    return ImageStore(os.path.join(data_root, "image"), open_driver(os.path.join(data_root, "storage"), driver))

@@ -77,8 +77,9 @@ class Registry:
 
     def __init__(self, domain: str, *, hosts: RegistryHosts | None = None,
                  credentials: Credentials | None = None, retry: RetryPolicy | None = None,
-                 timeout: float = 300.0) -> None:
+                 timeout: float = 300.0, endpoints: list[Endpoint] | None = None) -> None:
         self.domain = domain
+        self._endpoints = endpoints
         self.hosts = hosts or RegistryHosts()
         self.retry = retry or RetryPolicy()
         self._credentials = credentials
@@ -110,7 +111,7 @@ class Registry:
                 return self.endpoint
             assert self._session is not None and self._auth is not None, "use `async with Registry(...)`"
             try:
-                endpoints = self.hosts.endpoints(self.domain)
+                endpoints = self._endpoints or self.hosts.endpoints(self.domain)
             except HostsError as e:
                 raise RegistryError(str(e)) from None
             errors = []
@@ -166,7 +167,8 @@ class Registry:
                     await asyncio.sleep(self.retry.delay(attempt))
                     attempt += 1
                     continue
-                raise RegistryError(f"{what}: {_reason(e)}") from None
+                tries = f" (after {attempt + 1} attempts)" if retry and attempt else ""
+                raise RegistryError(f"{what}: {_reason(e)}{tries}") from None
             try:
                 if resp.status == 401 and same_host and not reauthorized and \
                         self._auth.challenged(resp.headers.get("WWW-Authenticate"), scopes):
@@ -297,6 +299,9 @@ class Registry:
                 try:
                     await self._download_into(repo, digest, writer, progress)
                     break
+                except ContentError as e:  # more bytes than the descriptor's size: not worth resuming
+                    writer.abort()
+                    raise RegistryError(f"GET blob {digest} from {self.domain}/{repo}: {e}") from None
                 except NETWORK_ERRORS as e:
                     if attempt + 1 >= self.retry.attempts:
                         raise RegistryError(f"GET blob {digest}: {_reason(e)} "
@@ -334,8 +339,8 @@ class Registry:
                 async for chunk in resp.content.iter_chunked(CHUNK):
                     buffer += chunk
                     if len(buffer) >= CHUNK:
-                        await _write(writer, buffer, progress)
-                        buffer = bytearray()
+                        full, buffer = buffer, bytearray()
+                        await _write(writer, full, progress)
             finally:
                 if buffer:  # keep what arrived before a drop, for the resume
                     await _write(writer, buffer, progress)
@@ -422,7 +427,14 @@ async def _read_limited(resp: aiohttp.ClientResponse, limit: int, what: str) -> 
 
 
 async def _write(writer: Any, data: bytearray, progress: Progress | None) -> None:
-    await asyncio.to_thread(writer.write, bytes(data))  # hashing releases the GIL
+    """Append to the writer in a thread (hashing releases the GIL). A cancelled caller still waits for
+    the write to end, so the partial file and its running hash never disagree."""
+    done = asyncio.ensure_future(asyncio.to_thread(writer.write, bytes(data)))
+    try:
+        await asyncio.shield(done)
+    except asyncio.CancelledError:
+        await done
+        raise
     if progress:
         progress(len(data))
 

@@ -28,6 +28,8 @@ async def push(ref: Reference, store: ContentStore, digest: str, *, hosts: Regis
                concurrency: int = MAX_CONCURRENT_UPLOADS, retry: RetryPolicy | None = None) -> str:
     """Push the manifest or index `digest` to `ref` (by its tag, or its digest); return the digest."""
     emit = progress or (lambda event: None)
+    if ref.digest and ref.digest != digest:
+        raise RegistryError(f"cannot push {digest} as {ref}: the digests differ")
     async with Registry(ref.domain, hosts=hosts, credentials=credentials, retry=retry) as registry:
         pusher = _Pusher(registry, ref.path, store, emit, chunk_size, mount_from, concurrency)
         body, media_type, parsed = pusher.load(digest)
@@ -40,8 +42,6 @@ async def push(ref: Reference, store: ContentStore, digest: str, *, hosts: Regis
         else:
             await pusher.blobs(parsed)
         tag = ref.tag or ref.digest or "latest"
-        if ref.digest and ref.digest != digest:
-            raise RegistryError(f"{ref}: the image to push has digest {digest}")
         pushed = await registry.put_manifest(ref.path, tag, body, media_type)
     emit(ProgressEvent("", f"{tag}: digest: {pushed} size: {len(body)}"))
     return pushed

@@ -1,8 +1,7 @@
 """The container's init, in the order the kernel needs it.
 
-bootstrap() runs in a fresh interpreter (see launch.py): it makes itself non-dumpable before
-anything else, joins the namespaces given by path, then clone()s the init into the new ones with
-CLONE_PARENT (so the init is a child of the runtime's caller) and exits. The init then:
+bootstrap.py runs in a fresh interpreter (see launch.py), makes itself non-dumpable, joins the
+namespaces given by path and clone()s the init into the new ones. The init then:
 
   1. waits for the runtime to write its uid/gid maps and put it in its cgroup,
   2. becomes root of its user namespace, joins a fresh session keyring,
@@ -24,33 +23,10 @@ import sys
 from typing import Any
 
 from cais.linux import fds, keyring, mount, prctl, uts
-from cais.linux.namespaces import CLONE_PARENT, clone
-from cais.runtime import capabilities, hooks, process, rlimits, rootfs, terminal
-from cais.runtime import namespaces as namespaces_
+from cais.runtime import capabilities, process, rlimits, rootfs
 from cais.runtime import seccomp as seccomp_
 from cais.runtime.channel import Channel
 from cais.runtime.errors import ConfigError, RuntimeFailure
-
-
-def bootstrap(fd: int) -> None:
-    prctl.set_dumpable(False)
-    ch = Channel(fd)
-    try:
-        job = ch.recv()
-        if job is None:
-            os._exit(1)
-        os.close(job["memfd"])
-        sys.path[:] = job["sys_path"]
-        if job["seccomp"]:
-            import pyseccomp  # noqa: F401 - loaded while the host's libraries are still reachable
-        namespaces_.join([tuple(j) for j in job["joins"]])
-        pid = clone(job["clone_flags"] | CLONE_PARENT)
-    except (RuntimeFailure, OSError, ImportError) as e:
-        _fail(ch, e)
-    if pid == 0:
-        _run(ch, job)
-    ch.send({"type": "pid", "pid": pid})
-    os._exit(0)
 
 
 def _fail(ch: Channel, e: BaseException) -> None:
@@ -69,7 +45,8 @@ def _describe(e: BaseException) -> str:
     return f"{type(e).__name__}: {e}"
 
 
-def _run(ch: Channel, job: dict[str, Any]) -> None:
+def run(ch: Channel, job: dict[str, Any]) -> None:
+    """The init's whole life: never returns (execs the user's program, or exits on failure)."""
     try:
         if job["kind"] == "create":
             _create(ch, job)
@@ -101,15 +78,21 @@ def _create(ch: Channel, job: dict[str, Any]) -> None:
         _new_keyring(job["id"], warn)
     if "oomScoreAdj" in proc:
         process.set_oom_score_adj(proc["oomScoreAdj"])
-    fifo = os.open(job["fifo"], os.O_PATH | os.O_CLOEXEC)
+    fifo = job["fifo_fd"]
     filt = seccomp_.compile_filter(linux["seccomp"], warn) if linux.get("seccomp") else None
 
+    all_hooks = config.get("hooks", {})
+    if all_hooks.get("createContainer") or all_hooks.get("startContainer"):
+        from cais.runtime import hooks  # before pivot_root: afterwards the host's files are gone
+    if proc.get("terminal"):
+        from cais.runtime import terminal
     root = rootfs.Rootfs(config, job["bundle"], job["new_cgroupns"], warn)
     root.prepare()
     ch.send({"type": "hooks"})
     ch.expect("hooks-done")
     state = dict(job["state"], pid=go["pid"])
-    hooks.run("createContainer", config.get("hooks", {}).get("createContainer", []), state)
+    if all_hooks.get("createContainer"):
+        hooks.run("createContainer", all_hooks["createContainer"], state)
     root.pivot(job["no_pivot"])
     rootfs.write_sysctls(linux.get("sysctl", {}))
     rootfs.finish(config)
@@ -128,8 +111,8 @@ def _create(ch: Channel, job: dict[str, Any]) -> None:
     os.close(writer)
     os.close(fifo)
     try:
-        hooks.run("startContainer", config.get("hooks", {}).get("startContainer", []),
-                  dict(state, status="running"))
+        if all_hooks.get("startContainer"):
+            hooks.run("startContainer", all_hooks["startContainer"], dict(state, status="running"))
         process.execute(exe, proc["args"], env)
     except BaseException as e:  # noqa: BLE001 - nobody is listening any more: stderr is all we have
         print(f"cais-runtime: {_describe(e) if not isinstance(e, RuntimeFailure) else e}", file=sys.stderr)
@@ -146,6 +129,8 @@ def _exec(ch: Channel, job: dict[str, Any]) -> None:
     if "oomScoreAdj" in proc:
         process.set_oom_score_adj(proc["oomScoreAdj"])
     if proc.get("terminal"):
+        from cais.runtime import terminal  # P1 imported it before joining the mount namespace
+
         user = proc.get("user", {})
         terminal.setup(job["console_fd"], user.get("uid", 0), user.get("gid", 0))
     exe, env = _finalize(proc, filt, warn, job["preserve_fds"])

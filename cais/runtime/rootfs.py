@@ -64,30 +64,57 @@ def fdpath(fd: int) -> str:
     return f"/proc/self/fd/{fd}"
 
 
+_IN_ROOT = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS
+
+
 def open_in_root(rootfd: int, path: str, create: str | None = None) -> int:
     """An O_PATH fd of PATH resolved inside the root (symlinks cannot leave it).
 
-    create="dir"/"file" makes the missing components (the last one of that kind).
+    create="dir"/"file" makes the missing components (the last one of that kind), following
+    dangling symlinks inside the root as the kernel would after a chroot.
     """
     rel = path.lstrip("/") or "."
     try:
-        return openat2(rootfd, rel, os.O_PATH, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)
+        return openat2(rootfd, rel, os.O_PATH, _IN_ROOT)
     except FileNotFoundError:
-        if create is None or rel == ".":
+        if create is None:
             raise
-    parent_path, name = os.path.split(rel)
-    parent = open_in_root(rootfd, parent_path, "dir")
-    try:
-        if create == "dir":
-            with contextlib.suppress(FileExistsError):
-                os.mkdir(name, 0o755, dir_fd=parent)
-        else:
-            with contextlib.suppress(FileExistsError):
-                os.close(os.open(name, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC,
-                                 0o644, dir_fd=parent))
-    finally:
-        os.close(parent)
-    return openat2(rootfd, rel, os.O_PATH, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)
+    _create_in_root(rootfd, rel, create)
+    return openat2(rootfd, rel, os.O_PATH, _IN_ROOT)
+
+
+def _create_in_root(rootfd: int, rel: str, kind: str, depth: int = 0) -> None:
+    if depth > 40:
+        raise OSError(errno.ELOOP, "too many symlinks", rel)
+    parts = [p for p in rel.split("/") if p not in ("", ".")]
+    done: list[str] = []
+    for i, name in enumerate(parts):
+        try:
+            os.close(openat2(rootfd, "/".join([*done, name]), os.O_PATH, _IN_ROOT))
+            done.append(name)
+            continue
+        except FileNotFoundError:
+            pass
+        parent = openat2(rootfd, "/".join(done) or ".", os.O_PATH | os.O_DIRECTORY, _IN_ROOT)
+        try:
+            try:
+                target = os.readlink(name, dir_fd=parent)
+            except OSError:
+                target = None
+            if target is not None:  # a dangling symlink: create what it points to, inside the root
+                base = [] if target.startswith("/") else done
+                _create_in_root(rootfd, "/".join([*base, target.lstrip("/"), *parts[i + 1:]]), kind, depth + 1)
+                return
+            if kind == "file" and i == len(parts) - 1:
+                with contextlib.suppress(FileExistsError):
+                    os.close(os.open(name, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                                     0o644, dir_fd=parent))
+            else:
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(name, 0o755, dir_fd=parent)
+        finally:
+            os.close(parent)
+        done.append(name)
 
 
 def remount(rootfd: int, path: str, flags: int) -> None:

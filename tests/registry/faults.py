@@ -88,15 +88,12 @@ class FaultProxy:
 
 
 @contextmanager
-def fault_proxy(upstream: str) -> Iterator[FaultProxy]:
-    """Run a FaultProxy for `upstream` (host:port, plain HTTP) on a free loopback port, in a thread."""
-    proxy = FaultProxy(upstream)
+def serve_in_thread(app: web.Application) -> Iterator[str]:
+    """Serve an aiohttp app on a free loopback port from a thread of its own; yield 'HOST:PORT'."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
-    proxy.host = f"127.0.0.1:{sock.getsockname()[1]}"
+    host = f"127.0.0.1:{sock.getsockname()[1]}"
     loop = asyncio.new_event_loop()
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", proxy.handle)
     runner = web.AppRunner(app, access_log=None)
     started = threading.Event()
 
@@ -111,10 +108,21 @@ def fault_proxy(upstream: str) -> Iterator[FaultProxy]:
     thread.start()
     started.wait(10)
     try:
-        yield proxy
+        yield host
     finally:
         asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
         loop.close()
         sock.close()
+
+
+@contextmanager
+def fault_proxy(upstream: str) -> Iterator[FaultProxy]:
+    """Run a FaultProxy for `upstream` (host:port, plain HTTP) on a free loopback port."""
+    proxy = FaultProxy(upstream)
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", proxy.handle)
+    with serve_in_thread(app) as host:
+        proxy.host = host
+        yield proxy

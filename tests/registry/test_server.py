@@ -218,3 +218,30 @@ def test_abandoned_uploads_are_removed() -> None:
         assert os.listdir(ingest) == []
         status, _, body = call(reg, "PATCH", headers["location"], b"more")
         assert (status, error_code(body)) == (404, "BLOB_UPLOAD_UNKNOWN")
+
+
+def test_mirrors_for_docker_hub(busybox_layout: Layout, tmp_root: str) -> None:
+    """docker.io references go to the first mirror that has the image (no traffic leaves loopback)."""
+    from cais.registry.hosts import RegistryHosts
+    with cais_registry() as empty, cais_registry() as mirror:
+        skopeo("copy", *mirror.skopeo_args("dest"), busybox_layout.ref(), f"docker://{mirror.host}/library/cais:1")
+        hosts = RegistryHosts(mirrors=[f"http://{empty.host}", f"http://{mirror.host}"], certs_dirs=())
+        result = asyncio.run(pull(parse("cais:1"), ContentStore(tmp_root), hosts=hosts))
+        assert result.manifest_digest == busybox_layout.digest
+
+
+def test_server_command_line_errors(cais_server: RunningRegistry, tmp_root: str) -> None:
+    import subprocess
+    import sys
+    cases = [
+        (["--addr", "nonsense"], "invalid address"),
+        (["--addr", cais_server.host], "cannot listen on"),
+        (["--htpasswd", f"{tmp_root}/missing"], "cannot read htpasswd file"),
+        (["--tls-cert", f"{tmp_root}/missing.crt", "--tls-key", f"{tmp_root}/missing.key"], "No such file"),
+        (["--tls-cert", f"{tmp_root}/x.crt"], "--tls-cert and --tls-key go together"),
+    ]
+    for args, message in cases:
+        proc = subprocess.run([sys.executable, "-m", "cais.registry.server", "--root", f"{tmp_root}/root",
+                               "--addr", "127.0.0.1:1", *args], capture_output=True, text=True, timeout=30)
+        assert proc.returncode != 0 and message in proc.stderr, (args, proc.stderr)
+        assert "Traceback" not in proc.stderr, proc.stderr

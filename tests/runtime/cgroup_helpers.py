@@ -109,12 +109,15 @@ class CgroupFactory:
     """Managers in a fresh ``cais-cg-test-<random>`` parent, and children in them; all removed
     at the end of the test, even when it fails."""
 
-    def __init__(self, opener: Callable[[str], Manager]) -> None:
+    def __init__(self, opener: Callable[[str], Manager], v2_root: str | None = None) -> None:
         self.parent = parent_name()
         self.opener = opener
         self.managers: list[Manager] = []
         self.children: list[Child] = []
         self.parents: set[str] = set()
+        # Creating a v2 cgroup hands the root's controllers down; on a shared host, undo that.
+        self.v2_root = v2_root
+        self.root_controllers = _subtree_control(v2_root) if v2_root else set()
 
     def manager(self, name: str = "ctr") -> Manager:
         m = self.opener(f"{self.parent}/{name}")
@@ -134,6 +137,18 @@ class CgroupFactory:
 
     def close(self) -> None:
         cleanup(self.managers, self.children, self.parents)
+        if self.v2_root:
+            for c in _subtree_control(self.v2_root) - self.root_controllers:
+                with (
+                    contextlib.suppress(OSError),
+                    open(os.path.join(self.v2_root, "cgroup.subtree_control"), "w") as f,
+                ):
+                    f.write(f"-{c}")
+
+
+def _subtree_control(root: str) -> set[str]:
+    with open(os.path.join(root, "cgroup.subtree_control")) as f:
+        return set(f.read().split())
 
 
 V2_CONTROLLERS = ("cpu", "memory", "pids")
@@ -165,7 +180,7 @@ def _factory(version: str) -> CgroupFactory:
     if mountpoint is None:
         what = "with the cpu, memory and pids controllers " if version == "v2" else ""
         pytest.skip(f"no cgroup v2 hierarchy {what}here (scripts/vm-test runs these in a guest)")
-    return CgroupFactory(lambda path: V2Manager.for_path(path, mountpoint))
+    return CgroupFactory(lambda path: V2Manager.for_path(path, mountpoint), v2_root=mountpoint)
 
 
 def _use(version: str) -> Iterator[CgroupFactory]:

@@ -167,35 +167,37 @@ class BuildContext:
     def path(self, rel: str) -> str:
         return os.path.join(self.root, rel) if rel else self.root
 
-    def glob(self, pattern: str) -> list[str]:
-        """Context-relative paths matching a COPY source (Go filepath.Match per component),
-        resolved, sorted, excluding what .dockerignore excludes. Empty when nothing matches."""
+    def glob(self, pattern: str) -> list[tuple[str, str]]:
+        """The sources a COPY pattern names (Go filepath.Match per component), sorted, without what
+        .dockerignore excludes: (path as matched, path with symlinks resolved) pairs, both
+        context-relative. Empty when nothing matches."""
         if _climbs_out(pattern):
             raise ContextError(f"forbidden path outside the build context: {pattern}")
         if not _has_glob(pattern):
             rel = self.resolve(pattern)
             if not os.path.lexists(self.path(rel)) or not self.included(rel):
                 return []
-            return [rel]
+            return [(posixpath.normpath(pattern).lstrip("/") or ".", rel)]
         parts = [p for p in posixpath.normpath("/" + pattern).split("/") if p]
         found = [""]
-        for part in parts:
+        for i, part in enumerate(parts):
             nxt: list[str] = []
             for base in found:
                 if not _has_glob(part):
-                    rel = self.resolve(posixpath.join(base, part))
-                    if os.path.lexists(self.path(rel)):
-                        nxt.append(rel)
+                    nxt.append(posixpath.join(base, part))
                     continue
-                directory = self.path(base)
+                directory = self.path(self.resolve(base))
                 if not os.path.isdir(directory):
                     continue
                 regex = re.compile(pattern_regex(part), re.DOTALL)
-                for name in sorted(os.listdir(directory)):
-                    if regex.match(name):
-                        nxt.append(self.resolve(posixpath.join(base, name)))
-            found = nxt
-        return sorted({rel for rel in found if self.included(rel)})
+                nxt += [posixpath.join(base, name) for name in sorted(os.listdir(directory)) if regex.match(name)]
+            found = nxt if i == len(parts) - 1 else [p for p in nxt if os.path.isdir(self.path(self.resolve(p)))]
+        pairs = []
+        for matched in found:
+            rel = self.resolve(matched)
+            if os.path.lexists(self.path(rel)) and self.included(rel) and self.included(matched):
+                pairs.append((matched, rel))
+        return sorted(pairs)
 
     def walk(self, rel: str) -> Iterator[tuple[str, os.stat_result]]:
         """Included entries under directory `rel` (symlinks not followed), sorted, parents first.

@@ -61,8 +61,12 @@ def main(argv: list[str] | None = None) -> int:
             log.warning("serving %s without authentication: anyone who reaches it can push", args.addr)
         if ssl_context is None:
             log.warning("serving %s over plain HTTP: clients must list it in insecure-registries", args.addr)
-    web.run_app(app, host=host, port=port, ssl_context=ssl_context, print=None,
-                access_log_format='%a "%r" %s %b', handle_signals=True)
+    try:
+        web.run_app(app, host=host, port=port, ssl_context=ssl_context, print=None,
+                    access_log_format='%a "%r" %s %b', handle_signals=True)
+    except OSError as e:
+        print(f"cais registry: cannot listen on {args.addr}: {e.strerror or e}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -7,8 +7,8 @@ import signal
 import sys
 import time
 
-from cais.runtime import cgroup, hooks, store
-from cais.runtime.errors import HookFailed, InvalidState
+from cais.runtime import cgroup, store
+from cais.runtime.errors import InvalidState
 from cais.runtime.verbs.kill import signal_init
 
 
@@ -27,11 +27,14 @@ def delete(container_id: str, *, root: str = store.DEFAULT_ROOT, force: bool = F
             signal_init(container, signal.SIGKILL)
         deadline = time.monotonic() + 10
         while container.alive() and time.monotonic() < deadline:
-            time.sleep(0.005)
+            time.sleep(0.001)
     if manager is not None:
         manager.destroy()
     poststop = container.config.get("hooks", {}).get("poststop", [])
     if poststop:
+        from cais.runtime import hooks
+        from cais.runtime.errors import HookFailed
+
         try:
             hooks.run("poststop", poststop, dict(container.oci_state(), status="stopped"))
         except HookFailed as e:
