@@ -425,6 +425,51 @@ def _xattrs(path: str) -> dict[str, str]:
     return out
 
 
+def _nofollow(path: str, flags: int) -> int:
+    return os.open(path, flags | os.O_NOFOLLOW)
+
+
+def _whiteout_info(entry: PackEntry, source_date_epoch: int | None) -> tarfile.TarInfo:
+    parent, base = _split(entry.path)
+    if entry.kind == "opaque":
+        parent, base = entry.path, whiteouts.OPAQUE
+    else:
+        base = whiteouts.PREFIX + base
+    info = tarfile.TarInfo(f"{parent}/{base}" if parent else base)
+    info.uname = info.gname = ""
+    info.mtime = source_date_epoch or 0
+    info.mode = 0o644
+    return info
+
+
+def _entry_info(entry: PackEntry, st: os.stat_result, source_date_epoch: int | None) -> tarfile.TarInfo | None:
+    """The header of an entry copied from disk (size and hard links are the caller's); None for
+    what tar does not archive (sockets)."""
+    assert entry.source is not None
+    info = tarfile.TarInfo(entry.path)
+    info.uname = info.gname = ""
+    mtime = int(st.st_mtime)
+    info.mtime = min(mtime, source_date_epoch) if source_date_epoch is not None else mtime
+    info.mode = stat.S_IMODE(st.st_mode)
+    info.uid, info.gid = st.st_uid, st.st_gid
+    info.pax_headers = _xattrs(entry.source)
+    if stat.S_ISDIR(st.st_mode):
+        info.type = tarfile.DIRTYPE
+    elif stat.S_ISLNK(st.st_mode):
+        info.type = tarfile.SYMTYPE
+        info.linkname = os.readlink(entry.source)
+    elif stat.S_ISREG(st.st_mode):
+        info.type = tarfile.REGTYPE
+    elif stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
+        info.type = tarfile.CHRTYPE if stat.S_ISCHR(st.st_mode) else tarfile.BLKTYPE
+        info.devmajor, info.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
+    elif stat.S_ISFIFO(st.st_mode):
+        info.type = tarfile.FIFOTYPE
+    else:
+        return None
+    return info
+
+
 def pack(entries: Iterable[PackEntry], out: BinaryIO, *, source_date_epoch: int | None = None) -> DiffResult:
     """Write `entries` (already in order) as a PAX tar to `out`: numeric owners, no user/group names,
     mtimes clamped to `source_date_epoch`, hard links kept. Returns the tar's digest."""
@@ -433,49 +478,26 @@ def pack(entries: Iterable[PackEntry], out: BinaryIO, *, source_date_epoch: int 
     seen: dict[tuple[int, int], str] = {}
     with tarfile.open(fileobj=writer, mode="w|", format=tarfile.PAX_FORMAT, bufsize=CHUNK) as tar:  # type: ignore[call-overload]
         for entry in entries:
-            info = tarfile.TarInfo(entry.path)
-            info.uname = info.gname = ""
             if entry.kind != "entry":
-                parent, base = _split(entry.path)
-                if entry.kind == "opaque":
-                    parent, base = entry.path, whiteouts.OPAQUE
-                else:
-                    base = whiteouts.PREFIX + base
-                info.name = f"{parent}/{base}" if parent else base
-                info.mtime = source_date_epoch or 0
-                info.mode = 0o644
-                tar.addfile(info)
+                tar.addfile(_whiteout_info(entry, source_date_epoch))
                 continue
             assert entry.source is not None
-            st = os.lstat(entry.source)
-            mtime = int(st.st_mtime)
-            info.mtime = min(mtime, source_date_epoch) if source_date_epoch is not None else mtime
-            info.mode = stat.S_IMODE(st.st_mode)
-            info.uid, info.gid = st.st_uid, st.st_gid
-            info.pax_headers = _xattrs(entry.source)
-            if stat.S_ISDIR(st.st_mode):
-                info.type = tarfile.DIRTYPE
-            elif stat.S_ISLNK(st.st_mode):
-                info.type = tarfile.SYMTYPE
-                info.linkname = os.readlink(entry.source)
-            elif stat.S_ISREG(st.st_mode):
-                key = (st.st_dev, st.st_ino)
-                if st.st_nlink > 1 and key in seen:
-                    info.type = tarfile.LNKTYPE
-                    info.linkname = seen[key]
-                else:
-                    seen[key] = entry.path
-                    info.size = st.st_size
-                    size += st.st_size
-                    with open(entry.source, "rb") as f:
-                        tar.addfile(info, f)
+            try:
+                st = os.lstat(entry.source)
+                info = _entry_info(entry, st, source_date_epoch)
+                if info is None:
                     continue
-            elif stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
-                info.type = tarfile.CHRTYPE if stat.S_ISCHR(st.st_mode) else tarfile.BLKTYPE
-                info.devmajor, info.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
-            elif stat.S_ISFIFO(st.st_mode):
-                info.type = tarfile.FIFOTYPE
-            else:
-                continue  # sockets are not archived (as tar and docker do)
-            tar.addfile(info)
+                if info.type != tarfile.REGTYPE:
+                    tar.addfile(info)
+                elif st.st_nlink > 1 and (st.st_dev, st.st_ino) in seen:
+                    info.type, info.linkname = tarfile.LNKTYPE, seen[(st.st_dev, st.st_ino)]
+                    tar.addfile(info)
+                else:
+                    seen[(st.st_dev, st.st_ino)] = entry.path
+                    info.size = st.st_size
+                    with open(entry.source, "rb", opener=_nofollow) as f:
+                        tar.addfile(info, f)
+                    size += st.st_size
+            except OSError as e:  # e.g. a file the container is changing under us
+                raise StorageError(f"cannot export {_show(entry.path)}: {e.strerror or e}") from None
     return DiffResult(f"sha256:{writer.sha256.hexdigest()}", size, writer.count)
