@@ -212,9 +212,11 @@ class Unpacker:
             return
         self._touch(path)
         dir_fd = self._dir(parent)
-        existing = self._lstat(dir_fd, base)
-        if existing is not None:
-            if h.type == tarstream.DIR and stat.S_ISDIR(existing.st_mode):
+        try:
+            self._create(h, dir_fd, base, path, reader)
+        except FileExistsError:  # rarer than not: look only now
+            existing = self._lstat(dir_fd, base)
+            if existing is not None and h.type == tarstream.DIR and stat.S_ISDIR(existing.st_mode):
                 fd = os.open(base, _DIR_FLAGS, dir_fd=dir_fd)
                 try:
                     self._set_meta(fd, h)
@@ -222,8 +224,12 @@ class Unpacker:
                     os.close(fd)
                 self._dir_times[path] = h.mtime_ns
                 return
-            self._remove(dir_fd, base, path, existing)
+            if existing is not None:
+                self._remove(dir_fd, base, path, existing)
+            self._create(h, dir_fd, base, path, reader)
 
+    def _create(self, h: Header, dir_fd: int, base: str, path: str, reader: tarstream.TarReader) -> None:
+        """Make the entry; FileExistsError (before anything is written) if the name is taken."""
         t = h.type
         if h.is_file:
             fd = os.open(base, _FILE_FLAGS, 0o600, dir_fd=dir_fd)
