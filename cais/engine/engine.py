@@ -738,7 +738,8 @@ class Engine:
             raise NotFound(f"No such exec instance: {exec_id}")
         return {k: v for k, v in ex.items() if k != "Cais"}
 
-    def exec_start(self, exec_id: str, *, detach: bool = False) -> tuple[dict, socket.socket]:
+    def exec_check(self, exec_id: str) -> tuple[dict, dict]:
+        """The exec and its container, if the exec can start now."""
         ex = self.execs.get(exec_id)
         if ex is None:
             raise NotFound(f"No such exec instance: {exec_id}")
@@ -747,6 +748,10 @@ class Engine:
         record = self.get(ex["ContainerID"])
         if not record["State"]["Running"]:
             raise Conflict(f"container {record['Id']} is not running")
+        return ex, record
+
+    def exec_start(self, exec_id: str, *, detach: bool = False) -> tuple[dict, socket.socket]:
+        ex, record = self.exec_check(exec_id)
         cfg = ex["Cais"]
         rootfs = self.storage.rootfs_path(record["Id"])
         base = (read_json(os.path.join(self.store.dir(record["Id"]), "config.json")) or {}).get("process", {})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import http.server
 import io
 import json
@@ -179,9 +180,13 @@ def test_add_url_and_network_none(cais, tmp_root):
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         url = f"http://127.0.0.1:{server.server_port}/files/data.txt"
-        ctx = write(os.path.join(tmp_root, "ctx"), {"Dockerfile": f"FROM busybox\nADD {url} /dl/\n"})
+        good = "sha256:" + hashlib.sha256(b"downloaded\n").hexdigest()
+        ctx = write(os.path.join(tmp_root, "ctx"), {"Dockerfile": f"FROM busybox\nADD --checksum={good} {url} /dl/\n",
+                                                    "bad.Dockerfile": f"FROM busybox\nADD --checksum=sha256:00 {url} /x\n"})
         cais.build(ctx, tags=["dl"])
         assert rootfs_files(cais, "dl")["dl/data.txt"] == b"downloaded\n"
+        with pytest.raises(BuildError, match="does not match --checksum sha256:00"):
+            cais.build(ctx, "bad.Dockerfile")
         with pytest.raises(BuildError, match="needs the network"):
             cais.build(ctx, network="none", no_cache=True)
     finally:
@@ -236,12 +241,15 @@ def test_scratch_and_tar_context(cais, tmp_root):
     ({"Dockerfile": "FROM busybox\nRUN --network=bogus true\n"}, "unknown network mode"),
     ({"Dockerfile": "FROM busybox\nENV A=${B\n"}, "Dockerfile:2: syntax error: missing '}'"),
     ({"Dockerfile": "FROM busybox\nEXPOSE 80/bogus\n"}, "Dockerfile:2: Invalid containerPort: 80/bogus"),
+    ({"Dockerfile": "FROM busybox\n", "tag": "Bad Tag"}, "invalid tag 'Bad Tag'"),
     ({"Dockerfile": "FROM busybox\nCOPY --chown=ghost f /x\n", "f": ""}, "unable to find user ghost"),
 ])
 def test_bad_dockerfiles_fail_clearly_and_leave_nothing(cais, tmp_root, files, message):
+    files = dict(files)
+    tags = [files.pop("tag")] if "tag" in files else []
     ctx = write(os.path.join(tmp_root, "ctx"), files)
     with pytest.raises(BuildError) as info:
-        cais.build(ctx)
+        cais.build(ctx, tags=tags)
     assert message in str(info.value)
     assert "\n" not in str(info.value)
     assert leftovers(cais.top) == []
@@ -338,3 +346,15 @@ def test_bad_run_mounts(cais, tmp_root, spec, message):
     with pytest.raises(BuildError, match=message):
         cais.build(ctx)
     assert leftovers(cais.top) == []
+
+
+def test_copy_exclude(cais, tmp_root):
+    ctx = write(os.path.join(tmp_root, "ctx"), {
+        "Dockerfile": "FROM busybox\nCOPY --exclude=*.txt hom* /mydir/\nCOPY --exclude=**/*.log --exclude=skip src /src\n",
+        "homer.txt": "x", "homa": "a", "src/keep": "k", "src/a/b.log": "l", "src/skip": "s"})
+    cais.build(ctx, tags=["excl"])
+    files = {k for k in rootfs_files(cais, "excl") if k.startswith(("mydir", "src"))}
+    assert files == {"mydir", "mydir/homa", "src", "src/keep", "src/a"}
+    write(ctx, {"parents.Dockerfile": "FROM busybox\nCOPY --parents src/keep /x/\n"})
+    with pytest.raises(BuildError, match="--parents is not supported"):
+        cais.build(ctx, "parents.Dockerfile")

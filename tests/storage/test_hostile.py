@@ -234,3 +234,12 @@ def test_inode_bomb_stopped(few_inodes, name):
         driver.apply_diff("bomb", None, stream(bomb))
     assert not driver.has_layer("bomb")
     assert os.statvfs(few_inodes).f_favail > 2500  # the half-made layer is gone
+
+
+def test_negative_size_field_refused(driver):
+    data = bytearray(tar(E("f", data=b"abc")))
+    data[124:136] = b"-0000000001\0"
+    data[148:156] = b" " * 8
+    data[148:156] = f"{sum(data[:BLOCK]):06o}\0 ".encode()
+    with pytest.raises(InvalidLayer, match="invalid size"):
+        driver.apply_diff("l", None, stream(bytes(data)))

@@ -21,6 +21,7 @@ import hashlib
 import json
 import os
 import posixpath
+import re
 import secrets
 import shutil
 import tempfile
@@ -32,7 +33,17 @@ from typing import Any
 
 from cais.image.build import dispatch
 from cais.image.build.context import BuildContext, ContextError
-from cais.image.build.copier import Copier, CopyError, Source, lookup_chown, parse_chmod, scoped, tree_entries
+from cais.image.build.copier import (
+    Copier,
+    CopyError,
+    Source,
+    lookup_chown,
+    makedirs,
+    parse_chmod,
+    scoped,
+    tree_entries,
+)
+from cais.image.build.dockerignore import Matcher, pattern_regex
 from cais.image.build.events import (
     BuildDone,
     BuildWarning,
@@ -133,6 +144,16 @@ class Builder:
 
     def build(self, context: BuildContext, options: BuildOptions, emit: Emit) -> str:
         """Build; returns the image ID. Raises BuildError (nothing left mounted or running)."""
+        from cais.image.reference import ReferenceError
+        from cais.image.reference import parse as parse_reference
+
+        for tag in options.tags:
+            try:
+                ref = parse_reference(tag)
+            except ReferenceError as e:
+                raise BuildError(f"invalid tag {tag!r}: {e}") from None
+            if ref.digest:
+                raise BuildError(f"invalid tag {tag!r}: a tag cannot contain a digest")
         try:
             dockerfile = load(context.dockerfile, context.dockerfile_name)
         except DockerfileError as e:
@@ -537,7 +558,6 @@ class _Build:
 
         def work(_rw: str, rootfs: str) -> None:
             if not os.path.isdir(scoped(rootfs, path)):
-                from cais.image.build.copier import makedirs
                 makedirs(rootfs, path)
 
         return self.layer_step(new, number, key, created_by, work, skip_empty=True)
@@ -657,6 +677,12 @@ class _Build:
                 dest += "/"
         chmod = parse_chmod(scope.word(cmd.chmod, config)) if cmd.chmod else None
         chown = scope.word(cmd.chown, config) if cmd.chown else None
+        if cmd.parents:
+            raise DockerfileError(f"{cmd.keyword} --parents is not supported by cais build")
+        try:
+            exclude = Matcher([scope.word(p, config) for p in cmd.exclude]) if cmd.exclude else None
+        except ValueError as e:
+            raise DockerfileError(f"--exclude: {e}") from None
         heredocs = {d.name: d for d in cmd.heredocs}
         inline: list[tuple[str, bytes]] = []
         patterns: list[str] = []
@@ -673,10 +699,15 @@ class _Build:
         urls = [p for p in patterns if _is_url(p)] if cmd.add else []
         if urls and self.opts.network == "none":
             raise CopyError("ADD of a URL needs the network, and this build has --network=none")
+        if cmd.add and any(_is_git(p) for p in patterns):
+            raise CopyError("ADD of a git repository is not supported by cais build")
+        checksum_wanted = scope.word(cmd.checksum, config) if cmd.checksum else None
+        if checksum_wanted and (len(urls) != 1 or len(patterns) != 1):
+            raise DockerfileError("ADD --checksum needs exactly one URL source")
         local = [p for p in patterns if p not in urls]
         sources: list[tuple[str, str]] = []
         for pattern in local:
-            matches = self.ctx.glob(pattern)
+            matches = [(m, rel) for m, rel in self.ctx.glob(pattern) if not (exclude and exclude.excluded(m))]
             if not matches:
                 raise CopyError(f"file not found in build context or excluded by .dockerignore: stat {pattern}: "
                                 "file does not exist")
@@ -684,15 +715,15 @@ class _Build:
         checksum = self.ctx.checksum([rel for _, rel in sources])
         key = self.step_key(state, cmd.keyword, dest, chown, chmod, [m for m, _ in sources], checksum,
                             [(n, hashlib.sha256(d).hexdigest()) for n, d in inline],
-                            urls, cmd.link)
+                            urls, checksum_wanted, cmd.link, cmd.exclude)
         created_by = f"{cmd.keyword} {checksum} in {dest}"
 
         def work(_rw: str, rootfs: str) -> None:
             owner = lookup_chown(chown, rootfs) if chown else None
             copier = Copier(rootfs, owner, chmod)
-            items = [self.context_source(matched, rel) for matched, rel in sources]
+            items = [self.context_source(matched, rel, exclude) for matched, rel in sources]
             with tempfile.TemporaryDirectory(prefix="cais-build-add-", dir=self.b.tmp_dir) as tmp:
-                items += [download(url, tmp) for url in urls]
+                items += [download(url, tmp, checksum_wanted) for url in urls]
                 count = len(items) + len(inline)
                 if count > 1 and not dest.endswith("/"):
                     raise CopyError("When using COPY with more than one source file, the destination must be "
@@ -703,13 +734,17 @@ class _Build:
 
         return self.layer_step(state, number, key, created_by, work)
 
-    def context_source(self, matched: str, rel: str) -> Source:
+    def context_source(self, matched: str, rel: str, exclude: Matcher | None = None) -> Source:
+        """A COPY source from the context; `exclude` (--exclude) filters a directory's entries by
+        their path below it."""
         path = self.ctx.path(rel)
         name = posixpath.basename(matched.rstrip("/")) or posixpath.basename(rel)
         if os.path.isdir(path):
             def entries(top: str = rel) -> Iterator[tuple[str, str, os.stat_result]]:
                 for child, st in self.ctx.walk(top):
-                    yield posixpath.relpath(child, top) if top else child, self.ctx.path(child), st
+                    below = posixpath.relpath(child, top) if top else child
+                    if exclude is None or not exclude.excluded(below):
+                        yield below, self.ctx.path(child), st
             return Source(name, path, entries)
         return Source(name, path)
 
@@ -740,10 +775,6 @@ class _Build:
 
 def glob_rootfs(root: str, pattern: str) -> list[Source]:
     """COPY --from sources: `pattern` matched inside another image's root filesystem."""
-    import re
-
-    from cais.image.build.dockerignore import pattern_regex
-
     parts = [p for p in posixpath.normpath("/" + pattern).split("/") if p]
     found = ["/"]
     for part in parts:
@@ -813,8 +844,13 @@ def _is_url(text: str) -> bool:
     return text.startswith(("http://", "https://"))
 
 
-def download(url: str, tmp: str) -> Source:
-    """ADD <url>: fetched to a file (mode 0600, mtime from Last-Modified), never unpacked."""
+def _is_git(text: str) -> bool:
+    return text.startswith("git@") or text.endswith(".git") or text.startswith("git://")
+
+
+def download(url: str, tmp: str, checksum: str | None = None) -> Source:
+    """ADD <url>: fetched to a file (mode 0600, mtime from Last-Modified), never unpacked;
+    with `checksum` (ADD --checksum=sha256:…) the content must have that digest."""
     import urllib.parse
     import urllib.request
 
@@ -822,12 +858,17 @@ def download(url: str, tmp: str) -> Source:
     path = os.path.join(tmp, secrets.token_hex(4))
     os.mkdir(path)
     target = os.path.join(path, name)
+    digest = hashlib.sha256()
     try:
         with urllib.request.urlopen(url, timeout=60) as resp, open(target, "wb") as f:  # noqa: S310 - http(s) only
-            shutil.copyfileobj(resp, f)
+            while chunk := resp.read(1 << 20):
+                f.write(chunk)
+                digest.update(chunk)
             modified = resp.headers.get("Last-Modified")
     except OSError as e:
         raise CopyError(f"cannot download {url}: {e}") from None
+    if checksum and checksum != "sha256:" + digest.hexdigest():
+        raise CopyError(f"{url}: content digest sha256:{digest.hexdigest()} does not match --checksum {checksum}")
     os.chmod(target, 0o600)
     if modified:
         from email.utils import parsedate_to_datetime
