@@ -171,8 +171,13 @@ class Rootfs:
         if kind == "bind":
             if not os.path.isabs(source):
                 source = os.path.join(self.bundle, source)
+            source = os.path.normpath(source)
             try:
-                srcfd = os.open(source, os.O_PATH | os.O_CLOEXEC)
+                if source == self.path or source.startswith(self.path + "/"):
+                    # a source inside the rootfs is the container's: resolved inside it, like a target
+                    srcfd = open_in_root(self.rootfd, source[len(self.path):])
+                else:
+                    srcfd = os.open(source, os.O_PATH | os.O_CLOEXEC)
             except OSError as e:
                 raise ConfigError(f"mount {dest}: source {source}: {e.strerror}") from None
             try:

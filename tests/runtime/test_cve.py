@@ -152,3 +152,16 @@ def test_init_is_non_dumpable_while_in_the_containers_namespaces(rt: Runtime) ->
     pid = rt.state(cid)["pid"]
     assert read(f"/proc/{pid}/status").split("Uid:\t")[1].split()[0] == "231072"
     assert os.stat(f"/proc/{pid}/environ").st_uid == 0
+
+
+def test_bind_source_inside_the_rootfs_is_resolved_inside_it(rt: Runtime) -> None:
+    b = rt.bundle("sh", "-c", "cat /seen/hostname")
+    # rootfs/link -> /etc: on the host that is the host's /etc; in the container, its own
+    os.symlink("/etc", os.path.join(b.rootfs, "link"))
+    with open(os.path.join(b.rootfs, "etc", "hostname"), "w") as f:
+        f.write("the-containers-own\n")
+    b.config["mounts"].append({"destination": "/seen", "type": "bind", "source": "rootfs/link",
+                               "options": ["rbind", "ro"]})
+    done = rt.run(b)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "the-containers-own"
