@@ -60,6 +60,10 @@ class Bootstrap:
                 raise RuntimeFailure(f"--preserve-fds {preserve_fds}: descriptor {fd} is not open") from None
         memfd = sealed_python()
         self.channel, child = Channel.pair()
+        if child.fd < 3 + preserve_fds:  # a caller with closed stdio: keep clear of 0-2 and the preserved
+            moved = fcntl.fcntl(child.fd, fcntl.F_DUPFD_CLOEXEC, 3 + preserve_fds)
+            child.close()
+            child = Channel(moved)
         keep = [memfd, child.fd, *range(3, 3 + preserve_fds)]
         # dup2(fd, fd) in a spawn's file actions clears close-on-exec: exactly these fds are inherited.
         actions = [(os.POSIX_SPAWN_DUP2, fd, fd) for fd in keep]
