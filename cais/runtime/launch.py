@@ -58,10 +58,11 @@ class Bootstrap:
                 os.fstat(fd)
             except OSError:
                 raise RuntimeFailure(f"--preserve-fds {preserve_fds}: descriptor {fd} is not open") from None
-        memfd = sealed_python()
+        floor = 3 + preserve_fds  # a caller with closed stdio: keep clear of 0-2 and the preserved
+        memfd = fcntl.fcntl(sealed_python(), fcntl.F_DUPFD_CLOEXEC, floor)
         self.channel, child = Channel.pair()
-        if child.fd < 3 + preserve_fds:  # a caller with closed stdio: keep clear of 0-2 and the preserved
-            moved = fcntl.fcntl(child.fd, fcntl.F_DUPFD_CLOEXEC, 3 + preserve_fds)
+        if child.fd < floor:
+            moved = fcntl.fcntl(child.fd, fcntl.F_DUPFD_CLOEXEC, floor)
             child.close()
             child = Channel(moved)
         keep = [memfd, child.fd, *range(3, 3 + preserve_fds)]
@@ -80,6 +81,7 @@ class Bootstrap:
             raise RuntimeFailure(f"cannot start the container init: {e.strerror}") from None
         finally:
             child.close()
+            os.close(memfd)
 
     def start(self, job: dict[str, Any], fds: list[int]) -> int:
         """Send the job (and FDS, which job refers to by index); return the init's pid."""

@@ -165,3 +165,18 @@ def test_bind_source_inside_the_rootfs_is_resolved_inside_it(rt: Runtime) -> Non
     done = rt.run(b)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "the-containers-own"
+
+
+def test_caller_with_closed_stdio(rt: Runtime) -> None:
+    b = rt.bundle("sh", "-c", "ls /proc/$$/fd; true")
+    b.write()
+    script = ("import os, sys; os.close(0); os.close(1); from cais import runtime; "
+              "out = os.open(sys.argv[3], os.O_WRONLY | os.O_CREAT, 0o644); "
+              "runtime.create(sys.argv[1], sys.argv[2], root=sys.argv[4], stdio=(out, out, 2)); "
+              "pid = runtime.state(sys.argv[1], root=sys.argv[4])['pid']; runtime.start(sys.argv[1], root=sys.argv[4]); "
+              "os.waitpid(pid, 0); runtime.delete(sys.argv[1], root=sys.argv[4])")
+    out = os.path.join(rt.top, "closed-stdio.out")
+    done = subprocess.run([sys.executable, "-c", script, rt.new_id(), b.path, out, rt.root],
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    assert set(read(out).split()) == {"0", "1", "2"}
