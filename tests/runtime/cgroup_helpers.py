@@ -88,20 +88,23 @@ def wait_for(condition: Callable[[], bool], what: str, timeout: float = 30) -> N
 
 
 def cleanup(managers: list[Manager], children: list[Child], parents: set[str]) -> None:
-    """Kill what the test started, remove its cgroups and their temporary parents."""
+    """Kill what the test started, remove its cgroups and their temporary parents.
+
+    Thawed first: a frozen v1 process does not die of SIGKILL until it is thawed.
+    """
+    for m in managers:
+        with contextlib.suppress(CgroupError):
+            if m.exists() and m.frozen():
+                m.thaw()
     for child in children:
         child.stop()
     for m in managers:
-        try:
+        with contextlib.suppress(CgroupError):
             if m.exists():
-                if m.frozen():
-                    m.thaw()
                 m.kill()
                 m.destroy()
-        except CgroupError:
-            pass
     for parent in sorted(parents, key=len, reverse=True):
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(FileNotFoundError, OSError):
             os.rmdir(parent)
 
 
