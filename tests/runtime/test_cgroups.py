@@ -238,3 +238,20 @@ def test_io_stats_count_direct_writes(cgroups) -> None:
         assert sum(e.value for e in blkio.io_serviced_recursive if e.op == "Write") >= 1
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def test_systemd_path_lands_where_systemd_would_put_the_unit(cgroups) -> None:
+    slice_name = f"caiscg{cgroups.parent[-8:]}.slice"
+    m = cgroups.manager(f"{slice_name}:cais:ctr1", systemd=True)
+    m.create({"pids": {"limit": 9}})
+    assert all(p.endswith(f"/{slice_name}/cais-ctr1.scope") for p in m.paths.values())
+    assert m.stats().pids.limit == 9
+
+
+def test_hugetlb_without_the_controller_is_a_clear_error(cgroups) -> None:
+    m = cgroups.manager()
+    if m.version == 1 and "hugetlb" in m.paths or m.version == 2:
+        pytest.skip("this hierarchy has the hugetlb controller")
+    with pytest.raises(CgroupError, match="hugetlb cgroup controller is not mounted"):
+        m.create({"hugepageLimits": [{"pageSize": "2MB", "limit": 1 << 21}]})
+    assert not m.exists()
