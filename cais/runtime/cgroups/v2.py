@@ -343,12 +343,11 @@ def _set_memory(path: str, mem: dict) -> None:
     limit = mem.get("limit") or 0
     swap = swap_to_v2(mem.get("swap") or 0, limit)
     if swap is not None:
-        try:
+        if fs.exists(path, "memory.swap.max"):
             fs.write(path, "memory.swap.max", _max(swap))
-        except CgroupError:
+        elif swap not in (-1, 0):
             # Without swap accounting there is no file: "no limit" and "no swap" need none.
-            if fs.exists(path, "memory.swap.max") or swap not in (-1, 0):
-                raise
+            raise CgroupError("linux.resources.memory.swap: this kernel has no swap accounting (memory.swap.max)")
     if limit:
         fs.write(path, "memory.max", _max(limit))
     if mem.get("reservation"):
