@@ -255,3 +255,12 @@ def test_hugetlb_without_the_controller_is_a_clear_error(cgroups) -> None:
     with pytest.raises(CgroupError, match="hugetlb cgroup controller is not mounted"):
         m.create({"hugepageLimits": [{"pageSize": "2MB", "limit": 1 << 21}]})
     assert not m.exists()
+
+
+def test_check_before_update_refuses_a_limit_below_usage(cgroups) -> None:
+    m = cgroups.create({})
+    child = cgroups.child(m, "b = bytearray(32 << 20)\nprint(1, flush=True)\nimport time; time.sleep(600)\n")
+    assert child.proc.stdout is not None and child.proc.stdout.readline() == b"1\n"
+    with pytest.raises(CgroupError, match="already uses"):
+        m.update({"memory": {"limit": 4 << 20, "checkBeforeUpdate": True}})
+    assert child.proc.poll() is None
