@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from cais.runtime.store import DEFAULT_ROOT
+DEFAULT_ROOT = "/run/cais-runtime"
 
 _EXPORTS = {
     "create": "cais.runtime.verbs.create", "start": "cais.runtime.verbs.start", "state": "cais.runtime.verbs.state",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 from typing import Any
 
 from cais.runtime.errors import RuntimeFailure
@@ -17,6 +16,8 @@ class Channel:
 
     @classmethod
     def pair(cls) -> tuple[Channel, Channel]:
+        import socket
+
         a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         return cls(a.detach()), cls(b.detach())
 

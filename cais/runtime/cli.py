@@ -272,12 +272,27 @@ def _exec(args: argparse.Namespace, log: Log) -> int:
                 caps[kind] = sorted(set(caps.get(kind, [])) | set(args.cap))
         if args.no_new_privs:
             process["noNewPrivileges"] = True
-    pid = exec_process(args.id, process, root=args.root,
-                       console_socket=args.console_socket and os.path.abspath(args.console_socket),
-                       pid_file=args.pid_file and os.path.abspath(args.pid_file), detach=args.detach,
-                       preserve_fds=args.preserve_fds, warn=log.warning)
+    console_socket = args.console_socket and os.path.abspath(args.console_socket)
+    listener = None
+    if process.get("terminal") and not console_socket and not args.detach:
+        from cais.runtime.terminal import ConsoleListener
+
+        listener = ConsoleListener()  # runc's behaviour: proxy the pty ourselves
+        console_socket = listener.path
+    try:
+        pid = exec_process(args.id, process, root=args.root, console_socket=console_socket,
+                           pid_file=args.pid_file and os.path.abspath(args.pid_file), detach=args.detach,
+                           preserve_fds=args.preserve_fds, warn=log.warning)
+        master = listener.master() if listener else -1
+    finally:
+        if listener:
+            listener.close()
     if args.detach:
         return 0
+    if master >= 0:
+        from cais.runtime.terminal import proxy
+
+        return proxy(master, pid)
     return wait_forwarding(pid)
 
 

@@ -3,15 +3,15 @@
 The runtime never runs container code from a process whose /proc/self/exe is the host's Python
 binary: the init is exec'd from a sealed memfd copy (as runc 1.1 does with its own binary), so a
 container that reaches /proc/PID/exe (or execs /proc/self/exe) gets the memfd, not the host file
-(the CVE-2019-5736 class). Spawning goes through subprocess (close_fds): no descriptor of the
-caller reaches the init except stdio, --preserve-fds and the ones passed on purpose.
+(the CVE-2019-5736 class). The bootstrap is started with posix_spawn (no Python code runs between
+fork and exec, safe in a threaded caller) and its first act is to close every descriptor but
+stdio, --preserve-fds and the ones passed on purpose.
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
-import subprocess
 import sys
 from typing import Any
 
@@ -20,8 +20,9 @@ from cais.runtime.channel import Channel
 from cais.runtime.errors import RuntimeFailure
 
 _sealed_python: int | None = None
+_SIGNALS = tuple(s for s in range(1, 32) if s not in (9, 19))  # back to default (not KILL, STOP)
 _BOOT = ("import sys;sys.path.insert(0,sys.argv[2]);"
-         "from cais.runtime.init import bootstrap;bootstrap(int(sys.argv[1]))")
+         "from cais.runtime.bootstrap import bootstrap;bootstrap(int(sys.argv[1]))")
 
 
 def sealed_python() -> int:
@@ -45,12 +46,16 @@ def spawn(job: dict[str, Any], child: Channel, parent: Channel, stdio: tuple[int
     memfd = sealed_python()
     package_parent = os.path.dirname(os.path.dirname(os.path.abspath(cais.__file__)))
     job = dict(job, memfd=memfd, sys_path=sys.path)
-    stdin, stdout, stderr = stdio if stdio is not None else (None, None, None)
+    keep = [memfd, child.fd, *pass_fds]
+    job["keep_fds"] = keep
+    # dup2(fd, fd) in a spawn's file actions clears close-on-exec: exactly these fds are inherited.
+    actions = [(os.POSIX_SPAWN_DUP2, fd, fd) for fd in keep]
+    if stdio is not None:
+        actions += [(os.POSIX_SPAWN_DUP2, fd, target) for target, fd in enumerate(stdio)]
+    argv = [os.path.realpath(sys.executable), "-I", "-S", "-c", _BOOT, str(child.fd), package_parent]
     try:
-        proc = subprocess.Popen(
-            [os.path.realpath(sys.executable), "-I", "-S", "-c", _BOOT, str(child.fd), package_parent],
-            executable=f"/proc/self/fd/{memfd}", pass_fds=[memfd, child.fd, *pass_fds],
-            stdin=stdin, stdout=stdout, stderr=stderr, close_fds=True)
+        pid = os.posix_spawn(f"/proc/self/fd/{memfd}", argv, {}, file_actions=actions, setsigdef=_SIGNALS,
+                             setsigmask=())
     except OSError as e:
         raise RuntimeFailure(f"cannot start the container init: {e.strerror}") from None
     finally:
@@ -59,7 +64,7 @@ def spawn(job: dict[str, Any], child: Channel, parent: Channel, stdio: tuple[int
         parent.send(job)
         message = parent.recv()
     finally:
-        proc.wait()
+        os.waitpid(pid, 0)
     if message is None:
         raise RuntimeFailure("container init exited before reporting its pid")
     if "error" in message:

@@ -66,3 +66,8 @@ def write_id_maps(pid: int, linux: dict[str, Any]) -> None:
                 f.write(lines)
         except OSError as e:
             raise ConfigError(f"{key}: cannot write {name}: {e.strerror}") from None
+
+
+def unshare_cgroup() -> None:
+    """A cgroup namespace rooted at the caller's current cgroups (call it once inside them)."""
+    ns.unshare(ns.CLONE_NEWCGROUP)

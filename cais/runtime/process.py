@@ -83,7 +83,3 @@ def execute(path: str, args: list[str], env: dict[str, str]) -> None:
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
     os.execve(path, args, env)
 
-
-def validate_user(user: Any) -> None:
-    if not isinstance(user, dict):
-        raise ConfigError("process.user must be an object")

@@ -74,7 +74,11 @@ def compile_filter(config: dict[str, Any], warn: Callable[[str], None]) -> Any:
             if number < 0:
                 continue
             for group in groups:
-                filt.add_rule(action, number, *group)
+                try:
+                    filt.add_rule(action, number, *group)
+                except OSError as e:
+                    if e.errno != errno.EEXIST:  # a syscall listed twice (Podman's profile): first wins
+                        raise ConfigError(f"seccomp: rule for {name}: {e.strerror}") from None
     return filt
 
 

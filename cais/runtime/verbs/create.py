@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from cais.linux.namespaces import CLONE_NEWCGROUP, CLONE_NEWUSER, CLONE_NEWUTS
-from cais.runtime import cgroup, hooks, launch, namespaces, spec, store, terminal
+from cais.runtime import cgroup, launch, namespaces, spec, store
 from cais.runtime.channel import Channel
 from cais.runtime.errors import ConfigError, RuntimeFailure
 
@@ -55,34 +55,44 @@ def create(container_id: str, bundle: str, *, root: str = store.DEFAULT_ROOT, co
         raise ConfigError("--console-socket given but process.terminal is false")
     extra_fds = check_fds(preserve_fds)
     store.check_id(container_id)
-    created = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + f".{time.time_ns() % 10**9:09d}Z"
+    now = time.time_ns()
+    created = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now // 10**9)) + f".{now % 10**9:09d}Z"
     container = store.new(root, container_id, {"pid": 0, "pid_start": None, "bundle": bundle,
                                                "created": created, "config": config,
                                                "systemd_cgroup": systemd_cgroup})
     parent, child = Channel.pair()
-    console_fd = terminal.connect(console_socket) if console_socket else None
+    console_fd = None
     manager = None
     pid = 0
+    fifo_fd = -1
     try:
-        os.mkfifo(container.fifo, 0o622)
+        if console_socket:
+            from cais.runtime import terminal
+
+            console_fd = terminal.connect(console_socket)
+        os.mkfifo(container.fifo, 0o600)
+        os.chmod(container.fifo, 0o622)  # any container user may write it (mkfifo obeys the umask)
+        # Opened here and inherited: the init may not be able to walk --root (user namespaces).
+        fifo_fd = os.open(container.fifo, os.O_PATH | os.O_CLOEXEC)
         base_state = {"ociVersion": config["ociVersion"], "id": container_id, "status": "creating",
                       "bundle": bundle, "annotations": config.get("annotations", {})}
         job: dict[str, Any] = {
-            "kind": "create", "id": container_id, "config": config, "bundle": bundle, "fifo": container.fifo,
-            "clone_flags": clone_flags, "joins": joins, "seccomp": bool(config.get("linux", {}).get("seccomp")),
+            "kind": "create", "id": container_id, "config": config, "bundle": bundle, "fifo_fd": fifo_fd,
+            # the cgroup namespace is made by the init once it is in its cgroup: that is its root
+            "clone_flags": clone_flags & ~CLONE_NEWCGROUP, "joins": joins, "seccomp": bool(config.get("linux", {}).get("seccomp")),
             "new_userns": bool(clone_flags & CLONE_NEWUSER), "new_uts": bool(clone_flags & CLONE_NEWUTS)
             or any(k == "uts" for k, _ in joins), "new_cgroupns": bool(clone_flags & CLONE_NEWCGROUP),
             "no_pivot": no_pivot, "no_new_keyring": no_new_keyring, "preserve_fds": preserve_fds,
             "console_fd": console_fd, "state": base_state,
         }
-        passed = extra_fds + ([console_fd] if console_fd is not None else [])
+        passed = [*extra_fds, fifo_fd] + ([console_fd] if console_fd is not None else [])
         pid = launch.spawn(job, child, parent, stdio, passed)
         container.data.update(pid=pid, pid_start=store.process_start_time(pid))
         container.save()
         if clone_flags & CLONE_NEWUSER:
             namespaces.write_id_maps(pid, config.get("linux", {}))
         manager = cgroup.manager(config, container_id, systemd_cgroup)
-        resources = config.get("linux", {}).get("resources", {})
+        resources = cgroup.resources(config)
         if manager is not None:
             manager.create(resources)
             manager.add(pid)
@@ -105,6 +115,9 @@ def create(container_id: str, bundle: str, *, root: str = store.DEFAULT_ROOT, co
         raise
     finally:
         parent.close()
+        child.close()
+        if fifo_fd >= 0:
+            os.close(fifo_fd)
         if console_fd is not None:
             os.close(console_fd)
 
@@ -125,6 +138,8 @@ def _converse(ch: Channel, config: dict[str, Any], state: dict[str, Any], warn: 
         if kind == "warning":
             warn(message["msg"])
         elif kind == "hooks":
+            from cais.runtime import hooks
+
             all_hooks = config.get("hooks", {})
             hooks.run("prestart", all_hooks.get("prestart", []), state)
             hooks.run("createRuntime", all_hooks.get("createRuntime", []), state)

@@ -36,9 +36,11 @@ def exec_process(container_id: str, process: dict[str, Any], *, root: str = stor
     config = container.config
     joins = namespaces.of_process(config, container.pid)
     parent, child = Channel.pair()
-    console_fd = terminal.connect(console_socket) if console_socket else None
+    console_fd = None
     pid = 0
     try:
+        if console_socket:
+            console_fd = terminal.connect(console_socket)
         job = {"kind": "exec", "id": container_id, "config": config, "process": process, "clone_flags": 0,
                "joins": joins, "seccomp": bool(config.get("linux", {}).get("seccomp")),
                "preserve_fds": preserve_fds, "console_fd": console_fd}
@@ -64,6 +66,7 @@ def exec_process(container_id: str, process: dict[str, Any], *, root: str = stor
         raise
     finally:
         parent.close()
+        child.close()
         if console_fd is not None:
             os.close(console_fd)
     return pid
