@@ -215,13 +215,32 @@ def test_stats_of_a_removed_cgroup_is_a_clear_error(cgroups) -> None:
     m.destroy()  # twice is fine
 
 
-def test_io_stats_count_direct_writes(cgroups) -> None:
+def test_io_throttle_and_stats(cgroups) -> None:
+    """O_DIRECT writes are counted per device; a (generous) write throttle is set on that disk.
+
+    In the vm-test guest the writes go to its empty scratch disk (CAIS_VM_DISK); here to a file
+    in /var/tmp, and the throttle only when that file system sits on a whole disk.
+    """
     scratch = tempfile.mkdtemp(prefix="cais-cg-test-", dir="/var/tmp")
     try:
-        if os.major(os.stat(scratch).st_dev) == 0:
-            pytest.skip("/var/tmp is not on a block device here")
-        target = os.path.join(scratch, "data")
-        m = cgroups.create({})
+        disk = os.environ.get("CAIS_VM_DISK")
+        if disk:
+            target, dev = disk, os.stat(disk).st_rdev
+        else:
+            target, dev = os.path.join(scratch, "data"), os.stat(scratch).st_dev
+            if os.major(dev) == 0:
+                pytest.skip("/var/tmp is not on a block device here")
+        major, minor = os.major(dev), os.minor(dev)
+        whole_disk = not os.path.exists(f"/sys/dev/block/{major}:{minor}/partition")
+        throttle = [{"major": major, "minor": minor, "rate": 1 << 30}] if whole_disk else []
+        m = cgroups.create({"blockIO": {"throttleWriteBpsDevice": throttle}} if throttle else {})
+        if throttle:
+            if m.version == 1:
+                with open(os.path.join(m.paths["blkio"], "blkio.throttle.write_bps_device")) as f:
+                    assert f.read().split() == [f"{major}:{minor}", str(1 << 30)]
+            else:
+                with open(os.path.join(m.paths[""], "io.max")) as f:
+                    assert f"{major}:{minor} rbps=max wbps={1 << 30} riops=max wiops=max" in f.read()
         code = (
             "import mmap\n"
             f"fd = os.open({target!r}, os.O_CREAT | os.O_WRONLY | os.O_DIRECT, 0o600)\n"
