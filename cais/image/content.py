@@ -50,8 +50,9 @@ def digest_bytes(data: bytes, algorithm: str = "sha256") -> str:
 class BlobWriter:
     """Write a blob; `commit()` verifies and publishes it. Use as a context manager."""
 
-    def __init__(self, store: ContentStore, expected: str | None, expected_size: int | None,
-                 ref: str | None) -> None:
+    def __init__(
+        self, store: ContentStore, expected: str | None, expected_size: int | None, ref: str | None
+    ) -> None:
         self._store = store
         self.expected = expected
         self.expected_size = expected_size
@@ -71,7 +72,9 @@ class BlobWriter:
 
     def write(self, data: bytes) -> None:
         if self.expected_size is not None and self.offset + len(data) > self.expected_size:
-            raise ContentError(f"blob {self.expected or ''} is larger than its declared size {self.expected_size}")
+            raise ContentError(
+                f"blob {self.expected or ''} is larger than its declared size {self.expected_size}"
+            )
         self._file.write(data)
         self._hash.update(data)
         self.offset += len(data)
@@ -90,7 +93,9 @@ class BlobWriter:
             raise DigestMismatch(f"digest mismatch: expected {self.expected}, got {digest}")
         if self.expected_size is not None and self.offset != self.expected_size:
             self.abort()
-            raise ContentError(f"size mismatch for {digest}: expected {self.expected_size}, got {self.offset}")
+            raise ContentError(
+                f"size mismatch for {digest}: expected {self.expected_size}, got {self.offset}"
+            )
         self._file.flush()
         os.fsync(self._file.fileno())
         self._file.close()
@@ -100,6 +105,12 @@ class BlobWriter:
         _fsync_dir(os.path.dirname(target))
         self._done = True
         return digest
+
+    def close(self) -> None:
+        """Stop writing but keep the partial ingest, to be resumed later under the same `ref`."""
+        if not self._done:
+            self._file.close()
+            self._done = True
 
     def abort(self) -> None:
         if not self._done:
@@ -150,8 +161,9 @@ class ContentStore:
         with self.open(digest) as f:
             return f.read()
 
-    def writer(self, expected: str | None = None, expected_size: int | None = None,
-               ref: str | None = None) -> BlobWriter:
+    def writer(
+        self, expected: str | None = None, expected_size: int | None = None, ref: str | None = None
+    ) -> BlobWriter:
         return BlobWriter(self, expected, expected_size, ref)
 
     def ingest(self, stream: BinaryIO, expected: str | None = None, expected_size: int | None = None) -> str:

@@ -38,10 +38,14 @@ libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes
 libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
 
 
-def mount(source: str | None, target: str, fstype: str | None = None, flags: int = 0,
-          data: str | None = None) -> None:
-    check(libc.mount(fsencode(source), fsencode(target), fsencode(fstype), flags, fsencode(data)),
-          "mount", target)
+def mount(
+    source: str | None, target: str, fstype: str | None = None, flags: int = 0, data: str | None = None
+) -> None:
+    check(
+        libc.mount(fsencode(source), fsencode(target), fsencode(fstype), flags, fsencode(data)),
+        "mount",
+        target,
+    )
 
 
 def umount(target: str, flags: int = 0) -> None:

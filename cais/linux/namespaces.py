@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ctypes
+
 from cais.linux.libc import check, libc
 
 CLONE_NEWNS = 0x00020000
@@ -32,3 +34,19 @@ def unshare(flags: int) -> None:
 
 def setns(fd: int, nstype: int = 0) -> None:
     check(libc.setns(fd, nstype), "setns")
+
+
+_SYS_clone = 56  # x86_64: clone(flags, newsp, parent_tid, child_tid, tls)
+_SIGCHLD = 17
+CLONE_PARENT = 0x00008000
+
+libc.syscall.restype = ctypes.c_long
+
+
+def clone(flags: int) -> int:
+    """fork(2) with namespace flags: returns 0 in the child, the child's pid in the parent.
+
+    The child runs on a copy of the caller's stack, like fork. It skips the interpreter's
+    after-fork hooks, so call this only from a single-threaded process.
+    """
+    return check(libc.syscall(_SYS_clone, ctypes.c_ulong(flags | _SIGCHLD), None, None, None, None), "clone")

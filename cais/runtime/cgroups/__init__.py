@@ -13,3 +13,9 @@
 
 The concrete implementation lives in manager.py (interface), v1.py and v2.py.
 """
+
+from cais.runtime.cgroups.errors import CgroupError
+from cais.runtime.cgroups.manager import Manager, load_manager, mode, open_manager
+from cais.runtime.cgroups.stats import Stats
+
+__all__ = ["CgroupError", "Manager", "Stats", "load_manager", "mode", "open_manager"]

@@ -1,0 +1,1 @@
+"""One module per group of commands; each `cmd_NAME(ctx, args)` returns the exit status."""

@@ -1,0 +1,630 @@
+"""Container commands: run, create, start, stop, ps, logs, exec, attach, cp, …"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+import threading
+import time
+
+from cais.cli import format as fmt
+from cais.cli.args import Parser
+from cais.cli.client import ApiError
+from cais.cli.main import CliError
+from cais.engine import humanize
+
+
+def _api(ctx, method: str, path: str, params: dict | None = None, body: object = None, **kw):  # type: ignore[no-untyped-def]
+    try:
+        return ctx.client.call(method, path, params, body, **kw)
+    except ApiError as e:
+        raise CliError(f"Error response from daemon: {e}", 1) from None
+    except OSError as e:
+        raise CliError(f"Cannot connect to the cais daemon at {ctx.client.host}: {e.strerror or e}", 1) from None
+
+
+def _each(ctx, names: list[str], action) -> int:  # type: ignore[no-untyped-def]
+    """docker's multi-container commands: act on each, print its name, report failures at the end."""
+    failed = []
+    for name in names:
+        try:
+            action(name)
+            print(name)
+        except CliError as e:
+            failed.append(str(e))
+    for message in failed:
+        print(message, file=sys.stderr)
+    return 1 if failed else 0
+
+
+# ---- create / run -------------------------------------------------------------------------
+def _pull_if_missing(ctx, image: str, body: dict, name: str | None, policy: str, quiet: bool) -> str:  # type: ignore[no-untyped-def]
+    from cais.cli.commands.images import pull_image
+    if policy == "always":
+        pull_image(ctx, image, quiet=quiet)
+    try:
+        return ctx.client.call("POST", "/containers/create", {"name": name}, body)["Id"]
+    except ApiError as e:
+        if e.status != 404 or policy == "never" or "No such image" not in str(e):
+            raise CliError(f"Error response from daemon: {e}", 125) from None
+    print(f"Unable to find image '{image}' locally", file=sys.stderr)
+    pull_image(ctx, image, quiet=quiet, stream=sys.stderr)
+    try:
+        return ctx.client.call("POST", "/containers/create", {"name": name}, body)["Id"]
+    except ApiError as e:
+        raise CliError(f"Error response from daemon: {e}", 125) from None
+
+
+def _create(ctx, args: list[str], prog: str):  # type: ignore[no-untyped-def]
+    from cais.cli.runopts import add_container_flags, container_body
+    p = Parser(prog, "[OPTIONS] IMAGE [COMMAND] [ARG...]")
+    add_container_flags(p)
+    p.set_defaults()
+    opts = p.parse_intermixed_args(_split_command(args))
+    body = container_body(opts)
+    cid = _pull_if_missing(ctx, opts.image, body, opts.name, opts.pull, opts.quiet)
+    return opts, body, cid
+
+
+def _split_command(args: list[str]) -> list[str]:
+    """Everything after the image is the command: insert `--` so argparse leaves it alone."""
+    from cais.cli.runopts import add_container_flags
+    probe = Parser("probe", "")
+    add_container_flags(probe)
+    takes_value = set()
+    for action in probe._actions:
+        if action.nargs != 0 and action.option_strings:
+            takes_value.update(action.option_strings)
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            return args
+        if arg.startswith("-") and arg != "-":
+            if "=" not in arg and arg in takes_value:
+                i += 2
+                continue
+            if not arg.startswith("--") and len(arg) > 2 and arg[:2] in takes_value:
+                i += 1
+                continue
+            if not arg.startswith("--") and len(arg) > 2 and arg[-1:] and f"-{arg[-1]}" in takes_value:
+                i += 2
+                continue
+            i += 1
+            continue
+        return args[: i + 1] + ["--"] + args[i + 1:]
+    return args
+
+
+def cmd_create(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
+    _, _, cid = _create(ctx, args, "create")
+    print(cid)
+    return 0
+
+
+def cmd_run(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
+    opts, body, cid = _create(ctx, args, "run")
+    if opts.detach:
+        _api(ctx, "POST", f"/containers/{cid}/start")
+        print(cid)
+        return 0
+    return _run_attached(ctx, cid, tty=opts.tty, stdin=opts.interactive, auto_remove=opts.rm,
+                         detach_keys=opts.detach_keys)
+
+
+def _run_attached(ctx, cid: str, *, tty: bool, stdin: bool, auto_remove: bool, detach_keys: str | None) -> int:  # type: ignore[no-untyped-def]
+    from cais.cli import streams
+    params = {"stream": 1, "stdout": 1, "stderr": 1, "stdin": int(stdin)}
+    if detach_keys:
+        params["detachKeys"] = detach_keys
+    try:
+        sock = ctx.client.hijack(f"/containers/{cid}/attach", params)
+    except ApiError as e:
+        raise CliError(f"Error response from daemon: {e}", 125) from None
+    status: dict = {}
+    waiting = threading.Event()
+    condition = "removed" if auto_remove else "next-exit"
+
+    def wait() -> None:
+        try:
+            response = ctx.client.request("POST", f"/containers/{cid}/wait", {"condition": condition})
+            waiting.set()
+            status.update(json.loads(response.read() or b"{}"))
+        except (ApiError, OSError, ValueError) as e:
+            status["error"] = str(e)
+        finally:
+            waiting.set()
+    threading.Thread(target=wait, daemon=True).start()
+    waiting.wait(10)
+    try:
+        ctx.client.call("POST", f"/containers/{cid}/start")
+    except ApiError as e:
+        sock.close()
+        if auto_remove:
+            with contextlib.suppress(ApiError):
+                ctx.client.call("DELETE", f"/containers/{cid}", {"force": 1})
+        raise CliError(f"Error response from daemon: {e}", 125 if e.status < 500 else 126) from None
+    with streams.raw_terminal(tty and stdin):
+        if tty:
+            streams.watch_resize(lambda h, w: _quiet_resize(ctx, f"/containers/{cid}/resize", h, w))
+        streams.pump(sock, tty=tty, stdin=stdin)
+    sock.close()
+    deadline = time.monotonic() + 60
+    while "StatusCode" not in status and "error" not in status and time.monotonic() < deadline:
+        info = _container_state(ctx, cid)
+        if info is not None and info["Running"]:
+            return 0  # detached with the detach keys
+        time.sleep(0.05)
+    if "error" in status:
+        raise CliError(f"Error response from daemon: {status['error']}", 125)
+    return int(status.get("StatusCode", 0))
+
+
+def _container_state(ctx, cid: str) -> dict | None:  # type: ignore[no-untyped-def]
+    try:
+        return ctx.client.call("GET", f"/containers/{cid}/json")["State"]
+    except (ApiError, OSError):
+        return None
+
+
+def _quiet_resize(ctx, path: str, h: int, w: int) -> None:  # type: ignore[no-untyped-def]
+    with contextlib.suppress(ApiError, OSError):
+        ctx.client.call("POST", path, {"h": h, "w": w})
+
+
+# ---- start / stop / restart / kill / rm / pause ------------------------------------------
+def cmd_start(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
+    p = Parser("start", "[OPTIONS] CONTAINER [CONTAINER...]")
+    p.add_argument("-a", "--attach", action="store_true")
+    p.add_argument("-i", "--interactive", action="store_true")
+    p.add_argument("--detach-keys")
+    p.add_argument("containers", nargs="+")
+    opts = p.parse_args(args)
+    if opts.attach or opts.interactive:
+        info = _api(ctx, "GET", f"/containers/{opts.containers[0]}/json")
+        return _run_attached(ctx, info["Id"], tty=info["Config"]["Tty"], stdin=opts.interactive,
+                             auto_remove=False, detach_keys=opts.detach_keys)
+    return _each(ctx, opts.containers, lambda c: _api(ctx, "POST", f"/containers/{c}/start"))
+
+
+def _stop_like(ctx, args: list[str], verb: str) -> int:  # type: ignore[no-untyped-def]
+    p = Parser(verb, "[OPTIONS] CONTAINER [CONTAINER...]")
+    p.add_argument("-t", "--time", "--timeout", type=int, dest="timeout")
+    p.add_argument("-s", "--signal")
+    p.add_argument("containers", nargs="+")
+    opts = p.parse_args(args)
+    return _each(ctx, opts.containers, lambda c: _api(ctx, "POST", f"/containers/{c}/{verb}",
+                                                       {"t": opts.timeout, "signal": opts.signal}))
+
+
+def cmd_stop(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
+    return _stop_like(ctx, args, "stop")
+
+
+def cmd_restart(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
+    return _stop_like(ctx, args, "restart")
+
+
+def cmd_kill(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
+    p = Parser("kill", "[OPTIONS] CONTAINER [CONTAINER...]")
+    p.add_argument("-s", "--signal")
+    p.add_argument("containers", nargs="+")
+    opts = p.parse_args(args)
+    return _each(ctx, opts.containers, lambda c: _api(ctx, "POST", f"/containers/{c}/kill", {"signal": opts.signal}))
+
+
+def cmd_rm(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
+    p = Parser("rm", "[OPTIONS] CONTAINER [CONTAINER...]")
+    p.add_argument("-f", "--force", action="store_true")
+    p.add_argument("-v", "--volumes", action="store_true")
+    p.add_argument("containers", nargs="+")
+    opts = p.parse_args(args)
+    return _each(ctx, opts.containers, lambda c: _api(ctx, "DELETE", f"/containers/{c}",
+                                                       {"force": opts.force, "v": opts.volumes}))
+
+
+def cmd_pause(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
+    p = Parser("pause", "CONTAINER [CONTAINER...]")
+    p.add_argument("containers", nargs="+")
+    return _each(ctx, p.parse_args(args).containers, lambda c: _api(ctx, "POST", f"/containers/{c}/pause"))
+
+
+def cmd_unpause(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
+    p = Parser("unpause", "CONTAINER [CONTAINER...]")
+    p.add_argument("containers", nargs="+")
+    return _each(ctx, p.parse_args(args).containers, lambda c: _api(ctx, "POST", f"/containers/{c}/unpause"))
+
+
+def cmd_wait(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
+    p = Parser("wait", "CONTAINER [CONTAINER...]")
+    p.add_argument("containers", nargs="+")
+    failed = 0
+    for c in p.parse_args(args).containers:
+        try:
+            print(_api(ctx, "POST", f"/containers/{c}/wait")["StatusCode"])
+        except CliError as e:
+            print(e, file=sys.stderr)
+            failed = 1
+    return failed
+
+
+def cmd_rename(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
+    p = Parser("rename", "CONTAINER NEW_NAME")
+    p.add_argument("container")
+    p.add_argument("name")
+    opts = p.parse_args(args)
+    _api(ctx, "POST", f"/containers/{opts.container}/rename", {"name": opts.name})
+    return 0
+
+
+def cmd_update(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
+    from cais.cli.args import cpus, size
+    p = Parser("update", "[OPTIONS] CONTAINER [CONTAINER...]")
+    p.add_argument("-m", "--memory", type=size)
+    p.add_argument("--memory-swap", type=lambda v: -1 if v == "-1" else size(v))
+    p.add_argument("--memory-reservation", type=size)
+    p.add_argument("--cpus", type=cpus)
+    p.add_argument("-c", "--cpu-shares", type=int)
+    p.add_argument("--cpuset-cpus")
+    p.add_argument("--pids-limit", type=int)
+    p.add_argument("--restart")
+    p.add_argument("containers", nargs="+")
+    opts = p.parse_args(args)
+    body = {k: v for k, v in {"Memory": opts.memory, "MemorySwap": opts.memory_swap,
+                               "MemoryReservation": opts.memory_reservation, "NanoCpus": opts.cpus,
+                               "CpuShares": opts.cpu_shares, "CpusetCpus": opts.cpuset_cpus,
+                               "PidsLimit": opts.pids_limit}.items() if v is not None}
+    if opts.restart:
+        from cais.cli.runopts import _restart
+        body["RestartPolicy"] = _restart(opts.restart)
+    return _each(ctx, opts.containers, lambda c: _api(ctx, "POST", f"/containers/{c}/update", body=body))
+
+
+# ---- ps / inspect / logs / top / stats / diff / port ---------------------------------------
+def _ports_text(ports: list[dict]) -> str:
+    return ", ".join(f"{p.get('IP', '')}:{p['PublicPort']}->{p['PrivatePort']}/{p['Type']}" if p.get("PublicPort")
+                     else f"{p['PrivatePort']}/{p['Type']}" for p in ports or [])
+
+
+def _ps_item(c: dict, no_trunc: bool) -> dict:
+    command = c["Command"] if no_trunc else (c["Command"][:17] + "…" if len(c["Command"]) > 20 else c["Command"])
+    return {"ID": c["Id"] if no_trunc else c["Id"][:12], "Image": c["Image"], "Command": json.dumps(command),
+            "CreatedAt": time.strftime("%Y-%m-%d %H:%M:%S +0000 UTC", time.gmtime(c["Created"])),
+            "RunningFor": humanize.duration(time.time() - c["Created"]) + " ago", "Ports": _ports_text(c["Ports"]),
+            "State": c["State"], "Status": c["Status"], "Names": ",".join(n.lstrip("/") for n in c["Names"]),
+            "Labels": ",".join(f"{k}={v}" for k, v in (c.get("Labels") or {}).items()), "Mounts": "",
+            "Networks": ",".join((c.get("NetworkSettings") or {}).get("Networks") or {}), "Size": "",
+            "LocalVolumes": "0"}
+
+
+def cmd_ps(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
+    p = Parser("ps", "[OPTIONS]")
+    p.add_argument("-a", "--all", action="store_true")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.add_argument("-f", "--filter", action="append", default=[])
+    p.add_argument("--format")
+    p.add_argument("-n", "--last", type=int)
+    p.add_argument("-l", "--latest", action="store_true")
+    p.add_argument("--no-trunc", action="store_true")
+    p.add_argument("-s", "--size", action="store_true")
+    opts = p.parse_args(args)
+    filters: dict[str, list[str]] = {}
+    for f in opts.filter:
+        key, _, value = f.partition("=")
+        filters.setdefault(key, []).append(value)
+    limit = 1 if opts.latest else opts.last
+    containers = _api(ctx, "GET", "/containers/json", {"all": opts.all or bool(limit), "filters": filters or None,
+                                                        "limit": limit})
+    if opts.quiet:
+        for c in containers:
+            print(c["Id"] if opts.no_trunc else c["Id"][:12])
+        return 0
+    items = [_ps_item(c, opts.no_trunc) for c in containers]
+    columns = [("CONTAINER ID", "ID"), ("IMAGE", "Image"), ("COMMAND", "Command"), ("CREATED", "RunningFor"),
+               ("STATUS", "Status"), ("PORTS", "Ports"), ("NAMES", "Names")]
+    fmt.output(items, opts.format, columns, [[i[k] for _, k in columns] for i in items])
+    return 0
+
+
+def cmd_inspect(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
+    p = Parser("inspect", "[OPTIONS] NAME|ID [NAME|ID...]")
+    p.add_argument("-f", "--format")
+    p.add_argument("--type", choices=["container", "image"])
+    p.add_argument("-s", "--size", action="store_true")
+    p.add_argument("names", nargs="+")
+    opts = p.parse_args(args)
+    results, errors = [], []
+    for name in opts.names:
+        found = None
+        for kind in ([opts.type] if opts.type else ["container", "image"]):
+            try:
+                path = f"/containers/{name}/json" if kind == "container" else f"/images/{name}/json"
+                found = ctx.client.call("GET", path, {"size": opts.size} if kind == "container" else None)
+                break
+            except ApiError as e:
+                if e.status != 404:
+                    errors.append(f"Error response from daemon: {e}")
+                    break
+        if found is None:
+            errors.append(f"Error: No such object: {name}")
+        else:
+            results.append(found)
+    if opts.format:
+        for r in results:
+            try:
+                print(fmt.render(opts.format, r))
+            except fmt.FormatError as e:
+                raise CliError(str(e)) from None
+    else:
+        print(json.dumps(results, indent=4))
+    for e in errors:
+        print(e, file=sys.stderr)
+    return 1 if errors else 0
+
+
+def cmd_logs(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
+    from cais.cli.streams import HEADER
+    p = Parser("logs", "[OPTIONS] CONTAINER")
+    p.add_argument("-f", "--follow", action="store_true")
+    p.add_argument("-n", "--tail", default="all")
+    p.add_argument("-t", "--timestamps", action="store_true")
+    p.add_argument("--since")
+    p.add_argument("--until")
+    p.add_argument("--details", action="store_true")
+    p.add_argument("container")
+    opts = p.parse_args(args)
+    info = _api(ctx, "GET", f"/containers/{opts.container}/json")
+    try:
+        response = ctx.client.request("GET", f"/containers/{opts.container}/logs", {
+            "stdout": 1, "stderr": 1, "follow": opts.follow, "tail": opts.tail, "timestamps": opts.timestamps,
+            "since": _since(opts.since), "until": _since(opts.until)})
+    except ApiError as e:
+        raise CliError(f"Error response from daemon: {e}") from None
+    out, err = sys.stdout.buffer, sys.stderr.buffer
+    if info["Config"]["Tty"]:
+        while chunk := response.read1(65536):
+            out.write(chunk)
+            out.flush()
+        return 0
+    while header := response.read(HEADER.size):
+        if len(header) < HEADER.size:
+            break
+        stream, length = HEADER.unpack(header)
+        data = response.read(length)
+        target = err if stream == 2 else out
+        target.write(data)
+        target.flush()
+    return 0
+
+
+def _since(text: str | None) -> str | None:
+    """docker's relative times (10m, 1h) become unix seconds; absolute ones pass through."""
+    if not text:
+        return None
+    from cais.cli.args import duration_ns
+    try:
+        return f"{time.time() - duration_ns(text) / 1e9:.9f}"
+    except Exception:
+        return text
+
+
+def cmd_top(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
+    p = Parser("top", "CONTAINER [ps OPTIONS]")
+    p.add_argument("container")
+    p.add_argument("ps_args", nargs="*")
+    opts = p.parse_args(args)
+    result = _api(ctx, "GET", f"/containers/{opts.container}/top",
+                  {"ps_args": " ".join(opts.ps_args) if opts.ps_args else None})
+    sys.stdout.write(fmt.table(result["Processes"], result["Titles"]))
+    return 0
+
+
+def cmd_diff(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
+    p = Parser("diff", "CONTAINER")
+    p.add_argument("container")
+    for change in _api(ctx, "GET", f"/containers/{p.parse_args(args).container}/changes") or []:
+        print(f"{'CAD'[change['Kind']]} {change['Path']}")
+    return 0
+
+
+def cmd_port(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
+    p = Parser("port", "CONTAINER [PRIVATE_PORT[/PROTO]]")
+    p.add_argument("container")
+    p.add_argument("port", nargs="?")
+    opts = p.parse_args(args)
+    info = _api(ctx, "GET", f"/containers/{opts.container}/json")
+    ports = (info.get("NetworkSettings") or {}).get("Ports") or {}
+    if opts.port:
+        key = opts.port if "/" in opts.port else f"{opts.port}/tcp"
+        if not ports.get(key):
+            raise CliError(f"Error: No public port '{key}' published for {opts.container}")
+        for b in ports[key]:
+            print(f"{b.get('HostIp') or '0.0.0.0'}:{b['HostPort']}")
+        return 0
+    for key, bindings in sorted(ports.items()):
+        for b in bindings or []:
+            print(f"{key} -> {b.get('HostIp') or '0.0.0.0'}:{b['HostPort']}")
+    return 0
+
+
+def _stats_row(s: dict) -> dict:
+    cpu, pre = s.get("cpu_stats") or {}, s.get("precpu_stats") or {}
+    cpu_delta = (cpu.get("cpu_usage") or {}).get("total_usage", 0) - (pre.get("cpu_usage") or {}).get("total_usage", 0)
+    sys_delta = cpu.get("system_cpu_usage", 0) - pre.get("system_cpu_usage", 0)
+    percent = cpu_delta / sys_delta * (cpu.get("online_cpus") or 1) * 100 if sys_delta > 0 and cpu_delta > 0 else 0.0
+    mem = s.get("memory_stats") or {}
+    usage = mem.get("usage", 0) - (mem.get("stats") or {}).get("total_inactive_file",
+                                                                 (mem.get("stats") or {}).get("inactive_file", 0))
+    limit = mem.get("limit", 0)
+    blk = (s.get("blkio_stats") or {}).get("io_service_bytes_recursive") or []
+    read = sum(e["value"] for e in blk if e["op"].lower() == "read")
+    write = sum(e["value"] for e in blk if e["op"].lower() == "write")
+    return {"ID": s["id"][:12], "Container": s["id"][:12], "Name": s["name"].lstrip("/"), "CPUPerc": f"{percent:.2f}%",
+            "MemUsage": f"{humanize.bytes_size(max(usage, 0))} / {humanize.bytes_size(limit)}",
+            "MemPerc": f"{(usage / limit * 100) if limit else 0:.2f}%", "NetIO": "0B / 0B",
+            "BlockIO": f"{humanize.size(read)} / {humanize.size(write)}",
+            "PIDs": str((s.get("pids_stats") or {}).get("current", 0))}
+
+
+def cmd_stats(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
+    p = Parser("stats", "[OPTIONS] [CONTAINER...]")
+    p.add_argument("-a", "--all", action="store_true")
+    p.add_argument("--no-stream", action="store_true")
+    p.add_argument("--no-trunc", action="store_true")
+    p.add_argument("--format")
+    p.add_argument("containers", nargs="*")
+    opts = p.parse_args(args)
+    names = opts.containers or [c["Id"] for c in _api(ctx, "GET", "/containers/json", {"all": opts.all})]
+    columns = [("CONTAINER ID", "ID"), ("NAME", "Name"), ("CPU %", "CPUPerc"), ("MEM USAGE / LIMIT", "MemUsage"),
+               ("MEM %", "MemPerc"), ("NET I/O", "NetIO"), ("BLOCK I/O", "BlockIO"), ("PIDS", "PIDs")]
+    while True:
+        rows = [_stats_row(_api(ctx, "GET", f"/containers/{n}/stats", {"stream": 0})) for n in names]
+        if not opts.no_stream:
+            sys.stdout.write("\x1b[2J\x1b[H")
+        fmt.output(rows, opts.format, columns, [[r[k] for _, k in columns] for r in rows])
+        if opts.no_stream:
+            return 0
+
+
+# ---- exec / attach --------------------------------------------------------------------------
+def cmd_exec(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
+    from cais.cli import streams
+    p = Parser("exec", "[OPTIONS] CONTAINER COMMAND [ARG...]")
+    p.add_argument("-d", "--detach", action="store_true")
+    p.add_argument("-i", "--interactive", action="store_true")
+    p.add_argument("-t", "--tty", action="store_true")
+    p.add_argument("-u", "--user")
+    p.add_argument("-w", "--workdir")
+    p.add_argument("-e", "--env", action="append", default=[])
+    p.add_argument("--privileged", action="store_true")
+    p.add_argument("--detach-keys")
+    p.add_argument("container")
+    p.add_argument("command", nargs="+")
+    split = _exec_split(args)
+    opts = p.parse_args(split)
+    body = {"Cmd": opts.command, "Tty": opts.tty, "AttachStdin": opts.interactive and not opts.detach,
+            "AttachStdout": not opts.detach, "AttachStderr": not opts.detach, "User": opts.user or "",
+            "WorkingDir": opts.workdir or "", "Env": opts.env, "Privileged": opts.privileged,
+            "DetachKeys": opts.detach_keys or ""}
+    exec_id = _api(ctx, "POST", f"/containers/{opts.container}/exec", body=body)["Id"]
+    if opts.detach:
+        _api(ctx, "POST", f"/exec/{exec_id}/start", body={"Detach": True, "Tty": opts.tty})
+        return 0
+    try:
+        sock = ctx.client.hijack(f"/exec/{exec_id}/start", body={"Detach": False, "Tty": opts.tty})
+    except ApiError as e:
+        raise CliError(f"Error response from daemon: {e}", 126) from None
+    with streams.raw_terminal(opts.tty and opts.interactive):
+        if opts.tty:
+            streams.watch_resize(lambda h, w: _quiet_resize(ctx, f"/exec/{exec_id}/resize", h, w))
+        streams.pump(sock, tty=opts.tty, stdin=opts.interactive)
+    sock.close()
+    for _ in range(100):
+        info = _api(ctx, "GET", f"/exec/{exec_id}/json")
+        if not info["Running"] and info["ExitCode"] is not None:
+            return int(info["ExitCode"])
+        time.sleep(0.02)
+    return 0
+
+
+def _exec_split(args: list[str]) -> list[str]:
+    with_value = {"-u", "--user", "-w", "--workdir", "-e", "--env", "--detach-keys"}
+    i = 0
+    while i < len(args):
+        if args[i] == "--":
+            return args
+        if args[i].startswith("-") and args[i] != "-":
+            i += 2 if args[i] in with_value else 1
+            continue
+        return args[: i + 1] + ["--"] + args[i + 1:]
+    return args
+
+
+def cmd_attach(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
+    from cais.cli import streams
+    p = Parser("attach", "[OPTIONS] CONTAINER")
+    p.add_argument("--no-stdin", action="store_true")
+    p.add_argument("--sig-proxy", default="true")
+    p.add_argument("--detach-keys")
+    p.add_argument("container")
+    opts = p.parse_args(args)
+    info = _api(ctx, "GET", f"/containers/{opts.container}/json")
+    if not info["State"]["Running"]:
+        raise CliError("You cannot attach to a stopped container, start it first")
+    stdin = info["Config"]["OpenStdin"] and not opts.no_stdin
+    tty = info["Config"]["Tty"]
+    params = {"stream": 1, "stdout": 1, "stderr": 1, "stdin": int(stdin), "detachKeys": opts.detach_keys}
+    try:
+        sock = ctx.client.hijack(f"/containers/{info['Id']}/attach", params)
+    except ApiError as e:
+        raise CliError(f"Error response from daemon: {e}") from None
+    with streams.raw_terminal(tty and stdin):
+        if tty:
+            streams.watch_resize(lambda h, w: _quiet_resize(ctx, f"/containers/{info['Id']}/resize", h, w))
+        streams.pump(sock, tty=tty, stdin=stdin, close_write=False)
+    state = _container_state(ctx, info["Id"]) or {}
+    if state.get("Running"):
+        return 0
+    return int(state.get("ExitCode", 0))
+
+
+# ---- cp / export / prune ------------------------------------------------------------------
+def cmd_cp(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
+    from cais.cli.copy import copy
+    p = Parser("cp", "[OPTIONS] CONTAINER:SRC_PATH DEST_PATH|-\n       cais cp [OPTIONS] SRC_PATH|- CONTAINER:DEST_PATH")
+    p.add_argument("-a", "--archive", action="store_true")
+    p.add_argument("-L", "--follow-link", action="store_true")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.add_argument("source")
+    p.add_argument("dest")
+    opts = p.parse_args(args)
+    return copy(ctx, opts.source, opts.dest)
+
+
+def cmd_export(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
+    p = Parser("export", "[OPTIONS] CONTAINER")
+    p.add_argument("-o", "--output")
+    p.add_argument("container")
+    opts = p.parse_args(args)
+    if not opts.output and sys.stdout.isatty():
+        raise CliError("cowardly refusing to save to a terminal. Use the -o flag or redirect")
+    try:
+        response = ctx.client.request("GET", f"/containers/{opts.container}/export")
+    except ApiError as e:
+        raise CliError(f"Error response from daemon: {e}") from None
+    out = open(opts.output, "wb") if opts.output else sys.stdout.buffer  # noqa: SIM115
+    try:
+        while chunk := response.read(1 << 16):
+            out.write(chunk)
+    finally:
+        if opts.output:
+            out.close()
+    return 0
+
+
+def cmd_container_prune(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
+    p = Parser("container prune", "[OPTIONS]")
+    p.add_argument("-f", "--force", action="store_true")
+    p.add_argument("--filter", action="append", default=[])
+    opts = p.parse_args(args)
+    if not opts.force and not _confirm("WARNING! This will remove all stopped containers.\n"
+                                       "Are you sure you want to continue? [y/N] "):
+        return 0
+    result = _api(ctx, "POST", "/containers/prune")
+    ids = result.get("ContainersDeleted") or []
+    if ids:
+        print("Deleted Containers:")
+        for i in ids:
+            print(i)
+        print()
+    print(f"Total reclaimed space: {humanize.size(result.get('SpaceReclaimed', 0))}")
+    return 0
+
+
+def _confirm(question: str) -> bool:
+    sys.stdout.write(question)
+    sys.stdout.flush()
+    return sys.stdin.readline().strip().lower() in ("y", "yes")
+
+

@@ -1,0 +1,429 @@
+"""Image commands: pull, push, images, rmi, tag, save, load, import, history, build, commit, bootstrap."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import sys
+import time
+
+from cais.cli import format as fmt
+from cais.cli.args import Parser
+from cais.cli.client import ApiError
+from cais.cli.commands.containers import _api, _confirm
+from cais.cli.main import CliError
+from cais.engine import humanize
+
+
+def _auth_header(ctx, image: str) -> dict:  # type: ignore[no-untyped-def]
+    """X-Registry-Auth from docker's config.json (through cais.registry's credential store)."""
+    try:
+        from cais.image.reference import parse
+        from cais.registry.credentials import CredentialStore
+        creds = CredentialStore().get(parse(image).domain)
+    except Exception:
+        return {}
+    if creds is None:
+        return {}
+    auth = {"username": creds.username, "password": creds.secret}
+    return {"X-Registry-Auth": base64.urlsafe_b64encode(json.dumps(auth).encode()).decode()}
+
+
+def _print_progress(messages, stream=None, quiet: bool = False) -> str | None:  # type: ignore[no-untyped-def]
+    """Docker's progress: per-layer lines (redrawn on a TTY), final status lines; errors raise."""
+    out = stream or sys.stdout
+    tty = out.isatty()
+    ids: list[str] = []
+    last = None
+    for m in messages:
+        if "error" in m:
+            raise CliError(m.get("errorDetail", {}).get("message") or m["error"])
+        if quiet:
+            last = m.get("status") or last
+            continue
+        if "stream" in m:
+            out.write(m["stream"])
+            continue
+        line = (f"{m['id']}: " if m.get("id") else "") + m.get("status", "") + (
+            " " + m["progress"] if m.get("progress") and tty else "")
+        if tty and m.get("id"):
+            if m["id"] not in ids:
+                ids.append(m["id"])
+                out.write(line + "\n")
+            else:
+                up = len(ids) - ids.index(m["id"])
+                out.write(f"\x1b[{up}A\x1b[2K\r{line}\x1b[{up}B\r")
+        elif not m.get("progressDetail") or not m.get("id"):
+            out.write(line + "\n")
+        out.flush()
+        last = m.get("status") or last
+    return last
+
+
+def pull_image(ctx, image: str, *, quiet: bool = False, stream=None, platform: str | None = None) -> None:  # type: ignore[no-untyped-def]
+    name, tag = image, ""
+    if "@" not in image and ":" in image.rsplit("/", 1)[-1]:
+        name, tag = image.rsplit(":", 1)
+    elif "@" not in image:
+        tag = "latest"
+    try:
+        messages = ctx.client.json_lines("POST", "/images/create", {"fromImage": name, "tag": tag,
+                                                                    "platform": platform},
+                                         headers=_auth_header(ctx, image))
+        _print_progress(messages, stream, quiet)
+    except ApiError as e:
+        raise CliError(f"Error response from daemon: {e}") from None
+
+
+def cmd_pull(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
+    p = Parser("pull", "[OPTIONS] NAME[:TAG|@DIGEST]")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.add_argument("--platform")
+    p.add_argument("-a", "--all-tags", action="store_true")
+    p.add_argument("image")
+    opts = p.parse_args(args)
+    pull_image(ctx, opts.image, quiet=opts.quiet, platform=opts.platform)
+    if opts.quiet:
+        print(opts.image if ":" in opts.image.rsplit("/", 1)[-1] or "@" in opts.image else f"{opts.image}:latest")
+    return 0
+
+
+def cmd_push(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
+    p = Parser("push", "[OPTIONS] NAME[:TAG]")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.add_argument("-a", "--all-tags", action="store_true")
+    p.add_argument("image")
+    opts = p.parse_args(args)
+    name, tag = opts.image, ""
+    if ":" in opts.image.rsplit("/", 1)[-1]:
+        name, tag = opts.image.rsplit(":", 1)
+    try:
+        _print_progress(ctx.client.json_lines("POST", f"/images/{name}/push", {"tag": tag or "latest"},
+                                              headers=_auth_header(ctx, opts.image) or
+                                              {"X-Registry-Auth": base64.b64encode(b"{}").decode()}),
+                        quiet=opts.quiet)
+    except ApiError as e:
+        raise CliError(f"Error response from daemon: {e}") from None
+    return 0
+
+
+def _image_rows(images: list[dict], no_trunc: bool, digests: bool) -> list[dict]:
+    rows = []
+    for image in images:
+        tags = image.get("RepoTags") or ["<none>:<none>"]
+        for t in tags:
+            repo, _, tag = t.rpartition(":")
+            digest = next((d.split("@", 1)[1] for d in image.get("RepoDigests") or [] if d.startswith(repo + "@")),
+                          "<none>")
+            rows.append({"Repository": repo or "<none>", "Tag": tag or "<none>", "Digest": digest,
+                         "ID": image["Id"] if no_trunc else image["Id"].removeprefix("sha256:")[:12],
+                         "CreatedSince": humanize.duration(time.time() - image["Created"]) + " ago",
+                         "CreatedAt": time.strftime("%Y-%m-%d %H:%M:%S +0000 UTC", time.gmtime(image["Created"])),
+                         "Size": humanize.size(image["Size"]), "Containers": str(image.get("Containers", "N/A"))})
+    return rows
+
+
+def cmd_images(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
+    p = Parser("images", "[OPTIONS] [REPOSITORY[:TAG]]")
+    p.add_argument("-a", "--all", action="store_true")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.add_argument("-f", "--filter", action="append", default=[])
+    p.add_argument("--format")
+    p.add_argument("--digests", action="store_true")
+    p.add_argument("--no-trunc", action="store_true")
+    p.add_argument("reference", nargs="?")
+    opts = p.parse_args(args)
+    filters: dict[str, list[str]] = {}
+    for f in opts.filter:
+        key, _, value = f.partition("=")
+        filters.setdefault(key, []).append(value)
+    if opts.reference:
+        filters.setdefault("reference", []).append(opts.reference)
+    images = _api(ctx, "GET", "/images/json", {"all": opts.all, "filters": filters or None})
+    rows = _image_rows(images, opts.no_trunc, opts.digests)
+    if opts.quiet:
+        seen = []
+        for r in rows:
+            if r["ID"] not in seen:
+                seen.append(r["ID"])
+                print(r["ID"])
+        return 0
+    columns = [("REPOSITORY", "Repository"), ("TAG", "Tag")] + ([("DIGEST", "Digest")] if opts.digests else []) + [
+        ("IMAGE ID", "ID"), ("CREATED", "CreatedSince"), ("SIZE", "Size")]
+    fmt.output(rows, opts.format, columns, [[r[k] for _, k in columns] for r in rows])
+    return 0
+
+
+def cmd_image_inspect(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
+    from cais.cli.commands.containers import cmd_inspect
+    return cmd_inspect(ctx, ["--type", "image", *args])
+
+
+def cmd_rmi(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
+    p = Parser("rmi", "[OPTIONS] IMAGE [IMAGE...]")
+    p.add_argument("-f", "--force", action="store_true")
+    p.add_argument("--no-prune", action="store_true")
+    p.add_argument("images", nargs="+")
+    opts = p.parse_args(args)
+    failed = 0
+    for image in opts.images:
+        try:
+            for entry in _api(ctx, "DELETE", f"/images/{image}", {"force": opts.force, "noprune": opts.no_prune}):
+                for k, v in entry.items():
+                    print(f"{k}: {v}")
+        except CliError as e:
+            print(e, file=sys.stderr)
+            failed = 1
+    return failed
+
+
+def cmd_tag(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
+    p = Parser("tag", "SOURCE_IMAGE[:TAG] TARGET_IMAGE[:TAG]")
+    p.add_argument("source")
+    p.add_argument("target")
+    opts = p.parse_args(args)
+    repo, tag = opts.target, ""
+    if "@" not in opts.target and ":" in opts.target.rsplit("/", 1)[-1]:
+        repo, tag = opts.target.rsplit(":", 1)
+    _api(ctx, "POST", f"/images/{opts.source}/tag", {"repo": repo, "tag": tag})
+    return 0
+
+
+def cmd_save(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
+    p = Parser("save", "[OPTIONS] IMAGE [IMAGE...]")
+    p.add_argument("-o", "--output")
+    p.add_argument("images", nargs="+")
+    opts = p.parse_args(args)
+    if not opts.output and sys.stdout.isatty():
+        raise CliError("cowardly refusing to save to a terminal. Use the -o flag or redirect")
+    try:
+        response = ctx.client.request("GET", "/images/get", {"names": opts.images})
+    except ApiError as e:
+        raise CliError(f"Error response from daemon: {e}") from None
+    out = open(opts.output, "wb") if opts.output else sys.stdout.buffer  # noqa: SIM115
+    try:
+        while chunk := response.read(1 << 16):
+            out.write(chunk)
+    finally:
+        if opts.output:
+            out.close()
+    return 0
+
+
+def cmd_load(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
+    p = Parser("load", "[OPTIONS]")
+    p.add_argument("-i", "--input")
+    p.add_argument("-q", "--quiet", action="store_true")
+    opts = p.parse_args(args)
+    if not opts.input and sys.stdin.isatty():
+        raise CliError("requested load from stdin, but stdin is empty")
+    try:
+        source = open(opts.input, "rb") if opts.input else sys.stdin.buffer  # noqa: SIM115
+    except OSError as e:
+        raise CliError(f"open {opts.input}: {e.strerror}") from None
+    try:
+        _print_progress(ctx.client.json_lines("POST", "/images/load", {"quiet": opts.quiet}, source,
+                                              headers={"Content-Type": "application/x-tar"}))
+    except ApiError as e:
+        raise CliError(f"Error response from daemon: {e}") from None
+    finally:
+        if opts.input:
+            source.close()
+    return 0
+
+
+def cmd_import(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
+    p = Parser("import", "[OPTIONS] file|- [REPOSITORY[:TAG]]")
+    p.add_argument("-c", "--change", action="append", default=[])
+    p.add_argument("-m", "--message", default="")
+    p.add_argument("--platform")
+    p.add_argument("file")
+    p.add_argument("reference", nargs="?")
+    opts = p.parse_args(args)
+    repo, tag = opts.reference or "", ""
+    if repo and ":" in repo.rsplit("/", 1)[-1]:
+        repo, tag = repo.rsplit(":", 1)
+    try:
+        source = sys.stdin.buffer if opts.file == "-" else open(opts.file, "rb")  # noqa: SIM115
+    except OSError as e:
+        raise CliError(f"open {opts.file}: {e.strerror}") from None
+    try:
+        last = _print_progress(ctx.client.json_lines(
+            "POST", "/images/create", {"fromSrc": "-", "repo": repo, "tag": tag, "changes": opts.change,
+                                       "message": opts.message}, source,
+            headers={"Content-Type": "application/x-tar"}), quiet=True)
+    except ApiError as e:
+        raise CliError(f"Error response from daemon: {e}") from None
+    finally:
+        if opts.file != "-":
+            source.close()
+    print(last)
+    return 0
+
+
+def cmd_history(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
+    p = Parser("history", "[OPTIONS] IMAGE")
+    p.add_argument("-H", "--human", default="true")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.add_argument("--no-trunc", action="store_true")
+    p.add_argument("--format")
+    p.add_argument("image")
+    opts = p.parse_args(args)
+    entries = _api(ctx, "GET", f"/images/{opts.image}/history")
+    rows = []
+    for e in entries:
+        image_id = e["Id"] if e["Id"] == "<missing>" or opts.no_trunc else e["Id"].removeprefix("sha256:")[:12]
+        created_by = e["CreatedBy"] if opts.no_trunc or len(e["CreatedBy"]) <= 45 else e["CreatedBy"][:44] + "…"
+        rows.append({"ID": image_id, "CreatedSince": humanize.duration(time.time() - e["Created"]) + " ago",
+                     "CreatedBy": created_by, "Size": humanize.size(e["Size"]), "Comment": e.get("Comment", "")})
+    if opts.quiet:
+        for r in rows:
+            print(r["ID"])
+        return 0
+    columns = [("IMAGE", "ID"), ("CREATED", "CreatedSince"), ("CREATED BY", "CreatedBy"), ("SIZE", "Size"),
+               ("COMMENT", "Comment")]
+    fmt.output(rows, opts.format, columns, [[r[k] for _, k in columns] for r in rows])
+    return 0
+
+
+def cmd_commit(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
+    p = Parser("commit", "[OPTIONS] CONTAINER [REPOSITORY[:TAG]]")
+    p.add_argument("-a", "--author", default="")
+    p.add_argument("-c", "--change", action="append", default=[])
+    p.add_argument("-m", "--message", default="")
+    p.add_argument("-p", "--pause", default="true")
+    p.add_argument("container")
+    p.add_argument("reference", nargs="?")
+    opts = p.parse_args(args)
+    repo, tag = opts.reference or "", ""
+    if repo and ":" in repo.rsplit("/", 1)[-1]:
+        repo, tag = repo.rsplit(":", 1)
+    result = _api(ctx, "POST", "/commit", {"container": opts.container, "repo": repo, "tag": tag,
+                                           "comment": opts.message, "author": opts.author, "changes": opts.change,
+                                           "pause": opts.pause != "false"}, body={})
+    print(result["Id"])
+    return 0
+
+
+def cmd_build(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
+    """docker build's flags (parsed by cais.image.build.service); the context goes as a tar."""
+    from cais.image.build.context import ContextError
+    from cais.image.build.service import RequestError, context_tar, parse_cli
+    try:
+        req = parse_cli(args)
+        if req.context == "-":
+            body, dockerfile = sys.stdin.buffer.read(), None
+        else:
+            body, dockerfile = context_tar(req.context, req.dockerfile)
+    except (RequestError, ContextError) as e:
+        raise CliError(str(e)) from None
+    o = req.options
+    params = {"t": o.tags, "dockerfile": dockerfile, "nocache": o.no_cache, "q": req.quiet, "target": o.target,
+              "buildargs": o.build_args or None, "labels": o.labels or None, "cachefrom": json.dumps(o.cache_from) if o.cache_from else None,
+              "networkmode": o.network if o.network != "default" else None}
+    image_id = None
+
+    def watch(messages):  # type: ignore[no-untyped-def]
+        nonlocal image_id
+        for m in messages:
+            image_id = (m.get("aux") or {}).get("ID") or image_id
+            yield m
+
+    try:
+        _print_progress(watch(ctx.client.json_lines("POST", "/build", params, body,
+                                                    headers={"Content-Type": "application/x-tar"})),
+                        quiet=req.quiet)
+    except ApiError as e:
+        raise CliError(f"Error response from daemon: {e}") from None
+    if req.quiet and image_id:
+        print(image_id)
+    if req.iidfile and image_id:
+        with open(req.iidfile, "w") as f:
+            f.write(image_id)
+    return 0
+
+
+def cmd_image_prune(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
+    p = Parser("image prune", "[OPTIONS]")
+    p.add_argument("-a", "--all", action="store_true")
+    p.add_argument("-f", "--force", action="store_true")
+    p.add_argument("--filter", action="append", default=[])
+    opts = p.parse_args(args)
+    if not opts.force and not _confirm("WARNING! This will remove all dangling images.\n"
+                                       "Are you sure you want to continue? [y/N] "):
+        return 0
+    result = _api(ctx, "POST", "/images/prune", {"filters": {"dangling": ["false" if opts.all else "true"]}})
+    deleted = result.get("ImagesDeleted") or []
+    if deleted:
+        print("Deleted Images:")
+        for entry in deleted:
+            for k, v in entry.items():
+                print(f"{k.lower()}: {v}")
+        print()
+    print(f"Total reclaimed space: {humanize.size(result.get('SpaceReclaimed', 0))}")
+    return 0
+
+
+def cmd_image_bootstrap(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
+    """An offline base image from the host's busybox-static, imported through the API."""
+    import shutil
+    import tempfile
+    p = Parser("image bootstrap", "busybox [--tag TAG]")
+    p.add_argument("name", choices=["busybox"])
+    p.add_argument("--tag", default="busybox:latest")
+    opts = p.parse_args(args)
+    from cais.image.bootstrap import BootstrapError, busybox_rootfs, find_busybox
+    from cais.image.rootfs import tar_tree
+    top = tempfile.mkdtemp(prefix="cais-bootstrap-")
+    try:
+        try:
+            rootfs = busybox_rootfs(os.path.join(top, "rootfs"))
+        except BootstrapError as e:
+            raise CliError(str(e)) from None
+        tarball = os.path.join(top, "rootfs.tar")
+        with open(tarball, "wb") as out:
+            tar_tree(rootfs, out, mtime=int(os.stat(find_busybox()).st_mtime))
+        repo, _, tag = opts.tag.rpartition(":") if ":" in opts.tag.rsplit("/", 1)[-1] else (opts.tag, "", "latest")
+        with open(tarball, "rb") as source:
+            last = _print_progress(ctx.client.json_lines(
+                "POST", "/images/create", {"fromSrc": "-", "repo": repo, "tag": tag,
+                                           "changes": ['CMD ["sh"]'],
+                                           "message": "cais image bootstrap busybox (from Debian busybox-static)"},
+                source, headers={"Content-Type": "application/x-tar"}), quiet=True)
+    except ApiError as e:
+        raise CliError(f"Error response from daemon: {e}") from None
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
+    print(f"{opts.tag}: {last}")
+    return 0
+
+
+def cmd_login(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
+    p = Parser("login", "[OPTIONS] [SERVER]")
+    p.add_argument("-u", "--username")
+    p.add_argument("-p", "--password")
+    p.add_argument("--password-stdin", action="store_true")
+    p.add_argument("server", nargs="?", default="docker.io")
+    opts = p.parse_args(args)
+    password = sys.stdin.readline().rstrip("\n") if opts.password_stdin else opts.password
+    if not opts.username or password is None:
+        import getpass
+        opts.username = opts.username or input("Username: ")
+        password = password if password is not None else getpass.getpass("Password: ")
+    from cais.registry.credentials import Credentials, CredentialStore
+    CredentialStore().store(opts.server, Credentials(opts.username, password))
+    print("Login Succeeded")
+    return 0
+
+
+def cmd_logout(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
+    p = Parser("logout", "[SERVER]")
+    p.add_argument("server", nargs="?", default="docker.io")
+    opts = p.parse_args(args)
+    from cais.registry.credentials import CredentialStore
+    if CredentialStore().erase(opts.server):
+        print(f"Removing login credentials for {opts.server}")
+    else:
+        print(f"Not logged in to {opts.server}")
+    return 0

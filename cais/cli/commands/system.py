@@ -1,0 +1,152 @@
+"""System commands: version, info, events, system df/prune, registry serve."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+
+from cais.cli import format as fmt
+from cais.cli.args import Parser
+from cais.cli.client import ApiError
+from cais.cli.commands.containers import _api, _confirm
+from cais.cli.main import CliError
+from cais.engine import humanize
+
+
+def cmd_version(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
+    import platform
+
+    from cais import __version__
+    p = Parser("version", "[OPTIONS]")
+    p.add_argument("-f", "--format")
+    opts = p.parse_args(args)
+    client = {"Version": __version__, "ApiVersion": "1.50", "Os": "linux", "Arch": platform.machine(),
+              "GoVersion": f"python{platform.python_version()}"}
+    try:
+        server = ctx.client.call("GET", "/version")
+    except (ApiError, OSError) as e:
+        server = None
+        error = str(e)
+    if opts.format:
+        print(fmt.render(opts.format, {"Client": client, "Server": server}))
+        return 0
+    print(f"Client:\n Version:           {client['Version']}\n API version:       {client['ApiVersion']}\n"
+          f" Python version:    {client['GoVersion']}\n OS/Arch:           linux/{client['Arch']}")
+    if server is None:
+        raise CliError(f"Cannot connect to the cais daemon: {error}")
+    print(f"\nServer: {server.get('Platform', {}).get('Name', '')}\n Engine:\n"
+          f"  Version:          {server['Version']}\n"
+          f"  API version:      {server['ApiVersion']} (minimum version {server.get('MinAPIVersion', '')})\n"
+          f"  OS/Arch:          {server['Os']}/{server['Arch']}\n  Kernel:           {server.get('KernelVersion', '')}")
+    return 0
+
+
+def cmd_info(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
+    p = Parser("info", "[OPTIONS]")
+    p.add_argument("-f", "--format")
+    opts = p.parse_args(args)
+    info = _api(ctx, "GET", "/info")
+    if opts.format:
+        print(json.dumps(info) if opts.format == "json" else fmt.render(opts.format, info))
+        return 0
+    lines = [
+        "Server:",
+        f" Containers: {info['Containers']}", f"  Running: {info['ContainersRunning']}",
+        f"  Paused: {info['ContainersPaused']}", f"  Stopped: {info['ContainersStopped']}",
+        f" Images: {info['Images']}", f" Server Version: {info['ServerVersion']}",
+        f" Storage Driver: {info['Driver']}", f" Logging Driver: {info['LoggingDriver']}",
+        f" Cgroup Driver: {info['CgroupDriver']}", f" Cgroup Version: {info['CgroupVersion']}",
+        f" Default Runtime: {info['DefaultRuntime']}", f" Init Binary: {info.get('InitBinary', '')}",
+        f" Live Restore Enabled: {str(info['LiveRestoreEnabled']).lower()}",
+        f" Kernel Version: {info['KernelVersion']}", f" Operating System: {info['OperatingSystem']}",
+        f" OSType: {info['OSType']}", f" Architecture: {info['Architecture']}", f" CPUs: {info['NCPU']}",
+        f" Total Memory: {humanize.bytes_size(info['MemTotal'])}", f" Name: {info['Name']}",
+        f" ID: {info['ID']}", f" Docker Root Dir: {info['DockerRootDir']}",
+        f" Debug Mode: {str(info['Debug']).lower()}",
+    ]
+    print("\n".join(lines))
+    return 0
+
+
+def cmd_events(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
+    from cais.cli.commands.containers import _since
+    p = Parser("events", "[OPTIONS]")
+    p.add_argument("-f", "--filter", action="append", default=[])
+    p.add_argument("--format")
+    p.add_argument("--since")
+    p.add_argument("--until")
+    opts = p.parse_args(args)
+    filters: dict[str, list[str]] = {}
+    for f in opts.filter:
+        key, _, value = f.partition("=")
+        filters.setdefault(key, []).append(value)
+    try:
+        for e in ctx.client.json_lines("GET", "/events", {"filters": filters or None, "since": _since(opts.since),
+                                                          "until": _since(opts.until)}):
+            if opts.format:
+                print(json.dumps(e) if opts.format == "json" else fmt.render(opts.format, e), flush=True)
+                continue
+            when = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(e["time"])) + f".{e['timeNano'] % 10**9:09d}"
+            attrs = ", ".join(f"{k}={v}" for k, v in sorted(e["Actor"]["Attributes"].items()))
+            print(f"{when}{time.strftime('%z')[:3]}:{time.strftime('%z')[3:]} {e['Type']} {e['Action']} "
+                  f"{e['Actor']['ID']} ({attrs})", flush=True)
+    except ApiError as e:
+        raise CliError(f"Error response from daemon: {e}") from None
+    return 0
+
+
+def cmd_system_df(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
+    p = Parser("system df", "[OPTIONS]")
+    p.add_argument("-v", "--verbose", action="store_true")
+    p.add_argument("--format")
+    opts = p.parse_args(args)
+    df = _api(ctx, "GET", "/system/df")
+    images, containers = df.get("Images") or [], df.get("Containers") or []
+    active_images = sum(1 for i in images if i.get("Containers", 0) > 0)
+    running = sum(1 for c in containers if c["State"] == "running")
+    image_size = df.get("LayersSize", 0)
+    rw = sum(c.get("SizeRw", 0) for c in containers)
+    rows = [
+        {"Type": "Images", "TotalCount": str(len(images)), "Active": str(active_images),
+         "Size": humanize.size(image_size), "Reclaimable": humanize.size(sum(
+             i["Size"] for i in images if not i.get("Containers")))},
+        {"Type": "Containers", "TotalCount": str(len(containers)), "Active": str(running),
+         "Size": humanize.size(rw), "Reclaimable": humanize.size(sum(c.get("SizeRw", 0) for c in containers
+                                                                     if c["State"] != "running"))},
+        {"Type": "Local Volumes", "TotalCount": str(len(df.get("Volumes") or [])), "Active": "0", "Size": "0B",
+         "Reclaimable": "0B"},
+        {"Type": "Build Cache", "TotalCount": "0", "Active": "0", "Size": "0B", "Reclaimable": "0B"},
+    ]
+    columns = [("TYPE", "Type"), ("TOTAL", "TotalCount"), ("ACTIVE", "Active"), ("SIZE", "Size"),
+               ("RECLAIMABLE", "Reclaimable")]
+    fmt.output(rows, opts.format, columns, [[r[k] for _, k in columns] for r in rows])
+    return 0
+
+
+def cmd_system_prune(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
+    p = Parser("system prune", "[OPTIONS]")
+    p.add_argument("-a", "--all", action="store_true")
+    p.add_argument("-f", "--force", action="store_true")
+    p.add_argument("--volumes", action="store_true")
+    opts = p.parse_args(args)
+    if not opts.force and not _confirm("WARNING! This will remove:\n  - all stopped containers\n"
+                                       "  - all dangling images\n\nAre you sure you want to continue? [y/N] "):
+        return 0
+    containers = _api(ctx, "POST", "/containers/prune")
+    images = _api(ctx, "POST", "/images/prune", {"filters": {"dangling": ["false" if opts.all else "true"]}})
+    for cid in containers.get("ContainersDeleted") or []:
+        print(f"deleted container: {cid}")
+    for entry in images.get("ImagesDeleted") or []:
+        for k, v in entry.items():
+            print(f"{k.lower()}: {v}")
+    total = containers.get("SpaceReclaimed", 0) + images.get("SpaceReclaimed", 0)
+    print(f"\nTotal reclaimed space: {humanize.size(total)}")
+    return 0
+
+
+def cmd_registry_serve(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
+    """`cais registry serve [ARGS]`: the cais registry server (python -m cais.registry.server)."""
+    os.execv(sys.executable, [sys.executable, "-m", "cais.registry.server", *args])
+    return 0

@@ -1,0 +1,113 @@
+"""caisd's settings: dockerd's flags and daemon.json keys where they mean the same.
+
+Precedence as dockerd: a key given both as a flag and in the file is an error; otherwise the
+flag, then the file, then the default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from dataclasses import dataclass, field
+
+DEFAULT_SOCKET = "unix:///run/cais/cais.sock"
+DEFAULT_CONFIG = "/etc/cais/daemon.json"
+FILE_KEYS = {"hosts": "hosts", "data-root": "data_root", "exec-root": "exec_root", "pidfile": "pidfile",
+             "storage-driver": "storage_driver", "log-level": "log_level", "debug": "debug", "group": "group",
+             "tlsverify": "tlsverify", "tlscacert": "tlscacert", "tlscert": "tlscert", "tlskey": "tlskey",
+             "cgroup-parent": "cgroup_parent", "init-path": "init_path", "tls": "tls"}
+IGNORED_FILE_KEYS = {"live-restore", "log-driver", "log-opts", "default-ulimits", "features", "experimental",
+                     "registry-mirrors", "insecure-registries", "iptables", "bridge", "ip-forward", "ip-masq",
+                     "userland-proxy", "default-runtime", "runtimes", "max-concurrent-downloads",
+                     "max-concurrent-uploads", "shutdown-timeout", "labels", "dns", "mtu"}
+
+
+class ConfigError(Exception):
+    pass
+
+
+@dataclass
+class Settings:
+    hosts: list[str] = field(default_factory=list)
+    data_root: str = "/var/lib/cais"
+    exec_root: str = "/run/cais"
+    pidfile: str | None = None
+    storage_driver: str | None = None
+    log_level: str = "info"
+    debug: bool = False
+    group: str | None = None
+    tls: bool = False
+    tlsverify: bool = False
+    tlscacert: str | None = None
+    tlscert: str | None = None
+    tlskey: str | None = None
+    cgroup_parent: str = "/cais"
+    init_path: str | None = None
+    file: dict = field(default_factory=dict)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="caisd", description="The cais daemon: the Docker Engine API over cais.")
+    p.add_argument("-H", "--host", action="append", dest="hosts", metavar="HOST",
+                   help="socket to listen on: unix:///path or tcp://addr:port (repeatable)")
+    p.add_argument("--data-root", help="root of persistent state (default /var/lib/cais)")
+    p.add_argument("--exec-root", help="root of runtime state (default /run/cais)")
+    p.add_argument("-p", "--pidfile", help="pid file (default EXEC_ROOT/caisd.pid)")
+    p.add_argument("--config-file", default=DEFAULT_CONFIG, help=f"daemon.json (default {DEFAULT_CONFIG})")
+    p.add_argument("-s", "--storage-driver", help="overlay2 (overlay) or vfs")
+    p.add_argument("-l", "--log-level", choices=["debug", "info", "warn", "error", "fatal"])
+    p.add_argument("-D", "--debug", action="store_true", default=None, help="debug logging")
+    p.add_argument("-G", "--group", help="group that may use the unix socket (default: root only)")
+    p.add_argument("--tls", action="store_true", default=None)
+    p.add_argument("--tlsverify", action="store_true", default=None, help="require client certificates")
+    p.add_argument("--tlscacert")
+    p.add_argument("--tlscert")
+    p.add_argument("--tlskey")
+    p.add_argument("--cgroup-parent", help="parent cgroup of containers (default /cais)")
+    p.add_argument("--init-path", help="the init binary for --init (default: docker-init, catatonit)")
+    p.add_argument("-v", "--version", action="store_true", help="print the version and exit")
+    return p
+
+
+def load(argv: list[str] | None = None) -> tuple[Settings, argparse.Namespace]:
+    args = parser().parse_args(argv)
+    file: dict = {}
+    if args.config_file and os.path.exists(args.config_file):
+        try:
+            with open(args.config_file) as f:
+                file = json.load(f)
+        except (OSError, ValueError) as e:
+            raise ConfigError(f"unable to configure the daemon with file {args.config_file}: {e}") from None
+        if not isinstance(file, dict):
+            raise ConfigError(f"{args.config_file}: expected a JSON object")
+    elif args.config_file != DEFAULT_CONFIG:
+        raise ConfigError(f"open {args.config_file}: no such file or directory")
+    settings = Settings(file=file)
+    conflicts = []
+    for key, value in file.items():
+        attr = FILE_KEYS.get(key)
+        if attr is None:
+            if key not in IGNORED_FILE_KEYS:
+                raise ConfigError(f"the following directives don't match any configuration option: {key}")
+            continue
+        flag_value = getattr(args, attr, None)
+        if flag_value not in (None, False, []):
+            conflicts.append(f"{key}: (from flag: {flag_value}, from file: {value})")
+        setattr(settings, attr, value)
+    if conflicts:
+        raise ConfigError("the following directives are specified both as a flag and in the configuration file: "
+                          + ", ".join(conflicts))
+    for attr in ("hosts", "data_root", "exec_root", "pidfile", "storage_driver", "log_level", "debug", "group",
+                 "tls", "tlsverify", "tlscacert", "tlscert", "tlskey", "cgroup_parent", "init_path"):
+        value = getattr(args, attr, None)
+        if value not in (None, []):
+            setattr(settings, attr, value)
+    if settings.storage_driver == "overlay2":
+        settings.storage_driver = "overlay"
+    if not settings.hosts:
+        settings.hosts = [DEFAULT_SOCKET]
+    if settings.debug:
+        settings.log_level = "debug"
+    settings.pidfile = settings.pidfile or os.path.join(settings.exec_root, "caisd.pid")
+    return settings, args

@@ -1,0 +1,197 @@
+"""Container records as docker shows them: creating one from an API body, inspect and list shapes."""
+
+from __future__ import annotations
+
+import shlex
+import time
+
+from cais.engine import humanize, logs, names, spec
+from cais.engine.errors import InvalidParameter
+from cais.engine.restart import parse_policy
+
+ZERO_TIME = "0001-01-01T00:00:00Z"
+_LIST_FILTERS = {"id", "name", "label", "status", "exited", "ancestor", "before", "since", "health",
+                 "volume", "network", "is-task", "expose", "publish"}
+STATUSES = {"created", "restarting", "running", "removing", "paused", "exited", "dead"}
+
+
+def _list_of_str(value: object, what: str) -> list[str] | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise InvalidParameter(f"invalid {what}: expected a list of strings")
+    return value
+
+
+def new_record(body: dict, name: str | None, image: dict, taken: set[str]) -> dict:
+    """A container record from POST /containers/create's body and the image's config."""
+    config = {k: v for k, v in body.items() if k not in ("HostConfig", "NetworkingConfig")}
+    host = body.get("HostConfig") or {}
+    if not isinstance(host, dict):
+        raise InvalidParameter("invalid HostConfig: expected an object")
+    for key in ("Env", "Cmd", "Entrypoint"):
+        config[key] = _list_of_str(config.get(key), key)
+    if config.get("Labels") is not None and not isinstance(config["Labels"], dict):
+        raise InvalidParameter("invalid Labels: expected an object")
+    if name is not None and not names.NAME.match(name):
+        raise InvalidParameter(f"Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+    image_config = image.get("Config") or {}
+    entrypoint = config["Entrypoint"] if config.get("Entrypoint") is not None else image_config.get("Entrypoint")
+    cmd = config.get("Cmd")
+    if cmd is None and config.get("Entrypoint") is None:
+        cmd = image_config.get("Cmd")
+    if entrypoint == [""]:
+        entrypoint = None
+    argv = [*(entrypoint or []), *(cmd or [])]
+    if not argv:
+        raise InvalidParameter("no command specified")
+    spec.validate_resources(host)
+    spec.capabilities(host)
+    policy = parse_policy(host.get("RestartPolicy"))
+    if host.get("AutoRemove") and policy["Name"] not in ("", "no"):
+        raise InvalidParameter("can't create 'AutoRemove' container with restart policy")
+    logs.log_settings(host.get("LogConfig"))
+    cid = names.new_id()
+    merged_labels = {**(image_config.get("Labels") or {}), **(config.get("Labels") or {})}
+    full_config = {
+        "Hostname": config.get("Hostname") or cid[:12], "Domainname": config.get("Domainname", ""),
+        "User": config.get("User") if config.get("User") is not None else image_config.get("User", ""),
+        "AttachStdin": bool(config.get("AttachStdin")), "AttachStdout": bool(config.get("AttachStdout")),
+        "AttachStderr": bool(config.get("AttachStderr")), "Tty": bool(config.get("Tty")),
+        "OpenStdin": bool(config.get("OpenStdin")), "StdinOnce": bool(config.get("StdinOnce")),
+        "Env": [*(image_config.get("Env") or []), *(config.get("Env") or [])],
+        "Cmd": cmd, "Image": config.get("Image"), "Volumes": config.get("Volumes") or image_config.get("Volumes"),
+        "WorkingDir": config.get("WorkingDir") or image_config.get("WorkingDir", ""),
+        "Entrypoint": entrypoint, "OnBuild": None, "Labels": merged_labels,
+        "StopSignal": config.get("StopSignal") or image_config.get("StopSignal"),
+        "StopTimeout": config.get("StopTimeout"),
+        "Healthcheck": config.get("Healthcheck") or image_config.get("Healthcheck"),
+        "ExposedPorts": config.get("ExposedPorts") or image_config.get("ExposedPorts"),
+    }
+    host_config = {
+        "Binds": host.get("Binds"), "NetworkMode": host.get("NetworkMode") or "none",
+        "PortBindings": host.get("PortBindings") or {}, "RestartPolicy": policy,
+        "AutoRemove": bool(host.get("AutoRemove")), "LogConfig": host.get("LogConfig") or
+        {"Type": "json-file", "Config": {}},
+        **{k: v for k, v in host.items() if k not in ("Binds", "NetworkMode", "PortBindings", "RestartPolicy",
+                                                         "AutoRemove", "LogConfig")},
+    }
+    host_config.setdefault("ShmSize", 64 * 1024 * 1024)
+    return {
+        "Id": cid, "Created": logs.timestamp(), "Path": argv[0], "Args": argv[1:],
+        "State": {"Status": "created", "Running": False, "Paused": False, "Restarting": False,
+                  "OOMKilled": False, "Dead": False, "Pid": 0, "ExitCode": 0, "Error": "",
+                  "StartedAt": ZERO_TIME, "FinishedAt": ZERO_TIME},
+        "Image": image["Id"], "ResolvConfPath": "", "HostnamePath": "", "HostsPath": "", "LogPath": "",
+        "Name": "/" + (name.lstrip("/") if name else names.generate_name(taken)),
+        "RestartCount": 0, "Driver": "", "Platform": "linux", "MountLabel": "", "ProcessLabel": "",
+        "AppArmorProfile": "", "ExecIDs": None, "HostConfig": host_config, "Mounts": [],
+        "Config": full_config,
+        "NetworkSettings": network_settings(host_config["NetworkMode"]),
+        "Cais": {"ImageRef": config.get("Image")},
+    }
+
+
+def network_settings(mode: str) -> dict:
+    endpoint = {"IPAMConfig": None, "Links": None, "Aliases": None, "MacAddress": "", "NetworkID": "",
+                "EndpointID": "", "Gateway": "", "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "",
+                "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "DriverOpts": None, "DNSNames": None}
+    return {"Bridge": "", "SandboxID": "", "SandboxKey": "", "Ports": {}, "HairpinMode": False,
+            "LinkLocalIPv6Address": "", "LinkLocalIPv6PrefixLen": 0, "SecondaryIPAddresses": None,
+            "SecondaryIPv6Addresses": None, "EndpointID": "", "Gateway": "", "GlobalIPv6Address": "",
+            "GlobalIPv6PrefixLen": 0, "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "", "MacAddress": "",
+            "Networks": {mode if mode not in ("default", "bridge") else "none": endpoint}}
+
+
+def inspect(record: dict) -> dict:
+    return {k: v for k, v in record.items() if k != "Cais"}
+
+
+def _since(ts: str) -> float:
+    try:
+        return time.time() - logs.parse_timestamp(ts)
+    except InvalidParameter:
+        return 0
+
+
+def status_text(record: dict) -> str:
+    state = record["State"]
+    if state.get("Restarting"):
+        return f"Restarting ({state['ExitCode']}) {humanize.duration(_since(state['FinishedAt']))} ago"
+    if state["Running"]:
+        text = f"Up {humanize.duration(_since(state['StartedAt']))}"
+        health = (state.get("Health") or {}).get("Status")
+        if state["Paused"]:
+            text += " (Paused)"
+        elif health:
+            text += " (health: starting)" if health == "starting" else f" ({health})"
+        return text
+    if state["Status"] == "created":
+        return "Created"
+    if state["Status"] == "removing":
+        return "Removal In Progress"
+    if state["FinishedAt"] == ZERO_TIME:
+        return "Created"
+    return f"Exited ({state['ExitCode']}) {humanize.duration(_since(state['FinishedAt']))} ago"
+
+
+def summary(record: dict) -> dict:
+    config = record["Config"]
+    argv = [record["Path"], *record["Args"]]
+    return {
+        "Id": record["Id"], "Names": [record["Name"]], "Image": config.get("Image") or record["Image"],
+        "ImageID": record["Image"], "Command": " ".join(shlex.quote(a) if " " in a else a for a in argv),
+        "Created": int(logs.parse_timestamp(record["Created"])), "Ports": [],
+        "Labels": config.get("Labels") or {}, "State": record["State"]["Status"], "Status": status_text(record),
+        "HostConfig": {"NetworkMode": record["HostConfig"].get("NetworkMode", "none")},
+        "NetworkSettings": {"Networks": record["NetworkSettings"]["Networks"]}, "Mounts": record.get("Mounts", []),
+    }
+
+
+def list_filter(records: list[dict], filters: dict[str, list[str]], *, all: bool, limit: int | None,
+                resolve_image: callable) -> list[dict]:  # type: ignore[valid-type]
+    for key in filters:
+        if key not in _LIST_FILTERS:
+            raise InvalidParameter(f"invalid filter '{key}'")
+    for s in filters.get("status", []):
+        if s not in STATUSES:
+            raise InvalidParameter(f"invalid filter 'status={s}'")
+    out = []
+    for r in records:
+        state = r["State"]
+        if not all and not state["Running"] and not filters.get("status") and limit in (None, -1, 0):
+            continue
+        if any(not any(r["Id"].startswith(v) for v in filters["id"]) for _ in [0] if filters.get("id")):
+            continue
+        if filters.get("name") and not any(v.lstrip("/") in r["Name"].lstrip("/") for v in filters["name"]):
+            continue
+        if filters.get("status") and state["Status"] not in filters["status"]:
+            continue
+        if filters.get("exited") and (state["Running"] or state["Status"] != "exited"
+                                      or str(state["ExitCode"]) not in filters["exited"]):
+            continue
+        labels = r["Config"].get("Labels") or {}
+        if not all_labels_match(labels, filters.get("label", [])):
+            continue
+        if filters.get("ancestor"):
+            wanted = {resolve_image(a) for a in filters["ancestor"]}  # only now: it needs the image store
+            if r["Image"] not in wanted and r["Config"].get("Image") not in filters["ancestor"]:
+                continue
+        if filters.get("health"):
+            health = (state.get("Health") or {}).get("Status", "none")
+            if health not in filters["health"]:
+                continue
+        out.append(r)
+    if limit and limit > 0:
+        out = out[:limit]
+    return out
+
+
+def all_labels_match(labels: dict, wanted: list[str]) -> bool:
+    for w in wanted:
+        k, sep, v = w.partition("=")
+        if k not in labels or (sep and labels[k] != v):
+            return False
+    return True

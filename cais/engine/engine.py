@@ -1,0 +1,837 @@
+"""The engine: containers over the image store, the storage driver and the supervisor.
+
+A library first — caisd serves it over the Docker Engine API and the `cais` CLI can run it
+in-process for one command. Every record change is saved atomically (store.py); container
+processes belong to the supervisor (supervisor.py), so this object can come and go.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import platform
+import signal as signals_mod
+import socket
+import threading
+import time
+
+from cais.engine import containers, logs, signals, spec
+from cais.engine.errors import Conflict, EngineError, InvalidParameter, NotFound, NotModified
+from cais.engine.events import EventBus
+from cais.engine.restart import next_delay, parse_policy, should_restart
+from cais.engine.store import ContainerStore, read_json, write_json_atomic
+from cais.engine.supervisor_client import SupervisorClient, SupervisorError
+
+log = logging.getLogger("cais.engine")
+INIT_CANDIDATES = ("/usr/bin/docker-init", "/usr/libexec/docker/docker-init", "/usr/bin/catatonit")
+
+
+class Engine:
+    def __init__(self, data_root: str, exec_root: str, *, storage_driver: str | None = None,
+                 cgroup_parent: str = "/cais", init_path: str | None = None) -> None:
+        self.data_root = data_root
+        self.exec_root = exec_root
+        self.storage_driver_name = storage_driver
+        self.cgroup_parent = "/" + cgroup_parent.strip("/")
+        self.init_path = init_path or next((p for p in INIT_CANDIDATES if os.path.exists(p)), None)
+        os.makedirs(data_root, mode=0o711, exist_ok=True)
+        os.makedirs(exec_root, mode=0o700, exist_ok=True)
+        self.runtime_root = os.path.join(exec_root, "runtime")
+        self.store = ContainerStore(os.path.join(data_root, "containers"))
+        self.events = EventBus()
+        self.supervisor = SupervisorClient(exec_root)
+        self.cond = threading.Condition(self.store.lock)
+        self.generation: dict[str, int] = {}   # exits seen per container (wait next-exit)
+        self.removed: dict[str, int] = {}      # exit codes of removed containers (wait removed)
+        self.execs: dict[str, dict] = {}
+        self.stopping: set[str] = set()
+        self.backoff: dict[str, float] = {}
+        self._lock_fd: int | None = None
+        self._closed = threading.Event()
+        self._images = None
+        self._storage = None
+        self._health = None
+
+    # ---- opening -------------------------------------------------------------------------
+    def lock(self, wait: bool = False) -> None:
+        """Take the data root: two engines never share one (caisd for its lifetime, the CLI for a command)."""
+        fd = os.open(os.path.join(self.data_root, "engine.lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            os.close(fd)
+            raise EngineError(f"the data root {self.data_root} is in use by another caisd") from None
+        self._lock_fd = fd
+
+    def open(self, *, watch: bool = True) -> Engine:
+        self.supervisor.ensure_running()
+        self.reconcile()
+        if watch:
+            threading.Thread(target=self._watch, name="supervisor-watch", daemon=True).start()
+        self._restart_on_boot()
+        return self
+
+    def close(self) -> None:
+        self._closed.set()
+        if self._health is not None:
+            self._health.stop_all()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    @property
+    def images(self):  # type: ignore[no-untyped-def]
+        if self._images is None:
+            from cais.engine.images import ImageService
+            self._images = ImageService(self)
+        return self._images
+
+    @property
+    def storage(self):  # type: ignore[no-untyped-def]
+        if self._storage is None:
+            from cais.engine.rootfs import RootfsService
+            self._storage = RootfsService(self)
+        return self._storage
+
+    @property
+    def health(self):  # type: ignore[no-untyped-def]
+        if self._health is None:
+            from cais.engine.health import HealthMonitor
+            self._health = HealthMonitor(self)
+        return self._health
+
+    def reconcile(self) -> None:
+        """Match records with what the supervisor runs; exits it saw while nobody listened are applied."""
+        procs = self.supervisor.request({"op": "list"})["procs"]
+        for record in self.store.all():
+            cid = record["Id"]
+            if not record["State"]["Running"]:
+                continue
+            if cid in procs and not procs[cid]["exited"]:
+                if record["Config"].get("Healthcheck"):
+                    self.health.watch(cid)
+                continue
+            exit_info = read_json(self._path(cid, "exit.json")) or {"ExitCode": 255, "FinishedAt": logs.timestamp()}
+            self._on_exit(cid, int(exit_info.get("ExitCode", 255)), exit_info.get("FinishedAt"))
+
+    def _restart_on_boot(self) -> None:
+        for record in self.store.all():
+            policy = record["HostConfig"].get("RestartPolicy") or {}
+            if record["State"]["Running"] or policy.get("Name") not in ("always", "unless-stopped"):
+                continue
+            if record.get("Cais", {}).get("ManuallyStopped"):
+                continue
+            with contextlib.suppress(EngineError, OSError):
+                self.start(record["Id"])
+
+    def _watch(self) -> None:
+        """Exit notifications from the supervisor; reconnect (restarting it if needed) when it goes away."""
+        while not self._closed.is_set():
+            try:
+                sock, _ = self.supervisor.stream({"op": "watch"})
+                self.reconcile()
+                with sock, sock.makefile("rb") as f:
+                    for line in f:
+                        event = json.loads(line)
+                        try:
+                            if event.get("exec_id"):
+                                self._on_exec_exit(event["exec_id"], event["exit_code"])
+                            else:
+                                self._on_exit(event["id"], event["exit_code"], event.get("finished_at"))
+                        except Exception:
+                            log.exception("handling the exit of %s", event.get("id"))
+            except (OSError, SupervisorError, ValueError) as e:
+                log.warning("supervisor connection lost: %s", e)
+            if self._closed.wait(0.5):
+                return
+            with contextlib.suppress(OSError, SupervisorError):
+                self.supervisor.ensure_running()
+
+    # ---- helpers --------------------------------------------------------------------------
+    def _path(self, cid: str, name: str) -> str:
+        return os.path.join(self.store.dir(cid), name)
+
+    def get(self, ref: str) -> dict:
+        return self.store.get(ref)
+
+    def _attrs(self, record: dict, **extra: object) -> dict:
+        return {**(record["Config"].get("Labels") or {}), "image": record["Config"].get("Image") or record["Image"],
+                "name": record["Name"].lstrip("/"), **extra}
+
+    def _event(self, record: dict, action: str, **extra: object) -> None:
+        self.events.emit("container", action, record["Id"], self._attrs(record, **extra))
+
+    def cgroups_path(self, cid: str) -> str:
+        return f"{self.cgroup_parent}/{cid}"
+
+    # ---- create / list / inspect ----------------------------------------------------------
+    def create(self, body: dict, name: str | None = None) -> dict:
+        if not isinstance(body, dict):
+            raise InvalidParameter("invalid container config")
+        ref = body.get("Image")
+        if not ref or not isinstance(ref, str):
+            raise InvalidParameter("Config cannot be empty in order to create a container")
+        image = self.images.resolve(ref)
+        with self.store.lock:
+            taken = {r["Name"].lstrip("/") for r in self.store.all()}
+            record = containers.new_record(body, name, image, taken)
+            self.store.add(record)
+        cid = record["Id"]
+        try:
+            self.images.add_container(cid, image["Id"])
+            record["Driver"] = self.storage.create(cid, image)
+            record["GraphDriver"] = self.storage.graph_driver(cid)
+            self._write_etc(record)
+            record["LogPath"] = self._path(cid, f"{cid}-json.log") if (
+                record["HostConfig"]["LogConfig"].get("Type") or "json-file") != "none" else ""
+            record["Mounts"] = self._mount_points(record)
+            self.store.save(record)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self.storage.remove(cid)
+            self.images.remove_container(cid)
+            self.store.remove(cid)
+            raise
+        self._event(record, "create")
+        return {"Id": cid, "Warnings": []}
+
+    def _write_etc(self, record: dict) -> None:
+        cid, config = record["Id"], record["Config"]
+        hostname = config.get("Hostname") or cid[:12]
+        files = {
+            "hostname": f"{hostname}\n",
+            "hosts": "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+                     f"127.0.0.1\t{hostname}\n",
+            "resolv.conf": _host_resolv_conf(),
+        }
+        for name, text in files.items():
+            with open(self._path(cid, name), "w") as f:
+                f.write(text)
+        record["HostnamePath"] = self._path(cid, "hostname")
+        record["HostsPath"] = self._path(cid, "hosts")
+        record["ResolvConfPath"] = self._path(cid, "resolv.conf")
+
+    def _mount_points(self, record: dict) -> list[dict]:
+        out = []
+        for bind in record["HostConfig"].get("Binds") or []:
+            source, _, rest = bind.partition(":")
+            dest, _, mode = rest.partition(":")
+            if not source.startswith("/"):
+                raise InvalidParameter(f"named volumes are not supported yet: {source}")
+            if not dest.startswith("/"):
+                raise InvalidParameter(f"invalid mount config: destination must be absolute: {bind}")
+            if not os.path.exists(source):
+                os.makedirs(source, exist_ok=True)  # docker creates a missing -v source directory
+            out.append({"Type": "bind", "Source": source, "Destination": dest, "Mode": mode,
+                        "RW": "ro" not in mode.split(","), "Propagation": "rprivate"})
+        for m in record["HostConfig"].get("Mounts") or []:
+            kind = m.get("Type", "volume")
+            if kind == "bind":
+                if not os.path.exists(m.get("Source", "")):
+                    raise InvalidParameter(f"invalid mount config for type \"bind\": bind source path does not "
+                                           f"exist: {m.get('Source')}")
+                out.append({"Type": "bind", "Source": m["Source"], "Destination": m["Target"], "Mode": "",
+                            "RW": not m.get("ReadOnly"), "Propagation": "rprivate"})
+            elif kind == "tmpfs":
+                out.append({"Type": "tmpfs", "Source": "", "Destination": m["Target"], "Mode": "", "RW": True,
+                            "Propagation": ""})
+            else:
+                raise InvalidParameter(f"mount type {kind!r} is not supported yet")
+        return out
+
+    def list(self, *, all: bool = False, filters: dict | None = None, limit: int | None = None) -> list[dict]:
+        records = containers.list_filter(self.store.all(), filters or {}, all=all, limit=limit,
+                                         resolve_image=lambda ref: self.images.try_id(ref))
+        return [containers.summary(r) for r in records]
+
+    def inspect(self, ref: str) -> dict:
+        return containers.inspect(self.get(ref))
+
+    # ---- start / exit ---------------------------------------------------------------------
+    def start(self, ref: str) -> None:
+        record = self.get(ref)
+        cid = record["Id"]
+        state = record["State"]
+        if state["Paused"]:
+            raise Conflict("cannot start a paused container, try unpause instead")
+        if state["Running"]:
+            raise NotModified("container already started")
+        if state["Status"] == "removing":
+            raise Conflict(f"container {cid} is marked for removal and cannot be started")
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self._path(cid, "exit.json"))
+        self._runtime_delete(cid)
+        rootfs = self.storage.mount(cid)
+        try:
+            image_config = self.images.config_of(record["Image"])
+            oci = spec.build(record, image_config, rootfs, self.store.dir(cid),
+                             cgroups_path=self.cgroups_path(cid), init_path=self.init_path,
+                             seccomp=_default_seccomp(), mounts=self._oci_mounts(record))
+            bundle = self.store.dir(cid)
+            write_json_atomic(os.path.join(bundle, "config.json"), oci)
+            settings = logs.log_settings(record["HostConfig"].get("LogConfig"))
+            config = record["Config"]
+            reply = self.supervisor.request({
+                "op": "start", "id": cid, "bundle": bundle, "root": self.runtime_root, "tty": config["Tty"],
+                "stdin": config["OpenStdin"], "log": settings, "log_path": record["LogPath"],
+                "exit_file": self._path(cid, "exit.json")})
+        except EngineError:
+            self._start_failed(record)
+            raise
+        except Exception as e:
+            self._start_failed(record)
+            raise EngineError(f"failed to create task for container: {e}") from e
+        with self.store.lock:
+            state.update({"Status": "running", "Running": True, "Paused": False, "Restarting": False,
+                          "OOMKilled": False, "Dead": False, "Pid": int(reply["pid"]), "ExitCode": 0, "Error": "",
+                          "StartedAt": logs.timestamp()})
+            record.setdefault("Cais", {})["ManuallyStopped"] = False
+            record["Cais"]["StartedMono"] = time.time()
+            self.store.save(record)
+        self.images.store.set_container_running(cid, True)
+        self._event(record, "start")
+        if record["Config"].get("Healthcheck"):
+            self.health.watch(cid)
+
+    def _start_failed(self, record: dict) -> None:
+        cid = record["Id"]
+        self._runtime_delete(cid)
+        with contextlib.suppress(Exception):
+            self.storage.unmount(cid)
+        with self.store.lock:
+            record["State"]["ExitCode"] = 128
+            record["State"]["Error"] = "failed to start"
+            self.store.save(record)
+
+    def _oci_mounts(self, record: dict) -> list[dict]:
+        out = []
+        for m in record.get("Mounts") or []:
+            if m["Type"] == "bind":
+                opts = ["rbind", m.get("Propagation") or "rprivate"] + ([] if m["RW"] else ["ro"])
+                out.append({"destination": m["Destination"], "type": "bind", "source": m["Source"], "options": opts})
+            elif m["Type"] == "tmpfs":
+                out.append({"destination": m["Destination"], "type": "tmpfs", "source": "tmpfs",
+                            "options": ["nosuid", "nodev"]})
+        return out
+
+    def _runtime_delete(self, cid: str) -> None:
+        from cais import runtime
+        with contextlib.suppress(Exception):
+            runtime.delete(cid, root=self.runtime_root, force=True)
+
+    def _oom_killed(self, cid: str) -> bool:
+        try:
+            from cais.runtime.cgroups import open_manager
+            return open_manager(self.cgroups_path(cid), cid).oom_kills() > 0
+        except Exception:
+            return False
+
+    def _on_exit(self, cid: str, exit_code: int, finished_at: str | None = None) -> None:
+        try:
+            record = self.get(cid)
+        except NotFound:
+            return
+        if record["Id"] != cid or not record["State"]["Running"]:
+            return
+        oom = self._oom_killed(cid)
+        self._runtime_delete(cid)
+        with contextlib.suppress(Exception):
+            self.storage.unmount(cid)
+        if self._health is not None:
+            self._health.unwatch(cid)
+        with contextlib.suppress(Exception):
+            self.images.store.set_container_running(cid, False)
+        with self.cond:
+            state = record["State"]
+            state.update({"Status": "exited", "Running": False, "Paused": False, "Pid": 0, "ExitCode": exit_code,
+                          "OOMKilled": oom, "FinishedAt": finished_at or logs.timestamp()})
+            manual = cid in self.stopping or record.get("Cais", {}).get("ManuallyStopped", False)
+            self.store.save(record)
+            self.generation[cid] = self.generation.get(cid, 0) + 1
+            self.cond.notify_all()
+        if oom:
+            self._event(record, "oom")
+        self._event(record, "die", exitCode=exit_code)
+        ran_for = time.time() - record.get("Cais", {}).get("StartedMono", 0)
+        if record["HostConfig"].get("AutoRemove") and cid not in self.stopping:
+            threading.Thread(target=self._autoremove, args=(cid,), daemon=True).start()
+            return
+        if cid not in self.stopping and should_restart(record["HostConfig"].get("RestartPolicy") or {},
+                                                       exit_code, record["RestartCount"], manual):
+            delay = next_delay(self.backoff.get(cid, 0), ran_for)
+            self.backoff[cid] = delay
+            with self.cond:
+                state["Restarting"] = True
+                state["Status"] = "restarting"
+                self.store.save(record)
+            timer = threading.Timer(delay, self._policy_restart, args=(cid,))
+            timer.daemon = True
+            timer.start()
+        elif record["HostConfig"].get("AutoRemove"):
+            threading.Thread(target=self._autoremove, args=(cid,), daemon=True).start()
+
+    def _autoremove(self, cid: str) -> None:
+        with contextlib.suppress(EngineError):
+            self.remove(cid, force=True, volumes=True)
+
+    def _policy_restart(self, cid: str) -> None:
+        try:
+            record = self.get(cid)
+        except NotFound:
+            return
+        if not record["State"].get("Restarting") or self._closed.is_set():
+            return
+        with self.store.lock:
+            record["RestartCount"] += 1
+            record["State"]["Restarting"] = False
+            self.store.save(record)
+        try:
+            self.start(cid)
+            self._event(record, "restart")
+        except EngineError as e:
+            log.warning("restarting %s failed: %s", cid[:12], e)
+            with self.store.lock:
+                record["State"]["Status"] = "exited"
+                record["State"]["Error"] = str(e)
+                self.store.save(record)
+
+    # ---- stop / kill / restart / pause ----------------------------------------------------
+    def kill(self, ref: str, signal: str | int | None = None) -> None:
+        record = self.get(ref)
+        sig = signals.parse(signal, signals_mod.SIGKILL)
+        if not record["State"]["Running"]:
+            raise Conflict(f"Container {record['Id']} is not running")
+        with self.store.lock:  # like docker: a killed container is not restarted by its policy
+            record.setdefault("Cais", {})["ManuallyStopped"] = True
+            self.store.save(record)
+        self._signal(record, sig)
+        self._event(record, "kill", signal=sig)
+
+    def _signal(self, record: dict, sig: int, all: bool = False) -> None:
+        from cais import runtime
+        try:
+            runtime.kill(record["Id"], sig, root=self.runtime_root, all=all)
+        except Exception as e:
+            pid = record["State"].get("Pid")
+            if not pid:
+                raise EngineError(f"cannot kill container {record['Id']}: {e}") from e
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+
+    def _wait_exit(self, cid: str, generation: int, timeout: float | None) -> bool:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self.cond:
+            while self.generation.get(cid, 0) == generation and cid in self.store.records \
+                    and self.store.records[cid]["State"]["Running"]:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                self.cond.wait(remaining if remaining is not None else 1.0)
+        return True
+
+    def stop(self, ref: str, timeout: int | None = None, signal: str | None = None) -> None:
+        record = self.get(ref)
+        cid = record["Id"]
+        if record["State"].get("Restarting"):
+            with self.store.lock:
+                record["State"].update({"Restarting": False, "Status": "exited"})
+                record.setdefault("Cais", {})["ManuallyStopped"] = True
+                self.store.save(record)
+            return
+        if not record["State"]["Running"]:
+            raise NotModified("container already stopped")
+        config = record["Config"]
+        sig = signals.parse(signal or config.get("StopSignal"), signals_mod.SIGTERM)
+        if timeout is None:
+            timeout = config.get("StopTimeout") if config.get("StopTimeout") is not None else 10
+        with self.store.lock:
+            record.setdefault("Cais", {})["ManuallyStopped"] = True
+            self.store.save(record)
+            generation = self.generation.get(cid, 0)
+        self.stopping.add(cid)
+        try:
+            if record["State"]["Paused"]:
+                self.unpause(cid)
+            with contextlib.suppress(EngineError):
+                self._signal(record, sig)
+            if timeout < 0 or not self._wait_exit(cid, generation, float(timeout)):
+                if timeout >= 0:
+                    with contextlib.suppress(EngineError):
+                        self._signal(record, signals_mod.SIGKILL, all=True)
+                if not self._wait_exit(cid, generation, 30):
+                    raise EngineError(f"container {cid[:12]} did not exit after SIGKILL")
+        finally:
+            self.stopping.discard(cid)
+        self._event(record, "stop")
+        if record["HostConfig"].get("AutoRemove"):
+            self._autoremove(cid)
+
+    def restart(self, ref: str, timeout: int | None = None, signal: str | None = None) -> None:
+        record = self.get(ref)
+        with contextlib.suppress(NotModified):
+            self.stop(record["Id"], timeout, signal)
+        self.start(record["Id"])
+        self._event(record, "restart")
+
+    def pause(self, ref: str) -> None:
+        from cais import runtime
+        record = self.get(ref)
+        if not record["State"]["Running"]:
+            raise Conflict(f"Container {record['Id']} is not running")
+        if record["State"]["Paused"]:
+            raise Conflict(f"Container {record['Id']} is already paused")
+        runtime.pause(record["Id"], root=self.runtime_root)
+        with self.store.lock:
+            record["State"].update({"Paused": True, "Status": "paused"})
+            self.store.save(record)
+        self._event(record, "pause")
+
+    def unpause(self, ref: str) -> None:
+        from cais import runtime
+        record = self.get(ref)
+        if not record["State"]["Paused"]:
+            raise Conflict(f"Container {record['Id']} is not paused")
+        runtime.resume(record["Id"], root=self.runtime_root)
+        with self.store.lock:
+            record["State"].update({"Paused": False, "Status": "running"})
+            self.store.save(record)
+        self._event(record, "unpause")
+
+    # ---- wait / remove / rename / update --------------------------------------------------
+    def wait_token(self, ref: str, condition: str = "not-running") -> tuple[str, int]:
+        if condition not in ("not-running", "next-exit", "removed", ""):
+            raise InvalidParameter(f"invalid condition: {condition!r}")
+        record = self.get(ref)
+        with self.cond:
+            return record["Id"], self.generation.get(record["Id"], 0)
+
+    def wait(self, cid: str, token: int, condition: str = "not-running", timeout: float | None = None) -> dict | None:
+        """{"StatusCode": …} once `condition` holds, None on timeout."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self.cond:
+            while True:
+                record = self.store.records.get(cid)
+                if record is None:
+                    code = self.removed.get(cid, 0)
+                    return {"StatusCode": code, "Error": None}
+                state = record["State"]
+                exited = self.generation.get(cid, 0) != token
+                if condition == "next-exit" and exited:
+                    return {"StatusCode": state["ExitCode"], "Error": None}
+                if condition in ("not-running", "") and not state["Running"] and not state.get("Restarting"):
+                    return {"StatusCode": state["ExitCode"], "Error": None}
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return None
+                self.cond.wait(min(remaining, 1.0) if remaining is not None else 1.0)
+
+    def remove(self, ref: str, *, force: bool = False, volumes: bool = False) -> None:
+        record = self.get(ref)
+        cid = record["Id"]
+        if record["State"]["Running"] or record["State"].get("Restarting"):
+            if not force:
+                raise Conflict(f"cannot remove container \"{record['Name']}\": container is running: stop the "
+                               "container before removing or force remove")
+            with self.store.lock:
+                record["State"]["Restarting"] = False
+                generation = self.generation.get(cid, 0)
+            self.stopping.add(cid)
+            try:
+                if record["State"]["Running"]:
+                    if record["State"]["Paused"]:
+                        with contextlib.suppress(Exception):
+                            self.unpause(cid)
+                    with contextlib.suppress(EngineError):
+                        self._signal(record, signals_mod.SIGKILL, all=True)
+                    if not self._wait_exit(cid, generation, 30):
+                        raise EngineError(f"could not kill container {cid[:12]}")
+            finally:
+                self.stopping.discard(cid)
+        with self.store.lock:
+            if cid not in self.store.records:
+                return
+            if record["State"]["Status"] == "removing":
+                raise Conflict(f"removal of container {cid[:12]} is already in progress")
+            record["State"]["Status"] = "removing"
+        self._runtime_delete(cid)
+        try:
+            self.storage.remove(cid)
+        except Exception as e:
+            with self.store.lock:
+                record["State"]["Status"] = "dead"
+                record["State"]["Dead"] = True
+                self.store.save(record)
+            raise EngineError(f"unable to remove filesystem for {cid}: {e}") from e
+        self.images.remove_container(cid)
+        for exec_id in [k for k, v in self.execs.items() if v["ContainerID"] == cid]:
+            self.execs.pop(exec_id, None)
+        with self.cond:
+            self.removed[cid] = record["State"]["ExitCode"]
+            self.store.remove(cid)
+            self.cond.notify_all()
+        self._event(record, "destroy")
+
+    def prune(self, filters: dict | None = None) -> dict:
+        deleted, reclaimed = [], 0
+        for record in self.store.all():
+            if record["State"]["Running"] or record["State"].get("Restarting"):
+                continue
+            if not containers.all_labels_match(record["Config"].get("Labels") or {}, (filters or {}).get("label", [])):
+                continue
+            with contextlib.suppress(EngineError):
+                reclaimed += self.storage.size(record["Id"])
+                self.remove(record["Id"])
+                deleted.append(record["Id"])
+        return {"ContainersDeleted": deleted or None, "SpaceReclaimed": reclaimed}
+
+    def rename(self, ref: str, new_name: str) -> None:
+        from cais.engine.names import NAME
+        record = self.get(ref)
+        if not new_name or not NAME.match(new_name):
+            raise InvalidParameter(f"Invalid container name ({new_name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+        with self.store.lock:
+            other = self.store.by_name(new_name)
+            if other is not None and other["Id"] != record["Id"]:
+                raise Conflict(f'Conflict. The container name "/{new_name.lstrip("/")}" is already in use by '
+                               f'container "{other["Id"]}". You have to remove (or rename) that container to be '
+                               "able to reuse that name.")
+            old = record["Name"]
+            record["Name"] = "/" + new_name.lstrip("/")
+            self.store.save(record)
+        self._event(record, "rename", oldName=old)
+
+    def update(self, ref: str, body: dict) -> dict:
+        from cais import runtime
+        record = self.get(ref)
+        keys = {"Memory", "MemorySwap", "MemoryReservation", "NanoCpus", "CpuShares", "CpuQuota", "CpuPeriod",
+                "CpusetCpus", "CpusetMems", "PidsLimit", "BlkioWeight", "KernelMemory"}
+        changes = {k: v for k, v in body.items() if k in keys}
+        host = {**record["HostConfig"], **changes}
+        spec.validate_resources(host)
+        if "RestartPolicy" in body and body["RestartPolicy"] is not None:
+            policy = parse_policy(body["RestartPolicy"])
+            if record["HostConfig"].get("AutoRemove") and policy["Name"] not in ("", "no"):
+                raise InvalidParameter("Restart policy cannot be updated because AutoRemove is enabled for the "
+                                       "container")
+            host["RestartPolicy"] = policy
+        if record["State"]["Running"] and changes:
+            try:
+                runtime.update(record["Id"], spec.resources(host), root=self.runtime_root)
+            except Exception as e:
+                raise EngineError(f"Cannot update container {record['Id']}: {e}") from e
+        with self.store.lock:
+            record["HostConfig"] = host
+            self.store.save(record)
+        self._event(record, "update")
+        return {"Warnings": []}
+
+    # ---- top / stats / logs / changes -------------------------------------------------------
+    def pids(self, record: dict) -> list[int]:
+        from cais import runtime
+        try:
+            return [int(p) for p in runtime.ps(record["Id"], root=self.runtime_root)]
+        except Exception:
+            return [record["State"]["Pid"]] if record["State"]["Pid"] else []
+
+    def top(self, ref: str, ps_args: str | None = None) -> dict:
+        import subprocess
+        record = self.get(ref)
+        if not record["State"]["Running"]:
+            raise Conflict(f"Container {record['Id']} is not running")
+        pids = set(self.pids(record))
+        args = (ps_args or "-ef").split()
+        out = subprocess.run(["ps", *args], capture_output=True, text=True, check=False)
+        if out.returncode != 0:
+            raise InvalidParameter(f"ps: {out.stderr.strip()}")
+        lines = out.stdout.splitlines()
+        if not lines:
+            return {"Titles": [], "Processes": []}
+        titles = lines[0].split()
+        if "PID" not in titles:
+            raise InvalidParameter("Couldn't find PID field in ps output")
+        col = titles.index("PID")
+        procs = []
+        for line in lines[1:]:
+            fields = line.split(None, len(titles) - 1)
+            if len(fields) > col and fields[col].isdigit() and int(fields[col]) in pids:
+                procs.append(fields)
+        return {"Titles": titles, "Processes": procs}
+
+    def stats(self, ref: str, previous: dict | None = None) -> dict:
+        from cais.engine.stats import collect
+        return collect(self, self.get(ref), previous)
+
+    def logs(self, ref: str, *, follow: bool = False, stdout: bool = True, stderr: bool = True,
+             since: float | None = None, until: float | None = None, tail: int | None = None):  # type: ignore[no-untyped-def]
+        record = self.get(ref)
+        driver = (record["HostConfig"].get("LogConfig") or {}).get("Type") or "json-file"
+        if driver == "none":
+            raise InvalidParameter('configured logging driver does not support reading')
+        cid = record["Id"]
+
+        def running() -> bool:
+            r = self.store.records.get(cid)
+            return bool(r and (r["State"]["Running"] or r["State"].get("Restarting")))
+        return logs.read(record["LogPath"], stdout=stdout, stderr=stderr, since=since, until=until, tail=tail,
+                         follow=follow, running=running)
+
+    def changes(self, ref: str) -> list[dict]:
+        record = self.get(ref)
+        return self.storage.changes(record["Id"])
+
+    def export(self, ref: str):  # type: ignore[no-untyped-def]
+        from cais.engine.archive import export_rootfs
+        record = self.get(ref)
+        return export_rootfs(self, record)
+
+    # ---- attach / exec ----------------------------------------------------------------------
+    def attach(self, ref: str, *, stdin: bool, stdout: bool, stderr: bool) -> tuple[dict, socket.socket]:
+        record = self.get(ref)
+        if record["State"]["Status"] in ("removing", "dead"):
+            raise Conflict(f"container {record['Id']} is being removed")
+        sock, _ = self.supervisor.stream({"op": "attach", "id": record["Id"], "stdin": stdin,
+                                          "stdout": stdout, "stderr": stderr})
+        self._event(record, "attach")
+        return record, sock
+
+    def resize(self, ref: str, height: int, width: int, exec_id: str | None = None) -> None:
+        record = self.get(ref)
+        if not record["State"]["Running"]:
+            raise Conflict(f"Container {record['Id']} is not running")
+        with contextlib.suppress(SupervisorError):
+            self.supervisor.request({"op": "resize", "id": record["Id"], "exec_id": exec_id,
+                                     "height": height, "width": width})
+
+    def exec_create(self, ref: str, body: dict) -> dict:
+        from cais.engine.names import new_id
+        record = self.get(ref)
+        if not record["State"]["Running"]:
+            raise Conflict(f"container {record['Id']} is not running")
+        if record["State"]["Paused"]:
+            raise Conflict(f"container {record['Id']} is paused, unpause the container before exec")
+        cmd = body.get("Cmd")
+        if isinstance(cmd, str):
+            cmd = [cmd]
+        if not cmd or not isinstance(cmd, list) or not all(isinstance(c, str) for c in cmd):
+            raise InvalidParameter("No exec command specified")
+        exec_id = new_id()
+        self.execs[exec_id] = {
+            "ID": exec_id, "Running": False, "ExitCode": None, "ProcessConfig": {
+                "tty": bool(body.get("Tty")), "entrypoint": cmd[0], "arguments": cmd[1:],
+                "privileged": bool(body.get("Privileged")), "user": body.get("User") or ""},
+            "OpenStdin": bool(body.get("AttachStdin")), "OpenStderr": bool(body.get("AttachStderr")),
+            "OpenStdout": bool(body.get("AttachStdout")), "CanRemove": False, "ContainerID": record["Id"],
+            "DetachKeys": body.get("DetachKeys") or "", "Pid": 0,
+            "Cais": {"Cmd": cmd, "Env": body.get("Env") or [], "User": body.get("User") or "",
+                     "WorkingDir": body.get("WorkingDir") or "", "Tty": bool(body.get("Tty")),
+                     "Privileged": bool(body.get("Privileged"))},
+        }
+        self._event(record, f"exec_create: {' '.join(cmd)}", execID=exec_id)
+        return {"Id": exec_id}
+
+    def exec_inspect(self, exec_id: str) -> dict:
+        ex = self.execs.get(exec_id)
+        if ex is None:
+            raise NotFound(f"No such exec instance: {exec_id}")
+        return {k: v for k, v in ex.items() if k != "Cais"}
+
+    def exec_check(self, exec_id: str) -> tuple[dict, dict]:
+        """The exec and its container, if the exec can start now."""
+        ex = self.execs.get(exec_id)
+        if ex is None:
+            raise NotFound(f"No such exec instance: {exec_id}")
+        if ex["Running"] or ex["ExitCode"] is not None:
+            raise Conflict(f"Error: Exec command {exec_id} has already run")
+        record = self.get(ex["ContainerID"])
+        if not record["State"]["Running"]:
+            raise Conflict(f"container {record['Id']} is not running")
+        return ex, record
+
+    def exec_start(self, exec_id: str, *, detach: bool = False) -> tuple[dict, socket.socket]:
+        ex, record = self.exec_check(exec_id)
+        cfg = ex["Cais"]
+        rootfs = self.storage.rootfs_path(record["Id"])
+        base = (read_json(os.path.join(self.store.dir(record["Id"]), "config.json")) or {}).get("process", {})
+        process = spec.exec_process(record, base, cfg, rootfs)
+        ex["Running"] = True
+        try:
+            sock, reply = self.supervisor.stream({
+                "op": "exec", "id": record["Id"], "exec_id": exec_id, "root": self.runtime_root,
+                "process": process, "tty": cfg["Tty"], "stdin": ex["OpenStdin"] and not detach})
+        except SupervisorError as e:
+            ex["Running"] = False
+            ex["ExitCode"] = 126
+            raise EngineError(f"OCI runtime exec failed: {e}") from e
+        ex["Pid"] = reply.get("pid", 0)
+        self._event(record, f"exec_start: {' '.join(cfg['Cmd'])}", execID=exec_id)
+        return ex, sock
+
+    def _on_exec_exit(self, exec_id: str, exit_code: int) -> None:
+        ex = self.execs.get(exec_id)
+        if ex is None:
+            return
+        with self.cond:
+            ex["Running"] = False
+            ex["ExitCode"] = exit_code
+            ex["Pid"] = 0
+            self.cond.notify_all()
+        with contextlib.suppress(NotFound):
+            self._event(self.get(ex["ContainerID"]), "exec_die", execID=exec_id, exitCode=exit_code)
+
+    def exec_finished(self, exec_id: str, exit_code: int) -> None:
+        """The stream carried the exit code before the watch connection did: record it now."""
+        self._on_exec_exit(exec_id, exit_code)
+
+    # ---- system -----------------------------------------------------------------------------
+    def disk_usage(self) -> dict:
+        usage = self.images.disk_usage()
+        usage["Containers"] = [{**containers.summary(r), "SizeRw": self.storage.size(r["Id"]), "SizeRootFs": 0}
+                               for r in self.store.all()]
+        usage.setdefault("Volumes", [])
+        usage.setdefault("BuildCache", [])
+        return usage
+
+    def counts(self) -> dict:
+        records = self.store.all()
+        running = sum(1 for r in records if r["State"]["Running"] and not r["State"]["Paused"])
+        paused = sum(1 for r in records if r["State"]["Paused"])
+        return {"Containers": len(records), "ContainersRunning": running, "ContainersPaused": paused,
+                "ContainersStopped": len(records) - running - paused}
+
+
+def _host_resolv_conf() -> str:
+    try:
+        with open("/etc/resolv.conf") as f:
+            text = f.read()
+    except OSError:
+        return ""
+    lines = [line for line in text.splitlines() if not line.strip().startswith("nameserver 127.")]
+    return "\n".join(lines) + "\n"
+
+
+def _default_seccomp() -> dict | None:
+    """The runtime's default seccomp profile (docker's), when it ships one."""
+    try:
+        from cais.runtime import seccomp  # type: ignore[attr-defined]
+        return seccomp.default_profile()
+    except (ImportError, AttributeError):
+        return None
+
+
+def host_info() -> dict:
+    uname = platform.uname()
+    return {"KernelVersion": uname.release, "OperatingSystem": _os_name(), "OSType": "linux",
+            "Architecture": uname.machine, "NCPU": os.cpu_count() or 1,
+            "MemTotal": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"), "Name": socket.gethostname()}
+
+
+def _os_name() -> str:
+    with contextlib.suppress(OSError), open("/etc/os-release") as f:
+        for line in f:
+            if line.startswith("PRETTY_NAME="):
+                return line.split("=", 1)[1].strip().strip('"')
+    return "Linux"
+

@@ -1,0 +1,102 @@
+"""Container records on disk: DATA_ROOT/containers/ID/config.v2.json, written atomically.
+
+A record is docker's inspect document (Id, Name, Config, HostConfig, State, …) plus a few private
+keys under "Cais"; the engine keeps them in memory and saves every change with a rename, so a
+crash leaves either the old or the new record, never half of one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import threading
+
+from cais.engine.errors import Conflict, NotFound
+
+RECORD = "config.v2.json"
+
+
+def write_json_atomic(path: str, value: object) -> None:
+    tmp = f"{path}.tmp-{os.getpid()}-{threading.get_ident()}"
+    with open(tmp, "w") as f:
+        json.dump(value, f, separators=(",", ":"))
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def read_json(path: str) -> dict | None:
+    try:
+        with open(path) as f:
+            value = json.load(f)
+    except (FileNotFoundError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+class ContainerStore:
+    """Records by id with a name index; lookups by full id, unique id prefix or name."""
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+        os.makedirs(root, mode=0o700, exist_ok=True)
+        self.lock = threading.RLock()
+        self.records: dict[str, dict] = {}
+        for entry in sorted(os.listdir(root)):
+            record = read_json(os.path.join(root, entry, RECORD))
+            if record and record.get("Id") == entry:
+                self.records[entry] = record
+
+    def dir(self, cid: str) -> str:
+        return os.path.join(self.root, cid)
+
+    def add(self, record: dict) -> None:
+        with self.lock:
+            if self.by_name(record["Name"]) is not None:
+                raise Conflict(f'Conflict. The container name "{record["Name"]}" is already in use by container '
+                               f'"{self.by_name(record["Name"])["Id"]}". You have to remove (or rename) that '
+                               "container to be able to reuse that name.")
+            os.makedirs(self.dir(record["Id"]), mode=0o710)
+            self.records[record["Id"]] = record
+            self.save(record)
+
+    def save(self, record: dict) -> None:
+        with self.lock:
+            if record["Id"] in self.records:
+                write_json_atomic(os.path.join(self.dir(record["Id"]), RECORD), record)
+
+    def remove(self, cid: str) -> None:
+        with self.lock:
+            self.records.pop(cid, None)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(os.path.join(self.dir(cid), RECORD))
+        shutil.rmtree(self.dir(cid), ignore_errors=True)
+
+    def by_name(self, name: str) -> dict | None:
+        name = "/" + name.lstrip("/")
+        for record in self.records.values():
+            if record["Name"] == name:
+                return record
+        return None
+
+    def get(self, ref: str) -> dict:
+        with self.lock:
+            if not ref:
+                raise NotFound("No such container: ")
+            if ref in self.records:
+                return self.records[ref]
+            named = self.by_name(ref)
+            if named is not None:
+                return named
+            matches = [r for cid, r in self.records.items() if cid.startswith(ref)]
+            if len(matches) == 1:
+                return matches[0]
+            if len(matches) > 1:
+                raise NotFound(f"multiple IDs found with provided prefix: {ref}")  # docker: 404 ambiguous
+            raise NotFound(f"No such container: {ref}")
+
+    def all(self) -> list[dict]:
+        with self.lock:
+            return sorted(self.records.values(), key=lambda r: r.get("Created", ""), reverse=True)

@@ -1,0 +1,329 @@
+"""cais-runtime: the runc-compatible command line. It parses arguments and calls one verb each."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any
+
+from cais.runtime.errors import RuntimeFailure
+from cais.runtime.log import Log
+from cais.runtime.store import DEFAULT_ROOT
+
+VERSION = "0.1.0"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise RuntimeFailure(f"{self.prog}: {message}")
+
+
+def _signal(text: str) -> int:
+    import signal
+
+    if text.isdigit():
+        return int(text)
+    name = text.upper()
+    name = name if name.startswith("SIG") else "SIG" + name
+    try:
+        return int(getattr(signal.Signals, name))
+    except AttributeError:
+        raise RuntimeFailure(f"unknown signal {text!r}") from None
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="cais-runtime", description="An OCI runtime (runc-compatible command line).")
+    p.add_argument("--root", default=DEFAULT_ROOT, help="directory of container state (default %(default)s)")
+    p.add_argument("--log", help="log file (default: stderr)")
+    p.add_argument("--log-format", choices=("text", "json"), default="text")
+    p.add_argument("--systemd-cgroup", action="store_true", help="cgroupsPath is slice:prefix:name")
+    p.add_argument("--debug", action="store_true")
+    p.add_argument("--rootless", default="auto")
+    p.add_argument("--criu", help=argparse.SUPPRESS)
+    p.add_argument("-v", "--version", action="store_true")
+    sub = p.add_subparsers(dest="verb", parser_class=_Parser)
+
+    def verb(name: str, helptext: str, with_id: bool = True) -> argparse.ArgumentParser:
+        v = sub.add_parser(name, help=helptext)
+        if with_id:
+            v.add_argument("id")
+        return v
+
+    def creating(v: argparse.ArgumentParser) -> None:
+        v.add_argument("-b", "--bundle", default=".")
+        v.add_argument("--pid-file")
+        v.add_argument("--console-socket")
+        v.add_argument("--no-pivot", action="store_true")
+        v.add_argument("--no-new-keyring", action="store_true")
+        v.add_argument("--preserve-fds", type=int, default=0)
+        v.add_argument("-d", "--detach", action="store_true")
+        v.add_argument("--no-subreaper", action="store_true")
+
+    s = verb("spec", "write a default config.json", with_id=False)
+    s.add_argument("-b", "--bundle", default=".")
+    s.add_argument("--rootless", action="store_true")
+    creating(verb("create", "create a container (its init waits for `start`)"))
+    verb("start", "start a created container")
+    creating(verb("run", "create and start a container"))
+    verb("state", "print the OCI state of a container")
+    k = verb("kill", "send a signal to a container")
+    k.add_argument("signal", nargs="?", default="SIGTERM")
+    k.add_argument("-a", "--all", action="store_true")
+    d = verb("delete", "delete a container")
+    d.add_argument("-f", "--force", action="store_true")
+    ls = verb("list", "list containers", with_id=False)
+    ls.add_argument("-f", "--format", choices=("table", "json"), default="table")
+    ls.add_argument("-q", "--quiet", action="store_true")
+    ps = verb("ps", "list the processes of a container")
+    ps.add_argument("-f", "--format", choices=("table", "json"), default="table")
+    ps.add_argument("ps_args", nargs=argparse.REMAINDER)
+    e = verb("exec", "run a process in a running container")
+    e.add_argument("-p", "--process")
+    e.add_argument("-t", "--tty", action="store_true")
+    e.add_argument("-d", "--detach", action="store_true")
+    e.add_argument("--pid-file")
+    e.add_argument("--console-socket")
+    e.add_argument("--cwd")
+    e.add_argument("-e", "--env", action="append", default=[])
+    e.add_argument("-u", "--user")
+    e.add_argument("-g", "--additional-gids", action="append", type=int, default=[])
+    e.add_argument("-c", "--cap", action="append", default=[])
+    e.add_argument("--no-new-privs", action="store_true")
+    e.add_argument("--preserve-fds", type=int, default=0)
+    e.add_argument("--process-label", help=argparse.SUPPRESS)
+    e.add_argument("--apparmor", help=argparse.SUPPRESS)
+    e.add_argument("--ignore-paused", action="store_true", help=argparse.SUPPRESS)
+    e.add_argument("command", nargs=argparse.REMAINDER)
+    verb("pause", "freeze every process of a container")
+    verb("resume", "thaw a paused container")
+    u = verb("update", "change the resource limits of a container")
+    u.add_argument("-r", "--resources", help="linux.resources JSON file ('-' for stdin)")
+    for flag in ("--memory", "--memory-reservation", "--memory-swap", "--kernel-memory", "--cpu-shares",
+                 "--cpu-quota", "--cpu-period", "--cpu-rt-period", "--cpu-rt-runtime", "--cpuset-cpus",
+                 "--cpuset-mems", "--pids-limit", "--blkio-weight"):
+        u.add_argument(flag)
+    verb("features", "print the features of this runtime (JSON)", with_id=False)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    log = Log()
+    try:
+        args = _parser().parse_args(argv)
+        log = Log(args.log, args.log_format)
+        if args.version:
+            print(f"cais-runtime version {VERSION}\nspec: 1.2.0")
+            return 0
+        if args.verb is None:
+            raise RuntimeFailure("a command is needed (see cais-runtime --help)")
+        return _dispatch(args, log) or 0
+    except RuntimeFailure as e:
+        log.error(str(e))
+    except OSError as e:
+        log.error(f"{e.strerror or e}{' ' + str(e.filename) if e.filename else ''}")
+    except KeyboardInterrupt:
+        log.error("interrupted")
+    return 1
+
+
+def _dispatch(args: argparse.Namespace, log: Log) -> int | None:
+    root = args.root
+    if args.verb == "spec":
+        return _spec(args)
+    if args.verb in ("create", "run"):
+        opts: dict[str, Any] = dict(
+            root=root, console_socket=args.console_socket and os.path.abspath(args.console_socket),
+            pid_file=args.pid_file and os.path.abspath(args.pid_file), preserve_fds=args.preserve_fds,
+            no_pivot=args.no_pivot, no_new_keyring=args.no_new_keyring, systemd_cgroup=args.systemd_cgroup,
+            warn=log.warning)
+        if args.verb == "create":
+            from cais.runtime.verbs.create import create
+
+            create(args.id, args.bundle, **opts)
+            return 0
+        from cais.runtime.verbs.run import run
+
+        return run(args.id, args.bundle, detach=args.detach, **opts)
+    if args.verb == "start":
+        from cais.runtime.verbs.start import start
+
+        start(args.id, root=root)
+    elif args.verb == "state":
+        from cais.runtime.verbs.state import state
+
+        print(json.dumps(state(args.id, root=root), indent=2))
+    elif args.verb == "kill":
+        from cais.runtime.verbs.kill import kill
+
+        kill(args.id, _signal(args.signal), root=root, all=args.all)
+    elif args.verb == "delete":
+        from cais.runtime.errors import ContainerNotFound
+        from cais.runtime.verbs.delete import delete
+
+        try:
+            delete(args.id, root=root, force=args.force)
+        except ContainerNotFound:
+            if not args.force:
+                raise
+    elif args.verb == "list":
+        _list(args)
+    elif args.verb == "ps":
+        _ps(args)
+    elif args.verb == "exec":
+        return _exec(args, log)
+    elif args.verb in ("pause", "resume"):
+        from cais.runtime.verbs import pause
+
+        getattr(pause, args.verb)(args.id, root=root)
+    elif args.verb == "update":
+        from cais.runtime.verbs.update import update
+
+        update(args.id, _resources(args), root=root)
+    elif args.verb == "features":
+        from cais.runtime.verbs.features import features
+
+        print(json.dumps(features(), indent=2))
+    return None
+
+
+def _spec(args: argparse.Namespace) -> int:
+    from cais.runtime import spec
+
+    path = os.path.join(args.bundle, "config.json")
+    if os.path.exists(path):
+        raise RuntimeFailure(f"{path} exists; remove it first")
+    with open(path, "w") as f:
+        json.dump(spec.default(rootless=args.rootless), f, indent=2)
+        f.write("\n")
+    return 0
+
+
+def _list(args: argparse.Namespace) -> None:
+    from cais.runtime.verbs.state import list_containers
+
+    states = list_containers(args.root)
+    if args.quiet:
+        for s in states:
+            print(s["id"])
+    elif args.format == "json":
+        print(json.dumps(states))
+    else:
+        print(f"{'ID':<20} {'PID':<8} {'STATUS':<10} {'BUNDLE':<40} {'CREATED':<32} OWNER")
+        for s in states:
+            print(f"{s['id']:<20} {s['pid']:<8} {s['status']:<10} {s['bundle']:<40} {s['created']:<32} root")
+
+
+def _ps(args: argparse.Namespace) -> None:
+    from cais.runtime.verbs.ps import ps
+
+    pids = ps(args.id, root=args.root)
+    if args.format == "json":
+        print(json.dumps(pids))
+        return
+    import subprocess
+
+    out = subprocess.run(["ps", *(args.ps_args or ["-ef"])], capture_output=True, text=True, check=False).stdout
+    lines = out.splitlines()
+    if not lines:
+        return
+    header = lines[0].split()
+    column = header.index("PID") if "PID" in header else 1
+    print(lines[0])
+    for line in lines[1:]:
+        fields = line.split()
+        if len(fields) > column and fields[column].isdigit() and int(fields[column]) in pids:
+            print(line)
+
+
+def _exec(args: argparse.Namespace, log: Log) -> int:
+    from cais.runtime import store
+    from cais.runtime.verbs.exec import exec_process
+    from cais.runtime.verbs.run import wait_forwarding
+
+    if args.process:
+        try:
+            with open(args.process) as f:
+                process = json.load(f)
+        except (OSError, ValueError) as e:
+            raise RuntimeFailure(f"--process {args.process}: {e}") from None
+    else:
+        if not args.command:
+            raise RuntimeFailure("exec: a command (or --process) is required")
+        base = store.load(args.root, args.id).config.get("process", {})
+        process = {k: v for k, v in base.items() if k not in ("args", "terminal", "rlimits", "oomScoreAdj")}
+        process["args"] = args.command[1:] if args.command[0] == "--" else args.command
+        process["terminal"] = args.tty
+        process["env"] = [*base.get("env", []), *args.env]
+        if args.cwd:
+            process["cwd"] = args.cwd
+        if args.user:
+            uid, _, gid = args.user.partition(":")
+            try:
+                process["user"] = {"uid": int(uid), "gid": int(gid or 0)}
+            except ValueError:
+                raise RuntimeFailure(f"--user {args.user}: numeric UID[:GID] expected") from None
+        if args.additional_gids:
+            process.setdefault("user", {})["additionalGids"] = args.additional_gids
+        if args.cap:
+            caps = process.setdefault("capabilities", {})
+            for kind in ("bounding", "effective", "permitted", "ambient"):
+                caps[kind] = sorted(set(caps.get(kind, [])) | set(args.cap))
+        if args.no_new_privs:
+            process["noNewPrivileges"] = True
+    console_socket = args.console_socket and os.path.abspath(args.console_socket)
+    listener = None
+    if process.get("terminal") and not console_socket and not args.detach:
+        from cais.runtime.terminal import ConsoleListener
+
+        listener = ConsoleListener()  # runc's behaviour: proxy the pty ourselves
+        console_socket = listener.path
+    try:
+        pid = exec_process(args.id, process, root=args.root, console_socket=console_socket,
+                           pid_file=args.pid_file and os.path.abspath(args.pid_file), detach=args.detach,
+                           preserve_fds=args.preserve_fds, warn=log.warning)
+        master = listener.master() if listener else -1
+    finally:
+        if listener:
+            listener.close()
+    if args.detach:
+        return 0
+    if master >= 0:
+        from cais.runtime.terminal import proxy
+
+        return proxy(master, pid)
+    return wait_forwarding(pid)
+
+
+def _resources(args: argparse.Namespace) -> dict[str, Any]:
+    if args.resources:
+        try:
+            if args.resources == "-":
+                return json.load(sys.stdin)
+            with open(args.resources) as f:
+                return json.load(f)
+        except (OSError, ValueError) as e:
+            raise RuntimeFailure(f"--resources: {e}") from None
+    res: dict[str, Any] = {}
+
+    def num(v: str) -> int:
+        try:
+            return int(v)
+        except ValueError:
+            raise RuntimeFailure(f"update: {v!r} is not a number") from None
+
+    for flag, (section, key) in {"memory": ("memory", "limit"), "memory_reservation": ("memory", "reservation"),
+                                 "memory_swap": ("memory", "swap"), "cpu_shares": ("cpu", "shares"),
+                                 "cpu_quota": ("cpu", "quota"), "cpu_period": ("cpu", "period"),
+                                 "pids_limit": ("pids", "limit"), "blkio_weight": ("blockIO", "weight")}.items():
+        if getattr(args, flag) is not None:
+            res.setdefault(section, {})[key] = num(getattr(args, flag))
+    for flag, key in (("cpuset_cpus", "cpus"), ("cpuset_mems", "mems")):
+        if getattr(args, flag) is not None:
+            res.setdefault("cpu", {})[key] = getattr(args, flag)
+    return res
+
+
+if __name__ == "__main__":
+    sys.exit(main())

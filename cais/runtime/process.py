@@ -1,0 +1,85 @@
+"""The container process: user, groups, umask, env, cwd, executable lookup, and the final execve."""
+
+from __future__ import annotations
+
+import os
+import signal
+from typing import Any
+
+from cais.runtime.errors import ConfigError
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def environment(process: dict[str, Any]) -> dict[str, str]:
+    env = dict(e.split("=", 1) for e in process.get("env", []))
+    env.setdefault("PATH", DEFAULT_PATH)
+    if "HOME" not in env:
+        env["HOME"] = _home(process.get("user", {}).get("uid", 0))
+    return env
+
+
+def _home(uid: int) -> str:
+    try:
+        with open("/etc/passwd") as f:
+            for line in f:
+                fields = line.split(":")
+                if len(fields) > 5 and fields[2] == str(uid):
+                    return fields[5]
+    except OSError:
+        pass
+    return "/"
+
+
+def find_executable(name: str, env: dict[str, str]) -> str:
+    """exec.LookPath inside the container (after pivot): fail at create, not at start."""
+    candidates = [name] if "/" in name else [os.path.join(d or ".", name) for d in env["PATH"].split(":")]
+    for path in candidates:
+        if os.path.isfile(path) and os.access(path, os.X_OK):
+            return path
+    if "/" in name:
+        raise ConfigError(f"exec: {name!r}: no such executable file")
+    raise ConfigError(f"exec: {name!r}: executable file not found in $PATH")
+
+
+def switch_user(user: dict[str, Any]) -> None:
+    """setgroups/setgid/setuid to the configured user (capabilities kept by PR_SET_KEEPCAPS)."""
+    uid, gid = user.get("uid", 0), user.get("gid", 0)
+    groups = user.get("additionalGids", [])
+    try:
+        os.setgroups(groups)
+    except PermissionError:
+        if groups:
+            raise ConfigError("setgroups is denied in this user namespace; additionalGids impossible") from None
+    os.setresgid(gid, gid, gid)
+    os.setresuid(uid, uid, uid)
+    if "umask" in user:
+        os.umask(user["umask"])
+
+
+def chdir(cwd: str) -> None:
+    """chdir to process.cwd and make sure it is inside the container root (CVE-2024-21626 class)."""
+    try:
+        os.chdir(cwd)
+    except OSError as e:
+        raise ConfigError(f"process.cwd {cwd}: {e.strerror}") from None
+    try:
+        here = os.getcwd()
+    except OSError:
+        here = ""
+    if not here.startswith("/"):
+        raise ConfigError(f"process.cwd {cwd} is outside the container root")
+
+
+def set_oom_score_adj(value: int) -> None:
+    with open("/proc/self/oom_score_adj", "w") as f:
+        f.write(str(value))
+
+
+def execute(path: str, args: list[str], env: dict[str, str]) -> None:
+    """Replace the init with the user's program; signals Python ignores go back to default."""
+    for sig in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+    os.execve(path, args, env)
+

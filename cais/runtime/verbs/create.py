@@ -1,0 +1,148 @@
+"""create: set a container up and leave its init blocked on the exec fifo until `start`."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from cais.linux.namespaces import CLONE_NEWCGROUP, CLONE_NEWUSER, CLONE_NEWUTS
+from cais.runtime import cgroup, launch, namespaces, spec, store
+from cais.runtime.channel import Channel
+from cais.runtime.errors import ConfigError, RuntimeFailure
+
+Warn = Callable[[str], None]
+
+
+def _stderr_warning(message: str) -> None:
+    print(f"cais-runtime: warning: {message}", file=sys.stderr)
+
+
+def write_pid_file(path: str, pid: int) -> None:
+    tmp = f"{path}.cais-tmp"
+    with open(tmp, "w") as f:
+        f.write(str(pid))
+    os.replace(tmp, path)
+
+
+def check_fds(preserve_fds: int) -> list[int]:
+    extra = list(range(3, 3 + preserve_fds))
+    for fd in extra:
+        try:
+            os.fstat(fd)
+        except OSError:
+            raise RuntimeFailure(f"--preserve-fds {preserve_fds}: descriptor {fd} is not open") from None
+    return extra
+
+
+def create(container_id: str, bundle: str, *, root: str = store.DEFAULT_ROOT, console_socket: str | None = None,
+           pid_file: str | None = None, preserve_fds: int = 0, no_pivot: bool = False,
+           stdio: tuple[int, int, int] | None = None, no_new_keyring: bool = False,
+           systemd_cgroup: bool = False, warn: Warn = _stderr_warning) -> None:
+    bundle = os.path.abspath(bundle)
+    config = spec.load(bundle)
+    proc = config.get("process")
+    if proc is None:
+        raise ConfigError("config.json: process is required to create a container")
+    clone_flags, joins = namespaces.plan(config)
+    if proc.get("terminal") and not console_socket:
+        raise ConfigError("process.terminal is true: --console-socket is required")
+    if console_socket and not proc.get("terminal"):
+        raise ConfigError("--console-socket given but process.terminal is false")
+    extra_fds = check_fds(preserve_fds)
+    store.check_id(container_id)
+    now = time.time_ns()
+    created = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now // 10**9)) + f".{now % 10**9:09d}Z"
+    container = store.new(root, container_id, {"pid": 0, "pid_start": None, "bundle": bundle,
+                                               "created": created, "config": config,
+                                               "systemd_cgroup": systemd_cgroup})
+    parent, child = Channel.pair()
+    console_fd = None
+    manager = None
+    pid = 0
+    fifo_fd = -1
+    try:
+        if console_socket:
+            from cais.runtime import terminal
+
+            console_fd = terminal.connect(console_socket)
+        os.mkfifo(container.fifo, 0o600)
+        os.chmod(container.fifo, 0o622)  # any container user may write it (mkfifo obeys the umask)
+        # Opened here and inherited: the init may not be able to walk --root (user namespaces).
+        fifo_fd = os.open(container.fifo, os.O_PATH | os.O_CLOEXEC)
+        base_state = {"ociVersion": config["ociVersion"], "id": container_id, "status": "creating",
+                      "bundle": bundle, "annotations": config.get("annotations", {})}
+        job: dict[str, Any] = {
+            "kind": "create", "id": container_id, "config": config, "bundle": bundle, "fifo_fd": fifo_fd,
+            # the cgroup namespace is made by the init once it is in its cgroup: that is its root
+            "clone_flags": clone_flags & ~CLONE_NEWCGROUP, "joins": joins, "seccomp": bool(config.get("linux", {}).get("seccomp")),
+            "new_userns": bool(clone_flags & CLONE_NEWUSER), "new_uts": bool(clone_flags & CLONE_NEWUTS)
+            or any(k == "uts" for k, _ in joins), "new_cgroupns": bool(clone_flags & CLONE_NEWCGROUP),
+            "no_pivot": no_pivot, "no_new_keyring": no_new_keyring, "preserve_fds": preserve_fds,
+            "console_fd": console_fd, "state": base_state,
+        }
+        passed = [*extra_fds, fifo_fd] + ([console_fd] if console_fd is not None else [])
+        pid = launch.spawn(job, child, parent, stdio, passed)
+        container.data.update(pid=pid, pid_start=store.process_start_time(pid))
+        container.save()
+        if clone_flags & CLONE_NEWUSER:
+            namespaces.write_id_maps(pid, config.get("linux", {}))
+        manager = cgroup.manager(config, container_id, systemd_cgroup)
+        resources = cgroup.resources(config)
+        if manager is not None:
+            manager.create(resources)
+            manager.add(pid)
+        elif _limits(resources):
+            warn("no cgroups backend in this build: linux.resources ignored")
+        parent.send({"type": "go", "pid": pid})
+        _converse(parent, config, dict(base_state, pid=pid), warn)
+        if pid_file:
+            write_pid_file(pid_file, pid)
+    except BaseException:
+        if pid:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
+        if manager is not None:
+            with contextlib.suppress(Exception):
+                manager.destroy()
+        container.remove()
+        raise
+    finally:
+        parent.close()
+        child.close()
+        if fifo_fd >= 0:
+            os.close(fifo_fd)
+        if console_fd is not None:
+            os.close(console_fd)
+
+
+def _limits(resources: dict[str, Any]) -> bool:
+    return any(v for k, v in resources.items() if k != "devices")
+
+
+def _converse(ch: Channel, config: dict[str, Any], state: dict[str, Any], warn: Warn) -> None:
+    """Serve the init until it reports `created`: warnings, and the runtime-namespace hooks."""
+    while True:
+        message = ch.recv()
+        if message is None:
+            raise RuntimeFailure("container init exited during setup")
+        if "error" in message:
+            raise RuntimeFailure(message["error"])
+        kind = message.get("type")
+        if kind == "warning":
+            warn(message["msg"])
+        elif kind == "hooks":
+            from cais.runtime import hooks
+
+            all_hooks = config.get("hooks", {})
+            hooks.run("prestart", all_hooks.get("prestart", []), state)
+            hooks.run("createRuntime", all_hooks.get("createRuntime", []), state)
+            ch.send({"type": "hooks-done"})
+        elif kind == "created":
+            return

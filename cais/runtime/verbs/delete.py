@@ -1,0 +1,55 @@
+"""delete: remove a stopped (or, with force, any) container: processes, cgroup, state; poststop."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import sys
+import time
+from typing import Any
+
+from cais.runtime import cgroup, store
+from cais.runtime.errors import InvalidState, RuntimeFailure
+from cais.runtime.verbs.kill import signal_init
+
+
+def _empty_and_destroy(manager: Any) -> None:
+    """Kill what is left in the cgroup (processes of a container without its own pid namespace
+    outlive its init), wait for it to empty, remove it."""
+    deadline = time.monotonic() + 10
+    while manager.pids():
+        if time.monotonic() > deadline:
+            raise RuntimeFailure("cgroup still holds processes after SIGKILL")
+        manager.kill(signal.SIGKILL)
+        time.sleep(0.01)
+    manager.destroy()
+
+
+def delete(container_id: str, *, root: str = store.DEFAULT_ROOT, force: bool = False) -> None:
+    container = store.load(root, container_id)
+    status = container.status()
+    if status in ("running", "paused") and not force:
+        raise InvalidState(f"cannot delete container {container_id} that is not stopped: {status}")
+    manager = cgroup.manager(container.config, container_id, container.data.get("systemd_cgroup", False))
+    if status != "stopped":
+        if manager is not None:
+            if status == "paused":
+                manager.thaw()
+            manager.kill(signal.SIGKILL)
+        with contextlib.suppress(InvalidState):
+            signal_init(container, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while container.alive() and time.monotonic() < deadline:
+            time.sleep(0.001)
+    if manager is not None:
+        _empty_and_destroy(manager)
+    poststop = container.config.get("hooks", {}).get("poststop", [])
+    if poststop:
+        from cais.runtime import hooks
+        from cais.runtime.errors import HookFailed
+
+        try:
+            hooks.run("poststop", poststop, dict(container.oci_state(), status="stopped"))
+        except HookFailed as e:
+            print(f"cais-runtime: warning: {e}", file=sys.stderr)
+    container.remove()

@@ -1,0 +1,72 @@
+"""exec: start another process in a running container's namespaces, cgroup and security setup."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+from typing import Any
+
+from cais.runtime import cgroup, launch, namespaces, spec, store, terminal
+from cais.runtime.channel import Channel
+from cais.runtime.errors import ConfigError, InvalidState, RuntimeFailure
+from cais.runtime.verbs.create import Warn, _stderr_warning, check_fds, write_pid_file
+
+
+def exec_process(container_id: str, process: dict[str, Any], *, root: str = store.DEFAULT_ROOT,
+                 console_socket: str | None = None, pid_file: str | None = None, detach: bool = True,
+                 stdio: tuple[int, int, int] | None = None, preserve_fds: int = 0,
+                 warn: Warn = _stderr_warning) -> int:
+    """Start PROCESS (an OCI process object) in the container; return its pid.
+
+    The process is a child of the caller (CLONE_PARENT): wait for it with os.waitpid. `detach`
+    is the CLI's business (whether to wait); in-process callers always get the pid back.
+    """
+    container = store.load(root, container_id)
+    status = container.status()
+    if status not in ("running", "created"):
+        raise InvalidState(f"cannot exec in a {status} container")
+    try:
+        spec.validate_process(process)
+    except ConfigError as e:
+        raise ConfigError(str(e).replace("config.json", "process")) from None
+    if process.get("terminal") and not console_socket:
+        raise ConfigError("process.terminal is true: --console-socket is required")
+    extra_fds = check_fds(preserve_fds)
+    config = container.config
+    joins = namespaces.of_process(config, container.pid)
+    parent, child = Channel.pair()
+    console_fd = None
+    pid = 0
+    try:
+        if console_socket:
+            console_fd = terminal.connect(console_socket)
+        job = {"kind": "exec", "id": container_id, "config": config, "process": process, "clone_flags": 0,
+               "joins": joins, "seccomp": bool(config.get("linux", {}).get("seccomp")),
+               "preserve_fds": preserve_fds, "console_fd": console_fd}
+        passed = extra_fds + ([console_fd] if console_fd is not None else [])
+        pid = launch.spawn(job, child, parent, stdio, passed)
+        manager = cgroup.manager(config, container_id, container.data.get("systemd_cgroup", False))
+        if manager is not None:
+            manager.add(pid)
+        parent.send({"type": "go", "pid": pid})
+        while (message := parent.recv()) is not None:  # EOF: the process exec'd (O_CLOEXEC)
+            if "error" in message:
+                raise RuntimeFailure(message["error"])
+            if message.get("type") == "warning":
+                warn(message["msg"])
+        if pid_file:
+            write_pid_file(pid_file, pid)
+    except BaseException:
+        if pid:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
+        raise
+    finally:
+        parent.close()
+        child.close()
+        if console_fd is not None:
+            os.close(console_fd)
+    return pid

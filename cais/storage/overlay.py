@@ -1,0 +1,335 @@
+"""The overlay driver: OverlayFS, laid out like docker's overlay2.
+
+    ROOT/layers/ID/diff    the layer's files (OverlayFS whiteouts and opaque xattrs included)
+    ROOT/layers/ID/link    its short name; ROOT/l/SHORT -> ../layers/ID/diff
+    ROOT/layers/ID/lower   its ancestors' short names, nearest first: "l/AAA:l/BBB"
+    ROOT/layers/ID/size    bytes of file content in diff
+    ROOT/containers/CID/{diff,work,merged,lower}   a container's upper, work and mount point
+
+The mount is made from a thread that has its own cwd (unshare(CLONE_FS)) inside ROOT, with
+relative lowerdirs "l/SHORT": 29 bytes a layer, so 120+ layers fit in the one page of mount
+options the kernel accepts, whatever ROOT's length.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import errno
+import os
+import secrets
+import shutil
+import stat
+import tempfile
+import threading
+from collections.abc import Callable, Iterator
+from typing import BinaryIO
+
+from cais.linux import fs
+from cais.linux import mount as mnt
+from cais.storage import archive, whiteouts
+from cais.storage.driver import Change, Driver, Staging, check_id, remove_tree, sweep_staging
+from cais.storage.errors import LayerNotFound, StorageError
+
+MOUNT_SOURCE = "cais-st-overlay"
+_PAGE = os.sysconf("SC_PAGESIZE")
+# Options pinned off so that a diff stays a plain directory tree: no inode index tying an upper dir
+# to its lowers, no redirects or metacopy-only files that an export could not archive.
+_PINNED = ("index", "redirect_dir", "metacopy")
+
+
+def _short_name() -> str:
+    return base64.b32encode(secrets.token_bytes(16)).decode().rstrip("=")  # 26 characters
+
+
+def _pinned_options() -> str:
+    return "".join(f",{opt}=off" for opt in _PINNED if os.path.exists(f"/sys/module/overlay/parameters/{opt}"))
+
+
+def _read(path: str) -> str:
+    with open(path) as f:
+        return f.read().strip()
+
+
+def _write(path: str, text: str) -> None:
+    with open(path, "w") as f:
+        f.write(text)
+
+
+def mount_in(cwd: str, target: str, data: str) -> None:
+    """Mount an overlay whose option paths are relative to `cwd`, without moving the process's cwd."""
+    if len(data) >= _PAGE:
+        raise StorageError(f"overlay mount options are {len(data)} bytes, over the kernel's limit of "
+                           f"{_PAGE - 1} (too many layers)")
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            fs.unshare_fs()
+            os.chdir(cwd)
+            mnt.mount(MOUNT_SOURCE, target, "overlay", 0, data)
+        except BaseException as e:  # noqa: BLE001 - handed to the calling thread
+            failure.append(e)
+
+    thread = threading.Thread(target=run, name="cais-st-mount")
+    thread.start()
+    thread.join()
+    if failure:
+        e = failure[0]
+        if isinstance(e, OSError):
+            raise StorageError(f"cannot mount overlay at {target}: {e.strerror}") from None
+        raise e
+
+
+def overlay_supported(root: str) -> bool:
+    """Whether an overlay (with a whiteout) can be mounted on root's file system."""
+    try:
+        with open("/proc/filesystems") as f:
+            if "overlay" not in f.read().split():
+                return False
+        probe = tempfile.mkdtemp(prefix=".tmp-probe-", dir=root)
+    except OSError:
+        return False
+    try:
+        for d in ("lower", "upper", "work", "merged"):
+            os.mkdir(os.path.join(probe, d))
+        upper = os.open(os.path.join(probe, "upper"), os.O_PATH | os.O_CLOEXEC)
+        try:
+            whiteouts.make_overlay_whiteout(upper, "x")
+        finally:
+            os.close(upper)
+        mount_in(probe, os.path.join(probe, "merged"), "lowerdir=lower,upperdir=upper,workdir=work")
+        mnt.umount(os.path.join(probe, "merged"), mnt.MNT_DETACH)
+        return True
+    except (OSError, StorageError):
+        return False
+    finally:
+        shutil.rmtree(probe, ignore_errors=True)
+
+
+class OverlayDriver(Driver):
+    name = "overlay"
+
+    def __init__(self, root: str) -> None:
+        super().__init__(root)
+        self._layers = os.path.join(root, "layers")
+        self._links = os.path.join(root, "l")
+        self._containers = os.path.join(root, "containers")
+        for d in (root, self._layers, self._links, self._containers, os.path.join(root, "empty")):
+            os.makedirs(d, mode=0o700 if d == root else 0o755, exist_ok=True)
+        sweep_staging(self._layers)
+        sweep_staging(self._containers)
+        self._repair_links()
+        self._mount_lock = threading.Lock()
+        self._mount_count: dict[str, int] = {}  # mounts made or found by this process, like overlay2's
+
+    def _repair_links(self) -> None:
+        """Make the l/ links agree with the committed layers (after a crash between the steps)."""
+        wanted = {}
+        for layer_id in os.listdir(self._layers):
+            if not layer_id.startswith("."):
+                try:
+                    wanted[_read(os.path.join(self._layers, layer_id, "link"))] = layer_id
+                except FileNotFoundError:
+                    continue
+        for link in os.listdir(self._links):
+            path = os.path.join(self._links, link)
+            if link not in wanted and not os.path.exists(path):  # dangling: its layer is gone
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
+        for link, layer_id in wanted.items():
+            with contextlib.suppress(FileExistsError):  # another process may be repairing too
+                os.symlink(f"../layers/{layer_id}/diff", os.path.join(self._links, link))
+
+    # --- layers ------------------------------------------------------------------------------------
+
+    def _layer(self, layer_id: str) -> str:
+        return os.path.join(self._layers, layer_id)
+
+    def has_layer(self, layer_id: str) -> bool:
+        return os.path.isdir(os.path.join(self._layer(check_id("layer", layer_id)), "diff"))
+
+    def _lower_for_child(self, parent_id: str | None) -> str:
+        if parent_id is None:
+            return ""
+        self._require_layer(parent_id)
+        parent = self._layer(parent_id)
+        lower = _read(os.path.join(parent, "lower"))
+        own = "l/" + _read(os.path.join(parent, "link"))
+        return f"{own}:{lower}" if lower else own
+
+    def _make_layer(self, layer_id: str, parent_id: str | None,
+                    fill: Callable[[str, list[str]], archive.DiffResult]) -> archive.DiffResult:
+        self._require_new_layer(layer_id)
+        lower = self._lower_for_child(parent_id)
+        staging = Staging(self._layers)
+        try:
+            diff = os.path.join(staging.path, "diff")
+            os.mkdir(diff, 0o755)
+            result = fill(diff, self._layer_dirs(lower))
+            link = _short_name()
+            _write(os.path.join(staging.path, "link"), link)
+            _write(os.path.join(staging.path, "lower"), lower)
+            _write(os.path.join(staging.path, "size"), str(result.size))
+        except BaseException:
+            staging.discard()
+            raise
+        if staging.commit(self._layer(layer_id)):
+            with contextlib.suppress(FileExistsError):  # made by a concurrent repair
+                os.symlink(f"../layers/{layer_id}/diff", os.path.join(self._links, link))
+        return result
+
+    def apply_diff(self, layer_id: str, parent_id: str | None, stream: BinaryIO, *,
+                   max_size: int | None = None) -> archive.DiffResult:
+        return self._make_layer(layer_id, parent_id, lambda diff, lowers: archive.unpack(
+            stream, diff, "overlay", lowers=lowers, max_size=max_size, guard=self._disk_guard))
+
+    def create_layer(self, layer_id: str, parent_id: str | None) -> None:
+        self._make_layer(layer_id, parent_id, lambda diff, lowers: archive.DiffResult(archive.EMPTY_DIFF_ID, 0, 1024))
+
+    def _user_of(self, link: str) -> str | None:
+        """A layer or container stacked on the layer whose short name is `link`, if any."""
+        wanted = f"l/{link}"
+        for kind, parent in (("layer", self._layers), ("container", self._containers)):
+            for name in os.listdir(parent):
+                if name.startswith("."):
+                    continue
+                try:
+                    if wanted in _read(os.path.join(parent, name, "lower")).split(":"):
+                        return f"{kind} {name}"
+                except FileNotFoundError:
+                    continue
+        return None
+
+    def remove_layer(self, layer_id: str) -> None:
+        """Remove a layer; refused while another layer or a container is stacked on it (with
+        overlay they read its files at mount time)."""
+        self._require_layer(layer_id)
+        path = self._layer(layer_id)
+        link = _read(os.path.join(path, "link"))
+        user = self._user_of(link)
+        if user is not None:
+            raise StorageError(f"layer {layer_id} is in use by {user}")
+        remove_tree(path, self._layers)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(os.path.join(self._links, link))
+
+    def layer_size(self, layer_id: str) -> int:
+        self._require_layer(layer_id)
+        return int(_read(os.path.join(self._layer(layer_id), "size")))
+
+    # --- containers --------------------------------------------------------------------------------
+
+    def _container(self, container_id: str, must_exist: bool = True) -> str:
+        path = os.path.join(self._containers, check_id("container", container_id))
+        if must_exist and not os.path.isdir(path):
+            raise LayerNotFound(f"no writable layer for container {container_id}")
+        return path
+
+    def create_rw(self, container_id: str, parent_layer_id: str | None) -> None:
+        final = self._container(container_id, must_exist=False)
+        if os.path.exists(final):
+            raise StorageError(f"container {container_id} already has a writable layer")
+        lower = self._lower_for_child(parent_layer_id)
+        staging = Staging(self._containers)
+        try:
+            for d, mode in (("diff", 0o755), ("work", 0o700), ("merged", 0o755)):
+                os.mkdir(os.path.join(staging.path, d), mode)
+            _write(os.path.join(staging.path, "lower"), lower)
+        except BaseException:
+            staging.discard()
+            raise
+        if not staging.commit(final):
+            raise StorageError(f"container {container_id} already has a writable layer")
+
+    def mount(self, container_id: str) -> str:
+        """Mount the container's rootfs, or count one more user of the mount already there."""
+        path = self._container(container_id)
+        merged = os.path.join(path, "merged")
+        with self._mount_lock:
+            if not os.path.ismount(merged):
+                lower = _read(os.path.join(path, "lower")) or "empty"
+                rel = f"containers/{container_id}"
+                mount_in(self.root, merged,
+                         f"lowerdir={lower},upperdir={rel}/diff,workdir={rel}/work{_pinned_options()}")
+                self._mount_count[container_id] = 0
+            self._mount_count[container_id] = self._mount_count.get(container_id, 0) + 1
+        return merged
+
+    def unmount(self, container_id: str, *, force: bool = False) -> None:
+        """Release one use of the mount; the last one (or `force`) unmounts it."""
+        merged = os.path.join(self._container(container_id), "merged")
+        with self._mount_lock:
+            left = 0 if force else self._mount_count.get(container_id, 1) - 1
+            if left > 0:
+                self._mount_count[container_id] = left
+                return
+            self._mount_count.pop(container_id, None)
+            if os.path.ismount(merged):
+                try:
+                    mnt.umount(merged, mnt.MNT_DETACH)
+                except OSError as e:
+                    if e.errno != errno.EINVAL:
+                        raise StorageError(f"cannot unmount {merged}: {e.strerror}") from None
+
+    def remove_rw(self, container_id: str) -> None:
+        path = self._container(container_id)
+        self.unmount(container_id, force=True)
+        remove_tree(path, self._containers)
+
+    # --- diffs -------------------------------------------------------------------------------------
+
+    def _layer_dirs(self, lower: str) -> list[str]:
+        """The diff directories named by a `lower` chain ("l/AAA:l/BBB"), top first."""
+        return [os.path.realpath(os.path.join(self.root, link)) for link in lower.split(":") if link]
+
+    def _lowers(self, container_id: str) -> list[str]:
+        return self._layer_dirs(_read(os.path.join(self._container(container_id), "lower")))
+
+    def _walk_upper(self, container_id: str) -> Iterator[tuple[str, str, os.stat_result]]:
+        """(relative path, absolute path, lstat) of everything in the upper dir, parents first,
+        names sorted."""
+        upper = os.path.join(self._container(container_id), "diff")
+
+        def walk(rel: str) -> Iterator[tuple[str, str, os.stat_result]]:
+            base = os.path.join(upper, rel) if rel else upper
+            for name in sorted(os.listdir(base)):
+                child = f"{rel}/{name}" if rel else name
+                path = os.path.join(base, name)
+                st = os.lstat(path)
+                yield child, path, st
+                if stat.S_ISDIR(st.st_mode):
+                    yield from walk(child)
+
+        return walk("")
+
+    def changes(self, container_id: str) -> list[Change]:
+        """The upper dir read natively, reported as docker does: "C" for what exists in the image,
+        "A" for what does not, "D" for whiteouts — and for what an opaque directory (a directory
+        deleted and made again) hides."""
+        lowers = self._lowers(container_id)
+        out = []
+        for rel, path, st in self._walk_upper(container_id):
+            if whiteouts.is_overlay_whiteout(st):
+                out.append(Change("D", "/" + rel))
+                continue
+            below = whiteouts.find_in_layers(lowers, rel)
+            out.append(Change("A" if below is None else "C", "/" + rel))
+            if below is not None and stat.S_ISDIR(st.st_mode) and whiteouts.is_overlay_opaque(path):
+                for name in whiteouts.list_in_layers(lowers, rel) - set(os.listdir(path)):
+                    out.append(Change("D", f"/{rel}/{name}"))
+        return sorted(out, key=lambda c: c.path)
+
+    def export_diff(self, container_id: str, out: BinaryIO, *,
+                    source_date_epoch: int | None = None) -> archive.DiffResult:
+        def entries() -> Iterator[archive.PackEntry]:
+            for rel, path, st in self._walk_upper(container_id):
+                if whiteouts.is_overlay_whiteout(st):
+                    yield archive.PackEntry(rel, None, "whiteout")
+                    continue
+                yield archive.PackEntry(rel, path)
+                if stat.S_ISDIR(st.st_mode) and whiteouts.is_overlay_opaque(path):
+                    yield archive.PackEntry(rel, None, "opaque")
+
+        return archive.pack(entries(), out, source_date_epoch=source_date_epoch)
+
