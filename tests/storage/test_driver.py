@@ -310,3 +310,15 @@ def test_concurrent_unpacks_and_mounts(driver):
     finally:
         for i in range(8):
             driver.unmount(f"c{i}")
+
+
+def test_too_many_layers_is_a_clear_error(st_root):
+    driver = open_driver(st_root, "overlay")
+    parent = None
+    for i in range(150):
+        driver.create_layer(f"l{i}", parent)
+        parent = f"l{i}"
+    driver.create_rw("deep", parent)
+    with pytest.raises(StorageError, match="over the kernel's limit of 4095 .too many layers."):
+        driver.mount("deep")
+    assert not os.path.ismount(os.path.join(driver.root, "containers", "deep", "merged"))
