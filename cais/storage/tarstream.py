@@ -147,7 +147,7 @@ def _number(raw: bytes, what: str) -> int:
         raise InvalidLayer(f"invalid {what} {text!r} in tar header") from None
 
 
-def _checksum_ok(block: bytes) -> bool:
+def is_tar_header(block: bytes) -> bool:
     """The header checksum: the sum of its bytes with the checksum field as spaces (unsigned, or
     signed as some old tars computed it)."""
     try:
@@ -259,7 +259,7 @@ class TarReader:
                 return  # end of archive (a missing end marker is tolerated, as GNU tar does)
             if len(block) != BLOCK:
                 raise InvalidLayer("layer tar is truncated (partial header)")
-            if not _checksum_ok(block):
+            if not is_tar_header(block):
                 raise InvalidLayer("layer is not a valid tar archive (header checksum mismatch)")
             type_ = block[156:157]
             size = _number(block[124:136], "size")

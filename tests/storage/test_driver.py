@@ -322,3 +322,14 @@ def test_too_many_layers_is_a_clear_error(st_root):
     with pytest.raises(StorageError, match="over the kernel's limit of 4095 .too many layers."):
         driver.mount("deep")
     assert not os.path.ismount(os.path.join(driver.root, "containers", "deep", "merged"))
+
+
+def test_compression_is_sniffed_not_guessed_from_names(driver):
+    """A tar whose first entry's name starts like a compression magic is still a tar; bzip2 is refused."""
+    import bz2
+    for name in ("BZh91AY&SY", "\x1f\x8bname", "\xfd7zXZ"):
+        layer = f"l{ord(name[1])}"
+        driver.apply_diff(layer, None, stream(tar(E(name, data=b"x"))))
+        assert driver.has_layer(layer)
+    with pytest.raises(InvalidLayer, match="bzip2"):
+        driver.apply_diff("bz", None, stream(bz2.compress(BASE)))
