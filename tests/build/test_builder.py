@@ -244,7 +244,8 @@ def test_scratch_and_tar_context(cais, tmp_root):
     ({"Dockerfile": "FROM busybox\n", "tag": "Bad Tag"}, "invalid tag 'Bad Tag'"),
     ({"Dockerfile": "FROM busybox\nCOPY --chown=ghost f /x\n", "f": ""}, "unable to find user ghost"),
 ])
-def test_bad_dockerfiles_fail_clearly_and_leave_nothing(cais, tmp_root, files, message):
+def test_bad_dockerfiles_fail_clearly_and_leave_nothing(shared_cais, tmp_root, files, message):
+    cais = shared_cais
     files = dict(files)
     tags = [files.pop("tag")] if "tag" in files else []
     ctx = write(os.path.join(tmp_root, "ctx"), files)
@@ -341,7 +342,8 @@ RUN --mount=type=tmpfs,target=/scratch/space echo t > /scratch/space/f && ls /sc
     ("type=bind,target=/x,color=red", "unexpected key 'color'"),
     ("type=bind,source=nope,target=/x", "--mount: nope not found in the build context"),
 ])
-def test_bad_run_mounts(cais, tmp_root, spec, message):
+def test_bad_run_mounts(shared_cais, tmp_root, spec, message):
+    cais = shared_cais
     ctx = write(os.path.join(tmp_root, "ctx"), {"Dockerfile": f"FROM busybox\nRUN --mount={spec} true\n"})
     with pytest.raises(BuildError, match=message):
         cais.build(ctx)
