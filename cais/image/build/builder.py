@@ -71,6 +71,7 @@ from cais.image.build.shell_words import Lexer, ShellSyntaxError
 
 Emit = Callable[[Event], None]
 _EMPTY_TAR_SIZE = 1024  # an empty diff: just the two zero blocks
+_PIPES = "/dev/pipes"  # where a `RUN <<EOF` script with a shebang is mounted (on /dev's tmpfs)
 
 
 class BuildError(Exception):
@@ -569,9 +570,9 @@ class _Build:
         if network not in NETWORK_MODES:
             raise DockerfileError(f"unknown network mode {network!r} (use one of: {', '.join(NETWORK_MODES)})")
         mounts = [parse_mount(state.scope.word(spec, state.config)) for spec in cmd.mounts]
-        args = self.run_args(cmd, state)
+        args, script = self.run_args(cmd, state)
         env = state.scope.run_env(state.config)
-        key = self.step_key(state, "RUN", args, state.scope.cache_args(), network,
+        key = self.step_key(state, "RUN", args, script, state.scope.cache_args(), network,
                             [(repr(m), self.mount_source_key(m)) for m in mounts])
         created_by = "RUN " + " ".join(args)
 
@@ -583,6 +584,8 @@ class _Build:
             try:
                 with contextlib.ExitStack() as stack:
                     oci_mounts = [self.prepare_mount(m, stack) for m in mounts]
+                    if script is not None:
+                        oci_mounts.append(self.script_mount(*script, stack))
                     self.b.runner.run(rw, bundle, rootfs,
                                       RunSpec(args, env, cwd, uid, gid, groups, network, mounts=oci_mounts),
                                       lambda data: self.emit(StepOutput(number, data)))
@@ -594,6 +597,15 @@ class _Build:
                 shutil.rmtree(bundle, ignore_errors=True)
 
         return self.layer_step(state, number, key, created_by, work)
+
+    def script_mount(self, name: str, text: str, stack: contextlib.ExitStack) -> dict[str, Any]:
+        tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="cais-build-script-", dir=self.b.tmp_dir))
+        path = os.path.join(tmp, "script")
+        with open(path, "w") as f:
+            f.write(text)
+        os.chmod(path, 0o755)
+        return {"destination": posixpath.join(_PIPES, name), "type": "bind", "source": path,
+                "options": ["rbind", "ro"]}
 
     def mount_source_key(self, m: RunMount) -> str:
         """What a mount's content depends on: the context files it shows, or the image it shows."""
@@ -652,18 +664,24 @@ class _Build:
             raise DockerfileError(f"{what} --from={name}: {e}") from None
         return image_id, self.b.image(image_id)[1]
 
-    def run_args(self, cmd: RunCmd, state: State) -> list[str]:
+    def run_args(self, cmd: RunCmd, state: State) -> tuple[list[str], tuple[str, str] | None]:
+        """The command line, and a script to mount at /dev/pipes/NAME for `RUN <<EOF` whose
+        document starts with `#!` (run by its own interpreter, as BuildKit does)."""
         if not cmd.shell_form:
-            return list(cmd.args)
+            return list(cmd.args), None
         text = cmd.args[0] if cmd.args else ""
         docs = cmd.heredocs
+        script = None
         if docs:
             marker = parse_heredoc_marker(text.strip(), self.escape)
             if marker is not None and len(docs) == 1:
                 text = docs[0].text  # RUN <<EOF: the document is the script
+                if text.startswith("#!"):
+                    script = (docs[0].name, text)
+                    text = posixpath.join(_PIPES, docs[0].name)
             else:
                 text = text + "".join("\n" + d.content + d.name for d in docs)
-        return dispatch.command_line([text], True, state.config)
+        return dispatch.command_line([text], True, state.config), script
 
     # --- COPY / ADD ---
 
