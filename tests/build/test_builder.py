@@ -361,3 +361,38 @@ def test_copy_exclude(cais, tmp_root):
     write(ctx, {"parents.Dockerfile": "FROM busybox\nCOPY --parents src/keep /x/\n"})
     with pytest.raises(BuildError, match="--parents is not supported"):
         cais.build(ctx, "parents.Dockerfile")
+
+
+CRASHING_BUILD = """
+import sys
+from cais.image.build.builder import BuildOptions
+from cais.image.build.context import BuildContext
+from tests.build.conftest import make_cais
+c = make_cais(sys.argv[1])
+with BuildContext.open(sys.argv[2]) as ctx:
+    c.builder.build(ctx, BuildOptions(), lambda e: print(type(e).__name__, flush=True))
+"""
+
+
+def test_a_build_killed_midway_is_cleaned_up_by_the_next_builder(cais, tmp_root):
+    import signal
+    import subprocess
+    import sys
+
+    from cais.image.build.builder import Builder
+    from cais.image.build.runner import Runner
+
+    ctx = write(os.path.join(tmp_root, "ctx"), {"Dockerfile": "FROM busybox\nRUN echo started; sleep 60\n"})
+    proc = subprocess.Popen([sys.executable, "-c", CRASHING_BUILD, cais.top, ctx], stdout=subprocess.PIPE,
+                            cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if line.startswith(b"StepOutput"):
+            break
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    proc.stdout.close()
+    assert leftovers(cais.top) != []  # the dead build's mount, container and writable layer
+    Builder(cais.store, Runner(os.path.join(cais.top, "runtime")), cais.builder.root)
+    assert leftovers(cais.top) == []
+    assert os.listdir(os.path.join(cais.builder.root, "active")) == []

@@ -126,6 +126,16 @@ def _digest(obj: Any) -> str:
     return "sha256:" + hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def rfc3339(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ").replace(".000000Z", "Z")
 
@@ -140,8 +150,47 @@ class Builder:
         self.root = root
         self.cache_dir = os.path.join(root, "cache")
         self.tmp_dir = os.path.join(root, "tmp")
-        os.makedirs(self.cache_dir, mode=0o700, exist_ok=True)
-        os.makedirs(self.tmp_dir, mode=0o700, exist_ok=True)
+        self.active_dir = os.path.join(root, "active")
+        for d in (self.cache_dir, self.tmp_dir, self.active_dir):
+            os.makedirs(d, mode=0o700, exist_ok=True)
+        self.sweep()
+
+    # --- writable layers, and what a crashed build left ---
+
+    @contextlib.contextmanager
+    def writable(self, top_layer: str | None, purpose: str) -> Iterator[str]:
+        """A fresh writable layer on `top_layer` (removed afterwards), recorded under active/ with
+        our pid so that a build that died is cleaned up by the next builder (`sweep`)."""
+        rw = f"cais-build-{purpose}-{secrets.token_hex(6)}"
+        entry = os.path.join(self.active_dir, rw)
+        with open(entry, "w") as f:
+            f.write(str(os.getpid()))
+        try:
+            self.driver.create_rw(rw, top_layer)
+            try:
+                yield rw
+            finally:
+                self.driver.remove_rw(rw)
+        finally:
+            os.unlink(entry)
+
+    def sweep(self) -> None:
+        """Remove the containers, mounts and writable layers of builds whose process is gone."""
+        for rw in os.listdir(self.active_dir):
+            entry = os.path.join(self.active_dir, rw)
+            try:
+                with open(entry) as f:
+                    pid = int(f.read().strip() or 0)
+            except (OSError, ValueError):
+                continue
+            if pid == os.getpid() or _alive(pid):
+                continue
+            self.runner.cleanup(rw)
+            for step in (self.driver.unmount, self.driver.remove_rw):
+                with contextlib.suppress(Exception):  # half-made: some steps have nothing to undo
+                    step(rw)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(entry)
 
     def build(self, context: BuildContext, options: BuildOptions, emit: Emit) -> str:
         """Build; returns the image ID. Raises BuildError (nothing left mounted or running)."""
@@ -204,16 +253,12 @@ class Builder:
     @contextlib.contextmanager
     def mounted(self, top_layer: str | None, purpose: str) -> Iterator[tuple[str, str]]:
         """A fresh writable layer on `top_layer`, mounted: yields (its id, the rootfs path)."""
-        rw = f"cais-build-{purpose}-{secrets.token_hex(6)}"
-        self.driver.create_rw(rw, top_layer)
-        try:
+        with self.writable(top_layer, purpose) as rw:
             path = self.driver.mount(rw)
             try:
                 yield rw, path
             finally:
                 self.driver.unmount(rw)
-        finally:
-            self.driver.remove_rw(rw)
 
 
 class _Build:
@@ -523,9 +568,7 @@ class _Build:
             self.emit(StepDone(number, new.image_id or ""))
             return new
         driver = self.b.driver
-        rw = f"cais-build-step-{secrets.token_hex(6)}"
-        driver.create_rw(rw, state.top_layer)
-        try:
+        with self.b.writable(state.top_layer, "step") as rw:
             rootfs = driver.mount(rw)
             try:
                 work(rw, rootfs)
@@ -543,8 +586,6 @@ class _Build:
                     new = self.commit(state, created_by, empty_layer=True)
                 else:
                     new = self.commit(state, created_by, (blob, result.diff_id, result.tar_size))
-        finally:
-            driver.remove_rw(rw)
         self.b.cache_put(key, new.image_id or "")
         self.emit(StepDone(number, new.image_id or ""))
         return new

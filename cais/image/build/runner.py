@@ -131,6 +131,16 @@ class Runner:
         if code != 0:
             raise RunError(f"exit code: {code}")
 
+    def cleanup(self, container_id: str) -> None:
+        """Remove what is left of a build container (its build died): processes, cgroup, state."""
+        if self.runtime:
+            subprocess.run([self.runtime, "--root", self.state_root, "delete", "--force", container_id],
+                           capture_output=True, check=False)
+            return
+        from cais import runtime
+        with contextlib.suppress(runtime.RuntimeFailure):
+            runtime.delete(container_id, root=self.state_root, force=True)
+
     def _run_in_process(self, container_id: str, bundle: str, output: Callable[[bytes], None]) -> int:
         from cais import runtime
         from cais.runtime import store
@@ -172,8 +182,7 @@ class Runner:
                 proc.kill()
             proc.wait()
             proc.stdout.close()
-            subprocess.run([self.runtime, "--root", self.state_root, "delete", "--force", container_id],
-                           capture_output=True, check=False)
+            self.cleanup(container_id)
 
 
 def _reap(pid: int) -> int | None:
