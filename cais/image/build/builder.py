@@ -186,6 +186,7 @@ class Builder:
             if pid == os.getpid() or _alive(pid):
                 continue
             self.runner.cleanup(rw)
+            shutil.rmtree(os.path.join(self.tmp_dir, rw), ignore_errors=True)  # its OCI bundle
             for step in (self.driver.unmount, self.driver.remove_rw):
                 with contextlib.suppress(Exception):  # half-made: some steps have nothing to undo
                     step(rw)
