@@ -107,7 +107,7 @@ class State:
     @property
     def key(self) -> str:
         """What the next step's cache key starts from."""
-        return self.image_id or "scratch:" + _digest(self.image)
+        return self.image_id or _digest(["scratch", self.image])
 
     @property
     def top_layer(self) -> str | None:
