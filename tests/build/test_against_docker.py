@@ -99,8 +99,9 @@ COPY dir /existing/
     },
     "dockerignore": {
         "Dockerfile": "FROM busybox\nCOPY . /ctx/\n",
-        ".dockerignore": "# comment\n*.md\n!README.md\nsecret/\n**/*.tmp\n/rootonly\n",
+        ".dockerignore": "# comment\n*.md\n!README.md\nsecret/\n!secret/public/*.pem\n**/*.tmp\n/rootonly\n",
         "README.md": "r\n", "NOTES.md": "n\n", "secret/key": "k\n", "keep/x.tmp": "t\n", "keep/x.txt": "x\n",
+        "secret/public/cert.pem": "c\n", "secret/public/other": "o\n",
         "rootonly": "r\n", "keep/rootonly": "kept\n", "a.tmp": "t\n",
     },
     "multi-stage": {
