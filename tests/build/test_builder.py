@@ -7,6 +7,7 @@ import http.server
 import io
 import json
 import os
+import re
 import tarfile
 import threading
 
@@ -396,3 +397,43 @@ def test_a_build_killed_midway_is_cleaned_up_by_the_next_builder(cais, tmp_root)
     Builder(cais.store, Runner(os.path.join(cais.top, "runtime")), cais.builder.root)
     assert leftovers(cais.top) == []
     assert os.listdir(os.path.join(cais.builder.root, "active")) == []
+
+
+def test_symlinks_in_the_image_never_lead_to_the_host(cais, tmp_root):
+    marker = f"cais-build-escape-{os.getpid()}"
+    ctx = write(os.path.join(tmp_root, "ctx"), {"f": "data\n", "Dockerfile": f"""\
+FROM busybox
+RUN ln -s / /escape && ln -s /etc /etcl && ln -s ../../../../tmp /rel
+COPY f /escape/tmp/{marker}-c
+COPY f /etcl/
+COPY f /rel/{marker}-d
+"""})
+    cais.build(ctx, tags=["contained"])
+    files = rootfs_files(cais, "contained")
+    assert files[f"tmp/{marker}-c"] == b"data\n" and files["etc/f"] == b"data\n" and files[f"tmp/{marker}-d"] == b"data\n"
+    assert not [n for n in os.listdir("/tmp") if n.startswith(marker)]
+    assert not os.path.exists("/etc/f")
+
+
+@pytest.mark.parametrize("entries, message", [
+    ([("../../tmp/cais-build-evil", b"x")], "is outside of /unpacked/"),
+    ([("up", "/"), ("up/tmp/cais-build-evil", b"x")], "is outside of /unpacked/ (through a symlink)"),
+])
+def test_hostile_archives_are_refused(shared_cais, tmp_root, entries, message):
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w") as tar:
+        for name, content in entries:
+            info = tarfile.TarInfo(name)
+            if isinstance(content, str):
+                info.type, info.linkname = tarfile.SYMTYPE, content
+                tar.addfile(info)
+            else:
+                info.size = len(content)
+                tar.addfile(info, io.BytesIO(content))
+    ctx = write(os.path.join(tmp_root, "ctx"), {"Dockerfile": "FROM busybox\nADD evil.tar /unpacked/\n"})
+    with open(os.path.join(ctx, "evil.tar"), "wb") as f:
+        f.write(archive.getvalue())
+    with pytest.raises(BuildError, match=re.escape(message)):
+        shared_cais.build(ctx)
+    assert not os.path.exists("/tmp/cais-build-evil")
+    assert leftovers(shared_cais.top) == []
