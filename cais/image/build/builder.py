@@ -65,6 +65,7 @@ from cais.image.build.instructions import (
     load,
 )
 from cais.image.build.mounts import RunMount, parse_mount
+from cais.image.build.options import BuildError, BuildOptions
 from cais.image.build.parser import DockerfileError, parse, parse_heredoc_marker
 from cais.image.build.runner import NETWORK_MODES, RunError, Runner, RunSpec
 from cais.image.build.shell_words import Lexer, ShellSyntaxError
@@ -72,22 +73,6 @@ from cais.image.build.shell_words import Lexer, ShellSyntaxError
 Emit = Callable[[Event], None]
 _EMPTY_TAR_SIZE = 1024  # an empty diff: just the two zero blocks
 _PIPES = "/dev/pipes"  # where a `RUN <<EOF` script with a shebang is mounted (on /dev's tmpfs)
-
-
-class BuildError(Exception):
-    """A build that failed; the message is one line for the user (file:line: problem)."""
-
-
-@dataclass
-class BuildOptions:
-    tags: list[str] = field(default_factory=list)
-    build_args: dict[str, str] = field(default_factory=dict)
-    target: str | None = None
-    no_cache: bool = False
-    cache_from: list[str] = field(default_factory=list)
-    labels: dict[str, str] = field(default_factory=dict)
-    network: str = "default"
-    source_date_epoch: int | None = None
 
 
 @dataclass
