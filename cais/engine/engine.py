@@ -296,6 +296,8 @@ class Engine:
             record["State"]["ExitCode"] = 128
             record["State"]["Error"] = "failed to start"
             self.store.save(record)
+        if record["HostConfig"].get("AutoRemove"):  # docker: --rm removes a container that cannot start
+            self._autoremove(cid)
 
     def _runtime_delete(self, cid: str) -> None:
         from cais import runtime
