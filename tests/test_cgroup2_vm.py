@@ -7,8 +7,10 @@ the guest's pytest output is printed (shown by pytest when this fails, or with -
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
@@ -21,8 +23,9 @@ TIME_LIMIT = 480
 pytestmark = pytest.mark.skipif(os.environ.get("CAIS_VM_GUEST") == "1", reason="already inside the guest")
 
 
-def _vm_test(*args: str, timeout: float) -> subprocess.CompletedProcess:
-    proc = subprocess.Popen([VM_TEST, *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+def _vm_test(*args: str, timeout: float, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    proc = subprocess.Popen([sys.executable, VM_TEST, *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, env=env)
     lines = []
     try:
         for line in proc.stdout:
@@ -36,11 +39,63 @@ def _vm_test(*args: str, timeout: float) -> subprocess.CompletedProcess:
     return subprocess.CompletedProcess(proc.args, proc.returncode, "".join(lines))
 
 
-@pytest.mark.timeout(TIME_LIMIT + 120)
-def test_cgroup2_suite_passes_in_the_guest():
+@pytest.fixture(scope="module")
+def guest() -> None:
+    """The cached guest, built if needed; skips where it cannot be (no qemu, no kernel package)."""
     prepared = _vm_test("--prepare", timeout=300)
     if prepared.returncode == EXIT_UNAVAILABLE:
         pytest.skip(prepared.stdout.strip().splitlines()[-1])
     assert prepared.returncode == 0, prepared.stdout
+
+
+@pytest.mark.timeout(TIME_LIMIT + 120)
+def test_cgroup2_suite_passes_in_the_guest(guest):
     result = _vm_test("--time-limit", str(TIME_LIMIT), "-v", "-m", "cgroup2", "tests", timeout=TIME_LIMIT + 60)
     assert result.returncode == 0, f"scripts/vm-test exited {result.returncode}; output above"
+
+
+@pytest.mark.timeout(300)
+def test_guest_is_isolated_and_reports_the_exit_status(guest):
+    """The host's root is read-only to the guest (its writes land in a tmpfs), it has no network."""
+    host_dir = tempfile.mkdtemp(prefix="cais-vm-test-", dir="/var/tmp")  # the guest has its own /tmp
+    try:
+        _check_isolation(os.path.join(host_dir, "written-by-guest"))
+    finally:
+        shutil.rmtree(host_dir)
+
+
+def _check_isolation(probe: str) -> None:
+    script = f"echo guest-wrote > {probe} && cat {probe} && ls /sys/class/net && exit 3"
+    result = _vm_test("--time-limit", "240", "--command", "sh", "-c", script, timeout=300)
+    assert result.returncode == 3, result.stdout
+    lines = result.stdout.splitlines()
+    assert "guest-wrote" in lines
+    assert "lo" in lines and not any(n in lines for n in ("eth0", "ens3", "enp0s3"))
+    assert not os.path.exists(probe)
+
+
+def test_missing_qemu_is_reported_as_unavailable():
+    env = dict(os.environ, PATH="/nonexistent")
+    result = _vm_test("--prepare", timeout=60, env=env)
+    assert result.returncode == EXIT_UNAVAILABLE
+    assert result.stdout.strip() == "cais-vm: unavailable: qemu-system-x86_64 not found: install Debian's qemu-system-x86"
+
+
+def test_time_limit_kills_the_guest(guest, tmp_root):
+    env = dict(os.environ, TMPDIR=tmp_root)  # the run's job directory names its qemu
+    result = _vm_test("--time-limit", "3", "--command", "sleep", "600", timeout=60, env=env)
+    assert result.returncode == 124, result.stdout
+    assert "time limit" in result.stdout
+    assert not _processes_mentioning(tmp_root)
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if text.encode() in f.read():
+                    found.append(int(pid))
+        except OSError:
+            continue
+    return found

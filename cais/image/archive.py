@@ -15,11 +15,13 @@ from it is ever written to the file system outside the content store.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import posixpath
 import tarfile
 import time
+from collections.abc import Iterator
 from typing import IO, Any, BinaryIO
 
 from cais.image import layerio
@@ -29,8 +31,6 @@ from cais.image.manifest import (
     OCI_CONFIG,
     OCI_INDEX,
     OCI_LAYER,
-    OCI_LAYER_GZIP,
-    OCI_LAYER_ZSTD,
     OCI_MANIFEST,
     Descriptor,
     Index,
@@ -41,11 +41,12 @@ from cais.image.manifest import (
 )
 from cais.image.reference import Reference, ReferenceError, parse, parse_normalized
 from cais.image.store import ImageError, ImageStore, InvalidImage
+from cais.storage.compression import ZSTD_MAGIC
+from cais.storage.errors import StorageError
 
 OCI_LAYOUT = b'{"imageLayoutVersion":"1.0.0"}'
 REF_NAME = "org.opencontainers.image.ref.name"
 CONTAINERD_NAME = "io.containerd.image.name"
-_COMPRESSED_TYPE = {"none": OCI_LAYER, "gzip": OCI_LAYER_GZIP, "zstd": OCI_LAYER_ZSTD}
 MAX_METADATA_FILE = 8 << 20
 
 
@@ -58,6 +59,11 @@ def save(store: ImageStore, names: list[str], out: BinaryIO, format: str = "dock
     """Write the images `names` (references or IDs) as one tar stream to `out`."""
     if format not in ("docker", "oci"):
         raise ImageError(f"unknown archive format {format!r} (docker or oci)")
+    with store.hold():
+        _save(store, names, out, format)
+
+
+def _save(store: ImageStore, names: list[str], out: BinaryIO, format: str) -> None:
     images: dict[str, list[Reference]] = {}
     for name in names:
         for image_id, tags in _save_targets(store, name):
@@ -104,7 +110,7 @@ def _save_targets(store: ImageStore, name: str) -> list[tuple[str, list[Referenc
         raise InvalidImage(str(e)) from None
     if not ref.is_name_only:
         image_id = store.resolve(name)
-        return [(image_id, [parse(str(ref.repository().with_tag(ref.tag)))] if ref.tag else [])]
+        return [(image_id, [Reference(ref.domain, ref.path, ref.tag)] if ref.tag else [])]
     out: dict[str, list[Reference]] = {}
     for r, iid, kind in store.meta.all_refs():
         tagged = parse(r)
@@ -142,7 +148,7 @@ class _TarWriter:
         if name in self.written:
             return
         self.add_dirs(name)
-        self.tar.addfile(self._info(name, len(data)), _BytesReader(data))
+        self.tar.addfile(self._info(name, len(data)), io.BytesIO(data))
         self.written.add(name)
 
     def add_stream(self, name: str, size: int, stream: IO[bytes]) -> None:
@@ -153,34 +159,20 @@ class _TarWriter:
         self.written.add(name)
 
 
-class _BytesReader:
-    def __init__(self, data: bytes) -> None:
-        self._view, self._pos = memoryview(data), 0
-
-    def read(self, n: int = -1) -> bytes:
-        end = len(self._view) if n < 0 else self._pos + n
-        chunk = bytes(self._view[self._pos:end])
-        self._pos += len(chunk)
-        return chunk
-
-
 def _blob_path(digest: str) -> str:
     algorithm, hexpart = parse_digest(digest)
     return f"blobs/{algorithm}/{hexpart}"
 
 
 def _image_manifest(store: ImageStore, image_id: str) -> tuple[str, Manifest]:
-    for digest, _ in store.meta.manifests(image_id):
-        doc = parse_manifest(store.content.read(digest))
-        if isinstance(doc, Manifest):
-            return digest, doc
-    raise ImageError(f"image {image_id} has no manifest in the content store")
+    """Kept for callers written before `ImageStore.manifest`; use that."""
+    return store.manifest(image_id)
 
 
 def _save_docker_image(store: ImageStore, writer: _TarWriter, image_id: str,
                        tags: list[Reference]) -> tuple[Descriptor, dict[str, Any]]:
     """Config + uncompressed layers (blob digest = diff_id) + a fresh OCI manifest for them."""
-    _, man = _image_manifest(store, image_id)
+    _, man = store.manifest(image_id)
     config = store.content.read(image_id)
     writer.add_bytes(_blob_path(image_id), config)
     diffs = diff_ids(parse_config(config))
@@ -192,10 +184,7 @@ def _save_docker_image(store: ImageStore, writer: _TarWriter, image_id: str,
             raise ImageError(f"layer {chain} of image {image_id} is missing")
         path = _blob_path(diff_id)
         if path not in writer.written:
-            with store.content.open(blob.digest) as raw:
-                head = raw.read(4)
-                raw.seek(0)
-                reader = layerio.HashingReader(layerio.decompressed(raw, layerio.sniff_compression(head)))
+            with layerio.uncompressed(store.content, blob.digest) as reader:
                 writer.add_stream(path, row.diff_size, reader)  # type: ignore[arg-type]
                 if reader.digest() != diff_id:
                     raise ImageError(f"layer blob {blob.digest} no longer matches its diff ID {diff_id}")
@@ -212,7 +201,7 @@ def _save_docker_image(store: ImageStore, writer: _TarWriter, image_id: str,
 
 
 def _save_oci_image(store: ImageStore, writer: _TarWriter, image_id: str) -> Descriptor:
-    digest, man = _image_manifest(store, image_id)
+    digest, man = store.manifest(image_id)
     for desc in (man.config, *man.layers):
         with store.content.open(desc.digest) as f:
             writer.add_stream(_blob_path(desc.digest), desc.size, f)
@@ -239,8 +228,10 @@ class _Files:
                 parse_digest(f"{parts[1]}:{parts[2]}")
                 expected = f"{parts[1]}:{parts[2]}"
         present = expected is not None and self.store.content.has(expected)
+        if size > self.store.max_layer_size:
+            raise ArchiveError(f"archive: {name} is {size} bytes, over the limit of {self.store.max_layer_size}")
         try:
-            digest = self.store.content.ingest(stream, expected, size)
+            digest = self.store.content.ingest(_Guarded(stream, self.store.content.root), expected, size)
         except DigestMismatch:
             raise ArchiveError(f"archive: {name} does not match its digest (corrupt archive)") from None
         except ContentError as e:
@@ -272,36 +263,70 @@ class _Files:
                 self.store.content.delete(digest)
 
 
+class _Guarded:
+    """A reader that stops before the content store's file system runs out of space (a
+    compressed archive can expand far beyond its own size)."""
+
+    RESERVE = 256 << 20
+    CHECK_EVERY = 64 << 20
+
+    def __init__(self, stream: IO[bytes], root: str) -> None:
+        self._stream, self._root, self._since = stream, root, self.CHECK_EVERY
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._stream.read(n)
+        self._since += len(data)
+        if self._since >= self.CHECK_EVERY:
+            self._since = 0
+            st = os.statvfs(self._root)
+            if st.f_bavail * st.f_frsize < self.RESERVE:
+                raise ArchiveError(f"stopping load: less than {self.RESERVE >> 20} MiB free under {self._root}")
+        return data
+
+
 def _clean(name: str) -> str:
-    name = posixpath.normpath("/" + name).lstrip("/")
-    return name
+    """An archive path as a key: normalized, relative, never above the archive's root."""
+    return posixpath.normpath("/" + name).lstrip("/")
 
 
 def load(store: ImageStore, stream: BinaryIO) -> list[str]:
-    """`docker load`: a docker-archive or OCI-layout tar (optionally gzip/bzip2/xz compressed).
+    """`docker load`: a docker-archive or OCI-layout tar (optionally gzip/bzip2/xz/zstd compressed).
 
     Returns docker's messages: ``Loaded image: busybox:latest`` / ``Loaded image ID: sha256:…``.
     """
+    from zstandard import ZstdError
+
     with store.hold():
         files = _Files(store)
         try:
             try:
-                with tarfile.open(fileobj=stream, mode="r|*") as tar:
+                with _zstd_aware(stream) as plain, tarfile.open(fileobj=plain, mode="r|*") as tar:
                     for member in tar:
                         name = _clean(member.name)
                         if member.isreg():
-                            f = tar.extractfile(member)
-                            assert f is not None
-                            files.add(name, f, member.size)
+                            files.add(name, tar.extractfile(member), member.size)  # type: ignore[arg-type]
                         elif member.issym():
                             files.links[name] = _clean(posixpath.join(posixpath.dirname(name), member.linkname))
                         elif member.islnk():
                             files.links[name] = _clean(member.linkname)
-            except (tarfile.TarError, EOFError, OSError) as e:
+            except (tarfile.TarError, EOFError, OSError, ValueError, ZstdError) as e:
                 raise ArchiveError(f"invalid archive: {e}") from None
             return _register_files(store, files)
         finally:
             files.cleanup()
+
+
+@contextlib.contextmanager
+def _zstd_aware(stream: BinaryIO) -> Iterator[IO[bytes]]:
+    """tarfile reads gzip, bzip2 and xz archives itself; add zstd, which `docker load` also takes."""
+    buffered = stream if hasattr(stream, "peek") else io.BufferedReader(stream, 1 << 20)  # type: ignore[arg-type]
+    if not buffered.peek(4)[:4].startswith(ZSTD_MAGIC):  # type: ignore[union-attr]
+        yield buffered
+        return
+    import zstandard
+
+    with zstandard.ZstdDecompressor().stream_reader(buffered, read_across_frames=True, closefd=False) as reader:
+        yield reader  # type: ignore[misc]
 
 
 def load_layout(store: ImageStore, path: str) -> list[str]:
@@ -357,11 +382,13 @@ def _load_docker(store: ImageStore, files: _Files) -> list[str]:
         layers = []
         for i, (path, diff_id) in enumerate(zip(layer_paths, diffs, strict=True)):
             digest = files.digest(path)
-            with store.content.open(digest) as f:
-                compression = layerio.sniff_compression(f.read(4))
-            if compression == "none" and digest != diff_id:
+            try:
+                media_type = layerio.layer_media_type(store.content, digest)
+            except StorageError as e:
+                raise ArchiveError(f"archive: {path}: {e}") from None
+            if media_type == OCI_LAYER and digest != diff_id:
                 raise ArchiveError(f"invalid diffID for layer {i}: expected {diff_id!r}, got {digest!r}")
-            layers.append(Descriptor(_COMPRESSED_TYPE[compression], digest, store.content.size(digest)))
+            layers.append(Descriptor(media_type, digest, store.content.size(digest)))
         refs = []
         for t in tags:
             try:
@@ -370,14 +397,26 @@ def _load_docker(store: ImageStore, files: _Files) -> list[str]:
                 raise ArchiveError(f"archive: invalid tag {t!r}: {e}") from None
         man = Manifest(OCI_MANIFEST, Descriptor(OCI_CONFIG, config_digest, len(config)), tuple(layers))
         plans.append((man, refs))
-    messages = []
+    messages: list[str] = []
     for man, refs in plans:
         digest = store.content.put(man.to_bytes())
+        messages += _renames(store, refs, man.config.digest)
         image_id = store.register(digest, refs[0] if refs else None, repo_digest=False)
         for ref in refs[1:]:
             store.tag(image_id, str(ref))
         messages += [f"Loaded image: {r.familiar()}" for r in refs] or [f"Loaded image ID: {image_id}"]
     return messages
+
+
+def _renames(store: ImageStore, refs: list[Reference], image_id: str) -> list[str]:
+    """docker's notice when a loaded tag takes over a name another image had."""
+    out = []
+    for ref in refs:
+        old = store.meta.resolve_ref(str(ref))
+        if old and old != image_id:
+            out.append(f"The image {ref.familiar()} already exists, renaming the old one with ID {old} "
+                       "to empty string")
+    return out
 
 
 def _load_oci(store: ImageStore, files: _Files) -> list[str]:
@@ -387,11 +426,16 @@ def _load_oci(store: ImageStore, files: _Files) -> list[str]:
         raise ArchiveError(f"archive: index.json: {e}") from None
     if not isinstance(index, Index):
         raise ArchiveError("archive: index.json is not an image index")
-    messages = []
+    messages: list[str] = []
     for desc in index.manifests:
         if not store.content.has(desc.digest):
             raise ArchiveError(f"archive: blob {desc.digest} named in index.json is missing")
         ref = _layout_name(desc.annotations)
+        if ref is not None:
+            with contextlib.suppress(ManifestError, ContentError):
+                doc = parse_manifest(store.content.read(desc.digest))
+                if isinstance(doc, Manifest):
+                    messages += _renames(store, [ref], doc.config.digest)
         image_id = store.register(desc.digest, ref, repo_digest=False)
         messages.append(f"Loaded image: {ref.familiar()}" if ref else f"Loaded image ID: {image_id}")
     return messages

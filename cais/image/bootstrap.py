@@ -2,11 +2,13 @@
 
 `busybox_rootfs` lays out a minimal root filesystem from Debian's busybox-static:
 the quickstart, the tests and the benchmarks all start from it. `bootstrap_busybox` turns it into
-a registered image (``cais image bootstrap busybox``).
+a registered image (``cais image bootstrap busybox``); `bootstrap_debian` does the same for a
+minimal Debian made by debootstrap from a Debian mirror.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -88,29 +90,76 @@ def bootstrap_busybox(store: ImageStore, tag: str = "busybox:latest") -> str:
     """
     import tempfile
 
-    from cais.image.rootfs import DEFAULT_PATH, make_image, rfc3339, tar_tree
-
     epoch = int(os.environ.get("SOURCE_DATE_EPOCH") or os.stat(find_busybox()).st_mtime)
     top = tempfile.mkdtemp(prefix="cais-image-bootstrap-")
     try:
         rootfs = busybox_rootfs(os.path.join(top, "rootfs"))
         _normalize_tree(rootfs)
-        with store.hold():
-            writer = store.content.writer()
-            try:
-                tar_tree(rootfs, writer, mtime=epoch)  # type: ignore[arg-type]
-                blob = writer.commit()
-            except BaseException:
-                writer.abort()
-                raise
-        created = rfc3339(epoch)
-        config = {"created": created,
-                  "config": {"Env": [DEFAULT_PATH], "Cmd": ["sh"]},
-                  "history": [{"created": created,
-                               "created_by": "cais image bootstrap busybox (from Debian busybox-static)"}]}
-        return make_image(store, [(blob, blob, store.content.size(blob))], config, tag)
+        return _image_from_tree(store, rootfs, tag, epoch, ["sh"],
+                                "cais image bootstrap busybox (from Debian busybox-static)")
     finally:
         shutil.rmtree(top, ignore_errors=True)
+
+
+DEBIAN_MIRROR = "http://deb.debian.org/debian"
+
+
+def bootstrap_debian(store: ImageStore, tag: str = "debian:bookworm", suite: str = "bookworm",
+                     mirror: str = DEBIAN_MIRROR) -> str:
+    """A minimal Debian image (debootstrap --variant=minbase) from a Debian mirror; its image ID."""
+    import tempfile
+    import time
+
+    if shutil.which("debootstrap") is None:
+        raise BootstrapError("debootstrap is not installed (apt-get install debootstrap)")
+    epoch = int(os.environ.get("SOURCE_DATE_EPOCH") or time.time())
+    top = tempfile.mkdtemp(prefix="cais-image-debootstrap-")
+    rootfs = os.path.join(top, "rootfs")
+    try:
+        proc = subprocess.run(["debootstrap", "--variant=minbase", suite, rootfs, mirror],
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            last = (proc.stderr.strip() or proc.stdout.strip()).splitlines()[-1:] or ["no output"]
+            raise BootstrapError(f"debootstrap {suite} from {mirror} failed: {last[0]}")
+        for cache in ("var/cache/apt/archives", "var/lib/apt/lists"):
+            for name in os.listdir(os.path.join(rootfs, cache)):
+                path = os.path.join(rootfs, cache, name)
+                if os.path.isfile(path) and not os.path.islink(path):
+                    os.unlink(path)
+        return _image_from_tree(store, rootfs, tag, epoch, ["bash"],
+                                f"cais image bootstrap debian (debootstrap --variant=minbase {suite})")
+    finally:
+        _unmount_under(rootfs)
+        shutil.rmtree(top, ignore_errors=True)
+
+
+def _unmount_under(root: str) -> None:
+    """debootstrap mounts /proc and /sys in the target; a failed run can leave them behind."""
+    from cais.linux.mount import umount
+
+    with open("/proc/self/mountinfo") as f:
+        targets = [line.split()[4] for line in f]
+    for target in sorted((t for t in targets if t == root or t.startswith(root + "/")), key=len, reverse=True):
+        with contextlib.suppress(OSError):
+            umount(target, 2)  # MNT_DETACH
+
+
+def _image_from_tree(store: ImageStore, rootfs: str, tag: str, epoch: int, cmd: list[str], created_by: str) -> str:
+    from cais.image.filters import format_time
+    from cais.image.rootfs import DEFAULT_PATH, make_image, tar_tree
+
+    with store.hold():
+        writer = store.content.writer()
+        try:
+            tar_tree(rootfs, writer, mtime=epoch)  # type: ignore[arg-type]
+            blob = writer.commit()
+        except BaseException:
+            writer.abort()
+            raise
+        created = format_time(epoch)
+        config = {"created": created, "config": {"Env": [DEFAULT_PATH], "Cmd": cmd},
+                  "history": [{"created": created, "created_by": created_by}]}
+        return make_image(store, [(blob, blob, store.content.size(blob))], config, tag)
 
 
 def _normalize_tree(root: str) -> None:

@@ -1,45 +1,37 @@
-"""Layer streams: decompression (isal gzip, zstandard) and a reader that hashes what it passes.
+"""Layer blobs seen from the image side: their media type, and their uncompressed bytes hashed.
 
-Used between the content store and the storage driver: the compressed blob is read once, the
-uncompressed tar is hashed on its way into `driver.apply_diff`, and its digest checked against the
-config's diff_id — no temporary copy. A byte limit stops decompression bombs.
+Decompression itself is the storage package's (cais.storage.compression: format sniffed from
+the magic bytes, isal for gzip, zstandard for zstd); this adds a reader that hashes and counts
+what passes through it and stops past a size limit (decompression bombs).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+from collections.abc import Iterator
 from typing import BinaryIO
 
-GZIP_MAGIC = b"\x1f\x8b"
-ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+from cais.image.content import ContentStore
+from cais.image.manifest import OCI_LAYER, OCI_LAYER_GZIP, OCI_LAYER_ZSTD
+from cais.storage.compression import decompressed, sniff
+from cais.storage.errors import LayerTooLarge
+
 DEFAULT_MAX_LAYER_SIZE = 64 << 30
+OCI_LAYER_TYPES = {"tar": OCI_LAYER, "gzip": OCI_LAYER_GZIP, "zstd": OCI_LAYER_ZSTD}
 
 
-class LayerTooLarge(Exception):
-    pass
+def layer_media_type(content: ContentStore, digest: str) -> str:
+    """The OCI layer media type for a stored layer blob, from its magic bytes (InvalidLayer if unusable)."""
+    with content.open(digest) as f:
+        return OCI_LAYER_TYPES[sniff(f.read(8))]
 
 
-def sniff_compression(head: bytes) -> str:
-    if head.startswith(GZIP_MAGIC):
-        return "gzip"
-    if head.startswith(ZSTD_MAGIC):
-        return "zstd"
-    return "none"
-
-
-def decompressed(stream: BinaryIO, compression: str) -> BinaryIO:
-    """A reader of the uncompressed bytes of `stream`."""
-    if compression == "gzip":
-        from isal import igzip
-
-        return igzip.IGzipFile(fileobj=stream, mode="rb")  # type: ignore[return-value]
-    if compression == "zstd":
-        import zstandard
-
-        return zstandard.ZstdDecompressor().stream_reader(stream, read_across_frames=True)  # type: ignore[return-value]
-    if compression == "none":
-        return stream
-    raise ValueError(f"unknown compression {compression!r}")
+@contextlib.contextmanager
+def uncompressed(content: ContentStore, digest: str, limit: int = DEFAULT_MAX_LAYER_SIZE) -> Iterator[HashingReader]:
+    """The uncompressed tar of a stored layer blob, hashed as it is read."""
+    with content.open(digest) as raw, decompressed(raw) as plain:
+        yield HashingReader(plain, limit)
 
 
 class HashingReader:
@@ -61,14 +53,6 @@ class HashingReader:
             raise LayerTooLarge(f"layer is larger than the limit of {self.limit} bytes uncompressed")
         self._hash.update(data)
         return data
-
-    def readinto(self, buf: bytearray | memoryview) -> int:
-        data = self.read(len(buf))
-        buf[: len(data)] = data
-        return len(data)
-
-    def readable(self) -> bool:
-        return True
 
     def drain(self) -> None:
         """Read to the end (tar readers stop at the end-of-archive blocks; padding must count too)."""

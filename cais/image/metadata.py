@@ -7,8 +7,9 @@ hand-kept indexes. The blobs themselves stay files in the content store; this on
 what they mean.
 
 Layers go through two states: a row is committed as ``unpacking`` before the storage driver is
-asked to unpack it and turned ``ready`` after; a crash in between leaves an ``unpacking`` row
-whose lock file nobody holds, which `ImageStore` removes (with the half-unpacked directory).
+asked to unpack it and turned ``ready`` after; a layer being removed goes back to ``unpacking``
+before its directory is deleted. A crash in between leaves an ``unpacking`` row whose lock file
+nobody holds, which `ImageStore` removes (with whatever the driver has of the layer).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+SCHEMA_VERSION = 1
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS layers (
     chain_id   TEXT PRIMARY KEY,
@@ -80,6 +82,10 @@ CREATE TABLE IF NOT EXISTS containers (    -- which container uses which image (
 """
 
 
+class MetadataError(Exception):
+    """The metadata database cannot be used by this version of cais."""
+
+
 @dataclass(frozen=True)
 class ImageRow:
     id: str
@@ -115,7 +121,13 @@ class Metadata:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA foreign_keys=ON")
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            self._db.close()
+            raise MetadataError(f"{path}: metadata schema version {version} is newer than this cais "
+                               f"understands ({SCHEMA_VERSION})")
         self._db.executescript(SCHEMA)  # idempotent (IF NOT EXISTS); runs in its own transaction
+        self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def close(self) -> None:
         self._db.close()

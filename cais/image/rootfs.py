@@ -12,16 +12,14 @@ import os
 import secrets
 import stat
 import tarfile
-from datetime import UTC, datetime
+import time
 from typing import Any, BinaryIO
 
 from cais.image import layerio
 from cais.image.config import ConfigError, apply_changes
+from cais.image.filters import format_time
 from cais.image.manifest import (
     OCI_CONFIG,
-    OCI_LAYER,
-    OCI_LAYER_GZIP,
-    OCI_LAYER_ZSTD,
     OCI_MANIFEST,
     Descriptor,
     Manifest,
@@ -29,13 +27,9 @@ from cais.image.manifest import (
 )
 from cais.image.platform import Platform, host_platform
 from cais.image.store import ImageStore, InvalidImage
+from cais.storage.errors import StorageError
 
-_LAYER_TYPE = {"none": OCI_LAYER, "gzip": OCI_LAYER_GZIP, "zstd": OCI_LAYER_ZSTD}
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-
-
-def rfc3339(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ").replace(".000000Z", "Z")
 
 
 def make_image(store: ImageStore, layers: list[tuple[str, str, int]], config: dict[str, Any],
@@ -54,8 +48,10 @@ def make_image(store: ImageStore, layers: list[tuple[str, str, int]], config: di
         config_digest = store.content.put(raw)
         descs = []
         for blob, _, size in layers:
-            with store.content.open(blob) as f:
-                descs.append(Descriptor(_LAYER_TYPE[layerio.sniff_compression(f.read(4))], blob, size))
+            try:
+                descs.append(Descriptor(layerio.layer_media_type(store.content, blob), blob, size))
+            except StorageError as e:
+                raise InvalidImage(str(e)) from None
         man = Manifest(OCI_MANIFEST, Descriptor(OCI_CONFIG, config_digest, len(raw)), tuple(descs))
         digest = store.content.put(man.to_bytes())
         return store.register(digest, reference, repo_digest=False, parent=parent)
@@ -65,8 +61,6 @@ def import_rootfs(store: ImageStore, stream: BinaryIO, reference: str | None = N
                   message: str = "", source: str = "-", platform: Platform | None = None,
                   created: float | None = None) -> str:
     """`docker import`: a (possibly gzip/zstd compressed) rootfs tarball → a one-layer image ID."""
-    import time
-
     try:
         container_config = apply_changes({}, changes or [])
     except ConfigError as e:
@@ -74,17 +68,13 @@ def import_rootfs(store: ImageStore, stream: BinaryIO, reference: str | None = N
     with store.hold():
         blob = store.content.ingest(stream)
         size = store.content.size(blob)
-        with store.content.open(blob) as f:
-            head = f.read(4)
-            f.seek(0)
-            reader = layerio.HashingReader(layerio.decompressed(f, layerio.sniff_compression(head)),
-                                           store.max_layer_size)
-            try:
+        try:
+            with layerio.uncompressed(store.content, blob, store.max_layer_size) as reader:
                 reader.drain()
-            except (OSError, EOFError, ValueError, layerio.LayerTooLarge) as e:
-                store.content.delete(blob)
-                raise InvalidImage(f"invalid rootfs tarball: {e}") from None
-        when = rfc3339(time.time() if created is None else created)
+        except (OSError, EOFError, ValueError, StorageError) as e:
+            store.content.delete(blob)
+            raise InvalidImage(f"invalid rootfs tarball: {e}") from None
+        when = format_time(time.time() if created is None else created)
         config = {"created": when, "config": container_config,
                   "history": [{"created": when, "comment": message or f"Imported from {source}"}]}
         if message:
@@ -96,15 +86,15 @@ def export_image(store: ImageStore, name: str, out: BinaryIO) -> None:
     """Write the flattened root filesystem of image `name` as a tar to `out`."""
     layers = store.layers_of(name)
     rw = "cais-export-" + secrets.token_hex(6)
-    store.driver.create_rw(rw, layers[-1]["ChainID"].split(":", 1)[1] if layers else None)  # type: ignore[attr-defined]
+    store.driver.create_rw(rw, layers[-1]["ChainID"].split(":", 1)[1] if layers else None)
     try:
-        path = store.driver.mount(rw)  # type: ignore[attr-defined]
+        path = store.driver.mount(rw)
         try:
             tar_tree(path, out)
         finally:
-            store.driver.unmount(rw)  # type: ignore[attr-defined]
+            store.driver.unmount(rw)
     finally:
-        store.driver.remove_rw(rw)  # type: ignore[attr-defined]
+        store.driver.remove_rw(rw)
 
 
 def tar_tree(root: str, out: BinaryIO, mtime: int | None = None) -> None:

@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 
-libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+
+def _load() -> ctypes.CDLL:
+    # "libc.so.6" first: find_library() runs ldconfig/gcc in a subprocess (~100 ms at every start).
+    try:
+        return ctypes.CDLL("libc.so.6", use_errno=True)
+    except OSError:
+        from ctypes.util import find_library
+
+        return ctypes.CDLL(find_library("c"), use_errno=True)
+
+
+libc = _load()
 
 
 def check(result: int, what: str, path: str | None = None) -> int:

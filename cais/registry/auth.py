@@ -8,6 +8,7 @@ set until shortly before they expire, and fetched again after a 401 that rejects
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import re
 import ssl
@@ -62,6 +63,7 @@ class Authorizer:
         self._ssl_for = ssl_for
         self.challenge: Challenge | None = None
         self._tokens: dict[tuple[str, ...], tuple[str, float]] = {}
+        self._locks: dict[tuple[str, ...], asyncio.Lock] = {}
 
     async def header(self, scopes: tuple[str, ...]) -> str | None:
         if self.challenge is None:
@@ -73,12 +75,13 @@ class Authorizer:
             return "Basic " + base64.b64encode(raw).decode()
         if self.challenge.scheme == "bearer":
             key = tuple(sorted(set(scopes)))
-            cached = self._tokens.get(key)
-            if cached and cached[1] > time.monotonic():
-                return "Bearer " + cached[0]
-            token, lifetime = await self._fetch_token(key)
-            self._tokens[key] = (token, time.monotonic() + max(lifetime - EXPIRY_MARGIN, 1.0))
-            return "Bearer " + token
+            async with self._locks.setdefault(key, asyncio.Lock()):  # one token request for concurrent callers
+                cached = self._tokens.get(key)
+                if cached and cached[1] > time.monotonic():
+                    return "Bearer " + cached[0]
+                token, lifetime = await self._fetch_token(key)
+                self._tokens[key] = (token, time.monotonic() + max(lifetime - EXPIRY_MARGIN, 1.0))
+                return "Bearer " + token
         return None
 
     def challenged(self, www_authenticate: str | None, scopes: tuple[str, ...]) -> bool:

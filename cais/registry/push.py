@@ -28,6 +28,8 @@ async def push(ref: Reference, store: ContentStore, digest: str, *, hosts: Regis
                concurrency: int = MAX_CONCURRENT_UPLOADS, retry: RetryPolicy | None = None) -> str:
     """Push the manifest or index `digest` to `ref` (by its tag, or its digest); return the digest."""
     emit = progress or (lambda event: None)
+    if ref.digest and ref.digest != digest:
+        raise RegistryError(f"cannot push {digest} as {ref}: the digests differ")
     async with Registry(ref.domain, hosts=hosts, credentials=credentials, retry=retry) as registry:
         pusher = _Pusher(registry, ref.path, store, emit, chunk_size, mount_from, concurrency)
         body, media_type, parsed = pusher.load(digest)
@@ -40,8 +42,6 @@ async def push(ref: Reference, store: ContentStore, digest: str, *, hosts: Regis
         else:
             await pusher.blobs(parsed)
         tag = ref.tag or ref.digest or "latest"
-        if ref.digest and ref.digest != digest:
-            raise RegistryError(f"{ref}: the image to push has digest {digest}")
         pushed = await registry.put_manifest(ref.path, tag, body, media_type)
     emit(ProgressEvent("", f"{tag}: digest: {pushed} size: {len(body)}"))
     return pushed
@@ -114,6 +114,18 @@ class _Pusher:
                 done += n
                 emit(ProgressEvent(layer_id, "Pushing", done, size))
 
-            await self.registry.upload_blob(self.repo, desc.digest, path, size, location=location,
-                                            chunk_size=self.chunk_size, progress=on_bytes)
+            retry = self.registry.retry
+            for attempt in range(retry.attempts):  # an upload cannot continue after a failure: start over
+                done = 0
+                try:
+                    await self.registry.upload_blob(self.repo, desc.digest, path, size, location=location,
+                                                    chunk_size=self.chunk_size, progress=on_bytes)
+                    break
+                except RegistryError as e:
+                    if not e.transient or attempt + 1 >= retry.attempts:
+                        raise
+                    delay = retry.delay(attempt)
+                    emit(ProgressEvent(layer_id, f"Retrying in {max(1, round(delay))} seconds"))
+                    await asyncio.sleep(delay)
+                    location = None
             emit(ProgressEvent(layer_id, "Pushed"))

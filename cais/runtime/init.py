@@ -1,8 +1,7 @@
 """The container's init, in the order the kernel needs it.
 
-bootstrap() runs in a fresh interpreter (see launch.py): it makes itself non-dumpable before
-anything else, joins the namespaces given by path, then clone()s the init into the new ones with
-CLONE_PARENT (so the init is a child of the runtime's caller) and exits. The init then:
+bootstrap.py runs in a fresh interpreter (see launch.py), makes itself non-dumpable, joins the
+namespaces given by path and clone()s the init into the new ones. The init then:
 
   1. waits for the runtime to write its uid/gid maps and put it in its cgroup,
   2. becomes root of its user namespace, joins a fresh session keyring,
@@ -21,40 +20,27 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any
 
-from cais.linux import fds, keyring, mount, prctl, uts
-from cais.linux.namespaces import CLONE_PARENT, clone
-from cais.runtime import capabilities, hooks, process, rlimits, rootfs, terminal
+from cais.linux import fds, keyring, mount, personality, prctl, uts
+from cais.runtime import capabilities, process, rlimits, rootfs
 from cais.runtime import namespaces as namespaces_
 from cais.runtime import seccomp as seccomp_
 from cais.runtime.channel import Channel
 from cais.runtime.errors import ConfigError, RuntimeFailure
 
+TYPE_CHECKING = False  # typing costs ~10 ms at startup; annotations are never evaluated
+if TYPE_CHECKING:
+    from typing import Any
 
-def bootstrap(fd: int) -> None:
-    prctl.set_dumpable(False)
-    ch = Channel(fd)
-    try:
-        job = ch.recv()
-        if job is None:
-            os._exit(1)
-        os.close(job["memfd"])
-        sys.path[:] = job["sys_path"]
-        if job["seccomp"]:
-            import pyseccomp  # noqa: F401 - loaded while the host's libraries are still reachable
-        namespaces_.join([tuple(j) for j in job["joins"]])
-        pid = clone(job["clone_flags"] | CLONE_PARENT)
-    except (RuntimeFailure, OSError, ImportError) as e:
-        _fail(ch, e)
-    if pid == 0:
-        _run(ch, job)
-    ch.send({"type": "pid", "pid": pid})
-    os._exit(0)
+_step = ["starting"]  # what the init is doing, for error messages
+
+
+def _at(step: str) -> None:
+    _step[0] = step
 
 
 def _fail(ch: Channel, e: BaseException) -> None:
-    message = str(e) if isinstance(e, RuntimeFailure) else _describe(e)
+    message = str(e) if isinstance(e, RuntimeFailure) else f"container init, {_step[0]}: {_describe(e)}"
     try:
         ch.send({"error": message})
     except OSError:
@@ -69,7 +55,8 @@ def _describe(e: BaseException) -> str:
     return f"{type(e).__name__}: {e}"
 
 
-def _run(ch: Channel, job: dict[str, Any]) -> None:
+def run(ch: Channel, job: dict[str, Any]) -> None:
+    """The init's whole life: never returns (execs the user's program, or exits on failure)."""
     try:
         if job["kind"] == "create":
             _create(ch, job)
@@ -94,29 +81,45 @@ def _create(ch: Channel, job: dict[str, Any]) -> None:
     linux = config.get("linux", {})
     warn = _Warn(ch)
     go = ch.expect("go")
+    _at("entering its namespaces")
     if job["new_userns"]:
         os.setresgid(0, 0, 0)
         os.setresuid(0, 0, 0)
+    if job["new_cgroupns"]:
+        namespaces_.unshare_cgroup()
     if not job["no_new_keyring"]:
         _new_keyring(job["id"], warn)
     if "oomScoreAdj" in proc:
         process.set_oom_score_adj(proc["oomScoreAdj"])
-    fifo = os.open(job["fifo"], os.O_PATH | os.O_CLOEXEC)
+    fifo = job["fifo_fd"]
     filt = seccomp_.compile_filter(linux["seccomp"], warn) if linux.get("seccomp") else None
 
+    all_hooks = config.get("hooks", {})
+    if all_hooks.get("createContainer") or all_hooks.get("startContainer"):
+        from cais.runtime import hooks  # before pivot_root: afterwards the host's files are gone
+    if proc.get("terminal"):
+        from cais.runtime import terminal
     root = rootfs.Rootfs(config, job["bundle"], job["new_cgroupns"], warn)
+    _at("mounting the root filesystem")
     root.prepare()
     ch.send({"type": "hooks"})
     ch.expect("hooks-done")
     state = dict(job["state"], pid=go["pid"])
-    hooks.run("createContainer", config.get("hooks", {}).get("createContainer", []), state)
+    if all_hooks.get("createContainer"):
+        hooks.run("createContainer", all_hooks["createContainer"], state)
+    _at("pivoting to the root filesystem")
     root.pivot(job["no_pivot"])
+    _at("applying sysctls, masked and read-only paths")
     rootfs.write_sysctls(linux.get("sysctl", {}))
     rootfs.finish(config)
+    _at("setting the hostname")
     _uts(config, job)
+    if linux.get("personality"):
+        _personality(linux["personality"])
 
     user = proc.get("user", {})
     if proc.get("terminal"):
+        _at("setting up the terminal")
         console = terminal.setup(job["console_fd"], user.get("uid", 0), user.get("gid", 0))
         _bind_console(console)
     exe, env = _finalize(proc, filt, warn, job["preserve_fds"])
@@ -128,8 +131,8 @@ def _create(ch: Channel, job: dict[str, Any]) -> None:
     os.close(writer)
     os.close(fifo)
     try:
-        hooks.run("startContainer", config.get("hooks", {}).get("startContainer", []),
-                  dict(state, status="running"))
+        if all_hooks.get("startContainer"):
+            hooks.run("startContainer", all_hooks["startContainer"], dict(state, status="running"))
         process.execute(exe, proc["args"], env)
     except BaseException as e:  # noqa: BLE001 - nobody is listening any more: stderr is all we have
         print(f"cais-runtime: {_describe(e) if not isinstance(e, RuntimeFailure) else e}", file=sys.stderr)
@@ -146,6 +149,9 @@ def _exec(ch: Channel, job: dict[str, Any]) -> None:
     if "oomScoreAdj" in proc:
         process.set_oom_score_adj(proc["oomScoreAdj"])
     if proc.get("terminal"):
+        from cais.runtime import terminal  # P1 imported it before joining the mount namespace
+
+        _at("setting up the terminal")
         user = proc.get("user", {})
         terminal.setup(job["console_fd"], user.get("uid", 0), user.get("gid", 0))
     exe, env = _finalize(proc, filt, warn, job["preserve_fds"])
@@ -154,22 +160,25 @@ def _exec(ch: Channel, job: dict[str, Any]) -> None:
 
 def _finalize(proc: dict[str, Any], filt: Any, warn: _Warn, preserve_fds: int) -> tuple[str, dict[str, str]]:
     """Steps shared by init and exec: rlimits, executable, seccomp, user, capabilities, cwd, fds."""
+    _at("setting rlimits")
     rlimits.apply(proc.get("rlimits", []), warn)
     env = process.environment(proc)
     exe = process.find_executable(proc["args"][0], env)
     caps = proc.get("capabilities", {})
     nnp = bool(proc.get("noNewPrivileges"))
+    _at("dropping privileges")
     if filt is not None and not nnp:
         seccomp_.load(filt)  # needs CAP_SYS_ADMIN without no_new_privs: load while still root
     prctl.set_keepcaps(True)
-    capabilities.drop_bounding(caps, warn)
+    grantable = capabilities.drop_bounding(caps, warn)
     process.switch_user(proc.get("user", {}))
     prctl.set_keepcaps(False)
-    capabilities.apply(caps, warn)
+    capabilities.apply(caps, grantable, warn)
     if nnp:
         prctl.set_no_new_privs()
     if filt is not None and nnp:
         seccomp_.load(filt)
+    _at("entering process.cwd")
     process.chdir(proc.get("cwd", "/"))
     fds.cloexec_from(3 + preserve_fds)
     return exe, env
@@ -181,6 +190,13 @@ def _uts(config: dict[str, Any], job: dict[str, Any]) -> None:
             if not job["new_uts"]:
                 raise ConfigError(f"cannot set {key} without a private UTS namespace")
             setter(config[key])
+
+
+def _personality(config: dict[str, Any]) -> None:
+    domains = {"LINUX": personality.PER_LINUX, "LINUX32": personality.PER_LINUX32}
+    if config.get("domain") not in domains:
+        raise ConfigError(f"linux.personality: unknown domain {config.get('domain')!r}")
+    personality.personality(domains[config["domain"]])
 
 
 def _new_keyring(container_id: str, warn: _Warn) -> None:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from cais.storage.archive import DiffResult
-from cais.storage.errors import LayerExists, LayerNotFound, StorageError
+from cais.storage.errors import LayerExists, LayerNotFound, LayerTooLarge, StorageError
 
 __all__ = ["Change", "DiffResult", "Driver", "open_driver", "DRIVERS"]
 
@@ -123,6 +123,8 @@ class Driver(abc.ABC):
     """Layers and containers' writable layers under one root directory."""
 
     name: str
+    # An unpack with no size limit of its own stops before it leaves less than this free on disk.
+    disk_reserve = 512 << 20
 
     def __init__(self, root: str) -> None:
         self.root = root
@@ -151,10 +153,12 @@ class Driver(abc.ABC):
 
     @abc.abstractmethod
     def mount(self, container_id: str) -> str:
-        """The path of the container's root filesystem, ready to use."""
+        """The path of the container's root filesystem, ready to use. Mounts are counted: each
+        `mount` needs its `unmount` (the engine and `docker cp` may hold one at the same time)."""
 
     @abc.abstractmethod
-    def unmount(self, container_id: str) -> None: ...
+    def unmount(self, container_id: str, *, force: bool = False) -> None:
+        """Release one `mount`; the last release, or `force`, takes the rootfs down."""
 
     @abc.abstractmethod
     def remove_rw(self, container_id: str) -> None: ...
@@ -169,6 +173,16 @@ class Driver(abc.ABC):
         """Write the container's changes as an OCI layer tar (with .wh. whiteouts), reproducibly."""
 
     # helpers shared by both drivers
+
+    def _disk_guard(self) -> None:
+        """Stop an unpack that is about to fill the disk — with bytes, or with inodes (a layer of
+        millions of empty files compresses to almost nothing)."""
+        st = os.statvfs(self.root)
+        if st.f_bavail * st.f_frsize < self.disk_reserve:
+            raise LayerTooLarge(f"stopping the unpack: less than {self.disk_reserve >> 20} MiB left free "
+                                f"under {self.root}")
+        if st.f_files and st.f_favail < max(st.f_files // 100, 1000):
+            raise LayerTooLarge(f"stopping the unpack: the file system under {self.root} is running out of inodes")
 
     def _require_new_layer(self, layer_id: str) -> None:
         check_id("layer", layer_id)

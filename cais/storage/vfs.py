@@ -13,13 +13,12 @@ from __future__ import annotations
 import os
 import stat
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import BinaryIO
 
 from cais.storage import archive
 from cais.storage.driver import Change, Driver, Staging, check_id, remove_tree, sweep_staging
 from cais.storage.errors import LayerNotFound, StorageError
-from cais.storage.overlay import disk_guard
 
 
 def copy_tree(src: str, dst: str) -> None:
@@ -58,7 +57,8 @@ class VfsDriver(Driver):
     def has_layer(self, layer_id: str) -> bool:
         return os.path.isdir(os.path.join(self._layer(check_id("layer", layer_id)), "diff"))
 
-    def _make_layer(self, layer_id: str, parent_id: str | None, fill) -> archive.DiffResult:
+    def _make_layer(self, layer_id: str, parent_id: str | None,
+                    fill: Callable[[str], archive.DiffResult]) -> archive.DiffResult:
         self._require_new_layer(layer_id)
         if parent_id is not None:
             self._require_layer(parent_id)
@@ -79,7 +79,7 @@ class VfsDriver(Driver):
     def apply_diff(self, layer_id: str, parent_id: str | None, stream: BinaryIO, *,
                    max_size: int | None = None) -> archive.DiffResult:
         return self._make_layer(layer_id, parent_id, lambda diff: archive.unpack(
-            stream, diff, "delete", max_size=max_size, guard=lambda: disk_guard(self.root)))
+            stream, diff, "delete", max_size=max_size, guard=self._disk_guard))
 
     def create_layer(self, layer_id: str, parent_id: str | None) -> None:
         self._make_layer(layer_id, parent_id, lambda diff: archive.DiffResult(archive.EMPTY_DIFF_ID, 0, 1024))
@@ -122,7 +122,7 @@ class VfsDriver(Driver):
     def mount(self, container_id: str) -> str:
         return os.path.join(self._container(container_id), "diff")
 
-    def unmount(self, container_id: str) -> None:
+    def unmount(self, container_id: str, *, force: bool = False) -> None:
         self._container(container_id)
 
     def remove_rw(self, container_id: str) -> None:
@@ -138,7 +138,7 @@ class VfsDriver(Driver):
 
     def changes(self, container_id: str) -> list[Change]:
         old, new = self._trees(container_id)
-        return [Change(kind, "/" + rel) for kind, rel in tree_changes(old, new)]
+        return sorted((Change(kind, "/" + rel) for kind, rel in tree_changes(old, new)), key=lambda c: c.path)
 
     def export_diff(self, container_id: str, out: BinaryIO, *,
                     source_date_epoch: int | None = None) -> archive.DiffResult:

@@ -53,10 +53,13 @@ def ctx_dir(tmp_root):
 def test_directory_context_and_dockerignore(ctx_dir):
     with BuildContext.open(ctx_dir) as ctx:
         assert ctx.dockerfile == b"FROM scratch\n"
-        assert ctx.glob("*.md") == ["README.md"]
+        assert ctx.glob("*.md") == [("README.md", "README.md")]
         assert ctx.glob("secret") == []
-        assert ctx.glob("src/*.txt") == ["src/a.txt", "src/b.txt"]
-        assert ctx.glob("s?c/sub/*") == ["src/sub/c.txt"]
+        assert ctx.glob("src/*.txt") == [("src/a.txt", "src/a.txt"), ("src/b.txt", "src/b.txt")]
+        assert ctx.glob("s?c/sub/*") == [("src/sub/c.txt", "src/sub/c.txt")]
+        assert ctx.glob("dirlink/*.txt") == [("dirlink/a.txt", "src/a.txt"), ("dirlink/b.txt", "src/b.txt")]
+        assert ctx.glob("link-*n") == [("link-in", "src/a.txt")]
+        assert ctx.glob("./link-in") == [("link-in", "src/a.txt")]
         assert ctx.glob("nothing*") == []
         assert ctx.resolve("link-in") == "src/a.txt"
         assert ctx.resolve("dirlink/sub/c.txt") == "src/sub/c.txt"
@@ -72,7 +75,7 @@ def test_other_dockerfile_and_its_own_ignore_file(ctx_dir):
         f.write("src\n")
     with BuildContext.open(ctx_dir, "other.Dockerfile") as ctx:
         assert ctx.dockerfile == b"FROM busybox\n"
-        assert ctx.glob("src") == [] and ctx.glob("NOTES.md") == ["NOTES.md"]
+        assert ctx.glob("src") == [] and ctx.glob("NOTES.md") == [("NOTES.md", "NOTES.md")]
 
 
 def test_missing_dockerfile_and_context(ctx_dir):
@@ -113,7 +116,7 @@ def test_tarball_context(tmp_root, compression):
         f.write(tar_bytes([("Dockerfile", b"FROM scratch\n"), ("dir/f", b"x")], compression))
     ctx = BuildContext.open(path, tmp_dir=tmp_root)
     root = ctx.root
-    assert ctx.dockerfile == b"FROM scratch\n" and ctx.glob("dir/f") == ["dir/f"]
+    assert ctx.dockerfile == b"FROM scratch\n" and ctx.glob("dir/f") == [("dir/f", "dir/f")]
     ctx.close()
     assert not os.path.exists(root)
 
@@ -123,12 +126,12 @@ def test_stdin_dockerfile_or_tar(tmp_root):
         assert ctx.dockerfile.startswith(b"FROM scratch") and list(ctx.walk("")) == []
     data = tar_bytes([("Dockerfile", b"FROM scratch\n"), ("f", b"1")])
     with BuildContext.open("-", stdin=io.BytesIO(data), tmp_dir=tmp_root) as ctx:
-        assert ctx.glob("f") == ["f"]
+        assert ctx.glob("f") == [("f", "f")]
 
 
 def test_dockerfile_from_stdin_with_directory_context(ctx_dir):
     with BuildContext.open(ctx_dir, "-", stdin=io.BytesIO(b"FROM other\n")) as ctx:
-        assert ctx.dockerfile == b"FROM other\n" and ctx.glob("src/a.txt") == ["src/a.txt"]
+        assert ctx.dockerfile == b"FROM other\n" and ctx.glob("src/a.txt") == [("src/a.txt", "src/a.txt")]
 
 
 def _symlink(name: str, target: str) -> tarfile.TarInfo:
@@ -154,3 +157,15 @@ def test_hostile_tarballs_are_refused(tmp_root, entries, message):
         BuildContext.open(path, tmp_dir=tmp_root)
     assert set(os.listdir(tmp_root)) == before
     assert not os.path.exists("/tmp/evil")
+
+
+@pytest.mark.parametrize("entries, dockerfile, message", [
+    ([_symlink("Dockerfile", "/etc/passwd")], None, "points outside the build context"),
+    ([("Dockerfile", b"FROM x\n")], "../../../../etc/passwd", "forbidden path outside the build context"),
+    ([("Dockerfile", b"FROM x\n"), _symlink(".dockerignore", "/etc/shadow")], None, "points outside"),
+])
+def test_a_client_cannot_read_host_files_as_dockerfile(tmp_root, entries, dockerfile, message):
+    data = tar_bytes(entries)
+    with pytest.raises(ContextError, match=message):
+        BuildContext.open("-", dockerfile, stdin=io.BytesIO(data), tmp_dir=tmp_root)
+    assert os.listdir(tmp_root) == []

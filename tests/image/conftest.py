@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 from collections.abc import Iterator
 
 import pytest
 
-from cais.image.store import ImageStore
-from cais.storage import open_driver
+from cais.image.store import ImageStore, open_store
 from tests.peers import _unmount_under
 
 
 def make_store(top: str) -> ImageStore:
-    return ImageStore(os.path.join(top, "image"), open_driver(os.path.join(top, "storage")))
+    return open_store(top)
 
 
 @pytest.fixture

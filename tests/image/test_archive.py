@@ -51,7 +51,9 @@ def test_save_load_round_trip(store, image_root, fmt):
 
     other = make_store(os.path.join(image_root, "other"))
     try:
-        assert sorted(load(other, io.BytesIO(out.getvalue()))) == ["Loaded image: app:1", "Loaded image: app:2"]
+        import zstandard
+        compressed = zstandard.ZstdCompressor().compress(out.getvalue())  # docker load takes zstd archives too
+        assert sorted(load(other, io.BytesIO(compressed))) == ["Loaded image: app:1", "Loaded image: app:2"]
         assert other.inspect("app:2")["Id"] == image_id
         assert other.inspect("app:1")["RootFS"] == store.inspect("app:1")["RootFS"]
         again = io.BytesIO()
@@ -84,6 +86,10 @@ def test_load_docker_2010_layout(store):
                                           "Layers": ["aaaa/layer.tar", "bbbb/layer.tar"]}]).encode())
     assert load(store, io.BytesIO(buf.getvalue())) == ["Loaded image: old:save"]
     assert len(store.layers_of("old:save")) == 2
+    previous = store.register(put_image(store, [L2]), "old:save")
+    assert load(store, io.BytesIO(buf.getvalue())) == [
+        f"The image old:save already exists, renaming the old one with ID {previous} to empty string",
+        "Loaded image: old:save"]
 
 
 def corrupt_archives(good: bytes) -> list[tuple[bytes, str]]:
@@ -116,6 +122,26 @@ def corrupt_archives(good: bytes) -> list[tuple[bytes, str]]:
                   b'"application/vnd.oci.image.manifest.v1+json", "digest": "sha256:' + b"1" * 64 + b'", "size": 3}]}'}),
          "named in index.json is missing"),
     ]
+
+
+def test_compressed_archives(store):
+    import bz2
+    import gzip
+    import lzma
+
+    store.register(put_image(store, [L1]), "app:1")
+    out = io.BytesIO()
+    save(store, ["app:1"], out)
+    store.remove("app:1")
+    import zstandard
+
+    for compress in (gzip.compress, bz2.compress, lzma.compress, zstandard.ZstdCompressor().compress):
+        data = compress(out.getvalue())
+        assert load(store, io.BytesIO(data)) == ["Loaded image: app:1"]
+        store.remove("app:1")
+        with pytest.raises(ArchiveError, match="^invalid archive: "):
+            load(store, io.BytesIO(data[: len(data) // 2]))
+        assert store.list() == []
 
 
 def test_bad_archives_load_nothing(store):
@@ -195,3 +221,99 @@ def test_commit(store):
     from cais.image.store import ImageConflict
     with pytest.raises(ImageConflict, match="image has dependent child images"):
         store.remove(base[7:], force=True)
+    # untagging the parent keeps it (an intermediate image); removing the child prunes it
+    assert [r for r in store.remove("base") if "Deleted" in r] == []
+    assert [i["Id"] for i in store.list()] == [new] and len(store.list(all=True)) == 2
+    records = store.remove("committed:1")
+    assert {"Deleted": new} in records and {"Deleted": base} in records
+    assert store.list(all=True) == [] and store.meta.layers() == []
+
+
+def test_hostile_archive_paths_touch_nothing(store, image_root):
+    """Archive member names are only keys: `../`, absolute paths and links never reach the disk."""
+    good = io.BytesIO()
+    store.register(put_image(store, [L1]), "app:1")
+    save(store, ["app:1"], good)
+    store.remove("app:1")
+    victim = os.path.join(image_root, "victim")
+    with open(victim, "w") as f:
+        f.write("intact")
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=io.BytesIO(good.getvalue())) as src, tarfile.open(fileobj=buf, mode="w") as dst:
+        for m in src:
+            dst.addfile(m, src.extractfile(m) if m.isreg() else None)
+        for name in ("../../victim", victim, "blobs/../../victim"):
+            info = tarfile.TarInfo(name)
+            info.size = 4
+            dst.addfile(info, io.BytesIO(b"evil"))
+        link = tarfile.TarInfo("escape")
+        link.type, link.linkname = tarfile.SYMTYPE, victim
+        dst.addfile(link)
+    assert load(store, io.BytesIO(buf.getvalue())) == ["Loaded image: app:1"]
+    with open(victim) as f:
+        assert f.read() == "intact"
+    assert sorted(os.listdir(image_root)) == ["image", "storage", "victim"]
+    assert store.gc()["BlobsDeleted"] == []  # the stray members were not kept
+
+
+def test_concurrent_registers_of_one_image(store, image_root):
+    import subprocess
+    import sys
+
+    digest = put_image(store, [tar_layer({f"f{i}": b"x" * 100 for i in range(300)}), L2])
+    code = ("import sys; from tests.image.conftest import make_store; "
+            f"print(make_store({image_root!r}).register({digest!r}, sys.argv[1]))")
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    procs = [subprocess.Popen([sys.executable, "-c", code, f"racer:{i}"], cwd=repo, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE) for i in range(3)]
+    results = [p.communicate(timeout=120) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [r[1].decode()[-500:] for r in results]
+    assert len({r[0] for r in results}) == 1
+    assert sorted(store.inspect("racer:0")["RepoTags"]) == ["racer:0", "racer:1", "racer:2"]
+    assert [s for _, s in store.meta.q("SELECT chain_id, state FROM layers")] == ["ready", "ready"]
+
+
+def test_image_without_layers(store, image_root):
+    """FROM scratch + metadata only: no layers at all."""
+    image_id = store.register(put_image(store, []), "empty:1")
+    info = store.inspect("empty:1")
+    assert info["RootFS"] == {"Type": "layers", "Layers": []} and info["Size"] == 0
+    assert store.top_layer_id("empty:1") is None and store.layers_of("empty:1") == []
+    for fmt in ("docker", "oci"):
+        out = io.BytesIO()
+        save(store, ["empty:1"], out, format=fmt)
+        other = make_store(os.path.join(image_root, fmt))
+        try:
+            assert load(other, io.BytesIO(out.getvalue())) == ["Loaded image: empty:1"]
+            assert other.inspect("empty:1")["Id"] == image_id
+        finally:
+            other.close()
+    assert store.remove("empty:1")[-1] == {"Deleted": image_id}
+
+
+def test_on_the_vfs_driver(image_root):
+    """The store is driver-agnostic: the same round trip on vfs (full copies, no OverlayFS)."""
+    from cais.image.store import open_store
+
+    store = open_store(os.path.join(image_root, "vfs"), "vfs")
+    try:
+        assert store.inspect(store.register(put_image(store, [L1, L2]), "app:1"))["GraphDriver"]["Name"] == "vfs"
+        cid = "f" * 64
+        store.add_container(cid, "app:1")
+        store.driver.create_rw(cid, store.top_layer_id("app:1"))
+        try:
+            root = store.driver.mount(cid)
+            with open(os.path.join(root, "added"), "w") as f:
+                f.write("vfs\n")
+            store.driver.unmount(cid)
+            commit(store, cid, "app:2")
+        finally:
+            store.driver.remove_rw(cid)
+            store.remove_container(cid)
+        out = io.BytesIO()
+        export_image(store, "app:2", out)
+        files = members(out.getvalue())
+        assert files["added"] == b"vfs\n" and files["etc/world"] == b"world\n" and "etc/hello" not in files
+        assert [r for r in store.remove("app:1") if "Deleted" in r] == []  # app:2 is its child
+    finally:
+        store.close()

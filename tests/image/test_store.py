@@ -200,3 +200,113 @@ def test_gc_removes_orphans(store):
     assert orphan in out["BlobsDeleted"] and half in out["BlobsDeleted"]
     assert store.inspect("keep")  # still fine
     assert store.gc(min_age=3600) == {"LayersDeleted": [], "BlobsDeleted": [], "SpaceReclaimed": 0}
+
+
+def test_register_index_picks_platform(store):
+    import json
+
+    from cais.image.manifest import OCI_INDEX
+    from cais.image.platform import Platform, host_platform
+
+    amd = put_image(store, [L1], extra_config={"architecture": "amd64"})
+    arm = put_image(store, [L2], extra_config={"architecture": "arm64", "variant": "v8"})
+    entries = [{"mediaType": "application/vnd.docker.distribution.manifest.v2+json", "digest": d,
+                "size": store.content.size(d), "platform": p} for d, p in (
+        (amd, {"os": "linux", "architecture": "amd64"}), (arm, {"os": "linux", "architecture": "arm64", "variant": "v8"}))]
+    index = store.content.put(json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries}).encode())
+    if host_platform().architecture == "amd64":
+        image_id = store.register(index, "multi:1")
+        info = store.inspect("multi:1")
+        assert info["Architecture"] == "amd64" and info["RepoDigests"] == [f"multi@{index}"]
+        assert store.resolve(f"multi:1@{index}") == image_id  # tag+digest: looked up by digest
+    arm_id = store.register(index, "multi:arm", platform=Platform("linux", "arm64"))
+    info = store.inspect(arm_id)
+    assert (info["Architecture"], info["Variant"]) == ("arm64", "v8")
+    assert store.top_layer_id(arm_id) == digest_bytes(L2)[7:]
+    assert [x["RefCount"] for x in store.layers_of(arm_id)] == [1]
+    with pytest.raises(InvalidImage, match="no matching manifest for linux/s390x in the manifest list entries"):
+        store.register(index, platform=Platform("linux", "s390x"))
+
+
+def test_unusable_metadata_is_a_clear_error(image_root):
+    from cais.image.store import ImageError
+
+    os.makedirs(os.path.join(image_root, "bad", "image"))
+    with open(os.path.join(image_root, "bad", "image", "metadata.db"), "wb") as f:
+        f.write(b"this is not a database" * 100)
+    with pytest.raises(ImageError, match="^cannot open the image metadata: file is not a database$"):
+        make_store(os.path.join(image_root, "bad"))
+
+
+def test_list_filters(store):
+    a = store.register(put_image(store, [L1], created="2020-01-01T00:00:00Z"), "team/a:1")
+    b = store.register(put_image(store, [L2], created="2021-01-01T00:00:00Z", labels={"x": "1"}), "team/b:1")
+    c = store.register(put_image(store, [L3], created="2022-01-01T00:00:00Z"))
+
+    def ids(**filters):
+        return [i["Id"] for i in store.list(filters=filters)]
+
+    assert ids() == [c, b, a]
+    assert ids(reference=["team/*"]) == [b, a] and ids(reference=["team/a:1"]) == [a]
+    assert ids(before=["team/b:1"]) == [a] and ids(since=["team/a:1"]) == [c, b]
+    assert ids(label=["x"]) == [b] and ids(label=["x=2"]) == []
+    assert ids(dangling=["true"]) == [c] and ids(dangling=["false"]) == [b, a]
+    with pytest.raises(InvalidImage, match="invalid filter 'dangling=maybe'"):
+        ids(dangling=["maybe"])
+    assert store.prune({"until": ["1h"], "dangling": ["false"]})["ImagesDeleted"]  # all are older than an hour
+    assert store.list() == []
+    with pytest.raises(InvalidImage, match="invalid filter 'until=soon'"):
+        store.prune({"until": ["soon"]})
+
+
+def test_rmi_does_not_wait_for_a_pull(store):
+    """rmi while a pull/load holds the store: layers go at once, shared blobs are left to gc."""
+    image_id = store.register(put_image(store, [L1, L2]), "app:1")
+    with store.hold():
+        records = store.remove("app:1")
+        assert {"Deleted": image_id} in records and store.meta.layers() == []
+        assert list(store.content.walk())  # blobs kept: the holder may be about to use them
+    assert len(store.gc()["BlobsDeleted"]) == 4  # manifest, config, two layers
+
+
+def test_register_and_rmi_race_stays_consistent(image_root):
+    """Two stores (two connections) register and remove images sharing a layer, concurrently."""
+    import threading
+
+    stores = [make_store(image_root), make_store(image_root)]
+    images = [[L1], [L1, L2]]
+    errors: list[BaseException] = []
+
+    def churn(s, layers, tag):
+        try:
+            for _ in range(15):
+                with s.hold():  # as a pull does: fetch the blobs, register
+                    s.register(put_image(s, layers), tag)
+                s.remove(tag)
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=churn, args=(s, layers, f"race:{i}")) for i, (s, layers) in
+               enumerate(zip(stores, images, strict=True))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    try:
+        assert errors == []
+        s = stores[0]
+        for layers in images:  # afterwards both still register and their layers are really there
+            image_id = s.register(put_image(s, layers))
+            assert all(s.driver.has_layer(x["ChainID"][7:]) for x in s.layers_of(image_id))
+        assert {state for _, state in s.meta.q("SELECT chain_id, state FROM layers")} == {"ready"}
+    finally:
+        for s in stores:
+            s.close()
+
+
+def test_odd_config_values_do_not_crash(store):
+    digest = put_image(store, [L1], created=123, labels=["not", "a", "map"],
+                       extra_config={"history": [{"created": 5, "created_by": "x"}]})
+    image_id = store.register(digest, "odd")
+    assert store.list()[0]["Created"] == 0 and store.list()[0]["Labels"] is None
+    assert store.history("odd")[0]["Created"] == 0 and store.inspect("odd")["Id"] == image_id

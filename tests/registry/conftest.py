@@ -25,6 +25,7 @@ import pytest
 from cais.registry.credentials import Credentials
 from cais.registry.hosts import RegistryHosts
 from tests.registry.images import tar_directory, tar_files, write_oci_layout
+from tests.registry.tokens import ISSUER, SERVICE, TokenServer
 
 USER, PASSWORD = "cais", "quay-secret"
 
@@ -69,7 +70,8 @@ def skopeo(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
 
 
 @contextmanager
-def _process(args: list[str], url: str, ca: str | None, log_path: str) -> Iterator[subprocess.Popen[bytes]]:
+def _process(args: list[str], url: str, ca: str | None, log_path: str,
+             tcp_only: bool = False) -> Iterator[subprocess.Popen[bytes]]:
     log = open(log_path, "wb")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
@@ -77,7 +79,11 @@ def _process(args: list[str], url: str, ca: str | None, log_path: str) -> Iterat
         deadline = time.monotonic() + 30
         while True:
             try:
-                urllib.request.urlopen(url, timeout=2, context=ctx)  # noqa: S310 - loopback test URL
+                if tcp_only:  # the server wants a client certificate: an open port is enough
+                    host, port = url.split("/")[2].split(":")
+                    socket.create_connection((host, int(port)), timeout=2).close()
+                else:
+                    urllib.request.urlopen(url, timeout=2, context=ctx)  # noqa: S310 - loopback test URL
                 break
             except urllib.error.HTTPError:
                 break  # 401 from an auth-protected registry: it is up
@@ -129,8 +135,10 @@ def _trust(tls: str, top: str, host: str) -> tuple[str, str]:
 
 
 @contextmanager
-def distribution_registry(tls: str | None = None) -> Iterator[RunningRegistry]:
-    """docker-registry on a free loopback port; with `tls`, also htpasswd auth."""
+def distribution_registry(tls: str | None = None, client_ca: str | None = None,
+                          token: TokenServer | None = None) -> Iterator[RunningRegistry]:
+    """docker-registry on a free loopback port; with `tls`, also htpasswd auth (and client certificates
+    signed by `client_ca` when given); with `token`, bearer tokens from that token server."""
     if shutil.which("docker-registry") is None:
         pytest.skip("docker-registry is not installed (Debian package docker-registry)")
     top = tempfile.mkdtemp(prefix="cais-registry-dist-")
@@ -143,8 +151,13 @@ def distribution_registry(tls: str | None = None) -> Iterator[RunningRegistry]:
                         "maintenance": {"uploadpurging": {"enabled": False}}},
             "http": http}
         certs_d = ca_dir = None
+        if token:
+            config["auth"] = {"token": {"realm": f"http://{token.host}/token", "service": SERVICE,
+                                        "issuer": ISSUER, "rootcertbundle": token.cert}}
         if tls:
             http["tls"] = {"certificate": os.path.join(tls, "server.crt"), "key": os.path.join(tls, "server.key")}
+            if client_ca:
+                http["tls"]["clientcas"] = [client_ca]
             config["auth"] = {"htpasswd": {"realm": "cais-test", "path": os.path.join(tls, "htpasswd")}}
             certs_d, ca_dir = _trust(tls, top, host)
         path = os.path.join(top, "config.yml")
@@ -152,8 +165,8 @@ def distribution_registry(tls: str | None = None) -> Iterator[RunningRegistry]:
             json.dump(config, f)  # JSON is YAML
         url = f"{'https' if tls else 'http'}://{host}/v2/"
         with _process(["docker-registry", "serve", path], url, tls and os.path.join(tls, "ca.crt"),
-                      os.path.join(top, "registry.log")):
-            yield RunningRegistry(host, top, certs_d, ca_dir, auth=bool(tls))
+                      os.path.join(top, "registry.log"), tcp_only=bool(client_ca)):
+            yield RunningRegistry(host, top, certs_d, ca_dir, auth=bool(tls or token))
     finally:
         shutil.rmtree(top, ignore_errors=True)
 

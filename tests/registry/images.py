@@ -51,17 +51,15 @@ def _blob(layout: str, data: bytes) -> str:
     return digest
 
 
-def write_oci_layout(layout: str, layer_tars: list[bytes], tag: str = "latest", compresslevel: int = 1) -> str:
-    """Write an OCI image layout with one image of these (uncompressed) layer tars; return its manifest digest."""
-    os.makedirs(os.path.join(layout, "blobs", "sha256"), exist_ok=True)
+def _image(layout: str, layer_tars: list[bytes], architecture: str, compresslevel: int) -> dict:
+    """Write one image's blobs; return the descriptor of its manifest."""
     layers, diff_ids = [], []
     for tar in layer_tars:
         compressed = gzip.compress(tar, compresslevel=compresslevel, mtime=0)
         diff_ids.append("sha256:" + hashlib.sha256(tar).hexdigest())
         layers.append({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
                        "digest": _blob(layout, compressed), "size": len(compressed)})
-    platform = host_platform()
-    config = json.dumps({"architecture": platform.architecture, "os": platform.os,
+    config = json.dumps({"architecture": architecture, "os": "linux",
                          "config": {"Cmd": ["sh"], "Env": ["PATH=/bin"]},
                          "rootfs": {"type": "layers", "diff_ids": diff_ids}}).encode()
     manifest = json.dumps({
@@ -69,11 +67,37 @@ def write_oci_layout(layout: str, layer_tars: list[bytes], tag: str = "latest", 
         "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
                    "digest": _blob(layout, config), "size": len(config)},
         "layers": layers}).encode()
-    digest = _blob(layout, manifest)
+    return {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": _blob(layout, manifest),
+            "size": len(manifest), "platform": {"architecture": architecture, "os": "linux"}}
+
+
+def _write_index(layout: str, top: dict, tag: str) -> None:
     with open(os.path.join(layout, "oci-layout"), "w") as f:
         json.dump({"imageLayoutVersion": "1.0.0"}, f)
+    entry = {k: v for k, v in top.items() if k != "platform"}
+    entry["annotations"] = {"org.opencontainers.image.ref.name": tag}
     with open(os.path.join(layout, "index.json"), "w") as f:
-        json.dump({"schemaVersion": 2, "manifests": [{
-            "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": digest, "size": len(manifest),
-            "annotations": {"org.opencontainers.image.ref.name": tag}}]}, f)
-    return digest
+        json.dump({"schemaVersion": 2, "manifests": [entry]}, f)
+
+
+def write_oci_layout(layout: str, layer_tars: list[bytes], tag: str = "latest", compresslevel: int = 1) -> str:
+    """Write an OCI image layout with one image of these (uncompressed) layer tars; return its manifest digest."""
+    os.makedirs(os.path.join(layout, "blobs", "sha256"), exist_ok=True)
+    desc = _image(layout, layer_tars, host_platform().architecture, compresslevel)
+    _write_index(layout, desc, tag)
+    return desc["digest"]
+
+
+def write_oci_multiarch(layout: str, images: dict[str, list[bytes]], tag: str = "latest") -> tuple[str, dict[str, str]]:
+    """An OCI layout whose tag names an image index of one image per architecture.
+
+    Returns the index digest and {architecture: manifest digest}.
+    """
+    os.makedirs(os.path.join(layout, "blobs", "sha256"), exist_ok=True)
+    entries = [_image(layout, tars, arch, 1) for arch, tars in images.items()]
+    index = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+                        "manifests": entries}).encode()
+    digest = _blob(layout, index)
+    _write_index(layout, {"mediaType": "application/vnd.oci.image.index.v1+json", "digest": digest,
+                          "size": len(index)}, tag)
+    return digest, {e["platform"]["architecture"]: e["digest"] for e in entries}

@@ -101,3 +101,28 @@ def test_wrong_password_is_a_clear_error(distribution_auth: RunningRegistry, tmp
     with pytest.raises(Unauthorized, match="401|UNAUTHORIZED"):
         asyncio.run(pull(parse(f"{distribution_auth.host}/cais/none:latest"), ContentStore(tmp_root),
                          hosts=distribution_auth.hosts(), credentials=Credentials("cais", "wrong")))
+
+
+def test_platform_selection_through_an_index(distribution: RunningRegistry, tmp_root: str) -> None:
+    from cais.image.platform import Platform, host_platform
+    from tests.registry.images import tar_files, write_oci_multiarch
+
+    host = host_platform().architecture
+    other = "arm64" if host != "arm64" else "amd64"
+    layout = f"{tmp_root}/multi"
+    index_digest, manifests = write_oci_multiarch(layout, {other: [tar_files({"arch": other.encode()})],
+                                                           host: [tar_files({"arch": host.encode()})]})
+    skopeo("copy", "--all", *distribution.skopeo_args("dest"), f"oci:{layout}:latest",
+           f"docker://{distribution.host}/cais/multi:latest")
+    store = ContentStore(f"{tmp_root}/store")
+    result = _pull(distribution, f"{distribution.host}/cais/multi:latest", store)
+    assert (result.digest, result.index_digest, result.manifest_digest) == (index_digest, index_digest, manifests[host])
+    assert store.has(index_digest)
+    other_result = _pull(distribution, f"{distribution.host}/cais/multi:latest", store,
+                         platform=Platform("linux", other))
+    assert other_result.manifest_digest == manifests[other]
+    # and the whole index goes back up
+    asyncio.run(push(parse(f"{distribution.host}/cais/multi-copy:v1"), store, index_digest,
+                     hosts=distribution.hosts()))
+    raw = skopeo("inspect", "--raw", *distribution.skopeo_args(""), f"docker://{distribution.host}/cais/multi-copy:v1")
+    assert json.loads(raw.stdout)["manifests"][0]["digest"] == manifests[other]

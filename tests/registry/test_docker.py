@@ -16,7 +16,7 @@ from cais.registry.pull import pull
 from cais.registry.push import push
 from tests.peers import Dockerd, dockerd
 from tests.registry.conftest import PASSWORD, USER, Layout, RunningRegistry, skopeo
-from tests.registry.images import tar_directory
+from tests.registry.images import tar_directory, tar_files, write_oci_layout
 
 pytestmark = pytest.mark.peers
 
@@ -89,3 +89,40 @@ def test_docker_push_pull_against_cais_server(which: str, request: pytest.Fixtur
     result = asyncio.run(pull(parse(name), ContentStore(os.path.join(tmp_root, "store")), hosts=reg.hosts(),
                               credentials=reg.credentials))
     assert result.media_type == DOCKER_MANIFEST
+
+
+def test_json_progress_matches_dockerd(docker: Dockerd, distribution: RunningRegistry, tmp_root: str) -> None:
+    """The JSON stream cais renders has the shape, ids and wording of dockerd's for the same pull."""
+    import json
+
+    import docker as docker_py
+
+    from cais.registry.progress import JSONProgress
+    name = f"{distribution.host}/cais/progress"
+    layout = os.path.join(tmp_root, "layout")  # layers dockerd has not seen yet, or it reports none
+    write_oci_layout(layout, [tar_files({"a": os.urandom(3 << 20)}), tar_files({"b": os.urandom(1 << 20)})])
+    skopeo("copy", *distribution.skopeo_args("dest"), f"oci:{layout}:latest", f"docker://{name}:v1")
+    api = docker_py.APIClient(base_url=docker.host, version="auto")
+    try:
+        theirs = list(api.pull(name, tag="v1", stream=True, decode=True))
+    finally:
+        api.close()
+    lines: list[bytes] = []
+    asyncio.run(pull(parse(f"{name}:v1"), ContentStore(os.path.join(tmp_root, "store")), hosts=distribution.hosts(),
+                     progress=JSONProgress(lines.append)))
+    ours = [json.loads(line) for line in lines]
+
+    def layer_statuses(messages: list[dict]) -> dict[str, set[str]]:
+        found: dict[str, set[str]] = {}
+        for m in messages:
+            if m.get("id") and m["id"] != "v1":
+                found.setdefault(m["id"], set()).add(m["status"])
+        return found
+    ours_by_layer, theirs_by_layer = layer_statuses(ours), layer_statuses(theirs)
+    assert ours_by_layer.keys() == theirs_by_layer.keys()  # the same 12-digit layer ids
+    for layer, statuses in ours_by_layer.items():
+        assert statuses <= theirs_by_layer[layer] | {"Downloading"}, (statuses, theirs_by_layer[layer])
+    assert ours[0] == theirs[0] == {"status": "Pulling from cais/progress", "id": "v1"}
+    assert any(m["status"].startswith("Digest: sha256:") for m in ours)
+    downloading = [m for m in ours if m["status"] == "Downloading"]
+    assert downloading and set(downloading[0]) == {"status", "progressDetail", "progress", "id"}

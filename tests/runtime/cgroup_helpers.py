@@ -18,7 +18,7 @@ import pytest
 
 from cais.runtime.cgroups import Manager, mode
 from cais.runtime.cgroups.errors import CgroupError
-from cais.runtime.cgroups.paths import cgroup_mounts
+from cais.runtime.cgroups.paths import cgroup_mounts, inner_path
 from cais.runtime.cgroups.v1 import V1Manager
 from cais.runtime.cgroups.v2 import V2Manager
 
@@ -88,20 +88,23 @@ def wait_for(condition: Callable[[], bool], what: str, timeout: float = 30) -> N
 
 
 def cleanup(managers: list[Manager], children: list[Child], parents: set[str]) -> None:
-    """Kill what the test started, remove its cgroups and their temporary parents."""
+    """Kill what the test started, remove its cgroups and their temporary parents.
+
+    Thawed first: a frozen v1 process does not die of SIGKILL until it is thawed.
+    """
+    for m in managers:
+        with contextlib.suppress(CgroupError):
+            if m.exists() and m.frozen():
+                m.thaw()
     for child in children:
         child.stop()
     for m in managers:
-        try:
+        with contextlib.suppress(CgroupError):
             if m.exists():
-                if m.frozen():
-                    m.thaw()
                 m.kill()
                 m.destroy()
-        except CgroupError:
-            pass
     for parent in sorted(parents, key=len, reverse=True):
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(FileNotFoundError, OSError):
             os.rmdir(parent)
 
 
@@ -109,15 +112,19 @@ class CgroupFactory:
     """Managers in a fresh ``cais-cg-test-<random>`` parent, and children in them; all removed
     at the end of the test, even when it fails."""
 
-    def __init__(self, opener: Callable[[str], Manager]) -> None:
+    def __init__(self, opener: Callable[[str], Manager], v2_root: str | None = None) -> None:
         self.parent = parent_name()
         self.opener = opener
         self.managers: list[Manager] = []
         self.children: list[Child] = []
         self.parents: set[str] = set()
+        # Creating a v2 cgroup hands the root's controllers down; on a shared host, undo that.
+        self.v2_root = v2_root
+        self.root_controllers = _subtree_control(v2_root) if v2_root else set()
 
-    def manager(self, name: str = "ctr") -> Manager:
-        m = self.opener(f"{self.parent}/{name}")
+    def manager(self, name: str = "ctr", systemd: bool = False) -> Manager:
+        """A manager for ``<parent>/<name>``, or, with ``systemd``, for the systemd path ``name``."""
+        m = self.opener(inner_path(name, "unused", systemd=True) if systemd else f"{self.parent}/{name}")
         self.managers.append(m)
         self.parents.update(os.path.dirname(p) for p in m.paths.values())
         return m
@@ -134,6 +141,18 @@ class CgroupFactory:
 
     def close(self) -> None:
         cleanup(self.managers, self.children, self.parents)
+        if self.v2_root:
+            for c in _subtree_control(self.v2_root) - self.root_controllers:
+                with (
+                    contextlib.suppress(OSError),
+                    open(os.path.join(self.v2_root, "cgroup.subtree_control"), "w") as f,
+                ):
+                    f.write(f"-{c}")
+
+
+def _subtree_control(root: str) -> set[str]:
+    with open(os.path.join(root, "cgroup.subtree_control")) as f:
+        return set(f.read().split())
 
 
 V2_CONTROLLERS = ("cpu", "memory", "pids")
@@ -165,7 +184,7 @@ def _factory(version: str) -> CgroupFactory:
     if mountpoint is None:
         what = "with the cpu, memory and pids controllers " if version == "v2" else ""
         pytest.skip(f"no cgroup v2 hierarchy {what}here (scripts/vm-test runs these in a guest)")
-    return CgroupFactory(lambda path: V2Manager.for_path(path, mountpoint))
+    return CgroupFactory(lambda path: V2Manager.for_path(path, mountpoint), v2_root=mountpoint)
 
 
 def _use(version: str) -> Iterator[CgroupFactory]:

@@ -60,3 +60,43 @@ def test_memory_limit_below_usage_is_a_clear_error(cgroups_v1) -> None:
     assert child.proc.stdout is not None and child.proc.stdout.readline() == b"1\n"
     with pytest.raises(CgroupError, match="memory limit"):
         m.update({"memory": {"limit": 4 << 20}})
+
+
+def test_docker_default_device_rules(cgroups_v1) -> None:
+    from tests.runtime.test_cgroups_devices import DOCKER_DEFAULT
+
+    m = cgroups_v1.create({"devices": DOCKER_DEFAULT})
+    listed = Path(m.paths["devices"], "devices.list").read_text().splitlines()
+    assert "c 1:3 rwm" in listed and "c 136:* rwm" in listed and "c *:* m" in listed
+    assert not any("10:229" in line for line in listed)
+
+
+def test_memory_above_memory_plus_swap_is_a_clear_error(cgroups_v1) -> None:
+    m = cgroups_v1.create({"memory": {"limit": 64 << 20, "swap": 128 << 20}})
+    with pytest.raises(CgroupError, match="above the memory\\+swap limit"):
+        m.update({"memory": {"limit": 256 << 20}})
+    m.update({"memory": {"limit": 256 << 20, "swap": 512 << 20}})
+    assert m.stats().memory.swap.limit == 512 << 20
+
+
+def test_device_update_changes_only_the_difference(cgroups_v1) -> None:
+    allow = [
+        {"allow": False, "access": "rwm"},
+        {"allow": True, "type": "c", "major": 1, "minor": 3, "access": "rwm"},
+        {"allow": True, "type": "c", "major": 1, "minor": 5, "access": "rw"},
+    ]
+    m = cgroups_v1.create({"devices": allow})
+    listing = Path(m.paths["devices"], "devices.list")
+    assert listing.read_text().splitlines() == ["c 1:3 rwm", "c 1:5 rw"]
+    m.update(
+        {
+            "devices": [
+                allow[0],
+                {"allow": True, "type": "c", "major": 1, "minor": 5, "access": "rwm"},
+                {"allow": True, "type": "c", "major": 1, "minor": 3, "access": "r"},
+            ]
+        }
+    )
+    assert sorted(listing.read_text().splitlines()) == ["c 1:3 r", "c 1:5 rwm"]
+    rc, out, err = cgroups_v1.child(m, OPEN).finish()
+    assert out.splitlines() == ["/dev/null EPERM", "/dev/zero ok"], err

@@ -86,12 +86,8 @@ def test_freeze_thaw_and_cgroup_kill(cgroups_unified) -> None:
 
 def test_missing_controller_is_named(cgroups_unified) -> None:
     m = cgroups_unified.manager()
-    with open(os.path.join(os.path.dirname(os.path.dirname(m.paths[""])), "cgroup.controllers")) as f:
-        controllers = set(f.read().split())
-    if "rdma" in controllers:
-        pytest.skip("this hierarchy has every controller the test could ask for")
-    with pytest.raises(CgroupError, match="the rdma controller is not available"):
-        m.create({"rdma": {"mlx5_0": {"hcaHandles": 3}}})
+    with pytest.raises(CgroupError, match="the nosuch controller is not available"):
+        m.create({"unified": {"nosuch.max": "1"}})
     assert not m.exists()
 
 
@@ -129,3 +125,52 @@ def test_v2_files_written(cgroups_v2) -> None:
     assert read("pids.max") == "30"
     m.update({"cpu": {"period": 200000}})
     assert read("cpu.max") == "50000 200000"
+    m.update({"hugepageLimits": [{"pageSize": "2MB", "limit": 4 << 20}], "blockIO": {"weight": 500}})
+    assert read("hugetlb.2MB.max") == str(4 << 20)
+    if os.path.exists(os.path.join(path, "io.bfq.weight")):
+        assert read("io.bfq.weight").split()[:2] == ["default", "500"]
+    elif os.path.exists(os.path.join(path, "io.weight")):
+        assert read("io.weight").split()[:2] == ["default", "4950"]
+
+
+def test_delegate_hands_the_cgroup_to_a_user(cgroups_unified) -> None:
+    m = cgroups_unified.create({})
+    m.delegate(123456, 123457)
+    path = m.paths[""]
+    for name in (".", "cgroup.procs", "cgroup.subtree_control"):
+        st = os.stat(os.path.join(path, name))
+        assert (st.st_uid, st.st_gid) == (123456, 123457)
+    assert os.stat(os.path.join(path, "cgroup.freeze")).st_uid == 0  # limits stay root's
+
+
+def test_docker_default_device_program_loads(cgroups_unified) -> None:
+    from tests.runtime.test_cgroups_devices import DOCKER_DEFAULT
+
+    rules = [*DOCKER_DEFAULT, {"allow": False, "type": "c", "major": 1, "minor": 5, "access": "rwm"}]
+    m = cgroups_unified.create({"devices": rules})
+    rc, out, err = cgroups_unified.child(m, OPEN).finish()
+    assert out.splitlines() == ["/dev/null ok", "/dev/zero EPERM"], err
+
+
+def test_a_delegated_user_manages_its_subtree(cgroups_unified) -> None:
+    m = cgroups_unified.create({})
+    m.delegate(123456, 123456)
+    path = m.paths[""]
+    code = (
+        "os.setgroups([]); os.setgid(123456); os.setuid(123456)\n"
+        f"os.mkdir({path!r} + '/sub')\n"
+        f"with open({path!r} + '/sub/cgroup.procs', 'w') as f: f.write(str(os.getpid()))\n"
+        "try:\n"
+        f"    open({path!r} + '/cgroup.freeze', 'w').write('1')\n"
+        "except PermissionError:\n"
+        "    print('limits refused', flush=True)\n"
+        "import time; time.sleep(600)\n"
+    )
+    child = cgroups_unified.child(m, code)
+    assert child.proc.stdout is not None and child.proc.stdout.readline() == b"limits refused\n"
+    with open(os.path.join(path, "sub", "cgroup.procs")) as f:
+        assert f.read().split() == [str(child.pid)]
+    m.kill()
+    child.finish()
+    m.destroy()
+    assert not m.exists()

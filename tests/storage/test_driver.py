@@ -12,7 +12,15 @@ import tarfile
 import pytest
 import zstandard
 
-from cais.storage import Change, InvalidLayer, LayerExists, LayerNotFound, StorageError, open_driver
+from cais.storage import (
+    Change,
+    InvalidLayer,
+    LayerExists,
+    LayerNotFound,
+    LayerTooLarge,
+    StorageError,
+    open_driver,
+)
 from tests.storage.layers import E, read, stream, tar, write
 
 BASE = tar(E("bin", "dir"), E("bin/sh", data=b"#!shell\n", mode=0o755), E("etc", "dir"),
@@ -213,3 +221,115 @@ def test_vfs_applies_whiteouts_as_deletions(st_root):
     assert sorted(os.listdir(os.path.join(diff, "var/cache"))) == ["keep"]  # kept: same layer
     assert sorted(os.listdir(os.path.join(diff, "etc"))) == ["passwd"]
     assert sorted(os.listdir(os.path.join(driver.root, "layers", "base", "diff", "etc"))) == ["motd", "passwd"]
+
+
+def test_overlay_refuses_to_remove_a_layer_in_use(st_root):
+    driver = open_driver(st_root, "overlay")
+    driver.apply_diff("base", None, stream(BASE))
+    driver.create_layer("child", "base")
+    with pytest.raises(StorageError, match="layer base is in use by layer child"):
+        driver.remove_layer("base")
+    driver.remove_layer("child")
+    driver.create_rw("c", "base")
+    with pytest.raises(StorageError, match="layer base is in use by container c"):
+        driver.remove_layer("base")
+    driver.remove_rw("c")
+    driver.remove_layer("base")
+
+
+@pytest.fixture
+def small_fs(st_root):
+    """A 48 MiB tmpfs (named cais-st-tmpfs) to fill."""
+    from cais.linux import mount as mnt
+    path = os.path.join(st_root, "small")
+    os.mkdir(path)
+    mnt.mount("cais-st-tmpfs", path, "tmpfs", 0, "size=48m,mode=0700")
+    try:
+        yield path
+    finally:
+        mnt.umount(path, mnt.MNT_DETACH)
+
+
+@pytest.mark.parametrize("name", ["overlay", "vfs"])
+def test_unpack_stops_before_the_disk_is_full(small_fs, name):
+    driver = open_driver(small_fs, name)
+    driver.disk_reserve = 16 << 20
+    layer = tar(*[E(f"f{i}", data=os.urandom(1 << 20)) for i in range(40)])
+    with pytest.raises(LayerTooLarge, match="less than 16 MiB left free"):
+        driver.apply_diff("big", None, stream(layer))
+    assert not driver.has_layer("big")
+    free = os.statvfs(small_fs)
+    assert free.f_bavail * free.f_frsize > 40 << 20  # the half-made layer was removed
+
+
+def test_mounts_are_counted(driver):
+    driver.apply_diff("base", None, stream(BASE))
+    driver.create_rw("c", "base")
+    first = driver.mount("c")
+    assert driver.mount("c") == first
+    driver.unmount("c")
+    assert os.path.exists(os.path.join(first, "etc/passwd"))  # one user left: still there
+    driver.unmount("c")
+    if driver.name == "overlay":
+        assert not os.path.ismount(first)
+    driver.mount("c")
+    driver.remove_rw("c")  # unmounts whatever the count
+    assert not os.path.exists(first)
+
+
+def test_parents_a_layer_only_writes_into_keep_their_metadata(driver):
+    driver.apply_diff("base", None, stream(tar(E("tmp", "dir", mode=0o1777, mtime=1000),
+                                               E("opt", "dir", mode=0o750, uid=1000, gid=1000, mtime=2000,
+                                                 xattrs={"user.kind": b"opt"}))))
+    driver.apply_diff("top", "base", stream(tar(E("tmp/x", data=b"x"), E("opt/y", data=b"y"))))
+    driver.create_rw("c", "top")
+    try:
+        root = driver.mount("c")
+        tmp, opt = os.lstat(os.path.join(root, "tmp")), os.lstat(os.path.join(root, "opt"))
+        assert (stat.S_IMODE(tmp.st_mode), tmp.st_mtime) == (0o1777, 1000)
+        assert (stat.S_IMODE(opt.st_mode), opt.st_uid, opt.st_gid, opt.st_mtime) == (0o750, 1000, 1000, 2000)
+        assert os.getxattr(os.path.join(root, "opt"), "user.kind") == b"opt"
+    finally:
+        driver.unmount("c")
+
+
+def test_concurrent_unpacks_and_mounts(driver):
+    from concurrent.futures import ThreadPoolExecutor
+
+    def layer(i: int) -> str:
+        driver.apply_diff(f"l{i}", None, stream(tar(*[E(f"d{i}/f{j}", data=os.urandom(2048)) for j in range(50)])))
+        driver.create_rw(f"c{i}", f"l{i}")
+        return driver.mount(f"c{i}")
+
+    with ThreadPoolExecutor(4) as pool:
+        roots = list(pool.map(layer, range(8)))
+    try:
+        for i, root in enumerate(roots):
+            assert len(os.listdir(os.path.join(root, f"d{i}"))) == 50
+        assert os.getcwd() != driver.root  # the mounts' chdir stayed in their threads
+    finally:
+        for i in range(8):
+            driver.unmount(f"c{i}")
+
+
+def test_too_many_layers_is_a_clear_error(st_root):
+    driver = open_driver(st_root, "overlay")
+    parent = None
+    for i in range(150):
+        driver.create_layer(f"l{i}", parent)
+        parent = f"l{i}"
+    driver.create_rw("deep", parent)
+    with pytest.raises(StorageError, match="over the kernel's limit of 4095 .too many layers."):
+        driver.mount("deep")
+    assert not os.path.ismount(os.path.join(driver.root, "containers", "deep", "merged"))
+
+
+def test_compression_is_sniffed_not_guessed_from_names(driver):
+    """A tar whose first entry's name starts like a compression magic is still a tar; bzip2 is refused."""
+    import bz2
+    for name in ("BZh91AY&SY", "\x1f\x8bname", "\xfd7zXZ"):
+        layer = f"l{ord(name[1])}"
+        driver.apply_diff(layer, None, stream(tar(E(name, data=b"x"))))
+        assert driver.has_layer(layer)
+    with pytest.raises(InvalidLayer, match="bzip2"):
+        driver.apply_diff("bz", None, stream(bz2.compress(BASE)))

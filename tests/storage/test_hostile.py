@@ -10,6 +10,8 @@ from __future__ import annotations
 import gzip
 import io
 import os
+import tarfile
+import threading
 
 import pytest
 
@@ -96,6 +98,16 @@ def hostile_cases(s: str) -> dict[str, tuple[list[list[E]], str | None]]:
         "whiteout through lower-layer symlink": ([[E("evil", "symlink", target=s)], [E("evil/.wh.file")]], "?"),
         "opaque through lower-layer symlink": ([[E("evil", "symlink", target=s)], [E("evil/.wh..wh..opq")]], "?"),
         "root as a symlink": ([[E("./", "symlink", target=s)]], "root must be a directory"),
+        "nesting deeper than a tree walk can follow": ([[E("d/" * 600 + "f", data=b"x")]], "nested deeper than"),
+        "path longer than PATH_MAX": ([[E(("n" * 250 + "/") * 20 + "f", data=b"x")]], "too long"),
+        "NUL byte in a PAX path": ([[E("x", data=b"x", pax={"path": "evil\x00name"})]], "invalid entry"),
+        "NUL byte in a symlink target": ([[E("s", "symlink", target="a", pax={"linkpath": "/etc\x00x"})]],
+                                         "invalid entry"),
+        "PAX path escaping": ([[E("innocent", data=b"x", pax={"path": f"{UP}{rel}/pwned"})]], "escapes the layer"),
+        "PAX hard-link target escaping": ([[E("hl", "hardlink", target="a", pax={"linkpath": f"{UP}{rel}/file"})]],
+                                          "escapes the layer"),
+        "owner out of range": ([[E("x", data=b"x", pax={"uid": str(1 << 40)})]], "invalid entry"),
+        "mtime out of range": ([[E("x", data=b"x", pax={"mtime": "1" + "0" * 30})]], "invalid entry"),
         "overlay xattr smuggled": ([[E("d", "dir", xattrs={"trusted.overlay.opaque": b"y",
                                                            "trusted.overlay.redirect": b"/etc"})]], None),
     }
@@ -108,6 +120,7 @@ CASES = hostile_cases("/SENTINEL")
 def test_hostile_layer(driver, st_root, sentinel, case):
     layers, expected = hostile_cases(sentinel)[case]
     before = snapshot(st_root, skip=driver.root)
+    threads = threading.active_count()
     parent = None
     error = None
     for i, entries in enumerate(layers):
@@ -125,6 +138,7 @@ def test_hostile_layer(driver, st_root, sentinel, case):
         assert error is not None and expected in error, error
     if error is not None:
         assert "\n" not in error and len(error) < 400
+    assert threading.active_count() == threads, "a decompression or hashing thread was left running"
     for d in (driver.root + "/layers", driver.root + "/containers"):
         assert not [n for n in os.listdir(d) if n.startswith(".tmp-")], "a staging directory was left"
     if parent is not None:
@@ -174,8 +188,10 @@ def _gzip_bomb(size: int) -> bytes:
 def test_decompression_bomb_stopped(driver):
     bomb = _gzip_bomb(256 << 20)
     assert len(bomb) < 1 << 20
+    threads = threading.active_count()
     with pytest.raises(LayerTooLarge, match="beyond its limit of 16777216 bytes"):
         driver.apply_diff("bomb", None, stream(bomb), max_size=16 << 20)
+    assert threading.active_count() == threads
     assert not driver.has_layer("bomb")
     assert not [n for n in os.listdir(driver.root + "/layers") if n.startswith(".tmp-")]
 
@@ -191,3 +207,44 @@ def test_huge_size_field_without_data(driver):
     data = with_size(tar(E("f", data=b"abc")), 1 << 32)
     with pytest.raises(InvalidLayer, match="truncated"):
         driver.apply_diff("l", None, stream(data))
+
+
+def test_metadata_headers_cannot_exhaust_memory(driver):
+    headers = b"".join(tarfile.TarInfo.create_pax_global_header({f"cais.pad{i}": "p" * 200_000})
+                       for i in range(8))  # global PAX headers accumulate
+    with pytest.raises(InvalidLayer, match="metadata headers add up to more than"):
+        driver.apply_diff("l", None, stream(headers + tar(E("f", data=b"x"))))
+
+
+@pytest.fixture
+def few_inodes(st_root):
+    """A tmpfs (cais-st-tmpfs) with room for 3000 inodes only."""
+    from cais.linux import mount as mnt
+    path = os.path.join(st_root, "few-inodes")
+    os.mkdir(path)
+    mnt.mount("cais-st-tmpfs", path, "tmpfs", 0, "size=64m,nr_inodes=3000,mode=0700")
+    try:
+        yield path
+    finally:
+        mnt.umount(path, mnt.MNT_DETACH)
+
+
+@pytest.mark.parametrize("name", ["overlay", "vfs"])
+def test_inode_bomb_stopped(few_inodes, name):
+    from cais.storage import open_driver
+    driver = open_driver(few_inodes, name)
+    bomb = gzip.compress(tar(*[E(f"d{i // 1000}/f{i}") for i in range(20_000)]))
+    assert len(bomb) < 400_000
+    with pytest.raises(InvalidLayer, match="inodes|No space left"):
+        driver.apply_diff("bomb", None, stream(bomb))
+    assert not driver.has_layer("bomb")
+    assert os.statvfs(few_inodes).f_favail > 2500  # the half-made layer is gone
+
+
+def test_negative_size_field_refused(driver):
+    data = bytearray(tar(E("f", data=b"abc")))
+    data[124:136] = b"-0000000001\0"
+    data[148:156] = b" " * 8
+    data[148:156] = f"{sum(data[:BLOCK]):06o}\0 ".encode()
+    with pytest.raises(InvalidLayer, match="invalid size"):
+        driver.apply_diff("l", None, stream(bytes(data)))

@@ -76,33 +76,47 @@ class BuildContext:
     @classmethod
     def _from_dir(cls, root: str, dockerfile: str | None, text: bytes | None, cleanup: str | None = None
                   ) -> BuildContext:
-        root = os.path.realpath(root)
+        """Files named relative to the context (the Dockerfile, .dockerignore) are looked up like
+        COPY sources: never outside it, even through a symlink (a context may come from a client)."""
+        ctx = cls(root, b"", DEFAULT_DOCKERFILE, Matcher([]), cleanup)
+        try:
+            ctx._load(dockerfile, text)
+        except BaseException:
+            ctx.close()
+            raise
+        return ctx
+
+    def _load(self, dockerfile: str | None, text: bytes | None) -> None:
         name = dockerfile or DEFAULT_DOCKERFILE
-        path = name if os.path.isabs(name) else os.path.join(root, name)
+        if os.path.isabs(name):
+            path = name  # given on the command line: the user's own file
+        else:
+            if dockerfile is None and not os.path.lexists(self.path(name)) and \
+                    os.path.lexists(self.path("dockerfile")):
+                name = "dockerfile"
+            path = self.path(self.resolve(name))
         if text is None:
-            if dockerfile is None and not os.path.exists(path) and os.path.exists(os.path.join(root, "dockerfile")):
-                path, name = os.path.join(root, "dockerfile"), "dockerfile"
             try:
                 with open(path, "rb") as f:
                     text = f.read()
             except FileNotFoundError:
-                _remove(cleanup)
                 raise ContextError(f"unable to prepare context: cannot find Dockerfile {name!r}") from None
             except OSError as e:
-                _remove(cleanup)
                 raise ContextError(f"cannot read Dockerfile {name!r}: {e.strerror}") from None
         ignore_text = ""
-        for candidate in (path + ".dockerignore", os.path.join(root, ".dockerignore")):
+        candidates = [path + ".dockerignore"] if os.path.isabs(name) else [self.path(self.resolve(name + ".dockerignore"))]
+        candidates.append(self.path(self.resolve(".dockerignore")))
+        for candidate in candidates:
             if os.path.isfile(candidate):
                 with open(candidate, encoding="utf-8", errors="replace") as f:
                     ignore_text = f.read()
                 break
         try:
-            matcher = Matcher.from_text(ignore_text)
+            self.ignore = Matcher.from_text(ignore_text)
         except ValueError as e:
-            _remove(cleanup)
             raise ContextError(f".dockerignore: {e}") from None
-        return cls(root, text, os.path.basename(name), matcher, cleanup)
+        self.dockerfile = text
+        self.dockerfile_name = os.path.basename(name)
 
     @classmethod
     def _from_tar(cls, stream: BinaryIO, dockerfile: str | None, tmp_dir: str | None,
@@ -167,35 +181,37 @@ class BuildContext:
     def path(self, rel: str) -> str:
         return os.path.join(self.root, rel) if rel else self.root
 
-    def glob(self, pattern: str) -> list[str]:
-        """Context-relative paths matching a COPY source (Go filepath.Match per component),
-        resolved, sorted, excluding what .dockerignore excludes. Empty when nothing matches."""
+    def glob(self, pattern: str) -> list[tuple[str, str]]:
+        """The sources a COPY pattern names (Go filepath.Match per component), sorted, without what
+        .dockerignore excludes: (path as matched, path with symlinks resolved) pairs, both
+        context-relative. Empty when nothing matches."""
         if _climbs_out(pattern):
             raise ContextError(f"forbidden path outside the build context: {pattern}")
         if not _has_glob(pattern):
             rel = self.resolve(pattern)
             if not os.path.lexists(self.path(rel)) or not self.included(rel):
                 return []
-            return [rel]
+            return [(posixpath.normpath(pattern).lstrip("/") or ".", rel)]
         parts = [p for p in posixpath.normpath("/" + pattern).split("/") if p]
         found = [""]
-        for part in parts:
+        for i, part in enumerate(parts):
             nxt: list[str] = []
             for base in found:
                 if not _has_glob(part):
-                    rel = self.resolve(posixpath.join(base, part))
-                    if os.path.lexists(self.path(rel)):
-                        nxt.append(rel)
+                    nxt.append(posixpath.join(base, part))
                     continue
-                directory = self.path(base)
+                directory = self.path(self.resolve(base))
                 if not os.path.isdir(directory):
                     continue
                 regex = re.compile(pattern_regex(part), re.DOTALL)
-                for name in sorted(os.listdir(directory)):
-                    if regex.match(name):
-                        nxt.append(self.resolve(posixpath.join(base, name)))
-            found = nxt
-        return sorted({rel for rel in found if self.included(rel)})
+                nxt += [posixpath.join(base, name) for name in sorted(os.listdir(directory)) if regex.match(name)]
+            found = nxt if i == len(parts) - 1 else [p for p in nxt if os.path.isdir(self.path(self.resolve(p)))]
+        pairs = []
+        for matched in found:
+            rel = self.resolve(matched)
+            if os.path.lexists(self.path(rel)) and self.included(rel) and self.included(matched):
+                pairs.append((matched, rel))
+        return sorted(pairs)
 
     def walk(self, rel: str) -> Iterator[tuple[str, os.stat_result]]:
         """Included entries under directory `rel` (symlinks not followed), sorted, parents first.
@@ -275,7 +291,10 @@ def _remove(path: str | None) -> None:
 def _read_stdin(stdin: BinaryIO | None) -> bytes:
     if stdin is None:
         raise ContextError("no standard input to read the context or Dockerfile from")
-    return stdin.read()
+    chunks = []
+    while chunk := stdin.read(1 << 20):  # a request body may return less than asked for
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 _MAGIC = (b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00")

@@ -11,9 +11,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import functools
 import hashlib
 import logging
 import os
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -67,14 +69,33 @@ class Htpasswd:
             log.error("%s", e)
             return None
         hashed = self._entries.get(user)
-        if hashed is None:
+        if hashed is None:  # spend the same time as for a wrong password: do not reveal who exists
+            some = next(iter(self._entries.values()), b"$2y$10$")
+            cost = int(some[4:6]) if some[4:6].isdigit() else 10
+            await asyncio.to_thread(_checkpw, password.encode(), _dummy_hash(cost))
             return None
         key = hashlib.sha256(b"\0".join((user.encode(), password.encode(), hashed))).digest()
         if key in self._verified:
             return user
-        import bcrypt
-
-        if await asyncio.to_thread(bcrypt.checkpw, password.encode(), hashed):
+        if await asyncio.to_thread(_checkpw, password.encode(), hashed):
             self._verified.add(key)
             return user
         return None
+
+
+def _bcrypt() -> Any:
+    """The bcrypt module, imported only once a password is checked."""
+    import bcrypt
+    return bcrypt
+
+
+def _checkpw(password: bytes, hashed: bytes) -> bool:
+    try:
+        return _bcrypt().checkpw(password, hashed)
+    except ValueError:  # a malformed entry
+        return False
+
+
+@functools.cache
+def _dummy_hash(cost: int) -> bytes:
+    return _bcrypt().hashpw(b"cais-registry-dummy", _bcrypt().gensalt(min(max(cost, 4), 14)))

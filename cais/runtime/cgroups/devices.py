@@ -89,16 +89,48 @@ def _take_back(exceptions: list[Rule], rule: Rule) -> None:
 
 
 def apply_v1(path: str, rules: list[dict]) -> None:
-    """Write the rules' state to a v1 devices cgroup: the default first, then the exceptions."""
-    state = reduce(rules)
-    if state.default_allow:
+    """Bring a v1 devices cgroup to the rules' state.
+
+    From a default-deny cgroup to a default-deny state (an update of a running container) only
+    the differing exceptions are written, access taken away first, so that the container never
+    passes through a moment where everything, or more than either list allows, is denied or
+    allowed. Otherwise the default is reset first, then the exceptions are written.
+    """
+    target = reduce(rules)
+    current = _read_v1(path)
+    if current is not None and not current.default_allow and not target.default_allow:
+        have = {(e.type, e.major, e.minor): e.access for e in current.exceptions}
+        want = {(e.type, e.major, e.minor): e.access for e in target.exceptions}
+        for key, access in have.items():
+            removed = "".join(c for c in access if c not in want.get(key, ""))
+            if removed:
+                fs.write(path, "devices.deny", Rule(*key, removed).line())
+        for key, access in want.items():
+            added = "".join(c for c in access if c not in have.get(key, ""))
+            if added:
+                fs.write(path, "devices.allow", Rule(*key, added).line())
+        return
+    if target.default_allow:
         fs.write(path, "devices.allow", "a")
-        for e in state.exceptions:
+        for e in target.exceptions:
             fs.write(path, "devices.deny", e.line())
     else:
         fs.write(path, "devices.deny", "a")
-        for e in state.exceptions:
+        for e in target.exceptions:
             fs.write(path, "devices.allow", e.line())
+
+
+def _read_v1(path: str) -> DeviceState | None:
+    """What devices.list shows: the exceptions of a default-deny cgroup; None for default-allow
+    (whose deny exceptions the kernel does not list)."""
+    exceptions = []
+    for line in (fs.read_optional(path, "devices.list") or "").splitlines():
+        kind, numbers, access = line.split()
+        if kind == "a":
+            return None
+        major, minor = (WILDCARD if n == "*" else int(n) for n in numbers.split(":"))
+        exceptions.append(Rule(kind, major, minor, access))
+    return DeviceState(False, exceptions)
 
 
 # --- v2: an eBPF program --------------------------------------------------------------------

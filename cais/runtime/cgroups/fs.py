@@ -94,11 +94,10 @@ def makedirs(path: str) -> list[str]:
     return missing
 
 
-def procs(directory: str, recursive: bool = True) -> list[int]:
-    """PIDs in a cgroup (and, by default, its descendants)."""
+def procs(directory: str) -> list[int]:
+    """PIDs in a cgroup and its descendants."""
     found: set[int] = set()
-    walk = os.walk(directory, onerror=None) if recursive else iter([(directory, [], [])])
-    for d, _, _ in walk:
+    for d, _, _ in os.walk(directory):
         text = read_optional(d, "cgroup.procs")
         if text:
             found.update(int(p) for p in text.split())

@@ -76,20 +76,27 @@ class Manager(ABC):
     @abstractmethod
     def exists(self) -> bool: ...
 
+    @abstractmethod
+    def delegate(self, uid: int, gid: int) -> None:
+        """Hand the cgroup to a container's root user (with a user namespace)."""
+
     def kill(self, sig: int = signal.SIGKILL) -> None:
-        """Send ``sig`` to every process; frozen first so that no fork escapes the signal."""
-        try:
-            self.freeze()
-        except CgroupError:
-            was_frozen = None  # no freezer, or a process stuck in D state: signal anyway
-        else:
-            was_frozen = True
+        """Send ``sig`` to every process; frozen meanwhile so that no fork escapes the signal.
+
+        A paused cgroup stays paused, except for SIGKILL: v1 processes die only once thawed.
+        """
+        was_frozen = self.frozen()
+        froze = False
+        with contextlib.suppress(CgroupError):  # no freezer, or stuck in D state: signal anyway
+            if not was_frozen:
+                self.freeze()
+                froze = True
         try:
             for pid in self.pids():
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, sig)
         finally:
-            if was_frozen:
+            if froze or (was_frozen and sig == signal.SIGKILL):
                 self.thaw()
 
     def destroy(self) -> None:

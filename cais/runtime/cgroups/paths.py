@@ -109,7 +109,10 @@ def cgroup_mounts(mountinfo: str = "/proc/self/mountinfo") -> list[Mount]:
                     if o not in known and not o.startswith("release_agent=")
                 )
             mounts.append(Mount(_unescape(fields[4]), _unescape(fields[3]), fstype, subsystems))
-    return mounts
+    # A hierarchy mounted twice is used where the system mounts it.
+    return sorted(
+        mounts, key=lambda m: not m.mountpoint.startswith(CGROUP_ROOT + "/") and m.mountpoint != CGROUP_ROOT
+    )
 
 
 def own_cgroups(pid: int | str = "self") -> dict[str, str]:

@@ -55,9 +55,6 @@ class BlkioStats:
     io_service_bytes_recursive: list[BlkioEntry] = field(default_factory=list)
     io_serviced_recursive: list[BlkioEntry] = field(default_factory=list)
 
-    def total(self, entries: list[BlkioEntry], op: str) -> int:
-        return sum(e.value for e in entries if e.op == op)
-
 
 @dataclass
 class HugetlbStats:

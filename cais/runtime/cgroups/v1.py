@@ -93,6 +93,10 @@ class V1Manager(Manager):
         for path in sorted(set(self._paths.values())):
             fs.write_proc(path, pid)
 
+    def delegate(self, uid: int, gid: int) -> None:
+        """Nothing: v1 has no safe delegation (a chowned v1 cgroup lets its owner raise its own
+        limits), so, like runc, cais leaves v1 cgroups to root."""
+
     def pids(self) -> list[int]:
         for subsystem in ("pids", "freezer", "devices", "memory", "cpu"):
             path = self._paths.get(subsystem)
@@ -201,6 +205,10 @@ class V1Manager(Manager):
         return fs.read_keyed(path, "memory.oom_control").get("oom_kill", 0) if path else 0
 
     def stats(self) -> Stats:
+        if not self.exists():
+            raise CgroupError(
+                f"cgroup {self._paths.get('memory') or next(iter(self._paths.values()))} does not exist"
+            )
         s = Stats()
         if path := self._path("cpuacct"):
             c = s.cpu
@@ -228,14 +236,17 @@ class V1Manager(Manager):
             s.pids.current = fs.read_uint(path, "pids.current")
             s.pids.limit = fs.read_uint(path, "pids.max")
         if path := self._path("blkio"):
+            # CFQ (old kernels), BFQ, or the throttling layer: the first that saw any I/O (BFQ's
+            # files exist while the disk uses another scheduler, and stay empty).
             for kind in ("blkio", "blkio.bfq", "blkio.throttle"):
-                if fs.exists(path, f"{kind}.io_serviced_recursive"):
+                serviced = _blkio_entries(path, f"{kind}.io_serviced_recursive")
+                if serviced:
+                    s.blkio.io_serviced_recursive = serviced
                     s.blkio.io_service_bytes_recursive = _blkio_entries(
                         path, f"{kind}.io_service_bytes_recursive"
                     )
-                    s.blkio.io_serviced_recursive = _blkio_entries(path, f"{kind}.io_serviced_recursive")
                     break
-        if path := self._path("hugetlb"):
+        if (path := self._path("hugetlb")) and os.path.isdir(path):
             for name in sorted(os.listdir(path)):
                 if name.startswith("hugetlb.") and name.endswith(".usage_in_bytes") and ".rsvd." not in name:
                     size = name.split(".")[1]
@@ -299,6 +310,7 @@ def _set_memory(path: str, mem: dict) -> None:
 
 
 def _write_limit(path: str, name: str, value: int) -> None:
+    """Write a memory or memory+swap limit, explaining the kernel's two usual refusals."""
     try:
         fs.write(path, name, value)
     except CgroupError:
@@ -307,6 +319,13 @@ def _write_limit(path: str, name: str, value: int) -> None:
             raise CgroupError(
                 f"cannot set memory limit to {value}: the cgroup already uses {usage} bytes ({path})"
             ) from None
+        memsw = fs.read_uint(path, "memory.memsw.limit_in_bytes")
+        if name == "memory.limit_in_bytes" and value > memsw > 0:
+            raise CgroupError(
+                f"cannot set memory limit to {value}: above the memory+swap limit {memsw}; set memory.swap too"
+            ) from None
+        if name == "memory.memsw.limit_in_bytes" and 0 < value < fs.read_uint(path, "memory.limit_in_bytes"):
+            raise CgroupError(f"cannot set memory+swap limit to {value}: below the memory limit") from None
         raise
 
 

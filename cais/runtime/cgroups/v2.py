@@ -76,10 +76,6 @@ class V2Manager(Manager):
     def paths(self) -> dict[str, str]:
         return {"": self._path}
 
-    @property
-    def path(self) -> str:
-        return self._path
-
     # --- lifecycle -------------------------------------------------------------------------
 
     def create(self, resources: Resources | None = None) -> None:
@@ -119,6 +115,24 @@ class V2Manager(Manager):
 
     def add(self, pid: int) -> None:
         fs.write_proc(self._path, pid)
+
+    def delegate(self, uid: int, gid: int) -> None:
+        """chown the directory and the files the kernel lists as delegatable
+        (/sys/kernel/cgroup/delegate), so that a container with its own user namespace and
+        cgroup namespace can make sub-cgroups and move its processes between them, as runc does.
+        Limits stay with the parent: a delegatee can never raise its own."""
+        try:
+            with open("/sys/kernel/cgroup/delegate") as f:
+                names = f.read().split()
+        except OSError:
+            names = ["cgroup.procs", "cgroup.threads", "cgroup.subtree_control"]
+        try:
+            os.chown(self._path, uid, gid)
+            for name in names:
+                with contextlib.suppress(FileNotFoundError):
+                    os.chown(os.path.join(self._path, name), uid, gid)
+        except OSError as e:
+            raise CgroupError(f"cannot delegate cgroup {self._path} to {uid}:{gid}: {e.strerror}") from None
 
     def pids(self) -> list[int]:
         return fs.procs(self._path) if os.path.isdir(self._path) else []
@@ -224,6 +238,8 @@ class V2Manager(Manager):
         return fs.read_keyed(self._path, "memory.events").get("oom_kill", 0)
 
     def stats(self) -> Stats:
+        if not self.exists():
+            raise CgroupError(f"cgroup {self._path} does not exist")
         path, s = self._path, Stats()
         cs = fs.read_keyed(path, "cpu.stat")
         c = s.cpu
@@ -266,7 +282,7 @@ class V2Manager(Manager):
             ):
                 if key in values:
                     entries.append(BlkioEntry(major, minor, op, int(values[key])))
-        for name in sorted(os.listdir(path)) if os.path.isdir(path) else []:
+        for name in sorted(os.listdir(path)):
             if name.startswith("hugetlb.") and name.endswith(".current") and ".rsvd." not in name:
                 size = name.split(".")[1]
                 s.hugetlb[size] = HugetlbStats(
@@ -325,14 +341,22 @@ def _enable(directory: str, controllers: list[str]) -> None:
 
 def _set_memory(path: str, mem: dict) -> None:
     limit = mem.get("limit") or 0
+    if mem.get("checkBeforeUpdate") and limit > 0:
+        # OCI 1.2: refuse rather than let the kernel reclaim and OOM-kill down to the new limit.
+        usage = fs.read_uint(path, "memory.current")
+        if usage > limit:
+            raise CgroupError(
+                f"cannot set memory limit to {limit}: the cgroup already uses {usage} bytes ({path})"
+            )
     swap = swap_to_v2(mem.get("swap") or 0, limit)
     if swap is not None:
-        try:
+        if fs.exists(path, "memory.swap.max"):
             fs.write(path, "memory.swap.max", _max(swap))
-        except CgroupError:
+        elif swap not in (-1, 0):
             # Without swap accounting there is no file: "no limit" and "no swap" need none.
-            if fs.exists(path, "memory.swap.max") or swap not in (-1, 0):
-                raise
+            raise CgroupError(
+                "linux.resources.memory.swap: this kernel has no swap accounting (memory.swap.max)"
+            )
     if limit:
         fs.write(path, "memory.max", _max(limit))
     if mem.get("reservation"):

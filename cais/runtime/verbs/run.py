@@ -33,7 +33,22 @@ def wait_forwarding(pid: int) -> int:
 
 def run(container_id: str, bundle: str, *, root: str = store.DEFAULT_ROOT, detach: bool = False,
         **create_options: object) -> int:
-    create(container_id, bundle, root=root, **create_options)  # type: ignore[arg-type]
+    """create + start; unless detached, wait (proxying the terminal if we must) and delete."""
+    listener = None
+    if not detach and not create_options.get("console_socket"):
+        from cais.runtime import spec
+
+        if (spec.load(bundle).get("process") or {}).get("terminal"):
+            from cais.runtime.terminal import ConsoleListener
+
+            listener = ConsoleListener()
+            create_options["console_socket"] = listener.path
+    try:
+        create(container_id, bundle, root=root, **create_options)  # type: ignore[arg-type]
+        master = listener.master() if listener else -1
+    finally:
+        if listener:
+            listener.close()
     try:
         start(container_id, root=root)
     except BaseException:
@@ -43,6 +58,10 @@ def run(container_id: str, bundle: str, *, root: str = store.DEFAULT_ROOT, detac
         return 0
     pid = store.load(root, container_id).pid
     try:
+        if master >= 0:
+            from cais.runtime.terminal import proxy
+
+            return proxy(master, pid)
         return wait_forwarding(pid)
     finally:
         delete(container_id, root=root, force=True)

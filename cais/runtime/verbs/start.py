@@ -6,8 +6,8 @@ import os
 import select
 import sys
 
-from cais.runtime import hooks, store
-from cais.runtime.errors import HookFailed, InvalidState, RuntimeFailure
+from cais.runtime import store
+from cais.runtime.errors import InvalidState, RuntimeFailure
 
 
 def start(container_id: str, *, root: str = store.DEFAULT_ROOT) -> None:
@@ -34,6 +34,9 @@ def start(container_id: str, *, root: str = store.DEFAULT_ROOT) -> None:
     os.unlink(container.fifo)
     poststart = container.config.get("hooks", {}).get("poststart", [])
     if poststart:
+        from cais.runtime import hooks
+        from cais.runtime.errors import HookFailed
+
         try:
             hooks.run("poststart", poststart, container.oci_state())
         except HookFailed as e:

@@ -1,0 +1,283 @@
+"""Entry points for the CLI and the API: one call runs a whole build, with options given the
+way `cais build` / `docker build` take them or the way docker's `POST /build` encodes them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import queue
+import sys
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, BinaryIO, TextIO
+
+from cais.image.build.context import BuildContext, ContextError
+from cais.image.build.events import (
+    BuildDone,
+    BuildFailed,
+    Event,
+    PlainRenderer,
+    TtyRenderer,
+    docker_done_messages,
+    docker_message,
+)
+from cais.image.build.options import BuildError, BuildOptions
+
+
+class RequestError(ValueError):
+    """A malformed build option; the message is for the user."""
+
+
+@dataclass
+class BuildRequest:
+    options: BuildOptions
+    context: str  # a directory, a tarball, or "-"
+    dockerfile: str | None = None
+    iidfile: str | None = None
+    quiet: bool = False
+    progress: str = "auto"  # auto | plain | tty
+
+
+def build_image(store: Any, root: str, request: BuildRequest, emit: Any, *, stdin: BinaryIO | None = None,
+                runtime: str | None = None) -> str:
+    """Run a build with the builder under `root` (its cache, temporary files and runtime state).
+
+    Emits events (a BuildFailed last on failure) and returns the image ID, or raises BuildError."""
+    from cais.image.build.builder import Builder
+    from cais.image.build.runner import Runner
+
+    builder = Builder(store, Runner(os.path.join(root, "runtime"), runtime), root)
+    try:
+        with BuildContext.open(request.context, request.dockerfile, stdin=stdin, tmp_dir=builder.tmp_dir) as ctx:
+            image_id = builder.build(ctx, request.options, emit)
+    except ContextError as e:
+        emit(BuildFailed(str(e)))
+        raise BuildError(str(e)) from None
+    except BuildError as e:
+        emit(BuildFailed(str(e)))
+        raise
+    if request.iidfile:
+        with open(request.iidfile, "w") as f:
+            f.write(image_id)
+    return image_id
+
+
+def run_cli(store: Any, root: str, argv: Sequence[str], *, stdin: BinaryIO | None = None,
+            stdout: TextIO | None = None, stderr: TextIO | None = None, runtime: str | None = None) -> int:
+    """`cais build` without a daemon: build in-process, show progress, return the exit status."""
+    stdout = stdout or sys.stdout
+    stderr = stderr or sys.stderr
+    try:
+        request = parse_cli(argv)
+    except RequestError as e:
+        print(f"ERROR: {e}", file=stderr)
+        return 1
+    tty = request.progress == "tty" or (request.progress == "auto" and stderr.isatty())
+    render = PlainRenderer(stdout, quiet=request.quiet) if request.quiet or not tty else TtyRenderer(stderr)
+    try:
+        build_image(store, root, request, render, stdin=stdin, runtime=runtime)
+    except BuildError as e:
+        print(f"ERROR: {e}", file=stderr)
+        return 1
+    return 0
+
+
+def context_tar(context: str, dockerfile: str | None) -> tuple[bytes, str | None]:
+    """What the client sends to POST /build, as docker's CLI does: the context directory as a tar
+    without what .dockerignore excludes (the Dockerfile and .dockerignore always go), and the
+    Dockerfile's name in it (one outside the context is added under a generated name)."""
+    import io
+    import secrets
+    import tarfile
+
+    ctx = BuildContext.open(context, dockerfile)
+    buf = io.BytesIO()
+    name = None
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        def add(rel: str) -> None:
+            info = tar.gettarinfo(ctx.path(rel), arcname=rel)
+            info.uid = info.gid = 0
+            info.uname = info.gname = ""
+            if info.isreg():
+                with open(ctx.path(rel), "rb") as f:
+                    tar.addfile(info, f)
+            else:
+                tar.addfile(info)
+
+        sent = set()
+        for rel, _st in ctx.walk(""):
+            add(rel)
+            sent.add(rel)
+        if dockerfile is not None and dockerfile != "-":
+            inside = os.path.relpath(os.path.realpath(dockerfile), ctx.root)
+            if inside.startswith("..") or os.path.isabs(inside):
+                name = f".dockerfile.{secrets.token_hex(10)}"
+                info = tarfile.TarInfo(name)
+                info.size, info.mode = len(ctx.dockerfile), 0o644
+                tar.addfile(info, io.BytesIO(ctx.dockerfile))
+            else:
+                name = inside
+        for rel in (name or "Dockerfile", ".dockerignore"):
+            if rel not in sent and os.path.isfile(ctx.path(rel)):
+                add(rel)
+    return buf.getvalue(), name
+
+
+def _key_values(items: Sequence[str], what: str, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in items:
+        key, has_value, value = item.partition("=")
+        if not key:
+            raise RequestError(f"invalid {what} {item!r}: the name is empty")
+        if not has_value:
+            if environ is None:
+                value = ""
+            elif key in environ:
+                value = environ[key]
+            else:
+                continue  # docker: `--build-arg NAME` with NAME unset passes nothing
+        out[key] = value
+    return out
+
+
+def parse_cli(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> BuildRequest:
+    """`cais build [OPTIONS] PATH | URL | -` with docker's flags."""
+    p = argparse.ArgumentParser(prog="cais build", description="Build an image from a Dockerfile",
+                                exit_on_error=False)
+    p.add_argument("context")
+    p.add_argument("-t", "--tag", action="append", default=[])
+    p.add_argument("-f", "--file")
+    p.add_argument("--build-arg", action="append", default=[])
+    p.add_argument("--label", action="append", default=[])
+    p.add_argument("--target")
+    p.add_argument("--no-cache", action="store_true")
+    p.add_argument("--cache-from", action="append", default=[])
+    p.add_argument("--network", default="default")
+    p.add_argument("--iidfile")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.add_argument("--progress", choices=("auto", "plain", "tty"), default="auto")
+    p.add_argument("--pull", action="store_true")
+    p.add_argument("--rm", action="store_true", default=True)
+    p.add_argument("--force-rm", action="store_true")
+    try:
+        ns = p.parse_args(list(argv))
+    except (argparse.ArgumentError, SystemExit) as e:
+        raise RequestError(f"cais build: {e}") from None
+    environ = os.environ if environ is None else environ
+    dockerfile = ns.file
+    if dockerfile and dockerfile != "-" and ns.context != "-" and os.path.isdir(ns.context):
+        dockerfile = os.path.abspath(dockerfile)  # -f is relative to the current directory, as docker's
+    epoch = environ.get("SOURCE_DATE_EPOCH")
+    options = BuildOptions(tags=ns.tag, build_args=_key_values(ns.build_arg, "--build-arg", environ),
+                           target=ns.target, no_cache=ns.no_cache, cache_from=ns.cache_from,
+                           labels=_key_values(ns.label, "--label"), network=ns.network,
+                           source_date_epoch=_epoch(epoch))
+    return BuildRequest(options, ns.context, dockerfile, ns.iidfile, ns.quiet, ns.progress)
+
+
+def _epoch(value: str | None) -> int | None:
+    if value is None or value == "":
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise RequestError(f"SOURCE_DATE_EPOCH must be a number of seconds, not {value!r}") from None
+
+
+def _json(query: Mapping[str, Any], name: str, kind: type, default: Any) -> Any:
+    raw = query.get(name)
+    if raw in (None, ""):
+        return default
+    if isinstance(raw, kind):  # already decoded by the caller
+        return raw
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        raise RequestError(f"invalid {name} parameter: not JSON") from None
+    if value is None:
+        return default
+    if not isinstance(value, kind):
+        raise RequestError(f"invalid {name} parameter: expected a JSON {kind.__name__}")
+    return value
+
+
+def _truthy(value: Any) -> bool:
+    return str(value).lower() in ("1", "true", "yes")
+
+
+def _tags(value: Any) -> list[str]:
+    if not value:
+        return []
+    return [value] if isinstance(value, str) else [str(v) for v in value]
+
+
+def api_build(store: Any, root: str, body: BinaryIO, query: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
+    """docker's `POST /build`: the body is the context (a tar), the query the options; yields the
+    JSON messages docker streams. Closing the generator (the client went away) cancels the build."""
+    try:
+        request = parse_query(query)
+    except RequestError as e:
+        yield {"errorDetail": {"message": str(e)}, "error": str(e)}
+        return
+    messages: queue.Queue[dict[str, Any] | None] = queue.Queue()
+    cancelled = threading.Event()
+
+    def emit(event: Event) -> None:
+        if cancelled.is_set():
+            raise BuildError("build cancelled: the client went away")
+        if request.quiet and not isinstance(event, (BuildDone, BuildFailed)):
+            return
+        message = docker_message(event)
+        if message is not None:
+            messages.put(message)
+        if isinstance(event, BuildDone):
+            for line in docker_done_messages(event) if not request.quiet else [{"stream": event.image_id + "\n"}]:
+                messages.put(line)
+
+    def work() -> None:
+        try:
+            build_image(store, root, request, emit, stdin=body)
+        except BuildError:
+            pass  # already sent as a BuildFailed message
+        except Exception as e:  # a bug or an I/O error: still one clean error message for the client
+            messages.put({"errorDetail": {"message": str(e)}, "error": str(e)})
+        finally:
+            messages.put(None)
+
+    worker = threading.Thread(target=work, name="cais-build", daemon=True)
+    worker.start()
+    try:
+        while (message := messages.get()) is not None:
+            yield message
+    finally:
+        cancelled.set()
+        worker.join()
+
+
+def parse_query(query: Mapping[str, Any], tags: Sequence[str] = ()) -> BuildRequest:
+    """docker's `POST /build` query (`t` may repeat: pass all values as `tags`); the body is the context."""
+    if query.get("remote"):
+        raise RequestError("remote build contexts are not supported: send the context in the request body")
+    build_args = _json(query, "buildargs", dict, {})
+    labels = _json(query, "labels", dict, {})
+    cache_from = _json(query, "cachefrom", list, [])
+    for what, mapping in (("buildargs", build_args), ("labels", labels)):
+        if not all(isinstance(v, str) or v is None for v in mapping.values()):
+            raise RequestError(f"invalid {what} parameter: values must be strings")
+    network = query.get("networkmode") or "default"
+    if network == "bridge":
+        network = "default"
+    options = BuildOptions(
+        tags=list(tags) or _tags(query.get("t")),
+        build_args={k: v for k, v in build_args.items() if v is not None},
+        target=query.get("target") or None, no_cache=_truthy(query.get("nocache", "")),
+        cache_from=[str(c) for c in cache_from], labels={k: v for k, v in labels.items() if v is not None},
+        network=network)
+    return BuildRequest(options, "-", query.get("dockerfile") or None, quiet=_truthy(query.get("q", "")))
+
+
+__all__ = ["BuildError", "BuildRequest", "Event", "RequestError", "api_build", "build_image", "parse_cli", "parse_query",
+           "run_cli"]
