@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import http.client
 import json
 import sys
 import threading
@@ -131,8 +132,8 @@ def _run_attached(ctx, cid: str, *, tty: bool, stdin: bool, auto_remove: bool, d
             response = ctx.client.request("POST", f"/containers/{cid}/wait", {"condition": condition})
             waiting.set()
             status.update(json.loads(response.read() or b"{}"))
-        except (ApiError, OSError, ValueError) as e:
-            status["error"] = str(e)
+        except (ApiError, OSError, ValueError, http.client.HTTPException) as e:
+            status["error"] = str(e) or type(e).__name__
         finally:
             waiting.set()
     threading.Thread(target=wait, daemon=True).start()
