@@ -261,7 +261,7 @@ class Engine:
             if propagation:  # shared or slave binds need the rootfs to propagate too (as docker)
                 oci["linux"]["rootfsPropagation"] = propagation
             bundle = self.store.dir(cid)
-            write_json_atomic(os.path.join(bundle, "config.json"), oci)
+            write_json_atomic(os.path.join(bundle, "config.json"), oci, durable=False)  # rewritten at each start
             settings = logs.log_settings(record["HostConfig"].get("LogConfig"))
             config = record["Config"]
             reply = self.supervisor.request({
