@@ -117,6 +117,14 @@ def test_podman_runs_containers_with_cais_runtime(busybox_tar: str) -> None:
                               "cais-rt-busybox", "sh", "-c", "echo pid=$$; exit 6"], capture_output=True, timeout=120)
         assert run.returncode == 6, run.stderr
         assert b"pid=1" in run.stdout
+        subprocess.run([*base, "run", "-d", "--network=none", "--name", "cais-rt-pod-d", "cais-rt-busybox",
+                        "sleep", "300"], check=True, capture_output=True, timeout=120)
+        ex = subprocess.run([*base, "exec", "cais-rt-pod-d", "sh", "-c", "echo exec:$$"], capture_output=True,
+                            timeout=120)
+        assert ex.returncode == 0 and ex.stdout.startswith(b"exec:"), ex.stderr
+        tty = subprocess.run([*base, "exec", "-t", "cais-rt-pod-d", "tty"], capture_output=True, timeout=120)
+        assert b"/dev/pts/" in tty.stdout, tty.stderr
+        subprocess.run([*base, "stop", "-t", "1", "cais-rt-pod-d"], check=True, capture_output=True, timeout=120)
     finally:
         subprocess.run([*base, "rm", "-af"], capture_output=True, timeout=120)
         _unmount_under(top)
