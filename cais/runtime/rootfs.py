@@ -146,6 +146,7 @@ class Rootfs:
         linux = self.config.get("linux", {})
         propagation = PROPAGATION.get(linux.get("rootfsPropagation", "rslave"), m.MS_SLAVE | m.MS_REC)
         m.mount(None, "/", None, propagation)
+        _parent_mount_private(self.path)
         m.mount(self.path, self.path, None, m.MS_BIND | m.MS_REC)
         self.rootfd = os.open(self.path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         dev_bound = False
@@ -334,6 +335,19 @@ class Rootfs:
         m.mount(self.path, "/", None, m.MS_MOVE)
         os.chroot(".")
         os.chdir("/")
+
+
+def _parent_mount_private(path: str) -> None:
+    """runc's rootfsParentMountPrivate: with an rshared root (shared binds), the mount holding the
+    rootfs must not be shared, or its bind would propagate back and pivot_root refuses (EINVAL)."""
+    while True:
+        try:
+            m.mount(None, path, None, m.MS_PRIVATE)
+            return
+        except OSError as e:
+            if e.errno != errno.EINVAL or path == "/":
+                raise
+            path = os.path.dirname(path)
 
 
 def _pivot_root(path: str) -> None:

@@ -374,15 +374,15 @@ def unpack(stream: BinaryIO, dest: str, whiteout_mode: str, *, lowers: Sequence[
     root_fd = os.open(dest, _DIR_FLAGS)
     unpacker = Unpacker(root_fd, whiteout_mode, lowers)
     try:
-        with decompressed(stream) as source:
-            counted = tarstream.LimitedDigestReader(source, max_size, guard)
+        with decompressed(stream) as source, tarstream.LimitedDigestReader(source, max_size, guard) as counted:
             reader = tarstream.TarReader(io.BufferedReader(counted, CHUNK))
             unpacker.apply(reader)
             reader.drain()
+            digest = counted.sha256.hexdigest()
     finally:
         unpacker.close()
         os.close(root_fd)
-    return DiffResult(f"sha256:{counted.sha256.hexdigest()}", unpacker.size, counted.count)
+    return DiffResult(f"sha256:{digest}", unpacker.size, counted.count)
 
 
 # --- packing -------------------------------------------------------------------------------------

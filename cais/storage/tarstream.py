@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import io
-from collections.abc import Iterator
+import queue
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
@@ -45,15 +47,44 @@ class Header:
         return self.type in (REG, AREG, CONT)
 
 
+class BackgroundSha256:
+    """sha256 fed on a helper thread: hashlib releases the GIL on large buffers, so the digest of a
+    layer is computed while the main thread writes its files. At most 16 chunks wait in line."""
+
+    def __init__(self) -> None:
+        self._hash = hashlib.sha256()
+        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=16)
+        self._thread = threading.Thread(target=self._run, name="cais-st-sha256", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (chunk := self._queue.get()) is not None:
+            self._hash.update(chunk)
+
+    def update(self, data: bytes) -> None:
+        self._queue.put(data)
+
+    def close(self) -> None:
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+
+    def hexdigest(self) -> str:
+        self.close()
+        return self._hash.hexdigest()
+
+
 class LimitedDigestReader(io.RawIOBase):
     """Hashes (sha256) and counts the bytes read through it; past `max_size` it raises LayerTooLarge.
-    Every `check_every` bytes it calls `guard()` (e.g. a free-disk-space check)."""
+    Every `check_every` bytes it calls `guard()` (e.g. a free-disk-space check). Close it to stop
+    its hashing thread."""
 
-    def __init__(self, src: BinaryIO, max_size: int | None, guard=None, check_every: int = 8 << 20) -> None:
+    def __init__(self, src: BinaryIO, max_size: int | None, guard: Callable[[], None] | None = None,
+                 check_every: int = 8 << 20) -> None:
         self._src = src
         # read1: take what the source has now instead of blocking until a whole chunk arrives
         self._read = getattr(src, "read1", src.read)
-        self.sha256 = hashlib.sha256()
+        self.sha256 = BackgroundSha256()
         self.count = 0
         self._max = max_size
         self._guard = guard
@@ -63,12 +94,14 @@ class LimitedDigestReader(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
+    def close(self) -> None:
+        self.sha256.close()
+        super().close()
+
     def readinto(self, b) -> int:  # type: ignore[override]
         try:
             data = self._read(len(b))
-        except (OSError, EOFError, ValueError) as e:
-            raise InvalidLayer(f"layer stream is corrupt: {e}") from None
-        except Exception as e:  # zstandard.ZstdError and friends
+        except Exception as e:  # OSError, EOFError, zlib/isal and zstandard errors: all say "corrupt"
             raise InvalidLayer(f"layer stream is corrupt: {e}") from None
         n = len(data)
         b[:n] = data
@@ -114,7 +147,7 @@ def _number(raw: bytes, what: str) -> int:
         raise InvalidLayer(f"invalid {what} {text!r} in tar header") from None
 
 
-def _checksum_ok(block: bytes) -> bool:
+def is_tar_header(block: bytes) -> bool:
     """The header checksum: the sum of its bytes with the checksum field as spaces (unsigned, or
     signed as some old tars computed it)."""
     try:
@@ -226,7 +259,7 @@ class TarReader:
                 return  # end of archive (a missing end marker is tolerated, as GNU tar does)
             if len(block) != BLOCK:
                 raise InvalidLayer("layer tar is truncated (partial header)")
-            if not _checksum_ok(block):
+            if not is_tar_header(block):
                 raise InvalidLayer("layer is not a valid tar archive (header checksum mismatch)")
             type_ = block[156:157]
             size = _number(block[124:136], "size")

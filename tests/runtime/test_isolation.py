@@ -24,9 +24,11 @@ def test_seccomp_filter_denies_syscall(rt: Runtime) -> None:
     b = rt.bundle("sh", "-c", "grep Seccomp: /proc/self/status; mkdir /tmp/d && echo MADE; echo after")
     b.config["root"]["readonly"] = False
     b.config["linux"]["seccomp"] = {
-        "defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86"],
-        "syscalls": [{"names": ["mkdir", "mkdirat", "no_such_syscall"], "action": "SCMP_ACT_ERRNO",
-                      "errnoRet": 1}],
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86"],
+        "syscalls": [
+            {"names": ["mkdir", "mkdirat", "no_such_syscall"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}
+        ],
     }
     for nnp in (True, False):
         b.config["process"]["noNewPrivileges"] = nnp
@@ -80,8 +82,12 @@ def test_exec_into_running_container(rt: Runtime) -> None:
     assert done.returncode == 7, done.stderr
     pid, x, cwd = done.stdout.split()
     assert int(pid) > 1 and x == "42" and cwd == "/tmp"
-    process = {"args": ["sh", "-c", "sleep 0.2; grep -E '^(Uid|CapEff)' /proc/self/status"], "cwd": "/",
-               "user": {"uid": 42, "gid": 42}, "env": ["PATH=/bin"]}
+    process = {
+        "args": ["sh", "-c", "sleep 0.2; grep -E '^(Uid|CapEff)' /proc/self/status"],
+        "cwd": "/",
+        "user": {"uid": 42, "gid": 42},
+        "env": ["PATH=/bin"],
+    }
     path = os.path.join(rt.top, "process.json")
     with open(path, "w") as f:
         json.dump(process, f)
@@ -124,17 +130,21 @@ def test_terminal_through_console_socket(rt: Runtime) -> None:
 def test_all_hooks_with_state(rt: Runtime) -> None:
     log = os.path.join(rt.top, "hooks.log")
     b = rt.bundle("true")
-    b.config["mounts"].append({"destination": "/hostlog", "type": "bind", "source": rt.top, "options": ["rbind"]})
+    b.config["mounts"].append(
+        {"destination": "/hostlog", "type": "bind", "source": rt.top, "options": ["rbind"]}
+    )
     hook = os.path.join(rt.top, "hook.sh")
     with open(hook, "w") as f:
-        f.write("#!/bin/sh\nread state\necho \"$1 $state\" >> \"$LOG\"\n")
+        f.write('#!/bin/sh\nread state\necho "$1 $state" >> "$LOG"\n')
     os.chmod(hook, 0o755)
     in_container = os.path.join(rt.top, "rootfs-hook.sh")  # startContainer runs inside the container
     with open(in_container, "w") as f:
-        f.write("#!/bin/sh\nread state\necho \"startContainer $state\" >> /hostlog/hooks.log\n")
+        f.write('#!/bin/sh\nread state\necho "startContainer $state" >> /hostlog/hooks.log\n')
     os.chmod(in_container, 0o755)
-    b.config["hooks"] = {name: [{"path": hook, "args": [hook, name], "env": [f"LOG={log}"]}]
-                         for name in ("prestart", "createRuntime", "createContainer", "poststart", "poststop")}
+    b.config["hooks"] = {
+        name: [{"path": hook, "args": [hook, name], "env": [f"LOG={log}"]}]
+        for name in ("prestart", "createRuntime", "createContainer", "poststart", "poststop")
+    }
     b.config["hooks"]["createContainer"][0]["env"] = [f"LOG={log}"]
     b.config["hooks"]["startContainer"] = [{"path": "/hostlog/rootfs-hook.sh"}]
     done = rt.run(b)
@@ -158,14 +168,20 @@ def test_failing_hook_fails_create_cleanly(rt: Runtime) -> None:
     assert rt("state", "cais-rt-hookfail").returncode == 1
 
 
-@pytest.mark.parametrize("mutate,message", [
-    (lambda c: c.pop("root"), "root.path missing"),
-    (lambda c: c["process"].update(args=[]), "process.args"),
-    (lambda c: c["linux"]["namespaces"].append({"type": "bogus"}), "unknown namespace"),
-    (lambda c: c["process"].update(args=["/no/such/binary"]), "no such executable"),
-    (lambda c: c["mounts"].append({"destination": "relative"}), "not absolute"),
-    (lambda c: c["process"].update(rlimits=[{"type": "RLIMIT_BOGUS", "soft": 1, "hard": 1}]), "unknown rlimit"),
-])
+@pytest.mark.parametrize(
+    "mutate,message",
+    [
+        (lambda c: c.pop("root"), "root.path missing"),
+        (lambda c: c["process"].update(args=[]), "process.args"),
+        (lambda c: c["linux"]["namespaces"].append({"type": "bogus"}), "unknown namespace"),
+        (lambda c: c["process"].update(args=["/no/such/binary"]), "no such executable"),
+        (lambda c: c["mounts"].append({"destination": "relative"}), "not absolute"),
+        (
+            lambda c: c["process"].update(rlimits=[{"type": "RLIMIT_BOGUS", "soft": 1, "hard": 1}]),
+            "unknown rlimit",
+        ),
+    ],
+)
 def test_bad_config_clear_error(rt: Runtime, mutate, message: str) -> None:  # type: ignore[no-untyped-def]
     b = rt.bundle("true")
     mutate(b.config)

@@ -64,8 +64,10 @@ def test_capabilities_as_configured(rt: Runtime) -> None:
     # CAP_AUDIT_WRITE (29), CAP_KILL (5), CAP_NET_BIND_SERVICE (10): the spec's default
     assert int(caps["CapEff"], 16) == (1 << 29) | (1 << 5) | (1 << 10)
     assert int(caps["CapBnd"], 16) == int(caps["CapEff"], 16)
-    b.config["process"]["capabilities"] = {k: ["CAP_CHOWN", "CAP_NET_RAW"] for k in
-                                           ("bounding", "effective", "permitted", "inheritable", "ambient")}
+    b.config["process"]["capabilities"] = {
+        k: ["CAP_CHOWN", "CAP_NET_RAW"]
+        for k in ("bounding", "effective", "permitted", "inheritable", "ambient")
+    }
     b.config["process"]["user"] = {"uid": 1000, "gid": 1000}
     done = rt.run(b)
     caps = dict(line.split(":\t") for line in done.stdout.splitlines())
@@ -75,16 +77,23 @@ def test_capabilities_as_configured(rt: Runtime) -> None:
 
 def test_user_group_umask_env_cwd(rt: Runtime) -> None:
     b = rt.bundle("sh", "-c", "id -u; id -G; umask; pwd; echo $GREETING")
-    b.config["process"].update(user={"uid": 1234, "gid": 567, "additionalGids": [10, 20], "umask": 0o27},
-                               env=["PATH=/bin", "GREETING=ola"], cwd="/tmp")
+    b.config["process"].update(
+        user={"uid": 1234, "gid": 567, "additionalGids": [10, 20], "umask": 0o27},
+        env=["PATH=/bin", "GREETING=ola"],
+        cwd="/tmp",
+    )
     done = rt.run(b)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split("\n")[:5] == ["1234", "567 10 20", "0027", "/tmp", "ola"]
 
 
 def test_masked_and_readonly_paths(rt: Runtime) -> None:
-    b = rt.bundle("sh", "-c", "wc -c < /proc/timer_list; ls /sys/firmware | wc -l; "
-                  "echo 1 > /proc/sys/kernel/ns_last_pid && echo WROTE; echo x > /etc/x && echo WROTE2; exit 0")
+    b = rt.bundle(
+        "sh",
+        "-c",
+        "wc -c < /proc/timer_list; ls /sys/firmware | wc -l; "
+        "echo 1 > /proc/sys/kernel/ns_last_pid && echo WROTE; echo x > /etc/x && echo WROTE2; exit 0",
+    )
     done = rt.run(b)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.split()
@@ -121,8 +130,14 @@ def test_bind_mounts_with_options(rt: Runtime) -> None:
     with open(os.path.join(data, "hello"), "w") as f:
         f.write("from the host\n")
     b = rt.bundle("sh", "-c", "cat /data/hello; touch /data/new && echo WROTE; cat /proc/self/mountinfo")
-    b.config["mounts"].append({"destination": "/data", "type": "bind", "source": data,
-                               "options": ["rbind", "ro", "nosuid", "nodev", "rprivate"]})
+    b.config["mounts"].append(
+        {
+            "destination": "/data",
+            "type": "bind",
+            "source": data,
+            "options": ["rbind", "ro", "nosuid", "nodev", "rprivate"],
+        }
+    )
     done = rt.run(b)
     assert "from the host" in done.stdout and "WROTE" not in done.stdout
     line = next(x for x in done.stdout.splitlines() if " /data " in x)
@@ -155,12 +170,16 @@ def test_all_capabilities_granted_as_far_as_the_runtime_holds_them(rt: Runtime) 
     from cais.linux.capabilities import NAMES, last_cap
 
     b = rt.bundle("grep", "CapEff", "/proc/self/status")
-    b.config["process"]["capabilities"] = {k: list(NAMES[: last_cap() + 1])
-                                           for k in ("bounding", "effective", "permitted")}
+    b.config["process"]["capabilities"] = {
+        k: list(NAMES[: last_cap() + 1]) for k in ("bounding", "effective", "permitted")
+    }
     done = rt.run(b)
     assert done.returncode == 0, done.stderr
-    own = next(int(line.split()[1], 16) for line in read("/proc/self/status").splitlines()
-               if line.startswith("CapBnd"))
+    own = next(
+        int(line.split()[1], 16)
+        for line in read("/proc/self/status").splitlines()
+        if line.startswith("CapBnd")
+    )
     assert int(done.stdout.split()[1], 16) == own & ((1 << (last_cap() + 1)) - 1)
     if own != (1 << (last_cap() + 1)) - 1:  # this host confines its root: the gap is reported
         assert "not granted" in done.stderr

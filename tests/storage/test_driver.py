@@ -310,3 +310,26 @@ def test_concurrent_unpacks_and_mounts(driver):
     finally:
         for i in range(8):
             driver.unmount(f"c{i}")
+
+
+def test_too_many_layers_is_a_clear_error(st_root):
+    driver = open_driver(st_root, "overlay")
+    parent = None
+    for i in range(150):
+        driver.create_layer(f"l{i}", parent)
+        parent = f"l{i}"
+    driver.create_rw("deep", parent)
+    with pytest.raises(StorageError, match="over the kernel's limit of 4095 .too many layers."):
+        driver.mount("deep")
+    assert not os.path.ismount(os.path.join(driver.root, "containers", "deep", "merged"))
+
+
+def test_compression_is_sniffed_not_guessed_from_names(driver):
+    """A tar whose first entry's name starts like a compression magic is still a tar; bzip2 is refused."""
+    import bz2
+    for name in ("BZh91AY&SY", "\x1f\x8bname", "\xfd7zXZ"):
+        layer = f"l{ord(name[1])}"
+        driver.apply_diff(layer, None, stream(tar(E(name, data=b"x"))))
+        assert driver.has_layer(layer)
+    with pytest.raises(InvalidLayer, match="bzip2"):
+        driver.apply_diff("bz", None, stream(bz2.compress(BASE)))

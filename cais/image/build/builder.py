@@ -65,28 +65,14 @@ from cais.image.build.instructions import (
     load,
 )
 from cais.image.build.mounts import RunMount, parse_mount
+from cais.image.build.options import BuildError, BuildOptions
 from cais.image.build.parser import DockerfileError, parse, parse_heredoc_marker
 from cais.image.build.runner import NETWORK_MODES, RunError, Runner, RunSpec
 from cais.image.build.shell_words import Lexer, ShellSyntaxError
 
 Emit = Callable[[Event], None]
 _EMPTY_TAR_SIZE = 1024  # an empty diff: just the two zero blocks
-
-
-class BuildError(Exception):
-    """A build that failed; the message is one line for the user (file:line: problem)."""
-
-
-@dataclass
-class BuildOptions:
-    tags: list[str] = field(default_factory=list)
-    build_args: dict[str, str] = field(default_factory=dict)
-    target: str | None = None
-    no_cache: bool = False
-    cache_from: list[str] = field(default_factory=list)
-    labels: dict[str, str] = field(default_factory=dict)
-    network: str = "default"
-    source_date_epoch: int | None = None
+_PIPES = "/dev/pipes"  # where a `RUN <<EOF` script with a shebang is mounted (on /dev's tmpfs)
 
 
 @dataclass
@@ -106,7 +92,7 @@ class State:
     @property
     def key(self) -> str:
         """What the next step's cache key starts from."""
-        return self.image_id or "scratch:" + _digest(self.image)
+        return self.image_id or _digest(["scratch", self.image])
 
     @property
     def top_layer(self) -> str | None:
@@ -125,6 +111,16 @@ def _digest(obj: Any) -> str:
     return "sha256:" + hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def rfc3339(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ").replace(".000000Z", "Z")
 
@@ -139,8 +135,48 @@ class Builder:
         self.root = root
         self.cache_dir = os.path.join(root, "cache")
         self.tmp_dir = os.path.join(root, "tmp")
-        os.makedirs(self.cache_dir, mode=0o700, exist_ok=True)
-        os.makedirs(self.tmp_dir, mode=0o700, exist_ok=True)
+        self.active_dir = os.path.join(root, "active")
+        for d in (self.cache_dir, self.tmp_dir, self.active_dir):
+            os.makedirs(d, mode=0o700, exist_ok=True)
+        self.sweep()
+
+    # --- writable layers, and what a crashed build left ---
+
+    @contextlib.contextmanager
+    def writable(self, top_layer: str | None, purpose: str) -> Iterator[str]:
+        """A fresh writable layer on `top_layer` (removed afterwards), recorded under active/ with
+        our pid so that a build that died is cleaned up by the next builder (`sweep`)."""
+        rw = f"cais-build-{purpose}-{secrets.token_hex(6)}"
+        entry = os.path.join(self.active_dir, rw)
+        with open(entry, "w") as f:
+            f.write(str(os.getpid()))
+        try:
+            self.driver.create_rw(rw, top_layer)
+            try:
+                yield rw
+            finally:
+                self.driver.remove_rw(rw)
+        finally:
+            os.unlink(entry)
+
+    def sweep(self) -> None:
+        """Remove the containers, mounts and writable layers of builds whose process is gone."""
+        for rw in os.listdir(self.active_dir):
+            entry = os.path.join(self.active_dir, rw)
+            try:
+                with open(entry) as f:
+                    pid = int(f.read().strip() or 0)
+            except (OSError, ValueError):
+                continue
+            if pid == os.getpid() or _alive(pid):
+                continue
+            self.runner.cleanup(rw)
+            shutil.rmtree(os.path.join(self.tmp_dir, rw), ignore_errors=True)  # its OCI bundle
+            for step in (self.driver.unmount, self.driver.remove_rw):
+                with contextlib.suppress(Exception):  # half-made: some steps have nothing to undo
+                    step(rw)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(entry)
 
     def build(self, context: BuildContext, options: BuildOptions, emit: Emit) -> str:
         """Build; returns the image ID. Raises BuildError (nothing left mounted or running)."""
@@ -203,16 +239,12 @@ class Builder:
     @contextlib.contextmanager
     def mounted(self, top_layer: str | None, purpose: str) -> Iterator[tuple[str, str]]:
         """A fresh writable layer on `top_layer`, mounted: yields (its id, the rootfs path)."""
-        rw = f"cais-build-{purpose}-{secrets.token_hex(6)}"
-        self.driver.create_rw(rw, top_layer)
-        try:
+        with self.writable(top_layer, purpose) as rw:
             path = self.driver.mount(rw)
             try:
                 yield rw, path
             finally:
                 self.driver.unmount(rw)
-        finally:
-            self.driver.remove_rw(rw)
 
 
 class _Build:
@@ -522,9 +554,7 @@ class _Build:
             self.emit(StepDone(number, new.image_id or ""))
             return new
         driver = self.b.driver
-        rw = f"cais-build-step-{secrets.token_hex(6)}"
-        driver.create_rw(rw, state.top_layer)
-        try:
+        with self.b.writable(state.top_layer, "step") as rw:
             rootfs = driver.mount(rw)
             try:
                 work(rw, rootfs)
@@ -542,8 +572,6 @@ class _Build:
                     new = self.commit(state, created_by, empty_layer=True)
                 else:
                     new = self.commit(state, created_by, (blob, result.diff_id, result.tar_size))
-        finally:
-            driver.remove_rw(rw)
         self.b.cache_put(key, new.image_id or "")
         self.emit(StepDone(number, new.image_id or ""))
         return new
@@ -569,9 +597,9 @@ class _Build:
         if network not in NETWORK_MODES:
             raise DockerfileError(f"unknown network mode {network!r} (use one of: {', '.join(NETWORK_MODES)})")
         mounts = [parse_mount(state.scope.word(spec, state.config)) for spec in cmd.mounts]
-        args = self.run_args(cmd, state)
+        args, script = self.run_args(cmd, state)
         env = state.scope.run_env(state.config)
-        key = self.step_key(state, "RUN", args, state.scope.cache_args(), network,
+        key = self.step_key(state, "RUN", args, script, state.scope.cache_args(), network,
                             [(repr(m), self.mount_source_key(m)) for m in mounts])
         created_by = "RUN " + " ".join(args)
 
@@ -583,6 +611,8 @@ class _Build:
             try:
                 with contextlib.ExitStack() as stack:
                     oci_mounts = [self.prepare_mount(m, stack) for m in mounts]
+                    if script is not None:
+                        oci_mounts.append(self.script_mount(*script, stack))
                     self.b.runner.run(rw, bundle, rootfs,
                                       RunSpec(args, env, cwd, uid, gid, groups, network, mounts=oci_mounts),
                                       lambda data: self.emit(StepOutput(number, data)))
@@ -594,6 +624,15 @@ class _Build:
                 shutil.rmtree(bundle, ignore_errors=True)
 
         return self.layer_step(state, number, key, created_by, work)
+
+    def script_mount(self, name: str, text: str, stack: contextlib.ExitStack) -> dict[str, Any]:
+        tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="cais-build-script-", dir=self.b.tmp_dir))
+        path = os.path.join(tmp, "script")
+        with open(path, "w") as f:
+            f.write(text)
+        os.chmod(path, 0o755)
+        return {"destination": posixpath.join(_PIPES, name), "type": "bind", "source": path,
+                "options": ["rbind", "ro"]}
 
     def mount_source_key(self, m: RunMount) -> str:
         """What a mount's content depends on: the context files it shows, or the image it shows."""
@@ -652,18 +691,24 @@ class _Build:
             raise DockerfileError(f"{what} --from={name}: {e}") from None
         return image_id, self.b.image(image_id)[1]
 
-    def run_args(self, cmd: RunCmd, state: State) -> list[str]:
+    def run_args(self, cmd: RunCmd, state: State) -> tuple[list[str], tuple[str, str] | None]:
+        """The command line, and a script to mount at /dev/pipes/NAME for `RUN <<EOF` whose
+        document starts with `#!` (run by its own interpreter, as BuildKit does)."""
         if not cmd.shell_form:
-            return list(cmd.args)
+            return list(cmd.args), None
         text = cmd.args[0] if cmd.args else ""
         docs = cmd.heredocs
+        script = None
         if docs:
             marker = parse_heredoc_marker(text.strip(), self.escape)
             if marker is not None and len(docs) == 1:
                 text = docs[0].text  # RUN <<EOF: the document is the script
+                if text.startswith("#!"):
+                    script = (docs[0].name, text)
+                    text = posixpath.join(_PIPES, docs[0].name)
             else:
                 text = text + "".join("\n" + d.content + d.name for d in docs)
-        return dispatch.command_line([text], True, state.config)
+        return dispatch.command_line([text], True, state.config), script
 
     # --- COPY / ADD ---
 

@@ -14,7 +14,6 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, BinaryIO, TextIO
 
-from cais.image.build.builder import Builder, BuildError, BuildOptions
 from cais.image.build.context import BuildContext, ContextError
 from cais.image.build.events import (
     BuildDone,
@@ -25,7 +24,7 @@ from cais.image.build.events import (
     docker_done_messages,
     docker_message,
 )
-from cais.image.build.runner import Runner
+from cais.image.build.options import BuildError, BuildOptions
 
 
 class RequestError(ValueError):
@@ -47,6 +46,9 @@ def build_image(store: Any, root: str, request: BuildRequest, emit: Any, *, stdi
     """Run a build with the builder under `root` (its cache, temporary files and runtime state).
 
     Emits events (a BuildFailed last on failure) and returns the image ID, or raises BuildError."""
+    from cais.image.build.builder import Builder
+    from cais.image.build.runner import Runner
+
     builder = Builder(store, Runner(os.path.join(root, "runtime"), runtime), root)
     try:
         with BuildContext.open(request.context, request.dockerfile, stdin=stdin, tmp_dir=builder.tmp_dir) as ctx:
