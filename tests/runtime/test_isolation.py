@@ -49,13 +49,14 @@ def test_user_namespace_mappings(rt: Runtime) -> None:
     cid = rt.create(b)
     pid = rt.state(cid)["pid"]
     assert rt("start", cid).returncode == 0
-    deadline = time.monotonic() + 10
-    while "sleep" not in read(f"/proc/{pid}/cmdline") and time.monotonic() < deadline:
+    deadline = time.monotonic() + 30
+    while len(read(rt.out).split()) < 7:
+        assert time.monotonic() < deadline, read(rt.out)
         time.sleep(0.05)
-    status = read(f"/proc/{pid}/status")
-    assert "Uid:\t231072\t231072\t231072\t231072" in status
     out = read(rt.out).split()
     assert out[:3] == ["0", "231072", "65536"] and out[6] == "0"
+    status = read(f"/proc/{pid}/status")  # seen from the host: an unprivileged uid
+    assert "Uid:\t231072\t231072\t231072\t231072" in status
 
 
 def test_join_namespaces_by_path(rt: Runtime) -> None:
