@@ -20,7 +20,8 @@ VERSION = "0.1.0"
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
-        raise RuntimeFailure(f"{self.prog}: {message}")
+        verb = self.prog.removeprefix("cais-runtime").strip()
+        raise RuntimeFailure(f"{verb}: {message}" if verb else message)
 
 
 def _signal(text: str) -> int:
