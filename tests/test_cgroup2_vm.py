@@ -57,7 +57,7 @@ def test_cgroup2_suite_passes_in_the_guest(guest):
 @pytest.mark.timeout(300)
 def test_guest_is_isolated_and_reports_the_exit_status(guest):
     """The host's root is read-only to the guest (its writes land in a tmpfs), it has no network."""
-    host_dir = tempfile.mkdtemp(prefix="cais-vm-test-", dir="/var/tmp")  # the guest has its own /tmp
+    host_dir = tempfile.mkdtemp(prefix=".cais-vm-test-", dir=ROOT)  # the guest has its own /tmp, /var/tmp
     try:
         _check_isolation(os.path.join(host_dir, "written-by-guest"))
     finally:
