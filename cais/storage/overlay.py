@@ -148,7 +148,6 @@ class OverlayDriver(Driver):
         sweep_staging(self._containers)
         self._repair_links()
         self._mount_lock = threading.Lock()
-        self._mount_count: dict[str, int] = {}  # mounts made or found by this process, like overlay2's
 
     def _repair_links(self) -> None:
         """Make the l/ links agree with the committed layers (after a crash between the steps)."""
@@ -270,7 +269,7 @@ class OverlayDriver(Driver):
             raise StorageError(f"container {container_id} already has a writable layer")
 
     def mount(self, container_id: str) -> str:
-        """Mount the container's rootfs, or count one more user of the mount already there."""
+        """Mount the container's rootfs (a no-op if it is mounted already)."""
         path = self._container(container_id)
         merged = os.path.join(path, "merged")
         with self._mount_lock:
@@ -282,19 +281,12 @@ class OverlayDriver(Driver):
                     mount_in(self.root, merged, data)
                 else:
                     mount_deep(merged, self._layer_dirs(lower), os.path.join(path, "diff"), os.path.join(path, "work"))
-                self._mount_count[container_id] = 0
-            self._mount_count[container_id] = self._mount_count.get(container_id, 0) + 1
         return merged
 
-    def unmount(self, container_id: str, *, force: bool = False) -> None:
-        """Release one use of the mount; the last one (or `force`) unmounts it."""
+    def unmount(self, container_id: str) -> None:
+        """Take the rootfs down (lazily: MNT_DETACH); a no-op if it is not mounted."""
         merged = os.path.join(self._container(container_id), "merged")
         with self._mount_lock:
-            left = 0 if force else self._mount_count.get(container_id, 1) - 1
-            if left > 0:
-                self._mount_count[container_id] = left
-                return
-            self._mount_count.pop(container_id, None)
             if os.path.ismount(merged):
                 try:
                     mnt.umount(merged, mnt.MNT_DETACH)
@@ -304,7 +296,7 @@ class OverlayDriver(Driver):
 
     def remove_rw(self, container_id: str) -> None:
         path = self._container(container_id)
-        self.unmount(container_id, force=True)
+        self.unmount(container_id)
         remove_tree(path, self._containers)
 
     # --- diffs -------------------------------------------------------------------------------------

@@ -262,18 +262,17 @@ def test_unpack_stops_before_the_disk_is_full(small_fs, name):
     assert free.f_bavail * free.f_frsize > 40 << 20  # the half-made layer was removed
 
 
-def test_mounts_are_counted(driver):
+def test_mount_and_unmount_are_idempotent(driver):
     driver.apply_diff("base", None, stream(BASE))
     driver.create_rw("c", "base")
     first = driver.mount("c")
     assert driver.mount("c") == first
     driver.unmount("c")
-    assert os.path.exists(os.path.join(first, "etc/passwd"))  # one user left: still there
     driver.unmount("c")
     if driver.name == "overlay":
         assert not os.path.ismount(first)
     driver.mount("c")
-    driver.remove_rw("c")  # unmounts whatever the count
+    driver.remove_rw("c")  # unmounts first
     assert not os.path.exists(first)
 
 
