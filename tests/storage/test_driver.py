@@ -348,3 +348,20 @@ def test_stack_deeper_than_overlayfs_allows_is_a_clear_error(st_root):
     with pytest.raises(StorageError, match="overlay of 501 layers .*too many lower directories"):
         mount_deep(dirs[3], [dirs[0]] * 501, dirs[1], dirs[2])
     assert not os.path.ismount(dirs[3])
+
+
+def test_auto_selection_picks_vfs_on_overlayfs(st_root):
+    """Where root is itself on OverlayFS (docker-in-docker), an upper dir cannot live there: vfs."""
+    from cais.linux import mount as mnt
+    for d in ("lower", "upper", "work", "merged"):
+        os.mkdir(os.path.join(st_root, d))
+    mnt.mount("cais-st-overlay", os.path.join(st_root, "merged"), "overlay", 0,
+              f"lowerdir={st_root}/lower,upperdir={st_root}/upper,workdir={st_root}/work")
+    try:
+        driver = open_driver(os.path.join(st_root, "merged", "data"))
+        assert driver.name == "vfs"
+        driver.apply_diff("base", None, stream(BASE))
+        assert driver.has_layer("base")
+        assert not [n for n in os.listdir(os.path.join(st_root, "merged", "data")) if n.startswith(".tmp-")]
+    finally:
+        mnt.umount(os.path.join(st_root, "merged"), mnt.MNT_DETACH)
