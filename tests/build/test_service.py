@@ -111,3 +111,38 @@ def test_api_build_cancelled_when_the_client_goes_away(cais):
     stream.close()
     assert not cais.store.exists("never")
     assert leftovers(cais.top) == []
+
+
+def test_missing_base_images_are_pulled(cais, tmp_root):
+    import asyncio
+
+    from cais.image.archive import _image_manifest
+    from cais.image.reference import parse
+    from cais.registry.push import push
+    from tests.build.conftest import make_cais
+    from tests.peers import _unmount_under
+    from tests.registry.conftest import cais_registry
+
+    with cais_registry() as registry:
+        ref = parse(f"{registry.host}/library/busybox:1")
+        digest, _ = _image_manifest(cais.store, cais.store.resolve("busybox:latest"))
+        asyncio.run(push(ref, cais.store.content, digest))
+        ctx = os.path.join(tmp_root, "ctx")
+        os.makedirs(ctx)
+        with open(os.path.join(ctx, "Dockerfile"), "w") as f:
+            f.write(f"FROM {registry.host}/library/busybox:1\nRUN echo pulled-and-ran\n")
+        top = os.path.join(tmp_root, "empty-store")
+        empty = make_cais(top)
+        try:
+            out, err = io.StringIO(), io.StringIO()
+            assert run_cli(empty.store, empty.builder.root, ["-t", "pulled", ctx], stdout=out, stderr=err) == 0, \
+                err.getvalue()
+            assert f"Pulling {registry.host}/library/busybox:1" in out.getvalue() and "pulled-and-ran" in out.getvalue()
+            assert empty.store.exists(f"{registry.host}/library/busybox:1") and empty.store.exists("pulled")
+            with open(os.path.join(ctx, "Dockerfile"), "w") as f:
+                f.write(f"FROM {registry.host}/library/nothere:1\n")
+            assert run_cli(empty.store, empty.builder.root, [ctx], stdout=out, stderr=err) == 1
+            assert f"FROM {registry.host}/library/nothere:1: pull failed" in err.getvalue()
+        finally:
+            empty.store.close()
+            _unmount_under(top)

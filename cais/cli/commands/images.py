@@ -321,7 +321,7 @@ def cmd_build(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
     o = req.options
     params = {"t": o.tags, "dockerfile": dockerfile, "nocache": o.no_cache, "q": req.quiet, "target": o.target,
               "buildargs": o.build_args or None, "labels": o.labels or None, "cachefrom": json.dumps(o.cache_from) if o.cache_from else None,
-              "networkmode": o.network if o.network != "default" else None}
+              "networkmode": o.network if o.network != "default" else None, "pull": o.pull}
     image_id = None
 
     def watch(messages):  # type: ignore[no-untyped-def]

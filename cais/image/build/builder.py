@@ -128,8 +128,11 @@ def rfc3339(ts: float) -> str:
 class Builder:
     """Builds images into an image store (`cais.image.store.ImageStore`) with a runtime `Runner`."""
 
-    def __init__(self, store: Any, runner: Runner, root: str) -> None:
+    def __init__(self, store: Any, runner: Runner, root: str,
+                 puller: Callable[[str, Callable[[str], None]], None] | None = None) -> None:
+        """`puller(reference, log)` fetches an image into `store` (None: never pull)."""
         self.store = store
+        self.puller = puller
         self.driver = store.driver
         self.runner = runner
         self.root = root
@@ -259,6 +262,7 @@ class _Build:
         self.results: dict[int, State] = {}
         self.step = 0
         self.meta = self._meta_args()
+        self.pulled: set[str] = set()
         self.cache_images = self._cache_images()
         if options.network not in NETWORK_MODES:
             raise BuildError(f"unknown network mode {options.network!r} (use one of: {', '.join(NETWORK_MODES)})")
@@ -389,7 +393,7 @@ class _Build:
 
     def build_stage(self, stage: Stage, is_target: bool) -> State:
         number = self.begin(f"FROM {stage.base}" + (f" AS {stage.name}" if stage.name else ""), stage)
-        state = self.from_base(stage)
+        state = self.from_base(stage, number)
         self.emit(StepDone(number, state.image_id or state.key))
         for trigger in list(state.config.get("OnBuild") or []):
             state = self.onbuild(trigger, state, stage)
@@ -417,7 +421,7 @@ class _Build:
         number = self.begin(f"# ONBUILD {trigger}", stage)
         return self.execute(cmd, state, number)
 
-    def from_base(self, stage: Stage) -> State:
+    def from_base(self, stage: Stage, number: int) -> State:
         base = self.expand_meta(stage.base, stage.line)
         scope = dispatch.Scope(self.opts.build_args, self.meta, self.escape)
         if not base:
@@ -432,9 +436,9 @@ class _Build:
                      "config": {"Env": [f"PATH={dispatch.DEFAULT_PATH}"]}, "history": []}
             return State(None, image, [], scope)
         try:
-            image_id = self.b.store.resolve(base)
-        except Exception as e:
-            raise self.fail(f"FROM {base}: {e} (cais build does not pull: pull the image first)", stage.line) from None
+            image_id = self.resolve_image(base, number, refresh=self.opts.pull)
+        except DockerfileError as e:
+            raise self.fail(f"FROM {e.message}", stage.line) from None
         cfg, layers = self.b.image(image_id)
         if stage.platform:
             self.check_platform(stage, base, cfg)
@@ -444,6 +448,28 @@ class _Build:
         if "PATH" not in dispatch.env_list_to_dict(config.get("Env")):
             config["Env"] = [*(config.get("Env") or []), f"PATH={dispatch.DEFAULT_PATH}"]
         return State(image_id, image, layers, scope)
+
+    def resolve_image(self, name: str, number: int, *, refresh: bool = False) -> str:
+        """An image ID for `name`, pulled first when missing (or always, with --pull), as docker does."""
+        puller = self.b.puller
+        if puller is not None and (refresh or not self.b.store.exists(name)) and name not in self.pulled:
+            from cais.image.reference import ReferenceError
+            from cais.image.reference import parse as parse_reference
+            try:
+                parse_reference(name)
+            except ReferenceError as e:
+                raise DockerfileError(f"{name}: {e}") from None
+            try:
+                puller(name, lambda line: self.emit(StepOutput(number, line.encode() + b"\n")))
+            except Exception as e:  # the registry's errors are one-line messages
+                if not self.b.store.exists(name):
+                    raise DockerfileError(f"{name}: pull failed: {e}") from None
+                self.emit(BuildWarning(f"{name}: pull failed ({e}); using the local image"))
+            self.pulled.add(name)
+        try:
+            return self.b.store.resolve(name)
+        except Exception as e:
+            raise DockerfileError(f"{name}: {e}") from None
 
     def check_platform(self, stage: Stage, base: str, cfg: dict[str, Any]) -> None:
         from cais.image.platform import Platform, parse_platform
@@ -686,9 +712,9 @@ class _Build:
             source = self.results[stage.index]
             return source.image_id or source.key, source.layers
         try:
-            image_id = self.b.store.resolve(name)
-        except Exception as e:
-            raise DockerfileError(f"{what} --from={name}: {e}") from None
+            image_id = self.resolve_image(name, self.step)
+        except DockerfileError as e:
+            raise DockerfileError(f"{what} --from={e.message}") from None
         return image_id, self.b.image(image_id)[1]
 
     def run_args(self, cmd: RunCmd, state: State) -> tuple[list[str], tuple[str, str] | None]:

@@ -49,7 +49,7 @@ def build_image(store: Any, root: str, request: BuildRequest, emit: Any, *, stdi
     from cais.image.build.builder import Builder
     from cais.image.build.runner import Runner
 
-    builder = Builder(store, Runner(os.path.join(root, "runtime"), runtime), root)
+    builder = Builder(store, Runner(os.path.join(root, "runtime"), runtime), root, registry_puller(store))
     try:
         with BuildContext.open(request.context, request.dockerfile, stdin=stdin, tmp_dir=builder.tmp_dir) as ctx:
             image_id = builder.build(ctx, request.options, emit)
@@ -63,6 +63,27 @@ def build_image(store: Any, root: str, request: BuildRequest, emit: Any, *, stdi
         with open(request.iidfile, "w") as f:
             f.write(image_id)
     return image_id
+
+
+def registry_puller(store: Any) -> Any:
+    """Pull missing base images from their registry (cais.registry), as docker build does."""
+    def pull(name: str, log: Any) -> None:
+        import asyncio
+
+        from cais.image.reference import parse
+        from cais.registry.pull import pull as registry_pull
+
+        ref = parse(name)
+        log(f"Pulling {ref.familiar()}")
+
+        def progress(event: Any) -> None:
+            if not event.is_transfer:
+                log(f"{event.id}: {event.status}" if event.id else event.status)
+
+        with store.hold():
+            result = asyncio.run(registry_pull(ref, store.content, progress=progress))
+            store.register(result.digest, ref)
+    return pull
 
 
 def run_cli(store: Any, root: str, argv: Sequence[str], *, stdin: BinaryIO | None = None,
@@ -174,7 +195,7 @@ def parse_cli(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> 
     options = BuildOptions(tags=ns.tag, build_args=_key_values(ns.build_arg, "--build-arg", environ),
                            target=ns.target, no_cache=ns.no_cache, cache_from=ns.cache_from,
                            labels=_key_values(ns.label, "--label"), network=ns.network,
-                           source_date_epoch=_epoch(epoch))
+                           source_date_epoch=_epoch(epoch), pull=ns.pull)
     return BuildRequest(options, ns.context, dockerfile, ns.iidfile, ns.quiet, ns.progress)
 
 
@@ -275,7 +296,7 @@ def parse_query(query: Mapping[str, Any], tags: Sequence[str] = ()) -> BuildRequ
         build_args={k: v for k, v in build_args.items() if v is not None},
         target=query.get("target") or None, no_cache=_truthy(query.get("nocache", "")),
         cache_from=[str(c) for c in cache_from], labels={k: v for k, v in labels.items() if v is not None},
-        network=network)
+        network=network, pull=_truthy(query.get("pull", "")))
     return BuildRequest(options, "-", query.get("dockerfile") or None, quiet=_truthy(query.get("q", "")))
 
 
