@@ -148,7 +148,7 @@ class _TarWriter:
         if name in self.written:
             return
         self.add_dirs(name)
-        self.tar.addfile(self._info(name, len(data)), _BytesReader(data))
+        self.tar.addfile(self._info(name, len(data)), io.BytesIO(data))
         self.written.add(name)
 
     def add_stream(self, name: str, size: int, stream: IO[bytes]) -> None:
@@ -159,34 +159,20 @@ class _TarWriter:
         self.written.add(name)
 
 
-class _BytesReader:
-    def __init__(self, data: bytes) -> None:
-        self._view, self._pos = memoryview(data), 0
-
-    def read(self, n: int = -1) -> bytes:
-        end = len(self._view) if n < 0 else self._pos + n
-        chunk = bytes(self._view[self._pos:end])
-        self._pos += len(chunk)
-        return chunk
-
-
 def _blob_path(digest: str) -> str:
     algorithm, hexpart = parse_digest(digest)
     return f"blobs/{algorithm}/{hexpart}"
 
 
 def _image_manifest(store: ImageStore, image_id: str) -> tuple[str, Manifest]:
-    for digest, _ in store.meta.manifests(image_id):
-        doc = parse_manifest(store.content.read(digest))
-        if isinstance(doc, Manifest):
-            return digest, doc
-    raise ImageError(f"image {image_id} has no manifest in the content store")
+    """Kept for callers written before `ImageStore.manifest`; use that."""
+    return store.manifest(image_id)
 
 
 def _save_docker_image(store: ImageStore, writer: _TarWriter, image_id: str,
                        tags: list[Reference]) -> tuple[Descriptor, dict[str, Any]]:
     """Config + uncompressed layers (blob digest = diff_id) + a fresh OCI manifest for them."""
-    _, man = _image_manifest(store, image_id)
+    _, man = store.manifest(image_id)
     config = store.content.read(image_id)
     writer.add_bytes(_blob_path(image_id), config)
     diffs = diff_ids(parse_config(config))
@@ -215,7 +201,7 @@ def _save_docker_image(store: ImageStore, writer: _TarWriter, image_id: str,
 
 
 def _save_oci_image(store: ImageStore, writer: _TarWriter, image_id: str) -> Descriptor:
-    digest, man = _image_manifest(store, image_id)
+    digest, man = store.manifest(image_id)
     for desc in (man.config, *man.layers):
         with store.content.open(desc.digest) as f:
             writer.add_stream(_blob_path(desc.digest), desc.size, f)
@@ -299,12 +285,12 @@ class _Guarded:
 
 
 def _clean(name: str) -> str:
-    name = posixpath.normpath("/" + name).lstrip("/")
-    return name
+    """An archive path as a key: normalized, relative, never above the archive's root."""
+    return posixpath.normpath("/" + name).lstrip("/")
 
 
 def load(store: ImageStore, stream: BinaryIO) -> list[str]:
-    """`docker load`: a docker-archive or OCI-layout tar (optionally gzip/bzip2/xz compressed).
+    """`docker load`: a docker-archive or OCI-layout tar (optionally gzip/bzip2/xz/zstd compressed).
 
     Returns docker's messages: ``Loaded image: busybox:latest`` / ``Loaded image ID: sha256:…``.
     """
@@ -318,9 +304,7 @@ def load(store: ImageStore, stream: BinaryIO) -> list[str]:
                     for member in tar:
                         name = _clean(member.name)
                         if member.isreg():
-                            f = tar.extractfile(member)
-                            assert f is not None
-                            files.add(name, f, member.size)
+                            files.add(name, tar.extractfile(member), member.size)  # type: ignore[arg-type]
                         elif member.issym():
                             files.links[name] = _clean(posixpath.join(posixpath.dirname(name), member.linkname))
                         elif member.islnk():

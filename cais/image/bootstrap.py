@@ -145,7 +145,8 @@ def _unmount_under(root: str) -> None:
 
 
 def _image_from_tree(store: ImageStore, rootfs: str, tag: str, epoch: int, cmd: list[str], created_by: str) -> str:
-    from cais.image.rootfs import DEFAULT_PATH, make_image, rfc3339, tar_tree
+    from cais.image.filters import format_time
+    from cais.image.rootfs import DEFAULT_PATH, make_image, tar_tree
 
     with store.hold():
         writer = store.content.writer()
@@ -155,7 +156,7 @@ def _image_from_tree(store: ImageStore, rootfs: str, tag: str, epoch: int, cmd: 
         except BaseException:
             writer.abort()
             raise
-        created = rfc3339(epoch)
+        created = format_time(epoch)
         config = {"created": created, "config": {"Env": [DEFAULT_PATH], "Cmd": cmd},
                   "history": [{"created": created, "created_by": created_by}]}
         return make_image(store, [(blob, blob, store.content.size(blob))], config, tag)

@@ -11,8 +11,8 @@ import time
 from typing import Any
 
 from cais.image.config import ConfigError, apply_changes, diff_ids
-from cais.image.manifest import Manifest, parse_manifest
-from cais.image.rootfs import make_image, rfc3339
+from cais.image.filters import format_time
+from cais.image.rootfs import make_image
 from cais.image.store import ImageError, ImageStore, InvalidImage
 
 
@@ -36,14 +36,14 @@ def commit(store: ImageStore, container_id: str, reference: str | None = None,
     with store.hold():
         writer = store.content.writer()
         try:
-            result = store.driver.export_diff(container_id, writer)  # type: ignore[attr-defined]
+            result = store.driver.export_diff(container_id, writer)
             blob = writer.commit()
         except BaseException:
             writer.abort()
             raise
         if blob != result.diff_id:
             raise InvalidImage(f"exported diff of {container_id} hashes to {blob}, the driver said {result.diff_id}")
-        now = rfc3339(time.time())
+        now = format_time(time.time())
         cfg = {k: v for k, v in parent.items() if k not in ("rootfs", "history", "created", "container",
                                                              "container_config", "author", "comment")}
         cfg["config"] = new_config
@@ -64,9 +64,6 @@ def commit(store: ImageStore, container_id: str, reference: str | None = None,
 
 
 def _layer_blobs(store: ImageStore, image_id: str) -> list[tuple[str, str, int]]:
-    for digest, _ in store.meta.manifests(image_id):
-        man = parse_manifest(store.content.read(digest))
-        if isinstance(man, Manifest):
-            diffs = diff_ids(store.config(image_id))
-            return [(layer.digest, d, layer.size) for layer, d in zip(man.layers, diffs, strict=True)]
-    raise ImageError(f"image {image_id} has no manifest")
+    _, man = store.manifest(image_id)
+    diffs = diff_ids(store.config(image_id))
+    return [(layer.digest, d, layer.size) for layer, d in zip(man.layers, diffs, strict=True)]

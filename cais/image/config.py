@@ -17,10 +17,6 @@ from cais.image.manifest import ManifestError, load_json
 
 MAX_CONFIG_SIZE = 8 << 20
 
-# Config keys docker knows (ContainerConfig / OCI ImageConfig), in docker's capitalisation.
-CONFIG_KEYS = ("User", "ExposedPorts", "Env", "Entrypoint", "Cmd", "Volumes", "WorkingDir", "Labels",
-               "StopSignal", "OnBuild", "Healthcheck", "Shell", "ArgsEscaped", "StopTimeout")
-
 
 class ConfigError(ManifestError):
     """An image config that cannot be used."""
@@ -48,10 +44,11 @@ def parse_config(data: bytes) -> dict[str, Any]:
     for key in ("architecture", "os"):
         if not isinstance(cfg.get(key, ""), str):
             raise ConfigError(f"image config: {key} must be a string")
-    if not isinstance(cfg.get("config") or {}, dict):
+    if cfg.get("config") is not None and not isinstance(cfg["config"], dict):
         raise ConfigError("image config: config must be an object")
-    if not isinstance(cfg.get("history") or [], list):
-        raise ConfigError("image config: history must be a list")
+    history = cfg.get("history")
+    if history is not None and (not isinstance(history, list) or not all(isinstance(h, dict) for h in history)):
+        raise ConfigError("image config: history must be a list of objects")
     return cfg
 
 
@@ -68,13 +65,16 @@ def chain_ids(diffs: list[str]) -> list[str]:
 
 
 def apply_changes(config: dict[str, Any], changes: list[str]) -> dict[str, Any]:
-    """Apply docker's `--change` Dockerfile instructions (commit/import) to a container config."""
+    """Apply docker's `--change` Dockerfile instructions (commit/import) to a container config.
+
+    docker accepts CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, ONBUILD, STOPSIGNAL, USER, VOLUME and
+    WORKDIR here; the shell form of CMD/ENTRYPOINT becomes ``/bin/sh -c …`` as in a Dockerfile."""
     out = json.loads(json.dumps(config or {}))
     for change in changes:
         word, _, rest = change.strip().partition(" ")
         op, rest = word.upper(), rest.strip()
-        if op in ("CMD", "ENTRYPOINT", "SHELL"):
-            out[op.capitalize() if op != "ENTRYPOINT" else "Entrypoint"] = _command(rest, op)
+        if op in ("CMD", "ENTRYPOINT"):
+            out["Cmd" if op == "CMD" else "Entrypoint"] = _command(rest, op)
         elif op == "ENV":
             env = [e for e in out.get("Env") or []]
             for k, v in _pairs(rest, op):

@@ -7,8 +7,9 @@ hand-kept indexes. The blobs themselves stay files in the content store; this on
 what they mean.
 
 Layers go through two states: a row is committed as ``unpacking`` before the storage driver is
-asked to unpack it and turned ``ready`` after; a crash in between leaves an ``unpacking`` row
-whose lock file nobody holds, which `ImageStore` removes (with the half-unpacked directory).
+asked to unpack it and turned ``ready`` after; a layer being removed goes back to ``unpacking``
+before its directory is deleted. A crash in between leaves an ``unpacking`` row whose lock file
+nobody holds, which `ImageStore` removes (with whatever the driver has of the layer).
 """
 
 from __future__ import annotations

@@ -12,11 +12,12 @@ import os
 import secrets
 import stat
 import tarfile
-from datetime import UTC, datetime
+import time
 from typing import Any, BinaryIO
 
 from cais.image import layerio
 from cais.image.config import ConfigError, apply_changes
+from cais.image.filters import format_time
 from cais.image.manifest import (
     OCI_CONFIG,
     OCI_MANIFEST,
@@ -29,10 +30,6 @@ from cais.image.store import ImageStore, InvalidImage
 from cais.storage.errors import StorageError
 
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-
-
-def rfc3339(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ").replace(".000000Z", "Z")
 
 
 def make_image(store: ImageStore, layers: list[tuple[str, str, int]], config: dict[str, Any],
@@ -64,8 +61,6 @@ def import_rootfs(store: ImageStore, stream: BinaryIO, reference: str | None = N
                   message: str = "", source: str = "-", platform: Platform | None = None,
                   created: float | None = None) -> str:
     """`docker import`: a (possibly gzip/zstd compressed) rootfs tarball → a one-layer image ID."""
-    import time
-
     try:
         container_config = apply_changes({}, changes or [])
     except ConfigError as e:
@@ -79,7 +74,7 @@ def import_rootfs(store: ImageStore, stream: BinaryIO, reference: str | None = N
         except (OSError, EOFError, ValueError, StorageError) as e:
             store.content.delete(blob)
             raise InvalidImage(f"invalid rootfs tarball: {e}") from None
-        when = rfc3339(time.time() if created is None else created)
+        when = format_time(time.time() if created is None else created)
         config = {"created": when, "config": container_config,
                   "history": [{"created": when, "comment": message or f"Imported from {source}"}]}
         if message:
@@ -91,15 +86,15 @@ def export_image(store: ImageStore, name: str, out: BinaryIO) -> None:
     """Write the flattened root filesystem of image `name` as a tar to `out`."""
     layers = store.layers_of(name)
     rw = "cais-export-" + secrets.token_hex(6)
-    store.driver.create_rw(rw, layers[-1]["ChainID"].split(":", 1)[1] if layers else None)  # type: ignore[attr-defined]
+    store.driver.create_rw(rw, layers[-1]["ChainID"].split(":", 1)[1] if layers else None)
     try:
-        path = store.driver.mount(rw)  # type: ignore[attr-defined]
+        path = store.driver.mount(rw)
         try:
             tar_tree(path, out)
         finally:
-            store.driver.unmount(rw)  # type: ignore[attr-defined]
+            store.driver.unmount(rw)
     finally:
-        store.driver.remove_rw(rw)  # type: ignore[attr-defined]
+        store.driver.remove_rw(rw)
 
 
 def tar_tree(root: str, out: BinaryIO, mtime: int | None = None) -> None:

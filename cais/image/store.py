@@ -10,29 +10,32 @@ Removal follows `docker rmi` (untag first, delete when no reference is left, doc
 rules and messages); layers and blobs no image or container needs any more are released.
 Every public method returns plain data (dicts and lists shaped like the Docker Engine API's JSON).
 
-Concurrency: SQLite serializes metadata writes; a per-layer lock file serializes unpacking the
-same layer; `hold()` (shared) vs garbage collection (exclusive) keeps GC from deleting blobs
-that a pull or load is about to register.
+Concurrency: SQLite serializes metadata writes. A layer's lock file (striped) serializes its
+unpacking and its removal. `hold()` (shared) vs garbage collection (exclusive) keeps `gc` from
+deleting blobs a pull or load has fetched but not registered yet; `rmi` never waits for a pull:
+it removes layers at once (a register that was counting on one notices and unpacks it again) and
+leaves blobs to `gc` while anyone holds the store.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
-import fnmatch
 import json
 import os
 import re
 import sqlite3
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
-from typing import Any, BinaryIO, Protocol
+from typing import Any
 
 from cais.image import layerio
 from cais.image.config import ConfigError, chain_ids, diff_ids, parse_config
 from cais.image.content import BlobNotFound, ContentError, ContentStore
+from cais.image.errors import ImageConflict, ImageError, ImageNotFound, InvalidImage, Vanished
+from cais.image.filters import format_time, match_labels, match_reference, parse_time, parse_until, truthy
 from cais.image.manifest import (
+    FOREIGN_LAYER_TYPES,
     Index,
     Manifest,
     ManifestError,
@@ -43,37 +46,7 @@ from cais.image.manifest import (
 from cais.image.metadata import ImageRow, Metadata, MetadataError, now
 from cais.image.platform import Platform
 from cais.image.reference import Reference, ReferenceError, parse, parse_normalized
-
-
-class StorageDriver(Protocol):
-    """What the image store needs from a storage driver (cais.storage)."""
-
-    def apply_diff(self, layer_id: str, parent_id: str | None, stream: BinaryIO, *,
-                   max_size: int | None = None) -> Any: ...
-    def has_layer(self, layer_id: str) -> bool: ...
-    def remove_layer(self, layer_id: str) -> None: ...
-
-
-class ImageError(Exception):
-    """An image operation failed; str() is a one-line message for the user."""
-
-    status = 500
-
-
-class ImageNotFound(ImageError):
-    status = 404
-
-
-class ImageConflict(ImageError):
-    status = 409
-
-    def __init__(self, message: str, used: bool = False) -> None:
-        super().__init__(message)
-        self.used = used  # the conflict is a container using the image
-
-
-class InvalidImage(ImageError):
-    status = 400
+from cais.storage import Driver
 
 
 def short_id(image_id: str) -> str:
@@ -85,27 +58,8 @@ def _hex(digest: str) -> str:
     return digest.split(":", 1)[1]
 
 
-_FRACTION = re.compile(r"(\.\d{6})\d+")
-
-
-def parse_time(value: str | None) -> float:
-    """RFC 3339 with nanoseconds (Go's format) → seconds since the epoch; 0 if absent or bad."""
-    if not value:
-        return 0.0
-    try:
-        return datetime.fromisoformat(_FRACTION.sub(r"\1", value).replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return 0.0
-
-
-def format_time(ts: float) -> str:
-    if ts <= 0:
-        return "0001-01-01T00:00:00Z"
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ").replace(".000000Z", "Z")
-
-
 class ImageStore:
-    def __init__(self, root: str, driver: StorageDriver, max_layer_size: int = layerio.DEFAULT_MAX_LAYER_SIZE,
+    def __init__(self, root: str, driver: Driver, max_layer_size: int = layerio.DEFAULT_MAX_LAYER_SIZE,
                  platform: Platform | None = None) -> None:
         self.root = root
         self.driver = driver
@@ -163,15 +117,18 @@ class ImageStore:
             raise InvalidImage(f"invalid reference format: {name}")
         raise ImageNotFound(f"No such image: {ref.familiar()}")
 
-    def exists(self, name: str) -> bool:
-        try:
-            self.resolve(name)
-            return True
-        except ImageError:
-            return False
-
     def config(self, image_id: str) -> dict[str, Any]:
         return json.loads(self.content.read(image_id))
+
+    def manifest(self, name: str) -> tuple[str, Manifest]:
+        """The digest and the parsed image manifest an image was registered from (what a push sends)."""
+        image_id = self.resolve(name)
+        for digest, _ in self.meta.manifests(image_id):
+            with contextlib.suppress(BlobNotFound):
+                doc = parse_manifest(self.content.read(digest))
+                if isinstance(doc, Manifest):
+                    return digest, doc
+        raise ImageError(f"image {image_id} has no manifest in the content store")
 
     def _row(self, name: str) -> ImageRow:
         row = self.meta.image(self.resolve(name))
@@ -191,11 +148,16 @@ class ImageStore:
         """
         ref = self._parse_ref(reference)
         with self.hold():
-            try:
-                man, extra = self._load_manifest(manifest_digest, platform or self.platform)
-                return self._register(man, manifest_digest, extra, ref, repo_digest, parent)
-            except (ManifestError, ContentError) as e:
-                raise InvalidImage(str(e)) from None
+            for attempt in range(3):
+                try:
+                    man, extra = self._load_manifest(manifest_digest, platform or self.platform)
+                    return self._register(man, manifest_digest, extra, ref, repo_digest, parent)
+                except Vanished:
+                    if attempt == 2:
+                        raise
+                except (ManifestError, ContentError) as e:
+                    raise InvalidImage(str(e)) from None
+        raise AssertionError("unreachable")
 
     @staticmethod
     def _parse_ref(reference: str | Reference | None) -> Reference | None:
@@ -247,6 +209,9 @@ class ImageStore:
             raise InvalidImage(f"manifest {manifest_digest} has {len(man.layers)} layers but its config has "
                                f"{len(diffs)} diff_ids")
         for layer in man.layers:
+            if layer.media_type in FOREIGN_LAYER_TYPES and not self.content.has(layer.digest):
+                raise InvalidImage(f"layer {layer.digest} is a foreign (non-distributable) layer, which cais "
+                                   "does not fetch")
             if not self.content.has(layer.digest):
                 raise InvalidImage(f"layer blob {layer.digest} is not in the content store")
             if self.content.size(layer.digest) != layer.size:
@@ -261,9 +226,13 @@ class ImageStore:
         labels = (cfg.get("config") or {}).get("Labels") or {}
         blobs = {top_digest, manifest_digest, image_id, *extra, *(layer.digest for layer in man.layers)}
         with self.meta.tx() as db:
-            for chain in chains:  # a concurrent GC could not have removed them (we hold gc.lock), but check
+            # A concurrent rmi may have removed a layer or blob this image shares: then start over.
+            for chain in chains:
                 if db.execute("SELECT state FROM layers WHERE chain_id = ?", (chain,)).fetchone() != ("ready",):
-                    raise ImageError(f"layer {chain} vanished while registering")
+                    raise Vanished(f"layer {chain} was removed while registering")
+            for blob in blobs:
+                if not self.content.has(blob):
+                    raise Vanished(f"blob {blob} was removed while registering")
             db.execute("INSERT OR IGNORE INTO images VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                        (image_id, top, parent, created, size, cfg.get("os", ""), cfg.get("architecture", ""),
                         cfg.get("variant", ""), json.dumps(labels if isinstance(labels, dict) else {}), 0.0, now()))
@@ -285,17 +254,22 @@ class ImageStore:
             row = self.meta.layer(chain)
             if row is not None and row.state == "ready":
                 return
-            if row is not None:  # 'unpacking' and its lock is free: a crashed unpack
-                self._drop_layer(chain)
+            if row is not None:  # 'unpacking' and its lock is free: a crashed unpack or removal
+                self._remove_layer_locked(chain, only_if_unused=False)
             with self.meta.tx() as db:
+                if parent and db.execute("SELECT state FROM layers WHERE chain_id = ?", (parent,)).fetchone() != (
+                        "ready",):
+                    raise Vanished(f"layer {parent} was removed while registering")
                 db.execute("INSERT INTO layers VALUES (?,?,?,?,?,?,?)", (chain, diff_id, parent, 0, 0, "unpacking", now()))
             try:
                 size, diff_size = self._unpack(chain, parent, diff_id, blob, media_type)
             except BaseException as e:
                 with contextlib.suppress(Exception):
-                    self._drop_layer(chain)
+                    self._remove_layer_locked(chain, only_if_unused=False)
                 if isinstance(e, ImageError):
                     raise
+                if isinstance(e, BlobNotFound):
+                    raise Vanished(str(e)) from None
                 if isinstance(e, Exception):
                     raise InvalidImage(f"failed to unpack layer {blob}: {e}") from None
                 raise
@@ -314,12 +288,26 @@ class ImageStore:
             raise InvalidImage(f"layer {blob} unpacks to {result.diff_id}, but the image config says {diff_id}")
         return result.size, result.tar_size
 
-    def _drop_layer(self, chain: str) -> None:
-        """Remove a layer from the driver, then its row (the row goes last: a crash between leaves it findable)."""
+    def _remove_layer(self, chain: str, only_if_unused: bool = True) -> bool:
+        with self._flock(_layer_lock(chain), fcntl.LOCK_EX):
+            return self._remove_layer_locked(chain, only_if_unused)
+
+    def _remove_layer_locked(self, chain: str, only_if_unused: bool) -> bool:
+        """Remove a layer (caller holds its lock): in one transaction check that nothing needs it
+        and mark it untrusted ('unpacking'), then remove it from the driver, then drop its row —
+        a crash in between leaves an 'unpacking' row, cleaned up like a crashed unpack."""
+        with self.meta.tx() as db:
+            if db.execute("SELECT 1 FROM layers WHERE chain_id = ?", (chain,)).fetchone() is None:
+                return False
+            if only_if_unused and (db.execute("SELECT 1 FROM layers WHERE parent = ? LIMIT 1", (chain,)).fetchone()
+                                   or chain in self._referenced_layers()):
+                return False
+            db.execute("UPDATE layers SET state = 'unpacking' WHERE chain_id = ?", (chain,))
         if self.driver.has_layer(_hex(chain)):
             self.driver.remove_layer(_hex(chain))
         with self.meta.tx() as db:
             db.execute("DELETE FROM layers WHERE chain_id = ?", (chain,))
+        return True
 
     @staticmethod
     def _set_ref(db: Any, ref: str, image_id: str, kind: str) -> None:
@@ -353,17 +341,19 @@ class ImageStore:
             refs = self.meta.refs(row.id)
             if not all and not refs and self.meta.children(row.id):
                 continue  # an intermediate image
-            if "dangling" in filters:
-                dangling = _truthy(filters["dangling"][-1])
-                if dangling != (not self.meta.refs(row.id, "tag")):
+            if "dangling" in filters:  # docker: true = no tag; false = any reference (a digest is enough)
+                if truthy(filters["dangling"][-1]):
+                    if self.meta.refs(row.id, "tag"):
+                        continue
+                elif not refs:
                     continue
-            if not _match_labels(row.labels, filters.get("label", []), filters.get("label!", [])):
+            if not match_labels(row.labels, filters.get("label", []), filters.get("label!", [])):
                 continue
             if any(row.created >= b for b in before) or any(row.created <= s for s in since):
                 continue
             if filters.get("reference"):
                 tags = self._tags_and_digests(row.id)[0]
-                if not any(_match_reference(t, p) for t in tags for p in filters["reference"]):
+                if not any(match_reference(t, p) for t in tags for p in filters["reference"]):
                     continue
             out.append(self._summary(row))
         return out
@@ -442,6 +432,8 @@ class ImageStore:
         """Record that a container uses an image (its layers stay while it exists). Returns the image ID."""
         row = self._row(image)
         with self.meta.tx() as db:
+            if db.execute("SELECT 1 FROM images WHERE id = ?", (row.id,)).fetchone() is None:
+                raise ImageNotFound(f"No such image: {image}")  # removed just now
             db.execute("INSERT OR REPLACE INTO containers VALUES (?,?,?,?)",
                        (container_id, row.id, row.top_layer, int(running)))
         return row.id
@@ -457,8 +449,7 @@ class ImageStore:
     # ------------------------------------------------------------------ removal (docker rmi)
     def remove(self, name: str, force: bool = False, prune: bool = True) -> list[dict[str, str]]:
         """`docker rmi`: untag, and delete the image when nothing refers to it any more."""
-        with self._flock("gc.lock", fcntl.LOCK_EX):
-            return self._remove(name, force, prune)
+        return self._remove(name, force, prune)
 
     def _remove(self, name: str, force: bool, prune: bool) -> list[dict[str, str]]:
         """docker's ImageDelete, step for step (daemon/images/image_delete.go)."""
@@ -554,54 +545,52 @@ class ImageStore:
 
     def _release_layers(self, top: str | None) -> list[str]:
         """Remove the layers of a deleted image that nothing else uses, top first; their chain IDs."""
-        keep = self._referenced_layers()
         removed = []
         for layer in reversed(self.meta.layer_chain(top)):
-            if layer.chain_id in keep or self.meta.q("SELECT 1 FROM layers WHERE parent = ?", layer.chain_id):
+            if not self._remove_layer(layer.chain_id):
                 break
-            self._drop_layer(layer.chain_id)
             removed.append(layer.chain_id)
         return removed
 
-    def _release_blobs(self, blobs: list[str]) -> int:
-        freed = 0
-        for digest in blobs:
-            if self.meta.q("SELECT 1 FROM image_blobs WHERE digest = ?", digest):
-                continue
-            with contextlib.suppress(ContentError):
-                freed += self.content.size(digest)
-            self.content.delete(digest)
-            with self.meta.tx() as db:
-                db.execute("DELETE FROM blob_diffs WHERE digest = ?", (digest,))
-        return freed
+    def _release_blobs(self, blobs: list[str]) -> None:
+        """Delete the blobs of a deleted image that no other image uses — unless a pull or load
+        holds the store (it may be about to use them): then `gc` collects them later."""
+        with self._try_lock("gc.lock") as alone:
+            if not alone:
+                return
+            for digest in blobs:
+                with self.meta.tx() as db:
+                    if db.execute("SELECT 1 FROM image_blobs WHERE digest = ? LIMIT 1", (digest,)).fetchone():
+                        continue
+                    self.content.delete(digest)
+                    db.execute("DELETE FROM blob_diffs WHERE digest = ?", (digest,))
 
     # ------------------------------------------------------------------ prune, gc, df
     def prune(self, filters: dict[str, list[str]] | None = None) -> dict[str, Any]:
         """`docker image prune` / POST /images/prune. filters: dangling (default true), until, label, label!."""
         filters = filters or {}
-        dangling_only = _truthy(filters.get("dangling", ["true"])[-1])
-        until = min((_parse_until(u) for u in filters.get("until", [])), default=None)
+        dangling_only = truthy(filters.get("dangling", ["true"])[-1])
+        until = min((parse_until(u) for u in filters.get("until", [])), default=None)
         layer_sizes = {row.chain_id: row.size for row in self.meta.layers()}
         deleted: list[dict[str, str]] = []
-        with self._flock("gc.lock", fcntl.LOCK_EX):
-            for row in self.meta.images():
-                if self.meta.image(row.id) is None:  # went with an earlier one
+        for row in self.meta.images():
+            if self.meta.image(row.id) is None:  # went with an earlier one
+                continue
+            refs = self.meta.refs(row.id)
+            if self.meta.children(row.id) and (dangling_only or not refs):
+                continue
+            if until is not None and row.created > until:
+                continue
+            if not match_labels(row.labels, filters.get("label", []), filters.get("label!", [])):
+                continue
+            names = [row.id.removeprefix("sha256:")]
+            if refs:
+                if dangling_only and self.meta.refs(row.id, "tag"):
                     continue
-                refs = self.meta.refs(row.id)
-                if self.meta.children(row.id) and (dangling_only or not refs):
-                    continue
-                if until is not None and row.created > until:
-                    continue
-                if not _match_labels(row.labels, filters.get("label", []), filters.get("label!", [])):
-                    continue
-                names = [row.id.removeprefix("sha256:")]
-                if refs:
-                    if dangling_only and self.meta.refs(row.id, "tag"):
-                        continue
-                    names = refs
-                for name in names:
-                    with contextlib.suppress(ImageError):
-                        deleted += self._remove(name, force=False, prune=True)
+                names = refs
+            for name in names:
+                with contextlib.suppress(ImageError):
+                    deleted += self._remove(name, force=False, prune=True)
         reclaimed = sum(layer_sizes.get(d["Deleted"], 0) for d in deleted if "Deleted" in d)
         return {"ImagesDeleted": deleted or None, "SpaceReclaimed": reclaimed}
 
@@ -621,11 +610,10 @@ class ImageStore:
                     continue
                 if rows[chain].state == "unpacking":
                     with self._try_lock(_layer_lock(chain)) as free:
-                        if not free:
-                            continue  # being unpacked right now
-                        self._drop_layer(chain)
-                else:
-                    self._drop_layer(chain)
+                        if not free or not self._remove_layer_locked(chain, only_if_unused=False):
+                            continue  # being unpacked (or removed) right now
+                elif not self._remove_layer(chain):
+                    continue
                 reclaimed += rows[chain].size
                 layers_deleted.append(chain)
             wanted = {r[0] for r in self.meta.q("SELECT DISTINCT digest FROM image_blobs")}
@@ -714,43 +702,6 @@ def _single_reference(refs: list[str]) -> bool:
     names = {parse_normalized(r).name for r in refs if "@" in r}
     single = parse_normalized(tags[0] if tags else refs[0]).name
     return len(names) == 1 and single in names
-
-
-def _truthy(value: str) -> bool:
-    if value.lower() in ("1", "true"):
-        return True
-    if value.lower() in ("0", "false"):
-        return False
-    raise InvalidImage(f"invalid filter 'dangling={value}'")
-
-
-def _match_labels(labels: dict[str, str], wanted: list[str], unwanted: list[str]) -> bool:
-    def has(spec: str) -> bool:
-        key, eq, value = spec.partition("=")
-        return key in labels and (not eq or labels[key] == value)
-
-    return all(has(s) for s in wanted) and not any(has(s) for s in unwanted)
-
-
-def _match_reference(familiar: str, pattern: str) -> bool:
-    name = familiar.rsplit(":", 1)[0] if ":" in familiar.rsplit("/", 1)[-1] else familiar
-    return fnmatch.fnmatchcase(familiar, pattern) or fnmatch.fnmatchcase(name, pattern)
-
-
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
-_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}
-
-
-def _parse_until(value: str) -> float:
-    """docker's `until`: a Go duration before now (``24h``, ``1h30m``), a unix time, or an RFC 3339 date."""
-    if re.fullmatch(r"(?:\d+(?:\.\d+)?(?:ns|us|µs|ms|s|m|h))+", value):
-        return time.time() - sum(float(n) * _UNITS[u] for n, u in _DURATION.findall(value))
-    if re.fullmatch(r"\d+(?:\.\d+)?", value):
-        return float(value)
-    ts = parse_time(value if "T" in value or ":" in value else value + "T00:00:00Z")
-    if ts == 0.0:
-        raise InvalidImage(f"invalid filter 'until={value}'")
-    return ts
 
 
 def _layer_lock(chain: str) -> str:

@@ -271,3 +271,49 @@ def test_concurrent_registers_of_one_image(store, image_root):
     assert len({r[0] for r in results}) == 1
     assert sorted(store.inspect("racer:0")["RepoTags"]) == ["racer:0", "racer:1", "racer:2"]
     assert [s for _, s in store.meta.q("SELECT chain_id, state FROM layers")] == ["ready", "ready"]
+
+
+def test_image_without_layers(store, image_root):
+    """FROM scratch + metadata only: no layers at all."""
+    image_id = store.register(put_image(store, []), "empty:1")
+    info = store.inspect("empty:1")
+    assert info["RootFS"] == {"Type": "layers", "Layers": []} and info["Size"] == 0
+    assert store.top_layer_id("empty:1") is None and store.layers_of("empty:1") == []
+    for fmt in ("docker", "oci"):
+        out = io.BytesIO()
+        save(store, ["empty:1"], out, format=fmt)
+        other = make_store(os.path.join(image_root, fmt))
+        try:
+            assert load(other, io.BytesIO(out.getvalue())) == ["Loaded image: empty:1"]
+            assert other.inspect("empty:1")["Id"] == image_id
+        finally:
+            other.close()
+    assert store.remove("empty:1")[-1] == {"Deleted": image_id}
+
+
+def test_on_the_vfs_driver(image_root):
+    """The store is driver-agnostic: the same round trip on vfs (full copies, no OverlayFS)."""
+    from cais.image.store import open_store
+
+    store = open_store(os.path.join(image_root, "vfs"), "vfs")
+    try:
+        assert store.inspect(store.register(put_image(store, [L1, L2]), "app:1"))["GraphDriver"]["Name"] == "vfs"
+        cid = "f" * 64
+        store.add_container(cid, "app:1")
+        store.driver.create_rw(cid, store.top_layer_id("app:1"))
+        try:
+            root = store.driver.mount(cid)
+            with open(os.path.join(root, "added"), "w") as f:
+                f.write("vfs\n")
+            store.driver.unmount(cid)
+            commit(store, cid, "app:2")
+        finally:
+            store.driver.remove_rw(cid)
+            store.remove_container(cid)
+        out = io.BytesIO()
+        export_image(store, "app:2", out)
+        files = members(out.getvalue())
+        assert files["added"] == b"vfs\n" and files["etc/world"] == b"world\n" and "etc/hello" not in files
+        assert [r for r in store.remove("app:1") if "Deleted" in r] == []  # app:2 is its child
+    finally:
+        store.close()

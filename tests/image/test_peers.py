@@ -272,3 +272,24 @@ def _xattrs_in(store, image, path):
             store.driver.unmount(rw)
     finally:
         store.driver.remove_rw(rw)
+
+
+def test_cais_oci_layout_is_read_by_skopeo_and_umoci(two_stores, busybox_dir, tmp_root):
+    import json
+
+    if not shutil.which("skopeo") or not shutil.which("umoci"):
+        pytest.skip("skopeo/umoci not installed")
+    cais, _ = two_stores
+    image_id = bootstrap_busybox(cais)
+    out = io.BytesIO()
+    save(cais, ["busybox:latest"], out, format="oci")
+    layout = os.path.join(tmp_root, "oci")
+    with tarfile.open(fileobj=io.BytesIO(out.getvalue())) as tar:
+        tar.extractall(layout, filter="data")
+    info = json.loads(subprocess.run(["skopeo", "inspect", "--config", f"oci:{layout}:latest"], check=True,
+                                     capture_output=True).stdout)
+    assert info["rootfs"]["diff_ids"] == cais.inspect(image_id)["RootFS"]["Layers"]
+    bundle = os.path.join(tmp_root, "bundle")
+    subprocess.run(["umoci", "unpack", "--image", f"{layout}:latest", bundle], check=True, capture_output=True)
+    assert os.access(os.path.join(bundle, "rootfs", "bin", "busybox"), os.X_OK)
+    assert os.readlink(os.path.join(bundle, "rootfs", "bin", "sh")) == "/bin/busybox"

@@ -257,3 +257,56 @@ def test_list_filters(store):
     assert store.list() == []
     with pytest.raises(InvalidImage, match="invalid filter 'until=soon'"):
         store.prune({"until": ["soon"]})
+
+
+def test_rmi_does_not_wait_for_a_pull(store):
+    """rmi while a pull/load holds the store: layers go at once, shared blobs are left to gc."""
+    image_id = store.register(put_image(store, [L1, L2]), "app:1")
+    with store.hold():
+        records = store.remove("app:1")
+        assert {"Deleted": image_id} in records and store.meta.layers() == []
+        assert list(store.content.walk())  # blobs kept: the holder may be about to use them
+    assert len(store.gc()["BlobsDeleted"]) == 4  # manifest, config, two layers
+
+
+def test_register_and_rmi_race_stays_consistent(image_root):
+    """Two stores (two connections) register and remove images sharing a layer, concurrently."""
+    import threading
+
+    stores = [make_store(image_root), make_store(image_root)]
+    images = [[L1], [L1, L2]]
+    errors: list[BaseException] = []
+
+    def churn(s, layers, tag):
+        try:
+            for _ in range(15):
+                with s.hold():  # as a pull does: fetch the blobs, register
+                    s.register(put_image(s, layers), tag)
+                s.remove(tag)
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=churn, args=(s, layers, f"race:{i}")) for i, (s, layers) in
+               enumerate(zip(stores, images, strict=True))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    try:
+        assert errors == []
+        s = stores[0]
+        for layers in images:  # afterwards both still register and their layers are really there
+            image_id = s.register(put_image(s, layers))
+            assert all(s.driver.has_layer(x["ChainID"][7:]) for x in s.layers_of(image_id))
+        assert {state for _, state in s.meta.q("SELECT chain_id, state FROM layers")} == {"ready"}
+    finally:
+        for s in stores:
+            s.close()
+
+
+def test_odd_config_values_do_not_crash(store):
+    digest = put_image(store, [L1], created=123, labels=["not", "a", "map"],
+                       extra_config={"history": [{"created": 5, "created_by": "x"}]})
+    image_id = store.register(digest, "odd")
+    assert store.list()[0]["Created"] == 0 and store.list()[0]["Labels"] is None
+    assert store.history("odd")[0]["Created"] == 0 and store.inspect("odd")["Id"] == image_id
