@@ -109,7 +109,7 @@ def test_api_build_cancelled_when_the_client_goes_away(cais):
         if "start" in message.get("stream", ""):
             break
     stream.close()
-    assert not cais.store.exists("never")
+    assert not cais.builder.has_image("never")
     assert leftovers(cais.top) == []
 
 
@@ -138,7 +138,7 @@ def test_missing_base_images_are_pulled(cais, tmp_root):
             assert run_cli(empty.store, empty.builder.root, ["-t", "pulled", ctx], stdout=out, stderr=err) == 0, \
                 err.getvalue()
             assert f"Pulling {registry.host}/library/busybox:1" in out.getvalue() and "pulled-and-ran" in out.getvalue()
-            assert empty.store.exists(f"{registry.host}/library/busybox:1") and empty.store.exists("pulled")
+            assert empty.builder.has_image(f"{registry.host}/library/busybox:1") and empty.builder.has_image("pulled")
             with open(os.path.join(ctx, "Dockerfile"), "w") as f:
                 f.write(f"FROM {registry.host}/library/nothere:1\n")
             assert run_cli(empty.store, empty.builder.root, [ctx], stdout=out, stderr=err) == 1

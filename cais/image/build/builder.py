@@ -233,6 +233,13 @@ class Builder:
                 return cfg, [(layer.digest, d, layer.size) for layer, d in zip(man.layers, diff_ids(cfg), strict=True)]
         raise BuildError(f"image {image_id} has no manifest")
 
+    def has_image(self, name: str) -> bool:
+        try:
+            self.store.resolve(name)
+        except Exception:  # the store's not-found and invalid-reference errors
+            return False
+        return True
+
     def register(self, image: dict[str, Any], layers: list[tuple[str, str, int]], parent: str | None) -> str:
         from cais.image.rootfs import make_image
 
@@ -452,7 +459,7 @@ class _Build:
     def resolve_image(self, name: str, number: int, *, refresh: bool = False) -> str:
         """An image ID for `name`, pulled first when missing (or always, with --pull), as docker does."""
         puller = self.b.puller
-        if puller is not None and (refresh or not self.b.store.exists(name)) and name not in self.pulled:
+        if puller is not None and (refresh or not self.b.has_image(name)) and name not in self.pulled:
             from cais.image.reference import ReferenceError
             from cais.image.reference import parse as parse_reference
             try:
@@ -462,7 +469,7 @@ class _Build:
             try:
                 puller(name, lambda line: self.emit(StepOutput(number, line.encode() + b"\n")))
             except Exception as e:  # the registry's errors are one-line messages
-                if not self.b.store.exists(name):
+                if not self.b.has_image(name):
                     raise DockerfileError(f"{name}: pull failed: {e}") from None
                 self.emit(BuildWarning(f"{name}: pull failed ({e}); using the local image"))
             self.pulled.add(name)
