@@ -139,6 +139,11 @@ def test_missing_base_images_are_pulled(cais, tmp_root):
                 err.getvalue()
             assert f"Pulling {registry.host}/library/busybox:1" in out.getvalue() and "pulled-and-ran" in out.getvalue()
             assert empty.builder.has_image(f"{registry.host}/library/busybox:1") and empty.builder.has_image("pulled")
+            with open(os.path.join(ctx, "Dockerfile"), "w") as f:  # by digest: the pull recorded it
+                f.write(f"FROM {registry.host}/library/busybox@{digest}\nRUN echo by-digest\n")
+            out = io.StringIO()
+            assert run_cli(empty.store, empty.builder.root, [ctx], stdout=out, stderr=err) == 0, err.getvalue()
+            assert "by-digest" in out.getvalue() and "Pulling" not in out.getvalue()
             with open(os.path.join(ctx, "Dockerfile"), "w") as f:
                 f.write(f"FROM {registry.host}/library/nothere:1\n")
             assert run_cli(empty.store, empty.builder.root, [ctx], stdout=out, stderr=err) == 1
