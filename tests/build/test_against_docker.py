@@ -81,6 +81,8 @@ ADD a.txt /added
 RUN mkdir -p /existing && echo old > /existing/a.txt
 COPY a.txt /existing/
 COPY dir /existing/
+COPY dir/link /followed-link
+COPY empty-dir /made/empty/
 """,
         "a.txt": "alpha\n",
         "b.txt": "bravo\n",
@@ -90,6 +92,7 @@ COPY dir /existing/
         "dir/link": "->one",
         "dir/.hidden": "h\n",
         "archive.tar": b"TAR",
+        "empty-dir/": "",
     },
     "dockerignore": {
         "Dockerfile": "FROM busybox\nCOPY . /ctx/\n",
@@ -156,7 +159,10 @@ def make_context(root: str, files: dict[str, str | bytes]) -> None:
     for rel, content in files.items():
         path = os.path.join(root, rel)
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        if content == b"TAR":
+        if rel.endswith("/"):
+            os.makedirs(path, mode=0o750, exist_ok=True)
+            os.chmod(path, 0o750)
+        elif content == b"TAR":
             with tarfile.open(path, "w") as tar:
                 for name, data in (("t/in-archive.txt", b"from the archive\n"), ("top.txt", b"top\n")):
                     info = tarfile.TarInfo(name)

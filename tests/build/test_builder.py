@@ -150,8 +150,10 @@ COPY <<-'EOF' /d/literal
 
 def test_chown_user_alone_takes_its_group_and_chmod(cais, tmp_root):
     ctx = write(os.path.join(tmp_root, "ctx"), {
-        "Dockerfile": "FROM busybox\nCOPY --chown=nobody --chmod=0600 f /x/\nCOPY --chown=7 f /y\nUSER nobody\nRUN id > /tmp/id\n",
-        "f": "1\n"})
+        "Dockerfile": "FROM busybox\nCOPY --chown=nobody --chmod=0600 f /x/\nCOPY --chown=7 f /y\nUSER nobody\n"
+                      "RUN id > /tmp/id\nCOPY --chown=7 suid /suid\n",
+        "f": "1\n", "suid": "#!/bin/sh\n"})
+    os.chmod(os.path.join(ctx, "suid"), 0o4755)
     cais.build(ctx, tags=["own"])
     files = rootfs_files(cais, "own")
     x, y = files["x/f"], files["y"]
@@ -162,6 +164,7 @@ def test_chown_user_alone_takes_its_group_and_chmod(cais, tmp_root):
         info = {m.name.strip("./"): m for m in tar}
     assert (info["x/f"].uid, info["x/f"].gid, info["x/f"].mode) == (65534, 65534, 0o600)
     assert (info["x"].uid, info["y"].uid, info["y"].gid) == (65534, 7, 7)
+    assert info["suid"].mode == 0o4755  # kept through the chown, as BuildKit does
     assert files["tmp/id"].startswith(b"uid=65534(nobody) gid=65534(nogroup)")
 
 
