@@ -119,6 +119,21 @@ COPY --from=builder --chown=nobody:nogroup /out/sub /app/owned/
 ENV STAGE=final
 """,
     },
+    "misc": {
+        "Dockerfile": """\
+FROM busybox
+ENV PATH=/opt/bin:$PATH
+RUN mkdir -p /opt/bin && printf '#!/bin/sh\\necho tool\\n' > /opt/bin/tool && chmod +x /opt/bin/tool && tool > /tool-out
+USER nobody
+WORKDIR /home/nobody-work
+RUN id -u > /tmp/uid && pwd > /tmp/pwd
+USER root
+ADD archive.tar.gz /gz/
+COPY hard1 hard2 /hl/
+COPY --chown=1:1 a.txt /home/nobody-work/
+""",
+        "archive.tar.gz": b"TARGZ", "hard1": "same inode\n", "hard2": "=>hard1", "a.txt": "a\n",
+    },
     "arg-env-scoping": {
         "Dockerfile": """\
 ARG BASE=busybox
@@ -159,11 +174,13 @@ def make_context(root: str, files: dict[str, str | bytes]) -> None:
     for rel, content in files.items():
         path = os.path.join(root, rel)
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        if rel.endswith("/"):
+        if content == "=>hard1":
+            os.link(os.path.join(root, "hard1"), path)
+        elif rel.endswith("/"):
             os.makedirs(path, mode=0o750, exist_ok=True)
             os.chmod(path, 0o750)
-        elif content == b"TAR":
-            with tarfile.open(path, "w") as tar:
+        elif content in (b"TAR", b"TARGZ"):
+            with tarfile.open(path, "w:gz" if content == b"TARGZ" else "w") as tar:
                 for name, data in (("t/in-archive.txt", b"from the archive\n"), ("top.txt", b"top\n")):
                     info = tarfile.TarInfo(name)
                     info.size, info.mode, info.uid, info.gid = len(data), 0o640, 1000, 1000
