@@ -298,6 +298,9 @@ def test_docker_build_against_caisd(docker, busybox_archive, tmp_root):
             theirs = json.loads(docker.docker("image", "inspect", f"corpus-{name}").stdout)[0]["Config"]
             ours = json.loads(d.docker("image", "inspect", f"corpus-{name}").stdout)[0]["Config"]
             assert normalized_config(ours) == normalized_config(theirs), name
+            volumes = {v.strip("/") for v in theirs.get("Volumes") or {}}
+            assert tree(docker_rootfs(d, f"corpus-{name}"), volumes) == \
+                tree(docker_rootfs(docker, f"corpus-{name}"), volumes), name
         # cais's own CLI, with a Dockerfile outside the context, --iidfile and -q
         context = os.path.join(tmp_root, "cli")
         make_context(context, {".dockerignore": "ignored\n", "ignored": "x", "kept": "k\n"})
