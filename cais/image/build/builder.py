@@ -395,7 +395,8 @@ class _Build:
 
     def begin(self, text: str, stage: Stage) -> int:
         self.step += 1
-        self.emit(StepStarted(self.step, self.total, text, stage.name or f"stage-{stage.index}"))
+        label = stage.name or (f"stage-{stage.index}" if len(self.df.stages) > 1 else "")
+        self.emit(StepStarted(self.step, self.total, text, label))
         return self.step
 
     def build_stage(self, stage: Stage, is_target: bool) -> State:
