@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import fcntl
 import hashlib
 import json
@@ -263,7 +264,7 @@ class _Build:
         self.b = builder
         self.ctx = context
         self.df = dockerfile
-        self.opts = options
+        self.opts = options = dataclasses.replace(options)  # ours to adjust (SOURCE_DATE_EPOCH)
         self.emit = emit
         self.escape = dockerfile.parsed.directives.escape
         self.results: dict[int, State] = {}
@@ -271,6 +272,12 @@ class _Build:
         self.meta = self._meta_args()
         self.pulled: set[str] = set()
         self.cache_images = self._cache_images()
+        if options.source_date_epoch is None and "SOURCE_DATE_EPOCH" in options.build_args:
+            try:  # BuildKit takes it as a build argument too
+                options.source_date_epoch = int(options.build_args["SOURCE_DATE_EPOCH"])
+            except ValueError:
+                raise BuildError("SOURCE_DATE_EPOCH must be a number of seconds") from None
+            self.used_meta.add("SOURCE_DATE_EPOCH")
         if options.network not in NETWORK_MODES:
             raise BuildError(f"unknown network mode {options.network!r} (use one of: {', '.join(NETWORK_MODES)})")
 
