@@ -443,3 +443,13 @@ def test_hostile_archives_are_refused(shared_cais, tmp_root, entries, message):
         shared_cais.build(ctx)
     assert not os.path.exists("/tmp/cais-build-evil")
     assert leftovers(shared_cais.top) == []
+
+
+def test_proxy_args_reach_run_without_being_declared_or_kept(cais, tmp_root):
+    ctx = write(os.path.join(tmp_root, "ctx"), {"Dockerfile": "FROM busybox\nRUN echo \"$HTTP_PROXY|$no_proxy\" > /p\n"})
+    image_id = cais.build(ctx, tags=["proxy"], build_args={"HTTP_PROXY": "http://proxy:3128", "no_proxy": "local"})
+    assert rootfs_files(cais, "proxy")["p"] == b"http://proxy:3128|local\n"
+    inspect = cais.store.inspect(image_id)
+    assert not any("proxy" in e.lower() for e in inspect["Config"]["Env"])
+    assert "proxy:3128" not in json.dumps(cais.store.history(image_id))
+    assert not any("were not consumed" in str(e) for e in cais.events)
