@@ -376,7 +376,7 @@ from cais.image.build.builder import BuildOptions
 from cais.image.build.context import BuildContext
 from tests.build.conftest import make_cais
 c = make_cais(sys.argv[1])
-with BuildContext.open(sys.argv[2]) as ctx:
+with BuildContext.open("-", stdin=open(sys.argv[2], "rb"), tmp_dir=c.builder.tmp_dir) as ctx:
     c.builder.build(ctx, BuildOptions(), lambda e: print(type(e).__name__, flush=True))
 """
 
@@ -389,8 +389,13 @@ def test_a_build_killed_midway_is_cleaned_up_by_the_next_builder(cais, tmp_root)
     from cais.image.build.builder import Builder
     from cais.image.build.runner import Runner
 
-    ctx = write(os.path.join(tmp_root, "ctx"), {"Dockerfile": "FROM busybox\nRUN echo started; sleep 60\n"})
-    proc = subprocess.Popen([sys.executable, "-c", CRASHING_BUILD, cais.top, ctx], stdout=subprocess.PIPE,
+    context_tar = os.path.join(tmp_root, "ctx.tar")  # a tar context: unpacked under the builder's tmp/
+    with tarfile.open(context_tar, "w") as tar:
+        data = b"FROM busybox\nRUN echo started; sleep 60\n"
+        info = tarfile.TarInfo("Dockerfile")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    proc = subprocess.Popen([sys.executable, "-c", CRASHING_BUILD, cais.top, context_tar], stdout=subprocess.PIPE,
                             cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
     assert proc.stdout is not None
     for line in proc.stdout:
@@ -403,6 +408,7 @@ def test_a_build_killed_midway_is_cleaned_up_by_the_next_builder(cais, tmp_root)
     Builder(cais.store, Runner(os.path.join(cais.top, "runtime")), cais.builder.root)
     assert leftovers(cais.top) == []
     assert os.listdir(os.path.join(cais.builder.root, "active")) == []
+    assert os.listdir(cais.builder.tmp_dir) == []
 
 
 def test_symlinks_in_the_image_never_lead_to_the_host(cais, tmp_root):

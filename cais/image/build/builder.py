@@ -112,6 +112,10 @@ def _digest(obj: Any) -> str:
     return "sha256:" + hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
+def tmp_prefix(kind: str) -> str:
+    return f"cais-build-{kind}-{os.getpid()}-"
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -163,8 +167,17 @@ class Builder:
         finally:
             os.unlink(entry)
 
+    def tmp(self, kind: str) -> tempfile.TemporaryDirectory[str]:
+        """A temporary directory under tmp/, named with our pid so that `sweep` knows its owner."""
+        return tempfile.TemporaryDirectory(prefix=tmp_prefix(kind), dir=self.tmp_dir)
+
     def sweep(self) -> None:
-        """Remove the containers, mounts and writable layers of builds whose process is gone."""
+        """Remove the containers, mounts, writable layers and temporary files of builds whose
+        process is gone."""
+        for name in os.listdir(self.tmp_dir):
+            pid = name.split("-")[3] if name.startswith("cais-build-") and name.count("-") >= 4 else ""
+            if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+                shutil.rmtree(os.path.join(self.tmp_dir, name), ignore_errors=True)
         for rw in os.listdir(self.active_dir):
             entry = os.path.join(self.active_dir, rw)
             try:
@@ -667,7 +680,7 @@ class _Build:
         return self.layer_step(state, number, key, created_by, work)
 
     def script_mount(self, name: str, text: str, stack: contextlib.ExitStack) -> dict[str, Any]:
-        tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="cais-build-script-", dir=self.b.tmp_dir))
+        tmp = stack.enter_context(self.b.tmp("script"))
         path = os.path.join(tmp, "script")
         with open(path, "w") as f:
             f.write(text)
@@ -712,7 +725,7 @@ class _Build:
                 raise CopyError(f"--mount: {m.source} not found in {m.source_stage}")
             return {"destination": m.target, "type": "bind", "source": source, "options": options}
         rel = self.ctx.resolve(m.source or ".")
-        tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="cais-build-mnt-", dir=self.b.tmp_dir))
+        tmp = stack.enter_context(self.b.tmp("mnt"))
         item = self.context_source(rel or ".", rel)
         Copier(tmp, None, None).copy([item], "/")
         source = tmp if item.entries is not None else os.path.join(tmp, item.name)
@@ -808,7 +821,7 @@ class _Build:
             owner = lookup_chown(chown, rootfs) if chown else None
             copier = Copier(rootfs, owner, chmod)
             items = [self.context_source(matched, rel, exclude) for matched, rel in sources]
-            with tempfile.TemporaryDirectory(prefix="cais-build-add-", dir=self.b.tmp_dir) as tmp:
+            with self.b.tmp("add") as tmp:
                 items += [download(url, tmp, checksum_wanted) for url in urls]
                 count = len(items) + len(inline)
                 if count > 1 and not dest.endswith("/"):

@@ -66,7 +66,7 @@ class BuildContext:
             if _is_archive(head):  # streamed: a context is not held in memory
                 return cls._from_tar(_Prefixed(head, stdin), dockerfile, tmp_dir, dockerfile_text)
             data = head + _read_stdin(stdin)
-            empty = tempfile.mkdtemp(prefix="cais-build-ctx-", dir=tmp_dir)
+            empty = tempfile.mkdtemp(prefix=f"cais-build-ctx-{os.getpid()}-", dir=tmp_dir)
             return cls(empty, data, DEFAULT_DOCKERFILE, Matcher([]), cleanup=empty)
         if os.path.isdir(source):
             return cls._from_dir(source, dockerfile, dockerfile_text)
@@ -123,7 +123,7 @@ class BuildContext:
     @classmethod
     def _from_tar(cls, stream: BinaryIO, dockerfile: str | None, tmp_dir: str | None,
                   text: bytes | None) -> BuildContext:
-        root = tempfile.mkdtemp(prefix="cais-build-ctx-", dir=tmp_dir)
+        root = tempfile.mkdtemp(prefix=f"cais-build-ctx-{os.getpid()}-", dir=tmp_dir)
         try:
             extract_tar(stream, root)
         except BaseException:
