@@ -459,3 +459,14 @@ def test_proxy_args_reach_run_without_being_declared_or_kept(cais, tmp_root):
     assert not any("proxy" in e.lower() for e in inspect["Config"]["Env"])
     assert "proxy:3128" not in json.dumps(cais.store.history(image_id))
     assert not any("were not consumed" in str(e) for e in cais.events)
+
+
+def test_unreadable_and_special_context_files_are_clear_errors(shared_cais, tmp_root):
+    import socket
+
+    ctx = write(os.path.join(tmp_root, "ctx"), {"Dockerfile": "FROM busybox\nCOPY . /x/\n", "f": "1"})
+    with socket.socket(socket.AF_UNIX) as s:
+        s.bind(os.path.join(ctx, "sock"))
+        with pytest.raises(BuildError, match=r"Dockerfile:2: COPY failed: .*sock: cannot copy special file"):
+            shared_cais.build(ctx)
+    assert leftovers(shared_cais.top) == []

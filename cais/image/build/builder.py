@@ -213,7 +213,13 @@ class Builder:
             raise BuildError(str(e)) from None
         for w in dockerfile.parsed.warnings:
             emit(BuildWarning(w))
-        return _Build(self, context, dockerfile, options, emit).run()
+        from cais.image.store import ImageError
+        from cais.storage.errors import StorageError
+
+        try:
+            return _Build(self, context, dockerfile, options, emit).run()
+        except (ImageError, StorageError) as e:  # one-line messages from the layers below
+            raise BuildError(str(e)) from None
 
     # --- cache ---
 
@@ -531,6 +537,9 @@ class _Build:
             raise self.fail(e.message, cmd.line) from None
         except (CopyError, ContextError) as e:
             raise self.fail(f"{cmd.keyword} failed: {e}", cmd.line) from None
+        except OSError as e:  # the context or the image holds something we cannot read or write
+            where = f": {e.filename}" if e.filename else ""
+            raise self.fail(f"{cmd.keyword} failed: {e.strerror or e}{where}", cmd.line) from None
 
     def now(self) -> str:
         epoch = self.opts.source_date_epoch

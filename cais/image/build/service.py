@@ -103,6 +103,9 @@ def run_cli(store: Any, root: str, argv: Sequence[str], *, stdin: BinaryIO | Non
     except BuildError as e:
         print(f"ERROR: {e}", file=stderr)
         return 1
+    except Exception as e:  # a bug or a failing machine: still one line, not a traceback
+        print(f"ERROR: {type(e).__name__}: {e}", file=stderr)
+        return 1
     return 0
 
 
