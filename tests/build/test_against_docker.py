@@ -80,7 +80,9 @@ ADD archive.tar /unpacked/
 ADD a.txt /added
 RUN mkdir -p /existing && echo old > /existing/a.txt
 COPY a.txt /existing/
+COPY b.txt /existing
 COPY dir /existing/
+COPY dir exec.sh /merged/
 COPY dir/link /followed-link
 COPY empty-dir /made/empty/
 """,
