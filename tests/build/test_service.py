@@ -151,3 +151,30 @@ def test_missing_base_images_are_pulled(cais, tmp_root):
         finally:
             empty.store.close()
             _unmount_under(top)
+
+
+def test_context_tar_like_dockers_cli(tmp_root):
+    import tarfile
+
+    from cais.image.build.service import context_tar
+
+    ctx = os.path.join(tmp_root, "ctx")
+    os.makedirs(os.path.join(ctx, "sub"))
+    for rel, text in (("Dockerfile", "FROM a\n"), (".dockerignore", "*.log\nDockerfile\n"), ("x.log", "l"),
+                      ("sub/keep", "k"), ("sub/Dockerfile.dev", "FROM dev\n")):
+        with open(os.path.join(ctx, rel), "w") as f:
+            f.write(text)
+
+    def names(data: bytes) -> set[str]:
+        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+            return {m.name for m in tar}
+
+    data, name = context_tar(ctx, None)
+    assert name is None and names(data) == {".dockerignore", "Dockerfile", "sub", "sub/keep", "sub/Dockerfile.dev"}
+    data, name = context_tar(ctx, os.path.join(ctx, "sub", "Dockerfile.dev"))
+    assert name == "sub/Dockerfile.dev"
+    data, name = context_tar(ctx, "-", io.BytesIO(b"FROM stdin\n"))
+    assert name is not None and name.startswith(".dockerfile.") and name in names(data)
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        member = tar.extractfile(name)
+        assert member is not None and member.read() == b"FROM stdin\n"

@@ -315,7 +315,7 @@ def cmd_build(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
         if req.context == "-":
             body, dockerfile = sys.stdin.buffer.read(), None
         else:
-            body, dockerfile = context_tar(req.context, req.dockerfile)
+            body, dockerfile = context_tar(req.context, req.dockerfile, sys.stdin.buffer)
     except (RequestError, ContextError) as e:
         raise CliError(str(e)) from None
     o = req.options

@@ -109,7 +109,7 @@ def run_cli(store: Any, root: str, argv: Sequence[str], *, stdin: BinaryIO | Non
     return 0
 
 
-def context_tar(context: str, dockerfile: str | None) -> tuple[bytes, str | None]:
+def context_tar(context: str, dockerfile: str | None, stdin: BinaryIO | None = None) -> tuple[bytes, str | None]:
     """What the client sends to POST /build, as docker's CLI does: the context directory as a tar
     without what .dockerignore excludes (the Dockerfile and .dockerignore always go), and the
     Dockerfile's name in it (one outside the context is added under a generated name)."""
@@ -117,7 +117,7 @@ def context_tar(context: str, dockerfile: str | None) -> tuple[bytes, str | None
     import secrets
     import tarfile
 
-    ctx = BuildContext.open(context, dockerfile)
+    ctx = BuildContext.open(context, dockerfile, stdin=stdin)
     buf = io.BytesIO()
     name = None
     with tarfile.open(fileobj=buf, mode="w") as tar:
@@ -135,8 +135,8 @@ def context_tar(context: str, dockerfile: str | None) -> tuple[bytes, str | None
         for rel, _st in ctx.walk(""):
             add(rel)
             sent.add(rel)
-        if dockerfile is not None and dockerfile != "-":
-            inside = os.path.relpath(os.path.realpath(dockerfile), ctx.root)
+        if dockerfile is not None:
+            inside = os.path.relpath(os.path.realpath(dockerfile), ctx.root) if dockerfile != "-" else ".."
             if inside.startswith("..") or os.path.isabs(inside):
                 name = f".dockerfile.{secrets.token_hex(10)}"
                 info = tarfile.TarInfo(name)
