@@ -20,8 +20,8 @@ def daemon() -> Iterator[Caisd]:
 
 
 def _ours() -> set[str]:
-    return {e.mount_point for e in entries() if "cais-vo-" in e.mount_point or "/volumes/" in e.mount_point
-            and "cais-en-" in e.mount_point}
+    return {e.mount_point for e in entries() if "cais-vo-" in e.mount_point or (
+        "cais-en-" in e.mount_point and ("/volumes/" in e.mount_point or "/volume-subpaths/" in e.mount_point))}
 
 
 @pytest.fixture(autouse=True)

@@ -231,6 +231,26 @@ def test_bad_input_clear_errors_nothing_created(daemon: Caisd, args: list[str], 
     assert docker_ok(daemon, "ps", "-aq") == before_containers
 
 
+def test_volume_subpath(daemon: Caisd, vo_dir: str) -> None:
+    vol = _name("sub")
+    try:
+        docker_ok(daemon, "run", "--rm", "-v", f"{vol}:/v", "busybox", "sh", "-c",
+                  f"mkdir -p /v/app/conf && echo sub > /v/app/conf/f && ln -s {vo_dir} /v/escape && "
+                  "ln -s app /v/alias")
+        out = docker_ok(daemon, "run", "--rm", "--mount", f"source={vol},target=/c,volume-subpath=app/conf",
+                        "busybox", "cat", "/c/f")
+        assert out == "sub\n"
+        for subpath in ("escape", "alias/conf", "missing"):  # symlinks are never followed out (or at all)
+            err = docker_fails(daemon, "run", "--rm", "--mount", f"source={vol},target=/c,volume-subpath={subpath}",
+                               "busybox", "ls", "/c")
+            assert "cannot access path" in err
+        err = docker_fails(daemon, "run", "--rm", "--mount", f"source={vol},target=/c,volume-subpath=../..",
+                           "busybox", "true")
+        assert "back traversals" in err
+    finally:
+        daemon.docker("volume", "rm", vol, check=False)
+
+
 def test_system_df_counts_volumes(daemon: Caisd) -> None:
     vol = _name("df")
     try:
