@@ -264,3 +264,21 @@ def test_system_df_counts_volumes(daemon: Caisd) -> None:
         assert "Local Volumes" in out
     finally:
         daemon.docker("volume", "rm", vol, check=False)
+
+
+def test_ps_volume_filter_and_system_prune_volumes(daemon: Caisd) -> None:
+    vol, name, anon = _name("psf"), _name("c"), _name("anon")
+    try:
+        cid = docker_ok(daemon, "create", "--name", name, "-v", f"{vol}:/v", "busybox", "true").strip()
+        assert docker_ok(daemon, "ps", "-aq", "--no-trunc", "--filter", f"volume={vol}").split() == [cid]
+        assert cid in docker_ok(daemon, "ps", "-aq", "--no-trunc", "--filter", "volume=/v").split()
+        assert docker_ok(daemon, "ps", "-aq", "--filter", "volume=cais-vo-unused") == ""
+        docker_ok(daemon, "create", "--name", anon, "-v", "/scratch", "busybox", "true")
+        anon_volume = json.loads(docker_ok(daemon, "inspect", "-f", "{{json .Mounts}}", anon))[0]["Name"]
+        docker_ok(daemon, "rm", name, anon)
+        out = daemon.cais("system", "prune", "-f", "--volumes").stdout.decode()
+        assert f"deleted volume: {anon_volume}" in out
+        assert vol in docker_ok(daemon, "volume", "ls", "-q").split()  # named volumes stay
+    finally:
+        _rm(daemon, name, anon)
+        daemon.docker("volume", "rm", vol, check=False)
