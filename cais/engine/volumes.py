@@ -162,6 +162,8 @@ class VolumeService:
                             mp.source = self._hold_subpath(cid, mp)
                         elif mp.copy_data and copyup.is_empty(mp.source):
                             copyup.copy_up(rootfs, mp.destination, mp.source)
+                        self._event("mount", mp.name, container=cid, destination=mp.destination,
+                                    propagation=mp.propagation, **{"read/write": str(mp.rw).lower()})
                     if mp.type in ("volume", "bind"):
                         mounts.check_target_kind(mp.source, mp.destination,
                                                  copyup.source_is_dir(rootfs, mp.destination))
@@ -212,7 +214,8 @@ class VolumeService:
         for mp in self.points(record):
             if mp.type == "volume":
                 with contextlib.suppress(VolumeError):
-                    self.volumes.unmount(mp.name, record["Id"])
+                    if self.volumes.unmount(mp.name, record["Id"]):
+                        self._event("unmount", mp.name, container=record["Id"])
 
     def release(self, record: dict, remove_anonymous: bool) -> None:
         """A removed container's references; its anonymous volumes too when asked (and unused)."""

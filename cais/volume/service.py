@@ -192,13 +192,15 @@ class Volumes:
             self.meta.add_mount(name, container)
             return path
 
-    def unmount(self, name: str, container: str) -> None:
+    def unmount(self, name: str, container: str) -> bool:
+        """Forget `container`'s mount of the volume (unmounting it if it was the last); whether it had one."""
         with self.lock:
             row = self.meta.get(name)
             if row is None:
-                return
+                return False
             if self.meta.drop_mount(name, container) == 0:
                 self.driver(row.driver).unmount(name, row.options)
+            return container in row.mounts
 
     def reconcile(self, running: set[str], existing: set[str]) -> None:
         """After a restart or crash: forget mounts of containers no longer running and references of

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 import uuid
 
 import pytest
@@ -23,6 +24,7 @@ def _rm(d: Caisd, *names: str) -> None:
 
 def test_data_outlives_its_container(daemon: Caisd) -> None:
     vol, first = _name("vol"), _name("c")
+    since = str(int(time.time()) - 1)
     try:
         docker_ok(daemon, "run", "--name", first, "-v", f"{vol}:/data", "busybox",
                   "sh", "-c", "echo kept > /data/note && chown 1000:1000 /data/note")
@@ -32,6 +34,9 @@ def test_data_outlives_its_container(daemon: Caisd) -> None:
         assert out.split() == ["kept", "1000:1000"]
         doc = json.loads(docker_ok(daemon, "volume", "inspect", vol))[0]
         assert doc["Mountpoint"].startswith(daemon.data_root + "/volumes/")
+        events = docker_ok(daemon, "events", "--since", since, "--until", str(int(time.time()) + 1), "--filter",
+                           "type=volume", "--filter", f"volume={vol}", "--format", "{{.Action}}").split()
+        assert events == ["create", "mount", "unmount", "mount", "unmount"]
     finally:
         _rm(daemon, first)
         daemon.docker("volume", "rm", vol, check=False)
