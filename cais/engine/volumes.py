@@ -87,7 +87,7 @@ class VolumeService:
         """Resolve a new container's mounts: the mount points to keep in its record (as dicts)."""
         created: list[str] = []
         try:
-            with _errors():
+            with _errors(), self.volumes.lock:  # "is it new?" and its creation, at once
                 points = self._parse(host, config_volumes, image_volumes)
                 for mp in points:
                     if mp.type == "bind":

@@ -58,6 +58,8 @@ class Volumes:
         self.meta.close()
 
     def driver(self, name: str) -> VolumeDriver:
+        if not isinstance(name, str):
+            raise InvalidVolume("invalid Driver: expected a string")
         driver = self.drivers.get(name or "local")
         if driver is None:
             raise InvalidVolume(f"error looking up volume plugin {name}: plugin \"{name}\" not found")

@@ -115,3 +115,28 @@ def test_docker_py_volumes(client: docker.DockerClient) -> None:
     finally:
         with contextlib.suppress(docker.errors.APIError):
             client.volumes.get("cais-vo-py").remove(force=True)
+
+
+@pytest.mark.parametrize("body", [
+    {"Name": 5}, {"Name": "cais-vo-g", "Driver": ["local"]}, {"Name": "cais-vo-g", "Labels": "x"},
+    {"Name": "cais-vo-g", "Labels": {"a": 1}}, {"Name": "cais-vo-g", "DriverOpts": {"type": 1}},
+    {"Name": "cais-vo-g", "DriverOpts": ["type"]}, [1], "garbage",
+])
+def test_garbage_create_requests(client: docker.DockerClient, body: object) -> None:
+    api = client.api
+    r = api._post(api._url("/volumes/create"), data=json.dumps(body) if body != "garbage" else b"{nope",
+                  headers={"Content-Type": "application/json"})
+    assert r.status_code == 400, r.text
+    assert r.json()["message"] and "Traceback" not in r.text
+    assert "cais-vo-g" not in [v.name for v in client.volumes.list()]
+
+
+def test_garbage_container_mounts(client: docker.DockerClient) -> None:
+    api = client.api
+    for host in ({"Binds": "nope"}, {"Binds": [5]}, {"Mounts": [{"Type": "volume"}]}, {"Mounts": {"a": 1}},
+                 {"Tmpfs": ["/x"]}, {"Tmpfs": {"/x": 5}}, {"VolumesFrom": [""]}, {"Mounts": [5]},
+                 {"Mounts": [{"Type": "tmpfs", "Target": "/t", "TmpfsOptions": {"Mode": 0o17777}}]}):
+        r = api._post(api._url("/containers/create"), data=json.dumps({"Image": "busybox", "HostConfig": host}),
+                      headers={"Content-Type": "application/json"})
+        assert r.status_code == 400, (host, r.text)
+        assert "Traceback" not in r.text
