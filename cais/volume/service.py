@@ -53,6 +53,9 @@ class Volumes:
         self.meta = VolumeMetadata(os.path.join(root, "metadata.db"))
         self.drivers: dict[str, VolumeDriver] = {"local": LocalDriver(root)}
         self.lock = threading.RLock()
+        for row in self.meta.all():  # a removal the crash interrupted after its rename: finish it
+            if row.driver in self.drivers and not os.path.isdir(os.path.dirname(self.drivers[row.driver].path(row.name))):
+                self.meta.remove(row.name)
 
     def close(self) -> None:
         self.meta.close()
