@@ -70,6 +70,12 @@ def test_cais_cli_volume_commands(daemon: Caisd) -> None:
         out = daemon.cais("run", "--rm", "-v", "cais-vo-c1:/v", "--tmpfs", "/t:size=1m", "busybox",
                           "sh", "-c", "grep -c tmpfs /proc/mounts").stdout
         assert int(out) >= 2
+        daemon.cais("create", "--name", "cais-vo-src", "-v", "cais-vo-c1:/shared", "busybox", "true")
+        out = daemon.cais("run", "--rm", "--volumes-from", "cais-vo-src:ro", "--mount",
+                          "type=tmpfs,target=/scratch,tmpfs-size=2m", "-v", "/anon", "busybox", "sh", "-c",
+                          "touch /shared/x 2>&1; df -k /scratch | tail -1", check=False).stdout
+        assert b"Read-only file system" in out and b" 2048 " in out
+        daemon.cais("rm", "cais-vo-src")
         bad = daemon.cais("volume", "create", "bad/name", check=False)
         assert bad.returncode != 0 and b"invalid characters" in bad.stderr and b"Traceback" not in bad.stderr
         bad = daemon.cais("run", "--rm", "--mount", "type=bind,target=/x,bogus=1", "busybox", "true", check=False)
@@ -77,6 +83,7 @@ def test_cais_cli_volume_commands(daemon: Caisd) -> None:
         assert daemon.cais("volume", "rm", "cais-vo-c1").stdout == b"cais-vo-c1\n"
         assert daemon.cais("volume", "prune", "-f").returncode == 0
     finally:
+        daemon.cais("rm", "-f", "cais-vo-src", check=False)
         daemon.cais("volume", "rm", "-f", "cais-vo-c1", check=False)
 
 
