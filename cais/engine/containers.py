@@ -183,6 +183,10 @@ def list_filter(records: list[dict], filters: dict[str, list[str]], *, all: bool
             health = (state.get("Health") or {}).get("Status", "none")
             if health not in filters["health"]:
                 continue
+        if filters.get("volume") and not any(  # a volume's name or a mount's destination (docker)
+                m.get("Name") in filters["volume"] or m.get("Destination") in filters["volume"]
+                for m in r.get("Mounts") or []):
+            continue
         out.append(r)
     if limit and limit > 0:
         out = out[:limit]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import secrets
 import shutil
 import stat
 
@@ -129,7 +130,7 @@ class LocalDriver(VolumeDriver):
             raise VolumeError(f"remove {name}: {path} is still a mount point")
         with contextlib.suppress(FileNotFoundError):
             # rename first: a crash halfway leaves no half-deleted volume under its own name
-            gone = os.path.join(self.root, f".removing-{name}")
+            gone = os.path.join(self.root, f".removing-{name}-{secrets.token_hex(4)}")
             os.rename(top, gone)
             shutil.rmtree(gone)
 

@@ -139,3 +139,18 @@ def test_metadata_survives_a_killed_process(vo_dir: str) -> None:
             assert f.read() == "kept"
     finally:
         v.close()
+
+
+def test_removal_interrupted_by_a_crash_is_finished_at_start(vo_dir: str) -> None:
+    root = os.path.join(vo_dir, "volumes")
+    v = Volumes(root)
+    v.create("cais-vo-half")
+    v.create("cais-vo-whole")
+    v.close()
+    os.rename(os.path.join(root, "cais-vo-half"), os.path.join(root, ".removing-cais-vo-half"))  # crash here
+    v = Volumes(root)
+    try:
+        assert [d["Name"] for d in v.list()] == ["cais-vo-whole"]
+        assert sorted(e for e in os.listdir(root) if not e.startswith("metadata.db")) == ["cais-vo-whole"]
+    finally:
+        v.close()
