@@ -208,3 +208,20 @@ def test_bad_values_through_the_api(daemon: Caisd, host: dict, message: str) -> 
     body = json.dumps({"Image": "busybox", "Cmd": ["true"], "HostConfig": host}).encode()
     status, reply = call(daemon, "POST", "/v1.50/containers/create", body)
     assert status == 400 and message in reply["message"], reply
+
+
+def test_cais_cli_passes_the_same_options(daemon: Caisd) -> None:
+    with tempfile.TemporaryDirectory(prefix="cais-se-") as d:
+        path = os.path.join(d, "profile.json")
+        with open(path, "w") as f:
+            json.dump({"defaultAction": "SCMP_ACT_ALLOW",
+                       "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO"}]}, f)
+        result = daemon.cais("run", "--rm", "--security-opt", f"seccomp={path}", "--cap-drop", "all",
+                             "--group-add", "10", "--user", "7", "--device-cgroup-rule", "c 1:3 rwm",
+                             "--userns", "host", "busybox", "sh", "-c",
+                             "mkdir /tmp/x; id -G; grep CapEff /proc/self/status", check=False)
+    assert b"Operation not permitted" in result.stderr, result.stderr
+    assert b"10" in result.stdout.split(b"\n")[0] and b"0000000000000000" in result.stdout
+    missing = daemon.cais("run", "--rm", "--security-opt", "seccomp=/nonexistent/cais-se.json", "busybox", "true",
+                          check=False)
+    assert missing.returncode == 125 and b"opening seccomp profile" in missing.stderr
