@@ -256,8 +256,7 @@ class Engine:
             image_config = self.images.config_of(record["Image"])
             mounts, propagation = self.volumes.mount(record, rootfs)
             oci = spec.build(record, image_config, rootfs, self.store.dir(cid),
-                             cgroups_path=self.cgroups_path(cid), init_path=self.init_path,
-                             seccomp=_default_seccomp(), mounts=mounts)
+                             cgroups_path=self.cgroups_path(cid), init_path=self.init_path, mounts=mounts)
             if propagation:  # shared or slave binds need the rootfs to propagate too (as docker)
                 oci["linux"]["rootfsPropagation"] = propagation
             bundle = self.store.dir(cid)
@@ -800,15 +799,6 @@ def _host_resolv_conf() -> str:
         return ""
     lines = [line for line in text.splitlines() if not line.strip().startswith("nameserver 127.")]
     return "\n".join(lines) + "\n"
-
-
-def _default_seccomp() -> dict | None:
-    """The runtime's default seccomp profile (docker's), when it ships one."""
-    try:
-        from cais.runtime import seccomp  # type: ignore[attr-defined]
-        return seccomp.default_profile()
-    except (ImportError, AttributeError):
-        return None
 
 
 def host_info() -> dict:
