@@ -336,14 +336,15 @@ class Engine:
         if record["Id"] != cid or not record["State"]["Running"]:
             return
         oom = self._oom_killed(cid)
-        self._runtime_delete(cid)
-        with contextlib.suppress(Exception):
-            self.storage.unmount(cid)
-        self.volumes.unmount(record)
-        if self._health is not None:
-            self._health.unwatch(cid)
-        with contextlib.suppress(Exception):
-            self.images.store.set_container_running(cid, False)
+        # cleanup failures are logged, never allowed to lose the exit itself (waiters depend on it)
+        for step in (lambda: self._runtime_delete(cid), lambda: self.storage.unmount(cid),
+                     lambda: self.volumes.unmount(record),
+                     lambda: self._health.unwatch(cid) if self._health is not None else None,
+                     lambda: self.images.store.set_container_running(cid, False)):
+            try:
+                step()
+            except Exception:
+                log.exception("cleaning up after the exit of %s", cid[:12])
         ran_for = time.time() - record.get("Cais", {}).get("StartedMono", 0)
         with self.cond:  # one critical section: a concurrent stop sees either running or the final decision
             state = record["State"]
