@@ -124,7 +124,16 @@ class Engine:
                 if record["Config"].get("Healthcheck"):
                     self.health.watch(cid)
                 continue
-            exit_info = read_json(self._path(cid, "exit.json")) or {"ExitCode": 255, "FinishedAt": logs.timestamp()}
+            exit_info = read_json(self._path(cid, "exit.json"))
+            if exit_info is None:
+                # its supervisor died with it still running: nobody holds its stdio or can reap it any
+                # more, so it is stopped rather than left behind as an unaccounted-for process
+                log.warning("container %s lost its supervisor; killing it", cid[:12])
+                with contextlib.suppress(Exception):
+                    self._signal(record, signals_mod.SIGKILL, all=True)
+                exit_info = {"ExitCode": 137, "FinishedAt": logs.timestamp()}
+                with self.store.lock:
+                    record["State"]["Error"] = "the supervisor of this container died"
             self._on_exit(cid, int(exit_info.get("ExitCode", 255)), exit_info.get("FinishedAt"))
 
     def _restart_on_boot(self) -> None:

@@ -68,3 +68,26 @@ def test_update_changes_limits(rt: Runtime) -> None:
     assert rt("kill", cid, "SIGRTMIN+3").returncode == 0  # systemd's stop signal parses
     bad = rt("update", "--pids-limit", "many", cid)
     assert bad.returncode == 1 and "not a number" in bad.stderr
+
+
+def test_delete_from_another_cgroup_leaves_nothing(rt: Runtime) -> None:
+    """An empty cgroupsPath is relative to the caller's cgroup: `create` resolves it and saves the
+    result, so a `delete` run from elsewhere removes that cgroup, not one it would resolve itself."""
+    from cais.runtime.cgroups import open_manager
+
+    b = rt.bundle("sleep", "1000")
+    b.config["linux"].pop("cgroupsPath", None)
+    cid = rt.create(b)
+    paths = json.loads(read(os.path.join(rt.root, cid, "state.json")))["cgroup_paths"]
+    assert paths and all(os.path.isdir(p) for p in paths.values())
+    elsewhere = open_manager(f"/cais-r2-{cid}", cid)
+    elsewhere.create()
+    try:
+        assert not set(elsewhere.paths.values()) & set(paths.values())
+        for verb in (("start", cid), ("ps", cid), ("pause", cid), ("resume", cid), ("delete", "--force", cid)):
+            done = rt(*verb, preexec_fn=lambda: elsewhere.add(os.getpid()))
+            assert done.returncode == 0, done.stderr
+        assert not [p for p in paths.values() if os.path.exists(p)]
+        assert not any(os.path.exists(os.path.join(p, cid)) for p in elsewhere.paths.values())
+    finally:
+        elsewhere.destroy()

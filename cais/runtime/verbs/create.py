@@ -82,6 +82,7 @@ def _create(boot: launch.Bootstrap, container_id: str, bundle: str, root: str, c
         resources = cgroup.resources(config)
         if manager is not None:
             manager.create(resources)
+            container.data["cgroup_paths"] = manager.paths  # later commands reopen exactly these
         elif _limits(resources):
             warn("no cgroups backend in this build: linux.resources ignored")
         base_state = {"ociVersion": config["ociVersion"], "id": container_id, "status": "creating",
