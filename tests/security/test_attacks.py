@@ -194,3 +194,23 @@ def test_path_tricks_in_urls(daemon: Caisd, path: str) -> None:
     assert status in (400, 404), data[:300]
     assert b"root:x:0:0" not in data
     assert daemon.ping()
+
+
+def test_archive_get_symlink_swap_race_cannot_reach_the_host(daemon: Caisd, host_dir: str) -> None:
+    """CVE-2018-15664: the container swaps a checked directory for a symlink to / while the daemon
+    copies; the container is frozen for the copy, so the daemon reads the decoy or nothing."""
+    secret = os.path.join(host_dir, "secret")
+    with open(secret, "w") as f:
+        f.write("cais-se-host-secret")
+    name = f"cais-se-{secrets.token_hex(4)}"
+    daemon.docker("run", "-d", "--name", name, "busybox", "sh", "-c",
+                  f"mkdir -p /link{host_dir} && echo decoy > /link{secret}; "
+                  "while true; do mv /link /d; ln -s / /link; rm /link; mv /d /link; done")
+    try:
+        for _ in range(60):
+            _, data = _raw_get(daemon, f"/v1.50/containers/{name}/archive?path=/link{secret}")
+            assert b"cais-se-host-secret" not in data
+        state = json.loads(daemon.docker("inspect", "--format", "{{json .State}}", name).stdout)
+        assert state["Running"] and not state["Paused"]  # thawed after each copy
+    finally:
+        daemon.docker("rm", "-f", name, check=False)
