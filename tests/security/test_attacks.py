@@ -214,3 +214,32 @@ def test_archive_get_symlink_swap_race_cannot_reach_the_host(daemon: Caisd, host
         assert state["Running"] and not state["Paused"]  # thawed after each copy
     finally:
         daemon.docker("rm", "-f", name, check=False)
+
+
+def test_build_context_cannot_reach_host_files(daemon: Caisd, host_dir: str) -> None:
+    secret = os.path.join(host_dir, "secret")
+    with open(secret, "w") as f:
+        f.write("cais-se-host-secret")
+    tag = f"cais-se-build-{secrets.token_hex(3)}"
+    with tempfile.TemporaryDirectory(prefix="cais-se-ctx-") as ctx:
+        os.symlink(secret, os.path.join(ctx, "link"))
+        os.symlink(host_dir, os.path.join(ctx, "dirlink"))
+        with open(os.path.join(ctx, "Dockerfile"), "w") as f:
+            f.write("FROM busybox\nCOPY link /x\nCOPY dirlink/ /y/\n")
+        built = daemon.docker("build", "-q", "-t", tag, ctx, check=False, timeout=120)
+        try:
+            if built.returncode == 0:
+                out = daemon.docker("run", "--rm", tag, "sh", "-c", "cat /x /y/* /y/*/* 2>&1; true").stdout
+                assert b"cais-se-host-secret" not in out
+            else:
+                assert b"Traceback" not in built.stderr
+            # a hand-made context: `..` members and a Dockerfile reaching out with COPY ../
+            evil = tar_of(("file", "Dockerfile", f"FROM busybox\nCOPY ../../../..{secret} /z\n".encode()),
+                          ("file", "../../../../" + host_dir.lstrip("/") + "/escaped", b"x"))
+            status, body = call(daemon, "POST", f"/v1.50/build?t={tag}-2&q=1", evil,
+                                {"Content-Type": "application/x-tar"})
+            assert not os.path.exists(os.path.join(host_dir, "escaped"))
+            assert "cais-se-host-secret" not in json.dumps(body)
+        finally:
+            daemon.docker("rmi", "-f", tag, f"{tag}-2", check=False)
+    assert daemon.ping()
