@@ -247,7 +247,8 @@ class Engine:
         return containers.inspect(self.get(ref))
 
     # ---- start / exit ---------------------------------------------------------------------
-    def start(self, ref: str) -> None:
+    def start(self, ref: str, *, by_policy: bool = False) -> None:
+        """Start a container; `by_policy` (a restart policy's restart) gives way to a stop made meanwhile."""
         record = self.get(ref)
         cid = record["Id"]
         state = record["State"]
@@ -283,11 +284,12 @@ class Engine:
             self._start_failed(record, str(e))
             raise EngineError(f"failed to create task for container: {e}") from e
         with self.store.lock:
+            if not by_policy:
+                record.setdefault("Cais", {})["ManuallyStopped"] = False
             state.update({"Status": "running", "Running": True, "Paused": False, "Restarting": False,
                           "OOMKilled": False, "Dead": False, "Pid": int(reply["pid"]), "ExitCode": 0, "Error": "",
                           "StartedAt": logs.timestamp()})
-            record.setdefault("Cais", {})["ManuallyStopped"] = False
-            record["Cais"]["StartedMono"] = time.time()
+            record.setdefault("Cais", {})["StartedMono"] = time.time()
             self.store.save(record)
         self.images.store.set_container_running(cid, True)
         self._event(record, "start")
@@ -381,13 +383,13 @@ class Engine:
         if not record["State"].get("Restarting") or self._closed.is_set():
             return
         with self.cond:
-            if not record["State"].get("Restarting"):
+            if not record["State"].get("Restarting") or record.get("Cais", {}).get("ManuallyStopped"):
                 return
             record["RestartCount"] += 1
             record["State"]["Restarting"] = False
             self.store.save(record)
         try:
-            self.start(cid)
+            self.start(cid, by_policy=True)
             self._event(record, "restart")
         except EngineError as e:
             log.warning("restarting %s failed: %s", cid[:12], e)

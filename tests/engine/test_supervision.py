@@ -70,7 +70,13 @@ def test_restart_policy_and_autoremove(restartable: Caisd) -> None:
     time.sleep(1.5)
     assert int(_out(d.docker("inspect", "-f", "{{.RestartCount}}", always))) >= 1
     d.docker("stop", always)
-    assert _out(d.docker("inspect", "-f", "{{.State.Status}}", always)) == "exited"
+    deadline = time.monotonic() + 5  # a restart already under way when stop came finishes, then stays down
+    while _out(d.docker("inspect", "-f", "{{.State.Status}}", always)) != "exited":
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    count = _out(d.docker("inspect", "-f", "{{.RestartCount}}", always))
+    time.sleep(1)
+    assert _out(d.docker("inspect", "-f", "{{.State.Status}} {{.RestartCount}}", always)) == f"exited {count}"
     auto = _out(d.docker("run", "-d", "--rm", "busybox", "true"))
     deadline = time.monotonic() + 10
     while d.docker("inspect", auto, check=False).returncode == 0 and time.monotonic() < deadline:
