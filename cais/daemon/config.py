@@ -91,6 +91,9 @@ def load(argv: list[str] | None = None) -> tuple[Settings, argparse.Namespace]:
     conflicts = []
     for key, value in file.items():
         attr = FILE_KEYS.get(key)
+        if key == "userns-remap":
+            raise ConfigError("userns-remap is not supported by caisd yet: containers run without a user "
+                              "namespace (see docs/security.md, \"Not done yet\")")
         if attr is None:
             if key not in IGNORED_FILE_KEYS:
                 raise ConfigError(f"the following directives don't match any configuration option: {key}")
