@@ -34,7 +34,16 @@ def _signal(text: str) -> int:
         raise RuntimeFailure(f"unknown signal {text!r}") from None
 
 
-def _parser() -> argparse.ArgumentParser:
+class _Unused:
+    """Stands for the parser of a verb not on the command line (see _parser)."""
+
+    def add_argument(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+
+def _parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The command line's parser; with ``only``, the parser of that verb alone (building all of
+    them costs more than the rest of a command's parsing: argparse formats every argument)."""
     import argparse
 
     class _Parser(argparse.ArgumentParser):
@@ -53,13 +62,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--version", action="store_true")
     sub = p.add_subparsers(dest="verb", parser_class=_Parser)
 
-    def verb(name: str, helptext: str, with_id: bool = True) -> argparse.ArgumentParser:
+    def verb(name: str, helptext: str, with_id: bool = True) -> Any:
+        if only is not None and name != only:
+            return _Unused()
         v = sub.add_parser(name, help=helptext)
         if with_id:
             v.add_argument("id")
         return v
 
-    def creating(v: argparse.ArgumentParser) -> None:
+    def creating(v: Any) -> None:
         v.add_argument("-b", "--bundle", default=".")
         v.add_argument("--pid-file")
         v.add_argument("--console-socket")
@@ -120,20 +131,30 @@ def _parser() -> argparse.ArgumentParser:
 _GLOBAL_VALUES = ("--root", "--log", "--log-format", "--rootless", "--criu")
 
 
-def _early_bootstrap(argv: list[str]) -> Bootstrap | None:
-    """For `create` and `run`: the init's interpreter, started before this one even imports its
-    argument parser, so that both boot at once. A guess from a plain look at the command line;
-    argparse still decides, and _dispatch drops the guess where it was wrong."""
+_VERBS = ("spec", "create", "start", "run", "state", "kill", "delete", "list", "ps", "exec", "pause", "resume",
+          "update", "features")
+
+
+def _guess_verb(argv: list[str]) -> str | None:
+    """The verb, from a plain look at the command line (argparse still decides)."""
     words = iter(argv)
-    verb = None
     for word in words:
+        if word in ("-h", "--help", "--"):
+            return None
         if word in _GLOBAL_VALUES:
             next(words, None)
         elif not word.startswith("-"):
-            verb = word
-            break
+            return word if word in _VERBS else None
+    return None
+
+
+def _early_bootstrap(argv: list[str], verb: str | None) -> Bootstrap | None:
+    """For `create` and `run`: the init's interpreter, started before this one even imports its
+    argument parser, so that both boot at once. On a guess of the verb: _dispatch drops the
+    bootstrap where the guess was wrong."""
     if verb not in ("create", "run"):
         return None
+    words = iter(argv)
     preserve = "0"
     for word in words:
         if word == "--preserve-fds":
@@ -152,12 +173,18 @@ def _early_bootstrap(argv: list[str]) -> Bootstrap | None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    early = _early_bootstrap(argv)
+    verb = _guess_verb(argv)
+    early = _early_bootstrap(argv, verb)
     from cais.runtime.log import Log
 
     log = Log()
     try:
-        args = _parser().parse_args(argv)
+        try:
+            args = _parser(verb).parse_args(argv)
+        except RuntimeFailure:
+            if verb is None:
+                raise
+            args = _parser().parse_args(argv)  # the guess was wrong, or the line is: the full parser says
         log = Log(args.log, args.log_format)
         if args.version:
             print(f"cais-runtime version {VERSION}\nspec: 1.2.0")
