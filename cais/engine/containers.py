@@ -5,7 +5,7 @@ from __future__ import annotations
 import shlex
 import time
 
-from cais.engine import humanize, logs, names, spec
+from cais.engine import humanize, logs, names, security, spec
 from cais.engine.errors import InvalidParameter
 from cais.engine.restart import parse_policy
 
@@ -48,7 +48,7 @@ def new_record(body: dict, name: str | None, image: dict, taken: set[str]) -> di
     if not argv:
         raise InvalidParameter("no command specified")
     spec.validate_resources(host)
-    spec.capabilities(host)
+    security.validate(host)
     policy = parse_policy(host.get("RestartPolicy"))
     if host.get("AutoRemove") and policy["Name"] not in ("", "no"):
         raise InvalidParameter("can't create 'AutoRemove' container with restart policy")

@@ -10,7 +10,9 @@ anonymous ones deleted with `rm -v` / `--rm` once no other container uses them.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import sqlite3
 from collections.abc import Iterator
 
 from cais.engine.errors import Conflict, EngineError, InvalidParameter, NotFound
@@ -20,6 +22,8 @@ from cais.volume import copyup, mounts
 from cais.volume.errors import VolumeError
 from cais.volume.mounts import MountPoint
 from cais.volume.service import Volumes
+
+log = logging.getLogger("cais.engine.volumes")
 
 
 @contextlib.contextmanager
@@ -202,20 +206,25 @@ class VolumeService:
             return
         for entry in os.listdir(top):
             path = os.path.join(top, entry)
-            while is_mount_point(path):
-                umount(path, MNT_DETACH)
-            with contextlib.suppress(OSError):
+            try:
+                while is_mount_point(path):
+                    umount(path, MNT_DETACH)
                 os.rmdir(path)
+            except OSError as e:
+                log.warning("volume subpath staging %s: %s", path, e)
         with contextlib.suppress(OSError):
             os.rmdir(top)
 
     def unmount(self, record: dict) -> None:
+        """Never raises: it runs on the path that records a container's exit."""
         self._drop_staging(record["Id"])
         for mp in self.points(record):
             if mp.type == "volume":
-                with contextlib.suppress(VolumeError):
+                try:
                     if self.volumes.unmount(mp.name, record["Id"]):
                         self._event("unmount", mp.name, container=record["Id"])
+                except (VolumeError, OSError, sqlite3.Error) as e:
+                    log.warning("unmounting volume %s for %s: %s", mp.name, record["Id"][:12], e)
 
     def release(self, record: dict, remove_anonymous: bool) -> None:
         """A removed container's references; its anonymous volumes too when asked (and unused)."""

@@ -85,7 +85,10 @@ class LocalDriver(VolumeDriver):
         try:
             os.mkdir(self.path(name), 0o755)
             if options.get("type") == "tmpfs":  # a trial mount: a bad size or mode fails now, not at run
-                self.mount(name, options)
+                try:
+                    self.mount(name, options)
+                except VolumeError as e:
+                    raise InvalidVolume(str(e)) from None
                 self.unmount(name, options)
         except BaseException:
             shutil.rmtree(top, ignore_errors=True)

@@ -118,6 +118,7 @@ COPY --from=builder /out/artifact /app/
 COPY --from=0 /out /app/outdir
 COPY --from=derived /out/artifact /app/derived
 COPY --from=builder --chown=nobody:nogroup /out/sub /app/owned/
+COPY --from=busybox /etc/passwd /from-image/
 ENV STAGE=final
 """,
     },

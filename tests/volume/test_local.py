@@ -55,10 +55,11 @@ def test_create_inspect_list(vols: Volumes) -> None:
     ("cais-vo-x", None, {"type": "none", "device": "relative", "o": "bind"}, "absolute path"),
     ("cais-vo-x", None, {"type": "none", "device": "/cais-vo-nowhere", "o": "bind"}, "no such directory"),
     ("cais-vo-x", None, {"type": "tmpfs", "device": "tmpfs", "o": "size=bogus"}, "failed to mount"),
+    ("cais-vo-x", None, {"type": "tmpfs", "device": "tmpfs", "o": "nr_inodes=-1x"}, "failed to mount"),
 ])
 def test_bad_input_creates_nothing(vols: Volumes, name: str, driver: str | None, options: dict | None,
                                    message: str) -> None:
-    with pytest.raises(Exception, match=message):
+    with pytest.raises(InvalidVolume, match=message):
         vols.create(name, driver, options=options)
     assert vols.list() == []
     assert sorted(os.listdir(vols.root)) == ["metadata.db", "metadata.db-shm", "metadata.db-wal"]

@@ -567,10 +567,14 @@ def cmd_attach(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
         if tty:
             streams.watch_resize(lambda h, w: _quiet_resize(ctx, f"/containers/{info['Id']}/resize", h, w))
         streams.pump(sock, tty=tty, stdin=stdin, close_write=False)
-    state = _container_state(ctx, info["Id"]) or {}
-    if state.get("Running"):
-        return 0
-    return int(state.get("ExitCode", 0))
+    deadline = time.monotonic() + 1  # the stream ended: the container exited, or we detached
+    while True:
+        state = _container_state(ctx, info["Id"]) or {}
+        if not state.get("Running"):
+            return int(state.get("ExitCode", 0))
+        if time.monotonic() > deadline:
+            return 0
+        time.sleep(0.02)
 
 
 # ---- cp / export / prune ------------------------------------------------------------------
