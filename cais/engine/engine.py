@@ -48,6 +48,8 @@ class Engine:
         self.removed: dict[str, int] = {}      # exit codes of removed containers (wait removed)
         self.execs: dict[str, dict] = {}
         self.stopping: set[str] = set()
+        self.starting: set[str] = set()        # between the supervisor's start and the record's Running
+        self.early_exits: dict[str, tuple[int, str | None]] = {}  # exits that came in that window
         self.backoff: dict[str, float] = {}
         self._lock_fd: int | None = None
         self._closed = threading.Event()
@@ -262,6 +264,8 @@ class Engine:
             os.unlink(self._path(cid, "exit.json"))
         self._runtime_delete(cid)
         rootfs = self.storage.mount(cid)
+        with self.store.lock:
+            self.starting.add(cid)
         try:
             image_config = self.images.config_of(record["Image"])
             mounts, propagation = self.volumes.mount(record, rootfs)
@@ -278,12 +282,15 @@ class Engine:
                 "stdin": config["OpenStdin"], "log": settings, "log_path": record["LogPath"],
                 "exit_file": self._path(cid, "exit.json")})
         except EngineError as e:
+            self._not_starting(cid)
             self._start_failed(record, str(e))
             raise
         except Exception as e:
+            self._not_starting(cid)
             self._start_failed(record, str(e))
             raise EngineError(f"failed to create task for container: {e}") from e
         with self.store.lock:
+            early_exit = self._not_starting(cid)
             if not by_policy:
                 record.setdefault("Cais", {})["ManuallyStopped"] = False
             state.update({"Status": "running", "Running": True, "Paused": False, "Restarting": False,
@@ -293,8 +300,15 @@ class Engine:
             self.store.save(record)
         self.images.store.set_container_running(cid, True)
         self._event(record, "start")
-        if record["Config"].get("Healthcheck"):
+        if early_exit is not None:  # it exited before it was recorded running (`true` under load)
+            self._on_exit(cid, *early_exit)
+        elif record["Config"].get("Healthcheck"):
             self.health.watch(cid)
+
+    def _not_starting(self, cid: str) -> tuple[int, str | None] | None:
+        with self.store.lock:
+            self.starting.discard(cid)
+            return self.early_exits.pop(cid, None)
 
     def _start_failed(self, record: dict, error: str) -> None:
         """Like docker: exit code 127 (not found), 126 (not executable) or 128, and waiters released."""
@@ -333,6 +347,10 @@ class Engine:
             record = self.get(cid)
         except NotFound:
             return
+        with self.store.lock:
+            if cid in self.starting:  # start() has not recorded it running yet: it applies the exit
+                self.early_exits[cid] = (exit_code, finished_at)
+                return
         if record["Id"] != cid or not record["State"]["Running"]:
             return
         oom = self._oom_killed(cid)

@@ -17,3 +17,15 @@ def test_user_without_capabilities_runs_and_execs(daemon: Caisd) -> None:
         assert daemon.docker("exec", cid, "id").stdout == expected
     finally:
         daemon.docker("rm", "-f", cid, check=False)
+
+
+def test_containers_that_exit_at_once_are_never_left_running(daemon: Caisd) -> None:
+    """An exit reported before start() recorded the container running is applied, not dropped
+    (it left `run --rm … true` hanging with the container shown Up)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(6) as pool:
+        results = list(pool.map(lambda _: daemon.cais("run", "--rm", "busybox", "true", check=False, timeout=30),
+                                range(12)))
+    assert [r.returncode for r in results] == [0] * 12
+    assert daemon.docker("ps", "-aq", "--filter", "ancestor=busybox", "--filter", "status=running").stdout == b""
