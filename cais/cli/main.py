@@ -135,6 +135,12 @@ def main(argv: list[str] | None = None) -> int:
         ctx = Context(opts.get("host"), debug=opts["debug"])
         try:
             return int(getattr(module, "cmd_" + command)(ctx, args) or 0)
+        except (ConnectionError, FileNotFoundError) as e:  # a daemon that is not there, or went away
+            if e.filename is not None:  # a local file: not about the daemon
+                raise
+            host = ctx.client.host if ctx._client is not None else ctx.explicit
+            print(f"Cannot connect to the cais daemon at {host}: {e.strerror or e}", file=sys.stderr)
+            return 1
         finally:
             ctx.close()
     except CliError as e:

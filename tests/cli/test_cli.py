@@ -23,9 +23,9 @@ def test_version_and_help_without_daemon() -> None:
     assert bad.returncode == 1 and b"is not a cais command" in bad.stderr and b"Traceback" not in bad.stderr
 
 
-@pytest.mark.parametrize("args", [["--version"], ["ps"]])
+@pytest.mark.parametrize("args", [["--version"], ["ps"], ["run", "--rm", "busybox", "true"]])
 def test_fast_start_imports(daemon: Caisd, args: list[str]) -> None:
-    """`cais --version` and `cais ps` import neither aiohttp nor the engine, runtime or image store."""
+    """The client (`cais --version`, `ps`, `run`) imports neither aiohttp nor the engine, runtime or image store."""
     code = ("import sys; from cais.cli.main import main; sys.argv = ['cais', *sys.argv[1:]]; rc = main(); "
             "heavy = [m for m in sys.modules if m.split('.')[0] in ('aiohttp', 'rich') or m.startswith("
             "('cais.engine.engine', 'cais.runtime', 'cais.image', 'cais.storage', 'cais.api'))]; "
@@ -67,6 +67,15 @@ def test_errors_are_one_line(daemon: Caisd) -> None:
         result = daemon.cais(*args, check=False)
         assert result.returncode != 0
         assert b"Traceback" not in result.stderr and result.stderr.strip(), args
+
+
+def test_unreachable_daemon_is_one_line() -> None:
+    for args in (["run", "--rm", "busybox", "true"], ["ps"], ["pull", "busybox"]):
+        result = subprocess.run([os.path.join(VENV_BIN, "cais"), "-H", "unix:///nonexistent/cais-en.sock", *args],
+                                capture_output=True)
+        assert result.returncode == 1 and b"Traceback" not in result.stderr, result.stderr
+        assert result.stderr.decode().strip() == ("Cannot connect to the cais daemon at "
+                                                  "unix:///nonexistent/cais-en.sock: No such file or directory")
 
 
 def test_images_cp_and_local_engine(daemon: Caisd, tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -62,19 +62,16 @@ def _create(ctx, args: list[str], prog: str):  # type: ignore[no-untyped-def]
     p = Parser(prog, "[OPTIONS] IMAGE [COMMAND] [ARG...]")
     add_container_flags(p)
     p.set_defaults()
-    opts = p.parse_intermixed_args(_split_command(args))
+    opts = p.parse_intermixed_args(_split_command(p, args))
     body = container_body(opts)
     cid = _pull_if_missing(ctx, opts.image, body, opts.name, opts.pull, opts.quiet)
     return opts, body, cid
 
 
-def _split_command(args: list[str]) -> list[str]:
+def _split_command(parser, args: list[str]) -> list[str]:  # type: ignore[no-untyped-def]
     """Everything after the image is the command: insert `--` so argparse leaves it alone."""
-    from cais.cli.runopts import add_container_flags
-    probe = Parser("probe", "")
-    add_container_flags(probe)
     takes_value = set()
-    for action in probe._actions:
+    for action in parser._actions:
         if action.nargs != 0 and action.option_strings:
             takes_value.update(action.option_strings)
     i = 0
@@ -125,6 +122,7 @@ def _run_attached(ctx, cid: str, *, tty: bool, stdin: bool, auto_remove: bool, d
         raise CliError(f"Error response from daemon: {e}", 125) from None
     status: dict = {}
     waiting = threading.Event()
+    exited = threading.Event()
     condition = "removed" if auto_remove else "next-exit"
 
     def wait() -> None:
@@ -136,6 +134,7 @@ def _run_attached(ctx, cid: str, *, tty: bool, stdin: bool, auto_remove: bool, d
             status["error"] = str(e) or type(e).__name__
         finally:
             waiting.set()
+            exited.set()
     threading.Thread(target=wait, daemon=True).start()
     waiting.wait(10)
     try:
@@ -152,14 +151,12 @@ def _run_attached(ctx, cid: str, *, tty: bool, stdin: bool, auto_remove: bool, d
         streams.pump(sock, tty=tty, stdin=stdin)
     sock.close()
     # the attach stream ended: the container exited, or the user detached (only possible with stdin)
-    deadline = time.monotonic() + 60
-    grace = time.monotonic() + 1
-    while "StatusCode" not in status and "error" not in status and time.monotonic() < deadline:
-        if stdin and time.monotonic() > grace:
-            info = _container_state(ctx, cid)
-            if info is not None and info["Running"]:
-                return 0
-        time.sleep(0.02)
+    # woken by the wait thread, not by polling; with stdin, a detach leaves the container running
+    if not exited.wait(1 if stdin else 60) and stdin:
+        info = _container_state(ctx, cid)
+        if info is not None and info["Running"]:
+            return 0
+        exited.wait(59)
     if "error" in status:
         raise CliError(f"Error response from daemon: {status['error']}", 125)
     return int(status.get("StatusCode", 0))
