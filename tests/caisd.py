@@ -54,7 +54,9 @@ class Caisd:
 
     def start(self) -> None:
         logf = open(self.log, "ab")  # noqa: SIM115 - the child keeps it
-        self.proc = subprocess.Popen(self.args(), stdout=logf, stderr=subprocess.STDOUT, start_new_session=True)
+        env, cwd = ({**os.environ, **self.env}, self.root) if self.env else (None, None)  # cwd: no ./cais
+        self.proc = subprocess.Popen(self.args(), stdout=logf, stderr=subprocess.STDOUT, start_new_session=True,
+                                     env=env, cwd=cwd)
         logf.close()
         deadline = time.monotonic() + 60
         while not self.ping():

@@ -14,7 +14,10 @@ connection into a stream of docker frames (see frames.py); `watch` into JSON lin
     {"op": "exec", "id", "exec_id", "root", "process", "tty", "stdin"}          → stream
     {"op": "attach", "id", "stdin", "stdout", "stderr"}                         → stream
     {"op": "resize", "id", "exec_id"?, "height", "width"}
-    {"op": "list"}   {"op": "watch"}   {"op": "shutdown"}
+    {"op": "list"}   {"op": "watch"}   {"op": "shutdown", "if_idle"?}
+
+`list` also answers the supervisor's build (build.py: version, protocol, code fingerprint, taken
+at its start), so caisd can tell that it runs older code after an upgrade.
 
 On exit it writes `exit_file` ({"ExitCode", "FinishedAt"}) atomically before telling anyone, so
 an exit that happens while caisd is down is never lost.
@@ -37,7 +40,7 @@ import tempfile
 import termios
 import time
 
-from cais.engine import frames
+from cais.engine import build, frames
 from cais.engine.logs import JsonFileWriter, timestamp
 from cais.engine.store import write_json_atomic
 
@@ -92,6 +95,7 @@ class Supervisor:
         self.sizes: dict[str, tuple[int, int]] = {}  # window sizes that came before their process
         self.loop = asyncio.get_event_loop()
         self.stop = asyncio.Event()
+        self.build = build.identity()  # the code this process imported, whatever is installed later
 
     # ---- requests -------------------------------------------------------------------------
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -131,10 +135,12 @@ class Supervisor:
                 writer.close()
 
     def _list(self, _: dict) -> dict:
-        return {"pid": os.getpid(), "procs": {p.key: {"pid": p.pid, "exited": p.status is not None}
+        return {"pid": os.getpid(), "build": self.build, "procs": {p.key: {"pid": p.pid, "exited": p.status is not None}
                                              for p in self.procs.values()}}
 
-    def _shutdown(self, _: dict) -> dict:
+    def _shutdown(self, request: dict) -> dict:
+        if request.get("if_idle") and self.procs:
+            raise ValueError(f"not idle: {len(self.procs)} processes")
         self.stop.set()
         return {}
 

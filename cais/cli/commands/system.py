@@ -67,6 +67,8 @@ def cmd_info(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
         f" Debug Mode: {str(info['Debug']).lower()}",
     ]
     print("\n".join(lines))
+    for warning in info.get("Warnings") or []:
+        print(warning, file=sys.stderr)
     return 0
 
 
