@@ -1,0 +1,145 @@
+"""The embedded DNS server: 127.0.0.11 inside each container on a user-defined network.
+
+One asyncio loop in one daemon thread serves every container. For each container, a UDP socket
+is bound on 127.0.0.11:53 by a thread that setns'd into the container's namespace (a socket
+stays in the namespace it was created in), then handed to the loop. Names of containers,
+`--network-alias` and short ids on the networks the asking container shares are answered here;
+anything else is forwarded, from the daemon's own namespace, to the upstream resolvers.
+Only UDP is served (answers fit in 512 bytes; a truncated upstream answer is relayed as is).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import socket
+import struct
+import threading
+from collections.abc import Callable
+
+from cais.network import netns
+
+ADDRESS = "127.0.0.11"
+_A, _AAAA = 1, 28
+
+Resolver = Callable[[str, str], list[str] | None]  # (asking container id, name) -> addresses, None: unknown
+
+
+def _question(packet: bytes) -> tuple[str, int, int] | None:
+    """(name, qtype, end offset of the question) of a query, None when malformed."""
+    if len(packet) < 12 or struct.unpack("!H", packet[4:6])[0] != 1:
+        return None
+    labels, pos = [], 12
+    while pos < len(packet):
+        n = packet[pos]
+        if n == 0:
+            break
+        if n > 63 or pos + 1 + n > len(packet):
+            return None
+        labels.append(packet[pos + 1:pos + 1 + n].decode("ascii", "replace"))
+        pos += 1 + n
+    if pos + 5 > len(packet):
+        return None
+    qtype = struct.unpack("!H", packet[pos + 1:pos + 3])[0]
+    return ".".join(labels).lower(), qtype, pos + 5
+
+
+def answer(packet: bytes, end: int, qtype: int, addresses: list[str]) -> bytes:
+    """A response to the query: the records of `qtype` among `addresses` (none: NOERROR, no data)."""
+    version = 4 if qtype == _A else 6
+    records = [ipaddress.ip_address(a).packed for a in addresses if ipaddress.ip_address(a).version == version]
+    flags = 0x8400 | (packet[2] & 0x01) << 8 | 0x80  # QR, AA, RD copied, RA
+    header = packet[:2] + struct.pack("!HHHHH", flags, 1, len(records), 0, 0)
+    body = b"".join(b"\xc0\x0c" + struct.pack("!HHIH", qtype, 1, 600, len(r)) + r for r in records)
+    return header + packet[12:end] + body
+
+
+def servfail(packet: bytes) -> bytes:
+    return packet[:2] + struct.pack("!H", 0x8182 | (packet[2] & 0x01) << 8) + packet[4:6] + b"\0" * 6 + packet[12:]
+
+
+class DnsServer:
+    def __init__(self, resolve: Resolver, upstreams: list[str]) -> None:
+        self.resolve = resolve
+        self.upstreams = upstreams
+        self.sockets: dict[str, socket.socket] = {}
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="cais-dns", daemon=True)
+        self.thread.start()
+
+    def add(self, owner: str, netns_path: str) -> None:
+        """Serve the container `owner` whose namespace is bound on `netns_path`."""
+        if owner in self.sockets:
+            return
+
+        def bind() -> socket.socket:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            sock.setblocking(False)
+            sock.bind((ADDRESS, 53))
+            return sock
+
+        sock = netns.run_in(netns_path, bind)
+        self.sockets[owner] = sock
+        self.loop.call_soon_threadsafe(self.loop.add_reader, sock, self._readable, owner, sock)
+
+    def remove(self, owner: str) -> None:
+        sock = self.sockets.pop(owner, None)
+        if sock is not None:
+            done = threading.Event()
+
+            def drop() -> None:
+                self.loop.remove_reader(sock)
+                sock.close()
+                done.set()
+
+            self.loop.call_soon_threadsafe(drop)
+            done.wait(5)
+
+    def close(self) -> None:
+        for owner in list(self.sockets):
+            self.remove(owner)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+        self.loop.close()
+
+    def _readable(self, owner: str, sock: socket.socket) -> None:
+        try:
+            packet, peer = sock.recvfrom(4096)
+        except OSError:
+            return
+        q = _question(packet)
+        if q is None:
+            return
+        name, qtype, end = q
+        found = self.resolve(owner, name.rstrip(".")) if qtype in (_A, _AAAA) else None
+        if found is not None:
+            with contextlib.suppress(OSError):
+                sock.sendto(answer(packet, end, qtype, found), peer)
+            return
+        self.loop.create_task(self._forward(packet, sock, peer))
+
+    async def _forward(self, packet: bytes, sock: socket.socket, peer: tuple) -> None:
+        for server in self.upstreams:
+            host, _, port = server.rpartition(":") if server.count(":") == 1 else (server, "", "53")
+            try:
+                reply = await asyncio.wait_for(self.loop.run_in_executor(None, _ask, host, int(port), packet), 3)
+            except (TimeoutError, OSError, ValueError):
+                continue
+            with contextlib.suppress(OSError):
+                sock.sendto(reply, peer)
+            return
+        with contextlib.suppress(OSError):
+            sock.sendto(servfail(packet), peer)
+
+
+def _ask(host: str, port: int, packet: bytes) -> bytes:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as s:
+        s.settimeout(2.5)
+        s.connect((host, port))
+        s.send(packet)
+        while True:
+            reply = s.recv(4096)
+            if reply[:2] == packet[:2]:
+                return reply
