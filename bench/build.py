@@ -2,8 +2,9 @@
 source file changed — cais vs `docker build` (dockerd 20.10, classic builder) vs `buildah bud --layers`.
 
 All three start from the same busybox image (made by cais's bootstrap, saved, loaded by the
-peers). cais is timed twice: in-process (the daemon's path) and as a fresh Python process
-(what `cais build` without a daemon costs, interpreter start-up included).
+peers). cais is timed three ways: in-process (the builder alone), as a fresh Python process
+building in-process (interpreter start-up included), and `cais build` against caisd (the CLI
+sends the context to POST /build, as `docker build` does to dockerd).
 
     .venv/bin/python bench/build.py [--runs N]
 """
@@ -30,6 +31,7 @@ from cais.image.build.context import BuildContext  # noqa: E402
 from cais.image.build.runner import Runner  # noqa: E402
 from cais.image.store import ImageStore  # noqa: E402
 from cais.storage import open_driver  # noqa: E402
+from tests.build.daemon import caisd  # noqa: E402
 from tests.peers import _unmount_under, dockerd  # noqa: E402
 
 DOCKERFILE = """\
@@ -88,6 +90,9 @@ def run(cmd: list[str], env: dict[str, str] | None = None) -> None:
 
 
 def main() -> None:
+    # An installed cais has its bytecode compiled: do not time the compiler at every start.
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+    sys.dont_write_bytecode = False
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
@@ -124,6 +129,27 @@ def main() -> None:
             "one file changed": timed(cais_process, runs, lambda i: change_file(ctx, 2000 + i)),
         }
         store.close()
+
+        with caisd(archive.getvalue()) as d:
+            cais_cli = os.path.join(os.path.dirname(sys.executable), "cais")
+
+            def cais_daemon(*extra: str) -> None:
+                run([cais_cli, "-H", d.host, "build", "-q", "-t", "bench:caisd", *extra, ctx])
+
+            def docker_to_caisd(*extra: str) -> None:
+                run(["docker", "-H", d.host, "build", "-q", "-t", "bench:caisd", *extra, ctx],
+                    env=dict(os.environ, DOCKER_BUILDKIT="0"))
+
+            results["cais build (caisd)"] = {
+                "cold": timed(lambda: cais_daemon("--no-cache"), max(2, runs // 2)),
+                "warm": timed(cais_daemon, runs),
+                "one file changed": timed(cais_daemon, runs, lambda i: change_file(ctx, 5000 + i)),
+            }
+            results["docker build -> caisd"] = {
+                "cold": timed(lambda: docker_to_caisd("--no-cache"), max(2, runs // 2)),
+                "warm": timed(docker_to_caisd, runs),
+                "one file changed": timed(docker_to_caisd, runs, lambda i: change_file(ctx, 6000 + i)),
+            }
 
         with dockerd() as d:
             d.docker("load", input=archive.getvalue())
@@ -167,11 +193,11 @@ def main() -> None:
     print(f"{'median seconds':24}" + "".join(f"{c:>18}" for c in cases))
     for name, row in results.items():
         print(f"{name:24}" + "".join(f"{row[c]:>18.3f}" if c in row else f"{'-':>18}" for c in cases))
-    ours = results["cais (in-process)"]
-    for name, row in results.items():
-        if name.startswith("cais"):
-            continue
-        print(f"{name} / cais (in-process): " + ", ".join(f"{c} x{row[c] / ours[c]:.1f}" for c in cases))
+    for ours_name, peer_name in (("cais (in-process)", "docker build"), ("cais (in-process)", "buildah bud --layers"),
+                                 ("docker build -> caisd", "docker build"), ("cais build (caisd)", "docker build")):
+        ours, peer = results.get(ours_name), results.get(peer_name)
+        if ours and peer:
+            print(f"{peer_name} / {ours_name}: " + ", ".join(f"{c} x{peer[c] / ours[c]:.1f}" for c in cases))
 
 
 if __name__ == "__main__":

@@ -27,6 +27,28 @@ from cais.image.bootstrap import busybox_rootfs  # noqa: E402
 from cais.runtime import spec  # noqa: E402
 
 CAIS = os.path.join(os.path.dirname(sys.executable), "cais-runtime")
+REPO = os.path.dirname(HERE)
+
+
+def installed_like(top: str) -> str:
+    """A venv where cais is found as `pip install .` would put it (a path entry, no editable finder).
+
+    The project's .venv is an editable install, whose import hook alone costs ~20 ms per start.
+    """
+    import site
+
+    venv = os.path.join(top, "venv")
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", venv], check=True)
+    purelib = subprocess.run([os.path.join(venv, "bin", "python"), "-c", "import sysconfig;"
+                              "print(sysconfig.get_paths()['purelib'])"], check=True, capture_output=True,
+                             text=True).stdout.strip()
+    with open(os.path.join(purelib, "cais.pth"), "w") as f:
+        f.write(f"{REPO}\n{site.getsitepackages()[0]}\n")  # cais, and its dependencies (pyseccomp)
+    script = os.path.join(venv, "bin", "cais-runtime")
+    with open(script, "w") as f:
+        f.write(f"#!{venv}/bin/python\nimport sys\nfrom cais.runtime.cli import main\nsys.exit(main())\n")
+    os.chmod(script, 0o755)
+    return script
 
 
 def bundle(top: str) -> str:
@@ -59,6 +81,28 @@ def measure(argv: list[str], root: str, path: str, runs: int) -> tuple[list[floa
     return wall, cpu
 
 
+def measure_in_process(root: str, path: str, runs: int) -> tuple[list[float], list[float]]:
+    """The engine's path: cais.runtime.run() called in a warm interpreter (no command to start)."""
+    from cais.runtime.verbs.run import run
+
+    wall, cpu = [], []
+    devnull = os.open(os.devnull, os.O_RDWR)
+    try:
+        for i in range(runs + 2):
+            before = os.times()
+            start = time.perf_counter()
+            run(f"cais-bench-ip-{i}", path, root=root, stdio=(devnull, devnull, devnull))
+            elapsed = time.perf_counter() - start
+            after = os.times()
+            if i >= 2:
+                wall.append(elapsed)
+                cpu.append(after.user + after.system + after.children_user + after.children_system
+                           - before.user - before.system - before.children_user - before.children_system)
+    finally:
+        os.close(devnull)
+    return wall, cpu
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=30)
@@ -66,24 +110,25 @@ def main() -> None:
     top = tempfile.mkdtemp(prefix="cais-bench-rt-")
     try:
         path = bundle(top)
-        runtimes = {"cais-runtime": [CAIS]}
+        runtimes = {"cais-runtime": [CAIS], "cais (installed)": [installed_like(top)]}  # runc, crun below
         for name in ("runc", "crun"):
             if shutil.which(name):
                 runtimes[name] = [name]
         results: dict[str, tuple[list[float], list[float]] | str] = {}
         for name, argv in runtimes.items():
             results[name] = measure(argv, os.path.join(top, f"root-{name}"), path, args.runs)
+        results["cais in-process"] = measure_in_process(os.path.join(top, "root-in-process"), path, args.runs)
         cais = results["cais-runtime"]
         base = statistics.median(cais[0]) if not isinstance(cais, str) else None
-        print(f"{'runtime':<14} {'median ms':>10} {'p10 ms':>8} {'p90 ms':>8} {'CPU ms':>8} {'runtime/cais':>13}")
+        print(f"{'runtime':<17} {'median ms':>10} {'p10 ms':>8} {'p90 ms':>8} {'CPU ms':>8} {'runtime/cais':>13}")
         for name, r in results.items():
             if isinstance(r, str):
-                print(f"{name:<14} refused: {r}")
+                print(f"{name:<17} refused: {r}")
                 continue
             wall, cpu = r
             qs = statistics.quantiles(wall, n=10)
             ratio = f"{statistics.median(wall) / base:.2f}" if base else "-"
-            print(f"{name:<14} {statistics.median(wall) * 1000:>10.1f} {qs[0] * 1000:>8.1f} {qs[-1] * 1000:>8.1f} "
+            print(f"{name:<17} {statistics.median(wall) * 1000:>10.1f} {qs[0] * 1000:>8.1f} {qs[-1] * 1000:>8.1f} "
                   f"{statistics.median(cpu) * 1000:>8.1f} {ratio:>13}")
         print(f"({args.runs} runs each; load average {os.getloadavg()[0]:.2f})")
     finally:

@@ -10,9 +10,11 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 
@@ -110,3 +112,25 @@ def test_memory_max_oom_kills_an_allocating_child(v2_root):
         assert events["oom_kill"] >= 1, events
         assert events["max"] >= 1, events
         assert _keyed(os.path.join(cg, "cgroup.events"))["populated"] == 0
+
+
+def test_io_is_accounted_and_limited_on_a_disk(v2_root):
+    scratch = tempfile.mkdtemp(prefix="cais-vm-test-", dir="/var/tmp")  # a disk in scripts/vm-test's guest
+    try:
+        rdev = os.stat(scratch).st_dev
+        if os.major(rdev) == 0:
+            pytest.skip("/var/tmp is not on a block device here")
+        dev = f"{os.major(rdev)}:{os.minor(rdev)}"
+        with _cgroup(v2_root, "io") as cg:
+            _write(os.path.join(cg, "io.max"), f"{dev} wbps={64 << 20}")
+            assert f"{dev} rbps=max wbps={64 << 20} riops=max wiops=max" in _read(os.path.join(cg, "io.max"))
+            subprocess.run(
+                ["sh", "-c", 'echo $$ > "$1/cgroup.procs" && exec dd if=/dev/zero of="$2" bs=1M count=4 oflag=direct',
+                 "sh", cg, os.path.join(scratch, "data")],
+                check=True, capture_output=True, timeout=60,
+            )
+            stats = {line.split()[0]: dict(kv.split("=") for kv in line.split()[1:])
+                     for line in _read(os.path.join(cg, "io.stat")).splitlines()}
+            assert int(stats[dev]["wbytes"]) >= 4 << 20, stats
+    finally:
+        shutil.rmtree(scratch)

@@ -10,6 +10,8 @@ from cais.api.errors import BadRequest, json_reply, read_json
 from cais.api.hijack import hijack
 from cais.api.routing import qint, route
 from cais.api.streams import bridge, parse_detach_keys
+from cais.engine.errors import EngineError
+from cais.engine.frames import SYSTEMERR, frame
 
 
 @route("POST", "/containers/{id}/exec")
@@ -25,16 +27,26 @@ async def start(request: web.Request) -> web.StreamResponse:
     body = await read_json(request)
     exec_id = request.match_info["id"]
     detach = bool(body.get("Detach"))
-    ex, sock = await asyncio.to_thread(engine.exec_start, exec_id, detach=detach)
-    tty = bool(body.get("Tty", ex["ProcessConfig"]["tty"])) or ex["ProcessConfig"]["tty"]
+    ex = engine.exec_inspect(exec_id)
+    tty = bool(body.get("Tty")) or ex["ProcessConfig"]["tty"]
     if detach:
+        _, sock = await asyncio.to_thread(engine.exec_start, exec_id, detach=True)
         sock.close()
         return web.Response(status=200)
     try:
         detach_keys = parse_detach_keys(ex.get("DetachKeys"))
     except ValueError as e:
         raise BadRequest(str(e)) from None
+    engine.exec_check(exec_id)
+    # the upgrade answer goes out before the process starts: a client that reads the headers
+    # through a buffer (docker-py) must not swallow the first output with them
     h = await hijack(request, tty=tty)
+    await h.response.drain()
+    try:
+        _, sock = await asyncio.to_thread(engine.exec_start, exec_id)
+    except EngineError as e:
+        await h.write(str(e).encode() + b"\n" if tty else frame(SYSTEMERR, str(e).encode() + b"\n"))
+        return h.response
     await bridge(h, sock, tty=tty, close_stdin_at_eof=True, detach_keys=detach_keys if ex["OpenStdin"] else None,
                  on_exit=lambda code: engine.exec_finished(exec_id, code))
     return h.response

@@ -1,7 +1,7 @@
-"""/networks and /volumes until their drivers exist: the built-in `none` and `host` networks, no volumes.
+"""/networks until their drivers exist: the built-in `none` and `host` networks.
 
 Containers run with `--network none` semantics (`host` shares the host's namespace); creating
-networks or volumes is answered 501 with a clear message, never a silent success.
+networks is answered 501 with a clear message, never a silent success.
 """
 
 from __future__ import annotations
@@ -39,12 +39,3 @@ async def inspect_network(request: web.Request) -> web.Response:
 async def create_network(request: web.Request) -> web.Response:
     raise Unsupported("creating networks is not supported yet: containers use --network none or host")
 
-
-@route("GET", "/volumes")
-async def list_volumes(request: web.Request) -> web.Response:
-    return json_reply({"Volumes": [], "Warnings": None})
-
-
-@route("POST", "/volumes/create")
-async def create_volume(request: web.Request) -> web.Response:
-    raise Unsupported("named volumes are not supported yet: use bind mounts (-v /host/path:/path)")

@@ -39,7 +39,7 @@ GROUPS = {
 EXTRA = {"container_prune": "containers", "image_prune": "images", "image_bootstrap": "images",
          "image_inspect": "images", "system_df": "system", "system_prune": "system", "registry_serve": "system",
          **{f"network_{v}": "objects" for v in ("ls", "inspect", "create", "rm", "prune")},
-         **{f"volume_{v}": "objects" for v in ("ls", "inspect", "create", "rm", "prune")}}
+         **{f"volume_{v}": "volumes" for v in ("ls", "inspect", "create", "rm", "prune")}}
 
 USAGE = """Usage:  cais [OPTIONS] COMMAND
 

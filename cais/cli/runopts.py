@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shlex
 
+from cais.cli import mountopts
 from cais.cli.args import Parser, cpus, duration_ns, size
 from cais.cli.main import CliError
 
@@ -22,6 +23,7 @@ def add_container_flags(p: Parser) -> None:
     a("-v", "--volume", action="append", default=[])
     a("--mount", action="append", default=[])
     a("--tmpfs", action="append", default=[])
+    a("--volumes-from", action="append", default=[])
     a("-p", "--publish", action="append", default=[])
     a("--network", "--net", default=None)
     a("-w", "--workdir")
@@ -103,20 +105,6 @@ def _ulimits(items: list[str]) -> list[dict]:
     return out
 
 
-def _mounts(items: list[str]) -> list[dict]:
-    out = []
-    for item in items:
-        fields = dict(f.split("=", 1) if "=" in f else (f, "true") for f in item.split(","))
-        m = {"Type": fields.get("type", "volume"),
-             "Source": fields.get("source", fields.get("src", "")),
-             "Target": fields.get("target", fields.get("destination", fields.get("dst", ""))),
-             "ReadOnly": fields.get("readonly", fields.get("ro", "false")) in ("true", "1")}
-        if not m["Target"]:
-            raise CliError(f"invalid argument \"{item}\" for \"--mount\" flag: target is required", 125)
-        out.append(m)
-    return out
-
-
 def _devices(items: list[str]) -> list[dict]:
     out = []
     for item in items:
@@ -162,10 +150,11 @@ def container_body(opts) -> dict:  # type: ignore[no-untyped-def]
                        "Retries": opts.health_retries or 0, "StartPeriod": opts.health_start_period or 0}
     exposed, bindings = _ports(opts.publish)
     log_config = {"Type": opts.log_driver or "", "Config": _kv_list(opts.log_opt, "--log-opt")}
+    binds, volumes = mountopts.binds(opts.volume)
     host = {
-        "Binds": opts.volume or None, "NetworkMode": opts.network or "default", "PortBindings": bindings,
-        "RestartPolicy": _restart(opts.restart), "AutoRemove": opts.rm, "Mounts": _mounts(opts.mount) or None,
-        "Tmpfs": {t.split(":", 1)[0]: (t.split(":", 1)[1] if ":" in t else "") for t in opts.tmpfs} or None,
+        "Binds": binds or None, "NetworkMode": opts.network or "default", "PortBindings": bindings,
+        "RestartPolicy": _restart(opts.restart), "AutoRemove": opts.rm, "Mounts": [mountopts.mount(m) for m in opts.mount] or None,
+        "Tmpfs": mountopts.tmpfs(opts.tmpfs) or None, "VolumesFrom": opts.volumes_from or None,
         "Memory": opts.memory or 0, "MemorySwap": opts.memory_swap or 0,
         "MemoryReservation": opts.memory_reservation or 0, "NanoCpus": opts.cpus or 0,
         "CpuShares": opts.cpu_shares or 0, "CpusetCpus": opts.cpuset_cpus or "", "PidsLimit": opts.pids_limit,
@@ -182,7 +171,7 @@ def container_body(opts) -> dict:  # type: ignore[no-untyped-def]
         "Hostname": opts.hostname or "", "Tty": opts.tty, "OpenStdin": opts.interactive,
         "StdinOnce": opts.interactive and not opts.detach, "AttachStdin": opts.interactive and not opts.detach,
         "AttachStdout": not opts.detach, "AttachStderr": not opts.detach, "ExposedPorts": exposed or None,
-        "StopSignal": opts.stop_signal, "StopTimeout": opts.stop_timeout, "Healthcheck": healthcheck,
+        "Volumes": volumes or None, "StopSignal": opts.stop_signal, "StopTimeout": opts.stop_timeout, "Healthcheck": healthcheck,
         "HostConfig": host,
     }
     if opts.entrypoint is not None:

@@ -54,6 +54,7 @@ class Engine:
         self._images = None
         self._storage = None
         self._health = None
+        self._volumes = None
 
     # ---- opening -------------------------------------------------------------------------
     def lock(self, wait: bool = False) -> None:
@@ -69,6 +70,8 @@ class Engine:
     def open(self, *, watch: bool = True) -> Engine:
         self.supervisor.ensure_running()
         self.reconcile()
+        records = self.store.all()
+        self.volumes.reconcile({r["Id"] for r in records if r["State"]["Running"]}, {r["Id"] for r in records})
         if watch:
             threading.Thread(target=self._watch, name="supervisor-watch", daemon=True).start()
         self._restart_on_boot()
@@ -95,6 +98,13 @@ class Engine:
             from cais.engine.rootfs import RootfsService
             self._storage = RootfsService(self)
         return self._storage
+
+    @property
+    def volumes(self):  # type: ignore[no-untyped-def]
+        if self._volumes is None:
+            from cais.engine.volumes import VolumeService
+            self._volumes = VolumeService(self)
+        return self._volumes
 
     @property
     def health(self):  # type: ignore[no-untyped-def]
@@ -187,9 +197,14 @@ class Engine:
             self._write_etc(record)
             record["LogPath"] = self._path(cid, f"{cid}-json.log") if (
                 record["HostConfig"]["LogConfig"].get("Type") or "json-file") != "none" else ""
-            record["Mounts"] = self._mount_points(record)
+            points = self.volumes.prepare(cid, record["HostConfig"], body.get("Volumes"),
+                                          image["Config"].get("Volumes"))
+            record.setdefault("Cais", {})["MountPoints"] = points
+            record["Mounts"] = [mp.record() for mp in self.volumes.points(record)]
             self.store.save(record)
         except BaseException:
+            with contextlib.suppress(Exception):
+                self.volumes.release(record, remove_anonymous=True)
             with contextlib.suppress(Exception):
                 self.storage.remove(cid)
             self.images.remove_container(cid)
@@ -213,34 +228,6 @@ class Engine:
         record["HostnamePath"] = self._path(cid, "hostname")
         record["HostsPath"] = self._path(cid, "hosts")
         record["ResolvConfPath"] = self._path(cid, "resolv.conf")
-
-    def _mount_points(self, record: dict) -> list[dict]:
-        out = []
-        for bind in record["HostConfig"].get("Binds") or []:
-            source, _, rest = bind.partition(":")
-            dest, _, mode = rest.partition(":")
-            if not source.startswith("/"):
-                raise InvalidParameter(f"named volumes are not supported yet: {source}")
-            if not dest.startswith("/"):
-                raise InvalidParameter(f"invalid mount config: destination must be absolute: {bind}")
-            if not os.path.exists(source):
-                os.makedirs(source, exist_ok=True)  # docker creates a missing -v source directory
-            out.append({"Type": "bind", "Source": source, "Destination": dest, "Mode": mode,
-                        "RW": "ro" not in mode.split(","), "Propagation": "rprivate"})
-        for m in record["HostConfig"].get("Mounts") or []:
-            kind = m.get("Type", "volume")
-            if kind == "bind":
-                if not os.path.exists(m.get("Source", "")):
-                    raise InvalidParameter(f"invalid mount config for type \"bind\": bind source path does not "
-                                           f"exist: {m.get('Source')}")
-                out.append({"Type": "bind", "Source": m["Source"], "Destination": m["Target"], "Mode": "",
-                            "RW": not m.get("ReadOnly"), "Propagation": "rprivate"})
-            elif kind == "tmpfs":
-                out.append({"Type": "tmpfs", "Source": "", "Destination": m["Target"], "Mode": "", "RW": True,
-                            "Propagation": ""})
-            else:
-                raise InvalidParameter(f"mount type {kind!r} is not supported yet")
-        return out
 
     def list(self, *, all: bool = False, filters: dict | None = None, limit: int | None = None) -> list[dict]:
         records = containers.list_filter(self.store.all(), filters or {}, all=all, limit=limit,
@@ -267,9 +254,12 @@ class Engine:
         rootfs = self.storage.mount(cid)
         try:
             image_config = self.images.config_of(record["Image"])
+            mounts, propagation = self.volumes.mount(record, rootfs)
             oci = spec.build(record, image_config, rootfs, self.store.dir(cid),
                              cgroups_path=self.cgroups_path(cid), init_path=self.init_path,
-                             seccomp=_default_seccomp(), mounts=self._oci_mounts(record))
+                             seccomp=_default_seccomp(), mounts=mounts)
+            if propagation:  # shared or slave binds need the rootfs to propagate too (as docker)
+                oci["linux"]["rootfsPropagation"] = propagation
             bundle = self.store.dir(cid)
             write_json_atomic(os.path.join(bundle, "config.json"), oci)
             settings = logs.log_settings(record["HostConfig"].get("LogConfig"))
@@ -301,21 +291,13 @@ class Engine:
         self._runtime_delete(cid)
         with contextlib.suppress(Exception):
             self.storage.unmount(cid)
+        self.volumes.unmount(record)
         with self.store.lock:
             record["State"]["ExitCode"] = 128
             record["State"]["Error"] = "failed to start"
             self.store.save(record)
-
-    def _oci_mounts(self, record: dict) -> list[dict]:
-        out = []
-        for m in record.get("Mounts") or []:
-            if m["Type"] == "bind":
-                opts = ["rbind", m.get("Propagation") or "rprivate"] + ([] if m["RW"] else ["ro"])
-                out.append({"destination": m["Destination"], "type": "bind", "source": m["Source"], "options": opts})
-            elif m["Type"] == "tmpfs":
-                out.append({"destination": m["Destination"], "type": "tmpfs", "source": "tmpfs",
-                            "options": ["nosuid", "nodev"]})
-        return out
+        if record["HostConfig"].get("AutoRemove"):  # docker: --rm removes a container that cannot start
+            self._autoremove(cid)
 
     def _runtime_delete(self, cid: str) -> None:
         from cais import runtime
@@ -340,6 +322,7 @@ class Engine:
         self._runtime_delete(cid)
         with contextlib.suppress(Exception):
             self.storage.unmount(cid)
+        self.volumes.unmount(record)
         if self._health is not None:
             self._health.unwatch(cid)
         with contextlib.suppress(Exception):
@@ -566,6 +549,7 @@ class Engine:
                 self.store.save(record)
             raise EngineError(f"unable to remove filesystem for {cid}: {e}") from e
         self.images.remove_container(cid)
+        self.volumes.release(record, remove_anonymous=volumes)
         for exec_id in [k for k, v in self.execs.items() if v["ContainerID"] == cid]:
             self.execs.pop(exec_id, None)
         with self.cond:
@@ -738,7 +722,8 @@ class Engine:
             raise NotFound(f"No such exec instance: {exec_id}")
         return {k: v for k, v in ex.items() if k != "Cais"}
 
-    def exec_start(self, exec_id: str, *, detach: bool = False) -> tuple[dict, socket.socket]:
+    def exec_check(self, exec_id: str) -> tuple[dict, dict]:
+        """The exec and its container, if the exec can start now."""
         ex = self.execs.get(exec_id)
         if ex is None:
             raise NotFound(f"No such exec instance: {exec_id}")
@@ -747,6 +732,10 @@ class Engine:
         record = self.get(ex["ContainerID"])
         if not record["State"]["Running"]:
             raise Conflict(f"container {record['Id']} is not running")
+        return ex, record
+
+    def exec_start(self, exec_id: str, *, detach: bool = False) -> tuple[dict, socket.socket]:
+        ex, record = self.exec_check(exec_id)
         cfg = ex["Cais"]
         rootfs = self.storage.rootfs_path(record["Id"])
         base = (read_json(os.path.join(self.store.dir(record["Id"]), "config.json")) or {}).get("process", {})
@@ -785,7 +774,7 @@ class Engine:
         usage = self.images.disk_usage()
         usage["Containers"] = [{**containers.summary(r), "SizeRw": self.storage.size(r["Id"]), "SizeRootFs": 0}
                                for r in self.store.all()]
-        usage.setdefault("Volumes", [])
+        usage["Volumes"] = self.volumes.disk_usage()
         usage.setdefault("BuildCache", [])
         return usage
 

@@ -254,16 +254,19 @@ def build(record: dict, image_config: dict, rootfs: str, container_dir: str, *,
         {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
          "options": ["nosuid", "noexec", "nodev", "mode=1777", f"size={shm_size}"]},
     ]
+    extra: list[dict] = []  # the engine's and the user's mounts, sorted by depth as docker does
     for name in ("resolv.conf", "hostname", "hosts"):
-        spec_mounts.append({"destination": f"/etc/{name}", "type": "bind", "source": os.path.join(container_dir, name),
-                            "options": ["rbind", "rprivate"]})
+        extra.append({"destination": f"/etc/{name}", "type": "bind", "source": os.path.join(container_dir, name),
+                      "options": ["rbind", "rprivate"]})
     if host.get("Init") and init_path:
-        spec_mounts.append({"destination": INIT_PATH, "type": "bind", "source": init_path,
-                            "options": ["bind", "ro", "nosuid", "nodev"]})
+        extra.append({"destination": INIT_PATH, "type": "bind", "source": init_path,
+                      "options": ["bind", "ro", "nosuid", "nodev"]})
     for path, opts in (host.get("Tmpfs") or {}).items():
-        spec_mounts.append({"destination": path, "type": "tmpfs", "source": "tmpfs",
-                            "options": ["nosuid", "nodev", "noexec", *[o for o in opts.split(",") if o]]})
-    spec_mounts += mounts
+        extra.append({"destination": path, "type": "tmpfs", "source": "tmpfs",
+                      "options": ["nosuid", "nodev", "noexec", *[o for o in opts.split(",") if o]]})
+    by_dest = {m["destination"]: m for m in [*extra, *mounts]}  # a user's mount replaces the engine's
+    extra = sorted(by_dest.values(), key=lambda m: m["destination"].rstrip("/").count("/"))
+    spec_mounts = [m for m in spec_mounts if m["destination"] not in by_dest] + extra
     devices, rules = [], list(DEFAULT_DEVICE_RULES)
     if privileged:
         devices = _host_devices()

@@ -10,6 +10,7 @@ PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4
 PR_GET_DUMPABLE = 3
 PR_SET_KEEPCAPS = 8
+PR_CAPBSET_READ = 23
 PR_CAPBSET_DROP = 24
 PR_SET_CHILD_SUBREAPER = 36
 PR_SET_NO_NEW_PRIVS = 38
@@ -47,6 +48,10 @@ def set_child_subreaper(on: bool = True) -> None:
 
 def set_pdeathsig(sig: int) -> None:
     prctl(PR_SET_PDEATHSIG, sig)
+
+
+def capbset_read(cap: int) -> bool:
+    return prctl(PR_CAPBSET_READ, cap) == 1
 
 
 def capbset_drop(cap: int) -> None:

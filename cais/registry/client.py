@@ -17,7 +17,7 @@ import json
 import os
 import random
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,19 +26,19 @@ from yarl import URL
 
 from cais import __version__
 from cais.image.content import CHUNK, ContentError, ContentStore, DigestMismatch, digest_bytes, parse_digest
+from cais.image.manifest import (
+    DOCKER_MANIFEST,
+    DOCKER_MANIFEST_LIST,
+    MAX_MANIFEST_SIZE,
+    OCI_INDEX,
+    OCI_MANIFEST,
+)
 from cais.registry.auth import Authorizer
 from cais.registry.credentials import Credentials
-from cais.registry.errors import NotFound, RegistryError, from_status
+from cais.registry.errors import TRANSIENT_STATUS, NotFound, RegistryError, from_status
 from cais.registry.hosts import Endpoint, HostsError, RegistryHosts
 
-MANIFEST_LIMIT = 4 << 20  # the spec's recommended maximum manifest size
-ACCEPT_MANIFESTS = ", ".join((
-    "application/vnd.oci.image.index.v1+json",
-    "application/vnd.oci.image.manifest.v1+json",
-    "application/vnd.docker.distribution.manifest.list.v2+json",
-    "application/vnd.docker.distribution.manifest.v2+json",
-))
-RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+ACCEPT_MANIFESTS = ", ".join((OCI_INDEX, OCI_MANIFEST, DOCKER_MANIFEST_LIST, DOCKER_MANIFEST))
 NETWORK_ERRORS = (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, asyncio.TimeoutError)
 _LINK_NEXT = re.compile(r'<([^>]+)>\s*;\s*rel="?next"?')
 
@@ -58,7 +58,9 @@ class RetryPolicy:
 
 
 @dataclass
-class Manifest:
+class FetchedManifest:
+    """A manifest or index as the registry sent it, its digest checked."""
+
     body: bytes
     media_type: str
     digest: str
@@ -168,7 +170,7 @@ class Registry:
                     attempt += 1
                     continue
                 tries = f" (after {attempt + 1} attempts)" if retry and attempt else ""
-                raise RegistryError(f"{what}: {_reason(e)}{tries}") from None
+                raise RegistryError(f"{what}: {_reason(e)}{tries}", transient=True) from None
             try:
                 if resp.status == 401 and same_host and not reauthorized and \
                         self._auth.challenged(resp.headers.get("WWW-Authenticate"), scopes):
@@ -180,7 +182,7 @@ class Registry:
                         url = str(URL(url).join(URL(location)))
                         redirects += 1
                         continue
-                if resp.status in RETRY_STATUS and retry and attempt + 1 < self.retry.attempts:
+                if resp.status in TRANSIENT_STATUS and retry and attempt + 1 < self.retry.attempts:
                     await asyncio.sleep(self.retry.delay(attempt, resp.headers.get("Retry-After")))
                     attempt += 1
                     continue
@@ -192,16 +194,30 @@ class Registry:
             finally:
                 resp.release()
 
+    async def _get_small(self, target: str, scopes: tuple[str, ...], what: str,
+                         headers: dict[str, str] | None = None) -> tuple[bytes, Mapping[str, str], str]:
+        """GET a document of at most MAX_MANIFEST_SIZE bytes: (body, headers, final URL).
+        A connection lost while reading the body is retried like one lost before the answer."""
+        attempt = 0
+        while True:
+            try:
+                async with self.request("GET", target, scopes=scopes, what=what, headers=headers) as resp:
+                    return await _read_limited(resp, MAX_MANIFEST_SIZE, what), resp.headers, str(resp.url)
+            except NETWORK_ERRORS as e:
+                if attempt + 1 >= self.retry.attempts:
+                    raise RegistryError(f"{what}: {_reason(e)} (after {attempt + 1} attempts)") from None
+                await asyncio.sleep(self.retry.delay(attempt))
+                attempt += 1
+
     # -- manifests ---------------------------------------------------------------------------
 
-    async def get_manifest(self, repo: str, reference: str, accept: str = ACCEPT_MANIFESTS) -> Manifest:
+    async def get_manifest(self, repo: str, reference: str, accept: str = ACCEPT_MANIFESTS) -> FetchedManifest:
         """Fetch a manifest or index by tag or digest, checked against its digest."""
         what = f"manifest {repo}:{reference}" if ":" not in reference else f"manifest {repo}@{reference}"
-        async with self.request("GET", f"/v2/{repo}/manifests/{reference}", scopes=pull_scope(repo),
-                                what=f"GET {what}", headers={"Accept": accept}) as resp:
-            body = await _read_limited(resp, MANIFEST_LIMIT, what)
-            media_type = resp.headers.get("Content-Type", "").split(";")[0].strip()
-            claimed = resp.headers.get("Docker-Content-Digest")
+        body, headers, _ = await self._get_small(f"/v2/{repo}/manifests/{reference}", pull_scope(repo),
+                                                 f"GET {what}", {"Accept": accept})
+        media_type = headers.get("Content-Type", "").split(";")[0].strip()
+        claimed = headers.get("Docker-Content-Digest")
         expected = reference if ":" in reference else claimed
         if expected:
             try:
@@ -213,7 +229,7 @@ class Registry:
                 raise RegistryError(f"{what}: digest mismatch: expected {expected}, got {actual}")
         else:
             actual = digest_bytes(body)
-        return Manifest(body, media_type or _sniff_media_type(body), actual)
+        return FetchedManifest(body, media_type or _sniff_media_type(body), actual)
 
     async def head_manifest(self, repo: str, reference: str) -> str | None:
         """The digest a tag points at, or None when the manifest does not exist."""
@@ -246,11 +262,15 @@ class Registry:
         target = f"/v2/{repo}/tags/list" + (f"?n={page_size}" if page_size else "")
         tags: list[str] = []
         for _ in range(10_000):
-            async with self.request("GET", target, scopes=pull_scope(repo), what=f"tags of {repo}") as resp:
-                data = await resp.json(content_type=None)
-                link = resp.headers.get("Link", "")
-                base = str(resp.url)
-            tags += [t for t in (data.get("tags") or []) if isinstance(t, str)]
+            body, headers, base = await self._get_small(target, pull_scope(repo), f"tags of {repo}")
+            link = headers.get("Link", "")
+            try:
+                page = json.loads(body).get("tags") or []
+            except (ValueError, AttributeError):
+                raise RegistryError(f"tags of {repo}: the registry's answer is not a tag list") from None
+            if not isinstance(page, list):
+                raise RegistryError(f"tags of {repo}: the registry's answer is not a tag list")
+            tags += [t for t in page if isinstance(t, str)]
             m = _LINK_NEXT.search(link)
             if not m:
                 break
@@ -417,12 +437,12 @@ async def _lock_ingest(store: ContentStore, ref: str, digest: str) -> int | None
 
 async def _read_limited(resp: aiohttp.ClientResponse, limit: int, what: str) -> bytes:
     if resp.content_length is not None and resp.content_length > limit:
-        raise RegistryError(f"{what}: manifest of {resp.content_length} bytes exceeds the {limit} byte limit")
+        raise RegistryError(f"{what}: answer of {resp.content_length} bytes exceeds the {limit} byte limit")
     data = bytearray()
     async for chunk in resp.content.iter_chunked(CHUNK):
         data += chunk
         if len(data) > limit:
-            raise RegistryError(f"{what}: manifest exceeds the {limit} byte limit")
+            raise RegistryError(f"{what}: answer exceeds the {limit} byte limit")
     return bytes(data)
 
 

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import json
 
+TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+
 
 class RegistryError(Exception):
     """A registry refused or failed a request."""
 
-    def __init__(self, message: str, status: int | None = None, code: str | None = None) -> None:
+    def __init__(self, message: str, status: int | None = None, code: str | None = None,
+                 transient: bool = False) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
+        self.transient = transient  # a network failure or an overloaded registry: trying again may work
 
 
 class Unauthorized(RegistryError):
@@ -52,4 +56,4 @@ def from_status(status: int, body: bytes, what: str) -> RegistryError:
     code, detail = describe(status, body)
     cls = {401: Unauthorized, 403: Denied, 404: NotFound, 429: TooManyRequests}.get(status, RegistryError)
     hint = {401: " (log in first: cais login)", 429: " (rate limited by the registry)"}.get(status, "")
-    return cls(f"{what}: {detail}{hint}", status=status, code=code)
+    return cls(f"{what}: {detail}{hint}", status=status, code=code, transient=status in TRANSIENT_STATUS)

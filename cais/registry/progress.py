@@ -10,6 +10,7 @@ and plain lines, one per state change, elsewhere.
 from __future__ import annotations
 
 import json
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 BAR_WIDTH = 50
+_LAYER_ID = re.compile(r"^[0-9a-f]{12}$")
 THROTTLE = 0.1  # seconds between two byte-progress messages of one layer
 
 
@@ -130,8 +132,8 @@ class CLIProgress:
             self._stream.flush()
 
     def _draw(self, event: ProgressEvent) -> None:
-        if not event.id:
-            self._rich.console.print(event.status)
+        if not _LAYER_ID.match(event.id):  # the whole image's messages: "latest: Pulling from …", "Digest: …"
+            self._rich.console.print(f"{event.id}: {event.status}" if event.id else event.status)
             return
         task = self._tasks.get(event.id)
         if task is None:

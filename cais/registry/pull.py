@@ -3,9 +3,10 @@
 By tag or digest; through an index to the manifest for the wanted platform; layers downloaded
 concurrently (three at a time, as docker does), blobs already in the store skipped, every blob
 verified against its digest. Manifests are stored last, so a store never holds a manifest whose
-blobs are missing; if the pull fails, the blobs it had added are removed again (partial
-downloads stay in the store's ingest area, so the next attempt resumes them). Registering the
-image from the result is the image store's job.
+blobs are missing. If the pull fails, the blobs it completed stay (another pull may already be
+counting on them, and a retry skips them; the image store's garbage collection removes them if
+nothing ever uses them), and partial downloads stay in the ingest area for the next attempt to
+resume. Registering the image from the result is the image store's job.
 """
 
 from __future__ import annotations
@@ -18,8 +19,7 @@ from cais.image.content import ContentStore
 from cais.image.manifest import Index, Manifest, ManifestError, parse_manifest, select_manifest
 from cais.image.platform import Platform
 from cais.image.reference import Reference
-from cais.registry.client import Manifest as Fetched
-from cais.registry.client import Registry, RetryPolicy
+from cais.registry.client import FetchedManifest, Registry, RetryPolicy
 from cais.registry.credentials import Credentials
 from cais.registry.errors import RegistryError, UnsupportedMedia
 from cais.registry.hosts import Endpoint, HostsError, RegistryHosts
@@ -59,6 +59,8 @@ async def pull(ref: Reference, store: ContentStore, *, platform: Platform | None
     groups: dict[tuple[str, bool], list[Endpoint]] = {}
     for endpoint in endpoints:
         groups.setdefault((endpoint.host, endpoint.mirror), []).append(endpoint)
+    if progress:
+        progress(ProgressEvent(ref.tag or ref.digest or "latest", f"Pulling from {ref.path}"))
     for (host, mirror), group in groups.items():
         registry = Registry(ref.domain, hosts=hosts, credentials=None if mirror else credentials,
                             retry=retry, endpoints=group)
@@ -75,7 +77,6 @@ async def pull(ref: Reference, store: ContentStore, *, platform: Platform | None
 async def _pull(registry: Registry, ref: Reference, store: ContentStore, platform: Platform | None,
                 progress: ProgressCallback | None, concurrency: int) -> PullResult:
     emit = progress or (lambda event: None)
-    emit(ProgressEvent(ref.tag or ref.digest or "latest", f"Pulling from {ref.path}"))
     top = await registry.get_manifest(ref.path, ref.digest or ref.tag or "latest")
     chain = [top]
     parsed = _parse(top, ref)
@@ -95,16 +96,11 @@ async def _pull(registry: Registry, ref: Reference, store: ContentStore, platfor
     if not parsed.is_image:
         raise UnsupportedMedia(f"{ref}: not a container image (config type {parsed.config.media_type})")
     result = PullResult(top.digest, chain[-1].digest, parsed, chain[-1].media_type, index_digest)
-    try:
-        await _fetch_blobs(registry, ref, parsed, store, result.stored, emit, concurrency)
-        for doc in reversed(chain):
-            if not store.has(doc.digest):
-                store.put(doc.body, doc.digest)
-                result.stored.append(doc.digest)
-    except BaseException:
-        for digest in result.stored:
-            store.delete(digest)
-        raise
+    await _fetch_blobs(registry, ref, parsed, store, result.stored, emit, concurrency)
+    for doc in reversed(chain):
+        if not store.has(doc.digest):
+            store.put(doc.body, doc.digest)
+            result.stored.append(doc.digest)
     emit(ProgressEvent("", f"Digest: {top.digest}"))
     return result
 
@@ -154,7 +150,7 @@ async def _fetch_blobs(registry: Registry, ref: Reference, manifest: Manifest, s
         raise
 
 
-def _parse(doc: Fetched, ref: Reference) -> Manifest | Index:
+def _parse(doc: FetchedManifest, ref: Reference) -> Manifest | Index:
     try:
         return parse_manifest(doc.body, doc.media_type)
     except ManifestError as e:

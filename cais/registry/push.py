@@ -114,6 +114,18 @@ class _Pusher:
                 done += n
                 emit(ProgressEvent(layer_id, "Pushing", done, size))
 
-            await self.registry.upload_blob(self.repo, desc.digest, path, size, location=location,
-                                            chunk_size=self.chunk_size, progress=on_bytes)
+            retry = self.registry.retry
+            for attempt in range(retry.attempts):  # an upload cannot continue after a failure: start over
+                done = 0
+                try:
+                    await self.registry.upload_blob(self.repo, desc.digest, path, size, location=location,
+                                                    chunk_size=self.chunk_size, progress=on_bytes)
+                    break
+                except RegistryError as e:
+                    if not e.transient or attempt + 1 >= retry.attempts:
+                        raise
+                    delay = retry.delay(attempt)
+                    emit(ProgressEvent(layer_id, f"Retrying in {max(1, round(delay))} seconds"))
+                    await asyncio.sleep(delay)
+                    location = None
             emit(ProgressEvent(layer_id, "Pushed"))

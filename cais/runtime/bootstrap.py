@@ -1,10 +1,10 @@
 """The first code of a container's init, in a fresh interpreter exec'd from a sealed memfd.
 
-It makes itself non-dumpable before anything else, joins the namespaces given by path, then
-clone()s the init into the new namespaces with CLONE_PARENT (so the init is a child of the
-runtime's caller, who can waitpid() it) and exits. It imports little: the init loads the rest
-(init.py) while the runtime sets up cgroups and id maps in parallel — unless the init could no
-longer read the host's files by then (a new user namespace, a joined mount namespace).
+It makes itself non-dumpable before anything else and closes every descriptor it was not meant
+to have. While the runtime prepares the job, it imports the init's code (the init inherits it);
+then it joins the namespaces given by path, clone()s the init into the new namespaces with
+CLONE_PARENT (so the init is a child of the runtime's caller, who can waitpid() it), reports the
+pid and exits.
 """
 
 from __future__ import annotations
@@ -15,46 +15,45 @@ import sys
 from cais.linux import prctl
 
 
-def bootstrap(fd: int) -> None:
+def bootstrap(channel_fd: int, memfd: int, preserve_fds: int) -> None:
     prctl.set_dumpable(False)
-    from cais.linux.namespaces import CLONE_NEWUSER, CLONE_PARENT, clone
-    from cais.runtime.channel import Channel
-
-    ch = Channel(fd)
-    job = ch.recv()
-    if job is None:
-        os._exit(1)
     from cais.linux.fds import close_all_except
 
-    close_all_except(set(job["keep_fds"]) - {job["memfd"]})  # anything else came from the caller by mistake
-    sys.path[:] = job["sys_path"]
-    early = job["clone_flags"] & CLONE_NEWUSER or any(k in ("mount", "user") for k, _ in job["joins"])
-    try:
-        if early:
-            _load(job)
-        from cais.runtime import namespaces
+    os.close(memfd)
+    close_all_except({channel_fd, *range(3, 3 + preserve_fds)})  # anything else came by mistake
+    from cais.linux.namespaces import CLONE_PARENT, clone
+    from cais.runtime import init, namespaces
+    from cais.runtime.channel import Channel
 
+    ch = Channel(channel_fd)
+    received = ch.recv_with_fds()
+    if received is None:
+        os._exit(1)
+    job, fds = received
+    try:
+        for key in ("fifo_fd", "console_fd"):
+            if job.get(key) is not None:
+                job[key] = fds[job[key]]
+        sys.path[:] = job["sys_path"]
+        _preload(job)
         namespaces.join([tuple(j) for j in job["joins"]])
         pid = clone(job["clone_flags"] | CLONE_PARENT)
     except Exception as e:  # noqa: BLE001 - reported to the runtime as one line
         ch.send({"error": str(e)})
         os._exit(1)
     if pid == 0:
-        try:
-            init = _load(job)
-        except Exception as e:  # noqa: BLE001
-            ch.send({"error": f"container init: {e}"})
-            os._exit(1)
         init.run(ch, job)
     ch.send({"type": "pid", "pid": pid})
     os._exit(0)
 
 
-def _load(job: dict) -> object:
-    from cais.runtime import init
-
+def _preload(job: dict) -> None:
+    """What the init may need that lives on the host: load it before namespaces hide the host."""
     if job["seccomp"]:
-        import pyseccomp  # noqa: F401 - libseccomp must be loaded while the host's files are reachable
-    if job["kind"] == "exec" and job["process"].get("terminal"):
-        from cais.runtime import terminal  # noqa: F401 - after setns(mnt) the host's files are gone
-    return init
+        import pyseccomp  # noqa: F401
+    proc = job["process"] if job["kind"] == "exec" else job["config"]["process"]
+    if proc.get("terminal"):
+        from cais.runtime import terminal  # noqa: F401
+    hooks = job["config"].get("hooks", {})
+    if job["kind"] == "create" and (hooks.get("createContainer") or hooks.get("startContainer")):
+        from cais.runtime import hooks as _  # noqa: F401

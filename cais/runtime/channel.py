@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any
 
 from cais.runtime.errors import RuntimeFailure
+
+TYPE_CHECKING = False  # typing costs ~10 ms at startup; annotations are never evaluated
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class Channel:
@@ -21,10 +24,34 @@ class Channel:
         a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         return cls(a.detach()), cls(b.detach())
 
-    def send(self, message: dict[str, Any]) -> None:
+    def send(self, message: dict[str, Any], fds: list[int] | None = None) -> None:
         data = json.dumps(message).encode() + b"\n"
+        if fds:  # the descriptors ride on the first bytes of the message
+            import socket
+
+            sock = socket.socket(fileno=self.fd)
+            try:
+                sent = socket.send_fds(sock, [data], fds)
+            finally:
+                sock.detach()
+            data = data[sent:]
         while data:
             data = data[os.write(self.fd, data):]
+
+    def recv_with_fds(self, maxfds: int = 8) -> tuple[dict[str, Any], list[int]] | None:
+        """The next message and the descriptors sent with it."""
+        import socket
+
+        sock = socket.socket(fileno=self.fd)
+        try:
+            data, fds, _, _ = socket.recv_fds(sock, 1 << 20, maxfds)
+        finally:
+            sock.detach()
+        if not data:
+            return None
+        self._buf += data
+        message = self.recv()
+        return (message, fds) if message is not None else None
 
     def recv(self) -> dict[str, Any] | None:
         """The next message, or None at end of file (the other side exited or exec'd)."""

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import subprocess
-from typing import Any
 
 from cais.runtime.errors import HookFailed
+
+TYPE_CHECKING = False  # typing costs ~10 ms at startup; annotations are never evaluated
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def run(kind: str, hooks: list[dict[str, Any]], state: dict[str, Any]) -> None:

@@ -5,24 +5,33 @@ binary: the init is exec'd from a sealed memfd copy (as runc 1.1 does with its o
 container that reaches /proc/PID/exe (or execs /proc/self/exe) gets the memfd, not the host file
 (the CVE-2019-5736 class). The bootstrap is started with posix_spawn (no Python code runs between
 fork and exec, safe in a threaded caller) and its first act is to close every descriptor but
-stdio, --preserve-fds and the ones passed on purpose.
+stdio, --preserve-fds and its end of the sync socket; the descriptors meant for the init (exec
+fifo, console socket) come later with its job, over that socket (SCM_RIGHTS).
+
+A Bootstrap is started first thing, so that the interpreter's start and imports overlap with the
+runtime's own work (config, state, cgroups) until the job is ready.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
+import signal
 import sys
-from typing import Any
 
 import cais
 from cais.runtime.channel import Channel
 from cais.runtime.errors import RuntimeFailure
 
+TYPE_CHECKING = False  # typing costs ~10 ms at startup; annotations are never evaluated
+if TYPE_CHECKING:
+    from typing import Any
+
 _sealed_python: int | None = None
 _SIGNALS = tuple(s for s in range(1, 32) if s not in (9, 19))  # back to default (not KILL, STOP)
-_BOOT = ("import sys;sys.path.insert(0,sys.argv[2]);"
-         "from cais.runtime.bootstrap import bootstrap;bootstrap(int(sys.argv[1]))")
+_BOOT = ("import sys;sys.path.insert(0,sys.argv[1]);"
+         "from cais.runtime.bootstrap import bootstrap;bootstrap(*map(int,sys.argv[2:]))")
 
 
 def sealed_python() -> int:
@@ -40,33 +49,63 @@ def sealed_python() -> int:
     return _sealed_python
 
 
-def spawn(job: dict[str, Any], child: Channel, parent: Channel, stdio: tuple[int, int, int] | None,
-          pass_fds: list[int]) -> int:
-    """Start the bootstrap process; return the pid of the container's init it cloned."""
-    memfd = sealed_python()
-    package_parent = os.path.dirname(os.path.dirname(os.path.abspath(cais.__file__)))
-    job = dict(job, memfd=memfd, sys_path=sys.path)
-    keep = [memfd, child.fd, *pass_fds]
-    job["keep_fds"] = keep
-    # dup2(fd, fd) in a spawn's file actions clears close-on-exec: exactly these fds are inherited.
-    actions = [(os.POSIX_SPAWN_DUP2, fd, fd) for fd in keep]
-    if stdio is not None:
-        actions += [(os.POSIX_SPAWN_DUP2, fd, target) for target, fd in enumerate(stdio)]
-    argv = [os.path.realpath(sys.executable), "-I", "-S", "-c", _BOOT, str(child.fd), package_parent]
-    try:
-        pid = os.posix_spawn(f"/proc/self/fd/{memfd}", argv, {}, file_actions=actions, setsigdef=_SIGNALS,
-                             setsigmask=())
-    except OSError as e:
-        raise RuntimeFailure(f"cannot start the container init: {e.strerror}") from None
-    finally:
-        child.close()
-    try:
-        parent.send(job)
-        message = parent.recv()
-    finally:
-        os.waitpid(pid, 0)
-    if message is None:
-        raise RuntimeFailure("container init exited before reporting its pid")
-    if "error" in message:
-        raise RuntimeFailure(message["error"])
-    return int(message["pid"])
+class Bootstrap:
+    """A started bootstrap process, waiting for its job; `channel` then talks to the init."""
+
+    def __init__(self, stdio: tuple[int, int, int] | None = None, preserve_fds: int = 0) -> None:
+        for fd in range(3, 3 + preserve_fds):
+            try:
+                os.fstat(fd)
+            except OSError:
+                raise RuntimeFailure(f"--preserve-fds {preserve_fds}: descriptor {fd} is not open") from None
+        floor = 3 + preserve_fds  # a caller with closed stdio: keep clear of 0-2 and the preserved
+        memfd = fcntl.fcntl(sealed_python(), fcntl.F_DUPFD_CLOEXEC, floor)
+        self.channel, child = Channel.pair()
+        if child.fd < floor:
+            moved = fcntl.fcntl(child.fd, fcntl.F_DUPFD_CLOEXEC, floor)
+            child.close()
+            child = Channel(moved)
+        keep = [memfd, child.fd, *range(3, 3 + preserve_fds)]
+        # dup2(fd, fd) in a spawn's file actions clears close-on-exec: exactly these fds are inherited.
+        actions = [(os.POSIX_SPAWN_DUP2, fd, fd) for fd in keep]
+        if stdio is not None:
+            actions += [(os.POSIX_SPAWN_DUP2, fd, target) for target, fd in enumerate(stdio)]
+        package_parent = os.path.dirname(os.path.dirname(os.path.abspath(cais.__file__)))
+        argv = [os.path.realpath(sys.executable), "-I", "-S", "-c", _BOOT, package_parent, str(child.fd),
+                str(memfd), str(preserve_fds)]
+        try:
+            self.pid = os.posix_spawn(f"/proc/self/fd/{memfd}", argv, {}, file_actions=actions,
+                                      setsigdef=_SIGNALS, setsigmask=())
+        except OSError as e:
+            self.channel.close()
+            raise RuntimeFailure(f"cannot start the container init: {e.strerror}") from None
+        finally:
+            child.close()
+            os.close(memfd)
+
+    def start(self, job: dict[str, Any], fds: list[int]) -> int:
+        """Send the job (and FDS, which job refers to by index); return the init's pid."""
+        try:
+            self.channel.send(dict(job, sys_path=sys.path), fds)
+            message = self.channel.recv()
+        finally:
+            self._reap()
+        if message is None:
+            raise RuntimeFailure("container init exited before reporting its pid")
+        if "error" in message:
+            raise RuntimeFailure(message["error"])
+        return int(message["pid"])
+
+    def abandon(self) -> None:
+        """Stop a bootstrap whose job will never come (the caller failed first)."""
+        if self.pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGKILL)
+            self._reap()
+        self.channel.close()
+
+    def _reap(self) -> None:
+        if self.pid:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(self.pid, 0)
+            self.pid = 0

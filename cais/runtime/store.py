@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any
 
 from cais.runtime import DEFAULT_ROOT as DEFAULT_ROOT  # the verbs use store.DEFAULT_ROOT
 from cais.runtime.errors import ContainerExists, ContainerNotFound, RuntimeFailure
+
+TYPE_CHECKING = False  # typing costs ~10 ms at startup; annotations are never evaluated
+if TYPE_CHECKING:
+    from typing import Any
 
 _ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_+-.")
 

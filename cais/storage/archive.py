@@ -11,13 +11,14 @@ refused outright, as docker does.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import io
 import os
 import shutil
 import stat
 import tarfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -79,13 +80,16 @@ class Unpacker:
     "delete" applies them by deleting from the directory (vfs, whose layers are full copies).
     """
 
-    def __init__(self, root_fd: int, whiteout_mode: str) -> None:
+    def __init__(self, root_fd: int, whiteout_mode: str, lowers: Sequence[str] = ()) -> None:
         assert whiteout_mode in ("overlay", "delete")
         self.root_fd = root_fd
         self.mode = whiteout_mode
+        self.lowers = lowers  # overlay: the parent layers' directories, top first
         self.size = 0
         self._dirs: dict[str, int] = {}          # parent path -> O_PATH fd, resolved in root
-        self._dir_times: dict[str, int] = {}     # directory -> mtime, set once its contents are in
+        # directory -> mtime to set once its contents are in: the entry's own, or for a directory
+        # this layer only writes into, the one it had before (as umoci does)
+        self._dir_times: dict[str, int] = {"": os.fstat(root_fd).st_mtime_ns}
         self._touched: set[str] = {""}           # paths this layer wrote (kept by an opaque marker)
 
     # --- resolving directories inside the root ---------------------------------------------------
@@ -99,6 +103,7 @@ class Unpacker:
             return fd
         try:
             fd = fs.open_in_root(self.root_fd, path)
+            self._dir_times.setdefault(path, os.fstat(fd).st_mtime_ns)
         except FileNotFoundError:
             if not create:
                 raise
@@ -111,6 +116,7 @@ class Unpacker:
                 what = "a symlink leading outside the layer (or nowhere)" if st and stat.S_ISLNK(st.st_mode) \
                     else "not a directory"
                 raise InvalidLayer(f"{_show(path)} is {what}: refusing to write through it") from None
+            self._inherit(parent_fd, base, path)
             fd = fs.open_in_root(self.root_fd, path)
         except NotADirectoryError:
             raise InvalidLayer(f"{_show(path)}: a path component is not a directory") from None
@@ -118,6 +124,27 @@ class Unpacker:
             self._forget("")
         self._dirs[path] = fd
         return fd
+
+    def _inherit(self, parent_fd: int, base: str, path: str) -> None:
+        """Give a directory this layer creates only as a parent the owner, mode, xattrs and mtime it
+        has in the lower layers, so that the overlay shows it unchanged (a lower /tmp stays 1777)."""
+        below = whiteouts.find_in_layers(self.lowers, path) if self.lowers else None
+        if below is None:
+            return
+        st = os.lstat(below)
+        if not stat.S_ISDIR(st.st_mode):
+            return
+        fd = os.open(base, _DIR_FLAGS, dir_fd=parent_fd)
+        try:
+            os.fchown(fd, st.st_uid, st.st_gid)
+            os.fchmod(fd, stat.S_IMODE(st.st_mode))
+            for key in os.listxattr(below, follow_symlinks=False):
+                if not key.startswith(whiteouts.OVERLAY_XATTR_PREFIX):
+                    with contextlib.suppress(OSError):
+                        os.setxattr(fd, key, os.getxattr(below, key, follow_symlinks=False))
+        finally:
+            os.close(fd)
+        self._dir_times[path] = st.st_mtime_ns
 
     def _forget(self, path: str) -> None:
         """Drop cached directory fds at or below `path` (after it was removed or replaced)."""
@@ -185,9 +212,11 @@ class Unpacker:
             return
         self._touch(path)
         dir_fd = self._dir(parent)
-        existing = self._lstat(dir_fd, base)
-        if existing is not None:
-            if h.type == tarstream.DIR and stat.S_ISDIR(existing.st_mode):
+        try:
+            self._create(h, dir_fd, base, path, reader)
+        except FileExistsError:  # rarer than not: look only now
+            existing = self._lstat(dir_fd, base)
+            if existing is not None and h.type == tarstream.DIR and stat.S_ISDIR(existing.st_mode):
                 fd = os.open(base, _DIR_FLAGS, dir_fd=dir_fd)
                 try:
                     self._set_meta(fd, h)
@@ -195,8 +224,12 @@ class Unpacker:
                     os.close(fd)
                 self._dir_times[path] = h.mtime_ns
                 return
-            self._remove(dir_fd, base, path, existing)
+            if existing is not None:
+                self._remove(dir_fd, base, path, existing)
+            self._create(h, dir_fd, base, path, reader)
 
+    def _create(self, h: Header, dir_fd: int, base: str, path: str, reader: tarstream.TarReader) -> None:
+        """Make the entry; FileExistsError (before anything is written) if the name is taken."""
         t = h.type
         if h.is_file:
             fd = os.open(base, _FILE_FLAGS, 0o600, dir_fd=dir_fd)
@@ -335,21 +368,21 @@ class Unpacker:
                 continue
 
 
-def unpack(stream: BinaryIO, dest: str, whiteout_mode: str, *, max_size: int | None = None,
-           guard: Callable[[], None] | None = None) -> DiffResult:
+def unpack(stream: BinaryIO, dest: str, whiteout_mode: str, *, lowers: Sequence[str] = (),
+           max_size: int | None = None, guard: Callable[[], None] | None = None) -> DiffResult:
     """Unpack the layer `stream` (tar, gzip or zstd) into the existing directory `dest`."""
     root_fd = os.open(dest, _DIR_FLAGS)
-    unpacker = Unpacker(root_fd, whiteout_mode)
+    unpacker = Unpacker(root_fd, whiteout_mode, lowers)
     try:
-        with decompressed(stream) as source:
-            counted = tarstream.LimitedDigestReader(source, max_size, guard)
+        with decompressed(stream) as source, tarstream.LimitedDigestReader(source, max_size, guard) as counted:
             reader = tarstream.TarReader(io.BufferedReader(counted, CHUNK))
             unpacker.apply(reader)
             reader.drain()
+            digest = counted.sha256.hexdigest()
     finally:
         unpacker.close()
         os.close(root_fd)
-    return DiffResult(f"sha256:{counted.sha256.hexdigest()}", unpacker.size, counted.count)
+    return DiffResult(f"sha256:{digest}", unpacker.size, counted.count)
 
 
 # --- packing -------------------------------------------------------------------------------------
@@ -398,6 +431,51 @@ def _xattrs(path: str) -> dict[str, str]:
     return out
 
 
+def _nofollow(path: str, flags: int) -> int:
+    return os.open(path, flags | os.O_NOFOLLOW)
+
+
+def _whiteout_info(entry: PackEntry, source_date_epoch: int | None) -> tarfile.TarInfo:
+    parent, base = _split(entry.path)
+    if entry.kind == "opaque":
+        parent, base = entry.path, whiteouts.OPAQUE
+    else:
+        base = whiteouts.PREFIX + base
+    info = tarfile.TarInfo(f"{parent}/{base}" if parent else base)
+    info.uname = info.gname = ""
+    info.mtime = source_date_epoch or 0
+    info.mode = 0o644
+    return info
+
+
+def _entry_info(entry: PackEntry, st: os.stat_result, source_date_epoch: int | None) -> tarfile.TarInfo | None:
+    """The header of an entry copied from disk (size and hard links are the caller's); None for
+    what tar does not archive (sockets)."""
+    assert entry.source is not None
+    info = tarfile.TarInfo(entry.path)
+    info.uname = info.gname = ""
+    mtime = int(st.st_mtime)
+    info.mtime = min(mtime, source_date_epoch) if source_date_epoch is not None else mtime
+    info.mode = stat.S_IMODE(st.st_mode)
+    info.uid, info.gid = st.st_uid, st.st_gid
+    info.pax_headers = _xattrs(entry.source)
+    if stat.S_ISDIR(st.st_mode):
+        info.type = tarfile.DIRTYPE
+    elif stat.S_ISLNK(st.st_mode):
+        info.type = tarfile.SYMTYPE
+        info.linkname = os.readlink(entry.source)
+    elif stat.S_ISREG(st.st_mode):
+        info.type = tarfile.REGTYPE
+    elif stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
+        info.type = tarfile.CHRTYPE if stat.S_ISCHR(st.st_mode) else tarfile.BLKTYPE
+        info.devmajor, info.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
+    elif stat.S_ISFIFO(st.st_mode):
+        info.type = tarfile.FIFOTYPE
+    else:
+        return None
+    return info
+
+
 def pack(entries: Iterable[PackEntry], out: BinaryIO, *, source_date_epoch: int | None = None) -> DiffResult:
     """Write `entries` (already in order) as a PAX tar to `out`: numeric owners, no user/group names,
     mtimes clamped to `source_date_epoch`, hard links kept. Returns the tar's digest."""
@@ -406,49 +484,26 @@ def pack(entries: Iterable[PackEntry], out: BinaryIO, *, source_date_epoch: int 
     seen: dict[tuple[int, int], str] = {}
     with tarfile.open(fileobj=writer, mode="w|", format=tarfile.PAX_FORMAT, bufsize=CHUNK) as tar:  # type: ignore[call-overload]
         for entry in entries:
-            info = tarfile.TarInfo(entry.path)
-            info.uname = info.gname = ""
             if entry.kind != "entry":
-                parent, base = _split(entry.path)
-                if entry.kind == "opaque":
-                    parent, base = entry.path, whiteouts.OPAQUE
-                else:
-                    base = whiteouts.PREFIX + base
-                info.name = f"{parent}/{base}" if parent else base
-                info.mtime = source_date_epoch or 0
-                info.mode = 0o644
-                tar.addfile(info)
+                tar.addfile(_whiteout_info(entry, source_date_epoch))
                 continue
             assert entry.source is not None
-            st = os.lstat(entry.source)
-            mtime = int(st.st_mtime)
-            info.mtime = min(mtime, source_date_epoch) if source_date_epoch is not None else mtime
-            info.mode = stat.S_IMODE(st.st_mode)
-            info.uid, info.gid = st.st_uid, st.st_gid
-            info.pax_headers = _xattrs(entry.source)
-            if stat.S_ISDIR(st.st_mode):
-                info.type = tarfile.DIRTYPE
-            elif stat.S_ISLNK(st.st_mode):
-                info.type = tarfile.SYMTYPE
-                info.linkname = os.readlink(entry.source)
-            elif stat.S_ISREG(st.st_mode):
-                key = (st.st_dev, st.st_ino)
-                if st.st_nlink > 1 and key in seen:
-                    info.type = tarfile.LNKTYPE
-                    info.linkname = seen[key]
-                else:
-                    seen[key] = entry.path
-                    info.size = st.st_size
-                    size += st.st_size
-                    with open(entry.source, "rb") as f:
-                        tar.addfile(info, f)
+            try:
+                st = os.lstat(entry.source)
+                info = _entry_info(entry, st, source_date_epoch)
+                if info is None:
                     continue
-            elif stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
-                info.type = tarfile.CHRTYPE if stat.S_ISCHR(st.st_mode) else tarfile.BLKTYPE
-                info.devmajor, info.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
-            elif stat.S_ISFIFO(st.st_mode):
-                info.type = tarfile.FIFOTYPE
-            else:
-                continue  # sockets are not archived (as tar and docker do)
-            tar.addfile(info)
+                if info.type != tarfile.REGTYPE:
+                    tar.addfile(info)
+                elif st.st_nlink > 1 and (st.st_dev, st.st_ino) in seen:
+                    info.type, info.linkname = tarfile.LNKTYPE, seen[(st.st_dev, st.st_ino)]
+                    tar.addfile(info)
+                else:
+                    seen[(st.st_dev, st.st_ino)] = entry.path
+                    info.size = st.st_size
+                    with open(entry.source, "rb", opener=_nofollow) as f:
+                        tar.addfile(info, f)
+                    size += st.st_size
+            except OSError as e:  # e.g. a file the container is changing under us
+                raise StorageError(f"cannot export {_show(entry.path)}: {e.strerror or e}") from None
     return DiffResult(f"sha256:{writer.sha256.hexdigest()}", size, writer.count)

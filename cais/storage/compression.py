@@ -12,23 +12,29 @@ from collections.abc import Iterator
 from typing import BinaryIO
 
 from cais.storage.errors import InvalidLayer
+from cais.storage.tarstream import BLOCK, is_tar_header
 
-GZIP_MAGIC = b"\x1f\x8b"
+GZIP_MAGIC = b"\x1f\x8b\x08"  # with the deflate method byte: a tar's first name could start "\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
-_OTHERS = {b"BZh": "bzip2", b"\xfd7zXZ\x00": "xz", b"\x5d\x00\x00": "lzma"}
+XZ_MAGIC = b"\xfd7zXZ\x00"
+BZIP2_BLOCK = b"\x31\x41\x59\x26\x53\x59"  # after "BZh" and the block size digit
 CHUNK = 1 << 20
 
 
 def sniff(head: bytes) -> str:
-    """'gzip', 'zstd' or 'tar' (anything else is handed to the tar reader, which judges it)."""
+    """'gzip', 'zstd' or 'tar' (anything else is handed to the tar reader, which judges it).
+    A valid tar header wins over a magic number its first name happens to start with."""
+    if len(head) >= BLOCK and is_tar_header(head[:BLOCK]):
+        return "tar"
     if head.startswith(GZIP_MAGIC):
         return "gzip"
     if head.startswith(ZSTD_MAGIC):
         return "zstd"
-    for magic, name in _OTHERS.items():
-        if head.startswith(magic):
-            raise InvalidLayer(f"layer is compressed with {name}, which OCI images do not use "
-                               "(supported: gzip, zstd, uncompressed tar)")
+    other = "xz" if head.startswith(XZ_MAGIC) else \
+        "bzip2" if head[:3] == b"BZh" and head[3:4].isdigit() and head[4:10] == BZIP2_BLOCK else None
+    if other:
+        raise InvalidLayer(f"layer is compressed with {other}, which OCI images do not use "
+                           "(supported: gzip, zstd, uncompressed tar)")
     return "tar"
 
 
@@ -36,7 +42,7 @@ def sniff(head: bytes) -> str:
 def decompressed(stream: BinaryIO) -> Iterator[BinaryIO]:
     """Read `stream` as the uncompressed tar it carries. The caller's stream is left open."""
     buffered = stream if hasattr(stream, "peek") else io.BufferedReader(stream, CHUNK)  # type: ignore[arg-type]
-    kind = sniff(buffered.peek(8)[:8])
+    kind = sniff(buffered.peek(BLOCK)[:BLOCK])
     if kind == "tar":
         yield buffered  # type: ignore[misc]
         return

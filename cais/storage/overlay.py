@@ -22,7 +22,7 @@ import shutil
 import stat
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import BinaryIO
 
 from cais.linux import fs
@@ -133,12 +133,13 @@ class OverlayDriver(Driver):
                 except FileNotFoundError:
                     continue
         for link in os.listdir(self._links):
-            if link not in wanted:
-                os.unlink(os.path.join(self._links, link))
-        for link, layer_id in wanted.items():
             path = os.path.join(self._links, link)
-            if not os.path.islink(path):
-                os.symlink(f"../layers/{layer_id}/diff", path)
+            if link not in wanted and not os.path.exists(path):  # dangling: its layer is gone
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
+        for link, layer_id in wanted.items():
+            with contextlib.suppress(FileExistsError):  # another process may be repairing too
+                os.symlink(f"../layers/{layer_id}/diff", os.path.join(self._links, link))
 
     # --- layers ------------------------------------------------------------------------------------
 
@@ -157,14 +158,15 @@ class OverlayDriver(Driver):
         own = "l/" + _read(os.path.join(parent, "link"))
         return f"{own}:{lower}" if lower else own
 
-    def _make_layer(self, layer_id: str, parent_id: str | None, fill) -> archive.DiffResult:
+    def _make_layer(self, layer_id: str, parent_id: str | None,
+                    fill: Callable[[str, list[str]], archive.DiffResult]) -> archive.DiffResult:
         self._require_new_layer(layer_id)
         lower = self._lower_for_child(parent_id)
         staging = Staging(self._layers)
         try:
             diff = os.path.join(staging.path, "diff")
             os.mkdir(diff, 0o755)
-            result = fill(diff)
+            result = fill(diff, self._layer_dirs(lower))
             link = _short_name()
             _write(os.path.join(staging.path, "link"), link)
             _write(os.path.join(staging.path, "lower"), lower)
@@ -173,16 +175,17 @@ class OverlayDriver(Driver):
             staging.discard()
             raise
         if staging.commit(self._layer(layer_id)):
-            os.symlink(f"../layers/{layer_id}/diff", os.path.join(self._links, link))
+            with contextlib.suppress(FileExistsError):  # made by a concurrent repair
+                os.symlink(f"../layers/{layer_id}/diff", os.path.join(self._links, link))
         return result
 
     def apply_diff(self, layer_id: str, parent_id: str | None, stream: BinaryIO, *,
                    max_size: int | None = None) -> archive.DiffResult:
-        return self._make_layer(layer_id, parent_id, lambda diff: archive.unpack(
-            stream, diff, "overlay", max_size=max_size, guard=self._disk_guard))
+        return self._make_layer(layer_id, parent_id, lambda diff, lowers: archive.unpack(
+            stream, diff, "overlay", lowers=lowers, max_size=max_size, guard=self._disk_guard))
 
     def create_layer(self, layer_id: str, parent_id: str | None) -> None:
-        self._make_layer(layer_id, parent_id, lambda diff: archive.DiffResult(archive.EMPTY_DIFF_ID, 0, 1024))
+        self._make_layer(layer_id, parent_id, lambda diff, lowers: archive.DiffResult(archive.EMPTY_DIFF_ID, 0, 1024))
 
     def _user_of(self, link: str) -> str | None:
         """A layer or container stacked on the layer whose short name is `link`, if any."""
@@ -276,41 +279,51 @@ class OverlayDriver(Driver):
 
     # --- diffs -------------------------------------------------------------------------------------
 
-    def _lowers(self, container_id: str) -> list[str]:
-        lower = _read(os.path.join(self._container(container_id), "lower"))
+    def _layer_dirs(self, lower: str) -> list[str]:
+        """The diff directories named by a `lower` chain ("l/AAA:l/BBB"), top first."""
         return [os.path.realpath(os.path.join(self.root, link)) for link in lower.split(":") if link]
 
-    def _walk_upper(self, container_id: str) -> Iterator[tuple[str, str, os.stat_result, bool]]:
-        """(relative path, absolute path, lstat, hidden below) of the upper dir, parents first,
-        names sorted; `hidden below` is true under an opaque directory."""
+    def _lowers(self, container_id: str) -> list[str]:
+        return self._layer_dirs(_read(os.path.join(self._container(container_id), "lower")))
+
+    def _walk_upper(self, container_id: str) -> Iterator[tuple[str, str, os.stat_result]]:
+        """(relative path, absolute path, lstat) of everything in the upper dir, parents first,
+        names sorted."""
         upper = os.path.join(self._container(container_id), "diff")
 
-        def walk(rel: str, hidden: bool) -> Iterator[tuple[str, str, os.stat_result, bool]]:
+        def walk(rel: str) -> Iterator[tuple[str, str, os.stat_result]]:
             base = os.path.join(upper, rel) if rel else upper
             for name in sorted(os.listdir(base)):
                 child = f"{rel}/{name}" if rel else name
                 path = os.path.join(base, name)
                 st = os.lstat(path)
-                yield child, path, st, hidden
+                yield child, path, st
                 if stat.S_ISDIR(st.st_mode):
-                    yield from walk(child, hidden or whiteouts.is_overlay_opaque(path))
+                    yield from walk(child)
 
-        return walk("", False)
+        return walk("")
 
     def changes(self, container_id: str) -> list[Change]:
+        """The upper dir read natively, reported as docker does: "C" for what exists in the image,
+        "A" for what does not, "D" for whiteouts — and for what an opaque directory (a directory
+        deleted and made again) hides."""
         lowers = self._lowers(container_id)
         out = []
-        for rel, _, st, hidden in self._walk_upper(container_id):
+        for rel, path, st in self._walk_upper(container_id):
             if whiteouts.is_overlay_whiteout(st):
                 out.append(Change("D", "/" + rel))
-            else:
-                out.append(Change("C" if not hidden and _in_lowers(lowers, rel) else "A", "/" + rel))
-        return out
+                continue
+            below = whiteouts.find_in_layers(lowers, rel)
+            out.append(Change("A" if below is None else "C", "/" + rel))
+            if below is not None and stat.S_ISDIR(st.st_mode) and whiteouts.is_overlay_opaque(path):
+                for name in whiteouts.list_in_layers(lowers, rel) - set(os.listdir(path)):
+                    out.append(Change("D", f"/{rel}/{name}"))
+        return sorted(out, key=lambda c: c.path)
 
     def export_diff(self, container_id: str, out: BinaryIO, *,
                     source_date_epoch: int | None = None) -> archive.DiffResult:
         def entries() -> Iterator[archive.PackEntry]:
-            for rel, path, st, _ in self._walk_upper(container_id):
+            for rel, path, st in self._walk_upper(container_id):
                 if whiteouts.is_overlay_whiteout(st):
                     yield archive.PackEntry(rel, None, "whiteout")
                     continue
@@ -320,28 +333,3 @@ class OverlayDriver(Driver):
 
         return archive.pack(entries(), out, source_date_epoch=source_date_epoch)
 
-
-def _in_lowers(lowers: list[str], rel: str) -> bool:
-    """Whether `rel` is visible in the stack of lower layers (top first), honouring whiteouts,
-    opaque directories and non-directories that hide what is below them."""
-    parts = rel.split("/")
-    for layer in lowers:
-        cur = layer
-        stop_here = False
-        for i, part in enumerate(parts):
-            cur = os.path.join(cur, part)
-            try:
-                st = os.lstat(cur)
-            except FileNotFoundError:
-                break
-            if whiteouts.is_overlay_whiteout(st):
-                return False
-            if i == len(parts) - 1:
-                return True
-            if not stat.S_ISDIR(st.st_mode):
-                return False
-            if whiteouts.is_overlay_opaque(cur):
-                stop_here = True
-        if stop_here:
-            return False
-    return False

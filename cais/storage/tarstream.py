@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
-from collections.abc import Iterator
+import queue
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
@@ -22,7 +23,9 @@ CHUNK = 1 << 20
 
 REG, AREG, LNK, SYM, CHR, BLK, DIR, FIFO, CONT = b"0", b"\0", b"1", b"2", b"3", b"4", b"5", b"6", b"7"
 GNU_LONGNAME, GNU_LONGLINK, PAX, PAX_GLOBAL, GNU_SPARSE = b"L", b"K", b"x", b"g", b"S"
-_MAX_META = 1 << 20  # bound on one long name / PAX header block
+_MAX_META = 1 << 20  # bound on the long name / PAX headers of one entry, and on global ones
+_ZERO_BLOCK = bytes(BLOCK)
+_NO_RECORDS: dict[str, bytes] = {}
 
 
 @dataclass
@@ -44,15 +47,44 @@ class Header:
         return self.type in (REG, AREG, CONT)
 
 
+class BackgroundSha256:
+    """sha256 fed on a helper thread: hashlib releases the GIL on large buffers, so the digest of a
+    layer is computed while the main thread writes its files. At most 16 chunks wait in line."""
+
+    def __init__(self) -> None:
+        self._hash = hashlib.sha256()
+        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=16)
+        self._thread = threading.Thread(target=self._run, name="cais-st-sha256", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (chunk := self._queue.get()) is not None:
+            self._hash.update(chunk)
+
+    def update(self, data: bytes) -> None:
+        self._queue.put(data)
+
+    def close(self) -> None:
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+
+    def hexdigest(self) -> str:
+        self.close()
+        return self._hash.hexdigest()
+
+
 class LimitedDigestReader(io.RawIOBase):
     """Hashes (sha256) and counts the bytes read through it; past `max_size` it raises LayerTooLarge.
-    Every `check_every` bytes it calls `guard()` (e.g. a free-disk-space check)."""
+    Every `check_every` bytes it calls `guard()` (e.g. a free-disk-space check). Close it to stop
+    its hashing thread."""
 
-    def __init__(self, src: BinaryIO, max_size: int | None, guard=None, check_every: int = 8 << 20) -> None:
+    def __init__(self, src: BinaryIO, max_size: int | None, guard: Callable[[], None] | None = None,
+                 check_every: int = 8 << 20) -> None:
         self._src = src
         # read1: take what the source has now instead of blocking until a whole chunk arrives
         self._read = getattr(src, "read1", src.read)
-        self.sha256 = hashlib.sha256()
+        self.sha256 = BackgroundSha256()
         self.count = 0
         self._max = max_size
         self._guard = guard
@@ -62,12 +94,14 @@ class LimitedDigestReader(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
+    def close(self) -> None:
+        self.sha256.close()
+        super().close()
+
     def readinto(self, b) -> int:  # type: ignore[override]
         try:
             data = self._read(len(b))
-        except (OSError, EOFError, ValueError) as e:
-            raise InvalidLayer(f"layer stream is corrupt: {e}") from None
-        except Exception as e:  # zstandard.ZstdError and friends
+        except Exception as e:  # OSError, EOFError, zlib/isal and zstandard errors: all say "corrupt"
             raise InvalidLayer(f"layer stream is corrupt: {e}") from None
         n = len(data)
         b[:n] = data
@@ -83,17 +117,28 @@ class LimitedDigestReader(io.RawIOBase):
 
 
 def _nul_terminated(raw: bytes) -> bytes:
-    i = raw.find(b"\0")
-    return raw if i < 0 else raw[:i]
+    return raw.partition(b"\0")[0]
+
+
+def _decode(raw: bytes) -> str:
+    return raw.decode("utf-8", "surrogateescape")  # os.fsdecode, minus its overhead
 
 
 def _number(raw: bytes, what: str) -> int:
+    """A numeric header field: NUL/space-terminated octal, or GNU base-256."""
+    try:
+        value = int(raw.partition(b"\0")[0], 8)  # the common case; int() ignores surrounding spaces
+    except ValueError:
+        pass
+    else:
+        if value < 0 or b"_" in raw:  # int() also takes signs and digit separators; tar does not
+            raise InvalidLayer(f"invalid {what} {raw!r} in tar header")
+        return value
     if raw and raw[0] & 0x80:  # GNU base-256
-        value = int.from_bytes(raw, "big", signed=False) & ~(0x80 << (8 * (len(raw) - 1)))
         if raw[0] & 0x40:
             raise InvalidLayer(f"negative {what} in tar header")
-        return value
-    text = _nul_terminated(raw).strip(b" \0")
+        return int.from_bytes(raw, "big", signed=False) & ~(0x80 << (8 * (len(raw) - 1)))
+    text = raw.strip(b" \0").partition(b"\0")[0].strip()
     if not text:
         return 0
     try:
@@ -102,7 +147,7 @@ def _number(raw: bytes, what: str) -> int:
         raise InvalidLayer(f"invalid {what} {text!r} in tar header") from None
 
 
-def _checksum_ok(block: bytes) -> bool:
+def is_tar_header(block: bytes) -> bool:
     """The header checksum: the sum of its bytes with the checksum field as spaces (unsigned, or
     signed as some old tars computed it)."""
     try:
@@ -210,11 +255,11 @@ class TarReader:
         while True:
             self._skip_rest()
             block = self._f.read(BLOCK)
-            if not block or block == b"\0" * BLOCK:
+            if not block or block == _ZERO_BLOCK:
                 return  # end of archive (a missing end marker is tolerated, as GNU tar does)
             if len(block) != BLOCK:
                 raise InvalidLayer("layer tar is truncated (partial header)")
-            if not _checksum_ok(block):
+            if not is_tar_header(block):
                 raise InvalidLayer("layer is not a valid tar archive (header checksum mismatch)")
             type_ = block[156:157]
             size = _number(block[124:136], "size")
@@ -233,7 +278,7 @@ class TarReader:
                     global_pax.update(_parse_pax(data))
                     global_bytes += size
                 continue
-            records = {**global_pax, **pax}
+            records = {**global_pax, **pax} if global_pax or pax else _NO_RECORDS
             name = _nul_terminated(block[0:100])
             magic = block[257:263]
             if magic == b"ustar\0":  # POSIX ustar: a prefix for long paths
@@ -249,10 +294,10 @@ class TarReader:
                 link = records["linkpath"]
             if "size" in records:
                 size = _pax_int(records["size"], "size")
-            if type_ == GNU_SPARSE or any(k.startswith("GNU.sparse.") for k in records):
-                raise InvalidLayer(f"{os.fsdecode(name)}: sparse files in layers are not supported")
+            if type_ == GNU_SPARSE or (records and any(k.startswith("GNU.sparse.") for k in records)):
+                raise InvalidLayer(f"{_decode(name)}: sparse files in layers are not supported")
             header = Header(
-                name=os.fsdecode(name),
+                name=_decode(name),
                 type=type_,
                 mode=_number(block[100:108], "mode") & 0o7777,
                 uid=_pax_int(records["uid"], "uid") if "uid" in records else _number(block[108:116], "uid"),
@@ -260,10 +305,10 @@ class TarReader:
                 size=size,
                 mtime_ns=(_pax_time_ns(records["mtime"]) if "mtime" in records
                           else _number(block[136:148], "mtime") * 1_000_000_000),
-                linkname=os.fsdecode(link),
+                linkname=_decode(link) if link else "",
                 devmajor=_number(block[329:337], "devmajor") if type_ in (CHR, BLK) else 0,
                 devminor=_number(block[337:345], "devminor") if type_ in (CHR, BLK) else 0,
-                xattrs={k[len("SCHILY.xattr."):]: v for k, v in records.items() if k.startswith("SCHILY.xattr.")},
+                xattrs={k[13:]: v for k, v in records.items() if k.startswith("SCHILY.xattr.")} if records else {},
             )
             pax = {}
             long_name = long_link = None

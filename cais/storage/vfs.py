@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import stat
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import BinaryIO
 
 from cais.storage import archive
@@ -57,7 +57,8 @@ class VfsDriver(Driver):
     def has_layer(self, layer_id: str) -> bool:
         return os.path.isdir(os.path.join(self._layer(check_id("layer", layer_id)), "diff"))
 
-    def _make_layer(self, layer_id: str, parent_id: str | None, fill) -> archive.DiffResult:
+    def _make_layer(self, layer_id: str, parent_id: str | None,
+                    fill: Callable[[str], archive.DiffResult]) -> archive.DiffResult:
         self._require_new_layer(layer_id)
         if parent_id is not None:
             self._require_layer(parent_id)
@@ -137,7 +138,7 @@ class VfsDriver(Driver):
 
     def changes(self, container_id: str) -> list[Change]:
         old, new = self._trees(container_id)
-        return [Change(kind, "/" + rel) for kind, rel in tree_changes(old, new)]
+        return sorted((Change(kind, "/" + rel) for kind, rel in tree_changes(old, new)), key=lambda c: c.path)
 
     def export_diff(self, container_id: str, out: BinaryIO, *,
                     source_date_epoch: int | None = None) -> archive.DiffResult:

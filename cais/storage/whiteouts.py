@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Sequence
 from enum import Enum
 
 from cais.storage.errors import InvalidLayer
@@ -59,3 +60,60 @@ def is_overlay_opaque(path: str) -> bool:
         return os.getxattr(path, OVERLAY_OPAQUE_XATTR, follow_symlinks=False) == b"y"
     except OSError:
         return False
+
+
+def find_in_layers(layers: Sequence[str], rel: str) -> str | None:
+    """Where `rel` is visible through a stack of overlay layer directories (top first): the path of
+    the entry in the topmost layer that has it, or None if absent, whited out, under an opaque
+    directory, or under a non-directory. Never follows a symlink (each component is lstat'ed)."""
+    parts = rel.split("/")
+    for layer in layers:
+        cur = layer
+        opaque_above = False
+        for i, part in enumerate(parts):
+            cur = os.path.join(cur, part)
+            try:
+                st = os.lstat(cur)
+            except FileNotFoundError:
+                break
+            if is_overlay_whiteout(st):
+                return None
+            if i == len(parts) - 1:
+                return cur
+            if not stat.S_ISDIR(st.st_mode):
+                return None
+            if is_overlay_opaque(cur):
+                opaque_above = True
+        if opaque_above:
+            return None
+    return None
+
+
+def list_in_layers(layers: Sequence[str], rel: str) -> set[str]:
+    """The names directory `rel` shows through a stack of overlay layer directories (top first)."""
+    parts = rel.split("/") if rel else []
+    seen: set[str] = set()
+    visible: set[str] = set()
+    for layer in layers:
+        cur = layer
+        present = True
+        opaque_here = False
+        for part in parts:
+            cur = os.path.join(cur, part)
+            try:
+                st = os.lstat(cur)
+            except FileNotFoundError:
+                present = False
+                break
+            if is_overlay_whiteout(st) or not stat.S_ISDIR(st.st_mode):
+                return visible  # hides the directory in every layer below
+            opaque_here = opaque_here or is_overlay_opaque(cur)
+        if present:
+            for name in os.listdir(cur):
+                if name not in seen:
+                    seen.add(name)
+                    if not is_overlay_whiteout(os.lstat(os.path.join(cur, name))):
+                        visible.add(name)
+        if opaque_here:
+            break
+    return visible

@@ -3,6 +3,7 @@ the very same busybox image (saved by cais, loaded by docker)."""
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import io
 import os
@@ -66,9 +67,8 @@ def busybox_archive() -> Iterator[bytes]:
         shutil.rmtree(top, ignore_errors=True)
 
 
-@pytest.fixture
-def cais(busybox_archive: bytes) -> Iterator[Cais]:
-    """A fresh store with busybox:latest and a builder."""
+@contextlib.contextmanager
+def _cais(busybox_archive: bytes) -> Iterator[Cais]:
     from cais.image.archive import load
 
     top = tempfile.mkdtemp(prefix="cais-build-")
@@ -80,6 +80,20 @@ def cais(busybox_archive: bytes) -> Iterator[Cais]:
         c.store.close()
         _unmount_under(top)
         shutil.rmtree(top, ignore_errors=True)
+
+
+@pytest.fixture
+def cais(busybox_archive: bytes) -> Iterator[Cais]:
+    """A fresh store with busybox:latest and a builder."""
+    with _cais(busybox_archive) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def shared_cais(busybox_archive: bytes) -> Iterator[Cais]:
+    """One store for a module's tests that only need busybox (failing builds, mostly)."""
+    with _cais(busybox_archive) as c:
+        yield c
 
 
 def leftovers(top: str) -> list[str]:

@@ -8,12 +8,14 @@ import io
 import json
 import os
 import subprocess
+import sys
 import tarfile
 from collections.abc import Iterator
 
 import pytest
 
 from cais.image.rootfs import export_image
+from tests.build.daemon import caisd
 from tests.peers import Dockerd, dockerd
 
 pytestmark = pytest.mark.peers
@@ -91,8 +93,9 @@ COPY dir /existing/
     },
     "dockerignore": {
         "Dockerfile": "FROM busybox\nCOPY . /ctx/\n",
-        ".dockerignore": "# comment\n*.md\n!README.md\nsecret/\n**/*.tmp\n/rootonly\n",
+        ".dockerignore": "# comment\n*.md\n!README.md\nsecret/\n!secret/public/*.pem\n**/*.tmp\n/rootonly\n",
         "README.md": "r\n", "NOTES.md": "n\n", "secret/key": "k\n", "keep/x.tmp": "t\n", "keep/x.txt": "x\n",
+        "secret/public/cert.pem": "c\n", "secret/public/other": "o\n",
         "rootonly": "r\n", "keep/rootonly": "kept\n", "a.tmp": "t\n",
     },
     "multi-stage": {
@@ -258,3 +261,36 @@ def test_onbuild_triggers_like_docker(docker, cais, tmp_root):
         cais.build(ctx, tags=[tag])
     compare(docker, cais, "onbuild-parent")
     compare(docker, cais, "onbuild-child")
+
+
+def test_docker_build_against_caisd(docker, busybox_archive, tmp_root):
+    """The docker CLI builds the corpus through caisd's POST /build: same images as dockerd's."""
+    with caisd(busybox_archive) as d:
+        for name in sorted(CORPUS):
+            context = os.path.join(tmp_root, name)
+            make_context(context, CORPUS[name])
+            build_args = [a for arg in BUILD_ARGS.get(name, []) for a in ("--build-arg", arg)]
+            docker_build(docker, context, f"corpus-{name}", *build_args)
+            docker_build(d, context, f"corpus-{name}", *build_args)
+            theirs = json.loads(docker.docker("image", "inspect", f"corpus-{name}").stdout)[0]["Config"]
+            ours = json.loads(d.docker("image", "inspect", f"corpus-{name}").stdout)[0]["Config"]
+            assert normalized_config(ours) == normalized_config(theirs), name
+        # cais's own CLI, with a Dockerfile outside the context, --iidfile and -q
+        context = os.path.join(tmp_root, "cli")
+        make_context(context, {".dockerignore": "ignored\n", "ignored": "x", "kept": "k\n"})
+        dockerfile = os.path.join(tmp_root, "outside.Dockerfile")
+        with open(dockerfile, "w") as f:
+            f.write("FROM busybox\nCOPY . /ctx/\nRUN ls /ctx > /listing\n")
+        iidfile = os.path.join(tmp_root, "iid")
+        cais_cli = os.path.join(os.path.dirname(sys.executable), "cais")
+        proc = subprocess.run([cais_cli, "-H", d.host, "build", "-q", "-t", "cli:1", "-f", dockerfile,
+                               "--iidfile", iidfile, context], capture_output=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr.decode()
+        with open(iidfile) as f:
+            assert proc.stdout.decode().strip() == f.read() == \
+                json.loads(d.docker("image", "inspect", "cli:1").stdout)[0]["Id"]
+        listing = d.docker("run", "--rm", "cli:1", "cat", "/listing").stdout.split()
+        assert listing == [b"kept"]  # .dockerignore applied, the outside Dockerfile not copied
+        proc = subprocess.run(["docker", "-H", d.host, "build", "-"], input=b"FROM busybox\nBOGUS x\n",
+                              capture_output=True, env=dict(os.environ, DOCKER_BUILDKIT="0"), timeout=60)
+        assert proc.returncode != 0 and b"Dockerfile:2: unknown instruction: BOGUS" in proc.stderr

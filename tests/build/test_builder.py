@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import http.server
 import io
 import json
 import os
+import re
 import tarfile
 import threading
 
@@ -121,8 +123,8 @@ echo "hello $NAME" > /script-out
 mkdir /d
 EOF
 RUN <<EOF
-#!/bin/sh
-echo shebang > /d/shebang
+#!/usr/bin/awk -f
+BEGIN { print "shebang from awk" > "/d/shebang" }
 EOF
 RUN cat <<A > /d/a && cat <<B > /d/b
 first
@@ -139,7 +141,8 @@ COPY <<-'EOF' /d/literal
     cais.build(ctx, tags=["heredoc"])
     files = rootfs_files(cais, "heredoc")
     assert files["script-out"] == b"hello world\n"
-    assert files["d/shebang"] == b"shebang\n"
+    assert files["d/shebang"] == b"shebang from awk\n"
+    assert not any(name.startswith("dev/pipes") for name in files)
     assert (files["d/a"], files["d/b"]) == (b"first\n", b"second\n")
     assert files["d/copied"] == b"expanded world\n"
     assert files["d/literal"] == b"not expanded $NAME\n"
@@ -179,9 +182,13 @@ def test_add_url_and_network_none(cais, tmp_root):
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         url = f"http://127.0.0.1:{server.server_port}/files/data.txt"
-        ctx = write(os.path.join(tmp_root, "ctx"), {"Dockerfile": f"FROM busybox\nADD {url} /dl/\n"})
+        good = "sha256:" + hashlib.sha256(b"downloaded\n").hexdigest()
+        ctx = write(os.path.join(tmp_root, "ctx"), {"Dockerfile": f"FROM busybox\nADD --checksum={good} {url} /dl/\n",
+                                                    "bad.Dockerfile": f"FROM busybox\nADD --checksum=sha256:00 {url} /x\n"})
         cais.build(ctx, tags=["dl"])
         assert rootfs_files(cais, "dl")["dl/data.txt"] == b"downloaded\n"
+        with pytest.raises(BuildError, match="does not match --checksum sha256:00"):
+            cais.build(ctx, "bad.Dockerfile")
         with pytest.raises(BuildError, match="needs the network"):
             cais.build(ctx, network="none", no_cache=True)
     finally:
@@ -236,12 +243,16 @@ def test_scratch_and_tar_context(cais, tmp_root):
     ({"Dockerfile": "FROM busybox\nRUN --network=bogus true\n"}, "unknown network mode"),
     ({"Dockerfile": "FROM busybox\nENV A=${B\n"}, "Dockerfile:2: syntax error: missing '}'"),
     ({"Dockerfile": "FROM busybox\nEXPOSE 80/bogus\n"}, "Dockerfile:2: Invalid containerPort: 80/bogus"),
+    ({"Dockerfile": "FROM busybox\n", "tag": "Bad Tag"}, "invalid tag 'Bad Tag'"),
     ({"Dockerfile": "FROM busybox\nCOPY --chown=ghost f /x\n", "f": ""}, "unable to find user ghost"),
 ])
-def test_bad_dockerfiles_fail_clearly_and_leave_nothing(cais, tmp_root, files, message):
+def test_bad_dockerfiles_fail_clearly_and_leave_nothing(shared_cais, tmp_root, files, message):
+    cais = shared_cais
+    files = dict(files)
+    tags = [files.pop("tag")] if "tag" in files else []
     ctx = write(os.path.join(tmp_root, "ctx"), files)
     with pytest.raises(BuildError) as info:
-        cais.build(ctx)
+        cais.build(ctx, tags=tags)
     assert message in str(info.value)
     assert "\n" not in str(info.value)
     assert leftovers(cais.top) == []
@@ -333,8 +344,96 @@ RUN --mount=type=tmpfs,target=/scratch/space echo t > /scratch/space/f && ls /sc
     ("type=bind,target=/x,color=red", "unexpected key 'color'"),
     ("type=bind,source=nope,target=/x", "--mount: nope not found in the build context"),
 ])
-def test_bad_run_mounts(cais, tmp_root, spec, message):
+def test_bad_run_mounts(shared_cais, tmp_root, spec, message):
+    cais = shared_cais
     ctx = write(os.path.join(tmp_root, "ctx"), {"Dockerfile": f"FROM busybox\nRUN --mount={spec} true\n"})
     with pytest.raises(BuildError, match=message):
         cais.build(ctx)
     assert leftovers(cais.top) == []
+
+
+def test_copy_exclude(cais, tmp_root):
+    ctx = write(os.path.join(tmp_root, "ctx"), {
+        "Dockerfile": "FROM busybox\nCOPY --exclude=*.txt hom* /mydir/\nCOPY --exclude=**/*.log --exclude=skip src /src\n",
+        "homer.txt": "x", "homa": "a", "src/keep": "k", "src/a/b.log": "l", "src/skip": "s"})
+    cais.build(ctx, tags=["excl"])
+    files = {k for k in rootfs_files(cais, "excl") if k.startswith(("mydir", "src"))}
+    assert files == {"mydir", "mydir/homa", "src", "src/keep", "src/a"}
+    write(ctx, {"parents.Dockerfile": "FROM busybox\nCOPY --parents src/keep /x/\n"})
+    with pytest.raises(BuildError, match="--parents is not supported"):
+        cais.build(ctx, "parents.Dockerfile")
+
+
+CRASHING_BUILD = """
+import sys
+from cais.image.build.builder import BuildOptions
+from cais.image.build.context import BuildContext
+from tests.build.conftest import make_cais
+c = make_cais(sys.argv[1])
+with BuildContext.open(sys.argv[2]) as ctx:
+    c.builder.build(ctx, BuildOptions(), lambda e: print(type(e).__name__, flush=True))
+"""
+
+
+def test_a_build_killed_midway_is_cleaned_up_by_the_next_builder(cais, tmp_root):
+    import signal
+    import subprocess
+    import sys
+
+    from cais.image.build.builder import Builder
+    from cais.image.build.runner import Runner
+
+    ctx = write(os.path.join(tmp_root, "ctx"), {"Dockerfile": "FROM busybox\nRUN echo started; sleep 60\n"})
+    proc = subprocess.Popen([sys.executable, "-c", CRASHING_BUILD, cais.top, ctx], stdout=subprocess.PIPE,
+                            cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if line.startswith(b"StepOutput"):
+            break
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    proc.stdout.close()
+    assert leftovers(cais.top) != []  # the dead build's mount, container and writable layer
+    Builder(cais.store, Runner(os.path.join(cais.top, "runtime")), cais.builder.root)
+    assert leftovers(cais.top) == []
+    assert os.listdir(os.path.join(cais.builder.root, "active")) == []
+
+
+def test_symlinks_in_the_image_never_lead_to_the_host(cais, tmp_root):
+    marker = f"cais-build-escape-{os.getpid()}"
+    ctx = write(os.path.join(tmp_root, "ctx"), {"f": "data\n", "Dockerfile": f"""\
+FROM busybox
+RUN ln -s / /escape && ln -s /etc /etcl && ln -s ../../../../tmp /rel
+COPY f /escape/tmp/{marker}-c
+COPY f /etcl/
+COPY f /rel/{marker}-d
+"""})
+    cais.build(ctx, tags=["contained"])
+    files = rootfs_files(cais, "contained")
+    assert files[f"tmp/{marker}-c"] == b"data\n" and files["etc/f"] == b"data\n" and files[f"tmp/{marker}-d"] == b"data\n"
+    assert not [n for n in os.listdir("/tmp") if n.startswith(marker)]
+    assert not os.path.exists("/etc/f")
+
+
+@pytest.mark.parametrize("entries, message", [
+    ([("../../tmp/cais-build-evil", b"x")], "is outside of /unpacked/"),
+    ([("up", "/"), ("up/tmp/cais-build-evil", b"x")], "is outside of /unpacked/ (through a symlink)"),
+])
+def test_hostile_archives_are_refused(shared_cais, tmp_root, entries, message):
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w") as tar:
+        for name, content in entries:
+            info = tarfile.TarInfo(name)
+            if isinstance(content, str):
+                info.type, info.linkname = tarfile.SYMTYPE, content
+                tar.addfile(info)
+            else:
+                info.size = len(content)
+                tar.addfile(info, io.BytesIO(content))
+    ctx = write(os.path.join(tmp_root, "ctx"), {"Dockerfile": "FROM busybox\nADD evil.tar /unpacked/\n"})
+    with open(os.path.join(ctx, "evil.tar"), "wb") as f:
+        f.write(archive.getvalue())
+    with pytest.raises(BuildError, match=re.escape(message)):
+        shared_cais.build(ctx)
+    assert not os.path.exists("/tmp/cais-build-evil")
+    assert leftovers(shared_cais.top) == []

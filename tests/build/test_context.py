@@ -157,3 +157,15 @@ def test_hostile_tarballs_are_refused(tmp_root, entries, message):
         BuildContext.open(path, tmp_dir=tmp_root)
     assert set(os.listdir(tmp_root)) == before
     assert not os.path.exists("/tmp/evil")
+
+
+@pytest.mark.parametrize("entries, dockerfile, message", [
+    ([_symlink("Dockerfile", "/etc/passwd")], None, "points outside the build context"),
+    ([("Dockerfile", b"FROM x\n")], "../../../../etc/passwd", "forbidden path outside the build context"),
+    ([("Dockerfile", b"FROM x\n"), _symlink(".dockerignore", "/etc/shadow")], None, "points outside"),
+])
+def test_a_client_cannot_read_host_files_as_dockerfile(tmp_root, entries, dockerfile, message):
+    data = tar_bytes(entries)
+    with pytest.raises(ContextError, match=message):
+        BuildContext.open("-", dockerfile, stdin=io.BytesIO(data), tmp_dir=tmp_root)
+    assert os.listdir(tmp_root) == []

@@ -68,3 +68,17 @@ def test_bad_pattern_is_a_clear_error():
         Matcher.from_text("[unclosed\n")
     with pytest.raises(ValueError, match="illegal exclusion pattern"):
         Matcher.from_text("!\n")
+
+
+@pytest.mark.parametrize("patterns, directory, expected", [
+    ("node_modules\n", "node_modules", False),
+    ("dir\n!dir/keep\n", "dir", True),
+    ("dir\n!dir/keep\n", "other", False),
+    ("*\n!src/*.go\n", "src", True),
+    ("*\n!src/*.go\n", "docs", False),
+    ("*\n!**/README.md\n", "deep", True),
+    ("a\n!a/*/c\n", "a/b", True),
+    ("a\n!a/*/c\n", "a/b/c", False),
+])
+def test_excluded_directories_are_entered_only_when_an_exception_may_apply(patterns, directory, expected):
+    assert Matcher.from_text(patterns).may_include_below(directory) is expected

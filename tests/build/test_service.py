@@ -66,3 +66,48 @@ def test_run_cli_builds_tags_and_writes_iidfile(cais, tmp_root):
                    stdout=out, stderr=err)
     assert code == 1 and err.getvalue().startswith("ERROR: Dockerfile:2: COPY failed: file not found")
     assert out.getvalue() == ""
+
+
+def _tar(files: dict[str, bytes]) -> io.BytesIO:
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    buf.seek(0)
+    return buf
+
+
+def test_api_build_streams_dockers_messages(cais):
+    from cais.image.build.service import api_build
+
+    body = _tar({"Dockerfile": b"FROM busybox\nARG A\nRUN echo arg=$A\n", "x": b"1"})
+    messages = list(api_build(cais.store, cais.builder.root, body,
+                              {"t": ["api:1", "api:2"], "buildargs": '{"A": "yes"}'}))
+    streams = "".join(m.get("stream", "") for m in messages)
+    assert "Step 3/3 : RUN echo arg=$A\n" in streams and "arg=yes\n" in streams
+    image_id = next(m["aux"]["ID"] for m in messages if "aux" in m)
+    assert streams.endswith(f"Successfully built {image_id[7:19]}\nSuccessfully tagged api:1\nSuccessfully tagged api:2\n")
+    quiet = list(api_build(cais.store, cais.builder.root, _tar({"Dockerfile": b"FROM busybox\nRUN true\n"}), {"q": "1"}))
+    assert [m for m in quiet if "stream" in m][-1]["stream"].startswith("sha256:") and len(quiet) == 2
+    bad = list(api_build(cais.store, cais.builder.root, _tar({"Dockerfile": b"FROM busybox\nNOPE\n"}), {}))
+    assert bad[-1]["error"] == "Dockerfile:2: unknown instruction: NOPE"
+    assert list(api_build(cais.store, cais.builder.root, io.BytesIO(b""), {"labels": "{"}))[0]["error"].startswith(
+        "invalid labels")
+
+
+def test_api_build_cancelled_when_the_client_goes_away(cais):
+    from cais.image.build.service import api_build
+    from tests.build.conftest import leftovers
+
+    body = _tar({"Dockerfile": b"FROM busybox\nRUN echo start; sleep 1; echo end\nRUN true\n"})
+    stream = api_build(cais.store, cais.builder.root, body, {"t": "never"})
+    for message in stream:
+        if "start" in message.get("stream", ""):
+            break
+    stream.close()
+    assert not cais.store.exists("never")
+    assert leftovers(cais.top) == []

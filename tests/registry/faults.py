@@ -24,11 +24,12 @@ HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", 
 @dataclass
 class Fault:
     path: str  # a substring of the request path
-    action: str  # "status", "drop" (cut the body half way) or "corrupt" (flip a byte of the body)
+    action: str  # "status", "drop" (cut the body half way), "corrupt" (flip a byte) or "redirect" (307)
     status: int = 500
     times: int = 1  # how many matching requests it affects
     method: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    to: str = ""  # for "redirect": the host:port to send the client to, same path
 
 
 @dataclass
@@ -57,6 +58,9 @@ class FaultProxy:
         seen = Seen(request.method, request.path_qs, request.headers.get("Range"))
         self.seen.append(seen)
         fault = self._match(request)
+        if fault is not None and fault.action == "redirect":
+            seen.status = 307
+            return web.Response(status=307, headers={"Location": f"http://{fault.to}{request.path_qs}"})
         if fault is not None and fault.action == "status":
             seen.status = fault.status
             body = json.dumps({"errors": [{"code": "INJECTED", "message": f"injected {fault.status}"}]})
@@ -121,7 +125,7 @@ def serve_in_thread(app: web.Application) -> Iterator[str]:
 def fault_proxy(upstream: str) -> Iterator[FaultProxy]:
     """Run a FaultProxy for `upstream` (host:port, plain HTTP) on a free loopback port."""
     proxy = FaultProxy(upstream)
-    app = web.Application()
+    app = web.Application(client_max_size=1 << 30)  # it buffers uploads whole
     app.router.add_route("*", "/{tail:.*}", proxy.handle)
     with serve_in_thread(app) as host:
         proxy.host = host

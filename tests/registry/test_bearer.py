@@ -89,3 +89,33 @@ def test_login_checks_then_stores(scheme: str, request: pytest.FixtureRequest, t
     asyncio.run(login(reg.host, Credentials(USER, PASSWORD), hosts=reg.hosts(), store=store))
     assert store.get(reg.host) == Credentials(USER, PASSWORD)
     assert logout(reg.host, store) and store.get(reg.host) is None
+
+
+def test_identity_token(bearer: tuple[RunningRegistry, TokenServer], busybox_layout: Layout, tmp_root: str) -> None:
+    """config.json's `identitytoken` is exchanged for access tokens with OAuth2's refresh_token grant."""
+    from tests.registry.tokens import REFRESH_TOKEN
+    reg, tokens = bearer
+    skopeo("copy", "--dest-tls-verify=false", f"--dest-creds={USER}:{PASSWORD}", busybox_layout.ref(),
+           f"docker://{reg.host}/cais/oauth:v1")
+    store = ContentStore(tmp_root)
+    result = asyncio.run(pull(parse(f"{reg.host}/cais/oauth:v1"), store, hosts=reg.hosts()))
+    tokens.requests.clear()
+    asyncio.run(push(parse(f"{reg.host}/cais/oauth-push:v1"), store, result.manifest_digest, hosts=reg.hosts(),
+                     credentials=Credentials("<token>", REFRESH_TOKEN)))
+    assert tokens.requests and {r["auth"] for r in tokens.requests} == {"OAuth"}
+    with pytest.raises(Unauthorized):
+        asyncio.run(push(parse(f"{reg.host}/cais/oauth-push:v2"), store, result.manifest_digest, hosts=reg.hosts(),
+                         credentials=Credentials("<token>", "stale")))
+
+
+def test_challenge_parsing() -> None:
+    from cais.registry.auth import parse_challenges
+    [hub] = parse_challenges('Bearer realm="https://auth.docker.io/token",service="registry.docker.io",'
+                             'scope="repository:library/busybox:pull,push"')
+    assert hub.scheme == "bearer" and hub.params == {
+        "realm": "https://auth.docker.io/token", "service": "registry.docker.io",
+        "scope": "repository:library/busybox:pull,push"}
+    basic, bearer = parse_challenges('Basic realm="a \\"quoted\\", realm", Bearer realm=https://x/t, error=invalid_token')
+    assert (basic.scheme, basic.params) == ("basic", {"realm": 'a "quoted", realm'})
+    assert bearer.params == {"realm": "https://x/t", "error": "invalid_token"}
+    assert parse_challenges("") == [] and [c.scheme for c in parse_challenges("Negotiate")] == ["negotiate"]

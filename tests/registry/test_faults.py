@@ -117,3 +117,72 @@ def test_persistent_errors_are_clear(status: int, error: type, text: str, proxy:
     retried = status in (429, 500)
     assert len(requests) == (FAST.attempts if retried else 1)
     assert _blobs(store) == []
+
+
+def test_concurrent_pulls_share_downloads(proxy: FaultProxy, seeded: Layout, tmp_root: str) -> None:
+    """Two pulls of one image into one store at once: each blob is downloaded once, both succeed."""
+    store = ContentStore(tmp_root)
+    hosts = RegistryHosts(certs_dirs=())
+
+    async def both() -> list:
+        ref = parse(f"{proxy.host}/cais/faults:latest")
+        return await asyncio.gather(pull(ref, store, hosts=hosts), pull(ref, store, hosts=hosts))
+    first, second = asyncio.run(both())
+    assert first.manifest_digest == second.manifest_digest == seeded.digest
+    assert sorted(first.stored + second.stored) == _blobs(store)  # every blob stored by exactly one of them
+    layer_gets = [s for s in proxy.seen if s.method == "GET" and "/blobs/" in s.path]
+    assert len(layer_gets) == 2  # config and layer, once each
+    assert all(store.verify(d) for d in _blobs(store))
+
+
+def test_blob_redirects_are_followed(proxy: FaultProxy, distribution: RunningRegistry, seeded: Layout,
+                                     tmp_root: str) -> None:
+    """Registries may send blob downloads elsewhere (object storage): cais follows, still verifying."""
+    with fault_proxy(distribution.host) as storage:
+        proxy.faults.append(Fault("/blobs/", "redirect", method="GET", times=100, to=storage.host))
+        store = ContentStore(tmp_root)
+        result = _pull(proxy, store)
+        assert result.manifest_digest == seeded.digest
+        assert len([s for s in storage.seen if "/blobs/" in s.path]) == 2
+        assert all(store.verify(d) for d in _blobs(store))
+
+
+def test_dropped_manifest_is_retried(proxy: FaultProxy, seeded: Layout, tmp_root: str) -> None:
+    proxy.faults.append(Fault("/manifests/", "drop", method="GET", times=2))
+    assert _pull(proxy, ContentStore(tmp_root)).manifest_digest == seeded.digest
+    proxy.faults.append(Fault("/manifests/", "drop", method="GET", times=100))
+    with pytest.raises(RegistryError, match="after 3 attempts") as info:
+        _pull(proxy, ContentStore(f"{tmp_root}/2"))
+    assert "\n" not in str(info.value)
+
+
+def test_failed_uploads_start_over(proxy: FaultProxy, seeded: Layout, distribution: RunningRegistry,
+                                   tmp_root: str) -> None:
+    from cais.registry.push import push
+    store = ContentStore(tmp_root)
+    result = _pull(proxy, store)
+    proxy.faults.append(Fault("/blobs/uploads/", "status", status=503, method="PUT", times=2))
+    events = []
+    asyncio.run(push(parse(f"{proxy.host}/cais/faults-push:v1"), store, result.manifest_digest,
+                     hosts=RegistryHosts(certs_dirs=()), retry=FAST, progress=events.append))
+    assert any(e.status.startswith("Retrying in") for e in events)
+    inspected = skopeo("inspect", *distribution.skopeo_args(""), f"docker://{distribution.host}/cais/faults-push:v1")
+    assert seeded.digest in inspected.stdout
+    proxy.faults.append(Fault("/blobs/uploads/", "status", status=400, method="PUT", times=100))
+    with pytest.raises(RegistryError, match="injected 400"):  # not transient: no retry
+        asyncio.run(push(parse(f"{proxy.host}/cais/faults-push2:v1"), store, result.manifest_digest,
+                         hosts=RegistryHosts(certs_dirs=()), retry=FAST))
+
+
+def test_one_bad_layer_publishes_no_manifest(proxy: FaultProxy, seeded: Layout, tmp_root: str) -> None:
+    import json
+    with open(os.path.join(seeded.path, "blobs", "sha256", seeded.digest[7:])) as f:
+        layer = json.load(f)["layers"][0]["digest"]
+    store = ContentStore(tmp_root)
+    proxy.faults.append(Fault(layer, "corrupt", method="GET", times=100))
+    with pytest.raises(RegistryError, match=f"GET blob {layer}.*digest mismatch"):
+        _pull(proxy, store)
+    assert not store.has(layer) and not store.has(seeded.digest)  # no image half there
+    proxy.faults.clear()
+    result = _pull(proxy, store)
+    assert result.manifest_digest == seeded.digest and layer in result.stored

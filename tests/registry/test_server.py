@@ -150,6 +150,8 @@ def test_hostile_requests(cais_server: RunningRegistry) -> None:
     assert call(reg, "GET", f"/v2/cais/other/blobs/{digest}")[0] == 404
     status, headers, _ = call(reg, "POST", f"/v2/cais/other/blobs/uploads/?mount={digest}&from=cais/nobody")
     assert status == 202  # not mountable from a repository without it: a plain upload starts instead
+    status, headers, _ = call(reg, "HEAD", f"/v2/cais/owner/blobs/{digest}")
+    assert status == 200 and headers["content-length"] == "13" and headers["docker-content-digest"] == digest
     # Range reads
     status, headers, body = call(reg, "GET", f"/v2/cais/owner/blobs/{digest}", headers={"Range": "bytes=8-"})
     assert (status, body) == (206, b"bytes")
@@ -245,3 +247,46 @@ def test_server_command_line_errors(cais_server: RunningRegistry, tmp_root: str)
                                "--addr", "127.0.0.1:1", *args], capture_output=True, text=True, timeout=30)
         assert proc.returncode != 0 and message in proc.stderr, (args, proc.stderr)
         assert "Traceback" not in proc.stderr, proc.stderr
+
+
+def test_multi_platform_index(cais_server: RunningRegistry, tmp_root: str) -> None:
+    from cais.image.platform import Platform, host_platform
+    from tests.registry.images import tar_files, write_oci_multiarch
+    host = host_platform().architecture
+    other = "arm64" if host != "arm64" else "amd64"
+    layout = f"{tmp_root}/multi"
+    index, manifests = write_oci_multiarch(layout, {host: [tar_files({"a": b"1"})], other: [tar_files({"b": b"2"})]})
+    target = f"docker://{cais_server.host}/cais/multi:latest"
+    skopeo("copy", "--all", *cais_server.skopeo_args("dest"), f"oci:{layout}:latest", target)
+    raw = json.loads(skopeo("inspect", "--raw", *cais_server.skopeo_args(""), target).stdout)
+    assert sorted(m["digest"] for m in raw["manifests"]) == sorted(manifests.values())
+    store = ContentStore(f"{tmp_root}/store")
+    for arch in (host, other):
+        result = asyncio.run(pull(parse(f"{cais_server.host}/cais/multi:latest"), store, hosts=cais_server.hosts(),
+                                  platform=Platform("linux", arch)))
+        assert (result.index_digest, result.manifest_digest) == (index, manifests[arch])
+    # an index whose children the repository lacks is refused
+    status, _, body = call(cais_server, "PUT", "/v2/cais/empty/manifests/x", store.read(index),
+                           {"Content-Type": "application/vnd.oci.image.index.v1+json"})
+    assert (status, error_code(body)) == (400, "MANIFEST_BLOB_UNKNOWN")
+
+
+def test_garbage_collection(busybox_layout: Layout, tmp_root: str) -> None:
+    import subprocess
+    import sys
+
+    from tests.registry.images import tar_files, write_oci_layout
+    other = f"{tmp_root}/other"
+    write_oci_layout(other, [tar_files({"only-here": b"x" * 1000})])
+    with cais_registry() as reg:
+        skopeo("copy", *reg.skopeo_args("dest"), busybox_layout.ref(), f"docker://{reg.host}/cais/keep:v1")
+        skopeo("copy", *reg.skopeo_args("dest"), f"oci:{other}:latest", f"docker://{reg.host}/cais/drop:v1")
+        dangling = upload(reg, "cais/drop", b"never referenced")
+        status, headers, _ = call(reg, "HEAD", "/v2/cais/drop/manifests/v1")
+        assert call(reg, "DELETE", f"/v2/cais/drop/manifests/{headers['docker-content-digest']}")[0] == 202
+        root = os.path.join(reg.root, "data")
+        proc = subprocess.run([sys.executable, "-m", "cais.registry.server", "--root", root, "--gc"],
+                              capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0 and proc.stdout.startswith("removed 4 blobs"), proc.stdout + proc.stderr
+        assert call(reg, "HEAD", f"/v2/cais/drop/blobs/{dangling}")[0] == 404
+        skopeo("copy", *reg.skopeo_args("src"), f"docker://{reg.host}/cais/keep:v1", f"dir:{tmp_root}/out")

@@ -22,6 +22,7 @@ from tests.registry.faults import serve_in_thread
 
 ISSUER = "cais-test-issuer"
 SERVICE = "cais-test-registry"
+REFRESH_TOKEN = "cais-refresh-token"
 
 
 def _b64url(data: bytes) -> str:
@@ -52,15 +53,22 @@ class TokenServer:
 
     async def handle(self, request: web.Request) -> web.Response:
         authorization = request.headers.get("Authorization", "")
-        self.requests.append({"scope": " ".join(request.query.getall("scope", [])), "auth": authorization[:5]})
+        scopes = request.query.getall("scope", [])
         authenticated = False
+        if request.method == "POST":  # OAuth2 with an identity (refresh) token
+            form = await request.post()
+            scopes = str(form.get("scope", "")).split()
+            if form.get("grant_type") != "refresh_token" or form.get("refresh_token") != REFRESH_TOKEN:
+                return web.json_response({"details": "bad refresh token"}, status=401)
+            authorization, authenticated = "OAuth", True
+        self.requests.append({"scope": " ".join(scopes), "auth": authorization[:5]})
         if authorization.startswith("Basic "):
             user, _, password = base64.b64decode(authorization[6:]).decode().partition(":")
             if (user, password) != (self.user, self.password):
                 return web.json_response({"details": "wrong credentials"}, status=401)
             authenticated = True
         access = []
-        for scope in request.query.getall("scope", []):
+        for scope in scopes:
             kind, name, actions = scope.split(":")
             granted = [a for a in actions.split(",") if authenticated or a == "pull"]
             access.append({"type": kind, "name": name, "actions": granted})
@@ -80,6 +88,7 @@ def token_server(directory: str, user: str, password: str) -> Iterator[TokenServ
     server = TokenServer(directory, user, password)
     app = web.Application()
     app.router.add_get("/token", server.handle)
+    app.router.add_post("/token", server.handle)
     with serve_in_thread(app) as host:
         server.host = host
         yield server

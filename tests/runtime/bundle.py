@@ -60,10 +60,18 @@ class Runtime:
         self.ids.append(cid)
         return cid
 
-    def __call__(self, *args: str, check: bool = False, input: bytes | None = None,
-                 timeout: float = 30, **kw: Any) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([CAIS_RUNTIME, "--root", self.root, *args], capture_output=True, text=True,
-                              check=check, input=input, timeout=timeout, **kw)
+    def __call__(
+        self, *args: str, check: bool = False, input: bytes | None = None, timeout: float = 30, **kw: Any
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [CAIS_RUNTIME, "--root", self.root, *args],
+            capture_output=True,
+            text=True,
+            check=check,
+            input=input,
+            timeout=timeout,
+            **kw,
+        )
 
     def run(self, bundle: Bundle, *extra: str) -> subprocess.CompletedProcess[str]:
         bundle.write()
@@ -71,10 +79,18 @@ class Runtime:
 
     def run_input(self, bundle: Bundle, data: bytes) -> subprocess.CompletedProcess[str]:
         bundle.write()
-        done = subprocess.run([CAIS_RUNTIME, "--root", self.root, "run", "-b", bundle.path, self.new_id()],
-                              input=data, capture_output=True, timeout=30)
-        return subprocess.CompletedProcess(done.args, done.returncode, done.stdout.decode(errors="replace"),
-                                           done.stderr.decode(errors="replace"))
+        done = subprocess.run(
+            [CAIS_RUNTIME, "--root", self.root, "run", "-b", bundle.path, self.new_id()],
+            input=data,
+            capture_output=True,
+            timeout=30,
+        )
+        return subprocess.CompletedProcess(
+            done.args,
+            done.returncode,
+            done.stdout.decode(errors="replace"),
+            done.stderr.decode(errors="replace"),
+        )
 
     def create(self, bundle: Bundle, *extra: str) -> str:
         bundle.write()
@@ -82,8 +98,13 @@ class Runtime:
         # The init keeps the stdio it was given: files, so that nobody waits for a pipe's end.
         self.out = os.path.join(self.top, f"{cid}.out")
         with open(self.out, "w") as out, open(self.out + ".err", "w") as err:
-            done = subprocess.run([CAIS_RUNTIME, "--root", self.root, "create", "-b", bundle.path, *extra, cid],
-                                  stdin=subprocess.DEVNULL, stdout=out, stderr=err, timeout=30)
+            done = subprocess.run(
+                [CAIS_RUNTIME, "--root", self.root, "create", "-b", bundle.path, *extra, cid],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+                timeout=30,
+            )
         with open(self.out + ".err") as f:
             assert done.returncode == 0, f.read()
         return cid

@@ -18,7 +18,7 @@ import pytest
 
 from cais.runtime.cgroups import Manager, mode
 from cais.runtime.cgroups.errors import CgroupError
-from cais.runtime.cgroups.paths import cgroup_mounts
+from cais.runtime.cgroups.paths import cgroup_mounts, inner_path
 from cais.runtime.cgroups.v1 import V1Manager
 from cais.runtime.cgroups.v2 import V2Manager
 
@@ -88,20 +88,23 @@ def wait_for(condition: Callable[[], bool], what: str, timeout: float = 30) -> N
 
 
 def cleanup(managers: list[Manager], children: list[Child], parents: set[str]) -> None:
-    """Kill what the test started, remove its cgroups and their temporary parents."""
+    """Kill what the test started, remove its cgroups and their temporary parents.
+
+    Thawed first: a frozen v1 process does not die of SIGKILL until it is thawed.
+    """
+    for m in managers:
+        with contextlib.suppress(CgroupError):
+            if m.exists() and m.frozen():
+                m.thaw()
     for child in children:
         child.stop()
     for m in managers:
-        try:
+        with contextlib.suppress(CgroupError):
             if m.exists():
-                if m.frozen():
-                    m.thaw()
                 m.kill()
                 m.destroy()
-        except CgroupError:
-            pass
     for parent in sorted(parents, key=len, reverse=True):
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(FileNotFoundError, OSError):
             os.rmdir(parent)
 
 
@@ -119,8 +122,9 @@ class CgroupFactory:
         self.v2_root = v2_root
         self.root_controllers = _subtree_control(v2_root) if v2_root else set()
 
-    def manager(self, name: str = "ctr") -> Manager:
-        m = self.opener(f"{self.parent}/{name}")
+    def manager(self, name: str = "ctr", systemd: bool = False) -> Manager:
+        """A manager for ``<parent>/<name>``, or, with ``systemd``, for the systemd path ``name``."""
+        m = self.opener(inner_path(name, "unused", systemd=True) if systemd else f"{self.parent}/{name}")
         self.managers.append(m)
         self.parents.update(os.path.dirname(p) for p in m.paths.values())
         return m

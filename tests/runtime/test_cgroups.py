@@ -215,13 +215,32 @@ def test_stats_of_a_removed_cgroup_is_a_clear_error(cgroups) -> None:
     m.destroy()  # twice is fine
 
 
-def test_io_stats_count_direct_writes(cgroups) -> None:
+def test_io_throttle_and_stats(cgroups) -> None:
+    """O_DIRECT writes are counted per device; a (generous) write throttle is set on that disk.
+
+    In the vm-test guest the writes go to its empty scratch disk (CAIS_VM_DISK); here to a file
+    in /var/tmp, and the throttle only when that file system sits on a whole disk.
+    """
     scratch = tempfile.mkdtemp(prefix="cais-cg-test-", dir="/var/tmp")
     try:
-        if os.major(os.stat(scratch).st_dev) == 0:
-            pytest.skip("/var/tmp is not on a block device here")
-        target = os.path.join(scratch, "data")
-        m = cgroups.create({})
+        disk = os.environ.get("CAIS_VM_DISK")
+        if disk:
+            target, dev = disk, os.stat(disk).st_rdev
+        else:
+            target, dev = os.path.join(scratch, "data"), os.stat(scratch).st_dev
+            if os.major(dev) == 0:
+                pytest.skip("/var/tmp is not on a block device here")
+        major, minor = os.major(dev), os.minor(dev)
+        whole_disk = not os.path.exists(f"/sys/dev/block/{major}:{minor}/partition")
+        throttle = [{"major": major, "minor": minor, "rate": 1 << 30}] if whole_disk else []
+        m = cgroups.create({"blockIO": {"throttleWriteBpsDevice": throttle}} if throttle else {})
+        if throttle:
+            if m.version == 1:
+                with open(os.path.join(m.paths["blkio"], "blkio.throttle.write_bps_device")) as f:
+                    assert f.read().split() == [f"{major}:{minor}", str(1 << 30)]
+            else:
+                with open(os.path.join(m.paths[""], "io.max")) as f:
+                    assert f"{major}:{minor} rbps=max wbps={1 << 30} riops=max wiops=max" in f.read()
         code = (
             "import mmap\n"
             f"fd = os.open({target!r}, os.O_CREAT | os.O_WRONLY | os.O_DIRECT, 0o600)\n"
@@ -238,3 +257,29 @@ def test_io_stats_count_direct_writes(cgroups) -> None:
         assert sum(e.value for e in blkio.io_serviced_recursive if e.op == "Write") >= 1
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def test_systemd_path_lands_where_systemd_would_put_the_unit(cgroups) -> None:
+    slice_name = f"caiscg{cgroups.parent[-8:]}.slice"
+    m = cgroups.manager(f"{slice_name}:cais:ctr1", systemd=True)
+    m.create({"pids": {"limit": 9}})
+    assert all(p.endswith(f"/{slice_name}/cais-ctr1.scope") for p in m.paths.values())
+    assert m.stats().pids.limit == 9
+
+
+def test_hugetlb_without_the_controller_is_a_clear_error(cgroups) -> None:
+    m = cgroups.manager()
+    if m.version == 1 and "hugetlb" in m.paths or m.version == 2:
+        pytest.skip("this hierarchy has the hugetlb controller")
+    with pytest.raises(CgroupError, match="hugetlb cgroup controller is not mounted"):
+        m.create({"hugepageLimits": [{"pageSize": "2MB", "limit": 1 << 21}]})
+    assert not m.exists()
+
+
+def test_check_before_update_refuses_a_limit_below_usage(cgroups) -> None:
+    m = cgroups.create({})
+    child = cgroups.child(m, "b = bytearray(32 << 20)\nprint(1, flush=True)\nimport time; time.sleep(600)\n")
+    assert child.proc.stdout is not None and child.proc.stdout.readline() == b"1\n"
+    with pytest.raises(CgroupError, match="already uses"):
+        m.update({"memory": {"limit": 4 << 20, "checkBeforeUpdate": True}})
+    assert child.proc.poll() is None

@@ -11,7 +11,8 @@ from tests.runtime.bundle import Runtime, read
 
 def _frozen(pid: int) -> bool:
     return read(f"/proc/{pid}/status").split("State:\t")[1][0] in ("D", "T") or "frozen" in read(
-        f"/proc/{pid}/cgroup")
+        f"/proc/{pid}/cgroup"
+    )
 
 
 def test_pause_resume_ps_kill_all(rt: Runtime) -> None:
@@ -45,8 +46,12 @@ def test_pids_limit_stops_fork_loop(rt: Runtime) -> None:
 
 
 def test_memory_limit_oom_kills(rt: Runtime) -> None:
-    b = rt.bundle("sh", "-c", "dd if=/dev/zero bs=1M count=200 | (read -r -n 1 -d '' x; sleep 0.1); "
-                  "x=$(head -c 100000000 /dev/zero | tr '\\0' a); echo survived")
+    b = rt.bundle(
+        "sh",
+        "-c",
+        "dd if=/dev/zero bs=1M count=200 | (read -r -n 1 -d '' x; sleep 0.1); "
+        "x=$(head -c 100000000 /dev/zero | tr '\\0' a); echo survived",
+    )
     b.config["linux"]["resources"]["memory"] = {"limit": 32 * 1024 * 1024, "swap": 32 * 1024 * 1024}
     done = rt.run(b)
     assert "survived" not in done.stdout

@@ -15,6 +15,7 @@ from tests.runtime.bundle import Runtime, read
 
 # CVE-2019-5736 class: the host binary that runs the runtime must stay out of reach.
 
+
 def test_init_exe_is_a_sealed_copy_not_the_host_python(rt: Runtime) -> None:
     cid = rt.create(rt.bundle("true"))
     pid = rt.state(cid)["pid"]
@@ -24,7 +25,9 @@ def test_init_exe_is_a_sealed_copy_not_the_host_python(rt: Runtime) -> None:
     assert refused.value.errno in (errno.EPERM, errno.ETXTBSY)
     # From inside the container, the init (still Python, waiting for start) is non-dumpable:
     # its /proc entries are out of reach even for the container's root.
-    done = rt("exec", cid, "sh", "-c", "readlink /proc/1/exe; cat /proc/1/environ; echo >> /proc/1/exe; echo end")
+    done = rt(
+        "exec", cid, "sh", "-c", "readlink /proc/1/exe; cat /proc/1/environ; echo >> /proc/1/exe; echo end"
+    )
     assert "memfd" not in done.stdout and "python" not in done.stdout
     assert done.stdout.strip() == "end" and done.stderr.count("Permission denied") >= 2
 
@@ -44,6 +47,7 @@ def test_shebang_to_proc_self_exe_cannot_touch_host_binary(rt: Runtime) -> None:
 
 
 # CVE-2024-21626 class: no descriptor of the host in the container; cwd never outside the root.
+
 
 def _fds_inside(done: subprocess.CompletedProcess[str]) -> set[str]:
     assert done.returncode == 0, done.stderr
@@ -68,11 +72,30 @@ def test_preserve_fds_passes_exactly_those(rt: Runtime) -> None:
         b = rt.bundle("sh", "-c", "ls /proc/$$/fd; echo via-3 >&3; true")
         b.write()
         # fd 3 in the runtime = our pipe's write end; fd 4 a host directory it must not pass on
-        script = (f"import os,sys; os.dup2({w}, 3); os.dup2(os.open('/', os.O_RDONLY), 4); "
-                  f"os.execv(sys.argv[1], sys.argv[1:])")
-        done = subprocess.run([sys.executable, "-c", script, rt.runtime_path, "--root", rt.root, "run",
-                               "--preserve-fds", "1", "-b", b.path, rt.new_id()],
-                              capture_output=True, text=True, pass_fds=(w,), timeout=30)
+        script = (
+            f"import os,sys; os.dup2({w}, 3); os.dup2(os.open('/', os.O_RDONLY), 4); "
+            f"os.execv(sys.argv[1], sys.argv[1:])"
+        )
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                script,
+                rt.runtime_path,
+                "--root",
+                rt.root,
+                "run",
+                "--preserve-fds",
+                "1",
+                "-b",
+                b.path,
+                rt.new_id(),
+            ],
+            capture_output=True,
+            text=True,
+            pass_fds=(w,),
+            timeout=30,
+        )
         os.close(w)
         w = -1
         assert _fds_inside(done) == {"0", "1", "2", "3"}
@@ -113,6 +136,7 @@ def test_cwd_through_a_leaked_fd_is_refused(rt: Runtime) -> None:
 
 # CVE-2021-30465 class: mount targets resolved inside the rootfs, never through an escaping symlink.
 
+
 def test_symlinked_mount_target_stays_in_rootfs(rt: Runtime) -> None:
     marker_dir = os.path.join(rt.top, "volume")
     os.makedirs(marker_dir)
@@ -129,7 +153,11 @@ def test_symlinked_mount_target_stays_in_rootfs(rt: Runtime) -> None:
         {"destination": "/up", "type": "bind", "source": marker_dir, "options": ["rbind"]},
         {"destination": "/abs", "type": "tmpfs", "source": "tmpfs", "options": []},
     ]
-    b.config["process"]["args"] = ["sh", "-c", f"cat {escape}/marker; grep -c {escape}-abs /proc/self/mountinfo"]
+    b.config["process"]["args"] = [
+        "sh",
+        "-c",
+        f"cat {escape}/marker; grep -c {escape}-abs /proc/self/mountinfo",
+    ]
     done = rt.run(b)
     assert done.returncode == 0, done.stderr
     # both mounts landed on ROOTFS/<escape path> inside the container, never on the host's
@@ -137,3 +165,46 @@ def test_symlinked_mount_target_stays_in_rootfs(rt: Runtime) -> None:
     assert os.listdir(escape) == []
     with open("/proc/self/mountinfo") as f:
         assert escape not in f.read()
+
+
+def test_init_is_non_dumpable_while_in_the_containers_namespaces(rt: Runtime) -> None:
+    # In a user namespace, /proc/PID/* of a dumpable process belongs to its (mapped) uid; the
+    # kernel gives a non-dumpable one's to the host's root instead.
+    b = rt.bundle("true")
+    b.config["linux"]["namespaces"].append({"type": "user"})
+    b.config["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 231072, "size": 65536}]
+    b.config["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 231072, "size": 65536}]
+    b.config["mounts"] = [m for m in b.config["mounts"] if m["type"] != "cgroup"]
+    os.chmod(rt.top, 0o711)
+    cid = rt.create(b)
+    pid = rt.state(cid)["pid"]
+    assert read(f"/proc/{pid}/status").split("Uid:\t")[1].split()[0] == "231072"
+    assert os.stat(f"/proc/{pid}/environ").st_uid == 0
+
+
+def test_bind_source_inside_the_rootfs_is_resolved_inside_it(rt: Runtime) -> None:
+    b = rt.bundle("sh", "-c", "cat /seen/hostname")
+    # rootfs/link -> /etc: on the host that is the host's /etc; in the container, its own
+    os.symlink("/etc", os.path.join(b.rootfs, "link"))
+    with open(os.path.join(b.rootfs, "etc", "hostname"), "w") as f:
+        f.write("the-containers-own\n")
+    b.config["mounts"].append({"destination": "/seen", "type": "bind", "source": "rootfs/link",
+                               "options": ["rbind", "ro"]})
+    done = rt.run(b)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "the-containers-own"
+
+
+def test_caller_with_closed_stdio(rt: Runtime) -> None:
+    b = rt.bundle("sh", "-c", "ls /proc/$$/fd; true")
+    b.write()
+    script = ("import os, sys; os.close(0); os.close(1); from cais import runtime; "
+              "out = os.open(sys.argv[3], os.O_WRONLY | os.O_CREAT, 0o644); "
+              "runtime.create(sys.argv[1], sys.argv[2], root=sys.argv[4], stdio=(out, out, 2)); "
+              "pid = runtime.state(sys.argv[1], root=sys.argv[4])['pid']; runtime.start(sys.argv[1], root=sys.argv[4]); "
+              "os.waitpid(pid, 0); runtime.delete(sys.argv[1], root=sys.argv[4])")
+    out = os.path.join(rt.top, "closed-stdio.out")
+    done = subprocess.run([sys.executable, "-c", script, rt.new_id(), b.path, out, rt.root],
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    assert set(read(out).split()) == {"0", "1", "2"}

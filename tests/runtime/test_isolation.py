@@ -24,9 +24,11 @@ def test_seccomp_filter_denies_syscall(rt: Runtime) -> None:
     b = rt.bundle("sh", "-c", "grep Seccomp: /proc/self/status; mkdir /tmp/d && echo MADE; echo after")
     b.config["root"]["readonly"] = False
     b.config["linux"]["seccomp"] = {
-        "defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86"],
-        "syscalls": [{"names": ["mkdir", "mkdirat", "no_such_syscall"], "action": "SCMP_ACT_ERRNO",
-                      "errnoRet": 1}],
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86"],
+        "syscalls": [
+            {"names": ["mkdir", "mkdirat", "no_such_syscall"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}
+        ],
     }
     for nnp in (True, False):
         b.config["process"]["noNewPrivileges"] = nnp
@@ -80,8 +82,12 @@ def test_exec_into_running_container(rt: Runtime) -> None:
     assert done.returncode == 7, done.stderr
     pid, x, cwd = done.stdout.split()
     assert int(pid) > 1 and x == "42" and cwd == "/tmp"
-    process = {"args": ["sh", "-c", "sleep 0.2; grep -E '^(Uid|CapEff)' /proc/self/status"], "cwd": "/",
-               "user": {"uid": 42, "gid": 42}, "env": ["PATH=/bin"]}
+    process = {
+        "args": ["sh", "-c", "sleep 0.2; grep -E '^(Uid|CapEff)' /proc/self/status"],
+        "cwd": "/",
+        "user": {"uid": 42, "gid": 42},
+        "env": ["PATH=/bin"],
+    }
     path = os.path.join(rt.top, "process.json")
     with open(path, "w") as f:
         json.dump(process, f)
@@ -124,17 +130,21 @@ def test_terminal_through_console_socket(rt: Runtime) -> None:
 def test_all_hooks_with_state(rt: Runtime) -> None:
     log = os.path.join(rt.top, "hooks.log")
     b = rt.bundle("true")
-    b.config["mounts"].append({"destination": "/hostlog", "type": "bind", "source": rt.top, "options": ["rbind"]})
+    b.config["mounts"].append(
+        {"destination": "/hostlog", "type": "bind", "source": rt.top, "options": ["rbind"]}
+    )
     hook = os.path.join(rt.top, "hook.sh")
     with open(hook, "w") as f:
-        f.write("#!/bin/sh\nread state\necho \"$1 $state\" >> \"$LOG\"\n")
+        f.write('#!/bin/sh\nread state\necho "$1 $state" >> "$LOG"\n')
     os.chmod(hook, 0o755)
     in_container = os.path.join(rt.top, "rootfs-hook.sh")  # startContainer runs inside the container
     with open(in_container, "w") as f:
-        f.write("#!/bin/sh\nread state\necho \"startContainer $state\" >> /hostlog/hooks.log\n")
+        f.write('#!/bin/sh\nread state\necho "startContainer $state" >> /hostlog/hooks.log\n')
     os.chmod(in_container, 0o755)
-    b.config["hooks"] = {name: [{"path": hook, "args": [hook, name], "env": [f"LOG={log}"]}]
-                         for name in ("prestart", "createRuntime", "createContainer", "poststart", "poststop")}
+    b.config["hooks"] = {
+        name: [{"path": hook, "args": [hook, name], "env": [f"LOG={log}"]}]
+        for name in ("prestart", "createRuntime", "createContainer", "poststart", "poststop")
+    }
     b.config["hooks"]["createContainer"][0]["env"] = [f"LOG={log}"]
     b.config["hooks"]["startContainer"] = [{"path": "/hostlog/rootfs-hook.sh"}]
     done = rt.run(b)
@@ -158,14 +168,20 @@ def test_failing_hook_fails_create_cleanly(rt: Runtime) -> None:
     assert rt("state", "cais-rt-hookfail").returncode == 1
 
 
-@pytest.mark.parametrize("mutate,message", [
-    (lambda c: c.pop("root"), "root.path missing"),
-    (lambda c: c["process"].update(args=[]), "process.args"),
-    (lambda c: c["linux"]["namespaces"].append({"type": "bogus"}), "unknown namespace"),
-    (lambda c: c["process"].update(args=["/no/such/binary"]), "no such executable"),
-    (lambda c: c["mounts"].append({"destination": "relative"}), "not absolute"),
-    (lambda c: c["process"].update(rlimits=[{"type": "RLIMIT_BOGUS", "soft": 1, "hard": 1}]), "unknown rlimit"),
-])
+@pytest.mark.parametrize(
+    "mutate,message",
+    [
+        (lambda c: c.pop("root"), "root.path missing"),
+        (lambda c: c["process"].update(args=[]), "process.args"),
+        (lambda c: c["linux"]["namespaces"].append({"type": "bogus"}), "unknown namespace"),
+        (lambda c: c["process"].update(args=["/no/such/binary"]), "no such executable"),
+        (lambda c: c["mounts"].append({"destination": "relative"}), "not absolute"),
+        (
+            lambda c: c["process"].update(rlimits=[{"type": "RLIMIT_BOGUS", "soft": 1, "hard": 1}]),
+            "unknown rlimit",
+        ),
+    ],
+)
 def test_bad_config_clear_error(rt: Runtime, mutate, message: str) -> None:  # type: ignore[no-untyped-def]
     b = rt.bundle("true")
     mutate(b.config)
@@ -200,3 +216,48 @@ def test_foreground_run_and_exec_proxy_the_terminal(rt: Runtime) -> None:
     assert rt("start", cid).returncode == 0
     done = rt("exec", "-t", cid, "sh", "-c", "tty; exit 4")
     assert done.returncode == 4 and "/dev/pts/" in done.stdout
+
+
+def test_exec_into_user_namespace_container(rt: Runtime) -> None:
+    b = rt.bundle("sleep", "30")
+    b.config["linux"]["namespaces"].append({"type": "user"})
+    b.config["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 231072, "size": 65536}]
+    b.config["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 231072, "size": 65536}]
+    b.config["mounts"] = [m for m in b.config["mounts"] if m["type"] != "cgroup"]
+    os.chmod(rt.top, 0o711)
+    cid = rt.create(b)
+    assert rt("start", cid).returncode == 0
+    done = rt("exec", cid, "sh", "-c", "id -u; cat /proc/self/uid_map; echo $$")
+    assert done.returncode == 0, done.stderr
+    uid, inside, host, size, pid = done.stdout.split()
+    assert (uid, inside, host, size) == ("0", "0", "231072", "65536") and int(pid) > 1
+
+
+def test_device_cgroup_denies_block_devices(rt: Runtime) -> None:
+    b = rt.bundle("sh", "-c", "mknod /tmp/cais-blk b 8 0 && head -c 1 /tmp/cais-blk; echo rc=$?")
+    b.config["root"]["readonly"] = False
+    caps = b.config["process"]["capabilities"]
+    for kind in ("bounding", "effective", "permitted"):
+        caps[kind] = [*caps[kind], "CAP_MKNOD"]
+    done = rt.run(b)
+    assert "rc=1" in done.stdout and "Operation not permitted" in done.stderr
+
+
+@pytest.mark.parametrize("mutate", [
+    lambda c: c["process"].update(user={"uid": "root"}),
+    lambda c: c["mounts"].append({"destination": "/x", "type": "tmpfs", "options": [1, 2]}),
+    lambda c: c["linux"].update(namespaces="pid"),
+    lambda c: c["linux"].update(uidMappings=[{"containerID": 0}]),
+    lambda c: c["process"].update(capabilities={"bounding": "CAP_KILL"}),
+    lambda c: c["linux"].update(resources={"memory": {"limit": "lots"}}),
+    lambda c: c["linux"].update(seccomp={"defaultAction": "SCMP_ACT_BOGUS"}),
+    lambda c: c["process"].update(env=["NOEQUALS"]),
+    lambda c: c.update(hooks={"prestart": [{"path": "relative"}]}),
+])
+def test_garbage_config_fields_never_traceback(rt: Runtime, mutate) -> None:  # type: ignore[no-untyped-def]
+    b = rt.bundle("true")
+    mutate(b.config)
+    done = rt.run(b)
+    assert done.returncode == 1, done.stdout
+    assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert rt("list", "-q").stdout == ""

@@ -64,8 +64,10 @@ def test_capabilities_as_configured(rt: Runtime) -> None:
     # CAP_AUDIT_WRITE (29), CAP_KILL (5), CAP_NET_BIND_SERVICE (10): the spec's default
     assert int(caps["CapEff"], 16) == (1 << 29) | (1 << 5) | (1 << 10)
     assert int(caps["CapBnd"], 16) == int(caps["CapEff"], 16)
-    b.config["process"]["capabilities"] = {k: ["CAP_CHOWN", "CAP_NET_RAW"] for k in
-                                           ("bounding", "effective", "permitted", "inheritable", "ambient")}
+    b.config["process"]["capabilities"] = {
+        k: ["CAP_CHOWN", "CAP_NET_RAW"]
+        for k in ("bounding", "effective", "permitted", "inheritable", "ambient")
+    }
     b.config["process"]["user"] = {"uid": 1000, "gid": 1000}
     done = rt.run(b)
     caps = dict(line.split(":\t") for line in done.stdout.splitlines())
@@ -75,16 +77,23 @@ def test_capabilities_as_configured(rt: Runtime) -> None:
 
 def test_user_group_umask_env_cwd(rt: Runtime) -> None:
     b = rt.bundle("sh", "-c", "id -u; id -G; umask; pwd; echo $GREETING")
-    b.config["process"].update(user={"uid": 1234, "gid": 567, "additionalGids": [10, 20], "umask": 0o27},
-                               env=["PATH=/bin", "GREETING=ola"], cwd="/tmp")
+    b.config["process"].update(
+        user={"uid": 1234, "gid": 567, "additionalGids": [10, 20], "umask": 0o27},
+        env=["PATH=/bin", "GREETING=ola"],
+        cwd="/tmp",
+    )
     done = rt.run(b)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split("\n")[:5] == ["1234", "567 10 20", "0027", "/tmp", "ola"]
 
 
 def test_masked_and_readonly_paths(rt: Runtime) -> None:
-    b = rt.bundle("sh", "-c", "wc -c < /proc/timer_list; ls /sys/firmware | wc -l; "
-                  "echo 1 > /proc/sys/kernel/ns_last_pid && echo WROTE; echo x > /etc/x && echo WROTE2; exit 0")
+    b = rt.bundle(
+        "sh",
+        "-c",
+        "wc -c < /proc/timer_list; ls /sys/firmware | wc -l; "
+        "echo 1 > /proc/sys/kernel/ns_last_pid && echo WROTE; echo x > /etc/x && echo WROTE2; exit 0",
+    )
     done = rt.run(b)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.split()
@@ -121,10 +130,97 @@ def test_bind_mounts_with_options(rt: Runtime) -> None:
     with open(os.path.join(data, "hello"), "w") as f:
         f.write("from the host\n")
     b = rt.bundle("sh", "-c", "cat /data/hello; touch /data/new && echo WROTE; cat /proc/self/mountinfo")
-    b.config["mounts"].append({"destination": "/data", "type": "bind", "source": data,
-                               "options": ["rbind", "ro", "nosuid", "nodev", "rprivate"]})
+    b.config["mounts"].append(
+        {
+            "destination": "/data",
+            "type": "bind",
+            "source": data,
+            "options": ["rbind", "ro", "nosuid", "nodev", "rprivate"],
+        }
+    )
     done = rt.run(b)
     assert "from the host" in done.stdout and "WROTE" not in done.stdout
     line = next(x for x in done.stdout.splitlines() if " /data " in x)
     assert "ro," in line and "nosuid" in line and "nodev" in line
     assert not os.path.exists(os.path.join(data, "new"))
+
+
+def test_no_pivot_moves_the_root(rt: Runtime) -> None:
+    b = rt.bundle("sh", "-c", "cat /proc/self/mountinfo | wc -l; ls /")
+    done = rt.run(b, "--no-pivot")
+    assert done.returncode == 0, done.stderr
+    assert "bin" in done.stdout.split() and "work" not in done.stdout.split()
+
+
+def test_spec_features_and_version(rt: Runtime) -> None:
+    bundle = os.path.join(rt.top, "spec-bundle")
+    os.makedirs(bundle)
+    assert rt("spec", "-b", bundle).returncode == 0
+    config = json.loads(read(os.path.join(bundle, "config.json")))
+    assert config["process"]["args"] == ["sh"] and config["root"]["path"] == "rootfs"
+    again = rt("spec", "-b", bundle)
+    assert again.returncode == 1 and "exists" in again.stderr
+    features = json.loads(rt("features", check=True).stdout)
+    assert "user" in features["linux"]["namespaces"] and features["linux"]["seccomp"]["enabled"]
+    assert "startContainer" in features["hooks"]
+    assert "cais-runtime version" in rt("--version", check=True).stdout
+
+
+def test_all_capabilities_granted_as_far_as_the_runtime_holds_them(rt: Runtime) -> None:
+    from cais.linux.capabilities import NAMES, last_cap
+
+    b = rt.bundle("grep", "CapEff", "/proc/self/status")
+    b.config["process"]["capabilities"] = {
+        k: list(NAMES[: last_cap() + 1]) for k in ("bounding", "effective", "permitted")
+    }
+    done = rt.run(b)
+    assert done.returncode == 0, done.stderr
+    own = next(
+        int(line.split()[1], 16)
+        for line in read("/proc/self/status").splitlines()
+        if line.startswith("CapBnd")
+    )
+    assert int(done.stdout.split()[1], 16) == own & ((1 << (last_cap() + 1)) - 1)
+    if own != (1 << (last_cap() + 1)) - 1:  # this host confines its root: the gap is reported
+        assert "not granted" in done.stderr
+
+
+def test_device_nodes_keep_their_mode_despite_the_umask(rt: Runtime) -> None:
+    b = rt.bundle("sh", "-c", "echo hi > /dev/null && stat -c %a /dev/null /dev/zero")
+    b.config["process"]["user"] = {"uid": 1000, "gid": 1000}
+    done = rt.run(b)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["666", "666"]
+
+
+def test_delete_kills_what_outlives_an_init_without_pid_namespace(rt: Runtime) -> None:
+    b = rt.bundle("sh", "-c", "sleep 300 & echo $!")
+    b.config["linux"]["namespaces"] = [n for n in b.config["linux"]["namespaces"] if n["type"] != "pid"]
+    done = rt.run(b)  # run = create, start, wait for sh, delete
+    assert done.returncode == 0, done.stderr
+    orphan = int(done.stdout.split()[0])
+    deadline = time.monotonic() + 5
+    while os.path.exists(f"/proc/{orphan}") and "sleep" in read(f"/proc/{orphan}/cmdline"):
+        assert time.monotonic() < deadline, "the container's orphan survived delete"
+        time.sleep(0.05)
+
+
+def test_cgroup_namespace_is_rooted_at_the_containers_cgroup(rt: Runtime) -> None:
+    b = rt.bundle("sh", "-c", "cut -d: -f3 /proc/self/cgroup | sort -u; cat /sys/fs/cgroup/pids/cgroup.procs")
+    done = rt.run(b)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.split()
+    assert lines[0] == "/"  # every hierarchy: the container's own cgroup is its root
+    assert "1" in lines[1:]  # and /sys/fs/cgroup shows that cgroup, with the init in it
+    b.config["linux"]["namespaces"] = [n for n in b.config["linux"]["namespaces"] if n["type"] != "cgroup"]
+    done = rt.run(b)
+    assert done.returncode == 0, done.stderr
+    assert any(rt.ids[-1] in line for line in done.stdout.split())  # the host's path of its cgroup
+
+
+def test_personality_linux32(rt: Runtime) -> None:
+    b = rt.bundle("uname", "-m")
+    b.config["linux"]["personality"] = {"domain": "LINUX32"}
+    done = rt.run(b)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() in ("i686", "armv8l", "armv7l")

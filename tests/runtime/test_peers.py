@@ -33,15 +33,38 @@ def busybox_tar(busybox_dir: str) -> Iterator[str]:
 def test_dockerd_runs_containers_with_cais_runtime(busybox_tar: str) -> None:
     with dockerd(runtimes={"cais": CAIS_RUNTIME}) as dk:
         dk.docker("import", busybox_tar, "cais-rt-busybox:latest")
-        run = dk.docker("run", "--rm", "--runtime", "cais", "--network", "none", "--hostname", "cais-rt-dk",
-                        "cais-rt-busybox", "sh", "-c", "echo pid=$$ $(hostname); grep Seccomp: /proc/self/status;"
-                        " exit 4", check=False)
+        run = dk.docker(
+            "run",
+            "--rm",
+            "--runtime",
+            "cais",
+            "--network",
+            "none",
+            "--hostname",
+            "cais-rt-dk",
+            "cais-rt-busybox",
+            "sh",
+            "-c",
+            "echo pid=$$ $(hostname); grep Seccomp: /proc/self/status; exit 4",
+            check=False,
+        )
         assert run.returncode == 4, run.stderr
         assert b"pid=1 cais-rt-dk" in run.stdout and b"Seccomp:\t2" in run.stdout
-        cid = dk.docker("run", "-d", "--runtime", "cais", "--network", "none", "cais-rt-busybox",
-                        "sleep", "300").stdout.decode().strip()
+        tty = dk.docker(
+            "run", "--rm", "-t", "--runtime", "cais", "--network", "none", "cais-rt-busybox", "tty"
+        )
+        assert b"/dev/pts/0" in tty.stdout
+        cid = (
+            dk.docker(
+                "run", "-d", "--runtime", "cais", "--network", "none", "cais-rt-busybox", "sleep", "300"
+            )
+            .stdout.decode()
+            .strip()
+        )
         ex = dk.docker("exec", cid, "sh", "-c", "echo in:$$; cat /proc/1/cmdline")
         assert b"in:" in ex.stdout and b"sleep" in ex.stdout
+        ex_tty = dk.docker("exec", "-t", cid, "tty")
+        assert b"/dev/pts/" in ex_tty.stdout
         inspect = dk.docker("inspect", "-f", "{{.HostConfig.Runtime}} {{.State.Status}}", cid).stdout
         assert inspect.split() == [b"cais", b"running"]
         dk.docker("pause", cid)
@@ -60,12 +83,15 @@ def _containerd() -> Iterator[str]:
     sock = os.path.join(top, "c.sock")
     config = os.path.join(top, "config.toml")
     with open(config, "w") as f:
-        f.write(f'version = 2\nroot = "{top}/root"\nstate = "{top}/state"\n'
-                f'disabled_plugins = ["io.containerd.grpc.v1.cri"]\n[grpc]\naddress = "{sock}"\n'
-                f'[ttrpc]\naddress = "{sock}.ttrpc"\n')
+        f.write(
+            f'version = 2\nroot = "{top}/root"\nstate = "{top}/state"\n'
+            f'disabled_plugins = ["io.containerd.grpc.v1.cri"]\n[grpc]\naddress = "{sock}"\n'
+            f'[ttrpc]\naddress = "{sock}.ttrpc"\n'
+        )
     log = open(os.path.join(top, "containerd.log"), "wb")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(["containerd", "--config", config], stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        ["containerd", "--config", config], stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
     try:
         deadline = time.monotonic() + 30
         while subprocess.run(["ctr", "-a", sock, "version"], capture_output=True).returncode != 0:
@@ -89,9 +115,25 @@ def test_containerd_ctr_run_with_cais_runtime(busybox_dir: str) -> None:
     try:
         subprocess.run(["cp", "-a", busybox_dir + "/.", rootfs], check=True)
         with _containerd() as sock:
-            run = subprocess.run(["ctr", "-a", sock, "run", "--rm", "--runc-binary", CAIS_RUNTIME, "--rootfs",
-                                  rootfs, "cais-rt-ctr", "sh", "-c", "echo pid=$$; grep CapEff /proc/self/status"],
-                                 capture_output=True, timeout=120)
+            run = subprocess.run(
+                [
+                    "ctr",
+                    "-a",
+                    sock,
+                    "run",
+                    "--rm",
+                    "--runc-binary",
+                    CAIS_RUNTIME,
+                    "--rootfs",
+                    rootfs,
+                    "cais-rt-ctr",
+                    "sh",
+                    "-c",
+                    "echo pid=$$; grep CapEff /proc/self/status",
+                ],
+                capture_output=True,
+                timeout=120,
+            )
             assert run.returncode == 0, run.stderr
             assert b"pid=1" in run.stdout and b"CapEff" in run.stdout
     finally:
@@ -103,14 +145,40 @@ def test_podman_runs_containers_with_cais_runtime(busybox_tar: str) -> None:
     if shutil.which("podman") is None:
         pytest.skip("podman is not installed")
     top = tempfile.mkdtemp(prefix="cais-rt-podman-", dir="/tmp")
-    base = ["podman", "--root", os.path.join(top, "root"), "--runroot", os.path.join(top, "run"),
-            "--runtime", CAIS_RUNTIME, "--cgroup-manager=cgroupfs", "--events-backend=file",
-            "--storage-driver=vfs", "--tmpdir", os.path.join(top, "tmp")]
+    base = [
+        "podman",
+        "--root",
+        os.path.join(top, "root"),
+        "--runroot",
+        os.path.join(top, "run"),
+        "--runtime",
+        CAIS_RUNTIME,
+        "--cgroup-manager=cgroupfs",
+        "--events-backend=file",
+        "--storage-driver=vfs",
+        "--tmpdir",
+        os.path.join(top, "tmp"),
+    ]
     try:
-        subprocess.run([*base, "import", busybox_tar, "cais-rt-busybox"], check=True, capture_output=True,
-                       timeout=120)
-        run = subprocess.run([*base, "run", "--rm", "--network=none", "--name", "cais-rt-pod",
-                              "cais-rt-busybox", "sh", "-c", "echo pid=$$; exit 6"], capture_output=True, timeout=120)
+        subprocess.run(
+            [*base, "import", busybox_tar, "cais-rt-busybox"], check=True, capture_output=True, timeout=120
+        )
+        run = subprocess.run(
+            [
+                *base,
+                "run",
+                "--rm",
+                "--network=none",
+                "--name",
+                "cais-rt-pod",
+                "cais-rt-busybox",
+                "sh",
+                "-c",
+                "echo pid=$$; exit 6",
+            ],
+            capture_output=True,
+            timeout=120,
+        )
         assert run.returncode == 6, run.stderr
         assert b"pid=1" in run.stdout
     finally:

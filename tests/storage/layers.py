@@ -69,3 +69,33 @@ def read(path: str) -> bytes:
 def write(path: str, data: bytes | str, mode: str = "w") -> None:
     with open(path, mode + ("b" if isinstance(data, bytes) else "")) as f:
         f.write(data)
+
+
+def oci_layout(path: str, layers: list[bytes], tag: str = "latest") -> None:
+    """Write an OCI image layout holding gzip `layers` (uncompressed tars), tagged `tag`."""
+    import hashlib
+    import json
+    import os
+
+    blobs = os.path.join(path, "blobs", "sha256")
+    os.makedirs(blobs)
+
+    def put(data: bytes) -> dict[str, object]:
+        digest = hashlib.sha256(data).hexdigest()
+        with open(os.path.join(blobs, digest), "wb") as f:
+            f.write(data)
+        return {"digest": f"sha256:{digest}", "size": len(data)}
+
+    config = json.dumps({"architecture": "amd64", "os": "linux", "config": {}, "rootfs": {
+        "type": "layers", "diff_ids": [f"sha256:{hashlib.sha256(t).hexdigest()}" for t in layers]}}).encode()
+    manifest = json.dumps({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", **put(config)},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", **put(gzip.compress(t))}
+                   for t in layers]}).encode()
+    with open(os.path.join(path, "index.json"), "w") as f:
+        json.dump({"schemaVersion": 2, "manifests": [{
+            "mediaType": "application/vnd.oci.image.manifest.v1+json", **put(manifest),
+            "annotations": {"org.opencontainers.image.ref.name": tag}}]}, f)
+    with open(os.path.join(path, "oci-layout"), "w") as f:
+        json.dump({"imageLayoutVersion": "1.0.0"}, f)

@@ -275,3 +275,61 @@ def test_mounts_are_counted(driver):
     driver.mount("c")
     driver.remove_rw("c")  # unmounts whatever the count
     assert not os.path.exists(first)
+
+
+def test_parents_a_layer_only_writes_into_keep_their_metadata(driver):
+    driver.apply_diff("base", None, stream(tar(E("tmp", "dir", mode=0o1777, mtime=1000),
+                                               E("opt", "dir", mode=0o750, uid=1000, gid=1000, mtime=2000,
+                                                 xattrs={"user.kind": b"opt"}))))
+    driver.apply_diff("top", "base", stream(tar(E("tmp/x", data=b"x"), E("opt/y", data=b"y"))))
+    driver.create_rw("c", "top")
+    try:
+        root = driver.mount("c")
+        tmp, opt = os.lstat(os.path.join(root, "tmp")), os.lstat(os.path.join(root, "opt"))
+        assert (stat.S_IMODE(tmp.st_mode), tmp.st_mtime) == (0o1777, 1000)
+        assert (stat.S_IMODE(opt.st_mode), opt.st_uid, opt.st_gid, opt.st_mtime) == (0o750, 1000, 1000, 2000)
+        assert os.getxattr(os.path.join(root, "opt"), "user.kind") == b"opt"
+    finally:
+        driver.unmount("c")
+
+
+def test_concurrent_unpacks_and_mounts(driver):
+    from concurrent.futures import ThreadPoolExecutor
+
+    def layer(i: int) -> str:
+        driver.apply_diff(f"l{i}", None, stream(tar(*[E(f"d{i}/f{j}", data=os.urandom(2048)) for j in range(50)])))
+        driver.create_rw(f"c{i}", f"l{i}")
+        return driver.mount(f"c{i}")
+
+    with ThreadPoolExecutor(4) as pool:
+        roots = list(pool.map(layer, range(8)))
+    try:
+        for i, root in enumerate(roots):
+            assert len(os.listdir(os.path.join(root, f"d{i}"))) == 50
+        assert os.getcwd() != driver.root  # the mounts' chdir stayed in their threads
+    finally:
+        for i in range(8):
+            driver.unmount(f"c{i}")
+
+
+def test_too_many_layers_is_a_clear_error(st_root):
+    driver = open_driver(st_root, "overlay")
+    parent = None
+    for i in range(150):
+        driver.create_layer(f"l{i}", parent)
+        parent = f"l{i}"
+    driver.create_rw("deep", parent)
+    with pytest.raises(StorageError, match="over the kernel's limit of 4095 .too many layers."):
+        driver.mount("deep")
+    assert not os.path.ismount(os.path.join(driver.root, "containers", "deep", "merged"))
+
+
+def test_compression_is_sniffed_not_guessed_from_names(driver):
+    """A tar whose first entry's name starts like a compression magic is still a tar; bzip2 is refused."""
+    import bz2
+    for name in ("BZh91AY&SY", "\x1f\x8bname", "\xfd7zXZ"):
+        layer = f"l{ord(name[1])}"
+        driver.apply_diff(layer, None, stream(tar(E(name, data=b"x"))))
+        assert driver.has_layer(layer)
+    with pytest.raises(InvalidLayer, match="bzip2"):
+        driver.apply_diff("bz", None, stream(bz2.compress(BASE)))

@@ -11,6 +11,7 @@ import gzip
 import io
 import os
 import tarfile
+import threading
 
 import pytest
 
@@ -119,6 +120,7 @@ CASES = hostile_cases("/SENTINEL")
 def test_hostile_layer(driver, st_root, sentinel, case):
     layers, expected = hostile_cases(sentinel)[case]
     before = snapshot(st_root, skip=driver.root)
+    threads = threading.active_count()
     parent = None
     error = None
     for i, entries in enumerate(layers):
@@ -136,6 +138,7 @@ def test_hostile_layer(driver, st_root, sentinel, case):
         assert error is not None and expected in error, error
     if error is not None:
         assert "\n" not in error and len(error) < 400
+    assert threading.active_count() == threads, "a decompression or hashing thread was left running"
     for d in (driver.root + "/layers", driver.root + "/containers"):
         assert not [n for n in os.listdir(d) if n.startswith(".tmp-")], "a staging directory was left"
     if parent is not None:
@@ -185,8 +188,10 @@ def _gzip_bomb(size: int) -> bytes:
 def test_decompression_bomb_stopped(driver):
     bomb = _gzip_bomb(256 << 20)
     assert len(bomb) < 1 << 20
+    threads = threading.active_count()
     with pytest.raises(LayerTooLarge, match="beyond its limit of 16777216 bytes"):
         driver.apply_diff("bomb", None, stream(bomb), max_size=16 << 20)
+    assert threading.active_count() == threads
     assert not driver.has_layer("bomb")
     assert not [n for n in os.listdir(driver.root + "/layers") if n.startswith(".tmp-")]
 
@@ -234,3 +239,12 @@ def test_inode_bomb_stopped(few_inodes, name):
         driver.apply_diff("bomb", None, stream(bomb))
     assert not driver.has_layer("bomb")
     assert os.statvfs(few_inodes).f_favail > 2500  # the half-made layer is gone
+
+
+def test_negative_size_field_refused(driver):
+    data = bytearray(tar(E("f", data=b"abc")))
+    data[124:136] = b"-0000000001\0"
+    data[148:156] = b" " * 8
+    data[148:156] = f"{sum(data[:BLOCK]):06o}\0 ".encode()
+    with pytest.raises(InvalidLayer, match="invalid size"):
+        driver.apply_diff("l", None, stream(bytes(data)))

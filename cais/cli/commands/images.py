@@ -307,37 +307,40 @@ def cmd_commit(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
 
 
 def cmd_build(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
-    import io
-    import tarfile
-    p = Parser("build", "[OPTIONS] PATH | -")
-    p.add_argument("-t", "--tag", action="append", default=[])
-    p.add_argument("-f", "--file")
-    p.add_argument("--build-arg", action="append", default=[])
-    p.add_argument("--no-cache", action="store_true")
-    p.add_argument("-q", "--quiet", action="store_true")
-    p.add_argument("--target")
-    p.add_argument("--label", action="append", default=[])
-    p.add_argument("--rm", default="true")
-    p.add_argument("context")
-    opts = p.parse_args(args)
-    if opts.context == "-":
-        body = sys.stdin.buffer.read()
-    else:
-        if not os.path.isdir(opts.context):
-            raise CliError(f"unable to prepare context: path {opts.context!r} not found")
-        buf = io.BytesIO()
-        with tarfile.open(fileobj=buf, mode="w") as tar:
-            tar.add(opts.context, arcname=".")
-        body = buf.getvalue()
-    params = {"t": opts.tag, "dockerfile": opts.file, "nocache": opts.no_cache, "q": opts.quiet,
-              "target": opts.target,
-              "buildargs": {k: v for k, _, v in (a.partition("=") for a in opts.build_arg)} or None,
-              "labels": {k: v for k, _, v in (a.partition("=") for a in opts.label)} or None}
+    """docker build's flags (parsed by cais.image.build.service); the context goes as a tar."""
+    from cais.image.build.context import ContextError
+    from cais.image.build.service import RequestError, context_tar, parse_cli
     try:
-        _print_progress(ctx.client.json_lines("POST", "/build", params, body,
-                                              headers={"Content-Type": "application/x-tar"}))
+        req = parse_cli(args)
+        if req.context == "-":
+            body, dockerfile = sys.stdin.buffer.read(), None
+        else:
+            body, dockerfile = context_tar(req.context, req.dockerfile)
+    except (RequestError, ContextError) as e:
+        raise CliError(str(e)) from None
+    o = req.options
+    params = {"t": o.tags, "dockerfile": dockerfile, "nocache": o.no_cache, "q": req.quiet, "target": o.target,
+              "buildargs": o.build_args or None, "labels": o.labels or None, "cachefrom": json.dumps(o.cache_from) if o.cache_from else None,
+              "networkmode": o.network if o.network != "default" else None}
+    image_id = None
+
+    def watch(messages):  # type: ignore[no-untyped-def]
+        nonlocal image_id
+        for m in messages:
+            image_id = (m.get("aux") or {}).get("ID") or image_id
+            yield m
+
+    try:
+        _print_progress(watch(ctx.client.json_lines("POST", "/build", params, body,
+                                                    headers={"Content-Type": "application/x-tar"})),
+                        quiet=req.quiet)
     except ApiError as e:
         raise CliError(f"Error response from daemon: {e}") from None
+    if req.quiet and image_id:
+        print(image_id)
+    if req.iidfile and image_id:
+        with open(req.iidfile, "w") as f:
+            f.write(image_id)
     return 0
 
 

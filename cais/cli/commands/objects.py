@@ -1,4 +1,4 @@
-"""network and volume commands: served by the daemon's /networks and /volumes endpoints."""
+"""network commands: served by the daemon's /networks endpoints."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ def _ls(ctx, args: list[str], kind: str, columns: list[tuple[str, str]]) -> int:
     p.add_argument("-f", "--filter", action="append", default=[])
     opts = p.parse_args(args)
     result = _api(ctx, "GET", f"/{kind}s")
-    items = result.get("Volumes") or [] if kind == "volume" else result or []
+    items = result or []
     rows = [{"ID": (i.get("Id") or "")[:12], "Name": i["Name"], "Driver": i.get("Driver", ""),
              "Scope": i.get("Scope", "local")} for i in items]
     if opts.quiet:
@@ -30,10 +30,6 @@ def _ls(ctx, args: list[str], kind: str, columns: list[tuple[str, str]]) -> int:
 def cmd_network_ls(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
     return _ls(ctx, args, "network", [("NETWORK ID", "ID"), ("NAME", "Name"), ("DRIVER", "Driver"),
                                       ("SCOPE", "Scope")])
-
-
-def cmd_volume_ls(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
-    return _ls(ctx, args, "volume", [("DRIVER", "Driver"), ("VOLUME NAME", "Name")])
 
 
 def _inspect(ctx, args: list[str], kind: str) -> int:  # type: ignore[no-untyped-def]
@@ -54,10 +50,6 @@ def cmd_network_inspect(ctx, args: list[str]) -> int:  # type: ignore[no-untyped
     return _inspect(ctx, args, "network")
 
 
-def cmd_volume_inspect(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
-    return _inspect(ctx, args, "volume")
-
-
 def cmd_network_create(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
     p = Parser("network create", "[OPTIONS] NETWORK")
     p.add_argument("-d", "--driver", default="bridge")
@@ -67,22 +59,13 @@ def cmd_network_create(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-
     return 0
 
 
-def cmd_volume_create(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
-    p = Parser("volume create", "[OPTIONS] [VOLUME]")
-    p.add_argument("-d", "--driver", default="local")
-    p.add_argument("name", nargs="?", default="")
-    opts = p.parse_args(args)
-    print(_api(ctx, "POST", "/volumes/create", body={"Name": opts.name, "Driver": opts.driver})["Name"])
-    return 0
-
-
 def _rm(ctx, args: list[str], kind: str) -> int:  # type: ignore[no-untyped-def]
     p = Parser(f"{kind} rm", "NAME [NAME...]")
     p.add_argument("-f", "--force", action="store_true")
     p.add_argument("names", nargs="+")
     opts = p.parse_args(args)
     for name in opts.names:
-        _api(ctx, "DELETE", f"/{kind}s/{name}", {"force": opts.force} if kind == "volume" else None)
+        _api(ctx, "DELETE", f"/{kind}s/{name}")
         print(name)
     return 0
 
@@ -91,15 +74,6 @@ def cmd_network_rm(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
     return _rm(ctx, args, "network")
 
 
-def cmd_volume_rm(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
-    return _rm(ctx, args, "volume")
-
-
 def cmd_network_prune(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
     _api(ctx, "POST", "/networks/prune")
-    return 0
-
-
-def cmd_volume_prune(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
-    _api(ctx, "POST", "/volumes/prune")
     return 0

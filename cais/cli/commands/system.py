@@ -104,6 +104,7 @@ def cmd_system_df(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
     opts = p.parse_args(args)
     df = _api(ctx, "GET", "/system/df")
     images, containers = df.get("Images") or [], df.get("Containers") or []
+    volumes = df.get("Volumes") or []
     active_images = sum(1 for i in images if i.get("Containers", 0) > 0)
     running = sum(1 for c in containers if c["State"] == "running")
     image_size = df.get("LayersSize", 0)
@@ -115,14 +116,23 @@ def cmd_system_df(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
         {"Type": "Containers", "TotalCount": str(len(containers)), "Active": str(running),
          "Size": humanize.size(rw), "Reclaimable": humanize.size(sum(c.get("SizeRw", 0) for c in containers
                                                                      if c["State"] != "running"))},
-        {"Type": "Local Volumes", "TotalCount": str(len(df.get("Volumes") or [])), "Active": "0", "Size": "0B",
-         "Reclaimable": "0B"},
+        {"Type": "Local Volumes", "TotalCount": str(len(volumes)), "Active": str(sum(1 for v in volumes if _refs(v))),
+         "Size": humanize.size(sum(max(_used(v), 0) for v in volumes)),
+         "Reclaimable": humanize.size(sum(max(_used(v), 0) for v in volumes if not _refs(v)))},
         {"Type": "Build Cache", "TotalCount": "0", "Active": "0", "Size": "0B", "Reclaimable": "0B"},
     ]
     columns = [("TYPE", "Type"), ("TOTAL", "TotalCount"), ("ACTIVE", "Active"), ("SIZE", "Size"),
                ("RECLAIMABLE", "Reclaimable")]
     fmt.output(rows, opts.format, columns, [[r[k] for _, k in columns] for r in rows])
     return 0
+
+
+def _refs(volume: dict) -> int:
+    return (volume.get("UsageData") or {}).get("RefCount", 0)
+
+
+def _used(volume: dict) -> int:
+    return (volume.get("UsageData") or {}).get("Size", 0)
 
 
 def cmd_system_prune(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]

@@ -21,6 +21,7 @@ import hashlib
 import json
 import os
 import posixpath
+import re
 import secrets
 import shutil
 import tempfile
@@ -32,7 +33,17 @@ from typing import Any
 
 from cais.image.build import dispatch
 from cais.image.build.context import BuildContext, ContextError
-from cais.image.build.copier import Copier, CopyError, Source, lookup_chown, parse_chmod, scoped, tree_entries
+from cais.image.build.copier import (
+    Copier,
+    CopyError,
+    Source,
+    lookup_chown,
+    makedirs,
+    parse_chmod,
+    scoped,
+    tree_entries,
+)
+from cais.image.build.dockerignore import Matcher, pattern_regex
 from cais.image.build.events import (
     BuildDone,
     BuildWarning,
@@ -54,28 +65,14 @@ from cais.image.build.instructions import (
     load,
 )
 from cais.image.build.mounts import RunMount, parse_mount
+from cais.image.build.options import BuildError, BuildOptions
 from cais.image.build.parser import DockerfileError, parse, parse_heredoc_marker
 from cais.image.build.runner import NETWORK_MODES, RunError, Runner, RunSpec
 from cais.image.build.shell_words import Lexer, ShellSyntaxError
 
 Emit = Callable[[Event], None]
 _EMPTY_TAR_SIZE = 1024  # an empty diff: just the two zero blocks
-
-
-class BuildError(Exception):
-    """A build that failed; the message is one line for the user (file:line: problem)."""
-
-
-@dataclass
-class BuildOptions:
-    tags: list[str] = field(default_factory=list)
-    build_args: dict[str, str] = field(default_factory=dict)
-    target: str | None = None
-    no_cache: bool = False
-    cache_from: list[str] = field(default_factory=list)
-    labels: dict[str, str] = field(default_factory=dict)
-    network: str = "default"
-    source_date_epoch: int | None = None
+_PIPES = "/dev/pipes"  # where a `RUN <<EOF` script with a shebang is mounted (on /dev's tmpfs)
 
 
 @dataclass
@@ -95,7 +92,7 @@ class State:
     @property
     def key(self) -> str:
         """What the next step's cache key starts from."""
-        return self.image_id or "scratch:" + _digest(self.image)
+        return self.image_id or _digest(["scratch", self.image])
 
     @property
     def top_layer(self) -> str | None:
@@ -114,6 +111,16 @@ def _digest(obj: Any) -> str:
     return "sha256:" + hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def rfc3339(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ").replace(".000000Z", "Z")
 
@@ -128,11 +135,61 @@ class Builder:
         self.root = root
         self.cache_dir = os.path.join(root, "cache")
         self.tmp_dir = os.path.join(root, "tmp")
-        os.makedirs(self.cache_dir, mode=0o700, exist_ok=True)
-        os.makedirs(self.tmp_dir, mode=0o700, exist_ok=True)
+        self.active_dir = os.path.join(root, "active")
+        for d in (self.cache_dir, self.tmp_dir, self.active_dir):
+            os.makedirs(d, mode=0o700, exist_ok=True)
+        self.sweep()
+
+    # --- writable layers, and what a crashed build left ---
+
+    @contextlib.contextmanager
+    def writable(self, top_layer: str | None, purpose: str) -> Iterator[str]:
+        """A fresh writable layer on `top_layer` (removed afterwards), recorded under active/ with
+        our pid so that a build that died is cleaned up by the next builder (`sweep`)."""
+        rw = f"cais-build-{purpose}-{secrets.token_hex(6)}"
+        entry = os.path.join(self.active_dir, rw)
+        with open(entry, "w") as f:
+            f.write(str(os.getpid()))
+        try:
+            self.driver.create_rw(rw, top_layer)
+            try:
+                yield rw
+            finally:
+                self.driver.remove_rw(rw)
+        finally:
+            os.unlink(entry)
+
+    def sweep(self) -> None:
+        """Remove the containers, mounts and writable layers of builds whose process is gone."""
+        for rw in os.listdir(self.active_dir):
+            entry = os.path.join(self.active_dir, rw)
+            try:
+                with open(entry) as f:
+                    pid = int(f.read().strip() or 0)
+            except (OSError, ValueError):
+                continue
+            if pid == os.getpid() or _alive(pid):
+                continue
+            self.runner.cleanup(rw)
+            shutil.rmtree(os.path.join(self.tmp_dir, rw), ignore_errors=True)  # its OCI bundle
+            for step in (self.driver.unmount, self.driver.remove_rw):
+                with contextlib.suppress(Exception):  # half-made: some steps have nothing to undo
+                    step(rw)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(entry)
 
     def build(self, context: BuildContext, options: BuildOptions, emit: Emit) -> str:
         """Build; returns the image ID. Raises BuildError (nothing left mounted or running)."""
+        from cais.image.reference import ReferenceError
+        from cais.image.reference import parse as parse_reference
+
+        for tag in options.tags:
+            try:
+                ref = parse_reference(tag)
+            except ReferenceError as e:
+                raise BuildError(f"invalid tag {tag!r}: {e}") from None
+            if ref.digest:
+                raise BuildError(f"invalid tag {tag!r}: a tag cannot contain a digest")
         try:
             dockerfile = load(context.dockerfile, context.dockerfile_name)
         except DockerfileError as e:
@@ -182,16 +239,12 @@ class Builder:
     @contextlib.contextmanager
     def mounted(self, top_layer: str | None, purpose: str) -> Iterator[tuple[str, str]]:
         """A fresh writable layer on `top_layer`, mounted: yields (its id, the rootfs path)."""
-        rw = f"cais-build-{purpose}-{secrets.token_hex(6)}"
-        self.driver.create_rw(rw, top_layer)
-        try:
+        with self.writable(top_layer, purpose) as rw:
             path = self.driver.mount(rw)
             try:
                 yield rw, path
             finally:
                 self.driver.unmount(rw)
-        finally:
-            self.driver.remove_rw(rw)
 
 
 class _Build:
@@ -501,9 +554,7 @@ class _Build:
             self.emit(StepDone(number, new.image_id or ""))
             return new
         driver = self.b.driver
-        rw = f"cais-build-step-{secrets.token_hex(6)}"
-        driver.create_rw(rw, state.top_layer)
-        try:
+        with self.b.writable(state.top_layer, "step") as rw:
             rootfs = driver.mount(rw)
             try:
                 work(rw, rootfs)
@@ -521,8 +572,6 @@ class _Build:
                     new = self.commit(state, created_by, empty_layer=True)
                 else:
                     new = self.commit(state, created_by, (blob, result.diff_id, result.tar_size))
-        finally:
-            driver.remove_rw(rw)
         self.b.cache_put(key, new.image_id or "")
         self.emit(StepDone(number, new.image_id or ""))
         return new
@@ -537,7 +586,6 @@ class _Build:
 
         def work(_rw: str, rootfs: str) -> None:
             if not os.path.isdir(scoped(rootfs, path)):
-                from cais.image.build.copier import makedirs
                 makedirs(rootfs, path)
 
         return self.layer_step(new, number, key, created_by, work, skip_empty=True)
@@ -549,9 +597,9 @@ class _Build:
         if network not in NETWORK_MODES:
             raise DockerfileError(f"unknown network mode {network!r} (use one of: {', '.join(NETWORK_MODES)})")
         mounts = [parse_mount(state.scope.word(spec, state.config)) for spec in cmd.mounts]
-        args = self.run_args(cmd, state)
+        args, script = self.run_args(cmd, state)
         env = state.scope.run_env(state.config)
-        key = self.step_key(state, "RUN", args, state.scope.cache_args(), network,
+        key = self.step_key(state, "RUN", args, script, state.scope.cache_args(), network,
                             [(repr(m), self.mount_source_key(m)) for m in mounts])
         created_by = "RUN " + " ".join(args)
 
@@ -563,6 +611,8 @@ class _Build:
             try:
                 with contextlib.ExitStack() as stack:
                     oci_mounts = [self.prepare_mount(m, stack) for m in mounts]
+                    if script is not None:
+                        oci_mounts.append(self.script_mount(*script, stack))
                     self.b.runner.run(rw, bundle, rootfs,
                                       RunSpec(args, env, cwd, uid, gid, groups, network, mounts=oci_mounts),
                                       lambda data: self.emit(StepOutput(number, data)))
@@ -574,6 +624,15 @@ class _Build:
                 shutil.rmtree(bundle, ignore_errors=True)
 
         return self.layer_step(state, number, key, created_by, work)
+
+    def script_mount(self, name: str, text: str, stack: contextlib.ExitStack) -> dict[str, Any]:
+        tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="cais-build-script-", dir=self.b.tmp_dir))
+        path = os.path.join(tmp, "script")
+        with open(path, "w") as f:
+            f.write(text)
+        os.chmod(path, 0o755)
+        return {"destination": posixpath.join(_PIPES, name), "type": "bind", "source": path,
+                "options": ["rbind", "ro"]}
 
     def mount_source_key(self, m: RunMount) -> str:
         """What a mount's content depends on: the context files it shows, or the image it shows."""
@@ -632,18 +691,24 @@ class _Build:
             raise DockerfileError(f"{what} --from={name}: {e}") from None
         return image_id, self.b.image(image_id)[1]
 
-    def run_args(self, cmd: RunCmd, state: State) -> list[str]:
+    def run_args(self, cmd: RunCmd, state: State) -> tuple[list[str], tuple[str, str] | None]:
+        """The command line, and a script to mount at /dev/pipes/NAME for `RUN <<EOF` whose
+        document starts with `#!` (run by its own interpreter, as BuildKit does)."""
         if not cmd.shell_form:
-            return list(cmd.args)
+            return list(cmd.args), None
         text = cmd.args[0] if cmd.args else ""
         docs = cmd.heredocs
+        script = None
         if docs:
             marker = parse_heredoc_marker(text.strip(), self.escape)
             if marker is not None and len(docs) == 1:
                 text = docs[0].text  # RUN <<EOF: the document is the script
+                if text.startswith("#!"):
+                    script = (docs[0].name, text)
+                    text = posixpath.join(_PIPES, docs[0].name)
             else:
                 text = text + "".join("\n" + d.content + d.name for d in docs)
-        return dispatch.command_line([text], True, state.config)
+        return dispatch.command_line([text], True, state.config), script
 
     # --- COPY / ADD ---
 
@@ -657,6 +722,12 @@ class _Build:
                 dest += "/"
         chmod = parse_chmod(scope.word(cmd.chmod, config)) if cmd.chmod else None
         chown = scope.word(cmd.chown, config) if cmd.chown else None
+        if cmd.parents:
+            raise DockerfileError(f"{cmd.keyword} --parents is not supported by cais build")
+        try:
+            exclude = Matcher([scope.word(p, config) for p in cmd.exclude]) if cmd.exclude else None
+        except ValueError as e:
+            raise DockerfileError(f"--exclude: {e}") from None
         heredocs = {d.name: d for d in cmd.heredocs}
         inline: list[tuple[str, bytes]] = []
         patterns: list[str] = []
@@ -673,10 +744,15 @@ class _Build:
         urls = [p for p in patterns if _is_url(p)] if cmd.add else []
         if urls and self.opts.network == "none":
             raise CopyError("ADD of a URL needs the network, and this build has --network=none")
+        if cmd.add and any(_is_git(p) for p in patterns):
+            raise CopyError("ADD of a git repository is not supported by cais build")
+        checksum_wanted = scope.word(cmd.checksum, config) if cmd.checksum else None
+        if checksum_wanted and (len(urls) != 1 or len(patterns) != 1):
+            raise DockerfileError("ADD --checksum needs exactly one URL source")
         local = [p for p in patterns if p not in urls]
         sources: list[tuple[str, str]] = []
         for pattern in local:
-            matches = self.ctx.glob(pattern)
+            matches = [(m, rel) for m, rel in self.ctx.glob(pattern) if not (exclude and exclude.excluded(m))]
             if not matches:
                 raise CopyError(f"file not found in build context or excluded by .dockerignore: stat {pattern}: "
                                 "file does not exist")
@@ -684,15 +760,15 @@ class _Build:
         checksum = self.ctx.checksum([rel for _, rel in sources])
         key = self.step_key(state, cmd.keyword, dest, chown, chmod, [m for m, _ in sources], checksum,
                             [(n, hashlib.sha256(d).hexdigest()) for n, d in inline],
-                            urls, cmd.link)
+                            urls, checksum_wanted, cmd.link, cmd.exclude)
         created_by = f"{cmd.keyword} {checksum} in {dest}"
 
         def work(_rw: str, rootfs: str) -> None:
             owner = lookup_chown(chown, rootfs) if chown else None
             copier = Copier(rootfs, owner, chmod)
-            items = [self.context_source(matched, rel) for matched, rel in sources]
+            items = [self.context_source(matched, rel, exclude) for matched, rel in sources]
             with tempfile.TemporaryDirectory(prefix="cais-build-add-", dir=self.b.tmp_dir) as tmp:
-                items += [download(url, tmp) for url in urls]
+                items += [download(url, tmp, checksum_wanted) for url in urls]
                 count = len(items) + len(inline)
                 if count > 1 and not dest.endswith("/"):
                     raise CopyError("When using COPY with more than one source file, the destination must be "
@@ -703,13 +779,17 @@ class _Build:
 
         return self.layer_step(state, number, key, created_by, work)
 
-    def context_source(self, matched: str, rel: str) -> Source:
+    def context_source(self, matched: str, rel: str, exclude: Matcher | None = None) -> Source:
+        """A COPY source from the context; `exclude` (--exclude) filters a directory's entries by
+        their path below it."""
         path = self.ctx.path(rel)
         name = posixpath.basename(matched.rstrip("/")) or posixpath.basename(rel)
         if os.path.isdir(path):
             def entries(top: str = rel) -> Iterator[tuple[str, str, os.stat_result]]:
                 for child, st in self.ctx.walk(top):
-                    yield posixpath.relpath(child, top) if top else child, self.ctx.path(child), st
+                    below = posixpath.relpath(child, top) if top else child
+                    if exclude is None or not exclude.excluded(below):
+                        yield below, self.ctx.path(child), st
             return Source(name, path, entries)
         return Source(name, path)
 
@@ -740,10 +820,6 @@ class _Build:
 
 def glob_rootfs(root: str, pattern: str) -> list[Source]:
     """COPY --from sources: `pattern` matched inside another image's root filesystem."""
-    import re
-
-    from cais.image.build.dockerignore import pattern_regex
-
     parts = [p for p in posixpath.normpath("/" + pattern).split("/") if p]
     found = ["/"]
     for part in parts:
@@ -813,8 +889,13 @@ def _is_url(text: str) -> bool:
     return text.startswith(("http://", "https://"))
 
 
-def download(url: str, tmp: str) -> Source:
-    """ADD <url>: fetched to a file (mode 0600, mtime from Last-Modified), never unpacked."""
+def _is_git(text: str) -> bool:
+    return text.startswith("git@") or text.endswith(".git") or text.startswith("git://")
+
+
+def download(url: str, tmp: str, checksum: str | None = None) -> Source:
+    """ADD <url>: fetched to a file (mode 0600, mtime from Last-Modified), never unpacked;
+    with `checksum` (ADD --checksum=sha256:…) the content must have that digest."""
     import urllib.parse
     import urllib.request
 
@@ -822,12 +903,17 @@ def download(url: str, tmp: str) -> Source:
     path = os.path.join(tmp, secrets.token_hex(4))
     os.mkdir(path)
     target = os.path.join(path, name)
+    digest = hashlib.sha256()
     try:
         with urllib.request.urlopen(url, timeout=60) as resp, open(target, "wb") as f:  # noqa: S310 - http(s) only
-            shutil.copyfileobj(resp, f)
+            while chunk := resp.read(1 << 20):
+                f.write(chunk)
+                digest.update(chunk)
             modified = resp.headers.get("Last-Modified")
     except OSError as e:
         raise CopyError(f"cannot download {url}: {e}") from None
+    if checksum and checksum != "sha256:" + digest.hexdigest():
+        raise CopyError(f"{url}: content digest sha256:{digest.hexdigest()} does not match --checksum {checksum}")
     os.chmod(target, 0o600)
     if modified:
         from email.utils import parsedate_to_datetime

@@ -76,33 +76,47 @@ class BuildContext:
     @classmethod
     def _from_dir(cls, root: str, dockerfile: str | None, text: bytes | None, cleanup: str | None = None
                   ) -> BuildContext:
-        root = os.path.realpath(root)
+        """Files named relative to the context (the Dockerfile, .dockerignore) are looked up like
+        COPY sources: never outside it, even through a symlink (a context may come from a client)."""
+        ctx = cls(root, b"", DEFAULT_DOCKERFILE, Matcher([]), cleanup)
+        try:
+            ctx._load(dockerfile, text)
+        except BaseException:
+            ctx.close()
+            raise
+        return ctx
+
+    def _load(self, dockerfile: str | None, text: bytes | None) -> None:
         name = dockerfile or DEFAULT_DOCKERFILE
-        path = name if os.path.isabs(name) else os.path.join(root, name)
+        if os.path.isabs(name):
+            path = name  # given on the command line: the user's own file
+        else:
+            if dockerfile is None and not os.path.lexists(self.path(name)) and \
+                    os.path.lexists(self.path("dockerfile")):
+                name = "dockerfile"
+            path = self.path(self.resolve(name))
         if text is None:
-            if dockerfile is None and not os.path.exists(path) and os.path.exists(os.path.join(root, "dockerfile")):
-                path, name = os.path.join(root, "dockerfile"), "dockerfile"
             try:
                 with open(path, "rb") as f:
                     text = f.read()
             except FileNotFoundError:
-                _remove(cleanup)
                 raise ContextError(f"unable to prepare context: cannot find Dockerfile {name!r}") from None
             except OSError as e:
-                _remove(cleanup)
                 raise ContextError(f"cannot read Dockerfile {name!r}: {e.strerror}") from None
         ignore_text = ""
-        for candidate in (path + ".dockerignore", os.path.join(root, ".dockerignore")):
+        candidates = [path + ".dockerignore"] if os.path.isabs(name) else [self.path(self.resolve(name + ".dockerignore"))]
+        candidates.append(self.path(self.resolve(".dockerignore")))
+        for candidate in candidates:
             if os.path.isfile(candidate):
                 with open(candidate, encoding="utf-8", errors="replace") as f:
                     ignore_text = f.read()
                 break
         try:
-            matcher = Matcher.from_text(ignore_text)
+            self.ignore = Matcher.from_text(ignore_text)
         except ValueError as e:
-            _remove(cleanup)
             raise ContextError(f".dockerignore: {e}") from None
-        return cls(root, text, os.path.basename(name), matcher, cleanup)
+        self.dockerfile = text
+        self.dockerfile_name = os.path.basename(name)
 
     @classmethod
     def _from_tar(cls, stream: BinaryIO, dockerfile: str | None, tmp_dir: str | None,
@@ -277,7 +291,10 @@ def _remove(path: str | None) -> None:
 def _read_stdin(stdin: BinaryIO | None) -> bytes:
     if stdin is None:
         raise ContextError("no standard input to read the context or Dockerfile from")
-    return stdin.read()
+    chunks = []
+    while chunk := stdin.read(1 << 20):  # a request body may return less than asked for
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 _MAGIC = (b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00")

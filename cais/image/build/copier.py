@@ -252,11 +252,19 @@ class Copier:
             raise CopyError(f"{os.path.basename(archive)}: cannot unpack: {e}") from None
 
     def _member(self, tar: tarfile.TarFile, member: tarfile.TarInfo, dest: str) -> None:
-        name = posixpath.normpath("/" + member.name).lstrip("/")
+        """One archive entry, refused (as docker does) when it would land outside `dest`:
+        through `..` or through a symlink the archive or the image put there."""
+        raw = member.name.lstrip("/")
+        name = posixpath.normpath("/" + raw).lstrip("/")
         if not name or name == ".":
             return
+        if posixpath.normpath(raw).startswith("../") or posixpath.normpath(raw) == "..":
+            raise CopyError(f"archive entry {member.name!r} is outside of {dest}")
         target = posixpath.join(dest, name)
+        top = scoped(self.rootfs, dest)
         parent = self._makedirs(posixpath.dirname(target))
+        if parent != top and not parent.startswith(top + "/"):
+            raise CopyError(f"archive entry {member.name!r} is outside of {dest} (through a symlink)")
         host = os.path.join(parent, posixpath.basename(target))
         uid, gid = (self.owner.uid, self.owner.gid) if self.owner else (member.uid, member.gid)
         if member.isdir():

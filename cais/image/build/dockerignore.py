@@ -101,7 +101,6 @@ class Matcher:
 
     def __init__(self, patterns: list[str]) -> None:
         self.patterns = compile_patterns(patterns)
-        self.has_exclusions = any(p.exclusion for p in self.patterns)
 
     @classmethod
     def from_text(cls, text: str) -> Matcher:
@@ -123,5 +122,21 @@ class Matcher:
         return matched
 
     def may_include_below(self, directory: str) -> bool:
-        """Whether an excluded directory may still contain re-included paths (so must be walked)."""
-        return self.has_exclusions
+        """Whether an excluded directory may still contain re-included paths (so must be walked):
+        some `!pattern` matches the directory's path component by component and goes deeper."""
+        parts = posixpath.normpath(directory).split("/")
+        for pattern in self.patterns:
+            if not pattern.exclusion:
+                continue
+            components = pattern.text[1:].split("/")
+            for i, part in enumerate(parts):
+                if i >= len(components):
+                    break
+                if components[i].startswith("**"):
+                    return True
+                if not re.match(pattern_regex(components[i]), part):
+                    break
+            else:
+                if len(components) > len(parts):
+                    return True
+        return False

@@ -19,6 +19,7 @@ import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from cais.image.build.copier import scoped
 
@@ -48,10 +49,10 @@ class RunSpec:
     groups: list[int] = field(default_factory=list)
     network: str = "default"
     hostname: str = "buildkitsandbox"
-    mounts: list[dict] = field(default_factory=list)  # extra OCI mounts (RUN --mount)
+    mounts: list[dict[str, Any]] = field(default_factory=list)  # extra OCI mounts (RUN --mount)
 
 
-def oci_config(rootfs: str, run: RunSpec) -> dict:
+def oci_config(rootfs: str, run: RunSpec) -> dict[str, Any]:
     namespaces = [{"type": t} for t in ("pid", "ipc", "uts", "mount")]
     if run.network == "none":
         namespaces.append({"type": "network"})
@@ -72,6 +73,10 @@ def oci_config(rootfs: str, run: RunSpec) -> dict:
                 mounts.append({"destination": f"/etc/{name}", "type": "bind", "source": f"/etc/{name}",
                                "options": ["rbind", "ro", "nosuid", "nodev", "noexec"]})
     mounts += run.mounts
+    linux: dict[str, Any] = {"namespaces": namespaces, "maskedPaths": MASKED, "readonlyPaths": READONLY}
+    profile = _default_seccomp()
+    if profile is not None:
+        linux["seccomp"] = profile
     return {
         "ociVersion": "1.0.2",
         "process": {
@@ -86,12 +91,17 @@ def oci_config(rootfs: str, run: RunSpec) -> dict:
         "root": {"path": rootfs, "readonly": False},
         "hostname": run.hostname,
         "mounts": mounts,
-        "linux": {
-            "namespaces": namespaces,
-            "maskedPaths": MASKED,
-            "readonlyPaths": READONLY,
-        },
+        "linux": linux,
     }
+
+
+def _default_seccomp() -> dict[str, Any] | None:
+    """docker's default seccomp profile, when the runtime ships one (as for `cais run`)."""
+    try:
+        from cais.runtime import seccomp
+        return seccomp.default_profile()  # type: ignore[attr-defined,no-any-return]
+    except (ImportError, AttributeError):
+        return None
 
 
 class Runner:
@@ -120,6 +130,16 @@ class Runner:
             _remove_stubs(rootfs, stubs, existing)
         if code != 0:
             raise RunError(f"exit code: {code}")
+
+    def cleanup(self, container_id: str) -> None:
+        """Remove what is left of a build container (its build died): processes, cgroup, state."""
+        if self.runtime:
+            subprocess.run([self.runtime, "--root", self.state_root, "delete", "--force", container_id],
+                           capture_output=True, check=False)
+            return
+        from cais import runtime
+        with contextlib.suppress(runtime.RuntimeFailure):
+            runtime.delete(container_id, root=self.state_root, force=True)
 
     def _run_in_process(self, container_id: str, bundle: str, output: Callable[[bytes], None]) -> int:
         from cais import runtime
@@ -162,8 +182,7 @@ class Runner:
                 proc.kill()
             proc.wait()
             proc.stdout.close()
-            subprocess.run([self.runtime, "--root", self.state_root, "delete", "--force", container_id],
-                           capture_output=True, check=False)
+            self.cleanup(container_id)
 
 
 def _reap(pid: int) -> int | None:

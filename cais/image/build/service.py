@@ -7,15 +7,24 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import queue
 import sys
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, BinaryIO, TextIO
 
-from cais.image.build.builder import Builder, BuildError, BuildOptions
 from cais.image.build.context import BuildContext, ContextError
-from cais.image.build.events import BuildFailed, Event, PlainRenderer, TtyRenderer
-from cais.image.build.runner import Runner
+from cais.image.build.events import (
+    BuildDone,
+    BuildFailed,
+    Event,
+    PlainRenderer,
+    TtyRenderer,
+    docker_done_messages,
+    docker_message,
+)
+from cais.image.build.options import BuildError, BuildOptions
 
 
 class RequestError(ValueError):
@@ -37,6 +46,9 @@ def build_image(store: Any, root: str, request: BuildRequest, emit: Any, *, stdi
     """Run a build with the builder under `root` (its cache, temporary files and runtime state).
 
     Emits events (a BuildFailed last on failure) and returns the image ID, or raises BuildError."""
+    from cais.image.build.builder import Builder
+    from cais.image.build.runner import Runner
+
     builder = Builder(store, Runner(os.path.join(root, "runtime"), runtime), root)
     try:
         with BuildContext.open(request.context, request.dockerfile, stdin=stdin, tmp_dir=builder.tmp_dir) as ctx:
@@ -71,6 +83,47 @@ def run_cli(store: Any, root: str, argv: Sequence[str], *, stdin: BinaryIO | Non
         print(f"ERROR: {e}", file=stderr)
         return 1
     return 0
+
+
+def context_tar(context: str, dockerfile: str | None) -> tuple[bytes, str | None]:
+    """What the client sends to POST /build, as docker's CLI does: the context directory as a tar
+    without what .dockerignore excludes (the Dockerfile and .dockerignore always go), and the
+    Dockerfile's name in it (one outside the context is added under a generated name)."""
+    import io
+    import secrets
+    import tarfile
+
+    ctx = BuildContext.open(context, dockerfile)
+    buf = io.BytesIO()
+    name = None
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        def add(rel: str) -> None:
+            info = tar.gettarinfo(ctx.path(rel), arcname=rel)
+            info.uid = info.gid = 0
+            info.uname = info.gname = ""
+            if info.isreg():
+                with open(ctx.path(rel), "rb") as f:
+                    tar.addfile(info, f)
+            else:
+                tar.addfile(info)
+
+        sent = set()
+        for rel, _st in ctx.walk(""):
+            add(rel)
+            sent.add(rel)
+        if dockerfile is not None and dockerfile != "-":
+            inside = os.path.relpath(os.path.realpath(dockerfile), ctx.root)
+            if inside.startswith("..") or os.path.isabs(inside):
+                name = f".dockerfile.{secrets.token_hex(10)}"
+                info = tarfile.TarInfo(name)
+                info.size, info.mode = len(ctx.dockerfile), 0o644
+                tar.addfile(info, io.BytesIO(ctx.dockerfile))
+            else:
+                name = inside
+        for rel in (name or "Dockerfile", ".dockerignore"):
+            if rel not in sent and os.path.isfile(ctx.path(rel)):
+                add(rel)
+    return buf.getvalue(), name
 
 
 def _key_values(items: Sequence[str], what: str, environ: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -138,6 +191,8 @@ def _json(query: Mapping[str, Any], name: str, kind: type, default: Any) -> Any:
     raw = query.get(name)
     if raw in (None, ""):
         return default
+    if isinstance(raw, kind):  # already decoded by the caller
+        return raw
     try:
         value = json.loads(raw)
     except ValueError:
@@ -151,6 +206,55 @@ def _json(query: Mapping[str, Any], name: str, kind: type, default: Any) -> Any:
 
 def _truthy(value: Any) -> bool:
     return str(value).lower() in ("1", "true", "yes")
+
+
+def _tags(value: Any) -> list[str]:
+    if not value:
+        return []
+    return [value] if isinstance(value, str) else [str(v) for v in value]
+
+
+def api_build(store: Any, root: str, body: BinaryIO, query: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
+    """docker's `POST /build`: the body is the context (a tar), the query the options; yields the
+    JSON messages docker streams. Closing the generator (the client went away) cancels the build."""
+    try:
+        request = parse_query(query)
+    except RequestError as e:
+        yield {"errorDetail": {"message": str(e)}, "error": str(e)}
+        return
+    messages: queue.Queue[dict[str, Any] | None] = queue.Queue()
+    cancelled = threading.Event()
+
+    def emit(event: Event) -> None:
+        if cancelled.is_set():
+            raise BuildError("build cancelled: the client went away")
+        if request.quiet and not isinstance(event, (BuildDone, BuildFailed)):
+            return
+        message = docker_message(event)
+        if message is not None:
+            messages.put(message)
+        if isinstance(event, BuildDone):
+            for line in docker_done_messages(event) if not request.quiet else [{"stream": event.image_id + "\n"}]:
+                messages.put(line)
+
+    def work() -> None:
+        try:
+            build_image(store, root, request, emit, stdin=body)
+        except BuildError:
+            pass  # already sent as a BuildFailed message
+        except Exception as e:  # a bug or an I/O error: still one clean error message for the client
+            messages.put({"errorDetail": {"message": str(e)}, "error": str(e)})
+        finally:
+            messages.put(None)
+
+    worker = threading.Thread(target=work, name="cais-build", daemon=True)
+    worker.start()
+    try:
+        while (message := messages.get()) is not None:
+            yield message
+    finally:
+        cancelled.set()
+        worker.join()
 
 
 def parse_query(query: Mapping[str, Any], tags: Sequence[str] = ()) -> BuildRequest:
@@ -167,7 +271,7 @@ def parse_query(query: Mapping[str, Any], tags: Sequence[str] = ()) -> BuildRequ
     if network == "bridge":
         network = "default"
     options = BuildOptions(
-        tags=list(tags) or ([query["t"]] if query.get("t") else []),
+        tags=list(tags) or _tags(query.get("t")),
         build_args={k: v for k, v in build_args.items() if v is not None},
         target=query.get("target") or None, no_cache=_truthy(query.get("nocache", "")),
         cache_from=[str(c) for c in cache_from], labels={k: v for k, v in labels.items() if v is not None},
@@ -175,4 +279,5 @@ def parse_query(query: Mapping[str, Any], tags: Sequence[str] = ()) -> BuildRequ
     return BuildRequest(options, "-", query.get("dockerfile") or None, quiet=_truthy(query.get("q", "")))
 
 
-__all__ = ["BuildError", "BuildRequest", "Event", "RequestError", "build_image", "parse_cli", "parse_query", "run_cli"]
+__all__ = ["BuildError", "BuildRequest", "Event", "RequestError", "api_build", "build_image", "parse_cli", "parse_query",
+           "run_cli"]

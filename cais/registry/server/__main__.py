@@ -1,4 +1,4 @@
-"""python -m cais.registry.server --addr HOST:PORT --root DIR [--htpasswd FILE] [--tls-cert F --tls-key F]"""
+"""python -m cais.registry.server --addr HOST:PORT --root DIR [--htpasswd FILE] [--tls-cert F --tls-key F] [--gc]"""
 
 from __future__ import annotations
 
@@ -37,6 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tls-key", help="the certificate's private key (PEM)")
     parser.add_argument("--upload-ttl", type=float, default=UPLOAD_TTL,
                         help="seconds after which an unfinished upload is removed (default %(default)s)")
+    parser.add_argument("--gc", action="store_true",
+                        help="delete the blobs no manifest references, then exit (run it with the server stopped)")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(message)s")
@@ -49,6 +51,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.tls_cert:
             ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             ssl_context.load_cert_chain(args.tls_cert, args.tls_key)
+        if args.gc:
+            from cais.registry.server.storage import RegistryStorage
+            removed, size = RegistryStorage(args.root).collect_garbage()
+            print(f"removed {removed} blobs, {size} bytes")
+            return 0
         from aiohttp import web
 
         from cais.registry.server.app import make_app

@@ -21,7 +21,7 @@ import tempfile
 import time
 import uuid
 
-from cais.image.content import ContentStore, parse_digest
+from cais.image.content import ContentError, ContentStore, parse_digest
 
 NAME_MAX = 255
 NAME_RE = re.compile(r"^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*$")
@@ -130,6 +130,38 @@ class RegistryStorage:
         digests = [e.replace("-", ":", 1) for e in sorted(entries) if not e.startswith(".")]
         return [d for d in digests if self.manifest_type(name, d) is not None]
 
+    # -- garbage collection ------------------------------------------------------------------
+
+    def collect_garbage(self) -> tuple[int, int]:
+        """Delete blobs no manifest of any repository references; return (blobs, bytes) removed.
+
+        As the distribution registry's `garbage-collect`, it must run while no one pushes (the
+        server stopped): a blob uploaded for a manifest not yet put would look unreferenced.
+        """
+        keep: set[str] = set()
+        for name in self.repositories():
+            revisions = self._repo(name, "_manifests", "revisions")
+            for algorithm in os.listdir(revisions) if os.path.isdir(revisions) else ():
+                for hexpart in os.listdir(os.path.join(revisions, algorithm)):
+                    if hexpart.startswith("."):
+                        continue
+                    digest = f"{algorithm}:{hexpart}"
+                    keep.add(digest)
+                    keep.update(_references(self.content, digest))
+        removed = size = 0
+        for digest, blob_size in list(self.content.walk()):
+            if digest not in keep:
+                self.content.delete(digest)
+                removed += 1
+                size += blob_size
+        for dirpath, _, filenames in os.walk(self._repos):
+            if os.path.basename(os.path.dirname(dirpath)) != "_layers":
+                continue
+            for hexpart in filenames:
+                if f"{os.path.basename(dirpath)}:{hexpart}" not in keep:
+                    _unlink(os.path.join(dirpath, hexpart))
+        return removed, size
+
     # -- uploads -----------------------------------------------------------------------------
 
     def new_upload(self, name: str) -> str:
@@ -215,3 +247,21 @@ def _unlink(path: str) -> bool:
         return True
     except FileNotFoundError:
         return False
+
+
+def _references(content: ContentStore, digest: str) -> list[str]:
+    """The digests a stored manifest or index points at (none for anything unreadable)."""
+    try:
+        obj = json.loads(content.read(digest))
+    except (OSError, ValueError, ContentError):
+        return []
+    if not isinstance(obj, dict):
+        return []
+    found = []
+    if isinstance(obj.get("config"), dict):
+        found.append(obj["config"].get("digest"))
+    for key in ("layers", "manifests"):
+        for desc in obj.get(key) or []:
+            if isinstance(desc, dict):
+                found.append(desc.get("digest"))
+    return [d for d in found if isinstance(d, str)]

@@ -10,8 +10,15 @@
     manager.oom_kills() -> int         # OOM kills seen so far
     manager.kill(sig)                  # every process in the cgroup
     manager.destroy()                  # remove the cgroup(s); processes must be gone
+    manager.frozen() / manager.exists()
+    manager.delegate(uid, gid)         # v2: hand the subtree to a user-namespaced container
+    manager.paths -> dict[str, str]    # save these; load_manager(paths) reopens the same cgroup
+                                       # (a relative cgroupsPath depends on the caller's cgroup)
 
-The concrete implementation lives in manager.py (interface), v1.py and v2.py.
+Errors are CgroupError, one line each. The concrete implementation lives in manager.py
+(interface, detection), v1.py and v2.py; paths.py interprets cgroupsPath, resources.py checks
+linux.resources, devices.py turns device rules into v1 files or a v2 eBPF program, stats.py holds
+Stats. See docs/cgroups.md.
 """
 
 from cais.runtime.cgroups.errors import CgroupError

@@ -341,14 +341,22 @@ def _enable(directory: str, controllers: list[str]) -> None:
 
 def _set_memory(path: str, mem: dict) -> None:
     limit = mem.get("limit") or 0
+    if mem.get("checkBeforeUpdate") and limit > 0:
+        # OCI 1.2: refuse rather than let the kernel reclaim and OOM-kill down to the new limit.
+        usage = fs.read_uint(path, "memory.current")
+        if usage > limit:
+            raise CgroupError(
+                f"cannot set memory limit to {limit}: the cgroup already uses {usage} bytes ({path})"
+            )
     swap = swap_to_v2(mem.get("swap") or 0, limit)
     if swap is not None:
-        try:
+        if fs.exists(path, "memory.swap.max"):
             fs.write(path, "memory.swap.max", _max(swap))
-        except CgroupError:
+        elif swap not in (-1, 0):
             # Without swap accounting there is no file: "no limit" and "no swap" need none.
-            if fs.exists(path, "memory.swap.max") or swap not in (-1, 0):
-                raise
+            raise CgroupError(
+                "linux.resources.memory.swap: this kernel has no swap accounting (memory.swap.max)"
+            )
     if limit:
         fs.write(path, "memory.max", _max(limit))
     if mem.get("reservation"):

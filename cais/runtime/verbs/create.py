@@ -7,15 +7,18 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable
-from typing import Any
 
 from cais.linux.namespaces import CLONE_NEWCGROUP, CLONE_NEWUSER, CLONE_NEWUTS
 from cais.runtime import cgroup, launch, namespaces, spec, store
 from cais.runtime.channel import Channel
 from cais.runtime.errors import ConfigError, RuntimeFailure
 
-Warn = Callable[[str], None]
+TYPE_CHECKING = False  # typing costs ~10 ms at startup; annotations are never evaluated
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
+    Warn = Callable[[str], None]
 
 
 def _stderr_warning(message: str) -> None:
@@ -29,21 +32,24 @@ def write_pid_file(path: str, pid: int) -> None:
     os.replace(tmp, path)
 
 
-def check_fds(preserve_fds: int) -> list[int]:
-    extra = list(range(3, 3 + preserve_fds))
-    for fd in extra:
-        try:
-            os.fstat(fd)
-        except OSError:
-            raise RuntimeFailure(f"--preserve-fds {preserve_fds}: descriptor {fd} is not open") from None
-    return extra
-
-
 def create(container_id: str, bundle: str, *, root: str = store.DEFAULT_ROOT, console_socket: str | None = None,
            pid_file: str | None = None, preserve_fds: int = 0, no_pivot: bool = False,
            stdio: tuple[int, int, int] | None = None, no_new_keyring: bool = False,
-           systemd_cgroup: bool = False, warn: Warn = _stderr_warning) -> None:
-    bundle = os.path.abspath(bundle)
+           systemd_cgroup: bool = False, warn: Warn = _stderr_warning,
+           bootstrap: launch.Bootstrap | None = None) -> None:
+    """Create the container; its init waits for `start`. `bootstrap`: one started earlier by the
+    caller (the command line starts it before its own imports), else one is started here."""
+    boot = bootstrap or launch.Bootstrap(stdio, preserve_fds)  # first: it boots while we prepare
+    try:
+        _create(boot, container_id, os.path.abspath(bundle), root, console_socket, pid_file, preserve_fds,
+                no_pivot, no_new_keyring, systemd_cgroup, warn)
+    finally:
+        boot.abandon()
+
+
+def _create(boot: launch.Bootstrap, container_id: str, bundle: str, root: str, console_socket: str | None,
+            pid_file: str | None, preserve_fds: int, no_pivot: bool, no_new_keyring: bool, systemd_cgroup: bool,
+            warn: Warn) -> None:
     config = spec.load(bundle)
     proc = config.get("process")
     if proc is None:
@@ -53,51 +59,53 @@ def create(container_id: str, bundle: str, *, root: str = store.DEFAULT_ROOT, co
         raise ConfigError("process.terminal is true: --console-socket is required")
     if console_socket and not proc.get("terminal"):
         raise ConfigError("--console-socket given but process.terminal is false")
-    extra_fds = check_fds(preserve_fds)
     store.check_id(container_id)
-    created = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + f".{time.time_ns() % 10**9:09d}Z"
+    now = time.time_ns()
+    created = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now // 10**9)) + f".{now % 10**9:09d}Z"
     container = store.new(root, container_id, {"pid": 0, "pid_start": None, "bundle": bundle,
                                                "created": created, "config": config,
                                                "systemd_cgroup": systemd_cgroup})
-    parent, child = Channel.pair()
     console_fd = None
-    if console_socket:
-        from cais.runtime import terminal
-
-        console_fd = terminal.connect(console_socket)
     manager = None
     pid = 0
     fifo_fd = -1
     try:
+        if console_socket:
+            from cais.runtime import terminal
+
+            console_fd = terminal.connect(console_socket)
         os.mkfifo(container.fifo, 0o600)
         os.chmod(container.fifo, 0o622)  # any container user may write it (mkfifo obeys the umask)
-        # Opened here and inherited: the init may not be able to walk --root (user namespaces).
+        # Opened here and passed: the init may not be able to walk --root (user namespaces).
         fifo_fd = os.open(container.fifo, os.O_PATH | os.O_CLOEXEC)
-        base_state = {"ociVersion": config["ociVersion"], "id": container_id, "status": "creating",
-                      "bundle": bundle, "annotations": config.get("annotations", {})}
-        job: dict[str, Any] = {
-            "kind": "create", "id": container_id, "config": config, "bundle": bundle, "fifo_fd": fifo_fd,
-            "clone_flags": clone_flags, "joins": joins, "seccomp": bool(config.get("linux", {}).get("seccomp")),
-            "new_userns": bool(clone_flags & CLONE_NEWUSER), "new_uts": bool(clone_flags & CLONE_NEWUTS)
-            or any(k == "uts" for k, _ in joins), "new_cgroupns": bool(clone_flags & CLONE_NEWCGROUP),
-            "no_pivot": no_pivot, "no_new_keyring": no_new_keyring, "preserve_fds": preserve_fds,
-            "console_fd": console_fd, "state": base_state,
-        }
-        passed = [*extra_fds, fifo_fd] + ([console_fd] if console_fd is not None else [])
-        pid = launch.spawn(job, child, parent, stdio, passed)
-        container.data.update(pid=pid, pid_start=store.process_start_time(pid))
-        container.save()
-        if clone_flags & CLONE_NEWUSER:
-            namespaces.write_id_maps(pid, config.get("linux", {}))
         manager = cgroup.manager(config, container_id, systemd_cgroup)
         resources = cgroup.resources(config)
         if manager is not None:
             manager.create(resources)
-            manager.add(pid)
         elif _limits(resources):
             warn("no cgroups backend in this build: linux.resources ignored")
-        parent.send({"type": "go", "pid": pid})
-        _converse(parent, config, dict(base_state, pid=pid), warn)
+        base_state = {"ociVersion": config["ociVersion"], "id": container_id, "status": "creating",
+                      "bundle": bundle, "annotations": config.get("annotations", {})}
+        job: dict[str, Any] = {
+            "kind": "create", "id": container_id, "config": config, "bundle": bundle,
+            # the cgroup namespace is made by the init once it is in its cgroup: that is its root
+            "clone_flags": clone_flags & ~CLONE_NEWCGROUP, "joins": joins,
+            "seccomp": bool(config.get("linux", {}).get("seccomp")),
+            "new_userns": bool(clone_flags & CLONE_NEWUSER),
+            "new_uts": bool(clone_flags & CLONE_NEWUTS) or any(k == "uts" for k, _ in joins),
+            "new_cgroupns": bool(clone_flags & CLONE_NEWCGROUP),
+            "no_pivot": no_pivot, "no_new_keyring": no_new_keyring, "preserve_fds": preserve_fds,
+            "fifo_fd": 0, "console_fd": 1 if console_fd is not None else None, "state": base_state,
+        }  # fifo_fd, console_fd: indexes in the descriptors sent with the job
+        pid = boot.start(job, [fifo_fd] + ([console_fd] if console_fd is not None else []))
+        container.data.update(pid=pid, pid_start=store.process_start_time(pid))
+        container.save()
+        if clone_flags & CLONE_NEWUSER:
+            namespaces.write_id_maps(pid, config.get("linux", {}))
+        if manager is not None:
+            manager.add(pid)
+        boot.channel.send({"type": "go", "pid": pid})
+        _converse(boot.channel, config, dict(base_state, pid=pid), warn)
         if pid_file:
             write_pid_file(pid_file, pid)
     except BaseException:
@@ -112,7 +120,6 @@ def create(container_id: str, bundle: str, *, root: str = store.DEFAULT_ROOT, co
         container.remove()
         raise
     finally:
-        parent.close()
         if fifo_fd >= 0:
             os.close(fifo_fd)
         if console_fd is not None:

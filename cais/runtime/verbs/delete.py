@@ -8,8 +8,24 @@ import sys
 import time
 
 from cais.runtime import cgroup, store
-from cais.runtime.errors import InvalidState
+from cais.runtime.errors import InvalidState, RuntimeFailure
 from cais.runtime.verbs.kill import signal_init
+
+TYPE_CHECKING = False  # typing costs ~10 ms at startup; annotations are never evaluated
+if TYPE_CHECKING:
+    from typing import Any
+
+
+def _empty_and_destroy(manager: Any) -> None:
+    """Kill what is left in the cgroup (processes of a container without its own pid namespace
+    outlive its init), wait for it to empty, remove it."""
+    deadline = time.monotonic() + 10
+    while manager.pids():
+        if time.monotonic() > deadline:
+            raise RuntimeFailure("cgroup still holds processes after SIGKILL")
+        manager.kill(signal.SIGKILL)
+        time.sleep(0.01)
+    manager.destroy()
 
 
 def delete(container_id: str, *, root: str = store.DEFAULT_ROOT, force: bool = False) -> None:
@@ -29,7 +45,7 @@ def delete(container_id: str, *, root: str = store.DEFAULT_ROOT, force: bool = F
         while container.alive() and time.monotonic() < deadline:
             time.sleep(0.001)
     if manager is not None:
-        manager.destroy()
+        _empty_and_destroy(manager)
     poststop = container.config.get("hooks", {}).get("poststop", [])
     if poststop:
         from cais.runtime import hooks

@@ -5,23 +5,36 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-from typing import Any
 
 from cais.runtime import cgroup, launch, namespaces, spec, store, terminal
-from cais.runtime.channel import Channel
 from cais.runtime.errors import ConfigError, InvalidState, RuntimeFailure
-from cais.runtime.verbs.create import Warn, _stderr_warning, check_fds, write_pid_file
+from cais.runtime.verbs.create import _stderr_warning, write_pid_file
+
+TYPE_CHECKING = False  # typing costs ~10 ms at startup; annotations are never evaluated
+if TYPE_CHECKING:
+    from typing import Any
+
+    from cais.runtime.verbs.create import Warn
 
 
 def exec_process(container_id: str, process: dict[str, Any], *, root: str = store.DEFAULT_ROOT,
                  console_socket: str | None = None, pid_file: str | None = None, detach: bool = True,
                  stdio: tuple[int, int, int] | None = None, preserve_fds: int = 0,
-                 warn: Warn = _stderr_warning) -> int:
+                 warn: Warn = _stderr_warning, bootstrap: launch.Bootstrap | None = None) -> int:
     """Start PROCESS (an OCI process object) in the container; return its pid.
 
     The process is a child of the caller (CLONE_PARENT): wait for it with os.waitpid. `detach`
     is the CLI's business (whether to wait); in-process callers always get the pid back.
     """
+    boot = bootstrap or launch.Bootstrap(stdio, preserve_fds)
+    try:
+        return _exec(boot, container_id, process, root, console_socket, pid_file, preserve_fds, warn)
+    finally:
+        boot.abandon()
+
+
+def _exec(boot: launch.Bootstrap, container_id: str, process: dict[str, Any], root: str,
+          console_socket: str | None, pid_file: str | None, preserve_fds: int, warn: Warn) -> int:
     container = store.load(root, container_id)
     status = container.status()
     if status not in ("running", "created"):
@@ -32,23 +45,22 @@ def exec_process(container_id: str, process: dict[str, Any], *, root: str = stor
         raise ConfigError(str(e).replace("config.json", "process")) from None
     if process.get("terminal") and not console_socket:
         raise ConfigError("process.terminal is true: --console-socket is required")
-    extra_fds = check_fds(preserve_fds)
     config = container.config
     joins = namespaces.of_process(config, container.pid)
-    parent, child = Channel.pair()
-    console_fd = terminal.connect(console_socket) if console_socket else None
+    console_fd = None
     pid = 0
     try:
+        if console_socket:
+            console_fd = terminal.connect(console_socket)
+        manager = cgroup.manager(config, container_id, container.data.get("systemd_cgroup", False))
         job = {"kind": "exec", "id": container_id, "config": config, "process": process, "clone_flags": 0,
                "joins": joins, "seccomp": bool(config.get("linux", {}).get("seccomp")),
-               "preserve_fds": preserve_fds, "console_fd": console_fd}
-        passed = extra_fds + ([console_fd] if console_fd is not None else [])
-        pid = launch.spawn(job, child, parent, stdio, passed)
-        manager = cgroup.manager(config, container_id, container.data.get("systemd_cgroup", False))
+               "preserve_fds": preserve_fds, "console_fd": 0 if console_fd is not None else None}
+        pid = boot.start(job, [console_fd] if console_fd is not None else [])
         if manager is not None:
             manager.add(pid)
-        parent.send({"type": "go", "pid": pid})
-        while (message := parent.recv()) is not None:  # EOF: the process exec'd (O_CLOEXEC)
+        boot.channel.send({"type": "go", "pid": pid})
+        while (message := boot.channel.recv()) is not None:  # EOF: the process exec'd (O_CLOEXEC)
             if "error" in message:
                 raise RuntimeFailure(message["error"])
             if message.get("type") == "warning":
@@ -63,7 +75,6 @@ def exec_process(container_id: str, process: dict[str, Any], *, root: str = stor
                 os.waitpid(pid, 0)
         raise
     finally:
-        parent.close()
         if console_fd is not None:
             os.close(console_fd)
     return pid

@@ -1,0 +1,130 @@
+"""docker-py against caisd: the assertions it would pass against dockerd."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+import threading
+import time
+from collections.abc import Iterator
+
+import docker
+import pytest
+
+from tests.caisd import Caisd
+
+
+@pytest.fixture
+def client(daemon: Caisd) -> Iterator[docker.DockerClient]:
+    c = docker.DockerClient(base_url=daemon.host, timeout=60)
+    try:
+        yield c
+    finally:
+        c.close()
+
+
+def test_ping_version_info(client: docker.DockerClient) -> None:
+    assert client.ping() is True
+    assert client.version()["ApiVersion"] == "1.50"
+    assert client.info()["ServerVersion"]
+
+
+def test_containers_run_and_inspect(client: docker.DockerClient) -> None:
+    assert client.containers.run("busybox", ["echo", "hello"], remove=True) == b"hello\n"
+    with pytest.raises(docker.errors.ContainerError) as e:
+        client.containers.run("busybox", ["sh", "-c", "exit 2"], remove=True)
+    assert e.value.exit_status == 2
+    c = client.containers.run("busybox", ["sleep", "30"], detach=True, labels={"cais-en": "yes"},
+                              environment={"A": "b"}, working_dir="/tmp", hostname="cais-en-host")
+    try:
+        c.reload()
+        assert c.status == "running"
+        assert c.attrs["Config"]["Hostname"] == "cais-en-host"
+        assert "A=b" in c.attrs["Config"]["Env"]
+        assert client.containers.list(filters={"label": "cais-en=yes"})[0].id == c.id
+        code, output = c.exec_run(["sh", "-c", "hostname; pwd; echo $A"])
+        assert code == 0 and output == b"cais-en-host\n/tmp\nb\n"
+        c.kill()
+        assert c.wait()["StatusCode"] == 137
+    finally:
+        c.remove(force=True)
+    with pytest.raises(docker.errors.NotFound):
+        client.containers.get(c.id)
+
+
+def test_logs_stream_and_attach(client: docker.DockerClient) -> None:
+    c = client.containers.run("busybox", ["sh", "-c", "for i in 1 2 3; do echo $i; sleep 0.2; done"], detach=True)
+    try:
+        streamed = b"".join(c.logs(stream=True, follow=True))
+        assert streamed == b"1\n2\n3\n"
+        assert c.logs(stdout=True, stderr=False, tail=1) == b"3\n"
+    finally:
+        c.remove(force=True)
+    c = client.containers.create("busybox", ["sh", "-c", "echo attached; echo e >&2"])
+    try:
+        sock = c.attach_socket(params={"stdout": 1, "stderr": 1, "stream": 1})
+        got = []
+        reader = threading.Thread(target=lambda: got.append(_read_all(sock)))
+        reader.start()
+        c.start()
+        reader.join(30)
+        assert b"attached\n" in got[0] and b"e\n" in got[0]
+    finally:
+        c.remove(force=True)
+
+
+def _read_all(sock) -> bytes:  # type: ignore[no-untyped-def]
+    raw = getattr(sock, "_sock", sock)
+    data = b""
+    while chunk := raw.recv(4096):
+        data += chunk
+    return data
+
+
+def test_exec_stream_and_inspect(client: docker.DockerClient) -> None:
+    c = client.containers.run("busybox", ["sleep", "30"], detach=True)
+    try:
+        exec_id = client.api.exec_create(c.id, ["sh", "-c", "echo a; echo b >&2; exit 5"])["Id"]
+        out = client.api.exec_start(exec_id, demux=True)
+        assert out == (b"a\n", b"b\n")
+        for _ in range(50):
+            info = client.api.exec_inspect(exec_id)
+            if not info["Running"]:
+                break
+            time.sleep(0.05)
+        assert info["ExitCode"] == 5
+    finally:
+        c.remove(force=True)
+
+
+def test_images_and_archive(client: docker.DockerClient) -> None:
+    image = client.images.get("busybox")
+    assert "busybox:latest" in image.tags
+    image.tag("cais-en/py", "t1")
+    assert client.images.get("cais-en/py:t1").id == image.id
+    client.images.remove("cais-en/py:t1")
+    c = client.containers.create("busybox", ["true"])
+    try:
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tar:
+            info = tarfile.TarInfo("hello.txt")
+            info.size = 5
+            tar.addfile(info, io.BytesIO(b"hello"))
+        assert c.put_archive("/tmp", buf.getvalue())
+        stream, stat = c.get_archive("/tmp/hello.txt")
+        assert stat["name"] == "hello.txt" and stat["size"] == 5
+        with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
+            assert tar.extractfile("hello.txt").read() == b"hello"  # type: ignore[union-attr]
+    finally:
+        c.remove(force=True)
+
+
+def test_events(client: docker.DockerClient) -> None:
+    since = int(time.time()) - 1
+    c = client.containers.run("busybox", ["true"], detach=True)
+    c.wait()
+    c.remove()
+    events = client.events(since=since, until=int(time.time()) + 1, decode=True,
+                           filters={"container": c.id})
+    actions = [e["Action"] for e in events]
+    assert actions[0] == "create" and "start" in actions and "destroy" in actions
