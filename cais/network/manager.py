@@ -45,8 +45,11 @@ def _record(name: str, ident: str, driver: str, **extra: object) -> dict:
 
 
 class NetworkManager:
-    def __init__(self, root: str, run_dir: str, *, upstream_dns: list[str] | None = None, mtu: int = 1500) -> None:
+    def __init__(self, root: str, run_dir: str, *, upstream_dns: list[str] | None = None, mtu: int = 1500,
+                 bridge_name: str = DEFAULT_BRIDGE) -> None:
+        """`bridge_name`: the Linux bridge of the default `bridge` network; "none": no default network."""
         self.root = root
+        self.bridge_name = bridge_name
         self.netns_dir = os.path.join(run_dir, "netns")
         self.dir = os.path.join(root, "networks")
         for d in (self.dir, self.netns_dir):
@@ -75,10 +78,11 @@ class NetworkManager:
             for name in ("none", "host"):
                 if self._find(name) is None:
                     self._save(_record(name, secrets.token_hex(32), "null" if name == "none" else "host"))
-            if self._find("bridge") is None:
+            if self._find("bridge") is None and self.bridge_name != "none":
                 self._create_bridge_record("bridge", "bridge", [], internal=False, labels={},
-                                           options={BRIDGE_NAME_OPT: DEFAULT_BRIDGE, MTU_OPT: str(self.mtu)})
-            netns.run_in(None, lambda: netns.set_sysctl("net.ipv4.ip_forward", "1"))
+                                           options={BRIDGE_NAME_OPT: self.bridge_name, MTU_OPT: str(self.mtu)})
+            if not self._bridges():
+                return  # nothing to plumb: the host's networking stays untouched
             for rec in self._bridges():
                 if alive is not None:
                     dead = [cid for cid in rec["Cais"]["Endpoints"] if cid not in alive]
@@ -211,13 +215,13 @@ class NetworkManager:
         return int(text)
 
     def _plumb(self, rec: dict) -> None:
-        """The bridge of `rec` with its gateway address, route_localnet, and its firewall entry."""
+        """The bridge of `rec` with its gateway address, route_localnet, ip_forward, its firewall entry."""
         name, cais = rec["Cais"]["Bridge"], rec["Cais"]
         pool = self.ipam.pools(rec["Id"])[0]
-        gateway = str(pool.gateway) if not rec["Internal"] else str(pool.gateway)
 
         def body() -> None:
-            bridge.host_ensure_bridge(name, gateway, pool.subnet.prefixlen, cais["MTU"])
+            netns.set_sysctl("net.ipv4.ip_forward", "1")
+            bridge.host_ensure_bridge(name, str(pool.gateway), pool.subnet.prefixlen, cais["MTU"])
             netns.set_sysctl(f"net.ipv4.conf.{name}.route_localnet", "1")
 
         netns.run_in(None, body)
@@ -350,6 +354,13 @@ class NetworkManager:
                     upstreams = []
             self.dns = DnsServer(self.resolve, upstreams)
         self.dns.add(cid, netns_path)
+
+    def restore_dns(self, cid: str) -> None:
+        """After a daemon restart: the DNS socket of a running container on a user-defined network."""
+        for rec in self.networks_of(cid):
+            if rec["Name"] != "bridge":
+                self._serve_dns(cid, rec["Cais"]["Endpoints"][cid]["Netns"])
+                return
 
     def resolve(self, asking: str, name: str) -> list[str] | None:
         """Addresses of `name` (container name, alias or short id) on the networks `asking` is on."""

@@ -160,3 +160,15 @@ def as_api(bound: list[Binding], all_ports: list[Binding]) -> dict[str, list[dic
         current = out.get(f"{b.container_port}/{b.proto}") or []
         out[f"{b.container_port}/{b.proto}"] = [*current, entry]
     return out
+
+
+def summary(api_ports: dict | None) -> list[dict]:
+    """`docker ps`'s Ports from NetworkSettings.Ports."""
+    out: list[dict] = []
+    for key, hosts in (api_ports or {}).items():
+        port, _, proto = key.partition("/")
+        if not hosts:
+            out.append({"PrivatePort": int(port), "Type": proto})
+        for h in hosts or []:
+            out.append({"IP": h["HostIp"], "PrivatePort": int(port), "PublicPort": int(h["HostPort"]), "Type": proto})
+    return out

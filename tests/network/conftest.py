@@ -8,6 +8,7 @@ of it away, even after a failure.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -27,8 +28,9 @@ from cais.network.manager import NetworkManager
 from tests.runtime.bundle import Runtime
 
 
-@pytest.fixture
-def sandbox() -> Iterator[str]:
+@contextlib.contextmanager
+def sandboxed() -> Iterator[str]:
+    """The calling thread moved into a fresh network namespace (with lo up) for the block."""
     top = tempfile.mkdtemp(prefix=f"cais-nt-{uuid.uuid4().hex[:6]}-")
     path = os.path.join(top, "host")
     netns.create(path)
@@ -44,6 +46,12 @@ def sandbox() -> Iterator[str]:
         os.close(here)
         netns.remove(path)
         shutil.rmtree(top, ignore_errors=True)
+
+
+@pytest.fixture
+def sandbox() -> Iterator[str]:
+    with sandboxed() as top:
+        yield top
 
 
 class UpstreamDns:
