@@ -105,13 +105,6 @@ def container_loopback_up() -> None:
         ipr.link("set", index=_index(ipr, "lo"), state="up")
 
 
-def container_remove_link(ifname: str) -> None:
-    with _iproute() as ipr:
-        index = _index(ipr, ifname)
-        if index is not None:
-            ipr.link("del", index=index)
-
-
 def container_free_ifname() -> str:
     """The first ethN not yet used in the container's namespace."""
     with _iproute() as ipr:

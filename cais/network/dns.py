@@ -56,7 +56,8 @@ def answer(packet: bytes, end: int, qtype: int, addresses: list[str]) -> bytes:
 
 
 def servfail(packet: bytes) -> bytes:
-    return packet[:2] + struct.pack("!H", 0x8182 | (packet[2] & 0x01) << 8) + packet[4:6] + b"\0" * 6 + packet[12:]
+    rd = (packet[2] & 0x01) << 8
+    return packet[:2] + struct.pack("!H", 0x8082 | rd) + packet[4:6] + b"\0" * 6 + packet[12:]
 
 
 class DnsServer:

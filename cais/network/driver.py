@@ -11,8 +11,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-BUILTIN = ("bridge", "host", "none")
-
 
 @dataclass(frozen=True)
 class Mode:
@@ -29,8 +27,3 @@ class Mode:
         if value.startswith("container:"):
             return cls("container", value.partition(":")[2])
         return cls("bridge", "bridge" if value == "default" else value)
-
-    @property
-    def own_namespace(self) -> bool:
-        """Whether the container gets a network namespace cais creates (and removes)."""
-        return self.kind in ("none", "bridge")

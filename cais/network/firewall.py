@@ -104,10 +104,6 @@ class Firewall:
         with self.lock:
             _nft(f"table ip {TABLE}\ndelete table ip {TABLE}\n" + render(self.rules))
 
-    def set_bridge(self, bridge: Bridge) -> None:
-        self.rules.bridges[bridge.name] = bridge
-        self.ensure()
-
     def drop_bridge(self, name: str) -> None:
         if self.rules.bridges.pop(name, None) is not None:
             self.ensure()

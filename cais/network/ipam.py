@@ -162,13 +162,6 @@ class Ipam:
                 raise InvalidConfig(f"address {wanted} is not in any subnet of the network")
             return None
 
-    def address_of(self, network_id: str, owner: str, version: int = 4) -> tuple[Address, Pool] | None:
-        for pool in self.pools(network_id):
-            for addr, o in pool.allocated.items():
-                if o == owner and pool.subnet.version == version:
-                    return ipaddress.ip_address(addr), pool
-        return None
-
     def release(self, network_id: str, owner: str) -> None:
         with self.lock:
             try:

@@ -152,7 +152,7 @@ class NetworkManager:
         if enable_ipv6:
             raise InvalidConfig("IPv6 networks are not supported yet")
         with self.lock:
-            if self._find(name) is not None and self._find(name)["Name"] == name:
+            if any(r["Name"] == name for r in self.networks.values()):
                 raise Conflict(f"network with name {name} already exists")
             rec = self._create_bridge_record(name, driver, ipam_config or [], internal=internal,
                                              labels=labels or {}, options=options or {}, attachable=attachable)
@@ -165,9 +165,9 @@ class NetworkManager:
             raise InvalidConfig("invalid IPAM config: expected a list of objects")
         ident = secrets.token_hex(32)
         mtu = self._mtu(options)
-        pools = [ipam.make_pool(c.get("Subnet") or "", c.get("Gateway") or "", c.get("IPRange") or "")
-                 if c.get("Subnet") else self._fail(InvalidConfig("an IPAM config needs a subnet"))
-                 for c in ipam_config]
+        if any(not c.get("Subnet") for c in ipam_config):
+            raise InvalidConfig("an IPAM config needs a subnet")
+        pools = [ipam.make_pool(c["Subnet"], c.get("Gateway") or "", c.get("IPRange") or "") for c in ipam_config]
         taken = [ipaddress.ip_network(c["Subnet"]) for r in self._bridges() for c in r["IPAM"]["Config"]]
         for p in pools:
             for t in taken:
@@ -202,10 +202,6 @@ class NetworkManager:
             self.ipam.drop(ident)
             raise
         return rec
-
-    @staticmethod
-    def _fail(error: Exception):  # noqa: ANN205 - raises inside an expression
-        raise error
 
     @staticmethod
     def _mtu(options: dict) -> int:
@@ -309,7 +305,7 @@ class NetworkManager:
             return endpoint
 
     def endpoint(self, cid: str, ref: str) -> dict | None:
-        return self.get(ref)["Cais"]["Endpoints"].get(cid) if self._find(ref) else None
+        return self.get(ref).get("Cais", {}).get("Endpoints", {}).get(cid)
 
     def detach(self, cid: str, ref: str) -> None:
         with self.lock:
