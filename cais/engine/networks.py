@@ -89,6 +89,11 @@ class NetworkService:
         ipam = body.get("IPAM") or {}
         if not isinstance(ipam, dict) or (ipam.get("Driver") or "default") != "default":
             raise InvalidParameter("only the default IPAM driver is supported")
+        for key in ("Labels", "Options"):
+            if not isinstance(body.get(key) or {}, dict):
+                raise InvalidParameter(f"invalid {key}: expected an object")
+        if not isinstance(ipam.get("Config") or [], list) or not isinstance(body.get("Driver") or "", str):
+            raise InvalidParameter("invalid network create request: IPAM.Config is a list, Driver a string")
         with _errors():
             rec = self.manager.create(body["Name"], driver=body.get("Driver") or "bridge",
                                       ipam_config=ipam.get("Config") or [], internal=bool(body.get("Internal")),

@@ -183,3 +183,32 @@ def test_docker_py(d: Caisd) -> None:
     finally:
         net.remove()
     assert "pynet" not in (client.networks.prune().get("NetworksDeleted") or [])
+
+
+def test_cais_cli_and_garbage(d: Caisd) -> None:
+    def cais(*args: str) -> str:
+        return d.cais(*args).stdout.decode()
+
+    cais("network", "create", "--subnet", "10.97.0.0/24", "--label", "k=v", "clinet")
+    try:
+        assert "clinet" in cais("network", "ls", "--filter", "label=k=v")
+        assert json.loads(cais("network", "inspect", "clinet"))[0]["Labels"] == {"k": "v"}
+        cais("run", "-d", "--name", "clibox", "--network", "clinet", "--network-alias", "alias1",
+             "-p", "18082:80", "--hostname", "clibox", "busybox", "sh", "-c", WEB)
+        assert cais("port", "clibox", "80").strip() == "0.0.0.0:18082"
+        assert _get("http://127.0.0.1:18082/") == "hello from clibox\n"
+        done = d.cais("network", "rm", "clinet", check=False)
+        assert done.returncode != 0 and b"active endpoints" in done.stderr and b"Traceback" not in done.stderr
+        done = d.cais("run", "--rm", "-p", "1:2:3:4", "busybox", "true", check=False)
+        assert done.returncode != 0 and b"invalid publish spec" in done.stderr
+    finally:
+        d.cais("rm", "-f", "clibox", check=False)
+        d.cais("network", "rm", "clinet", check=False)
+    for body in ('{"Name": 5}', '{"Name": "x", "IPAM": {"Config": "10.0.0.0/8"}}', '{"Name": "x", "Options": ["a"]}',
+                 '{"Name": "bad name!"}', "not json", '{"Name": "x", "IPAM": {"Config": [{"Subnet": "nope"}]}}'):
+        done = subprocess.run(["curl", "-s", "-o", "/dev/stderr", "-w", "%{http_code}", "--unix-socket", d.sock,
+                               "-XPOST", "-H", "Content-Type: application/json", "-d", body,
+                               "http://x/networks/create"], capture_output=True, text=True)
+        assert done.stdout == "400", (body, done.stdout, done.stderr)
+        assert "message" in done.stderr and "Traceback" not in done.stderr
+    assert "x" not in _out(d, "network", "ls", "--format", "{{.Name}}").split()
