@@ -123,6 +123,14 @@ def test_published_ports_and_port_command(d: Caisd) -> None:
         assert "already allocated" in _err(d, "run", "-d", "--name", "dup", "-p", "18081:80", "busybox", "sleep", "9")
         d.docker("rm", "-f", "dup", check=False)
 
+        # -P: every exposed port on a random host port
+        _out(d, "run", "-d", "--name", "all", "--hostname", "all", "-P", "--expose", "80", "--expose", "9000/udp",
+             "busybox", "sh", "-c", WEB)
+        published = json.loads(_out(d, "inspect", "all"))[0]["NetworkSettings"]["Ports"]
+        assert set(published) == {"80/tcp", "9000/udp"}
+        assert _get(f"http://127.0.0.1:{published['80/tcp'][0]['HostPort']}/") == "hello from all\n"
+        _out(d, "rm", "-f", "all")
+
         # a crash: caisd killed, restarted; rules re-created without duplicates, the port still works
         before = subprocess.run(["nft", "list", "table", "ip", "cais"], capture_output=True, text=True).stdout
         d.kill(signal.SIGKILL)
