@@ -5,7 +5,8 @@ is bound on 127.0.0.11:53 by a thread that setns'd into the container's namespac
 stays in the namespace it was created in), then handed to the loop. Names of containers,
 `--network-alias` and short ids on the networks the asking container shares are answered here;
 anything else is forwarded, from the daemon's own namespace, to the upstream resolvers.
-Only UDP is served (answers fit in 512 bytes; a truncated upstream answer is relayed as is).
+UDP and TCP are served; questions are forwarded upstream over UDP (answers too large for a 4 KiB
+datagram stay truncated).
 """
 
 from __future__ import annotations
@@ -64,38 +65,45 @@ class DnsServer:
     def __init__(self, resolve: Resolver, upstreams: list[str]) -> None:
         self.resolve = resolve
         self.upstreams = upstreams
-        self.sockets: dict[str, socket.socket] = {}
+        self.sockets: dict[str, tuple[socket.socket, asyncio.Server]] = {}
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="cais-dns", daemon=True)
         self.thread.start()
 
     def add(self, owner: str, netns_path: str) -> None:
-        """Serve the container `owner` whose namespace is bound on `netns_path`."""
+        """Serve the container `owner` whose namespace is bound on `netns_path` (UDP and TCP)."""
         if owner in self.sockets:
             return
 
-        def bind() -> socket.socket:
-            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            sock.setblocking(False)
-            sock.bind((ADDRESS, 53))
-            return sock
+        def bind() -> tuple[socket.socket, socket.socket]:
+            udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            for sock in (udp, tcp):
+                sock.setblocking(False)
+                sock.bind((ADDRESS, 53))
+            tcp.listen(64)
+            return udp, tcp
 
-        sock = netns.run_in(netns_path, bind)
-        self.sockets[owner] = sock
-        self.loop.call_soon_threadsafe(self.loop.add_reader, sock, self._readable, owner, sock)
+        udp, tcp = netns.run_in(netns_path, bind)
+
+        async def start() -> asyncio.Server:
+            self.loop.add_reader(udp, self._readable, owner, udp)
+            return await asyncio.start_server(lambda r, w: self._tcp(owner, r, w), sock=tcp)
+
+        server = asyncio.run_coroutine_threadsafe(start(), self.loop).result(5)
+        self.sockets[owner] = (udp, server)
 
     def remove(self, owner: str) -> None:
-        sock = self.sockets.pop(owner, None)
-        if sock is not None:
-            done = threading.Event()
+        entry = self.sockets.pop(owner, None)
+        if entry is not None:
+            udp, server = entry
 
-            def drop() -> None:
-                self.loop.remove_reader(sock)
-                sock.close()
-                done.set()
+            async def drop() -> None:
+                self.loop.remove_reader(udp)
+                udp.close()
+                server.close()
 
-            self.loop.call_soon_threadsafe(drop)
-            done.wait(5)
+            asyncio.run_coroutine_threadsafe(drop(), self.loop).result(5)
 
     def close(self) -> None:
         for owner in list(self.sockets):
@@ -104,34 +112,59 @@ class DnsServer:
         self.thread.join(5)
         self.loop.close()
 
+    def _local(self, owner: str, packet: bytes) -> bytes | None:
+        """The answer to a question about a container, None for anything to forward."""
+        q = _question(packet)
+        if q is None:
+            return b""
+        name, qtype, end = q
+        found = self.resolve(owner, name.rstrip(".")) if qtype in (_A, _AAAA) else None
+        return answer(packet, end, qtype, found) if found is not None else None
+
+    async def _reply(self, owner: str, packet: bytes) -> bytes:
+        local = self._local(owner, packet)
+        if local is not None:
+            return local
+        for server in self.upstreams:
+            host, _, port = server.rpartition(":") if server.count(":") == 1 else (server, "", "53")
+            try:
+                return await asyncio.wait_for(self.loop.run_in_executor(None, _ask, host, int(port), packet), 3)
+            except (TimeoutError, OSError, ValueError):
+                continue
+        return servfail(packet)
+
     def _readable(self, owner: str, sock: socket.socket) -> None:
         try:
             packet, peer = sock.recvfrom(4096)
         except OSError:
             return
-        q = _question(packet)
-        if q is None:
-            return
-        name, qtype, end = q
-        found = self.resolve(owner, name.rstrip(".")) if qtype in (_A, _AAAA) else None
-        if found is not None:
+        local = self._local(owner, packet)
+        if local is not None:  # answered at once, no task
             with contextlib.suppress(OSError):
-                sock.sendto(answer(packet, end, qtype, found), peer)
+                if local:
+                    sock.sendto(local, peer)
             return
-        self.loop.create_task(self._forward(packet, sock, peer))
+        self.loop.create_task(self._send(owner, packet, sock, peer))
 
-    async def _forward(self, packet: bytes, sock: socket.socket, peer: tuple) -> None:
-        for server in self.upstreams:
-            host, _, port = server.rpartition(":") if server.count(":") == 1 else (server, "", "53")
-            try:
-                reply = await asyncio.wait_for(self.loop.run_in_executor(None, _ask, host, int(port), packet), 3)
-            except (TimeoutError, OSError, ValueError):
-                continue
-            with contextlib.suppress(OSError):
-                sock.sendto(reply, peer)
-            return
+    async def _send(self, owner: str, packet: bytes, sock: socket.socket, peer: tuple) -> None:
+        reply = await self._reply(owner, packet)
         with contextlib.suppress(OSError):
-            sock.sendto(servfail(packet), peer)
+            sock.sendto(reply, peer)
+
+    async def _tcp(self, owner: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """DNS over TCP (RFC 7766): length-prefixed messages until the client closes."""
+        try:
+            while True:
+                size = struct.unpack("!H", await reader.readexactly(2))[0]
+                reply = await self._reply(owner, await reader.readexactly(size))
+                if not reply:
+                    break
+                writer.write(struct.pack("!H", len(reply)) + reply)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
 
 
 def _ask(host: str, port: int, packet: bytes) -> bytes:

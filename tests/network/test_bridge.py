@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import struct
 import subprocess
 import threading
 import urllib.request
@@ -32,6 +33,19 @@ def _pong(sock: socket.socket) -> None:
         sock.sendto(b"pong:" + data, peer)
 
 
+def _tcp_query(name: str) -> bytes:
+    """The first A record of `name` from 127.0.0.11 over TCP."""
+    query = struct.pack("!HHHHHH", 0x1234, 0x0100, 1, 0, 0, 0) + bytes([len(name)]) + name.encode() + b"\0\0\1\0\1"
+    with socket.create_connection(("127.0.0.11", 53), timeout=5) as s:
+        s.sendall(struct.pack("!H", len(query)) + query)
+        size = struct.unpack("!H", s.recv(2))[0]
+        reply = b""
+        while len(reply) < size:
+            reply += s.recv(size - len(reply))
+    assert reply[:2] == b"\x12\x34" and struct.unpack("!H", reply[6:8])[0] == 1
+    return reply[-4:]
+
+
 def test_names_traffic_and_isolation(lab: Lab) -> None:
     m = lab.manager
     m.create("front")
@@ -49,8 +63,9 @@ def test_names_traffic_and_isolation(lab: Lab) -> None:
     assert "192.0.2.7" in done.stdout, done.stdout + done.stderr
     done = lab.run(client_ns, "nslookup", "nosuch.cais.test")
     assert done.returncode != 0
-
     web_ip = m.endpoint("web", "front")["IPAddress"]
+    assert netns.run_in(client_ns, lambda: _tcp_query("www")) == socket.inet_aton(web_ip)  # DNS over TCP
+
     other_ns = lab.sandbox("other")
     m.attach("other", "back", other_ns, name="other")
     done = lab.fetch(other_ns, f"http://{web_ip}/", 2)
