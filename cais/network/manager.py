@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 import ipaddress
 import json
+import logging
 import os
 import re
 import secrets
@@ -25,6 +26,7 @@ from cais.network.errors import Conflict, InvalidConfig, NetworkError, NotFound
 from cais.network.firewall import Bridge, Dnat, Firewall
 from cais.network.ports import Binding, Reservation, reserve
 
+log = logging.getLogger("cais.network")
 DEFAULT_BRIDGE = "cais0"
 BRIDGE_NAME_OPT = "com.docker.network.bridge.name"
 MTU_OPT = "com.docker.network.driver.mtu"
@@ -62,11 +64,14 @@ class NetworkManager:
         self.dns: DnsServer | None = None
         self.reservations: dict[str, Reservation] = {}
         self.networks: dict[str, dict] = {}
-        for entry in os.listdir(self.dir):
+        for entry in sorted(os.listdir(self.dir)):
             if entry.endswith(".json"):
-                with open(os.path.join(self.dir, entry)) as f:
-                    rec = json.load(f)
-                self.networks[rec["Id"]] = rec
+                try:
+                    with open(os.path.join(self.dir, entry)) as f:
+                        rec = json.load(f)
+                    self.networks[rec["Id"]] = rec
+                except (OSError, ValueError, KeyError, TypeError) as e:  # kept on disk for a human to look at
+                    log.warning("skipping the unreadable network file %s: %s", entry, e)
 
     # ---- lifecycle --------------------------------------------------------------------------
     def start(self, alive: set[str] | None = None) -> None:
@@ -359,14 +364,17 @@ class NetworkManager:
                 return
 
     def resolve(self, asking: str, name: str) -> list[str] | None:
-        """Addresses of `name` (container name, alias or short id) on the networks `asking` is on."""
+        """Addresses of `name` (container name, alias or short id, optionally `.NETWORK`) on the
+        networks `asking` is on."""
         found: list[str] = []
         for rec in self.networks_of(asking):
             if rec["Name"] == "bridge":
                 continue
+            suffix = "." + rec["Name"].lower()
+            wanted = name[:-len(suffix)] if name.endswith(suffix) else name
             for cid, ep in rec["Cais"]["Endpoints"].items():
                 names = {ep["Name"].lower(), *(a.lower() for a in ep.get("Aliases") or [])}
-                if name in names or (len(name) >= 12 and cid.startswith(name)):
+                if wanted in names or (len(wanted) >= 12 and cid.startswith(wanted)):
                     found.append(ep["IPAddress"])
         return found or None
 

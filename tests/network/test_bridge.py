@@ -56,7 +56,7 @@ def test_names_traffic_and_isolation(lab: Lab) -> None:
     lab.wait_tcp(m.endpoint("web", "front")["IPAddress"])
     client_ns = lab.sandbox("client")
     m.attach("client", "front", client_ns, name="client")
-    for target in ("web", "www", "web.", "WEB"):
+    for target in ("web", "www", "web.", "WEB", "web.front"):
         done = lab.fetch(client_ns, f"http://{target}/", 5)
         assert done.stdout == "hello from web\n", (target, done.returncode, done.stderr, done.stdout)
     done = lab.run(client_ns, "nslookup", "upstream.cais.test")

@@ -174,8 +174,14 @@ def test_docker_py(d: Caisd) -> None:
     try:
         assert net.attrs["IPAM"]["Config"][0]["Subnet"] == "10.98.0.0/24"
         assert [n.name for n in client.networks.list(filters={"label": "cais.test=1"})] == ["pynet"]
-        box = client.containers.run("busybox", ["sleep", "300"], detach=True, name="pybox")
+        box = client.containers.create("busybox", ["sleep", "300"], name="pybox")
         try:
+            net.connect(box, ipv4_address="10.98.0.77")  # stored while created, plugged in at start
+            box.start()
+            box.reload()
+            assert box.attrs["NetworkSettings"]["Networks"]["pynet"]["IPAddress"] == "10.98.0.77"
+            assert box.attrs["NetworkSettings"]["Networks"]["bridge"]["IPAddress"]
+            net.disconnect(box)
             net.connect(box, aliases=["pyalias"])
             net.reload()
             assert list(net.attrs["Containers"]) == [box.id]
