@@ -10,6 +10,7 @@ all of it goes. caisd's shutdown removes the firewall table; its next start re-c
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from collections.abc import Iterator
 
@@ -20,6 +21,7 @@ from cais.network.errors import Conflict as NetConflict
 from cais.network.errors import InvalidConfig, NetworkError
 from cais.network.errors import NotFound as NetNotFound
 
+log = logging.getLogger("cais.engine")
 _FILTERS = {"name", "id", "driver", "label", "type", "dangling", "scope"}
 
 
@@ -66,7 +68,7 @@ class NetworkService:
         for record in running:
             if Mode.parse(record["HostConfig"].get("NetworkMode")).kind != "bridge":
                 continue
-            with contextlib.suppress(NetworkError):
+            try:
                 self.manager.restore_dns(record["Id"])
                 bound = [ports.Binding(key.partition("/")[2], int(key.partition("/")[0]), b["HostIp"],
                                        int(b["HostPort"]))
@@ -75,6 +77,8 @@ class NetworkService:
                 primary = self._primary_endpoint(record)
                 if bound and primary:
                     self.manager.publish(record["Id"], bound, primary["IPAddress"])
+            except NetworkError as e:
+                log.warning("container %s: its network could not be restored: %s", record["Id"][:12], e)
 
     def shutdown(self) -> None:
         self.manager.shutdown()
