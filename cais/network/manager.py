@@ -388,7 +388,7 @@ class NetworkManager:
             res = reserve(wanted)
             try:
                 self.firewall.set_dnat(cid, [Dnat(b.proto, b.host_ip, b.host_port, container_ip, b.container_port)
-                                             for b in res.bound if b.proto in ("tcp", "udp")])
+                                             for b in res.bound])
             except BaseException:
                 res.close()
                 raise

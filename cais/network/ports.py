@@ -140,6 +140,11 @@ class Reservation:
 
 def reserve(wanted: list[Binding]) -> Reservation:
     """Reserve every binding or none (a clear Conflict names the first port in use)."""
+    for b in wanted:
+        if ":" in b.host_ip:
+            raise InvalidConfig(f"cannot publish on {b.host_ip}: IPv6 host addresses are not supported yet")
+        if b.proto not in ("tcp", "udp"):
+            raise InvalidConfig(f"cannot publish {b.container_port}/{b.proto}: only tcp and udp are supported")
     res = Reservation()
     try:
         for b in wanted:

@@ -107,6 +107,13 @@ def test_published_ports_tcp_udp_hairpin(lab: Lab) -> None:
     # a port in use: a clear error, and the first container's rules stay
     with pytest.raises(Conflict, match="18080"):
         m.publish("udp", bindings(parse_publish("18080:80")), uep["IPAddress"])
+    with socket.socket() as taken:  # a port another program of the host listens on
+        taken.bind(("0.0.0.0", 0))
+        taken.listen()
+        with pytest.raises(Conflict, match=f"{taken.getsockname()[1]} failed: port is already allocated"):
+            m.publish("udp", bindings(parse_publish(f"{taken.getsockname()[1]}:80")), uep["IPAddress"])
+    with pytest.raises(InvalidConfig, match="IPv6"):
+        m.publish("udp", bindings(parse_publish("[::1]:18084:80")), uep["IPAddress"])
     udp_bound = m.publish("udp", bindings(parse_publish("18053:53/udp")), uep["IPAddress"])
     assert udp_bound[0].proto == "udp"
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
