@@ -99,10 +99,12 @@ class Firewall:
     def __init__(self) -> None:
         self.rules = Rules()
         self.lock = threading.Lock()
+        self.applied = False  # whether this daemon ever made the table (else shutdown leaves nft alone)
 
     def ensure(self) -> None:
         with self.lock:
             _nft(f"table ip {TABLE}\ndelete table ip {TABLE}\n" + render(self.rules))
+            self.applied = True
 
     def drop_bridge(self, name: str) -> None:
         if self.rules.bridges.pop(name, None) is not None:
@@ -122,4 +124,6 @@ class Firewall:
     def remove(self) -> None:
         """Delete the table (daemon shutdown)."""
         with self.lock:
-            _nft(f"table ip {TABLE}\ndelete table ip {TABLE}\n")
+            if self.applied:
+                _nft(f"table ip {TABLE}\ndelete table ip {TABLE}\n")
+                self.applied = False

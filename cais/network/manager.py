@@ -121,7 +121,7 @@ class NetworkManager:
         for rec in self.networks.values():
             if ref in (rec["Name"], rec["Id"]):
                 return rec
-        matches = [r for r in self.networks.values() if len(ref) >= 1 and r["Id"].startswith(ref)]
+        matches = [r for r in self.networks.values() if ref and r["Id"].startswith(ref)]
         return matches[0] if len(matches) == 1 else None
 
     def get(self, ref: str) -> dict:

@@ -138,6 +138,11 @@ def test_published_ports_and_port_command(d: Caisd) -> None:
         after = subprocess.run(["nft", "list", "table", "ip", "cais"], capture_output=True, text=True).stdout
         assert after == before and after.count("18081") == 1
         assert _get("http://127.0.0.1:18081/") == "hello from pub\n"
+        # a clean shutdown removes the table (containers keep running); the next start restores it
+        d.kill(signal.SIGTERM)
+        assert subprocess.run(["nft", "list", "table", "ip", "cais"], capture_output=True).returncode != 0
+        d.start()
+        assert _get("http://127.0.0.1:18081/") == "hello from pub\n"
         _out(d, "rm", "-f", "pub")
         rules = subprocess.run(["nft", "list", "table", "ip", "cais"], capture_output=True, text=True).stdout
         assert "18081" not in rules
