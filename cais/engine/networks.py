@@ -299,7 +299,8 @@ class NetworkService:
             text = _read("/etc/hosts") + "".join(f"{e.partition(':')[2]}\t{e.partition(':')[0]}\n"
                                                  for e in host.get("ExtraHosts") or [])
         else:
-            addresses = [ep["IPAddress"] for ep in record["NetworkSettings"]["Networks"].values() if ep["IPAddress"]]
+            addresses = [a for ep in record["NetworkSettings"]["Networks"].values()
+                         for a in (ep["IPAddress"], ep.get("GlobalIPv6Address")) if a]
             text = etcfiles.hosts(config.get("Hostname") or cid[:12], addresses, host.get("ExtraHosts") or [],
                                   config.get("Domainname") or "")
         with open(self.engine._path(cid, "hosts"), "w") as f:

@@ -33,8 +33,18 @@ def mac_for(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
     return "02:42:" + ":".join(f"{b:02x}" for b in tail)
 
 
-def host_ensure_bridge(name: str, gateway: str | None, prefixlen: int, mtu: int) -> None:
-    """Create (or adopt) bridge `name`, give it the gateway address, bring it up. Idempotent."""
+IFA_F_NODAD = 0x02  # IPv6 addresses usable at once: cais made the link, no duplicate can exist on it
+
+
+def _add_address(ipr, index: int, address: str, prefixlen: int) -> None:  # noqa: ANN001
+    if ":" in address:
+        ipr.addr("add", index=index, address=address, prefixlen=prefixlen, family=10, flags=IFA_F_NODAD)
+    else:
+        ipr.addr("add", index=index, address=address, prefixlen=prefixlen)
+
+
+def host_ensure_bridge(name: str, addresses: list[tuple[str, int]], mtu: int) -> None:
+    """Create (or adopt) bridge `name`, give it the gateway addresses, bring it up. Idempotent."""
     with _iproute() as ipr:
         index = _index(ipr, name)
         if index is None:
@@ -43,10 +53,10 @@ def host_ensure_bridge(name: str, gateway: str | None, prefixlen: int, mtu: int)
             except Exception as e:
                 raise NetworkError(f"cannot create bridge {name}: {e}") from e
             index = _index(ipr, name)
-        if gateway:
-            have = {a.get_attr("IFA_ADDRESS") for a in ipr.get_addr(index=index)}
+        have = {a.get_attr("IFA_ADDRESS") for a in ipr.get_addr(index=index)}
+        for gateway, prefixlen in addresses:
             if gateway not in have:
-                ipr.addr("add", index=index, address=gateway, prefixlen=prefixlen)
+                _add_address(ipr, index, gateway, prefixlen)
         ipr.link("set", index=index, mtu=mtu, state="up")
 
 
@@ -86,18 +96,22 @@ def host_add_veth(bridge: str, host_name: str, peer_name: str, netns_path: str, 
         os.close(fd)
 
 
-def container_configure(ifname: str, address: str, prefixlen: int, mac: str, gateway: str | None) -> None:
-    """Inside the container: address, MAC, up, and a default route through the gateway if given."""
+def container_configure(ifname: str, addresses: list[tuple[str, int]], mac: str, gateways: list[str]) -> None:
+    """Inside the container: addresses, MAC, up, and default routes through the gateways given."""
     with _iproute() as ipr:
         index = _index(ipr, ifname)
         if index is None:
             raise NetworkError(f"interface {ifname} missing in the container")
         ipr.link("set", index=index, address=mac)
-        ipr.addr("add", index=index, address=address, prefixlen=prefixlen)
+        for address, prefixlen in addresses:
+            _add_address(ipr, index, address, prefixlen)
         ipr.link("set", index=index, state="up")
-        if gateway:
+        for gateway in gateways:
             with contextlib.suppress(Exception):  # a second network keeps the first one's default route
-                ipr.route("add", dst="0.0.0.0/0", gateway=gateway, oif=index)
+                if ":" in gateway:
+                    ipr.route("add", dst="::/0", gateway=gateway, oif=index, family=10)
+                else:
+                    ipr.route("add", dst="0.0.0.0/0", gateway=gateway, oif=index)
 
 
 def container_loopback_up() -> None:

@@ -27,6 +27,7 @@ class Bridge:
     name: str
     subnet: str
     internal: bool = False
+    subnet6: str = ""  # an IPv6 subnet: masqueraded and isolated by `table ip6 cais`
 
 
 @dataclass(frozen=True)
@@ -48,22 +49,46 @@ def _q(name: str) -> str:
     return '"' + name.replace('"', "") + '"'
 
 
-def render(rules: Rules) -> str:
-    published, post, forward = [], [], []
-    bridges = sorted(rules.bridges.values(), key=lambda b: b.name)
+def _forward(bridges: list[Bridge]) -> list[str]:
+    """Isolation rules by interface: the same in the ip and ip6 tables."""
+    out = []
     for b in bridges:
         if b.internal:
-            forward += [f"iifname {_q(b.name)} oifname != {_q(b.name)} drop",
-                        f"oifname {_q(b.name)} iifname != {_q(b.name)} drop"]
+            out += [f"iifname {_q(b.name)} oifname != {_q(b.name)} drop",
+                    f"oifname {_q(b.name)} iifname != {_q(b.name)} drop"]
+    out.append("ct status dnat accept")
+    for b in bridges:
+        others = [o.name for o in bridges if o.name != b.name]
+        if others:
+            out.append(f"iifname {_q(b.name)} oifname {{ {', '.join(_q(o) for o in others)} }} drop")
+    return out
+
+
+def render6(rules: Rules) -> str:
+    """`table ip6 cais`: masquerade of IPv6 subnets and the same isolation (no IPv6 port publishing yet)."""
+    bridges = sorted(rules.bridges.values(), key=lambda b: b.name)
+    post = [f"ip6 saddr {b.subnet6} oifname != {_q(b.name)} masquerade"
+            for b in bridges if b.subnet6 and not b.internal]
+    return "\n".join([
+        f"table ip6 {TABLE} {{",
+        "  chain postrouting {", "    type nat hook postrouting priority srcnat; policy accept;",
+        *[f"    {r}" for r in post], "  }",
+        "  chain forward {", "    type filter hook forward priority filter; policy accept;",
+        *[f"    {r}" for r in _forward(bridges)], "  }",
+        "}",
+    ]) + "\n"
+
+
+def render(rules: Rules) -> str:
+    published, post = [], []
+    bridges = sorted(rules.bridges.values(), key=lambda b: b.name)
+    forward = _forward(bridges)
+    for b in bridges:
+        if b.internal:
             continue
         post += [f"ip saddr {b.subnet} oifname != {_q(b.name)} masquerade",
                  f"oifname {_q(b.name)} ip saddr 127.0.0.0/8 masquerade",
                  f"oifname {_q(b.name)} ip saddr {b.subnet} ct status dnat masquerade"]
-    forward.append("ct status dnat accept")
-    for b in bridges:
-        others = [o.name for o in bridges if o.name != b.name]
-        if others:
-            forward.append(f"iifname {_q(b.name)} oifname {{ {', '.join(_q(o) for o in others)} }} drop")
     for owner in sorted(rules.dnat):
         for d in rules.dnat[owner]:
             match = f"ip daddr {d.host_ip} " if d.host_ip not in ("", "0.0.0.0") else ""
@@ -103,7 +128,8 @@ class Firewall:
 
     def ensure(self) -> None:
         with self.lock:
-            _nft(f"table ip {TABLE}\ndelete table ip {TABLE}\n" + render(self.rules))
+            _nft(f"table ip {TABLE}\ndelete table ip {TABLE}\ntable ip6 {TABLE}\ndelete table ip6 {TABLE}\n"
+                 + render(self.rules) + render6(self.rules))
             self.applied = True
 
     def drop_bridge(self, name: str) -> None:
@@ -125,5 +151,5 @@ class Firewall:
         """Delete the table (daemon shutdown)."""
         with self.lock:
             if self.applied:
-                _nft(f"table ip {TABLE}\ndelete table ip {TABLE}\n")
+                _nft(f"table ip {TABLE}\ndelete table ip {TABLE}\ntable ip6 {TABLE}\ndelete table ip6 {TABLE}\n")
                 self.applied = False

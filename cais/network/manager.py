@@ -140,7 +140,9 @@ class NetworkManager:
         rec = self.get(ref)
         out = {k: v for k, v in rec.items() if k != "Cais"}
         out["Containers"] = {cid: {"Name": ep["Name"], "EndpointID": ep["EndpointID"], "MacAddress": ep["MacAddress"],
-                                   "IPv4Address": f"{ep['IPAddress']}/{ep['IPPrefixLen']}", "IPv6Address": ""}
+                                   "IPv4Address": f"{ep['IPAddress']}/{ep['IPPrefixLen']}",
+                                   "IPv6Address": f"{ep['GlobalIPv6Address']}/{ep['GlobalIPv6PrefixLen']}"
+                                   if ep.get("GlobalIPv6Address") else ""}
                              for cid, ep in (rec.get("Cais") or {}).get("Endpoints", {}).items()}
         return out
 
@@ -154,18 +156,26 @@ class NetworkManager:
             raise Conflict(f'only one instance of "{driver}" network is allowed')
         if driver != "bridge":
             raise InvalidConfig(f"network driver {driver!r} is not supported (bridge only on a single host)")
-        if enable_ipv6:
-            raise InvalidConfig("IPv6 networks are not supported yet")
+        ipam_config = ipam_config or []
+        if not isinstance(ipam_config, list) or not all(isinstance(c, dict) for c in ipam_config):
+            raise InvalidConfig("invalid IPAM config: expected a list of objects")
+        six = [c for c in ipam_config if ":" in str(c.get("Subnet") or "")]
+        if six and not enable_ipv6:
+            raise InvalidConfig("an IPv6 subnet needs IPv6 enabled on the network (--ipv6)")
+        if enable_ipv6 and not six:
+            raise InvalidConfig("IPv6 needs an IPv6 --subnet: cais has no default IPv6 pool")
         with self.lock:
             if any(r["Name"] == name for r in self.networks.values()):
                 raise Conflict(f"network with name {name} already exists")
-            rec = self._create_bridge_record(name, driver, ipam_config or [], internal=internal,
-                                             labels=labels or {}, options=options or {}, attachable=attachable)
+            rec = self._create_bridge_record(name, driver, ipam_config, internal=internal,
+                                             labels=labels or {}, options=options or {}, attachable=attachable,
+                                             enable_ipv6=enable_ipv6)
             self.firewall.ensure()
             return rec
 
     def _create_bridge_record(self, name: str, driver: str, ipam_config: list[dict], *, internal: bool,
-                              labels: dict, options: dict, attachable: bool = False) -> dict:
+                              labels: dict, options: dict, attachable: bool = False,
+                              enable_ipv6: bool = False) -> dict:
         if not all(isinstance(c, dict) for c in ipam_config):
             raise InvalidConfig("invalid IPAM config: expected a list of objects")
         ident = secrets.token_hex(32)
@@ -180,12 +190,12 @@ class NetworkManager:
                     raise Conflict(f"invalid pool request: Pool overlaps with other one on this address space "
                                    f"({p.subnet} overlaps {t})")
         if len({p.subnet for p in pools}) != len(pools) or any(
-                a.overlaps(b) for i, a in enumerate(pools) for b in pools[i + 1:]  # type: ignore[arg-type]
+                a.subnet.overlaps(b.subnet) for i, a in enumerate(pools) for b in pools[i + 1:]  # type: ignore[arg-type]
                 if a.subnet.version == b.subnet.version):
             raise Conflict("invalid pool request: the subnets given overlap each other")
-        if not pools:
+        if not any(p.subnet.version == 4 for p in pools):
             routes = netns.run_in(None, bridge.host_routes)
-            pools = [ipam.make_pool(str(ipam.free_subnet(taken + routes)))]
+            pools.insert(0, ipam.make_pool(str(ipam.free_subnet(taken + routes))))
         bridge_name = options.get(BRIDGE_NAME_OPT) or f"cais-{ident[:10]}"
         if len(bridge_name) > 15 or any(c in bridge_name for c in "/ \t\n:"):
             raise InvalidConfig(f"invalid bridge name {bridge_name!r}")
@@ -194,6 +204,7 @@ class NetworkManager:
         config = [{"Subnet": str(p.subnet), "Gateway": str(p.gateway), **({"IPRange": str(p.ip_range)}
                                                                             if p.ip_range else {})} for p in pools]
         rec = _record(name, ident, driver, Internal=bool(internal), Attachable=bool(attachable),
+                      EnableIPv6=bool(enable_ipv6),
                       Labels=dict(labels), Options={k: str(v) for k, v in options.items()},
                       IPAM={"Driver": "default", "Options": {}, "Config": config})
         rec["Cais"] = {"Bridge": bridge_name, "MTU": mtu, "Endpoints": {}}
@@ -218,15 +229,20 @@ class NetworkManager:
     def _plumb(self, rec: dict) -> None:
         """The bridge of `rec` with its gateway address, route_localnet, ip_forward, its firewall entry."""
         name, cais = rec["Cais"]["Bridge"], rec["Cais"]
-        pool = self.ipam.pools(rec["Id"])[0]
+        pools = self.ipam.pools(rec["Id"])
+        v4 = next(p for p in pools if p.subnet.version == 4)
+        v6 = next((p for p in pools if p.subnet.version == 6), None)
 
         def body() -> None:
             netns.set_sysctl("net.ipv4.ip_forward", "1")
-            bridge.host_ensure_bridge(name, str(pool.gateway), pool.subnet.prefixlen, cais["MTU"])
+            if v6 is not None:
+                netns.set_sysctl("net.ipv6.conf.all.forwarding", "1")
+            bridge.host_ensure_bridge(name, [(str(p.gateway), p.subnet.prefixlen) for p in pools], cais["MTU"])
             netns.set_sysctl(f"net.ipv4.conf.{name}.route_localnet", "1")
 
         netns.run_in(None, body)
-        self.firewall.rules.bridges[name] = Bridge(name, str(pool.subnet), bool(rec["Internal"]))
+        self.firewall.rules.bridges[name] = Bridge(name, str(v4.subnet), bool(rec["Internal"]),
+                                                   str(v6.subnet) if v6 else "")
 
     def remove(self, ref: str) -> None:
         with self.lock:
@@ -281,17 +297,19 @@ class NetworkManager:
             if got is None:
                 raise NetworkError(f"network {rec['Name']} has no IPv4 pool")
             address, pool = got
+            six = self.ipam.allocate(rec["Id"], cid, version=6) if rec.get("EnableIPv6") else None
+            addresses = [(str(address), pool.subnet.prefixlen)] + ([(str(six[0]), six[1].subnet.prefixlen)]
+                                                                    if six else [])
+            gateways = [] if rec["Internal"] else [str(pool.gateway)] + ([str(six[1].gateway)] if six else [])
             host_veth = "caisv" + hashlib.sha256(f"{rec['Id']}/{cid}".encode()).hexdigest()[:10]
             mac = bridge.mac_for(address)
-            gateway = None if rec["Internal"] else str(pool.gateway)
             mtu = rec["Cais"]["MTU"]
             try:
                 ifname = netns.run_in(netns_path, bridge.container_free_ifname)
                 netns.run_in(None, lambda: (bridge.host_remove_link(host_veth),
                                             bridge.host_add_veth(rec["Cais"]["Bridge"], host_veth, ifname,
                                                                  netns_path, mtu)))
-                netns.run_in(netns_path, lambda: bridge.container_configure(
-                    ifname, str(address), pool.subnet.prefixlen, mac, gateway))
+                netns.run_in(netns_path, lambda: bridge.container_configure(ifname, addresses, mac, gateways))
             except BaseException:
                 netns.run_in(None, lambda: bridge.host_remove_link(host_veth))
                 self.ipam.release(rec["Id"], cid)
@@ -299,8 +317,10 @@ class NetworkManager:
             endpoint = {"IPAMConfig": {"IPv4Address": ip} if ip else None, "Links": None,
                         "Aliases": list(aliases or []) or None, "MacAddress": mac, "NetworkID": rec["Id"],
                         "EndpointID": secrets.token_hex(32), "Gateway": str(pool.gateway),
-                        "IPAddress": str(address), "IPPrefixLen": pool.subnet.prefixlen, "IPv6Gateway": "",
-                        "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "DriverOpts": None,
+                        "IPAddress": str(address), "IPPrefixLen": pool.subnet.prefixlen,
+                        "IPv6Gateway": str(six[1].gateway) if six else "",
+                        "GlobalIPv6Address": str(six[0]) if six else "",
+                        "GlobalIPv6PrefixLen": six[1].subnet.prefixlen if six else 0, "DriverOpts": None,
                         "DNSNames": [name, cid[:12], *(aliases or [])] if rec["Name"] != "bridge" else None}
             rec["Cais"]["Endpoints"][cid] = {**endpoint, "Name": name, "HostVeth": host_veth, "Ifname": ifname,
                                              "Netns": netns_path}
@@ -375,7 +395,7 @@ class NetworkManager:
             for cid, ep in rec["Cais"]["Endpoints"].items():
                 names = {ep["Name"].lower(), *(a.lower() for a in ep.get("Aliases") or [])}
                 if wanted in names or (len(wanted) >= 12 and cid.startswith(wanted)):
-                    found.append(ep["IPAddress"])
+                    found += [a for a in (ep["IPAddress"], ep.get("GlobalIPv6Address")) if a]
         return found or None
 
     # ---- published ports --------------------------------------------------------------------

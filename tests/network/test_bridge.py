@@ -148,6 +148,28 @@ def test_none_and_internal(lab: Lab) -> None:
     assert gateway
 
 
+def test_dual_stack(lab: Lab) -> None:
+    m = lab.manager
+    rec = m.create("six", enable_ipv6=True, ipam_config=[{"Subnet": "fd00:ca15::/64"}])
+    assert [c["Subnet"] for c in rec["IPAM"]["Config"]][1] == "fd00:ca15::/64"  # plus a default IPv4 pool
+    web_ns = lab.sandbox("web6")
+    ep = m.attach("web6", "six", web_ns, name="web6")
+    assert ep["GlobalIPv6Address"] == "fd00:ca15::2" and ep["IPv6Gateway"] == "fd00:ca15::1"
+    lab.serve(web_ns, "web6")
+    lab.wait_tcp(ep["IPAddress"])
+    client = lab.sandbox("client6")
+    m.attach("client6", "six", client, name="client6")
+    assert lab.fetch(client, "http://[fd00:ca15::2]/").stdout == "hello from web6\n"
+    assert "fd00:ca15::2" in lab.run(client, "nslookup", "-type=AAAA", "web6").stdout
+    assert "default via fd00:ca15::1" in lab.run(client, "ip", "-6", "route").stdout
+    assert "fd00:ca15::/64" in subprocess.run(["nft", "list", "table", "ip6", "cais"], capture_output=True,
+                                              text=True).stdout
+    with pytest.raises(InvalidConfig, match="IPv6"):
+        m.create("half", ipam_config=[{"Subnet": "fd00:ca16::/64"}])
+    with pytest.raises(InvalidConfig, match="IPv6"):
+        m.create("half", enable_ipv6=True)
+
+
 def test_bad_input(lab: Lab) -> None:
     m = lab.manager
     m.create("one", ipam_config=[{"Subnet": "10.77.0.0/16"}])
