@@ -30,6 +30,7 @@ def add_container_flags(p: Parser) -> None:
     a("--expose", action="append", default=[])
     a("--network-alias", "--net-alias", action="append", default=[])
     a("--ip")
+    a("--ip6")
     a("--dns", action="append", default=[])
     a("--dns-search", action="append", default=[])
     a("--dns-option", "--dns-opt", action="append", default=[])
@@ -156,12 +157,13 @@ def _ports(items: list[str], expose: list[str]) -> tuple[dict, dict]:
 
 def _networking(opts) -> dict | None:  # type: ignore[no-untyped-def]
     """NetworkingConfig for --network-alias and --ip: they apply to the --network given."""
-    if not opts.network_alias and not opts.ip:
+    if not opts.network_alias and not opts.ip and not opts.ip6:
         return None
     if (opts.network or "default") in ("default", "bridge", "none", "host") or opts.network.startswith("container:"):
-        raise CliError("--network-alias and --ip need a user-defined network (--network NAME)", 125)
+        raise CliError("--network-alias, --ip and --ip6 need a user-defined network (--network NAME)", 125)
     return {"EndpointsConfig": {opts.network: {"Aliases": opts.network_alias or None,
-                                               "IPAMConfig": {"IPv4Address": opts.ip} if opts.ip else None}}}
+                                               "IPAMConfig": {"IPv4Address": opts.ip or "", "IPv6Address": opts.ip6 or ""}
+                                               if opts.ip or opts.ip6 else None}}}
 
 
 def container_body(opts) -> dict:  # type: ignore[no-untyped-def]

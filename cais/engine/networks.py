@@ -208,16 +208,19 @@ class NetworkService:
         aliases = config.get("Aliases") or []
         if not isinstance(aliases, list) or not all(isinstance(a, str) for a in aliases):
             raise InvalidParameter("invalid Aliases: expected a list of strings")
-        ip = ipam.get("IPv4Address") or ""
-        if ip:
+        ip, ip6 = ipam.get("IPv4Address") or "", ipam.get("IPv6Address") or ""
+        if ip or ip6:
+            from cais.network.ipam import parse_address
             with _errors():
-                from cais.network.ipam import parse_address
-                parse_address(ip, "IPv4 address")
+                for value in (ip, ip6):
+                    if value:
+                        parse_address(value, "IP address")
             if rec["Name"] == "bridge":
                 raise InvalidParameter("user specified IP address is supported on user defined networks only")
         if aliases and rec["Name"] == "bridge":
             raise InvalidParameter("network-scoped alias is supported only for containers in user defined networks")
-        return {"IPAMConfig": {"IPv4Address": ip} if ip else None, "Aliases": aliases or None}
+        return {"IPAMConfig": {"IPv4Address": ip, "IPv6Address": ip6} if ip or ip6 else None,
+                "Aliases": aliases or None}
 
     def _stored(self, rec: dict, static: dict) -> dict:
         return {**static, "Links": None, "MacAddress": "", "NetworkID": rec["Id"], "EndpointID": "", "Gateway": "",
@@ -348,7 +351,8 @@ class NetworkService:
         with _errors():
             ep = self.manager.attach(record["Id"], rec["Id"], netns_path or self.manager.sandbox_path(record["Id"]),
                                      name=name or record["Name"].lstrip("/"), aliases=stored.get("Aliases") or [],
-                                     ip=(stored.get("IPAMConfig") or {}).get("IPv4Address") or "")
+                                     ip=(stored.get("IPAMConfig") or {}).get("IPv4Address") or "",
+                                     ip6=(stored.get("IPAMConfig") or {}).get("IPv6Address") or "")
         return {**ep, "IPAMConfig": stored.get("IPAMConfig")}
 
     @staticmethod

@@ -1,4 +1,4 @@
-"""nftables rules of the bridge driver, all in one table that cais owns: `table ip cais`.
+"""nftables rules of the bridge driver, in tables that cais owns: `table ip cais` and `ip6 cais`.
 
 The whole table is rendered from the current state and swapped in one `nft -f -` transaction
 (add, delete, re-add), so "ensure" is idempotent: after a crash or a restart the daemon applies

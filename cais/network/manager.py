@@ -280,7 +280,7 @@ class NetworkManager:
 
     # ---- endpoints --------------------------------------------------------------------------
     def attach(self, cid: str, ref: str, netns_path: str, *, name: str, aliases: list[str] | None = None,
-               ip: str = "") -> dict:
+               ip: str = "", ip6: str = "") -> dict:
         """Plug container `cid` (namespace on `netns_path`) into network `ref`: its EndpointSettings."""
         with self.lock:
             rec = self.get(ref)
@@ -288,16 +288,23 @@ class NetworkManager:
                 raise Conflict(f"container cannot be connected to the {rec['Name']} network")
             if cid in rec["Cais"]["Endpoints"]:
                 raise Conflict(f"endpoint with name {name} already exists in network {rec['Name']}")
-            if ip and rec["Name"] == "bridge":
+            if (ip or ip6) and rec["Name"] == "bridge":
                 raise InvalidConfig("user specified IP address is supported on user defined networks only")
             if aliases and rec["Name"] == "bridge":
                 raise InvalidConfig("network-scoped aliases are supported only for user-defined networks")
+            if ip6 and not rec.get("EnableIPv6"):
+                raise InvalidConfig(f"network {rec['Name']} has no IPv6 subnet (it was created without --ipv6)")
             wanted = ipam.parse_address(ip, "IP address") if ip else None
+            wanted6 = ipam.parse_address(ip6, "IPv6 address") if ip6 else None
             got = self.ipam.allocate(rec["Id"], cid, wanted)
             if got is None:
                 raise NetworkError(f"network {rec['Name']} has no IPv4 pool")
             address, pool = got
-            six = self.ipam.allocate(rec["Id"], cid, version=6) if rec.get("EnableIPv6") else None
+            try:
+                six = self.ipam.allocate(rec["Id"], cid, wanted6, version=6) if rec.get("EnableIPv6") else None
+            except BaseException:
+                self.ipam.release(rec["Id"], cid)
+                raise
             addresses = [(str(address), pool.subnet.prefixlen)] + ([(str(six[0]), six[1].subnet.prefixlen)]
                                                                     if six else [])
             gateways = [] if rec["Internal"] else [str(pool.gateway)] + ([str(six[1].gateway)] if six else [])
@@ -314,7 +321,7 @@ class NetworkManager:
                 netns.run_in(None, lambda: bridge.host_remove_link(host_veth))
                 self.ipam.release(rec["Id"], cid)
                 raise
-            endpoint = {"IPAMConfig": {"IPv4Address": ip} if ip else None, "Links": None,
+            endpoint = {"IPAMConfig": {"IPv4Address": ip, "IPv6Address": ip6} if ip or ip6 else None, "Links": None,
                         "Aliases": list(aliases or []) or None, "MacAddress": mac, "NetworkID": rec["Id"],
                         "EndpointID": secrets.token_hex(32), "Gateway": str(pool.gateway),
                         "IPAddress": str(address), "IPPrefixLen": pool.subnet.prefixlen,

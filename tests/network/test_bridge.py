@@ -162,6 +162,11 @@ def test_dual_stack(lab: Lab) -> None:
     assert lab.fetch(client, "http://[fd00:ca15::2]/").stdout == "hello from web6\n"
     assert "fd00:ca15::2" in lab.run(client, "nslookup", "-type=AAAA", "web6").stdout
     assert "default via fd00:ca15::1" in lab.run(client, "ip", "-6", "route").stdout
+    fixed = m.attach("fixed6", "six", lab.sandbox("fixed6"), name="fixed6", ip6="fd00:ca15::99")
+    assert fixed["GlobalIPv6Address"] == "fd00:ca15::99"
+    with pytest.raises(Conflict, match="in use"):
+        m.attach("again6", "six", lab.sandbox("again6"), name="again6", ip6="fd00:ca15::99")
+    assert not any(o == "again6" for p in m.ipam.pools(rec["Id"]) for o in p.allocated.values())
     assert "fd00:ca15::/64" in subprocess.run(["nft", "list", "table", "ip6", "cais"], capture_output=True,
                                               text=True).stdout
     with pytest.raises(InvalidConfig, match="IPv6"):

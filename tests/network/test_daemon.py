@@ -231,3 +231,15 @@ def test_cais_cli_and_garbage(d: Caisd) -> None:
         assert done.stdout == "400", (body, done.stdout, done.stderr)
         assert "message" in done.stderr and "Traceback" not in done.stderr
     assert "x" not in _out(d, "network", "ls", "--format", "{{.Name}}").split()
+
+
+def test_docker_cli_ipv6(d: Caisd) -> None:
+    _out(d, "network", "create", "--ipv6", "--subnet", "fd00:ca17::/64", "v6net")
+    try:
+        info = json.loads(_out(d, "network", "inspect", "v6net"))[0]
+        assert info["EnableIPv6"] and {c["Subnet"] for c in info["IPAM"]["Config"]} >= {"fd00:ca17::/64"}
+        out = _out(d, "run", "--rm", "--network", "v6net", "--ip6", "fd00:ca17::9", "busybox", "ip", "-6", "addr")
+        assert "fd00:ca17::9/64" in out
+        assert "IPv6" in _err(d, "network", "create", "--subnet", "fd00:ca18::/64", "v6bad")
+    finally:
+        d.docker("network", "rm", "v6net", check=False)

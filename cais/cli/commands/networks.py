@@ -82,10 +82,12 @@ def cmd_network_connect(ctx, args: list[str]) -> int:  # type: ignore[no-untyped
     p = Parser("network connect", "[OPTIONS] NETWORK CONTAINER")
     p.add_argument("--alias", action="append", default=[])
     p.add_argument("--ip")
+    p.add_argument("--ip6")
     p.add_argument("network")
     p.add_argument("container")
     opts = p.parse_args(args)
-    config = {"Aliases": opts.alias or None, "IPAMConfig": {"IPv4Address": opts.ip} if opts.ip else None}
+    config = {"Aliases": opts.alias or None,
+              "IPAMConfig": {"IPv4Address": opts.ip or "", "IPv6Address": opts.ip6 or ""} if opts.ip or opts.ip6 else None}
     _api(ctx, "POST", f"/networks/{opts.network}/connect", body={"Container": opts.container,
                                                                 "EndpointConfig": config})
     return 0
