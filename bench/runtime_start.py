@@ -81,7 +81,7 @@ def measure(argv: list[str], root: str, path: str, runs: int) -> tuple[list[floa
     return wall, cpu
 
 
-def measure_in_process(root: str, path: str, runs: int) -> tuple[list[float], list[float]]:
+def measure_in_process(root: str, path: str, runs: int, zygote: object = None) -> tuple[list[float], list[float]]:
     """The engine's path: cais.runtime.run() called in a warm interpreter (no command to start)."""
     from cais.runtime.verbs.run import run
 
@@ -91,7 +91,9 @@ def measure_in_process(root: str, path: str, runs: int) -> tuple[list[float], li
         for i in range(runs + 2):
             before = os.times()
             start = time.perf_counter()
-            run(f"cais-bench-ip-{i}", path, root=root, stdio=(devnull, devnull, devnull))
+            stdio = (devnull, devnull, devnull)
+            boot = {"bootstrap": zygote.bootstrap(stdio)} if zygote else {}  # type: ignore[attr-defined]
+            run(f"cais-bench-ip-{i}", path, root=root, stdio=stdio, **boot)
             elapsed = time.perf_counter() - start
             after = os.times()
             if i >= 2:
@@ -118,17 +120,25 @@ def main() -> None:
         for name, argv in runtimes.items():
             results[name] = measure(argv, os.path.join(top, f"root-{name}"), path, args.runs)
         results["cais in-process"] = measure_in_process(os.path.join(top, "root-in-process"), path, args.runs)
+        from cais.runtime.launch import Zygote
+
+        zygote = Zygote()
+        try:
+            results["cais in-proc+zygote"] = measure_in_process(os.path.join(top, "root-zygote"), path, args.runs,
+                                                                zygote)
+        finally:
+            zygote.close()
         cais = results["cais-runtime"]
         base = statistics.median(cais[0]) if not isinstance(cais, str) else None
-        print(f"{'runtime':<17} {'median ms':>10} {'p10 ms':>8} {'p90 ms':>8} {'CPU ms':>8} {'runtime/cais':>13}")
+        print(f"{'runtime':<19} {'median ms':>10} {'p10 ms':>8} {'p90 ms':>8} {'CPU ms':>8} {'runtime/cais':>13}")
         for name, r in results.items():
             if isinstance(r, str):
-                print(f"{name:<17} refused: {r}")
+                print(f"{name:<19} refused: {r}")
                 continue
             wall, cpu = r
             qs = statistics.quantiles(wall, n=10)
             ratio = f"{statistics.median(wall) / base:.2f}" if base else "-"
-            print(f"{name:<17} {statistics.median(wall) * 1000:>10.1f} {qs[0] * 1000:>8.1f} {qs[-1] * 1000:>8.1f} "
+            print(f"{name:<19} {statistics.median(wall) * 1000:>10.1f} {qs[0] * 1000:>8.1f} {qs[-1] * 1000:>8.1f} "
                   f"{statistics.median(cpu) * 1000:>8.1f} {ratio:>13}")
         print(f"({args.runs} runs each; load average {os.getloadavg()[0]:.2f})")
     finally:

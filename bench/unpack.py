@@ -4,7 +4,7 @@ The image (5 gzip layers: many small files, mid-size files, a few large ones, th
 layers with whiteouts) is generated once, deterministically, as an OCI layout (for umoci) and as a
 docker-archive holding the same gzip blobs (for docker load). Every run unpacks into freshly
 named directories. Throughput is uncompressed layer bytes per second of wall time; medians of
-RUNS runs after one warm-up.
+RUNS runs after one warm-up; the tools take turns within each run.
 
     .venv/bin/python bench/unpack.py [--runs N] [--keep DIR]
 """
@@ -12,6 +12,7 @@ RUNS runs after one warm-up.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gzip
 import hashlib
 import io
@@ -31,6 +32,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from cais.storage import open_driver  # noqa: E402
 
 MTIME = 1_700_000_000
+DOCKER = "docker load (dockerd 20.10, overlay2)"
 
 
 def _payload(rng: random.Random, size: int) -> bytes:
@@ -162,15 +164,18 @@ def main() -> None:
         blob_paths = [os.path.join(oci, "blobs", "sha256", hashlib.sha256(b).hexdigest()) for b in blobs]
         scratch = os.path.join(work, "scratch")
         os.mkdir(scratch)
-        results: dict[str, list[float]] = {"cais (overlay)": [], "umoci unpack": []}
-        for _ in range(args.runs + 1):  # the first run warms the page cache and is dropped
-            results["cais (overlay)"].append(run_cais(blob_paths, scratch))
-            results["umoci unpack"].append(run_umoci(oci, scratch))
-        if not args.skip_docker:
-            from tests.peers import dockerd
-            with dockerd() as docker:
-                results["docker load (dockerd 20.10, overlay2)"] = [
-                    run_docker(docker, os.path.join(work, "docker.tar")) for _ in range(args.runs + 1)]
+        names = ["cais (overlay)", "umoci unpack"] + ([] if args.skip_docker else [DOCKER])
+        results: dict[str, list[float]] = {name: [] for name in names}
+        with contextlib.ExitStack() as stack:
+            docker = None
+            if not args.skip_docker:
+                from tests.peers import dockerd
+                docker = stack.enter_context(dockerd())
+            for _ in range(args.runs + 1):  # interleaved, so that a busy moment hits every tool alike
+                results["cais (overlay)"].append(run_cais(blob_paths, scratch))
+                results["umoci unpack"].append(run_umoci(oci, scratch))
+                if docker is not None:
+                    results[DOCKER].append(run_docker(docker, os.path.join(work, "docker.tar")))
         medians = {name: statistics.median(times[1:]) for name, times in results.items()}
         ours = medians["cais (overlay)"]
         print("\n| tool | median s | MB/s | time vs cais |\n| --- | --- | --- | --- |")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import json
 import threading
 
@@ -306,16 +307,21 @@ async def archive_get(request: web.Request) -> web.StreamResponse:
         await asyncio.to_thread(fs.__exit__)
 
 
-class _BodyReader:
-    """A file-like view of the request body for a thread (tarfile reads it while the loop receives it)."""
+class _BodyReader(io.RawIOBase):
+    """The request body as a raw file for a thread (tarfile reads it while the loop receives it)."""
 
     def __init__(self, request: web.Request, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__()
         self.request = request
         self.loop = loop
 
-    def read(self, n: int = -1) -> bytes:
-        size = 65536 if n is None or n < 0 else n
-        return asyncio.run_coroutine_threadsafe(self.request.content.read(size), self.loop).result()
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:  # type: ignore[no-untyped-def, override]
+        data = asyncio.run_coroutine_threadsafe(self.request.content.read(len(buffer)), self.loop).result()
+        buffer[: len(data)] = data
+        return len(data)
 
 
 @route("PUT", "/containers/{id}/archive")

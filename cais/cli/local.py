@@ -22,7 +22,8 @@ class LocalEngine:
         from cais.cli.main import CliError
         from cais.engine.engine import Engine
         from cais.engine.errors import EngineError
-        engine = Engine(self.data_root, self.exec_root)
+        engine = Engine(self.data_root, self.exec_root,
+                        cgroup_parent=os.environ.get("CAIS_CGROUP_PARENT", "/cais"))
         try:
             engine.lock()
             engine.open()

@@ -1,7 +1,7 @@
 """`-v`, `--mount`, `--tmpfs` and `--volumes-from` as docker's CLI sends them.
 
 `-v /ctr` (no source) goes to Config.Volumes, `-v SRC:DST[:MODE]` to HostConfig.Binds with a
-relative host path (`./data`) made absolute; `--mount` is parsed here into HostConfig.Mounts
+`./relative` host path made absolute; `--mount` is parsed here into HostConfig.Mounts
 (docker's opts/mount.go); `--tmpfs PATH[:OPTS]` into HostConfig.Tmpfs. The daemon validates the rest.
 """
 
@@ -32,8 +32,8 @@ def binds(items: list[str]) -> tuple[list[str], dict]:
             anonymous[item] = {}
             continue
         source = parts[0]
-        if source.startswith(".") or (os.sep in source and not source.startswith("/")):
-            source = os.path.abspath(source)  # docker's CLI: a relative host path is relative to here
+        if source == "." or source.startswith("./"):
+            source = os.path.abspath(source)  # docker's CLI: "./dir" is relative to here
         out.append(":".join([source, *parts[1:]]))
     return out, anonymous
 

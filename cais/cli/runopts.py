@@ -54,6 +54,9 @@ def add_container_flags(p: Parser) -> None:
     a("--privileged", action="store_true")
     a("--security-opt", action="append", default=[])
     a("--device", action="append", default=[])
+    a("--device-cgroup-rule", action="append", default=[])
+    a("--group-add", action="append", default=[])
+    a("--userns", default="")
     a("--shm-size", type=size)
     a("--sysctl", action="append", default=[])
     a("--init", action="store_true")
@@ -126,6 +129,21 @@ def _devices(items: list[str]) -> list[dict]:
     return out
 
 
+def _security_opts(items: list[str]) -> list[str]:
+    """As docker's CLI: `seccomp=PATH` is sent as the profile's content (the daemon may not see PATH)."""
+    out = []
+    for item in items:
+        key, sep, value = item.partition("=")
+        if key == "seccomp" and sep and value not in ("unconfined", "builtin", ""):
+            try:
+                with open(value) as f:
+                    item = f"seccomp={f.read()}"
+            except OSError as e:
+                raise CliError(f"opening seccomp profile ({value}) failed: {e.strerror}", 125) from None
+        out.append(item)
+    return out
+
+
 def _restart(text: str) -> dict:
     name, _, count = text.partition(":")
     policy = {"Name": name, "MaximumRetryCount": 0}
@@ -186,7 +204,9 @@ def container_body(opts) -> dict:  # type: ignore[no-untyped-def]
         "CpuShares": opts.cpu_shares or 0, "CpusetCpus": opts.cpuset_cpus or "", "PidsLimit": opts.pids_limit,
         "Ulimits": _ulimits(opts.ulimit) or None, "ReadonlyRootfs": opts.read_only,
         "CapAdd": opts.cap_add or None, "CapDrop": opts.cap_drop or None, "Privileged": opts.privileged,
-        "SecurityOpt": opts.security_opt or None, "Devices": _devices(opts.device) or None,
+        "SecurityOpt": _security_opts(opts.security_opt) or None, "Devices": _devices(opts.device) or None,
+        "DeviceCgroupRules": opts.device_cgroup_rule or None, "GroupAdd": opts.group_add or None,
+        "UsernsMode": opts.userns,
         "ShmSize": opts.shm_size or 0, "Sysctls": _kv_list(opts.sysctl, "--sysctl") or None,
         "Init": True if opts.init else None, "OomKillDisable": opts.oom_kill_disable,
         "LogConfig": log_config, "PublishAllPorts": opts.publish_all, "Dns": opts.dns or None,

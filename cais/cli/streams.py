@@ -32,7 +32,7 @@ def raw_terminal(enabled: bool):  # type: ignore[no-untyped-def]
     fd = sys.stdin.fileno()
     saved = termios.tcgetattr(fd)
     try:
-        tty.setraw(fd)
+        tty.setraw(fd, termios.TCSANOW)  # not TCSAFLUSH: keep what was typed before the attach
         yield
     finally:
         termios.tcsetattr(fd, termios.TCSADRAIN, saved)

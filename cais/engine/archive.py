@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import logging
 import os
 import stat
 import tarfile
@@ -103,8 +104,13 @@ def pipe_writer(write) -> Iterator[bytes]:  # type: ignore[no-untyped-def]
     r, w = os.pipe()
 
     def run() -> None:
-        with contextlib.suppress(BrokenPipeError), os.fdopen(w, "wb") as out:
-            write(out)
+        try:
+            with os.fdopen(w, "wb") as out:
+                write(out)
+        except BrokenPipeError:
+            pass  # the reader (a client) went away
+        except Exception:  # the stream is already under way: the client sees it cut short; say why here
+            logging.getLogger("cais.engine").exception("writing a tar stream failed")
 
     thread = threading.Thread(target=run, daemon=True)
     thread.start()

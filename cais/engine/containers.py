@@ -5,7 +5,7 @@ from __future__ import annotations
 import shlex
 import time
 
-from cais.engine import humanize, logs, names, spec
+from cais.engine import humanize, logs, names, security, spec
 from cais.engine.errors import InvalidParameter
 from cais.engine.restart import parse_policy
 from cais.network import ports
@@ -49,7 +49,7 @@ def new_record(body: dict, name: str | None, image: dict, taken: set[str]) -> di
     if not argv:
         raise InvalidParameter("no command specified")
     spec.validate_resources(host)
-    spec.capabilities(host)
+    security.validate(host)
     policy = parse_policy(host.get("RestartPolicy"))
     if host.get("AutoRemove") and policy["Name"] not in ("", "no"):
         raise InvalidParameter("can't create 'AutoRemove' container with restart policy")
@@ -185,6 +185,10 @@ def list_filter(records: list[dict], filters: dict[str, list[str]], *, all: bool
             health = (state.get("Health") or {}).get("Status", "none")
             if health not in filters["health"]:
                 continue
+        if filters.get("volume") and not any(  # a volume's name or a mount's destination (docker)
+                m.get("Name") in filters["volume"] or m.get("Destination") in filters["volume"]
+                for m in r.get("Mounts") or []):
+            continue
         out.append(r)
     if limit and limit > 0:
         out = out[:limit]

@@ -252,24 +252,23 @@ class Engine:
             mounts, propagation = self.volumes.mount(record, rootfs)
             netns_path = self.networks.setup(record)
             oci = spec.build(record, image_config, rootfs, self.store.dir(cid),
-                             cgroups_path=self.cgroups_path(cid), init_path=self.init_path,
-                             seccomp=_default_seccomp(), mounts=mounts)
+                             cgroups_path=self.cgroups_path(cid), init_path=self.init_path, mounts=mounts)
             self.networks.apply_spec(oci, netns_path)
             if propagation:  # shared or slave binds need the rootfs to propagate too (as docker)
                 oci["linux"]["rootfsPropagation"] = propagation
             bundle = self.store.dir(cid)
-            write_json_atomic(os.path.join(bundle, "config.json"), oci)
+            write_json_atomic(os.path.join(bundle, "config.json"), oci, durable=False)  # rewritten at each start
             settings = logs.log_settings(record["HostConfig"].get("LogConfig"))
             config = record["Config"]
             reply = self.supervisor.request({
                 "op": "start", "id": cid, "bundle": bundle, "root": self.runtime_root, "tty": config["Tty"],
                 "stdin": config["OpenStdin"], "log": settings, "log_path": record["LogPath"],
                 "exit_file": self._path(cid, "exit.json")})
-        except EngineError:
-            self._start_failed(record)
+        except EngineError as e:
+            self._start_failed(record, str(e))
             raise
         except Exception as e:
-            self._start_failed(record)
+            self._start_failed(record, str(e))
             raise EngineError(f"failed to create task for container: {e}") from e
         with self.store.lock:
             state.update({"Status": "running", "Running": True, "Paused": False, "Restarting": False,
@@ -283,17 +282,24 @@ class Engine:
         if record["Config"].get("Healthcheck"):
             self.health.watch(cid)
 
-    def _start_failed(self, record: dict) -> None:
+    def _start_failed(self, record: dict, error: str) -> None:
+        """Like docker: exit code 127 (not found), 126 (not executable) or 128, and waiters released."""
         cid = record["Id"]
         self._runtime_delete(cid)
         with contextlib.suppress(Exception):
             self.storage.unmount(cid)
         self.volumes.unmount(record)
         self.networks.teardown(record)
-        with self.store.lock:
-            record["State"]["ExitCode"] = 128
-            record["State"]["Error"] = "failed to start"
+        code = 127 if "no such file" in error.lower() or "not found" in error.lower() else (
+            126 if "permission denied" in error.lower() else 128)
+        with self.cond:
+            record["State"].update({"ExitCode": code, "Error": error, "FinishedAt": logs.timestamp()})
+            if record["State"]["Status"] == "created":
+                record["State"]["Status"] = "exited" if record["State"]["StartedAt"] != containers.ZERO_TIME \
+                    else "created"
             self.store.save(record)
+            self.generation[cid] = self.generation.get(cid, 0) + 1
+            self.cond.notify_all()
         if record["HostConfig"].get("AutoRemove"):  # docker: --rm removes a container that cannot start
             self._autoremove(cid)
 
@@ -326,34 +332,32 @@ class Engine:
             self._health.unwatch(cid)
         with contextlib.suppress(Exception):
             self.images.store.set_container_running(cid, False)
-        with self.cond:
+        ran_for = time.time() - record.get("Cais", {}).get("StartedMono", 0)
+        with self.cond:  # one critical section: a concurrent stop sees either running or the final decision
             state = record["State"]
             state.update({"Status": "exited", "Running": False, "Paused": False, "Pid": 0, "ExitCode": exit_code,
                           "OOMKilled": oom, "FinishedAt": finished_at or logs.timestamp()})
             manual = cid in self.stopping or record.get("Cais", {}).get("ManuallyStopped", False)
+            auto_remove = record["HostConfig"].get("AutoRemove") and cid not in self.stopping
+            restart = not auto_remove and not manual and should_restart(
+                record["HostConfig"].get("RestartPolicy") or {}, exit_code, record["RestartCount"], manual)
+            if restart:
+                state["Restarting"] = True
+                state["Status"] = "restarting"
             self.store.save(record)
             self.generation[cid] = self.generation.get(cid, 0) + 1
             self.cond.notify_all()
         if oom:
             self._event(record, "oom")
         self._event(record, "die", exitCode=exit_code)
-        ran_for = time.time() - record.get("Cais", {}).get("StartedMono", 0)
-        if record["HostConfig"].get("AutoRemove") and cid not in self.stopping:
+        if auto_remove:
             threading.Thread(target=self._autoremove, args=(cid,), daemon=True).start()
-            return
-        if cid not in self.stopping and should_restart(record["HostConfig"].get("RestartPolicy") or {},
-                                                       exit_code, record["RestartCount"], manual):
+        elif restart:
             delay = next_delay(self.backoff.get(cid, 0), ran_for)
             self.backoff[cid] = delay
-            with self.cond:
-                state["Restarting"] = True
-                state["Status"] = "restarting"
-                self.store.save(record)
             timer = threading.Timer(delay, self._policy_restart, args=(cid,))
             timer.daemon = True
             timer.start()
-        elif record["HostConfig"].get("AutoRemove"):
-            threading.Thread(target=self._autoremove, args=(cid,), daemon=True).start()
 
     def _autoremove(self, cid: str) -> None:
         with contextlib.suppress(EngineError):
@@ -366,7 +370,9 @@ class Engine:
             return
         if not record["State"].get("Restarting") or self._closed.is_set():
             return
-        with self.store.lock:
+        with self.cond:
+            if not record["State"].get("Restarting"):
+                return
             record["RestartCount"] += 1
             record["State"]["Restarting"] = False
             self.store.save(record)
@@ -417,21 +423,20 @@ class Engine:
     def stop(self, ref: str, timeout: int | None = None, signal: str | None = None) -> None:
         record = self.get(ref)
         cid = record["Id"]
-        if record["State"].get("Restarting"):
-            with self.store.lock:
+        with self.cond:
+            record.setdefault("Cais", {})["ManuallyStopped"] = True
+            if record["State"].get("Restarting"):
                 record["State"].update({"Restarting": False, "Status": "exited"})
-                record.setdefault("Cais", {})["ManuallyStopped"] = True
                 self.store.save(record)
-            return
-        if not record["State"]["Running"]:
-            raise NotModified("container already stopped")
+                return
+            self.store.save(record)
+            if not record["State"]["Running"]:
+                raise NotModified("container already stopped")
         config = record["Config"]
         sig = signals.parse(signal or config.get("StopSignal"), signals_mod.SIGTERM)
         if timeout is None:
             timeout = config.get("StopTimeout") if config.get("StopTimeout") is not None else 10
         with self.store.lock:
-            record.setdefault("Cais", {})["ManuallyStopped"] = True
-            self.store.save(record)
             generation = self.generation.get(cid, 0)
         self.stopping.add(cid)
         try:
@@ -785,13 +790,6 @@ class Engine:
                 "ContainersStopped": len(records) - running - paused}
 
 
-def _default_seccomp() -> dict | None:
-    """The runtime's default seccomp profile (docker's), when it ships one."""
-    try:
-        from cais.runtime import seccomp  # type: ignore[attr-defined]
-        return seccomp.default_profile()
-    except (ImportError, AttributeError):
-        return None
 
 
 def host_info() -> dict:

@@ -195,6 +195,25 @@ class ImageService:
         yield from _progress_of(run)
 
     def login(self, body: dict) -> dict:
+        """POST /auth: check the credentials against the registry (the client stores them, not us)."""
+        from cais.registry.client import Registry
+        from cais.registry.errors import RegistryError
+        server = str(body.get("serveraddress") or "docker.io")
+        domain = server.split("://", 1)[-1].split("/", 1)[0]
+        if domain in ("index.docker.io", "registry-1.docker.io", ""):
+            domain = "docker.io"
+        credentials = _credentials({"username": body.get("username"), "password": body.get("password"),
+                                    "identitytoken": body.get("identitytoken")})
+
+        async def check() -> None:
+            async with Registry(domain, credentials=credentials) as registry:
+                await registry.ping()
+                async with registry.request("GET", "/v2/", scopes=(), what="login"):
+                    pass
+        try:
+            asyncio.run(check())
+        except RegistryError as e:
+            raise Unauthorized(f"login attempt to {server} failed: {e}") from None
         return {"Status": "Login Succeeded", "IdentityToken": ""}
 
     def build(self, body: BinaryIO, options: dict, *, auth: dict) -> Iterator[dict]:
@@ -203,6 +222,10 @@ class ImageService:
         except ImportError:
             raise Unsupported("build is not available yet in this cais") from None
         yield from build(self, body, options)
+
+
+class Unauthorized(EngineError):
+    status = 401
 
 
 def _has_tag(name: str) -> bool:

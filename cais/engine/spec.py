@@ -1,7 +1,8 @@
 """The OCI runtime spec (config.json) of a container, from docker's Config and HostConfig.
 
-Defaults are docker's: its capability set, masked and read-only /proc and /sys paths, device
-cgroup rules, /dev/shm of 64 MB, and its default seccomp profile when the runtime ships one.
+Defaults are docker's (`cais.runtime.defaults`): its capability set, masked and read-only /proc
+and /sys paths, device cgroup rules, /dev/shm of 64 MB and its default seccomp profile resolved
+for the container's capabilities; `cais.engine.security` reads the options that change them.
 """
 
 from __future__ import annotations
@@ -9,73 +10,19 @@ from __future__ import annotations
 import os
 import stat
 
-from cais.engine import rootpath
+from cais.engine import rootpath, security
 from cais.engine.errors import InvalidParameter
+from cais.runtime import defaults
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-DEFAULT_CAPS = ["CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW",
-                "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE",
-                "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE"]
-ALL_CAPS = ["CAP_AUDIT_CONTROL", "CAP_AUDIT_READ", "CAP_AUDIT_WRITE", "CAP_BLOCK_SUSPEND", "CAP_BPF",
-            "CAP_CHECKPOINT_RESTORE", "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER",
-            "CAP_FSETID", "CAP_IPC_LOCK", "CAP_IPC_OWNER", "CAP_KILL", "CAP_LEASE", "CAP_LINUX_IMMUTABLE",
-            "CAP_MAC_ADMIN", "CAP_MAC_OVERRIDE", "CAP_MKNOD", "CAP_NET_ADMIN", "CAP_NET_BIND_SERVICE",
-            "CAP_NET_BROADCAST", "CAP_NET_RAW", "CAP_PERFMON", "CAP_SETFCAP", "CAP_SETGID", "CAP_SETPCAP",
-            "CAP_SETUID", "CAP_SYSLOG", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_CHROOT", "CAP_SYS_MODULE",
-            "CAP_SYS_NICE", "CAP_SYS_PACCT", "CAP_SYS_PTRACE", "CAP_SYS_RAWIO", "CAP_SYS_RESOURCE",
-            "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_WAKE_ALARM"]
-MASKED_PATHS = ["/proc/asound", "/proc/acpi", "/proc/interrupts", "/proc/kcore", "/proc/keys",
-                "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug",
-                "/proc/scsi", "/sys/firmware", "/sys/devices/virtual/powercap"]
-READONLY_PATHS = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
-DEFAULT_DEVICE_RULES = [
-    {"allow": False, "access": "rwm"},
-    {"allow": True, "type": "c", "major": 1, "minor": 5, "access": "rwm"},   # zero
-    {"allow": True, "type": "c", "major": 1, "minor": 3, "access": "rwm"},   # null
-    {"allow": True, "type": "c", "major": 1, "minor": 9, "access": "rwm"},   # urandom
-    {"allow": True, "type": "c", "major": 1, "minor": 8, "access": "rwm"},   # random
-    {"allow": True, "type": "c", "major": 5, "minor": 0, "access": "rwm"},   # tty
-    {"allow": True, "type": "c", "major": 5, "minor": 1, "access": "rwm"},   # console
-    {"allow": True, "type": "c", "major": 5, "minor": 2, "access": "rwm"},   # ptmx
-    {"allow": True, "type": "c", "major": 1, "minor": 7, "access": "rwm"},   # full
-    {"allow": True, "type": "c", "major": 136, "access": "rwm"},             # pts/*
-    {"allow": True, "type": "c", "major": 10, "minor": 200, "access": "rwm"},  # net/tun
-    {"allow": False, "type": "c", "major": 10, "minor": 229, "access": "rwm"},  # fuse stays off
-]
 ULIMITS = {"core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice", "nofile", "nproc", "rss",
            "rtprio", "rttime", "sigpending", "stack", "as"}
 INIT_PATH = "/sbin/docker-init"
 
 
-def normalize_caps(names: list[str] | None) -> list[str]:
-    out = []
-    for name in names or []:
-        n = name.strip().upper()
-        if n == "ALL":
-            out.append("ALL")
-            continue
-        n = n if n.startswith("CAP_") else "CAP_" + n
-        if n not in ALL_CAPS:
-            raise InvalidParameter(f"unknown capability: {name!r}")
-        out.append(n)
-    return out
-
-
-def capabilities(host: dict) -> list[str]:
-    if host.get("Privileged"):
-        return list(ALL_CAPS)
-    add, drop = normalize_caps(host.get("CapAdd")), normalize_caps(host.get("CapDrop"))
-    caps = list(ALL_CAPS) if "ALL" in add else list(DEFAULT_CAPS)
-    if "ALL" in drop:
-        caps = [c for c in add if c != "ALL"]
-    else:
-        caps += [c for c in add if c != "ALL" and c not in caps]
-        caps = [c for c in caps if c not in drop]
-    return caps
-
-
-def resolve_user(rootfs: str, user: str) -> dict:
-    """docker's --user: name|uid[:group|gid], looked up in the container's /etc/passwd and /etc/group."""
+def resolve_user(rootfs: str, user: str, group_add: list[str] | None = None) -> dict:
+    """docker's --user: name|uid[:group|gid], looked up in the container's /etc/passwd and /etc/group;
+    `group_add` (--group-add: names or gids) joins the supplementary groups."""
     name, _, group = (user or "").partition(":")
     passwd = [line.split(":") for line in (rootpath.read_text(rootfs, "/etc/passwd") or "").splitlines()]
     groups = [line.split(":") for line in (rootpath.read_text(rootfs, "/etc/group") or "").splitlines()]
@@ -102,6 +49,15 @@ def resolve_user(rootfs: str, user: str) -> dict:
     username = next((p[0] for p in passwd if len(p) >= 3 and p[2] == str(uid)), None)
     extra = sorted({int(g[2]) for g in groups if len(g) >= 4 and username and username in g[3].split(",")
                     and g[2].isdigit()} - {gid})
+    for item in group_add or []:
+        gentry = next((g for g in groups if len(g) >= 3 and g[0] == item and g[2].isdigit()), None)
+        if gentry:
+            extra.append(int(gentry[2]))
+        elif item.isdigit():
+            extra.append(int(item))
+        else:
+            raise InvalidParameter(f"unable to find group {item}: no matching entries in group file")
+    extra = sorted(set(extra))
     return {"uid": uid, "gid": gid, "additionalGids": extra, "home": home}
 
 
@@ -226,18 +182,19 @@ def _host_devices() -> list[dict]:
 
 
 def build(record: dict, image_config: dict, rootfs: str, container_dir: str, *,
-          cgroups_path: str, init_path: str | None, seccomp: dict | None, mounts: list[dict]) -> dict:
+          cgroups_path: str, init_path: str | None, mounts: list[dict]) -> dict:
     """The OCI spec of `record` whose root filesystem is mounted at `rootfs`."""
     config, host = record["Config"], record["HostConfig"]
     args = record["Path"] and [record["Path"], *record["Args"]]
     if not args:
         raise InvalidParameter("no command specified")
-    user = resolve_user(rootfs, config.get("User") or "")
+    user = resolve_user(rootfs, config.get("User") or "", host.get("GroupAdd"))
     if host.get("Init"):
         if not init_path:
             raise InvalidParameter("--init: no init binary found (install Debian's docker.io or catatonit)")
         args = [INIT_PATH, "--", *args]
-    caps = capabilities(host)
+    caps = security.capabilities(host)
+    options = security.security_options(host)
     privileged = bool(host.get("Privileged"))
     shm_size = int(host.get("ShmSize") or 64 * 1024 * 1024)
     spec_mounts = [
@@ -267,7 +224,7 @@ def build(record: dict, image_config: dict, rootfs: str, container_dir: str, *,
     by_dest = {m["destination"]: m for m in [*extra, *mounts]}  # a user's mount replaces the engine's
     extra = sorted(by_dest.values(), key=lambda m: m["destination"].rstrip("/").count("/"))
     spec_mounts = [m for m in spec_mounts if m["destination"] not in by_dest] + extra
-    devices, rules = [], list(DEFAULT_DEVICE_RULES)
+    devices, rules = [], [dict(r) for r in defaults.DEVICE_RULES] + security.device_cgroup_rules(host)
     if privileged:
         devices = _host_devices()
         rules = [{"allow": True, "access": "rwm"}]
@@ -287,13 +244,12 @@ def build(record: dict, image_config: dict, rootfs: str, container_dir: str, *,
         "sysctl": dict(host.get("Sysctls") or {}),
         "devices": devices,
     }
-    if not privileged:
-        linux["maskedPaths"] = list(MASKED_PATHS)
-        linux["readonlyPaths"] = list(READONLY_PATHS)
-        if seccomp is not None and "seccomp=unconfined" not in (host.get("SecurityOpt") or []):
-            linux["seccomp"] = seccomp
-    no_new_privs = any(o in ("no-new-privileges", "no-new-privileges:true", "no-new-privileges=true")
-                       for o in host.get("SecurityOpt") or [])
+    if not privileged and not options.systempaths_unconfined:
+        linux["maskedPaths"] = list(defaults.MASKED_PATHS)
+        linux["readonlyPaths"] = list(defaults.READONLY_PATHS)
+    profile = security.seccomp(host, caps)
+    if profile is not None:
+        linux["seccomp"] = profile
     process = {
         "terminal": bool(config.get("Tty")),
         "user": {k: user[k] for k in ("uid", "gid", "additionalGids")},
@@ -302,7 +258,7 @@ def build(record: dict, image_config: dict, rootfs: str, container_dir: str, *,
         "cwd": config.get("WorkingDir") or image_config.get("WorkingDir") or "/",
         "capabilities": {k: caps for k in ("bounding", "effective", "permitted")},
         "rlimits": _rlimits(host),
-        "noNewPrivileges": no_new_privs,
+        "noNewPrivileges": options.no_new_privileges,
     }
     if host.get("OomScoreAdj"):
         process["oomScoreAdj"] = int(host["OomScoreAdj"])
@@ -319,8 +275,8 @@ def build(record: dict, image_config: dict, rootfs: str, container_dir: str, *,
 def exec_process(record: dict, base: dict, exec_config: dict, rootfs: str) -> dict:
     """The OCI process of `docker exec`: the container's environment and capabilities, new args."""
     config, host = record["Config"], record["HostConfig"]
-    user = resolve_user(rootfs, exec_config.get("User") or config.get("User") or "")
-    caps = list(ALL_CAPS) if exec_config.get("Privileged") else capabilities(host)
+    user = resolve_user(rootfs, exec_config.get("User") or config.get("User") or "", host.get("GroupAdd"))
+    caps = list(defaults.ALL_CAPS) if exec_config.get("Privileged") else security.capabilities(host)
     return {
         "terminal": bool(exec_config.get("Tty")),
         "user": {k: user[k] for k in ("uid", "gid", "additionalGids")},

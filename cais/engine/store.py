@@ -18,12 +18,14 @@ from cais.engine.errors import Conflict, NotFound
 RECORD = "config.v2.json"
 
 
-def write_json_atomic(path: str, value: object) -> None:
+def write_json_atomic(path: str, value: object, *, durable: bool = True) -> None:
+    """Write then rename; `durable` also fsyncs (records must survive a crash, a regenerated bundle need not)."""
     tmp = f"{path}.tmp-{os.getpid()}-{threading.get_ident()}"
     with open(tmp, "w") as f:
         json.dump(value, f, separators=(",", ":"))
-        f.flush()
-        os.fsync(f.fileno())
+        if durable:
+            f.flush()
+            os.fsync(f.fileno())
     os.replace(tmp, path)
 
 

@@ -265,6 +265,12 @@ class Supervisor:
                 waiter.set_result(proc)
 
     def _abandon(self, proc: Proc) -> None:
+        """A start that failed: release its descriptors and end the attaches waiting for it."""
+        control = frames.frame(frames.CONTROL, json.dumps({"exit_code": 128}).encode())
+        for sub, _ in self.pending.pop(proc.key, []):
+            with contextlib.suppress(Exception):
+                sub.writer.write(control)
+                sub.writer.close()
         for fd in list(proc.outputs):
             os.close(fd)
         proc.outputs.clear()

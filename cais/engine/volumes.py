@@ -10,15 +10,20 @@ anonymous ones deleted with `rm -v` / `--rm` once no other container uses them.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import sqlite3
 from collections.abc import Iterator
 
 from cais.engine.errors import Conflict, EngineError, InvalidParameter, NotFound
-from cais.linux.mountinfo import mount_of
+from cais.linux.mount import MNT_DETACH, MS_BIND, MS_PRIVATE, mount, umount
+from cais.linux.mountinfo import is_mount_point, mount_of
 from cais.volume import copyup, mounts
 from cais.volume.errors import VolumeError
 from cais.volume.mounts import MountPoint
 from cais.volume.service import Volumes
+
+log = logging.getLogger("cais.engine.volumes")
 
 
 @contextlib.contextmanager
@@ -38,6 +43,8 @@ class VolumeService:
     def __init__(self, engine) -> None:  # type: ignore[no-untyped-def]
         self.engine = engine
         self.volumes = Volumes(os.path.join(engine.data_root, "volumes"))
+        self.staging_root = os.path.join(engine.exec_root, "volume-subpaths")
+        self.held: dict[str, list[str]] = {}  # container -> staging mounts of the volume subpaths it binds
 
     def _event(self, action: str, name: str, **attrs: str) -> None:
         self.engine.events.emit("volume", action, name, {"driver": "local", **attrs})
@@ -84,7 +91,7 @@ class VolumeService:
         """Resolve a new container's mounts: the mount points to keep in its record (as dicts)."""
         created: list[str] = []
         try:
-            with _errors():
+            with _errors(), self.volumes.lock:  # "is it new?" and its creation, at once
                 points = self._parse(host, config_volumes, image_volumes)
                 for mp in points:
                     if mp.type == "bind":
@@ -155,8 +162,12 @@ class VolumeService:
                 for mp in self.points(record):
                     if mp.type == "volume":
                         mp.source = self.volumes.mount(mp.name, cid)
-                        if mp.copy_data and copyup.is_empty(mp.source):
+                        if mp.subpath:
+                            mp.source = self._hold_subpath(cid, mp)
+                        elif mp.copy_data and copyup.is_empty(mp.source):
                             copyup.copy_up(rootfs, mp.destination, mp.source)
+                        self._event("mount", mp.name, container=cid, destination=mp.destination,
+                                    propagation=mp.propagation, **{"read/write": str(mp.rw).lower()})
                     if mp.type in ("volume", "bind"):
                         mounts.check_target_kind(mp.source, mp.destination,
                                                  copyup.source_is_dir(rootfs, mp.destination))
@@ -168,11 +179,52 @@ class VolumeService:
             raise
         return out, propagation
 
+    def _hold_subpath(self, cid: str, mp: MountPoint) -> str:
+        """The subpath, opened safely (copyup.open_subpath) and bound through its fd onto a private
+        staging directory: the runtime binds that, the very directory that was checked — no path
+        inside the volume is resolved twice. The staging mount goes when the container stops."""
+        try:
+            fd = copyup.open_subpath(mp.source, mp.subpath)
+        except OSError as e:
+            raise InvalidParameter(f"cannot access path {mp.subpath} in volume {mp.name}: "
+                                   f"{(e.strerror or str(e)).lower()} (symlinks, '..' and other mounts are "
+                                   "not followed)") from None
+        try:
+            staging = os.path.join(self.staging_root, cid, str(len(self.held.get(cid, []))))
+            os.makedirs(staging, 0o700, exist_ok=True)
+            mount(f"/proc/self/fd/{fd}", staging, None, MS_BIND)
+            mount(None, staging, None, MS_PRIVATE)
+        finally:
+            os.close(fd)
+        self.held.setdefault(cid, []).append(staging)
+        return staging
+
+    def _drop_staging(self, cid: str) -> None:
+        top = os.path.join(self.staging_root, cid)
+        self.held.pop(cid, None)
+        if not os.path.isdir(top):
+            return
+        for entry in os.listdir(top):
+            path = os.path.join(top, entry)
+            try:
+                while is_mount_point(path):
+                    umount(path, MNT_DETACH)
+                os.rmdir(path)
+            except OSError as e:
+                log.warning("volume subpath staging %s: %s", path, e)
+        with contextlib.suppress(OSError):
+            os.rmdir(top)
+
     def unmount(self, record: dict) -> None:
+        """Never raises: it runs on the path that records a container's exit."""
+        self._drop_staging(record["Id"])
         for mp in self.points(record):
             if mp.type == "volume":
-                with contextlib.suppress(VolumeError):
-                    self.volumes.unmount(mp.name, record["Id"])
+                try:
+                    if self.volumes.unmount(mp.name, record["Id"]):
+                        self._event("unmount", mp.name, container=record["Id"])
+                except (VolumeError, OSError, sqlite3.Error) as e:
+                    log.warning("unmounting volume %s for %s: %s", mp.name, record["Id"][:12], e)
 
     def release(self, record: dict, remove_anonymous: bool) -> None:
         """A removed container's references; its anonymous volumes too when asked (and unused)."""
@@ -190,6 +242,10 @@ class VolumeService:
                     self._event("destroy", mp.name)
 
     def reconcile(self, running: set[str], existing: set[str]) -> None:
+        if os.path.isdir(self.staging_root):
+            for cid in os.listdir(self.staging_root):
+                if cid not in running:
+                    self._drop_staging(cid)
         with _errors():
             self.volumes.reconcile(running, existing)
 

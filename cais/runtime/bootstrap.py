@@ -57,3 +57,57 @@ def _preload(job: dict) -> None:
     hooks = job["config"].get("hooks", {})
     if job["kind"] == "create" and (hooks.get("createContainer") or hooks.get("startContainer")):
         from cais.runtime import hooks as _  # noqa: F401
+
+
+def zygote(control_fd: int, memfd: int) -> None:
+    """A bootstrap kept warm for a long-running caller (see launch.Zygote): one init per request.
+
+    Each request is a job plus descriptors [sync socket, stdin, stdout, stderr, preserved...,
+    extra...]; the init is cloned straight from here with CLONE_PARENT, so it is the caller's child.
+    Jobs that join namespaces never come here (setns would change the zygote itself).
+    """
+    prctl.set_dumpable(False)
+    from cais.linux.fds import close_all_except
+
+    os.close(memfd)
+    close_all_except({control_fd})
+    from cais.linux.namespaces import CLONE_PARENT, clone
+    from cais.runtime import init
+    from cais.runtime.channel import Channel
+
+    control = Channel(control_fd)
+    while (received := control.recv_with_fds(maxfds=250)) is not None:
+        job, fds = received
+        ch = Channel(fds[0])
+        try:
+            sys.path[:] = job["sys_path"]
+            _preload(job)
+            pid = clone(job["clone_flags"] | CLONE_PARENT)
+        except Exception as e:  # noqa: BLE001 - reported to the runtime as one line
+            ch.send({"error": str(e)})
+            pid = -1
+        if pid == 0:
+            init.run(Channel(_arrange(job, fds)), job)
+        if pid > 0:
+            ch.send({"type": "pid", "pid": pid})
+        for fd in fds:
+            os.close(fd)
+
+
+def _arrange(job: dict, fds: list[int]) -> int:
+    """In a zygote's child: stdio and preserved fds to their numbers, the rest closed; the sync fd."""
+    import fcntl
+
+    from cais.linux.fds import close_all_except
+
+    preserve = job["preserve_fds"]
+    high = max(fds) + 3 + preserve + 1
+    lifted = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, high) for fd in fds]
+    for target, fd in enumerate(lifted[1:4 + preserve]):
+        os.dup2(fd, target)
+    extra = lifted[4 + preserve:]
+    for key in ("fifo_fd", "console_fd"):
+        if job.get(key) is not None:
+            job[key] = extra[job[key]]
+    close_all_except({*range(3, 3 + preserve), lifted[0], *extra})
+    return lifted[0]

@@ -50,10 +50,10 @@ def required(config: dict[str, Any], container_id: str, systemd: bool = False) -
     return m
 
 
-# What runc lets every container use whatever linux.resources.devices says (libcontainer's
-# AllowedDevices): mknod of anything, and the default nodes, the pty multiplexer and the ptys.
+# What every container may use whatever linux.resources.devices says: the default nodes, the pty
+# multiplexer and the ptys (libcontainer's AllowedDevices). Unlike runc, not `c *:* m` / `b *:* m`:
+# creating other device nodes is refused too (a spec that wants it says so in its rules).
 _ALWAYS_ALLOWED = [
-    {"allow": True, "type": "c", "access": "m"}, {"allow": True, "type": "b", "access": "m"},
     *({"allow": True, "type": "c", "major": major, "minor": minor, "access": "rwm"}
       for major, minor in ((1, 3), (1, 5), (1, 7), (1, 8), (1, 9), (5, 0), (5, 1), (5, 2), (10, 200))),
     {"allow": True, "type": "c", "major": 136, "access": "rwm"},

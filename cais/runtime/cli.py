@@ -20,7 +20,8 @@ VERSION = "0.1.0"
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
-        raise RuntimeFailure(f"{self.prog}: {message}")
+        verb = self.prog.removeprefix("cais-runtime").strip()
+        raise RuntimeFailure(f"{verb}: {message}" if verb else message)
 
 
 def _signal(text: str) -> int:
@@ -28,10 +29,12 @@ def _signal(text: str) -> int:
 
     if text.isdigit():
         return int(text)
-    name = text.upper()
-    name = name if name.startswith("SIG") else "SIG" + name
+    name = text.upper().removeprefix("SIG")
+    for base, sign in (("RTMIN+", 1), ("RTMAX-", -1)):  # systemd stops on SIGRTMIN+3
+        if name.startswith(base) and name[len(base):].isdigit():
+            return int(getattr(signal.Signals, "SIG" + base[:-1])) + sign * int(name[len(base):])
     try:
-        return int(getattr(signal.Signals, name))
+        return int(getattr(signal.Signals, "SIG" + name))
     except AttributeError:
         raise RuntimeFailure(f"unknown signal {text!r}") from None
 
@@ -334,8 +337,12 @@ def _resources(args: argparse.Namespace) -> dict[str, Any]:
     res: dict[str, Any] = {}
 
     def num(v: str) -> int:
+        """A number, with runc's units for sizes: 512m, 1g (powers of 1024); -1 for unlimited."""
+        units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+        text = v.strip().lower().removesuffix("b")
+        scale = units.get(text[-1:], 1)
         try:
-            return int(v)
+            return int(text[:-1] if scale != 1 else text) * scale
         except ValueError:
             raise RuntimeFailure(f"update: {v!r} is not a number") from None
 

@@ -82,6 +82,7 @@ def _create(ch: Channel, job: dict[str, Any]) -> None:
     warn = _Warn(ch)
     go = ch.expect("go")
     _at("entering its namespaces")
+    os.setsid()  # a session of its own, as runc's init: the caller's terminal signals reach the caller only
     if job["new_userns"]:
         os.setresgid(0, 0, 0)
         os.setresuid(0, 0, 0)
@@ -144,6 +145,7 @@ def _exec(ch: Channel, job: dict[str, Any]) -> None:
     proc = job["process"]
     warn = _Warn(ch)
     ch.expect("go")
+    os.setsid()
     filt = seccomp_.compile_filter(config["linux"]["seccomp"], warn) \
         if config.get("linux", {}).get("seccomp") else None
     if "oomScoreAdj" in proc:

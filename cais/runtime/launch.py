@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 _sealed_python: int | None = None
 _SIGNALS = tuple(s for s in range(1, 32) if s not in (9, 19))  # back to default (not KILL, STOP)
 _BOOT = ("import sys;sys.path.insert(0,sys.argv[1]);"
-         "from cais.runtime.bootstrap import bootstrap;bootstrap(*map(int,sys.argv[2:]))")
+         "from cais.runtime import bootstrap;getattr(bootstrap,sys.argv[2])(*map(int,sys.argv[3:]))")
 
 
 def sealed_python() -> int:
@@ -47,6 +47,16 @@ def sealed_python() -> int:
                     fcntl.F_SEAL_SEAL | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE)
         _sealed_python = fd
     return _sealed_python
+
+
+def _spawn(entry: str, memfd: int, actions: list[tuple[int, ...]], *args: int) -> int:
+    package_parent = os.path.dirname(os.path.dirname(os.path.abspath(cais.__file__)))
+    argv = [os.path.realpath(sys.executable), "-I", "-S", "-c", _BOOT, package_parent, entry, *map(str, args)]
+    try:
+        return os.posix_spawn(f"/proc/self/fd/{memfd}", argv, {}, file_actions=actions, setsigdef=_SIGNALS,
+                              setsigmask=())
+    except OSError as e:
+        raise RuntimeFailure(f"cannot start the container init: {e.strerror}") from None
 
 
 class Bootstrap:
@@ -70,15 +80,11 @@ class Bootstrap:
         actions = [(os.POSIX_SPAWN_DUP2, fd, fd) for fd in keep]
         if stdio is not None:
             actions += [(os.POSIX_SPAWN_DUP2, fd, target) for target, fd in enumerate(stdio)]
-        package_parent = os.path.dirname(os.path.dirname(os.path.abspath(cais.__file__)))
-        argv = [os.path.realpath(sys.executable), "-I", "-S", "-c", _BOOT, package_parent, str(child.fd),
-                str(memfd), str(preserve_fds)]
         try:
-            self.pid = os.posix_spawn(f"/proc/self/fd/{memfd}", argv, {}, file_actions=actions,
-                                      setsigdef=_SIGNALS, setsigmask=())
-        except OSError as e:
+            self.pid = _spawn("bootstrap", memfd, actions, child.fd, memfd, preserve_fds)
+        except BaseException:
             self.channel.close()
-            raise RuntimeFailure(f"cannot start the container init: {e.strerror}") from None
+            raise
         finally:
             child.close()
             os.close(memfd)
@@ -109,3 +115,83 @@ class Bootstrap:
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(self.pid, 0)
             self.pid = 0
+
+
+class Zygote:
+    """A bootstrap kept warm, for a long-running caller such as the engine (opt-in).
+
+    Each container's init is then cloned from an interpreter that has already started and imported
+    the init's code: create() skips an interpreter start. The zygote is the caller's child and
+    clones with CLONE_PARENT, so inits stay the caller's children. Jobs that join namespaces by
+    path (and exec, which always does) fall back to a fresh Bootstrap. close() stops it.
+
+        zygote = Zygote()
+        runtime.create(id, bundle, bootstrap=zygote.bootstrap(stdio))
+    """
+
+    def __init__(self) -> None:
+        import threading
+
+        self._lock = threading.Lock()
+        memfd = fcntl.fcntl(sealed_python(), fcntl.F_DUPFD_CLOEXEC, 3)
+        self._control, child = Channel.pair()
+        try:
+            self.pid = _spawn("zygote", memfd, [(os.POSIX_SPAWN_DUP2, fd, fd) for fd in (memfd, child.fd)],
+                              child.fd, memfd)
+        finally:
+            child.close()
+            os.close(memfd)
+
+    def bootstrap(self, stdio: tuple[int, int, int] | None = None, preserve_fds: int = 0) -> _ZygoteBootstrap:
+        return _ZygoteBootstrap(self, stdio, preserve_fds)
+
+    def _request(self, job: dict[str, Any], fds: list[int], channel: Channel) -> dict[str, Any] | None:
+        with self._lock:  # one request in flight: its descriptors never mix with the next one's
+            try:
+                self._control.send(job, fds)
+            except OSError as e:
+                raise RuntimeFailure(f"the init zygote is gone: {e.strerror}") from None
+            return channel.recv()
+
+    def close(self) -> None:
+        self._control.close()
+        if self.pid:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(self.pid, 0)
+            self.pid = 0
+
+
+class _ZygoteBootstrap:
+    """Bootstrap's interface over a Zygote (or, for jobs that join namespaces, a real Bootstrap)."""
+
+    def __init__(self, zygote: Zygote, stdio: tuple[int, int, int] | None, preserve_fds: int) -> None:
+        self._zygote = zygote
+        self._stdio = stdio or (0, 1, 2)
+        self._preserve_fds = preserve_fds
+        self._fallback: Bootstrap | None = None
+        self._channel, self._child = Channel.pair()
+
+    @property
+    def channel(self) -> Channel:
+        return self._fallback.channel if self._fallback else self._channel
+
+    def start(self, job: dict[str, Any], fds: list[int]) -> int:
+        if job["joins"]:
+            self._fallback = Bootstrap(self._stdio, self._preserve_fds)
+            return self._fallback.start(job, fds)
+        passed = [self._child.fd, *self._stdio, *range(3, 3 + self._preserve_fds), *fds]
+        try:
+            message = self._zygote._request(dict(job, sys_path=sys.path), passed, self._channel)
+        finally:
+            self._child.close()
+        if message is None:
+            raise RuntimeFailure("container init exited before reporting its pid")
+        if "error" in message:
+            raise RuntimeFailure(message["error"])
+        return int(message["pid"])
+
+    def abandon(self) -> None:
+        self._child.close()
+        self._channel.close()
+        if self._fallback:
+            self._fallback.abandon()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 
+from cais.runtime import defaults
 from cais.runtime.errors import ConfigError
 
 TYPE_CHECKING = False  # typing costs ~10 ms at startup; annotations are never evaluated
@@ -132,9 +133,7 @@ def default(rootless: bool = False) -> dict[str, Any]:
             "resources": {"devices": [{"allow": False, "access": "rwm"}]},
             "namespaces": [{"type": t} for t in ("pid", "network", "ipc", "uts", "mount", "cgroup")]
             + ([{"type": "user"}] if rootless else []),
-            "maskedPaths": ["/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
-                            "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware",
-                            "/proc/scsi", "/sys/devices/virtual/powercap"],
-            "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"],
+            "maskedPaths": list(defaults.MASKED_PATHS),
+            "readonlyPaths": list(defaults.READONLY_PATHS),
         },
     }

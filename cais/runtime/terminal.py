@@ -38,8 +38,7 @@ def setup(console_fd: int, uid: int, gid: int) -> str:
     finally:
         sock.close()
         os.close(master)
-    os.setsid()
-    fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
+    fcntl.ioctl(slave, termios.TIOCSCTTY, 0)  # the init is a session leader already
     for fd in (0, 1, 2):
         os.dup2(slave, fd)
     if slave > 2:

@@ -14,7 +14,7 @@ from typing import BinaryIO
 from cais.storage.errors import InvalidLayer
 from cais.storage.tarstream import BLOCK, is_tar_header
 
-GZIP_MAGIC = b"\x1f\x8b\x08"  # with the deflate method byte: a tar's first name could start "\x1f\x8b"
+GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 XZ_MAGIC = b"\xfd7zXZ\x00"
 BZIP2_BLOCK = b"\x31\x41\x59\x26\x53\x59"  # after "BZh" and the block size digit

@@ -153,12 +153,12 @@ class Driver(abc.ABC):
 
     @abc.abstractmethod
     def mount(self, container_id: str) -> str:
-        """The path of the container's root filesystem, ready to use. Mounts are counted: each
-        `mount` needs its `unmount` (the engine and `docker cp` may hold one at the same time)."""
+        """The path of the container's root filesystem, ready to use; mounting twice is harmless.
+        Mounts are not counted here: the engine counts its users (cais/engine/rootfs.py)."""
 
     @abc.abstractmethod
-    def unmount(self, container_id: str, *, force: bool = False) -> None:
-        """Release one `mount`; the last release, or `force`, takes the rootfs down."""
+    def unmount(self, container_id: str) -> None:
+        """Take the container's root filesystem down (a no-op if it is not mounted)."""
 
     @abc.abstractmethod
     def remove_rw(self, container_id: str) -> None: ...

@@ -8,7 +8,8 @@
 
 The mount is made from a thread that has its own cwd (unshare(CLONE_FS)) inside ROOT, with
 relative lowerdirs "l/SHORT": 29 bytes a layer, so 120+ layers fit in the one page of mount
-options the kernel accepts, whatever ROOT's length.
+options mount(2) accepts, whatever ROOT's length. Deeper stacks go through the new mount API,
+one layer per fsconfig(2) call.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import BinaryIO
 
-from cais.linux import fs
+from cais.linux import fs, fsmount
 from cais.linux import mount as mnt
 from cais.storage import archive, whiteouts
 from cais.storage.driver import Change, Driver, Staging, check_id, remove_tree, sweep_staging
@@ -58,9 +59,6 @@ def _write(path: str, text: str) -> None:
 
 def mount_in(cwd: str, target: str, data: str) -> None:
     """Mount an overlay whose option paths are relative to `cwd`, without moving the process's cwd."""
-    if len(data) >= _PAGE:
-        raise StorageError(f"overlay mount options are {len(data)} bytes, over the kernel's limit of "
-                           f"{_PAGE - 1} (too many layers)")
     failure: list[BaseException] = []
 
     def run() -> None:
@@ -79,6 +77,35 @@ def mount_in(cwd: str, target: str, data: str) -> None:
         if isinstance(e, OSError):
             raise StorageError(f"cannot mount overlay at {target}: {e.strerror}") from None
         raise e
+
+
+def mount_deep(target: str, lowers: list[str], upper: str, work: str) -> None:
+    """Mount an overlay too deep for one page of options: with the new mount API, one `lowerdir+`
+    per layer (Linux 6.8+), up to OverlayFS's own limit of 500 layers."""
+    fs_fd = -1
+    try:
+        fs_fd = fsmount.fsopen("overlay")
+        fsmount.fsconfig_string(fs_fd, "source", MOUNT_SOURCE)
+        for lower in lowers:
+            fsmount.fsconfig_string(fs_fd, "lowerdir+", lower)
+        fsmount.fsconfig_string(fs_fd, "upperdir", upper)
+        fsmount.fsconfig_string(fs_fd, "workdir", work)
+        for opt in _PINNED:
+            if os.path.exists(f"/sys/module/overlay/parameters/{opt}"):
+                fsmount.fsconfig_string(fs_fd, opt, "off")
+        fsmount.fsconfig_create(fs_fd)
+        mount_fd = fsmount.fsmount(fs_fd)
+        try:
+            fsmount.move_mount_to(mount_fd, target)
+        finally:
+            os.close(mount_fd)
+    except OSError as e:
+        why = fsmount.kernel_messages(fs_fd) if fs_fd >= 0 else ""
+        raise StorageError(f"cannot mount an overlay of {len(lowers)} layers at {target}: {e.strerror}"
+                           + (f" ({why})" if why else "")) from None
+    finally:
+        if fs_fd >= 0:
+            os.close(fs_fd)
 
 
 def overlay_supported(root: str) -> bool:
@@ -121,7 +148,6 @@ class OverlayDriver(Driver):
         sweep_staging(self._containers)
         self._repair_links()
         self._mount_lock = threading.Lock()
-        self._mount_count: dict[str, int] = {}  # mounts made or found by this process, like overlay2's
 
     def _repair_links(self) -> None:
         """Make the l/ links agree with the committed layers (after a crash between the steps)."""
@@ -243,28 +269,24 @@ class OverlayDriver(Driver):
             raise StorageError(f"container {container_id} already has a writable layer")
 
     def mount(self, container_id: str) -> str:
-        """Mount the container's rootfs, or count one more user of the mount already there."""
+        """Mount the container's rootfs (a no-op if it is mounted already)."""
         path = self._container(container_id)
         merged = os.path.join(path, "merged")
         with self._mount_lock:
             if not os.path.ismount(merged):
                 lower = _read(os.path.join(path, "lower")) or "empty"
                 rel = f"containers/{container_id}"
-                mount_in(self.root, merged,
-                         f"lowerdir={lower},upperdir={rel}/diff,workdir={rel}/work{_pinned_options()}")
-                self._mount_count[container_id] = 0
-            self._mount_count[container_id] = self._mount_count.get(container_id, 0) + 1
+                data = f"lowerdir={lower},upperdir={rel}/diff,workdir={rel}/work{_pinned_options()}"
+                if len(data) < _PAGE:
+                    mount_in(self.root, merged, data)
+                else:
+                    mount_deep(merged, self._layer_dirs(lower), os.path.join(path, "diff"), os.path.join(path, "work"))
         return merged
 
-    def unmount(self, container_id: str, *, force: bool = False) -> None:
-        """Release one use of the mount; the last one (or `force`) unmounts it."""
+    def unmount(self, container_id: str) -> None:
+        """Take the rootfs down (lazily: MNT_DETACH); a no-op if it is not mounted."""
         merged = os.path.join(self._container(container_id), "merged")
         with self._mount_lock:
-            left = 0 if force else self._mount_count.get(container_id, 1) - 1
-            if left > 0:
-                self._mount_count[container_id] = left
-                return
-            self._mount_count.pop(container_id, None)
             if os.path.ismount(merged):
                 try:
                     mnt.umount(merged, mnt.MNT_DETACH)
@@ -274,7 +296,7 @@ class OverlayDriver(Driver):
 
     def remove_rw(self, container_id: str) -> None:
         path = self._container(container_id)
-        self.unmount(container_id, force=True)
+        self.unmount(container_id)
         remove_tree(path, self._containers)
 
     # --- diffs -------------------------------------------------------------------------------------

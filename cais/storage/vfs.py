@@ -122,7 +122,7 @@ class VfsDriver(Driver):
     def mount(self, container_id: str) -> str:
         return os.path.join(self._container(container_id), "diff")
 
-    def unmount(self, container_id: str, *, force: bool = False) -> None:
+    def unmount(self, container_id: str) -> None:
         self._container(container_id)
 
     def remove_rw(self, container_id: str) -> None:

@@ -14,6 +14,13 @@ import os
 import stat
 
 from cais.linux.fs import fd_path, open_in_root
+from cais.linux.openat2 import (
+    RESOLVE_BENEATH,
+    RESOLVE_NO_MAGICLINKS,
+    RESOLVE_NO_SYMLINKS,
+    RESOLVE_NO_XDEV,
+    openat2,
+)
 
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
@@ -31,6 +38,17 @@ def source_is_dir(rootfs: str, path: str) -> bool | None:
         return stat.S_ISDIR(os.fstat(fd).st_mode)
     finally:
         os.close(fd)
+
+
+def open_subpath(volume: str, subpath: str) -> int:
+    """An O_PATH fd of `subpath` inside the volume: no `..`, no symlink, no other mount on the way,
+    so neither a container's earlier writes nor a race can point the mount outside the volume."""
+    top = os.open(volume, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        return openat2(top, subpath, os.O_PATH | os.O_CLOEXEC,
+                       RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV)
+    finally:
+        os.close(top)
 
 
 def is_empty(path: str) -> bool:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import secrets
 import shutil
 import stat
 
@@ -84,7 +85,10 @@ class LocalDriver(VolumeDriver):
         try:
             os.mkdir(self.path(name), 0o755)
             if options.get("type") == "tmpfs":  # a trial mount: a bad size or mode fails now, not at run
-                self.mount(name, options)
+                try:
+                    self.mount(name, options)
+                except VolumeError as e:
+                    raise InvalidVolume(str(e)) from None
                 self.unmount(name, options)
         except BaseException:
             shutil.rmtree(top, ignore_errors=True)
@@ -129,7 +133,7 @@ class LocalDriver(VolumeDriver):
             raise VolumeError(f"remove {name}: {path} is still a mount point")
         with contextlib.suppress(FileNotFoundError):
             # rename first: a crash halfway leaves no half-deleted volume under its own name
-            gone = os.path.join(self.root, f".removing-{name}")
+            gone = os.path.join(self.root, f".removing-{name}-{secrets.token_hex(4)}")
             os.rename(top, gone)
             shutil.rmtree(gone)
 

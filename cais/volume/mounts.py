@@ -43,6 +43,7 @@ class MountPoint:
     driver_options: dict = field(default_factory=dict)
     labels: dict = field(default_factory=dict)
     tmpfs_options: str = ""        # tmpfs: mount data (size=…,mode=…)
+    subpath: str = ""              # volume: mount this directory of the volume only (resolved in it)
 
     def record(self) -> dict:
         out = {"Type": self.type}
@@ -212,10 +213,12 @@ def parse_mount(m: object) -> MountPoint:
     options = driver_config.get("Options") or {}
     if not isinstance(labels, dict) or not isinstance(options, dict):
         raise InvalidVolume(f"{pre}: Labels and DriverConfig.Options must be objects")
-    if vol_opts.get("Subpath"):
-        raise InvalidVolume(f"{pre}: volume subpaths are not supported")
+    subpath = vol_opts.get("Subpath") or ""
+    if not isinstance(subpath, str) or subpath.startswith("/") or ".." in subpath.split("/"):
+        raise InvalidVolume(f"{pre}: invalid subpath {subpath!r}: must be relative without any back traversals")
     return MountPoint("volume", target, name=source, driver=driver_config.get("Name") or "local", rw=not readonly, mode="z",
-                      copy_data=not vol_opts.get("NoCopy"), driver_options=dict(options), labels=dict(labels))
+                      copy_data=not vol_opts.get("NoCopy"), driver_options=dict(options), labels=dict(labels),
+                      subpath=posixpath.normpath(subpath) if subpath else "")
 
 
 def parse_tmpfs(target: object, options: object) -> MountPoint:

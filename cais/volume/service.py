@@ -53,11 +53,16 @@ class Volumes:
         self.meta = VolumeMetadata(os.path.join(root, "metadata.db"))
         self.drivers: dict[str, VolumeDriver] = {"local": LocalDriver(root)}
         self.lock = threading.RLock()
+        for row in self.meta.all():  # a removal the crash interrupted after its rename: finish it
+            if row.driver in self.drivers and not os.path.isdir(os.path.dirname(self.drivers[row.driver].path(row.name))):
+                self.meta.remove(row.name)
 
     def close(self) -> None:
         self.meta.close()
 
     def driver(self, name: str) -> VolumeDriver:
+        if not isinstance(name, str):
+            raise InvalidVolume("invalid Driver: expected a string")
         driver = self.drivers.get(name or "local")
         if driver is None:
             raise InvalidVolume(f"error looking up volume plugin {name}: plugin \"{name}\" not found")
@@ -192,13 +197,15 @@ class Volumes:
             self.meta.add_mount(name, container)
             return path
 
-    def unmount(self, name: str, container: str) -> None:
+    def unmount(self, name: str, container: str) -> bool:
+        """Forget `container`'s mount of the volume (unmounting it if it was the last); whether it had one."""
         with self.lock:
             row = self.meta.get(name)
             if row is None:
-                return
+                return False
             if self.meta.drop_mount(name, container) == 0:
                 self.driver(row.driver).unmount(name, row.options)
+            return container in row.mounts
 
     def reconcile(self, running: set[str], existing: set[str]) -> None:
         """After a restart or crash: forget mounts of containers no longer running and references of

@@ -80,7 +80,11 @@ ADD archive.tar /unpacked/
 ADD a.txt /added
 RUN mkdir -p /existing && echo old > /existing/a.txt
 COPY a.txt /existing/
+COPY b.txt /existing
 COPY dir /existing/
+COPY dir exec.sh /merged/
+COPY dir/link /followed-link
+COPY empty-dir /made/empty/
 """,
         "a.txt": "alpha\n",
         "b.txt": "bravo\n",
@@ -90,6 +94,7 @@ COPY dir /existing/
         "dir/link": "->one",
         "dir/.hidden": "h\n",
         "archive.tar": b"TAR",
+        "empty-dir/": "",
     },
     "dockerignore": {
         "Dockerfile": "FROM busybox\nCOPY . /ctx/\n",
@@ -113,8 +118,24 @@ COPY --from=builder /out/artifact /app/
 COPY --from=0 /out /app/outdir
 COPY --from=derived /out/artifact /app/derived
 COPY --from=builder --chown=nobody:nogroup /out/sub /app/owned/
+COPY --from=busybox /etc/passwd /from-image/
 ENV STAGE=final
 """,
+    },
+    "misc": {
+        "Dockerfile": """\
+FROM busybox
+ENV PATH=/opt/bin:$PATH
+RUN mkdir -p /opt/bin && printf '#!/bin/sh\\necho tool\\n' > /opt/bin/tool && chmod +x /opt/bin/tool && tool > /tool-out
+USER nobody
+WORKDIR /home/nobody-work
+RUN id -u > /tmp/uid && pwd > /tmp/pwd
+USER root
+ADD archive.tar.gz /gz/
+COPY hard1 hard2 /hl/
+COPY --chown=1:1 a.txt /home/nobody-work/
+""",
+        "archive.tar.gz": b"TARGZ", "hard1": "same inode\n", "hard2": "=>hard1", "a.txt": "a\n",
     },
     "arg-env-scoping": {
         "Dockerfile": """\
@@ -156,8 +177,13 @@ def make_context(root: str, files: dict[str, str | bytes]) -> None:
     for rel, content in files.items():
         path = os.path.join(root, rel)
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        if content == b"TAR":
-            with tarfile.open(path, "w") as tar:
+        if content == "=>hard1":
+            os.link(os.path.join(root, "hard1"), path)
+        elif rel.endswith("/"):
+            os.makedirs(path, mode=0o750, exist_ok=True)
+            os.chmod(path, 0o750)
+        elif content in (b"TAR", b"TARGZ"):
+            with tarfile.open(path, "w:gz" if content == b"TARGZ" else "w") as tar:
                 for name, data in (("t/in-archive.txt", b"from the archive\n"), ("top.txt", b"top\n")):
                     info = tarfile.TarInfo(name)
                     info.size, info.mode, info.uid, info.gid = len(data), 0o640, 1000, 1000
@@ -275,6 +301,9 @@ def test_docker_build_against_caisd(docker, busybox_archive, tmp_root):
             theirs = json.loads(docker.docker("image", "inspect", f"corpus-{name}").stdout)[0]["Config"]
             ours = json.loads(d.docker("image", "inspect", f"corpus-{name}").stdout)[0]["Config"]
             assert normalized_config(ours) == normalized_config(theirs), name
+            volumes = {v.strip("/") for v in theirs.get("Volumes") or {}}
+            assert tree(docker_rootfs(d, f"corpus-{name}"), volumes) == \
+                tree(docker_rootfs(docker, f"corpus-{name}"), volumes), name
         # cais's own CLI, with a Dockerfile outside the context, --iidfile and -q
         context = os.path.join(tmp_root, "cli")
         make_context(context, {".dockerignore": "ignored\n", "ignored": "x", "kept": "k\n"})

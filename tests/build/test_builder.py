@@ -87,7 +87,10 @@ def test_source_date_epoch_makes_builds_reproducible(busybox_archive, tmp_root):
         c = make_cais(os.path.join(tmp_root, f"store{n}"))
         try:
             load(c.store, io.BytesIO(busybox_archive))
-            ids.append(c.build(ctx, source_date_epoch=1700000000))
+            if n == 0:
+                ids.append(c.build(ctx, source_date_epoch=1700000000))
+            else:  # as a build argument, the way BuildKit takes it
+                ids.append(c.build(ctx, build_args={"SOURCE_DATE_EPOCH": "1700000000"}))
             assert c.store.inspect(ids[-1])["Created"].startswith("2023-11-14T22:13:20")
         finally:
             c.store.close()
@@ -150,8 +153,10 @@ COPY <<-'EOF' /d/literal
 
 def test_chown_user_alone_takes_its_group_and_chmod(cais, tmp_root):
     ctx = write(os.path.join(tmp_root, "ctx"), {
-        "Dockerfile": "FROM busybox\nCOPY --chown=nobody --chmod=0600 f /x/\nCOPY --chown=7 f /y\nUSER nobody\nRUN id > /tmp/id\n",
-        "f": "1\n"})
+        "Dockerfile": "FROM busybox\nCOPY --chown=nobody --chmod=0600 f /x/\nCOPY --chown=7 f /y\nUSER nobody\n"
+                      "RUN id > /tmp/id\nCOPY --chown=7 suid /suid\n",
+        "f": "1\n", "suid": "#!/bin/sh\n"})
+    os.chmod(os.path.join(ctx, "suid"), 0o4755)
     cais.build(ctx, tags=["own"])
     files = rootfs_files(cais, "own")
     x, y = files["x/f"], files["y"]
@@ -162,6 +167,7 @@ def test_chown_user_alone_takes_its_group_and_chmod(cais, tmp_root):
         info = {m.name.strip("./"): m for m in tar}
     assert (info["x/f"].uid, info["x/f"].gid, info["x/f"].mode) == (65534, 65534, 0o600)
     assert (info["x"].uid, info["y"].uid, info["y"].gid) == (65534, 7, 7)
+    assert info["suid"].mode == 0o4755  # kept through the chown, as BuildKit does
     assert files["tmp/id"].startswith(b"uid=65534(nobody) gid=65534(nogroup)")
 
 
@@ -370,7 +376,7 @@ from cais.image.build.builder import BuildOptions
 from cais.image.build.context import BuildContext
 from tests.build.conftest import make_cais
 c = make_cais(sys.argv[1])
-with BuildContext.open(sys.argv[2]) as ctx:
+with BuildContext.open("-", stdin=open(sys.argv[2], "rb"), tmp_dir=c.builder.tmp_dir) as ctx:
     c.builder.build(ctx, BuildOptions(), lambda e: print(type(e).__name__, flush=True))
 """
 
@@ -383,8 +389,13 @@ def test_a_build_killed_midway_is_cleaned_up_by_the_next_builder(cais, tmp_root)
     from cais.image.build.builder import Builder
     from cais.image.build.runner import Runner
 
-    ctx = write(os.path.join(tmp_root, "ctx"), {"Dockerfile": "FROM busybox\nRUN echo started; sleep 60\n"})
-    proc = subprocess.Popen([sys.executable, "-c", CRASHING_BUILD, cais.top, ctx], stdout=subprocess.PIPE,
+    context_tar = os.path.join(tmp_root, "ctx.tar")  # a tar context: unpacked under the builder's tmp/
+    with tarfile.open(context_tar, "w") as tar:
+        data = b"FROM busybox\nRUN echo started; sleep 60\n"
+        info = tarfile.TarInfo("Dockerfile")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    proc = subprocess.Popen([sys.executable, "-c", CRASHING_BUILD, cais.top, context_tar], stdout=subprocess.PIPE,
                             cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
     assert proc.stdout is not None
     for line in proc.stdout:
@@ -397,6 +408,7 @@ def test_a_build_killed_midway_is_cleaned_up_by_the_next_builder(cais, tmp_root)
     Builder(cais.store, Runner(os.path.join(cais.top, "runtime")), cais.builder.root)
     assert leftovers(cais.top) == []
     assert os.listdir(os.path.join(cais.builder.root, "active")) == []
+    assert os.listdir(cais.builder.tmp_dir) == []
 
 
 def test_symlinks_in_the_image_never_lead_to_the_host(cais, tmp_root):
@@ -436,4 +448,25 @@ def test_hostile_archives_are_refused(shared_cais, tmp_root, entries, message):
     with pytest.raises(BuildError, match=re.escape(message)):
         shared_cais.build(ctx)
     assert not os.path.exists("/tmp/cais-build-evil")
+    assert leftovers(shared_cais.top) == []
+
+
+def test_proxy_args_reach_run_without_being_declared_or_kept(cais, tmp_root):
+    ctx = write(os.path.join(tmp_root, "ctx"), {"Dockerfile": "FROM busybox\nRUN echo \"$HTTP_PROXY|$no_proxy\" > /p\n"})
+    image_id = cais.build(ctx, tags=["proxy"], build_args={"HTTP_PROXY": "http://proxy:3128", "no_proxy": "local"})
+    assert rootfs_files(cais, "proxy")["p"] == b"http://proxy:3128|local\n"
+    inspect = cais.store.inspect(image_id)
+    assert not any("proxy" in e.lower() for e in inspect["Config"]["Env"])
+    assert "proxy:3128" not in json.dumps(cais.store.history(image_id))
+    assert not any("were not consumed" in str(e) for e in cais.events)
+
+
+def test_unreadable_and_special_context_files_are_clear_errors(shared_cais, tmp_root):
+    import socket
+
+    ctx = write(os.path.join(tmp_root, "ctx"), {"Dockerfile": "FROM busybox\nCOPY . /x/\n", "f": "1"})
+    with socket.socket(socket.AF_UNIX) as s:
+        s.bind(os.path.join(ctx, "sock"))
+        with pytest.raises(BuildError, match=r"Dockerfile:2: COPY failed: .*sock: cannot copy special file"):
+            shared_cais.build(ctx)
     assert leftovers(shared_cais.top) == []

@@ -169,3 +169,26 @@ def test_a_client_cannot_read_host_files_as_dockerfile(tmp_root, entries, docker
     with pytest.raises(ContextError, match=message):
         BuildContext.open("-", dockerfile, stdin=io.BytesIO(data), tmp_dir=tmp_root)
     assert os.listdir(tmp_root) == []
+
+
+def test_corrupt_tarball_is_a_clear_error(tmp_root):
+    data = tar_bytes([("Dockerfile", b"FROM scratch\n" * 200)], "gz")
+    with pytest.raises(ContextError, match="context tarball"):
+        BuildContext.open("-", stdin=io.BytesIO(data[:len(data) // 2] + b"\0" * 64), tmp_dir=tmp_root)
+    assert os.listdir(tmp_root) == []
+
+
+def test_stdin_context_is_streamed_in_small_reads(tmp_root):
+    class Trickle(io.RawIOBase):
+        """A request body that returns at most 100 bytes a read."""
+        def __init__(self, data: bytes) -> None:
+            self.data = data
+
+        def read(self, n: int = -1) -> bytes:
+            n = 100 if n is None or n < 0 else min(n, 100)
+            chunk, self.data = self.data[:n], self.data[n:]
+            return chunk
+
+    data = tar_bytes([("Dockerfile", b"FROM scratch\n"), ("big", b"x" * 100_000)], "gz")
+    with BuildContext.open("-", stdin=Trickle(data), tmp_dir=tmp_root) as ctx:  # type: ignore[arg-type]
+        assert os.path.getsize(ctx.path("big")) == 100_000

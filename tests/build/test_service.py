@@ -109,5 +109,72 @@ def test_api_build_cancelled_when_the_client_goes_away(cais):
         if "start" in message.get("stream", ""):
             break
     stream.close()
-    assert not cais.store.exists("never")
+    assert not cais.builder.has_image("never")
     assert leftovers(cais.top) == []
+
+
+def test_missing_base_images_are_pulled(cais, tmp_root):
+    import asyncio
+
+    from cais.image.archive import _image_manifest
+    from cais.image.reference import parse
+    from cais.registry.push import push
+    from tests.build.conftest import make_cais
+    from tests.peers import _unmount_under
+    from tests.registry.conftest import cais_registry
+
+    with cais_registry() as registry:
+        ref = parse(f"{registry.host}/library/busybox:1")
+        digest, _ = _image_manifest(cais.store, cais.store.resolve("busybox:latest"))
+        asyncio.run(push(ref, cais.store.content, digest))
+        ctx = os.path.join(tmp_root, "ctx")
+        os.makedirs(ctx)
+        with open(os.path.join(ctx, "Dockerfile"), "w") as f:
+            f.write(f"FROM {registry.host}/library/busybox:1\nRUN echo pulled-and-ran\n")
+        top = os.path.join(tmp_root, "empty-store")
+        empty = make_cais(top)
+        try:
+            out, err = io.StringIO(), io.StringIO()
+            assert run_cli(empty.store, empty.builder.root, ["-t", "pulled", ctx], stdout=out, stderr=err) == 0, \
+                err.getvalue()
+            assert f"Pulling {registry.host}/library/busybox:1" in out.getvalue() and "pulled-and-ran" in out.getvalue()
+            assert empty.builder.has_image(f"{registry.host}/library/busybox:1") and empty.builder.has_image("pulled")
+            with open(os.path.join(ctx, "Dockerfile"), "w") as f:  # by digest: the pull recorded it
+                f.write(f"FROM {registry.host}/library/busybox@{digest}\nRUN echo by-digest\n")
+            out = io.StringIO()
+            assert run_cli(empty.store, empty.builder.root, [ctx], stdout=out, stderr=err) == 0, err.getvalue()
+            assert "by-digest" in out.getvalue() and "Pulling" not in out.getvalue()
+            with open(os.path.join(ctx, "Dockerfile"), "w") as f:
+                f.write(f"FROM {registry.host}/library/nothere:1\n")
+            assert run_cli(empty.store, empty.builder.root, [ctx], stdout=out, stderr=err) == 1
+            assert f"FROM {registry.host}/library/nothere:1: pull failed" in err.getvalue()
+        finally:
+            empty.store.close()
+            _unmount_under(top)
+
+
+def test_context_tar_like_dockers_cli(tmp_root):
+    import tarfile
+
+    from cais.image.build.service import context_tar
+
+    ctx = os.path.join(tmp_root, "ctx")
+    os.makedirs(os.path.join(ctx, "sub"))
+    for rel, text in (("Dockerfile", "FROM a\n"), (".dockerignore", "*.log\nDockerfile\n"), ("x.log", "l"),
+                      ("sub/keep", "k"), ("sub/Dockerfile.dev", "FROM dev\n")):
+        with open(os.path.join(ctx, rel), "w") as f:
+            f.write(text)
+
+    def names(data: bytes) -> set[str]:
+        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+            return {m.name for m in tar}
+
+    data, name = context_tar(ctx, None)
+    assert name is None and names(data) == {".dockerignore", "Dockerfile", "sub", "sub/keep", "sub/Dockerfile.dev"}
+    data, name = context_tar(ctx, os.path.join(ctx, "sub", "Dockerfile.dev"))
+    assert name == "sub/Dockerfile.dev"
+    data, name = context_tar(ctx, "-", io.BytesIO(b"FROM stdin\n"))
+    assert name is not None and name.startswith(".dockerfile.") and name in names(data)
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        member = tar.extractfile(name)
+        assert member is not None and member.read() == b"FROM stdin\n"

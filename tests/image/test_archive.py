@@ -188,7 +188,7 @@ def test_import_export(store):
     export_image(store, "imported:v1", out)
     files = members(out.getvalue())
     assert files["bin/tool"] == b"#!/bin/sh\n" and "link" in files
-    # Not gzip (no deflate method byte) and not a tar either: refused, whichever check sees it first.
+    # Garbage behind a gzip magic: refused, by whichever check sees it first.
     with pytest.raises(ImageError, match="invalid rootfs tarball|layer tar is truncated"):
         import_rootfs(store, io.BytesIO(b"\x1f\x8b" + b"garbage" * 10))
     with pytest.raises(ImageError, match="is not a valid change command"):

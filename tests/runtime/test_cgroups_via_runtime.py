@@ -62,5 +62,9 @@ def test_update_changes_limits(rt: Runtime) -> None:
     assert rt("update", "--pids-limit", "7", cid).returncode == 0
     config = json.loads(read(os.path.join(rt.root, cid, "state.json")))["config"]
     assert config["linux"]["resources"]["pids"]["limit"] == 7
+    assert rt("update", "--memory", "64m", cid).returncode == 0
+    config = json.loads(read(os.path.join(rt.root, cid, "state.json")))["config"]
+    assert config["linux"]["resources"]["memory"]["limit"] == 64 << 20
+    assert rt("kill", cid, "SIGRTMIN+3").returncode == 0  # systemd's stop signal parses
     bad = rt("update", "--pids-limit", "many", cid)
     assert bad.returncode == 1 and "not a number" in bad.stderr

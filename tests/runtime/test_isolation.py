@@ -49,13 +49,14 @@ def test_user_namespace_mappings(rt: Runtime) -> None:
     cid = rt.create(b)
     pid = rt.state(cid)["pid"]
     assert rt("start", cid).returncode == 0
-    deadline = time.monotonic() + 10
-    while "sleep" not in read(f"/proc/{pid}/cmdline") and time.monotonic() < deadline:
+    deadline = time.monotonic() + 30
+    while len(read(rt.out).split()) < 7:
+        assert time.monotonic() < deadline, read(rt.out)
         time.sleep(0.05)
-    status = read(f"/proc/{pid}/status")
-    assert "Uid:\t231072\t231072\t231072\t231072" in status
     out = read(rt.out).split()
     assert out[:3] == ["0", "231072", "65536"] and out[6] == "0"
+    status = read(f"/proc/{pid}/status")  # seen from the host: an unprivileged uid
+    assert "Uid:\t231072\t231072\t231072\t231072" in status
 
 
 def test_join_namespaces_by_path(rt: Runtime) -> None:
@@ -261,3 +262,16 @@ def test_garbage_config_fields_never_traceback(rt: Runtime, mutate) -> None:  # 
     assert done.returncode == 1, done.stdout
     assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert rt("list", "-q").stdout == ""
+
+
+def test_host_hostname_and_clock_are_untouchable(rt: Runtime) -> None:
+    before = os.uname().nodename
+    b = rt.bundle("sh", "-c", "hostname cais-rt-evil; hostname; date -s 2001-01-01 >/dev/null")
+    caps = b.config["process"]["capabilities"]
+    for kind in ("bounding", "effective", "permitted"):
+        caps[kind] = [*caps[kind], "CAP_SYS_ADMIN"]  # may rename its own UTS namespace, nothing more
+    done = rt.run(b)
+    assert done.stdout.split() == ["cais-rt-evil"], done.stderr
+    assert "can't set date: Operation not permitted" in done.stderr
+    assert os.uname().nodename == before
+    assert time.time() > 1_700_000_000

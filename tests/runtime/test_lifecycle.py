@@ -224,3 +224,9 @@ def test_personality_linux32(rt: Runtime) -> None:
     done = rt.run(b)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() in ("i686", "armv8l", "armv7l")
+
+
+def test_init_has_a_session_of_its_own(rt: Runtime) -> None:
+    done = rt.run(rt.bundle("sh", "-c", "cut -d' ' -f6 /proc/self/stat; echo $$"))
+    session, pid = done.stdout.split()
+    assert session == pid == "1"  # the container's sh leads its session: not the caller's terminal's

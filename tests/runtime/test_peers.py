@@ -136,6 +136,19 @@ def test_containerd_ctr_run_with_cais_runtime(busybox_dir: str) -> None:
             )
             assert run.returncode == 0, run.stderr
             assert b"pid=1" in run.stdout and b"CapEff" in run.stdout
+            ctr = ["ctr", "-a", sock]
+            subprocess.run([*ctr, "run", "-d", "--runc-binary", CAIS_RUNTIME, "--rootfs", rootfs, "cais-rt-ctr-d",
+                            "sleep", "300"], check=True, capture_output=True, timeout=120)
+            try:
+                ex = subprocess.run([*ctr, "task", "exec", "--exec-id", "cais-rt-x", "cais-rt-ctr-d", "sh", "-c",
+                                     "echo exec:$$"], capture_output=True, timeout=120)
+                assert ex.returncode == 0 and ex.stdout.startswith(b"exec:"), ex.stderr
+                subprocess.run([*ctr, "task", "pause", "cais-rt-ctr-d"], check=True, capture_output=True)
+                subprocess.run([*ctr, "task", "resume", "cais-rt-ctr-d"], check=True, capture_output=True)
+            finally:
+                subprocess.run([*ctr, "task", "kill", "-s", "SIGKILL", "cais-rt-ctr-d"], capture_output=True)
+                subprocess.run([*ctr, "task", "rm", "-f", "cais-rt-ctr-d"], capture_output=True, timeout=60)
+                subprocess.run([*ctr, "container", "rm", "cais-rt-ctr-d"], capture_output=True, timeout=60)
     finally:
         _unmount_under(rootfs)
         shutil.rmtree(rootfs, ignore_errors=True)
@@ -181,6 +194,14 @@ def test_podman_runs_containers_with_cais_runtime(busybox_tar: str) -> None:
         )
         assert run.returncode == 6, run.stderr
         assert b"pid=1" in run.stdout
+        subprocess.run([*base, "run", "-d", "--network=none", "--name", "cais-rt-pod-d", "cais-rt-busybox",
+                        "sleep", "300"], check=True, capture_output=True, timeout=120)
+        ex = subprocess.run([*base, "exec", "cais-rt-pod-d", "sh", "-c", "echo exec:$$"], capture_output=True,
+                            timeout=120)
+        assert ex.returncode == 0 and ex.stdout.startswith(b"exec:"), ex.stderr
+        tty = subprocess.run([*base, "exec", "-t", "cais-rt-pod-d", "tty"], capture_output=True, timeout=120)
+        assert b"/dev/pts/" in tty.stdout, tty.stderr
+        subprocess.run([*base, "stop", "-t", "1", "cais-rt-pod-d"], check=True, capture_output=True, timeout=120)
     finally:
         subprocess.run([*base, "rm", "-af"], capture_output=True, timeout=120)
         _unmount_under(top)

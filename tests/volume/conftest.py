@@ -11,17 +11,19 @@ import pytest
 from cais.linux.mountinfo import entries
 from tests.caisd import Caisd, caisd
 
+OUR_ROOTS: list[str] = []  # only what this session made: other worktrees may run these tests at the same time
+
 
 @pytest.fixture(scope="session")
 def daemon() -> Iterator[Caisd]:
     """One caisd (with a busybox image) for the volume tests (tests/caisd.py, as the engine's tests)."""
     with caisd() as d:
+        OUR_ROOTS.append(d.root + "/")
         yield d
 
 
 def _ours() -> set[str]:
-    return {e.mount_point for e in entries() if "cais-vo-" in e.mount_point or "/volumes/" in e.mount_point
-            and "cais-en-" in e.mount_point}
+    return {e.mount_point for e in entries() if any(e.mount_point.startswith(r) for r in OUR_ROOTS)}
 
 
 @pytest.fixture(autouse=True)
@@ -39,6 +41,7 @@ def no_mount_left() -> Iterator[None]:
 def vo_dir() -> Iterator[str]:
     """A temporary directory named cais-vo-…; anything mounted under it is unmounted first."""
     path = tempfile.mkdtemp(prefix="cais-vo-")
+    OUR_ROOTS.append(path + "/")
     try:
         yield path
     finally:

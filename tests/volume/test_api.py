@@ -70,6 +70,12 @@ def test_cais_cli_volume_commands(daemon: Caisd) -> None:
         out = daemon.cais("run", "--rm", "-v", "cais-vo-c1:/v", "--tmpfs", "/t:size=1m", "busybox",
                           "sh", "-c", "grep -c tmpfs /proc/mounts").stdout
         assert int(out) >= 2
+        daemon.cais("create", "--name", "cais-vo-src", "-v", "cais-vo-c1:/shared", "busybox", "true")
+        out = daemon.cais("run", "--rm", "--volumes-from", "cais-vo-src:ro", "--mount",
+                          "type=tmpfs,target=/scratch,tmpfs-size=2m", "-v", "/anon", "busybox", "sh", "-c",
+                          "touch /shared/x 2>&1; df -k /scratch | tail -1", check=False).stdout
+        assert b"Read-only file system" in out and b" 2048 " in out
+        daemon.cais("rm", "cais-vo-src")
         bad = daemon.cais("volume", "create", "bad/name", check=False)
         assert bad.returncode != 0 and b"invalid characters" in bad.stderr and b"Traceback" not in bad.stderr
         bad = daemon.cais("run", "--rm", "--mount", "type=bind,target=/x,bogus=1", "busybox", "true", check=False)
@@ -77,6 +83,7 @@ def test_cais_cli_volume_commands(daemon: Caisd) -> None:
         assert daemon.cais("volume", "rm", "cais-vo-c1").stdout == b"cais-vo-c1\n"
         assert daemon.cais("volume", "prune", "-f").returncode == 0
     finally:
+        daemon.cais("rm", "-f", "cais-vo-src", check=False)
         daemon.cais("volume", "rm", "-f", "cais-vo-c1", check=False)
 
 
@@ -115,3 +122,28 @@ def test_docker_py_volumes(client: docker.DockerClient) -> None:
     finally:
         with contextlib.suppress(docker.errors.APIError):
             client.volumes.get("cais-vo-py").remove(force=True)
+
+
+@pytest.mark.parametrize("body", [
+    {"Name": 5}, {"Name": "cais-vo-g", "Driver": ["local"]}, {"Name": "cais-vo-g", "Labels": "x"},
+    {"Name": "cais-vo-g", "Labels": {"a": 1}}, {"Name": "cais-vo-g", "DriverOpts": {"type": 1}},
+    {"Name": "cais-vo-g", "DriverOpts": ["type"]}, [1], "garbage",
+])
+def test_garbage_create_requests(client: docker.DockerClient, body: object) -> None:
+    api = client.api
+    r = api._post(api._url("/volumes/create"), data=json.dumps(body) if body != "garbage" else b"{nope",
+                  headers={"Content-Type": "application/json"})
+    assert r.status_code == 400, r.text
+    assert r.json()["message"] and "Traceback" not in r.text
+    assert "cais-vo-g" not in [v.name for v in client.volumes.list()]
+
+
+def test_garbage_container_mounts(client: docker.DockerClient) -> None:
+    api = client.api
+    for host in ({"Binds": "nope"}, {"Binds": [5]}, {"Mounts": [{"Type": "volume"}]}, {"Mounts": {"a": 1}},
+                 {"Tmpfs": ["/x"]}, {"Tmpfs": {"/x": 5}}, {"VolumesFrom": [""]}, {"Mounts": [5]},
+                 {"Mounts": [{"Type": "tmpfs", "Target": "/t", "TmpfsOptions": {"Mode": 0o17777}}]}):
+        r = api._post(api._url("/containers/create"), data=json.dumps({"Image": "busybox", "HostConfig": host}),
+                      headers={"Content-Type": "application/json"})
+        assert r.status_code == 400, (host, r.text)
+        assert "Traceback" not in r.text

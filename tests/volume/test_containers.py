@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 import uuid
 
 import pytest
@@ -23,6 +24,7 @@ def _rm(d: Caisd, *names: str) -> None:
 
 def test_data_outlives_its_container(daemon: Caisd) -> None:
     vol, first = _name("vol"), _name("c")
+    since = str(int(time.time()) - 1)
     try:
         docker_ok(daemon, "run", "--name", first, "-v", f"{vol}:/data", "busybox",
                   "sh", "-c", "echo kept > /data/note && chown 1000:1000 /data/note")
@@ -32,6 +34,9 @@ def test_data_outlives_its_container(daemon: Caisd) -> None:
         assert out.split() == ["kept", "1000:1000"]
         doc = json.loads(docker_ok(daemon, "volume", "inspect", vol))[0]
         assert doc["Mountpoint"].startswith(daemon.data_root + "/volumes/")
+        events = docker_ok(daemon, "events", "--since", since, "--until", str(int(time.time()) + 1), "--filter",
+                           "type=volume", "--filter", f"volume={vol}", "--format", "{{.Action}}").split()
+        assert events == ["create", "mount", "unmount", "mount", "unmount"]
     finally:
         _rm(daemon, first)
         daemon.docker("volume", "rm", vol, check=False)
@@ -231,6 +236,26 @@ def test_bad_input_clear_errors_nothing_created(daemon: Caisd, args: list[str], 
     assert docker_ok(daemon, "ps", "-aq") == before_containers
 
 
+def test_volume_subpath(daemon: Caisd, vo_dir: str) -> None:
+    vol = _name("sub")
+    try:
+        docker_ok(daemon, "run", "--rm", "-v", f"{vol}:/v", "busybox", "sh", "-c",
+                  f"mkdir -p /v/app/conf && echo sub > /v/app/conf/f && ln -s {vo_dir} /v/escape && "
+                  "ln -s app /v/alias")
+        out = docker_ok(daemon, "run", "--rm", "--mount", f"source={vol},target=/c,volume-subpath=app/conf",
+                        "busybox", "cat", "/c/f")
+        assert out == "sub\n"
+        for subpath in ("escape", "alias/conf", "missing"):  # symlinks are never followed out (or at all)
+            err = docker_fails(daemon, "run", "--rm", "--mount", f"source={vol},target=/c,volume-subpath={subpath}",
+                               "busybox", "ls", "/c")
+            assert "cannot access path" in err
+        err = docker_fails(daemon, "run", "--rm", "--mount", f"source={vol},target=/c,volume-subpath=../..",
+                           "busybox", "true")
+        assert "back traversals" in err
+    finally:
+        daemon.docker("volume", "rm", vol, check=False)
+
+
 def test_system_df_counts_volumes(daemon: Caisd) -> None:
     vol = _name("df")
     try:
@@ -243,4 +268,22 @@ def test_system_df_counts_volumes(daemon: Caisd) -> None:
                              env={**os.environ, "CAIS_HOST": daemon.host}, check=True).stdout
         assert "Local Volumes" in out
     finally:
+        daemon.docker("volume", "rm", vol, check=False)
+
+
+def test_ps_volume_filter_and_system_prune_volumes(daemon: Caisd) -> None:
+    vol, name, anon = _name("psf"), _name("c"), _name("anon")
+    try:
+        cid = docker_ok(daemon, "create", "--name", name, "-v", f"{vol}:/v", "busybox", "true").strip()
+        assert docker_ok(daemon, "ps", "-aq", "--no-trunc", "--filter", f"volume={vol}").split() == [cid]
+        assert cid in docker_ok(daemon, "ps", "-aq", "--no-trunc", "--filter", "volume=/v").split()
+        assert docker_ok(daemon, "ps", "-aq", "--filter", "volume=cais-vo-unused") == ""
+        docker_ok(daemon, "create", "--name", anon, "-v", "/scratch", "busybox", "true")
+        anon_volume = json.loads(docker_ok(daemon, "inspect", "-f", "{{json .Mounts}}", anon))[0]["Name"]
+        docker_ok(daemon, "rm", name, anon)
+        out = daemon.cais("system", "prune", "-f", "--volumes").stdout.decode()
+        assert f"deleted volume: {anon_volume}" in out
+        assert vol in docker_ok(daemon, "volume", "ls", "-q").split()  # named volumes stay
+    finally:
+        _rm(daemon, name, anon)
         daemon.docker("volume", "rm", vol, check=False)

@@ -55,10 +55,11 @@ def test_create_inspect_list(vols: Volumes) -> None:
     ("cais-vo-x", None, {"type": "none", "device": "relative", "o": "bind"}, "absolute path"),
     ("cais-vo-x", None, {"type": "none", "device": "/cais-vo-nowhere", "o": "bind"}, "no such directory"),
     ("cais-vo-x", None, {"type": "tmpfs", "device": "tmpfs", "o": "size=bogus"}, "failed to mount"),
+    ("cais-vo-x", None, {"type": "tmpfs", "device": "tmpfs", "o": "nr_inodes=-1x"}, "failed to mount"),
 ])
 def test_bad_input_creates_nothing(vols: Volumes, name: str, driver: str | None, options: dict | None,
                                    message: str) -> None:
-    with pytest.raises(Exception, match=message):
+    with pytest.raises(InvalidVolume, match=message):
         vols.create(name, driver, options=options)
     assert vols.list() == []
     assert sorted(os.listdir(vols.root)) == ["metadata.db", "metadata.db-shm", "metadata.db-wal"]
@@ -137,5 +138,20 @@ def test_metadata_survives_a_killed_process(vo_dir: str) -> None:
         assert v.row("cais-vo-k").refs == ["c" * 64]
         with open(os.path.join(v.inspect("cais-vo-k")["Mountpoint"], "data")) as f:
             assert f.read() == "kept"
+    finally:
+        v.close()
+
+
+def test_removal_interrupted_by_a_crash_is_finished_at_start(vo_dir: str) -> None:
+    root = os.path.join(vo_dir, "volumes")
+    v = Volumes(root)
+    v.create("cais-vo-half")
+    v.create("cais-vo-whole")
+    v.close()
+    os.rename(os.path.join(root, "cais-vo-half"), os.path.join(root, ".removing-cais-vo-half"))  # crash here
+    v = Volumes(root)
+    try:
+        assert [d["Name"] for d in v.list()] == ["cais-vo-whole"]
+        assert sorted(e for e in os.listdir(root) if not e.startswith("metadata.db")) == ["cais-vo-whole"]
     finally:
         v.close()

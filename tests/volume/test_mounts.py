@@ -69,7 +69,8 @@ def test_mounts(vo_dir: str) -> None:
     ({"Type": "npipe", "Target": "/x"}, "mount type unknown"),
     ({"Type": "bind", "Source": "/", "Target": "/x", "BindOptions": {"Propagation": "weird"}}, "propagation"),
     ({"Type": "tmpfs", "Target": "/x", "TmpfsOptions": {"SizeBytes": "big"}}, "SizeBytes"),
-    ({"Type": "volume", "Target": "/x", "VolumeOptions": {"Subpath": "../x"}}, "subpath"),
+    ({"Type": "volume", "Target": "/x", "VolumeOptions": {"Subpath": "a/../../x"}}, "back traversals"),
+    ({"Type": "volume", "Target": "/x", "VolumeOptions": {"Subpath": "/etc"}}, "back traversals"),
     ("nonsense", "expected an object"),
 ])
 def test_bad_mounts(m: object, message: str) -> None:

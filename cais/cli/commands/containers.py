@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import http.client
 import json
 import sys
 import threading
@@ -131,8 +132,8 @@ def _run_attached(ctx, cid: str, *, tty: bool, stdin: bool, auto_remove: bool, d
             response = ctx.client.request("POST", f"/containers/{cid}/wait", {"condition": condition})
             waiting.set()
             status.update(json.loads(response.read() or b"{}"))
-        except (ApiError, OSError, ValueError) as e:
-            status["error"] = str(e)
+        except (ApiError, OSError, ValueError, http.client.HTTPException) as e:
+            status["error"] = str(e) or type(e).__name__
         finally:
             waiting.set()
     threading.Thread(target=wait, daemon=True).start()
@@ -150,12 +151,15 @@ def _run_attached(ctx, cid: str, *, tty: bool, stdin: bool, auto_remove: bool, d
             streams.watch_resize(lambda h, w: _quiet_resize(ctx, f"/containers/{cid}/resize", h, w))
         streams.pump(sock, tty=tty, stdin=stdin)
     sock.close()
+    # the attach stream ended: the container exited, or the user detached (only possible with stdin)
     deadline = time.monotonic() + 60
+    grace = time.monotonic() + 1
     while "StatusCode" not in status and "error" not in status and time.monotonic() < deadline:
-        info = _container_state(ctx, cid)
-        if info is not None and info["Running"]:
-            return 0  # detached with the detach keys
-        time.sleep(0.05)
+        if stdin and time.monotonic() > grace:
+            info = _container_state(ctx, cid)
+            if info is not None and info["Running"]:
+                return 0
+        time.sleep(0.02)
     if "error" in status:
         raise CliError(f"Error response from daemon: {status['error']}", 125)
     return int(status.get("StatusCode", 0))
@@ -563,10 +567,14 @@ def cmd_attach(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
         if tty:
             streams.watch_resize(lambda h, w: _quiet_resize(ctx, f"/containers/{info['Id']}/resize", h, w))
         streams.pump(sock, tty=tty, stdin=stdin, close_write=False)
-    state = _container_state(ctx, info["Id"]) or {}
-    if state.get("Running"):
-        return 0
-    return int(state.get("ExitCode", 0))
+    deadline = time.monotonic() + 1  # the stream ended: the container exited, or we detached
+    while True:
+        state = _container_state(ctx, info["Id"]) or {}
+        if not state.get("Running"):
+            return int(state.get("ExitCode", 0))
+        if time.monotonic() > deadline:
+            return 0
+        time.sleep(0.02)
 
 
 # ---- cp / export / prune ------------------------------------------------------------------

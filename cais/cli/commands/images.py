@@ -315,13 +315,13 @@ def cmd_build(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
         if req.context == "-":
             body, dockerfile = sys.stdin.buffer.read(), None
         else:
-            body, dockerfile = context_tar(req.context, req.dockerfile)
+            body, dockerfile = context_tar(req.context, req.dockerfile, sys.stdin.buffer)
     except (RequestError, ContextError) as e:
         raise CliError(str(e)) from None
     o = req.options
     params = {"t": o.tags, "dockerfile": dockerfile, "nocache": o.no_cache, "q": req.quiet, "target": o.target,
               "buildargs": o.build_args or None, "labels": o.labels or None, "cachefrom": json.dumps(o.cache_from) if o.cache_from else None,
-              "networkmode": o.network if o.network != "default" else None}
+              "networkmode": o.network if o.network != "default" else None, "pull": o.pull}
     image_id = None
 
     def watch(messages):  # type: ignore[no-untyped-def]

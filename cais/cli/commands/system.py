@@ -141,17 +141,22 @@ def cmd_system_prune(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-de
     p.add_argument("-f", "--force", action="store_true")
     p.add_argument("--volumes", action="store_true")
     opts = p.parse_args(args)
+    volumes_line = "  - anonymous volumes not used by at least one container\n" if opts.volumes else ""
     if not opts.force and not _confirm("WARNING! This will remove:\n  - all stopped containers\n"
-                                       "  - all dangling images\n\nAre you sure you want to continue? [y/N] "):
+                                       f"{volumes_line}  - all dangling images\n\nAre you sure you want to continue? "
+                                       "[y/N] "):
         return 0
     containers = _api(ctx, "POST", "/containers/prune")
+    volumes = _api(ctx, "POST", "/volumes/prune") if opts.volumes else {}  # anonymous ones, as docker
     images = _api(ctx, "POST", "/images/prune", {"filters": {"dangling": ["false" if opts.all else "true"]}})
     for cid in containers.get("ContainersDeleted") or []:
         print(f"deleted container: {cid}")
+    for name in volumes.get("VolumesDeleted") or []:
+        print(f"deleted volume: {name}")
     for entry in images.get("ImagesDeleted") or []:
         for k, v in entry.items():
             print(f"{k.lower()}: {v}")
-    total = containers.get("SpaceReclaimed", 0) + images.get("SpaceReclaimed", 0)
+    total = containers.get("SpaceReclaimed", 0) + images.get("SpaceReclaimed", 0) + volumes.get("SpaceReclaimed", 0)
     print(f"\nTotal reclaimed space: {humanize.size(total)}")
     return 0
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import fcntl
 import hashlib
 import json
@@ -111,6 +112,10 @@ def _digest(obj: Any) -> str:
     return "sha256:" + hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
+def tmp_prefix(kind: str) -> str:
+    return f"cais-build-{kind}-{os.getpid()}-"
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -128,8 +133,11 @@ def rfc3339(ts: float) -> str:
 class Builder:
     """Builds images into an image store (`cais.image.store.ImageStore`) with a runtime `Runner`."""
 
-    def __init__(self, store: Any, runner: Runner, root: str) -> None:
+    def __init__(self, store: Any, runner: Runner, root: str,
+                 puller: Callable[[str, Callable[[str], None]], None] | None = None) -> None:
+        """`puller(reference, log)` fetches an image into `store` (None: never pull)."""
         self.store = store
+        self.puller = puller
         self.driver = store.driver
         self.runner = runner
         self.root = root
@@ -159,8 +167,17 @@ class Builder:
         finally:
             os.unlink(entry)
 
+    def tmp(self, kind: str) -> tempfile.TemporaryDirectory[str]:
+        """A temporary directory under tmp/, named with our pid so that `sweep` knows its owner."""
+        return tempfile.TemporaryDirectory(prefix=tmp_prefix(kind), dir=self.tmp_dir)
+
     def sweep(self) -> None:
-        """Remove the containers, mounts and writable layers of builds whose process is gone."""
+        """Remove the containers, mounts, writable layers and temporary files of builds whose
+        process is gone."""
+        for name in os.listdir(self.tmp_dir):
+            pid = name.split("-")[3] if name.startswith("cais-build-") and name.count("-") >= 4 else ""
+            if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+                shutil.rmtree(os.path.join(self.tmp_dir, name), ignore_errors=True)
         for rw in os.listdir(self.active_dir):
             entry = os.path.join(self.active_dir, rw)
             try:
@@ -196,7 +213,13 @@ class Builder:
             raise BuildError(str(e)) from None
         for w in dockerfile.parsed.warnings:
             emit(BuildWarning(w))
-        return _Build(self, context, dockerfile, options, emit).run()
+        from cais.image.store import ImageError
+        from cais.storage.errors import StorageError
+
+        try:
+            return _Build(self, context, dockerfile, options, emit).run()
+        except (ImageError, StorageError) as e:  # one-line messages from the layers below
+            raise BuildError(str(e)) from None
 
     # --- cache ---
 
@@ -230,6 +253,13 @@ class Builder:
                 return cfg, [(layer.digest, d, layer.size) for layer, d in zip(man.layers, diff_ids(cfg), strict=True)]
         raise BuildError(f"image {image_id} has no manifest")
 
+    def has_image(self, name: str) -> bool:
+        try:
+            self.store.resolve(name)
+        except Exception:  # the store's not-found and invalid-reference errors
+            return False
+        return True
+
     def register(self, image: dict[str, Any], layers: list[tuple[str, str, int]], parent: str | None) -> str:
         from cais.image.rootfs import make_image
 
@@ -253,13 +283,20 @@ class _Build:
         self.b = builder
         self.ctx = context
         self.df = dockerfile
-        self.opts = options
+        self.opts = options = dataclasses.replace(options)  # ours to adjust (SOURCE_DATE_EPOCH)
         self.emit = emit
         self.escape = dockerfile.parsed.directives.escape
         self.results: dict[int, State] = {}
         self.step = 0
         self.meta = self._meta_args()
+        self.pulled: set[str] = set()
         self.cache_images = self._cache_images()
+        if options.source_date_epoch is None and "SOURCE_DATE_EPOCH" in options.build_args:
+            try:  # BuildKit takes it as a build argument too
+                options.source_date_epoch = int(options.build_args["SOURCE_DATE_EPOCH"])
+            except ValueError:
+                raise BuildError("SOURCE_DATE_EPOCH must be a number of seconds") from None
+            self.used_meta.add("SOURCE_DATE_EPOCH")
         if options.network not in NETWORK_MODES:
             raise BuildError(f"unknown network mode {options.network!r} (use one of: {', '.join(NETWORK_MODES)})")
 
@@ -384,12 +421,13 @@ class _Build:
 
     def begin(self, text: str, stage: Stage) -> int:
         self.step += 1
-        self.emit(StepStarted(self.step, self.total, text, stage.name or f"stage-{stage.index}"))
+        label = stage.name or (f"stage-{stage.index}" if len(self.df.stages) > 1 else "")
+        self.emit(StepStarted(self.step, self.total, text, label))
         return self.step
 
     def build_stage(self, stage: Stage, is_target: bool) -> State:
         number = self.begin(f"FROM {stage.base}" + (f" AS {stage.name}" if stage.name else ""), stage)
-        state = self.from_base(stage)
+        state = self.from_base(stage, number)
         self.emit(StepDone(number, state.image_id or state.key))
         for trigger in list(state.config.get("OnBuild") or []):
             state = self.onbuild(trigger, state, stage)
@@ -417,7 +455,7 @@ class _Build:
         number = self.begin(f"# ONBUILD {trigger}", stage)
         return self.execute(cmd, state, number)
 
-    def from_base(self, stage: Stage) -> State:
+    def from_base(self, stage: Stage, number: int) -> State:
         base = self.expand_meta(stage.base, stage.line)
         scope = dispatch.Scope(self.opts.build_args, self.meta, self.escape)
         if not base:
@@ -432,9 +470,9 @@ class _Build:
                      "config": {"Env": [f"PATH={dispatch.DEFAULT_PATH}"]}, "history": []}
             return State(None, image, [], scope)
         try:
-            image_id = self.b.store.resolve(base)
-        except Exception as e:
-            raise self.fail(f"FROM {base}: {e} (cais build does not pull: pull the image first)", stage.line) from None
+            image_id = self.resolve_image(base, number, refresh=self.opts.pull)
+        except DockerfileError as e:
+            raise self.fail(f"FROM {e.message}", stage.line) from None
         cfg, layers = self.b.image(image_id)
         if stage.platform:
             self.check_platform(stage, base, cfg)
@@ -444,6 +482,28 @@ class _Build:
         if "PATH" not in dispatch.env_list_to_dict(config.get("Env")):
             config["Env"] = [*(config.get("Env") or []), f"PATH={dispatch.DEFAULT_PATH}"]
         return State(image_id, image, layers, scope)
+
+    def resolve_image(self, name: str, number: int, *, refresh: bool = False) -> str:
+        """An image ID for `name`, pulled first when missing (or always, with --pull), as docker does."""
+        puller = self.b.puller
+        if puller is not None and (refresh or not self.b.has_image(name)) and name not in self.pulled:
+            from cais.image.reference import ReferenceError
+            from cais.image.reference import parse as parse_reference
+            try:
+                parse_reference(name)
+            except ReferenceError as e:
+                raise DockerfileError(f"{name}: {e}") from None
+            try:
+                puller(name, lambda line: self.emit(StepOutput(number, line.encode() + b"\n")))
+            except Exception as e:  # the registry's errors are one-line messages
+                if not self.b.has_image(name):
+                    raise DockerfileError(f"{name}: pull failed: {e}") from None
+                self.emit(BuildWarning(f"{name}: pull failed ({e}); using the local image"))
+            self.pulled.add(name)
+        try:
+            return self.b.store.resolve(name)
+        except Exception as e:
+            raise DockerfileError(f"{name}: {e}") from None
 
     def check_platform(self, stage: Stage, base: str, cfg: dict[str, Any]) -> None:
         from cais.image.platform import Platform, parse_platform
@@ -477,6 +537,9 @@ class _Build:
             raise self.fail(e.message, cmd.line) from None
         except (CopyError, ContextError) as e:
             raise self.fail(f"{cmd.keyword} failed: {e}", cmd.line) from None
+        except OSError as e:  # the context or the image holds something we cannot read or write
+            where = f": {e.filename}" if e.filename else ""
+            raise self.fail(f"{cmd.keyword} failed: {e.strerror or e}{where}", cmd.line) from None
 
     def now(self) -> str:
         epoch = self.opts.source_date_epoch
@@ -626,7 +689,7 @@ class _Build:
         return self.layer_step(state, number, key, created_by, work)
 
     def script_mount(self, name: str, text: str, stack: contextlib.ExitStack) -> dict[str, Any]:
-        tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="cais-build-script-", dir=self.b.tmp_dir))
+        tmp = stack.enter_context(self.b.tmp("script"))
         path = os.path.join(tmp, "script")
         with open(path, "w") as f:
             f.write(text)
@@ -671,7 +734,7 @@ class _Build:
                 raise CopyError(f"--mount: {m.source} not found in {m.source_stage}")
             return {"destination": m.target, "type": "bind", "source": source, "options": options}
         rel = self.ctx.resolve(m.source or ".")
-        tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="cais-build-mnt-", dir=self.b.tmp_dir))
+        tmp = stack.enter_context(self.b.tmp("mnt"))
         item = self.context_source(rel or ".", rel)
         Copier(tmp, None, None).copy([item], "/")
         source = tmp if item.entries is not None else os.path.join(tmp, item.name)
@@ -686,9 +749,9 @@ class _Build:
             source = self.results[stage.index]
             return source.image_id or source.key, source.layers
         try:
-            image_id = self.b.store.resolve(name)
-        except Exception as e:
-            raise DockerfileError(f"{what} --from={name}: {e}") from None
+            image_id = self.resolve_image(name, self.step)
+        except DockerfileError as e:
+            raise DockerfileError(f"{what} --from={e.message}") from None
         return image_id, self.b.image(image_id)[1]
 
     def run_args(self, cmd: RunCmd, state: State) -> tuple[list[str], tuple[str, str] | None]:
@@ -767,7 +830,7 @@ class _Build:
             owner = lookup_chown(chown, rootfs) if chown else None
             copier = Copier(rootfs, owner, chmod)
             items = [self.context_source(matched, rel, exclude) for matched, rel in sources]
-            with tempfile.TemporaryDirectory(prefix="cais-build-add-", dir=self.b.tmp_dir) as tmp:
+            with self.b.tmp("add") as tmp:
                 items += [download(url, tmp, checksum_wanted) for url in urls]
                 count = len(items) + len(inline)
                 if count > 1 and not dest.endswith("/"):

@@ -9,8 +9,6 @@ outside it, device nodes and links that climb out.
 
 from __future__ import annotations
 
-import bz2
-import gzip
 import hashlib
 import io
 import lzma
@@ -21,6 +19,7 @@ import shutil
 import stat
 import tarfile
 import tempfile
+import zlib
 from collections.abc import Iterator
 from typing import BinaryIO
 
@@ -61,10 +60,13 @@ class BuildContext:
             dockerfile_text = _read_stdin(stdin)
             dockerfile = None
         if source == "-":
-            data = _read_stdin(stdin)
-            if _is_archive(data):
-                return cls._from_tar(io.BytesIO(data), dockerfile, tmp_dir, dockerfile_text)
-            empty = tempfile.mkdtemp(prefix="cais-build-ctx-", dir=tmp_dir)
+            if stdin is None:
+                raise ContextError("no standard input to read the context or Dockerfile from")
+            head = _read_at_least(stdin, 512)
+            if _is_archive(head):  # streamed: a context is not held in memory
+                return cls._from_tar(_Prefixed(head, stdin), dockerfile, tmp_dir, dockerfile_text)
+            data = head + _read_stdin(stdin)
+            empty = tempfile.mkdtemp(prefix=f"cais-build-ctx-{os.getpid()}-", dir=tmp_dir)
             return cls(empty, data, DEFAULT_DOCKERFILE, Matcher([]), cleanup=empty)
         if os.path.isdir(source):
             return cls._from_dir(source, dockerfile, dockerfile_text)
@@ -121,7 +123,7 @@ class BuildContext:
     @classmethod
     def _from_tar(cls, stream: BinaryIO, dockerfile: str | None, tmp_dir: str | None,
                   text: bytes | None) -> BuildContext:
-        root = tempfile.mkdtemp(prefix="cais-build-ctx-", dir=tmp_dir)
+        root = tempfile.mkdtemp(prefix=f"cais-build-ctx-{os.getpid()}-", dir=tmp_dir)
         try:
             extract_tar(stream, root)
         except BaseException:
@@ -297,6 +299,34 @@ def _read_stdin(stdin: BinaryIO | None) -> bytes:
     return b"".join(chunks)
 
 
+def _read_at_least(stream: BinaryIO, n: int) -> bytes:
+    data = b""
+    while len(data) < n and (chunk := stream.read(n - len(data))):
+        data += chunk
+    return data
+
+
+class _Prefixed(io.RawIOBase):
+    """`head` (already read to sniff the format), then the rest of `stream`."""
+
+    def __init__(self, head: bytes, stream: BinaryIO) -> None:
+        self._head = head
+        self._stream = stream
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf: bytearray | memoryview) -> int:  # type: ignore[override]
+        if self._head:
+            n = min(len(buf), len(self._head))
+            buf[:n] = self._head[:n]
+            self._head = self._head[n:]
+            return n
+        data = self._stream.read(len(buf))
+        buf[:len(data)] = data
+        return len(data)
+
+
 _MAGIC = (b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00")
 
 
@@ -304,18 +334,6 @@ def _is_archive(data: bytes) -> bool:
     if data.startswith(_MAGIC):
         return True
     return len(data) >= 512 and data[257:262] == b"ustar"
-
-
-def _decompressed(stream: BinaryIO) -> BinaryIO:
-    head = stream.read(6)
-    stream.seek(-len(head), os.SEEK_CUR)
-    if head.startswith(b"\x1f\x8b"):
-        return gzip.GzipFile(fileobj=stream)  # type: ignore[return-value]
-    if head.startswith(b"BZh"):
-        return bz2.BZ2File(stream)  # type: ignore[return-value]
-    if head.startswith(b"\xfd7zXZ\x00"):
-        return lzma.LZMAFile(stream)  # type: ignore[return-value]
-    return stream
 
 
 def extract_tar(stream: BinaryIO, dest: str) -> None:
@@ -341,7 +359,7 @@ def extract_tar(stream: BinaryIO, dest: str) -> None:
         return member.replace(**changes, deep=False)  # type: ignore[arg-type]
 
     try:
-        with tarfile.open(fileobj=_decompressed(stream), mode="r|") as tar:
+        with tarfile.open(fileobj=stream, mode="r|*") as tar:
             tar.extractall(dest, numeric_owner=True, filter=safe)
-    except (tarfile.TarError, EOFError, OSError, lzma.LZMAError) as e:
+    except (tarfile.TarError, EOFError, OSError, lzma.LZMAError, zlib.error) as e:
         raise ContextError(f"context tarball: {e}") from None

@@ -153,7 +153,7 @@ class Copier:
         for src in sources:
             st = os.stat(src.path)
             if stat.S_ISDIR(st.st_mode):
-                self._copy_dir(src, dest, st)
+                self._copy_dir(src, dest)
             elif unpack_archives and is_archive(src.path):
                 self.unpack(src.path, dest)
             else:
@@ -200,16 +200,14 @@ class Copier:
         self._meta(host, st.st_mode)
         os.utime(host, ns=(st.st_atime_ns, st.st_mtime_ns))
 
-    def _copy_dir(self, src: Source, dest: str, st: os.stat_result) -> None:
+    def _copy_dir(self, src: Source, dest: str) -> None:
+        """The directory's contents go into `dest`; a missing `dest` is made like any missing
+        directory (0755, --chown's owner), not after the source directory (docker does the same)."""
         host = scoped(self.rootfs, dest)
         if not os.path.isdir(host):
             if os.path.lexists(host):
                 os.unlink(host)
-            self._makedirs(posixpath.dirname(dest.rstrip("/")) or "/")
-            host = scoped(self.rootfs, dest)
-            os.mkdir(host)
-            self._meta(host, st.st_mode)
-            self._dir_times.append((host, st))
+            self._makedirs(dest)
         assert src.entries is not None
         for rel, path, est in src.entries():
             self._entry(posixpath.join(dest, rel), path, est)

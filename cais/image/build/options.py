@@ -18,4 +18,5 @@ class BuildOptions:
     cache_from: list[str] = field(default_factory=list)
     labels: dict[str, str] = field(default_factory=dict)
     network: str = "default"
+    pull: bool = False  # --pull: fetch base images even when present (missing ones are always fetched)
     source_date_epoch: int | None = None

@@ -446,4 +446,3 @@ _ARGUMENTS = {
     "VOLUME": _maybe_json_list,
     "WORKDIR": _string,
 }
-INSTRUCTIONS = tuple(sorted(_ARGUMENTS))

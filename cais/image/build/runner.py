@@ -22,14 +22,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cais.image.build.copier import scoped
+from cais.runtime import defaults
+from cais.runtime.defaults import seccomp
 
 NETWORK_MODES = ("default", "none", "host")
-DEFAULT_CAPS = ["CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW",
-                "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE",
-                "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE"]
-MASKED = ["/proc/asound", "/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list",
-          "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware"]
-READONLY = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
 # Mount points a runtime may create inside the image: removed after the step when it made them.
 # Deepest first.
 _STUBS = ["dev/pts", "dev/shm", "dev/mqueue", "dev", "proc", "sys", "etc/resolv.conf", "etc/hosts", "etc"]
@@ -73,10 +69,8 @@ def oci_config(rootfs: str, run: RunSpec) -> dict[str, Any]:
                 mounts.append({"destination": f"/etc/{name}", "type": "bind", "source": f"/etc/{name}",
                                "options": ["rbind", "ro", "nosuid", "nodev", "noexec"]})
     mounts += run.mounts
-    linux: dict[str, Any] = {"namespaces": namespaces, "maskedPaths": MASKED, "readonlyPaths": READONLY}
-    profile = _default_seccomp()
-    if profile is not None:
-        linux["seccomp"] = profile
+    linux: dict[str, Any] = {"namespaces": namespaces, "maskedPaths": list(defaults.MASKED_PATHS),
+                             "readonlyPaths": list(defaults.READONLY_PATHS), "seccomp": seccomp.default(defaults.CAPS)}
     return {
         "ociVersion": "1.0.2",
         "process": {
@@ -85,7 +79,7 @@ def oci_config(rootfs: str, run: RunSpec) -> dict[str, Any]:
             "args": run.args,
             "env": run.env,
             "cwd": run.cwd,
-            "capabilities": {k: DEFAULT_CAPS for k in ("bounding", "effective", "permitted")},
+            "capabilities": {k: list(defaults.CAPS) for k in ("bounding", "effective", "permitted")},
             "noNewPrivileges": False,
         },
         "root": {"path": rootfs, "readonly": False},
@@ -93,15 +87,6 @@ def oci_config(rootfs: str, run: RunSpec) -> dict[str, Any]:
         "mounts": mounts,
         "linux": linux,
     }
-
-
-def _default_seccomp() -> dict[str, Any] | None:
-    """docker's default seccomp profile, when the runtime ships one (as for `cais run`)."""
-    try:
-        from cais.runtime import seccomp
-        return seccomp.default_profile()  # type: ignore[attr-defined,no-any-return]
-    except (ImportError, AttributeError):
-        return None
 
 
 class Runner:

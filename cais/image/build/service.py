@@ -49,7 +49,7 @@ def build_image(store: Any, root: str, request: BuildRequest, emit: Any, *, stdi
     from cais.image.build.builder import Builder
     from cais.image.build.runner import Runner
 
-    builder = Builder(store, Runner(os.path.join(root, "runtime"), runtime), root)
+    builder = Builder(store, Runner(os.path.join(root, "runtime"), runtime), root, registry_puller(store))
     try:
         with BuildContext.open(request.context, request.dockerfile, stdin=stdin, tmp_dir=builder.tmp_dir) as ctx:
             image_id = builder.build(ctx, request.options, emit)
@@ -63,6 +63,27 @@ def build_image(store: Any, root: str, request: BuildRequest, emit: Any, *, stdi
         with open(request.iidfile, "w") as f:
             f.write(image_id)
     return image_id
+
+
+def registry_puller(store: Any) -> Any:
+    """Pull missing base images from their registry (cais.registry), as docker build does."""
+    def pull(name: str, log: Any) -> None:
+        import asyncio
+
+        from cais.image.reference import parse
+        from cais.registry.pull import pull as registry_pull
+
+        ref = parse(name)
+        log(f"Pulling {ref.familiar()}")
+
+        def progress(event: Any) -> None:
+            if not event.is_transfer:
+                log(f"{event.id}: {event.status}" if event.id else event.status)
+
+        with store.hold():
+            result = asyncio.run(registry_pull(ref, store.content, progress=progress))
+            store.register(result.digest, ref)
+    return pull
 
 
 def run_cli(store: Any, root: str, argv: Sequence[str], *, stdin: BinaryIO | None = None,
@@ -82,10 +103,13 @@ def run_cli(store: Any, root: str, argv: Sequence[str], *, stdin: BinaryIO | Non
     except BuildError as e:
         print(f"ERROR: {e}", file=stderr)
         return 1
+    except Exception as e:  # a bug or a failing machine: still one line, not a traceback
+        print(f"ERROR: {type(e).__name__}: {e}", file=stderr)
+        return 1
     return 0
 
 
-def context_tar(context: str, dockerfile: str | None) -> tuple[bytes, str | None]:
+def context_tar(context: str, dockerfile: str | None, stdin: BinaryIO | None = None) -> tuple[bytes, str | None]:
     """What the client sends to POST /build, as docker's CLI does: the context directory as a tar
     without what .dockerignore excludes (the Dockerfile and .dockerignore always go), and the
     Dockerfile's name in it (one outside the context is added under a generated name)."""
@@ -93,7 +117,7 @@ def context_tar(context: str, dockerfile: str | None) -> tuple[bytes, str | None
     import secrets
     import tarfile
 
-    ctx = BuildContext.open(context, dockerfile)
+    ctx = BuildContext.open(context, dockerfile, stdin=stdin)
     buf = io.BytesIO()
     name = None
     with tarfile.open(fileobj=buf, mode="w") as tar:
@@ -111,8 +135,8 @@ def context_tar(context: str, dockerfile: str | None) -> tuple[bytes, str | None
         for rel, _st in ctx.walk(""):
             add(rel)
             sent.add(rel)
-        if dockerfile is not None and dockerfile != "-":
-            inside = os.path.relpath(os.path.realpath(dockerfile), ctx.root)
+        if dockerfile is not None:
+            inside = os.path.relpath(os.path.realpath(dockerfile), ctx.root) if dockerfile != "-" else ".."
             if inside.startswith("..") or os.path.isabs(inside):
                 name = f".dockerfile.{secrets.token_hex(10)}"
                 info = tarfile.TarInfo(name)
@@ -174,7 +198,7 @@ def parse_cli(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> 
     options = BuildOptions(tags=ns.tag, build_args=_key_values(ns.build_arg, "--build-arg", environ),
                            target=ns.target, no_cache=ns.no_cache, cache_from=ns.cache_from,
                            labels=_key_values(ns.label, "--label"), network=ns.network,
-                           source_date_epoch=_epoch(epoch))
+                           source_date_epoch=_epoch(epoch), pull=ns.pull)
     return BuildRequest(options, ns.context, dockerfile, ns.iidfile, ns.quiet, ns.progress)
 
 
@@ -275,7 +299,7 @@ def parse_query(query: Mapping[str, Any], tags: Sequence[str] = ()) -> BuildRequ
         build_args={k: v for k, v in build_args.items() if v is not None},
         target=query.get("target") or None, no_cache=_truthy(query.get("nocache", "")),
         cache_from=[str(c) for c in cache_from], labels={k: v for k, v in labels.items() if v is not None},
-        network=network)
+        network=network, pull=_truthy(query.get("pull", "")))
     return BuildRequest(options, "-", query.get("dockerfile") or None, quiet=_truthy(query.get("q", "")))
 
 

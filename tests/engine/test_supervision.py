@@ -1,0 +1,133 @@
+"""Containers outlive caisd: SIGKILL it, start it again; they run on, logs are whole, exits are kept."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from tests.caisd import Caisd, caisd
+
+
+@pytest.fixture
+def restartable() -> Iterator[Caisd]:
+    with caisd() as d:
+        yield d
+
+
+def _out(result) -> str:  # type: ignore[no-untyped-def]
+    return result.stdout.decode().strip()
+
+
+def test_daemon_crash_and_restart(restartable: Caisd) -> None:
+    d = restartable
+    long = _out(d.docker("run", "-d", "busybox", "sh", "-c",
+                         "for i in $(seq 1 40); do echo line$i; sleep 0.05; done; sleep 2; exit 3"))
+    short = _out(d.docker("run", "-d", "busybox", "sh", "-c", "sleep 0.5; echo bye; exit 42"))
+    forever = _out(d.docker("run", "-d", "busybox", "sleep", "300"))
+    supervisor = d.supervisor_pid()
+    d.kill(signal.SIGKILL)
+    time.sleep(1.5)  # `short` exits while nobody serves the API
+    d.start()
+    assert d.supervisor_pid() == supervisor
+    assert _out(d.docker("inspect", "-f", "{{.State.Running}}", forever)) == "true"
+    state = json.loads(_out(d.docker("inspect", "-f", "{{json .State}}", short)))
+    assert state["Status"] == "exited" and state["ExitCode"] == 42
+    assert _out(d.docker("logs", short)) == "bye"
+    assert _out(d.docker("wait", long)) == "3"
+    assert _out(d.docker("logs", long)).splitlines() == [f"line{i}" for i in range(1, 41)]
+    assert d.docker("exec", forever, "true").returncode == 0
+    d.kill(signal.SIGTERM)  # a clean stop leaves containers running too
+    d.start()
+    assert _out(d.docker("inspect", "-f", "{{.State.Running}}", forever)) == "true"
+
+
+def test_two_daemons_never_share_a_data_root(restartable: Caisd) -> None:
+    import subprocess
+    args = restartable.args()
+    args[args.index("-H") + 1] = f"unix://{restartable.root}/second.sock"
+    args += ["--pidfile", f"{restartable.root}/second.pid"]
+    second = subprocess.run(args, capture_output=True, timeout=60)
+    assert second.returncode == 1
+    assert b"in use by another caisd" in second.stderr
+    assert b"Traceback" not in second.stderr
+
+
+def test_restart_policy_and_autoremove(restartable: Caisd) -> None:
+    d = restartable
+    cid = _out(d.docker("run", "-d", "--restart", "on-failure:2", "busybox", "sh", "-c", "exit 1"))
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        state = json.loads(_out(d.docker("inspect", "-f", "{{json .}}", cid)))
+        if state["RestartCount"] == 2 and not state["State"]["Running"] and not state["State"]["Restarting"]:
+            break
+        time.sleep(0.1)
+    assert state["RestartCount"] == 2 and state["State"]["ExitCode"] == 1
+    always = _out(d.docker("run", "-d", "--restart", "always", "busybox", "sh", "-c", "sleep 0.2"))
+    time.sleep(1.5)
+    assert int(_out(d.docker("inspect", "-f", "{{.RestartCount}}", always))) >= 1
+    d.docker("stop", always)
+    assert _out(d.docker("inspect", "-f", "{{.State.Status}}", always)) == "exited"
+    auto = _out(d.docker("run", "-d", "--rm", "busybox", "true"))
+    deadline = time.monotonic() + 10
+    while d.docker("inspect", auto, check=False).returncode == 0 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert d.docker("inspect", auto, check=False).returncode != 0
+
+
+def test_healthcheck_init_oom_and_limits(restartable: Caisd) -> None:
+    d = restartable
+    healthy = _out(d.docker("run", "-d", "--health-cmd", "test -e /tmp/ok", "--health-interval", "200ms",
+                            "--health-retries", "1", "busybox", "sh", "-c", "touch /tmp/ok; sleep 60"))
+    deadline = time.monotonic() + 15
+    while _out(d.docker("inspect", "-f", "{{.State.Health.Status}}", healthy)) != "healthy":
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    d.docker("exec", healthy, "rm", "/tmp/ok")
+    while _out(d.docker("inspect", "-f", "{{.State.Health.Status}}", healthy)) != "unhealthy":
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    d.docker("rm", "-f", healthy)
+    init = d.docker("run", "--rm", "--init", "busybox", "sh", "-c", "cat /proc/1/cmdline | tr '\\0' ' '")
+    assert _out(init).startswith("/sbin/docker-init")
+    oom = _out(d.docker("run", "-d", "-m", "8m", "--memory-swap", "8m", "busybox", "sh", "-c",
+                        "x=a; while true; do x=$x$x; done"))
+    assert _out(d.docker("wait", oom)) == "137"
+    assert _out(d.docker("inspect", "-f", "{{.State.OOMKilled}}", oom)) == "true"
+    limits = d.docker("run", "--rm", "--pids-limit", "10", "--cpus", "0.5", "--ulimit", "nofile=512:1024",
+                      "--user", "65534:65534", "--workdir", "/tmp", "--read-only", "--cap-drop", "NET_RAW",
+                      "--hostname", "cais-en-h", "--shm-size", "1m", "busybox", "sh", "-c",
+                      "id -u; pwd; ulimit -n; hostname; touch /x 2>/dev/null || echo ro; "
+                      "df -k /dev/shm | tail -1 | awk '{print $2}'; grep CapEff /proc/self/status")
+    assert _out(limits).splitlines() == ["65534", "/tmp", "512", "cais-en-h", "ro", "1024",
+                                         "CapEff:\t0000000000000000"]  # caps are dropped for a non-root user
+    dropped = d.docker("run", "--rm", "--cap-drop", "ALL", "busybox", "grep", "CapEff", "/proc/self/status")
+    assert _out(dropped) == "CapEff:\t0000000000000000"
+    failed = d.docker("run", "--rm", "busybox", "/cais-en-missing", check=False)
+    assert failed.returncode != 0 and b"no such" in failed.stderr
+    privileged = d.docker("run", "--rm", "--privileged", "busybox", "sh", "-c", "grep CapEff /proc/self/status")
+    assert _out(privileged) != "CapEff:\t0000000000000000"
+    default = d.docker("run", "--rm", "busybox", "sh", "-c", "cat /proc/kcore 2>/dev/null | head -c 1 | wc -c; "
+                       "echo 1 > /proc/sys/kernel/shmmax 2>/dev/null || echo ro-proc")
+    assert _out(default).splitlines() == ["0", "ro-proc"]
+
+
+def test_log_rotation_and_drivers(restartable: Caisd) -> None:
+    import os
+    d = restartable
+    cid = _out(d.docker("run", "-d", "--log-opt", "max-size=2k", "--log-opt", "max-file=3", "busybox", "sh", "-c",
+                        "for i in $(seq 1 200); do echo line-$i-padding-padding-padding; done"))
+    d.docker("wait", cid)
+    path = _out(d.docker("inspect", "-f", "{{.LogPath}}", cid))
+    files = sorted(f for f in os.listdir(os.path.dirname(path)) if f.startswith(os.path.basename(path)))
+    assert len(files) == 3
+    assert all(os.path.getsize(os.path.join(os.path.dirname(path), f)) <= 2048 for f in files)
+    assert _out(d.docker("logs", "--tail", "1", cid)) == "line-200-padding-padding-padding"
+    none = _out(d.docker("run", "-d", "--log-driver", "none", "busybox", "echo", "x"))
+    d.docker("wait", none)
+    assert d.docker("logs", none, check=False).returncode != 0
+    bad = d.docker("run", "--rm", "--log-driver", "syslog", "busybox", "true", check=False)
+    assert bad.returncode != 0 and b"not supported" in bad.stderr

@@ -1,0 +1,81 @@
+"""The in-process API the engine uses: names, signatures, children it can wait for, one error class."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+
+from cais import runtime
+from cais.runtime.errors import RuntimeFailure
+from tests.runtime.bundle import Runtime, read
+
+
+def test_in_process_lifecycle_exec_pause_and_errors(rt: Runtime) -> None:
+    b = rt.bundle("sleep", "30")
+    b.write()
+    cid = rt.new_id()
+    out_path = os.path.join(rt.top, "exec.out")
+    with open(os.devnull, "r+") as null, open(out_path, "w") as out:
+        runtime.create(cid, b.path, root=rt.root, stdio=(null.fileno(), null.fileno(), null.fileno()))
+        assert runtime.state(cid, root=rt.root)["status"] == "created"
+        runtime.start(cid, root=rt.root)
+        init = runtime.state(cid, root=rt.root)["pid"]
+        pid = runtime.exec_process(cid, {"args": ["sh", "-c", "echo from-exec; exit 9"], "cwd": "/"},
+                                   root=rt.root, stdio=(null.fileno(), out.fileno(), out.fileno()))
+        _, status = os.waitpid(pid, 0)  # exec'd processes are the caller's children too
+    assert os.waitstatus_to_exitcode(status) == 9 and read(out_path) == "from-exec\n"
+    assert init in runtime.ps(cid, root=rt.root)
+    runtime.pause(cid, root=rt.root)
+    assert [c["status"] for c in runtime.list_containers(rt.root)] == ["paused"]
+    runtime.resume(cid, root=rt.root)
+    runtime.update(cid, {"pids": {"limit": 50}}, root=rt.root)
+    with pytest.raises(RuntimeFailure, match="not stopped"):
+        runtime.delete(cid, root=rt.root)
+    runtime.kill(cid, signal.SIGKILL, root=rt.root)
+    _, status = os.waitpid(init, 0)
+    assert os.waitstatus_to_exitcode(status) == -signal.SIGKILL
+    runtime.delete(cid, root=rt.root)
+    with pytest.raises(runtime.ContainerNotFound):
+        runtime.state(cid, root=rt.root)
+    assert callable(runtime.create) and runtime.DEFAULT_ROOT == "/run/cais-runtime"
+
+
+def test_zygote_creates_children_of_the_caller(rt: Runtime) -> None:
+    from cais.runtime.launch import Zygote
+
+    zygote = Zygote()
+    try:
+        out_path = os.path.join(rt.top, "zygote.out")
+        for _ in range(2):
+            b = rt.bundle("sh", "-c", "echo pid=$$; ls /proc/$$/fd; true")
+            b.write()
+            cid = rt.new_id()
+            with open(os.devnull) as null, open(out_path, "w") as out:
+                runtime.create(cid, b.path, root=rt.root,
+                               bootstrap=zygote.bootstrap((null.fileno(), out.fileno(), out.fileno())))
+            pid = runtime.state(cid, root=rt.root)["pid"]
+            runtime.start(cid, root=rt.root)
+            _, status = os.waitpid(pid, 0)  # cloned by the zygote, yet our child
+            assert os.waitstatus_to_exitcode(status) == 0
+            words = read(out_path).split()
+            assert words[0] == "pid=1" and set(words[1:]) == {"0", "1", "2"}, words
+            runtime.delete(cid, root=rt.root)
+        # joining a namespace by path falls back to a fresh bootstrap
+        b = rt.bundle("hostname")
+        b.config["linux"]["namespaces"] = [n if n["type"] != "uts" else
+                                           {"type": "uts", "path": f"/proc/{os.getpid()}/ns/uts"}
+                                           for n in b.config["linux"]["namespaces"]]
+        del b.config["hostname"]
+        b.write()
+        cid = rt.new_id()
+        with open(os.devnull) as null, open(out_path, "w") as out:
+            runtime.create(cid, b.path, root=rt.root, bootstrap=zygote.bootstrap((null.fileno(), out.fileno(), 2)))
+        pid = runtime.state(cid, root=rt.root)["pid"]
+        runtime.start(cid, root=rt.root)
+        os.waitpid(pid, 0)
+        assert read(out_path).strip() == os.uname().nodename
+        runtime.delete(cid, root=rt.root)
+    finally:
+        zygote.close()
