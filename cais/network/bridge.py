@@ -114,11 +114,6 @@ def container_configure(ifname: str, addresses: list[tuple[str, int]], mac: str,
                     ipr.route("add", dst="0.0.0.0/0", gateway=gateway, oif=index)
 
 
-def container_loopback_up() -> None:
-    with _iproute() as ipr:
-        ipr.link("set", index=_index(ipr, "lo"), state="up")
-
-
 def container_free_ifname() -> str:
     """The first ethN not yet used in the container's namespace."""
     with _iproute() as ipr:

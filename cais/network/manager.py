@@ -269,7 +269,7 @@ class NetworkManager:
         netns.remove(path)  # left over by a crash
         netns.create(path)
         try:
-            netns.run_in(path, bridge.container_loopback_up)
+            netns.run_in(path, netns.loopback_up)
         except BaseException:
             netns.remove(path)
             raise

@@ -8,7 +8,10 @@ whole life, wherever they are used afterwards. Subprocesses forked by that threa
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
+import socket
+import struct
 import threading
 from collections.abc import Callable
 from typing import TypeVar
@@ -84,3 +87,17 @@ def set_sysctl(name: str, value: str) -> None:
     """Write a net.* sysctl of the calling thread's network namespace (/proc/sys/net is per netns)."""
     with open(f"/proc/sys/{name.replace('.', '/')}", "w") as f:
         f.write(value)
+
+
+_SIOCGIFFLAGS, _SIOCSIFFLAGS, _IFF_UP = 0x8913, 0x8914, 0x1
+
+
+def loopback_up() -> None:
+    """`ip link set lo up` in the calling thread's namespace, with one ioctl.
+
+    What `--network none` needs; two ioctls instead of importing pyroute2 (~0.3 s) at each start.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        ifreq = struct.pack("16sH14x", b"lo", 0)
+        flags = struct.unpack("16sH14x", fcntl.ioctl(s.fileno(), _SIOCGIFFLAGS, ifreq))[1]
+        fcntl.ioctl(s.fileno(), _SIOCSIFFLAGS, struct.pack("16sH14x", b"lo", flags | _IFF_UP))

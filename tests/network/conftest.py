@@ -23,7 +23,7 @@ from collections.abc import Iterator
 import pytest
 
 from cais.linux.namespaces import CLONE_NEWNET, setns
-from cais.network import bridge, etcfiles, netns
+from cais.network import etcfiles, netns
 from cais.network.manager import NetworkManager
 from tests.runtime.bundle import Runtime
 
@@ -39,7 +39,7 @@ def sandboxed() -> Iterator[str]:
     try:
         setns(fd, CLONE_NEWNET)
         os.close(fd)
-        bridge.container_loopback_up()
+        netns.loopback_up()
         yield top
     finally:
         setns(here, CLONE_NEWNET)

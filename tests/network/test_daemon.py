@@ -156,12 +156,13 @@ def test_none_host_container_and_internal(d: Caisd) -> None:
     assert "cais0" in _out(d, "run", "--rm", "--network", "host", "busybox", "ip", "-o", "link")
     try:
         _out(d, "run", "-d", "--name", "base", "--hostname", "base", "busybox", "sh", "-c", WEB)
-        out = _out(d, "run", "--rm", "--network", "container:base", "busybox", "sh", "-c",  # httpd may start late
-                   "for i in $(seq 50); do timeout 5 wget -q -O - http://127.0.0.1/ && exit; sleep 0.1; done; exit 1")
+        base_ip = json.loads(_out(d, "inspect", "base"))[0]["NetworkSettings"]["IPAddress"]
+        assert _get(f"http://{base_ip}/") == "hello from base\n"  # httpd is up
+        out = _out(d, "run", "--rm", "--network", "container:base", "busybox", "sh", "-c",
+                   "timeout 10 wget -q -O - http://127.0.0.1/ || exit 1")
         assert out == "hello from base\n"
         _out(d, "network", "create", "--internal", "sealed")
         assert "default" not in _out(d, "run", "--rm", "--network", "sealed", "busybox", "ip", "route")
-        base_ip = json.loads(_out(d, "inspect", "base"))[0]["NetworkSettings"]["IPAddress"]
         assert _wget(d, "sealed", f"http://{base_ip}/", 2).returncode != 0
     finally:
         d.docker("rm", "-f", "base", check=False)
