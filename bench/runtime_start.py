@@ -46,7 +46,7 @@ def installed_like(top: str) -> str:
         f.write(f"{REPO}\n{site.getsitepackages()[0]}\n")  # cais, and its dependencies (pyseccomp)
     script = os.path.join(venv, "bin", "cais-runtime")
     with open(script, "w") as f:
-        f.write(f"#!{venv}/bin/python\nimport sys\nfrom cais.runtime.cli import main\nsys.exit(main())\n")
+        f.write(f"#!{venv}/bin/python\nfrom cais.runtime.cli import entry\nentry()\n")
     os.chmod(script, 0o755)
     return script
 

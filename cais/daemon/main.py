@@ -32,13 +32,19 @@ def parse_host(host: str, settings: Settings):  # type: ignore[no-untyped-def]
         return Listener("unix", host)
     if host.startswith("tcp://") or host.startswith("https://"):
         address = host.split("://", 1)[1].rstrip("/")
+        if ":" not in address:
+            address += ":2376" if settings.tlsverify else ":2375"
+        if not settings.tlsverify and settings.insecure_tcp:
+            log.warning("!" * 78)
+            log.warning("LISTENING ON %s WITHOUT MUTUAL TLS (--insecure-tcp): anyone who can reach this port "
+                        "is root on this machine. Use --tlsverify with client certificates instead.", host)
+            log.warning("!" * 78)
+            return Listener("tcp", address, None)
         if not settings.tlsverify:
             raise DaemonError(f"refusing to listen on {host} without --tlsverify (mutual TLS): the API gives root "
-                              "on this machine to anyone who can reach it")
+                              "on this machine to anyone who can reach it (--insecure-tcp forces it)")
         if not (settings.tlscacert and settings.tlscert and settings.tlskey):
             raise DaemonError("--tlsverify needs --tlscacert, --tlscert and --tlskey")
-        if ":" not in address:
-            address += ":2376"
         return Listener("tcp", address, tls_context(settings.tlscacert, settings.tlscert, settings.tlskey))
     raise DaemonError(f"invalid host {host!r}: use unix:///path or tcp://addr:port")
 

@@ -135,7 +135,16 @@ class Engine:
                 if record["Config"].get("Healthcheck"):
                     self.health.watch(cid)
                 continue
-            exit_info = read_json(self._path(cid, "exit.json")) or {"ExitCode": 255, "FinishedAt": logs.timestamp()}
+            exit_info = read_json(self._path(cid, "exit.json"))
+            if exit_info is None:
+                # its supervisor died with it still running: nobody holds its stdio or can reap it any
+                # more, so it is stopped rather than left behind as an unaccounted-for process
+                log.warning("container %s lost its supervisor; killing it", cid[:12])
+                with contextlib.suppress(Exception):
+                    self._signal(record, signals_mod.SIGKILL, all=True)
+                exit_info = {"ExitCode": 137, "FinishedAt": logs.timestamp()}
+                with self.store.lock:
+                    record["State"]["Error"] = "the supervisor of this container died"
             self._on_exit(cid, int(exit_info.get("ExitCode", 255)), exit_info.get("FinishedAt"))
 
     def _restart_on_boot(self) -> None:
@@ -233,7 +242,8 @@ class Engine:
         return containers.inspect(self.get(ref))
 
     # ---- start / exit ---------------------------------------------------------------------
-    def start(self, ref: str) -> None:
+    def start(self, ref: str, *, by_policy: bool = False) -> None:
+        """Start a container; `by_policy` (a restart policy's restart) gives way to a stop made meanwhile."""
         record = self.get(ref)
         cid = record["Id"]
         state = record["State"]
@@ -271,11 +281,12 @@ class Engine:
             self._start_failed(record, str(e))
             raise EngineError(f"failed to create task for container: {e}") from e
         with self.store.lock:
+            if not by_policy:
+                record.setdefault("Cais", {})["ManuallyStopped"] = False
             state.update({"Status": "running", "Running": True, "Paused": False, "Restarting": False,
                           "OOMKilled": False, "Dead": False, "Pid": int(reply["pid"]), "ExitCode": 0, "Error": "",
                           "StartedAt": logs.timestamp()})
-            record.setdefault("Cais", {})["ManuallyStopped"] = False
-            record["Cais"]["StartedMono"] = time.time()
+            record.setdefault("Cais", {})["StartedMono"] = time.time()
             self.store.save(record)
         self.images.store.set_container_running(cid, True)
         self._event(record, "start")
@@ -323,15 +334,15 @@ class Engine:
         if record["Id"] != cid or not record["State"]["Running"]:
             return
         oom = self._oom_killed(cid)
-        self._runtime_delete(cid)
-        with contextlib.suppress(Exception):
-            self.storage.unmount(cid)
-        self.volumes.unmount(record)
-        self.networks.teardown(record)
-        if self._health is not None:
-            self._health.unwatch(cid)
-        with contextlib.suppress(Exception):
-            self.images.store.set_container_running(cid, False)
+        # cleanup failures are logged, never allowed to lose the exit itself (waiters depend on it)
+        for step in (lambda: self._runtime_delete(cid), lambda: self.storage.unmount(cid),
+                     lambda: self.volumes.unmount(record), lambda: self.networks.teardown(record),
+                     lambda: self._health.unwatch(cid) if self._health is not None else None,
+                     lambda: self.images.store.set_container_running(cid, False)):
+            try:
+                step()
+            except Exception:
+                log.exception("cleaning up after the exit of %s", cid[:12])
         ran_for = time.time() - record.get("Cais", {}).get("StartedMono", 0)
         with self.cond:  # one critical section: a concurrent stop sees either running or the final decision
             state = record["State"]
@@ -371,13 +382,13 @@ class Engine:
         if not record["State"].get("Restarting") or self._closed.is_set():
             return
         with self.cond:
-            if not record["State"].get("Restarting"):
+            if not record["State"].get("Restarting") or record.get("Cais", {}).get("ManuallyStopped"):
                 return
             record["RestartCount"] += 1
             record["State"]["Restarting"] = False
             self.store.save(record)
         try:
-            self.start(cid)
+            self.start(cid, by_policy=True)
             self._event(record, "restart")
         except EngineError as e:
             log.warning("restarting %s failed: %s", cid[:12], e)

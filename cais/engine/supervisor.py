@@ -89,6 +89,7 @@ class Supervisor:
         self.by_pid: dict[int, Proc] = {}
         self.pending: dict[str, list[tuple[Subscriber, asyncio.StreamReader | None]]] = {}
         self.watchers: list[asyncio.StreamWriter] = []
+        self.sizes: dict[str, tuple[int, int]] = {}  # window sizes that came before their process
         self.loop = asyncio.get_event_loop()
         self.stop = asyncio.Event()
 
@@ -139,11 +140,14 @@ class Supervisor:
 
     def _resize(self, request: dict) -> dict:
         key = _key(request["id"], request.get("exec_id"))
+        size = (int(request["height"]), int(request["width"]))
         proc = self.procs.get(key)
-        if proc is None or not proc.tty or proc.stdin_fd is None:
+        if proc is None:  # docker clients resize an exec as soon as they attach: keep it for the start
+            if len(self.sizes) > 1000:
+                self.sizes.clear()
+            self.sizes[key] = size
             return {}
-        winsize = struct.pack("HHHH", int(request["height"]), int(request["width"]), 0, 0)
-        fcntl.ioctl(proc.stdin_fd, termios.TIOCSWINSZ, winsize)
+        _set_size(proc, size)
         return {}
 
     def _close_stdin(self, request: dict) -> dict:
@@ -251,6 +255,9 @@ class Supervisor:
 
     def _register(self, proc: Proc) -> None:
         self.procs[proc.key] = proc
+        size = self.sizes.pop(proc.key, None)
+        if size is not None:
+            _set_size(proc, size)
         self.by_pid[proc.pid] = proc
         for fd in proc.outputs:
             os.set_blocking(fd, False)
@@ -409,6 +416,12 @@ class _Console:
         with contextlib.suppress(OSError):
             os.unlink(self.path)
             os.rmdir(self.dir)
+
+
+def _set_size(proc: Proc, size: tuple[int, int]) -> None:
+    if proc.tty and proc.stdin_fd is not None:
+        with contextlib.suppress(OSError):
+            fcntl.ioctl(proc.stdin_fd, termios.TIOCSWINSZ, struct.pack("HHHH", size[0], size[1], 0, 0))
 
 
 def _key(container_id: str, exec_id: str | None) -> str:

@@ -43,8 +43,28 @@ def manager(config: dict[str, Any], container_id: str, systemd: bool = False) ->
     return _Guarded(found, CgroupError)
 
 
-def required(config: dict[str, Any], container_id: str, systemd: bool = False) -> Any:
-    m = manager(config, container_id, systemd)
+def of(container: Any) -> Any:
+    """The manager of an existing container (a store.Container), or None without a backend.
+
+    Reopened from the paths saved at create, never resolved again: a relative or empty
+    cgroupsPath is relative to the cgroup of the process resolving it, so a later command run
+    from another cgroup would reach (and leave behind) a different one.
+    """
+    paths = container.data.get("cgroup_paths")
+    if paths is None:  # no backend at create, or a state written before paths were saved
+        return manager(container.config, container.id, container.data.get("systemd_cgroup", False))
+    try:
+        from cais.runtime.cgroups import CgroupError, load_manager
+    except ImportError:
+        return None
+    try:
+        return _Guarded(load_manager(paths), CgroupError)
+    except CgroupError as e:
+        raise RuntimeFailure(f"cgroups: {e}") from None
+
+
+def required(container: Any) -> Any:
+    m = of(container)
     if m is None:
         raise CgroupsUnavailable("cgroups are not available in this build of cais-runtime")
     return m

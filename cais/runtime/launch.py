@@ -68,6 +68,7 @@ class Bootstrap:
                 os.fstat(fd)
             except OSError:
                 raise RuntimeFailure(f"--preserve-fds {preserve_fds}: descriptor {fd} is not open") from None
+        self.preserve_fds = preserve_fds
         floor = 3 + preserve_fds  # a caller with closed stdio: keep clear of 0-2 and the preserved
         memfd = fcntl.fcntl(sealed_python(), fcntl.F_DUPFD_CLOEXEC, floor)
         self.channel, child = Channel.pair()

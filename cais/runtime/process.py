@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 
 from cais.runtime.errors import ConfigError
 
@@ -81,8 +80,10 @@ def set_oom_score_adj(value: int) -> None:
 
 def execute(path: str, args: list[str], env: dict[str, str]) -> None:
     """Replace the init with the user's program; signals Python ignores go back to default."""
-    for sig in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, signal.SIG_DFL)
-    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+    import _signal  # signal.py's C half: signal.py builds enums, an import every init would pay
+
+    for sig in (_signal.SIGPIPE, _signal.SIGXFSZ, _signal.SIGINT, _signal.SIGTERM):
+        _signal.signal(sig, _signal.SIG_DFL)
+    _signal.pthread_sigmask(_signal.SIG_SETMASK, [])
     os.execve(path, args, env)
 

@@ -8,6 +8,7 @@ import secrets
 from cais.volume.errors import InvalidVolume
 
 NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
+MAX_LEN = 255  # a directory name (NAME_MAX)
 
 
 def validate(name: str) -> str:
@@ -15,6 +16,8 @@ def validate(name: str) -> str:
         raise InvalidVolume(f'create {name}: "{name}" includes invalid characters for a local volume name, '
                             "only \"[a-zA-Z0-9][a-zA-Z0-9_.-]\" are allowed. If you intended to pass a host "
                             "directory, use absolute path")
+    if len(name) > MAX_LEN:
+        raise InvalidVolume(f"create {name[:32]}…: volume name too long (at most {MAX_LEN} characters)")
     return name
 
 

@@ -75,7 +75,7 @@ def test_docker_exec_it(daemon: Caisd) -> None:
     cid = daemon.docker("run", "-d", "busybox", "sleep", "60").stdout.decode().strip()
     try:
         out, code = _drive([shutil.which("docker") or "docker", "-H", daemon.host, "exec", "-it", cid, "sh"], dict(os.environ),
-                           [(b"#", b"tty; stty size; exit 3\n")])
+                           [(b"#", b"sleep 0.3; tty; stty size; exit 3\n")])
         assert b"/dev/pts/" in out and b"40 100" in out
         assert code == 3
     finally:

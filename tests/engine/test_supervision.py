@@ -70,7 +70,13 @@ def test_restart_policy_and_autoremove(restartable: Caisd) -> None:
     time.sleep(1.5)
     assert int(_out(d.docker("inspect", "-f", "{{.RestartCount}}", always))) >= 1
     d.docker("stop", always)
-    assert _out(d.docker("inspect", "-f", "{{.State.Status}}", always)) == "exited"
+    deadline = time.monotonic() + 5  # a restart already under way when stop came finishes, then stays down
+    while _out(d.docker("inspect", "-f", "{{.State.Status}}", always)) != "exited":
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    count = _out(d.docker("inspect", "-f", "{{.RestartCount}}", always))
+    time.sleep(1)
+    assert _out(d.docker("inspect", "-f", "{{.State.Status}} {{.RestartCount}}", always)) == f"exited {count}"
     auto = _out(d.docker("run", "-d", "--rm", "busybox", "true"))
     deadline = time.monotonic() + 10
     while d.docker("inspect", auto, check=False).returncode == 0 and time.monotonic() < deadline:
@@ -131,3 +137,25 @@ def test_log_rotation_and_drivers(restartable: Caisd) -> None:
     assert d.docker("logs", none, check=False).returncode != 0
     bad = d.docker("run", "--rm", "--log-driver", "syslog", "busybox", "true", check=False)
     assert bad.returncode != 0 and b"not supported" in bad.stderr
+
+
+def test_supervisor_killed_leaves_no_orphan(restartable: Caisd) -> None:
+    import os
+    d = restartable
+    cid = _out(d.docker("run", "-d", "busybox", "sleep", "300"))
+    pid = int(_out(d.docker("inspect", "-f", "{{.State.Pid}}", cid)))
+    old = d.supervisor_pid()
+    os.kill(old, signal.SIGKILL)  # type: ignore[arg-type]
+    deadline = time.monotonic() + 30
+    while _out(d.docker("inspect", "-f", "{{.State.Running}}", cid)) != "false":
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    state = json.loads(_out(d.docker("inspect", "-f", "{{json .State}}", cid)))
+    assert state["ExitCode"] == 137 and "supervisor" in state["Error"]
+    for _ in range(50):
+        if not os.path.exists(f"/proc/{pid}"):
+            break
+        time.sleep(0.1)
+    assert not os.path.exists(f"/proc/{pid}")
+    assert d.supervisor_pid() != old  # a new one was started, and it runs containers again
+    assert d.docker("run", "--rm", "busybox", "echo", "again").stdout == b"again\n"

@@ -17,6 +17,9 @@ import uuid
 from typing import Any
 
 CAIS_RUNTIME = os.path.join(os.path.dirname(sys.executable), "cais-runtime")
+# Against a hung command only, never a speed check: under emulation (scripts/vm-test) one command
+# takes seconds; pytest's per-test timeout ends the test first.
+COMMAND_TIMEOUT = 600
 
 
 def config_for(args: list[str]) -> dict[str, Any]:
@@ -61,7 +64,8 @@ class Runtime:
         return cid
 
     def __call__(
-        self, *args: str, check: bool = False, input: bytes | None = None, timeout: float = 30, **kw: Any
+        self, *args: str, check: bool = False, input: bytes | None = None, timeout: float = COMMAND_TIMEOUT,
+        **kw: Any,
     ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [CAIS_RUNTIME, "--root", self.root, *args],
@@ -83,7 +87,7 @@ class Runtime:
             [CAIS_RUNTIME, "--root", self.root, "run", "-b", bundle.path, self.new_id()],
             input=data,
             capture_output=True,
-            timeout=30,
+            timeout=COMMAND_TIMEOUT,
         )
         return subprocess.CompletedProcess(
             done.args,
@@ -103,7 +107,7 @@ class Runtime:
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=err,
-                timeout=30,
+                timeout=COMMAND_TIMEOUT,
             )
         with open(self.out + ".err") as f:
             assert done.returncode == 0, f.read()

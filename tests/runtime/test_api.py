@@ -13,7 +13,7 @@ from tests.runtime.bundle import Runtime, read
 
 
 def test_in_process_lifecycle_exec_pause_and_errors(rt: Runtime) -> None:
-    b = rt.bundle("sleep", "30")
+    b = rt.bundle("sleep", "100000")
     b.write()
     cid = rt.new_id()
     out_path = os.path.join(rt.top, "exec.out")

@@ -40,7 +40,7 @@ def test_seccomp_filter_denies_syscall(rt: Runtime) -> None:
 
 
 def test_user_namespace_mappings(rt: Runtime) -> None:
-    b = rt.bundle("sh", "-c", "cat /proc/self/uid_map /proc/self/gid_map; id -u; sleep 30")
+    b = rt.bundle("sh", "-c", "cat /proc/self/uid_map /proc/self/gid_map; id -u; sleep 100000")
     b.config["linux"]["namespaces"].append({"type": "user"})
     b.config["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 231072, "size": 65536}]
     b.config["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 231072, "size": 65536}]
@@ -60,7 +60,7 @@ def test_user_namespace_mappings(rt: Runtime) -> None:
 
 
 def test_join_namespaces_by_path(rt: Runtime) -> None:
-    first = rt.bundle("sleep", "30")
+    first = rt.bundle("sleep", "100000")
     first.config["hostname"] = "cais-rt-shared"
     a = rt.create(first)
     pid = rt.state(a)["pid"]
@@ -77,7 +77,7 @@ def test_join_namespaces_by_path(rt: Runtime) -> None:
 
 
 def test_exec_into_running_container(rt: Runtime) -> None:
-    cid = rt.create(rt.bundle("sleep", "30"))
+    cid = rt.create(rt.bundle("sleep", "100000"))
     assert rt("start", cid).returncode == 0
     done = rt("exec", "--env", "X=42", "--cwd", "/tmp", cid, "sh", "-c", "echo $$ $X $(pwd); exit 7")
     assert done.returncode == 7, done.stderr
@@ -213,14 +213,14 @@ def test_foreground_run_and_exec_proxy_the_terminal(rt: Runtime) -> None:
     done = rt.run_input(b, b"cais\n")
     assert done.returncode == 3, done.stderr
     assert "/dev/pts/0" in done.stdout and "got:cais" in done.stdout
-    cid = rt.create(rt.bundle("sleep", "30"))
+    cid = rt.create(rt.bundle("sleep", "100000"))
     assert rt("start", cid).returncode == 0
     done = rt("exec", "-t", cid, "sh", "-c", "tty; exit 4")
     assert done.returncode == 4 and "/dev/pts/" in done.stdout
 
 
 def test_exec_into_user_namespace_container(rt: Runtime) -> None:
-    b = rt.bundle("sleep", "30")
+    b = rt.bundle("sleep", "100000")
     b.config["linux"]["namespaces"].append({"type": "user"})
     b.config["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 231072, "size": 65536}]
     b.config["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 231072, "size": 65536}]

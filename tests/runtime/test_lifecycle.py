@@ -27,7 +27,7 @@ def test_only_its_own_mounts(rt: Runtime) -> None:
 
 
 def test_lifecycle_states(rt: Runtime) -> None:
-    cid = rt.create(rt.bundle("sleep", "30"))
+    cid = rt.create(rt.bundle("sleep", "100000"))
     state = rt.state(cid)
     assert state["status"] == "created" and state["pid"] > 0
     pid = state["pid"]

@@ -23,6 +23,13 @@ Stats. See docs/cgroups.md.
 
 from cais.runtime.cgroups.errors import CgroupError
 from cais.runtime.cgroups.manager import Manager, load_manager, mode, open_manager
-from cais.runtime.cgroups.stats import Stats
 
 __all__ = ["CgroupError", "Manager", "Stats", "load_manager", "mode", "open_manager"]
+
+
+def __getattr__(name: str) -> type:
+    if name == "Stats":  # dataclasses (and inspect, ast...) only for those who read stats
+        from cais.runtime.cgroups.stats import Stats
+
+        return Stats
+    raise AttributeError(f"module 'cais.runtime.cgroups' has no attribute {name!r}")

@@ -10,8 +10,12 @@ from cais.runtime.cgroups import devices, fs
 from cais.runtime.cgroups.errors import CgroupError
 from cais.runtime.cgroups.manager import Manager
 from cais.runtime.cgroups.paths import cgroup_mounts, own_cgroups, under_mount
-from cais.runtime.cgroups.resources import Resources, validate
-from cais.runtime.cgroups.stats import BlkioEntry, HugetlbStats, MemoryEntry, Stats
+from cais.runtime.cgroups.resources import validate
+
+TYPE_CHECKING = False  # typing costs ~10 ms at startup; annotations are never evaluated
+if TYPE_CHECKING:
+    from cais.runtime.cgroups.resources import Resources
+    from cais.runtime.cgroups.stats import BlkioEntry, MemoryEntry, Stats
 
 # cpuacct.stat counts in USER_HZ ticks
 _NS_PER_TICK = 1_000_000_000 // os.sysconf("SC_CLK_TCK")
@@ -209,6 +213,8 @@ class V1Manager(Manager):
             raise CgroupError(
                 f"cgroup {self._paths.get('memory') or next(iter(self._paths.values()))} does not exist"
             )
+        from cais.runtime.cgroups.stats import HugetlbStats, Stats  # dataclasses: only when asked
+
         s = Stats()
         if path := self._path("cpuacct"):
             c = s.cpu
@@ -402,6 +408,8 @@ def _memory_entry(entry: MemoryEntry, path: str, prefix: str) -> None:
 
 
 def _blkio_entries(path: str, name: str) -> list[BlkioEntry]:
+    from cais.runtime.cgroups.stats import BlkioEntry
+
     out = []
     for line in (fs.read_optional(path, name) or "").splitlines():
         fields = line.split()

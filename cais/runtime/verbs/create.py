@@ -82,6 +82,7 @@ def _create(boot: launch.Bootstrap, container_id: str, bundle: str, root: str, c
         resources = cgroup.resources(config)
         if manager is not None:
             manager.create(resources)
+            container.data["cgroup_paths"] = manager.paths  # later commands reopen exactly these
         elif _limits(resources):
             warn("no cgroups backend in this build: linux.resources ignored")
         base_state = {"ociVersion": config["ociVersion"], "id": container_id, "status": "creating",
@@ -142,11 +143,12 @@ def _converse(ch: Channel, config: dict[str, Any], state: dict[str, Any], warn: 
         if kind == "warning":
             warn(message["msg"])
         elif kind == "hooks":
-            from cais.runtime import hooks
-
             all_hooks = config.get("hooks", {})
-            hooks.run("prestart", all_hooks.get("prestart", []), state)
-            hooks.run("createRuntime", all_hooks.get("createRuntime", []), state)
+            if all_hooks.get("prestart") or all_hooks.get("createRuntime"):
+                from cais.runtime import hooks  # subprocess, threading...: only when there are hooks
+
+                hooks.run("prestart", all_hooks.get("prestart", []), state)
+                hooks.run("createRuntime", all_hooks.get("createRuntime", []), state)
             ch.send({"type": "hooks-done"})
         elif kind == "created":
             return

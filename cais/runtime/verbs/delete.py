@@ -33,7 +33,7 @@ def delete(container_id: str, *, root: str = store.DEFAULT_ROOT, force: bool = F
     status = container.status()
     if status in ("running", "paused") and not force:
         raise InvalidState(f"cannot delete container {container_id} that is not stopped: {status}")
-    manager = cgroup.manager(container.config, container_id, container.data.get("systemd_cgroup", False))
+    manager = cgroup.of(container)
     if status != "stopped":
         if manager is not None:
             if status == "paused":

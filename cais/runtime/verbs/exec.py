@@ -52,7 +52,7 @@ def _exec(boot: launch.Bootstrap, container_id: str, process: dict[str, Any], ro
     try:
         if console_socket:
             console_fd = terminal.connect(console_socket)
-        manager = cgroup.manager(config, container_id, container.data.get("systemd_cgroup", False))
+        manager = cgroup.of(container)
         job = {"kind": "exec", "id": container_id, "config": config, "process": process, "clone_flags": 0,
                "joins": joins, "seccomp": bool(config.get("linux", {}).get("seccomp")),
                "preserve_fds": preserve_fds, "console_fd": 0 if console_fd is not None else None}

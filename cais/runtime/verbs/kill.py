@@ -28,7 +28,7 @@ def kill(container_id: str, sig: int, *, root: str = store.DEFAULT_ROOT, all: bo
     if container.status() == "stopped":
         raise InvalidState("container not running")
     if all:
-        manager = cgroup.manager(container.config, container_id, container.data.get("systemd_cgroup", False))
+        manager = cgroup.of(container)
         if manager is not None:
             manager.kill(sig)
             return

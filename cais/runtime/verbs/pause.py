@@ -10,7 +10,7 @@ def pause(container_id: str, *, root: str = store.DEFAULT_ROOT) -> None:
     container = store.load(root, container_id)
     if container.status() not in ("running", "created"):
         raise InvalidState(f"cannot pause a container that is {container.status()}")
-    cgroup.required(container.config, container_id, container.data.get("systemd_cgroup", False)).freeze()
+    cgroup.required(container).freeze()
     container.data["paused"] = True
     container.save()
 
@@ -19,6 +19,6 @@ def resume(container_id: str, *, root: str = store.DEFAULT_ROOT) -> None:
     container = store.load(root, container_id)
     if container.status() != "paused":
         raise InvalidState(f"cannot resume a container that is {container.status()}")
-    cgroup.required(container.config, container_id, container.data.get("systemd_cgroup", False)).thaw()
+    cgroup.required(container).thaw()
     container.data["paused"] = False
     container.save()

@@ -9,7 +9,7 @@ from cais.runtime import cgroup, store
 
 def ps(container_id: str, *, root: str = store.DEFAULT_ROOT) -> list[int]:
     container = store.load(root, container_id)
-    manager = cgroup.manager(container.config, container_id, container.data.get("systemd_cgroup", False))
+    manager = cgroup.of(container)
     if manager is not None:
         return sorted(manager.pids())
     if not container.alive():

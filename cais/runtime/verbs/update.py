@@ -22,7 +22,7 @@ def update(container_id: str, resources: dict[str, Any], *, root: str = store.DE
     container = store.load(root, container_id)
     if container.status() == "stopped":
         raise InvalidState("cannot update a stopped container")
-    cgroup.required(container.config, container_id, container.data.get("systemd_cgroup", False)).update(resources)
+    cgroup.required(container).update(resources)
     linux = container.config.setdefault("linux", {})
     _merge(linux.setdefault("resources", {}), resources)
     container.save()
