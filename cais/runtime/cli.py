@@ -95,6 +95,9 @@ def _parser(only: str | None = None) -> argparse.ArgumentParser:
     ls = verb("list", "list containers", with_id=False)
     ls.add_argument("-f", "--format", choices=("table", "json"), default="table")
     ls.add_argument("-q", "--quiet", action="store_true")
+    ev = verb("events", "print resource usage and OOM kills of a container (JSON lines)")
+    ev.add_argument("--stats", action="store_true", help="print the stats once and exit")
+    ev.add_argument("--interval", default="5s", help="time between two stats events (default %(default)s)")
     ps = verb("ps", "list the processes of a container")
     ps.add_argument("-f", "--format", choices=("table", "json"), default="table")
     ps.add_argument("ps_args", nargs=argparse.REMAINDER)
@@ -131,8 +134,8 @@ def _parser(only: str | None = None) -> argparse.ArgumentParser:
 _GLOBAL_VALUES = ("--root", "--log", "--log-format", "--rootless", "--criu")
 
 
-_VERBS = ("spec", "create", "start", "run", "state", "kill", "delete", "list", "ps", "exec", "pause", "resume",
-          "update", "features")
+_VERBS = ("spec", "create", "start", "run", "state", "kill", "delete", "list", "events", "ps", "exec", "pause",
+          "resume", "update", "features")
 
 
 def _guess_verb(argv: list[str]) -> str | None:
@@ -247,6 +250,8 @@ def _dispatch(args: argparse.Namespace, log: Log, early: Bootstrap | None = None
         _list(args)
     elif args.verb == "ps":
         _ps(args)
+    elif args.verb == "events":
+        _events(args)
     elif args.verb == "exec":
         return _exec(args, log)
     elif args.verb in ("pause", "resume"):
@@ -309,6 +314,39 @@ def _list(args: argparse.Namespace) -> None:
         print(f"{'ID':<20} {'PID':<8} {'STATUS':<10} {'BUNDLE':<40} {'CREATED':<32} OWNER")
         for s in states:
             print(f"{s['id']:<20} {s['pid']:<8} {s['status']:<10} {s['bundle']:<40} {s['created']:<32} root")
+
+
+def _duration(text: str) -> float:
+    """Seconds in a Go-style duration (``5s``, ``500ms``, ``1m``) or a plain number of seconds."""
+    units = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+    number, scale = text, 1.0
+    for unit in units:  # "ms" before "s" and "m"
+        if text.endswith(unit):
+            number, scale = text[:-len(unit)], units[unit]
+            break
+    try:
+        seconds = float(number) * scale
+    except ValueError:
+        seconds = 0
+    if not seconds > 0:
+        raise RuntimeFailure(f"events: invalid --interval {text!r}")
+    return seconds
+
+
+def _events(args: argparse.Namespace) -> None:
+    import json
+
+    from cais.runtime.verbs import events
+
+    if args.stats:
+        print(json.dumps(events.stats(args.id, root=args.root)))
+        return
+    interval = _duration(args.interval)
+
+    def emit(event: dict[str, Any]) -> None:
+        print(json.dumps(event), flush=True)
+
+    events.events(args.id, emit, root=args.root, interval=interval)
 
 
 def _ps(args: argparse.Namespace) -> None:

@@ -108,3 +108,41 @@ def test_delete_from_another_cgroup_leaves_nothing(rt: Runtime) -> None:
         assert not any(os.path.exists(os.path.join(p, cid)) for p in elsewhere.paths.values())
     finally:
         elsewhere.destroy()
+
+
+@pytest.mark.cgroup2
+def test_events_stats_and_oom(rt: Runtime) -> None:
+    """`events --stats` prints runc's stats event; `events` streams stats, then an oom event when
+    the container's allocating process is OOM-killed (it waits for a file the test creates once
+    events has printed its first stats, so no OOM kill happens before events watches)."""
+    import subprocess
+
+    from tests.runtime.bundle import CAIS_RUNTIME
+
+    b = rt.bundle("sh", "-c", "while [ ! -e /go ]; do sleep 0.1; done; "
+                  "awk 'BEGIN { s = \"a\"; while (length(s) < 268435456) s = s s }'; sleep 100000")
+    b.config["linux"]["resources"]["memory"] = {"limit": 32 * 1024 * 1024, "swap": 32 * 1024 * 1024}
+    b.config["root"]["readonly"] = False
+    cid = rt.create(b)
+    assert rt("start", cid).returncode == 0
+    once = rt("events", "--stats", cid)
+    assert once.returncode == 0, once.stderr
+    event = json.loads(once.stdout)
+    assert event["type"] == "stats" and event["id"] == cid
+    assert event["data"]["pids"]["current"] >= 1 and event["data"]["memory"]["usage"]["limit"] == 32 << 20
+    watch = subprocess.Popen([CAIS_RUNTIME, "--root", rt.root, "events", "--interval", "1h", cid],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert watch.stdout is not None
+        assert json.loads(watch.stdout.readline())["type"] == "stats"
+        with open(os.path.join(b.rootfs, "go"), "w"):
+            pass
+        assert json.loads(watch.stdout.readline()) == {"type": "oom", "id": cid}
+    finally:
+        watch.kill()
+        watch.communicate()
+    bad = rt("events", "--interval", "soon", cid)
+    assert bad.returncode == 1 and "invalid --interval" in bad.stderr
+    assert rt("delete", "--force", cid).returncode == 0
+    gone = rt("events", "--stats", cid)
+    assert gone.returncode == 1 and "does not exist" in gone.stderr

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 
@@ -165,5 +164,5 @@ def cmd_system_prune(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-de
 
 def cmd_registry_serve(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
     """`cais registry serve [ARGS]`: the cais registry server (python -m cais.registry.server)."""
-    os.execv(sys.executable, [sys.executable, "-m", "cais.registry.server", *args])
-    return 0
+    from cais.registry.server.__main__ import main
+    return main(args, prog="cais registry serve")

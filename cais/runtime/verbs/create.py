@@ -67,6 +67,7 @@ def _create(boot: launch.Bootstrap, container_id: str, bundle: str, root: str, c
                                                "systemd_cgroup": systemd_cgroup})
     console_fd = None
     manager = None
+    born_inside = False
     pid = 0
     fifo_fd = -1
     try:
@@ -83,6 +84,12 @@ def _create(boot: launch.Bootstrap, container_id: str, bundle: str, root: str, c
         if manager is not None:
             manager.create(resources)
             container.data["cgroup_paths"] = manager.paths  # later commands reopen exactly these
+            # The bootstrap goes in while it still boots (as runc puts `runc init` in): the init is
+            # then cloned inside, and the migration (on v1 an RCU grace period, ~20 ms) overlaps the
+            # boot rather than following the clone. A zygote is shared: its inits are moved.
+            if isinstance(boot, launch.Bootstrap):
+                manager.add(boot.pid)
+                born_inside = True
         elif _limits(resources):
             warn("no cgroups backend in this build: linux.resources ignored")
         base_state = {"ociVersion": config["ociVersion"], "id": container_id, "status": "creating",
@@ -103,7 +110,7 @@ def _create(boot: launch.Bootstrap, container_id: str, bundle: str, root: str, c
         container.save()
         if clone_flags & CLONE_NEWUSER:
             namespaces.write_id_maps(pid, config.get("linux", {}))
-        if manager is not None:
+        if manager is not None and not born_inside:
             manager.add(pid)
         boot.channel.send({"type": "go", "pid": pid})
         _converse(boot.channel, config, dict(base_state, pid=pid), warn)
@@ -115,6 +122,8 @@ def _create(boot: launch.Bootstrap, container_id: str, bundle: str, root: str, c
                 os.kill(pid, signal.SIGKILL)
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, 0)
+        if born_inside:
+            boot.abandon()  # out of the cgroup before it goes
         if manager is not None:
             with contextlib.suppress(Exception):
                 manager.destroy()
