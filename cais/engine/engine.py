@@ -175,6 +175,9 @@ class Engine:
                                 self._on_exit(event["id"], event["exit_code"], event.get("finished_at"))
                         except Exception:
                             log.exception("handling the exit of %s", event.get("id"))
+                        if self.supervisor.mismatch:  # an outdated supervisor goes once it is idle
+                            with contextlib.suppress(OSError, SupervisorError):
+                                self.supervisor.ensure_running()
             except (OSError, SupervisorError, ValueError) as e:
                 log.warning("supervisor connection lost: %s", e)
             if self._closed.wait(0.5):

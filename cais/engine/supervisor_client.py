@@ -61,12 +61,13 @@ class SupervisorClient:
             return True
         pid = reply.get("pid")
         if not reply.get("procs") and self._replace_idle(pid):
+            self.mismatch = None
             log.info("replaced the idle supervisor (pid %s, %s) by one running %s", pid,
                      build.describe(theirs), build.describe(ours))
             return False
         self.mismatch = (f"the supervisor (pid {pid}) runs {build.describe(theirs)}, older code than this "
                          f"{build.describe(ours)}; it is kept for its {len(reply.get('procs') or {})} running "
-                         "processes: once they have stopped, restart caisd to replace it")
+                         "processes and replaced once they have stopped")
         if (theirs or {}).get("protocol", 1) != build.PROTOCOL:
             raise SupervisorError(f"{self.mismatch} — but its protocol is not ours: run the previous cais "
                                   "until its containers have stopped, or stop them")
