@@ -41,8 +41,8 @@ def _each(ctx, names: list[str], action) -> int:  # type: ignore[no-untyped-def]
 
 # ---- create / run -------------------------------------------------------------------------
 def _pull_if_missing(ctx, image: str, body: dict, name: str | None, policy: str, quiet: bool) -> str:  # type: ignore[no-untyped-def]
-    from cais.cli.commands.images import pull_image
     if policy == "always":
+        from cais.cli.commands.images import pull_image
         pull_image(ctx, image, quiet=quiet)
     try:
         return ctx.client.call("POST", "/containers/create", {"name": name}, body)["Id"]
@@ -50,6 +50,7 @@ def _pull_if_missing(ctx, image: str, body: dict, name: str | None, policy: str,
         if e.status != 404 or policy == "never" or "No such image" not in str(e):
             raise CliError(f"Error response from daemon: {e}", 125) from None
     print(f"Unable to find image '{image}' locally", file=sys.stderr)
+    from cais.cli.commands.images import pull_image  # only when pulling: ~8 ms of every run's start
     pull_image(ctx, image, quiet=quiet, stream=sys.stderr)
     try:
         return ctx.client.call("POST", "/containers/create", {"name": name}, body)["Id"]
