@@ -168,6 +168,11 @@ def _finalize(proc: dict[str, Any], filt: Any, warn: _Warn, preserve_fds: int) -
     exe = process.find_executable(proc["args"][0], env)
     caps = proc.get("capabilities", {})
     nnp = bool(proc.get("noNewPrivileges"))
+    # As runc: enter the cwd while still root (a directory only root may enter, -w /root with
+    # --user 65534 --cap-drop ALL), and again after the switch if root was denied (root-squashed
+    # or user-owned directories the container user may enter).
+    _at("entering process.cwd")
+    entered = process.chdir(proc.get("cwd", "/"), denied_ok=True)
     _at("dropping privileges")
     if filt is not None and not nnp:
         seccomp_.load(filt)  # needs CAP_SYS_ADMIN without no_new_privs: load while still root
@@ -180,8 +185,9 @@ def _finalize(proc: dict[str, Any], filt: Any, warn: _Warn, preserve_fds: int) -
         prctl.set_no_new_privs()
     if filt is not None and nnp:
         seccomp_.load(filt)
-    _at("entering process.cwd")
-    process.chdir(proc.get("cwd", "/"))
+    if not entered:
+        _at("entering process.cwd")
+        process.chdir(proc.get("cwd", "/"))
     fds.cloexec_from(3 + preserve_fds)
     return exe, env
 

@@ -59,10 +59,17 @@ def switch_user(user: dict[str, Any]) -> None:
         os.umask(user["umask"])
 
 
-def chdir(cwd: str) -> None:
-    """chdir to process.cwd and make sure it is inside the container root (CVE-2024-21626 class)."""
+def chdir(cwd: str, *, denied_ok: bool = False) -> bool:
+    """chdir to process.cwd and make sure it is inside the container root (CVE-2024-21626 class).
+
+    denied_ok: EACCES returns False instead of failing (runc's first try, before the user switch).
+    """
     try:
         os.chdir(cwd)
+    except PermissionError as e:
+        if denied_ok:
+            return False
+        raise ConfigError(f"process.cwd {cwd}: {e.strerror}") from None
     except OSError as e:
         raise ConfigError(f"process.cwd {cwd}: {e.strerror}") from None
     try:
@@ -71,6 +78,7 @@ def chdir(cwd: str) -> None:
         here = ""
     if not here.startswith("/"):
         raise ConfigError(f"process.cwd {cwd} is outside the container root")
+    return True
 
 
 def set_oom_score_adj(value: int) -> None:

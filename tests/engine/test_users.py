@@ -12,6 +12,8 @@ def test_user_without_capabilities_runs_and_execs(daemon: Caisd) -> None:
     assert daemon.docker("run", "--rm", *flags, "busybox", "id").stdout == expected
     assert daemon.docker("run", "--rm", *flags, "--security-opt", "no-new-privileges", "busybox",
                          "id").stdout == expected
+    # a workdir only root may enter is entered before the user switch, as runc does
+    assert daemon.docker("run", "--rm", *flags, "-w", "/root", "busybox", "pwd").stdout == b"/root\n"
     cid = daemon.docker("run", "-d", *flags, "busybox", "sleep", "300").stdout.decode().strip()
     try:
         assert daemon.docker("exec", cid, "id").stdout == expected

@@ -82,9 +82,12 @@ def test_zygote_creates_children_of_the_caller(rt: Runtime) -> None:
 
 
 def test_unprivileged_user_without_capabilities(rt: Runtime) -> None:
-    """--user 65534 --cap-drop ALL: the init still reaches the exec fifo after setuid (as runc)."""
+    """--user 65534 --cap-drop ALL: the init still reaches the exec fifo after setuid, and a cwd
+    only root may enter (/root, 0700) is entered before the switch (as runc)."""
     for nnp in (False, True):
-        b = rt.bundle("sh", "-c", "id; grep -E '^Cap(Prm|Eff|Bnd)' /proc/self/status")
+        b = rt.bundle("sh", "-c", "id; grep -E '^Cap(Prm|Eff|Bnd)' /proc/self/status; pwd")
+        os.chmod(os.path.join(b.rootfs, "root"), 0o700)
+        b.config["process"]["cwd"] = "/root"
         b.config["process"]["user"] = {"uid": 65534, "gid": 65534}
         b.config["process"]["capabilities"] = {k: [] for k in b.config["process"]["capabilities"]}
         b.config["process"]["noNewPrivileges"] = nnp
@@ -100,4 +103,4 @@ def test_unprivileged_user_without_capabilities(rt: Runtime) -> None:
         assert os.waitstatus_to_exitcode(status) == 0, read(out_path)
         assert read(out_path).splitlines() == ["uid=65534(nobody) gid=65534(nogroup)",
                                                "CapPrm:\t0000000000000000", "CapEff:\t0000000000000000",
-                                               "CapBnd:\t0000000000000000"]
+                                               "CapBnd:\t0000000000000000", "/root"]
