@@ -34,6 +34,9 @@ class Caisd:
     log: str = ""
     env: dict = field(default_factory=dict)
     extra: list[str] = field(default_factory=list)  # more caisd flags
+    # no default bridge: tests on the real host never touch its networking (tests/network runs
+    # caisd with a bridge inside a sandbox network namespace)
+    network_args: list[str] = field(default_factory=lambda: ["--bridge", "none"])
 
     @property
     def host(self) -> str:
@@ -50,11 +53,13 @@ class Caisd:
     def args(self) -> list[str]:
         return [os.path.join(VENV_BIN, "caisd"), "--data-root", self.data_root, "--exec-root", self.exec_root,
                 "-H", self.host, "--config-file", os.path.join(self.root, "daemon.json"),
-                "--cgroup-parent", self.cgroup_parent, *self.extra]
+                "--cgroup-parent", self.cgroup_parent, *self.network_args, *self.extra]
 
     def start(self) -> None:
         logf = open(self.log, "ab")  # noqa: SIM115 - the child keeps it
-        self.proc = subprocess.Popen(self.args(), stdout=logf, stderr=subprocess.STDOUT, start_new_session=True)
+        env, cwd = ({**os.environ, **self.env}, self.root) if self.env else (None, None)  # cwd: no ./cais
+        self.proc = subprocess.Popen(self.args(), stdout=logf, stderr=subprocess.STDOUT, start_new_session=True,
+                                     env=env, cwd=cwd)
         logf.close()
         deadline = time.monotonic() + 60
         while not self.ping():
@@ -127,10 +132,13 @@ def _remove_cgroups(parent: str) -> None:
 
 
 @contextlib.contextmanager
-def caisd(bootstrap: bool = True, extra: list[str] | None = None) -> Iterator[Caisd]:
+def caisd(bootstrap: bool = True, extra: list[str] | None = None,
+          network_args: list[str] | None = None) -> Iterator[Caisd]:
     root = tempfile.mkdtemp(prefix="cais-en-", dir="/tmp")
     d = Caisd(root=root, sock=os.path.join(root, "d.sock"), cgroup_parent=f"/cais-en-{secrets.token_hex(4)}",
               log=os.path.join(root, "caisd.log"), extra=list(extra or []))
+    if network_args is not None:
+        d.network_args = network_args
     with open(os.path.join(root, "daemon.json"), "w") as f:
         json.dump({}, f)
     try:

@@ -1,41 +1,67 @@
-"""/networks until their drivers exist: the built-in `none` and `host` networks.
-
-Containers run with `--network none` semantics (`host` shares the host's namespace); creating
-networks is answered 501 with a clear message, never a silent success.
-"""
+"""/networks: docker's NetworkList, NetworkInspect, NetworkCreate, NetworkDelete, NetworkConnect,
+NetworkDisconnect and NetworkPrune over the engine's NetworkService."""
 
 from __future__ import annotations
 
+import asyncio
+
 from aiohttp import web
 
-from cais.api.errors import json_reply
-from cais.api.routing import route
-from cais.engine.errors import NotFound, Unsupported
+from cais.api.errors import json_reply, read_json
+from cais.api.routing import qfilters, route
+from cais.engine.errors import InvalidParameter
 
-_NETWORKS = {
-    name: {"Name": name, "Id": ident, "Created": "0001-01-01T00:00:00Z", "Scope": "local", "Driver": name,
-           "EnableIPv6": False, "IPAM": {"Driver": "default", "Options": None, "Config": []}, "Internal": False,
-           "Attachable": False, "Ingress": False, "ConfigFrom": {"Network": ""}, "ConfigOnly": False,
-           "Containers": {}, "Options": {}, "Labels": {}}
-    for name, ident in (("none", "6e6f6e65" * 8), ("host", "686f7374" * 8))
-}
+
+def _networks(request: web.Request):  # type: ignore[no-untyped-def]
+    return request.app["engine"].networks
 
 
 @route("GET", "/networks")
 async def list_networks(request: web.Request) -> web.Response:
-    return json_reply(list(_NETWORKS.values()))
+    return json_reply(await asyncio.to_thread(_networks(request).list, qfilters(request)))
 
 
 @route("GET", "/networks/{id}")
 async def inspect_network(request: web.Request) -> web.Response:
-    ref = request.match_info["id"]
-    for net in _NETWORKS.values():
-        if ref in (net["Name"], net["Id"]) or (len(ref) >= 3 and net["Id"].startswith(ref)):
-            return json_reply(net)
-    raise NotFound(f"network {ref} not found")
+    return json_reply(await asyncio.to_thread(_networks(request).inspect, request.match_info["id"]))
 
 
 @route("POST", "/networks/create")
 async def create_network(request: web.Request) -> web.Response:
-    raise Unsupported("creating networks is not supported yet: containers use --network none or host")
+    body = await read_json(request)
+    return json_reply(await asyncio.to_thread(_networks(request).create, body), status=201)
 
+
+@route("DELETE", "/networks/{id}")
+async def remove_network(request: web.Request) -> web.Response:
+    await asyncio.to_thread(_networks(request).remove, request.match_info["id"])
+    return web.Response(status=204)
+
+
+@route("POST", "/networks/prune")
+async def prune_networks(request: web.Request) -> web.Response:
+    return json_reply(await asyncio.to_thread(_networks(request).prune, qfilters(request)))
+
+
+def _container(body: object) -> str:
+    if not isinstance(body, dict) or not isinstance(body.get("Container"), str) or not body["Container"]:
+        raise InvalidParameter("a Container is required")
+    return body["Container"]
+
+
+@route("POST", "/networks/{id}/connect")
+async def connect_network(request: web.Request) -> web.Response:
+    body = await read_json(request)
+    config = body.get("EndpointConfig") if isinstance(body, dict) else None
+    if config is not None and not isinstance(config, dict):
+        raise InvalidParameter("invalid EndpointConfig: expected an object")
+    await asyncio.to_thread(_networks(request).connect, request.match_info["id"], _container(body), config)
+    return web.Response(status=200)
+
+
+@route("POST", "/networks/{id}/disconnect")
+async def disconnect_network(request: web.Request) -> web.Response:
+    body = await read_json(request)
+    await asyncio.to_thread(_networks(request).disconnect, request.match_info["id"], _container(body),
+                            bool(body.get("Force")))
+    return web.Response(status=200)

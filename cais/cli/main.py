@@ -31,14 +31,16 @@ GROUPS = {
                                                            "history", "build")}},
     "system": {"info": "info", "df": "system_df", "prune": "system_prune", "events": "events"},
     "network": {"ls": "network_ls", "list": "network_ls", "inspect": "network_inspect",
-                "create": "network_create", "rm": "network_rm", "prune": "network_prune"},
+                "create": "network_create", "rm": "network_rm", "prune": "network_prune",
+                "connect": "network_connect", "disconnect": "network_disconnect"},
     "volume": {"ls": "volume_ls", "list": "volume_ls", "inspect": "volume_inspect", "create": "volume_create",
                "rm": "volume_rm", "prune": "volume_prune"},
     "registry": {"serve": "registry_serve"},
 }
 EXTRA = {"container_prune": "containers", "image_prune": "images", "image_bootstrap": "images",
          "image_inspect": "images", "system_df": "system", "system_prune": "system", "registry_serve": "system",
-         **{f"network_{v}": "objects" for v in ("ls", "inspect", "create", "rm", "prune")},
+         **{f"network_{v}": "networks" for v in ("ls", "inspect", "create", "rm", "prune", "connect",
+                                                 "disconnect")},
          **{f"volume_{v}": "volumes" for v in ("ls", "inspect", "create", "rm", "prune")}}
 
 USAGE = """Usage:  cais [OPTIONS] COMMAND

@@ -26,6 +26,16 @@ def add_container_flags(p: Parser) -> None:
     a("--volumes-from", action="append", default=[])
     a("-p", "--publish", action="append", default=[])
     a("--network", "--net", default=None)
+    a("-P", "--publish-all", action="store_true")
+    a("--expose", action="append", default=[])
+    a("--network-alias", "--net-alias", action="append", default=[])
+    a("--ip")
+    a("--ip6")
+    a("--dns", action="append", default=[])
+    a("--dns-search", action="append", default=[])
+    a("--dns-option", "--dns-opt", action="append", default=[])
+    a("--add-host", action="append", default=[])
+    a("--domainname")
     a("-w", "--workdir")
     a("-u", "--user")
     a("--entrypoint")
@@ -144,18 +154,34 @@ def _restart(text: str) -> dict:
     return policy
 
 
-def _ports(items: list[str]) -> tuple[dict, dict]:
-    exposed, bindings = {}, {}
-    for item in items:
-        parts = item.rsplit(":", 2)
-        container = parts[-1]
-        if "/" not in container:
-            container += "/tcp"
-        host_port = parts[-2] if len(parts) > 1 else ""
-        host_ip = parts[0] if len(parts) > 2 else ""
-        exposed[container] = {}
-        bindings.setdefault(container, []).append({"HostIp": host_ip, "HostPort": host_port})
+def _ports(items: list[str], expose: list[str]) -> tuple[dict, dict]:
+    from cais.network.errors import InvalidConfig
+    from cais.network.ports import parse_publish
+
+    exposed: dict = {}
+    bindings: dict[str, list] = {}
+    try:
+        for item in items:
+            for key, hosts in parse_publish(item).items():
+                exposed[key] = {}
+                bindings.setdefault(key, []).extend(hosts)
+        for item in expose:
+            for key in parse_publish(item):
+                exposed[key] = {}
+    except InvalidConfig as e:
+        raise CliError(str(e), 125) from None
     return exposed, bindings
+
+
+def _networking(opts) -> dict | None:  # type: ignore[no-untyped-def]
+    """NetworkingConfig for --network-alias and --ip: they apply to the --network given."""
+    if not opts.network_alias and not opts.ip and not opts.ip6:
+        return None
+    if (opts.network or "default") in ("default", "bridge", "none", "host") or opts.network.startswith("container:"):
+        raise CliError("--network-alias, --ip and --ip6 need a user-defined network (--network NAME)", 125)
+    return {"EndpointsConfig": {opts.network: {"Aliases": opts.network_alias or None,
+                                               "IPAMConfig": {"IPv4Address": opts.ip or "", "IPv6Address": opts.ip6 or ""}
+                                               if opts.ip or opts.ip6 else None}}}
 
 
 def container_body(opts) -> dict:  # type: ignore[no-untyped-def]
@@ -166,7 +192,7 @@ def container_body(opts) -> dict:  # type: ignore[no-untyped-def]
         healthcheck = {"Test": ["CMD-SHELL", opts.health_cmd] if opts.health_cmd else [],
                        "Interval": opts.health_interval or 0, "Timeout": opts.health_timeout or 0,
                        "Retries": opts.health_retries or 0, "StartPeriod": opts.health_start_period or 0}
-    exposed, bindings = _ports(opts.publish)
+    exposed, bindings = _ports(opts.publish, opts.expose)
     log_config = {"Type": opts.log_driver or "", "Config": _kv_list(opts.log_opt, "--log-opt")}
     binds, volumes = mountopts.binds(opts.volume)
     host = {
@@ -183,7 +209,9 @@ def container_body(opts) -> dict:  # type: ignore[no-untyped-def]
         "UsernsMode": opts.userns,
         "ShmSize": opts.shm_size or 0, "Sysctls": _kv_list(opts.sysctl, "--sysctl") or None,
         "Init": True if opts.init else None, "OomKillDisable": opts.oom_kill_disable,
-        "LogConfig": log_config,
+        "LogConfig": log_config, "PublishAllPorts": opts.publish_all, "Dns": opts.dns or None,
+        "DnsSearch": opts.dns_search or None, "DnsOptions": opts.dns_option or None,
+        "ExtraHosts": opts.add_host or None,
     }
     body = {
         "Image": opts.image, "Cmd": opts.command or None, "Env": _env(opts),
@@ -192,8 +220,11 @@ def container_body(opts) -> dict:  # type: ignore[no-untyped-def]
         "StdinOnce": opts.interactive and not opts.detach, "AttachStdin": opts.interactive and not opts.detach,
         "AttachStdout": not opts.detach, "AttachStderr": not opts.detach, "ExposedPorts": exposed or None,
         "Volumes": volumes or None, "StopSignal": opts.stop_signal, "StopTimeout": opts.stop_timeout, "Healthcheck": healthcheck,
-        "HostConfig": host,
+        "HostConfig": host, "Domainname": opts.domainname or "",
     }
+    networking = _networking(opts)
+    if networking:
+        body["NetworkingConfig"] = networking
     if opts.entrypoint is not None:
         body["Entrypoint"] = shlex.split(opts.entrypoint) if opts.entrypoint else [""]
     return body

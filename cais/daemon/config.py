@@ -17,11 +17,11 @@ FILE_KEYS = {"hosts": "hosts", "data-root": "data_root", "exec-root": "exec_root
              "storage-driver": "storage_driver", "log-level": "log_level", "debug": "debug", "group": "group",
              "tlsverify": "tlsverify", "tlscacert": "tlscacert", "tlscert": "tlscert", "tlskey": "tlskey",
              "cgroup-parent": "cgroup_parent", "init-path": "init_path", "tls": "tls",
-             "insecure-tcp": "insecure_tcp"}
+             "insecure-tcp": "insecure_tcp", "bridge": "bridge", "dns": "dns", "mtu": "mtu"}
 IGNORED_FILE_KEYS = {"live-restore", "log-driver", "log-opts", "default-ulimits", "features", "experimental",
-                     "registry-mirrors", "insecure-registries", "iptables", "bridge", "ip-forward", "ip-masq",
+                     "registry-mirrors", "insecure-registries", "iptables", "ip-forward", "ip-masq",
                      "userland-proxy", "default-runtime", "runtimes", "max-concurrent-downloads",
-                     "max-concurrent-uploads", "shutdown-timeout", "labels", "dns", "mtu"}
+                     "max-concurrent-uploads", "shutdown-timeout", "labels"}
 
 
 class ConfigError(Exception):
@@ -46,6 +46,9 @@ class Settings:
     insecure_tcp: bool = False
     cgroup_parent: str = "/cais"
     init_path: str | None = None
+    bridge: str = "cais0"
+    dns: list[str] = field(default_factory=list)
+    mtu: int = 1500
     file: dict = field(default_factory=dict)
 
 
@@ -70,6 +73,10 @@ def parser() -> argparse.ArgumentParser:
                    help="allow tcp:// without --tlsverify: root on this machine for anyone who can reach the port")
     p.add_argument("--cgroup-parent", help="parent cgroup of containers (default /cais)")
     p.add_argument("--init-path", help="the init binary for --init (default: docker-init, catatonit)")
+    p.add_argument("-b", "--bridge", help='Linux bridge of the default "bridge" network (default cais0); '
+                   '"none": no default network, containers default to --network none (see docs/network.md)')
+    p.add_argument("--dns", action="append", help="DNS server for containers and the embedded DNS (repeatable)")
+    p.add_argument("--mtu", type=int, help="MTU of the default bridge network (default 1500)")
     p.add_argument("-v", "--version", action="store_true", help="print the version and exit")
     return p
 
@@ -91,6 +98,9 @@ def load(argv: list[str] | None = None) -> tuple[Settings, argparse.Namespace]:
     conflicts = []
     for key, value in file.items():
         attr = FILE_KEYS.get(key)
+        if key == "userns-remap":
+            raise ConfigError("userns-remap is not supported by caisd yet: containers run without a user "
+                              "namespace (see docs/security.md, \"Not done yet\")")
         if attr is None:
             if key not in IGNORED_FILE_KEYS:
                 raise ConfigError(f"the following directives don't match any configuration option: {key}")
@@ -103,7 +113,8 @@ def load(argv: list[str] | None = None) -> tuple[Settings, argparse.Namespace]:
         raise ConfigError("the following directives are specified both as a flag and in the configuration file: "
                           + ", ".join(conflicts))
     for attr in ("hosts", "data_root", "exec_root", "pidfile", "storage_driver", "log_level", "debug", "group",
-                 "tls", "tlsverify", "tlscacert", "tlscert", "tlskey", "cgroup_parent", "init_path", "insecure_tcp"):
+                 "tls", "tlsverify", "tlscacert", "tlscert", "tlskey", "cgroup_parent", "init_path", "insecure_tcp",
+                 "bridge", "dns", "mtu"):
         value = getattr(args, attr, None)
         if value not in (None, []):
             setattr(settings, attr, value)

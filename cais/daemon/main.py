@@ -87,7 +87,8 @@ async def serve(settings: Settings) -> None:
                 raise DaemonError(f"group {settings.group!r} not found") from None
             group = int(settings.group)
     engine = Engine(settings.data_root, settings.exec_root, storage_driver=settings.storage_driver,
-                    cgroup_parent=settings.cgroup_parent, init_path=settings.init_path)
+                    cgroup_parent=settings.cgroup_parent, init_path=settings.init_path,
+                    network={"bridge": settings.bridge, "dns": settings.dns, "mtu": settings.mtu})
     engine.lock()
     try:
         await asyncio.to_thread(engine.open)
@@ -106,6 +107,8 @@ async def serve(settings: Settings) -> None:
                 with contextlib.suppress(OSError):
                     os.unlink(listener.address)
     finally:
+        if engine._networks is not None:
+            engine.networks.shutdown()  # table ip cais goes; the next start re-creates it
         engine.close()
 
 

@@ -50,21 +50,35 @@ def go_file_mode(mode: int) -> int:
 
 
 class ContainerFS:
-    """A container's file system for the duration of a copy."""
+    """A container's file system for the duration of a copy.
+
+    A running container is frozen (as docker does since CVE-2018-15664) while the copy resolves
+    and walks paths through /proc/PID/root: otherwise its processes could swap a checked directory
+    for a symlink to / between the check and the use, and the daemon would follow it on the host.
+    """
 
     def __init__(self, engine, record: dict) -> None:  # type: ignore[no-untyped-def]
         self.engine = engine
         self.record = record
         self.mounted = False
+        self.frozen = False
 
     def __enter__(self) -> str:
+        from cais import runtime
         pid = self.record["State"]["Pid"]
         if self.record["State"]["Running"] and pid:
+            if not self.record["State"]["Paused"]:
+                runtime.pause(self.record["Id"], root=self.engine.runtime_root)
+                self.frozen = True
             return f"/proc/{pid}/root"
         self.mounted = True
         return self.engine.storage.mount(self.record["Id"])
 
     def __exit__(self, *_: object) -> None:
+        from cais import runtime
+        if self.frozen and not self.record["State"]["Paused"]:  # unless `docker pause` came meanwhile
+            with contextlib.suppress(Exception):
+                runtime.resume(self.record["Id"], root=self.engine.runtime_root)
         if self.mounted:
             with contextlib.suppress(Exception):
                 self.engine.storage.unmount(self.record["Id"])

@@ -8,6 +8,7 @@ import time
 from cais.engine import humanize, logs, names, security, spec
 from cais.engine.errors import InvalidParameter
 from cais.engine.restart import parse_policy
+from cais.network import ports
 
 ZERO_TIME = "0001-01-01T00:00:00Z"
 _LIST_FILTERS = {"id", "name", "label", "status", "exited", "ancestor", "before", "since", "health",
@@ -71,7 +72,7 @@ def new_record(body: dict, name: str | None, image: dict, taken: set[str]) -> di
         "ExposedPorts": config.get("ExposedPorts") or image_config.get("ExposedPorts"),
     }
     host_config = {
-        "Binds": host.get("Binds"), "NetworkMode": host.get("NetworkMode") or "none",
+        "Binds": host.get("Binds"), "NetworkMode": host.get("NetworkMode") or "default",
         "PortBindings": host.get("PortBindings") or {}, "RestartPolicy": policy,
         "AutoRemove": bool(host.get("AutoRemove")), "LogConfig": host.get("LogConfig") or
         {"Type": "json-file", "Config": {}},
@@ -143,7 +144,8 @@ def summary(record: dict) -> dict:
     return {
         "Id": record["Id"], "Names": [record["Name"]], "Image": config.get("Image") or record["Image"],
         "ImageID": record["Image"], "Command": " ".join(shlex.quote(a) if " " in a else a for a in argv),
-        "Created": int(logs.parse_timestamp(record["Created"])), "Ports": [],
+        "Created": int(logs.parse_timestamp(record["Created"])),
+        "Ports": ports.summary(record["NetworkSettings"].get("Ports")),
         "Labels": config.get("Labels") or {}, "State": record["State"]["Status"], "Status": status_text(record),
         "HostConfig": {"NetworkMode": record["HostConfig"].get("NetworkMode", "none")},
         "NetworkSettings": {"Networks": record["NetworkSettings"]["Networks"]}, "Mounts": record.get("Mounts", []),

@@ -31,7 +31,8 @@ INIT_CANDIDATES = ("/usr/bin/docker-init", "/usr/libexec/docker/docker-init", "/
 
 class Engine:
     def __init__(self, data_root: str, exec_root: str, *, storage_driver: str | None = None,
-                 cgroup_parent: str = "/cais", init_path: str | None = None) -> None:
+                 cgroup_parent: str = "/cais", init_path: str | None = None, network: dict | None = None) -> None:
+        """`network`: NetworkService options (bridge, dns, mtu); by default no default bridge network."""
         self.data_root = data_root
         self.exec_root = exec_root
         self.storage_driver_name = storage_driver
@@ -55,6 +56,8 @@ class Engine:
         self._storage = None
         self._health = None
         self._volumes = None
+        self._networks = None
+        self.network_options = network or {}
 
     # ---- opening -------------------------------------------------------------------------
     def lock(self, wait: bool = False) -> None:
@@ -72,6 +75,7 @@ class Engine:
         self.reconcile()
         records = self.store.all()
         self.volumes.reconcile({r["Id"] for r in records if r["State"]["Running"]}, {r["Id"] for r in records})
+        self.networks.open(self.store.all())
         if watch:
             threading.Thread(target=self._watch, name="supervisor-watch", daemon=True).start()
         self._restart_on_boot()
@@ -105,6 +109,13 @@ class Engine:
             from cais.engine.volumes import VolumeService
             self._volumes = VolumeService(self)
         return self._volumes
+
+    @property
+    def networks(self):  # type: ignore[no-untyped-def]
+        if self._networks is None:
+            from cais.engine.networks import NetworkService
+            self._networks = NetworkService(self, **self.network_options)
+        return self._networks
 
     @property
     def health(self):  # type: ignore[no-untyped-def]
@@ -203,7 +214,7 @@ class Engine:
             self.images.add_container(cid, image["Id"])
             record["Driver"] = self.storage.create(cid, image)
             record["GraphDriver"] = self.storage.graph_driver(cid)
-            self._write_etc(record)
+            self.networks.prepare(record, body)
             record["LogPath"] = self._path(cid, f"{cid}-json.log") if (
                 record["HostConfig"]["LogConfig"].get("Type") or "json-file") != "none" else ""
             points = self.volumes.prepare(cid, record["HostConfig"], body.get("Volumes"),
@@ -221,22 +232,6 @@ class Engine:
             raise
         self._event(record, "create")
         return {"Id": cid, "Warnings": []}
-
-    def _write_etc(self, record: dict) -> None:
-        cid, config = record["Id"], record["Config"]
-        hostname = config.get("Hostname") or cid[:12]
-        files = {
-            "hostname": f"{hostname}\n",
-            "hosts": "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
-                     f"127.0.0.1\t{hostname}\n",
-            "resolv.conf": _host_resolv_conf(),
-        }
-        for name, text in files.items():
-            with open(self._path(cid, name), "w") as f:
-                f.write(text)
-        record["HostnamePath"] = self._path(cid, "hostname")
-        record["HostsPath"] = self._path(cid, "hosts")
-        record["ResolvConfPath"] = self._path(cid, "resolv.conf")
 
     def list(self, *, all: bool = False, filters: dict | None = None, limit: int | None = None) -> list[dict]:
         records = containers.list_filter(self.store.all(), filters or {}, all=all, limit=limit,
@@ -265,8 +260,10 @@ class Engine:
         try:
             image_config = self.images.config_of(record["Image"])
             mounts, propagation = self.volumes.mount(record, rootfs)
+            netns_path = self.networks.setup(record)
             oci = spec.build(record, image_config, rootfs, self.store.dir(cid),
                              cgroups_path=self.cgroups_path(cid), init_path=self.init_path, mounts=mounts)
+            self.networks.apply_spec(oci, netns_path)
             if propagation:  # shared or slave binds need the rootfs to propagate too (as docker)
                 oci["linux"]["rootfsPropagation"] = propagation
             bundle = self.store.dir(cid)
@@ -303,6 +300,7 @@ class Engine:
         with contextlib.suppress(Exception):
             self.storage.unmount(cid)
         self.volumes.unmount(record)
+        self.networks.teardown(record)
         code = 127 if "no such file" in error.lower() or "not found" in error.lower() else (
             126 if "permission denied" in error.lower() else 128)
         with self.cond:
@@ -336,14 +334,15 @@ class Engine:
         if record["Id"] != cid or not record["State"]["Running"]:
             return
         oom = self._oom_killed(cid)
-        self._runtime_delete(cid)
-        with contextlib.suppress(Exception):
-            self.storage.unmount(cid)
-        self.volumes.unmount(record)
-        if self._health is not None:
-            self._health.unwatch(cid)
-        with contextlib.suppress(Exception):
-            self.images.store.set_container_running(cid, False)
+        # cleanup failures are logged, never allowed to lose the exit itself (waiters depend on it)
+        for step in (lambda: self._runtime_delete(cid), lambda: self.storage.unmount(cid),
+                     lambda: self.volumes.unmount(record), lambda: self.networks.teardown(record),
+                     lambda: self._health.unwatch(cid) if self._health is not None else None,
+                     lambda: self.images.store.set_container_running(cid, False)):
+            try:
+                step()
+            except Exception:
+                log.exception("cleaning up after the exit of %s", cid[:12])
         ran_for = time.time() - record.get("Cais", {}).get("StartedMono", 0)
         with self.cond:  # one critical section: a concurrent stop sees either running or the final decision
             state = record["State"]
@@ -802,14 +801,6 @@ class Engine:
                 "ContainersStopped": len(records) - running - paused}
 
 
-def _host_resolv_conf() -> str:
-    try:
-        with open("/etc/resolv.conf") as f:
-            text = f.read()
-    except OSError:
-        return ""
-    lines = [line for line in text.splitlines() if not line.strip().startswith("nameserver 127.")]
-    return "\n".join(lines) + "\n"
 
 
 def host_info() -> dict:

@@ -14,7 +14,10 @@ connection into a stream of docker frames (see frames.py); `watch` into JSON lin
     {"op": "exec", "id", "exec_id", "root", "process", "tty", "stdin"}          → stream
     {"op": "attach", "id", "stdin", "stdout", "stderr"}                         → stream
     {"op": "resize", "id", "exec_id"?, "height", "width"}
-    {"op": "list"}   {"op": "watch"}   {"op": "shutdown"}
+    {"op": "list"}   {"op": "watch"}   {"op": "shutdown", "if_idle"?}
+
+`list` also answers the supervisor's build (build.py: version, protocol, code fingerprint, taken
+at its start), so caisd can tell that it runs older code after an upgrade.
 
 On exit it writes `exit_file` ({"ExitCode", "FinishedAt"}) atomically before telling anyone, so
 an exit that happens while caisd is down is never lost.
@@ -37,7 +40,7 @@ import tempfile
 import termios
 import time
 
-from cais.engine import frames
+from cais.engine import build, frames
 from cais.engine.logs import JsonFileWriter, timestamp
 from cais.engine.store import write_json_atomic
 
@@ -89,8 +92,10 @@ class Supervisor:
         self.by_pid: dict[int, Proc] = {}
         self.pending: dict[str, list[tuple[Subscriber, asyncio.StreamReader | None]]] = {}
         self.watchers: list[asyncio.StreamWriter] = []
+        self.sizes: dict[str, tuple[int, int]] = {}  # window sizes that came before their process
         self.loop = asyncio.get_event_loop()
         self.stop = asyncio.Event()
+        self.build = build.identity()  # the code this process imported, whatever is installed later
 
     # ---- requests -------------------------------------------------------------------------
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -130,20 +135,25 @@ class Supervisor:
                 writer.close()
 
     def _list(self, _: dict) -> dict:
-        return {"pid": os.getpid(), "procs": {p.key: {"pid": p.pid, "exited": p.status is not None}
+        return {"pid": os.getpid(), "build": self.build, "procs": {p.key: {"pid": p.pid, "exited": p.status is not None}
                                              for p in self.procs.values()}}
 
-    def _shutdown(self, _: dict) -> dict:
+    def _shutdown(self, request: dict) -> dict:
+        if request.get("if_idle") and self.procs:
+            raise ValueError(f"not idle: {len(self.procs)} processes")
         self.stop.set()
         return {}
 
     def _resize(self, request: dict) -> dict:
         key = _key(request["id"], request.get("exec_id"))
+        size = (int(request["height"]), int(request["width"]))
         proc = self.procs.get(key)
-        if proc is None or not proc.tty or proc.stdin_fd is None:
+        if proc is None:  # docker clients resize an exec as soon as they attach: keep it for the start
+            if len(self.sizes) > 1000:
+                self.sizes.clear()
+            self.sizes[key] = size
             return {}
-        winsize = struct.pack("HHHH", int(request["height"]), int(request["width"]), 0, 0)
-        fcntl.ioctl(proc.stdin_fd, termios.TIOCSWINSZ, winsize)
+        _set_size(proc, size)
         return {}
 
     def _close_stdin(self, request: dict) -> dict:
@@ -251,6 +261,9 @@ class Supervisor:
 
     def _register(self, proc: Proc) -> None:
         self.procs[proc.key] = proc
+        size = self.sizes.pop(proc.key, None)
+        if size is not None:
+            _set_size(proc, size)
         self.by_pid[proc.pid] = proc
         for fd in proc.outputs:
             os.set_blocking(fd, False)
@@ -409,6 +422,12 @@ class _Console:
         with contextlib.suppress(OSError):
             os.unlink(self.path)
             os.rmdir(self.dir)
+
+
+def _set_size(proc: Proc, size: tuple[int, int]) -> None:
+    if proc.tty and proc.stdin_fd is not None:
+        with contextlib.suppress(OSError):
+            fcntl.ioctl(proc.stdin_fd, termios.TIOCSWINSZ, struct.pack("HHHH", size[0], size[1], 0, 0))
 
 
 def _key(container_id: str, exec_id: str | None) -> str:

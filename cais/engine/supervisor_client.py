@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import functools
 import json
+import logging
 import os
 import socket
 import subprocess
 import sys
 import time
 
+from cais.engine import build
 from cais.engine.errors import EngineError
+
+log = logging.getLogger("cais.engine")
 
 
 class SupervisorError(EngineError):
@@ -21,6 +27,7 @@ class SupervisorClient:
     def __init__(self, exec_root: str) -> None:
         self.exec_root = exec_root
         self.path = os.path.join(exec_root, "supervisor.sock")
+        self.mismatch: str | None = None  # why the running supervisor is not of our build, if it is not
 
     def connect(self, timeout: float | None = 30) -> socket.socket:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
@@ -33,16 +40,65 @@ class SupervisorClient:
         return sock
 
     def ensure_running(self) -> None:
-        """Connect, or start a supervisor (in its own session, so it outlives whoever started it)."""
-        with contextlib.suppress(OSError):
-            self.request({"op": "list"})
+        """Connect, or start a supervisor (in its own session, so it outlives whoever started it).
+
+        A supervisor of another build (cais was upgraded since it started) is replaced when it
+        supervises nothing; with processes it is kept if it speaks our protocol (`mismatch` says
+        why), and refused otherwise. Its containers are never stopped for an upgrade.
+        """
+        try:
+            reply = self.request({"op": "list"})
+        except OSError:
+            reply = None
+        if reply is not None and self._keep(reply):
             return
+        self._spawn()
+
+    def _keep(self, reply: dict) -> bool:
+        theirs, ours = reply.get("build"), _our_build()
+        if theirs == ours:
+            self.mismatch = None
+            return True
+        pid = reply.get("pid")
+        if not reply.get("procs") and self._replace_idle(pid):
+            log.info("replaced the idle supervisor (pid %s, %s) by one running %s", pid,
+                     build.describe(theirs), build.describe(ours))
+            return False
+        self.mismatch = (f"the supervisor (pid {pid}) runs {build.describe(theirs)}, older code than this "
+                         f"{build.describe(ours)}; it is kept for its {len(reply.get('procs') or {})} running "
+                         "processes: once they have stopped, restart caisd to replace it")
+        if (theirs or {}).get("protocol", 1) != build.PROTOCOL:
+            raise SupervisorError(f"{self.mismatch} — but its protocol is not ours: run the previous cais "
+                                  "until its containers have stopped, or stop them")
+        log.warning("%s", self.mismatch)
+        return True
+
+    def _replace_idle(self, pid: int | None) -> bool:
+        """Ask an idle supervisor to exit, and wait until its lock is free."""
+        try:
+            self.request({"op": "shutdown", "if_idle": True}, timeout=10)
+        except (OSError, SupervisorError):
+            return False  # it took a process meanwhile, or is gone: ensure_running sorts it out
+        lock = os.open(os.path.join(self.exec_root, "supervisor.lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                try:
+                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    return True
+                except BlockingIOError:
+                    time.sleep(0.02)
+            raise SupervisorError(f"the idle supervisor (pid {pid}) did not exit when asked to")
+        finally:
+            os.close(lock)
+
+    def _spawn(self) -> None:
         os.makedirs(self.exec_root, mode=0o700, exist_ok=True)
-        log = open(os.path.join(self.exec_root, "supervisor.log"), "ab")  # noqa: SIM115 - handed to the child
+        logf = open(os.path.join(self.exec_root, "supervisor.log"), "ab")  # noqa: SIM115 - handed to the child
         proc = subprocess.Popen([sys.executable, "-m", "cais.engine.supervisor", "--exec-root", self.exec_root],
-                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log,
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=logf,
                                 start_new_session=True, close_fds=True)
-        log.close()
+        logf.close()
         assert proc.stdout is not None
         line = proc.stdout.readline()
         proc.stdout.close()
@@ -91,3 +147,8 @@ class SupervisorClient:
                 return int(f.read().strip() or 0) or None
         except (OSError, ValueError):
             return None
+
+
+@functools.cache
+def _our_build() -> dict:
+    return build.identity()

@@ -6,6 +6,7 @@ libseccomp.so from the host).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 
 from cais.runtime.errors import ConfigError
@@ -51,6 +52,8 @@ def compile_filter(config: dict[str, Any], warn: Callable[[str], None]) -> Any:
     default = _action(sc, config.get("defaultAction", ""), config.get("defaultErrnoRet"))
     filt = sc.SyscallFilter(default)
     filt.set_attr(sc.Attr.CTL_NNP, 0)  # the runtime sets no_new_privs itself, when asked
+    with contextlib.suppress(OSError):  # libseccomp >= 2.5: a binary tree, not a linear list of syscalls
+        filt.set_attr(sc.Attr.CTL_OPTIMIZE, 2)
     for arch in config.get("architectures", []):
         if arch not in _ARCHES:
             raise ConfigError(f"seccomp: unknown architecture {arch!r}")

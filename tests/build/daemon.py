@@ -33,7 +33,8 @@ def caisd(busybox_archive: bytes) -> Iterator[Dockerd]:
     store.close()
     log = open(os.path.join(root, "caisd.log"), "wb")  # noqa: SIM115 - closed below
     proc = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "caisd"), "--data-root", data,
-                             "--exec-root", exec_root, "-H", f"unix://{sock}", "--cgroup-parent", cgroup_parent],
+                             "--exec-root", exec_root, "-H", f"unix://{sock}", "--cgroup-parent", cgroup_parent,
+                             "--bridge", "none"],
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.monotonic() + 60

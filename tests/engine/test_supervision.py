@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import signal
 import time
 from collections.abc import Iterator
 
 import pytest
 
-from tests.caisd import Caisd, caisd
+import cais
+from tests.caisd import Caisd, _stop_supervisor, caisd
 
 
 @pytest.fixture
@@ -159,3 +162,40 @@ def test_supervisor_killed_leaves_no_orphan(restartable: Caisd) -> None:
     assert not os.path.exists(f"/proc/{pid}")
     assert d.supervisor_pid() != old  # a new one was started, and it runs containers again
     assert d.docker("run", "--rm", "busybox", "echo", "again").stdout == b"again\n"
+
+
+def test_upgrade_keeps_an_older_supervisor_for_its_containers(restartable: Caisd) -> None:
+    """caisd of a new build finds the supervisor of an older one: it says so, keeps it (and its
+    containers) while they run, and replaces it once it supervises nothing."""
+    d = restartable
+    old = os.path.join(d.root, "old")
+    shutil.copytree(os.path.dirname(cais.__file__), os.path.join(old, "cais"),
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    with open(os.path.join(old, "cais", "__init__.py"), "a") as f:
+        f.write('\n__version__ = "0.0.9"\n')
+    d.kill(signal.SIGTERM)
+    _stop_supervisor(d)
+    d.env = {"PYTHONPATH": old}  # the "installed" cais before the upgrade
+    d.start()
+    cid = _out(d.docker("run", "-d", "busybox", "sh", "-c", "echo before; sleep 300"))
+    old_supervisor = d.supervisor_pid()
+
+    d.kill(signal.SIGTERM)
+    d.env = {}
+    d.start()  # the upgraded caisd
+    assert d.supervisor_pid() == old_supervisor
+    assert "runs cais 0.0.9" in d.read_log()
+    info = json.loads(_out(d.docker("info", "--format", "{{json .Warnings}}")))
+    assert any("cais 0.0.9" in w and "restart caisd" in w for w in info)
+    assert "cais 0.0.9" in d.cais("info").stderr.decode()
+    assert _out(d.docker("inspect", "-f", "{{.State.Running}}", cid)) == "true"
+    assert _out(d.docker("logs", cid)) == "before"
+    assert _out(d.docker("exec", cid, "echo", "exec works")) == "exec works"
+    d.docker("rm", "-f", cid)
+
+    d.kill(signal.SIGTERM)
+    d.start()  # nothing left under the old supervisor: replaced by one of our build
+    assert d.supervisor_pid() != old_supervisor
+    assert "replaced the idle supervisor" in d.read_log()
+    assert d.docker("info", "--format", "{{json .Warnings}}").stdout.strip() == b"null"
+    assert _out(d.docker("run", "--rm", "busybox", "echo", "new")) == "new"

@@ -79,3 +79,25 @@ def test_zygote_creates_children_of_the_caller(rt: Runtime) -> None:
         runtime.delete(cid, root=rt.root)
     finally:
         zygote.close()
+
+
+def test_unprivileged_user_without_capabilities(rt: Runtime) -> None:
+    """--user 65534 --cap-drop ALL: the init still reaches the exec fifo after setuid (as runc)."""
+    for nnp in (False, True):
+        b = rt.bundle("sh", "-c", "id; grep -E '^Cap(Prm|Eff|Bnd)' /proc/self/status")
+        b.config["process"]["user"] = {"uid": 65534, "gid": 65534}
+        b.config["process"]["capabilities"] = {k: [] for k in b.config["process"]["capabilities"]}
+        b.config["process"]["noNewPrivileges"] = nnp
+        b.write()
+        cid = rt.new_id()
+        out_path = os.path.join(rt.top, f"{cid}.out")
+        with open(os.devnull) as null, open(out_path, "w") as out:
+            runtime.create(cid, b.path, root=rt.root, stdio=(null.fileno(), out.fileno(), out.fileno()))
+            init = runtime.state(cid, root=rt.root)["pid"]
+            runtime.start(cid, root=rt.root)
+            _, status = os.waitpid(init, 0)
+        runtime.delete(cid, root=rt.root)
+        assert os.waitstatus_to_exitcode(status) == 0, read(out_path)
+        assert read(out_path).splitlines() == ["uid=65534(nobody) gid=65534(nogroup)",
+                                               "CapPrm:\t0000000000000000", "CapEff:\t0000000000000000",
+                                               "CapBnd:\t0000000000000000"]

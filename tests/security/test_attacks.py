@@ -194,3 +194,52 @@ def test_path_tricks_in_urls(daemon: Caisd, path: str) -> None:
     assert status in (400, 404), data[:300]
     assert b"root:x:0:0" not in data
     assert daemon.ping()
+
+
+def test_archive_get_symlink_swap_race_cannot_reach_the_host(daemon: Caisd, host_dir: str) -> None:
+    """CVE-2018-15664: the container swaps a checked directory for a symlink to / while the daemon
+    copies; the container is frozen for the copy, so the daemon reads the decoy or nothing."""
+    secret = os.path.join(host_dir, "secret")
+    with open(secret, "w") as f:
+        f.write("cais-se-host-secret")
+    name = f"cais-se-{secrets.token_hex(4)}"
+    daemon.docker("run", "-d", "--name", name, "busybox", "sh", "-c",
+                  f"mkdir -p /link{host_dir} && echo decoy > /link{secret}; "
+                  "while true; do mv /link /d; ln -s / /link; rm /link; mv /d /link; done")
+    try:
+        for _ in range(60):
+            _, data = _raw_get(daemon, f"/v1.50/containers/{name}/archive?path=/link{secret}")
+            assert b"cais-se-host-secret" not in data
+        state = json.loads(daemon.docker("inspect", "--format", "{{json .State}}", name).stdout)
+        assert state["Running"] and not state["Paused"]  # thawed after each copy
+    finally:
+        daemon.docker("rm", "-f", name, check=False)
+
+
+def test_build_context_cannot_reach_host_files(daemon: Caisd, host_dir: str) -> None:
+    secret = os.path.join(host_dir, "secret")
+    with open(secret, "w") as f:
+        f.write("cais-se-host-secret")
+    tag = f"cais-se-build-{secrets.token_hex(3)}"
+    with tempfile.TemporaryDirectory(prefix="cais-se-ctx-") as ctx:
+        os.symlink(secret, os.path.join(ctx, "link"))
+        os.symlink(host_dir, os.path.join(ctx, "dirlink"))
+        with open(os.path.join(ctx, "Dockerfile"), "w") as f:
+            f.write("FROM busybox\nCOPY link /x\nCOPY dirlink/ /y/\n")
+        built = daemon.docker("build", "-q", "-t", tag, ctx, check=False, timeout=120)
+        try:
+            if built.returncode == 0:
+                out = daemon.docker("run", "--rm", tag, "sh", "-c", "cat /x /y/* /y/*/* 2>&1; true").stdout
+                assert b"cais-se-host-secret" not in out
+            else:
+                assert b"Traceback" not in built.stderr
+            # a hand-made context: `..` members and a Dockerfile reaching out with COPY ../
+            evil = tar_of(("file", "Dockerfile", f"FROM busybox\nCOPY ../../../..{secret} /z\n".encode()),
+                          ("file", "../../../../" + host_dir.lstrip("/") + "/escaped", b"x"))
+            status, body = call(daemon, "POST", f"/v1.50/build?t={tag}-2&q=1", evil,
+                                {"Content-Type": "application/x-tar"})
+            assert not os.path.exists(os.path.join(host_dir, "escaped"))
+            assert "cais-se-host-secret" not in json.dumps(body)
+        finally:
+            daemon.docker("rmi", "-f", tag, f"{tag}-2", check=False)
+    assert daemon.ping()

@@ -225,3 +225,18 @@ def test_cais_cli_passes_the_same_options(daemon: Caisd) -> None:
     missing = daemon.cais("run", "--rm", "--security-opt", "seccomp=/nonexistent/cais-se.json", "busybox", "true",
                           check=False)
     assert missing.returncode == 125 and b"opening seccomp profile" in missing.stderr
+
+
+def test_exec_gets_the_same_confinement(daemon: Caisd, probe: str) -> None:
+    name = f"cais-se-{os.urandom(4).hex()}"
+    daemon.docker("run", "-d", "--name", name, "-v", f"{probe}:/probe:ro", "busybox", "sleep", "600")
+    try:
+        text = daemon.docker("exec", name, "cat", "/proc/self/status").stdout.decode()
+        st = {k: v.strip() for k, _, v in (line.partition(":") for line in text.splitlines())}
+        assert st["Seccomp"] == "2" and int(st["CapEff"], 16) == mask(defaults.CAPS)
+        out = daemon.docker("exec", name, "/probe", "unshare_user", "keyctl").stdout.decode()
+        assert out.split() == ["unshare_user", "EPERM", "keyctl", "EPERM"]
+        fds = daemon.docker("exec", name, "sh", "-c", "for f in /proc/$$/fd/*; do readlink $f; done; true").stdout
+        assert all(t.startswith((b"pipe:", b"/dev/", b"/proc/")) for t in fds.split()), fds
+    finally:
+        daemon.docker("rm", "-f", name, check=False)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 
@@ -67,6 +66,8 @@ def cmd_info(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
         f" Debug Mode: {str(info['Debug']).lower()}",
     ]
     print("\n".join(lines))
+    for warning in info.get("Warnings") or []:
+        print(warning, file=sys.stderr)
     return 0
 
 
@@ -163,5 +164,5 @@ def cmd_system_prune(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-de
 
 def cmd_registry_serve(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
     """`cais registry serve [ARGS]`: the cais registry server (python -m cais.registry.server)."""
-    os.execv(sys.executable, [sys.executable, "-m", "cais.registry.server", *args])
-    return 0
+    from cais.registry.server.__main__ import main
+    return main(args, prog="cais registry serve")

@@ -27,8 +27,8 @@ def _is_loopback(host: str) -> bool:
         return host == "localhost"
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m cais.registry.server",
+def main(argv: list[str] | None = None, prog: str = "python -m cais.registry.server") -> int:
+    parser = argparse.ArgumentParser(prog=prog,
                                      description="Serve an OCI distribution registry.")
     parser.add_argument("--addr", default="127.0.0.1:5000", help="HOST:PORT to listen on (default %(default)s)")
     parser.add_argument("--root", required=True, help="directory holding the registry's blobs and metadata")

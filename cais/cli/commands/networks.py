@@ -1,0 +1,139 @@
+"""`cais network create|ls|inspect|connect|disconnect|rm|prune`: docker's network commands over /networks."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from cais.cli import format as fmt
+from cais.cli.args import Parser
+from cais.cli.commands.containers import _api, _confirm
+from cais.cli.commands.volumes import _filters, _pairs
+from cais.cli.main import CliError
+
+
+def cmd_network_create(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
+    p = Parser("network create", "[OPTIONS] NETWORK")
+    p.add_argument("-d", "--driver", default="bridge")
+    p.add_argument("--subnet", action="append", default=[])
+    p.add_argument("--gateway", action="append", default=[])
+    p.add_argument("--ip-range", action="append", default=[])
+    p.add_argument("--internal", action="store_true")
+    p.add_argument("--attachable", action="store_true")
+    p.add_argument("--ipv6", action="store_true")
+    p.add_argument("--label", action="append", default=[])
+    p.add_argument("-o", "--opt", action="append", default=[])
+    p.add_argument("name")
+    opts = p.parse_args(args)
+    if len(opts.gateway) > len(opts.subnet) or len(opts.ip_range) > len(opts.subnet):
+        raise CliError("every --gateway and --ip-range needs a --subnet", 125)
+    config = [{"Subnet": s, **({"Gateway": opts.gateway[i]} if i < len(opts.gateway) else {}),
+               **({"IPRange": opts.ip_range[i]} if i < len(opts.ip_range) else {})}
+              for i, s in enumerate(opts.subnet)]
+    body = {"Name": opts.name, "Driver": opts.driver, "Internal": opts.internal, "Attachable": opts.attachable,
+            "EnableIPv6": opts.ipv6, "IPAM": {"Driver": "default", "Config": config},
+            "Options": _pairs(opts.opt, "--opt"), "Labels": _pairs(opts.label, "--label")}
+    print(_api(ctx, "POST", "/networks/create", body=body)["Id"])
+    return 0
+
+
+def cmd_network_ls(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
+    p = Parser("network ls", "[OPTIONS]")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.add_argument("--no-trunc", action="store_true")
+    p.add_argument("--format")
+    p.add_argument("-f", "--filter", action="append", default=[])
+    opts = p.parse_args(args)
+    networks = sorted(_api(ctx, "GET", "/networks", {"filters": _filters(opts.filter) or None}),
+                      key=lambda n: n["Name"])
+    rows = [{**n, "ID": n["Id"] if opts.no_trunc else n["Id"][:12]} for n in networks]
+    if opts.quiet:
+        for r in rows:
+            print(r["ID"])
+        return 0
+    columns = [("NETWORK ID", "ID"), ("NAME", "Name"), ("DRIVER", "Driver"), ("SCOPE", "Scope")]
+    fmt.output(rows, opts.format, columns, [[r[k] for _, k in columns] for r in rows])
+    return 0
+
+
+def cmd_network_inspect(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
+    p = Parser("network inspect", "[OPTIONS] NETWORK [NETWORK...]")
+    p.add_argument("-f", "--format")
+    p.add_argument("-v", "--verbose", action="store_true")
+    p.add_argument("names", nargs="+")
+    opts = p.parse_args(args)
+    found, failed = [], []
+    for name in opts.names:
+        try:
+            found.append(_api(ctx, "GET", f"/networks/{name}"))
+        except CliError as e:
+            failed.append(str(e))
+    if opts.format:
+        for item in found:
+            print(fmt.render(opts.format, item))
+    else:
+        print(json.dumps(found, indent=4))
+    for message in failed:
+        print(message, file=sys.stderr)
+    return 1 if failed else 0
+
+
+def cmd_network_connect(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
+    p = Parser("network connect", "[OPTIONS] NETWORK CONTAINER")
+    p.add_argument("--alias", action="append", default=[])
+    p.add_argument("--ip")
+    p.add_argument("--ip6")
+    p.add_argument("network")
+    p.add_argument("container")
+    opts = p.parse_args(args)
+    config = {"Aliases": opts.alias or None,
+              "IPAMConfig": {"IPv4Address": opts.ip or "", "IPv6Address": opts.ip6 or ""} if opts.ip or opts.ip6 else None}
+    _api(ctx, "POST", f"/networks/{opts.network}/connect", body={"Container": opts.container,
+                                                                "EndpointConfig": config})
+    return 0
+
+
+def cmd_network_disconnect(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
+    p = Parser("network disconnect", "[OPTIONS] NETWORK CONTAINER")
+    p.add_argument("-f", "--force", action="store_true")
+    p.add_argument("network")
+    p.add_argument("container")
+    opts = p.parse_args(args)
+    _api(ctx, "POST", f"/networks/{opts.network}/disconnect", body={"Container": opts.container,
+                                                                   "Force": opts.force})
+    return 0
+
+
+def cmd_network_rm(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
+    p = Parser("network rm", "[OPTIONS] NETWORK [NETWORK...]")
+    p.add_argument("-f", "--force", action="store_true")
+    p.add_argument("names", nargs="+")
+    opts = p.parse_args(args)
+    failed = []
+    for name in opts.names:
+        try:
+            _api(ctx, "DELETE", f"/networks/{name}")
+            print(name)
+        except CliError as e:
+            if not (opts.force and "not found" in str(e)):
+                failed.append(str(e))
+    for message in failed:
+        print(message, file=sys.stderr)
+    return 1 if failed else 0
+
+
+def cmd_network_prune(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
+    p = Parser("network prune", "[OPTIONS]")
+    p.add_argument("-f", "--force", action="store_true")
+    p.add_argument("--filter", action="append", default=[])
+    opts = p.parse_args(args)
+    if not opts.force and not _confirm("WARNING! This will remove all custom networks not used by at least one "
+                                       "container.\nAre you sure you want to continue? [y/N] "):
+        return 0
+    deleted = _api(ctx, "POST", "/networks/prune", {"filters": _filters(opts.filter) or None}).get(
+        "NetworksDeleted") or []
+    if deleted:
+        print("Deleted Networks:")
+        for name in deleted:
+            print(name)
+    return 0

@@ -1,0 +1,378 @@
+"""The engine's networks: cais.network's manager for the API, and each container's network.
+
+At create a container's network mode, endpoints (NetworkingConfig), published ports, --ip,
+--dns and --add-host are validated and its /etc files written. At start it gets a namespace of
+its own (bind-mounted under the exec root, so the runtime joins it by path and start stays one
+runtime call) with its veths plugged in and its ports published before the process runs; at exit
+all of it goes. caisd's shutdown removes the firewall table; its next start re-creates it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Iterator
+
+from cais.engine.errors import Conflict, EngineError, InvalidParameter, NotFound
+from cais.network import etcfiles, ports
+from cais.network.driver import Mode
+from cais.network.errors import Conflict as NetConflict
+from cais.network.errors import InvalidConfig, NetworkError
+from cais.network.errors import NotFound as NetNotFound
+
+log = logging.getLogger("cais.engine")
+_FILTERS = {"name", "id", "driver", "label", "type", "dangling", "scope"}
+
+
+@contextlib.contextmanager
+def _errors() -> Iterator[None]:
+    try:
+        yield
+    except InvalidConfig as e:
+        raise InvalidParameter(str(e)) from None
+    except NetConflict as e:
+        raise Conflict(str(e)) from None
+    except NetNotFound as e:
+        raise NotFound(str(e)) from None
+    except NetworkError as e:
+        raise EngineError(str(e)) from None
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+class NetworkService:
+    def __init__(self, engine, *, bridge: str = "none", dns: list[str] | None = None,  # type: ignore[no-untyped-def]
+                 mtu: int = 1500) -> None:
+        from cais.network.manager import NetworkManager
+
+        self.engine = engine
+        self.default_bridge = bridge  # "none": no default bridge network, containers default to none
+        self.dns = dns or []
+        self.manager = NetworkManager(os.path.join(engine.data_root, "network"),
+                                      os.path.join(engine.exec_root, "network"), upstream_dns=dns or None,
+                                      mtu=mtu, bridge_name=bridge)
+
+    # ---- daemon lifecycle ---------------------------------------------------------------------
+    def open(self, records: list[dict]) -> None:
+        """After a (re)start: plumbing and rules re-ensured, running containers' ports and DNS back."""
+        running = [r for r in records if r["State"]["Running"]]
+        with _errors():
+            self.manager.start(alive={r["Id"] for r in running})
+        for record in running:
+            if Mode.parse(record["HostConfig"].get("NetworkMode")).kind != "bridge":
+                continue
+            try:
+                self.manager.restore_dns(record["Id"])
+                bound = [ports.Binding(key.partition("/")[2], int(key.partition("/")[0]), b["HostIp"],
+                                       int(b["HostPort"]))
+                         for key, hosts in (record["NetworkSettings"].get("Ports") or {}).items()
+                         for b in hosts or []]
+                primary = self._primary_endpoint(record)
+                if bound and primary:
+                    self.manager.publish(record["Id"], bound, primary["IPAddress"])
+            except NetworkError as e:
+                log.warning("container %s: its network could not be restored: %s", record["Id"][:12], e)
+
+    def shutdown(self) -> None:
+        self.manager.shutdown()
+
+    # ---- the /networks API ----------------------------------------------------------------------
+    def _event(self, action: str, rec: dict, **attrs: str) -> None:
+        self.engine.events.emit("network", action, rec["Id"], {"name": rec["Name"], "type": rec["Driver"], **attrs})
+
+    def create(self, body: dict) -> dict:
+        if not isinstance(body, dict) or not isinstance(body.get("Name"), str) or not body["Name"]:
+            raise InvalidParameter("invalid network create request: a Name is required")
+        ipam = body.get("IPAM") or {}
+        if not isinstance(ipam, dict) or (ipam.get("Driver") or "default") != "default":
+            raise InvalidParameter("only the default IPAM driver is supported")
+        for key in ("Labels", "Options"):
+            if not isinstance(body.get(key) or {}, dict):
+                raise InvalidParameter(f"invalid {key}: expected an object")
+        if not isinstance(ipam.get("Config") or [], list) or not isinstance(body.get("Driver") or "", str):
+            raise InvalidParameter("invalid network create request: IPAM.Config is a list, Driver a string")
+        with _errors():
+            rec = self.manager.create(body["Name"], driver=body.get("Driver") or "bridge",
+                                      ipam_config=ipam.get("Config") or [], internal=bool(body.get("Internal")),
+                                      labels=body.get("Labels") or {}, options=body.get("Options") or {},
+                                      enable_ipv6=bool(body.get("EnableIPv6")),
+                                      attachable=bool(body.get("Attachable")))
+        self._event("create", rec)
+        return {"Id": rec["Id"], "Warning": ""}
+
+    def inspect(self, ref: str) -> dict:
+        with _errors():
+            return self.manager.inspect(self._find(ref)["Id"])
+
+    def _find(self, ref: str) -> dict:
+        with _errors():
+            return self.manager.get(ref)
+
+    def list(self, filters: dict[str, list[str]] | None = None) -> list[dict]:
+        from cais.engine.containers import all_labels_match
+
+        filters = filters or {}
+        for key in filters:
+            if key not in _FILTERS:
+                raise InvalidParameter(f"invalid filter '{key}'")
+        out = []
+        for rec in self.manager.list():
+            builtin = rec["Name"] in ("bridge", "host", "none")
+            if filters.get("name") and not any(n in rec["Name"] for n in filters["name"]):
+                continue
+            if filters.get("id") and not any(rec["Id"].startswith(i) for i in filters["id"]):
+                continue
+            if filters.get("driver") and rec["Driver"] not in filters["driver"]:
+                continue
+            if filters.get("type") and ("builtin" if builtin else "custom") not in filters["type"]:
+                continue
+            if filters.get("dangling"):
+                dangling = not builtin and not rec.get("Cais", {}).get("Endpoints")
+                if str(dangling).lower() not in [v.lower() for v in filters["dangling"]] and not (
+                        dangling and "1" in filters["dangling"]):
+                    continue
+            if not all_labels_match(rec.get("Labels") or {}, filters.get("label", [])):
+                continue
+            out.append(self.manager.inspect(rec["Id"]))
+        return sorted(out, key=lambda r: r["Created"])
+
+    def remove(self, ref: str) -> None:
+        rec = self._find(ref)
+        stopped = [cid for cid, r in self.engine.store.records.items()
+                   if rec["Name"] in (r["NetworkSettings"].get("Networks") or {}) and not r["State"]["Running"]]
+        if stopped and rec["Name"] not in ("bridge", "host", "none"):
+            raise Conflict(f"error while removing network: network {rec['Name']} id {rec['Id']} is used by "
+                           f"container {stopped[0][:12]}")
+        with _errors():
+            self.manager.remove(rec["Id"])
+        self._event("destroy", rec)
+
+    def prune(self, filters: dict | None = None) -> dict:
+        deleted = []
+        for rec in self.list({k: v for k, v in (filters or {}).items() if k == "label"}):
+            if rec["Name"] in ("bridge", "host", "none") or rec["Containers"]:
+                continue
+            with contextlib.suppress(EngineError):
+                self.remove(rec["Id"])
+                deleted.append(rec["Name"])
+        return {"NetworksDeleted": deleted}
+
+    def connect(self, ref: str, container: str, config: dict | None) -> None:
+        rec = self._find(ref)
+        record = self.engine.get(container)
+        mode = Mode.parse(record["HostConfig"].get("NetworkMode"))
+        if mode.kind != "bridge" or rec["Driver"] != "bridge":
+            raise Conflict("container sharing network namespace with another container or host cannot be "
+                           "connected to any other network" if mode.kind != "bridge" else
+                           f"container cannot be connected to the {rec['Name']} network")
+        config = config or {}
+        networks = record["NetworkSettings"]["Networks"]
+        if rec["Name"] in networks:
+            raise Conflict(f"endpoint with name {record['Name'].lstrip('/')} already exists in network {rec['Name']}")
+        static = self._static(config, rec)
+        ep = self._attach(record, rec, static) if record["State"]["Running"] else self._stored(rec, static)
+        with self.engine.store.lock:
+            networks[rec["Name"]] = ep
+            self.engine.store.save(record)
+        if record["State"]["Running"]:
+            self._write_hosts(record)
+        self._event("connect", rec, container=record["Id"])
+
+    def disconnect(self, ref: str, container: str, force: bool = False) -> None:
+        rec = self._find(ref)
+        record = self.engine.get(container)
+        networks = record["NetworkSettings"]["Networks"]
+        if rec["Name"] not in networks:
+            raise Conflict(f"container {record['Id'][:12]} is not connected to network {rec['Name']}")
+        if rec["Driver"] != "bridge":
+            raise Conflict(f"container cannot be disconnected from the {rec['Name']} network")
+        if record["State"]["Running"]:
+            with _errors():
+                self.manager.detach(record["Id"], rec["Id"])
+        with self.engine.store.lock:
+            del networks[rec["Name"]]
+            self.engine.store.save(record)
+        self._event("disconnect", rec, container=record["Id"])
+
+    # ---- containers ---------------------------------------------------------------------------
+    @staticmethod
+    def _static(config: dict, rec: dict) -> dict:
+        ipam = config.get("IPAMConfig") or {}
+        aliases = config.get("Aliases") or []
+        if not isinstance(aliases, list) or not all(isinstance(a, str) for a in aliases):
+            raise InvalidParameter("invalid Aliases: expected a list of strings")
+        ip, ip6 = ipam.get("IPv4Address") or "", ipam.get("IPv6Address") or ""
+        if ip or ip6:
+            from cais.network.ipam import parse_address
+            with _errors():
+                for value in (ip, ip6):
+                    if value:
+                        parse_address(value, "IP address")
+            if rec["Name"] == "bridge":
+                raise InvalidParameter("user specified IP address is supported on user defined networks only")
+        if aliases and rec["Name"] == "bridge":
+            raise InvalidParameter("network-scoped alias is supported only for containers in user defined networks")
+        return {"IPAMConfig": {"IPv4Address": ip, "IPv6Address": ip6} if ip or ip6 else None,
+                "Aliases": aliases or None}
+
+    def _stored(self, rec: dict, static: dict) -> dict:
+        return {**static, "Links": None, "MacAddress": "", "NetworkID": rec["Id"], "EndpointID": "", "Gateway": "",
+                "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "", "GlobalIPv6Address": "",
+                "GlobalIPv6PrefixLen": 0, "DriverOpts": None, "DNSNames": None}
+
+    def prepare(self, record: dict, body: dict) -> None:
+        """At create: the network mode resolved and checked, endpoints recorded, /etc files written."""
+        host = record["HostConfig"]
+        value = given = host.get("NetworkMode")
+        if value in (None, "", "default"):
+            value = "bridge" if self.default_bridge != "none" else "none"
+        mode = Mode.parse(value)
+        host["NetworkMode"] = value
+        for entry in host.get("ExtraHosts") or []:
+            with _errors():
+                etcfiles.validate_add_host(entry)
+        with _errors():
+            wanted = ports.bindings(host.get("PortBindings"), record["Config"].get("ExposedPorts"),
+                                    bool(host.get("PublishAllPorts")))
+        networks: dict[str, dict] = {}
+        endpoints = ((body.get("NetworkingConfig") or {}).get("EndpointsConfig") or {})
+        if mode.kind == "container":
+            other = self.engine.get(mode.network)
+            if other["Id"] == record["Id"]:
+                raise InvalidParameter("cannot join own network namespace")
+            host["NetworkMode"] = f"container:{other['Id']}"
+        elif mode.kind == "bridge":
+            rec = self._find(mode.network)
+            if rec["Driver"] != "bridge":
+                raise InvalidParameter(f"network {mode.network} is not a bridge network")
+            primary = {mode.network, rec["Name"], rec["Id"], given}
+            networks[rec["Name"]] = self._stored(rec, self._static(
+                next((c for n, c in endpoints.items() if n in primary), None) or {}, rec))
+            for name, config in endpoints.items():
+                if name in primary:
+                    continue
+                other_rec = self._find(name)
+                if other_rec["Name"] not in networks:
+                    networks[other_rec["Name"]] = self._stored(other_rec, self._static(config or {}, other_rec))
+        else:
+            networks[mode.kind] = self._stored(self._find(mode.kind), {"IPAMConfig": None, "Aliases": None})
+        settings = record["NetworkSettings"]
+        settings["Networks"] = networks
+        settings["Ports"] = ports.as_api([], wanted) if mode.kind == "bridge" else {}
+        self.write_etc(record)
+
+    def _primary_endpoint(self, record: dict) -> dict | None:
+        mode = Mode.parse(record["HostConfig"].get("NetworkMode"))
+        if mode.kind != "bridge":
+            return None
+        with contextlib.suppress(NetworkError):
+            return self.manager.endpoint(record["Id"], mode.network)
+        return None
+
+    def write_etc(self, record: dict) -> None:
+        cid, config, host = record["Id"], record["Config"], record["HostConfig"]
+        mode = Mode.parse(host.get("NetworkMode"))
+        user_defined = mode.kind == "bridge" and mode.network != "bridge"
+        host_resolv = _read("/etc/resolv.conf")
+        if mode.kind == "host" and not host.get("Dns"):
+            resolv = host_resolv
+        else:
+            resolv = etcfiles.resolv_conf(host_resolv, dns=host.get("Dns") or self.dns or None,
+                                          search=host.get("DnsSearch") or None,
+                                          options=host.get("DnsOptions") or None, embedded=user_defined)
+        files = {"hostname": f"{config.get('Hostname') or cid[:12]}\n", "resolv.conf": resolv}
+        for name, text in files.items():
+            with open(self.engine._path(cid, name), "w") as f:
+                f.write(text)
+        self._write_hosts(record)
+        record["HostnamePath"] = self.engine._path(cid, "hostname")
+        record["HostsPath"] = self.engine._path(cid, "hosts")
+        record["ResolvConfPath"] = self.engine._path(cid, "resolv.conf")
+
+    def _write_hosts(self, record: dict) -> None:
+        cid, config, host = record["Id"], record["Config"], record["HostConfig"]
+        if Mode.parse(host.get("NetworkMode")).kind == "host":
+            text = _read("/etc/hosts") + "".join(f"{e.partition(':')[2]}\t{e.partition(':')[0]}\n"
+                                                 for e in host.get("ExtraHosts") or [])
+        else:
+            addresses = [a for ep in record["NetworkSettings"]["Networks"].values()
+                         for a in (ep["IPAddress"], ep.get("GlobalIPv6Address")) if a]
+            text = etcfiles.hosts(config.get("Hostname") or cid[:12], addresses, host.get("ExtraHosts") or [],
+                                  config.get("Domainname") or "")
+        with open(self.engine._path(cid, "hosts"), "w") as f:
+            f.write(text)
+
+    def setup(self, record: dict) -> str | None:
+        """At start, before the runtime: the path of the namespace the container joins (None: its own/host)."""
+        cid, host = record["Id"], record["HostConfig"]
+        mode = Mode.parse(host.get("NetworkMode"))
+        if mode.kind == "host":
+            return None
+        if mode.kind == "container":
+            other = self.engine.get(mode.network)
+            if not other["State"]["Running"]:
+                raise Conflict(f"cannot join network of a non running container: {other['Id'][:12]}")
+            return f"/proc/{other['State']['Pid']}/ns/net"
+        with _errors():
+            path = self.manager.create_sandbox(cid)
+            try:
+                settings = record["NetworkSettings"]
+                name = record["Name"].lstrip("/")
+                for net_name, stored in list(settings["Networks"].items()):
+                    if net_name == "none":
+                        continue
+                    rec = self._find(stored.get("NetworkID") or net_name)
+                    settings["Networks"][net_name] = self._attach(record, rec, stored, name=name, netns_path=path)
+                primary = self._primary_endpoint(record)
+                if primary is not None:
+                    wanted = ports.bindings(host.get("PortBindings"), record["Config"].get("ExposedPorts"),
+                                            bool(host.get("PublishAllPorts")))
+                    bound = self.manager.publish(cid, wanted, primary["IPAddress"])
+                    settings["Ports"] = ports.as_api(bound, wanted)
+                    for key in ("IPAddress", "IPPrefixLen", "Gateway", "MacAddress", "EndpointID"):
+                        settings[key] = primary[key] if mode.network == "bridge" else settings.get(key, "")
+                settings["SandboxKey"] = path
+                settings["SandboxID"] = cid
+                self._write_hosts(record)
+            except BaseException:
+                self.manager.release(cid)
+                raise
+        return path
+
+    def _attach(self, record: dict, rec: dict, stored: dict, *, name: str | None = None,
+                netns_path: str | None = None) -> dict:
+        with _errors():
+            ep = self.manager.attach(record["Id"], rec["Id"], netns_path or self.manager.sandbox_path(record["Id"]),
+                                     name=name or record["Name"].lstrip("/"), aliases=stored.get("Aliases") or [],
+                                     ip=(stored.get("IPAMConfig") or {}).get("IPv4Address") or "",
+                                     ip6=(stored.get("IPAMConfig") or {}).get("IPv6Address") or "")
+        return {**ep, "IPAMConfig": stored.get("IPAMConfig")}
+
+    @staticmethod
+    def apply_spec(oci: dict, path: str | None) -> None:
+        """The container joins the namespace on `path` instead of the runtime making a new one."""
+        if path is None:
+            return
+        namespaces = [n for n in oci["linux"]["namespaces"] if n["type"] != "network"]
+        oci["linux"]["namespaces"] = [*namespaces, {"type": "network", "path": path}]
+
+    def teardown(self, record: dict) -> None:
+        """At exit (or a failed start): endpoints, ports, DNS socket and namespace go; addresses freed."""
+        cid = record["Id"]
+        with contextlib.suppress(NetworkError, OSError):
+            self.manager.release(cid)
+        settings = record["NetworkSettings"]
+        for net_name, ep in list(settings.get("Networks", {}).items()):
+            settings["Networks"][net_name] = {**ep, "EndpointID": "", "Gateway": "", "IPAddress": "",
+                                              "IPPrefixLen": 0, "MacAddress": "", "DNSNames": None}
+        for key in ("IPAddress", "Gateway", "MacAddress", "EndpointID", "SandboxKey", "SandboxID"):
+            settings[key] = ""
+        settings["IPPrefixLen"] = 0
+        settings["Ports"] = {k: None for k in settings.get("Ports") or {}}

@@ -1,0 +1,181 @@
+"""IP address management: subnets, gateways, ranges and per-container addresses, persisted on disk.
+
+One JSON file per network under `<root>/ipam/`, rewritten atomically on each change, so an
+allocation survives a daemon crash; `reconcile()` frees what belongs to containers that are gone.
+Addresses are `ipaddress` objects, so IPv6 pools take the same path as IPv4 ones.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import json
+import os
+import threading
+from dataclasses import dataclass, field
+
+from cais.network.errors import Conflict, InvalidConfig, NotFound
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+# Docker's default address pools: 172.17.0.0/16 to 172.31.0.0/16, then 192.168.0.0/20 slices.
+DEFAULT_POOLS: list[tuple[str, int, int]] = [("172.16.0.0/12", 16, 1), ("192.168.0.0/16", 20, 0)]
+
+
+def parse_subnet(text: str) -> Network:
+    try:
+        net = ipaddress.ip_network(text)
+    except ValueError:
+        try:
+            loose = ipaddress.ip_network(text, strict=False)
+        except ValueError:
+            raise InvalidConfig(f"invalid subnet {text!r}: expected an address/prefix such as 172.20.0.0/16") from None
+        raise InvalidConfig(f"invalid subnet {text}: it should be {loose}") from None
+    if net.num_addresses < 4:
+        raise InvalidConfig(f"invalid subnet {text}: too small for a gateway and a container")
+    return net
+
+
+def parse_address(text: str, what: str = "address") -> Address:
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        raise InvalidConfig(f"invalid {what} {text!r}") from None
+
+
+@dataclass
+class Pool:
+    """The addresses of one subnet: gateway, optional range for dynamic addresses, allocations."""
+
+    subnet: Network
+    gateway: Address
+    ip_range: Network | None = None
+    allocated: dict[str, str] = field(default_factory=dict)  # address -> owner (container id)
+
+    def to_json(self) -> dict:
+        return {"Subnet": str(self.subnet), "Gateway": str(self.gateway),
+                "IPRange": str(self.ip_range) if self.ip_range else "", "Allocated": self.allocated}
+
+    @classmethod
+    def from_json(cls, d: dict) -> Pool:
+        return cls(ipaddress.ip_network(d["Subnet"]), ipaddress.ip_address(d["Gateway"]),
+                   ipaddress.ip_network(d["IPRange"]) if d.get("IPRange") else None, dict(d.get("Allocated") or {}))
+
+    def allocate(self, owner: str, wanted: Address | None = None) -> Address:
+        if wanted is not None:
+            if wanted not in self.subnet:
+                raise InvalidConfig(f"address {wanted} is not in subnet {self.subnet}")
+            if wanted in (self.gateway, self.subnet.network_address) or (
+                    self.subnet.version == 4 and wanted == self.subnet.broadcast_address):
+                raise InvalidConfig(f"address {wanted} is reserved in subnet {self.subnet}")
+            holder = self.allocated.get(str(wanted))
+            if holder is not None and holder != owner:
+                raise Conflict(f"address {wanted} is already in use on this network")
+            self.allocated[str(wanted)] = owner
+            return wanted
+        space = self.ip_range or self.subnet
+        for addr in space.hosts():
+            if addr != self.gateway and str(addr) not in self.allocated and addr in self.subnet:
+                self.allocated[str(addr)] = owner
+                return addr
+        raise Conflict(f"no available IPv{space.version} address in {space}")
+
+    def release(self, owner: str) -> None:
+        for addr in [a for a, o in self.allocated.items() if o == owner]:
+            del self.allocated[addr]
+
+
+def make_pool(subnet: str, gateway: str = "", ip_range: str = "") -> Pool:
+    net = parse_subnet(subnet)
+    if gateway:
+        gw = parse_address(gateway, "gateway")
+        if gw not in net:
+            raise InvalidConfig(f"gateway {gw} is not in subnet {net}")
+    else:
+        gw = next(net.hosts())
+    rng = None
+    if ip_range:
+        rng = parse_subnet(ip_range)
+        if rng.version != net.version or not rng.subnet_of(net):  # type: ignore[arg-type]
+            raise InvalidConfig(f"ip-range {rng} is not inside subnet {net}")
+    return Pool(net, gw, rng)
+
+
+def free_subnet(taken: list[Network], pools: list[tuple[str, int, int]] = DEFAULT_POOLS) -> Network:
+    """The first default-pool subnet overlapping nothing in `taken` (networks and host routes).
+
+    A pool is (base, prefix length of its subnets, how many of its first subnets to skip).
+    """
+    for base, size, skip in pools:
+        for candidate in list(ipaddress.ip_network(base).subnets(new_prefix=size))[skip:]:
+            if not any(candidate.version == t.version and candidate.overlaps(t) for t in taken):  # type: ignore[arg-type]
+                return candidate
+    raise Conflict("all predefined address pools have been fully subnetted")
+
+
+class Ipam:
+    """Pools of every network, one file each under `root`."""
+
+    def __init__(self, root: str) -> None:
+        self.root = os.path.join(root, "ipam")
+        os.makedirs(self.root, mode=0o700, exist_ok=True)
+        self.lock = threading.RLock()
+
+    def _file(self, network_id: str) -> str:
+        return os.path.join(self.root, f"{network_id}.json")
+
+    def pools(self, network_id: str) -> list[Pool]:
+        try:
+            with open(self._file(network_id)) as f:
+                return [Pool.from_json(p) for p in json.load(f)]
+        except FileNotFoundError:
+            raise NotFound(f"no address pool for network {network_id}") from None
+
+    def _save(self, network_id: str, pools: list[Pool]) -> None:
+        tmp = self._file(network_id) + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump([p.to_json() for p in pools], f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self._file(network_id))
+
+    def add(self, network_id: str, pools: list[Pool]) -> None:
+        with self.lock:
+            self._save(network_id, pools)
+
+    def drop(self, network_id: str) -> None:
+        with self.lock, contextlib.suppress(FileNotFoundError):
+            os.unlink(self._file(network_id))
+
+    def allocate(self, network_id: str, owner: str, wanted: Address | None = None,
+                 version: int = 4) -> tuple[Address, Pool] | None:
+        """An address for `owner` from the network's IPv`version` pool, recorded on disk; None: no such pool."""
+        with self.lock:
+            pools = self.pools(network_id)
+            for pool in pools:
+                if pool.subnet.version == version and (wanted is None or wanted in pool.subnet):
+                    addr = pool.allocate(owner, wanted)
+                    self._save(network_id, pools)
+                    return addr, pool
+            if wanted is not None:
+                raise InvalidConfig(f"address {wanted} is not in any subnet of the network")
+            return None
+
+    def release(self, network_id: str, owner: str) -> None:
+        with self.lock:
+            try:
+                pools = self.pools(network_id)
+            except NotFound:
+                return
+            for pool in pools:
+                pool.release(owner)
+            self._save(network_id, pools)
+
+    def reconcile(self, network_id: str, alive: set[str]) -> None:
+        """After a crash: free the addresses of owners not in `alive`."""
+        with self.lock:
+            pools = self.pools(network_id)
+            for pool in pools:
+                pool.allocated = {a: o for a, o in pool.allocated.items() if o in alive}
+            self._save(network_id, pools)

@@ -1,0 +1,429 @@
+"""The network manager: networks, endpoints, published ports and DNS of one daemon.
+
+What the engine uses. Networks are stored in docker's JSON shape, one file each under
+`<root>/networks/`; addresses under `<root>/ipam/`; containers' namespaces are bind-mounted under
+`<run>/netns/`. Every kernel object is made in the namespace of the calling process (the "host"):
+the bridges, host ends of veths, `table ip cais` and `net.ipv4.ip_forward`, which is per network
+namespace and enabled by `start()` as dockerd does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import ipaddress
+import json
+import logging
+import os
+import re
+import secrets
+import threading
+import time
+
+from cais.network import bridge, ipam, netns
+from cais.network.dns import DnsServer
+from cais.network.errors import Conflict, InvalidConfig, NetworkError, NotFound
+from cais.network.firewall import Bridge, Dnat, Firewall
+from cais.network.ports import Binding, Reservation, reserve
+
+log = logging.getLogger("cais.network")
+DEFAULT_BRIDGE = "cais0"
+BRIDGE_NAME_OPT = "com.docker.network.bridge.name"
+MTU_OPT = "com.docker.network.driver.mtu"
+_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S.000000000Z", time.gmtime())
+
+
+def _record(name: str, ident: str, driver: str, **extra: object) -> dict:
+    rec = {"Name": name, "Id": ident, "Created": _now(), "Scope": "local", "Driver": driver, "EnableIPv6": False,
+           "IPAM": {"Driver": "default", "Options": {}, "Config": []}, "Internal": False, "Attachable": False,
+           "Ingress": False, "ConfigFrom": {"Network": ""}, "ConfigOnly": False, "Containers": {},
+           "Options": {}, "Labels": {}}
+    rec.update(extra)
+    return rec
+
+
+class NetworkManager:
+    def __init__(self, root: str, run_dir: str, *, upstream_dns: list[str] | None = None, mtu: int = 1500,
+                 bridge_name: str = DEFAULT_BRIDGE) -> None:
+        """`bridge_name`: the Linux bridge of the default `bridge` network; "none": no default network."""
+        self.root = root
+        self.bridge_name = bridge_name
+        self.netns_dir = os.path.join(run_dir, "netns")
+        self.dir = os.path.join(root, "networks")
+        for d in (self.dir, self.netns_dir):
+            os.makedirs(d, mode=0o700, exist_ok=True)
+        self.ipam = ipam.Ipam(root)
+        self.firewall = Firewall()
+        self.mtu = mtu
+        self.lock = threading.RLock()
+        self.upstream_dns = upstream_dns
+        self.dns: DnsServer | None = None
+        self.reservations: dict[str, Reservation] = {}
+        self.networks: dict[str, dict] = {}
+        for entry in sorted(os.listdir(self.dir)):
+            if entry.endswith(".json"):
+                try:
+                    with open(os.path.join(self.dir, entry)) as f:
+                        rec = json.load(f)
+                    self.networks[rec["Id"]] = rec
+                except (OSError, ValueError, KeyError, TypeError) as e:  # kept on disk for a human to look at
+                    log.warning("skipping the unreadable network file %s: %s", entry, e)
+
+    # ---- lifecycle --------------------------------------------------------------------------
+    def start(self, alive: set[str] | None = None) -> None:
+        """Built-in networks, bridges, ip_forward and the firewall table; forget dead containers.
+
+        Safe after a crash: every step is an idempotent "ensure".
+        """
+        with self.lock:
+            for name in ("none", "host"):
+                if self._find(name) is None:
+                    self._save(_record(name, secrets.token_hex(32), "null" if name == "none" else "host"))
+            if self._find("bridge") is None and self.bridge_name != "none":
+                self._create_bridge_record("bridge", "bridge", [], internal=False, labels={},
+                                           options={BRIDGE_NAME_OPT: self.bridge_name, MTU_OPT: str(self.mtu)})
+            if not self._bridges():
+                return  # nothing to plumb: the host's networking stays untouched
+            for rec in self._bridges():
+                if alive is not None:
+                    dead = [cid for cid in rec["Cais"]["Endpoints"] if cid not in alive]
+                    for cid in dead:
+                        self._forget_endpoint(rec, cid)
+                    self.ipam.reconcile(rec["Id"], set(rec["Cais"]["Endpoints"]))
+                self._plumb(rec)
+            self.firewall.ensure()
+
+    def shutdown(self) -> None:
+        """Daemon stop: firewall table and DNS sockets go, bridges stay (as docker's)."""
+        with self.lock:
+            for res in self.reservations.values():
+                res.close()
+            self.reservations.clear()
+            if self.dns is not None:
+                self.dns.close()
+                self.dns = None
+            with contextlib.suppress(NetworkError):
+                self.firewall.remove()
+
+    # ---- networks ---------------------------------------------------------------------------
+    def _save(self, rec: dict) -> None:
+        path = os.path.join(self.dir, f"{rec['Id']}.json")
+        with open(path + ".tmp", "w") as f:
+            json.dump(rec, f)
+        os.replace(path + ".tmp", path)
+        self.networks[rec["Id"]] = rec
+
+    def _find(self, ref: str) -> dict | None:
+        for rec in self.networks.values():
+            if ref in (rec["Name"], rec["Id"]):
+                return rec
+        matches = [r for r in self.networks.values() if ref and r["Id"].startswith(ref)]
+        return matches[0] if len(matches) == 1 else None
+
+    def get(self, ref: str) -> dict:
+        rec = self._find(ref)
+        if rec is None:
+            raise NotFound(f"network {ref} not found")
+        return rec
+
+    def list(self) -> list[dict]:
+        return list(self.networks.values())
+
+    def _bridges(self) -> list[dict]:
+        return [r for r in self.networks.values() if r["Driver"] == "bridge"]
+
+    def inspect(self, ref: str) -> dict:
+        rec = self.get(ref)
+        out = {k: v for k, v in rec.items() if k != "Cais"}
+        out["Containers"] = {cid: {"Name": ep["Name"], "EndpointID": ep["EndpointID"], "MacAddress": ep["MacAddress"],
+                                   "IPv4Address": f"{ep['IPAddress']}/{ep['IPPrefixLen']}",
+                                   "IPv6Address": f"{ep['GlobalIPv6Address']}/{ep['GlobalIPv6PrefixLen']}"
+                                   if ep.get("GlobalIPv6Address") else ""}
+                             for cid, ep in (rec.get("Cais") or {}).get("Endpoints", {}).items()}
+        return out
+
+    def create(self, name: str, *, driver: str = "bridge", ipam_config: list[dict] | None = None,
+               internal: bool = False, labels: dict | None = None, options: dict | None = None,
+               enable_ipv6: bool = False, attachable: bool = False) -> dict:
+        if not isinstance(name, str) or not _NAME.match(name):
+            raise InvalidConfig(f"invalid network name {name!r}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+        driver = driver or "bridge"
+        if driver in ("host", "null", "none"):
+            raise Conflict(f'only one instance of "{driver}" network is allowed')
+        if driver != "bridge":
+            raise InvalidConfig(f"network driver {driver!r} is not supported (bridge only on a single host)")
+        ipam_config = ipam_config or []
+        if not isinstance(ipam_config, list) or not all(isinstance(c, dict) for c in ipam_config):
+            raise InvalidConfig("invalid IPAM config: expected a list of objects")
+        six = [c for c in ipam_config if ":" in str(c.get("Subnet") or "")]
+        if six and not enable_ipv6:
+            raise InvalidConfig("an IPv6 subnet needs IPv6 enabled on the network (--ipv6)")
+        if enable_ipv6 and not six:
+            raise InvalidConfig("IPv6 needs an IPv6 --subnet: cais has no default IPv6 pool")
+        with self.lock:
+            if any(r["Name"] == name for r in self.networks.values()):
+                raise Conflict(f"network with name {name} already exists")
+            rec = self._create_bridge_record(name, driver, ipam_config, internal=internal,
+                                             labels=labels or {}, options=options or {}, attachable=attachable,
+                                             enable_ipv6=enable_ipv6)
+            self.firewall.ensure()
+            return rec
+
+    def _create_bridge_record(self, name: str, driver: str, ipam_config: list[dict], *, internal: bool,
+                              labels: dict, options: dict, attachable: bool = False,
+                              enable_ipv6: bool = False) -> dict:
+        if not all(isinstance(c, dict) for c in ipam_config):
+            raise InvalidConfig("invalid IPAM config: expected a list of objects")
+        ident = secrets.token_hex(32)
+        mtu = self._mtu(options)
+        if any(not c.get("Subnet") for c in ipam_config):
+            raise InvalidConfig("an IPAM config needs a subnet")
+        pools = [ipam.make_pool(c["Subnet"], c.get("Gateway") or "", c.get("IPRange") or "") for c in ipam_config]
+        taken = [ipaddress.ip_network(c["Subnet"]) for r in self._bridges() for c in r["IPAM"]["Config"]]
+        for p in pools:
+            for t in taken:
+                if t.version == p.subnet.version and t.overlaps(p.subnet):  # type: ignore[arg-type]
+                    raise Conflict(f"invalid pool request: Pool overlaps with other one on this address space "
+                                   f"({p.subnet} overlaps {t})")
+        if len({p.subnet for p in pools}) != len(pools) or any(
+                a.subnet.overlaps(b.subnet) for i, a in enumerate(pools) for b in pools[i + 1:]  # type: ignore[arg-type]
+                if a.subnet.version == b.subnet.version):
+            raise Conflict("invalid pool request: the subnets given overlap each other")
+        if not any(p.subnet.version == 4 for p in pools):
+            routes = netns.run_in(None, bridge.host_routes)
+            pools.insert(0, ipam.make_pool(str(ipam.free_subnet(taken + routes))))
+        bridge_name = options.get(BRIDGE_NAME_OPT) or f"cais-{ident[:10]}"
+        if len(bridge_name) > 15 or any(c in bridge_name for c in "/ \t\n:"):
+            raise InvalidConfig(f"invalid bridge name {bridge_name!r}")
+        if any(r.get("Cais", {}).get("Bridge") == bridge_name for r in self._bridges()):
+            raise Conflict(f"bridge {bridge_name} is already used by another network")
+        config = [{"Subnet": str(p.subnet), "Gateway": str(p.gateway), **({"IPRange": str(p.ip_range)}
+                                                                            if p.ip_range else {})} for p in pools]
+        rec = _record(name, ident, driver, Internal=bool(internal), Attachable=bool(attachable),
+                      EnableIPv6=bool(enable_ipv6),
+                      Labels=dict(labels), Options={k: str(v) for k, v in options.items()},
+                      IPAM={"Driver": "default", "Options": {}, "Config": config})
+        rec["Cais"] = {"Bridge": bridge_name, "MTU": mtu, "Endpoints": {}}
+        self.ipam.add(ident, pools)
+        try:
+            self._plumb(rec)
+            self._save(rec)
+        except BaseException:
+            self.firewall.rules.bridges.pop(bridge_name, None)
+            netns.run_in(None, lambda: bridge.host_remove_link(bridge_name))
+            self.ipam.drop(ident)
+            raise
+        return rec
+
+    @staticmethod
+    def _mtu(options: dict) -> int:
+        text = str(options.get(MTU_OPT) or 1500)
+        if not text.isdigit() or not 68 <= int(text) <= 65535:
+            raise InvalidConfig(f"invalid MTU {text!r}: expected 68-65535")
+        return int(text)
+
+    def _plumb(self, rec: dict) -> None:
+        """The bridge of `rec` with its gateway address, route_localnet, ip_forward, its firewall entry."""
+        name, cais = rec["Cais"]["Bridge"], rec["Cais"]
+        pools = self.ipam.pools(rec["Id"])
+        v4 = next(p for p in pools if p.subnet.version == 4)
+        v6 = next((p for p in pools if p.subnet.version == 6), None)
+
+        def body() -> None:
+            netns.set_sysctl("net.ipv4.ip_forward", "1")
+            if v6 is not None:
+                netns.set_sysctl("net.ipv6.conf.all.forwarding", "1")
+            bridge.host_ensure_bridge(name, [(str(p.gateway), p.subnet.prefixlen) for p in pools], cais["MTU"])
+            netns.set_sysctl(f"net.ipv4.conf.{name}.route_localnet", "1")
+
+        netns.run_in(None, body)
+        self.firewall.rules.bridges[name] = Bridge(name, str(v4.subnet), bool(rec["Internal"]),
+                                                   str(v6.subnet) if v6 else "")
+
+    def remove(self, ref: str) -> None:
+        with self.lock:
+            rec = self.get(ref)
+            if rec["Name"] in ("bridge", "host", "none"):
+                raise Conflict(f"{rec['Name']} is a pre-defined network and cannot be removed")
+            if rec["Cais"]["Endpoints"]:
+                raise Conflict(f"error while removing network: network {rec['Name']} id {rec['Id']} has active "
+                               f"endpoints ({', '.join(e['Name'] for e in rec['Cais']['Endpoints'].values())})")
+            name = rec["Cais"]["Bridge"]
+            self.firewall.drop_bridge(name)
+            netns.run_in(None, lambda: bridge.host_remove_link(name))
+            self.ipam.drop(rec["Id"])
+            os.unlink(os.path.join(self.dir, f"{rec['Id']}.json"))
+            del self.networks[rec["Id"]]
+
+    # ---- container namespaces ---------------------------------------------------------------
+    def sandbox_path(self, cid: str) -> str:
+        return os.path.join(self.netns_dir, cid)
+
+    def create_sandbox(self, cid: str) -> str:
+        """A fresh network namespace for `cid` with the loopback up (what --network none gets)."""
+        path = self.sandbox_path(cid)
+        netns.remove(path)  # left over by a crash
+        netns.create(path)
+        try:
+            netns.run_in(path, netns.loopback_up)
+        except BaseException:
+            netns.remove(path)
+            raise
+        return path
+
+    def remove_sandbox(self, cid: str) -> None:
+        netns.remove(self.sandbox_path(cid))
+
+    # ---- endpoints --------------------------------------------------------------------------
+    def attach(self, cid: str, ref: str, netns_path: str, *, name: str, aliases: list[str] | None = None,
+               ip: str = "", ip6: str = "") -> dict:
+        """Plug container `cid` (namespace on `netns_path`) into network `ref`: its EndpointSettings."""
+        with self.lock:
+            rec = self.get(ref)
+            if rec["Driver"] != "bridge":
+                raise Conflict(f"container cannot be connected to the {rec['Name']} network")
+            if cid in rec["Cais"]["Endpoints"]:
+                raise Conflict(f"endpoint with name {name} already exists in network {rec['Name']}")
+            if (ip or ip6) and rec["Name"] == "bridge":
+                raise InvalidConfig("user specified IP address is supported on user defined networks only")
+            if aliases and rec["Name"] == "bridge":
+                raise InvalidConfig("network-scoped aliases are supported only for user-defined networks")
+            if ip6 and not rec.get("EnableIPv6"):
+                raise InvalidConfig(f"network {rec['Name']} has no IPv6 subnet (it was created without --ipv6)")
+            wanted = ipam.parse_address(ip, "IP address") if ip else None
+            wanted6 = ipam.parse_address(ip6, "IPv6 address") if ip6 else None
+            got = self.ipam.allocate(rec["Id"], cid, wanted)
+            if got is None:
+                raise NetworkError(f"network {rec['Name']} has no IPv4 pool")
+            address, pool = got
+            try:
+                six = self.ipam.allocate(rec["Id"], cid, wanted6, version=6) if rec.get("EnableIPv6") else None
+            except BaseException:
+                self.ipam.release(rec["Id"], cid)
+                raise
+            addresses = [(str(address), pool.subnet.prefixlen)] + ([(str(six[0]), six[1].subnet.prefixlen)]
+                                                                    if six else [])
+            gateways = [] if rec["Internal"] else [str(pool.gateway)] + ([str(six[1].gateway)] if six else [])
+            host_veth = "caisv" + hashlib.sha256(f"{rec['Id']}/{cid}".encode()).hexdigest()[:10]
+            mac = bridge.mac_for(address)
+            mtu = rec["Cais"]["MTU"]
+            try:
+                ifname = netns.run_in(netns_path, bridge.container_free_ifname)
+                netns.run_in(None, lambda: (bridge.host_remove_link(host_veth),
+                                            bridge.host_add_veth(rec["Cais"]["Bridge"], host_veth, ifname,
+                                                                 netns_path, mtu)))
+                netns.run_in(netns_path, lambda: bridge.container_configure(ifname, addresses, mac, gateways))
+            except BaseException:
+                netns.run_in(None, lambda: bridge.host_remove_link(host_veth))
+                self.ipam.release(rec["Id"], cid)
+                raise
+            endpoint = {"IPAMConfig": {"IPv4Address": ip, "IPv6Address": ip6} if ip or ip6 else None, "Links": None,
+                        "Aliases": list(aliases or []) or None, "MacAddress": mac, "NetworkID": rec["Id"],
+                        "EndpointID": secrets.token_hex(32), "Gateway": str(pool.gateway),
+                        "IPAddress": str(address), "IPPrefixLen": pool.subnet.prefixlen,
+                        "IPv6Gateway": str(six[1].gateway) if six else "",
+                        "GlobalIPv6Address": str(six[0]) if six else "",
+                        "GlobalIPv6PrefixLen": six[1].subnet.prefixlen if six else 0, "DriverOpts": None,
+                        "DNSNames": [name, cid[:12], *(aliases or [])] if rec["Name"] != "bridge" else None}
+            rec["Cais"]["Endpoints"][cid] = {**endpoint, "Name": name, "HostVeth": host_veth, "Ifname": ifname,
+                                             "Netns": netns_path}
+            self._save(rec)
+            if rec["Name"] != "bridge":
+                self._serve_dns(cid, netns_path)
+            return endpoint
+
+    def endpoint(self, cid: str, ref: str) -> dict | None:
+        return self.get(ref).get("Cais", {}).get("Endpoints", {}).get(cid)
+
+    def detach(self, cid: str, ref: str) -> None:
+        with self.lock:
+            rec = self.get(ref)
+            if cid not in rec.get("Cais", {}).get("Endpoints", {}):
+                raise NotFound(f"container {cid[:12]} is not connected to network {rec['Name']}")
+            self._forget_endpoint(rec, cid)
+            if self.dns is not None and not any(cid in r["Cais"]["Endpoints"] for r in self._bridges()
+                                                if r["Name"] != "bridge"):
+                self.dns.remove(cid)
+
+    def _forget_endpoint(self, rec: dict, cid: str) -> None:
+        ep = rec["Cais"]["Endpoints"].pop(cid)
+        netns.run_in(None, lambda: bridge.host_remove_link(ep["HostVeth"]))  # its peer goes with it
+        self.ipam.release(rec["Id"], cid)
+        self._save(rec)
+
+    def networks_of(self, cid: str) -> list[dict]:
+        return [r for r in self._bridges() if cid in r["Cais"]["Endpoints"]]
+
+    def release(self, cid: str) -> None:
+        """Container stopped: its endpoints, ports, DNS socket and namespace go."""
+        with self.lock:
+            self.unpublish(cid)
+            for rec in self.networks_of(cid):
+                self._forget_endpoint(rec, cid)
+            if self.dns is not None:
+                self.dns.remove(cid)
+            self.remove_sandbox(cid)
+
+    # ---- DNS --------------------------------------------------------------------------------
+    def _serve_dns(self, cid: str, netns_path: str) -> None:
+        if self.dns is None:
+            from cais.network.etcfiles import parse_resolv
+
+            upstreams = self.upstream_dns
+            if upstreams is None:
+                try:
+                    with open("/etc/resolv.conf") as f:
+                        upstreams = parse_resolv(f.read())[0]
+                except OSError:
+                    upstreams = []
+            self.dns = DnsServer(self.resolve, upstreams)
+        self.dns.add(cid, netns_path)
+
+    def restore_dns(self, cid: str) -> None:
+        """After a daemon restart: the DNS socket of a running container on a user-defined network."""
+        for rec in self.networks_of(cid):
+            if rec["Name"] != "bridge":
+                self._serve_dns(cid, rec["Cais"]["Endpoints"][cid]["Netns"])
+                return
+
+    def resolve(self, asking: str, name: str) -> list[str] | None:
+        """Addresses of `name` (container name, alias or short id, optionally `.NETWORK`) on the
+        networks `asking` is on."""
+        found: list[str] = []
+        for rec in self.networks_of(asking):
+            if rec["Name"] == "bridge":
+                continue
+            suffix = "." + rec["Name"].lower()
+            wanted = name[:-len(suffix)] if name.endswith(suffix) else name
+            for cid, ep in rec["Cais"]["Endpoints"].items():
+                names = {ep["Name"].lower(), *(a.lower() for a in ep.get("Aliases") or [])}
+                if wanted in names or (len(wanted) >= 12 and cid.startswith(wanted)):
+                    found += [a for a in (ep["IPAddress"], ep.get("GlobalIPv6Address")) if a]
+        return found or None
+
+    # ---- published ports --------------------------------------------------------------------
+    def publish(self, cid: str, wanted: list[Binding], container_ip: str) -> list[Binding]:
+        """Reserve the host ports of `wanted` and DNAT them to `container_ip`: the bindings made."""
+        with self.lock:
+            self.unpublish(cid)
+            if not wanted:
+                return []
+            res = reserve(wanted)
+            try:
+                self.firewall.set_dnat(cid, [Dnat(b.proto, b.host_ip, b.host_port, container_ip, b.container_port)
+                                             for b in res.bound])
+            except BaseException:
+                res.close()
+                raise
+            self.reservations[cid] = res
+            return list(res.bound)
+
+    def unpublish(self, cid: str) -> None:
+        res = self.reservations.pop(cid, None)
+        if res is not None:
+            res.close()
+        self.firewall.drop_dnat(cid)

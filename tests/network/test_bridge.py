@@ -1,0 +1,228 @@
+"""Bridge networks end to end: busybox containers by cais-runtime in a sandbox namespace."""
+
+from __future__ import annotations
+
+import socket
+import struct
+import subprocess
+import threading
+import urllib.request
+
+import pytest
+
+from cais.network import netns
+from cais.network.errors import Conflict, InvalidConfig
+from cais.network.ports import bindings, parse_publish
+from tests.network.conftest import Lab
+
+
+def _get(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=5) as r:
+        return r.read().decode()
+
+
+def _udp_socket(ip: str, port: int) -> socket.socket:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind((ip, port))
+    return s
+
+
+def _pong(sock: socket.socket) -> None:
+    with sock:
+        data, peer = sock.recvfrom(100)
+        sock.sendto(b"pong:" + data, peer)
+
+
+def _tcp_query(name: str) -> bytes:
+    """The first A record of `name` from 127.0.0.11 over TCP."""
+    query = struct.pack("!HHHHHH", 0x1234, 0x0100, 1, 0, 0, 0) + bytes([len(name)]) + name.encode() + b"\0\0\1\0\1"
+    with socket.create_connection(("127.0.0.11", 53), timeout=5) as s:
+        s.sendall(struct.pack("!H", len(query)) + query)
+        size = struct.unpack("!H", s.recv(2))[0]
+        reply = b""
+        while len(reply) < size:
+            reply += s.recv(size - len(reply))
+    assert reply[:2] == b"\x12\x34" and struct.unpack("!H", reply[6:8])[0] == 1
+    return reply[-4:]
+
+
+def test_names_traffic_and_isolation(lab: Lab) -> None:
+    m = lab.manager
+    m.create("front")
+    m.create("back")
+    web_ns = lab.sandbox("web")
+    m.attach("web", "front", web_ns, name="web", aliases=["www"])
+    lab.serve(web_ns, "web")
+    lab.wait_tcp(m.endpoint("web", "front")["IPAddress"])
+    client_ns = lab.sandbox("client")
+    m.attach("client", "front", client_ns, name="client")
+    for target in ("web", "www", "web.", "WEB", "web.front"):
+        done = lab.fetch(client_ns, f"http://{target}/", 5)
+        assert done.stdout == "hello from web\n", (target, done.returncode, done.stderr, done.stdout)
+    done = lab.run(client_ns, "nslookup", "upstream.cais.test")
+    assert "192.0.2.7" in done.stdout, done.stdout + done.stderr
+    done = lab.run(client_ns, "nslookup", "nosuch.cais.test")
+    assert done.returncode != 0
+    web_ip = m.endpoint("web", "front")["IPAddress"]
+    assert netns.run_in(client_ns, lambda: _tcp_query("www")) == socket.inet_aton(web_ip)  # DNS over TCP
+
+    other_ns = lab.sandbox("other")
+    m.attach("other", "back", other_ns, name="other")
+    done = lab.fetch(other_ns, f"http://{web_ip}/", 2)
+    assert done.returncode != 0 and "hello" not in done.stdout
+    assert lab.run(other_ns, "nslookup", "web").returncode != 0  # names do not leak across networks
+
+    m.attach("other", "front", other_ns, name="other")  # connect at run time: now reachable
+    done = lab.fetch(other_ns, "http://web/", 5)
+    assert done.stdout == "hello from web\n", done.stderr
+    m.detach("other", "front")
+    done = lab.fetch(other_ns, f"http://{web_ip}/", 2)
+    assert done.returncode != 0
+
+
+def test_published_ports_tcp_udp_hairpin(lab: Lab) -> None:
+    m = lab.manager
+    ns = lab.sandbox("pub")
+    ep = m.attach("pub", "bridge", ns, name="pub")
+    lab.serve(ns, "pub")
+    lab.wait_tcp(ep["IPAddress"])
+    udp_ns = lab.sandbox("udp")
+    uep = m.attach("udp", "bridge", udp_ns, name="udp")
+    # busybox has no UDP server: a socket bound inside the container's namespace answers instead
+    echo = netns.run_in(udp_ns, lambda: _udp_socket(uep["IPAddress"], 53))
+    threading.Thread(target=_pong, args=(echo,), daemon=True).start()
+    wanted = bindings({"80/tcp": parse_publish("18080:80")["80/tcp"] + parse_publish("127.0.0.1::80")["80/tcp"]})
+    bound = m.publish("pub", wanted, ep["IPAddress"])
+    assert bound[0].host_port == 18080 and bound[1].host_port > 0
+    assert _get("http://127.0.0.1:18080/") == "hello from pub\n"
+    assert _get(f"http://127.0.0.1:{bound[1].host_port}/") == "hello from pub\n"
+    gateway = ep["Gateway"]  # an address of "the host"
+    assert _get(f"http://{gateway}:18080/") == "hello from pub\n"
+    with pytest.raises(OSError):
+        _get(f"http://{gateway}:{bound[1].host_port}/")  # bound to 127.0.0.1 only
+
+    # hairpin: another container on the bridge reaches it through the host's address
+    assert lab.fetch(udp_ns, f"http://{gateway}:18080/", 5).stdout == "hello from pub\n"
+
+    # a port in use: a clear error, and the first container's rules stay
+    with pytest.raises(Conflict, match="18080"):
+        m.publish("udp", bindings(parse_publish("18080:80")), uep["IPAddress"])
+    with socket.socket() as taken:  # a port another program of the host listens on
+        taken.bind(("0.0.0.0", 0))
+        taken.listen()
+        with pytest.raises(Conflict, match=f"{taken.getsockname()[1]} failed: port is already allocated"):
+            m.publish("udp", bindings(parse_publish(f"{taken.getsockname()[1]}:80")), uep["IPAddress"])
+    with pytest.raises(InvalidConfig, match="IPv6"):
+        m.publish("udp", bindings(parse_publish("[::1]:18084:80")), uep["IPAddress"])
+    udp_bound = m.publish("udp", bindings(parse_publish("18053:53/udp")), uep["IPAddress"])
+    assert udp_bound[0].proto == "udp"
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(5)
+        s.sendto(b"ping\n", ("127.0.0.1", 18053))
+        assert s.recv(100) == b"pong:ping\n"
+
+    m.unpublish("pub")
+    with pytest.raises(OSError):
+        _get("http://127.0.0.1:18080/")
+    rules = subprocess.run(["nft", "list", "table", "ip", "cais"], capture_output=True, text=True).stdout
+    assert "18080" not in rules and "18053" in rules
+
+
+def test_none_and_internal(lab: Lab) -> None:
+    m = lab.manager
+    done = lab.run(lab.sandbox("lonely"), "ip", "-o", "link")
+    assert len(done.stdout.splitlines()) == 1 and ": lo:" in done.stdout  # loopback only
+    m.create("private", internal=True)
+    ns = lab.sandbox("inner")
+    m.attach("inner", "private", ns, name="inner")
+    gateway = m.endpoint("inner", "private")["Gateway"]
+    out = lab.run(ns, "ip", "route").stdout
+    assert "default" not in out
+    # an outside address ("the host's" other interface) is unreachable
+    outside = lab.sandbox("outside")
+    m.attach("outside", "bridge", outside, name="outside")
+    lab.serve(outside, "outside")
+    lab.wait_tcp(m.endpoint("outside", "bridge")["IPAddress"])
+    done = lab.fetch(ns, f"http://{m.endpoint('outside', 'bridge')['IPAddress']}/", 2)
+    assert done.returncode != 0
+    assert gateway
+
+
+def test_dual_stack(lab: Lab) -> None:
+    m = lab.manager
+    rec = m.create("six", enable_ipv6=True, ipam_config=[{"Subnet": "fd00:ca15::/64"}])
+    assert [c["Subnet"] for c in rec["IPAM"]["Config"]][1] == "fd00:ca15::/64"  # plus a default IPv4 pool
+    web_ns = lab.sandbox("web6")
+    ep = m.attach("web6", "six", web_ns, name="web6")
+    assert ep["GlobalIPv6Address"] == "fd00:ca15::2" and ep["IPv6Gateway"] == "fd00:ca15::1"
+    lab.serve(web_ns, "web6")
+    lab.wait_tcp(ep["IPAddress"])
+    client = lab.sandbox("client6")
+    m.attach("client6", "six", client, name="client6")
+    assert lab.fetch(client, "http://[fd00:ca15::2]/").stdout == "hello from web6\n"
+    assert "fd00:ca15::2" in lab.run(client, "nslookup", "-type=AAAA", "web6").stdout
+    assert "default via fd00:ca15::1" in lab.run(client, "ip", "-6", "route").stdout
+    fixed = m.attach("fixed6", "six", lab.sandbox("fixed6"), name="fixed6", ip6="fd00:ca15::99")
+    assert fixed["GlobalIPv6Address"] == "fd00:ca15::99"
+    with pytest.raises(Conflict, match="in use"):
+        m.attach("again6", "six", lab.sandbox("again6"), name="again6", ip6="fd00:ca15::99")
+    assert not any(o == "again6" for p in m.ipam.pools(rec["Id"]) for o in p.allocated.values())
+    assert "fd00:ca15::/64" in subprocess.run(["nft", "list", "table", "ip6", "cais"], capture_output=True,
+                                              text=True).stdout
+    with pytest.raises(InvalidConfig, match="IPv6"):
+        m.create("half", ipam_config=[{"Subnet": "fd00:ca16::/64"}])
+    with pytest.raises(InvalidConfig, match="IPv6"):
+        m.create("half", enable_ipv6=True)
+
+
+def test_bad_input(lab: Lab) -> None:
+    m = lab.manager
+    m.create("one", ipam_config=[{"Subnet": "10.77.0.0/16"}])
+    with pytest.raises(Conflict, match="overlaps"):
+        m.create("two", ipam_config=[{"Subnet": "10.77.3.0/24"}])
+    with pytest.raises(InvalidConfig, match="invalid subnet"):
+        m.create("two", ipam_config=[{"Subnet": "10.300.0.0/16"}])
+    with pytest.raises(InvalidConfig, match="it should be 10.78.0.0/16"):
+        m.create("two", ipam_config=[{"Subnet": "10.78.0.1/16"}])
+    with pytest.raises(InvalidConfig, match="gateway"):
+        m.create("two", ipam_config=[{"Subnet": "10.78.0.0/16", "Gateway": "10.79.0.1"}])
+    with pytest.raises(Conflict, match="already exists"):
+        m.create("one")
+    assert sorted(n["Name"] for n in m.list()) == ["bridge", "host", "none", "one"]
+    ns = lab.sandbox("x")
+    m.attach("x", "one", ns, name="x", ip="10.77.0.50")
+    assert m.endpoint("x", "one")["IPAddress"] == "10.77.0.50"
+    y = lab.sandbox("y")
+    with pytest.raises(Conflict, match="in use"):
+        m.attach("y", "one", y, name="y", ip="10.77.0.50")
+    with pytest.raises(Conflict, match="active endpoints"):
+        m.remove("one")
+    with pytest.raises(Conflict, match="pre-defined"):
+        m.remove("bridge")
+    with pytest.raises(InvalidConfig):
+        parse_publish("80:80:80:80")
+    m.detach("x", "one")
+    m.remove("one")
+    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+    assert "caisv" not in links and "cais-" not in links
+
+
+def test_restart_reapplies_rules_without_duplicates(lab: Lab, sandbox: str) -> None:
+    import os
+
+    from cais.network.manager import NetworkManager
+
+    m = lab.manager
+    m.create("again")
+    ns = lab.sandbox("c1")
+    m.attach("c1", "again", ns, name="c1")
+    before = subprocess.run(["nft", "list", "table", "ip", "cais"], capture_output=True, text=True).stdout
+    # a "crash": a new manager on the same data, the container c1 still alive, c2's record stale
+    again = NetworkManager(os.path.join(sandbox, "data"), os.path.join(sandbox, "run"), upstream_dns=[])
+    again.start(alive={"c1"})
+    again.start(alive={"c1"})
+    after = subprocess.run(["nft", "list", "table", "ip", "cais"], capture_output=True, text=True).stdout
+    assert before == after
+    again.start(alive=set())  # c1 died during the crash: its address is free again
+    assert again.get("again")["Cais"]["Endpoints"] == {}
+    assert not any(p.allocated for p in again.ipam.pools(again.get("again")["Id"]))

@@ -1,0 +1,246 @@
+"""caisd with bridge networking, driven by the real docker CLI and docker-py, inside a sandbox.
+
+caisd (and its supervisor, and so every container) starts inside the sandbox namespace; the
+embedded DNS forwards to a resolver the test runs on the sandbox's loopback.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+
+import pytest
+
+from tests.caisd import Caisd, caisd
+from tests.network.conftest import UpstreamDns, sandboxed
+
+pytestmark = pytest.mark.peers
+
+WEB = "mkdir -p /www && echo hello from $(hostname) > /www/index.html && exec httpd -f -p 80 -h /www"
+
+
+@pytest.fixture(scope="module")
+def d() -> Iterator[Caisd]:
+    with sandboxed():
+        upstream = UpstreamDns({"upstream.cais.test": "192.0.2.7"})
+        try:
+            with caisd(network_args=["--dns", upstream.address]) as daemon:
+                yield daemon
+        finally:
+            upstream.close()
+
+
+def _out(d: Caisd, *args: str, check: bool = True) -> str:
+    done = d.docker(*args, check=False)
+    if check and done.returncode != 0:
+        raise AssertionError(f"docker {' '.join(args)}: {done.stderr.decode()}")
+    return done.stdout.decode()
+
+
+def _err(d: Caisd, *args: str) -> str:
+    done = d.docker(*args, check=False)
+    assert done.returncode != 0, done.stdout
+    return done.stderr.decode()
+
+
+def _get(url: str, tries: int = 50) -> str:
+    for _ in range(tries):
+        try:
+            with urllib.request.urlopen(url, timeout=3) as r:
+                return r.read().decode()
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError(f"{url} unreachable")
+
+
+def _wget(d: Caisd, network: str, url: str, seconds: int = 5) -> subprocess.CompletedProcess[bytes]:
+    return d.docker("run", "--rm", "--network", network, "busybox", "sh", "-c",
+                    f"timeout {seconds} wget -O - {url} || exit 1", check=False)
+
+
+def test_user_defined_network_by_name(d: Caisd) -> None:
+    net_id = _out(d, "network", "create", "--subnet", "10.99.0.0/24", "--gateway", "10.99.0.254", "front").strip()
+    try:
+        info = json.loads(_out(d, "network", "inspect", "front"))[0]
+        assert info["Id"] == net_id and info["Driver"] == "bridge"
+        assert info["IPAM"]["Config"] == [{"Subnet": "10.99.0.0/24", "Gateway": "10.99.0.254"}]
+        assert "front" in _out(d, "network", "ls", "--format", "{{.Name}}").split()
+        _out(d, "run", "-d", "--name", "web", "--hostname", "web", "--network", "front", "--network-alias", "www",
+             "--ip", "10.99.0.10", "busybox", "sh", "-c", WEB)
+        settings = json.loads(_out(d, "inspect", "web"))[0]["NetworkSettings"]["Networks"]["front"]
+        assert settings["IPAddress"] == "10.99.0.10" and settings["Gateway"] == "10.99.0.254"
+        assert settings["MacAddress"] == "02:42:0a:63:00:0a"
+        containers = json.loads(_out(d, "network", "inspect", "front"))[0]["Containers"]
+        assert [c["IPv4Address"] for c in containers.values()] == ["10.99.0.10/24"]
+        for name in ("web", "www"):
+            done = _wget(d, "front", f"http://{name}/")
+            assert done.stdout == b"hello from web\n", done.stderr
+        done = d.docker("run", "--rm", "--network", "front", "busybox", "nslookup", "upstream.cais.test", check=False)
+        assert b"192.0.2.7" in done.stdout, done.stdout + done.stderr
+        resolv = _out(d, "run", "--rm", "--network", "front", "--dns-search", "cais.test", "busybox",
+                      "cat", "/etc/resolv.conf")
+        assert "nameserver 127.0.0.11" in resolv and "search cais.test" in resolv
+        hosts = _out(d, "run", "--rm", "--add-host", "db.cais.test:10.1.2.3", "--hostname", "h1", "busybox",
+                     "cat", "/etc/hosts", "/etc/hostname")
+        assert "10.1.2.3\tdb.cais.test" in hosts and hosts.endswith("h1\n")
+
+        # another network: isolated; connect at run time: reachable; disconnect: isolated again
+        _out(d, "network", "create", "back")
+        _out(d, "run", "-d", "--name", "other", "--network", "back", "busybox", "sleep", "300")
+        probe = "timeout 2 wget -O - http://10.99.0.10/ || exit 1"
+        assert d.docker("exec", "other", "sh", "-c", probe, check=False).returncode != 0
+        _out(d, "network", "connect", "front", "other")
+        assert _out(d, "exec", "other", "sh", "-c", "timeout 5 wget -O - http://web/ || exit 1") == "hello from web\n"
+        _out(d, "network", "disconnect", "front", "other")
+        assert d.docker("exec", "other", "sh", "-c", probe, check=False).returncode != 0
+
+        assert "active endpoints" in _err(d, "network", "rm", "front")
+        assert "overlaps" in _err(d, "network", "create", "--subnet", "10.99.0.128/25", "clash")
+        assert "invalid subnet" in _err(d, "network", "create", "--subnet", "10.99.0.300/24", "bad")
+        assert "clash" not in _out(d, "network", "ls")
+    finally:
+        d.docker("rm", "-f", "web", "other", check=False)
+        d.docker("network", "rm", "front", "back", check=False)
+    assert "front" not in _out(d, "network", "ls")
+
+
+def test_published_ports_and_port_command(d: Caisd) -> None:
+    try:
+        _out(d, "run", "-d", "--name", "pub", "--hostname", "pub", "-p", "18081:80", "-p", "127.0.0.1::80",
+             "busybox", "sh", "-c", WEB)
+        assert _get("http://127.0.0.1:18081/") == "hello from pub\n"
+        ports = _out(d, "port", "pub").splitlines()
+        assert "80/tcp -> 0.0.0.0:18081" in ports
+        local = [p for p in ports if "127.0.0.1" in p][0].rpartition(":")[2]
+        assert _get(f"http://127.0.0.1:{local}/") == "hello from pub\n"
+        gateway = json.loads(_out(d, "network", "inspect", "bridge"))[0]["IPAM"]["Config"][0]["Gateway"]
+        assert _wget(d, "bridge", f"http://{gateway}:18081/").stdout == b"hello from pub\n"  # hairpin
+        assert "18081" in _out(d, "ps", "--format", "{{.Ports}}")
+        assert "already allocated" in _err(d, "run", "-d", "--name", "dup", "-p", "18081:80", "busybox", "sleep", "9")
+        d.docker("rm", "-f", "dup", check=False)
+
+        # -P: every exposed port on a random host port
+        _out(d, "run", "-d", "--name", "all", "--hostname", "all", "-P", "--expose", "80", "--expose", "9000/udp",
+             "busybox", "sh", "-c", WEB)
+        published = json.loads(_out(d, "inspect", "all"))[0]["NetworkSettings"]["Ports"]
+        assert set(published) == {"80/tcp", "9000/udp"}
+        assert _get(f"http://127.0.0.1:{published['80/tcp'][0]['HostPort']}/") == "hello from all\n"
+        _out(d, "rm", "-f", "all")
+
+        # a crash: caisd killed, restarted; rules re-created without duplicates, the port still works
+        before = subprocess.run(["nft", "list", "table", "ip", "cais"], capture_output=True, text=True).stdout
+        d.kill(signal.SIGKILL)
+        d.start()
+        after = subprocess.run(["nft", "list", "table", "ip", "cais"], capture_output=True, text=True).stdout
+        assert after == before and after.count("18081") == 1
+        assert _get("http://127.0.0.1:18081/") == "hello from pub\n"
+        # a clean shutdown removes the table (containers keep running); the next start restores it
+        d.kill(signal.SIGTERM)
+        assert subprocess.run(["nft", "list", "table", "ip", "cais"], capture_output=True).returncode != 0
+        d.start()
+        assert _get("http://127.0.0.1:18081/") == "hello from pub\n"
+        _out(d, "rm", "-f", "pub")
+        rules = subprocess.run(["nft", "list", "table", "ip", "cais"], capture_output=True, text=True).stdout
+        assert "18081" not in rules
+    finally:
+        d.docker("rm", "-f", "pub", "dup", check=False)
+
+
+def test_none_host_container_and_internal(d: Caisd) -> None:
+    links = _out(d, "run", "--rm", "--network", "none", "busybox", "ip", "-o", "link").splitlines()
+    assert len(links) == 1 and ": lo:" in links[0]
+    assert "cais0" in _out(d, "run", "--rm", "--network", "host", "busybox", "ip", "-o", "link")
+    try:
+        _out(d, "run", "-d", "--name", "base", "--hostname", "base", "busybox", "sh", "-c", WEB)
+        base_ip = json.loads(_out(d, "inspect", "base"))[0]["NetworkSettings"]["IPAddress"]
+        assert _get(f"http://{base_ip}/") == "hello from base\n"  # httpd is up
+        out = _out(d, "run", "--rm", "--network", "container:base", "busybox", "sh", "-c",
+                   "timeout 10 wget -q -O - http://127.0.0.1/ || exit 1")
+        assert out == "hello from base\n"
+        _out(d, "network", "create", "--internal", "sealed")
+        assert "default" not in _out(d, "run", "--rm", "--network", "sealed", "busybox", "ip", "route")
+        assert _wget(d, "sealed", f"http://{base_ip}/", 2).returncode != 0
+    finally:
+        d.docker("rm", "-f", "base", check=False)
+        d.docker("network", "rm", "sealed", check=False)
+
+
+def test_docker_py(d: Caisd) -> None:
+    import docker
+    from docker.types import IPAMConfig, IPAMPool
+
+    client = docker.DockerClient(base_url=d.host, version="1.43")
+    net = client.networks.create("pynet", driver="bridge",
+                                 ipam=IPAMConfig(pool_configs=[IPAMPool(subnet="10.98.0.0/24")]),
+                                 labels={"cais.test": "1"})
+    try:
+        assert net.attrs["IPAM"]["Config"][0]["Subnet"] == "10.98.0.0/24"
+        assert [n.name for n in client.networks.list(filters={"label": "cais.test=1"})] == ["pynet"]
+        box = client.containers.create("busybox", ["sleep", "300"], name="pybox")
+        try:
+            net.connect(box, ipv4_address="10.98.0.77")  # stored while created, plugged in at start
+            box.start()
+            box.reload()
+            assert box.attrs["NetworkSettings"]["Networks"]["pynet"]["IPAddress"] == "10.98.0.77"
+            assert box.attrs["NetworkSettings"]["Networks"]["bridge"]["IPAddress"]
+            net.disconnect(box)
+            net.connect(box, aliases=["pyalias"])
+            net.reload()
+            assert list(net.attrs["Containers"]) == [box.id]
+            box.reload()
+            assert box.attrs["NetworkSettings"]["Networks"]["pynet"]["IPAddress"].startswith("10.98.0.")
+            net.disconnect(box)
+            net.reload()
+            assert net.attrs["Containers"] == {}
+        finally:
+            box.remove(force=True)
+        with pytest.raises(docker.errors.APIError, match="pre-defined"):
+            client.networks.get("bridge").remove()
+    finally:
+        net.remove()
+    assert "pynet" not in (client.networks.prune().get("NetworksDeleted") or [])
+
+
+def test_cais_cli_and_garbage(d: Caisd) -> None:
+    def cais(*args: str) -> str:
+        return d.cais(*args).stdout.decode()
+
+    cais("network", "create", "--subnet", "10.97.0.0/24", "--label", "k=v", "clinet")
+    try:
+        assert "clinet" in cais("network", "ls", "--filter", "label=k=v")
+        assert json.loads(cais("network", "inspect", "clinet"))[0]["Labels"] == {"k": "v"}
+        cais("run", "-d", "--name", "clibox", "--network", "clinet", "--network-alias", "alias1",
+             "-p", "18082:80", "--hostname", "clibox", "busybox", "sh", "-c", WEB)
+        assert cais("port", "clibox", "80").strip() == "0.0.0.0:18082"
+        assert _get("http://127.0.0.1:18082/") == "hello from clibox\n"
+        done = d.cais("network", "rm", "clinet", check=False)
+        assert done.returncode != 0 and b"active endpoints" in done.stderr and b"Traceback" not in done.stderr
+        done = d.cais("run", "--rm", "-p", "1:2:3:4", "busybox", "true", check=False)
+        assert done.returncode != 0 and b"invalid publish spec" in done.stderr
+    finally:
+        d.cais("rm", "-f", "clibox", check=False)
+        d.cais("network", "rm", "clinet", check=False)
+    for body in ('{"Name": 5}', '{"Name": "x", "IPAM": {"Config": "10.0.0.0/8"}}', '{"Name": "x", "Options": ["a"]}',
+                 '{"Name": "bad name!"}', "not json", '{"Name": "x", "IPAM": {"Config": [{"Subnet": "nope"}]}}'):
+        done = subprocess.run(["curl", "-s", "-o", "/dev/stderr", "-w", "%{http_code}", "--unix-socket", d.sock,
+                               "-XPOST", "-H", "Content-Type: application/json", "-d", body,
+                               "http://x/networks/create"], capture_output=True, text=True)
+        assert done.stdout == "400", (body, done.stdout, done.stderr)
+        assert "message" in done.stderr and "Traceback" not in done.stderr
+    assert "x" not in _out(d, "network", "ls", "--format", "{{.Name}}").split()
+
+
+def test_docker_cli_ipv6(d: Caisd) -> None:
+    _out(d, "network", "create", "--ipv6", "--subnet", "fd00:ca17::/64", "v6net")
+    try:
+        info = json.loads(_out(d, "network", "inspect", "v6net"))[0]
+        assert info["EnableIPv6"] and {c["Subnet"] for c in info["IPAM"]["Config"]} >= {"fd00:ca17::/64"}
+        out = _out(d, "run", "--rm", "--network", "v6net", "--ip6", "fd00:ca17::9", "busybox", "ip", "-6", "addr")
+        assert "fd00:ca17::9/64" in out
+        assert "IPv6" in _err(d, "network", "create", "--subnet", "fd00:ca18::/64", "v6bad")
+    finally:
+        d.docker("network", "rm", "v6net", check=False)
