@@ -17,7 +17,8 @@ FILE_KEYS = {"hosts": "hosts", "data-root": "data_root", "exec-root": "exec_root
              "storage-driver": "storage_driver", "log-level": "log_level", "debug": "debug", "group": "group",
              "tlsverify": "tlsverify", "tlscacert": "tlscacert", "tlscert": "tlscert", "tlskey": "tlskey",
              "cgroup-parent": "cgroup_parent", "init-path": "init_path", "tls": "tls",
-             "insecure-tcp": "insecure_tcp", "bridge": "bridge", "dns": "dns", "mtu": "mtu"}
+             "insecure-tcp": "insecure_tcp", "bridge": "bridge", "dns": "dns", "mtu": "mtu",
+             "userns-remap": "userns_remap"}
 IGNORED_FILE_KEYS = {"live-restore", "log-driver", "log-opts", "default-ulimits", "features", "experimental",
                      "registry-mirrors", "insecure-registries", "iptables", "ip-forward", "ip-masq",
                      "userland-proxy", "default-runtime", "runtimes", "max-concurrent-downloads",
@@ -49,6 +50,7 @@ class Settings:
     bridge: str = "cais0"
     dns: list[str] = field(default_factory=list)
     mtu: int = 1500
+    userns_remap: str | None = None
     file: dict = field(default_factory=dict)
 
 
@@ -77,6 +79,9 @@ def parser() -> argparse.ArgumentParser:
                    '"none": no default network, containers default to --network none (see docs/network.md)')
     p.add_argument("--dns", action="append", help="DNS server for containers and the embedded DNS (repeatable)")
     p.add_argument("--mtu", type=int, help="MTU of the default bridge network (default 1500)")
+    p.add_argument("--userns-remap", metavar="default|USER[:GROUP]",
+                   help="run containers in user namespaces mapped to the user's /etc/subuid and /etc/subgid "
+                   "ranges (default: the cais-remap user, created if missing); see docs/security.md")
     p.add_argument("-v", "--version", action="store_true", help="print the version and exit")
     return p
 
@@ -98,9 +103,6 @@ def load(argv: list[str] | None = None) -> tuple[Settings, argparse.Namespace]:
     conflicts = []
     for key, value in file.items():
         attr = FILE_KEYS.get(key)
-        if key == "userns-remap":
-            raise ConfigError("userns-remap is not supported by caisd yet: containers run without a user "
-                              "namespace (see docs/security.md, \"Not done yet\")")
         if attr is None:
             if key not in IGNORED_FILE_KEYS:
                 raise ConfigError(f"the following directives don't match any configuration option: {key}")
@@ -114,7 +116,7 @@ def load(argv: list[str] | None = None) -> tuple[Settings, argparse.Namespace]:
                           + ", ".join(conflicts))
     for attr in ("hosts", "data_root", "exec_root", "pidfile", "storage_driver", "log_level", "debug", "group",
                  "tls", "tlsverify", "tlscacert", "tlscert", "tlskey", "cgroup_parent", "init_path", "insecure_tcp",
-                 "bridge", "dns", "mtu"):
+                 "bridge", "dns", "mtu", "userns_remap"):
         value = getattr(args, attr, None)
         if value not in (None, []):
             setattr(settings, attr, value)

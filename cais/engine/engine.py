@@ -24,6 +24,7 @@ from cais.engine.events import EventBus
 from cais.engine.restart import next_delay, parse_policy, should_restart
 from cais.engine.store import ContainerStore, read_json, write_json_atomic
 from cais.engine.supervisor_client import SupervisorClient, SupervisorError
+from cais.engine.userns import IdMap
 
 log = logging.getLogger("cais.engine")
 INIT_CANDIDATES = ("/usr/bin/docker-init", "/usr/libexec/docker/docker-init", "/usr/bin/catatonit")
@@ -31,9 +32,12 @@ INIT_CANDIDATES = ("/usr/bin/docker-init", "/usr/libexec/docker/docker-init", "/
 
 class Engine:
     def __init__(self, data_root: str, exec_root: str, *, storage_driver: str | None = None,
-                 cgroup_parent: str = "/cais", init_path: str | None = None, network: dict | None = None) -> None:
-        """`network`: NetworkService options (bridge, dns, mtu); by default no default bridge network."""
+                 cgroup_parent: str = "/cais", init_path: str | None = None, network: dict | None = None,
+                 remap: IdMap | None = None) -> None:
+        """`network`: NetworkService options (bridge, dns, mtu); by default no default bridge network.
+        `remap`: userns-remap's mapping (cais.engine.userns), given by caisd with a data root of its own."""
         self.data_root = data_root
+        self.remap = remap
         self.exec_root = exec_root
         self.storage_driver_name = storage_driver
         self.cgroup_parent = "/" + cgroup_parent.strip("/")
@@ -41,7 +45,7 @@ class Engine:
         os.makedirs(data_root, mode=0o711, exist_ok=True)
         os.makedirs(exec_root, mode=0o700, exist_ok=True)
         self.runtime_root = os.path.join(exec_root, "runtime")
-        self.store = ContainerStore(os.path.join(data_root, "containers"))
+        self.store = ContainerStore(os.path.join(data_root, "containers"), remap.gid if remap else 0)
         self.events = EventBus()
         self.supervisor = SupervisorClient(exec_root)
         self.cond = threading.Condition(self.store.lock)
@@ -268,8 +272,13 @@ class Engine:
             image_config = self.images.config_of(record["Image"])
             mounts, propagation = self.volumes.mount(record, rootfs)
             netns_path = self.networks.setup(record)
+            if self.remap is not None:  # root in the container may edit them, as with docker
+                for name in ("hostname", "hosts", "resolv.conf"):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.chown(self._path(cid, name), self.remap.uid, self.remap.gid)
             oci = spec.build(record, image_config, rootfs, self.store.dir(cid),
-                             cgroups_path=self.cgroups_path(cid), init_path=self.init_path, mounts=mounts)
+                             cgroups_path=self.cgroups_path(cid), init_path=self.init_path, mounts=mounts,
+                             remap=self.remap)
             self.networks.apply_spec(oci, netns_path)
             if propagation:  # shared or slave binds need the rootfs to propagate too (as docker)
                 oci["linux"]["rootfsPropagation"] = propagation

@@ -12,6 +12,7 @@ import stat
 
 from cais.engine import rootpath, security
 from cais.engine.errors import InvalidParameter
+from cais.engine.userns import IdMap
 from cais.runtime import defaults
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -182,8 +183,9 @@ def _host_devices() -> list[dict]:
 
 
 def build(record: dict, image_config: dict, rootfs: str, container_dir: str, *,
-          cgroups_path: str, init_path: str | None, mounts: list[dict]) -> dict:
-    """The OCI spec of `record` whose root filesystem is mounted at `rootfs`."""
+          cgroups_path: str, init_path: str | None, mounts: list[dict], remap: IdMap | None = None) -> dict:
+    """The OCI spec of `record` whose root filesystem is mounted at `rootfs`; with `remap`
+    (userns-remap) in a user namespace of that mapping unless --userns=host."""
     config, host = record["Config"], record["HostConfig"]
     args = record["Path"] and [record["Path"], *record["Args"]]
     if not args:
@@ -237,12 +239,16 @@ def build(record: dict, image_config: dict, rootfs: str, container_dir: str, *,
         namespaces.append({"type": "network"})
     if host.get("CgroupnsMode") == "private":
         namespaces.append({"type": "cgroup"})
+    userns = remap is not None and host.get("UsernsMode") != "host"
+    if userns:
+        namespaces.append({"type": "user"})
     linux: dict = {
         "namespaces": namespaces,
         "resources": {**resources(host), "devices": rules},
         "cgroupsPath": cgroups_path,
         "sysctl": dict(host.get("Sysctls") or {}),
         "devices": devices,
+        **(remap.oci() if userns and remap else {}),
     }
     if not privileged and not options.systempaths_unconfined:
         linux["maskedPaths"] = list(defaults.MASKED_PATHS)

@@ -41,9 +41,14 @@ def read_json(path: str) -> dict | None:
 class ContainerStore:
     """Records by id with a name index; lookups by full id, unique id prefix or name."""
 
-    def __init__(self, root: str) -> None:
+    def __init__(self, root: str, group: int = 0) -> None:
+        """`group`: the group that may traverse the containers' directories (userns-remap's root)."""
         self.root = root
+        self.group = group
         os.makedirs(root, mode=0o700, exist_ok=True)
+        if group:
+            os.chown(root, 0, group)
+            os.chmod(root, 0o710)
         self.lock = threading.RLock()
         self.records: dict[str, dict] = {}
         for entry in sorted(os.listdir(root)):
@@ -61,6 +66,8 @@ class ContainerStore:
                                f'"{self.by_name(record["Name"])["Id"]}". You have to remove (or rename) that '
                                "container to be able to reuse that name.")
             os.makedirs(self.dir(record["Id"]), mode=0o710)
+            if self.group:
+                os.chown(self.dir(record["Id"]), 0, self.group)
             self.records[record["Id"]] = record
             self.save(record)
 

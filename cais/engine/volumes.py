@@ -162,6 +162,7 @@ class VolumeService:
                 for mp in self.points(record):
                     if mp.type == "volume":
                         mp.source = self.volumes.mount(mp.name, cid)
+                        self._own(mp.source)
                         if mp.subpath:
                             mp.source = self._hold_subpath(cid, mp)
                         elif mp.copy_data and copyup.is_empty(mp.source):
@@ -178,6 +179,16 @@ class VolumeService:
             self.unmount(record)
             raise
         return out, propagation
+
+    def _own(self, path: str) -> None:
+        """userns-remap: an empty volume directory of this data root, still the host root's, becomes
+        the remapped root's (as docker's volumes are); other sources are left as they are."""
+        remap = self.engine.remap
+        if remap is None or not path.startswith(self.volumes.root + "/") or not copyup.is_empty(path):
+            return
+        st = os.stat(path)
+        if (st.st_uid, st.st_gid) == (0, 0):
+            os.chown(path, remap.uid, remap.gid)
 
     def _hold_subpath(self, cid: str, mp: MountPoint) -> str:
         """The subpath, opened safely (copyup.open_subpath) and bound through its fd onto a private

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 
 from cais.linux import namespaces as ns
@@ -48,7 +49,20 @@ def join(joins: list[tuple[str, str]]) -> None:
             except OSError as e:
                 raise ConfigError(f"namespace {kind} {path}: {e.strerror}") from None
         opened.sort(key=lambda item: _JOIN_ORDER.index(item[0]))
+        # As runc: the others first while the caller's own capabilities still count (a namespace
+        # the engine made, e.g. a netns, is owned by the initial user namespace and out of reach
+        # from inside the container's), then the user namespace, then those that needed it.
+        later = []
         for kind, fd in opened:
+            if kind == "user":
+                continue
+            try:
+                ns.setns(fd, ns.NAMESPACES[kind][0])
+            except OSError as e:
+                if e.errno != errno.EPERM or not any(k == "user" for k, _ in opened):
+                    raise ConfigError(f"cannot join {kind} namespace: {e.strerror}") from None
+                later.append((kind, fd))
+        for kind, fd in [*[o for o in opened if o[0] == "user"], *later]:
             try:
                 ns.setns(fd, ns.NAMESPACES[kind][0])
             except OSError as e:

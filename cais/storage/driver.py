@@ -21,6 +21,7 @@ from typing import BinaryIO
 
 from cais.storage.archive import DiffResult
 from cais.storage.errors import LayerExists, LayerNotFound, LayerTooLarge, StorageError
+from cais.storage.idshift import IdShift, shift_tree
 
 __all__ = ["Change", "DiffResult", "Driver", "open_driver", "DRIVERS"]
 
@@ -128,6 +129,17 @@ class Driver(abc.ABC):
 
     def __init__(self, root: str) -> None:
         self.root = root
+        self.id_shift: IdShift | None = None  # userns-remap: layers are unpacked with owners shifted
+
+    def reachable(self, path: str) -> None:
+        """userns-remap: let the remapped root (by group) traverse `path` on the way to its rootfs."""
+        if self.id_shift is not None:
+            os.chown(path, 0, self.id_shift.gid)
+            os.chmod(path, 0o710)
+
+    def _shift(self, tree: str, back: bool = False) -> None:
+        if self.id_shift is not None:
+            shift_tree(tree, self.id_shift, back)
 
     @abc.abstractmethod
     def apply_diff(self, layer_id: str, parent_id: str | None, stream: BinaryIO, *,
@@ -195,7 +207,7 @@ class Driver(abc.ABC):
             raise LayerNotFound(f"layer {layer_id} not found")
 
 
-def open_driver(root: str, name: str | None = None) -> Driver:
+def open_driver(root: str, name: str | None = None, id_shift: IdShift | None = None) -> Driver:
     """The storage driver for data root `root` (its files go under ROOT/NAME).
 
     With no `name`: the driver already in use under `root` if exactly one is, else overlay when
@@ -211,8 +223,13 @@ def open_driver(root: str, name: str | None = None) -> Driver:
             name = "overlay" if overlay_supported(root) else "vfs"
     if name == "overlay":
         from cais.storage.overlay import OverlayDriver
-        return OverlayDriver(os.path.join(root, "overlay"))
-    if name == "vfs":
+        driver: Driver = OverlayDriver(os.path.join(root, "overlay"))
+    elif name == "vfs":
         from cais.storage.vfs import VfsDriver
-        return VfsDriver(os.path.join(root, "vfs"))
-    raise StorageError(f"unknown storage driver {name!r} (known: {', '.join(DRIVERS)})")
+        driver = VfsDriver(os.path.join(root, "vfs"))
+    else:
+        raise StorageError(f"unknown storage driver {name!r} (known: {', '.join(DRIVERS)})")
+    driver.id_shift = id_shift
+    for path in (root, driver.root):
+        driver.reachable(path)
+    return driver

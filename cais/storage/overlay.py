@@ -193,6 +193,7 @@ class OverlayDriver(Driver):
             diff = os.path.join(staging.path, "diff")
             os.mkdir(diff, 0o755)
             result = fill(diff, self._layer_dirs(lower))
+            self._shift(diff)
             link = _short_name()
             _write(os.path.join(staging.path, "link"), link)
             _write(os.path.join(staging.path, "lower"), lower)
@@ -259,8 +260,10 @@ class OverlayDriver(Driver):
         lower = self._lower_for_child(parent_layer_id)
         staging = Staging(self._containers)
         try:
+            self.reachable(staging.path)
             for d, mode in (("diff", 0o755), ("work", 0o700), ("merged", 0o755)):
                 os.mkdir(os.path.join(staging.path, d), mode)
+            self._shift(os.path.join(staging.path, "diff"))  # the root directory, as the remapped root's
             _write(os.path.join(staging.path, "lower"), lower)
         except BaseException:
             staging.discard()

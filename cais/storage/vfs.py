@@ -68,7 +68,9 @@ class VfsDriver(Driver):
             os.mkdir(diff, 0o755)
             if parent_id is not None:
                 copy_tree(os.path.join(self._layer(parent_id), "diff"), diff)
+                self._shift(diff, back=True)  # the layer applies in container ids; shifted whole below
             result = fill(diff)
+            self._shift(diff)
             _write(os.path.join(staging.path, "size"), str(result.size))
         except BaseException:
             staging.discard()
@@ -108,10 +110,13 @@ class VfsDriver(Driver):
             self._require_layer(parent_layer_id)
         staging = Staging(self._containers)
         try:
+            self.reachable(staging.path)
             diff = os.path.join(staging.path, "diff")
             os.mkdir(diff, 0o755)
             if parent_layer_id is not None:
                 copy_tree(os.path.join(self._layer(parent_layer_id), "diff"), diff)
+            else:
+                self._shift(diff)  # the root directory, as the remapped root's
             _write(os.path.join(staging.path, "parent"), parent_layer_id or "")
         except BaseException:
             staging.discard()

@@ -102,12 +102,3 @@ def test_tcp_with_tlsverify_needs_a_client_certificate(certs: str) -> None:
         assert other.returncode != 0
         assert d.ping()
 
-
-def test_userns_remap_is_refused_clearly_until_supported() -> None:
-    with tempfile.TemporaryDirectory(prefix="cais-se-d-") as root:
-        with open(f"{root}/daemon.json", "w") as f:
-            f.write('{"userns-remap": "default"}')
-        result = subprocess.run([os.path.join(VENV_BIN, "caisd"), "--data-root", f"{root}/data", "--exec-root",
-                                 f"{root}/exec", "--config-file", f"{root}/daemon.json", "-H",
-                                 f"unix://{root}/d.sock"], capture_output=True, timeout=60)
-    assert result.returncode == 1 and b"userns-remap is not supported" in result.stderr

@@ -1,0 +1,45 @@
+"""Shifted ownership for userns-remap: a layer unpacked for a remapped daemon is chowned so that
+its owners, seen through the containers' uid/gid mappings, are the ones in the image (docker's
+chowned copy of the layers per mapping)."""
+
+from __future__ import annotations
+
+import os
+import stat
+from typing import NamedTuple
+
+from cais.storage.errors import InvalidLayer
+
+
+class IdShift(NamedTuple):
+    """Container ids 0..size-1 are host ids base..base+size-1."""
+    uid: int
+    uid_size: int
+    gid: int
+    gid_size: int
+
+
+def _chown(path: str, st: os.stat_result, shift: IdShift, back: bool) -> None:
+    uid, gid = (st.st_uid - shift.uid, st.st_gid - shift.gid) if back else (st.st_uid, st.st_gid)
+    if not (0 <= uid < shift.uid_size and 0 <= gid < shift.gid_size):
+        raise InvalidLayer(f"{path}: owner {uid}:{gid} is outside the remapped range "
+                           f"(0-{shift.uid_size - 1}:0-{shift.gid_size - 1})")
+    os.lchown(path, *((uid, gid) if back else (uid + shift.uid, gid + shift.gid)))
+    if not stat.S_ISLNK(st.st_mode) and st.st_mode & (stat.S_ISUID | stat.S_ISGID):
+        os.chmod(path, stat.S_IMODE(st.st_mode))  # chown cleared them
+
+
+def shift_tree(root: str, shift: IdShift, back: bool = False) -> None:
+    """Move every owner under `root` (the root included) from container ids to host ids (`back`:
+    from host ids to container ids). Hard-linked inodes are chowned once."""
+    seen: set[int] = set()
+    _chown(root, os.lstat(root), shift, back)
+    for dirpath, dirs, files in os.walk(root):
+        for name in [*dirs, *files]:
+            path = os.path.join(dirpath, name)
+            st = os.lstat(path)
+            if st.st_nlink > 1 and not stat.S_ISDIR(st.st_mode):
+                if st.st_ino in seen:
+                    continue
+                seen.add(st.st_ino)
+            _chown(path, st, shift, back)

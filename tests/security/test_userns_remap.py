@@ -1,0 +1,163 @@
+"""userns-remap: a caisd whose containers' root is a subordinate uid on the host.
+
+The fixture creates a system user and group `cais-se-remap` with 65536-id ranges in /etc/subuid
+and /etc/subgid, and removes them (and their lines) afterwards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import pwd
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from cais.engine import userns
+from tests.caisd import Caisd, caisd
+
+USER = "cais-se-remap"
+SUB_FILES = ("/etc/subuid", "/etc/subgid")
+
+
+def _drop_lines(name: str) -> None:
+    for path in SUB_FILES:
+        with contextlib.suppress(FileNotFoundError):
+            with open(path) as f:
+                lines = f.readlines()
+            kept = [line for line in lines if not line.startswith(f"{name}:")]
+            if kept != lines:
+                with open(path, "w") as f:
+                    f.writelines(kept)
+
+
+@pytest.fixture(scope="module")
+def remap_user() -> Iterator[tuple[int, int]]:
+    """(first subordinate uid, first subordinate gid) of the test user."""
+    subprocess.run(["useradd", "--system", "--user-group", "--no-create-home", "--shell", "/usr/sbin/nologin", USER],
+                   check=True, capture_output=True)
+    try:
+        start = userns._free_start(SUB_FILES) + 65536  # some room for a concurrent `default`
+        for path in SUB_FILES:
+            with open(path, "a") as f:
+                f.write(f"{USER}:{start}:65536\n")
+        yield start, start
+    finally:
+        _drop_lines(USER)
+        subprocess.run(["userdel", USER], capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def remapped(remap_user: tuple[int, int]) -> Iterator[Caisd]:
+    with caisd(extra=["--userns-remap", f"{USER}:{USER}"]) as d:
+        os.chmod(d.root, 0o711)  # mkdtemp's 0700 would stop the remapped root on its way to the rootfs
+        yield d
+
+
+def _status_ids(pid: int) -> tuple[int, int]:
+    with open(f"/proc/{pid}/status") as f:
+        fields = dict(line.split(":", 1) for line in f)
+    return int(fields["Uid"].split()[0]), int(fields["Gid"].split()[0])
+
+
+def test_root_inside_is_the_subordinate_uid_outside(remapped: Caisd, remap_user: tuple[int, int]) -> None:
+    assert remapped.docker("run", "--rm", "busybox", "id").stdout.decode().startswith("uid=0(root) gid=0(root)")
+    cid = remapped.docker("run", "-d", "busybox", "sleep", "60").stdout.decode().strip()
+    try:
+        pid = int(remapped.docker("inspect", "-f", "{{.State.Pid}}", cid).stdout)
+        assert _status_ids(pid) == remap_user
+        maps = remapped.docker("exec", cid, "cat", "/proc/self/uid_map").stdout.split()
+        assert maps == [b"0", str(remap_user[0]).encode(), b"65536"]
+    finally:
+        remapped.docker("rm", "-f", cid, check=False)
+
+
+def test_image_files_are_roots_inside_and_writable(remapped: Caisd, remap_user: tuple[int, int]) -> None:
+    out = remapped.docker("run", "--rm", "busybox", "sh", "-c",
+                          "ls -ln /bin/busybox; stat -c %u:%g /; echo hi > /etc/cais-x && cat /etc/cais-x").stdout
+    lines = out.decode().splitlines()
+    assert lines[0].split()[2:4] == ["0", "0"]
+    assert lines[1:] == ["0:0", "hi"]
+    layers = os.path.join(remapped.data_root, f"{remap_user[0]}.{remap_user[1]}")
+    assert os.stat(layers).st_mode & 0o777 == 0o710
+
+
+def test_named_volume_is_writable_by_remapped_root(remapped: Caisd, remap_user: tuple[int, int]) -> None:
+    name = f"cais-se-remap-{os.getpid()}"
+    try:
+        out = remapped.docker("run", "--rm", "-v", f"{name}:/data", "busybox", "sh", "-c",
+                              "echo ok > /data/f && stat -c %u /data/f").stdout
+        assert out.split() == [b"0"]
+        path = remapped.docker("volume", "inspect", "-f", "{{.Mountpoint}}", name).stdout.decode().strip()
+        assert os.stat(os.path.join(path, "f")).st_uid == remap_user[0]
+    finally:
+        remapped.docker("volume", "rm", "-f", name, check=False)
+
+
+def test_userns_host_opts_out(remapped: Caisd) -> None:
+    cid = remapped.docker("run", "-d", "--userns=host", "busybox", "sleep", "60").stdout.decode().strip()
+    try:
+        pid = int(remapped.docker("inspect", "-f", "{{.State.Pid}}", cid).stdout)
+        assert _status_ids(pid) == (0, 0)
+    finally:
+        remapped.docker("rm", "-f", cid, check=False)
+
+
+def _caisd_error(*flags: str, config: dict | None = None) -> str:
+    root = tempfile.mkdtemp(prefix="cais-se-remapbad-", dir="/tmp")
+    try:
+        cfg = os.path.join(root, "daemon.json")
+        with open(cfg, "w") as f:
+            json.dump(config or {}, f)
+        d = Caisd(root=root, sock=os.path.join(root, "d.sock"), cgroup_parent="/cais-se-remapbad", log="")
+        args = [*d.args(), *flags]
+        args[args.index("--config-file") + 1] = cfg
+        proc = subprocess.run(args, capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 1
+        assert "Traceback" not in proc.stderr
+        return proc.stderr.strip()
+    finally:
+        subprocess.run(["rm", "-rf", root])
+
+
+def test_bad_settings_fail_in_one_line() -> None:
+    assert _caisd_error("--userns-remap", "cais-se-nosuchuser") == "caisd: userns-remap: no such user: cais-se-nosuchuser"
+    err = _caisd_error(config={"userns-remap": "root:cais-se-nosuchgroup"})
+    assert err == "caisd: userns-remap: no such group: cais-se-nosuchgroup"
+    err = _caisd_error("--userns-remap", "nobody")
+    assert err == "caisd: userns-remap: no subordinate uid range for user nobody in /etc/subuid"
+    assert "expected 'default' or USER[:GROUP]" in _caisd_error("--userns-remap", "a:b:c")
+
+
+def test_default_creates_cais_remap_with_ranges() -> None:
+    """`default` on a host without cais-remap: the user and 65536-id ranges are made (temporary
+    subuid/subgid files here; the user is removed afterwards if this test made it)."""
+    existed = _exists(userns.DEFAULT_USER)
+    root = tempfile.mkdtemp(prefix="cais-se-remapdef-", dir="/tmp")
+    try:
+        sub = [os.path.join(root, n) for n in ("subuid", "subgid")]
+        with open(sub[0], "w") as f:
+            f.write("someone:100000:65536\n")
+        mapping = userns.resolve("default", *sub)
+        assert (mapping.uid, mapping.uid_size, mapping.gid, mapping.gid_size) == (165536, 65536, 165536, 65536)
+        assert _exists(userns.DEFAULT_USER)
+        assert userns.resolve("default", *sub) == mapping  # idempotent
+    finally:
+        if not existed:
+            for _ in range(5):
+                if subprocess.run(["userdel", userns.DEFAULT_USER], capture_output=True).returncode in (0, 6):
+                    break
+                time.sleep(0.2)
+        subprocess.run(["rm", "-rf", root])
+
+
+def _exists(name: str) -> bool:
+    try:
+        pwd.getpwnam(name)
+        return True
+    except KeyError:
+        return False
