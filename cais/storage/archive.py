@@ -26,6 +26,7 @@ from cais.linux import fs
 from cais.storage import tarstream, whiteouts
 from cais.storage.compression import decompressed
 from cais.storage.errors import InvalidLayer, StorageError
+from cais.storage.idshift import IdShift, unshifted
 from cais.storage.tarstream import Header
 
 CHUNK = 1 << 20
@@ -476,9 +477,11 @@ def _entry_info(entry: PackEntry, st: os.stat_result, source_date_epoch: int | N
     return info
 
 
-def pack(entries: Iterable[PackEntry], out: BinaryIO, *, source_date_epoch: int | None = None) -> DiffResult:
-    """Write `entries` (already in order) as a PAX tar to `out`: numeric owners, no user/group names,
-    mtimes clamped to `source_date_epoch`, hard links kept. Returns the tar's digest."""
+def pack(entries: Iterable[PackEntry], out: BinaryIO, *, source_date_epoch: int | None = None,
+         id_shift: IdShift | None = None) -> DiffResult:
+    """Write `entries` (already in order) as a PAX tar to `out`: numeric owners (shifted back to
+    the container's with `id_shift`, userns-remap), no user/group names, mtimes clamped to
+    `source_date_epoch`, hard links kept. Returns the tar's digest."""
     writer = _DigestWriter(out)
     size = 0
     seen: dict[tuple[int, int], str] = {}
@@ -493,6 +496,8 @@ def pack(entries: Iterable[PackEntry], out: BinaryIO, *, source_date_epoch: int 
                 info = _entry_info(entry, st, source_date_epoch)
                 if info is None:
                     continue
+                if id_shift is not None:
+                    info.uid, info.gid = unshifted(id_shift, info.uid, info.gid)
                 if info.type != tarfile.REGTYPE:
                     tar.addfile(info)
                 elif st.st_nlink > 1 and (st.st_dev, st.st_ino) in seen:

@@ -43,3 +43,10 @@ def shift_tree(root: str, shift: IdShift, back: bool = False) -> None:
                     continue
                 seen.add(st.st_ino)
             _chown(path, st, shift, back)
+
+
+def unshifted(shift: IdShift, uid: int, gid: int) -> tuple[int, int]:
+    """The container's view of host owner uid:gid: what a diff exported from a remapped
+    container records; an id outside the range is the overflow id 65534, as the kernel shows it."""
+    uid, gid = uid - shift.uid, gid - shift.gid
+    return (uid if 0 <= uid < shift.uid_size else 65534), (gid if 0 <= gid < shift.gid_size else 65534)

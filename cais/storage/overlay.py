@@ -356,5 +356,5 @@ class OverlayDriver(Driver):
                 if stat.S_ISDIR(st.st_mode) and whiteouts.is_overlay_opaque(path):
                     yield archive.PackEntry(rel, None, "opaque")
 
-        return archive.pack(entries(), out, source_date_epoch=source_date_epoch)
+        return archive.pack(entries(), out, source_date_epoch=source_date_epoch, id_shift=self.id_shift)
 

@@ -156,7 +156,7 @@ class VfsDriver(Driver):
                 else:
                     yield archive.PackEntry(rel, os.path.join(new, rel))
 
-        return archive.pack(entries(), out, source_date_epoch=source_date_epoch)
+        return archive.pack(entries(), out, source_date_epoch=source_date_epoch, id_shift=self.id_shift)
 
 
 def _capability(path: str) -> bytes | None:

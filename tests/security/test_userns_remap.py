@@ -86,6 +86,27 @@ def test_image_files_are_roots_inside_and_writable(remapped: Caisd, remap_user: 
     assert os.stat(layers).st_mode & 0o777 == 0o710
 
 
+def test_commit_records_the_containers_owners(remapped: Caisd) -> None:
+    cid = remapped.docker("run", "-d", "busybox", "sh", "-c", "echo c > /etc/cais-c; chown 7:8 /etc/cais-c").stdout
+    cid_s = cid.decode().strip()
+    image = "cais-se-remap-commit:latest"
+    try:
+        remapped.docker("wait", cid_s)
+        remapped.docker("commit", cid_s, image)
+        out = remapped.docker("run", "--rm", image, "stat", "-c", "%u:%g", "/etc/cais-c", "/etc/passwd").stdout
+        assert out.split() == [b"7:8", b"0:0"]
+    finally:
+        remapped.docker("rm", "-f", cid_s, check=False)
+        remapped.docker("rmi", "-f", image, check=False)
+
+
+def test_vfs_driver(remap_user: tuple[int, int]) -> None:
+    with caisd(extra=["--userns-remap", f"{USER}:{USER}", "-s", "vfs"]) as d:
+        os.chmod(d.root, 0o711)
+        out = d.docker("run", "--rm", "busybox", "sh", "-c", "id -u; stat -c %u:%g /bin/busybox /; touch /x").stdout
+        assert out.split() == [b"0", b"0:0", b"0:0"]
+
+
 def test_named_volume_is_writable_by_remapped_root(remapped: Caisd, remap_user: tuple[int, int]) -> None:
     name = f"cais-se-remap-{os.getpid()}"
     try:
