@@ -15,11 +15,13 @@ import os
 import stat
 import tarfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import BinaryIO
 
 from cais.engine import rootpath
 from cais.engine.errors import InvalidParameter, NotFound
+from cais.engine.userns import IdMap
+from cais.storage.idshift import IdShift, unshifted
 
 _GO_DIR, _GO_SYMLINK, _GO_DEVICE, _GO_PIPE, _GO_SOCKET, _GO_CHARDEV = 1 << 31, 1 << 27, 1 << 26, 1 << 25, 1 << 24, 1 << 21
 _GO_SETUID, _GO_SETGID, _GO_STICKY = 1 << 23, 1 << 22, 1 << 20
@@ -134,7 +136,19 @@ def pipe_writer(write) -> Iterator[bytes]:  # type: ignore[no-untyped-def]
     thread.join()
 
 
-def get_archive(root: str, path: str) -> Iterator[bytes]:
+def _to_container_owner(remap: IdMap | None) -> Callable[[tarfile.TarInfo], tarfile.TarInfo] | None:
+    """A tarfile `filter` giving entries the owners the container sees (userns-remap), or None."""
+    if remap is None:
+        return None
+    shift = IdShift(remap.uid, remap.uid_size, remap.gid, remap.gid_size)
+
+    def owner(info: tarfile.TarInfo) -> tarfile.TarInfo:
+        info.uid, info.gid = unshifted(shift, info.uid, info.gid)
+        return info
+    return owner
+
+
+def get_archive(root: str, path: str, remap: IdMap | None = None) -> Iterator[bytes]:
     resolved = rootpath.resolve(root, path)
     if not _lexists(resolved):
         raise NotFound(f"Could not find the file {path} in container")
@@ -143,7 +157,7 @@ def get_archive(root: str, path: str) -> Iterator[bytes]:
         name = "."
 
     def build(tar: tarfile.TarFile) -> None:
-        tar.add(resolved, arcname=name, recursive=True)
+        tar.add(resolved, arcname=name, recursive=True, filter=_to_container_owner(remap))
     return _pipe_tar(build)
 
 
@@ -154,7 +168,8 @@ def export_rootfs(engine, record: dict) -> Iterator[bytes]:  # type: ignore[no-u
     def build(tar: tarfile.TarFile) -> None:
         try:
             for entry in sorted(os.listdir(rootfs)):
-                tar.add(os.path.join(rootfs, entry), arcname=entry, recursive=True)
+                tar.add(os.path.join(rootfs, entry), arcname=entry, recursive=True,
+                        filter=_to_container_owner(engine.remap))
         finally:
             with contextlib.suppress(Exception):
                 engine.storage.unmount(cid)
@@ -168,7 +183,11 @@ def _safe_name(name: str) -> list[str]:
     return parts
 
 
-def put_archive(root: str, path: str, stream: BinaryIO, *, no_overwrite_dir_non_dir: bool = False) -> None:
+def put_archive(root: str, path: str, stream: BinaryIO, *, no_overwrite_dir_non_dir: bool = False,
+                remap: IdMap | None = None) -> None:
+    """Extract `stream` at `path` in the container rootfs `root`; with `remap` (userns-remap), the
+    tar's owners are the container's and are shifted to the host's (an owner outside the mapping
+    becomes the remapped root)."""
     dest = rootpath.resolve(root, path)
     if not os.path.isdir(dest):
         if not _lexists(dest):
@@ -189,6 +208,9 @@ def put_archive(root: str, path: str, stream: BinaryIO, *, no_overwrite_dir_non_
                 parent = rootpath.resolve(root, os.path.dirname(inner))
                 os.makedirs(parent, exist_ok=True)
                 target = os.path.join(parent, parts[-1])
+                if remap is not None:
+                    member.uid = remap.uid + (member.uid if 0 <= member.uid < remap.uid_size else 0)
+                    member.gid = remap.gid + (member.gid if 0 <= member.gid < remap.gid_size else 0)
                 _extract_one(root, path, tar, member, target, no_overwrite_dir_non_dir)
                 if member.isdir():
                     dirs.append((target, member))

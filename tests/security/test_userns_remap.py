@@ -7,10 +7,12 @@ and /etc/subgid, and removes them (and their lines) afterwards.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import pwd
 import subprocess
+import tarfile
 import tempfile
 import time
 from collections.abc import Iterator
@@ -98,6 +100,27 @@ def test_commit_records_the_containers_owners(remapped: Caisd) -> None:
     finally:
         remapped.docker("rm", "-f", cid_s, check=False)
         remapped.docker("rmi", "-f", image, check=False)
+
+
+def test_docker_cp_and_export_show_the_containers_owners(remapped: Caisd) -> None:
+    cid = remapped.docker("create", "busybox", "stat", "-c", "%u:%g", "/etc/cais-cp").stdout.decode().strip()
+    src = tempfile.mkdtemp(prefix="cais-se-remapcp-", dir="/tmp")
+    try:
+        with open(os.path.join(src, "f"), "w") as f:
+            f.write("x")
+        os.chown(os.path.join(src, "f"), 5, 6)
+        remapped.docker("cp", os.path.join(src, "f"), f"{cid}:/etc/cais-cp")
+        listing = remapped.docker("export", cid).stdout
+        with tarfile.open(fileobj=io.BytesIO(listing)) as tar:
+            assert (tar.getmember("etc/cais-cp").uid, tar.getmember("etc/cais-cp").gid) == (5, 6)
+            assert tar.getmember("bin/busybox").uid == 0
+        back = remapped.docker("cp", f"{cid}:/etc/cais-cp", "-").stdout
+        with tarfile.open(fileobj=io.BytesIO(back)) as tar:
+            assert (tar.getmember("cais-cp").uid, tar.getmember("cais-cp").gid) == (5, 6)
+        assert remapped.docker("start", "-a", cid).stdout.split() == [b"5:6"]
+    finally:
+        remapped.docker("rm", "-f", cid, check=False)
+        subprocess.run(["rm", "-rf", src])
 
 
 def test_vfs_driver(remap_user: tuple[int, int]) -> None:
