@@ -21,7 +21,7 @@ from typing import BinaryIO
 from cais.engine import rootpath
 from cais.engine.errors import InvalidParameter, NotFound
 from cais.engine.userns import IdMap
-from cais.storage.idshift import IdShift, unshifted
+from cais.storage.idshift import unshifted
 
 _GO_DIR, _GO_SYMLINK, _GO_DEVICE, _GO_PIPE, _GO_SOCKET, _GO_CHARDEV = 1 << 31, 1 << 27, 1 << 26, 1 << 25, 1 << 24, 1 << 21
 _GO_SETUID, _GO_SETGID, _GO_STICKY = 1 << 23, 1 << 22, 1 << 20
@@ -140,10 +140,9 @@ def _to_container_owner(remap: IdMap | None) -> Callable[[tarfile.TarInfo], tarf
     """A tarfile `filter` giving entries the owners the container sees (userns-remap), or None."""
     if remap is None:
         return None
-    shift = IdShift(remap.uid, remap.uid_size, remap.gid, remap.gid_size)
 
     def owner(info: tarfile.TarInfo) -> tarfile.TarInfo:
-        info.uid, info.gid = unshifted(shift, info.uid, info.gid)
+        info.uid, info.gid = unshifted(remap, info.uid, info.gid)
         return info
     return owner
 

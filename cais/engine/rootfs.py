@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from dataclasses import astuple
 
 from cais.engine.errors import EngineError
 
@@ -17,10 +16,8 @@ from cais.engine.errors import EngineError
 class RootfsService:
     def __init__(self, engine) -> None:  # type: ignore[no-untyped-def]
         from cais.storage import open_driver
-        from cais.storage.idshift import IdShift
         self.engine = engine
-        shift = IdShift(*astuple(engine.remap)) if engine.remap else None
-        self.driver = open_driver(os.path.join(engine.data_root, "storage"), engine.storage_driver_name, shift)
+        self.driver = open_driver(os.path.join(engine.data_root, "storage"), engine.storage_driver_name, engine.remap)
         self.driver_name = {"overlay": "overlay2"}.get(self.driver.name, self.driver.name)
         self.users: dict[str, int] = {}
         self.lock = threading.Lock()

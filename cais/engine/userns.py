@@ -10,9 +10,9 @@ from __future__ import annotations
 import grp
 import pwd
 import subprocess
-from dataclasses import dataclass
 
 from cais.engine.errors import EngineError
+from cais.storage.idshift import IdShift
 
 DEFAULT_USER = "cais-remap"
 RANGE_SIZE = 65536
@@ -22,13 +22,10 @@ class RemapError(EngineError):
     pass
 
 
-@dataclass(frozen=True)
-class IdMap:
-    """Container ids 0..size-1 are host ids host..host+size-1 (uids and gids separately)."""
-    uid: int
-    uid_size: int
-    gid: int
-    gid_size: int
+class IdMap(IdShift):
+    """Container ids 0..size-1 are host ids uid..uid+uid_size-1 (gids alike): the storage's id
+    shift, and the containers' OCI id mappings."""
+    __slots__ = ()
 
     def oci(self) -> dict:
         return {"uidMappings": [{"containerID": 0, "hostID": self.uid, "size": self.uid_size}],
