@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import stat
+import struct
 from typing import NamedTuple
 
 from cais.storage.errors import InvalidLayer
@@ -24,9 +25,35 @@ def _chown(path: str, st: os.stat_result, shift: IdShift, back: bool) -> None:
     if not (0 <= uid < shift.uid_size and 0 <= gid < shift.gid_size):
         raise InvalidLayer(f"{path}: owner {uid}:{gid} is outside the remapped range "
                            f"(0-{shift.uid_size - 1}:0-{shift.gid_size - 1})")
+    caps = _capability(path) if stat.S_ISREG(st.st_mode) else None
     os.lchown(path, *((uid, gid) if back else (uid + shift.uid, gid + shift.gid)))
     if not stat.S_ISLNK(st.st_mode) and st.st_mode & (stat.S_ISUID | stat.S_ISGID):
         os.chmod(path, stat.S_IMODE(st.st_mode))  # chown cleared them
+    if caps is not None:  # chown removed it too
+        os.setxattr(path, _CAP_XATTR, _rooted(caps, 0 if back else shift.uid))
+
+
+_CAP_XATTR = "security.capability"
+_VFS_CAP_V2, _VFS_CAP_V3 = 0x02000000, 0x03000000
+
+
+def _capability(path: str) -> bytes | None:
+    try:
+        return os.getxattr(path, _CAP_XATTR)
+    except OSError:
+        return None
+
+
+def _rooted(caps: bytes, rootid: int) -> bytes:
+    """File capabilities (v2 or v3) as v3 for a user namespace whose root is `rootid` (0: v2, the
+    initial namespace's): the kernel honours them only for that namespace's root."""
+    magic = struct.unpack_from("<I", caps)[0]
+    if magic & 0xFF000000 not in (_VFS_CAP_V2, _VFS_CAP_V3) or len(caps) < 20:
+        return caps
+    flags, data = magic & 0x00FFFFFF, caps[4:20]
+    if rootid == 0:
+        return struct.pack("<I", _VFS_CAP_V2 | flags) + data
+    return struct.pack("<I", _VFS_CAP_V3 | flags) + data + struct.pack("<I", rootid)
 
 
 def shift_tree(root: str, shift: IdShift, back: bool = False) -> None:

@@ -11,6 +11,7 @@ import io
 import json
 import os
 import pwd
+import struct
 import subprocess
 import tarfile
 import tempfile
@@ -20,6 +21,8 @@ from collections.abc import Iterator
 import pytest
 
 from cais.engine import userns
+from cais.storage.errors import InvalidLayer
+from cais.storage.idshift import IdShift, shift_tree
 from tests.caisd import Caisd, caisd
 
 USER = "cais-se-remap"
@@ -205,3 +208,34 @@ def _exists(name: str) -> bool:
         return True
     except KeyError:
         return False
+
+
+def test_shift_tree_keeps_links_setuid_and_file_capabilities() -> None:
+    root = tempfile.mkdtemp(prefix="cais-se-remapshift-", dir="/var/tmp")
+    try:
+        tree = os.path.join(root, "t")
+        os.mkdir(tree)
+        f, link, suid = (os.path.join(tree, n) for n in ("f", "link", "suid"))
+        with open(f, "w"):
+            pass
+        os.chown(f, 3, 4)
+        os.link(f, link)
+        with open(suid, "w"):
+            pass
+        os.chmod(suid, 0o4755)
+        v2 = struct.pack("<IIIII", 0x02000001, 1 << 13, 0, 0, 0)  # effective, permitted CAP_NET_RAW
+        os.setxattr(suid, "security.capability", v2)
+        shift = IdShift(200000, 65536, 300000, 65536)
+        shift_tree(tree, shift)
+        assert (os.stat(f).st_uid, os.stat(f).st_gid) == (200003, 300004)  # shifted once despite the link
+        assert os.stat(tree).st_uid == 200000
+        assert os.stat(suid).st_mode & 0o7777 == 0o4755
+        assert os.getxattr(suid, "security.capability") == struct.pack("<IIIIII", 0x03000001, 1 << 13, 0, 0, 0,
+                                                                       200000)
+        shift_tree(tree, shift, back=True)
+        assert os.stat(f).st_uid == 3 and os.getxattr(suid, "security.capability") == v2
+        os.chown(f, 70000, 0)
+        with pytest.raises(InvalidLayer, match="outside the remapped range"):
+            shift_tree(tree, shift)
+    finally:
+        subprocess.run(["rm", "-rf", root])
