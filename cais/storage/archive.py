@@ -26,7 +26,7 @@ from cais.linux import fs
 from cais.storage import tarstream, whiteouts
 from cais.storage.compression import decompressed
 from cais.storage.errors import InvalidLayer, StorageError
-from cais.storage.idshift import IdShift, unshifted
+from cais.storage.idshift import IdShift, rooted, unshifted
 from cais.storage.tarstream import Header
 
 CHUNK = 1 << 20
@@ -416,6 +416,9 @@ class _DigestWriter(io.RawIOBase):
         return len(b)
 
 
+_CAP_HEADER = "SCHILY.xattr.security.capability"
+
+
 def _xattrs(path: str) -> dict[str, str]:
     try:
         names = os.listxattr(path, follow_symlinks=False)
@@ -498,6 +501,10 @@ def pack(entries: Iterable[PackEntry], out: BinaryIO, *, source_date_epoch: int 
                     continue
                 if id_shift is not None:
                     info.uid, info.gid = unshifted(id_shift, info.uid, info.gid)
+                    caps = info.pax_headers.get(_CAP_HEADER)
+                    if caps is not None:
+                        info.pax_headers[_CAP_HEADER] = rooted(caps.encode("utf-8", "surrogateescape"), 0).decode(
+                            "utf-8", "surrogateescape")
                 if info.type != tarfile.REGTYPE:
                     tar.addfile(info)
                 elif st.st_nlink > 1 and (st.st_dev, st.st_ino) in seen:

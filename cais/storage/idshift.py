@@ -30,7 +30,7 @@ def _chown(path: str, st: os.stat_result, shift: IdShift, back: bool) -> None:
     if not stat.S_ISLNK(st.st_mode) and st.st_mode & (stat.S_ISUID | stat.S_ISGID):
         os.chmod(path, stat.S_IMODE(st.st_mode))  # chown cleared them
     if caps is not None:  # chown removed it too
-        os.setxattr(path, _CAP_XATTR, _rooted(caps, 0 if back else shift.uid))
+        os.setxattr(path, _CAP_XATTR, rooted(caps, 0 if back else shift.uid))
 
 
 _CAP_XATTR = "security.capability"
@@ -44,7 +44,7 @@ def _capability(path: str) -> bytes | None:
         return None
 
 
-def _rooted(caps: bytes, rootid: int) -> bytes:
+def rooted(caps: bytes, rootid: int) -> bytes:
     """File capabilities (v2 or v3) as v3 for a user namespace whose root is `rootid` (0: v2, the
     initial namespace's): the kernel honours them only for that namespace's root."""
     magic = struct.unpack_from("<I", caps)[0]

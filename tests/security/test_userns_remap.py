@@ -21,6 +21,7 @@ from collections.abc import Iterator
 import pytest
 
 from cais.engine import userns
+from cais.storage import open_driver
 from cais.storage.errors import InvalidLayer
 from cais.storage.idshift import IdShift, shift_tree
 from tests.caisd import Caisd, caisd
@@ -238,4 +239,32 @@ def test_shift_tree_keeps_links_setuid_and_file_capabilities() -> None:
         with pytest.raises(InvalidLayer, match="outside the remapped range"):
             shift_tree(tree, shift)
     finally:
+        subprocess.run(["rm", "-rf", root])
+
+
+@pytest.mark.parametrize("name", ["overlay", "vfs"])
+def test_exported_diff_has_the_containers_owners_and_v2_capabilities(name: str) -> None:
+    root = tempfile.mkdtemp(prefix="cais-se-remapdiff-", dir="/var/tmp")
+    shift = IdShift(200000, 65536, 300000, 65536)
+    driver = open_driver(os.path.join(root, "storage"), name, shift)
+    layer, cid = "a" * 64, "b" * 64
+    try:
+        driver.create_layer(layer, None)
+        driver.create_rw(cid, layer)
+        path = os.path.join(driver.mount(cid), "f")
+        with open(path, "w"):
+            pass
+        os.chown(path, 200007, 300008)
+        os.setxattr(path, "security.capability", struct.pack("<IIIIII", 0x03000001, 1 << 13, 0, 0, 0, 200000))
+        out = io.BytesIO()
+        driver.export_diff(cid, out)
+        out.seek(0)
+        with tarfile.open(fileobj=out) as tar:
+            f = tar.getmember("f")
+        assert (f.uid, f.gid) == (7, 8)
+        caps = f.pax_headers["SCHILY.xattr.security.capability"].encode("utf-8", "surrogateescape")
+        assert caps == struct.pack("<IIIII", 0x02000001, 1 << 13, 0, 0, 0)
+    finally:
+        with contextlib.suppress(Exception):
+            driver.unmount(cid)
         subprocess.run(["rm", "-rf", root])
