@@ -130,6 +130,8 @@ class Driver(abc.ABC):
     def __init__(self, root: str) -> None:
         self.root = root
         self.id_shift: IdShift | None = None  # userns-remap: layers are unpacked with owners shifted
+        self._layers = os.path.join(root, "layers")
+        self._containers = os.path.join(root, "containers")
 
     def reachable(self, path: str) -> None:
         """userns-remap: let the remapped root (by group) traverse `path` on the way to its rootfs."""
@@ -150,15 +152,17 @@ class Driver(abc.ABC):
     def create_layer(self, layer_id: str, parent_id: str | None) -> None:
         """Make an empty layer (an empty diff)."""
 
-    @abc.abstractmethod
-    def has_layer(self, layer_id: str) -> bool: ...
+    def has_layer(self, layer_id: str) -> bool:
+        return os.path.isdir(os.path.join(self._layer(check_id("layer", layer_id)), "diff"))
 
     @abc.abstractmethod
     def remove_layer(self, layer_id: str) -> None: ...
 
-    @abc.abstractmethod
     def layer_size(self, layer_id: str) -> int:
         """Bytes of file content the layer's diff holds."""
+        self._require_layer(layer_id)
+        with open(os.path.join(self._layer(layer_id), "size")) as f:
+            return int(f.read().strip())
 
     @abc.abstractmethod
     def create_rw(self, container_id: str, parent_layer_id: str | None) -> None: ...
@@ -185,6 +189,15 @@ class Driver(abc.ABC):
         """Write the container's changes as an OCI layer tar (with .wh. whiteouts), reproducibly."""
 
     # helpers shared by both drivers
+
+    def _layer(self, layer_id: str) -> str:
+        return os.path.join(self._layers, layer_id)
+
+    def _container(self, container_id: str, must_exist: bool = True) -> str:
+        path = os.path.join(self._containers, check_id("container", container_id))
+        if must_exist and not os.path.isdir(path):
+            raise LayerNotFound(f"no writable layer for container {container_id}")
+        return path
 
     def _disk_guard(self) -> None:
         """Stop an unpack that is about to fill the disk — with bytes, or with inodes (a layer of

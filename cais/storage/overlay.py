@@ -29,8 +29,8 @@ from typing import BinaryIO
 from cais.linux import fs, fsmount
 from cais.linux import mount as mnt
 from cais.storage import archive, whiteouts
-from cais.storage.driver import Change, Driver, Staging, check_id, remove_tree, sweep_staging
-from cais.storage.errors import LayerNotFound, StorageError
+from cais.storage.driver import Change, Driver, Staging, remove_tree, sweep_staging
+from cais.storage.errors import StorageError
 
 MOUNT_SOURCE = "cais-st-overlay"
 _PAGE = os.sysconf("SC_PAGESIZE")
@@ -139,9 +139,7 @@ class OverlayDriver(Driver):
 
     def __init__(self, root: str) -> None:
         super().__init__(root)
-        self._layers = os.path.join(root, "layers")
         self._links = os.path.join(root, "l")
-        self._containers = os.path.join(root, "containers")
         for d in (root, self._layers, self._links, self._containers, os.path.join(root, "empty")):
             os.makedirs(d, mode=0o700 if d == root else 0o755, exist_ok=True)
         sweep_staging(self._layers)
@@ -168,12 +166,6 @@ class OverlayDriver(Driver):
                 os.symlink(f"../layers/{layer_id}/diff", os.path.join(self._links, link))
 
     # --- layers ------------------------------------------------------------------------------------
-
-    def _layer(self, layer_id: str) -> str:
-        return os.path.join(self._layers, layer_id)
-
-    def has_layer(self, layer_id: str) -> bool:
-        return os.path.isdir(os.path.join(self._layer(check_id("layer", layer_id)), "diff"))
 
     def _lower_for_child(self, parent_id: str | None) -> str:
         if parent_id is None:
@@ -241,17 +233,7 @@ class OverlayDriver(Driver):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(os.path.join(self._links, link))
 
-    def layer_size(self, layer_id: str) -> int:
-        self._require_layer(layer_id)
-        return int(_read(os.path.join(self._layer(layer_id), "size")))
-
     # --- containers --------------------------------------------------------------------------------
-
-    def _container(self, container_id: str, must_exist: bool = True) -> str:
-        path = os.path.join(self._containers, check_id("container", container_id))
-        if must_exist and not os.path.isdir(path):
-            raise LayerNotFound(f"no writable layer for container {container_id}")
-        return path
 
     def create_rw(self, container_id: str, parent_layer_id: str | None) -> None:
         final = self._container(container_id, must_exist=False)

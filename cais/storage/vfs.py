@@ -17,8 +17,8 @@ from collections.abc import Callable, Iterator
 from typing import BinaryIO
 
 from cais.storage import archive
-from cais.storage.driver import Change, Driver, Staging, check_id, remove_tree, sweep_staging
-from cais.storage.errors import LayerNotFound, StorageError
+from cais.storage.driver import Change, Driver, Staging, remove_tree, sweep_staging
+from cais.storage.errors import StorageError
 
 
 def copy_tree(src: str, dst: str) -> None:
@@ -44,18 +44,10 @@ class VfsDriver(Driver):
 
     def __init__(self, root: str) -> None:
         super().__init__(root)
-        self._layers = os.path.join(root, "layers")
-        self._containers = os.path.join(root, "containers")
         for d in (root, self._layers, self._containers):
             os.makedirs(d, mode=0o700 if d == root else 0o755, exist_ok=True)
         sweep_staging(self._layers)
         sweep_staging(self._containers)
-
-    def _layer(self, layer_id: str) -> str:
-        return os.path.join(self._layers, layer_id)
-
-    def has_layer(self, layer_id: str) -> bool:
-        return os.path.isdir(os.path.join(self._layer(check_id("layer", layer_id)), "diff"))
 
     def _make_layer(self, layer_id: str, parent_id: str | None,
                     fill: Callable[[str], archive.DiffResult]) -> archive.DiffResult:
@@ -90,17 +82,7 @@ class VfsDriver(Driver):
         self._require_layer(layer_id)
         remove_tree(self._layer(layer_id), self._layers)
 
-    def layer_size(self, layer_id: str) -> int:
-        self._require_layer(layer_id)
-        return int(_read(os.path.join(self._layer(layer_id), "size")))
-
     # --- containers --------------------------------------------------------------------------------
-
-    def _container(self, container_id: str, must_exist: bool = True) -> str:
-        path = os.path.join(self._containers, check_id("container", container_id))
-        if must_exist and not os.path.isdir(path):
-            raise LayerNotFound(f"no writable layer for container {container_id}")
-        return path
 
     def create_rw(self, container_id: str, parent_layer_id: str | None) -> None:
         final = self._container(container_id, must_exist=False)
