@@ -39,6 +39,25 @@ def _each(ctx, names: list[str], action) -> int:  # type: ignore[no-untyped-def]
     return 1 if failed else 0
 
 
+def _inspect_each(ctx, path: str, names: list[str], template: str | None) -> int:  # type: ignore[no-untyped-def]
+    """docker's `network|volume inspect`: GET each name under `path`, print what was found (as
+    JSON, or with --format), then the failures."""
+    found, failed = [], []
+    for name in names:
+        try:
+            found.append(_api(ctx, "GET", f"{path}/{name}"))
+        except CliError as e:
+            failed.append(str(e))
+    if template:
+        for item in found:
+            print(fmt.render(template, item))
+    else:
+        print(json.dumps(found, indent=4))
+    for message in failed:
+        print(message, file=sys.stderr)
+    return 1 if failed else 0
+
+
 # ---- create / run -------------------------------------------------------------------------
 def _pull_if_missing(ctx, image: str, body: dict, name: str | None, policy: str, quiet: bool) -> str:  # type: ignore[no-untyped-def]
     if policy == "always":

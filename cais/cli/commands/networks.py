@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import sys
 
 from cais.cli import format as fmt
 from cais.cli.args import Parser
-from cais.cli.commands.containers import _api, _confirm
+from cais.cli.commands.containers import _api, _confirm, _inspect_each
 from cais.cli.commands.volumes import _filters, _pairs
 from cais.cli.main import CliError
 
@@ -62,20 +61,7 @@ def cmd_network_inspect(ctx, args: list[str]) -> int:  # type: ignore[no-untyped
     p.add_argument("-v", "--verbose", action="store_true")
     p.add_argument("names", nargs="+")
     opts = p.parse_args(args)
-    found, failed = [], []
-    for name in opts.names:
-        try:
-            found.append(_api(ctx, "GET", f"/networks/{name}"))
-        except CliError as e:
-            failed.append(str(e))
-    if opts.format:
-        for item in found:
-            print(fmt.render(opts.format, item))
-    else:
-        print(json.dumps(found, indent=4))
-    for message in failed:
-        print(message, file=sys.stderr)
-    return 1 if failed else 0
+    return _inspect_each(ctx, "/networks", opts.names, opts.format)
 
 
 def cmd_network_connect(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import json
-import sys
-
 from cais.cli import format as fmt
 from cais.cli.args import Parser
-from cais.cli.commands.containers import _api, _confirm
+from cais.cli.commands.containers import _api, _confirm, _each, _inspect_each
 from cais.cli.main import CliError
 from cais.engine import humanize
 
@@ -74,20 +71,7 @@ def cmd_volume_inspect(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-
     p.add_argument("-f", "--format")
     p.add_argument("names", nargs="+")
     opts = p.parse_args(args)
-    found, failed = [], []
-    for name in opts.names:
-        try:
-            found.append(_api(ctx, "GET", f"/volumes/{name}"))
-        except CliError as e:
-            failed.append(str(e))
-    if opts.format:
-        for item in found:
-            print(fmt.render(opts.format, item))
-    else:
-        print(json.dumps(found, indent=4))
-    for message in failed:
-        print(message, file=sys.stderr)
-    return 1 if failed else 0
+    return _inspect_each(ctx, "/volumes", opts.names, opts.format)
 
 
 def cmd_volume_rm(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
@@ -95,16 +79,8 @@ def cmd_volume_rm(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
     p.add_argument("-f", "--force", action="store_true")
     p.add_argument("names", nargs="+")
     opts = p.parse_args(args)
-    failed = []
-    for name in opts.names:
-        try:
-            _api(ctx, "DELETE", f"/volumes/{name}", {"force": "1" if opts.force else "0"})
-            print(name)
-        except CliError as e:
-            failed.append(str(e))
-    for message in failed:
-        print(message, file=sys.stderr)
-    return 1 if failed else 0
+    return _each(ctx, opts.names,
+                 lambda name: _api(ctx, "DELETE", f"/volumes/{name}", {"force": "1" if opts.force else "0"}))
 
 
 def cmd_volume_prune(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
