@@ -18,8 +18,6 @@ from __future__ import annotations
 import argparse
 import io
 import os
-import shutil
-import signal
 import socket
 import statistics
 import subprocess
@@ -33,7 +31,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from tests.caisd import caisd  # noqa: E402
 from tests.network.conftest import sandboxed  # noqa: E402
-from tests.peers import Dockerd, _unmount_under  # noqa: E402
+from tests.peers import Dockerd, remove_containers, stop_daemon  # noqa: E402
 
 PORT = 18090
 SERVER = ("mkdir -p /www && echo ok > /www/small && dd if=/dev/zero of=/www/big bs=1M count=64 2>/dev/null "
@@ -59,18 +57,8 @@ def bridged_dockerd() -> Iterator[Dockerd]:
             time.sleep(0.2)
         yield d
     finally:
-        ids = d.docker("ps", "-aq", check=False, timeout=30).stdout.split()
-        if ids:
-            d.docker("rm", "-f", *[i.decode() for i in ids], check=False, timeout=60)
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        log.close()
-        _unmount_under(root)
-        shutil.rmtree(root, ignore_errors=True)
+        remove_containers(d)
+        stop_daemon(proc, log, root, timeout=30)
 
 
 def _get(path: str) -> int:

@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import IO
 
 
 @dataclass
@@ -56,18 +57,29 @@ def dockerd(runtimes: dict[str, str] | None = None) -> Iterator[Dockerd]:
             time.sleep(0.2)
         yield handle
     finally:
-        ids = handle.docker("ps", "-aq", check=False, timeout=30).stdout.split()
-        if ids:
-            handle.docker("rm", "-f", *[i.decode() for i in ids], check=False, timeout=60)
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        log.close()
-        _unmount_under(root)
-        shutil.rmtree(root, ignore_errors=True)
+        remove_containers(handle)
+        stop_daemon(proc, log, root, timeout=30)
+
+
+def remove_containers(d: Dockerd) -> None:
+    """`docker rm -f` every container of `d` (before stopping it)."""
+    ids = d.docker("ps", "-aq", check=False, timeout=30).stdout.split()
+    if ids:
+        d.docker("rm", "-f", *[i.decode() for i in ids], check=False, timeout=60)
+
+
+def stop_daemon(proc: subprocess.Popen[bytes], log: IO[bytes], root: str, timeout: float) -> None:
+    """Stop a peer daemon started in a session of its own with its files under `root`: SIGTERM,
+    SIGKILL to its session after `timeout` seconds, then unmount and remove what it left."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    log.close()
+    _unmount_under(root)
+    shutil.rmtree(root, ignore_errors=True)
 
 
 def _unmount_under(root: str) -> None:

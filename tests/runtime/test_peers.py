@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
@@ -13,7 +12,7 @@ from contextlib import contextmanager
 
 import pytest
 
-from tests.peers import _unmount_under, dockerd
+from tests.peers import _unmount_under, dockerd, stop_daemon
 from tests.runtime.bundle import CAIS_RUNTIME
 
 pytestmark = pytest.mark.peers
@@ -99,15 +98,7 @@ def _containerd() -> Iterator[str]:
             time.sleep(0.2)
         yield sock
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        log.close()
-        _unmount_under(top)
-        shutil.rmtree(top, ignore_errors=True)
+        stop_daemon(proc, log, top, timeout=20)
 
 
 def test_containerd_ctr_run_with_cais_runtime(busybox_dir: str) -> None:
