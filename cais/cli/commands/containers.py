@@ -612,18 +612,23 @@ def cmd_export(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
     p.add_argument("-o", "--output")
     p.add_argument("container")
     opts = p.parse_args(args)
-    if not opts.output and sys.stdout.isatty():
+    return _save_tar(ctx, f"/containers/{opts.container}/export", None, opts.output)
+
+
+def _save_tar(ctx, path: str, params: dict | None, output: str | None) -> int:  # type: ignore[no-untyped-def]
+    """`export` and `save`: stream the tar GET `path` answers to `output` or to stdout (never a terminal)."""
+    if not output and sys.stdout.isatty():
         raise CliError("cowardly refusing to save to a terminal. Use the -o flag or redirect")
     try:
-        response = ctx.client.request("GET", f"/containers/{opts.container}/export")
+        response = ctx.client.request("GET", path, params)
     except ApiError as e:
         raise CliError(f"Error response from daemon: {e}") from None
-    out = open(opts.output, "wb") if opts.output else sys.stdout.buffer  # noqa: SIM115
+    out = open(output, "wb") if output else sys.stdout.buffer  # noqa: SIM115
     try:
         while chunk := response.read(1 << 16):
             out.write(chunk)
     finally:
-        if opts.output:
+        if output:
             out.close()
     return 0
 
@@ -637,13 +642,7 @@ def cmd_container_prune(ctx, args: list[str]) -> int:  # type: ignore[no-untyped
                                        "Are you sure you want to continue? [y/N] "):
         return 0
     result = _api(ctx, "POST", "/containers/prune")
-    ids = result.get("ContainersDeleted") or []
-    if ids:
-        print("Deleted Containers:")
-        for i in ids:
-            print(i)
-        print()
-    print(f"Total reclaimed space: {humanize.size(result.get('SpaceReclaimed', 0))}")
+    _print_pruned("Containers", result.get("ContainersDeleted") or [], result.get("SpaceReclaimed", 0))
     return 0
 
 
@@ -651,5 +650,18 @@ def _confirm(question: str) -> bool:
     sys.stdout.write(question)
     sys.stdout.flush()
     return sys.stdin.readline().strip().lower() in ("y", "yes")
+
+
+def _print_pruned(what: str, lines: list[str], reclaimed: int | None) -> None:
+    """docker's report of a prune: "Deleted WHAT:" and its lines, then the space reclaimed (if
+    the endpoint tells it)."""
+    if lines:
+        print(f"Deleted {what}:")
+        for line in lines:
+            print(line)
+        if reclaimed is not None:
+            print()
+    if reclaimed is not None:
+        print(f"Total reclaimed space: {humanize.size(reclaimed)}")
 
 

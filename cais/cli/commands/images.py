@@ -11,7 +11,7 @@ import time
 from cais.cli import format as fmt
 from cais.cli.args import Parser
 from cais.cli.client import ApiError
-from cais.cli.commands.containers import _api, _confirm
+from cais.cli.commands.containers import _api, _confirm, _print_pruned, _save_tar
 from cais.cli.main import CliError
 from cais.engine import humanize
 
@@ -195,20 +195,7 @@ def cmd_save(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
     p.add_argument("-o", "--output")
     p.add_argument("images", nargs="+")
     opts = p.parse_args(args)
-    if not opts.output and sys.stdout.isatty():
-        raise CliError("cowardly refusing to save to a terminal. Use the -o flag or redirect")
-    try:
-        response = ctx.client.request("GET", "/images/get", {"names": opts.images})
-    except ApiError as e:
-        raise CliError(f"Error response from daemon: {e}") from None
-    out = open(opts.output, "wb") if opts.output else sys.stdout.buffer  # noqa: SIM115
-    try:
-        while chunk := response.read(1 << 16):
-            out.write(chunk)
-    finally:
-        if opts.output:
-            out.close()
-    return 0
+    return _save_tar(ctx, "/images/get", {"names": opts.images}, opts.output)
 
 
 def cmd_load(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
@@ -354,14 +341,8 @@ def cmd_image_prune(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def
                                        "Are you sure you want to continue? [y/N] "):
         return 0
     result = _api(ctx, "POST", "/images/prune", {"filters": {"dangling": ["false" if opts.all else "true"]}})
-    deleted = result.get("ImagesDeleted") or []
-    if deleted:
-        print("Deleted Images:")
-        for entry in deleted:
-            for k, v in entry.items():
-                print(f"{k.lower()}: {v}")
-        print()
-    print(f"Total reclaimed space: {humanize.size(result.get('SpaceReclaimed', 0))}")
+    _print_pruned("Images", [f"{k.lower()}: {v}" for entry in result.get("ImagesDeleted") or [] for k, v in entry.items()],
+                  result.get("SpaceReclaimed", 0))
     return 0
 
 

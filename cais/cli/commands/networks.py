@@ -6,7 +6,7 @@ import sys
 
 from cais.cli import format as fmt
 from cais.cli.args import Parser
-from cais.cli.commands.containers import _api, _confirm, _inspect_each
+from cais.cli.commands.containers import _api, _confirm, _inspect_each, _print_pruned
 from cais.cli.commands.volumes import _filters, _pairs
 from cais.cli.main import CliError
 
@@ -116,10 +116,6 @@ def cmd_network_prune(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-d
     if not opts.force and not _confirm("WARNING! This will remove all custom networks not used by at least one "
                                        "container.\nAre you sure you want to continue? [y/N] "):
         return 0
-    deleted = _api(ctx, "POST", "/networks/prune", {"filters": _filters(opts.filter) or None}).get(
-        "NetworksDeleted") or []
-    if deleted:
-        print("Deleted Networks:")
-        for name in deleted:
-            print(name)
+    result = _api(ctx, "POST", "/networks/prune", {"filters": _filters(opts.filter) or None})
+    _print_pruned("Networks", result.get("NetworksDeleted") or [], None)
     return 0

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from cais.cli import format as fmt
 from cais.cli.args import Parser
-from cais.cli.commands.containers import _api, _confirm, _each, _inspect_each
+from cais.cli.commands.containers import _api, _confirm, _each, _inspect_each, _print_pruned
 from cais.cli.main import CliError
-from cais.engine import humanize
 
 
 def _pairs(items: list[str], flag: str) -> dict[str, str]:
@@ -97,11 +96,5 @@ def cmd_volume_prune(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-de
                                        "Are you sure you want to continue? [y/N] "):
         return 0
     result = _api(ctx, "POST", "/volumes/prune", {"filters": filters or None})
-    deleted = result.get("VolumesDeleted") or []
-    if deleted:
-        print("Deleted Volumes:")
-        for name in deleted:
-            print(name)
-        print()
-    print(f"Total reclaimed space: {humanize.size(result.get('SpaceReclaimed', 0))}")
+    _print_pruned("Volumes", result.get("VolumesDeleted") or [], result.get("SpaceReclaimed", 0))
     return 0
