@@ -27,45 +27,23 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from bench.layers import MTIME, layer_tar, payload  # noqa: E402
 from cais.image.archive import load  # noqa: E402
 from cais.image.store import ImageStore  # noqa: E402
 from cais.storage import open_driver  # noqa: E402
-
-MTIME = 1_700_000_000
-
-
-def _payload(rng: random.Random, size: int) -> bytes:
-    half = size // 2
-    words = b"lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod tempor "
-    return rng.randbytes(half) + (words * (size // len(words) + 1))[: size - half]
-
-
-def _tar(entries: list[tuple[str, bytes | None]]) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as t:
-        for name, data in entries:
-            info = tarfile.TarInfo(name)
-            info.mtime = MTIME
-            if data is None:
-                info.type, info.mode = tarfile.DIRTYPE, 0o755
-                t.addfile(info)
-            else:
-                info.size, info.mode = len(data), 0o644
-                t.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
 
 
 def make_archive(path: str, total_mb: int) -> int:
     """Write the docker-archive; return the uncompressed bytes of its layers."""
     rng = random.Random(42)
     budget = total_mb << 20
-    small = [("small/", None)] + [(f"small/d{i // 200}/f{i}", _payload(rng, rng.randint(200, 8000)))
+    small = [("small/", None)] + [(f"small/d{i // 200}/f{i}", payload(rng, rng.randint(200, 8000)))
                                   for i in range(budget // 3 // 4000)]
     small[1:1] = [(f"small/d{i}/", None) for i in range(len(small) // 200 + 1)]
-    mid = [("mid/", None)] + [(f"mid/f{i}", _payload(rng, 256 << 10)) for i in range(budget // 3 // (256 << 10))]
-    large = [("large/", None)] + [(f"large/f{i}", _payload(rng, 16 << 20)) for i in range(max(1, budget // 3 // (16 << 20)))]
-    update = [("small/d0/.wh.f0", b""), ("mid/.wh..wh..opq", b""), ("mid/new", _payload(rng, 1 << 20))]
-    layers = [_tar(e) for e in (small, mid, large, update)]
+    mid = [("mid/", None)] + [(f"mid/f{i}", payload(rng, 256 << 10)) for i in range(budget // 3 // (256 << 10))]
+    large = [("large/", None)] + [(f"large/f{i}", payload(rng, 16 << 20)) for i in range(max(1, budget // 3 // (16 << 20)))]
+    update = [("small/d0/.wh.f0", b""), ("mid/.wh..wh..opq", b""), ("mid/new", payload(rng, 1 << 20))]
+    layers = [layer_tar(e) for e in (small, mid, large, update)]
     diff_ids = ["sha256:" + hashlib.sha256(x).hexdigest() for x in layers]
     config = json.dumps({"architecture": "amd64", "os": "linux", "config": {"Cmd": ["sh"]},
                          "rootfs": {"type": "layers", "diff_ids": diff_ids}}).encode()

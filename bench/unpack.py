@@ -29,32 +29,10 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from bench.layers import MTIME, layer_tar, payload  # noqa: E402
 from cais.storage import open_driver  # noqa: E402
 
-MTIME = 1_700_000_000
 DOCKER = "docker load (dockerd 20.10, overlay2)"
-
-
-def _payload(rng: random.Random, size: int) -> bytes:
-    """Half random, half repetitive text: compresses about as well as binaries and text in images."""
-    half = size // 2
-    words = b"lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod tempor "
-    return rng.randbytes(half) + (words * (size // len(words) + 1))[: size - half]
-
-
-def _layer(entries: list[tuple[str, bytes | None]]) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as t:
-        for name, data in entries:
-            info = tarfile.TarInfo(name)
-            info.mtime = MTIME
-            if data is None:
-                info.type, info.mode = tarfile.DIRTYPE, 0o755
-                t.addfile(info)
-            else:
-                info.size, info.mode = len(data), 0o644
-                t.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
 
 
 def _tree(rng: random.Random, top: str, dirs: int, files: int, size: tuple[int, int]) -> list[tuple[str, bytes | None]]:
@@ -62,7 +40,7 @@ def _tree(rng: random.Random, top: str, dirs: int, files: int, size: tuple[int, 
     for d in range(dirs):
         out.append((f"{top}/d{d:03}", None))
         for f in range(files):
-            out.append((f"{top}/d{d:03}/f{f:04}", _payload(rng, rng.randint(*size))))
+            out.append((f"{top}/d{d:03}/f{f:04}", payload(rng, rng.randint(*size))))
     return out
 
 
@@ -71,12 +49,12 @@ def generate(where: str) -> tuple[list[bytes], int]:
     returns the gzip layer blobs and the total uncompressed size."""
     rng = random.Random(42)
     tars = [
-        _layer(_tree(rng, "usr", 40, 500, (200, 6000))),           # ~20k small files, ~62 MB
-        _layer(_tree(rng, "opt", 20, 50, (20_000, 180_000))),      # 1000 mid-size files, ~100 MB
-        _layer([("data", None)] + [(f"data/blob{i}", _payload(rng, 12 << 20)) for i in range(3)]),  # 36 MB
-        _layer([("usr/d000/.wh.f0000", b""), ("usr/d001/.wh..wh..opq", b""), ("etc", None),
+        layer_tar(_tree(rng, "usr", 40, 500, (200, 6000))),           # ~20k small files, ~62 MB
+        layer_tar(_tree(rng, "opt", 20, 50, (20_000, 180_000))),      # 1000 mid-size files, ~100 MB
+        layer_tar([("data", None)] + [(f"data/blob{i}", payload(rng, 12 << 20)) for i in range(3)]),  # 36 MB
+        layer_tar([("usr/d000/.wh.f0000", b""), ("usr/d001/.wh..wh..opq", b""), ("etc", None),
                 ("etc/config", b"x=1\n")]),
-        _layer([("opt/d000/.wh.f0001", b""), ("srv", None)] + [(f"srv/s{i}", _payload(rng, 4096)) for i in range(200)]),
+        layer_tar([("opt/d000/.wh.f0001", b""), ("srv", None)] + [(f"srv/s{i}", payload(rng, 4096)) for i in range(200)]),
     ]
     blobs = [gzip.compress(t, compresslevel=6, mtime=0) for t in tars]
     total = sum(len(t) for t in tars)
