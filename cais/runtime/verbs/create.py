@@ -32,6 +32,14 @@ def write_pid_file(path: str, pid: int) -> None:
     os.replace(tmp, path)
 
 
+def kill_and_reap(pid: int) -> None:
+    """Undo a half-started process (create or exec failed after it was born)."""
+    with contextlib.suppress(OSError):
+        os.kill(pid, signal.SIGKILL)
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, 0)
+
+
 def create(container_id: str, bundle: str, *, root: str = store.DEFAULT_ROOT, console_socket: str | None = None,
            pid_file: str | None = None, preserve_fds: int = 0, no_pivot: bool = False,
            stdio: tuple[int, int, int] | None = None, no_new_keyring: bool = False,
@@ -118,10 +126,7 @@ def _create(boot: launch.Bootstrap, container_id: str, bundle: str, root: str, c
             write_pid_file(pid_file, pid)
     except BaseException:
         if pid:
-            with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGKILL)
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, 0)
+            kill_and_reap(pid)
         if born_inside:
             boot.abandon()  # out of the cgroup before it goes
         if manager is not None:

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 
 from cais.runtime import cgroup, launch, namespaces, spec, store, terminal
 from cais.runtime.errors import ConfigError, InvalidState, RuntimeFailure
-from cais.runtime.verbs.create import _stderr_warning, write_pid_file
+from cais.runtime.verbs.create import _stderr_warning, kill_and_reap, write_pid_file
 
 TYPE_CHECKING = False  # typing costs ~10 ms at startup; annotations are never evaluated
 if TYPE_CHECKING:
@@ -69,10 +67,7 @@ def _exec(boot: launch.Bootstrap, container_id: str, process: dict[str, Any], ro
             write_pid_file(pid_file, pid)
     except BaseException:
         if pid:
-            with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGKILL)
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, 0)
+            kill_and_reap(pid)
         raise
     finally:
         if console_fd is not None:
