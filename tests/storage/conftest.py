@@ -6,6 +6,7 @@ Whatever a test leaves mounted under its root is unmounted before the root is re
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -37,3 +38,26 @@ def st_root() -> Iterator[str]:
 @pytest.fixture(params=["overlay", "vfs"])
 def driver(request: pytest.FixtureRequest, st_root: str) -> Driver:
     return open_driver(st_root, request.param)
+
+
+def _tmpfs(st_root: str, name: str, options: str) -> Iterator[str]:
+    """A tmpfs (named cais-st-tmpfs) at ST_ROOT/NAME, unmounted afterwards."""
+    path = os.path.join(st_root, name)
+    os.mkdir(path)
+    mnt.mount("cais-st-tmpfs", path, "tmpfs", 0, options)
+    try:
+        yield path
+    finally:
+        mnt.umount(path, mnt.MNT_DETACH)
+
+
+@pytest.fixture
+def small_fs(st_root: str) -> Iterator[str]:
+    """A 48 MiB tmpfs to fill."""
+    yield from _tmpfs(st_root, "small", "size=48m,mode=0700")
+
+
+@pytest.fixture
+def few_inodes(st_root: str) -> Iterator[str]:
+    """A tmpfs with room for 3000 inodes only."""
+    yield from _tmpfs(st_root, "few-inodes", "size=64m,nr_inodes=3000,mode=0700")

@@ -237,19 +237,6 @@ def test_overlay_refuses_to_remove_a_layer_in_use(st_root):
     driver.remove_layer("base")
 
 
-@pytest.fixture
-def small_fs(st_root):
-    """A 48 MiB tmpfs (named cais-st-tmpfs) to fill."""
-    from cais.linux import mount as mnt
-    path = os.path.join(st_root, "small")
-    os.mkdir(path)
-    mnt.mount("cais-st-tmpfs", path, "tmpfs", 0, "size=48m,mode=0700")
-    try:
-        yield path
-    finally:
-        mnt.umount(path, mnt.MNT_DETACH)
-
-
 @pytest.mark.parametrize("name", ["overlay", "vfs"])
 def test_unpack_stops_before_the_disk_is_full(small_fs, name):
     driver = open_driver(small_fs, name)

@@ -221,19 +221,6 @@ def test_metadata_headers_cannot_exhaust_memory(driver):
         driver.apply_diff("l", None, stream(headers + tar(E("f", data=b"x"))))
 
 
-@pytest.fixture
-def few_inodes(st_root):
-    """A tmpfs (cais-st-tmpfs) with room for 3000 inodes only."""
-    from cais.linux import mount as mnt
-    path = os.path.join(st_root, "few-inodes")
-    os.mkdir(path)
-    mnt.mount("cais-st-tmpfs", path, "tmpfs", 0, "size=64m,nr_inodes=3000,mode=0700")
-    try:
-        yield path
-    finally:
-        mnt.umount(path, mnt.MNT_DETACH)
-
-
 @pytest.mark.parametrize("name", ["overlay", "vfs"])
 def test_inode_bomb_stopped(few_inodes, name):
     from cais.storage import open_driver
