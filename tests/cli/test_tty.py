@@ -14,6 +14,18 @@ import time
 from tests.caisd import VENV_BIN, Caisd
 
 
+def _read_some(fd: int) -> bytes | None:
+    """What the pty gives within half a second (b"" if nothing); None once it is closed."""
+    ready, _, _ = select.select([fd], [], [], 0.5)
+    if not ready:
+        return b""
+    try:
+        chunk = os.read(fd, 4096)
+    except OSError:
+        return None
+    return chunk or None
+
+
 def _drive(argv: list[str], env: dict, steps: list[tuple[bytes, bytes]], timeout: float = 30) -> tuple[bytes, int]:
     """Run argv on a pty of 40x100; for each step send its input once `wait_for` was seen."""
     pid, fd = pty.fork()
@@ -25,27 +37,15 @@ def _drive(argv: list[str], env: dict, steps: list[tuple[bytes, bytes]], timeout
         deadline = time.monotonic() + timeout
         for wait_for, send in steps:
             while wait_for not in buf and time.monotonic() < deadline:
-                ready, _, _ = select.select([fd], [], [], 0.5)
-                if ready:
-                    try:
-                        chunk = os.read(fd, 4096)
-                    except OSError:
-                        break
-                    if not chunk:
-                        break
-                    buf += chunk
+                if (chunk := _read_some(fd)) is None:
+                    break
+                buf += chunk
             assert wait_for in buf, buf
             os.write(fd, send)
         while time.monotonic() < deadline:
-            ready, _, _ = select.select([fd], [], [], 0.5)
-            if ready:
-                try:
-                    chunk = os.read(fd, 4096)
-                except OSError:
-                    break
-                if not chunk:
-                    break
-                buf += chunk
+            if (chunk := _read_some(fd)) is None:
+                break
+            buf += chunk
             done, status = os.waitpid(pid, os.WNOHANG)
             if done:
                 return buf, os.waitstatus_to_exitcode(status)
