@@ -168,7 +168,7 @@ def export_rootfs(engine, record: dict) -> Iterator[bytes]:  # type: ignore[no-u
         try:
             for entry in sorted(os.listdir(rootfs)):
                 tar.add(os.path.join(rootfs, entry), arcname=entry, recursive=True,
-                        filter=_to_container_owner(engine.remap))
+                        filter=_to_container_owner(engine.storage.remap(cid)))
         finally:
             with contextlib.suppress(Exception):
                 engine.storage.unmount(cid)

@@ -31,11 +31,6 @@ class IdMap(IdShift):
         return {"uidMappings": [{"containerID": 0, "hostID": self.uid, "size": self.uid_size}],
                 "gidMappings": [{"containerID": 0, "hostID": self.gid, "size": self.gid_size}]}
 
-    @property
-    def key(self) -> str:
-        """The name of this mapping's own data root under the daemon's (docker's DATA_ROOT/UID.GID)."""
-        return f"{self.uid}.{self.gid}"
-
 
 def _first_range(path: str, names: tuple[str, ...]) -> tuple[int, int] | None:
     try:

@@ -162,7 +162,7 @@ class VolumeService:
                 for mp in self.points(record):
                     if mp.type == "volume":
                         mp.source = self.volumes.mount(mp.name, cid)
-                        self._own(mp.source)
+                        self._own(mp.source, cid)
                         if mp.subpath:
                             mp.source = self._hold_subpath(cid, mp)
                         elif mp.copy_data and copyup.is_empty(mp.source):
@@ -180,10 +180,10 @@ class VolumeService:
             raise
         return out, propagation
 
-    def _own(self, path: str) -> None:
+    def _own(self, path: str, cid: str) -> None:
         """userns-remap: an empty volume directory of this data root, still the host root's, becomes
         the remapped root's (as docker's volumes are); other sources are left as they are."""
-        remap = self.engine.remap
+        remap = self.engine.storage.remap(cid)
         if remap is None or not path.startswith(self.volumes.root + "/") or not copyup.is_empty(path):
             return
         st = os.stat(path)

@@ -10,6 +10,11 @@ The mount is made from a thread that has its own cwd (unshare(CLONE_FS)) inside 
 relative lowerdirs "l/SHORT": 29 bytes a layer, so 120+ layers fit in the one page of mount
 options mount(2) accepts, whatever ROOT's length. Deeper stacks go through the new mount API,
 one layer per fsconfig(2) call.
+
+userns-remap: a container with an id shift is mounted with the new mount API too, each lower
+layer given by fd as a detached idmapped mount of its diff (Linux 6.13+), so the one copy of the
+layers serves every mapping; its upper dir is not idmapped, and holds what the container wrote
+with host ids (as docker's does).
 """
 
 from __future__ import annotations
@@ -26,11 +31,12 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import BinaryIO
 
-from cais.linux import fs, fsmount
+from cais.linux import fs, fsmount, idmap
 from cais.linux import mount as mnt
 from cais.storage import archive, whiteouts
 from cais.storage.driver import Change, Driver, Staging, remove_tree, sweep_staging
 from cais.storage.errors import StorageError
+from cais.storage.idshift import IdShift
 
 MOUNT_SOURCE = "cais-st-overlay"
 _PAGE = os.sysconf("SC_PAGESIZE")
@@ -79,15 +85,25 @@ def mount_in(cwd: str, target: str, data: str) -> None:
         raise e
 
 
-def mount_deep(target: str, lowers: list[str], upper: str, work: str) -> None:
-    """Mount an overlay too deep for one page of options: with the new mount API, one `lowerdir+`
-    per layer (Linux 6.8+), up to OverlayFS's own limit of 500 layers."""
+def mount_deep(target: str, lowers: list[str], upper: str, work: str, userns_fd: int | None = None) -> None:
+    """Mount an overlay with the new mount API: one `lowerdir+` per layer (Linux 6.8+), so deeper
+    than one page of options allows, up to OverlayFS's own limit of 500 layers; with `userns_fd`,
+    each lower is an idmapped mount through that user namespace's mapping."""
     fs_fd = -1
+    step = "mount"
+    layer_fds: list[int] = []  # open until the overlay is made: it clones them then
     try:
         fs_fd = fsmount.fsopen("overlay")
         fsmount.fsconfig_string(fs_fd, "source", MOUNT_SOURCE)
         for lower in lowers:
-            fsmount.fsconfig_string(fs_fd, "lowerdir+", lower)
+            if userns_fd is None:
+                fsmount.fsconfig_string(fs_fd, "lowerdir+", lower)
+                continue
+            step = "idmap"
+            layer_fds.append(fsmount.idmapped_tree(lower, userns_fd))
+            step = "idmapped layer"
+            fsmount.fsconfig_fd(fs_fd, "lowerdir+", layer_fds[-1])
+            step = "mount"
         fsmount.fsconfig_string(fs_fd, "upperdir", upper)
         fsmount.fsconfig_string(fs_fd, "workdir", work)
         for opt in _PINNED:
@@ -101,9 +117,13 @@ def mount_deep(target: str, lowers: list[str], upper: str, work: str) -> None:
             os.close(mount_fd)
     except OSError as e:
         why = fsmount.kernel_messages(fs_fd) if fs_fd >= 0 else ""
+        need = {"idmap": " (userns-remap: the layers' file system must support idmapped mounts)",
+                "idmapped layer": " (userns-remap: OverlayFS takes idmapped layers by fd from Linux 6.13)"}
         raise StorageError(f"cannot mount an overlay of {len(lowers)} layers at {target}: {e.strerror}"
-                           + (f" ({why})" if why else "")) from None
+                           + (f" ({why})" if why else "") + need.get(step, "")) from None
     finally:
+        for fd in layer_fds:
+            os.close(fd)
         if fs_fd >= 0:
             os.close(fs_fd)
 
@@ -146,6 +166,10 @@ class OverlayDriver(Driver):
         sweep_staging(self._containers)
         self._repair_links()
         self._mount_lock = threading.Lock()
+        self._userns: dict[IdShift, int] = {}  # an id shift's user namespace, made once
+
+    def private_dirs(self) -> list[str]:
+        return [*super().private_dirs(), self._links, os.path.join(self.root, "empty")]
 
     def _repair_links(self) -> None:
         """Make the l/ links agree with the committed layers (after a crash between the steps)."""
@@ -185,7 +209,6 @@ class OverlayDriver(Driver):
             diff = os.path.join(staging.path, "diff")
             os.mkdir(diff, 0o755)
             result = fill(diff, self._layer_dirs(lower))
-            self._shift(diff)
             link = _short_name()
             _write(os.path.join(staging.path, "link"), link)
             _write(os.path.join(staging.path, "lower"), lower)
@@ -235,17 +258,18 @@ class OverlayDriver(Driver):
 
     # --- containers --------------------------------------------------------------------------------
 
-    def create_rw(self, container_id: str, parent_layer_id: str | None) -> None:
+    def create_rw(self, container_id: str, parent_layer_id: str | None, id_shift: IdShift | None = None) -> None:
         final = self._container(container_id, must_exist=False)
         if os.path.exists(final):
             raise StorageError(f"container {container_id} already has a writable layer")
         lower = self._lower_for_child(parent_layer_id)
         staging = Staging(self._containers)
         try:
-            self.reachable(staging.path)
+            self._record_shift(staging.path, id_shift)
             for d, mode in (("diff", 0o755), ("work", 0o700), ("merged", 0o755)):
                 os.mkdir(os.path.join(staging.path, d), mode)
-            self._shift(os.path.join(staging.path, "diff"))  # the root directory, as the remapped root's
+            if id_shift is not None:  # the root directory, as the remapped root's
+                os.chown(os.path.join(staging.path, "diff"), id_shift.uid, id_shift.gid)
             _write(os.path.join(staging.path, "lower"), lower)
         except BaseException:
             staging.discard()
@@ -257,16 +281,26 @@ class OverlayDriver(Driver):
         """Mount the container's rootfs (a no-op if it is mounted already)."""
         path = self._container(container_id)
         merged = os.path.join(path, "merged")
+        shift = self.id_shift(container_id)
         with self._mount_lock:
             if not os.path.ismount(merged):
                 lower = _read(os.path.join(path, "lower")) or "empty"
                 rel = f"containers/{container_id}"
                 data = f"lowerdir={lower},upperdir={rel}/diff,workdir={rel}/work{_pinned_options()}"
-                if len(data) < _PAGE:
+                if len(data) < _PAGE and shift is None:
                     mount_in(self.root, merged, data)
                 else:
-                    mount_deep(merged, self._layer_dirs(lower), os.path.join(path, "diff"), os.path.join(path, "work"))
+                    mount_deep(merged, self._layer_dirs(lower), os.path.join(path, "diff"), os.path.join(path, "work"),
+                               None if shift is None else self._userns_of(shift))
         return merged
+
+    def _userns_of(self, shift: IdShift) -> int:
+        """The user namespace whose mapping idmaps the layers for containers of `shift`."""
+        fd = self._userns.get(shift)
+        if fd is None:
+            fd = self._userns[shift] = idmap.user_namespace([(0, shift.uid, shift.uid_size)],
+                                                            [(0, shift.gid, shift.gid_size)])
+        return fd
 
     def unmount(self, container_id: str) -> None:
         """Take the rootfs down (lazily: MNT_DETACH); a no-op if it is not mounted."""
@@ -338,5 +372,6 @@ class OverlayDriver(Driver):
                 if stat.S_ISDIR(st.st_mode) and whiteouts.is_overlay_opaque(path):
                     yield archive.PackEntry(rel, None, "opaque")
 
-        return archive.pack(entries(), out, source_date_epoch=source_date_epoch, id_shift=self.id_shift)
+        return archive.pack(entries(), out, source_date_epoch=source_date_epoch,
+                            id_shift=self.id_shift(container_id))
 

@@ -88,8 +88,9 @@ def test_image_files_are_roots_inside_and_writable(remapped: Caisd, remap_user: 
     lines = out.decode().splitlines()
     assert lines[0].split()[2:4] == ["0", "0"]
     assert lines[1:] == ["0:0", "hi"]
-    layers = os.path.join(remapped.data_root, f"{remap_user[0]}.{remap_user[1]}")
-    assert os.stat(layers).st_mode & 0o777 == 0o710
+    storage = os.path.join(remapped.data_root, "storage")
+    assert (os.stat(storage).st_mode & 0o777, os.stat(storage).st_gid) == (0o710, remap_user[1])
+    assert os.stat(os.path.join(storage, "overlay", "layers")).st_mode & 0o777 == 0o700
 
 
 def test_commit_records_the_containers_owners(remapped: Caisd) -> None:
@@ -246,11 +247,11 @@ def test_shift_tree_keeps_links_setuid_and_file_capabilities() -> None:
 def test_exported_diff_has_the_containers_owners_and_v2_capabilities(name: str) -> None:
     root = tempfile.mkdtemp(prefix="cais-se-remapdiff-", dir="/var/tmp")
     shift = IdShift(200000, 65536, 300000, 65536)
-    driver = open_driver(os.path.join(root, "storage"), name, shift)
+    driver = open_driver(os.path.join(root, "storage"), name, shift.gid)
     layer, cid = "a" * 64, "b" * 64
     try:
         driver.create_layer(layer, None)
-        driver.create_rw(cid, layer)
+        driver.create_rw(cid, layer, shift)
         path = os.path.join(driver.mount(cid), "f")
         with open(path, "w"):
             pass
