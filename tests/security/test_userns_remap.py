@@ -11,6 +11,7 @@ import io
 import json
 import os
 import pwd
+import signal
 import struct
 import subprocess
 import tarfile
@@ -24,7 +25,7 @@ from cais.engine import userns
 from cais.storage import open_driver
 from cais.storage.errors import InvalidLayer
 from cais.storage.idshift import IdShift, shift_tree
-from tests.caisd import Caisd, caisd
+from tests.caisd import VENV_BIN, Caisd, caisd
 
 USER = "cais-se-remap"
 SUB_FILES = ("/etc/subuid", "/etc/subgid")
@@ -268,4 +269,95 @@ def test_exported_diff_has_the_containers_owners_and_v2_capabilities(name: str) 
     finally:
         with contextlib.suppress(Exception):
             driver.unmount(cid)
+        subprocess.run(["rm", "-rf", root])
+
+
+def _upper(d: Caisd, cid: str) -> str:
+    return os.path.join(d.data_root, "storage", "overlay", "containers", cid, "diff")
+
+
+WRITES = "touch /cais-new; chown 7:8 /cais-new; echo x >> /etc/passwd"
+LOOK = "echo $(id -u):$(id -g); cat /proc/self/uid_map; stat -c '%n %u:%g' / /bin/busybox /etc/group"
+
+
+def test_layers_keep_the_images_owners_the_upper_dir_has_host_ids(remapped: Caisd,
+                                                                  remap_user: tuple[int, int]) -> None:
+    """The one copy of the layers is seen through an idmapped mount; what the container writes
+    lands in its upper dir with host ids, as with dockerd."""
+    uid, gid = remap_user
+    cid = remapped.docker("create", "busybox", "sh", "-c", f"{LOOK}; {WRITES}").stdout.decode().strip()
+    try:
+        out = remapped.docker("start", "-a", cid).stdout.decode().split("\n")
+        assert out[:5] == ["0:0", f"{0:>10}{uid:>11}{65536:>11}",
+                           "/ 0:0", "/bin/busybox 0:0", "/etc/group 0:0"]
+        upper = _upper(remapped, cid)
+        owners = {n: (os.lstat(os.path.join(upper, n)).st_uid, os.lstat(os.path.join(upper, n)).st_gid)
+                  for n in ("", "cais-new", "etc/passwd")}
+        assert owners == {"": (uid, gid), "cais-new": (uid + 7, gid + 8), "etc/passwd": (uid, gid)}
+        layers = os.path.join(remapped.data_root, "storage", "overlay", "layers")
+        busyboxes = [os.path.join(layers, n, "diff", "bin", "busybox") for n in os.listdir(layers)]
+        assert [os.stat(p).st_uid for p in busyboxes if os.path.exists(p)] == [0]  # never chowned
+        assert not os.path.exists(os.path.join(remapped.data_root, f"{uid}.{gid}"))  # no per-mapping copy
+    finally:
+        remapped.docker("rm", "-f", cid, check=False)
+
+
+def test_userns_host_sees_the_real_owners(remapped: Caisd) -> None:
+    cid = remapped.docker("create", "--userns=host", "busybox", "sh", "-c", f"{LOOK}; {WRITES}").stdout
+    cid_s = cid.decode().strip()
+    try:
+        out = remapped.docker("start", "-a", cid_s).stdout.decode().split("\n")
+        assert out[1].split() == ["0", "0", "4294967295"]
+        assert out[2:5] == ["/ 0:0", "/bin/busybox 0:0", "/etc/group 0:0"]
+        st = os.lstat(os.path.join(_upper(remapped, cid_s), "cais-new"))
+        assert (st.st_uid, st.st_gid) == (7, 8)
+    finally:
+        remapped.docker("rm", "-f", cid_s, check=False)
+
+
+def test_images_and_containers_from_before_remap(remap_user: tuple[int, int]) -> None:
+    """An image loaded without remap runs remapped afterwards, with the daemonless CLI (daemon.json)
+    and with caisd; a container made before refuses to start remapped, in one line."""
+    if os.path.exists("/run/cais/cais.sock"):
+        pytest.skip("a system caisd runs: the CLI would talk to it")
+    uid, _ = remap_user
+    with caisd() as d:
+        os.chmod(d.root, 0o711)
+        before = d.docker("create", "busybox", "true").stdout.decode().strip()
+        host = d.docker("create", "--userns=host", "busybox", "stat", "-c", "%u", "/bin/busybox").stdout.decode()
+        d.kill(signal.SIGTERM)
+        d.proc.wait(30)
+        config = os.path.join(d.root, "remap.json")
+        with open(config, "w") as f:
+            json.dump({"userns-remap": USER}, f)
+        env = {k: v for k, v in os.environ.items() if k not in ("CAIS_HOST", "DOCKER_HOST")}
+        env.update(CAIS_DATA_ROOT=d.data_root, CAIS_EXEC_ROOT=d.exec_root, CAIS_CGROUP_PARENT=d.cgroup_parent,
+                   CAIS_CONFIG_FILE=config)
+        cli = subprocess.run([os.path.join(VENV_BIN, "cais"), "run", "--rm", "busybox", "sh", "-c", LOOK],
+                             env=env, capture_output=True, timeout=120)
+        assert cli.stdout.decode().split("\n")[1:3] == [f"{0:>10}{uid:>11}{65536:>11}", "/ 0:0"], cli.stderr
+        d.extra += ["--userns-remap", f"{USER}:{USER}"]
+        d.start()
+        assert d.docker("run", "--rm", "busybox", "stat", "-c", "%u:%g", "/bin/busybox").stdout == b"0:0\n"
+        err = d.docker("start", before, check=False).stderr.decode()
+        assert "was made before userns-remap was turned on" in err and "Traceback" not in err
+        assert d.docker("start", "-a", host.strip()).stdout == b"0\n"
+
+
+def test_bad_daemon_json_for_the_cli_fails_in_one_line() -> None:
+    root = tempfile.mkdtemp(prefix="cais-se-remapcli-", dir="/tmp")
+    try:
+        config = os.path.join(root, "daemon.json")
+        env = {k: v for k, v in os.environ.items() if k not in ("CAIS_HOST", "DOCKER_HOST")}
+        env.update(CAIS_DATA_ROOT=os.path.join(root, "data"), CAIS_EXEC_ROOT=os.path.join(root, "exec"),
+                   CAIS_CONFIG_FILE=config)
+        for content, message in (('{"userns-remap": "cais-se-nosuchuser"}', "userns-remap: no such user"),
+                                 ("{not json", "cannot read")):
+            with open(config, "w") as f:
+                f.write(content)
+            proc = subprocess.run([os.path.join(VENV_BIN, "cais"), "ps"], env=env, capture_output=True, text=True,
+                                  timeout=60)
+            assert proc.returncode != 0 and message in proc.stderr and "Traceback" not in proc.stderr
+            assert len(proc.stderr.strip().splitlines()) == 1
+    finally:
         subprocess.run(["rm", "-rf", root])
