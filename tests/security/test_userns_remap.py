@@ -361,3 +361,30 @@ def test_bad_daemon_json_for_the_cli_fails_in_one_line() -> None:
             assert len(proc.stderr.strip().splitlines()) == 1
     finally:
         subprocess.run(["rm", "-rf", root])
+
+
+def test_same_view_as_dockerd_userns_remap(remapped: Caisd, remap_user: tuple[int, int]) -> None:
+    """dockerd 20.10 --userns-remap on the same user: the same ids, uid_map and owners inside, the
+    same host ids in the upper dir; under --userns=host dockerd shows its chowned copy's owners,
+    cais the image's."""
+    from tests.peers import dockerd
+    uid, gid = remap_user
+    image = remapped.docker("save", "busybox").stdout
+    with dockerd(extra=["--userns-remap", f"{USER}:{USER}"]) as docker:
+        docker.docker("load", input=image)
+        views = {}
+        for name, d in (("cais", remapped), ("docker", docker)):
+            cid = d.docker("create", "busybox", "sh", "-c", f"{LOOK}; {WRITES}").stdout.decode().strip()
+            try:
+                inside = d.docker("start", "-a", cid).stdout.decode()
+                upper = (d.docker("inspect", "-f", "{{.GraphDriver.Data.UpperDir}}", cid).stdout.decode().strip()
+                         if name == "docker" else _upper(remapped, cid))
+                on_disk = [(os.lstat(os.path.join(upper, n)).st_uid, os.lstat(os.path.join(upper, n)).st_gid)
+                           for n in ("cais-new", "etc/passwd")]
+                host = d.docker("run", "--rm", "--userns=host", "busybox", "stat", "-c", "%u:%g", "/bin/busybox").stdout
+                views[name] = (inside, on_disk, host.decode().strip())
+            finally:
+                d.docker("rm", "-f", cid, check=False)
+    assert views["cais"][:2] == views["docker"][:2]
+    assert views["cais"][1] == [(uid + 7, gid + 8), (uid, gid)]
+    assert (views["cais"][2], views["docker"][2]) == ("0:0", f"{uid}:{gid}")
