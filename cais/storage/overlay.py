@@ -31,12 +31,12 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import BinaryIO
 
-from cais.linux import fs, fsmount, idmap
+from cais.linux import fs, fsmount
 from cais.linux import mount as mnt
 from cais.storage import archive, whiteouts
 from cais.storage.driver import Change, Driver, Staging, remove_tree, sweep_staging
 from cais.storage.errors import StorageError
-from cais.storage.idshift import IdShift
+from cais.storage.idshift import IdShift, user_namespace
 
 MOUNT_SOURCE = "cais-st-overlay"
 _PAGE = os.sysconf("SC_PAGESIZE")
@@ -166,7 +166,6 @@ class OverlayDriver(Driver):
         sweep_staging(self._containers)
         self._repair_links()
         self._mount_lock = threading.Lock()
-        self._userns: dict[IdShift, int] = {}  # an id shift's user namespace, made once
 
     def private_dirs(self) -> list[str]:
         return [*super().private_dirs(), self._links, os.path.join(self.root, "empty")]
@@ -291,16 +290,8 @@ class OverlayDriver(Driver):
                     mount_in(self.root, merged, data)
                 else:
                     mount_deep(merged, self._layer_dirs(lower), os.path.join(path, "diff"), os.path.join(path, "work"),
-                               None if shift is None else self._userns_of(shift))
+                               None if shift is None else user_namespace(shift))
         return merged
-
-    def _userns_of(self, shift: IdShift) -> int:
-        """The user namespace whose mapping idmaps the layers for containers of `shift`."""
-        fd = self._userns.get(shift)
-        if fd is None:
-            fd = self._userns[shift] = idmap.user_namespace([(0, shift.uid, shift.uid_size)],
-                                                            [(0, shift.gid, shift.gid_size)])
-        return fd
 
     def unmount(self, container_id: str) -> None:
         """Take the rootfs down (lazily: MNT_DETACH); a no-op if it is not mounted."""

@@ -136,16 +136,35 @@ def test_vfs_driver(remap_user: tuple[int, int]) -> None:
         assert out.split() == [b"0", b"0:0", b"0:0"]
 
 
-def test_named_volume_is_writable_by_remapped_root(remapped: Caisd, remap_user: tuple[int, int]) -> None:
+def test_volumes_are_idmapped_binds_as_dockerd_unless_idmap(remapped: Caisd, remap_user: tuple[int, int]) -> None:
+    """A volume keeps the container's owners on disk (idmapped), filled from the image too, so it
+    serves remapped and --userns=host containers alike; a bind shows the host's owners through the
+    mapping as dockerd's do (root is nobody), or, marked `idmap`, as they are."""
     name = f"cais-se-remap-{os.getpid()}"
+    src = tempfile.mkdtemp(prefix="cais-se-remapbind-", dir="/tmp")
     try:
-        out = remapped.docker("run", "--rm", "-v", f"{name}:/data", "busybox", "sh", "-c",
-                              "echo ok > /data/f && stat -c %u /data/f").stdout
+        os.chmod(src, 0o755)
+        with open(os.path.join(src, "f"), "w"):
+            pass
+        out = remapped.docker("run", "--rm", "-v", f"{name}:/etc", "--userns=host", "busybox", "sh", "-c",
+                              "echo ok > /etc/host-made && mkdir /etc/sub && stat -c %u /etc/passwd").stdout
         assert out.split() == [b"0"]
+        script = ("echo ok > /etc/f && chown 5:6 /etc/f && stat -c '%n %u:%g' /etc/host-made /etc/f /etc/passwd "
+                  "/sub /b/f /i/f; touch /b/x 2>/dev/null || echo denied; touch /i/x; ls -d /etc/sub")
+        out = remapped.docker("run", "--rm", "-v", f"{name}:/etc", "-v", f"{src}:/b", "-v", f"{src}:/i:idmap",
+                              "--mount", f"type=volume,src={name},dst=/sub,volume-subpath=sub", "busybox",
+                              "sh", "-c", script, check=False)
         path = remapped.docker("volume", "inspect", "-f", "{{.Mountpoint}}", name).stdout.decode().strip()
-        assert os.stat(os.path.join(path, "f")).st_uid == remap_user[0]
+        assert out.stdout.decode().splitlines() == ["/etc/host-made 0:0", "/etc/f 5:6", "/etc/passwd 0:0", "/sub 0:0",
+                                                    "/b/f 65534:65534", "/i/f 0:0", "denied", "/etc/sub"], out.stderr
+        st = os.stat(os.path.join(path, "f"))
+        assert (st.st_uid, st.st_gid) == (5, 6)
+        assert os.stat(os.path.join(src, "x")).st_uid == 0
+        assert os.stat(os.path.dirname(path)).st_mode & 0o777 == 0o701  # the volumes dir: root's only
+        assert os.stat(os.path.dirname(os.path.dirname(path))).st_mode & 0o777 == 0o700
     finally:
         remapped.docker("volume", "rm", "-f", name, check=False)
+        subprocess.run(["rm", "-rf", src])
 
 
 def test_userns_host_opts_out(remapped: Caisd) -> None:
