@@ -167,6 +167,14 @@ def test_volumes_are_idmapped_binds_as_dockerd_unless_idmap(remapped: Caisd, rem
         subprocess.run(["rm", "-rf", src])
 
 
+def test_idmap_where_the_file_system_cannot_is_a_clear_error(remapped: Caisd) -> None:
+    err = remapped.docker("run", "--rm", "-v", "/sys/kernel:/k:idmap", "busybox", "true", check=False).stderr.decode()
+    assert "userns-remap: cannot idmap the bind mount /sys/kernel" in err and "does not support idmapped" in err
+    assert remapped.docker("run", "--rm", "-v", "/sys/kernel:/k:ro", "busybox", "true").returncode == 0
+    err = remapped.docker("run", "--rm", "-v", "cais-se-remapv:/k:idmap", "busybox", "true", check=False).stderr
+    assert b"BindOptions must not be specified" in err
+
+
 def test_userns_host_opts_out(remapped: Caisd) -> None:
     cid = remapped.docker("run", "-d", "--userns=host", "busybox", "sleep", "60").stdout.decode().strip()
     try:
