@@ -274,10 +274,10 @@ class Engine:
             raise Conflict(f"container {cid[:12]} was made before userns-remap was turned on and would run as "
                            "the host's root: remove and create it again, or create it with --userns=host")
         self._runtime_delete(cid)
-        rootfs = self.storage.mount(cid)
         with self.store.lock:
             self.starting.add(cid)
         try:
+            rootfs = self.storage.mount(cid)  # in here: a rootfs that cannot mount releases the waiters too
             image_config = self.images.config_of(record["Image"])
             mounts, propagation = self.volumes.mount(record, rootfs)
             netns_path = self.networks.setup(record)

@@ -175,6 +175,18 @@ def test_idmap_where_the_file_system_cannot_is_a_clear_error(remapped: Caisd) ->
     assert b"BindOptions must not be specified" in err
 
 
+def test_a_rootfs_that_cannot_mount_fails_the_start_cleanly(remapped: Caisd) -> None:
+    cid = remapped.docker("create", "busybox", "true").stdout.decode().strip()
+    try:
+        os.rmdir(os.path.join(os.path.dirname(_upper(remapped, cid)), "work"))
+        err = remapped.docker("start", "-a", cid, check=False, timeout=30).stderr.decode()
+        assert "cannot mount an overlay" in err
+        state = remapped.docker("inspect", "-f", "{{.State.ExitCode}} {{.State.Error}}", cid).stdout.decode()
+        assert int(state.split()[0]) > 0 and "cannot mount" in state
+    finally:
+        remapped.docker("rm", "-f", cid, check=False)
+
+
 def test_userns_host_opts_out(remapped: Caisd) -> None:
     cid = remapped.docker("run", "-d", "--userns=host", "busybox", "sleep", "60").stdout.decode().strip()
     try:
