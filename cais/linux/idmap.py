@@ -7,6 +7,7 @@ A child process unshares a user namespace, the caller writes its uid_map and gid
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 from cais.linux.namespaces import CLONE_NEWUSER, unshare
@@ -18,7 +19,12 @@ def user_namespace(uid_map: Mapping, gid_map: Mapping) -> int:
     """An O_CLOEXEC descriptor of a new user namespace with these mappings."""
     ready_r, ready_w = os.pipe()
     done_r, done_w = os.pipe()
-    pid = os.fork()
+    try:
+        pid = os.fork()
+    except OSError:
+        for fd in (ready_r, ready_w, done_r, done_w):
+            os.close(fd)
+        raise
     if pid == 0:  # the child: only system calls, then _exit
         code = 0
         try:
@@ -42,4 +48,5 @@ def user_namespace(uid_map: Mapping, gid_map: Mapping) -> int:
     finally:
         os.close(ready_r)
         os.close(done_w)
-        os.waitpid(pid, 0)
+        with contextlib.suppress(ChildProcessError):  # reaped by a SIGCHLD handler of the caller's
+            os.waitpid(pid, 0)
