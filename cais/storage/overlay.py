@@ -11,10 +11,12 @@ relative lowerdirs "l/SHORT": 29 bytes a layer, so 120+ layers fit in the one pa
 options mount(2) accepts, whatever ROOT's length. Deeper stacks go through the new mount API,
 one layer per fsconfig(2) call.
 
-userns-remap: a container with an id shift is mounted with the new mount API too, each lower
-layer given by fd as a detached idmapped mount of its diff (Linux 6.13+), so the one copy of the
-layers serves every mapping; its upper dir is not idmapped, and holds what the container wrote
-with host ids (as docker's does).
+userns-remap: a container with an id shift sees each lower layer through an idmapped mount of
+its diff, so the one copy of the layers serves every mapping. From Linux 6.13 they are handed to
+OverlayFS by fd as detached mounts; before (5.19+), they are attached for the time of the mount
+under the container's own 0700 `lowers/` and named by path, then detached (OverlayFS holds its
+own private clones of its layers). The upper dir is not idmapped: it holds what the container
+wrote with host ids (as docker's does).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from typing import BinaryIO
 
 from cais.linux import fs, fsmount
 from cais.linux import mount as mnt
+from cais.linux.mountinfo import is_mount_point
 from cais.storage import archive, whiteouts
 from cais.storage.driver import Change, Driver, Staging, remove_tree, sweep_staging
 from cais.storage.errors import StorageError
@@ -85,6 +88,10 @@ def mount_in(cwd: str, target: str, data: str) -> None:
         raise e
 
 
+class _NoLayersByFd(StorageError):
+    """The kernel takes no overlay layer by fd (before Linux 6.13)."""
+
+
 def mount_deep(target: str, lowers: list[str], upper: str, work: str, userns_fd: int | None = None) -> None:
     """Mount an overlay with the new mount API: one `lowerdir+` per layer (Linux 6.8+), so deeper
     than one page of options allows, up to OverlayFS's own limit of 500 layers; with `userns_fd`,
@@ -101,8 +108,12 @@ def mount_deep(target: str, lowers: list[str], upper: str, work: str, userns_fd:
                 continue
             step = "idmap"
             layer_fds.append(fsmount.idmapped_tree(lower, userns_fd))
-            step = "idmapped layer"
-            fsmount.fsconfig_fd(fs_fd, "lowerdir+", layer_fds[-1])
+            try:
+                fsmount.fsconfig_fd(fs_fd, "lowerdir+", layer_fds[-1])
+            except OSError as e:
+                if e.errno == errno.EINVAL:
+                    raise _NoLayersByFd(fsmount.kernel_messages(fs_fd)) from None
+                raise
             step = "mount"
         fsmount.fsconfig_string(fs_fd, "upperdir", upper)
         fsmount.fsconfig_string(fs_fd, "workdir", work)
@@ -117,15 +128,30 @@ def mount_deep(target: str, lowers: list[str], upper: str, work: str, userns_fd:
             os.close(mount_fd)
     except OSError as e:
         why = fsmount.kernel_messages(fs_fd) if fs_fd >= 0 else ""
-        need = {"idmap": " (userns-remap: the layers' file system must support idmapped mounts)",
-                "idmapped layer": " (userns-remap: OverlayFS takes idmapped layers by fd from Linux 6.13)"}
+        need = " (userns-remap: the layers' file system must support idmapped mounts)" if step == "idmap" else ""
         raise StorageError(f"cannot mount an overlay of {len(lowers)} layers at {target}: {e.strerror}"
-                           + (f" ({why})" if why else "") + need.get(step, "")) from None
+                           + (f" ({why})" if why else "") + need) from None
     finally:
         for fd in layer_fds:
             os.close(fd)
         if fs_fd >= 0:
             os.close(fs_fd)
+
+
+def _detach_lowers(top: str) -> None:
+    """Detach and remove the attach points of idmapped layers under `top` (rmdir only: never a
+    walk into a layer still attached)."""
+    try:
+        names = os.listdir(top)
+    except FileNotFoundError:
+        return
+    for name in names:
+        point = os.path.join(top, name)
+        with contextlib.suppress(OSError):
+            while is_mount_point(point):  # a bind of the same file system: os.path.ismount cannot tell
+                mnt.umount(point, mnt.MNT_DETACH)
+            os.rmdir(point)
+    os.rmdir(top)
 
 
 def overlay_supported(root: str) -> bool:
@@ -166,6 +192,7 @@ class OverlayDriver(Driver):
         sweep_staging(self._containers)
         self._repair_links()
         self._mount_lock = threading.Lock()
+        self._layers_by_fd = True  # until the kernel says otherwise
 
     def private_dirs(self) -> list[str]:
         return [*super().private_dirs(), self._links, os.path.join(self.root, "empty")]
@@ -286,12 +313,55 @@ class OverlayDriver(Driver):
                 lower = _read(os.path.join(path, "lower")) or "empty"
                 rel = f"containers/{container_id}"
                 data = f"lowerdir={lower},upperdir={rel}/diff,workdir={rel}/work{_pinned_options()}"
-                if len(data) < _PAGE and shift is None:
+                if shift is not None:
+                    self._mount_idmapped(container_id, self._layer_dirs(lower), user_namespace(shift))
+                elif len(data) < _PAGE:
                     mount_in(self.root, merged, data)
                 else:
-                    mount_deep(merged, self._layer_dirs(lower), os.path.join(path, "diff"), os.path.join(path, "work"),
-                               None if shift is None else user_namespace(shift))
+                    mount_deep(merged, self._layer_dirs(lower), os.path.join(path, "diff"), os.path.join(path, "work"))
         return merged
+
+    def _mount_idmapped(self, container_id: str, lowers: list[str], userns_fd: int) -> None:
+        path = self._container(container_id)
+        if self._layers_by_fd:
+            try:
+                mount_deep(os.path.join(path, "merged"), lowers, os.path.join(path, "diff"), os.path.join(path, "work"),
+                           userns_fd)
+                return
+            except _NoLayersByFd:
+                self._layers_by_fd = False
+        self._mount_attached(container_id, lowers, userns_fd)
+
+    def _mount_attached(self, container_id: str, lowers: list[str], userns_fd: int) -> None:
+        """Linux 5.19-6.12: the idmapped layers attached under the container's `lowers/` for the
+        time of the mount, named by relative paths in one page of options."""
+        rel = f"containers/{container_id}"
+        top = os.path.join(self.root, rel, "lowers")
+        _detach_lowers(top)  # left by a crash in between
+        os.makedirs(top, 0o700, exist_ok=True)
+        attached = []
+        try:
+            for i, lower in enumerate(lowers):
+                point = os.path.join(top, str(i))
+                os.makedirs(point, 0o700, exist_ok=True)
+                try:
+                    fd = fsmount.idmapped_tree(lower, userns_fd)
+                except OSError as e:
+                    raise StorageError(f"cannot idmap layer {lower}: {e.strerror} (userns-remap: the layers' file "
+                                       "system must support idmapped mounts)") from None
+                try:
+                    fsmount.move_mount_to(fd, point)
+                finally:
+                    os.close(fd)
+                attached.append(point)
+            data = (f"lowerdir={':'.join(f'{rel}/lowers/{i}' for i in range(len(lowers)))},"
+                    f"upperdir={rel}/diff,workdir={rel}/work{_pinned_options()}")
+            if len(data) >= _PAGE:
+                raise StorageError(f"cannot mount an idmapped overlay of {len(lowers)} layers: more than one page "
+                                   "of options (userns-remap: Linux 6.13+ takes them by fd, without this limit)")
+            mount_in(self.root, os.path.join(self.root, rel, "merged"), data)
+        finally:
+            _detach_lowers(top)
 
     def unmount(self, container_id: str) -> None:
         """Take the rootfs down (lazily: MNT_DETACH); a no-op if it is not mounted."""
@@ -307,6 +377,7 @@ class OverlayDriver(Driver):
     def remove_rw(self, container_id: str) -> None:
         path = self._container(container_id)
         self.unmount(container_id)
+        _detach_lowers(os.path.join(path, "lowers"))  # a removal must never walk into a shared layer
         remove_tree(path, self._containers)
 
     # --- diffs -------------------------------------------------------------------------------------

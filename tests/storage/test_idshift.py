@@ -60,3 +60,45 @@ def test_remapped_root_may_reach_containers_not_layers(st_root: str) -> None:
         assert (st.st_mode & 0o777, st.st_gid) == (0o710, SHIFT.gid), path
     for name in ("layers", "l", "empty"):
         assert os.stat(os.path.join(driver.root, name)).st_mode & 0o777 == 0o700
+
+
+def test_idmapped_layers_attached_by_path_for_older_kernels(st_root: str) -> None:
+    """The path taken before Linux 6.13 (no overlay layer by fd), forced here: same view, and the
+    attached layers are gone once the overlay is made."""
+    driver = open_driver(st_root, "overlay")
+    driver.apply_diff("base", None, stream(BASE))
+    driver.apply_diff("top", "base", stream(tar(E("etc", "dir"), E("etc/top", data=b"t", uid=3, gid=4))))
+    driver.create_rw("c", "top", SHIFT)
+    driver._layers_by_fd = False
+    root = driver.mount("c")
+    try:
+        assert _owner(os.path.join(root, "etc/conf")) == (300007, 400008)
+        assert _owner(os.path.join(root, "etc/top")) == (300003, 400004)
+        container = os.path.join(driver.root, "containers", "c")
+        assert not os.path.exists(os.path.join(container, "lowers"))
+        with open("/proc/self/mountinfo") as f:
+            assert not any(os.path.join(container, "lowers") in line for line in f)
+        write(os.path.join(root, "etc/new"), "n")
+        assert _owner(os.path.join(container, "diff", "etc")) == (300000, 400000)
+    finally:
+        driver.unmount("c")
+
+
+def test_removal_never_walks_into_a_layer_left_attached(st_root: str) -> None:
+    """A crash between attaching an idmapped layer and detaching it: removing the container
+    detaches it first, and the shared layer keeps its files."""
+    from cais.linux import fsmount
+    from cais.storage.idshift import user_namespace
+    driver = open_driver(st_root, "overlay")
+    driver.apply_diff("base", None, stream(BASE))
+    driver.create_rw("c", "base", SHIFT)
+    point = os.path.join(driver.root, "containers", "c", "lowers", "0")
+    os.makedirs(point)
+    layer = os.path.join(driver.root, "layers", "base", "diff")
+    fd = fsmount.idmapped_tree(layer, user_namespace(SHIFT))
+    try:
+        fsmount.move_mount_to(fd, point)
+    finally:
+        os.close(fd)
+    driver.remove_rw("c")
+    assert os.path.exists(os.path.join(layer, "etc", "conf"))
