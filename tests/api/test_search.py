@@ -17,23 +17,7 @@ import pytest
 from aiohttp import web
 
 from tests.caisd import Caisd
-from tests.registry.conftest import RunningRegistry, distribution_registry, free_port
-
-REPOS = ("cais-en/busybox", "cais-en/busybox-extra", "cais-en/other", "tools/BusyTools")
-
-
-@pytest.fixture(scope="module")
-def registry(daemon: Caisd) -> Iterator[RunningRegistry]:
-    with distribution_registry() as reg:
-        port = reg.host.rpartition(":")[2]
-        refs = [f"localhost:{port}/{repo.lower()}" for repo in REPOS]
-        try:
-            for ref in refs:
-                daemon.docker("tag", "busybox", ref)
-                daemon.docker("push", ref, timeout=120)
-            yield reg
-        finally:
-            daemon.docker("rmi", *refs, check=False)
+from tests.registry.conftest import RunningRegistry, free_port
 
 
 def _lines(done) -> list[str]:  # type: ignore[no-untyped-def]
@@ -41,8 +25,8 @@ def _lines(done) -> list[str]:  # type: ignore[no-untyped-def]
     return done.stdout.decode().splitlines()
 
 
-def test_docker_search_catalog(daemon: Caisd, registry: RunningRegistry) -> None:
-    where = f"localhost:{registry.host.rpartition(':')[2]}"
+def test_docker_search_catalog(daemon: Caisd, pushed_registry: RunningRegistry) -> None:
+    where = f"localhost:{pushed_registry.host.rpartition(':')[2]}"
     lines = _lines(daemon.docker("search", f"{where}/busy"))
     assert lines[0].split() == ["NAME", "DESCRIPTION", "STARS", "OFFICIAL"]
     names = [line.split()[0] for line in lines[1:]]
