@@ -106,3 +106,14 @@ def test_distribution_inspect(daemon: Caisd, client: docker.DockerClient, pushed
     with pytest.raises(docker.errors.APIError) as e:
         client.images.get_registry_data("Not A Reference")
     assert e.value.status_code == 400
+
+
+def test_build_prune(daemon: Caisd, client: docker.DockerClient) -> None:
+    assert client.api.prune_builds() == {"CachesDeleted": [], "SpaceReclaimed": 0}
+    done = daemon.docker("builder", "prune", "-f")
+    assert b"Total:\t0B" in done.stdout or b"Total reclaimed space: 0B" in done.stdout, done.stdout
+    # containers, networks, images and the build cache (the label spares what other tests made)
+    done = daemon.docker("system", "prune", "-f", "--filter", "label=cais-en-prune=none")
+    assert b"Total reclaimed space" in done.stdout
+    bad = client.api._post(client.api._url("/build/prune"), params={"filters": "{not json"})
+    assert bad.status_code == 400
