@@ -25,6 +25,7 @@ def make_app(engine, settings: dict | None = None) -> web.Application:  # type: 
     # resource modules register their routes on import
     from cais.api import (  # noqa: F401
         attach_ws,
+        attestations,
         build_cache,
         containers,
         distribution,

@@ -117,3 +117,13 @@ def test_build_prune(daemon: Caisd, client: docker.DockerClient) -> None:
     assert b"Total reclaimed space" in done.stdout
     bad = client.api._post(client.api._url("/build/prune"), params={"filters": "{not json"})
     assert bad.status_code == 400
+
+
+def test_attestations(client: docker.DockerClient) -> None:
+    def get(name: str, **params: object) -> tuple[int, str]:
+        answer = client.api._get(client.api._url("/images/{0}/attestations", name), params=params)
+        return answer.status_code, answer.json()["message"]
+    assert get("cais-en/none:latest")[0] == 404
+    assert get("busybox", platform="{bad") == (400, "invalid platform: '{bad'")
+    assert get("busybox", platform=['{"os": "linux"}'] * 2)[0] == 400
+    assert get("busybox") == (501, "the image store does not support attestations")
