@@ -8,16 +8,25 @@ its protocol is exercised with a small loopback server answering /v1/search as t
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import re
 import threading
 from collections.abc import Iterator
 
+import docker
 import pytest
 from aiohttp import web
 
 from tests.caisd import Caisd
-from tests.registry.conftest import RunningRegistry, free_port
+from tests.registry.conftest import (
+    PASSWORD,
+    USER,
+    RunningRegistry,
+    distribution_registry,
+    free_port,
+    tls_dir,  # noqa: F401 - the fixture, for test_search_with_credentials
+)
 
 
 def _lines(done) -> list[str]:  # type: ignore[no-untyped-def]
@@ -147,3 +156,24 @@ def test_v1_search_api(daemon: Caisd, index: V1Index) -> None:
     got = json.loads(_lines(daemon.cais("search", "--format", "json", "--limit", "1", f"{where}/busy"))[0])
     assert got == {"Name": f"{where}/busybox", "Description": "Busybox base image.", "StarCount": "3300",
                    "IsOfficial": "[OK]", "IsAutomated": ""}
+
+
+def test_search_with_credentials(daemon: Caisd, tls_dir: str) -> None:  # noqa: F811 - the fixture
+    """A registry behind TLS and htpasswd: the credentials of X-Registry-Auth open its catalog."""
+    auth = {"username": USER, "password": PASSWORD}
+    header = {"X-Registry-Auth": base64.urlsafe_b64encode(json.dumps(auth).encode()).decode()}
+    with distribution_registry(tls_dir) as reg:
+        client = docker.DockerClient(base_url=daemon.host, timeout=60)
+        ref = f"{reg.host}/cais-en/secret-busybox"
+        try:
+            client.images.get("busybox").tag(ref)
+            client.images.push(ref, auth_config=auth)
+            url = client.api._url("/images/search")
+            anonymous = client.api._get(url, params={"term": f"{reg.host}/secret"})
+            assert anonymous.status_code == 401 and "UNAUTHORIZED" in anonymous.json()["message"]
+            found = client.api._get(url, params={"term": f"{reg.host}/secret"}, headers=header)
+            assert found.status_code == 200, found.text
+            assert [r["name"] for r in found.json()] == [ref]
+        finally:
+            client.images.remove(ref)
+            client.close()
