@@ -43,7 +43,7 @@ async def search(domain: str, term: str, limit: int, *, credentials: Credentials
     hub = domain == DOCKER_HUB
     endpoints = [Endpoint(DOCKER_HUB_INDEX)] if hub else None
     async with Registry(domain, hosts=hosts, credentials=credentials, endpoints=endpoints, timeout=60) as registry:
-        await registry.ping()
+        await registry.ping()  # an unreachable registry fails here, not over to the catalog
         try:
             results = await _v1_search(registry, term, limit)
         except RegistryError:
