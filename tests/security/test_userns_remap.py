@@ -167,6 +167,17 @@ def test_volumes_are_idmapped_binds_as_dockerd_unless_idmap(remapped: Caisd, rem
         subprocess.run(["rm", "-rf", src])
 
 
+def test_tmpfs_volume_is_idmapped(remapped: Caisd) -> None:
+    name = f"cais-se-remaptmpfs-{os.getpid()}"
+    try:
+        remapped.docker("volume", "create", "--opt", "type=tmpfs", "--opt", "device=tmpfs", "--opt", "o=size=1m", name)
+        out = remapped.docker("run", "--rm", "-v", f"{name}:/t", "busybox", "sh", "-c",
+                              "touch /t/f && chown 3:4 /t/f && stat -c %u:%g /t /t/f").stdout
+        assert out.split() == [b"0:0", b"3:4"]
+    finally:
+        remapped.docker("volume", "rm", "-f", name, check=False)
+
+
 def test_idmap_where_the_file_system_cannot_is_a_clear_error(remapped: Caisd) -> None:
     err = remapped.docker("run", "--rm", "-v", "/sys/kernel:/k:idmap", "busybox", "true", check=False).stderr.decode()
     assert "userns-remap: cannot idmap the bind mount /sys/kernel" in err and "does not support idmapped" in err
