@@ -20,7 +20,7 @@ class RootfsService:
         from cais.storage import open_driver
         self.engine = engine
         self.driver = open_driver(os.path.join(engine.data_root, "storage"), engine.storage_driver_name,
-                                  engine.remap.gid if engine.remap else None)
+                                  engine.remap is not None)
         self.driver_name = {"overlay": "overlay2"}.get(self.driver.name, self.driver.name)
         self.users: dict[str, int] = {}
         self.lock = threading.Lock()

@@ -113,7 +113,8 @@ def sweep_staging(parent: str) -> None:
 
 
 def reachable(path: str, gid: int) -> None:
-    """userns-remap: let the remapped root (by group `gid`) traverse `path` on the way to its rootfs."""
+    """userns-remap: let the remapped root (by group `gid`) traverse a container's own `path` on
+    the way to its rootfs."""
     os.chown(path, 0, gid)
     os.chmod(path, 0o710)
 
@@ -241,12 +242,13 @@ class Driver(abc.ABC):
             raise LayerNotFound(f"layer {layer_id} not found")
 
 
-def open_driver(root: str, name: str | None = None, group: int | None = None) -> Driver:
+def open_driver(root: str, name: str | None = None, remapped: bool = False) -> Driver:
     """The storage driver for data root `root` (its files go under ROOT/NAME).
 
     With no `name`: the driver already in use under `root` if exactly one is, else overlay when
-    OverlayFS works on root's file system, else vfs. `group` (userns-remap's root group) may
-    traverse to the containers' directories.
+    OverlayFS works on root's file system, else vfs. `remapped` (userns-remap): the remapped roots
+    of any mapping may walk through to their containers' own directories (0711: no listing), never
+    into the layers (0700).
     """
     os.makedirs(root, mode=0o700, exist_ok=True)
     if name is None:
@@ -264,9 +266,9 @@ def open_driver(root: str, name: str | None = None, group: int | None = None) ->
         driver = VfsDriver(os.path.join(root, "vfs"))
     else:
         raise StorageError(f"unknown storage driver {name!r} (known: {', '.join(DRIVERS)})")
-    if group is not None:
+    if remapped:
         for path in (root, driver.root, driver._containers):
-            reachable(path, group)
+            os.chmod(path, 0o711)
         for path in driver.private_dirs():
             os.chmod(path, 0o700)
     return driver

@@ -1,6 +1,6 @@
 """userns-remap: a caisd whose containers' root is a subordinate uid on the host.
 
-The fixture creates a system user and group `cais-se-remap` with 65536-id ranges in /etc/subuid
+The fixture creates a system user and group `cais-se-remapPID` with 65536-id ranges in /etc/subuid
 and /etc/subgid, and removes them (and their lines) afterwards.
 """
 
@@ -27,7 +27,7 @@ from cais.storage.errors import InvalidLayer
 from cais.storage.idshift import IdShift, shift_tree
 from tests.caisd import VENV_BIN, Caisd, caisd
 
-USER = "cais-se-remap"
+USER = f"cais-se-remap{os.getpid()}"  # unique: other checkouts may run this file at once
 SUB_FILES = ("/etc/subuid", "/etc/subgid")
 
 
@@ -42,20 +42,27 @@ def _drop_lines(name: str) -> None:
                     f.writelines(kept)
 
 
-@pytest.fixture(scope="module")
-def remap_user() -> Iterator[tuple[int, int]]:
-    """(first subordinate uid, first subordinate gid) of the test user."""
-    subprocess.run(["useradd", "--system", "--user-group", "--no-create-home", "--shell", "/usr/sbin/nologin", USER],
+@contextlib.contextmanager
+def _sub_user(name: str) -> Iterator[tuple[int, int]]:
+    """A system user and group `name` with 65536-id ranges: (first subordinate uid, gid)."""
+    subprocess.run(["useradd", "--system", "--user-group", "--no-create-home", "--shell", "/usr/sbin/nologin", name],
                    check=True, capture_output=True)
     try:
         start = userns._free_start(SUB_FILES) + 65536  # some room for a concurrent `default`
         for path in SUB_FILES:
             with open(path, "a") as f:
-                f.write(f"{USER}:{start}:65536\n")
+                f.write(f"{name}:{start}:65536\n")
         yield start, start
     finally:
-        _drop_lines(USER)
-        subprocess.run(["userdel", USER], capture_output=True)
+        _drop_lines(name)
+        subprocess.run(["userdel", name], capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def remap_user() -> Iterator[tuple[int, int]]:
+    """(first subordinate uid, first subordinate gid) of the test user."""
+    with _sub_user(USER) as ids:
+        yield ids
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +97,7 @@ def test_image_files_are_roots_inside_and_writable(remapped: Caisd, remap_user: 
     assert lines[0].split()[2:4] == ["0", "0"]
     assert lines[1:] == ["0:0", "hi"]
     storage = os.path.join(remapped.data_root, "storage")
-    assert (os.stat(storage).st_mode & 0o777, os.stat(storage).st_gid) == (0o710, remap_user[1])
+    assert os.stat(storage).st_mode & 0o777 == 0o711
     assert os.stat(os.path.join(storage, "overlay", "layers")).st_mode & 0o777 == 0o700
 
 
@@ -298,7 +305,7 @@ def test_shift_tree_keeps_links_setuid_and_file_capabilities() -> None:
 def test_exported_diff_has_the_containers_owners_and_v2_capabilities(name: str) -> None:
     root = tempfile.mkdtemp(prefix="cais-se-remapdiff-", dir="/var/tmp")
     shift = IdShift(200000, 65536, 300000, 65536)
-    driver = open_driver(os.path.join(root, "storage"), name, shift.gid)
+    driver = open_driver(os.path.join(root, "storage"), name, remapped=True)
     layer, cid = "a" * 64, "b" * 64
     try:
         driver.create_layer(layer, None)
@@ -438,3 +445,18 @@ def test_same_view_as_dockerd_userns_remap(remapped: Caisd, remap_user: tuple[in
     assert views["cais"][:2] == views["docker"][:2]
     assert views["cais"][1] == [(uid + 7, gid + 8), (uid, gid)]
     assert (views["cais"][2], views["docker"][2]) == ("0:0", f"{uid}:{gid}")
+
+
+def test_containers_keep_their_mapping_when_it_changes(remap_user: tuple[int, int]) -> None:
+    """caisd restarted with another user's mapping: an earlier container still runs (and reaches its
+    rootfs) in the mapping it was made with; new ones get the new one."""
+    with caisd(extra=["--userns-remap", USER]) as d, _sub_user(USER + "2") as (other, _):
+        os.chmod(d.root, 0o711)
+        old = d.docker("create", "busybox", "sh", "-c", "cat /proc/self/uid_map; ls /bin/busybox").stdout
+        d.kill(signal.SIGTERM)
+        d.proc.wait(30)
+        d.extra = ["--userns-remap", USER + "2"]
+        d.start()
+        assert d.docker("start", "-a", old.decode().strip()).stdout.split() == [
+            b"0", str(remap_user[0]).encode(), b"65536", b"/bin/busybox"]
+        assert d.docker("run", "--rm", "busybox", "cat", "/proc/self/uid_map").stdout.split()[1] == str(other).encode()

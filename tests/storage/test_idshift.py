@@ -51,13 +51,16 @@ def test_shifted_view_of_unshifted_layers(driver) -> None:
 
 
 def test_remapped_root_may_reach_containers_not_layers(st_root: str) -> None:
-    driver = open_driver(st_root, "overlay", SHIFT.gid)
+    driver = open_driver(st_root, "overlay", remapped=True)
     driver.apply_diff("base", None, stream(BASE))
     driver.create_rw("c", "base", SHIFT)
+    driver.create_rw("host", "base")
     container = os.path.join(driver.root, "containers", "c")
-    for path in (st_root, driver.root, os.path.dirname(container), container):
-        st = os.stat(path)
-        assert (st.st_mode & 0o777, st.st_gid) == (0o710, SHIFT.gid), path
+    for path in (st_root, driver.root, os.path.dirname(container)):
+        assert os.stat(path).st_mode & 0o777 == 0o711, path
+    st = os.stat(container)
+    assert (st.st_mode & 0o777, st.st_gid) == (0o710, SHIFT.gid)
+    assert os.stat(os.path.join(driver.root, "containers", "host")).st_mode & 0o777 == 0o700
     for name in ("layers", "l", "empty"):
         assert os.stat(os.path.join(driver.root, name)).st_mode & 0o777 == 0o700
 
