@@ -233,18 +233,9 @@ class VolumeService:
 
     def _hold_subpath(self, cid: str, mp: MountPoint, remap: IdMap | None) -> str:
         """The subpath, opened safely (copyup.open_subpath) and bound through its fd onto a private
-        staging directory: the runtime binds that, the very directory that was checked — no path
-        inside the volume is resolved twice. The staging mount goes when the container stops."""
-        if remap is not None:
-            try:
-                fd = copyup.open_subpath(mp.source, mp.subpath)
-            except OSError as e:
-                raise InvalidParameter(f"cannot access path {mp.subpath} in volume {mp.name}: "
-                                       f"{(e.strerror or str(e)).lower()}") from None
-            try:
-                return self._hold(cid, f"/proc/self/fd/{fd}", remap, f"volume {mp.name}")
-            finally:
-                os.close(fd)
+        staging directory (idmapped for a remapped container): the runtime binds that, the very
+        directory that was checked — no path inside the volume is resolved twice. The staging
+        mount goes when the container stops."""
         try:
             fd = copyup.open_subpath(mp.source, mp.subpath)
         except OSError as e:
@@ -252,6 +243,8 @@ class VolumeService:
                                    f"{(e.strerror or str(e)).lower()} (symlinks, '..' and other mounts are "
                                    "not followed)") from None
         try:
+            if remap is not None:
+                return self._hold(cid, f"/proc/self/fd/{fd}", remap, f"volume {mp.name}")
             staging = os.path.join(self.staging_root, cid, str(len(self.held.get(cid, []))))
             os.makedirs(staging, 0o700, exist_ok=True)
             mount(f"/proc/self/fd/{fd}", staging, None, MS_BIND)

@@ -151,7 +151,10 @@ def _detach_lowers(top: str) -> None:
             while is_mount_point(point):  # a bind of the same file system: os.path.ismount cannot tell
                 mnt.umount(point, mnt.MNT_DETACH)
             os.rmdir(point)
-    os.rmdir(top)
+    try:
+        os.rmdir(top)
+    except OSError as e:  # one is still attached: stop rather than walk into it
+        raise StorageError(f"cannot detach the idmapped layers under {top}: {e.strerror}") from None
 
 
 def overlay_supported(root: str) -> bool:
