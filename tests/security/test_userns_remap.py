@@ -90,6 +90,10 @@ def test_root_inside_is_the_subordinate_uid_outside(remapped: Caisd, remap_user:
         remapped.docker("rm", "-f", cid, check=False)
 
 
+def test_docker_info_says_userns(remapped: Caisd) -> None:
+    assert "name=userns" in remapped.docker("info", "--format", "{{json .SecurityOptions}}").stdout.decode()
+
+
 def test_image_files_are_roots_inside_and_writable(remapped: Caisd, remap_user: tuple[int, int]) -> None:
     out = remapped.docker("run", "--rm", "busybox", "sh", "-c",
                           "ls -ln /bin/busybox; stat -c %u:%g /; echo hi > /etc/cais-x && cat /etc/cais-x").stdout
