@@ -91,6 +91,10 @@ async def serve(settings: Settings) -> None:
         from cais.engine import userns
         remap = userns.resolve(settings.userns_remap)
         log.info("userns-remap: container root is %d:%d on the host", remap.uid, remap.gid)
+        old = os.path.join(settings.data_root, f"{remap.uid}.{remap.gid}")
+        if os.path.isdir(old):
+            log.warning("userns-remap: %s (chowned copies of an earlier cais) is no longer used: images are "
+                        "shared, idmapped; remove it once nothing there is needed", old)
     engine = Engine(settings.data_root, settings.exec_root, storage_driver=settings.storage_driver,
                     cgroup_parent=settings.cgroup_parent, init_path=settings.init_path,
                     network={"bridge": settings.bridge, "dns": settings.dns, "mtu": settings.mtu}, remap=remap)
