@@ -25,8 +25,6 @@ FSMOUNT_CLOEXEC = 0x1
 MOVE_MOUNT_F_EMPTY_PATH = 0x4
 _AT_FDCWD = -100
 
-libc.syscall.restype = ctypes.c_long
-
 
 def kernel_messages(fs_fd: int) -> str:
     """What the kernel logged on a file system context ("e overlay: ..." lines), joined."""
