@@ -56,3 +56,25 @@ def clone(flags: int) -> int:
     from cais.linux.libc import check, libc
 
     return check(libc.syscall(_SYS_clone, ctypes.c_ulong(flags | _SIGCHLD), None, None, None, None), "clone")
+
+
+_SYS_clone3 = 435
+CLONE_INTO_CGROUP = 0x200000000
+
+
+def clone3(flags: int, cgroup_fd: int) -> int:
+    """clone() into the cgroup v2 directory CGROUP_FD (CLONE_INTO_CGROUP, Linux 5.7): the child is
+    born there, with no migration afterwards (a write to cgroup.procs waits for an RCU grace
+    period, milliseconds, unless the hierarchy is mounted with favordynmods). Same caveats as
+    clone(); raises OSError where the kernel or the cgroup refuses (the caller moves the child)."""
+    import ctypes
+
+    from cais.linux.libc import check, libc
+
+    class CloneArgs(ctypes.Structure):  # struct clone_args, linux/sched.h (CLONE_ARGS_SIZE_VER2)
+        _fields_ = [(name, ctypes.c_uint64) for name in (
+            "flags", "pidfd", "child_tid", "parent_tid", "exit_signal", "stack", "stack_size", "tls",
+            "set_tid", "set_tid_size", "cgroup")]
+
+    args = CloneArgs(flags=flags | CLONE_INTO_CGROUP, exit_signal=_SIGCHLD, cgroup=cgroup_fd)
+    return check(libc.syscall(_SYS_clone3, ctypes.byref(args), ctypes.c_size_t(ctypes.sizeof(args))), "clone3")

@@ -58,8 +58,19 @@ def _spawn(entry: str, memfd: int, actions: list[tuple[int, ...]], *args: int) -
         raise RuntimeFailure(f"cannot start the container init: {e.strerror}") from None
 
 
+def _started(boot: Bootstrap | _ZygoteBootstrap, message: dict[str, Any] | None) -> int:
+    if message is None:
+        raise RuntimeFailure("container init exited before reporting its pid")
+    if "error" in message:
+        raise RuntimeFailure(message["error"])
+    boot.in_cgroup = bool(message.get("in_cgroup"))
+    return int(message["pid"])
+
+
 class Bootstrap:
     """A started bootstrap process, waiting for its job; `channel` then talks to the init."""
+
+    in_cgroup = False  # after start(): the init was cloned into the job's cgroup
 
     def __init__(self, stdio: tuple[int, int, int] | None = None, preserve_fds: int = 0) -> None:
         for fd in range(3, 3 + preserve_fds):
@@ -90,17 +101,14 @@ class Bootstrap:
             os.close(memfd)
 
     def start(self, job: dict[str, Any], fds: list[int]) -> int:
-        """Send the job (and FDS, which job refers to by index); return the init's pid."""
+        """Send the job (and FDS, which job refers to by index); return the init's pid. A job's
+        cgroup_fd (a cgroup v2 directory) is where the init is born: then `in_cgroup` is True."""
         try:
             self.channel.send(dict(job, sys_path=sys.path), fds)
             message = self.channel.recv()
         finally:
             self._reap()
-        if message is None:
-            raise RuntimeFailure("container init exited before reporting its pid")
-        if "error" in message:
-            raise RuntimeFailure(message["error"])
-        return int(message["pid"])
+        return _started(self, message)
 
     def abandon(self) -> None:
         """Stop a bootstrap whose job will never come (the caller failed first)."""
@@ -164,6 +172,8 @@ class Zygote:
 class _ZygoteBootstrap:
     """Bootstrap's interface over a Zygote (or, for jobs that join namespaces, a real Bootstrap)."""
 
+    in_cgroup = False
+
     def __init__(self, zygote: Zygote, stdio: tuple[int, int, int] | None, preserve_fds: int) -> None:
         self._zygote = zygote
         self._stdio = stdio or (0, 1, 2)
@@ -178,17 +188,15 @@ class _ZygoteBootstrap:
     def start(self, job: dict[str, Any], fds: list[int]) -> int:
         if job["joins"]:
             self._fallback = Bootstrap(self._stdio, self._preserve_fds)
-            return self._fallback.start(job, fds)
+            pid = self._fallback.start(job, fds)
+            self.in_cgroup = self._fallback.in_cgroup
+            return pid
         passed = [self._child.fd, *self._stdio, *range(3, 3 + self._preserve_fds), *fds]
         try:
             message = self._zygote._request(dict(job, sys_path=sys.path), passed, self._channel)
         finally:
             self._child.close()
-        if message is None:
-            raise RuntimeFailure("container init exited before reporting its pid")
-        if "error" in message:
-            raise RuntimeFailure(message["error"])
-        return int(message["pid"])
+        return _started(self, message)
 
     def abandon(self) -> None:
         self._child.close()

@@ -116,3 +116,32 @@ def test_init_imports_nothing_heavy() -> None:
     repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     out = subprocess.run([sys.executable, "-I", "-S", "-c", code, repo], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_clone3_into_a_cgroup_v2_directory() -> None:
+    """The child is born in the cgroup (no migration); a descriptor that is not a v2 cgroup fails."""
+    from cais.linux.namespaces import clone3
+
+    with open("/proc/self/mountinfo") as f:
+        hierarchy = next((line.split()[4] for line in f if " - cgroup2 " in line), None)
+    if hierarchy is None:
+        pytest.skip("no cgroup v2 hierarchy mounted")
+    path = os.path.join(hierarchy, f"cais-rt-clone3-{os.getpid()}")
+    os.mkdir(path)
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        r, w = os.pipe()
+        pid = clone3(0, fd)
+        if pid == 0:  # the child: report its cgroup, exit at once
+            with open("/proc/self/cgroup") as f:
+                os.write(w, f.read().encode())
+            os._exit(0)
+        os.close(w)
+        assert os.waitpid(pid, 0)[1] == 0
+        with os.fdopen(r) as f:
+            assert any(line.startswith("0::") and line.endswith(os.path.basename(path)) for line in f.read().split())
+        with pytest.raises(OSError):
+            clone3(0, r)  # closed by now: not a cgroup directory
+    finally:
+        os.close(fd)
+        os.rmdir(path)

@@ -76,7 +76,7 @@ def _create(boot: launch.Bootstrap, container_id: str, bundle: str, root: str, c
     manager = None
     born_inside = False
     pid = 0
-    fifo_fd = -1
+    fifo_fd = cgroup_fd = -1
     try:
         if console_socket:
             from cais.runtime import terminal
@@ -91,10 +91,12 @@ def _create(boot: launch.Bootstrap, container_id: str, bundle: str, root: str, c
         if manager is not None:
             manager.create(resources)
             container.data["cgroup_paths"] = manager.paths  # later commands reopen exactly these
-            # The bootstrap goes in while it still boots (as runc puts `runc init` in): the init is
-            # then cloned inside, and the migration (on v1 an RCU grace period, ~20 ms) overlaps the
-            # boot rather than following the clone. A zygote is shared: its inits are moved.
-            if isinstance(boot, launch.Bootstrap):
+            if manager.version == 2:  # the init is cloned into it (CLONE_INTO_CGROUP): no migration
+                cgroup_fd = os.open(manager.paths[""], os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            elif isinstance(boot, launch.Bootstrap):
+                # v1: the bootstrap goes in while it still boots (as runc puts `runc init` in), and
+                # the init is cloned inside: the migration (an RCU grace period, ~10-20 ms) overlaps
+                # the boot rather than following the clone. A zygote is shared: its inits are moved.
                 manager.add(boot.pid)
                 born_inside = True
         elif _limits(resources):
@@ -110,14 +112,19 @@ def _create(boot: launch.Bootstrap, container_id: str, bundle: str, root: str, c
             "new_uts": bool(clone_flags & CLONE_NEWUTS) or any(k == "uts" for k, _ in joins),
             "new_cgroupns": bool(clone_flags & CLONE_NEWCGROUP),
             "no_pivot": no_pivot, "no_new_keyring": no_new_keyring, "preserve_fds": preserve_fds,
-            "fifo_fd": 0, "console_fd": 1 if console_fd is not None else None, "state": base_state,
-        }  # fifo_fd, console_fd: indexes in the descriptors sent with the job
-        pid = boot.start(job, [fifo_fd] + ([console_fd] if console_fd is not None else []))
+            "fifo_fd": 0, "console_fd": None, "cgroup_fd": None, "state": base_state,
+        }  # fifo_fd, console_fd, cgroup_fd: indexes in the descriptors sent with the job
+        fds = [fifo_fd]
+        for key, fd in (("console_fd", console_fd), ("cgroup_fd", cgroup_fd)):
+            if fd is not None and fd >= 0:
+                job[key] = len(fds)
+                fds.append(fd)
+        pid = boot.start(job, fds)
         container.data.update(pid=pid, pid_start=store.process_start_time(pid))
         container.save()
         if clone_flags & CLONE_NEWUSER:
             namespaces.write_id_maps(pid, config.get("linux", {}))
-        if manager is not None and not born_inside:
+        if manager is not None and not born_inside and not boot.in_cgroup:
             manager.add(pid)
         boot.channel.send({"type": "go", "pid": pid})
         _converse(boot.channel, config, dict(base_state, pid=pid), warn)
@@ -134,8 +141,9 @@ def _create(boot: launch.Bootstrap, container_id: str, bundle: str, root: str, c
         container.remove()
         raise
     finally:
-        if fifo_fd >= 0:
-            os.close(fifo_fd)
+        for fd in (fifo_fd, cgroup_fd):
+            if fd >= 0:
+                os.close(fd)
         if console_fd is not None:
             os.close(console_fd)
 
