@@ -1,4 +1,5 @@
-"""The first code of a container's init, in a fresh interpreter exec'd from a sealed memfd.
+"""The first code of a container's init, in a fresh interpreter exec'd from a protected view of
+the runtime's own binary (launch.py).
 
 It makes itself non-dumpable before anything else and closes every descriptor it was not meant
 to have. While the runtime prepares the job, it imports the init's code (the init inherits it);
@@ -15,11 +16,11 @@ import sys
 from cais.linux import prctl
 
 
-def bootstrap(channel_fd: int, memfd: int, preserve_fds: int) -> None:
+def bootstrap(channel_fd: int, exe_fd: int, preserve_fds: int) -> None:
     prctl.set_dumpable(False)
     from cais.linux.fds import close_all_except
 
-    os.close(memfd)
+    os.close(exe_fd)  # the protected interpreter it was exec'd from
     close_all_except({channel_fd, *range(3, 3 + preserve_fds)})  # anything else came by mistake
     from cais.runtime import init, namespaces
     from cais.runtime.channel import Channel
@@ -75,7 +76,7 @@ def _preload(job: dict) -> None:
         from cais.runtime import hooks as _  # noqa: F401
 
 
-def zygote(control_fd: int, memfd: int) -> None:
+def zygote(control_fd: int, exe_fd: int) -> None:
     """A bootstrap kept warm for a long-running caller (see launch.Zygote): one init per request.
 
     Each request is a job plus descriptors [sync socket, stdin, stdout, stderr, preserved...,
@@ -85,7 +86,7 @@ def zygote(control_fd: int, memfd: int) -> None:
     prctl.set_dumpable(False)
     from cais.linux.fds import close_all_except
 
-    os.close(memfd)
+    os.close(exe_fd)  # the protected interpreter it was exec'd from
     close_all_except({control_fd})
     from cais.runtime import init
     from cais.runtime.channel import Channel
