@@ -271,7 +271,9 @@ class Engine:
         try:
             image_config = self.images.config_of(record["Image"])
             mounts, propagation = self.volumes.mount(record, rootfs)
-            netns_path = self.networks.setup(record)
+            # a namespace of its own is made by the runtime and plugged between create and start
+            late_network = self.networks.sandboxed(record) and self.supervisor.protocol >= 2
+            netns_path = None if late_network else self.networks.setup(record)
             if self.remap is not None:  # root in the container may edit them, as with docker
                 for name in ("hostname", "hosts", "resolv.conf"):
                     with contextlib.suppress(FileNotFoundError):
@@ -286,10 +288,11 @@ class Engine:
             write_json_atomic(os.path.join(bundle, "config.json"), oci, durable=False)  # rewritten at each start
             settings = logs.log_settings(record["HostConfig"].get("LogConfig"))
             config = record["Config"]
-            reply = self.supervisor.request({
+            request = {
                 "op": "start", "id": cid, "bundle": bundle, "root": self.runtime_root, "tty": config["Tty"],
                 "stdin": config["OpenStdin"], "log": settings, "log_path": record["LogPath"],
-                "exit_file": self._path(cid, "exit.json")})
+                "exit_file": self._path(cid, "exit.json")}
+            reply = self._create_then_start(record, request) if late_network else self.supervisor.request(request)
         except EngineError as e:
             self._not_starting(cid)
             self._start_failed(record, str(e))
@@ -313,6 +316,15 @@ class Engine:
             self._on_exit(cid, *early_exit)
         elif record["Config"].get("Healthcheck"):
             self.health.watch(cid)
+
+    def _create_then_start(self, record: dict, request: dict) -> dict:
+        """Create, plug the network into the namespace the runtime made, start: one supervisor
+        connection, whose end before `start` makes the supervisor delete the created container."""
+        sock, reply = self.supervisor.stream({**request, "op": "create"})
+        with sock:
+            self.networks.setup(record, source=f"/proc/{int(reply['pid'])}/ns/net")
+            self.supervisor.send(sock, {"op": "start"})
+        return reply
 
     def _not_starting(self, cid: str) -> tuple[int, str | None] | None:
         with self.store.lock:

@@ -4,13 +4,16 @@ It replaces docker's per-container containerd-shim (13 MB each) and podman's con
 the API server (caisd) can restart or crash while containers keep running, because this process —
 not caisd — holds their stdio, writes their logs and reaps them. It is a child subreaper, creates
 containers in-process through `cais.runtime`, and for each container keeps only a few file
-descriptors and a small record (well under 1 MB per idle container).
+descriptors and a small record (well under 1 MB per idle container). Inits are cloned from the
+runtime's warm init zygote (launch.Zygote, a child of this process), so a start does not pay
+for an interpreter start; jobs that join namespaces by path get a fresh bootstrap, as always.
 
 Protocol (unix socket EXEC_ROOT/supervisor.sock, root only): a client sends one JSON line,
 gets one JSON line back ({"ok": true, …} or {"error": "…"}). `attach` and `exec` then turn the
 connection into a stream of docker frames (see frames.py); `watch` into JSON lines of exits.
 
     {"op": "start", "id", "bundle", "root", "tty", "stdin", "log": {...}|null, "log_path", "exit_file"}
+    {"op": "create", …as start}  → {"pid"}, then  {"op": "start"} → {}            (protocol 2)
     {"op": "exec", "id", "exec_id", "root", "process", "tty", "stdin"}          → stream
     {"op": "attach", "id", "stdin", "stdout", "stderr"}                         → stream
     {"op": "resize", "id", "exec_id"?, "height", "width"}
@@ -42,7 +45,11 @@ import time
 
 from cais.engine import build, frames
 from cais.engine.logs import JsonFileWriter, timestamp
-from cais.engine.store import write_json_atomic
+from cais.engine.store import read_json, write_json_atomic
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from cais.runtime.launch import Zygote
 
 log = logging.getLogger("cais.supervisor")
 DRAIN_GRACE = 2.0  # seconds to wait for output after the process exited (a daemonized child may hold it)
@@ -96,6 +103,48 @@ class Supervisor:
         self.loop = asyncio.get_event_loop()
         self.stop = asyncio.Event()
         self.build = build.identity()  # the code this process imported, whatever is installed later
+        self.zygote: Zygote | None = None
+
+    # ---- the init zygote ------------------------------------------------------------------
+    def warm(self) -> None:
+        """Start the zygote now, so that its interpreter boots before the first container."""
+        from cais.runtime.launch import Zygote
+        if self.zygote is None:
+            try:
+                self.zygote = Zygote()
+            except Exception as e:  # a start then boots a fresh interpreter, as without a zygote
+                log.warning("no init zygote: %s", e)
+
+    def _zygote_gone(self, pid: int) -> None:
+        """`pid` (just reaped) was the zygote: forget it; the next start makes a new one."""
+        if self.zygote is None or self.zygote.pid != pid:
+            return
+        log.warning("the init zygote (pid %d) exited; starting another", pid)
+        self.zygote.pid = 0  # reaped already
+        self.zygote.close()
+        self.zygote = None
+
+    def _create(self, cid: str, bundle: str, root: str, console: str | None,
+                stdio: tuple[int, int, int] | None) -> None:
+        from cais import runtime
+        from cais.runtime.errors import RuntimeFailure
+        self.warm()
+        if self.zygote is not None and not _joins_namespaces(bundle):
+            try:
+                runtime.create(cid, bundle, root=root, console_socket=console, stdio=stdio,
+                               bootstrap=self.zygote.bootstrap(stdio))
+                return
+            except RuntimeFailure as e:
+                if "zygote is gone" not in str(e):
+                    raise
+                self.zygote.close()  # it died between our last reap and this request: once more without
+                self.zygote = None
+        runtime.create(cid, bundle, root=root, console_socket=console, stdio=stdio)
+
+    def close(self) -> None:
+        if self.zygote is not None:
+            self.zygote.close()
+            self.zygote = None
 
     # ---- requests -------------------------------------------------------------------------
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -110,6 +159,9 @@ class Supervisor:
                 return
             if op == "exec":
                 await self._exec(request, reader, writer)
+                return
+            if op == "create":
+                await self._create_then_start(request, reader, writer)
                 return
             if op == "watch":
                 self.watchers.append(writer)
@@ -164,6 +216,37 @@ class Supervisor:
 
     def _start(self, request: dict) -> dict:
         from cais import runtime
+        proc = self._create_container(request)
+        try:
+            runtime.start(proc.container_id, root=request["root"])
+        except BaseException:
+            self._abandon(proc)
+            raise
+        return {"pid": proc.pid}
+
+    async def _create_then_start(self, request: dict, reader: asyncio.StreamReader,
+                                 writer: asyncio.StreamWriter) -> None:
+        """`create`: the container is created and its pid answered; it starts when the same connection
+        then says {"op": "start"}, and is deleted if the connection ends first. caisd plugs in the
+        network the runtime made for it meanwhile (no namespace to join: the init comes from the zygote)."""
+        from cais import runtime
+        proc = self._create_container(request)
+        writer.write(json.dumps({"ok": True, "pid": proc.pid}).encode() + b"\n")
+        line = await reader.readline()
+        try:
+            if not line or json.loads(line).get("op") != "start":
+                raise ValueError(f"container {proc.container_id} was created but not started")
+            runtime.start(proc.container_id, root=request["root"])
+        except BaseException:
+            with contextlib.suppress(Exception):  # its exit is then reaped and reported as any other
+                runtime.delete(proc.container_id, root=request["root"], force=True)
+            raise
+        writer.write(b'{"ok": true}\n')
+        await writer.drain()
+
+    def _create_container(self, request: dict) -> Proc:
+        """The container created (its init waits for `start`) and registered: attaches join it now."""
+        from cais import runtime
         cid = request["id"]
         if cid in self.procs:
             raise ValueError(f"container {cid} is already running")
@@ -174,13 +257,11 @@ class Supervisor:
             proc.log = JsonFileWriter(request["log_path"], settings.get("max_size"), settings.get("max_file", 1))
         stdio, console = self._prepare_io(proc, bool(request.get("stdin")))
         try:
-            runtime.create(cid, request["bundle"], root=request["root"], console_socket=console and console.path,
-                           stdio=stdio)
+            self._create(cid, request["bundle"], request["root"], console and console.path, stdio)
             if console:
                 self._receive_console(proc, console)
             proc.pid = int(runtime.state(cid, root=request["root"])["pid"])
             self._register(proc)
-            runtime.start(cid, root=request["root"])
         except BaseException:
             self._abandon(proc)
             raise
@@ -188,7 +269,7 @@ class Supervisor:
             _close_all(stdio)
             if console:
                 console.close()
-        return {"pid": proc.pid}
+        return proc
 
     async def _exec(self, request: dict, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         from cais import runtime
@@ -354,6 +435,7 @@ class Supervisor:
                 return
             proc = self.by_pid.pop(pid, None)
             if proc is None:
+                self._zygote_gone(pid)
                 continue  # an orphan reparented to us: reaped, nothing to record
             proc.status = os.waitstatus_to_exitcode(status)
             if proc.status < 0:
@@ -430,6 +512,13 @@ def _set_size(proc: Proc, size: tuple[int, int]) -> None:
             fcntl.ioctl(proc.stdin_fd, termios.TIOCSWINSZ, struct.pack("HHHH", size[0], size[1], 0, 0))
 
 
+def _joins_namespaces(bundle: str) -> bool:
+    """A container that joins a namespace by path: the zygote would hand it to a fresh bootstrap
+    only after the runtime's preparations, so one started first (overlapping them) is quicker."""
+    config = read_json(os.path.join(bundle, "config.json")) or {}
+    return any(ns.get("path") for ns in (config.get("linux") or {}).get("namespaces") or [])
+
+
 def _key(container_id: str, exec_id: str | None) -> str:
     return f"{container_id}/{exec_id}" if exec_id else container_id
 
@@ -489,9 +578,13 @@ async def serve(exec_root: str) -> None:
     finally:
         os.umask(old)
     sup.reap()
+    sup.warm()
     print("ready", flush=True)
-    async with server:
-        await sup.stop.wait()
+    try:
+        async with server:
+            await sup.stop.wait()
+    finally:
+        sup.close()
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
 

@@ -173,6 +173,8 @@ def test_upgrade_keeps_an_older_supervisor_for_its_containers(restartable: Caisd
                     ignore=shutil.ignore_patterns("__pycache__"))
     with open(os.path.join(old, "cais", "__init__.py"), "a") as f:
         f.write('\n__version__ = "0.0.9"\n')
+    with open(os.path.join(old, "cais", "engine", "build.py"), "a") as f:
+        f.write("\nPROTOCOL = 1\n")  # before `create`: caisd starts containers there with `start`
     d.kill(signal.SIGTERM)
     _stop_supervisor(d)
     d.env = {"PYTHONPATH": old}  # the "installed" cais before the upgrade
@@ -191,6 +193,7 @@ def test_upgrade_keeps_an_older_supervisor_for_its_containers(restartable: Caisd
     assert _out(d.docker("inspect", "-f", "{{.State.Running}}", cid)) == "true"
     assert _out(d.docker("logs", cid)) == "before"
     assert _out(d.docker("exec", cid, "echo", "exec works")) == "exec works"
+    assert _out(d.docker("run", "--rm", "busybox", "echo", "started by protocol 1")) == "started by protocol 1"
     d.docker("rm", "-f", cid)  # nothing left under the old supervisor: replaced by one of our build
     deadline = time.monotonic() + 30
     while d.supervisor_pid() == old_supervisor and time.monotonic() < deadline:
@@ -199,3 +202,38 @@ def test_upgrade_keeps_an_older_supervisor_for_its_containers(restartable: Caisd
     assert "replaced the idle supervisor" in d.read_log()
     assert d.docker("info", "--format", "{{json .Warnings}}").stdout.strip() == b"null"
     assert _out(d.docker("run", "--rm", "busybox", "echo", "new")) == "new"
+
+
+def _children(pid: int) -> list[int]:
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        return [int(p) for p in f.read().split()]
+
+
+def _zygote_of(supervisor: int) -> int | None:
+    for child in _children(supervisor):
+        with open(f"/proc/{child}/cmdline", "rb") as f:
+            if b"zygote" in f.read():
+                return child
+    return None
+
+
+def test_inits_come_from_the_zygote_which_is_replaced_if_it_dies(restartable: Caisd) -> None:
+    d = restartable
+    supervisor = d.supervisor_pid()
+    zygote = _zygote_of(supervisor)  # type: ignore[arg-type]
+    assert zygote is not None
+    with open(f"/proc/{zygote}/status") as f:
+        zygote_ppid = next(int(line.split()[1]) for line in f if line.startswith("PPid:"))
+    assert zygote_ppid == supervisor
+    cid = _out(d.docker("run", "-d", "--network", "none", "busybox", "sleep", "60"))
+    pid = int(_out(d.docker("inspect", "-f", "{{.State.Pid}}", cid)))
+    assert pid in _children(supervisor)  # cloned by the zygote, the supervisor's child (it reaps it)
+    assert _out(d.docker("exec", cid, "cat", "/sys/class/net/lo/operstate")) in ("unknown", "up")
+    os.kill(zygote, signal.SIGKILL)
+    assert _out(d.docker("run", "--rm", "busybox", "echo", "after")) == "after"
+    deadline = time.monotonic() + 10
+    while _zygote_of(supervisor) in (None, zygote):  # type: ignore[arg-type]
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert d.docker("run", "--rm", "--network", "none", "busybox", "true").returncode == 0
+    d.docker("rm", "-f", cid)
