@@ -376,11 +376,14 @@ class Engine:
         if record["Id"] != cid or not record["State"]["Running"]:
             return
         oom = self._oom_killed(cid)
+        # --rm: the removal that follows drops the image store's row and the record (a crash before
+        # it finds the record running and the exit file, and gets here again)
+        goes = bool(record["HostConfig"].get("AutoRemove"))
         # cleanup failures are logged, never allowed to lose the exit itself (waiters depend on it)
         for step in (lambda: self._runtime_delete(cid), lambda: self.storage.unmount(cid),
                      lambda: self.volumes.unmount(record), lambda: self.networks.teardown(record),
                      lambda: self._health.unwatch(cid) if self._health is not None else None,
-                     lambda: self.images.store.set_container_running(cid, False)):
+                     lambda: None if goes else self.images.store.set_container_running(cid, False)):
             try:
                 step()
             except Exception:
@@ -397,7 +400,8 @@ class Engine:
             if restart:
                 state["Restarting"] = True
                 state["Status"] = "restarting"
-            self.store.save(record)
+            if not auto_remove:
+                self.store.save(record)
             self.generation[cid] = self.generation.get(cid, 0) + 1
             self.cond.notify_all()
         if oom:
@@ -604,6 +608,8 @@ class Engine:
                 record["State"]["Status"] = "dead"
                 record["State"]["Dead"] = True
                 self.store.save(record)
+            with contextlib.suppress(Exception):  # its exit may have left that to this removal
+                self.images.store.set_container_running(cid, False)
             raise EngineError(f"unable to remove filesystem for {cid}: {e}") from e
         self.images.remove_container(cid)
         self.volumes.release(record, remove_anonymous=volumes)

@@ -16,6 +16,7 @@ import threading
 from cais.engine.errors import Conflict, NotFound
 
 RECORD = "config.v2.json"
+TRASH = ".removed-"  # a removed container's directory, until the background deletes it
 
 
 def write_json_atomic(path: str, value: object, *, durable: bool = True) -> None:
@@ -52,6 +53,9 @@ class ContainerStore:
         self.lock = threading.RLock()
         self.records: dict[str, dict] = {}
         for entry in sorted(os.listdir(root)):
+            if entry.startswith(TRASH):  # a removal that a crash interrupted
+                shutil.rmtree(os.path.join(root, entry), ignore_errors=True)
+                continue
             record = read_json(os.path.join(root, entry, RECORD))
             if record and record.get("Id") == entry:
                 self.records[entry] = record
@@ -77,11 +81,22 @@ class ContainerStore:
                 write_json_atomic(os.path.join(self.dir(record["Id"]), RECORD), record)
 
     def remove(self, cid: str) -> None:
+        """The record goes first (a crash never brings the container back), then its directory is
+        renamed away and deleted in the background (a crash leaves it to the next start's sweep)."""
         with self.lock:
             self.records.pop(cid, None)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(os.path.join(self.dir(cid), RECORD))
-        shutil.rmtree(self.dir(cid), ignore_errors=True)
+        trash = os.path.join(self.root, f"{TRASH}{cid}")
+        try:
+            os.rename(self.dir(cid), trash)
+        except FileNotFoundError:
+            return
+        except OSError:  # e.g. a trash of the same name left by a crash: delete in place
+            shutil.rmtree(self.dir(cid), ignore_errors=True)
+            return
+        from cais.storage.reclaim import delete_later  # the storage package: only when removing
+        delete_later(trash)
 
     def by_name(self, name: str) -> dict | None:
         name = "/" + name.lstrip("/")

@@ -23,7 +23,7 @@ connection into a stream of docker frames (see frames.py); `watch` into JSON lin
 at its start), so caisd can tell that it runs older code after an upgrade.
 
 On exit it writes `exit_file` ({"ExitCode", "FinishedAt"}) atomically before telling anyone, so
-an exit that happens while caisd is down is never lost.
+an exit that happens while caisd is down is never lost (caisd reads it when it comes back).
 """
 
 from __future__ import annotations
@@ -466,8 +466,9 @@ class Supervisor:
                 proc.log.close()
         event = {"id": proc.container_id, "exec_id": proc.exec_id, "exit_code": proc.status,
                  "finished_at": timestamp()}
-        if proc.exit_file:
-            write_json_atomic(proc.exit_file, {"ExitCode": proc.status, "FinishedAt": event["finished_at"]})
+        if proc.exit_file:  # for a caisd that is down now; not fsynced: a machine crash ends the container too
+            write_json_atomic(proc.exit_file, {"ExitCode": proc.status, "FinishedAt": event["finished_at"]},
+                              durable=False)
         self.procs.pop(proc.key, None)
         control = frames.frame(frames.CONTROL, json.dumps({"exit_code": proc.status}).encode())
         for sub in proc.subscribers:

@@ -282,7 +282,7 @@ class OverlayDriver(Driver):
     def remove_rw(self, container_id: str) -> None:
         path = self._container(container_id)
         self.unmount(container_id)
-        remove_tree(path, self._containers)
+        remove_tree(path, self._containers, later=True)  # a container's layer: off its removal's path
 
     # --- diffs -------------------------------------------------------------------------------------
 

@@ -113,7 +113,7 @@ class VfsDriver(Driver):
         self._container(container_id)
 
     def remove_rw(self, container_id: str) -> None:
-        remove_tree(self._container(container_id), self._containers)
+        remove_tree(self._container(container_id), self._containers, later=True)  # off the removal's path
 
     # --- diffs -------------------------------------------------------------------------------------
 

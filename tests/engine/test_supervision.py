@@ -237,3 +237,24 @@ def test_inits_come_from_the_zygote_which_is_replaced_if_it_dies(restartable: Ca
         time.sleep(0.1)
     assert d.docker("run", "--rm", "--network", "none", "busybox", "true").returncode == 0
     d.docker("rm", "-f", cid)
+
+
+def test_removed_containers_leave_nothing_behind(restartable: Caisd) -> None:
+    """A removal answers once the container is gone; its directories are deleted in the background,
+    and what a crash left of them is swept at the next start."""
+    d = restartable
+    containers = os.path.join(d.data_root, "containers")
+    layers = os.path.join(d.data_root, "storage", "overlay", "containers")
+    assert d.docker("run", "--rm", "busybox", "true").returncode == 0
+    kept = _out(d.docker("create", "busybox", "true"))
+    d.docker("rm", kept)
+    deadline = time.monotonic() + 10
+    while (os.listdir(containers) or os.listdir(layers)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert os.listdir(containers) == [] and os.listdir(layers) == []
+    left = os.path.join(containers, ".removed-" + "0" * 64)
+    os.makedirs(os.path.join(left, "sub"))
+    d.kill(signal.SIGKILL)
+    d.start()
+    assert os.listdir(containers) == []
+    assert _out(d.docker("ps", "-aq")) == ""
