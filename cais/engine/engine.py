@@ -221,7 +221,7 @@ class Engine:
         cid = record["Id"]
         try:
             self.images.add_container(cid, image["Id"])
-            record["Driver"] = self.storage.create(cid, image)
+            record["Driver"] = self.storage.create(cid, image, volatile=record["HostConfig"]["AutoRemove"])
             record["GraphDriver"] = self.storage.graph_driver(cid)
             self.networks.prepare(record, body)
             record["LogPath"] = self._path(cid, f"{cid}-json.log") if (
@@ -309,7 +309,9 @@ class Engine:
                           "OOMKilled": False, "Dead": False, "Pid": int(reply["pid"]), "ExitCode": 0, "Error": "",
                           "StartedAt": logs.timestamp()})
             record.setdefault("Cais", {})["StartedMono"] = time.time()
-            self.store.save(record)
+            # after a machine crash nothing runs: only a policy that restarts it at boot needs this on disk
+            policy = (record["HostConfig"].get("RestartPolicy") or {}).get("Name")
+            self.store.save(record, durable=policy in ("always", "unless-stopped"))
         self.images.store.set_container_running(cid, True)
         self._event(record, "start")
         if early_exit is not None:  # it exited before it was recorded running (`true` under load)

@@ -169,7 +169,9 @@ class Driver(abc.ABC):
             return int(f.read().strip())
 
     @abc.abstractmethod
-    def create_rw(self, container_id: str, parent_layer_id: str | None) -> None: ...
+    def create_rw(self, container_id: str, parent_layer_id: str | None, *, volatile: bool = False) -> None:
+        """A container's writable layer over `parent_layer_id`. `volatile`: a layer that goes with
+        its container's exit (--rm), which a driver may then never flush to disk (overlay)."""
 
     @abc.abstractmethod
     def mount(self, container_id: str) -> str:
