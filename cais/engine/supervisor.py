@@ -104,6 +104,8 @@ class Supervisor:
         self.stop = asyncio.Event()
         self.build = build.identity()  # the code this process imported, whatever is installed later
         self.zygote: Zygote | None = None
+        self.creating: set[str] = set()  # processes a worker thread is creating (keys)
+        self.unclaimed: dict[int, int] = {}  # exit statuses reaped meanwhile, of pids not known yet
 
     # ---- the init zygote ------------------------------------------------------------------
     def warm(self) -> None:
@@ -124,22 +126,25 @@ class Supervisor:
         self.zygote.close()
         self.zygote = None
 
-    def _create(self, cid: str, bundle: str, root: str, console: str | None,
-                stdio: tuple[int, int, int] | None) -> None:
+    @staticmethod
+    def _create(cid: str, bundle: str, root: str, console: str | None, stdio: tuple[int, int, int] | None,
+                zygote: Zygote | None) -> bool:
+        """runtime.create (in a worker thread); True if `zygote` turned out to be gone."""
         from cais import runtime
         from cais.runtime.errors import RuntimeFailure
-        self.warm()
-        if self.zygote is not None and not _joins_namespaces(bundle):
+        if zygote is not None and not _joins_namespaces(bundle):
             try:
                 runtime.create(cid, bundle, root=root, console_socket=console, stdio=stdio,
-                               bootstrap=self.zygote.bootstrap(stdio))
-                return
+                               bootstrap=zygote.bootstrap(stdio))
+                return False
             except RuntimeFailure as e:
                 if "zygote is gone" not in str(e):
                     raise
-                self.zygote.close()  # it died between our last reap and this request: once more without
-                self.zygote = None
+            # it died between our last reap and this request: once more without
+            runtime.create(cid, bundle, root=root, console_socket=console, stdio=stdio)
+            return True
         runtime.create(cid, bundle, root=root, console_socket=console, stdio=stdio)
+        return False
 
     def close(self) -> None:
         if self.zygote is not None:
@@ -163,6 +168,9 @@ class Supervisor:
             if op == "create":
                 await self._create_then_start(request, reader, writer)
                 return
+            if op == "start":
+                await self._start(request, writer)
+                return
             if op == "watch":
                 self.watchers.append(writer)
                 writer.write(b'{"ok": true}\n')
@@ -170,7 +178,7 @@ class Supervisor:
                 with contextlib.suppress(ValueError):
                     self.watchers.remove(writer)
                 return
-            handler = {"start": self._start, "resize": self._resize, "list": self._list,
+            handler = {"resize": self._resize, "list": self._list,
                        "shutdown": self._shutdown, "close_stdin": self._close_stdin}.get(op)
             if handler is None:
                 raise ValueError(f"unknown op {op!r}")
@@ -214,15 +222,16 @@ class Supervisor:
             self._stdin_eof(proc)
         return {}
 
-    def _start(self, request: dict) -> dict:
+    async def _start(self, request: dict, writer: asyncio.StreamWriter) -> None:
         from cais import runtime
-        proc = self._create_container(request)
+        proc = await self._create_container(request)
         try:
             runtime.start(proc.container_id, root=request["root"])
         except BaseException:
             self._abandon(proc)
             raise
-        return {"pid": proc.pid}
+        writer.write(json.dumps({"ok": True, "pid": proc.pid}).encode() + b"\n")
+        await writer.drain()
 
     async def _create_then_start(self, request: dict, reader: asyncio.StreamReader,
                                  writer: asyncio.StreamWriter) -> None:
@@ -230,7 +239,7 @@ class Supervisor:
         then says {"op": "start"}, and is deleted if the connection ends first. caisd plugs in the
         network the runtime made for it meanwhile (no namespace to join: the init comes from the zygote)."""
         from cais import runtime
-        proc = self._create_container(request)
+        proc = await self._create_container(request)
         writer.write(json.dumps({"ok": True, "pid": proc.pid}).encode() + b"\n")
         line = await reader.readline()
         try:
@@ -244,11 +253,16 @@ class Supervisor:
         writer.write(b'{"ok": true}\n')
         await writer.drain()
 
-    def _create_container(self, request: dict) -> Proc:
-        """The container created (its init waits for `start`) and registered: attaches join it now."""
+    async def _create_container(self, request: dict) -> Proc:
+        """The container created (its init waits for `start`) and registered: attaches join it now.
+
+        The runtime's create runs in a worker thread: the init's own setup (mounts, pivot_root…)
+        takes a while, during which other starts, output and exits go on here. The init cannot exit
+        before it is registered: it waits for `start` (or is reaped by the runtime if setup fails).
+        """
         from cais import runtime
         cid = request["id"]
-        if cid in self.procs:
+        if cid in self.procs or cid in self.creating:
             raise ValueError(f"container {cid} is already running")
         proc = Proc(cid, cid, None, bool(request.get("tty")))
         proc.exit_file = request["exit_file"]
@@ -256,16 +270,27 @@ class Supervisor:
         if settings:
             proc.log = JsonFileWriter(request["log_path"], settings.get("max_size"), settings.get("max_file", 1))
         stdio, console = self._prepare_io(proc, bool(request.get("stdin")))
-        try:
-            self._create(cid, request["bundle"], request["root"], console and console.path, stdio)
+        self.warm()
+        zygote = self.zygote
+        self.creating.add(cid)
+
+        def create() -> bool:
+            gone = self._create(cid, request["bundle"], request["root"], console and console.path, stdio, zygote)
             if console:
                 self._receive_console(proc, console)
             proc.pid = int(runtime.state(cid, root=request["root"])["pid"])
+            return gone
+
+        try:
+            if await asyncio.to_thread(create) and self.zygote is zygote and zygote is not None:
+                zygote.close()
+                self.zygote = None
             self._register(proc)
         except BaseException:
             self._abandon(proc)
             raise
         finally:
+            self._created(cid)
             _close_all(stdio)
             if console:
                 console.close()
@@ -278,17 +303,23 @@ class Supervisor:
         sub = Subscriber(writer, True, True)
         proc.subscribers.append(sub)
         stdio, console = self._prepare_io(proc, bool(request.get("stdin")))
-        try:
+        self.creating.add(proc.key)
+
+        def start() -> None:  # a worker thread: a fresh bootstrap starts (see _create_container)
             pid = runtime.exec_process(cid, request["process"], root=request["root"],
                                        console_socket=console and console.path, stdio=stdio, detach=True)
             if console:
                 self._receive_console(proc, console)
             proc.pid = int(pid)
+
+        try:
+            await asyncio.to_thread(start)
             self._register(proc)
         except BaseException:
             self._abandon(proc)
             raise
         finally:
+            self._created(proc.key)
             _close_all(stdio)
             if console:
                 console.close()
@@ -357,6 +388,9 @@ class Supervisor:
             waiter = sub.waiter  # type: ignore[attr-defined]
             if not waiter.done():
                 waiter.set_result(proc)
+        status = self.unclaimed.pop(proc.pid, None)
+        if status is not None:  # it exited before it was registered here
+            self._exited(proc, status)
 
     def _abandon(self, proc: Proc) -> None:
         """A start that failed: release its descriptors and end the attaches waiting for it."""
@@ -433,15 +467,29 @@ class Supervisor:
                 return
             if pid == 0:
                 return
-            proc = self.by_pid.pop(pid, None)
-            if proc is None:
+            proc = self.by_pid.get(pid)
+            if proc is not None:
+                self._exited(proc, status)
+            elif self.creating:  # perhaps a process a worker thread made, not registered yet
+                self.unclaimed[pid] = status
+            else:
+                self._zygote_gone(pid)  # or an orphan reparented to us: reaped, nothing to record
+
+    def _exited(self, proc: Proc, status: int) -> None:
+        self.by_pid.pop(proc.pid, None)
+        proc.status = os.waitstatus_to_exitcode(status)
+        if proc.status < 0:
+            proc.status = 128 - proc.status  # killed by a signal: docker reports 128+N
+        proc.grace = self.loop.call_later(DRAIN_GRACE, self._finish, proc)
+        self._maybe_finish(proc)
+
+    def _created(self, key: str) -> None:
+        """A worker thread's create or exec is over (registered or failed)."""
+        self.creating.discard(key)
+        if not self.creating:
+            for pid in self.unclaimed:
                 self._zygote_gone(pid)
-                continue  # an orphan reparented to us: reaped, nothing to record
-            proc.status = os.waitstatus_to_exitcode(status)
-            if proc.status < 0:
-                proc.status = 128 - proc.status  # killed by a signal: docker reports 128+N
-            proc.grace = self.loop.call_later(DRAIN_GRACE, self._finish, proc)
-            self._maybe_finish(proc)
+            self.unclaimed.clear()
 
     def _maybe_finish(self, proc: Proc) -> None:
         if proc.status is not None and not proc.outputs:

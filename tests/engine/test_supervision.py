@@ -258,3 +258,19 @@ def test_removed_containers_leave_nothing_behind(restartable: Caisd) -> None:
     d.start()
     assert os.listdir(containers) == []
     assert _out(d.docker("ps", "-aq")) == ""
+
+
+def test_concurrent_starts_and_execs_keep_every_exit_code(restartable: Caisd) -> None:
+    """The supervisor creates in worker threads: a process that exits before it is registered
+    (an exec'd `exit N`) still has its exit code reported."""
+    from concurrent.futures import ThreadPoolExecutor
+    d = restartable
+    box = _out(d.docker("run", "-d", "busybox", "sleep", "60"))
+    with ThreadPoolExecutor(6) as pool:
+        execs = list(pool.map(lambda n: d.docker("exec", box, "sh", "-c", f"exit {n}", check=False).returncode,
+                              range(1, 7)))
+        runs = list(pool.map(lambda n: d.docker("run", "--rm", "busybox", "sh", "-c", f"echo {n}; exit {n}",
+                                                check=False), range(1, 7)))
+    assert execs == list(range(1, 7))
+    assert [(r.returncode, r.stdout) for r in runs] == [(n, f"{n}\n".encode()) for n in range(1, 7)]
+    d.docker("rm", "-f", box)
