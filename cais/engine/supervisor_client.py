@@ -139,11 +139,12 @@ class SupervisorClient:
     def _send(self, sock: socket.socket, request: dict) -> dict:
         sock.sendall(json.dumps(request).encode() + b"\n")
         line = b""
-        while not line.endswith(b"\n"):  # byte by byte: what follows the line belongs to the stream
-            chunk = sock.recv(1)
+        while not line.endswith(b"\n"):  # what follows the line belongs to the stream: peek, then take the line
+            chunk = sock.recv(65536, socket.MSG_PEEK)
             if not chunk:
                 raise SupervisorError("the supervisor closed the connection")
-            line += chunk
+            end = chunk.find(b"\n")
+            line += sock.recv(end + 1 if end >= 0 else len(chunk))
         reply = json.loads(line)
         if "error" in reply:
             raise SupervisorError(reply["error"])
