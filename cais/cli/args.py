@@ -65,7 +65,7 @@ class Parser:
             return
         if dest is None:
             dest = next((n for n in names if n.startswith("--")), names[0]).lstrip("-").replace("-", "_")
-        if action == "store_true":
+        if action in ("store_true", "help"):
             default = False
         flag = _Flag(names, dest, action or "store", type, default, choices, help, metavar)
         self._flags.append(flag)

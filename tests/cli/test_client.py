@@ -1,0 +1,124 @@
+"""The CLI's own HTTP client: streams through the real caisd (framing, stdin, chunked bodies,
+hijacked attach/exec, exit codes), keep-alive, and one-line errors from a daemon that is not HTTP."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from cais.cli.client import ApiError, Client, ProtocolError
+from tests.caisd import VENV_BIN, Caisd
+
+
+def out(result: subprocess.CompletedProcess[bytes]) -> str:
+    return result.stdout.decode().strip()
+
+
+def test_run_output_framing_stdin_and_exit_codes(daemon: Caisd) -> None:
+    big = daemon.cais("run", "--rm", "busybox", "sh", "-c",
+                      "head -c 300000 /dev/zero | tr '\\0' a; echo; echo err >&2; exit 7", check=False)
+    assert big.returncode == 7
+    assert big.stdout == b"a" * 300000 + b"\n" and big.stderr == b"err\n"
+    piped = daemon.cais("run", "-i", "--rm", "busybox", "sh", "-c", "cat; echo done", input=b"from stdin\n")
+    assert piped.stdout == b"from stdin\ndone\n"
+    assert daemon.cais("run", "--rm", "-t", "busybox", "echo", "tty").stdout == b"tty\r\n"
+
+
+def test_exec_attach_logs_wait(daemon: Caisd) -> None:
+    cid = out(daemon.cais("run", "-d", "busybox", "sh", "-c", "echo one; echo two >&2; sleep 2; echo late; exit 3"))
+    try:
+        assert daemon.cais("exec", cid, "sh", "-c", "echo e >&2; exit 5", check=False).returncode == 5
+        assert daemon.cais("exec", "-i", cid, "cat", input=b"exec stdin").stdout == b"exec stdin"
+        assert daemon.cais("exec", "-t", cid, "echo", "x").stdout == b"x\r\n"
+        attached = daemon.cais("attach", "--no-stdin", cid, check=False)
+        assert (attached.returncode, attached.stdout) == (3, b"late\n")
+        assert out(daemon.cais("wait", cid)) == "3"
+        logs = daemon.cais("logs", cid)
+        assert (logs.stdout, logs.stderr) == (b"one\nlate\n", b"two\n")
+    finally:
+        daemon.cais("rm", "-f", cid, check=False)
+
+
+def test_keep_alive_chunked_and_errors(daemon: Caisd) -> None:
+    client = Client(daemon.host)
+    try:
+        assert client.call("GET", "/_ping", raw=True) == b"OK"
+        idle = client._idle
+        assert idle is not None
+        assert isinstance(client.call("GET", "/containers/json", {"all": True}), list)
+        assert client._idle is idle  # the same connection, kept alive
+        with pytest.raises(ApiError) as e:
+            client.call("GET", "/containers/cais-en-missing/json")
+        assert e.value.status == 404 and "cais-en-missing" in str(e.value)
+        events = list(client.json_lines("GET", "/events", {"since": 0, "until": 1}))  # chunked, ends
+        assert events == []
+        response = client.request("GET", "/version")
+        assert response.getheader("content-type", "").startswith("application/json")
+        assert b'"ApiVersion"' in response.read()
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def fake_daemon() -> Iterator[Callable[[list[bytes]], str]]:
+    """A unix socket whose connections get the given answers in turn (one per connection, then
+    the connection is closed): what a broken or restarting daemon looks like to a client."""
+    root = tempfile.mkdtemp(prefix="cais-en-cli-")
+    servers: list[socket.socket] = []
+
+    def start(answers: list[bytes]) -> str:
+        path = os.path.join(root, f"{len(servers)}.sock")
+        server = socket.socket(socket.AF_UNIX)
+        server.bind(path)
+        server.listen()
+        servers.append(server)
+
+        def serve() -> None:
+            for answer in answers:
+                try:
+                    conn, _ = server.accept()
+                except OSError:
+                    return
+                with conn:
+                    conn.recv(65536)
+                    conn.sendall(answer)
+        threading.Thread(target=serve, daemon=True).start()
+        return f"unix://{path}"
+    yield start
+    for server in servers:
+        server.close()
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def test_closed_keep_alive_connection_is_retried(fake_daemon) -> None:  # type: ignore[no-untyped-def]
+    ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nOK"
+    client = Client(fake_daemon([ok, ok]))  # each connection answers once, then is closed
+    assert client.call("GET", "/_ping", raw=True) == b"OK"
+    assert client._idle is not None
+    assert client.call("GET", "/_ping", raw=True) == b"OK"  # the kept connection was closed: a new one
+    client.close()
+
+
+@pytest.mark.parametrize("answer", [
+    b"garbage\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n[1, 2",  # closed mid-body
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",  # bad chunk size
+    b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\n{not",  # not JSON
+    b"",  # no answer at all
+])
+def test_a_daemon_that_is_not_http_is_a_one_line_error(fake_daemon, answer: bytes) -> None:  # type: ignore[no-untyped-def]
+    host = fake_daemon([answer] * 4)
+    with pytest.raises(ProtocolError):
+        Client(host).call("GET", "/containers/json")
+    result = subprocess.run([os.path.join(VENV_BIN, "cais"), "-H", fake_daemon([answer] * 4), "ps"],
+                            capture_output=True, timeout=30)
+    assert result.returncode == 1 and b"Traceback" not in result.stderr
+    lines = result.stderr.decode().strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Cannot connect to the cais daemon at unix://"), lines
