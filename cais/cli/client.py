@@ -233,11 +233,18 @@ class Client:
         import ssl  # only for tcp:// hosts: ~10 ms of a start
         host, _, port = self.address.rpartition(":")
         cert_path = os.environ.get("DOCKER_CERT_PATH") or os.path.expanduser("~/.docker")
-        ctx = ssl.create_default_context(cafile=os.path.join(cert_path, "ca.pem"))
-        ctx.load_cert_chain(os.path.join(cert_path, "cert.pem"), os.path.join(cert_path, "key.pem"))
+        try:
+            ctx = ssl.create_default_context(cafile=os.path.join(cert_path, "ca.pem"))
+            ctx.load_cert_chain(os.path.join(cert_path, "cert.pem"), os.path.join(cert_path, "key.pem"))
+        except (OSError, ssl.SSLError) as e:
+            raise ConnectionError(f"TLS: ca.pem, cert.pem and key.pem in {cert_path} (DOCKER_CERT_PATH): "
+                                  f"{e.strerror or e}") from None
         raw = socket.create_connection((host.strip("[]"), int(port or 2376)), timeout)
         try:
             return Connection(ctx.wrap_socket(raw, server_hostname=host.strip("[]")))
+        except ssl.SSLError as e:
+            raw.close()
+            raise ConnectionError(f"TLS: {e.reason or e}") from None
         except BaseException:
             raw.close()
             raise
@@ -253,12 +260,16 @@ class Client:
             self._idle.close()
             self._idle = None
 
-    def reachable(self) -> bool:
+    def connectable(self) -> bool:
+        """Whether a daemon listens on the socket; the connection is kept for the first request
+        (no /_ping round trip before every command)."""
         try:
-            self.call("GET", "/_ping", raw=True, timeout=5)
-            return True
-        except (OSError, ApiError):
+            conn = self._open(5)
+        except OSError:
             return False
+        conn.sock.settimeout(None)
+        self._release(conn)
+        return True
 
     def _head(self, method: str, url: str, headers: dict) -> bytes:
         host = "localhost" if self.kind == "unix" else self.address

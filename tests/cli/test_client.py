@@ -9,6 +9,7 @@ import socket
 import subprocess
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -122,3 +123,37 @@ def test_a_daemon_that_is_not_http_is_a_one_line_error(fake_daemon, answer: byte
     assert result.returncode == 1 and b"Traceback" not in result.stderr
     lines = result.stderr.decode().strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("Cannot connect to the cais daemon at unix://"), lines
+
+
+def test_tcp_with_mutual_tls() -> None:
+    """tcp:// hosts: TLS with docker's DOCKER_CERT_PATH files (ca.pem, cert.pem, key.pem)."""
+    from tests.caisd import caisd
+    from tests.engine.test_daemon import _certs, _free_port
+    workdir = tempfile.mkdtemp(prefix="cais-en-cli-tls-")
+    try:
+        certs = _certs(workdir)
+        shutil.copy(certs["client.pem"], os.path.join(workdir, "cert.pem"))
+        shutil.copy(certs["client.key"], os.path.join(workdir, "key.pem"))
+        host = f"tcp://127.0.0.1:{_free_port()}"
+        with caisd(bootstrap=False, extra=["-H", host, "--tlsverify", "--tlscacert", certs["ca.pem"], "--tlscert",
+                                           certs["server.pem"], "--tlskey", certs["server.key"]]):
+            cais = [os.path.join(VENV_BIN, "cais"), "-H", host]
+            env = {**os.environ, "DOCKER_CERT_PATH": workdir}
+            for _ in range(100):  # the TCP listener may come up just after the unix socket
+                ps = subprocess.run([*cais, "ps", "-a"], capture_output=True, env=env, timeout=30)
+                if ps.returncode == 0:
+                    break
+                time.sleep(0.1)
+            assert ps.returncode == 0 and ps.stdout.startswith(b"CONTAINER ID"), ps.stderr
+            version = subprocess.run([*cais, "version"], capture_output=True, env=env, timeout=30)
+            assert version.returncode == 0 and b"Server" in version.stdout, version.stderr
+            events = subprocess.run([*cais, "events", "--since", "0", "--until", "1"], capture_output=True,
+                                    env=env, timeout=30)
+            assert events.returncode == 0, events.stderr
+            os.unlink(os.path.join(workdir, "cert.pem"))  # no client certificate: one line, no traceback
+            anonymous = subprocess.run([*cais, "ps"], capture_output=True, env=env, timeout=30)
+            assert anonymous.returncode != 0 and b"Traceback" not in anonymous.stderr
+            assert len(anonymous.stderr.decode().strip().splitlines()) == 1, anonymous.stderr
+            assert b"DOCKER_CERT_PATH" in anonymous.stderr
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
