@@ -157,3 +157,17 @@ def test_tcp_with_mutual_tls() -> None:
             assert b"DOCKER_CERT_PATH" in anonymous.stderr
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def test_save_and_load_stream_both_ways(daemon: Caisd) -> None:
+    """`save` reads a long body, `load` sends one with chunked transfer encoding (from a file or stdin)."""
+    workdir = tempfile.mkdtemp(prefix="cais-en-cli-")
+    try:
+        tar = os.path.join(workdir, "busybox.tar")
+        daemon.cais("save", "-o", tar, "busybox")
+        assert os.path.getsize(tar) > 100_000
+        assert b"Loaded image" in daemon.cais("load", "-i", tar).stdout
+        with open(tar, "rb") as f:
+            assert b"Loaded image" in daemon.cais("load", input=f.read()).stdout
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
