@@ -7,13 +7,15 @@ layouts, each in its own temporary venv: `installed` (`pip install`, as a user g
 `editable` (`pip install -e`, as a developer's worktree: setuptools' import hook runs at every
 start). Every round runs each variant once, alternating which goes first; the medians of wall
 time and of the CLI process's CPU time (user + system, from its rusage: the daemon's share is not
-in it) are printed, with the `docker` CLI against the same caisd for reference.
+in it) are printed, with the `docker` CLI against the same caisd for reference, and (--dockerd)
+`docker run`/`exec` against a private dockerd 20.10, the issue's baseline, in the same rounds.
 """
 
 from __future__ import annotations
 
 import argparse
 import compileall
+import contextlib
 import os
 import resource
 import shutil
@@ -27,6 +29,7 @@ HERE = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, HERE)
 
 from tests.caisd import caisd  # noqa: E402
+from tests.peers import dockerd  # noqa: E402
 
 _SCRIPT = """#!{python}
 # -*- coding: utf-8 -*-
@@ -78,6 +81,7 @@ def main() -> None:
     parser.add_argument("--old", default="main")
     parser.add_argument("--runs", type=int, default=15)
     parser.add_argument("--layouts", default="installed,editable")
+    parser.add_argument("--dockerd", action="store_true", help="also time docker CLI → dockerd")
     args = parser.parse_args()
     os.environ.pop("PYTHONDONTWRITEBYTECODE", None)  # as pip installs: bytecode compiled once
     work = tempfile.mkdtemp(prefix="cais-en-clibench-", dir="/tmp")
@@ -93,31 +97,44 @@ def main() -> None:
             for name, tree in (("old", old_tree), ("new", new_tree)):
                 clis[f"{name} {layout}"] = _venv(os.path.join(work, f"venv-{name}-{layout}"), tree,
                                                  layout == "editable")
-        with caisd() as d:
+        with caisd() as d, (dockerd() if args.dockerd else contextlib.nullcontext()) as peer:
             env = {**os.environ, "CAIS_HOST": d.host}
             box = subprocess.run(["docker", "-H", d.host, "run", "-d", "busybox", "sleep", "3600"], check=True,
                                  capture_output=True, text=True).stdout.strip()
             commands = {"run --rm busybox true": ["run", "--rm", "busybox", "true"],
                         "exec C true": ["exec", box, "true"], "ps": ["ps"], "--version": ["--version"]}
-            variants = {**clis, "docker CLI": "docker"}
+            variants = {name: [cli] for name, cli in clis.items()}
+            variants["docker CLI"] = ["docker", "-H", d.host]
+            if peer is not None:
+                tar = os.path.join(work, "busybox.tar")
+                subprocess.run(["docker", "-H", d.host, "save", "-o", tar, "busybox"], check=True)
+                subprocess.run(["docker", "-H", peer.host, "load", "-i", tar], check=True, capture_output=True)
+                peer_box = subprocess.run(["docker", "-H", peer.host, "run", "-d", "--network", "none", "busybox",
+                                           "sleep", "3600"], check=True, capture_output=True, text=True).stdout.strip()
+                variants["docker CLI → dockerd"] = ["docker", "-H", peer.host]
+
+            def argv_of(name: str, what: str) -> list[str] | None:
+                if name.startswith("docker") and what == "--version":
+                    return None
+                if name == "docker CLI → dockerd":
+                    return {"run --rm busybox true": ["run", "--rm", "--network", "none", "busybox", "true"],
+                            "exec C true": ["exec", peer_box, "true"], "ps": ["ps"]}[what]
+                return commands[what]
+
             samples: dict[tuple[str, str], list[tuple[float, float]]] = {}
-            for what, argv in commands.items():
+            for what in commands:
                 for name, cli in variants.items():
-                    if name == "docker CLI" and what == "--version":
-                        continue
-                    cmd = [cli, "-H", d.host, *argv] if name == "docker CLI" else [cli, *argv]
-                    _once(cmd, env)  # warm up
-                    samples[(what, name)] = []
+                    if (argv := argv_of(name, what)) is not None:
+                        _once([*cli, *argv], env)  # warm up
+                        samples[(what, name)] = []
             for round_ in range(args.runs):
-                for what, argv in commands.items():
+                for what in commands:
                     order = list(variants.items())
                     if round_ % 2:
                         order.reverse()
                     for name, cli in order:
-                        if (what, name) not in samples:
-                            continue
-                        cmd = [cli, "-H", d.host, *argv] if name == "docker CLI" else [cli, *argv]
-                        samples[(what, name)].append(_once(cmd, env))
+                        if (argv := argv_of(name, what)) is not None:
+                            samples[(what, name)].append(_once([*cli, *argv], env))
             subprocess.run(["docker", "-H", d.host, "rm", "-f", box], check=True, capture_output=True)
         print(f"{'command':26s} {'client':22s} {'wall ms':>8s} {'CPU ms':>8s}   (medians of {args.runs}, "
               f"old = {args.old})")
