@@ -28,7 +28,7 @@ def terminal_size() -> tuple[int, int]:
         return 24, 80
 
 
-class raw_terminal:  # noqa: N801 - used as a context manager, like contextlib's
+class raw_terminal:
     """Put stdin's terminal in raw mode for the block (when `enabled` and stdin is a terminal)."""
 
     def __init__(self, enabled: bool) -> None:

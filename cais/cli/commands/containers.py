@@ -551,7 +551,8 @@ def cmd_attach(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
     tty = info["Config"]["Tty"]
     params = {"stream": 1, "stdout": 1, "stderr": 1, "stdin": int(stdin), "detachKeys": opts.detach_keys}
     try:
-        wait = ctx.client.request("POST", f"/containers/{info['Id']}/wait", {"condition": "next-exit"})
+        # not-running: answered at once if the container stopped since the inspect
+        wait = ctx.client.request("POST", f"/containers/{info['Id']}/wait", {"condition": "not-running"})
         sock = ctx.client.hijack(f"/containers/{info['Id']}/attach", params)
     except ApiError as e:
         raise CliError(f"Error response from daemon: {e}") from None
