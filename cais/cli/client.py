@@ -90,7 +90,10 @@ class Response:
 
     def __init__(self, client: Client, conn: Connection, method: str) -> None:
         self._client, self._conn = client, conn
-        status_line = conn.read_line()
+        try:
+            status_line = conn.read_line()
+        except ConnectionResetError:  # closed with our request unread
+            status_line = b""
         if not status_line:
             raise ProtocolError(_NO_ANSWER)
         parts = status_line.decode("latin-1").split(None, 2)

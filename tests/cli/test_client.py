@@ -33,13 +33,21 @@ def test_run_output_framing_stdin_and_exit_codes(daemon: Caisd) -> None:
 
 
 def test_exec_attach_logs_wait(daemon: Caisd) -> None:
-    cid = out(daemon.cais("run", "-d", "busybox", "sh", "-c", "echo one; echo two >&2; sleep 2; echo late; exit 3"))
+    cid = out(daemon.cais("run", "-d", "busybox", "sh", "-c", "echo one; echo two >&2; "
+                          "until [ -e /tmp/go ]; do sleep 0.1; done; sleep 2; echo late; exit 3"))
     try:
         assert daemon.cais("exec", cid, "sh", "-c", "echo e >&2; exit 5", check=False).returncode == 5
         assert daemon.cais("exec", "-i", cid, "cat", input=b"exec stdin").stdout == b"exec stdin"
         assert daemon.cais("exec", "-t", cid, "echo", "x").stdout == b"x\r\n"
-        attached = daemon.cais("attach", "--no-stdin", cid, check=False)
-        assert (attached.returncode, attached.stdout) == (3, b"late\n")
+        attach = subprocess.Popen([os.path.join(VENV_BIN, "cais"), "attach", "--no-stdin", cid],
+                                  stdout=subprocess.PIPE, env={**os.environ, "CAIS_HOST": daemon.host})
+        try:
+            daemon.cais("exec", cid, "touch", "/tmp/go")  # the container says "late" 2 s later, and exits
+            assert attach.communicate(timeout=60)[0] == b"late\n"
+            assert attach.returncode == 3
+        finally:
+            attach.kill()
+            attach.wait()
         assert out(daemon.cais("wait", cid)) == "3"
         logs = daemon.cais("logs", cid)
         assert (logs.stdout, logs.stderr) == (b"one\nlate\n", b"two\n")
