@@ -19,6 +19,7 @@ import stat
 from cais.linux.openat2 import RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS, RESOLVE_NO_XDEV, openat2
 
 _DIR = os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC
+_MAX_LINKS = 40  # dangling symlinks resolve() follows by hand, as the kernel's own limit
 
 
 def components(path: str) -> list[str]:
@@ -35,7 +36,7 @@ class RootDir:
 
     def __init__(self, fd: int, *, cross_mounts: bool = True) -> None:
         self.fd = fd
-        self.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS | (0 if cross_mounts else RESOLVE_NO_XDEV)
+        self.flags = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS | (0 if cross_mounts else RESOLVE_NO_XDEV)
 
     @classmethod
     def at(cls, path: str, *, cross_mounts: bool = True) -> RootDir:
@@ -61,7 +62,7 @@ class RootDir:
         flags |= os.O_CLOEXEC | (0 if follow else os.O_NOFOLLOW)
         while True:
             try:
-                return openat2(self.fd, rel, flags, self.resolve, mode)
+                return openat2(self.fd, rel, flags, self.flags, mode)
             except OSError as e:
                 if e.errno not in (errno.EAGAIN, errno.EINTR):
                     raise
@@ -114,34 +115,64 @@ class RootDir:
             raise OSError(errno.EXDEV, "not inside the root", here)
         return "/" + here[len(prefix):]
 
-    def host_path(self, path: str, *, follow: bool = True) -> str:
-        """The host path `path` resolves to, for callers that need a name (a bind source, a
-        builder's read-only checks). Components that do not exist are kept as written (a `..`
-        after one drops it), as securejoin does. Only for roots nobody else writes to meanwhile:
-        a name can be raced where an fd cannot."""
+    def resolve(self, path: str, *, follow: bool = True) -> str:
+        """Where `path` leads inside the root, as an absolute path, the way securejoin answers: a
+        dangling symlink leads to its target, and names that do not exist are kept as written (a
+        `..` after one drops it). Each step is the kernel's; only for roots nobody else writes to
+        meanwhile, since a name can be raced where an fd cannot."""
+        parts = components(path)
         walked: list[str] = []
         missing: list[str] = []
-        parts = components(path)
-        for i, part in enumerate(parts):
+        links = 0
+        while parts:
+            part = parts.pop(0)
             if missing:
                 if part == "..":
                     missing.pop()
                 else:
                     missing.append(part)
                 continue
-            last = i == len(parts) - 1
+            here = "/".join([*walked, part])
             try:
-                os.close(self.open("/".join([*walked, part]), follow=follow or not last))
+                os.close(self.open(here, follow=follow or bool(parts)))
                 walked.append(part)
-            except FileNotFoundError:
+                continue
+            except (FileNotFoundError, NotADirectoryError):
+                target = self._readlink(here)
+            if target is None:
                 missing.append(part)
+                continue
+            links += 1
+            if links > _MAX_LINKS:
+                raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), path)
+            if target.startswith("/"):
+                walked = []
+            parts = components(target) + parts
         fd = self.open("/".join(walked), follow=follow or bool(missing) or not walked)
         try:
             inside = self.path_of(fd)
         finally:
             os.close(fd)
+        return "/" + "/".join([*components(inside), *missing])
+
+    def _readlink(self, path: str) -> str | None:
+        """The target of `path` when it is a symlink (the last component not followed), else None."""
+        try:
+            parent, name = self.parent(path)
+        except OSError:
+            return None
+        try:
+            return os.readlink(name, dir_fd=parent) if name else None
+        except OSError:
+            return None
+        finally:
+            os.close(parent)
+
+    def host_path(self, path: str, *, follow: bool = True) -> str:
+        """The host path of resolve(path), for callers that need a name (a bind source, a
+        builder's read-only checks)."""
         top = os.readlink(f"/proc/self/fd/{self.fd}")
-        return os.path.join(top, *components(inside), *missing)
+        return os.path.join(top, *components(self.resolve(path, follow=follow)))
 
     # ---- creating ----------------------------------------------------------------------------
     def makedirs(self, path: str, mode: int = 0o755, uid: int = 0, gid: int = 0) -> int:
