@@ -328,10 +328,15 @@ def export_rootfs(engine, record: dict) -> Iterator[bytes]:  # type: ignore[no-u
     rootfs = engine.storage.mount(cid)
 
     def build(tar: tarfile.TarFile) -> None:
+        """Walked through fds like a copy (_TreeTar): a running container's writes cannot lead it out."""
         try:
-            for entry in sorted(os.listdir(rootfs)):
-                tar.add(os.path.join(rootfs, entry), arcname=entry, recursive=True,
-                        filter=_to_container_owner(engine.remap))
+            top = os.open(rootfs, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            try:
+                walk = _TreeTar(tar, _to_container_owner(engine.remap))
+                for entry in sorted(os.listdir(top)):
+                    walk.add(top, entry, entry)
+            finally:
+                os.close(top)
         finally:
             with contextlib.suppress(Exception):
                 engine.storage.unmount(cid)
