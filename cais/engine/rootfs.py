@@ -25,10 +25,11 @@ class RootfsService:
         self.users: dict[str, int] = {}
         self.lock = threading.Lock()
 
-    def create(self, cid: str, image: dict, remap: IdMap | None = None) -> str:
-        """`remap`: the user namespace mapping the container runs in (userns-remap), if any."""
+    def create(self, cid: str, image: dict, remap: IdMap | None = None, *, volatile: bool = False) -> str:
+        """`remap`: the user namespace mapping the container runs in (userns-remap), if any.
+        `volatile`: the layer goes with the container (--rm), the driver need never flush it."""
         try:
-            self.driver.create_rw(cid, self.engine.images.top_layer(image), remap)
+            self.driver.create_rw(cid, self.engine.images.top_layer(image), remap, volatile=volatile)
         except Exception as e:
             raise EngineError(f"cannot create the container's filesystem: {e}") from e
         return self.driver_name

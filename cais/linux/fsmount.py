@@ -26,10 +26,14 @@ _SYS_open_tree = 428
 _SYS_mount_setattr = 442
 
 FSOPEN_CLOEXEC = 0x1
+FSCONFIG_SET_FLAG = 0
 FSCONFIG_SET_STRING = 1
 FSCONFIG_SET_FD = 5
 FSCONFIG_CMD_CREATE = 6
 FSMOUNT_CLOEXEC = 0x1
+MOUNT_ATTR_RDONLY = 0x1
+MOUNT_ATTR_NOSUID = 0x2
+MOUNT_ATTR_NODEV = 0x4
 MOVE_MOUNT_F_EMPTY_PATH = 0x4
 _AT_FDCWD = -100
 AT_EMPTY_PATH = 0x1000
@@ -42,8 +46,6 @@ MOUNT_ATTR_IDMAP = 0x00100000
 class _MountAttr(ctypes.Structure):
     _fields_ = [("attr_set", ctypes.c_uint64), ("attr_clr", ctypes.c_uint64),
                 ("propagation", ctypes.c_uint64), ("userns_fd", ctypes.c_uint64)]
-
-libc.syscall.restype = ctypes.c_long
 
 
 def kernel_messages(fs_fd: int) -> str:
@@ -75,6 +77,12 @@ def fsconfig_fd(fs_fd: int, key: str, fd: int) -> None:
     """Set `key` to an open file or mount (e.g. an overlay layer given as a detached mount)."""
     check(libc.syscall(_SYS_fsconfig, ctypes.c_int(fs_fd), ctypes.c_uint(FSCONFIG_SET_FD), fsencode(key), None,
                        ctypes.c_int(fd)), f"fsconfig {key}")
+
+
+def fsconfig_flag(fs_fd: int, key: str) -> None:
+    """A boolean option (e.g. OverlayFS's "volatile")."""
+    check(libc.syscall(_SYS_fsconfig, ctypes.c_int(fs_fd), ctypes.c_uint(FSCONFIG_SET_FLAG), fsencode(key), None,
+                       ctypes.c_int(0)), f"fsconfig {key}")
 
 
 def fsconfig_create(fs_fd: int) -> None:

@@ -46,6 +46,7 @@ _PAGE = os.sysconf("SC_PAGESIZE")
 # Options pinned off so that a diff stays a plain directory tree: no inode index tying an upper dir
 # to its lowers, no redirects or metacopy-only files that an export could not archive.
 _PINNED = ("index", "redirect_dir", "metacopy")
+VOLATILE = "volatile"  # in a container's layer directory: mount it with `volatile`
 
 
 def _short_name() -> str:
@@ -92,7 +93,8 @@ class _NoLayersByFd(StorageError):
     """The kernel takes no overlay layer by fd (before Linux 6.13)."""
 
 
-def mount_deep(target: str, lowers: list[str], upper: str, work: str, userns_fd: int | None = None) -> None:
+def mount_deep(target: str, lowers: list[str], upper: str, work: str, volatile: bool = False,
+               userns_fd: int | None = None) -> None:
     """Mount an overlay with the new mount API: one `lowerdir+` per layer (Linux 6.8+), so deeper
     than one page of options allows, up to OverlayFS's own limit of 500 layers; with `userns_fd`,
     each lower is an idmapped mount through that user namespace's mapping."""
@@ -120,6 +122,8 @@ def mount_deep(target: str, lowers: list[str], upper: str, work: str, userns_fd:
         for opt in _PINNED:
             if os.path.exists(f"/sys/module/overlay/parameters/{opt}"):
                 fsmount.fsconfig_string(fs_fd, opt, "off")
+        if volatile:
+            fsmount.fsconfig_flag(fs_fd, "volatile")
         fsmount.fsconfig_create(fs_fd)
         mount_fd = fsmount.fsmount(fs_fd)
         try:
@@ -287,7 +291,11 @@ class OverlayDriver(Driver):
 
     # --- containers --------------------------------------------------------------------------------
 
-    def create_rw(self, container_id: str, parent_layer_id: str | None, id_shift: IdShift | None = None) -> None:
+    def create_rw(self, container_id: str, parent_layer_id: str | None, id_shift: IdShift | None = None, *,
+                  volatile: bool = False) -> None:
+        """`volatile`: mounted with OverlayFS's `volatile` (no sync of the upper file system at each
+        unmount — with other writers on the disk, the slowest step of a container's exit); as podman
+        does for --rm, for a layer that is removed with its container, so a crash cannot hurt it."""
         final = self._container(container_id, must_exist=False)
         if os.path.exists(final):
             raise StorageError(f"container {container_id} already has a writable layer")
@@ -300,6 +308,8 @@ class OverlayDriver(Driver):
             if id_shift is not None:  # the root directory, as the remapped root's
                 os.chown(os.path.join(staging.path, "diff"), id_shift.uid, id_shift.gid)
             _write(os.path.join(staging.path, "lower"), lower)
+            if volatile:
+                _write(os.path.join(staging.path, VOLATILE), "")
         except BaseException:
             staging.discard()
             raise
@@ -315,27 +325,32 @@ class OverlayDriver(Driver):
             if not os.path.ismount(merged):
                 lower = _read(os.path.join(path, "lower")) or "empty"
                 rel = f"containers/{container_id}"
-                data = f"lowerdir={lower},upperdir={rel}/diff,workdir={rel}/work{_pinned_options()}"
+                volatile = os.path.exists(os.path.join(path, VOLATILE))
+                if volatile:  # mounted before: OverlayFS wants its marker gone (the layer is disposable)
+                    shutil.rmtree(os.path.join(path, "work", "work", "incompat"), ignore_errors=True)
+                data = (f"lowerdir={lower},upperdir={rel}/diff,workdir={rel}/work{_pinned_options()}"
+                        + (",volatile" if volatile else ""))
                 if shift is not None:
-                    self._mount_idmapped(container_id, self._layer_dirs(lower), user_namespace(shift))
+                    self._mount_idmapped(container_id, self._layer_dirs(lower), user_namespace(shift), volatile)
                 elif len(data) < _PAGE:
                     mount_in(self.root, merged, data)
                 else:
-                    mount_deep(merged, self._layer_dirs(lower), os.path.join(path, "diff"), os.path.join(path, "work"))
+                    mount_deep(merged, self._layer_dirs(lower), os.path.join(path, "diff"), os.path.join(path, "work"),
+                               volatile)
         return merged
 
-    def _mount_idmapped(self, container_id: str, lowers: list[str], userns_fd: int) -> None:
+    def _mount_idmapped(self, container_id: str, lowers: list[str], userns_fd: int, volatile: bool) -> None:
         path = self._container(container_id)
         if self._layers_by_fd:
             try:
                 mount_deep(os.path.join(path, "merged"), lowers, os.path.join(path, "diff"), os.path.join(path, "work"),
-                           userns_fd)
+                           volatile, userns_fd)
                 return
             except _NoLayersByFd:
                 self._layers_by_fd = False
-        self._mount_attached(container_id, lowers, userns_fd)
+        self._mount_attached(container_id, lowers, userns_fd, volatile)
 
-    def _mount_attached(self, container_id: str, lowers: list[str], userns_fd: int) -> None:
+    def _mount_attached(self, container_id: str, lowers: list[str], userns_fd: int, volatile: bool) -> None:
         """Linux 5.19-6.12: the idmapped layers attached under the container's `lowers/` for the
         time of the mount, named by relative paths in one page of options."""
         rel = f"containers/{container_id}"
@@ -358,7 +373,7 @@ class OverlayDriver(Driver):
                     os.close(fd)
                 attached.append(point)
             data = (f"lowerdir={':'.join(f'{rel}/lowers/{i}' for i in range(len(lowers)))},"
-                    f"upperdir={rel}/diff,workdir={rel}/work{_pinned_options()}")
+                    f"upperdir={rel}/diff,workdir={rel}/work{_pinned_options()}" + (",volatile" if volatile else ""))
             if len(data) >= _PAGE:
                 raise StorageError(f"cannot mount an idmapped overlay of {len(lowers)} layers: more than one page "
                                    "of options (userns-remap: Linux 6.13+ takes them by fd, without this limit)")
@@ -381,7 +396,7 @@ class OverlayDriver(Driver):
         path = self._container(container_id)
         self.unmount(container_id)
         _detach_lowers(os.path.join(path, "lowers"))  # a removal must never walk into a shared layer
-        remove_tree(path, self._containers)
+        remove_tree(path, self._containers, later=True)  # a container's layer: off its removal's path
 
     # --- diffs -------------------------------------------------------------------------------------
 
