@@ -7,8 +7,9 @@ mounted (and filled from the image when empty), at exit unmounted, at removal re
 anonymous ones deleted with `rm -v` / `--rm` once no other container uses them.
 
 userns-remap: a remapped container gets its volumes (and its binds marked `idmap`) as idmapped
-mounts of its mapping, attached in its own directory where its root can reach them: files keep
-the owners the container gives them, so a volume serves containers of any mapping alike.
+mounts of its mapping, attached under DATA_ROOT/idmapped/CID where its root can reach them (and
+which nothing ever walks with rmtree): files keep the owners the container gives them, so a
+volume serves containers of any mapping alike.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ class VolumeService:
         self.engine = engine
         self.volumes = Volumes(os.path.join(engine.data_root, "volumes"))
         self.staging_root = os.path.join(engine.exec_root, "volume-subpaths")
+        self.idmapped_root = os.path.join(engine.data_root, "idmapped")
         if engine.remap is not None:  # volume files have the containers' owners: root's eyes only
             os.chmod(self.volumes.root, 0o700)
         self.held: dict[str, list[str]] = {}  # container -> staging mounts of the volume subpaths it binds
@@ -207,10 +209,11 @@ class VolumeService:
             raise InvalidParameter(f"cannot fill volume {mp.name} from the image: {e}") from None
 
     def _hold(self, cid: str, source: str, remap: IdMap, what: str) -> str:
-        """An idmapped copy of the mount of `source`, attached privately in the container's own
-        directory (reachable by its remapped root, unlike the volumes'): the runtime binds that.
+        """An idmapped copy of the mount of `source`, attached privately in a directory of the
+        container's (reachable by its remapped root, unlike the volumes'): the runtime binds that.
         Goes when the container stops."""
-        top = os.path.join(self.engine.store.dir(cid), "idmapped")
+        os.makedirs(self.idmapped_root, 0o711, exist_ok=True)
+        top = os.path.join(self.idmapped_root, cid)
         os.makedirs(top, 0o710, exist_ok=True)
         os.chown(top, 0, remap.gid)
         staging = os.path.join(top, str(len(self.held.get(cid, []))))
@@ -256,7 +259,7 @@ class VolumeService:
 
     def _drop_staging(self, cid: str) -> None:
         self.held.pop(cid, None)
-        for top in (os.path.join(self.staging_root, cid), os.path.join(self.engine.store.dir(cid), "idmapped")):
+        for top in (os.path.join(self.staging_root, cid), os.path.join(self.idmapped_root, cid)):
             if not os.path.isdir(top):
                 continue
             for entry in os.listdir(top):
@@ -297,13 +300,11 @@ class VolumeService:
                     self._event("destroy", mp.name)
 
     def reconcile(self, running: set[str], existing: set[str]) -> None:
-        if os.path.isdir(self.staging_root):
-            for cid in os.listdir(self.staging_root):
-                if cid not in running:
-                    self._drop_staging(cid)
-        for cid in existing - running:
-            if os.path.isdir(os.path.join(self.engine.store.dir(cid), "idmapped")):
-                self._drop_staging(cid)
+        for top in (self.staging_root, self.idmapped_root):
+            if os.path.isdir(top):
+                for cid in os.listdir(top):
+                    if cid not in running:
+                        self._drop_staging(cid)
         with _errors():
             self.volumes.reconcile(running, existing)
 
