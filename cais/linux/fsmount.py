@@ -35,6 +35,7 @@ MOUNT_ATTR_RDONLY = 0x1
 MOUNT_ATTR_NOSUID = 0x2
 MOUNT_ATTR_NODEV = 0x4
 MOVE_MOUNT_F_EMPTY_PATH = 0x4
+MOVE_MOUNT_T_EMPTY_PATH = 0x40
 _AT_FDCWD = -100
 AT_EMPTY_PATH = 0x1000
 AT_RECURSIVE = 0x8000
@@ -99,6 +100,13 @@ def move_mount_to(mount_fd: int, target: str) -> None:
     """Attach the detached mount `mount_fd` at path `target`."""
     check(libc.syscall(_SYS_move_mount, ctypes.c_int(mount_fd), b"", ctypes.c_int(_AT_FDCWD), fsencode(target),
                        ctypes.c_uint(MOVE_MOUNT_F_EMPTY_PATH)), "move_mount", target)
+
+
+def move_mount_onto(mount_fd: int, target_fd: int) -> None:
+    """Attach the detached mount `mount_fd` on the file or directory open as `target_fd` (an O_PATH
+    fd: no path resolved again; a /proc/self/fd/N target would name the magic link itself)."""
+    check(libc.syscall(_SYS_move_mount, ctypes.c_int(mount_fd), b"", ctypes.c_int(target_fd), b"",
+                       ctypes.c_uint(MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH)), "move_mount")
 
 
 def open_tree(path: str, flags: int = OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC) -> int:

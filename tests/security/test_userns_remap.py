@@ -178,6 +178,37 @@ def test_volumes_are_idmapped_binds_as_dockerd_unless_idmap(remapped: Caisd, rem
         subprocess.run(["rm", "-rf", src])
 
 
+def test_docker_cp_sees_a_volume_idmapped(remapped: Caisd) -> None:
+    """cp into and out of a remapped container's volume, stopped or running: through the same
+    idmapping as the container, so a file has the tar's owners on disk, in the tar out and inside."""
+    name = f"cais-se-remapcpv-{os.getpid()}"
+    src = tempfile.mkdtemp(prefix="cais-se-remapcpv-", dir="/tmp")
+    cid = remapped.docker("create", "-v", f"{name}:/v", "busybox", "stat", "-c", "%u:%g", "/v/f").stdout.decode().strip()
+    try:
+        with open(os.path.join(src, "f"), "w") as f:
+            f.write("x")
+        os.chown(os.path.join(src, "f"), 5, 6)
+        remapped.docker("cp", os.path.join(src, "f"), f"{cid}:/v/f")
+        path = remapped.docker("volume", "inspect", "-f", "{{.Mountpoint}}", name).stdout.decode().strip()
+        st = os.stat(os.path.join(path, "f"))
+        assert (st.st_uid, st.st_gid) == (5, 6)
+        with tarfile.open(fileobj=io.BytesIO(remapped.docker("cp", f"{cid}:/v/f", "-").stdout)) as tar:
+            assert (tar.getmember("f").uid, tar.getmember("f").gid) == (5, 6)
+        assert remapped.docker("start", "-a", cid).stdout.split() == [b"5:6"]
+        running = remapped.docker("run", "-d", "-v", f"{name}:/v", "busybox", "sleep", "60").stdout.decode().strip()
+        try:  # and into a running one's (its idmapped mount, through /proc/PID/root)
+            os.chown(os.path.join(src, "f"), 7, 8)
+            remapped.docker("cp", os.path.join(src, "f"), f"{running}:/v/g")
+            assert remapped.docker("exec", running, "stat", "-c", "%u:%g", "/v/g").stdout.split() == [b"7:8"]
+            assert os.stat(os.path.join(path, "g")).st_uid == 7
+        finally:
+            remapped.docker("rm", "-f", running, check=False)
+    finally:
+        remapped.docker("rm", "-f", cid, check=False)
+        remapped.docker("volume", "rm", "-f", name, check=False)
+        subprocess.run(["rm", "-rf", src])
+
+
 def test_tmpfs_volume_is_idmapped(remapped: Caisd) -> None:
     name = f"cais-se-remaptmpfs-{os.getpid()}"
     try:
