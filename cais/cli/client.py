@@ -1,7 +1,7 @@
 """A small Docker Engine API client: HTTP/1.1 over the daemon's socket, JSON calls, streams, hijack.
 
-Written on `socket` rather than `http.client`, whose `email` and `ssl` imports cost a CLI start
-~20 ms: requests are plain HTTP/1.1 with keep-alive (one idle connection is reused), responses
+Written on the `_socket` C module rather than `http.client`, whose `email`, `ssl` and `urllib`
+imports cost a CLI start 20–30 ms of CPU (and `socket.py`, which imports `selectors`): requests are plain HTTP/1.1 with keep-alive (one idle connection is reused), responses
 are read by Content-Length, chunked encoding or until close. TLS (tcp:// hosts, mutual TLS with
 docker's DOCKER_CERT_PATH files) imports `ssl` only when used.
 """
@@ -117,10 +117,10 @@ class Response:
             self._mode = "chunked"
         elif "content-length" in self.headers:
             self._mode = "length"
-            try:
-                self._left = int(self.headers["content-length"])
-            except ValueError:
-                raise ProtocolError("malformed answer from the daemon: bad Content-Length") from None
+            length = self.headers["content-length"]
+            if not length.isdigit():
+                raise ProtocolError(f"malformed answer from the daemon: Content-Length {length[:40]!r}")
+            self._left = int(length)
         else:
             self._mode, self._keep = "close", False
         self._done = self.status == 101  # an upgrade: the connection is a raw stream now
