@@ -33,6 +33,7 @@ def mac_for(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
     return "02:42:" + ":".join(f"{b:02x}" for b in tail)
 
 
+BRIDGE_MODE_HAIRPIN = 1
 IFA_F_NODAD = 0x02  # IPv6 addresses usable at once: cais made the link, no duplicate can exist on it
 
 
@@ -86,8 +87,10 @@ def host_add_veth(bridge: str, host_name: str, peer_name: str, netns_path: str, 
             index = _index(ipr, host_name)
             try:
                 ipr.link("set", index=index, master=master, state="up")
-                # hairpin: a container may reach itself through a published port on the host.
-                ipr.brport("set", index=index, hairpin=1)
+                # hairpin mode (IFLA_BRPORT_MODE): a container reaching its own published port on a
+                # host address is DNAT'ed back to itself; br_netfilter bridges that frame out of the
+                # port it came in by, which the bridge only allows on a hairpin port.
+                ipr.brport("set", index=index, mode=BRIDGE_MODE_HAIRPIN)
             except BaseException:
                 with contextlib.suppress(Exception):
                     ipr.link("del", index=index)

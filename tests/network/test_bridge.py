@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import struct
 import subprocess
@@ -226,3 +227,30 @@ def test_restart_reapplies_rules_without_duplicates(lab: Lab, sandbox: str) -> N
     again.start(alive=set())  # c1 died during the crash: its address is free again
     assert again.get("again")["Cais"]["Endpoints"] == {}
     assert not any(p.allocated for p in again.ipam.pools(again.get("again")["Id"]))
+
+
+@pytest.mark.parametrize("br_netfilter", ["1", "0"])
+def test_self_hairpin(lab: Lab, br_netfilter: str) -> None:
+    """A container reaches its own published port on a host address, with br_netfilter on or off.
+
+    With bridge-nf-call-iptables (per network namespace) the DNAT'ed frame is bridged back out of
+    the port it came in by: only a hairpin port lets it; without, it is routed and masqueraded.
+    """
+    knob = "/proc/sys/net/bridge/bridge-nf-call-iptables"
+    if not os.path.exists(knob):
+        if br_netfilter == "1":
+            pytest.skip("br_netfilter is not loaded")
+    else:
+        with open(knob, "w") as f:  # the sandbox's own copy of the sysctl
+            f.write(br_netfilter)
+    subprocess.run(["ip", "addr", "add", "198.51.100.1/32", "dev", "lo"], check=True)  # "the host's address"
+    m = lab.manager
+    ns = lab.sandbox("self")
+    ep = m.attach("self", "bridge", ns, name="self")
+    m.publish("self", bindings(parse_publish("18090:80")), ep["IPAddress"])
+    script = ("httpd -p 80 -h /www && "
+              f"for a in {ep['Gateway']} 198.51.100.1; do timeout 5 wget -q -O - http://$a:18090/ || exit 1; done")
+    done = lab.run(ns, "sh", "-c", script)
+    assert done.stdout == "hello from c\n" * 2, done.stderr
+    bridge_links = subprocess.run(["bridge", "-d", "link", "show"], capture_output=True, text=True).stdout
+    assert "hairpin on" in bridge_links
