@@ -76,7 +76,8 @@ class NetworkService:
                          for b in hosts or []]
                 primary = self._primary_endpoint(record)
                 if bound and primary:
-                    self.manager.publish(record["Id"], bound, primary["IPAddress"])
+                    self.manager.publish(record["Id"], bound, primary["IPAddress"],
+                                         primary.get("GlobalIPv6Address") or "")
             except NetworkError as e:
                 log.warning("container %s: its network could not be restored: %s", record["Id"][:12], e)
 
@@ -334,9 +335,11 @@ class NetworkService:
                 if primary is not None:
                     wanted = ports.bindings(host.get("PortBindings"), record["Config"].get("ExposedPorts"),
                                             bool(host.get("PublishAllPorts")))
-                    bound = self.manager.publish(cid, wanted, primary["IPAddress"])
+                    bound = self.manager.publish(cid, wanted, primary["IPAddress"],
+                                                 primary.get("GlobalIPv6Address") or "")
                     settings["Ports"] = ports.as_api(bound, wanted)
-                    for key in ("IPAddress", "IPPrefixLen", "Gateway", "MacAddress", "EndpointID"):
+                    for key in ("IPAddress", "IPPrefixLen", "Gateway", "MacAddress", "EndpointID",
+                                "GlobalIPv6Address", "GlobalIPv6PrefixLen", "IPv6Gateway"):
                         settings[key] = primary[key] if mode.network == "bridge" else settings.get(key, "")
                 settings["SandboxKey"] = path
                 settings["SandboxID"] = cid
@@ -371,8 +374,11 @@ class NetworkService:
         settings = record["NetworkSettings"]
         for net_name, ep in list(settings.get("Networks", {}).items()):
             settings["Networks"][net_name] = {**ep, "EndpointID": "", "Gateway": "", "IPAddress": "",
-                                              "IPPrefixLen": 0, "MacAddress": "", "DNSNames": None}
-        for key in ("IPAddress", "Gateway", "MacAddress", "EndpointID", "SandboxKey", "SandboxID"):
+                                              "IPPrefixLen": 0, "MacAddress": "", "DNSNames": None,
+                                              "IPv6Gateway": "", "GlobalIPv6Address": "",
+                                              "GlobalIPv6PrefixLen": 0}
+        for key in ("IPAddress", "Gateway", "MacAddress", "EndpointID", "SandboxKey", "SandboxID",
+                    "GlobalIPv6Address", "IPv6Gateway"):
             settings[key] = ""
-        settings["IPPrefixLen"] = 0
+        settings["IPPrefixLen"] = settings["GlobalIPv6PrefixLen"] = 0
         settings["Ports"] = {k: None for k in settings.get("Ports") or {}}

@@ -3,7 +3,7 @@
 What the engine uses. Networks are stored in docker's JSON shape, one file each under
 `<root>/networks/`; addresses under `<root>/ipam/`; containers' namespaces are bind-mounted under
 `<run>/netns/`. Every kernel object is made in the namespace of the calling process (the "host"):
-the bridges, host ends of veths, `table ip cais` and `net.ipv4.ip_forward`, which is per network
+the bridges, host ends of veths, `table ip/ip6 cais` and `net.ipv4.ip_forward`, which is per network
 namespace and enabled by `start()` as dockerd does.
 """
 
@@ -25,6 +25,7 @@ from cais.network.dns import DnsServer
 from cais.network.errors import Conflict, InvalidConfig, NetworkError, NotFound
 from cais.network.firewall import Bridge, Dnat, Firewall
 from cais.network.ports import Binding, Reservation, reserve
+from cais.network.proxy import LoopbackProxy
 
 log = logging.getLogger("cais.network")
 DEFAULT_BRIDGE = "cais0"
@@ -63,6 +64,7 @@ class NetworkManager:
         self.upstream_dns = upstream_dns
         self.dns: DnsServer | None = None
         self.reservations: dict[str, Reservation] = {}
+        self.proxy: LoopbackProxy | None = None  # TCP to ports published on ::1, made on first use
         self.networks: dict[str, dict] = {}
         for entry in sorted(os.listdir(self.dir)):
             if entry.endswith(".json"):
@@ -100,6 +102,9 @@ class NetworkManager:
     def shutdown(self) -> None:
         """Daemon stop: firewall table and DNS sockets go, bridges stay (as docker's)."""
         with self.lock:
+            if self.proxy is not None:
+                self.proxy.close()
+                self.proxy = None
             for res in self.reservations.values():
                 res.close()
             self.reservations.clear()
@@ -406,23 +411,39 @@ class NetworkManager:
         return found or None
 
     # ---- published ports --------------------------------------------------------------------
-    def publish(self, cid: str, wanted: list[Binding], container_ip: str) -> list[Binding]:
-        """Reserve the host ports of `wanted` and DNAT them to `container_ip`: the bindings made."""
+    def publish(self, cid: str, wanted: list[Binding], container_ip: str, container_ip6: str = "") -> list[Binding]:
+        """Reserve the host ports of `wanted` and DNAT them to the container: the bindings made.
+
+        With `container_ip6` (the container's network has IPv6) a port published on every address
+        is published on both families, as docker does; IPv6 host addresses are DNAT'ed to it.
+        """
         with self.lock:
             self.unpublish(cid)
             if not wanted:
                 return []
-            res = reserve(wanted)
+            res = reserve(wanted, ipv6=bool(container_ip6))
             try:
-                self.firewall.set_dnat(cid, [Dnat(b.proto, b.host_ip, b.host_port, container_ip, b.container_port)
-                                             for b in res.bound])
+                self.firewall.set_dnat(cid, [Dnat(b.proto, b.host_ip, b.host_port,
+                                                  container_ip6 if ":" in b.host_ip else container_ip,
+                                                  b.container_port) for b in res.bound])
+                for b, sock in zip(res.bound, res.sockets, strict=True):
+                    if b.proto == "tcp" and b.host_ip in ("::", "::1"):
+                        if self.proxy is None:
+                            self.proxy = LoopbackProxy()
+                        self.proxy.add(cid, sock, container_ip6, b.container_port)
             except BaseException:
+                if self.proxy is not None:
+                    self.proxy.remove(cid)
                 res.close()
+                with contextlib.suppress(NetworkError):
+                    self.firewall.drop_dnat(cid)
                 raise
             self.reservations[cid] = res
             return list(res.bound)
 
     def unpublish(self, cid: str) -> None:
+        if self.proxy is not None:
+            self.proxy.remove(cid)
         res = self.reservations.pop(cid, None)
         if res is not None:
             res.close()

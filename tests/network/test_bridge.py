@@ -254,3 +254,54 @@ def test_self_hairpin(lab: Lab, br_netfilter: str) -> None:
     assert done.stdout == "hello from c\n" * 2, done.stderr
     bridge_links = subprocess.run(["bridge", "-d", "link", "show"], capture_output=True, text=True).stdout
     assert "hairpin on" in bridge_links
+
+
+def _get6(host: str, port: int) -> str:
+    return _get(f"http://[{host}]:{port}/")
+
+
+def test_published_ports_ipv6(lab: Lab) -> None:
+    """On an --ipv6 network a port is published on both families; IPv6 host addresses work too."""
+    subprocess.run(["ip", "addr", "add", "2001:db8:ca15::1/128", "dev", "lo", "nodad"], check=True)  # "the host's"
+    m = lab.manager
+    m.create("pub6", enable_ipv6=True, ipam_config=[{"Subnet": "fd00:ca19::/64"}])
+    ns = lab.sandbox("web")
+    ep = m.attach("web", "pub6", ns, name="web")
+    lab.serve(ns, "web")
+    lab.wait_tcp(ep["IPAddress"])
+    wanted = bindings({"80/tcp": parse_publish("18086:80")["80/tcp"] + parse_publish("[::1]::80")["80/tcp"]})
+    bound = m.publish("web", wanted, ep["IPAddress"], ep["GlobalIPv6Address"])
+    assert [(b.host_ip, b.host_port) for b in bound[:2]] == [("", 18086), ("::", 18086)]  # dual-stack default
+    assert bound[2].host_ip == "::1" and bound[2].host_port > 0 and len(bound) == 3
+    for host in ("::1", "2001:db8:ca15::1", ep["IPv6Gateway"]):
+        assert _get6(host, 18086) == "hello from web\n"
+    assert _get("http://127.0.0.1:18086/") == "hello from web\n"
+    assert _get6("::1", bound[2].host_port) == "hello from web\n"
+    with pytest.raises(OSError):
+        _get(f"http://127.0.0.1:{bound[2].host_port}/")  # published on ::1 only
+    rules = subprocess.run(["nft", "list", "table", "ip6", "cais"], capture_output=True, text=True).stdout
+    assert f"dnat to [{ep['GlobalIPv6Address']}]:80" in rules and "ip6 daddr ::1" in rules
+
+    # other containers (hairpin) and the container itself reach it on the host's IPv6 addresses
+    client = lab.sandbox("client")
+    m.attach("client", "pub6", client, name="client")
+    assert lab.fetch(client, "http://[2001:db8:ca15::1]:18086/").stdout == "hello from web\n"
+    script = ("httpd -p 8080 -h /www && "
+              "timeout 5 wget -q -O - http://[2001:db8:ca15::1]:18087/ || exit 1")
+    m.publish("client", bindings(parse_publish("18087:8080")), m.endpoint("client", "pub6")["IPAddress"],
+              m.endpoint("client", "pub6")["GlobalIPv6Address"])
+    assert lab.run(client, "sh", "-c", script).stdout == "hello from c\n"
+
+    # an IPv6 port in use: a clear error naming it, nothing half-published
+    with socket.socket(socket.AF_INET6) as taken:
+        taken.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        taken.bind(("::", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(Conflict, match=rf"Bind for \[::\]:{port} failed"):
+            m.publish("client", bindings(parse_publish(f"{port}:80")), m.endpoint("client", "pub6")["IPAddress"],
+                      m.endpoint("client", "pub6")["GlobalIPv6Address"])
+    assert str(port) not in subprocess.run(["nft", "list", "ruleset"], capture_output=True, text=True).stdout
+    m.unpublish("web")
+    with pytest.raises(OSError):
+        _get6("::1", 18086)

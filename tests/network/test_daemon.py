@@ -242,5 +242,26 @@ def test_docker_cli_ipv6(d: Caisd) -> None:
         out = _out(d, "run", "--rm", "--network", "v6net", "--ip6", "fd00:ca17::9", "busybox", "ip", "-6", "addr")
         assert "fd00:ca17::9/64" in out
         assert "IPv6" in _err(d, "network", "create", "--subnet", "fd00:ca18::/64", "v6bad")
+
+        # published on both families by default; [::]:PORT on IPv6 only
+        _out(d, "run", "-d", "--name", "web6", "--hostname", "web6", "--network", "v6net", "-p", "18085:80",
+             "-p", "[::]:18088:80", "busybox", "sh", "-c", WEB)
+        info = json.loads(_out(d, "inspect", "web6"))[0]["NetworkSettings"]
+        assert info["Ports"]["80/tcp"] == [{"HostIp": "0.0.0.0", "HostPort": "18085"},
+                                           {"HostIp": "::", "HostPort": "18085"},
+                                           {"HostIp": "::", "HostPort": "18088"}]
+        endpoint = info["Networks"]["v6net"]
+        assert endpoint["GlobalIPv6Address"].startswith("fd00:ca17::") and endpoint["IPv6Gateway"] == "fd00:ca17::1"
+        assert "[::]:18088" in _out(d, "port", "web6")
+        for url in ("http://127.0.0.1:18085/", "http://[::1]:18085/", "http://[fd00:ca17::1]:18088/"):
+            assert _get(url) == "hello from web6\n", url
+        with pytest.raises(AssertionError):
+            _get("http://127.0.0.1:18088/", tries=1)
+        d.kill(signal.SIGKILL)  # a crash: the IPv6 rules and the ::1 proxy come back with caisd
+        d.start()
+        for url in ("http://[::1]:18085/", "http://[fd00:ca17::1]:18088/"):
+            assert _get(url) == "hello from web6\n", url
+        assert "no IPv6 address" in _err(d, "run", "--rm", "-p", "[::1]:18089:80", "busybox", "true")
     finally:
+        d.docker("rm", "-f", "web6", check=False)
         d.docker("network", "rm", "v6net", check=False)

@@ -1,0 +1,80 @@
+"""A userland proxy for the one case the kernel cannot NAT: TCP to a port published on ::1.
+
+IPv4 reaches 127.0.0.1 by DNAT thanks to `route_localnet`; IPv6 has no such switch, so a reply
+un-DNAT'ed back to ::1 arrives on the bridge and is dropped (loopback destinations are only
+routed on lo). `table ip6 cais` therefore leaves ::1 alone, the connection lands on the socket
+that reserves the host port, and this proxy accepts it and relays the bytes to the container:
+docker-proxy's job, for this one case. One asyncio loop in one daemon thread serves every port.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import threading
+
+_CHUNK = 1 << 16
+
+
+async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    with contextlib.suppress(OSError):
+        while data := await reader.read(_CHUNK):
+            writer.write(data)
+            await writer.drain()
+        if writer.can_write_eof():
+            writer.write_eof()
+
+
+class LoopbackProxy:
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="cais-proxy", daemon=True)
+        self.thread.start()
+        self.servers: dict[str, list[asyncio.Server]] = {}
+        self.relays: dict[str, set[asyncio.Task]] = {}
+
+    def _call(self, coro) -> object:  # noqa: ANN001 - a coroutine run on the proxy's loop
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+
+    def add(self, owner: str, sock: socket.socket, host: str, port: int) -> None:
+        """Relay connections accepted on the listening TCP socket `sock` to host:port."""
+        async def relay(client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+            task = asyncio.current_task()
+            self.relays.setdefault(owner, set()).add(task)  # type: ignore[arg-type]
+            try:
+                up_r, up_w = await asyncio.open_connection(host, port)
+            except OSError:
+                client_w.close()
+                return
+            try:
+                await asyncio.gather(_pump(client_r, up_w), _pump(up_r, client_w))
+            finally:
+                client_w.close()
+                up_w.close()
+                self.relays.get(owner, set()).discard(task)  # type: ignore[arg-type]
+
+        async def start() -> asyncio.Server:
+            return await asyncio.start_server(relay, sock=sock)
+
+        server = self._call(start())
+        self.servers.setdefault(owner, []).append(server)  # type: ignore[arg-type]
+
+    def remove(self, owner: str) -> None:
+        """Stop accepting for `owner` and cut its open relays."""
+        servers = self.servers.pop(owner, [])
+
+        async def stop() -> None:
+            for server in servers:
+                server.close()
+            for task in self.relays.pop(owner, set()):
+                task.cancel()
+
+        if servers:
+            self._call(stop())
+
+    def close(self) -> None:
+        for owner in list(self.servers):
+            self.remove(owner)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=5)
