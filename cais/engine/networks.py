@@ -69,7 +69,7 @@ class NetworkService:
             if Mode.parse(record["HostConfig"].get("NetworkMode")).kind != "bridge":
                 continue
             try:
-                self.manager.restore_dns(record["Id"])
+                self.manager.restore_dns(record["Id"], record["HostConfig"].get("Dns"))
                 bound = [ports.Binding(key.partition("/")[2], int(key.partition("/")[0]), b["HostIp"],
                                        int(b["HostPort"]))
                          for key, hosts in (record["NetworkSettings"].get("Ports") or {}).items()
@@ -236,9 +236,7 @@ class NetworkService:
             value = "bridge" if self.default_bridge != "none" else "none"
         mode = Mode.parse(value)
         host["NetworkMode"] = value
-        for entry in host.get("ExtraHosts") or []:
-            with _errors():
-                etcfiles.validate_add_host(entry)
+        self._extra_hosts(host)  # checked now: a bad --add-host fails at create
         with _errors():
             wanted = ports.bindings(host.get("PortBindings"), record["Config"].get("ExposedPorts"),
                                     bool(host.get("PublishAllPorts")))
@@ -297,16 +295,19 @@ class NetworkService:
         record["HostsPath"] = self.engine._path(cid, "hosts")
         record["ResolvConfPath"] = self.engine._path(cid, "resolv.conf")
 
+    def _extra_hosts(self, host: dict) -> list[tuple[str, str]]:
+        with _errors():
+            return [etcfiles.parse_add_host(e, self.manager.host_gateway()) for e in host.get("ExtraHosts") or []]
+
     def _write_hosts(self, record: dict) -> None:
         cid, config, host = record["Id"], record["Config"], record["HostConfig"]
+        extra = self._extra_hosts(host)
         if Mode.parse(host.get("NetworkMode")).kind == "host":
-            text = _read("/etc/hosts") + "".join(f"{e.partition(':')[2]}\t{e.partition(':')[0]}\n"
-                                                 for e in host.get("ExtraHosts") or [])
+            text = _read("/etc/hosts") + "".join(f"{ip}\t{name}\n" for name, ip in extra)
         else:
             addresses = [a for ep in record["NetworkSettings"]["Networks"].values()
                          for a in (ep["IPAddress"], ep.get("GlobalIPv6Address")) if a]
-            text = etcfiles.hosts(config.get("Hostname") or cid[:12], addresses, host.get("ExtraHosts") or [],
-                                  config.get("Domainname") or "")
+            text = etcfiles.hosts(config.get("Hostname") or cid[:12], addresses, extra, config.get("Domainname") or "")
         with open(self.engine._path(cid, "hosts"), "w") as f:
             f.write(text)
 
@@ -355,7 +356,8 @@ class NetworkService:
             ep = self.manager.attach(record["Id"], rec["Id"], netns_path or self.manager.sandbox_path(record["Id"]),
                                      name=name or record["Name"].lstrip("/"), aliases=stored.get("Aliases") or [],
                                      ip=(stored.get("IPAMConfig") or {}).get("IPv4Address") or "",
-                                     ip6=(stored.get("IPAMConfig") or {}).get("IPv6Address") or "")
+                                     ip6=(stored.get("IPAMConfig") or {}).get("IPv6Address") or "",
+                                     dns=record["HostConfig"].get("Dns"))
         return {**ep, "IPAMConfig": stored.get("IPAMConfig")}
 
     @staticmethod

@@ -65,13 +65,17 @@ class DnsServer:
     def __init__(self, resolve: Resolver, upstreams: list[str]) -> None:
         self.resolve = resolve
         self.upstreams = upstreams
+        self.own_upstreams: dict[str, list[str]] = {}  # a container's --dns, used instead of `upstreams`
         self.sockets: dict[str, tuple[socket.socket, asyncio.Server]] = {}
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="cais-dns", daemon=True)
         self.thread.start()
 
-    def add(self, owner: str, netns_path: str) -> None:
-        """Serve the container `owner` whose namespace is bound on `netns_path` (UDP and TCP)."""
+    def add(self, owner: str, netns_path: str, upstreams: list[str] | None = None) -> None:
+        """Serve the container `owner` whose namespace is bound on `netns_path` (UDP and TCP);
+        `upstreams`: its own --dns servers, asked instead of the daemon's, as docker does."""
+        if upstreams:
+            self.own_upstreams[owner] = list(upstreams)
         if owner in self.sockets:
             return
 
@@ -94,6 +98,7 @@ class DnsServer:
         self.sockets[owner] = (udp, server)
 
     def remove(self, owner: str) -> None:
+        self.own_upstreams.pop(owner, None)
         entry = self.sockets.pop(owner, None)
         if entry is not None:
             udp, server = entry
@@ -125,7 +130,7 @@ class DnsServer:
         local = self._local(owner, packet)
         if local is not None:
             return local
-        for server in self.upstreams:
+        for server in self.own_upstreams.get(owner) or self.upstreams:
             host, _, port = server.rpartition(":") if server.count(":") == 1 else (server, "", "53")
             try:
                 return await asyncio.wait_for(self.loop.run_in_executor(None, _ask, host, int(port), packet), 3)

@@ -249,6 +249,14 @@ class NetworkManager:
         self.firewall.rules.bridges[name] = Bridge(name, str(v4.subnet), bool(rec["Internal"]),
                                                    str(v6.subnet) if v6 else "")
 
+    def host_gateway(self) -> str:
+        """What `--add-host NAME:host-gateway` stands for: the default bridge's IPv4 gateway (docker's
+        default `host-gateway-ip`); "" without a default bridge."""
+        rec = self._find("bridge")
+        if rec is None or rec["Driver"] != "bridge":
+            return ""
+        return next((c["Gateway"] for c in rec["IPAM"]["Config"] if ":" not in c["Subnet"]), "")
+
     def remove(self, ref: str) -> None:
         with self.lock:
             rec = self.get(ref)
@@ -285,8 +293,11 @@ class NetworkManager:
 
     # ---- endpoints --------------------------------------------------------------------------
     def attach(self, cid: str, ref: str, netns_path: str, *, name: str, aliases: list[str] | None = None,
-               ip: str = "", ip6: str = "") -> dict:
-        """Plug container `cid` (namespace on `netns_path`) into network `ref`: its EndpointSettings."""
+               ip: str = "", ip6: str = "", dns: list[str] | None = None) -> dict:
+        """Plug container `cid` (namespace on `netns_path`) into network `ref`: its EndpointSettings.
+
+        `dns`: the container's --dns servers, where the embedded DNS forwards its other questions.
+        """
         with self.lock:
             rec = self.get(ref)
             if rec["Driver"] != "bridge":
@@ -338,7 +349,7 @@ class NetworkManager:
                                              "Netns": netns_path}
             self._save(rec)
             if rec["Name"] != "bridge":
-                self._serve_dns(cid, netns_path)
+                self._serve_dns(cid, netns_path, dns)
             return endpoint
 
     def endpoint(self, cid: str, ref: str) -> dict | None:
@@ -374,7 +385,7 @@ class NetworkManager:
             self.remove_sandbox(cid)
 
     # ---- DNS --------------------------------------------------------------------------------
-    def _serve_dns(self, cid: str, netns_path: str) -> None:
+    def _serve_dns(self, cid: str, netns_path: str, dns: list[str] | None = None) -> None:
         if self.dns is None:
             from cais.network.etcfiles import parse_resolv
 
@@ -386,13 +397,13 @@ class NetworkManager:
                 except OSError:
                     upstreams = []
             self.dns = DnsServer(self.resolve, upstreams)
-        self.dns.add(cid, netns_path)
+        self.dns.add(cid, netns_path, dns)
 
-    def restore_dns(self, cid: str) -> None:
+    def restore_dns(self, cid: str, dns: list[str] | None = None) -> None:
         """After a daemon restart: the DNS socket of a running container on a user-defined network."""
         for rec in self.networks_of(cid):
             if rec["Name"] != "bridge":
-                self._serve_dns(cid, rec["Cais"]["Endpoints"][cid]["Netns"])
+                self._serve_dns(cid, rec["Cais"]["Endpoints"][cid]["Netns"], dns)
                 return
 
     def resolve(self, asking: str, name: str) -> list[str] | None:

@@ -13,8 +13,9 @@ import pytest
 
 from cais.network import netns
 from cais.network.errors import Conflict, InvalidConfig
+from cais.network.etcfiles import parse_add_host
 from cais.network.ports import bindings, parse_publish
-from tests.network.conftest import Lab
+from tests.network.conftest import Lab, UpstreamDns
 
 
 def _get(url: str) -> str:
@@ -64,6 +65,15 @@ def test_names_traffic_and_isolation(lab: Lab) -> None:
     assert "192.0.2.7" in done.stdout, done.stdout + done.stderr
     done = lab.run(client_ns, "nslookup", "nosuch.cais.test")
     assert done.returncode != 0
+    own = UpstreamDns({"upstream.cais.test": "192.0.2.8"})  # a container's --dns: asked instead
+    try:
+        own_ns = lab.sandbox("own")
+        m.attach("own", "front", own_ns, name="own", dns=[own.address])
+        done = lab.run(own_ns, "nslookup", "upstream.cais.test")
+        assert "192.0.2.8" in done.stdout and "192.0.2.7" not in done.stdout, done.stdout + done.stderr
+        assert "web" in lab.run(own_ns, "nslookup", "web").stdout  # names are still answered here
+    finally:
+        own.close()
     web_ip = m.endpoint("web", "front")["IPAddress"]
     assert netns.run_in(client_ns, lambda: _tcp_query("www")) == socket.inet_aton(web_ip)  # DNS over TCP
 
@@ -202,6 +212,12 @@ def test_bad_input(lab: Lab) -> None:
         m.remove("bridge")
     with pytest.raises(InvalidConfig):
         parse_publish("80:80:80:80")
+    assert parse_add_host("gw:host-gateway", m.host_gateway()) == ("gw", m.get("bridge")["IPAM"]["Config"][0]["Gateway"])
+    with pytest.raises(InvalidConfig, match="host-gateway"):
+        parse_add_host("gw:host-gateway", "")  # no default bridge (caisd --bridge none)
+    for bad in ("nocolon", ":10.0.0.1", "x:10.0.0.300"):
+        with pytest.raises(InvalidConfig, match="add-host"):
+            parse_add_host(bad)
     m.detach("x", "one")
     m.remove("one")
     links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout

@@ -84,9 +84,12 @@ def test_user_defined_network_by_name(d: Caisd) -> None:
         resolv = _out(d, "run", "--rm", "--network", "front", "--dns-search", "cais.test", "busybox",
                       "cat", "/etc/resolv.conf")
         assert "nameserver 127.0.0.11" in resolv and "search cais.test" in resolv
-        hosts = _out(d, "run", "--rm", "--add-host", "db.cais.test:10.1.2.3", "--hostname", "h1", "busybox",
-                     "cat", "/etc/hosts", "/etc/hostname")
+        hosts = _out(d, "run", "--rm", "--add-host", "db.cais.test:10.1.2.3", "--add-host", "gw:host-gateway",
+                     "--add-host", "v6=[fd00::5]", "--hostname", "h1", "busybox", "cat", "/etc/hosts", "/etc/hostname")
+        bridge_gw = json.loads(_out(d, "network", "inspect", "bridge"))[0]["IPAM"]["Config"][0]["Gateway"]
         assert "10.1.2.3\tdb.cais.test" in hosts and hosts.endswith("h1\n")
+        assert f"{bridge_gw}\tgw\n" in hosts and "fd00::5\tv6\n" in hosts
+        assert "invalid IP address in add-host" in _err(d, "run", "--rm", "--add-host", "x:nowhere", "busybox", "true")
 
         # another network: isolated; connect at run time: reachable; disconnect: isolated again
         _out(d, "network", "create", "back")
