@@ -31,6 +31,7 @@ def add_container_flags(p: Parser) -> None:
     a("--network-alias", "--net-alias", action="append", default=[])
     a("--ip")
     a("--ip6")
+    a("--mac-address")
     a("--dns", action="append", default=[])
     a("--dns-search", action="append", default=[])
     a("--dns-option", "--dns-opt", action="append", default=[])
@@ -222,7 +223,7 @@ def container_body(opts) -> dict:  # type: ignore[no-untyped-def]
         "StdinOnce": opts.interactive and not opts.detach, "AttachStdin": opts.interactive and not opts.detach,
         "AttachStdout": not opts.detach, "AttachStderr": not opts.detach, "ExposedPorts": exposed or None,
         "Volumes": volumes or None, "StopSignal": opts.stop_signal, "StopTimeout": opts.stop_timeout, "Healthcheck": healthcheck,
-        "HostConfig": host, "Domainname": opts.domainname or "",
+        "HostConfig": host, "Domainname": opts.domainname or "", "MacAddress": opts.mac_address or "",
     }
     networking = _networking(opts)
     if networking:

@@ -242,6 +242,8 @@ class NetworkService:
                                     bool(host.get("PublishAllPorts")))
         networks: dict[str, dict] = {}
         endpoints = ((body.get("NetworkingConfig") or {}).get("EndpointsConfig") or {})
+        if not isinstance(endpoints, dict) or not all(isinstance(c, dict | None) for c in endpoints.values()):
+            raise InvalidParameter("invalid NetworkingConfig.EndpointsConfig: expected an object of objects")
         if mode.kind == "container":
             other = self.engine.get(mode.network)
             if other["Id"] == record["Id"]:
@@ -252,8 +254,14 @@ class NetworkService:
             if rec["Driver"] != "bridge":
                 raise InvalidParameter(f"network {mode.network} is not a bridge network")
             primary = {mode.network, rec["Name"], rec["Id"], given}
-            networks[rec["Name"]] = self._stored(rec, self._static(
-                next((c for n, c in endpoints.items() if n in primary), None) or {}, rec))
+            config = next((c for n, c in endpoints.items() if n in primary), None) or {}
+            networks[rec["Name"]] = self._stored(rec, self._static(config, rec))
+            mac = body.get("MacAddress") or config.get("MacAddress")  # API < 1.44 / >= 1.44
+            if mac:
+                from cais.network.bridge import parse_mac
+
+                with _errors():
+                    record["Config"]["MacAddress"] = parse_mac(mac)
             for name, config in endpoints.items():
                 if name in primary:
                     continue
@@ -262,6 +270,9 @@ class NetworkService:
                     networks[other_rec["Name"]] = self._stored(other_rec, self._static(config or {}, other_rec))
         else:
             networks[mode.kind] = self._stored(self._find(mode.kind), {"IPAMConfig": None, "Aliases": None})
+        if mode.kind != "bridge" and (body.get("MacAddress") or any((c or {}).get("MacAddress")
+                                                                    for c in endpoints.values())):
+            raise InvalidParameter("conflicting options: mac-address and the network mode")
         settings = record["NetworkSettings"]
         settings["Networks"] = networks
         settings["Ports"] = ports.as_api([], wanted) if mode.kind == "bridge" else {}
@@ -327,11 +338,14 @@ class NetworkService:
             try:
                 settings = record["NetworkSettings"]
                 name = record["Name"].lstrip("/")
+                first = self._find(mode.network)["Id"] if mode.kind == "bridge" else ""
                 for net_name, stored in list(settings["Networks"].items()):
                     if net_name == "none":
                         continue
                     rec = self._find(stored.get("NetworkID") or net_name)
-                    settings["Networks"][net_name] = self._attach(record, rec, stored, name=name, netns_path=path)
+                    mac = (record["Config"].get("MacAddress") or "") if rec["Id"] == first else ""
+                    settings["Networks"][net_name] = self._attach(record, rec, stored, name=name, netns_path=path,
+                                                                  mac=mac)
                 primary = self._primary_endpoint(record)
                 if primary is not None:
                     wanted = ports.bindings(host.get("PortBindings"), record["Config"].get("ExposedPorts"),
@@ -351,13 +365,13 @@ class NetworkService:
         return path
 
     def _attach(self, record: dict, rec: dict, stored: dict, *, name: str | None = None,
-                netns_path: str | None = None) -> dict:
+                netns_path: str | None = None, mac: str = "") -> dict:
         with _errors():
             ep = self.manager.attach(record["Id"], rec["Id"], netns_path or self.manager.sandbox_path(record["Id"]),
                                      name=name or record["Name"].lstrip("/"), aliases=stored.get("Aliases") or [],
                                      ip=(stored.get("IPAMConfig") or {}).get("IPv4Address") or "",
                                      ip6=(stored.get("IPAMConfig") or {}).get("IPv6Address") or "",
-                                     dns=record["HostConfig"].get("Dns"))
+                                     dns=record["HostConfig"].get("Dns"), mac=mac)
         return {**ep, "IPAMConfig": stored.get("IPAMConfig")}
 
     @staticmethod

@@ -12,8 +12,9 @@ import contextlib
 import errno
 import ipaddress
 import os
+import re
 
-from cais.network.errors import NetworkError
+from cais.network.errors import InvalidConfig, NetworkError
 
 
 def _iproute():  # noqa: ANN202 - pyroute2 is imported lazily: the CLI never needs it
@@ -34,6 +35,19 @@ def mac_for(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
 
 
 BRIDGE_MODE_HAIRPIN = 1
+_MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+
+
+def parse_mac(text: str) -> str:
+    """A --mac-address: six colon-separated hex bytes, unicast (the kernel refuses multicast)."""
+    mac = text.strip().lower().replace("-", ":")
+    if not _MAC.match(mac):
+        raise InvalidConfig(f"invalid MAC address {text!r}: expected six hex bytes such as 02:42:ac:11:00:02")
+    if int(mac[:2], 16) & 1:
+        raise InvalidConfig(f"invalid MAC address {text!r}: a multicast address cannot be an interface's")
+    return mac
+
+
 IFA_F_NODAD = 0x02  # IPv6 addresses usable at once: cais made the link, no duplicate can exist on it
 
 

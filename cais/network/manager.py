@@ -293,10 +293,11 @@ class NetworkManager:
 
     # ---- endpoints --------------------------------------------------------------------------
     def attach(self, cid: str, ref: str, netns_path: str, *, name: str, aliases: list[str] | None = None,
-               ip: str = "", ip6: str = "", dns: list[str] | None = None) -> dict:
+               ip: str = "", ip6: str = "", dns: list[str] | None = None, mac: str = "") -> dict:
         """Plug container `cid` (namespace on `netns_path`) into network `ref`: its EndpointSettings.
 
-        `dns`: the container's --dns servers, where the embedded DNS forwards its other questions.
+        `dns`: the container's --dns servers, where the embedded DNS forwards its other questions;
+        `mac`: its --mac-address (default: docker's 02:42 followed by the IPv4 address).
         """
         with self.lock:
             rec = self.get(ref)
@@ -310,6 +311,7 @@ class NetworkManager:
                 raise InvalidConfig("network-scoped aliases are supported only for user-defined networks")
             if ip6 and not rec.get("EnableIPv6"):
                 raise InvalidConfig(f"network {rec['Name']} has no IPv6 subnet (it was created without --ipv6)")
+            mac = bridge.parse_mac(mac) if mac else ""
             wanted = ipam.parse_address(ip, "IP address") if ip else None
             wanted6 = ipam.parse_address(ip6, "IPv6 address") if ip6 else None
             got = self.ipam.allocate(rec["Id"], cid, wanted)
@@ -325,7 +327,7 @@ class NetworkManager:
                                                                     if six else [])
             gateways = [] if rec["Internal"] else [str(pool.gateway)] + ([str(six[1].gateway)] if six else [])
             host_veth = "caisv" + hashlib.sha256(f"{rec['Id']}/{cid}".encode()).hexdigest()[:10]
-            mac = bridge.mac_for(address)
+            mac = mac or bridge.mac_for(address)
             mtu = rec["Cais"]["MTU"]
             try:
                 ifname = netns.run_in(netns_path, bridge.container_free_ifname)

@@ -154,6 +154,11 @@ def test_published_ports_and_port_command(d: Caisd) -> None:
 
 
 def test_none_host_container_and_internal(d: Caisd) -> None:
+    mac = _out(d, "run", "--rm", "--mac-address", "02:42:CA:15:00:09", "busybox", "cat", "/sys/class/net/eth0/address")
+    assert mac == "02:42:ca:15:00:09\n"
+    assert "invalid MAC address" in _err(d, "run", "--rm", "--mac-address", "03:42:ca:15:00:09", "busybox", "true")
+    assert "conflicting options" in _err(d, "run", "--rm", "--network", "host", "--mac-address", "02:42:ca:15:00:09",
+                                         "busybox", "true")
     links = _out(d, "run", "--rm", "--network", "none", "busybox", "ip", "-o", "link").splitlines()
     assert len(links) == 1 and ": lo:" in links[0]
     assert "cais0" in _out(d, "run", "--rm", "--network", "host", "busybox", "ip", "-o", "link")
@@ -222,6 +227,8 @@ def test_cais_cli_and_garbage(d: Caisd) -> None:
         assert _get("http://127.0.0.1:18082/") == "hello from clibox\n"
         done = d.cais("network", "rm", "clinet", check=False)
         assert done.returncode != 0 and b"active endpoints" in done.stderr and b"Traceback" not in done.stderr
+        assert cais("run", "--rm", "--network", "clinet", "--mac-address", "02:42:ca:15:00:0a", "busybox",
+                    "cat", "/sys/class/net/eth0/address") == "02:42:ca:15:00:0a\n"
         done = d.cais("run", "--rm", "-p", "1:2:3:4", "busybox", "true", check=False)
         assert done.returncode != 0 and b"invalid publish spec" in done.stderr
     finally:
@@ -235,6 +242,12 @@ def test_cais_cli_and_garbage(d: Caisd) -> None:
         assert done.stdout == "400", (body, done.stdout, done.stderr)
         assert "message" in done.stderr and "Traceback" not in done.stderr
     assert "x" not in _out(d, "network", "ls", "--format", "{{.Name}}").split()
+    for body in ('{"Image": "busybox", "Cmd": ["true"], "NetworkingConfig": {"EndpointsConfig": {"bridge": "x"}}}',
+                 '{"Image": "busybox", "Cmd": ["true"], "MacAddress": "nope"}'):
+        done = subprocess.run(["curl", "-s", "-o", "/dev/stderr", "-w", "%{http_code}", "--unix-socket", d.sock,
+                               "-XPOST", "-H", "Content-Type: application/json", "-d", body,
+                               "http://x/containers/create"], capture_output=True, text=True)
+        assert done.stdout == "400", (body, done.stdout, done.stderr)
 
 
 def test_docker_cli_ipv6(d: Caisd) -> None:
