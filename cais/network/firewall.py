@@ -30,6 +30,8 @@ class Bridge:
     subnet: str
     internal: bool = False
     subnet6: str = ""  # an IPv6 subnet: handled by `table ip6 cais` as `subnet` by `table ip cais`
+    masquerade: bool = True  # com.docker.network.bridge.enable_ip_masquerade
+    icc: bool = True  # com.docker.network.bridge.enable_icc: containers of the bridge may talk
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,8 @@ def _forward(bridges: list[Bridge]) -> list[str]:
             out += [f"iifname {_q(b.name)} oifname != {_q(b.name)} drop",
                     f"oifname {_q(b.name)} iifname != {_q(b.name)} drop"]
     out.append("ct status dnat accept")
+    # icc=false: bridged traffic between two ports reaches this hook only through br_netfilter
+    out += [f"iifname {_q(b.name)} oifname {_q(b.name)} drop" for b in bridges if not b.icc]
     for b in bridges:
         others = [o.name for o in bridges if o.name != b.name]
         if others:
@@ -75,7 +79,7 @@ def render(rules: Rules, family: str = "ip") -> str:
         subnet = b.subnet6 if six else b.subnet
         if b.internal or not subnet:
             continue
-        post += [f"{family} saddr {subnet} oifname != {_q(b.name)} masquerade",
+        post += [*([f"{family} saddr {subnet} oifname != {_q(b.name)} masquerade"] if b.masquerade else []),
                  *([] if six else [f"oifname {_q(b.name)} ip saddr 127.0.0.0/8 masquerade"]),
                  f"oifname {_q(b.name)} {family} saddr {subnet} ct status dnat masquerade"]
     for owner in sorted(rules.dnat):

@@ -31,6 +31,17 @@ log = logging.getLogger("cais.network")
 DEFAULT_BRIDGE = "cais0"
 BRIDGE_NAME_OPT = "com.docker.network.bridge.name"
 MTU_OPT = "com.docker.network.driver.mtu"
+MASQUERADE_OPT = "com.docker.network.bridge.enable_ip_masquerade"
+ICC_OPT = "com.docker.network.bridge.enable_icc"
+_TRUE, _FALSE = {"1", "t", "T", "TRUE", "true", "True"}, {"0", "f", "F", "FALSE", "false", "False"}  # Go's ParseBool
+
+
+def _flag(options: dict, key: str) -> bool:
+    """A boolean driver option (default true), spelled as Go's strconv.ParseBool takes it."""
+    text = str(options.get(key, "true"))
+    if text not in _TRUE | _FALSE:
+        raise InvalidConfig(f"invalid value {text!r} for option {key}: expected true or false")
+    return text in _TRUE
 _NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
 
 
@@ -185,6 +196,8 @@ class NetworkManager:
             raise InvalidConfig("invalid IPAM config: expected a list of objects")
         ident = secrets.token_hex(32)
         mtu = self._mtu(options)
+        for key in (MASQUERADE_OPT, ICC_OPT):
+            _flag(options, key)
         if any(not c.get("Subnet") for c in ipam_config):
             raise InvalidConfig("an IPAM config needs a subnet")
         pools = [ipam.make_pool(c["Subnet"], c.get("Gateway") or "", c.get("IPRange") or "") for c in ipam_config]
@@ -246,8 +259,10 @@ class NetworkManager:
             netns.set_sysctl(f"net.ipv4.conf.{name}.route_localnet", "1")
 
         netns.run_in(None, body)
+        options = rec.get("Options") or {}
         self.firewall.rules.bridges[name] = Bridge(name, str(v4.subnet), bool(rec["Internal"]),
-                                                   str(v6.subnet) if v6 else "")
+                                                   str(v6.subnet) if v6 else "", masquerade=_flag(options, MASQUERADE_OPT),
+                                                   icc=_flag(options, ICC_OPT))
 
     def host_gateway(self) -> str:
         """What `--add-host NAME:host-gateway` stands for: the default bridge's IPv4 gateway (docker's

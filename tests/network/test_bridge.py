@@ -321,3 +321,33 @@ def test_published_ports_ipv6(lab: Lab) -> None:
     m.unpublish("web")
     with pytest.raises(OSError):
         _get6("::1", 18086)
+
+
+def test_bridge_driver_options(lab: Lab) -> None:
+    """enable_icc=false: containers of one bridge cannot talk (published ports still work);
+    enable_ip_masquerade=false: no masquerade of the subnet."""
+    from cais.network.manager import ICC_OPT, MASQUERADE_OPT
+
+    knob = "/proc/sys/net/bridge/bridge-nf-call-iptables"
+    if not os.path.exists(knob):
+        pytest.skip("enable_icc=false needs br_netfilter")
+    with open(knob, "w") as f:
+        f.write("1")
+    m = lab.manager
+    with pytest.raises(InvalidConfig, match="enable_icc"):
+        m.create("bad", options={ICC_OPT: "maybe"})
+    rec = m.create("noicc", options={ICC_OPT: "false", MASQUERADE_OPT: "0"},
+                   ipam_config=[{"Subnet": "10.81.0.0/24"}])
+    web_ns = lab.sandbox("web")
+    ep = m.attach("web", "noicc", web_ns, name="web")
+    lab.serve(web_ns, "web")
+    lab.wait_tcp(ep["IPAddress"])  # the host reaches it
+    m.publish("web", bindings(parse_publish("18091:80")), ep["IPAddress"])
+    client = lab.sandbox("client")
+    m.attach("client", "noicc", client, name="client")
+    assert lab.fetch(client, f"http://{ep['IPAddress']}/", 2).returncode != 0
+    assert lab.fetch(client, f"http://{ep['Gateway']}:18091/").stdout == "hello from web\n"
+    rules = subprocess.run(["nft", "list", "table", "ip", "cais"], capture_output=True, text=True).stdout
+    bridge = rec["Cais"]["Bridge"]
+    assert f'iifname "{bridge}" oifname "{bridge}" drop' in rules
+    assert "ip saddr 10.81.0.0/24 oifname" not in rules and "ip saddr 172.17.0.0/16 oifname" in rules
