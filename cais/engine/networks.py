@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 from collections.abc import Iterator
 
 from cais.engine.errors import Conflict, EngineError, InvalidParameter, NotFound
@@ -249,6 +250,13 @@ class NetworkService:
             if other["Id"] == record["Id"]:
                 raise InvalidParameter("cannot join own network namespace")
             host["NetworkMode"] = f"container:{other['Id']}"
+            for what, given_too in (("hostname", body.get("Hostname")), ("dns", host.get("Dns")),
+                                    ("custom host-to-IP mapping", host.get("ExtraHosts")),
+                                    ("port publishing", host.get("PortBindings") or host.get("PublishAllPorts")),
+                                    ("port exposing", body.get("ExposedPorts"))):
+                if given_too:  # dockerd's messages: the namespace, and so these, belong to the other
+                    kind = " container type" if what.startswith("port") else ""
+                    raise InvalidParameter(f"conflicting options: {what} and the{kind} network mode")
         elif mode.kind == "bridge":
             rec = self._find(mode.network)
             if rec["Driver"] != "bridge":
@@ -332,6 +340,12 @@ class NetworkService:
             other = self.engine.get(mode.network)
             if not other["State"]["Running"]:
                 raise Conflict(f"cannot join network of a non running container: {other['Id'][:12]}")
+            # as dockerd: the other container's hostname and /etc files, since its network is this one's
+            for key in ("Hostname", "Domainname"):
+                record["Config"][key] = other["Config"].get(key) or ""
+            for name in ("hostname", "hosts", "resolv.conf"):
+                with contextlib.suppress(FileNotFoundError):
+                    shutil.copyfile(self.engine._path(other["Id"], name), self.engine._path(cid, name))
             return f"/proc/{other['State']['Pid']}/ns/net"
         with _errors():
             path = self.manager.create_sandbox(cid)

@@ -169,6 +169,11 @@ def test_none_host_container_and_internal(d: Caisd) -> None:
         out = _out(d, "run", "--rm", "--network", "container:base", "busybox", "sh", "-c",
                    "timeout 10 wget -q -O - http://127.0.0.1/ || exit 1")
         assert out == "hello from base\n"
+        shared = _out(d, "run", "--rm", "--network", "container:base", "busybox", "sh", "-c", "hostname; cat /etc/hosts")
+        assert shared.startswith("base\n") and f"{base_ip}\tbase" in shared  # the other's hostname and files
+        for flags in (["--hostname", "x"], ["--dns", "192.0.2.1"], ["--add-host", "a:192.0.2.1"], ["-p", "80"]):
+            assert "conflicting options" in _err(d, "run", "--rm", "--network", "container:base", *flags,
+                                                 "busybox", "true")
         _out(d, "network", "create", "--internal", "sealed")
         assert "default" not in _out(d, "run", "--rm", "--network", "sealed", "busybox", "ip", "route")
         assert _wget(d, "sealed", f"http://{base_ip}/", 2).returncode != 0
