@@ -413,7 +413,7 @@ class NetworkManager:
                         upstreams = parse_resolv(f.read())[0]
                 except OSError:
                     upstreams = []
-            self.dns = DnsServer(self.resolve, upstreams)
+            self.dns = DnsServer(self.resolve, upstreams, self.reverse)
         self.dns.add(cid, netns_path, dns)
 
     def restore_dns(self, cid: str, dns: list[str] | None = None) -> None:
@@ -437,6 +437,16 @@ class NetworkManager:
                 if wanted in names or (len(wanted) >= 12 and cid.startswith(wanted)):
                     found += [a for a in (ep["IPAddress"], ep.get("GlobalIPv6Address")) if a]
         return found or None
+
+    def reverse(self, asking: str, address: str) -> str | None:
+        """`NAME.NETWORK` of the container that has `address` on a network `asking` is on."""
+        for rec in self.networks_of(asking):
+            if rec["Name"] == "bridge":
+                continue
+            for ep in rec["Cais"]["Endpoints"].values():
+                if address in (ep["IPAddress"], ep.get("GlobalIPv6Address")):
+                    return f"{ep['Name']}.{rec['Name']}"
+        return None
 
     # ---- published ports --------------------------------------------------------------------
     def publish(self, cid: str, wanted: list[Binding], container_ip: str, container_ip6: str = "") -> list[Binding]:

@@ -76,6 +76,7 @@ def test_names_traffic_and_isolation(lab: Lab) -> None:
         own.close()
     web_ip = m.endpoint("web", "front")["IPAddress"]
     assert netns.run_in(client_ns, lambda: _tcp_query("www")) == socket.inet_aton(web_ip)  # DNS over TCP
+    assert "web.front" in lab.run(client_ns, "nslookup", web_ip).stdout  # PTR, as docker's NAME.NETWORK
 
     other_ns = lab.sandbox("other")
     m.attach("other", "back", other_ns, name="other")
@@ -172,6 +173,7 @@ def test_dual_stack(lab: Lab) -> None:
     m.attach("client6", "six", client, name="client6")
     assert lab.fetch(client, "http://[fd00:ca15::2]/").stdout == "hello from web6\n"
     assert "fd00:ca15::2" in lab.run(client, "nslookup", "-type=AAAA", "web6").stdout
+    assert "web6.six" in lab.run(client, "nslookup", "fd00:ca15::2").stdout  # PTR in ip6.arpa
     assert "default via fd00:ca15::1" in lab.run(client, "ip", "-6", "route").stdout
     fixed = m.attach("fixed6", "six", lab.sandbox("fixed6"), name="fixed6", ip6="fd00:ca15::99")
     assert fixed["GlobalIPv6Address"] == "fd00:ca15::99"
