@@ -52,21 +52,23 @@ class Pool:
     gateway: Address
     ip_range: Network | None = None
     allocated: dict[str, str] = field(default_factory=dict)  # address -> owner (container id)
+    aux: dict[str, str] = field(default_factory=dict)  # --aux-address: name -> address, never given out
 
     def to_json(self) -> dict:
         return {"Subnet": str(self.subnet), "Gateway": str(self.gateway),
-                "IPRange": str(self.ip_range) if self.ip_range else "", "Allocated": self.allocated}
+                "IPRange": str(self.ip_range) if self.ip_range else "", "Allocated": self.allocated, "Aux": self.aux}
 
     @classmethod
     def from_json(cls, d: dict) -> Pool:
         return cls(ipaddress.ip_network(d["Subnet"]), ipaddress.ip_address(d["Gateway"]),
-                   ipaddress.ip_network(d["IPRange"]) if d.get("IPRange") else None, dict(d.get("Allocated") or {}))
+                   ipaddress.ip_network(d["IPRange"]) if d.get("IPRange") else None, dict(d.get("Allocated") or {}),
+                   dict(d.get("Aux") or {}))
 
     def allocate(self, owner: str, wanted: Address | None = None) -> Address:
         if wanted is not None:
             if wanted not in self.subnet:
                 raise InvalidConfig(f"address {wanted} is not in subnet {self.subnet}")
-            if wanted in (self.gateway, self.subnet.network_address) or (
+            if wanted in (self.gateway, self.subnet.network_address) or str(wanted) in self.aux.values() or (
                     self.subnet.version == 4 and wanted == self.subnet.broadcast_address):
                 raise InvalidConfig(f"address {wanted} is reserved in subnet {self.subnet}")
             holder = self.allocated.get(str(wanted))
@@ -75,8 +77,9 @@ class Pool:
             self.allocated[str(wanted)] = owner
             return wanted
         space = self.ip_range or self.subnet
+        reserved = {str(self.gateway), *self.aux.values(), *self.allocated}
         for addr in space.hosts():
-            if addr != self.gateway and str(addr) not in self.allocated and addr in self.subnet:
+            if str(addr) not in reserved and addr in self.subnet:
                 self.allocated[str(addr)] = owner
                 return addr
         raise Conflict(f"no available IPv{space.version} address in {space}")
@@ -86,7 +89,7 @@ class Pool:
             del self.allocated[addr]
 
 
-def make_pool(subnet: str, gateway: str = "", ip_range: str = "") -> Pool:
+def make_pool(subnet: str, gateway: str = "", ip_range: str = "", aux: dict | None = None) -> Pool:
     net = parse_subnet(subnet)
     if gateway:
         gw = parse_address(gateway, "gateway")
@@ -99,7 +102,15 @@ def make_pool(subnet: str, gateway: str = "", ip_range: str = "") -> Pool:
         rng = parse_subnet(ip_range)
         if rng.version != net.version or not rng.subnet_of(net):  # type: ignore[arg-type]
             raise InvalidConfig(f"ip-range {rng} is not inside subnet {net}")
-    return Pool(net, gw, rng)
+    if not isinstance(aux or {}, dict):
+        raise InvalidConfig("invalid AuxiliaryAddresses: expected an object of name: address")
+    reserved = {}
+    for name, text in (aux or {}).items():
+        addr = parse_address(str(text), "auxiliary address")
+        if addr not in net or addr == gw:
+            raise InvalidConfig(f"auxiliary address {name}={addr} is not a free address of subnet {net}")
+        reserved[str(name)] = str(addr)
+    return Pool(net, gw, rng, aux=reserved)
 
 
 def free_subnet(taken: list[Network], pools: list[tuple[str, int, int]] = DEFAULT_POOLS) -> Network:

@@ -200,7 +200,8 @@ class NetworkManager:
             _flag(options, key)
         if any(not c.get("Subnet") for c in ipam_config):
             raise InvalidConfig("an IPAM config needs a subnet")
-        pools = [ipam.make_pool(c["Subnet"], c.get("Gateway") or "", c.get("IPRange") or "") for c in ipam_config]
+        pools = [ipam.make_pool(c["Subnet"], c.get("Gateway") or "", c.get("IPRange") or "",
+                                c.get("AuxiliaryAddresses")) for c in ipam_config]
         taken = [ipaddress.ip_network(c["Subnet"]) for r in self._bridges() for c in r["IPAM"]["Config"]]
         for p in pools:
             for t in taken:
@@ -219,8 +220,9 @@ class NetworkManager:
             raise InvalidConfig(f"invalid bridge name {bridge_name!r}")
         if any(r.get("Cais", {}).get("Bridge") == bridge_name for r in self._bridges()):
             raise Conflict(f"bridge {bridge_name} is already used by another network")
-        config = [{"Subnet": str(p.subnet), "Gateway": str(p.gateway), **({"IPRange": str(p.ip_range)}
-                                                                            if p.ip_range else {})} for p in pools]
+        config = [{"Subnet": str(p.subnet), "Gateway": str(p.gateway),
+                   **({"IPRange": str(p.ip_range)} if p.ip_range else {}),
+                   **({"AuxiliaryAddresses": dict(p.aux)} if p.aux else {})} for p in pools]
         rec = _record(name, ident, driver, Internal=bool(internal), Attachable=bool(attachable),
                       EnableIPv6=bool(enable_ipv6),
                       Labels=dict(labels), Options={k: str(v) for k, v in options.items()},

@@ -214,6 +214,15 @@ def test_bad_input(lab: Lab) -> None:
         m.remove("bridge")
     with pytest.raises(InvalidConfig):
         parse_publish("80:80:80:80")
+    m.create("aux", ipam_config=[{"Subnet": "10.82.0.0/29", "AuxiliaryAddresses": {"router": "10.82.0.2"}}])
+    assert m.get("aux")["IPAM"]["Config"][0]["AuxiliaryAddresses"] == {"router": "10.82.0.2"}
+    assert m.attach("a1", "aux", lab.sandbox("a1"), name="a1")["IPAddress"] == "10.82.0.3"  # .1 gateway, .2 aux
+    with pytest.raises(InvalidConfig, match="reserved"):
+        m.attach("a2", "aux", lab.sandbox("a2"), name="a2", ip="10.82.0.2")
+    with pytest.raises(InvalidConfig, match="auxiliary address"):
+        m.create("aux2", ipam_config=[{"Subnet": "10.83.0.0/24", "AuxiliaryAddresses": {"r": "10.84.0.2"}}])
+    m.detach("a1", "aux")
+    m.remove("aux")
     assert parse_add_host("gw:host-gateway", m.host_gateway()) == ("gw", m.get("bridge")["IPAM"]["Config"][0]["Gateway"])
     with pytest.raises(InvalidConfig, match="host-gateway"):
         parse_add_host("gw:host-gateway", "")  # no default bridge (caisd --bridge none)

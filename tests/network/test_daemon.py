@@ -234,6 +234,17 @@ def test_cais_cli_and_garbage(d: Caisd) -> None:
         assert done.returncode != 0 and b"active endpoints" in done.stderr and b"Traceback" not in done.stderr
         assert cais("run", "--rm", "--network", "clinet", "--mac-address", "02:42:ca:15:00:0a", "busybox",
                     "cat", "/sys/class/net/eth0/address") == "02:42:ca:15:00:0a\n"
+        cais("network", "create", "--ipv6", "--subnet", "10.96.0.0/24", "--subnet", "fd00:ca1b::/64", "--gateway",
+             "fd00:ca1b::fe", "--aux-address", "r=10.96.0.2", "--ip-range", "10.96.0.128/25", "clinet6")
+        try:
+            config = json.loads(cais("network", "inspect", "clinet6"))[0]["IPAM"]["Config"]
+            assert config == [{"Subnet": "10.96.0.0/24", "Gateway": "10.96.0.1", "IPRange": "10.96.0.128/25",
+                               "AuxiliaryAddresses": {"r": "10.96.0.2"}},
+                              {"Subnet": "fd00:ca1b::/64", "Gateway": "fd00:ca1b::fe"}]
+        finally:
+            d.cais("network", "rm", "clinet6", check=False)
+        done = d.cais("network", "create", "--subnet", "10.95.0.0/24", "--gateway", "10.94.0.1", "x", check=False)
+        assert done.returncode != 0 and b"no matching subnet for gateway 10.94.0.1" in done.stderr
         done = d.cais("run", "--rm", "-p", "1:2:3:4", "busybox", "true", check=False)
         assert done.returncode != 0 and b"invalid publish spec" in done.stderr
     finally:
