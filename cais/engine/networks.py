@@ -50,7 +50,7 @@ def _read(path: str) -> str:
 
 class NetworkService:
     def __init__(self, engine, *, bridge: str = "none", dns: list[str] | None = None,  # type: ignore[no-untyped-def]
-                 mtu: int = 1500) -> None:
+                 mtu: int = 1500, bridge_ipam: list[dict] | None = None, bridge_ipv6: bool = False) -> None:
         from cais.network.manager import NetworkManager
 
         self.engine = engine
@@ -58,7 +58,8 @@ class NetworkService:
         self.dns = dns or []
         self.manager = NetworkManager(os.path.join(engine.data_root, "network"),
                                       os.path.join(engine.exec_root, "network"), upstream_dns=dns or None,
-                                      mtu=mtu, bridge_name=bridge)
+                                      mtu=mtu, bridge_name=bridge, bridge_ipam=bridge_ipam,
+                                      bridge_ipv6=bridge_ipv6)
 
     # ---- daemon lifecycle ---------------------------------------------------------------------
     def open(self, records: list[dict]) -> None:

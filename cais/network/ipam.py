@@ -76,10 +76,12 @@ class Pool:
                 raise Conflict(f"address {wanted} is already in use on this network")
             self.allocated[str(wanted)] = owner
             return wanted
-        space = self.ip_range or self.subnet
-        reserved = {str(self.gateway), *self.aux.values(), *self.allocated}
-        for addr in space.hosts():
-            if str(addr) not in reserved and addr in self.subnet:
+        space = self.ip_range or self.subnet  # a range's own first and last addresses are usable (docker's)
+        reserved = {str(self.gateway), str(self.subnet.network_address), *self.aux.values(), *self.allocated}
+        if self.subnet.version == 4:
+            reserved.add(str(self.subnet.broadcast_address))
+        for addr in space:
+            if str(addr) not in reserved:
                 self.allocated[str(addr)] = owner
                 return addr
         raise Conflict(f"no available IPv{space.version} address in {space}")
@@ -111,6 +113,27 @@ def make_pool(subnet: str, gateway: str = "", ip_range: str = "", aux: dict | No
             raise InvalidConfig(f"auxiliary address {name}={addr} is not a free address of subnet {net}")
         reserved[str(name)] = str(addr)
     return Pool(net, gw, rng, aux=reserved)
+
+
+def default_bridge_config(bip: str = "", fixed_cidr: str = "", fixed_cidr_v6: str = "") -> list[dict]:
+    """The IPAM config of the default `bridge` network from dockerd's --bip, --fixed-cidr and
+    --fixed-cidr-v6 (empty: a subnet from the default pools, no IPv6)."""
+    config: list[dict] = []
+    try:
+        if bip:
+            iface = ipaddress.IPv4Interface(bip)
+            config.append({"Subnet": str(iface.network), "Gateway": str(iface.ip)})
+        if fixed_cidr:
+            rng = ipaddress.IPv4Network(fixed_cidr, strict=False)
+            if config and not rng.subnet_of(ipaddress.IPv4Network(config[0]["Subnet"])):
+                raise InvalidConfig(f"fixed-cidr {rng} is not inside the bridge subnet {config[0]['Subnet']} (--bip)")
+            config = config or [{"Subnet": str(rng)}]
+            config[0]["IPRange"] = str(rng)
+        if fixed_cidr_v6:
+            config.append({"Subnet": str(ipaddress.IPv6Network(fixed_cidr_v6, strict=False))})
+    except ValueError as e:
+        raise InvalidConfig(f"invalid default bridge address: {e}") from None
+    return config
 
 
 def free_subnet(taken: list[Network], pools: list[tuple[str, int, int]] = DEFAULT_POOLS) -> Network:

@@ -60,10 +60,14 @@ def _record(name: str, ident: str, driver: str, **extra: object) -> dict:
 
 class NetworkManager:
     def __init__(self, root: str, run_dir: str, *, upstream_dns: list[str] | None = None, mtu: int = 1500,
-                 bridge_name: str = DEFAULT_BRIDGE) -> None:
-        """`bridge_name`: the Linux bridge of the default `bridge` network; "none": no default network."""
+                 bridge_name: str = DEFAULT_BRIDGE, bridge_ipam: list[dict] | None = None,
+                 bridge_ipv6: bool = False) -> None:
+        """`bridge_name`: the Linux bridge of the default `bridge` network; "none": no default network.
+        `bridge_ipam`, `bridge_ipv6`: its IPAM config and IPv6 (dockerd's --bip, --fixed-cidr(-v6), --ipv6)."""
         self.root = root
         self.bridge_name = bridge_name
+        self.bridge_ipam = bridge_ipam or []
+        self.bridge_ipv6 = bridge_ipv6
         self.netns_dir = os.path.join(run_dir, "netns")
         self.dir = os.path.join(root, "networks")
         for d in (self.dir, self.netns_dir):
@@ -96,9 +100,7 @@ class NetworkManager:
             for name in ("none", "host"):
                 if self._find(name) is None:
                     self._save(_record(name, secrets.token_hex(32), "null" if name == "none" else "host"))
-            if self._find("bridge") is None and self.bridge_name != "none":
-                self._create_bridge_record("bridge", "bridge", [], internal=False, labels={},
-                                           options={BRIDGE_NAME_OPT: self.bridge_name, MTU_OPT: str(self.mtu)})
+            self._ensure_default_bridge()
             if not self._bridges():
                 return  # nothing to plumb: the host's networking stays untouched
             for rec in self._bridges():
@@ -109,6 +111,28 @@ class NetworkManager:
                     self.ipam.reconcile(rec["Id"], set(rec["Cais"]["Endpoints"]))
                 self._plumb(rec)
             self.firewall.ensure()
+
+    def _ensure_default_bridge(self) -> None:
+        """The `bridge` network as the daemon's settings say; re-made (same id) when they changed,
+        unless containers still use it (it then keeps its old settings until they are gone)."""
+        wanted = {"Bridge": self.bridge_name, "MTU": self.mtu, "IPAM": self.bridge_ipam, "IPv6": self.bridge_ipv6}
+        rec = self._find("bridge")
+        ident = rec["Id"] if rec is not None else secrets.token_hex(32)
+        made = (rec or {}).get("Cais", {}).get("Daemon") or {  # what caisd made before it recorded this
+            "Bridge": (rec or {}).get("Options", {}).get(BRIDGE_NAME_OPT), "MTU": (rec or {}).get("Cais", {}).get("MTU"),
+            "IPAM": [], "IPv6": False}
+        if rec is not None and made != wanted:
+            if rec["Cais"]["Endpoints"]:
+                log.warning("the default bridge network keeps its old settings: containers use it")
+                return
+            self._drop(rec)
+            rec = None
+        if rec is None and self.bridge_name != "none":
+            rec = self._create_bridge_record("bridge", "bridge", self.bridge_ipam, internal=False, labels={},
+                                             options={BRIDGE_NAME_OPT: self.bridge_name, MTU_OPT: str(self.mtu)},
+                                             enable_ipv6=self.bridge_ipv6, ident=ident)
+            rec["Cais"]["Daemon"] = wanted
+            self._save(rec)
 
     def shutdown(self) -> None:
         """Daemon stop: firewall table and DNS sockets go, bridges stay (as docker's)."""
@@ -191,10 +215,10 @@ class NetworkManager:
 
     def _create_bridge_record(self, name: str, driver: str, ipam_config: list[dict], *, internal: bool,
                               labels: dict, options: dict, attachable: bool = False,
-                              enable_ipv6: bool = False) -> dict:
+                              enable_ipv6: bool = False, ident: str = "") -> dict:
         if not all(isinstance(c, dict) for c in ipam_config):
             raise InvalidConfig("invalid IPAM config: expected a list of objects")
-        ident = secrets.token_hex(32)
+        ident = ident or secrets.token_hex(32)
         mtu = self._mtu(options)
         for key in (MASQUERADE_OPT, ICC_OPT):
             _flag(options, key)
@@ -282,12 +306,16 @@ class NetworkManager:
             if rec["Cais"]["Endpoints"]:
                 raise Conflict(f"error while removing network: network {rec['Name']} id {rec['Id']} has active "
                                f"endpoints ({', '.join(e['Name'] for e in rec['Cais']['Endpoints'].values())})")
-            name = rec["Cais"]["Bridge"]
-            self.firewall.drop_bridge(name)
-            netns.run_in(None, lambda: bridge.host_remove_link(name))
-            self.ipam.drop(rec["Id"])
-            os.unlink(os.path.join(self.dir, f"{rec['Id']}.json"))
-            del self.networks[rec["Id"]]
+            self._drop(rec)
+
+    def _drop(self, rec: dict) -> None:
+        """A network without endpoints goes: its bridge, firewall entry, addresses and record."""
+        name = rec["Cais"]["Bridge"]
+        self.firewall.drop_bridge(name)
+        netns.run_in(None, lambda: bridge.host_remove_link(name))
+        self.ipam.drop(rec["Id"])
+        os.unlink(os.path.join(self.dir, f"{rec['Id']}.json"))
+        del self.networks[rec["Id"]]
 
     # ---- container namespaces ---------------------------------------------------------------
     def sandbox_path(self, cid: str) -> str:

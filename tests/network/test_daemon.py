@@ -297,3 +297,35 @@ def test_docker_cli_ipv6(d: Caisd) -> None:
     finally:
         d.docker("rm", "-f", "web6", check=False)
         d.docker("network", "rm", "v6net", check=False)
+
+
+def test_default_bridge_settings(d: Caisd) -> None:
+    """dockerd's --bip, --fixed-cidr, --ipv6 and --fixed-cidr-v6: the default bridge is re-made (same id)."""
+    before = json.loads(_out(d, "network", "inspect", "bridge"))[0]
+    flags = ["--bip", "10.66.0.1/24", "--fixed-cidr", "10.66.0.128/25", "--ipv6", "--fixed-cidr-v6", "fd00:ca1c::/64"]
+    for bad in (["--ipv6"], ["--bip", "10.66.0.300/24"], ["--bip", "10.66.0.1/24", "--fixed-cidr", "10.67.0.0/25"]):
+        done = subprocess.run([*d.args(), *bad], capture_output=True, text=True, timeout=60)
+        assert done.returncode != 0 and "Traceback" not in done.stderr and done.stderr.strip(), done.stderr
+    original = d.network_args
+    d.kill(signal.SIGTERM)
+    d.network_args = [*original, *flags]
+    try:
+        d.start()
+        info = json.loads(_out(d, "network", "inspect", "bridge"))[0]
+        assert info["Id"] == before["Id"] and info["EnableIPv6"]
+        assert info["IPAM"]["Config"] == [{"Subnet": "10.66.0.0/24", "Gateway": "10.66.0.1", "IPRange": "10.66.0.128/25"},
+                                          {"Subnet": "fd00:ca1c::/64", "Gateway": "fd00:ca1c::1"}]
+        _out(d, "run", "-d", "--name", "dflt6", "--hostname", "dflt6", "-p", "18093:80", "busybox", "sh", "-c", WEB)
+        settings = json.loads(_out(d, "inspect", "dflt6"))[0]["NetworkSettings"]
+        assert settings["IPAddress"] == "10.66.0.128" and settings["GlobalIPv6Address"] == "fd00:ca1c::2"
+        assert settings["IPv6Gateway"] == "fd00:ca1c::1"
+        for url in ("http://127.0.0.1:18093/", "http://[::1]:18093/", "http://[fd00:ca1c::1]:18093/"):
+            assert _get(url) == "hello from dflt6\n", url
+    finally:
+        d.docker("rm", "-f", "dflt6", check=False)
+        d.kill(signal.SIGTERM)
+        d.network_args = original
+        d.start()
+    after = json.loads(_out(d, "network", "inspect", "bridge"))[0]
+    assert after["Id"] == before["Id"] and after["IPAM"]["Config"] == before["IPAM"]["Config"]
+    assert not after["EnableIPv6"]
