@@ -329,3 +329,18 @@ def test_default_bridge_settings(d: Caisd) -> None:
     after = json.loads(_out(d, "network", "inspect", "bridge"))[0]
     assert after["Id"] == before["Id"] and after["IPAM"]["Config"] == before["IPAM"]["Config"]
     assert not after["EnableIPv6"]
+
+
+def test_daemon_json_default_bridge(tmp_root: str) -> None:
+    import os
+
+    from cais.daemon.config import ConfigError, load
+
+    path = os.path.join(tmp_root, "daemon.json")
+    with open(path, "w") as f:
+        json.dump({"bip": "10.66.0.1/24", "ipv6": True, "fixed-cidr-v6": "fd00:ca1d::/64"}, f)
+    settings, _ = load(["--config-file", path])
+    assert settings.ipv6 and settings.bridge_ipam == [{"Subnet": "10.66.0.0/24", "Gateway": "10.66.0.1"},
+                                                      {"Subnet": "fd00:ca1d::/64"}]
+    with pytest.raises(ConfigError, match="both as a flag and in the configuration file"):
+        load(["--config-file", path, "--bip", "10.67.0.1/24"])
