@@ -25,7 +25,7 @@ from cais.network.dns import DnsServer
 from cais.network.errors import Conflict, InvalidConfig, NetworkError, NotFound
 from cais.network.firewall import Bridge, Dnat, Firewall
 from cais.network.ports import Binding, Reservation, reserve
-from cais.network.proxy import LoopbackProxy
+from cais.network.proxy import Proxy
 
 log = logging.getLogger("cais.network")
 DEFAULT_BRIDGE = "cais0"
@@ -79,7 +79,7 @@ class NetworkManager:
         self.upstream_dns = upstream_dns
         self.dns: DnsServer | None = None
         self.reservations: dict[str, Reservation] = {}
-        self.proxy: LoopbackProxy | None = None  # TCP to ports published on ::1, made on first use
+        self.proxy: Proxy | None = None  # TCP relays (proxy.py), made on first use
         self.networks: dict[str, dict] = {}
         for entry in sorted(os.listdir(self.dir)):
             if entry.endswith(".json"):
@@ -482,8 +482,9 @@ class NetworkManager:
     def publish(self, cid: str, wanted: list[Binding], container_ip: str, container_ip6: str = "") -> list[Binding]:
         """Reserve the host ports of `wanted` and DNAT them to the container: the bindings made.
 
-        With `container_ip6` (the container's network has IPv6) a port published on every address
-        is published on both families, as docker does; IPv6 host addresses are DNAT'ed to it.
+        A port published on every address is published on both families, as docker does (see
+        ports.reserve): IPv6 host addresses are DNAT'ed to `container_ip6`; TCP to ::1, or to any
+        IPv6 host address of a container without IPv6, is relayed by the proxy.
         """
         with self.lock:
             self.unpublish(cid)
@@ -493,12 +494,13 @@ class NetworkManager:
             try:
                 self.firewall.set_dnat(cid, [Dnat(b.proto, b.host_ip, b.host_port,
                                                   container_ip6 if ":" in b.host_ip else container_ip,
-                                                  b.container_port) for b in res.bound])
+                                                  b.container_port) for b in res.bound
+                                             if container_ip6 or ":" not in b.host_ip])
                 for b, sock in zip(res.bound, res.sockets, strict=True):
-                    if b.proto == "tcp" and b.host_ip in ("::", "::1"):
+                    if b.proto == "tcp" and ":" in b.host_ip and (not container_ip6 or b.host_ip in ("::", "::1")):
                         if self.proxy is None:
-                            self.proxy = LoopbackProxy()
-                        self.proxy.add(cid, sock, container_ip6, b.container_port)
+                            self.proxy = Proxy()
+                        self.proxy.add(cid, sock, container_ip6 or container_ip, b.container_port)
             except BaseException:
                 if self.proxy is not None:
                     self.proxy.remove(cid)

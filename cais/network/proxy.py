@@ -1,10 +1,12 @@
-"""A userland proxy for the one case the kernel cannot NAT: TCP to a port published on ::1.
+"""A userland TCP proxy for what the kernel cannot NAT: ::1, and IPv6 to an IPv4-only container.
 
 IPv4 reaches 127.0.0.1 by DNAT thanks to `route_localnet`; IPv6 has no such switch, so a reply
 un-DNAT'ed back to ::1 arrives on the bridge and is dropped (loopback destinations are only
 routed on lo). `table ip6 cais` therefore leaves ::1 alone, the connection lands on the socket
-that reserves the host port, and this proxy accepts it and relays the bytes to the container:
-docker-proxy's job, for this one case. One asyncio loop in one daemon thread serves every port.
+that reserves the host port, and this proxy accepts it and relays the bytes to the container.
+A container without IPv6 has no DNAT rule in `table ip6 cais` at all: every IPv6 connection to
+its `[::]` port lands there and is relayed to its IPv4 address, as docker-proxy does. One
+asyncio loop in one daemon thread serves every port.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
             writer.write_eof()
 
 
-class LoopbackProxy:
+class Proxy:
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="cais-proxy", daemon=True)

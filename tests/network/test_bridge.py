@@ -23,6 +23,10 @@ def _get(url: str) -> str:
         return r.read().decode()
 
 
+def _get6(host: str, port: int) -> str:
+    return _get(f"http://[{host}]:{port}/")
+
+
 def _udp_socket(ip: str, port: int) -> socket.socket:
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.bind((ip, port))
@@ -105,13 +109,14 @@ def test_published_ports_tcp_udp_hairpin(lab: Lab) -> None:
     threading.Thread(target=_pong, args=(echo,), daemon=True).start()
     wanted = bindings({"80/tcp": parse_publish("18080:80")["80/tcp"] + parse_publish("127.0.0.1::80")["80/tcp"]})
     bound = m.publish("pub", wanted, ep["IPAddress"])
-    assert bound[0].host_port == 18080 and bound[1].host_port > 0
+    assert [(b.host_ip, b.host_port) for b in bound[:2]] == [("", 18080), ("::", 18080)] and bound[2].host_port > 0
     assert _get("http://127.0.0.1:18080/") == "hello from pub\n"
-    assert _get(f"http://127.0.0.1:{bound[1].host_port}/") == "hello from pub\n"
+    assert _get6("::1", 18080) == "hello from pub\n"  # IPv6 to an IPv4-only container: relayed, as docker-proxy
+    assert _get(f"http://127.0.0.1:{bound[2].host_port}/") == "hello from pub\n"
     gateway = ep["Gateway"]  # an address of "the host"
     assert _get(f"http://{gateway}:18080/") == "hello from pub\n"
     with pytest.raises(OSError):
-        _get(f"http://{gateway}:{bound[1].host_port}/")  # bound to 127.0.0.1 only
+        _get(f"http://{gateway}:{bound[2].host_port}/")  # bound to 127.0.0.1 only
 
     # hairpin: another container on the bridge reaches it through the host's address
     assert lab.fetch(udp_ns, f"http://{gateway}:18080/", 5).stdout == "hello from pub\n"
@@ -125,7 +130,7 @@ def test_published_ports_tcp_udp_hairpin(lab: Lab) -> None:
         with pytest.raises(Conflict, match=f"{taken.getsockname()[1]} failed: port is already allocated"):
             m.publish("udp", bindings(parse_publish(f"{taken.getsockname()[1]}:80")), uep["IPAddress"])
     with pytest.raises(InvalidConfig, match="IPv6"):
-        m.publish("udp", bindings(parse_publish("[::1]:18084:80")), uep["IPAddress"])
+        m.publish("udp", bindings(parse_publish("[::1]:18084:53/udp")), uep["IPAddress"])
     udp_bound = m.publish("udp", bindings(parse_publish("18053:53/udp")), uep["IPAddress"])
     assert udp_bound[0].proto == "udp"
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
@@ -281,10 +286,6 @@ def test_self_hairpin(lab: Lab, br_netfilter: str) -> None:
     assert done.stdout == "hello from c\n" * 2, done.stderr
     bridge_links = subprocess.run(["bridge", "-d", "link", "show"], capture_output=True, text=True).stdout
     assert "hairpin on" in bridge_links
-
-
-def _get6(host: str, port: int) -> str:
-    return _get(f"http://[{host}]:{port}/")
 
 
 def test_published_ports_ipv6(lab: Lab) -> None:

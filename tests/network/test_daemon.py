@@ -116,8 +116,9 @@ def test_published_ports_and_port_command(d: Caisd) -> None:
         _out(d, "run", "-d", "--name", "pub", "--hostname", "pub", "-p", "18081:80", "-p", "127.0.0.1::80",
              "busybox", "sh", "-c", WEB)
         assert _get("http://127.0.0.1:18081/") == "hello from pub\n"
+        assert _get("http://[::1]:18081/") == "hello from pub\n"  # [::]:18081 too, relayed as docker-proxy does
         ports = _out(d, "port", "pub").splitlines()
-        assert "80/tcp -> 0.0.0.0:18081" in ports
+        assert "80/tcp -> 0.0.0.0:18081" in ports and "80/tcp -> [::]:18081" in ports
         local = [p for p in ports if "127.0.0.1" in p][0].rpartition(":")[2]
         assert _get(f"http://127.0.0.1:{local}/") == "hello from pub\n"
         gateway = json.loads(_out(d, "network", "inspect", "bridge"))[0]["IPAM"]["Config"][0]["Gateway"]
@@ -228,7 +229,7 @@ def test_cais_cli_and_garbage(d: Caisd) -> None:
         assert json.loads(cais("network", "inspect", "clinet"))[0]["Labels"] == {"k": "v"}
         cais("run", "-d", "--name", "clibox", "--network", "clinet", "--network-alias", "alias1",
              "-p", "18082:80", "--hostname", "clibox", "busybox", "sh", "-c", WEB)
-        assert cais("port", "clibox", "80").strip() == "0.0.0.0:18082"
+        assert cais("port", "clibox", "80").split() == ["0.0.0.0:18082", "[::]:18082"]
         assert _get("http://127.0.0.1:18082/") == "hello from clibox\n"
         done = d.cais("network", "rm", "clinet", check=False)
         assert done.returncode != 0 and b"active endpoints" in done.stderr and b"Traceback" not in done.stderr
@@ -293,7 +294,7 @@ def test_docker_cli_ipv6(d: Caisd) -> None:
         d.start()
         for url in ("http://[::1]:18085/", "http://[fd00:ca17::1]:18088/"):
             assert _get(url) == "hello from web6\n", url
-        assert "no IPv6 address" in _err(d, "run", "--rm", "-p", "[::1]:18089:80", "busybox", "true")
+        assert "no IPv6 address" in _err(d, "run", "--rm", "-p", "[::1]:18089:53/udp", "busybox", "true")
     finally:
         d.docker("rm", "-f", "web6", check=False)
         d.docker("network", "rm", "v6net", check=False)
