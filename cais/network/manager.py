@@ -34,6 +34,7 @@ MTU_OPT = "com.docker.network.driver.mtu"
 MASQUERADE_OPT = "com.docker.network.bridge.enable_ip_masquerade"
 ICC_OPT = "com.docker.network.bridge.enable_icc"
 _TRUE, _FALSE = {"1", "t", "T", "TRUE", "true", "True"}, {"0", "f", "F", "FALSE", "false", "False"}  # Go's ParseBool
+_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
 
 
 def _flag(options: dict, key: str) -> bool:
@@ -42,7 +43,6 @@ def _flag(options: dict, key: str) -> bool:
     if text not in _TRUE | _FALSE:
         raise InvalidConfig(f"invalid value {text!r} for option {key}: expected true or false")
     return text in _TRUE
-_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
 
 
 def _now() -> str:

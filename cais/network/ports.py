@@ -121,9 +121,9 @@ class Reservation:
         self.sockets: list[socket.socket] = []
         self.bound: list[Binding] = []
 
-    def take(self, binding: Binding, dual_stack: bool = False) -> list[Binding]:
+    def take(self, binding: Binding, dual_stack: bool = False) -> None:
         """Bind the host port of `binding`; with `dual_stack`, a binding on every address ("") is
-        one on 0.0.0.0 and one on [::] with the same port (docker's default on IPv6 networks)."""
+        one on 0.0.0.0 and one on [::] with the same port (docker's default on hosts with IPv6)."""
         ips = [binding.host_ip, "::"] if dual_stack and not binding.host_ip else [binding.host_ip]
         if binding.host_port_end:
             candidates = list(range(binding.host_port, binding.host_port_end + 1))
@@ -142,11 +142,10 @@ class Reservation:
                     raise
                 error = e
                 continue
-            made = [Binding(binding.proto, binding.container_port, ip, sock.getsockname()[1])
-                    for ip, sock in zip(ips, socks, strict=True)]
             self.sockets += socks
-            self.bound += made
-            return made
+            self.bound += [Binding(binding.proto, binding.container_port, ip, sock.getsockname()[1])
+                           for ip, sock in zip(ips, socks, strict=True)]
+            return
         if binding.host_port_end:
             raise Conflict(f"no free host port in {binding.host_port}-{binding.host_port_end} "
                            f"for {binding.container_port}/{binding.proto}")

@@ -43,18 +43,19 @@ class Proxy:
         """Relay connections accepted on the listening TCP socket `sock` to host:port."""
         async def relay(client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
             task = asyncio.current_task()
-            self.relays.setdefault(owner, set()).add(task)  # type: ignore[arg-type]
+            relays = self.relays.setdefault(owner, set())
+            relays.add(task)  # type: ignore[arg-type]
             try:
                 up_r, up_w = await asyncio.open_connection(host, port)
+                try:
+                    await asyncio.gather(_pump(client_r, up_w), _pump(up_r, client_w))
+                finally:
+                    up_w.close()
             except OSError:
-                client_w.close()
-                return
-            try:
-                await asyncio.gather(_pump(client_r, up_w), _pump(up_r, client_w))
+                pass  # the container does not answer: the client sees the connection closed
             finally:
                 client_w.close()
-                up_w.close()
-                self.relays.get(owner, set()).discard(task)  # type: ignore[arg-type]
+                relays.discard(task)  # type: ignore[arg-type]
 
         async def start() -> asyncio.Server:
             return await asyncio.start_server(relay, sock=sock)
@@ -80,3 +81,4 @@ class Proxy:
             self.remove(owner)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(timeout=5)
+        self.loop.close()
