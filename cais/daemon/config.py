@@ -87,7 +87,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--mtu", type=int, help="MTU of the default bridge network (default 1500)")
     p.add_argument("--bip", help="address/prefix of the default bridge, e.g. 10.66.0.1/24 (its gateway and subnet)")
     p.add_argument("--fixed-cidr", help="IPv4 range of container addresses on the default bridge")
-    p.add_argument("--ipv6", action="store_true", default=None, help="IPv6 on the default bridge (with --fixed-cidr-v6)")
+    p.add_argument("--ipv6", action="store_true", default=None,
+                   help="IPv6 on the default bridge (subnet: --fixed-cidr-v6, else a unique local /64)")
     p.add_argument("--fixed-cidr-v6", help="IPv6 subnet of the default bridge, e.g. fd00:1::/64")
     p.add_argument("--userns-remap", metavar="default|USER[:GROUP]",
                    help="run containers in user namespaces mapped to the user's /etc/subuid and /etc/subgid "
@@ -133,8 +134,6 @@ def load(argv: list[str] | None = None) -> tuple[Settings, argparse.Namespace]:
     from cais.network.errors import InvalidConfig
     from cais.network.ipam import default_bridge_config
 
-    if settings.ipv6 and not settings.fixed_cidr_v6:
-        raise ConfigError("--ipv6 needs --fixed-cidr-v6: cais has no default IPv6 pool")
     try:
         settings.bridge_ipam = default_bridge_config(settings.bip, settings.fixed_cidr,
                                                      settings.fixed_cidr_v6 if settings.ipv6 else "")

@@ -8,7 +8,9 @@ Addresses are `ipaddress` objects, so IPv6 pools take the same path as IPv4 ones
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import ipaddress
+import itertools
 import json
 import os
 import threading
@@ -136,13 +138,20 @@ def default_bridge_config(bip: str = "", fixed_cidr: str = "", fixed_cidr_v6: st
     return config
 
 
+def ula_pool(seed: str) -> tuple[str, int, int]:
+    """The default IPv6 pool (docker 27's choice): /64s of a unique local /48, fdXX:XXXX:XXXX::/48
+    (RFC 4193), its 40 bits derived from `seed` so that one daemon always uses the same one."""
+    h = hashlib.sha256(seed.encode()).hexdigest()
+    return f"fd{h[:2]}:{h[2:6]}:{h[6:10]}::/48", 64, 0
+
+
 def free_subnet(taken: list[Network], pools: list[tuple[str, int, int]] = DEFAULT_POOLS) -> Network:
     """The first default-pool subnet overlapping nothing in `taken` (networks and host routes).
 
     A pool is (base, prefix length of its subnets, how many of its first subnets to skip).
     """
     for base, size, skip in pools:
-        for candidate in list(ipaddress.ip_network(base).subnets(new_prefix=size))[skip:]:
+        for candidate in itertools.islice(ipaddress.ip_network(base).subnets(new_prefix=size), skip, None):
             if not any(candidate.version == t.version and candidate.overlaps(t) for t in taken):  # type: ignore[arg-type]
                 return candidate
     raise Conflict("all predefined address pools have been fully subnetted")

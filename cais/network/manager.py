@@ -179,6 +179,7 @@ class NetworkManager:
     def inspect(self, ref: str) -> dict:
         rec = self.get(ref)
         out = {k: v for k, v in rec.items() if k != "Cais"}
+        out.setdefault("EnableIPv4", True)  # API 1.47+; every cais network has IPv4
         out["Containers"] = {cid: {"Name": ep["Name"], "EndpointID": ep["EndpointID"], "MacAddress": ep["MacAddress"],
                                    "IPv4Address": f"{ep['IPAddress']}/{ep['IPPrefixLen']}",
                                    "IPv6Address": f"{ep['GlobalIPv6Address']}/{ep['GlobalIPv6PrefixLen']}"
@@ -202,8 +203,6 @@ class NetworkManager:
         six = [c for c in ipam_config if ":" in str(c.get("Subnet") or "")]
         if six and not enable_ipv6:
             raise InvalidConfig("an IPv6 subnet needs IPv6 enabled on the network (--ipv6)")
-        if enable_ipv6 and not six:
-            raise InvalidConfig("IPv6 needs an IPv6 --subnet: cais has no default IPv6 pool")
         with self.lock:
             if any(r["Name"] == name for r in self.networks.values()):
                 raise Conflict(f"network with name {name} already exists")
@@ -236,9 +235,14 @@ class NetworkManager:
                 a.subnet.overlaps(b.subnet) for i, a in enumerate(pools) for b in pools[i + 1:]  # type: ignore[arg-type]
                 if a.subnet.version == b.subnet.version):
             raise Conflict("invalid pool request: the subnets given overlap each other")
-        if not any(p.subnet.version == 4 for p in pools):
-            routes = netns.run_in(None, bridge.host_routes)
-            pools.insert(0, ipam.make_pool(str(ipam.free_subnet(taken + routes))))
+        need4 = not any(p.subnet.version == 4 for p in pools)
+        need6 = enable_ipv6 and not any(p.subnet.version == 6 for p in pools)
+        if need4 or need6:  # from the default pools, skipping what is routed here already
+            taken += netns.run_in(None, bridge.host_routes)
+        if need4:
+            pools.insert(0, ipam.make_pool(str(ipam.free_subnet(taken))))
+        if need6:
+            pools.append(ipam.make_pool(str(ipam.free_subnet(taken, [ipam.ula_pool(self.root)]))))
         bridge_name = options.get(BRIDGE_NAME_OPT) or f"cais-{ident[:10]}"
         if len(bridge_name) > 15 or any(c in bridge_name for c in "/ \t\n:"):
             raise InvalidConfig(f"invalid bridge name {bridge_name!r}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import socket
 import struct
@@ -189,8 +190,10 @@ def test_dual_stack(lab: Lab) -> None:
                                               text=True).stdout
     with pytest.raises(InvalidConfig, match="IPv6"):
         m.create("half", ipam_config=[{"Subnet": "fd00:ca16::/64"}])
-    with pytest.raises(InvalidConfig, match="IPv6"):
-        m.create("half", enable_ipv6=True)
+    ula = ipaddress.ip_network(m.create("ula", enable_ipv6=True)["IPAM"]["Config"][1]["Subnet"])
+    assert ula.prefixlen == 64 and ula.subnet_of(ipaddress.ip_network("fd00::/8"))  # docker 27's default pool
+    again = ipaddress.ip_network(m.create("ula2", enable_ipv6=True)["IPAM"]["Config"][1]["Subnet"])
+    assert again != ula and ipaddress.ip_network(f"{again.network_address}/48", strict=False).overlaps(ula)
 
 
 def test_bad_input(lab: Lab) -> None:

@@ -271,10 +271,14 @@ def test_docker_cli_ipv6(d: Caisd) -> None:
     _out(d, "network", "create", "--ipv6", "--subnet", "fd00:ca17::/64", "v6net")
     try:
         info = json.loads(_out(d, "network", "inspect", "v6net"))[0]
-        assert info["EnableIPv6"] and {c["Subnet"] for c in info["IPAM"]["Config"]} >= {"fd00:ca17::/64"}
+        assert "IPv6-only" in _err(d, "network", "create", "--ipv4=false", "--ipv6", "v6only")
+        assert info["EnableIPv6"] and info["EnableIPv4"] and {c["Subnet"] for c in info["IPAM"]["Config"]} >= {"fd00:ca17::/64"}
         out = _out(d, "run", "--rm", "--network", "v6net", "--ip6", "fd00:ca17::9", "busybox", "ip", "-6", "addr")
         assert "fd00:ca17::9/64" in out
         assert "IPv6" in _err(d, "network", "create", "--subnet", "fd00:ca18::/64", "v6bad")
+        _out(d, "network", "create", "--ipv6", "auto6")  # no --subnet: a unique local /64, as docker 27+
+        auto = json.loads(_out(d, "network", "inspect", "auto6"))[0]["IPAM"]["Config"]
+        assert auto[1]["Subnet"].startswith("fd") and auto[1]["Subnet"].endswith("::/64")
 
         # published on both families by default; [::]:PORT on IPv6 only
         _out(d, "run", "-d", "--name", "web6", "--hostname", "web6", "--network", "v6net", "-p", "18085:80",
@@ -297,14 +301,15 @@ def test_docker_cli_ipv6(d: Caisd) -> None:
         assert "no IPv6 address" in _err(d, "run", "--rm", "-p", "[::1]:18089:53/udp", "busybox", "true")
     finally:
         d.docker("rm", "-f", "web6", check=False)
-        d.docker("network", "rm", "v6net", check=False)
+        d.docker("network", "rm", "v6net", "auto6", check=False)
 
 
 def test_default_bridge_settings(d: Caisd) -> None:
     """dockerd's --bip, --fixed-cidr, --ipv6 and --fixed-cidr-v6: the default bridge is re-made (same id)."""
     before = json.loads(_out(d, "network", "inspect", "bridge"))[0]
     flags = ["--bip", "10.66.0.1/24", "--fixed-cidr", "10.66.0.128/25", "--ipv6", "--fixed-cidr-v6", "fd00:ca1c::/64"]
-    for bad in (["--ipv6"], ["--bip", "10.66.0.300/24"], ["--bip", "10.66.0.1/24", "--fixed-cidr", "10.67.0.0/25"]):
+    for bad in (["--ipv6", "--fixed-cidr-v6", "fd00::/129"], ["--bip", "10.66.0.300/24"],
+                ["--bip", "10.66.0.1/24", "--fixed-cidr", "10.67.0.0/25"]):
         done = subprocess.run([*d.args(), *bad], capture_output=True, text=True, timeout=60)
         assert done.returncode != 0 and "Traceback" not in done.stderr and done.stderr.strip(), done.stderr
     original = d.network_args
