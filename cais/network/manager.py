@@ -487,24 +487,25 @@ class NetworkManager:
         """Reserve the host ports of `wanted` and DNAT them to the container: the bindings made.
 
         A port published on every address is published on both families, as docker does (see
-        ports.reserve): IPv6 host addresses are DNAT'ed to `container_ip6`; TCP to ::1, or to any
-        IPv6 host address of a container without IPv6, is relayed by the proxy.
+        ports.reserve): IPv6 host addresses are DNAT'ed to `container_ip6`; traffic to ::1, or to
+        any IPv6 host address of a container without IPv6, is relayed by the proxy (proxy.py).
         """
         with self.lock:
             self.unpublish(cid)
             if not wanted:
                 return []
-            res = reserve(wanted, ipv6=bool(container_ip6))
+            res = reserve(wanted)
             try:
                 self.firewall.set_dnat(cid, [Dnat(b.proto, b.host_ip, b.host_port,
                                                   container_ip6 if ":" in b.host_ip else container_ip,
                                                   b.container_port) for b in res.bound
                                              if container_ip6 or ":" not in b.host_ip])
                 for b, sock in zip(res.bound, res.sockets, strict=True):
-                    if b.proto == "tcp" and ":" in b.host_ip and (not container_ip6 or b.host_ip in ("::", "::1")):
+                    if ":" in b.host_ip and (not container_ip6 or b.host_ip in ("::", "::1")):
                         if self.proxy is None:
                             self.proxy = Proxy()
-                        self.proxy.add(cid, sock, container_ip6 or container_ip, b.container_port)
+                        relay = self.proxy.add if b.proto == "tcp" else self.proxy.add_udp
+                        relay(cid, sock, container_ip6 or container_ip, b.container_port)
             except BaseException:
                 if self.proxy is not None:
                     self.proxy.remove(cid)

@@ -165,25 +165,20 @@ def host_has_ipv6() -> bool:
     return True
 
 
-def reserve(wanted: list[Binding], ipv6: bool = False) -> Reservation:
+def reserve(wanted: list[Binding]) -> Reservation:
     """Reserve every binding or none (a clear Conflict names the first port in use).
 
-    `ipv6`: the container has an IPv6 address. When this host has IPv6, a binding on every
-    address covers both families, as docker's: its IPv6 half is DNAT'ed to the container's IPv6
-    address, or, for TCP to a container without one, relayed to its IPv4 address by the proxy
-    (docker-proxy's job). UDP on an IPv6 host address needs the container to have IPv6.
+    When this host has IPv6, a binding on every address covers both families, as docker's (the
+    manager DNATs or relays the IPv6 half).
     """
     for b in wanted:
-        if ":" in b.host_ip and not ipv6 and b.proto != "tcp":
-            raise InvalidConfig(f"cannot publish {b.container_port}/{b.proto} on [{b.host_ip}]: the container "
-                                "has no IPv6 address (its network was created without --ipv6)")
         if b.proto not in ("tcp", "udp"):
             raise InvalidConfig(f"cannot publish {b.container_port}/{b.proto}: only tcp and udp are supported")
     dual = host_has_ipv6()
     res = Reservation()
     try:
         for b in wanted:
-            res.take(b, dual_stack=dual and (ipv6 or b.proto == "tcp"))
+            res.take(b, dual_stack=dual)
     except BaseException:
         res.close()
         raise

@@ -34,10 +34,11 @@ def _udp_socket(ip: str, port: int) -> socket.socket:
     return s
 
 
-def _pong(sock: socket.socket) -> None:
+def _pong(sock: socket.socket, times: int = 2) -> None:
     with sock:
-        data, peer = sock.recvfrom(100)
-        sock.sendto(b"pong:" + data, peer)
+        for _ in range(times):
+            data, peer = sock.recvfrom(100)
+            sock.sendto(b"pong:" + data, peer)
 
 
 def _tcp_query(name: str) -> bytes:
@@ -130,14 +131,15 @@ def test_published_ports_tcp_udp_hairpin(lab: Lab) -> None:
         taken.listen()
         with pytest.raises(Conflict, match=f"{taken.getsockname()[1]} failed: port is already allocated"):
             m.publish("udp", bindings(parse_publish(f"{taken.getsockname()[1]}:80")), uep["IPAddress"])
-    with pytest.raises(InvalidConfig, match="IPv6"):
-        m.publish("udp", bindings(parse_publish("[::1]:18084:53/udp")), uep["IPAddress"])
+    with pytest.raises(InvalidConfig, match="only tcp and udp"):
+        m.publish("udp", bindings(parse_publish("18084:53/sctp")), uep["IPAddress"])
     udp_bound = m.publish("udp", bindings(parse_publish("18053:53/udp")), uep["IPAddress"])
-    assert udp_bound[0].proto == "udp"
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.settimeout(5)
-        s.sendto(b"ping\n", ("127.0.0.1", 18053))
-        assert s.recv(100) == b"pong:ping\n"
+    assert [(b.proto, b.host_ip) for b in udp_bound] == [("udp", ""), ("udp", "::")]
+    for family, host in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):  # ::1: relayed by the proxy
+        with socket.socket(family, socket.SOCK_DGRAM) as s:
+            s.settimeout(5)
+            s.sendto(b"ping\n", (host, 18053))
+            assert s.recv(100) == b"pong:ping\n", host
 
     m.unpublish("pub")
     with pytest.raises(OSError):

@@ -298,7 +298,6 @@ def test_docker_cli_ipv6(d: Caisd) -> None:
         d.start()
         for url in ("http://[::1]:18085/", "http://[fd00:ca17::1]:18088/"):
             assert _get(url) == "hello from web6\n", url
-        assert "no IPv6 address" in _err(d, "run", "--rm", "-p", "[::1]:18089:53/udp", "busybox", "true")
     finally:
         d.docker("rm", "-f", "web6", check=False)
         d.docker("network", "rm", "v6net", "auto6", check=False)
