@@ -10,6 +10,7 @@ namespace and enabled by `start()` as dockerd does.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import ipaddress
 import json
@@ -33,6 +34,7 @@ BRIDGE_NAME_OPT = "com.docker.network.bridge.name"
 MTU_OPT = "com.docker.network.driver.mtu"
 MASQUERADE_OPT = "com.docker.network.bridge.enable_ip_masquerade"
 ICC_OPT = "com.docker.network.bridge.enable_icc"
+HOST_BINDING_OPT = "com.docker.network.bridge.host_binding_ipv4"  # the host address of `-p PORT:PORT`
 _TRUE, _FALSE = {"1", "t", "T", "TRUE", "true", "True"}, {"0", "f", "F", "FALSE", "false", "False"}  # Go's ParseBool
 _NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
 
@@ -221,6 +223,8 @@ class NetworkManager:
         mtu = self._mtu(options)
         for key in (MASQUERADE_OPT, ICC_OPT):
             _flag(options, key)
+        if options.get(HOST_BINDING_OPT):
+            ipam.parse_address(str(options[HOST_BINDING_OPT]), f"address in {HOST_BINDING_OPT}")
         if any(not c.get("Subnet") for c in ipam_config):
             raise InvalidConfig("an IPAM config needs a subnet")
         pools = [ipam.make_pool(c["Subnet"], c.get("Gateway") or "", c.get("IPRange") or "",
@@ -494,6 +498,11 @@ class NetworkManager:
             self.unpublish(cid)
             if not wanted:
                 return []
+            primary = next((r for r in self.networks_of(cid)
+                            if r["Cais"]["Endpoints"][cid]["IPAddress"] == container_ip), None)
+            default_ip = str(((primary or {}).get("Options") or {}).get(HOST_BINDING_OPT) or "")
+            if default_ip:
+                wanted = [b if b.host_ip else dataclasses.replace(b, host_ip=default_ip) for b in wanted]
             res = reserve(wanted)
             try:
                 self.firewall.set_dnat(cid, [Dnat(b.proto, b.host_ip, b.host_port,

@@ -343,7 +343,7 @@ def test_published_ports_ipv6(lab: Lab) -> None:
 def test_bridge_driver_options(lab: Lab) -> None:
     """enable_icc=false: containers of one bridge cannot talk (published ports still work);
     enable_ip_masquerade=false: no masquerade of the subnet."""
-    from cais.network.manager import ICC_OPT, MASQUERADE_OPT
+    from cais.network.manager import HOST_BINDING_OPT, ICC_OPT, MASQUERADE_OPT
 
     knob = "/proc/sys/net/bridge/bridge-nf-call-iptables"
     if not os.path.exists(knob):
@@ -353,17 +353,23 @@ def test_bridge_driver_options(lab: Lab) -> None:
     m = lab.manager
     with pytest.raises(InvalidConfig, match="enable_icc"):
         m.create("bad", options={ICC_OPT: "maybe"})
-    rec = m.create("noicc", options={ICC_OPT: "false", MASQUERADE_OPT: "0"},
+    with pytest.raises(InvalidConfig, match="host_binding_ipv4"):
+        m.create("bad", options={HOST_BINDING_OPT: "localhost"})
+    rec = m.create("noicc", options={ICC_OPT: "false", MASQUERADE_OPT: "0", HOST_BINDING_OPT: "127.0.0.1"},
                    ipam_config=[{"Subnet": "10.81.0.0/24"}])
     web_ns = lab.sandbox("web")
     ep = m.attach("web", "noicc", web_ns, name="web")
     lab.serve(web_ns, "web")
     lab.wait_tcp(ep["IPAddress"])  # the host reaches it
-    m.publish("web", bindings(parse_publish("18091:80")), ep["IPAddress"])
+    wanted = bindings({"80/tcp": parse_publish("18091:80")["80/tcp"] + parse_publish("0.0.0.0:18092:80")["80/tcp"]})
+    bound = m.publish("web", wanted, ep["IPAddress"])
+    assert [(b.host_ip, b.host_port) for b in bound] == [("127.0.0.1", 18091), ("0.0.0.0", 18092)]  # host_binding_ipv4
+    assert _get("http://127.0.0.1:18091/") == "hello from web\n"
     client = lab.sandbox("client")
     m.attach("client", "noicc", client, name="client")
     assert lab.fetch(client, f"http://{ep['IPAddress']}/", 2).returncode != 0
-    assert lab.fetch(client, f"http://{ep['Gateway']}:18091/").stdout == "hello from web\n"
+    assert lab.fetch(client, f"http://{ep['Gateway']}:18092/").stdout == "hello from web\n"
+    assert lab.fetch(client, f"http://{ep['Gateway']}:18091/", 2).returncode != 0  # 127.0.0.1 only
     rules = subprocess.run(["nft", "list", "table", "ip", "cais"], capture_output=True, text=True).stdout
     bridge = rec["Cais"]["Bridge"]
     assert f'iifname "{bridge}" oifname "{bridge}" drop' in rules
