@@ -97,7 +97,8 @@ async def serve(settings: Settings) -> None:
                         "shared, idmapped; remove it once nothing there is needed", old)
     engine = Engine(settings.data_root, settings.exec_root, storage_driver=settings.storage_driver,
                     cgroup_parent=settings.cgroup_parent, init_path=settings.init_path,
-                    network={"bridge": settings.bridge, "dns": settings.dns, "mtu": settings.mtu}, remap=remap)
+                    network={"bridge": settings.bridge, "dns": settings.dns, "mtu": settings.mtu,
+                             "bridge_ipam": settings.bridge_ipam, "bridge_ipv6": settings.ipv6}, remap=remap)
     engine.lock()
     try:
         await asyncio.to_thread(engine.open)
