@@ -224,8 +224,8 @@ class Engine:
             record["Driver"] = self.storage.create(cid, image)
             record["GraphDriver"] = self.storage.graph_driver(cid)
             self.networks.prepare(record, body)
-            record["LogPath"] = self._path(cid, f"{cid}-json.log") if (
-                record["HostConfig"]["LogConfig"].get("Type") or "json-file") != "none" else ""
+            driver = record["HostConfig"]["LogConfig"].get("Type") or "json-file"
+            record["LogPath"] = logs.log_file(self.store.dir(cid), cid, driver) if driver == "json-file" else ""
             points = self.volumes.prepare(cid, record["HostConfig"], body.get("Volumes"),
                                           image["Config"].get("Volumes"))
             record.setdefault("Cais", {})["MountPoints"] = points
@@ -288,7 +288,7 @@ class Engine:
             config = record["Config"]
             reply = self.supervisor.request({
                 "op": "start", "id": cid, "bundle": bundle, "root": self.runtime_root, "tty": config["Tty"],
-                "stdin": config["OpenStdin"], "log": settings, "log_path": record["LogPath"],
+                "stdin": config["OpenStdin"], "log": settings, "log_path": self._log_file(record),
                 "exit_file": self._path(cid, "exit.json")})
         except EngineError as e:
             self._not_starting(cid)
@@ -693,8 +693,14 @@ class Engine:
         from cais.engine.stats import collect
         return collect(self, self.get(ref), previous)
 
+    def _log_file(self, record: dict) -> str:
+        """The file the container's log driver writes ("" for `none`); LogPath names json-file's only."""
+        driver = (record["HostConfig"].get("LogConfig") or {}).get("Type") or "json-file"
+        return logs.log_file(self.store.dir(record["Id"]), record["Id"], driver)
+
     def logs(self, ref: str, *, follow: bool = False, stdout: bool = True, stderr: bool = True,
-             since: float | None = None, until: float | None = None, tail: int | None = None):  # type: ignore[no-untyped-def]
+             since: int | None = None, until: int | None = None, tail: int | None = None):  # type: ignore[no-untyped-def]
+        """(stream, unix ns, bytes) entries; since/until in unix ns."""
         record = self.get(ref)
         driver = (record["HostConfig"].get("LogConfig") or {}).get("Type") or "json-file"
         if driver == "none":
@@ -704,8 +710,8 @@ class Engine:
         def running() -> bool:
             r = self.store.records.get(cid)
             return bool(r and (r["State"]["Running"] or r["State"].get("Restarting")))
-        return logs.read(record["LogPath"], stdout=stdout, stderr=stderr, since=since, until=until, tail=tail,
-                         follow=follow, running=running)
+        return logs.read(self._log_file(record), driver, stdout=stdout, stderr=stderr, since=since, until=until,
+                         tail=tail, follow=follow, running=running)
 
     def changes(self, ref: str) -> list[dict]:
         record = self.get(ref)

@@ -128,3 +128,18 @@ def test_events(client: docker.DockerClient) -> None:
                            filters={"container": c.id})
     actions = [e["Action"] for e in events]
     assert actions[0] == "create" and "start" in actions and "destroy" in actions
+
+
+def test_logs_with_the_local_driver(client: docker.DockerClient) -> None:
+    from docker.types import LogConfig
+    c = client.containers.run("busybox", ["sh", "-c", "for i in 1 2 3; do echo $i; echo e$i >&2; sleep 0.2; done"],
+                              detach=True, log_config=LogConfig(type="local", config={"max-size": "1m"}))
+    try:
+        streamed = b"".join(c.logs(stream=True, follow=True, stderr=False))
+        assert streamed == b"1\n2\n3\n"
+        assert c.logs(stdout=False, stderr=True) == b"e1\ne2\ne3\n"
+        stamped = c.logs(timestamps=True, stderr=False).splitlines()
+        assert [line.split(b" ", 1)[1] for line in stamped] == [b"1", b"2", b"3"]
+        assert c.attrs["HostConfig"]["LogConfig"] == {"Type": "local", "Config": {"max-size": "1m"}}
+    finally:
+        c.remove(force=True)
