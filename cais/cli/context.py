@@ -42,7 +42,7 @@ class Context:
         from cais.cli.local import LocalEngine
         self._local = LocalEngine(os.environ.get("CAIS_DATA_ROOT", "/var/lib/cais"),
                                   os.environ.get("CAIS_EXEC_ROOT", "/run/cais"))
-        return Client("unix://" + self._local.start())
+        return self._local.start()
 
     def close(self) -> None:
         if self._local is not None:

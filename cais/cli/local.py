@@ -1,29 +1,76 @@
-"""The in-process engine: the API app served on a private socket from a background thread."""
+"""The in-process engine: a command run without caisd talks to an Engine in its own process.
+
+The requests of a plain `run`/`create`/`start`/`rm`/`inspect` (create, start, wait, a non-TTY
+attach without stdin, inspect, remove) go straight to the engine — the same calls the API
+handlers make, with the same errors — so such a command never imports aiohttp (about half of its
+start-up). Any other request starts the API app on a private socket in a background thread, once,
+and is served there exactly as caisd serves it: every command works without a daemon.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
+import io
+import json
 import os
+import re
+import socket
 import threading
+from collections.abc import Callable
+
+from cais.cli.client import ApiError, Client, _UnixConnection
+
+
+class _Response(io.BytesIO):
+    """What http.client's response gives the commands: a status, read() and readline()."""
+
+    def __init__(self, status: int, data: bytes = b"") -> None:
+        super().__init__(data)
+        self.status = status
+
+
+class _WaitResponse(_Response):
+    """POST /wait answers at once (the CLI starts the container then); the body comes at exit."""
+
+    def __init__(self, result: Callable[[], dict]) -> None:
+        super().__init__(200)
+        self._result: Callable[[], dict] | None = result
+
+    def _fill(self) -> None:
+        if self._result is not None:
+            data, self._result = json.dumps(self._result()).encode() + b"\n", None
+            self.write(data)
+            self.seek(0)
+
+    def read(self, size: int | None = -1) -> bytes:
+        self._fill()
+        return super().read(size)
+
+    def readline(self, size: int | None = -1) -> bytes:
+        self._fill()
+        return super().readline(size)
+
+
+def _flag(params: dict, name: str) -> bool:
+    value = params.get(name)
+    return value is not None and str(value).strip().lower() not in ("", "0", "false", "no")
 
 
 class LocalEngine:
     def __init__(self, data_root: str, exec_root: str) -> None:
         self.data_root = data_root
         self.exec_root = exec_root
-        self.loop: asyncio.AbstractEventLoop | None = None
-        self.thread: threading.Thread | None = None
         self.engine = None
+        self.path = ""
+        self.loop = None
         self.runner = None
+        self._serving = threading.Lock()
 
-    def start(self) -> str:
-        from cais.api.server import Listener, make_app, start_listeners
+    def start(self) -> LocalClient:
         from cais.cli.main import CliError
         from cais.engine.engine import Engine
         from cais.engine.errors import EngineError
-        engine = Engine(self.data_root, self.exec_root,
-                        cgroup_parent=os.environ.get("CAIS_CGROUP_PARENT", "/cais"))
+        engine = Engine(self.data_root, self.exec_root, cgroup_parent=os.environ.get("CAIS_CGROUP_PARENT", "/cais"))
         try:
             engine.lock()
             engine.open()
@@ -31,32 +78,150 @@ class LocalEngine:
             engine.close()
             raise CliError(f"cais: {e}") from None
         self.engine = engine
+        return LocalClient(self)
+
+    def serve(self) -> str:
+        """The API app on a private socket (started on first use); its path."""
+        with self._serving:
+            if not self.path:
+                self._serve()
+        return self.path
+
+    def _serve(self) -> None:
+        import asyncio
+
+        from cais.api.server import Listener, make_app, start_listeners
         path = os.path.join(self.exec_root, f"cli-{os.getpid()}.sock")
-        self.loop = asyncio.new_event_loop()
+        loop = asyncio.new_event_loop()
         ready = threading.Event()
 
         async def serve() -> None:
-            self.runner = await start_listeners(make_app(engine), [Listener("unix", path)], socket_group=None)
+            self.runner = await start_listeners(make_app(self.engine), [Listener("unix", path)], socket_group=None)
             ready.set()
 
         def run() -> None:
-            assert self.loop is not None
-            asyncio.set_event_loop(self.loop)
-            self.loop.run_until_complete(serve())
-            self.loop.run_forever()
+            asyncio.set_event_loop(loop)
+            loop.run_until_complete(serve())
+            loop.run_forever()
 
-        self.thread = threading.Thread(target=run, daemon=True, name="cais-local-engine")
-        self.thread.start()
+        threading.Thread(target=run, daemon=True, name="cais-local-engine").start()
         ready.wait(30)
-        self.path = path
-        return path
+        self.loop, self.path = loop, path
 
     def stop(self) -> None:
         if self.loop is not None and self.runner is not None:
+            import asyncio
             with contextlib.suppress(Exception):
                 asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(5)
             self.loop.call_soon_threadsafe(self.loop.stop)
-        with contextlib.suppress(OSError):
-            os.unlink(self.path)
+        if self.path:
+            with contextlib.suppress(OSError):
+                os.unlink(self.path)
         if self.engine is not None:
             self.engine.close()
+
+
+_ID = r"(?P<id>[^/]+)"
+_DIRECT = [(method, re.compile(pattern), name) for method, pattern, name in (
+    ("POST", r"/containers/create", "_create"),
+    ("POST", rf"/containers/{_ID}/start", "_start"),
+    ("POST", rf"/containers/{_ID}/wait", "_wait"),
+    ("GET", rf"/containers/{_ID}/json", "_inspect"),
+    ("DELETE", rf"/containers/{_ID}", "_remove"),
+)]
+
+
+class LocalClient(Client):
+    """A Client whose plain container requests are engine calls; the rest go to the private API socket."""
+
+    def __init__(self, local: LocalEngine) -> None:
+        self.local = local
+        self.engine = local.engine
+        self.host, self.kind, self.address = "local", "unix", ""
+
+    def _connection(self, timeout: float | None = None) -> _UnixConnection:
+        return _UnixConnection(self.local.serve(), timeout)
+
+    def request(self, method: str, path: str, params: dict | None = None, body: object = None,
+                headers: dict | None = None, timeout: float | None = None):  # type: ignore[no-untyped-def]
+        if not headers and (body is None or isinstance(body, dict)):
+            for verb, pattern, name in _DIRECT:
+                m = pattern.fullmatch(path)
+                if verb == method and m:
+                    return self._engine_call(getattr(self, name), *m.groups(), params or {}, body)
+        return super().request(method, path, params, body, headers, timeout)
+
+    def hijack(self, path: str, params: dict | None = None, body: object = None) -> socket.socket:
+        params = params or {}
+        m = re.fullmatch(rf"/containers/{_ID}/attach", path)
+        if m and body is None and not _flag(params, "stdin") and not _flag(params, "logs") and _flag(params, "stream"):
+            record = self._engine_call(self.engine.get, m.group("id"))
+            if not record["Config"]["Tty"]:
+                _, sock = self._engine_call(self.engine.attach, record["Id"], stdin=False,
+                                            stdout=_flag(params, "stdout"), stderr=_flag(params, "stderr"))
+                return _docker_frames(sock)
+        return super().hijack(path, params, body)
+
+    @staticmethod
+    def _engine_call(fn, *args, **kwargs):  # type: ignore[no-untyped-def]
+        """An engine call with the API's answers to errors: an EngineError's status, else 500."""
+        from cais.engine.errors import EngineError
+        try:
+            return fn(*args, **kwargs)
+        except EngineError as e:
+            raise ApiError(e.status, str(e)) from None
+        except ApiError:
+            raise
+        except Exception as e:
+            raise ApiError(500, f"{type(e).__name__}: {e}" if not str(e) else str(e)) from None
+
+    # the API handlers' calls (cais/api/containers.py), for requests that need nothing more
+    def _create(self, params: dict, body: dict | None) -> _Response:
+        if not body:
+            raise ApiError(400, "request body is required")
+        result = self.engine.create(body, params.get("name") or None)
+        return _Response(201, json.dumps(result).encode())
+
+    def _start(self, ref: str, params: dict, body: object) -> _Response:
+        self.engine.start(ref)
+        return _Response(204)
+
+    def _wait(self, ref: str, params: dict, body: object) -> _Response:
+        condition = params.get("condition") or "not-running"
+        cid, token = self.engine.wait_token(ref, condition)
+
+        def result() -> dict:
+            while (got := self.engine.wait(cid, token, condition, 1.0)) is None:
+                pass
+            return got
+        return _WaitResponse(result)
+
+    def _inspect(self, ref: str, params: dict, body: object) -> _Response:
+        result = self.engine.inspect(ref)
+        if _flag(params, "size"):
+            result["SizeRw"] = result["SizeRootFs"] = self.engine.storage.size(result["Id"])
+        return _Response(200, json.dumps(result).encode())
+
+    def _remove(self, ref: str, params: dict, body: object) -> _Response:
+        self.engine.remove(ref, force=_flag(params, "force"), volumes=_flag(params, "v"))
+        return _Response(204)
+
+
+def _docker_frames(supervisor: socket.socket) -> socket.socket:
+    """The supervisor's attach stream is docker's framing plus private CONTROL frames (the exit
+    code): relay it without them, as the API's bridge does."""
+    from cais.engine import frames
+    mine, theirs = socket.socketpair()
+
+    def relay() -> None:
+        with supervisor, theirs, supervisor.makefile("rb") as f, contextlib.suppress(OSError):
+            while len(head := f.read(frames.HEADER.size)) == frames.HEADER.size:
+                stream, length = frames.HEADER.unpack(head)
+                data = f.read(length)
+                if len(data) < length:
+                    break
+                if stream != frames.CONTROL:
+                    theirs.sendall(head + data)
+
+    threading.Thread(target=relay, daemon=True, name="cais-local-attach").start()
+    return mine

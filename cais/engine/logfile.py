@@ -15,17 +15,13 @@ then FILE.1 is removed; a FILE.1 left by a crash is compressed when the writer o
 from __future__ import annotations
 
 import contextlib
-import gzip
 import json
 import os
-import secrets
 import struct
-import tempfile
 import threading
 import time
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import BinaryIO, NamedTuple
 
@@ -59,12 +55,11 @@ def rfc3339(ns: int, *, trim: bool = False) -> str:
     return f"{base}.{digits}Z" if digits else f"{base}Z"
 
 
-@dataclass
 class _StreamState:
-    buf: bytes = b""
-    partial_id: str = ""
-    ordinal: int = 0
-    first_ns: int = 0
+    __slots__ = ("buf", "partial_id", "ordinal", "first_ns")
+
+    def __init__(self) -> None:
+        self.buf, self.partial_id, self.ordinal, self.first_ns = b"", "", 0, 0
 
 
 class Copier:
@@ -103,6 +98,7 @@ class Copier:
             self.emit(Message(stream, now, line))
             return
         if not state.partial_id:
+            import secrets
             state.partial_id, state.ordinal, state.first_ns = secrets.token_hex(32), 0, now
         state.ordinal += 1
         self.emit(Message(stream, state.first_ns, line, Partial(state.partial_id, state.ordinal, last)))
@@ -222,6 +218,8 @@ def rotated_files(path: str) -> list[str]:
 
 def open_rotated(name: str) -> BinaryIO | None:
     """A seekable reader over a rotated file, decompressed if need be; None if it is gone."""
+    import gzip
+    import tempfile
     if not name.endswith(".gz"):
         try:
             return open(name, "rb")  # noqa: SIM115 - the caller closes it
