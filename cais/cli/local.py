@@ -1,7 +1,7 @@
 """The in-process engine: a command run without caisd talks to an Engine in its own process.
 
-The requests of a plain `run`/`create`/`start`/`rm`/`inspect` (create, start, wait, a non-TTY
-attach without stdin, inspect, remove) go straight to the engine — the same calls the API
+The requests of a plain `run`/`create`/`start`/`rm`/`inspect`/`ps` (list, create, start, wait,
+a non-TTY attach without stdin, inspect, remove) go straight to the engine — the same calls the API
 handlers make, with the same errors — so such a command never imports aiohttp (about half of its
 start-up). Any other request starts the API app on a private socket in a background thread, once,
 and is served there exactly as caisd serves it: every command works without a daemon.
@@ -123,6 +123,7 @@ class LocalEngine:
 
 _ID = r"(?P<id>[^/]+)"
 _DIRECT = [(method, re.compile(pattern), name) for method, pattern, name in (
+    ("GET", r"/containers/json", "_list"),
     ("POST", r"/containers/create", "_create"),
     ("POST", rf"/containers/{_ID}/start", "_start"),
     ("POST", rf"/containers/{_ID}/wait", "_wait"),
@@ -181,6 +182,16 @@ class LocalClient(Client):
             raise ApiError(400, "request body is required")
         result = self.engine.create(body, params.get("name") or None)
         return _Response(201, json.dumps(result).encode())
+
+    def _list(self, params: dict, body: object) -> _Response:
+        filters = params.get("filters") or {}
+        if not all(isinstance(v, list) for v in filters.values()):
+            raise ApiError(400, "invalid filters: expected lists of values")
+        limit = params.get("limit")
+        result = self.engine.list(all=_flag(params, "all"), filters={k: [str(v) for v in vals] for k, vals in
+                                                                     filters.items()},
+                                  limit=int(limit) if limit not in (None, "") else None)
+        return _Response(200, json.dumps(result).encode())
 
     def _start(self, ref: str, params: dict, body: object) -> _Response:
         self.engine.start(ref)

@@ -67,6 +67,8 @@ def test_detached_logs_inspect_rm(env: dict) -> None:
     logs = cais(env, "logs", "--tail", "1", cid)  # served by the in-process API
     assert logs.returncode == 0 and logs.stderr == b"two\n" and logs.stdout == b""
     assert cais(env, "inspect", "-f", "{{.State.Status}} {{.HostConfig.LogConfig.Type}}", cid).stdout == b"exited local\n"
+    assert cais(env, "ps", "-aq", "--filter", "status=exited").stdout.split() == [cid[:12].encode()]
+    assert cais(env, "ps", "-q").stdout == b""
     assert cais(env, "rm", cid).returncode == 0
     gone = cais(env, "inspect", cid)
     assert gone.returncode != 0 and b"No such" in gone.stderr
