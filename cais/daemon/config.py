@@ -18,8 +18,8 @@ FILE_KEYS = {"hosts": "hosts", "data-root": "data_root", "exec-root": "exec_root
              "tlsverify": "tlsverify", "tlscacert": "tlscacert", "tlscert": "tlscert", "tlskey": "tlskey",
              "cgroup-parent": "cgroup_parent", "init-path": "init_path", "tls": "tls",
              "insecure-tcp": "insecure_tcp", "bridge": "bridge", "dns": "dns", "mtu": "mtu",
-             "userns-remap": "userns_remap"}
-IGNORED_FILE_KEYS = {"live-restore", "log-driver", "log-opts", "default-ulimits", "features", "experimental",
+             "userns-remap": "userns_remap", "log-driver": "log_driver", "log-opts": "log_opts"}
+IGNORED_FILE_KEYS = {"live-restore", "default-ulimits", "features", "experimental",
                      "registry-mirrors", "insecure-registries", "iptables", "ip-forward", "ip-masq",
                      "userland-proxy", "default-runtime", "runtimes", "max-concurrent-downloads",
                      "max-concurrent-uploads", "shutdown-timeout", "labels"}
@@ -51,6 +51,8 @@ class Settings:
     dns: list[str] = field(default_factory=list)
     mtu: int = 1500
     userns_remap: str | None = None
+    log_driver: str = "json-file"
+    log_opts: dict = field(default_factory=dict)
     file: dict = field(default_factory=dict)
 
 
@@ -82,6 +84,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--userns-remap", metavar="default|USER[:GROUP]",
                    help="run containers in user namespaces mapped to the user's /etc/subuid and /etc/subgid "
                    "ranges (default: the cais-remap user, created if missing); see docs/security.md")
+    p.add_argument("--log-driver", help="default log driver of containers: json-file, local or none (docs/logging.md)")
+    p.add_argument("--log-opt", action="append", dest="log_opts", metavar="KEY=VALUE",
+                   help="default log driver option (repeatable)")
     p.add_argument("-v", "--version", action="store_true", help="print the version and exit")
     return p
 
@@ -116,10 +121,12 @@ def load(argv: list[str] | None = None) -> tuple[Settings, argparse.Namespace]:
                           + ", ".join(conflicts))
     for attr in ("hosts", "data_root", "exec_root", "pidfile", "storage_driver", "log_level", "debug", "group",
                  "tls", "tlsverify", "tlscacert", "tlscert", "tlskey", "cgroup_parent", "init_path", "insecure_tcp",
-                 "bridge", "dns", "mtu", "userns_remap"):
+                 "bridge", "dns", "mtu", "userns_remap", "log_driver"):
         value = getattr(args, attr, None)
         if value not in (None, []):
             setattr(settings, attr, value)
+    if args.log_opts:
+        settings.log_opts = dict(opt.partition("=")[::2] for opt in args.log_opts)
     if settings.storage_driver == "overlay2":
         settings.storage_driver = "overlay"
     if not settings.hosts:

@@ -64,6 +64,7 @@ class Engine:
         self._volumes = None
         self._networks = None
         self.network_options = network or {}
+        self.log_config = {"Type": "json-file", "Config": {}}  # the daemon's default (log-driver, log-opts)
 
     # ---- opening -------------------------------------------------------------------------
     def lock(self, wait: bool = False) -> None:
@@ -213,6 +214,11 @@ class Engine:
         ref = body.get("Image")
         if not ref or not isinstance(ref, str):
             raise InvalidParameter("Config cannot be empty in order to create a container")
+        if isinstance(body.get("HostConfig"), dict):
+            body["HostConfig"]["LogConfig"] = logs.merge_log_config(body["HostConfig"].get("LogConfig"),
+                                                                    self.log_config)
+        else:
+            body["HostConfig"] = {"LogConfig": logs.merge_log_config(None, self.log_config)}
         image = self.images.resolve(ref)
         with self.store.lock:
             taken = {r["Name"].lstrip("/") for r in self.store.all()}

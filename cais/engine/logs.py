@@ -107,6 +107,17 @@ def _local_settings(opts: dict) -> dict:
     return {"driver": "local", "max_size": max_size or None, "max_file": max(max_file, 1), "compress": compress}
 
 
+def merge_log_config(cfg: object, default: dict) -> dict:
+    """A container's LogConfig with the daemon's default filled in, as dockerd: no type means the
+    default driver, and a container of the default driver gets the default options it does not set."""
+    cfg = dict(cfg) if isinstance(cfg, dict) else {}
+    merged = {"Type": cfg.get("Type") or default["Type"], "Config": dict(cfg.get("Config") or {})}
+    if merged["Type"] == default["Type"]:
+        for key, value in default.get("Config", {}).items():
+            merged["Config"].setdefault(key, value)
+    return merged
+
+
 def log_file(container_dir: str, cid: str, driver: str) -> str:
     """Where a driver keeps a container's log (docker's places); "" for `none`."""
     if driver == "local":

@@ -197,3 +197,32 @@ def test_dockerd_local_files_read_and_reencoded(busybox_dir: str, tmp_root: str)
             again = b"".join(locallog.encode(m) for m in locallog.decode(io.BytesIO(raw)))
             assert again == raw
         assert gzip_last_time(path + ".1.gz")
+
+
+def test_daemon_default_log_driver(tmp_root: str) -> None:
+    """log-driver/log-opts (flags or daemon.json) as dockerd: the default driver and its options
+    for containers that name none; a container of that driver gets the options it does not set."""
+    import json
+
+    from tests.caisd import VENV_BIN, caisd
+    with caisd(extra=["--log-driver", "local", "--log-opt", "max-size=1k", "--log-opt", "max-file=2"]) as d:
+        assert d.docker("info", "-f", "{{.LoggingDriver}}").stdout == b"local\n"
+
+        def log_config(*flags: str) -> dict:
+            cid = d.docker("create", *flags, "busybox", "true").stdout.decode().strip()
+            return json.loads(d.docker("inspect", "-f", "{{json .HostConfig.LogConfig}}", cid).stdout)
+        assert log_config() == {"Type": "local", "Config": {"max-size": "1k", "max-file": "2"}}
+        assert log_config("--log-opt", "max-file=3") == {"Type": "local", "Config": {"max-size": "1k",
+                                                                                      "max-file": "3"}}
+        assert log_config("--log-driver", "json-file") == {"Type": "json-file", "Config": {}}
+        cid = d.docker("run", "-d", "busybox", "echo", "by default").stdout.decode().strip()
+        d.docker("wait", cid)
+        assert d.docker("logs", cid).stdout == b"by default\n"
+        assert os.path.exists(os.path.join(d.data_root, "containers", cid, "local-logs", "container.log"))
+    cfg = os.path.join(tmp_root, "daemon.json")
+    with open(cfg, "w") as f:
+        json.dump({"log-driver": "local", "log-opts": {"max-file": "1"}}, f)
+    bad = subprocess.run([os.path.join(VENV_BIN, "caisd"), "--config-file", cfg, "--data-root", f"{tmp_root}/data",
+                          "--exec-root", f"{tmp_root}/exec", "-H", f"unix://{tmp_root}/d.sock"],
+                         capture_output=True, timeout=60)
+    assert bad.returncode == 1 and b"compression cannot be enabled" in bad.stderr and b"Traceback" not in bad.stderr
