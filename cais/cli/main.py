@@ -19,7 +19,7 @@ COMMANDS = {
     "export": "containers", "commit": "images",
     "pull": "images", "push": "images", "images": "images", "rmi": "images", "tag": "images", "save": "images",
     "load": "images", "import": "images", "history": "images", "login": "images", "logout": "images",
-    "build": "images",
+    "build": "images", "search": "search",
     "version": "system", "info": "system", "events": "system",
 }
 GROUPS = {
@@ -56,7 +56,7 @@ Options:
 Commands:
   run create start stop restart kill rm ps logs exec attach inspect top stats cp port rename wait
   pause unpause update diff export commit pull push images rmi tag save load import history
-  login logout build version info events
+  login logout build search version info events
 
 Management commands:
   container image network volume system registry

@@ -481,9 +481,11 @@ def _stats_row(s: dict) -> dict:
     blk = (s.get("blkio_stats") or {}).get("io_service_bytes_recursive") or []
     read = sum(e["value"] for e in blk if e["op"].lower() == "read")
     write = sum(e["value"] for e in blk if e["op"].lower() == "write")
+    nets = (s.get("networks") or {}).values()
+    rx, tx = sum(n.get("rx_bytes", 0) for n in nets), sum(n.get("tx_bytes", 0) for n in nets)
     return {"ID": s["id"][:12], "Container": s["id"][:12], "Name": s["name"].lstrip("/"), "CPUPerc": f"{percent:.2f}%",
             "MemUsage": f"{humanize.bytes_size(max(usage, 0))} / {humanize.bytes_size(limit)}",
-            "MemPerc": f"{(usage / limit * 100) if limit else 0:.2f}%", "NetIO": "0B / 0B",
+            "MemPerc": f"{(usage / limit * 100) if limit else 0:.2f}%", "NetIO": f"{humanize.size(rx)} / {humanize.size(tx)}",
             "BlockIO": f"{humanize.size(read)} / {humanize.size(write)}",
             "PIDs": str((s.get("pids_stats") or {}).get("current", 0))}
 
