@@ -17,7 +17,7 @@ from cais.api.streams import bridge, client_gone, iterate_in_thread, parse_detac
 from cais.engine import frames
 from cais.engine.errors import EngineError
 from cais.engine.logfile import rfc3339
-from cais.engine.logs import parse_timestamp_ns
+from cais.engine.logs import parse_timestamp_ns, readable
 
 
 def _engine(request: web.Request):  # type: ignore[no-untyped-def]
@@ -234,7 +234,7 @@ async def _attach_stream(request: web.Request, *, ws: bool = False) -> web.Strea
         record, sock = await asyncio.to_thread(engine.attach, ref, stdin=want_stdin and record["Config"]["OpenStdin"],
                                                stdout=want_stdout, stderr=want_stderr)
     h = await hijack(request, tty=tty)
-    if qbool(request, "logs") and (record["HostConfig"].get("LogConfig") or {}).get("Type") != "none":
+    if qbool(request, "logs") and readable(record):
         for stream, _, data in await asyncio.to_thread(
                 lambda: list(engine.logs(record["Id"], stdout=want_stdout, stderr=want_stderr))):
             await h.write(data if tty else frames.frame(frames.STDERR if stream == "stderr" else frames.STDOUT, data))

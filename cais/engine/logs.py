@@ -118,6 +118,11 @@ def merge_log_config(cfg: object, default: dict) -> dict:
     return merged
 
 
+def readable(record: dict) -> bool:
+    """Whether the container's driver keeps a log to read back (all but `none`)."""
+    return ((record["HostConfig"].get("LogConfig") or {}).get("Type") or "json-file") != "none"
+
+
 def log_file(container_dir: str, cid: str, driver: str) -> str:
     """Where a driver keeps a container's log (docker's places); "" for `none`."""
     if driver == "local":

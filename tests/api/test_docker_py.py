@@ -141,5 +141,6 @@ def test_logs_with_the_local_driver(client: docker.DockerClient) -> None:
         stamped = c.logs(timestamps=True, stderr=False).splitlines()
         assert [line.split(b" ", 1)[1] for line in stamped] == [b"1", b"2", b"3"]
         assert c.attrs["HostConfig"]["LogConfig"] == {"Type": "local", "Config": {"max-size": "1m"}}
+        assert c.attach(stdout=True, stderr=False, logs=True, stream=False) == b"1\n2\n3\n"
     finally:
         c.remove(force=True)
