@@ -10,11 +10,14 @@ With compression FILE.1 is then gzipped to FILE.1.gz in a thread (rotated files 
 the gzip header's extra field holding docker's `{"lastTime": …}` so readers can skip whole files
 older than `since`. A complete copy exists at every moment: the .gz is written aside and renamed,
 then FILE.1 is removed; a FILE.1 left by a crash is compressed when the writer opens again.
+The writer rotates holding an exclusive flock of FILE, readers list and open the files holding a
+shared one (`snapshot`): they never see a rotation half done.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import struct
@@ -133,20 +136,24 @@ class RotatingFile:
         self._last_ns = time_ns
 
     def _rotate(self) -> None:
-        os.close(self._file)
-        self._wait_compression()
-        if self.max_file < 2:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.path)  # a new inode: followers of the old one see the rotation
-        else:
-            ext = ".gz" if self.compress else ""
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(f"{self.path}.{self.max_file - 1}{ext}")
-            for n in range(self.max_file - 1, 1, -1):
+        old = self._file
+        fcntl.flock(old, fcntl.LOCK_EX)  # readers list the files under a shared lock (snapshot)
+        try:
+            self._wait_compression()
+            if self.max_file < 2:
                 with contextlib.suppress(FileNotFoundError):
-                    os.rename(f"{self.path}.{n - 1}{ext}", f"{self.path}.{n}{ext}")
-            os.rename(self.path, f"{self.path}.1")
-        self._file = self._open(os.O_TRUNC)
+                    os.unlink(self.path)  # a new inode: followers of the old one see the rotation
+            else:
+                ext = ".gz" if self.compress else ""
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(f"{self.path}.{self.max_file - 1}{ext}")
+                for n in range(self.max_file - 1, 1, -1):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.rename(f"{self.path}.{n - 1}{ext}", f"{self.path}.{n}{ext}")
+                os.rename(self.path, f"{self.path}.1")
+            self._file = self._open(os.O_TRUNC)
+        finally:
+            os.close(old)
         self._size = 0
         if self.compress:
             self._compress_in_background(self._last_ns)
@@ -188,20 +195,28 @@ def compress_file(path: str, last_ns: int) -> None:
             os.unlink(tmp)
 
 
-def gzip_last_time(path: str) -> str | None:
+def gzip_last_time(f: BinaryIO) -> str | None:
     """The `lastTime` docker keeps in a rotated file's gzip header, if there is one."""
-    with open(path, "rb") as f:
-        head = f.read(12)
-        if len(head) < 12 or head[:2] != b"\x1f\x8b" or not head[3] & 4:
-            return None
-        extra = f.read(struct.unpack("<H", head[10:12])[0])
+    f.seek(0)
+    head = f.read(12)
+    if len(head) < 12 or head[:2] != b"\x1f\x8b" or not head[3] & 4:
+        return None
+    extra = f.read(struct.unpack("<H", head[10:12])[0])
     with contextlib.suppress(ValueError, AttributeError):
         return json.loads(extra).get("lastTime")
     return None
 
 
-def rotated_files(path: str) -> list[str]:
-    """The rotated files of `path`, oldest first (FILE.N or, compressed, FILE.N.gz)."""
+def gzip_size(f: BinaryIO) -> int | None:
+    """The uncompressed size (mod 2**32) a gzip file's trailer records."""
+    try:
+        f.seek(-4, os.SEEK_END)
+        return struct.unpack("<I", f.read(4))[0]
+    except (OSError, struct.error):
+        return None
+
+
+def _rotated_names(path: str) -> list[str]:
     found = []
     n = 1
     while True:
@@ -216,23 +231,47 @@ def rotated_files(path: str) -> list[str]:
     return found[::-1]
 
 
-def open_rotated(name: str) -> BinaryIO | None:
-    """A seekable reader over a rotated file, decompressed if need be; None if it is gone."""
+def snapshot(path: str) -> tuple[BinaryIO, list[tuple[str, BinaryIO]]] | None:
+    """The current file and the rotated ones (FILE.N or FILE.N.gz, oldest first), opened under a
+    shared lock of the current file — the writer rotates under an exclusive one — so the set is
+    whole and consistent whatever the writer does next. None if there is no log."""
+    while True:
+        try:
+            current = open(path, "rb")  # noqa: SIM115 - the caller closes it
+        except FileNotFoundError:
+            if not any(os.path.exists(f"{path}.{ext}") for ext in ("1", "1.gz")):
+                return None
+            time.sleep(0.01)  # between a rotation's rename and the new file
+            continue
+        rotated: list[tuple[str, BinaryIO]] = []
+        fcntl.flock(current.fileno(), fcntl.LOCK_SH)
+        try:
+            if os.stat(path).st_ino == os.fstat(current.fileno()).st_ino:  # not rotated while we waited
+                for name in _rotated_names(path):
+                    rotated.append((name, open(name, "rb")))  # noqa: SIM115
+                return current, rotated
+        except FileNotFoundError:  # compressed meanwhile
+            pass
+        finally:
+            fcntl.flock(current.fileno(), fcntl.LOCK_UN)
+        for _, f in rotated:
+            f.close()
+        current.close()
+
+
+def readable_copy(name: str, f: BinaryIO) -> BinaryIO:
+    """A seekable reader over a rotated file, decompressed if it is gzipped (a damaged archive
+    gives what could be decompressed rather than failing every `logs`)."""
+    if not name.endswith(".gz"):
+        f.seek(0)
+        return f
     import gzip
     import tempfile
-    if not name.endswith(".gz"):
-        try:
-            return open(name, "rb")  # noqa: SIM115 - the caller closes it
-        except FileNotFoundError:
-            return open_rotated(name + ".gz")  # compressed meanwhile
     out = tempfile.SpooledTemporaryFile(_SPOOL)  # noqa: SIM115 - the caller closes it
-    try:  # a damaged archive gives what could be decompressed rather than failing every `logs`
-        with gzip.open(name, "rb") as src, contextlib.suppress(EOFError, zlib.error, gzip.BadGzipFile):
-            while chunk := src.read(1 << 20):
-                out.write(chunk)
-    except FileNotFoundError:
-        out.close()
-        return None
+    f.seek(0)
+    with gzip.GzipFile(fileobj=f, mode="rb") as src, contextlib.suppress(EOFError, zlib.error, gzip.BadGzipFile):
+        while chunk := src.read(1 << 20):
+            out.write(chunk)
     out.seek(0)
     return out  # type: ignore[return-value]
 

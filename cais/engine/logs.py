@@ -24,9 +24,10 @@ from cais.engine.logfile import (
     RotatingFile,
     file_size,
     gzip_last_time,
-    open_rotated,
+    gzip_size,
+    readable_copy,
     rfc3339,
-    rotated_files,
+    snapshot,
 )
 
 DRIVERS = ("json-file", "local", "none")
@@ -184,40 +185,53 @@ def read(path: str, driver: str = "json-file", *, stdout: bool = True, stderr: b
          running: Callable[[], bool] = lambda: False, poll: float = 0.05) -> Iterator[tuple[str, int, bytes]]:
     """Yield (stream, unix ns, bytes) entries, oldest first; since/until in unix ns. As docker:
     `tail` counts entries of both streams, then since/until and the stream selection apply.
-    With follow, keep reading (across rotations) while `running()` is true."""
+    With follow, keep reading while `running()` is true, through every file a rotation made."""
     fmt = _FORMATS[driver]
-    try:
-        current = open(path, "rb")  # noqa: SIM115 - closed below
-    except FileNotFoundError:
+    snap = snapshot(path)
+    if snap is None:
         return
-    opened: list[BinaryIO] = [current]
-    try:
-        size = file_size(current)
-        inode = os.fstat(current.fileno()).st_ino
-        backlog = _backlog(fmt, path, current, size, inode, since, tail, opened)
-        for msg in backlog:
+    current, rotated = snap
+    opened: list[BinaryIO] = [current, *(f for _, f in rotated)]
+    state: dict = {"last_ns": None, "done": False}  # the last entry read (shown or not); past `until`
+
+    def shown(messages: Iterator) -> Iterator[tuple[str, int, bytes]]:
+        for msg in messages:
+            state["last_ns"] = msg.time_ns
             if until is not None and msg.time_ns > until:
+                state["done"] = True
                 return
             if (since is None or msg.time_ns >= since) and (stdout if msg.stream == "stdout" else stderr):
                 yield msg.stream, msg.time_ns, msg.text
-        if not follow:
+
+    try:
+        size = file_size(current)
+        yield from shown(_backlog(fmt, current, size, rotated, since, tail, opened))
+        if state["done"] or not follow:
             return
+        if state["last_ns"] is None and size:  # --tail 0: the last entry still tells the file apart
+            current.seek(fmt.tail_offset(current, size, 1)[0])
+            state["last_ns"] = next((m.time_ns for m in _decode(fmt, current, size)), None)
+            current.seek(size)
+        inode = os.fstat(current.fileno()).st_ino
         while True:
             alive = running()
-            got = False
-            for msg in _decode(fmt, current):
-                got = True
-                if until is not None and msg.time_ns > until:
-                    return
-                if (since is None or msg.time_ns >= since) and (stdout if msg.stream == "stdout" else stderr):
-                    yield msg.stream, msg.time_ns, msg.text
+            before = current.tell()
+            yield from shown(_decode(fmt, current))
+            got = current.tell() != before
             with contextlib.suppress(FileNotFoundError):
-                if os.stat(path).st_ino != inode:  # rotated: the old file is read to its end just above
-                    nxt = open(path, "rb")  # noqa: SIM115
-                    opened.append(nxt)
-                    current, inode = nxt, os.fstat(nxt.fileno()).st_ino
+                if not state["done"] and os.stat(path).st_ino != inode:  # rotated: read `current` to its end
+                    yield from shown(_decode(fmt, current))
+                    old_inode, old_size = inode, current.tell()
+                    snap = snapshot(path)
+                    if snap is None:
+                        return
+                    current, rotated = snap
+                    opened += [current, *(f for _, f in rotated)]
+                    inode = os.fstat(current.fileno()).st_ino
+                    for f in _written_after(rotated, old_inode, old_size, state["last_ns"], opened):
+                        yield from shown(_decode(fmt, f))
                     continue
-            if not alive and not got:
+            if state["done"] or (not alive and not got):
                 return
             if until is not None and time.time_ns() > until:
                 return
@@ -228,37 +242,53 @@ def read(path: str, driver: str = "json-file", *, stdout: bool = True, stderr: b
             f.close()
 
 
-def _backlog(fmt, path: str, current: BinaryIO, size: int, inode: int, since: int | None,  # type: ignore[no-untyped-def]
-             tail: int | None, opened: list[BinaryIO]):
+def _written_after(rotated: list[tuple[str, BinaryIO]], old_inode: int, old_size: int, last_ns: int | None,
+                   opened: list[BinaryIO]) -> Iterator[BinaryIO]:
+    """The rotated files written after the one a follower just finished (several rotations may
+    have happened between two looks), oldest first. That file is known by its inode or, once
+    compressed, by the size and last entry's time in its gzip trailer and header."""
+    newer = []
+    for name, f in reversed(rotated):  # newest first
+        if name.endswith(".gz"):
+            if gzip_size(f) == old_size & 0xFFFFFFFF and (
+                    last_ns is None or gzip_last_time(f) == rfc3339(last_ns, trim=True)):
+                break
+        elif os.fstat(f.fileno()).st_ino == old_inode:
+            break
+        newer.append((name, f))
+    for name, f in reversed(newer):
+        copy = readable_copy(name, f)
+        if copy is not f:
+            opened.append(copy)
+        yield copy
+
+
+def _backlog(fmt, current: BinaryIO, size: int, rotated: list[tuple[str, BinaryIO]],  # type: ignore[no-untyped-def]
+             since: int | None, tail: int | None, opened: list[BinaryIO]):
     """The entries already written: the rotated files' then the current file's up to `size`."""
-    def rotated() -> Iterator[BinaryIO]:  # newest first
-        for name in reversed(rotated_files(path)):
+    def newest_first() -> Iterator[BinaryIO]:
+        for name, f in reversed(rotated):
             if name.endswith(".gz") and since is not None:
-                last = gzip_last_time(name)
+                last = gzip_last_time(f)
                 with contextlib.suppress(ValueError):
                     if last and jsonfilelog.parse_time_ns(last) < since:
-                        break  # this one and every older file end before `since`
-            else:
-                with contextlib.suppress(FileNotFoundError):
-                    if os.stat(name).st_ino == inode:
-                        continue  # rotated just after we opened it: it is `current`
-            f = open_rotated(name)
-            if f is not None:
-                opened.append(f)
-                yield f
+                        return  # this one and every older file end before `since`
+            copy = readable_copy(name, f)
+            if copy is not f:
+                opened.append(copy)
+            yield copy
 
     if tail == 0:
         current.seek(size)
         return
     if tail is None or tail < 0:
-        files = [*reversed(list(rotated()))]
-        for f in files:
+        for f in reversed(list(newest_first())):
             yield from _decode(fmt, f)
         yield from _decode(fmt, current, size)
         return
     chunks: list[tuple[BinaryIO, int, int | None]] = []
     want = tail
-    for f, end in itertools.chain([(current, size)], ((r, None) for r in rotated())):
+    for f, end in itertools.chain([(current, size)], ((r, None) for r in newest_first())):
         start, found = fmt.tail_offset(f, size if f is current else file_size(f), want)
         chunks.append((f, start, end))
         want -= found
