@@ -137,7 +137,7 @@ class RotatingFile:
 
     def _rotate(self) -> None:
         old = self._file
-        fcntl.flock(old, fcntl.LOCK_EX)  # readers list the files under a shared lock (snapshot)
+        _lock_briefly(old)  # readers list the files under a shared lock (snapshot)
         try:
             self._wait_compression()
             if self.max_file < 2:
@@ -171,6 +171,21 @@ class RotatingFile:
     def close(self) -> None:
         os.close(self._file)
         self._wait_compression()
+
+
+def _lock_briefly(fd: int, patience: float = 0.2) -> None:
+    """An exclusive flock, waited for `patience` seconds at most: a reader holds its shared lock
+    for a few opens, and a reader stopped while holding it must not stall every container's output
+    (the rotation then goes ahead unlocked; that reader may miss a file)."""
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                return
+            time.sleep(0.001)
 
 
 def compress_file(path: str, last_ns: int) -> None:
