@@ -214,11 +214,11 @@ class Engine:
         ref = body.get("Image")
         if not ref or not isinstance(ref, str):
             raise InvalidParameter("Config cannot be empty in order to create a container")
-        if isinstance(body.get("HostConfig"), dict):
+        if body.get("HostConfig") is None:
+            body["HostConfig"] = {}
+        if isinstance(body["HostConfig"], dict):
             body["HostConfig"]["LogConfig"] = logs.merge_log_config(body["HostConfig"].get("LogConfig"),
                                                                     self.log_config)
-        else:
-            body["HostConfig"] = {"LogConfig": logs.merge_log_config(None, self.log_config)}
         image = self.images.resolve(ref)
         with self.store.lock:
             taken = {r["Name"].lstrip("/") for r in self.store.all()}

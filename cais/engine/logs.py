@@ -35,7 +35,7 @@ _FORMATS = {"json-file": jsonfilelog, "local": locallog}
 # keys docker's drivers accept; mode and max-buffer-size are the daemon's, valid for every driver
 _OPTS = {"max-size", "max-file", "compress", "labels", "labels-regex", "env", "env-regex", "tag", "mode",
          "max-buffer-size"}
-_SIZE = re.compile(r"^(\d+(?:\.\d+)*) ?([kmgtp])?i?b?$", re.IGNORECASE)
+_SIZE = re.compile(r"^(\d+(?:\.\d+)?) ?([kmgtp])?i?b?$", re.IGNORECASE)
 _TRUE, _FALSE = {"1", "t", "T", "TRUE", "true", "True"}, {"0", "f", "F", "FALSE", "false", "False"}
 log = logging.getLogger("cais.logs")
 
@@ -64,10 +64,14 @@ def log_settings(log_config: dict | None) -> dict | None:
     """Validate HostConfig.LogConfig as docker's drivers do; return the supervisor's settings
     ({driver, max_size, max_file, compress}; None for the `none` driver)."""
     cfg = log_config or {}
+    if not isinstance(cfg, dict) or not isinstance(cfg.get("Type") or "", str):
+        raise InvalidParameter("LogConfig must be an object with a string Type")
     driver = cfg.get("Type") or "json-file"
     opts = cfg.get("Config") or {}
     if driver not in DRIVERS:
         raise InvalidParameter(f"logging driver {driver!r} is not supported (use json-file, local or none)")
+    if not isinstance(opts, dict) or not all(isinstance(v, str) for v in opts.values()):
+        raise InvalidParameter("LogConfig.Config must map option names to strings")
     for key in opts:
         if key not in _OPTS:
             raise InvalidParameter(f"unknown log opt '{key}' for {driver} log driver")
@@ -108,10 +112,12 @@ def _local_settings(opts: dict) -> dict:
     return {"driver": "local", "max_size": max_size or None, "max_file": max(max_file, 1), "compress": compress}
 
 
-def merge_log_config(cfg: object, default: dict) -> dict:
+def merge_log_config(cfg: object, default: dict) -> object:
     """A container's LogConfig with the daemon's default filled in, as dockerd: no type means the
     default driver, and a container of the default driver gets the default options it does not set."""
-    cfg = dict(cfg) if isinstance(cfg, dict) else {}
+    if not isinstance(cfg, dict | None) or not isinstance((cfg or {}).get("Config") or {}, dict):
+        return cfg  # type: ignore[return-value]  # as it is: log_settings says what is wrong with it
+    cfg = cfg or {}
     merged = {"Type": cfg.get("Type") or default["Type"], "Config": dict(cfg.get("Config") or {})}
     if merged["Type"] == default["Type"]:
         for key, value in default.get("Config", {}).items():

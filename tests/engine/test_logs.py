@@ -158,10 +158,22 @@ def test_crash_leftover_is_compressed_on_reopen(tmp_root: str) -> None:
     ("json-file", {"max-size": "0"}, "max-size must be a positive number"),
     ("json-file", {"compress": "true", "max-file": "2"}, "compress cannot be true"),
     ("syslog", {}, "not supported"),
+    ("local", {"max-size": 5}, "must map option names to strings"),
+    ("local", {"max-size": "1.2.3m"}, "invalid size"),
+    ("local", "max-size=1m", "must map option names to strings"),
 ])
 def test_bad_options(driver: str, opts: dict, error: str) -> None:
     with pytest.raises(InvalidParameter, match=error.replace("(", r"\(")):
         logs.log_settings({"Type": driver, "Config": opts})
+    default = {"Type": "none", "Config": {}}
+    with pytest.raises(InvalidParameter, match=error.replace("(", r"\(")):
+        logs.log_settings(logs.merge_log_config({"Type": driver, "Config": opts}, default))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("config", ["local", ["local"], {"Type": 5}])
+def test_malformed_log_config(config: object) -> None:
+    with pytest.raises(InvalidParameter, match="LogConfig must be an object"):
+        logs.log_settings(logs.merge_log_config(config, {"Type": "json-file", "Config": {}}))  # type: ignore[arg-type]
 
 
 def test_option_values() -> None:
