@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import io
 import json
 import os
 import struct
@@ -249,13 +250,21 @@ def _rotated_names(path: str) -> list[str]:
 def snapshot(path: str) -> tuple[BinaryIO, list[tuple[str, BinaryIO]]] | None:
     """The current file and the rotated ones (FILE.N or FILE.N.gz, oldest first), opened under a
     shared lock of the current file — the writer rotates under an exclusive one — so the set is
-    whole and consistent whatever the writer does next. None if there is no log."""
+    whole and consistent whatever the writer does next. None if there is no log; an empty BytesIO
+    for the current file if a writer died between a rotation's rename and the new file."""
+    deadline = time.monotonic() + 1
     while True:
         try:
             current = open(path, "rb")  # noqa: SIM115 - the caller closes it
         except FileNotFoundError:
             if not any(os.path.exists(f"{path}.{ext}") for ext in ("1", "1.gz")):
                 return None
+            if time.monotonic() > deadline:
+                found = []
+                for name in _rotated_names(path):
+                    with contextlib.suppress(FileNotFoundError):
+                        found.append((name, open(name, "rb")))  # noqa: SIM115
+                return io.BytesIO(), found  # type: ignore[return-value]
             time.sleep(0.01)  # between a rotation's rename and the new file
             continue
         rotated: list[tuple[str, BinaryIO]] = []

@@ -9,6 +9,7 @@ compression and partial lines: `logfile.py`.
 from __future__ import annotations
 
 import contextlib
+import io
 import itertools
 import logging
 import os
@@ -212,7 +213,7 @@ def read(path: str, driver: str = "json-file", *, stdout: bool = True, stderr: b
     try:
         size = file_size(current)
         yield from shown(_backlog(fmt, current, size, rotated, since, tail, opened))
-        if state["done"] or not follow:
+        if state["done"] or not follow or isinstance(current, io.BytesIO):  # BytesIO: see snapshot()
             return
         if state["last_ns"] is None and size:  # --tail 0: the last entry still tells the file apart
             current.seek(fmt.tail_offset(current, size, 1)[0])

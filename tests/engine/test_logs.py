@@ -134,6 +134,17 @@ def test_damaged_files_do_not_break_reading(tmp_root: str) -> None:
     assert _texts(path, "local", tail=2)
 
 
+def test_writer_dead_between_rename_and_new_file(tmp_root: str) -> None:
+    path = os.path.join(tmp_root, "gap", "container.log")
+    w = _writer(path, "local", **{"max-size": "100", "max-file": "3"})
+    for i in range(12):
+        w.write("stdout", f"entry-{i}\n".encode())
+    w.close()
+    os.rename(path, path + ".x")  # as if the supervisor died there: only rotated files
+    texts = _texts(path, "local", follow=True, running=lambda: True)
+    assert texts and texts[-1] != b"entry-11\n" and all(t.startswith(b"entry-") for t in texts)
+
+
 def test_crash_leftover_is_compressed_on_reopen(tmp_root: str) -> None:
     path = os.path.join(tmp_root, "left", "container.log")
     os.makedirs(os.path.dirname(path))
