@@ -165,11 +165,14 @@ class LocalClient(Client):
 
     @staticmethod
     def _engine_call(fn, *args, **kwargs):  # type: ignore[no-untyped-def]
-        """An engine call with the API's answers to errors: an EngineError's status, else 500."""
+        """An engine call with the API's answers to errors: an EngineError's status (304, "already
+        started", is an answer, not an error), else 500."""
         from cais.engine.errors import EngineError
         try:
             return fn(*args, **kwargs)
         except EngineError as e:
+            if e.status < 400:
+                return _Response(e.status)
             raise ApiError(e.status, str(e)) from None
         except ApiError:
             raise

@@ -77,6 +77,10 @@ def test_detached_logs_inspect_rm(env: dict) -> None:
 def test_stdin_and_tty_attach_through_the_api(env: dict) -> None:
     piped = cais(env, "run", "--rm", "-i", "busybox", "sh", "-c", "cat; echo done", input=b"fed\n")
     assert (piped.returncode, piped.stdout) == (0, b"fed\ndone\n")
+    running = cais(env, "run", "-d", "busybox", "sleep", "30").stdout.decode().strip()
+    again = cais(env, "start", running)  # 304 from the engine: not an error, as with caisd
+    assert (again.returncode, again.stdout) == (0, f"{running}\n".encode())
+    assert cais(env, "rm", "-f", running).returncode == 0
     created = cais(env, "create", "busybox", "echo", "started").stdout.decode().strip()
     started = cais(env, "start", "-a", created)
     assert started.stdout == b"started\n"
