@@ -20,6 +20,7 @@ import contextlib
 import fcntl
 import io
 import json
+import logging
 import os
 import struct
 import threading
@@ -190,7 +191,8 @@ def _lock_briefly(fd: int, patience: float = 0.2) -> None:
 
 
 def compress_file(path: str, last_ns: int) -> None:
-    """PATH → PATH.gz with docker's header (extra = {"lastTime": …}, mtime 0, OS 255), then remove PATH."""
+    """PATH → PATH.gz with docker's header (extra = {"lastTime": …}, mtime 0, OS 255), then remove
+    PATH. If it fails (a full disk), PATH stays as it is, readable, and the failure is logged."""
     extra = json.dumps({"lastTime": rfc3339(last_ns, trim=True)}, separators=(",", ":")).encode()
     tmp = f"{path}.gz.tmp"
     try:
@@ -206,7 +208,9 @@ def compress_file(path: str, last_ns: int) -> None:
             os.fchmod(dst.fileno(), 0o640)
         os.rename(tmp, f"{path}.gz")
         os.unlink(path)
-    except FileNotFoundError:
+    except OSError as e:
+        if not isinstance(e, FileNotFoundError):
+            logging.getLogger("cais.logs").warning("compressing %s failed: %s", path, e)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
 
