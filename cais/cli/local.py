@@ -14,41 +14,109 @@ import io
 import json
 import os
 import re
-import socket
 import threading
 from collections.abc import Callable
 
-from cais.cli.client import ApiError, Client, _UnixConnection
+from cais.cli.client import ApiError, Client, Connection
 
 
-class _Response(io.BytesIO):
-    """What http.client's response gives the commands: a status, read() and readline()."""
+class _Response:
+    """An engine's answer, shaped as the client's Response: status, headers, read/read1/readline."""
 
     def __init__(self, status: int, data: bytes = b"") -> None:
-        super().__init__(data)
         self.status = status
+        self.headers: dict[str, str] = {"content-type": "application/json"} if data else {}
+        self._body = io.BytesIO(data)
+
+    def getheader(self, name: str, default: str | None = None) -> str | None:
+        return self.headers.get(name.lower(), default)
+
+    def read(self, n: int = -1) -> bytes:
+        return self._body.read(n)
+
+    def read1(self, n: int = 65536) -> bytes:
+        return self._body.read(n)
+
+    def readline(self) -> bytes:
+        return self._body.readline()
+
+    def buffered(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        self._body.close()
 
 
 class _WaitResponse(_Response):
-    """POST /wait answers at once (the CLI starts the container then); the body comes at exit."""
+    """POST /wait answers at once (the CLI starts the container then); its body comes at the exit,
+    from a thread: readable through fileno() for a select(), as the socket of a real answer."""
 
     def __init__(self, result: Callable[[], dict]) -> None:
         super().__init__(200)
-        self._result: Callable[[], dict] | None = result
+        self._ready = threading.Event()
+        self._pipe = os.pipe()
 
-    def _fill(self) -> None:
-        if self._result is not None:
-            data, self._result = json.dumps(self._result()).encode() + b"\n", None
-            self.write(data)
-            self.seek(0)
+        def wait() -> None:
+            try:
+                data = json.dumps(result()).encode() + b"\n"
+            except Exception as e:  # noqa: BLE001 - said in the answer, as the API would
+                data = json.dumps({"StatusCode": -1, "Error": {"Message": str(e)}}).encode() + b"\n"
+            self._body = io.BytesIO(data)
+            self._ready.set()
+            with contextlib.suppress(OSError):
+                os.write(self._pipe[1], b"x")
+        threading.Thread(target=wait, daemon=True, name="cais-local-wait").start()
 
-    def read(self, size: int | None = -1) -> bytes:
-        self._fill()
-        return super().read(size)
+    def _wait(self) -> None:
+        self._ready.wait()
 
-    def readline(self, size: int | None = -1) -> bytes:
-        self._fill()
-        return super().readline(size)
+    def read(self, n: int = -1) -> bytes:
+        self._wait()
+        return super().read(n)
+
+    def read1(self, n: int = 65536) -> bytes:
+        self._wait()
+        return super().read1(n)
+
+    def readline(self) -> bytes:
+        self._wait()
+        return super().readline()
+
+    def buffered(self) -> bool:
+        return self._ready.is_set()
+
+    def fileno(self) -> int:
+        return self._pipe[0]
+
+    def close(self) -> None:
+        for fd in self._pipe:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+class _Answered:
+    """What `send` returns for a request the engine served at once: its answer, or its error."""
+
+    reused = False
+    buf = b""
+
+    def __init__(self, run: Callable[..., object], *args: object) -> None:
+        self.result: object = None
+        self.error: ApiError | None = None
+        try:
+            self.result = run(*args)
+        except ApiError as e:
+            self.error = e
+
+    def answer(self):  # type: ignore[no-untyped-def]
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+    def close(self) -> None:
+        close = getattr(self.result, "close", None)
+        if close is not None:
+            close()
 
 
 def _flag(params: dict, name: str) -> bool:
@@ -130,38 +198,49 @@ _DIRECT = [(method, re.compile(pattern), name) for method, pattern, name in (
     ("GET", rf"/containers/{_ID}/json", "_inspect"),
     ("DELETE", rf"/containers/{_ID}", "_remove"),
 )]
+_ATTACH = re.compile(rf"/containers/{_ID}/attach")
 
 
 class LocalClient(Client):
     """A Client whose plain container requests are engine calls; the rest go to the private API socket."""
 
     def __init__(self, local: LocalEngine) -> None:
+        super().__init__("unix://")  # the socket's path is known once the API is served (_open)
         self.local = local
         self.engine = local.engine
-        self.host, self.kind, self.address = "local", "unix", ""
 
-    def _connection(self, timeout: float | None = None) -> _UnixConnection:
-        return _UnixConnection(self.local.serve(), timeout)
+    def _open(self, timeout: float | None = None) -> Connection:
+        self.address = self.local.serve()
+        return super()._open(timeout)
 
-    def request(self, method: str, path: str, params: dict | None = None, body: object = None,
-                headers: dict | None = None, timeout: float | None = None):  # type: ignore[no-untyped-def]
+    def send(self, method: str, path: str, params: dict | None = None, body: object = None,  # type: ignore[override]
+             headers: dict | None = None, timeout: float | None = None) -> Connection | _Answered:
         if not headers and (body is None or isinstance(body, dict)):
             for verb, pattern, name in _DIRECT:
                 m = pattern.fullmatch(path)
                 if verb == method and m:
-                    return self._engine_call(getattr(self, name), *m.groups(), params or {}, body)
-        return super().request(method, path, params, body, headers, timeout)
+                    return _Answered(self._engine_call, getattr(self, name), *m.groups(), params or {}, body)
+        return super().send(method, path, params, body, headers, timeout)
 
-    def hijack(self, path: str, params: dict | None = None, body: object = None) -> socket.socket:
+    def answer(self, conn: Connection | _Answered, method: str = "GET"):  # type: ignore[no-untyped-def, override]
+        if isinstance(conn, _Answered):
+            return conn.answer()
+        return super().answer(conn, method)
+
+    def send_hijack(self, path: str, params: dict | None = None,  # type: ignore[override]
+                    body: object = None) -> Connection | _Answered:
         params = params or {}
-        m = re.fullmatch(rf"/containers/{_ID}/attach", path)
+        m = _ATTACH.fullmatch(path)
         if m and body is None and not _flag(params, "stdin") and not _flag(params, "logs") and _flag(params, "stream"):
             record = self._engine_call(self.engine.get, m.group("id"))
             if not record["Config"]["Tty"]:
-                _, sock = self._engine_call(self.engine.attach, record["Id"], stdin=False,
-                                            stdout=_flag(params, "stdout"), stderr=_flag(params, "stderr"))
-                return _docker_frames(sock)
-        return super().hijack(path, params, body)
+                return _Answered(self._engine_call, self._attach, record["Id"], params)
+        return super().send_hijack(path, params, body)
+
+    def hijacked(self, conn: Connection | _Answered):  # type: ignore[no-untyped-def, override]
+        if isinstance(conn, _Answered):
+            return conn.answer()
+        return super().hijacked(conn)
 
     @staticmethod
     def _engine_call(fn, *args, **kwargs):  # type: ignore[no-untyped-def]
@@ -220,10 +299,16 @@ class LocalClient(Client):
         self.engine.remove(ref, force=_flag(params, "force"), volumes=_flag(params, "v"))
         return _Response(204)
 
+    def _attach(self, cid: str, params: dict):  # type: ignore[no-untyped-def]
+        _, sock = self.engine.attach(cid, stdin=False, stdout=_flag(params, "stdout"), stderr=_flag(params, "stderr"))
+        return _docker_frames(sock)
 
-def _docker_frames(supervisor: socket.socket) -> socket.socket:
+
+def _docker_frames(supervisor):  # type: ignore[no-untyped-def]
     """The supervisor's attach stream is docker's framing plus private CONTROL frames (the exit
     code): relay it without them, as the API's bridge does."""
+    import socket
+
     from cais.engine import frames
     mine, theirs = socket.socketpair()
 
