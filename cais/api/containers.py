@@ -192,8 +192,8 @@ async def logs(request: web.Request) -> web.StreamResponse:
     stdout, stderr = qbool(request, "stdout"), qbool(request, "stderr")
     if not (stdout or stderr):
         raise BadRequest("Bad parameters: you must choose at least one stream")
-    tail_text = qstr(request, "tail") or "all"
-    tail = None if tail_text == "all" else qint(request, "tail")
+    tail_text = (qstr(request, "tail") or "all").strip()
+    tail = int(tail_text) if tail_text.isdigit() else None  # as dockerd: "all", negative or garbage is all
     since = parse_timestamp_ns(qstr(request, "since")) if qstr(request, "since") not in (None, "", "0") else None
     until = parse_timestamp_ns(qstr(request, "until")) if qstr(request, "until") not in (None, "", "0") else None
     timestamps = qbool(request, "timestamps")

@@ -150,5 +150,10 @@ def test_logs_with_the_local_driver(client: docker.DockerClient, daemon: Caisd) 
                       "Connection: close\r\nContent-Length: 0\r\n\r\n".encode())
             body = _read_all(s).partition(b"\r\n\r\n")[2]
         assert body == b"".join(b"\x01\0\0\0\0\0\0\x02" + n + b"\n" for n in (b"1", b"2", b"3"))
+        with socket.socket(socket.AF_UNIX) as s:  # a tail that is no number is all, as dockerd has it
+            s.connect(daemon.sock)
+            s.sendall(f"GET /containers/{c.id}/logs?stdout=1&tail=-2 HTTP/1.1\r\nHost: x\r\n"
+                      "Connection: close\r\n\r\n".encode())
+            assert _read_all(s).count(b"\x01\0\0\0") == 3
     finally:
         c.remove(force=True)
