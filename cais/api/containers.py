@@ -199,7 +199,7 @@ async def logs(request: web.Request) -> web.StreamResponse:
     timestamps = qbool(request, "timestamps")
     tty = record["Config"]["Tty"]
     entries = engine.logs(record["Id"], follow=qbool(request, "follow"), stdout=stdout, stderr=stderr, since=since,
-                          until=until, tail=tail)
+                          until=until, tail=tail, details=qbool(request, "details"))
     response = web.StreamResponse(headers={"Content-Type": "application/vnd.docker.raw-stream" if tty else
                                            "application/vnd.docker.multiplexed-stream"})
     await response.prepare(request)

@@ -293,6 +293,8 @@ class Engine:
             bundle = self.store.dir(cid)
             write_json_atomic(os.path.join(bundle, "config.json"), oci, durable=False)  # rewritten at each start
             settings = logs.log_settings(record["HostConfig"].get("LogConfig"))
+            if settings:
+                settings["attrs"] = logs.log_attrs(record)
             config = record["Config"]
             request = {
                 "op": "start", "id": cid, "bundle": bundle, "root": self.runtime_root, "tty": config["Tty"],
@@ -725,7 +727,8 @@ class Engine:
         return logs.log_file(self.store.dir(record["Id"]), record["Id"], driver)
 
     def logs(self, ref: str, *, follow: bool = False, stdout: bool = True, stderr: bool = True,
-             since: int | None = None, until: int | None = None, tail: int | None = None):  # type: ignore[no-untyped-def]
+             since: int | None = None, until: int | None = None, tail: int | None = None,
+             details: bool = False):  # type: ignore[no-untyped-def]
         """(stream, unix ns, bytes) entries; since/until in unix ns."""
         record = self.get(ref)
         driver = (record["HostConfig"].get("LogConfig") or {}).get("Type") or "json-file"
@@ -737,7 +740,7 @@ class Engine:
             r = self.store.records.get(cid)
             return bool(r and (r["State"]["Running"] or r["State"].get("Restarting")))
         return logs.read(self._log_file(record), driver, stdout=stdout, stderr=stderr, since=since, until=until,
-                         tail=tail, follow=follow, running=running)
+                         tail=tail, follow=follow, running=running, with_details=details)
 
     def changes(self, ref: str) -> list[dict]:
         record = self.get(ref)

@@ -1,4 +1,5 @@
-"""docker's json-file format: one JSON object a line, {"log": "text\\n", "stream": "stdout", "time": RFC3339}.
+"""docker's json-file format: one JSON object a line, {"log": "text\\n", "stream": "stdout", "time": RFC3339},
+with "attrs" (an object) before "time" when log-opt labels, env or tag give some.
 
 The format keeps no partial metadata: a `log` that does not end in a newline is part of a longer line.
 """
@@ -15,12 +16,35 @@ from typing import BinaryIO
 from cais.engine.logfile import Message, Partial, rfc3339
 
 _NOT_LAST = Partial("", 0, False)
+_HTML_ESCAPES = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028",
+                               "\u2029": "\\u2029"})  # Go's encoding/json, for the attributes
+_ESCAPE = re.compile('[\x00-\x1f"\\\\<>&\u2028\u2029\udc80-\udcff]')
 _TIME = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:\d\d)$")
 
 
 def encode(msg: Message) -> bytes:
-    return json.dumps({"log": msg.text.decode("utf-8", "replace"), "stream": msg.stream, "time": rfc3339(msg.time_ns)},
-                      ensure_ascii=False).encode() + b"\n"
+    """The bytes dockerd writes: compact, the line escaped as docker's jsonlog does it."""
+    attrs = ""
+    if msg.attrs:
+        attrs = ',"attrs":' + json.dumps(dict(msg.attrs), ensure_ascii=False,
+                                         separators=(",", ":")).translate(_HTML_ESCAPES)
+    return (f'{{"log":{_go_string(msg.text)},"stream":"{msg.stream}"{attrs},"time":"{rfc3339(msg.time_ns, trim=True)}"}}\n'
+            ).encode()
+
+
+def _go_string(data: bytes) -> str:
+    """docker's jsonlog string: \\n, \\r, \\" and \\\\ short, other controls and <, >, &, U+2028/9 as
+    \\u escapes, each byte of invalid UTF-8 as \\ufffd, the rest as it is."""
+    return '"' + _ESCAPE.sub(_escaped, data.decode("utf-8", "surrogateescape")) + '"'
+
+
+def _escaped(m: re.Match) -> str:
+    c = m.group()
+    if c in '"\\':
+        return "\\" + c
+    if c in "\n\r":
+        return "\\n" if c == "\n" else "\\r"
+    return "\\ufffd" if "\udc80" <= c <= "\udcff" else f"\\u{ord(c):04x}"
 
 
 def parse_time_ns(text: str) -> int:
@@ -42,12 +66,13 @@ def decode(f: BinaryIO, end: int | None = None) -> Iterator[Message]:
             entry = json.loads(line)
             text = entry["log"].encode()
             when = parse_time_ns(entry["time"])
+            attrs = tuple(sorted((str(k), str(v)) for k, v in (entry.get("attrs") or {}).items()))
         except (ValueError, KeyError, TypeError, AttributeError):
             continue  # a damaged line is skipped, as docker's decoder resynchronises
         if text.endswith(b"\n"):
-            yield Message(entry.get("stream", "stdout"), when, text[:-1])
+            yield Message(entry.get("stream", "stdout"), when, text[:-1], None, attrs)
         else:
-            yield Message(entry.get("stream", "stdout"), when, text, _NOT_LAST)
+            yield Message(entry.get("stream", "stdout"), when, text, _NOT_LAST, attrs)
 
 
 def tail_offset(f: BinaryIO, size: int, want: int) -> tuple[int, int]:

@@ -4,6 +4,7 @@ uint32) before and after, so the file reads forwards and, for `--tail`, backward
     message LogEntry { string source = 1; int64 time_nano = 2; bytes line = 3; bool partial = 4;
                        PartialLogEntryMetadata partial_log_metadata = 5; repeated LogAttr attrs = 6; }
     message PartialLogEntryMetadata { bool last = 1; string id = 2; int32 ordinal = 3; }
+    message LogAttr { string key = 1; string value = 2; }
 
 Lines are stored without their newline; a reader adds it back unless the entry is a non-final part.
 """
@@ -32,6 +33,9 @@ def encode(msg: Message) -> bytes:
         meta = (pw.field_varint(1, int(msg.partial.last)) + pw.field_bytes(2, msg.partial.id.encode())
                 + pw.field_varint(3, msg.partial.ordinal))
         body += pw.field_varint(4, 1) + pw.varint(5 << 3 | pw.LENGTH) + pw.varint(len(meta)) + meta
+    for key, value in msg.attrs:
+        attr = pw.field_bytes(1, key.encode()) + pw.field_bytes(2, value.encode())
+        body += pw.varint(6 << 3 | pw.LENGTH) + pw.varint(len(attr)) + attr
     frame = _LEN.pack(len(body))
     return frame + body + frame
 
@@ -39,6 +43,7 @@ def encode(msg: Message) -> bytes:
 def decode_entry(body: bytes) -> Message:
     stream, time_ns, line, partial = "", 0, b"", False
     last, pid, ordinal = False, "", 0
+    attrs = []
     try:
         for number, wire, value in pw.fields(body):
             if number == 1 and wire == pw.LENGTH:
@@ -57,9 +62,12 @@ def decode_entry(body: bytes) -> Message:
                         pid = v.decode()  # type: ignore[union-attr]
                     elif n == 3 and w == pw.VARINT:
                         ordinal = pw.signed64(v) & 0xFFFFFFFF  # type: ignore[arg-type]
+            elif number == 6 and wire == pw.LENGTH:
+                pair = {n: v for n, w, v in pw.fields(value) if w == pw.LENGTH}  # type: ignore[arg-type]
+                attrs.append((pair.get(1, b"").decode(), pair.get(2, b"").decode()))  # type: ignore[union-attr]
     except (pw.DecodeError, UnicodeDecodeError) as e:
         raise CorruptLog(f"bad log entry: {e}") from None
-    return Message(stream, time_ns, line, Partial(pid, ordinal, last) if partial else None)
+    return Message(stream, time_ns, line, Partial(pid, ordinal, last) if partial else None, tuple(attrs))
 
 
 def decode(f: BinaryIO, end: int | None = None) -> Iterator[Message]:

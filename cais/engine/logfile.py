@@ -45,6 +45,7 @@ class Message(NamedTuple):
     time_ns: int
     line: bytes  # without its newline
     partial: Partial | None = None
+    attrs: tuple[tuple[str, str], ...] = ()  # docker's extra attributes (log-opt labels, env, tag), sorted
 
     @property
     def text(self) -> bytes:

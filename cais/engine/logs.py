@@ -78,6 +78,7 @@ def log_settings(log_config: dict | None) -> dict | None:
             raise InvalidParameter(f"unknown log opt '{key}' for {driver} log driver")
     if driver == "none":
         return None
+    _check_attr_opts(opts)
     if driver == "local":
         return _local_settings(opts)
     max_size = None
@@ -92,6 +93,59 @@ def log_settings(log_config: dict | None) -> dict | None:
     if compress and (max_file == 1 or max_size is None):
         raise InvalidParameter("compress cannot be true when max-file is less than 2 or max-size is not set")
     return {"driver": driver, "max_size": max_size, "max_file": max_file, "compress": compress}
+
+
+_TAG_FIELD = re.compile(r"\{\{\s*\.(\w+)\s*\}\}")
+
+
+def _tag_fields(record: dict) -> dict[str, str]:
+    """The fields a `tag` template may name (docker's logger.Info)."""
+    import socket
+    return {"ID": record["Id"][:12], "FullID": record["Id"], "Name": record["Name"].lstrip("/"),
+            "ImageID": record["Image"].split(":")[-1][:12], "ImageFullID": record["Image"],
+            "ImageName": record["Config"].get("Image") or "", "DaemonName": "docker",
+            "Hostname": socket.gethostname()}
+
+
+def _check_attr_opts(opts: dict) -> None:
+    """`tag` takes docker's template fields ({{.ID}}, {{.Name}}, …); the -regex options, regexes."""
+    known = {"ID", "FullID", "Name", "ImageID", "ImageFullID", "ImageName", "DaemonName", "Hostname"}
+    rest = _TAG_FIELD.sub(lambda m: "" if m.group(1) in known else "{{", opts.get("tag", ""))
+    if "{{" in rest or "}}" in rest:
+        raise InvalidParameter(f"invalid tag template {opts['tag']!r}: use {{{{.Name}}}}, {{{{.ID}}}}, "
+                               "{{.FullID}}, {{.ImageName}}, {{.ImageID}}, {{.ImageFullID}}, {{.DaemonName}} "
+                               "or {{.Hostname}}")
+    for key in ("labels-regex", "env-regex"):
+        try:
+            re.compile(opts.get(key, ""))
+        except re.error as e:
+            raise InvalidParameter(f"invalid {key} {opts[key]!r}: {e}") from None
+
+
+def log_attrs(record: dict) -> tuple[tuple[str, str], ...]:
+    """docker's extra attributes of each entry (logger.Info.ExtraAttributes and the tag): the
+    labels and env variables the options name or match, sorted by name."""
+    opts = (record["HostConfig"].get("LogConfig") or {}).get("Config") or {}
+    labels = record["Config"].get("Labels") or {}
+    env = dict(e.split("=", 1) for e in record["Config"].get("Env") or [] if "=" in e)
+    attrs: dict[str, str] = {}
+    for option, source in (("labels", labels), ("env", env)):
+        for key in opts.get(option, "").split(",") if opts.get(option) else ():
+            if key in source:
+                attrs[key] = source[key]
+        if opts.get(f"{option}-regex"):
+            pattern = re.compile(opts[f"{option}-regex"])
+            attrs.update({k: v for k, v in source.items() if pattern.search(k)})
+    if opts.get("tag"):
+        fields = _tag_fields(record)
+        attrs["tag"] = _TAG_FIELD.sub(lambda m: fields[m.group(1)], opts["tag"])
+    return tuple(sorted(attrs.items()))
+
+
+def details(attrs: tuple[tuple[str, str], ...]) -> bytes:
+    """docker's `logs --details` prefix: k=v pairs, query-escaped, comma-separated, then a space."""
+    from urllib.parse import quote_plus
+    return ",".join(f"{quote_plus(k)}={quote_plus(v)}" for k, v in attrs).encode() + b" "
 
 
 def _local_settings(opts: dict) -> dict:
@@ -145,7 +199,11 @@ class LogWriter:
         encode = _FORMATS[settings.get("driver", "json-file")].encode
         self._file = RotatingFile(path, settings.get("max_size"), settings.get("max_file", 1),
                                   settings.get("compress", False))
-        self._copier = Copier(lambda msg: self._file.write(encode(msg), msg.time_ns))
+        attrs = tuple(tuple(pair) for pair in settings.get("attrs") or ())
+        if attrs:
+            self._copier = Copier(lambda msg: self._file.write(encode(msg._replace(attrs=attrs)), msg.time_ns))
+        else:
+            self._copier = Copier(lambda msg: self._file.write(encode(msg), msg.time_ns))
 
     def write(self, stream: str, data: bytes) -> None:
         self._copier.write(stream, data)
@@ -189,9 +247,11 @@ def _decode(fmt, f: BinaryIO, end: int | None = None):  # type: ignore[no-untype
 
 def read(path: str, driver: str = "json-file", *, stdout: bool = True, stderr: bool = True,
          since: int | None = None, until: int | None = None, tail: int | None = None, follow: bool = False,
-         running: Callable[[], bool] = lambda: False, poll: float = 0.05) -> Iterator[tuple[str, int, bytes]]:
+         running: Callable[[], bool] = lambda: False, poll: float = 0.05,
+         with_details: bool = False) -> Iterator[tuple[str, int, bytes]]:
     """Yield (stream, unix ns, bytes) entries, oldest first; since/until in unix ns. As docker:
-    `tail` counts entries of both streams, then since/until and the stream selection apply.
+    `tail` counts entries of both streams, then since/until and the stream selection apply;
+    `with_details` puts each entry's attributes first (`logs --details`).
     With follow, keep reading while `running()` is true, through every file a rotation made."""
     fmt = _FORMATS[driver]
     snap = snapshot(path)
@@ -208,7 +268,7 @@ def read(path: str, driver: str = "json-file", *, stdout: bool = True, stderr: b
                 state["done"] = True
                 return
             if (since is None or msg.time_ns >= since) and (stdout if msg.stream == "stdout" else stderr):
-                yield msg.stream, msg.time_ns, msg.text
+                yield msg.stream, msg.time_ns, details(msg.attrs) + msg.text if with_details else msg.text
 
     try:
         size = file_size(current)

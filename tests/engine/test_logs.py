@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import json
 import os
 import pathlib
 import subprocess
@@ -14,7 +15,7 @@ import time
 
 import pytest
 
-from cais.engine import locallog, logs
+from cais.engine import jsonfilelog, locallog, logs
 from cais.engine.errors import InvalidParameter
 from cais.engine.logfile import Message, Partial, gzip_last_time
 
@@ -71,6 +72,34 @@ def test_rotation_compression_tail_since(tmp_root: str, driver: str) -> None:
     assert since[0] == b"out-196\n" and since[-1] == b"tail-without-newline"
     until = _texts(path, driver, until=stamps[0], stdout=False)
     assert until[-1] == b"err-195\n"
+
+
+@pytest.mark.parametrize("driver", ["local", "json-file"])
+def test_attributes_labels_env_tag(tmp_root: str, driver: str) -> None:
+    record = {"Id": "ab" * 32, "Name": "/cais-en-web", "Image": "sha256:" + "cd" * 32,
+              "Config": {"Image": "busybox", "Labels": {"app": "web", "tier": "front", "x": "1"},
+                         "Env": ["PATH=/bin", "MODE=fast lane", "EMPTY="]},
+              "HostConfig": {"LogConfig": {"Type": driver, "Config": {
+                  "labels": "app,missing", "labels-regex": "^ti", "env": "MODE,EMPTY", "tag": "{{.Name}}@{{.ImageID}}"}}}}
+    settings = logs.log_settings(record["HostConfig"]["LogConfig"])
+    assert settings is not None
+    settings["attrs"] = [list(pair) for pair in logs.log_attrs(record)]  # as JSON carries them
+    assert logs.log_attrs(record) == (("EMPTY", ""), ("MODE", "fast lane"), ("app", "web"),
+                                      ("tag", "cais-en-web@" + "cd" * 6), ("tier", "front"))
+    path = os.path.join(tmp_root, "attrs", "container.log")
+    w = logs.LogWriter(path, settings)
+    w.write("stdout", b"hello\n")
+    w.close()
+    if driver == "json-file":
+        with open(path) as f:
+            assert list(json.loads(f.readline())) == ["log", "stream", "attrs", "time"]
+    assert _texts(path, driver, with_details=True) == [
+        b"EMPTY=,MODE=fast+lane,app=web,tag=cais-en-web%40" + b"cd" * 6 + b",tier=front hello\n"]
+    assert _texts(path, driver) == [b"hello\n"]
+    with pytest.raises(InvalidParameter, match="invalid tag template"):
+        logs.log_settings({"Type": driver, "Config": {"tag": "{{.Nope}}"}})
+    with pytest.raises(InvalidParameter, match="invalid env-regex"):
+        logs.log_settings({"Type": driver, "Config": {"env-regex": "("}})
 
 
 def test_long_lines_are_partial_messages(tmp_root: str) -> None:
@@ -197,9 +226,9 @@ def test_option_values() -> None:
     assert logs.parse_timestamp_ns("2023-11-14T22:13:20.000000001+00:00") == 1_700_000_000_000_000_001
 
 
-def test_dockerd_local_files_read_and_reencoded(busybox_dir: str, tmp_root: str) -> None:
-    """dockerd writes local-driver files (rotated, gzipped): cais reads what `docker logs` shows
-    and re-encodes every entry to the very same bytes."""
+def test_dockerd_files_read_and_reencoded(busybox_dir: str, tmp_root: str) -> None:
+    """dockerd writes local-driver files (rotated, gzipped) and json-file ones (with attributes):
+    cais reads what `docker logs` shows and re-encodes every entry to the very same bytes."""
     from tests.peers import dockerd
     tar = os.path.join(tmp_root, "busybox.tar")
     subprocess.run(["tar", "-C", busybox_dir, "-cf", tar, "."], check=True)
@@ -209,7 +238,14 @@ def test_dockerd_local_files_read_and_reencoded(busybox_dir: str, tmp_root: str)
                        "--log-opt", "max-file=3", "cais-logs-busybox", "sh", "-c",
                        "for i in $(seq 1 60); do echo line-$i; done; head -c 20000 /dev/zero | tr '\\0' x; "
                        "echo; printf end").stdout.decode().strip()
+        # json-file with what Go escapes, and the attributes of labels, env and tag
+        jid = d.docker("run", "-d", "--network=none", "--name", "cais-logs-attrs", "--label", "cais.a=1",
+                       "--log-opt", "labels=cais.a", "-e", "CAIS_E=v w", "--log-opt", "env=CAIS_E",
+                       "--log-opt", "tag={{.Name}}/{{.ID}}", "cais-logs-busybox", "sh", "-c",
+                       "printf '<a&b> \\303\\251 \\342\\200\\250 \\033[0m\\t\\n'; printf 'no end'"
+                       ).stdout.decode().strip()
         d.docker("wait", cid)
+        d.docker("wait", jid)
         shown = d.docker("logs", cid).stdout
         path = os.path.join(d.root, "data", "containers", cid, "local-logs", "container.log")
         deadline = time.monotonic() + 10
@@ -229,6 +265,13 @@ def test_dockerd_local_files_read_and_reencoded(busybox_dir: str, tmp_root: str)
             assert again == raw
         with open(path + ".1.gz", "rb") as f:
             assert gzip_last_time(f)
+        jpath = os.path.join(d.root, "data", "containers", jid, f"{jid}-json.log")
+        raw = pathlib.Path(jpath).read_bytes()
+        with open(jpath, "rb") as f:
+            assert b"".join(jsonfilelog.encode(m) for m in jsonfilelog.decode(f)) == raw
+        assert b"".join(_texts(jpath, "json-file", with_details=True)) == d.docker("logs", "--details", jid).stdout
+        assert _texts(jpath, "json-file", with_details=True)[0].startswith(
+            f"CAIS_E=v+w,cais.a=1,tag=cais-logs-attrs%2F{jid[:12]} <a&b>".encode())
 
 
 def test_daemon_default_log_driver(tmp_root: str) -> None:
