@@ -60,12 +60,13 @@ def test_run_exit_code_streams_and_errors(env: dict) -> None:
 
 
 def test_detached_logs_inspect_rm(env: dict) -> None:
-    cid = cais(env, "run", "-d", "--log-driver", "local", "busybox", "sh", "-c",
-               "echo one; echo two >&2").stdout.decode().strip()
+    cid = cais(env, "run", "-d", "--log-driver", "local", "--log-opt", "tag={{.Name}}", "--name", "cais-en-tagged",
+               "busybox", "sh", "-c", "echo one; echo two >&2").stdout.decode().strip()
     assert len(cid) == 64
     assert cais(env, "wait", cid).stdout == b"0\n"
     logs = cais(env, "logs", "--tail", "1", cid)  # served by the in-process API
     assert logs.returncode == 0 and logs.stderr == b"two\n" and logs.stdout == b""
+    assert cais(env, "logs", "--details", cid).stdout == b"tag=cais-en-tagged one\n"
     assert cais(env, "inspect", "-f", "{{.State.Status}} {{.HostConfig.LogConfig.Type}}", cid).stdout == b"exited local\n"
     assert cais(env, "ps", "-aq", "--filter", "status=exited").stdout.split() == [cid[:12].encode()]
     assert cais(env, "ps", "-q").stdout == b""
