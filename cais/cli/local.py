@@ -5,6 +5,9 @@ a non-TTY attach without stdin, inspect, remove) go straight to the engine — t
 handlers make, with the same errors — so such a command never imports aiohttp (about half of its
 start-up). Any other request starts the API app on a private socket in a background thread, once,
 and is served there exactly as caisd serves it: every command works without a daemon.
+
+It takes from caisd's daemon.json what decides how containers are made (`userns-remap`, the default
+`log-driver` and `log-opts`), so a container is the same whether caisd or the CLI made it.
 """
 
 from __future__ import annotations
@@ -125,9 +128,10 @@ def _flag(params: dict, name: str) -> bool:
 
 
 class LocalEngine:
-    def __init__(self, data_root: str, exec_root: str) -> None:
+    def __init__(self, data_root: str, exec_root: str, config_file: str) -> None:
         self.data_root = data_root
         self.exec_root = exec_root
+        self.config_file = config_file
         self.engine = None
         self.path = ""
         self.loop = None
@@ -138,7 +142,16 @@ class LocalEngine:
         from cais.cli.main import CliError
         from cais.engine.engine import Engine
         from cais.engine.errors import EngineError
-        engine = Engine(self.data_root, self.exec_root, cgroup_parent=os.environ.get("CAIS_CGROUP_PARENT", "/cais"))
+        from cais.engine.userns import from_config
+        try:
+            remap = from_config(self.config_file)
+            log_config = _default_log_config(self.config_file)
+        except EngineError as e:
+            raise CliError(f"cais: {e}") from None
+        engine = Engine(self.data_root, self.exec_root,
+                        cgroup_parent=os.environ.get("CAIS_CGROUP_PARENT", "/cais"), remap=remap)
+        if log_config is not None:
+            engine.log_config = log_config
         try:
             engine.lock()
             engine.open()
@@ -187,6 +200,27 @@ class LocalEngine:
                 os.unlink(self.path)
         if self.engine is not None:
             self.engine.close()
+
+
+def _default_log_config(path: str) -> dict | None:
+    """daemon.json's log-driver and log-opts, checked as caisd checks them; None if it sets neither."""
+    from cais.engine.errors import InvalidParameter
+    from cais.engine.logs import log_settings
+    try:
+        with open(path) as f:
+            config = json.load(f)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as e:
+        raise InvalidParameter(f"cannot read {path}: {e}") from None
+    if not isinstance(config, dict) or not ("log-driver" in config or "log-opts" in config):
+        return None
+    log_config = {"Type": config.get("log-driver") or "json-file", "Config": config.get("log-opts") or {}}
+    try:
+        log_settings(log_config)
+    except InvalidParameter as e:
+        raise InvalidParameter(f"{path}: default log config: {e}") from None
+    return log_config
 
 
 _ID = r"(?P<id>[^/]+)"
