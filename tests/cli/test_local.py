@@ -86,3 +86,20 @@ def test_stdin_and_tty_attach_through_the_api(env: dict) -> None:
     started = cais(env, "start", "-a", created)
     assert started.stdout == b"started\n"
     assert cais(env, "rm", created).returncode == 0
+
+
+def test_daemon_json_log_defaults(env: dict) -> None:
+    """daemon.json's log-driver and log-opts hold without caisd too; a bad one is a one-line error."""
+    import json
+    config = os.path.join(os.path.dirname(env["CAIS_DATA_ROOT"]), "daemon.json")
+    with open(config, "w") as f:
+        json.dump({"log-driver": "local", "log-opts": {"max-size": "1m"}}, f)
+    configured = {**env, "CAIS_CONFIG_FILE": config}
+    cid = cais(configured, "create", "busybox", "true").stdout.decode().strip()
+    shown = cais(configured, "inspect", "-f", "{{json .HostConfig.LogConfig}}", cid).stdout
+    assert json.loads(shown) == {"Type": "local", "Config": {"max-size": "1m"}}
+    assert cais(configured, "rm", cid).returncode == 0
+    with open(config, "w") as f:
+        json.dump({"log-driver": "syslog"}, f)
+    bad = cais(configured, "ps")
+    assert bad.returncode != 0 and b"not supported" in bad.stderr and b"Traceback" not in bad.stderr
