@@ -67,6 +67,7 @@ class Engine:
         self._volumes = None
         self._networks = None
         self.network_options = network or {}
+        self.log_config = {"Type": "json-file", "Config": {}}  # the daemon's default (log-driver, log-opts)
 
     # ---- opening -------------------------------------------------------------------------
     def lock(self, wait: bool = False) -> None:
@@ -219,6 +220,11 @@ class Engine:
         ref = body.get("Image")
         if not ref or not isinstance(ref, str):
             raise InvalidParameter("Config cannot be empty in order to create a container")
+        if body.get("HostConfig") is None:
+            body["HostConfig"] = {}
+        if isinstance(body["HostConfig"], dict):
+            body["HostConfig"]["LogConfig"] = logs.merge_log_config(body["HostConfig"].get("LogConfig"),
+                                                                    self.log_config)
         image = self.images.resolve(ref)
         with self.store.lock:
             taken = {r["Name"].lstrip("/") for r in self.store.all()}
@@ -231,8 +237,8 @@ class Engine:
                                                    volatile=record["HostConfig"]["AutoRemove"])
             record["GraphDriver"] = self.storage.graph_driver(cid)
             self.networks.prepare(record, body)
-            record["LogPath"] = self._path(cid, f"{cid}-json.log") if (
-                record["HostConfig"]["LogConfig"].get("Type") or "json-file") != "none" else ""
+            driver = record["HostConfig"]["LogConfig"].get("Type") or "json-file"
+            record["LogPath"] = logs.log_file(self.store.dir(cid), cid, driver) if driver == "json-file" else ""
             points = self.volumes.prepare(cid, record["HostConfig"], body.get("Volumes"),
                                           image["Config"].get("Volumes"))
             record.setdefault("Cais", {})["MountPoints"] = points
@@ -298,10 +304,12 @@ class Engine:
             bundle = self.store.dir(cid)
             write_json_atomic(os.path.join(bundle, "config.json"), oci, durable=False)  # rewritten at each start
             settings = logs.log_settings(record["HostConfig"].get("LogConfig"))
+            if settings:
+                settings["attrs"] = logs.log_attrs(record)
             config = record["Config"]
             request = {
                 "op": "start", "id": cid, "bundle": bundle, "root": self.runtime_root, "tty": config["Tty"],
-                "stdin": config["OpenStdin"], "log": settings, "log_path": record["LogPath"],
+                "stdin": config["OpenStdin"], "log": settings, "log_path": self._log_file(record),
                 "exit_file": self._path(cid, "exit.json")}
             reply = self._create_then_start(record, request) if late_network else self.supervisor.request(request)
         except EngineError as e:
@@ -724,8 +732,15 @@ class Engine:
         from cais.engine.stats import collect
         return collect(self, self.get(ref), previous)
 
+    def _log_file(self, record: dict) -> str:
+        """The file the container's log driver writes ("" for `none`); LogPath names json-file's only."""
+        driver = (record["HostConfig"].get("LogConfig") or {}).get("Type") or "json-file"
+        return logs.log_file(self.store.dir(record["Id"]), record["Id"], driver)
+
     def logs(self, ref: str, *, follow: bool = False, stdout: bool = True, stderr: bool = True,
-             since: float | None = None, until: float | None = None, tail: int | None = None):  # type: ignore[no-untyped-def]
+             since: int | None = None, until: int | None = None, tail: int | None = None,
+             details: bool = False):  # type: ignore[no-untyped-def]
+        """(stream, unix ns, bytes) entries; since/until in unix ns."""
         record = self.get(ref)
         driver = (record["HostConfig"].get("LogConfig") or {}).get("Type") or "json-file"
         if driver == "none":
@@ -735,8 +750,8 @@ class Engine:
         def running() -> bool:
             r = self.store.records.get(cid)
             return bool(r and (r["State"]["Running"] or r["State"].get("Restarting")))
-        return logs.read(record["LogPath"], stdout=stdout, stderr=stderr, since=since, until=until, tail=tail,
-                         follow=follow, running=running)
+        return logs.read(self._log_file(record), driver, stdout=stdout, stderr=stderr, since=since, until=until,
+                         tail=tail, follow=follow, running=running, with_details=details)
 
     def changes(self, ref: str) -> list[dict]:
         record = self.get(ref)
