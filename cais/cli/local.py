@@ -204,13 +204,11 @@ class LocalEngine:
 
 def _default_log_config(path: str) -> dict | None:
     """daemon.json's log-driver and log-opts, checked as caisd checks them; None if it sets neither."""
+    from cais.engine import daemonjson
     from cais.engine.errors import InvalidParameter
     from cais.engine.logs import log_settings
     try:
-        with open(path) as f:
-            config = json.load(f)
-    except FileNotFoundError:
-        return None
+        config = daemonjson.read(path)
     except (OSError, ValueError) as e:
         raise InvalidParameter(f"cannot read {path}: {e}") from None
     if not isinstance(config, dict) or not ("log-driver" in config or "log-opts" in config):

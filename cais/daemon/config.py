@@ -11,8 +11,9 @@ import json
 import os
 from dataclasses import dataclass, field
 
+from cais.engine.daemonjson import DEFAULT_CONFIG
+
 DEFAULT_SOCKET = "unix:///run/cais/cais.sock"
-DEFAULT_CONFIG = "/etc/cais/daemon.json"
 FILE_KEYS = {"hosts": "hosts", "data-root": "data_root", "exec-root": "exec_root", "pidfile": "pidfile",
              "storage-driver": "storage_driver", "log-level": "log_level", "debug": "debug", "group": "group",
              "tlsverify": "tlsverify", "tlscacert": "tlscacert", "tlscert": "tlscert", "tlskey": "tlskey",

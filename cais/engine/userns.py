@@ -116,12 +116,9 @@ def resolve(value: str, subuid: str = "/etc/subuid", subgid: str = "/etc/subgid"
 def from_config(path: str) -> IdMap | None:
     """The mapping daemon.json at `path` sets (its "userns-remap"), None without one or without the
     file: what the daemonless CLI runs its containers with, as caisd would."""
-    import json
+    from cais.engine import daemonjson
     try:
-        with open(path) as f:
-            config = json.load(f)
-    except FileNotFoundError:
-        return None
+        config = daemonjson.read(path)
     except (OSError, ValueError) as e:
         raise RemapError(f"cannot read {path}: {e}") from None
     value = config.get("userns-remap") if isinstance(config, dict) else None

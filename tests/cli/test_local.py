@@ -103,3 +103,23 @@ def test_daemon_json_log_defaults(env: dict) -> None:
         json.dump({"log-driver": "syslog"}, f)
     bad = cais(configured, "ps")
     assert bad.returncode != 0 and b"not supported" in bad.stderr and b"Traceback" not in bad.stderr
+
+
+def test_daemonless_start_reads_daemon_json_without_the_daemons_parser(env: dict) -> None:
+    """daemon.json is read through cais.engine.daemonjson: no argparse, no cais.daemon imported;
+    a malformed file is still a one-line error."""
+    config = os.path.join(os.path.dirname(env["CAIS_DATA_ROOT"]), "daemon-imports.json")
+    with open(config, "w") as f:
+        f.write('{"userns-remap": "", "log-opts": {"max-size": "1m"}}')
+    configured = {**env, "CAIS_CONFIG_FILE": config}
+    listed = subprocess.run([os.path.join(VENV_BIN, "python"), "-X", "importtime", CAIS, "ps"], env=configured,
+                            capture_output=True, timeout=60)
+    assert listed.returncode == 0, listed.stderr
+    imported = {line.rsplit("|", 1)[-1].strip() for line in listed.stderr.decode().splitlines()}
+    assert "cais.engine.daemonjson" in imported
+    assert not {"argparse", "cais.daemon", "cais.daemon.config"} & imported
+    with open(config, "w") as f:
+        f.write("{not json")
+    bad = cais(configured, "ps")
+    assert bad.returncode != 0 and b"cannot read" in bad.stderr and b"Traceback" not in bad.stderr
+    assert len(bad.stderr.decode().strip().splitlines()) == 1
