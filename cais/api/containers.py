@@ -16,7 +16,6 @@ from cais.api.routing import qbool, qfilters, qint, qstr, route
 from cais.api.streams import bridge, client_gone, iterate_in_thread, parse_detach_keys
 from cais.engine import frames
 from cais.engine.errors import EngineError
-from cais.engine.logfile import rfc3339
 from cais.engine.logs import parse_timestamp_ns, readable
 
 
@@ -198,17 +197,16 @@ async def logs(request: web.Request) -> web.StreamResponse:
     until = parse_timestamp_ns(qstr(request, "until")) if qstr(request, "until") not in (None, "", "0") else None
     timestamps = qbool(request, "timestamps")
     tty = record["Config"]["Tty"]
-    entries = engine.logs(record["Id"], follow=qbool(request, "follow"), stdout=stdout, stderr=stderr, since=since,
-                          until=until, tail=tail, details=qbool(request, "details"))
+    batches = engine.logs(record["Id"], follow=qbool(request, "follow"), stdout=stdout, stderr=stderr, since=since,
+                          until=until, tail=tail, details=qbool(request, "details"), batches=True)
     response = web.StreamResponse(headers={"Content-Type": "application/vnd.docker.raw-stream" if tty else
                                            "application/vnd.docker.multiplexed-stream"})
     await response.prepare(request)
     stop = threading.Event()
-    try:
-        async for stream, ns, data in iterate_in_thread(lambda: entries, stop):
-            payload = (rfc3339(ns).encode() + b" " + data) if timestamps else data
-            await response.write(payload if tty else frames.frame(frames.STDERR if stream == "stderr" else
-                                                                    frames.STDOUT, payload))
+    try:  # framed in the reading thread, a batch of entries at a time: one write each, no per-line await
+        async for chunk in iterate_in_thread(lambda: frames.encode_logs(batches, tty=tty, timestamps=timestamps),
+                                             stop):
+            await response.write(chunk)
     except (ConnectionError, RuntimeError):
         pass
     finally:

@@ -739,8 +739,8 @@ class Engine:
 
     def logs(self, ref: str, *, follow: bool = False, stdout: bool = True, stderr: bool = True,
              since: int | None = None, until: int | None = None, tail: int | None = None,
-             details: bool = False):  # type: ignore[no-untyped-def]
-        """(stream, unix ns, bytes) entries; since/until in unix ns."""
+             details: bool = False, batches: bool = False):  # type: ignore[no-untyped-def]
+        """(stream, unix ns, bytes) entries, or lists of them with `batches`; since/until in unix ns."""
         record = self.get(ref)
         driver = (record["HostConfig"].get("LogConfig") or {}).get("Type") or "json-file"
         if driver == "none":
@@ -750,7 +750,7 @@ class Engine:
         def running() -> bool:
             r = self.store.records.get(cid)
             return bool(r and (r["State"]["Running"] or r["State"].get("Restarting")))
-        return logs.read(self._log_file(record), driver, stdout=stdout, stderr=stderr, since=since, until=until,
+        return (logs.read_batches if batches else logs.read)(self._log_file(record), driver, stdout=stdout, stderr=stderr, since=since, until=until,
                          tail=tail, follow=follow, running=running, with_details=details)
 
     def changes(self, ref: str) -> list[dict]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import struct
+from collections.abc import Iterable, Iterator
 
 STDIN, STDOUT, STDERR, SYSTEMERR = 0, 1, 2, 3
 CONTROL = 0x80
@@ -29,3 +30,19 @@ async def read_frame(reader: asyncio.StreamReader) -> tuple[int, bytes] | None:
         return stream, await reader.readexactly(length)
     except (asyncio.IncompleteReadError, ConnectionError):
         return None
+
+
+def encode_logs(batches: Iterable[list[tuple[str, int, bytes]]], *, tty: bool,
+                timestamps: bool) -> Iterator[bytes]:
+    """`logs`' response body, one chunk per batch of (stream, unix ns, bytes) entries: each entry
+    framed (raw with a TTY), after its RFC 3339 time with `timestamps`."""
+    from cais.engine.logfile import rfc3339_fixed
+    pack = HEADER.pack
+    for batch in batches:
+        if timestamps:
+            batch = [(stream, 0, rfc3339_fixed(ns) + b" " + data) for stream, ns, data in batch]
+        if tty:
+            yield b"".join([data for _, _, data in batch])
+        else:
+            yield b"".join([pack(STDERR if stream == "stderr" else STDOUT, len(data)) + data
+                            for stream, _, data in batch])

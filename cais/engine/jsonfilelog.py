@@ -47,7 +47,23 @@ def _escaped(m: re.Match) -> str:
     return "\\ufffd" if "\udc80" <= c <= "\udcff" else f"\\u{ord(c):04x}"
 
 
+_base_cache: tuple[str, int] = ("", 0)  # the last "YYYY-MM-DDTHH:MM:SS" of a UTC time parsed, in unix ns
+
+
 def parse_time_ns(text: str) -> int:
+    """RFC 3339 → unix ns. docker's own times (UTC, "…Z") are parsed once a second, the fraction
+    each time: the common case of `logs` reading a big file."""
+    global _base_cache
+    if len(text) > 20 and text[19] == "." and text[-1] == "Z" and text[20:-1].isdigit() and len(text) <= 30:
+        base, ns = _base_cache
+        if text[:19] != base:
+            base, ns = text[:19], _parse_time_ns(text[:19] + "Z")
+            _base_cache = (base, ns)
+        return ns + int(text[20:-1].ljust(9, "0"))
+    return _parse_time_ns(text)
+
+
+def _parse_time_ns(text: str) -> int:
     m = _TIME.match(text)
     if not m:
         raise ValueError(f"invalid time {text!r}")
@@ -57,19 +73,20 @@ def parse_time_ns(text: str) -> int:
 
 def decode(f: BinaryIO, end: int | None = None) -> Iterator[Message]:
     """Entries from f's position on; a line still being written is left for the next call."""
+    loads = json.loads
     while end is None or f.tell() < end:
         line = f.readline() if end is None else f.readline(end - f.tell())
         if not line.endswith(b"\n"):
             f.seek(-len(line), os.SEEK_CUR)
             return
         try:
-            entry = json.loads(line)
+            entry = loads(line)
             text = entry["log"].encode()
             when = parse_time_ns(entry["time"])
-            attrs = tuple(sorted((str(k), str(v)) for k, v in (entry.get("attrs") or {}).items()))
+            attrs = tuple(sorted((str(k), str(v)) for k, v in entry["attrs"].items())) if entry.get("attrs") else ()
         except (ValueError, KeyError, TypeError, AttributeError):
             continue  # a damaged line is skipped, as docker's decoder resynchronises
-        if text.endswith(b"\n"):
+        if text[-1:] == b"\n":
             yield Message(entry.get("stream", "stdout"), when, text[:-1], None, attrs)
         else:
             yield Message(entry.get("stream", "stdout"), when, text, _NOT_LAST, attrs)

@@ -70,25 +70,67 @@ def decode_entry(body: bytes) -> Message:
     return Message(stream, time_ns, line, Partial(pid, ordinal, last) if partial else None, tuple(attrs))
 
 
+_STREAMS = {b"stdout": "stdout", b"stderr": "stderr"}
+_CHUNK = 1 << 20
+
+
+def _decode_plain(body: bytes) -> Message | None:
+    """The common entry (source, time, line; nothing else) without the general decoder's
+    per-field work, or None for any other entry."""
+    if len(body) < 10 or body[0] != 0x0A or body[1] != 6 or body[8] != 0x10:
+        return None
+    stream = _STREAMS.get(body[2:8])
+    if stream is None:
+        return None
+    time_ns, pos = pw.read_varint(body, 9)
+    if pos == len(body):
+        return Message(stream, pw.signed64(time_ns), b"")
+    if body[pos] != 0x1A:
+        return None
+    size, pos = pw.read_varint(body, pos + 1)
+    if pos + size != len(body):
+        return None
+    return Message(stream, pw.signed64(time_ns), body[pos:])
+
+
 def decode(f: BinaryIO, end: int | None = None) -> Iterator[Message]:
     """Entries from f's position on; an entry still being written is left for the next call.
-    A damaged frame raises CorruptLog (what follows it cannot be found again)."""
-    while end is None or f.tell() + 4 <= end:
-        start = f.tell()
-        head = f.read(4)
-        if len(head) < 4:
-            f.seek(start)
+    A damaged frame raises CorruptLog (what follows it cannot be found again). Reads a chunk at
+    a time: the position is past the entries of a chunk when they are handed out."""
+    unpack = _LEN.unpack_from
+    while True:
+        base = f.tell()
+        want = _CHUNK if end is None else min(_CHUNK, end - base)
+        if want < 8:
             return
-        (size,) = _LEN.unpack(head)
-        if size > MAX_ENTRY:
-            raise CorruptLog(f"log entry of {size} bytes at offset {start} (more than {MAX_ENTRY})")
-        rest = f.read(size + 4)
-        if len(rest) < size + 4 or (end is not None and start + 8 + size > end):
-            f.seek(start)
+        data = f.read(want)
+        pos, out, damage = 0, [], None
+        try:
+            while pos + 8 <= len(data):
+                (size,) = unpack(data, pos)
+                if size > MAX_ENTRY:
+                    raise CorruptLog(f"log entry of {size} bytes at offset {base + pos} (more than {MAX_ENTRY})")
+                stop = pos + 8 + size
+                if stop > len(data):
+                    if pos == 0 and len(data) == _CHUNK and (end is None or base + stop <= end):
+                        data += f.read(stop - len(data))  # an entry bigger than a chunk
+                        if stop > len(data):
+                            break
+                    else:
+                        break
+                if data[stop - 4:stop] != data[pos:pos + 4]:
+                    raise CorruptLog(f"log entry at offset {base + pos}: header and footer lengths differ")
+                body = data[pos + 4:stop - 4]
+                out.append(_decode_plain(body) or decode_entry(body))
+                pos = stop
+        except CorruptLog as e:
+            damage = e  # after the entries before it
+        f.seek(base + pos)
+        yield from out
+        if damage is not None:
+            raise damage
+        if not out:
             return
-        if rest[size:] != head:
-            raise CorruptLog(f"log entry at offset {start}: header and footer lengths differ")
-        yield decode_entry(rest[:size])
 
 
 def tail_offset(f: BinaryIO, size: int, want: int) -> tuple[int, int]:

@@ -61,6 +61,20 @@ def rfc3339(ns: int, *, trim: bool = False) -> str:
     return f"{base}.{digits}Z" if digits else f"{base}Z"
 
 
+_second: tuple[int, bytes] = (-1, b"")  # the last second rfc3339_fixed formatted, and its text
+
+
+def rfc3339_fixed(ns: int) -> bytes:
+    """rfc3339(ns) as bytes, fixed width (`logs -t`); the date part is formatted once a second."""
+    global _second
+    sec, frac = divmod(ns, 1_000_000_000)
+    cached_sec, text = _second  # one tuple: threads see a whole pair
+    if cached_sec != sec:
+        text = datetime.fromtimestamp(sec, UTC).strftime("%Y-%m-%dT%H:%M:%S.").encode()
+        _second = (sec, text)
+    return b"%s%09dZ" % (text, frac)
+
+
 class _StreamState:
     __slots__ = ("buf", "partial_id", "ordinal", "first_ns")
 

@@ -245,14 +245,39 @@ def _decode(fmt, f: BinaryIO, end: int | None = None):  # type: ignore[no-untype
         f.seek(0, os.SEEK_END)
 
 
-def read(path: str, driver: str = "json-file", *, stdout: bool = True, stderr: bool = True,
-         since: int | None = None, until: int | None = None, tail: int | None = None, follow: bool = False,
-         running: Callable[[], bool] = lambda: False, poll: float = 0.05,
-         with_details: bool = False) -> Iterator[tuple[str, int, bytes]]:
-    """Yield (stream, unix ns, bytes) entries, oldest first; since/until in unix ns. As docker:
+Entry = tuple[str, int, bytes]  # (stream, unix ns, bytes)
+BATCH, BATCH_BYTES = 4096, 1 << 20  # handed over at once: the API frames and writes them in one go
+
+
+def read(path: str, driver: str = "json-file", **kw) -> Iterator[Entry]:  # type: ignore[no-untyped-def]
+    """Yield (stream, unix ns, bytes) entries, oldest first (`read_batches`' entries one by one)."""
+    for batch in read_batches(path, driver, **kw):
+        yield from batch
+
+
+def _batched(entries: Iterator[Entry]) -> Iterator[list[Entry]]:
+    """Up to BATCH entries or BATCH_BYTES bytes a list (long lines make fewer entries)."""
+    batch: list[Entry] = []
+    size = 0
+    for entry in entries:
+        batch.append(entry)
+        size += len(entry[2])
+        if len(batch) >= BATCH or size >= BATCH_BYTES:
+            yield batch
+            batch, size = [], 0
+    if batch:
+        yield batch
+
+
+def read_batches(path: str, driver: str = "json-file", *, stdout: bool = True, stderr: bool = True,
+                 since: int | None = None, until: int | None = None, tail: int | None = None,
+                 follow: bool = False, running: Callable[[], bool] = lambda: False, poll: float = 0.05,
+                 with_details: bool = False) -> Iterator[list[Entry]]:
+    """Lists of (stream, unix ns, bytes) entries, oldest first; since/until in unix ns. As docker:
     `tail` counts entries of both streams, then since/until and the stream selection apply;
     `with_details` puts each entry's attributes first (`logs --details`).
-    With follow, keep reading while `running()` is true, through every file a rotation made."""
+    With follow, keep reading while `running()` is true, through every file a rotation made; a
+    batch ends where the file did, so a follower gets what is written without waiting for more."""
     fmt = _FORMATS[driver]
     snap = snapshot(path)
     if snap is None:
@@ -261,7 +286,7 @@ def read(path: str, driver: str = "json-file", *, stdout: bool = True, stderr: b
     opened: list[BinaryIO] = [current, *(f for _, f in rotated)]
     state: dict = {"last_ns": None, "done": False}  # the last entry read (shown or not); past `until`
 
-    def shown(messages: Iterator) -> Iterator[tuple[str, int, bytes]]:
+    def shown(messages: Iterator) -> Iterator[Entry]:
         for msg in messages:
             state["last_ns"] = msg.time_ns
             if until is not None and msg.time_ns > until:
@@ -272,7 +297,7 @@ def read(path: str, driver: str = "json-file", *, stdout: bool = True, stderr: b
 
     try:
         size = file_size(current)
-        yield from shown(_backlog(fmt, current, size, rotated, since, tail, opened))
+        yield from _batched(shown(_backlog(fmt, current, size, rotated, since, tail, opened)))
         if state["done"] or not follow or isinstance(current, io.BytesIO):  # BytesIO: see snapshot()
             return
         if state["last_ns"] is None and size:  # --tail 0: the last entry still tells the file apart
@@ -283,11 +308,11 @@ def read(path: str, driver: str = "json-file", *, stdout: bool = True, stderr: b
         while True:
             alive = running()
             before = current.tell()
-            yield from shown(_decode(fmt, current))
+            yield from _batched(shown(_decode(fmt, current)))
             got = current.tell() != before
             with contextlib.suppress(FileNotFoundError):
                 if not state["done"] and os.stat(path).st_ino != inode:  # rotated: read `current` to its end
-                    yield from shown(_decode(fmt, current))
+                    yield from _batched(shown(_decode(fmt, current)))
                     old_inode, old_size = inode, current.tell()
                     snap = snapshot(path)
                     if snap is None:
@@ -296,7 +321,7 @@ def read(path: str, driver: str = "json-file", *, stdout: bool = True, stderr: b
                     opened += [current, *(f for _, f in rotated)]
                     inode = os.fstat(current.fileno()).st_ino
                     for f in _written_after(rotated, old_inode, old_size, state["last_ns"], opened):
-                        yield from shown(_decode(fmt, f))
+                        yield from _batched(shown(_decode(fmt, f)))
                     continue
             if state["done"] or (not alive and not got):
                 return
