@@ -73,14 +73,14 @@ def _parse_time_ns(text: str) -> int:
 
 def decode(f: BinaryIO, end: int | None = None) -> Iterator[Message]:
     """Entries from f's position on; a line still being written is left for the next call."""
-    loads = json.loads
+    loads = json.JSONDecoder().decode  # on str: json.loads would sniff each line's encoding
     while end is None or f.tell() < end:
         line = f.readline() if end is None else f.readline(end - f.tell())
         if not line.endswith(b"\n"):
             f.seek(-len(line), os.SEEK_CUR)
             return
         try:
-            entry = loads(line)
+            entry = loads(line.decode("utf-8", "surrogatepass"))
             text = entry["log"].encode()
             when = parse_time_ns(entry["time"])
             attrs = tuple(sorted((str(k), str(v)) for k, v in entry["attrs"].items())) if entry.get("attrs") else ()

@@ -53,26 +53,30 @@ class Message(NamedTuple):
         return self.line + b"\n" if self.partial is None or self.partial.last else self.line
 
 
+_second: tuple[int, str] = (-1, "")  # the last second formatted, and its text: one tuple, threads see a whole pair
+
+
+def _seconds(sec: int) -> str:
+    global _second
+    cached_sec, text = _second
+    if cached_sec != sec:
+        text = datetime.fromtimestamp(sec, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        _second = (sec, text)
+    return text
+
+
 def rfc3339(ns: int, *, trim: bool = False) -> str:
-    """UTC RFC 3339 with nanoseconds, fixed width (docker's logs -t) or trimmed (Go's RFC3339Nano)."""
+    """UTC RFC 3339 with nanoseconds, fixed width (docker's logs -t) or trimmed (Go's RFC3339Nano).
+    The date part is formatted once a second: a log writes and reads many entries a second."""
     sec, frac = divmod(ns, 1_000_000_000)
-    base = datetime.fromtimestamp(sec, UTC).strftime("%Y-%m-%dT%H:%M:%S")
     digits = f"{frac:09d}".rstrip("0") if trim else f"{frac:09d}"
-    return f"{base}.{digits}Z" if digits else f"{base}Z"
-
-
-_second: tuple[int, bytes] = (-1, b"")  # the last second rfc3339_fixed formatted, and its text
+    return f"{_seconds(sec)}.{digits}Z" if digits else f"{_seconds(sec)}Z"
 
 
 def rfc3339_fixed(ns: int) -> bytes:
-    """rfc3339(ns) as bytes, fixed width (`logs -t`); the date part is formatted once a second."""
-    global _second
+    """rfc3339(ns) as bytes, fixed width (`logs -t`)."""
     sec, frac = divmod(ns, 1_000_000_000)
-    cached_sec, text = _second  # one tuple: threads see a whole pair
-    if cached_sec != sec:
-        text = datetime.fromtimestamp(sec, UTC).strftime("%Y-%m-%dT%H:%M:%S.").encode()
-        _second = (sec, text)
-    return b"%s%09dZ" % (text, frac)
+    return b"%s.%09dZ" % (_seconds(sec).encode(), frac)
 
 
 class _StreamState:
