@@ -306,6 +306,7 @@ class Engine:
             settings = logs.log_settings(record["HostConfig"].get("LogConfig"))
             if settings:
                 settings["attrs"] = logs.log_attrs(record)
+            self.supervisor.check_log(settings)
             config = record["Config"]
             request = {
                 "op": "start", "id": cid, "bundle": bundle, "root": self.runtime_root, "tty": config["Tty"],

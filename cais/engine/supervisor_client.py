@@ -76,6 +76,18 @@ class SupervisorClient:
         log.warning("%s", self.mismatch)
         return True
 
+    def check_log(self, settings: dict | None) -> None:
+        """A supervisor older than protocol 3 writes json-file only, without attributes: refuse,
+        rather than let it write another format or drop what the options ask for."""
+        if settings is None or self.protocol >= 3:
+            return
+        wants = ("the local log driver" if settings.get("driver", "json-file") != "json-file" else
+                 "log attributes (log-opt labels, env, tag)" if settings.get("attrs") else None)
+        if wants:
+            raise SupervisorError(
+                f"{self.mismatch or 'the supervisor runs older code'}: it cannot write {wants}. Stop its "
+                "containers (the next start gets an up-to-date supervisor) or use --log-driver json-file")
+
     def _replace_idle(self, pid: int | None) -> bool:
         """Ask an idle supervisor to exit, and wait until its lock is free."""
         try:

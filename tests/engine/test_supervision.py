@@ -234,6 +234,51 @@ def test_upgrade_keeps_an_older_supervisor_for_its_containers(restartable: Caisd
     assert _out(d.docker("run", "--rm", "busybox", "echo", "new")) == "new"
 
 
+def test_an_older_supervisor_is_not_asked_for_log_drivers_it_lacks(restartable: Caisd) -> None:
+    """A supervisor of protocol 2 (from before the local driver and log attributes) kept for its
+    containers after an upgrade: caisd refuses a local-driver or attributed start with a clear
+    error (nothing started, nothing lost), and gives both once the old supervisor is replaced."""
+    d = restartable
+    old = os.path.join(d.root, "old")
+    shutil.copytree(os.path.dirname(cais.__file__), os.path.join(old, "cais"),
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    with open(os.path.join(old, "cais", "__init__.py"), "a") as f:
+        f.write('\n__version__ = "0.0.8"\n')
+    with open(os.path.join(old, "cais", "engine", "build.py"), "a") as f:
+        f.write("\nPROTOCOL = 2\n")
+    with open(os.path.join(old, "cais", "engine", "logs.py"), "a") as f:
+        f.write('\n_FORMATS = {"json-file": jsonfilelog}  # before the local driver\n')
+    d.kill(signal.SIGTERM)
+    _stop_supervisor(d)
+    d.env = {"PYTHONPATH": old}
+    d.start()
+    cid = _out(d.docker("run", "-d", "busybox", "sh", "-c", "echo before; sleep 300"))
+    old_supervisor = d.supervisor_pid()
+    d.kill(signal.SIGTERM)
+    d.env = {}
+    d.start()
+    assert d.supervisor_pid() == old_supervisor
+    local = d.docker("run", "-d", "--name", "cais-en-local", "--log-driver", "local", "busybox", "true", check=False)
+    assert local.returncode != 0
+    error = local.stderr.decode()
+    assert "cannot write the local log driver" in error and "cais 0.0.8" in error and "Traceback" not in error
+    assert _out(d.docker("inspect", "-f", "{{.State.Status}}", "cais-en-local")) == "created"
+    tagged = d.docker("run", "--rm", "--log-opt", "tag={{.Name}}", "busybox", "true", check=False)
+    assert tagged.returncode != 0 and "cannot write log attributes" in tagged.stderr.decode()
+    assert _out(d.docker("run", "--rm", "busybox", "echo", "json-file")) == "json-file"
+    assert _out(d.docker("logs", cid)) == "before"
+    d.docker("rm", "-f", cid)
+    deadline = time.monotonic() + 30
+    while d.supervisor_pid() == old_supervisor and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert d.supervisor_pid() != old_supervisor
+    d.docker("start", "-a", "cais-en-local")
+    assert d.docker("logs", "cais-en-local").returncode == 0
+    listed = d.docker("run", "-d", "--log-driver", "local", "busybox", "echo", "local").stdout.decode().strip()
+    d.docker("wait", listed)
+    assert _out(d.docker("logs", listed)) == "local"
+
+
 def _children(pid: int) -> list[int]:
     with open(f"/proc/{pid}/task/{pid}/children") as f:
         return [int(p) for p in f.read().split()]
