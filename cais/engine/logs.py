@@ -200,18 +200,26 @@ class LogWriter:
         self._file = RotatingFile(path, settings.get("max_size"), settings.get("max_file", 1),
                                   settings.get("compress", False))
         attrs = tuple(tuple(pair) for pair in settings.get("attrs") or ())
+        self._pending: list[tuple[bytes, int]] = []  # the entries of one write, written together
+        add = self._pending.append
         if attrs:
-            self._copier = Copier(lambda msg: self._file.write(encode(msg._replace(attrs=attrs)), msg.time_ns))
+            self._copier = Copier(lambda msg: add((encode(msg._replace(attrs=attrs)), msg.time_ns)))
         else:
-            self._copier = Copier(lambda msg: self._file.write(encode(msg), msg.time_ns))
+            self._copier = Copier(lambda msg: add((encode(msg), msg.time_ns)))
 
     def write(self, stream: str, data: bytes) -> None:
-        self._copier.write(stream, data)
+        try:
+            self._copier.write(stream, data)
+            self._file.write_many(self._pending)
+        finally:
+            self._pending.clear()
 
     def close(self) -> None:
         try:
             self._copier.flush()
+            self._file.write_many(self._pending)
         finally:
+            self._pending.clear()
             self._file.close()
 
 
