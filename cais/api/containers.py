@@ -205,7 +205,7 @@ async def logs(request: web.Request) -> web.StreamResponse:
     stop = threading.Event()
     try:  # framed in the reading thread, a batch of entries at a time: one write each, no per-line await
         async for chunk in iterate_in_thread(lambda: frames.encode_logs(batches, tty=tty, timestamps=timestamps),
-                                             stop):
+                                             stop, queued=4):  # chunks of up to ~1 MiB: a slow client holds little
             await response.write(chunk)
     except (ConnectionError, RuntimeError):
         pass
@@ -233,9 +233,10 @@ async def _attach_stream(request: web.Request, *, ws: bool = False) -> web.Strea
                                                stdout=want_stdout, stderr=want_stderr)
     h = await hijack(request, tty=tty)
     if qbool(request, "logs") and readable(record):
-        for stream, _, data in await asyncio.to_thread(
-                lambda: list(engine.logs(record["Id"], stdout=want_stdout, stderr=want_stderr))):
-            await h.write(data if tty else frames.frame(frames.STDERR if stream == "stderr" else frames.STDOUT, data))
+        batches = engine.logs(record["Id"], stdout=want_stdout, stderr=want_stderr, batches=True)
+        async for chunk in iterate_in_thread(lambda: frames.encode_logs(batches, tty=tty, timestamps=False),
+                                             queued=4):
+            await h.write(chunk)
     if sock is not None:
         await bridge(h, sock, tty=tty, close_stdin_at_eof=record["Config"]["StdinOnce"],
                      detach_keys=detach_keys if want_stdin else None)

@@ -17,10 +17,12 @@ from cais.engine import frames
 _END = object()
 
 
-async def iterate_in_thread(factory: Callable[[], Iterator], stop: threading.Event | None = None) -> AsyncIterator:
-    """Run a blocking iterator in a thread; yield its items here. `stop` ends it early."""
+async def iterate_in_thread(factory: Callable[[], Iterator], stop: threading.Event | None = None, *,
+                            queued: int = 256) -> AsyncIterator:
+    """Run a blocking iterator in a thread; yield its items here (`queued` of them wait at most:
+    fewer for big items). `stop` ends it early."""
     loop = asyncio.get_running_loop()
-    queue: asyncio.Queue = asyncio.Queue(maxsize=256)
+    queue: asyncio.Queue = asyncio.Queue(maxsize=queued)
     stop = stop or threading.Event()
 
     def run() -> None:
