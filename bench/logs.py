@@ -44,11 +44,22 @@ def cpu_ticks(pids: list[int]) -> int:
     return total
 
 
+def rss_kb(pids: list[int]) -> int:
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                total += next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+        except (OSError, StopIteration):
+            pass
+    return total
+
+
 class Target:
     def __init__(self, name: str, host: str, pids: Callable[[], list[int]]) -> None:
         self.name, self.host, self.pids = name, host, pids
         self.containers: dict[tuple[str, int], str] = {}
-        self.write: dict[tuple[str, int], tuple[float, int]] = {}
+        self.write: dict[tuple[str, int], tuple[float, int, int]] = {}
 
     def docker(self, *args: str) -> list[str]:
         return ["docker", "-H", self.host, *args]
@@ -67,7 +78,7 @@ class Target:
         took = time.perf_counter() - start
         count = subprocess.run(self.docker("logs", cid), capture_output=True).stdout.count(b"\n")
         self.containers[(driver, lines)] = cid
-        self.write[(driver, lines)] = (took, count)
+        self.write[(driver, lines)] = (took, count, rss_kb(self.pids()))
 
     def run_case(self, case: str, driver: str, lines: int) -> tuple[float, float]:
         """(wall seconds, daemon CPU seconds) of one `docker logs`."""
@@ -144,10 +155,10 @@ def main() -> None:
                                 t.run_case(case, driver, lines))
         load = os.getloadavg()
     print(f"load average at the end: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
-    print("write side: seconds until every line was logged, lines logged")
+    print("write side: seconds from `run` until every line was logged, lines logged, daemon (+ supervisor) RSS")
     for t in targets:
-        for (driver, lines), (took, count) in t.write.items():
-            print(f"  {t.name:18s} {driver:9s} {lines:>8d} lines: {took:7.2f} s, {count} logged")
+        for (driver, lines), (took, count, rss) in t.write.items():
+            print(f"  {t.name:18s} {driver:9s} {lines:>8d} lines: {took:7.2f} s, {count} logged, {rss / 1024:6.1f} MB")
     print(f"{'case':34s} " + " ".join(f"{t.name + ' wall/cpu':>26s}" for t in targets) + "   wall ratio vs dockerd")
     for driver in drivers:
         for lines in sizes:
