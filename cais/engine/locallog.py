@@ -89,15 +89,30 @@ def _decode_plain(body: bytes) -> Message | None:
     stream = _STREAMS.get(body[2:8])
     if stream is None:
         return None
-    time_ns, pos = pw.read_varint(body, 9)
-    if pos == len(body):
-        return Message(stream, pw.signed64(time_ns), b"")
-    if body[pos] != 0x1A:
+    time_ns = shift = 0
+    pos = 9
+    for byte in body[9:19]:  # the time's varint, inline: most of what an entry costs to read
+        time_ns |= (byte & 0x7F) << shift
+        shift += 7
+        pos += 1
+        if byte < 0x80:
+            break
+    else:
         return None
-    size, pos = pw.read_varint(body, pos + 1)
+    if time_ns >= 1 << 63:
+        return None
+    if pos == len(body):
+        return Message(stream, time_ns, b"")
+    if body[pos] != 0x1A or pos + 1 == len(body):
+        return None
+    size = body[pos + 1]
+    if size < 0x80:
+        pos += 2
+    else:
+        size, pos = pw.read_varint(body, pos + 1)
     if pos + size != len(body):
         return None
-    return Message(stream, pw.signed64(time_ns), body[pos:])
+    return Message(stream, time_ns, body[pos:])
 
 
 def decode(f: BinaryIO, end: int | None = None) -> Iterator[Message]:
