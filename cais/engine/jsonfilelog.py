@@ -16,6 +16,8 @@ from typing import BinaryIO
 from cais.engine.logfile import Message, Partial, rfc3339
 
 _NOT_LAST = Partial("", 0, False)
+# the common line, read without a JSON decoder: a log with nothing escaped but its final newline
+_PLAIN = re.compile(rb'\{"log":"([^"\\\x00-\x1f]*)(\\n)?","stream":"(stdout|stderr)","time":"([^"]{20,35})"\}\n')
 _HTML_ESCAPES = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028",
                                "\u2029": "\\u2029"})  # Go's encoding/json, for the attributes
 _ESCAPE = re.compile('[\x00-\x1f"\\\\<>&\u2028\u2029\udc80-\udcff]')
@@ -79,6 +81,16 @@ def decode(f: BinaryIO, end: int | None = None) -> Iterator[Message]:
         if not line.endswith(b"\n"):
             f.seek(-len(line), os.SEEK_CUR)
             return
+        plain = _PLAIN.fullmatch(line)
+        if plain is not None:
+            text, newline, stream, when_text = plain.groups()
+            try:
+                when = parse_time_ns(when_text.decode())
+                text.decode()  # what the JSON decoder would refuse, it refuses too
+            except ValueError:
+                continue
+            yield Message(stream.decode(), when, text, None if newline else _NOT_LAST)
+            continue
         try:
             entry = loads(line.decode("utf-8", "surrogatepass"))
             text = entry["log"].encode()

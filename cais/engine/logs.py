@@ -263,20 +263,6 @@ def read(path: str, driver: str = "json-file", **kw) -> Iterator[Entry]:  # type
         yield from batch
 
 
-def _batched(entries: Iterator[Entry]) -> Iterator[list[Entry]]:
-    """Up to BATCH entries or BATCH_BYTES bytes a list (long lines make fewer entries)."""
-    batch: list[Entry] = []
-    size = 0
-    for entry in entries:
-        batch.append(entry)
-        size += len(entry[2])
-        if len(batch) >= BATCH or size >= BATCH_BYTES:
-            yield batch
-            batch, size = [], 0
-    if batch:
-        yield batch
-
-
 def read_batches(path: str, driver: str = "json-file", *, stdout: bool = True, stderr: bool = True,
                  since: int | None = None, until: int | None = None, tail: int | None = None,
                  follow: bool = False, running: Callable[[], bool] = lambda: False, poll: float = 0.05,
@@ -294,18 +280,36 @@ def read_batches(path: str, driver: str = "json-file", *, stdout: bool = True, s
     opened: list[BinaryIO] = [current, *(f for _, f in rotated)]
     state: dict = {"last_ns": None, "done": False}  # the last entry read (shown or not); past `until`
 
-    def shown(messages: Iterator) -> Iterator[Entry]:
-        for msg in messages:
-            state["last_ns"] = msg.time_ns
-            if until is not None and msg.time_ns > until:
-                state["done"] = True
+    def shown(messages: Iterator) -> Iterator[list[Entry]]:
+        """The entries to show, in batches (BATCH entries or BATCH_BYTES bytes at most)."""
+        while True:
+            chunk: list = []
+            held = 0
+            while len(chunk) < BATCH and held < BATCH_BYTES and (more := list(itertools.islice(messages, 256))):
+                chunk += more
+                held += sum(len(m.line) for m in more)
+            if not chunk:
                 return
-            if (since is None or msg.time_ns >= since) and (stdout if msg.stream == "stdout" else stderr):
-                yield msg.stream, msg.time_ns, details(msg.attrs) + msg.text if with_details else msg.text
+            state["last_ns"] = chunk[-1].time_ns
+            if until is not None:  # the first entry past `until` ends it all
+                before = list(itertools.takewhile(lambda m: m.time_ns <= until, chunk))
+                if len(before) < len(chunk):
+                    chunk, state["done"] = before, True
+            if since is not None or not (stdout and stderr):
+                chunk = [m for m in chunk if (since is None or m.time_ns >= since)
+                         and (stdout if m.stream == "stdout" else stderr)]
+            batch = [(m.stream, m.time_ns, m.line + b"\n" if m.partial is None or m.partial.last else m.line)
+                     for m in chunk]
+            if with_details:
+                batch = [(stream, ns, details(m.attrs) + text) for (stream, ns, text), m in zip(batch, chunk, strict=True)]
+            if batch:
+                yield batch
+            if state["done"]:
+                return
 
     try:
         size = file_size(current)
-        yield from _batched(shown(_backlog(fmt, current, size, rotated, since, tail, opened)))
+        yield from shown(_backlog(fmt, current, size, rotated, since, tail, opened))
         if state["done"] or not follow or isinstance(current, io.BytesIO):  # BytesIO: see snapshot()
             return
         if state["last_ns"] is None and size:  # --tail 0: the last entry still tells the file apart
@@ -316,11 +320,11 @@ def read_batches(path: str, driver: str = "json-file", *, stdout: bool = True, s
         while True:
             alive = running()
             before = current.tell()
-            yield from _batched(shown(_decode(fmt, current)))
+            yield from shown(_decode(fmt, current))
             got = current.tell() != before
             with contextlib.suppress(FileNotFoundError):
                 if not state["done"] and os.stat(path).st_ino != inode:  # rotated: read `current` to its end
-                    yield from _batched(shown(_decode(fmt, current)))
+                    yield from shown(_decode(fmt, current))
                     old_inode, old_size = inode, current.tell()
                     snap = snapshot(path)
                     if snap is None:
@@ -329,7 +333,7 @@ def read_batches(path: str, driver: str = "json-file", *, stdout: bool = True, s
                     opened += [current, *(f for _, f in rotated)]
                     inode = os.fstat(current.fileno()).st_ino
                     for f in _written_after(rotated, old_inode, old_size, state["last_ns"], opened):
-                        yield from _batched(shown(_decode(fmt, f)))
+                        yield from shown(_decode(fmt, f))
                     continue
             if state["done"] or (not alive and not got):
                 return
