@@ -24,8 +24,15 @@ _ESCAPE = re.compile('[\x00-\x1f"\\\\<>&\u2028\u2029\udc80-\udcff]')
 _TIME = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:\d\d)$")
 
 
+_SAFE = re.compile(rb'[^\x00-\x1f"\\<>&\x80-\xff]*')  # bytes that stand for themselves in docker's JSON
+
+
 def encode(msg: Message) -> bytes:
     """The bytes dockerd writes: compact, the line escaped as docker's jsonlog does it."""
+    if not msg.attrs and _SAFE.fullmatch(msg.line):  # the common line: nothing to escape, no decoding
+        end = b'\\n","stream":"' if msg.partial is None or msg.partial.last else b'","stream":"'
+        return b'{"log":"%s%s%s","time":"%s"}\n' % (msg.line, end, msg.stream.encode(),
+                                                     rfc3339(msg.time_ns, trim=True).encode())
     attrs = ""
     if msg.attrs:
         attrs = ',"attrs":' + json.dumps(dict(msg.attrs), ensure_ascii=False,
