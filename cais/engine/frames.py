@@ -38,9 +38,17 @@ def encode_logs(batches: Iterable[list[tuple[str, int, bytes]]], *, tty: bool,
     framed (raw with a TTY), after its RFC 3339 time with `timestamps`."""
     from cais.engine.logfile import rfc3339_fixed
     pack = HEADER.pack
+    second, prefix = -1, b""
+
+    def stamped(ns: int) -> bytes:  # the date part formatted once a second
+        nonlocal second, prefix
+        if ns // 1_000_000_000 != second:
+            second, prefix = ns // 1_000_000_000, rfc3339_fixed(ns)[:20]
+        return b"%s%09dZ " % (prefix, ns % 1_000_000_000)
+
     for batch in batches:
         if timestamps:
-            batch = [(stream, 0, rfc3339_fixed(ns) + b" " + data) for stream, ns, data in batch]
+            batch = [(stream, 0, stamped(ns) + data) for stream, ns, data in batch]
         if tty:
             yield b"".join([data for _, _, data in batch])
         else:
