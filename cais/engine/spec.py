@@ -262,7 +262,7 @@ def build(record: dict, image_config: dict, rootfs: str, container_dir: str, *,
         "args": args,
         "env": _env(image_config.get("Env") or [], config.get("Env") or [], user["home"]),
         "cwd": config.get("WorkingDir") or image_config.get("WorkingDir") or "/",
-        "capabilities": {k: caps for k in ("bounding", "effective", "permitted")},
+        "capabilities": _capability_sets(caps, user["uid"]),
         "rlimits": _rlimits(host),
         "noNewPrivileges": options.no_new_privileges,
     }
@@ -278,17 +278,26 @@ def build(record: dict, image_config: dict, rootfs: str, container_dir: str, *,
     }
 
 
+def _capability_sets(caps: list[str], uid: int) -> dict[str, list[str]]:
+    """dockerd's: a user other than root gets the bounding set only, as execve would leave it."""
+    if uid == 0:
+        return {k: caps for k in ("bounding", "effective", "permitted")}
+    return {"bounding": caps}
+
+
 def exec_process(record: dict, base: dict, exec_config: dict, rootfs: str) -> dict:
     """The OCI process of `docker exec`: the container's environment and capabilities, new args."""
     config, host = record["Config"], record["HostConfig"]
     user = resolve_user(rootfs, exec_config.get("User") or config.get("User") or "", host.get("GroupAdd"))
-    caps = list(defaults.ALL_CAPS) if exec_config.get("Privileged") else security.capabilities(host)
+    caps = {k: list(defaults.ALL_CAPS) for k in ("bounding", "effective", "permitted")} \
+        if exec_config.get("Privileged") else base.get("capabilities") or _capability_sets(
+            security.capabilities(host), user["uid"])
     return {
         "terminal": bool(exec_config.get("Tty")),
         "user": {k: user[k] for k in ("uid", "gid", "additionalGids")},
         "args": exec_config["Cmd"],
         "env": _env(base.get("env") or [], exec_config.get("Env") or [], user["home"]),
         "cwd": exec_config.get("WorkingDir") or base.get("cwd") or "/",
-        "capabilities": {k: caps for k in ("bounding", "effective", "permitted")},
+        "capabilities": caps,  # the container's, as dockerd (whatever the exec's user)
         "noNewPrivileges": bool(base.get("noNewPrivileges")),
     }

@@ -1,0 +1,159 @@
+"""Small things docker users notice, checked against dockerd 20.10 on the same busybox image:
+exit codes and errors of processes that cannot start."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import tempfile
+from collections.abc import Iterator
+
+import pytest
+
+from tests.caisd import Caisd
+from tests.peers import Dockerd, dockerd
+
+pytestmark = pytest.mark.peers
+
+Peer = Caisd | Dockerd
+
+
+@pytest.fixture(scope="module")
+def docker_peer(daemon: Caisd) -> Iterator[Dockerd]:
+    """dockerd with caisd's busybox image (from a `cais save`)."""
+    image = daemon.cais("save", "busybox").stdout
+    with dockerd() as d:
+        d.docker("load", input=image)
+        yield d
+
+
+def _name() -> str:
+    return f"cais-pol-{secrets.token_hex(4)}"
+
+
+def _runc_words(error: str) -> str:
+    """The runtime's part of a start error: what dockerd wraps around runc's is dropped."""
+    for wrapper in ("Error response from daemon: ", "OCI runtime exec failed: ", "unable to start container process: "):
+        error = error.rpartition(wrapper)[2]
+    return error.removesuffix(": unknown")
+
+
+# ---- processes that cannot start ---------------------------------------------------------------
+START_FAILURES = [
+    ("nonexistent",),
+    ("/etc/passwd",),  # not executable
+    ("/etc",),  # a directory
+    ("/nonexistent/x",),
+    ("-u", "65534", "/root/x"),  # the lookup is made as the user: /root is closed to it
+]
+
+
+def _failed_run(d: Peer, args: tuple[str, ...]) -> dict:
+    name = _name()
+    try:
+        *flags, cmd = args
+        result = d.docker("run", "--name", name, "--network", "none", *flags, "busybox", cmd, check=False)
+        state = json.loads(d.docker("inspect", "-f", "{{json .State}}", name).stdout)
+        return {"rc": result.returncode, "status": state["Status"], "exit": state["ExitCode"],
+                "error": _runc_words(state["Error"]), "finished": state["FinishedAt"],
+                "said": _runc_words(result.stderr.decode().splitlines()[0])}
+    finally:
+        d.docker("rm", "-f", name, check=False)
+
+
+def test_run_that_cannot_start_exits_as_with_dockerd(daemon: Caisd, docker_peer: Dockerd) -> None:
+    ours = {args: _failed_run(daemon, args) for args in START_FAILURES}
+    theirs = {args: _failed_run(docker_peer, args) for args in START_FAILURES}
+    assert ours == theirs
+    assert [ours[a]["rc"] for a in START_FAILURES] == [127, 126, 126, 127, 126]
+    assert ours[("nonexistent",)]["error"] == 'exec: "nonexistent": executable file not found in $PATH'
+
+
+@pytest.mark.parametrize("args", START_FAILURES)
+def test_cais_run_exit_codes_are_the_docker_clis(daemon: Caisd, args: tuple[str, ...]) -> None:
+    *flags, cmd = args
+    expected = daemon.docker("run", "--rm", "--network", "none", *flags, "busybox", cmd, check=False)
+    attached = daemon.cais("run", "--rm", "--network", "none", *flags, "busybox", cmd, check=False)
+    detached = daemon.cais("run", "-d", "--rm", "--network", "none", *flags, "busybox", cmd, check=False)
+    assert attached.returncode == detached.returncode == expected.returncode
+    assert attached.stderr.decode().splitlines()[-1] in expected.stderr.decode()
+    assert len(detached.stdout.split()) == 1  # the id, printed before the start, as docker does
+
+
+def _start_attached(d: Peer, cais: bool = False) -> tuple[int, bytes, int, str]:
+    """A script whose interpreter is missing: the start succeeds, the exec fails."""
+    name = _name()
+    with tempfile.TemporaryDirectory(prefix="cais-pol-") as tmp:
+        script = os.path.join(tmp, "badsh")
+        with open(script, "w") as f:
+            f.write("#!/nonexistent\necho hi\n")
+        os.chmod(script, 0o755)
+        try:
+            d.docker("create", "--name", name, "--network", "none", "busybox", "/badsh")
+            d.docker("cp", script, f"{name}:/badsh")
+            started = (d.cais if cais and isinstance(d, Caisd) else d.docker)("start", "-a", name, check=False)
+            state = json.loads(d.docker("inspect", "-f", "{{json .State}}", name).stdout)
+            return started.returncode, started.stderr, state["ExitCode"], state["Status"]
+        finally:
+            d.docker("rm", "-f", name, check=False)
+
+
+def test_exec_failure_after_start_as_dockerd(daemon: Caisd, docker_peer: Dockerd) -> None:
+    theirs = _start_attached(docker_peer)
+    assert theirs == (1, b"exec /badsh: no such file or directory\n", 1, "exited")
+    assert _start_attached(daemon) == theirs
+    assert _start_attached(daemon, cais=True) == theirs
+
+
+def test_cais_start_attach_of_a_container_that_cannot_start(daemon: Caisd) -> None:
+    name = _name()
+    daemon.cais("create", "--name", name, "--network", "none", "busybox", "nonexistent")
+    try:
+        for cli in (daemon.docker, daemon.cais):
+            result = cli("start", "-a", name, check=False)
+            assert result.returncode == 1
+            assert b'exec: "nonexistent": executable file not found in $PATH' in result.stderr
+    finally:
+        daemon.cais("rm", "-f", name)
+
+
+EXEC_FAILURES = [("nonexistent",), ("/etc/passwd",), ("/nonexistent/x",), ("-u", "65534", "/root/x")]
+
+
+def _failed_execs(d: Peer, cli: str = "docker") -> list[tuple[int, str, int]]:
+    name = _name()
+    d.docker("run", "-d", "--name", name, "--network", "none", "busybox", "sleep", "300")
+    try:
+        results = []
+        for args in EXEC_FAILURES:
+            *flags, cmd = args
+            result = getattr(d, cli)("exec", *flags, name, cmd, check=False)
+            results.append((result.returncode, _runc_words(result.stdout.decode().strip())))
+        return results
+    finally:
+        d.docker("rm", "-f", name, check=False)
+
+
+def test_exec_that_cannot_start_as_dockerd(daemon: Caisd, docker_peer: Dockerd) -> None:
+    theirs = _failed_execs(docker_peer)
+    assert [rc for rc, _ in theirs] == [126] * len(EXEC_FAILURES)
+    assert _failed_execs(daemon) == theirs
+    assert _failed_execs(daemon, "cais") == theirs
+    assert theirs[0][1] == 'exec: "nonexistent": executable file not found in $PATH'
+
+
+def test_runtime_lookup_words_are_runcs(busybox_dir: str) -> None:
+    """Go's exec.LookPath words, which docker clients read (no daemon needed)."""
+    from cais.runtime.errors import ConfigError
+    from cais.runtime.process import find_executable
+
+    env = {"PATH": os.path.join(busybox_dir, "bin")}
+    assert find_executable("sh", env) == os.path.join(busybox_dir, "bin", "sh")
+    for name, words in ((os.path.join(busybox_dir, "etc"), "permission denied"),
+                        ("/nonexistent/x", "stat /nonexistent/x: no such file or directory"),
+                        ('we"ird', "executable file not found in $PATH")):
+        with pytest.raises(ConfigError) as e:
+            find_executable(name, env)
+        assert str(e.value) == f"exec: {json.dumps(name)}: {words}"
+
