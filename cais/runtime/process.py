@@ -78,7 +78,7 @@ def switch_user(user: dict[str, Any]) -> None:
     try:
         os.setgroups(groups)
     except PermissionError:
-        if groups:
+        if set(groups) - {gid}:  # dockerd lists the primary group too: that one is there anyway
             raise ConfigError("setgroups is denied in this user namespace; additionalGids impossible") from None
     os.setresgid(gid, gid, gid)
     os.setresuid(uid, uid, uid)

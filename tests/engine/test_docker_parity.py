@@ -157,3 +157,59 @@ def test_runtime_lookup_words_are_runcs(busybox_dir: str) -> None:
             find_executable(name, env)
         assert str(e.value) == f"exec: {json.dumps(name)}: {words}"
 
+
+# ---- users and groups ----------------------------------------------------------------------------
+USERS_IMAGE = "cais-pol/users"
+_USERS_SETUP = ("echo wheel:x:10:root,alice >> /etc/group; echo users:x:100:alice,bob >> /etc/group;"
+                "echo staff:x:50: >> /etc/group; echo alicegrp:x:1000: >> /etc/group;"
+                "echo alice:x:1000:1000:alice:/home/alice:/bin/sh >> /etc/passwd;"
+                "echo bob:x:1001:100:bob:/home/bob:/bin/sh >> /etc/passwd")
+USER_FLAGS = [(), ("-u", "root"), ("-u", "0"), ("-u", "alice"), ("-u", "1000"), ("-u", "bob"), ("-u", "alice:staff"),
+              ("-u", "alice:50"), ("-u", "1000:1000"), ("-u", "2000"), ("-u", "2000:users"), ("-u", "0:0"),
+              ("--group-add", "wheel"), ("--group-add", "0"), ("-u", "bob", "--group-add", "users", "--group-add", "4242"),
+              ("-u", "nobody", "--group-add", "staff"), ("--group-add", "ghost"), ("-u", "alice:ghost"), ("-u", "ghost")]
+
+
+def _users_image(d: Peer) -> None:
+    """busybox with a group file listing members (the same steps on both daemons)."""
+    name = _name()
+    d.docker("run", "--name", name, "--network", "none", "busybox", "sh", "-c", _USERS_SETUP)
+    d.docker("commit", name, USERS_IMAGE)
+    d.docker("rm", name)
+
+
+def _ids(d: Peer, cli: str = "docker") -> dict[tuple[str, ...], str]:
+    out = {}
+    for flags in USER_FLAGS:
+        result = getattr(d, cli)("run", "--rm", "--network", "none", *flags, USERS_IMAGE, "id", check=False)
+        out[flags] = result.stdout.decode().strip() or result.stderr.decode().splitlines()[0].partition(
+            "Error response from daemon: ")[2]
+    return out
+
+
+def _exec_ids(d: Peer, cli: str = "docker") -> list[str]:
+    name = _name()
+    d.docker("run", "-d", "--name", name, "--network", "none", "--group-add", "staff", "-u", "bob", USERS_IMAGE,
+             "sleep", "300")
+    try:
+        return [getattr(d, cli)("exec", *flags, name, "id").stdout.decode().strip()
+                for flags in ((), ("-u", "alice"), ("-u", "root"), ("-u", "2000:users"))]
+    finally:
+        d.docker("rm", "-f", name, check=False)
+
+
+def test_users_and_groups_as_dockerd(daemon: Caisd, docker_peer: Dockerd) -> None:
+    for d in (daemon, docker_peer):
+        _users_image(d)
+    try:
+        theirs = _ids(docker_peer)
+        assert theirs[()] == "uid=0(root) gid=0(root) groups=0(root),10(wheel)"
+        assert _ids(daemon) == theirs
+        assert _ids(daemon, "cais") == theirs
+        theirs_exec = _exec_ids(docker_peer)
+        assert theirs_exec[0] == "uid=1001(bob) gid=100(users) groups=50(staff),100(users)"
+        assert _exec_ids(daemon) == _exec_ids(daemon, "cais") == theirs_exec
+    finally:
+        for d in (daemon, docker_peer):
+            d.docker("rmi", USERS_IMAGE, check=False)
+
