@@ -190,7 +190,8 @@ class ImageService:
 
         def run(emit) -> None:  # type: ignore[no-untyped-def]
             emit_status(emit, f"The push refers to repository [{ref.name}]")
-            asyncio.run(push(ref, self.store.content, digest, credentials=_credentials(auth), progress=emit))
+            pushed = asyncio.run(push(ref, self.store.content, digest, credentials=_credentials(auth), progress=emit))
+            self.store.add_repo_digest(image_id, ref, pushed)  # as dockerd: RepoDigests has REPO@digest
             self.engine.events.emit("image", "push", str(ref), {"name": str(ref)})
         yield from _progress_of(run)
 

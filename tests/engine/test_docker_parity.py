@@ -213,3 +213,36 @@ def test_users_and_groups_as_dockerd(daemon: Caisd, docker_peer: Dockerd) -> Non
         for d in (daemon, docker_peer):
             d.docker("rmi", USERS_IMAGE, check=False)
 
+
+# ---- repo digests --------------------------------------------------------------------------------
+def _push_pull(d: Peer, ref: str) -> dict:
+    """What a push then a pull of `ref` leave in the image's RepoDigests (digests made generic)."""
+    def digests() -> list[str]:
+        found = json.loads(d.docker("inspect", "-f", "{{json .RepoDigests}}", ref).stdout)
+        return [r.replace(pushed, "DIGEST") for r in found]
+
+    d.docker("tag", "busybox", ref)
+    try:
+        line = d.docker("push", ref, timeout=120).stdout.decode().splitlines()[-1]  # latest: digest: D size: N
+        pushed = line.split()[2]
+        after_push = digests()
+        listed = d.docker("images", "--digests", "--format", "{{.Repository}} {{.Digest}}", ref).stdout.decode()
+        removed = d.docker("rmi", ref).stdout.decode().replace(pushed, "DIGEST").splitlines()
+        d.docker("pull", ref, timeout=120)
+        return {"push": after_push, "listed": listed.replace(pushed, "DIGEST").strip(), "rmi": removed,
+                "pull": digests()}
+    finally:
+        d.docker("rmi", ref, check=False)
+
+
+def test_push_and_pull_record_repo_digests_as_dockerd(daemon: Caisd, docker_peer: Dockerd) -> None:
+    from tests.registry.conftest import distribution_registry
+
+    with distribution_registry() as reg:
+        port = reg.host.rpartition(":")[2]
+        ours = _push_pull(daemon, f"localhost:{port}/cais-pol/busybox")
+        theirs = _push_pull(docker_peer, f"localhost:{port}/cais-pol/busybox")
+    repo = f"localhost:{port}/cais-pol/busybox"
+    assert theirs["push"] == [f"{repo}@DIGEST"]
+    assert theirs["rmi"] == [f"Untagged: {repo}:latest", f"Untagged: {repo}@DIGEST"]
+    assert ours == theirs
