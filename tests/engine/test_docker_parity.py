@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import subprocess
 import tempfile
 from collections.abc import Iterator
 
@@ -246,3 +247,26 @@ def test_push_and_pull_record_repo_digests_as_dockerd(daemon: Caisd, docker_peer
     assert theirs["push"] == [f"{repo}@DIGEST"]
     assert theirs["rmi"] == [f"Untagged: {repo}:latest", f"Untagged: {repo}@DIGEST"]
     assert ours == theirs
+
+
+# ---- cais build's flags ---------------------------------------------------------------------------
+def _flags(help_text: str) -> set[str]:
+    import re
+    return set(re.findall(r"^\s+(?:-\w, )?(--[\w-]+)", help_text, re.M)) - {"--help"}
+
+
+def test_cais_build_takes_docker_builds_flags(daemon: Caisd, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    theirs = subprocess.run(["docker", "build", "--help"], capture_output=True, text=True).stdout
+    ours = daemon.cais("build", "--help")
+    assert ours.returncode == 0 and ours.stdout.decode().startswith("Usage:  cais build [OPTIONS] PATH | URL | -")
+    assert _flags(theirs) <= _flags(ours.stdout.decode())
+    for args, status in ((["--bogus", "."], 125), ([], 1), (["-m", "lots", "."], 125)):
+        assert daemon.cais("build", *args, check=False).returncode == status
+    (tmp_path / "Dockerfile").write_text("FROM busybox\nRUN echo built > /f\n")
+    tag = _name()
+    built = daemon.cais("build", "-q", "-t", tag, "--rm=false", "-m", "64m", "--build-arg", "A=1", str(tmp_path))
+    try:
+        assert built.stdout.decode().strip().startswith("sha256:")
+        assert daemon.docker("run", "--rm", "--network", "none", tag, "cat", "/f").stdout == b"built\n"
+    finally:
+        daemon.docker("rmi", tag, check=False)
