@@ -270,3 +270,35 @@ def test_cais_build_takes_docker_builds_flags(daemon: Caisd, tmp_path) -> None: 
         assert daemon.docker("run", "--rm", "--network", "none", tag, "cat", "/f").stdout == b"built\n"
     finally:
         daemon.docker("rmi", tag, check=False)
+
+
+# ---- tables ---------------------------------------------------------------------------------------
+TABLES = [("ps", "-a"), ("images",), ("volume", "ls"), ("network", "ls")]
+
+
+def test_tables_are_laid_out_as_the_docker_clis(daemon: Caisd) -> None:
+    """Go's tabwriter with docker's settings (minimum width 10, padding 3): empty and filled lists."""
+    def both(*args: str) -> tuple[list[str], list[str]]:
+        return (daemon.docker(*args).stdout.decode().splitlines(), daemon.cais(*args).stdout.decode().splitlines())
+
+    for args in TABLES:  # empty: the header only
+        theirs, ours = both(*args, "--filter", "label=cais-pol-none")
+        assert ours == theirs and len(theirs) == 1, args
+    label = f"cais-pol-{secrets.token_hex(3)}"
+    volume = f"cais-pol-a-rather-long-volume-name-{secrets.token_hex(3)}"
+    daemon.docker("volume", "create", "--label", label, volume)
+    cid = daemon.docker("create", "--label", label, "--name", f"{label}-with-a-long-name", "--network", "none",
+                        "busybox", "true").stdout.decode().strip()
+    try:
+        for args in TABLES:
+            theirs, ours = both(*args, *{"images": ["busybox"], "network": []}.get(args[0], ["--filter", f"label={label}"]))
+            assert ours[0] == theirs[0] and len(ours) == len(theirs) > 1, args
+            if args[0] != "ps":  # CREATED may have moved on between the two
+                assert ours == theirs, args
+        daemon.docker("run", "-d", "--name", f"{label}-top", "--network", "none", "busybox", "sleep", "60")
+        theirs, ours = both("top", f"{label}-top")  # its own tabwriter: minimum width 20
+        assert ours[0] == theirs[0] and ours[1].split() == theirs[1].split()[:3] + ours[1].split()[3:]
+    finally:
+        daemon.docker("rm", "-f", f"{label}-top", check=False)
+        daemon.docker("rm", "-f", cid)
+        daemon.docker("volume", "rm", volume)

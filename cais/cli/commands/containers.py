@@ -438,7 +438,7 @@ def cmd_top(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
     opts = p.parse_args(args)
     result = _api(ctx, "GET", f"/containers/{opts.container}/top",
                   {"ps_args": " ".join(opts.ps_args) if opts.ps_args else None})
-    sys.stdout.write(fmt.table(result["Processes"], result["Titles"]))
+    sys.stdout.write(fmt.table(result["Processes"], result["Titles"], min_width=20))  # docker top's tabwriter
     return 0
 
 
