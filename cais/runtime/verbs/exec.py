@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from cais.runtime import cgroup, launch, namespaces, spec, store, terminal
+from cais.runtime import cgroup, launch, namespaces, spec, store
 from cais.runtime.errors import ConfigError, InvalidState, RuntimeFailure
 from cais.runtime.verbs.create import _stderr_warning, kill_and_reap, write_pid_file
 
@@ -50,6 +50,8 @@ def _exec(boot: launch.Bootstrap, container_id: str, process: dict[str, Any], ro
     cgroup_fd = -1
     try:
         if console_socket:
+            from cais.runtime import terminal  # socket.py, enum...: only for a terminal
+
             console_fd = terminal.connect(console_socket)
         manager = cgroup.of(container)
         if manager is not None and manager.version == 2:  # cloned into it: no migration
