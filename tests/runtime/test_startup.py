@@ -149,3 +149,10 @@ def test_clone3_into_a_cgroup_v2_directory() -> None:
         assert "refused" in lines  # stdin is no cgroup directory
     finally:
         os.rmdir(path)
+
+
+@pytest.mark.parametrize("value", [{"ociVersion": "1.2.0", "id": "c", "status": "running", "pid": 7, "bundle": "/b",
+                                    "annotations": {}, "x": [1, [], {"é": None, "f": 1.5}]}, [], {}, "s",
+                                   {"keys": {1: [True]}}])
+def test_jsonfile_indents_as_json(value: object) -> None:
+    assert jsonfile.dumps(value, indent=2) == json.dumps(value, indent=2)
