@@ -54,7 +54,9 @@ def _exec(boot: launch.Bootstrap, container_id: str, process: dict[str, Any], ro
 
             console_fd = terminal.connect(console_socket)
         manager = cgroup.of(container)
-        if manager is not None and manager.version == 2:  # cloned into it: no migration
+        # v2: cloned into it, no migration; unless the process joins the container's cgroup
+        # namespace first (the kernel refuses a cgroup outside the caller's view: it is moved).
+        if manager is not None and manager.version == 2:
             cgroup_fd = os.open(manager.paths[""], os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         job = {"kind": "exec", "id": container_id, "config": config, "process": process, "clone_flags": 0,
                "joins": joins, "seccomp": bool(config.get("linux", {}).get("seccomp")),
