@@ -183,3 +183,22 @@ def test_symlink_swapped_by_a_second_container_sharing_a_volume(daemon: Caisd, h
     finally:
         daemon.docker("rm", "-f", swapper, copied, check=False)
         daemon.docker("volume", "rm", vol, check=False)
+
+
+def test_cais_cp_to_a_symlink_copies_where_it_leads_as_docker_cp(daemon: Caisd, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    name = f"cais-en-cp-{secrets.token_hex(3)}"
+    daemon.docker("run", "--name", name, "busybox", "sh", "-c",
+                  "mkdir -p /target/in && ln -s /target /abs && ln -s target/in /rel")
+    try:
+        (tmp_path / "by-cais").write_text("c")
+        (tmp_path / "by-docker").write_text("d")
+        daemon.cais("cp", str(tmp_path / "by-cais"), f"{name}:/abs")
+        daemon.docker("cp", str(tmp_path / "by-docker"), f"{name}:/abs")
+        daemon.cais("cp", str(tmp_path / "by-cais"), f"{name}:/rel")
+        daemon.docker("cp", str(tmp_path / "by-docker"), f"{name}:/rel")
+        names = [n for n, kind, _ in _names(daemon.docker("cp", f"{name}:/", "-").stdout)
+                 if n.split("/")[1:2] in (["abs"], ["rel"], ["target"])]
+        assert names == ["./abs", "./rel", "./target", "./target/by-cais", "./target/by-docker", "./target/in",
+                         "./target/in/by-cais", "./target/in/by-docker"]
+    finally:
+        daemon.docker("rm", "-f", name, check=False)
