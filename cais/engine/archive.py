@@ -106,7 +106,11 @@ class ContainerFS:
                 continue  # a tmpfs is empty while the container is stopped
             binds.append(Bind(mp.destination, source, not mp.rw, mp.subpath))
         from cais.volume.copyup import open_subpath
-        self.view = open_view(rootfs, binds, open_subpath)
+        try:
+            self.view = open_view(rootfs, binds, open_subpath)
+        except OSError as e:  # a bind source gone since the container was made, say
+            where = f": {e.filename}" if e.filename else ""
+            raise EngineError(f"mounting the container's volumes for the copy: {e.strerror or e}{where}") from None
         return self.view.root
 
     def __exit__(self, *_: object) -> None:

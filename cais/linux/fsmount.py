@@ -1,4 +1,4 @@
-"""The new mount API: fsopen(2), fsconfig(2), fsmount(2), move_mount(2).
+"""The new mount API: fsopen(2), fsconfig(2), fsmount(2), move_mount(2), open_tree(2), mount_setattr(2).
 
 A file system is configured one option per call instead of through one string of at most a page,
 so an overlay can stack as many lower layers as the kernel allows (OverlayFS's "lowerdir+",
@@ -13,10 +13,12 @@ import os
 
 from cais.linux.libc import check, fsencode, libc
 
+_SYS_open_tree = 428
 _SYS_move_mount = 429
 _SYS_fsopen = 430
 _SYS_fsconfig = 431
 _SYS_fsmount = 432
+_SYS_mount_setattr = 442
 
 FSOPEN_CLOEXEC = 0x1
 FSCONFIG_SET_FLAG = 0
@@ -27,6 +29,10 @@ MOUNT_ATTR_RDONLY = 0x1
 MOUNT_ATTR_NOSUID = 0x2
 MOUNT_ATTR_NODEV = 0x4
 MOVE_MOUNT_F_EMPTY_PATH = 0x4
+MOVE_MOUNT_T_EMPTY_PATH = 0x40
+OPEN_TREE_CLONE = 0x1
+AT_EMPTY_PATH = 0x1000
+AT_RECURSIVE = 0x8000
 _AT_FDCWD = -100
 
 
@@ -75,3 +81,29 @@ def move_mount_to(mount_fd: int, target: str) -> None:
     """Attach the detached mount `mount_fd` at path `target`."""
     check(libc.syscall(_SYS_move_mount, ctypes.c_int(mount_fd), b"", ctypes.c_int(_AT_FDCWD), fsencode(target),
                        ctypes.c_uint(MOVE_MOUNT_F_EMPTY_PATH)), "move_mount", target)
+
+
+def open_tree_clone(fd: int, *, recursive: bool = True) -> int:
+    """A detached bind mount of what `fd` is open on (its submounts too, if `recursive`), not yet
+    attached anywhere: attach it with move_mount_fd."""
+    flags = OPEN_TREE_CLONE | os.O_CLOEXEC | AT_EMPTY_PATH | (AT_RECURSIVE if recursive else 0)
+    return check(libc.syscall(_SYS_open_tree, ctypes.c_int(fd), b"", ctypes.c_uint(flags)), "open_tree")
+
+
+def move_mount_fd(mount_fd: int, target_fd: int) -> None:
+    """Attach the detached mount `mount_fd` on the file or directory open as `target_fd` (no path:
+    the very inode that was resolved and checked)."""
+    check(libc.syscall(_SYS_move_mount, ctypes.c_int(mount_fd), b"", ctypes.c_int(target_fd), b"",
+                       ctypes.c_uint(MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH)), "move_mount")
+
+
+class _MountAttr(ctypes.Structure):
+    _fields_ = [("attr_set", ctypes.c_uint64), ("attr_clr", ctypes.c_uint64), ("propagation", ctypes.c_uint64),
+                ("userns_fd", ctypes.c_uint64)]
+
+
+def mount_setattr(mount_fd: int, attr_set: int) -> None:
+    """Set MOUNT_ATTR_* flags (e.g. MOUNT_ATTR_RDONLY) on the mount open as `mount_fd` (not its submounts)."""
+    attr = _MountAttr(attr_set, 0, 0, 0)
+    check(libc.syscall(_SYS_mount_setattr, ctypes.c_int(mount_fd), b"", ctypes.c_uint(AT_EMPTY_PATH),
+                       ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr))), "mount_setattr")

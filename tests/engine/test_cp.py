@@ -202,3 +202,18 @@ def test_cais_cp_to_a_symlink_copies_where_it_leads_as_docker_cp(daemon: Caisd, 
                          "./target/in/by-cais", "./target/in/by-docker"]
     finally:
         daemon.docker("rm", "-f", name, check=False)
+
+
+def test_cp_on_a_stopped_container_whose_bind_source_is_gone(daemon: Caisd) -> None:
+    name = f"cais-en-cp-{secrets.token_hex(3)}"
+    gone = tempfile.mkdtemp(prefix="cais-en-cpgone-")
+    daemon.docker("create", "--name", name, "-v", f"{gone}:/mnt", "busybox", "true")
+    try:
+        os.rmdir(gone)
+        p = _docker(daemon, "cp", f"{name}:/etc/passwd", "-")
+        assert p.returncode == 1 and b"Traceback" not in p.stderr
+        assert p.stderr.decode().strip() == (f"Error response from daemon: mounting the container's volumes for the "
+                                             f"copy: No such file or directory: {gone}")
+        assert daemon.ping()
+    finally:
+        daemon.docker("rm", "-f", name, check=False)
