@@ -302,7 +302,7 @@ async def archive_get(request: web.Request) -> web.StreamResponse:
     try:
         name = request.match_info["id"]
         header = await asyncio.to_thread(stat_header, root, path, name)
-        chunks = get_archive(root, path, name, engine.remap)
+        chunks = get_archive(root, path, name, engine.storage.remap(record["Id"]))
         return await _send_tar(request, chunks, {"X-Docker-Container-Path-Stat": header})
     finally:
         await asyncio.to_thread(fs.__exit__)
@@ -337,7 +337,8 @@ async def archive_put(request: web.Request) -> web.Response:
 
     def run() -> None:
         with ContainerFS(engine, record) as root:
-            put_archive(root, path, request.match_info["id"], body, no_overwrite_dir_non_dir=no_overwrite, remap=engine.remap)
+            put_archive(root, path, request.match_info["id"], body, no_overwrite_dir_non_dir=no_overwrite,
+                        remap=engine.storage.remap(record["Id"]))
     await asyncio.to_thread(run)
     engine._event(record, "extract-to-dir")
     return web.Response(status=200)

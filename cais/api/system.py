@@ -85,7 +85,7 @@ def info_document(engine, settings: dict) -> dict:  # type: ignore[no-untyped-de
         "Swarm": {"NodeID": "", "NodeAddr": "", "LocalNodeState": "inactive", "ControlAvailable": False,
                   "Error": "", "RemoteManagers": None},
         "LiveRestoreEnabled": True, "Isolation": "", "InitBinary": engine.init_path or "",
-        "SecurityOptions": ["name=seccomp,profile=builtin"],
+        "SecurityOptions": ["name=seccomp,profile=builtin", *(["name=userns"] if engine.remap else [])],
         "Warnings": [f"WARNING: {engine.supervisor.mismatch}"] if engine.supervisor.mismatch else None,
     }
 

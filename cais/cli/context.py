@@ -40,8 +40,10 @@ class Context:
             raise CliError(f"Cannot connect to the cais daemon at {DEFAULT_HOST}, and running the engine "
                            "in-process needs root")
         from cais.cli.local import LocalEngine
+        from cais.daemon.config import DEFAULT_CONFIG
         self._local = LocalEngine(os.environ.get("CAIS_DATA_ROOT", "/var/lib/cais"),
-                                  os.environ.get("CAIS_EXEC_ROOT", "/run/cais"))
+                                  os.environ.get("CAIS_EXEC_ROOT", "/run/cais"),
+                                  os.environ.get("CAIS_CONFIG_FILE", DEFAULT_CONFIG))
         return Client("unix://" + self._local.start())
 
     def close(self) -> None:

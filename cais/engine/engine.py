@@ -35,7 +35,8 @@ class Engine:
                  cgroup_parent: str = "/cais", init_path: str | None = None, network: dict | None = None,
                  remap: IdMap | None = None) -> None:
         """`network`: NetworkService options (bridge, dns, mtu); by default no default bridge network.
-        `remap`: userns-remap's mapping (cais.engine.userns), given by caisd with a data root of its own."""
+        `remap`: userns-remap's mapping (cais.engine.userns) for the containers created from now on
+        (each keeps the one it was created with)."""
         self.data_root = data_root
         self.remap = remap
         self.exec_root = exec_root
@@ -43,6 +44,8 @@ class Engine:
         self.cgroup_parent = "/" + cgroup_parent.strip("/")
         self.init_path = init_path or next((p for p in INIT_CANDIDATES if os.path.exists(p)), None)
         os.makedirs(data_root, mode=0o711, exist_ok=True)
+        if remap is not None:
+            os.chmod(data_root, 0o711)  # the remapped root walks through to its rootfs
         os.makedirs(exec_root, mode=0o700, exist_ok=True)
         self.runtime_root = os.path.join(exec_root, "runtime")
         self.store = ContainerStore(os.path.join(data_root, "containers"), remap.gid if remap else 0)
@@ -203,6 +206,9 @@ class Engine:
     def _event(self, record: dict, action: str, **extra: object) -> None:
         self.events.emit("container", action, record["Id"], self._attrs(record, **extra))
 
+    def _remap_for(self, host: dict) -> IdMap | None:
+        return None if host.get("UsernsMode") == "host" else self.remap
+
     def cgroups_path(self, cid: str) -> str:
         return f"{self.cgroup_parent}/{cid}"
 
@@ -221,7 +227,8 @@ class Engine:
         cid = record["Id"]
         try:
             self.images.add_container(cid, image["Id"])
-            record["Driver"] = self.storage.create(cid, image, volatile=record["HostConfig"]["AutoRemove"])
+            record["Driver"] = self.storage.create(cid, image, self._remap_for(record["HostConfig"]),
+                                                   volatile=record["HostConfig"]["AutoRemove"])
             record["GraphDriver"] = self.storage.graph_driver(cid)
             self.networks.prepare(record, body)
             record["LogPath"] = self._path(cid, f"{cid}-json.log") if (
@@ -264,23 +271,27 @@ class Engine:
             raise Conflict(f"container {cid} is marked for removal and cannot be started")
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self._path(cid, "exit.json"))
+        if self.remap is not None and self._remap_for(record["HostConfig"]) and self.storage.remap(cid) is None:
+            raise Conflict(f"container {cid[:12]} was made before userns-remap was turned on and would run as "
+                           "the host's root: remove and create it again, or create it with --userns=host")
         self._runtime_delete(cid)
-        rootfs = self.storage.mount(cid)
         with self.store.lock:
             self.starting.add(cid)
         try:
+            rootfs = self.storage.mount(cid)  # in here: a rootfs that cannot mount releases the waiters too
             image_config = self.images.config_of(record["Image"])
             mounts, propagation = self.volumes.mount(record, rootfs)
             # a namespace of its own is made by the runtime and plugged between create and start
             late_network = self.networks.sandboxed(record) and self.supervisor.protocol >= 2
             netns_path = None if late_network else self.networks.setup(record)
-            if self.remap is not None:  # root in the container may edit them, as with docker
+            remap = self.storage.remap(cid)
+            if remap is not None:  # root in the container may edit them, as with docker
                 for name in ("hostname", "hosts", "resolv.conf"):
                     with contextlib.suppress(FileNotFoundError):
-                        os.chown(self._path(cid, name), self.remap.uid, self.remap.gid)
+                        os.chown(self._path(cid, name), remap.uid, remap.gid)
             oci = spec.build(record, image_config, rootfs, self.store.dir(cid),
                              cgroups_path=self.cgroups_path(cid), init_path=self.init_path, mounts=mounts,
-                             remap=self.remap)
+                             remap=remap)
             self.networks.apply_spec(oci, netns_path)
             if propagation:  # shared or slave binds need the rootfs to propagate too (as docker)
                 oci["linux"]["rootfsPropagation"] = propagation

@@ -5,7 +5,8 @@ the container's root file system for the copy. Here they are bound in a mount na
 short-lived thread (every mount in it made private first), so nothing appears in the daemon's mount
 table and nothing is left to unmount after a crash: the namespace, pinned by an fd of it while the
 copy runs, takes its mounts with it when that fd and the root's are closed. Lookups from the root's
-fd cross into the binds from any thread, as lookups through /proc/PID/root do.
+fd cross into the binds from any thread, as lookups through /proc/PID/root do. A remapped
+container's volumes are bound idmapped, as it mounts them (userns-remap).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from cais.linux.fsmount import MOUNT_ATTR_RDONLY, mount_setattr, move_mount_fd, open_tree_clone
+from cais.linux import fsmount
 from cais.linux.mount import MS_PRIVATE, MS_REC, mount
 from cais.linux.namespaces import CLONE_NEWNS, unshare
 from cais.storage.rootdir import RootDir, components
@@ -25,12 +26,14 @@ from cais.storage.rootdir import RootDir, components
 @dataclass(frozen=True)
 class Bind:
     """`source` (a host path, followed as a bind source is) on `destination` in the root; with
-    `subpath`, that directory of the source instead, opened by open_view's open_subpath."""
+    `subpath`, that directory of the source instead, opened by open_view's open_subpath; with
+    `userns_fd`, idmapped through that user namespace's mapping."""
 
     destination: str
     source: str
     readonly: bool = False
     subpath: str = ""
+    userns_fd: int | None = None
 
 
 class MountView:
@@ -74,21 +77,24 @@ def open_view(rootfs: str, binds: list[Bind], open_subpath: Callable[[str, str],
 
 
 def _bind(root: RootDir, bind: Bind, open_subpath: Callable[[str, str], int] | None) -> None:
-    """A detached clone of the source (open_tree), made read-only if asked, attached on the fd of
-    the destination the kernel resolved inside the root (move_mount): no path is walked twice."""
+    """A detached clone of the source (open_tree), idmapped and read-only if asked, attached on the
+    fd of the destination the kernel resolved inside the root (move_mount): no path is walked twice."""
     source_fd = open_subpath(bind.source, bind.subpath) if bind.subpath and open_subpath else \
         os.open(bind.source, os.O_PATH | os.O_CLOEXEC)
     try:
-        tree = open_tree_clone(source_fd)
+        tree = fsmount.open_tree("", fsmount.OPEN_TREE_CLONE | fsmount.OPEN_TREE_CLOEXEC | fsmount.AT_RECURSIVE
+                                 | fsmount.AT_EMPTY_PATH, dir_fd=source_fd)
         is_dir = stat.S_ISDIR(os.fstat(source_fd).st_mode)
     finally:
         os.close(source_fd)
     try:
+        if bind.userns_fd is not None:
+            fsmount.set_idmap(tree, bind.userns_fd, recursive=True)
         if bind.readonly:
-            mount_setattr(tree, MOUNT_ATTR_RDONLY)
+            fsmount.set_readonly(tree)
         target = _mount_point(root, bind.destination, is_dir)
         try:
-            move_mount_fd(tree, target)
+            fsmount.move_mount_onto(tree, target)
         finally:
             os.close(target)
     finally:
