@@ -11,7 +11,7 @@ from aiohttp import web
 
 from cais.api.containers import _BodyReader, _send_tar
 from cais.api.errors import BadRequest, json_reply
-from cais.api.routing import qbool, qfilters, qstr, route
+from cais.api.routing import qbool, qfilters, qint, qstr, route
 from cais.api.streams import iterate_in_thread
 
 
@@ -143,7 +143,12 @@ async def push(request: web.Request) -> web.StreamResponse:
 
 @route("GET", "/images/search")
 async def search(request: web.Request) -> web.Response:
-    raise BadRequest("search is not supported by cais (no central index is contacted)")
+    from cais.engine.search import search as search_registry
+    term = qstr(request, "term")
+    if not term:
+        raise BadRequest("term is required")
+    return json_reply(await asyncio.to_thread(search_registry, term, qint(request, "limit"), qfilters(request),
+                                              _auth(request)))
 
 
 @route("POST", "/commit")

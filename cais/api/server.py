@@ -23,7 +23,20 @@ class Listener:
 
 def make_app(engine, settings: dict | None = None) -> web.Application:  # type: ignore[no-untyped-def]
     # resource modules register their routes on import
-    from cais.api import containers, exec, images, networks, system, volumes  # noqa: F401
+    from cais.api import (  # noqa: F401
+        attach_ws,
+        attestations,
+        build_cache,
+        containers,
+        distribution,
+        exec,
+        images,
+        networks,
+        plugins,
+        swarm,
+        system,
+        volumes,
+    )
     app = web.Application(middlewares=[error_middleware, routing.version_middleware], client_max_size=MAX_BODY,
                           handler_args={"max_line_size": 16384, "max_field_size": 16384})
     app["engine"] = engine

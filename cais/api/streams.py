@@ -89,6 +89,17 @@ def parse_detach_keys(spec: str | None) -> bytes:
     return bytes(out)
 
 
+def find_detach_keys(data: bytes, keys: bytes, matched: int) -> tuple[int, int | None]:
+    """Scan stdin bytes for the detach sequence, `matched` of its bytes seen in earlier chunks.
+    Returns (bytes of it matched now, None) or, once complete, (…, how many bytes of `data` to
+    pass on before it)."""
+    for i, b in enumerate(data):
+        matched = matched + 1 if b == keys[matched] else (1 if b == keys[0] else 0)
+        if matched == len(keys):
+            return matched, max(0, i + 1 - len(keys))
+    return matched, None
+
+
 async def bridge(h: Hijacked, sock: socket.socket, *, tty: bool, close_stdin_at_eof: bool,
                  detach_keys: bytes | None = None,
                  on_exit: Callable[[int], None] | None = None) -> None:
@@ -112,13 +123,11 @@ async def bridge(h: Hijacked, sock: socket.socket, *, tty: bool, close_stdin_at_
         matched = 0
         while data := await h.stdin.read(65536):
             if detach_keys:
-                for i, b in enumerate(data):
-                    matched = matched + 1 if b == detach_keys[matched] else (1 if b == detach_keys[0] else 0)
-                    if matched == len(detach_keys):
-                        head = data[: max(0, i + 1 - len(detach_keys))]
-                        if head:
-                            writer.write(frames.frame(frames.STDIN, head))
-                        return  # detached: stdin stays open, the process keeps running
+                matched, cut = find_detach_keys(data, detach_keys, matched)
+                if cut is not None:
+                    if cut:
+                        writer.write(frames.frame(frames.STDIN, data[:cut]))
+                    return  # detached: stdin stays open, the process keeps running
             writer.write(frames.frame(frames.STDIN, data))
             await writer.drain()
         if close_stdin_at_eof:

@@ -1,4 +1,9 @@
-"""`docker stats` documents from the container's cgroup (cais.runtime.cgroups) and /proc."""
+"""`docker stats` documents from the container's cgroup (cais.runtime.cgroups) and /proc.
+
+Network counters come from the container's own network namespace, read through its init
+process's /proc/PID/net/dev (the kernel shows each process the devices of its namespace), as
+dockerd reports them: one entry per interface but the loopback, none for `--network host`.
+"""
 
 from __future__ import annotations
 
@@ -22,6 +27,29 @@ def _blkio(entries: list) -> list[dict]:  # type: ignore[type-arg]
             for e in entries]
 
 
+_NET_DEV_FIELDS = {0: "rx_bytes", 1: "rx_packets", 2: "rx_errors", 3: "rx_dropped",
+                   8: "tx_bytes", 9: "tx_packets", 10: "tx_errors", 11: "tx_dropped"}
+
+
+def networks(pid: int) -> dict[str, dict[str, int]]:
+    """Per-interface counters of the network namespace `pid` is in (its /proc/PID/net/dev), as
+    docker's `networks`: the loopback left out."""
+    try:
+        with open(f"/proc/{pid}/net/dev") as f:
+            lines = f.read().splitlines()[2:]
+    except OSError:  # the process is gone
+        return {}
+    found = {}
+    for line in lines:
+        name, _, counters = line.partition(":")
+        name = name.strip()
+        values = counters.split()
+        if name == "lo" or len(values) < 16:
+            continue
+        found[name] = {key: int(values[i]) for i, key in _NET_DEV_FIELDS.items()}
+    return found
+
+
 def collect(engine, record: dict, previous: dict | None = None) -> dict:  # type: ignore[no-untyped-def]
     """One stats sample; `previous` (the last sample) fills precpu_stats like docker's stream."""
     base = {"read": logs.timestamp(), "preread": (previous or {}).get("read", _ZERO), "name": record["Name"],
@@ -42,8 +70,12 @@ def collect(engine, record: dict, previous: dict | None = None) -> dict:  # type
     limit = m.usage.limit or os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     if limit >= 1 << 62:
         limit = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    mode = record["HostConfig"].get("NetworkMode") or ""
+    pid = record["State"].get("Pid") or 0
+    nets = networks(pid) if pid and mode != "host" and not mode.startswith("container:") else {}
     return {
         **base,
+        **({"networks": nets} if nets else {}),
         "pids_stats": {"current": stats.pids.current, **({"limit": stats.pids.limit} if stats.pids.limit else {})},
         "blkio_stats": {"io_service_bytes_recursive": _blkio(stats.blkio.io_service_bytes_recursive),
                         "io_serviced_recursive": _blkio(stats.blkio.io_serviced_recursive),

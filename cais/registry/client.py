@@ -486,5 +486,8 @@ def _sniff_media_type(body: bytes) -> str:
 def _reason(e: BaseException) -> str:
     if isinstance(e, asyncio.TimeoutError):
         return "timed out"
+    if isinstance(e, aiohttp.ClientConnectorError) and not isinstance(e, aiohttp.ClientSSLError):
+        cause = os.strerror(e.errno) if e.errno else str(e.os_error)  # not aiohttp's "ssl:<SSLContext …>"
+        return f"cannot connect to {e.host}:{e.port}: {cause}"
     text = str(e) or type(e).__name__
     return text.splitlines()[0]
