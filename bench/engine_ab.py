@@ -61,7 +61,7 @@ def _starting_from(tree: str | None) -> Iterator[None]:
         return
     original = caisd_mod.Caisd.args
 
-    def args(self: caisd_mod.Caisd) -> list[str]:  # `python -m` from cwd = tree's parent
+    def args(self: caisd_mod.Caisd) -> list[str]:  # `python -m`, so that PYTHONPATH decides
         return [sys.executable, "-m", "cais.daemon.main", *original(self)[1:]]
     caisd_mod.Caisd.args = args  # type: ignore[method-assign]
     os.environ["PYTHONPATH"] = tree  # its supervisor and `cais image bootstrap` too
@@ -79,6 +79,13 @@ def _daemon(tree: str | None) -> Iterator[caisd_mod.Caisd]:
         d = stack.enter_context(caisd_mod.caisd())
     with stack:
         yield d
+
+
+def _docker(d: caisd_mod.Caisd, *args: str) -> str:
+    done = subprocess.run(["docker", "-H", d.host, *args], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"docker {' '.join(args)}: {done.stderr.strip()}\n{d.read_log()[-2000:]}")
+    return done.stdout.strip()
 
 
 def _timed(d: caisd_mod.Caisd, argv: list[str]) -> tuple[float, float]:
@@ -114,11 +121,12 @@ def main() -> None:
         for tree in (top, REPO):
             compileall.compile_dir(os.path.join(tree, "cais"), quiet=1)
         os.environ.pop("PYTHONPATH", None)
-        os.chdir(top)  # `python -m` puts the working directory first on sys.path: the old tree
+        cwd = os.path.join(top, "cwd")  # `python -m` puts the working directory first on sys.path
+        os.mkdir(cwd)
+        os.chdir(cwd)
         with _daemon(top) as old, _daemon(None) as new:
             sides = {f"{args.base}": old, "this tree": new}
-            boxes = {name: subprocess.run(["docker", "-H", d.host, "run", "-d", "--network", "none", "busybox",
-                                           "sleep", "600"], check=True, capture_output=True, text=True).stdout.strip()
+            boxes = {name: _docker(d, "run", "-d", "--network", "none", "busybox", "sleep", "600")
                      for name, d in sides.items()}
             ops = {"run --rm true": lambda name: ["run", "--rm", "--network", "none", "busybox", "true"],
                    "exec true": lambda name: ["exec", boxes[name], "true"]}

@@ -17,6 +17,7 @@ import signal as signals_mod
 import socket
 import threading
 import time
+from collections.abc import Callable
 
 from cais.engine import containers, logs, signals, spec
 from cais.engine.errors import Conflict, EngineError, InvalidParameter, NotFound, NotModified
@@ -56,6 +57,7 @@ class Engine:
         self.starting: set[str] = set()        # between the supervisor's start and the record's Running
         self.early_exits: dict[str, tuple[int, str | None]] = {}  # exits that came in that window
         self.backoff: dict[str, float] = {}
+        self.listeners: set[Callable[[], None]] = set()  # told of every exit and removal (the API's waits)
         self._lock_fd: int | None = None
         self._closed = threading.Event()
         self._images = None
@@ -328,6 +330,15 @@ class Engine:
             self.supervisor.send(sock, {"op": "start"})
         return reply
 
+    def _changed(self) -> None:
+        """Under self.cond, after an exit or a removal: wake the waits."""
+        self.cond.notify_all()
+        for listener in list(self.listeners):
+            try:
+                listener()
+            except Exception:  # a listener never costs an exit its bookkeeping
+                log.exception("a wait listener failed")
+
     def _not_starting(self, cid: str) -> tuple[int, str | None] | None:
         with self.store.lock:
             self.starting.discard(cid)
@@ -350,7 +361,7 @@ class Engine:
                     else "created"
             self.store.save(record)
             self.generation[cid] = self.generation.get(cid, 0) + 1
-            self.cond.notify_all()
+            self._changed()
         if record["HostConfig"].get("AutoRemove"):  # docker: --rm removes a container that cannot start
             self._autoremove(cid)
 
@@ -405,7 +416,7 @@ class Engine:
             if not auto_remove:
                 self.store.save(record)
             self.generation[cid] = self.generation.get(cid, 0) + 1
-            self.cond.notify_all()
+            self._changed()
         if oom:
             self._event(record, "oom")
         self._event(record, "die", exitCode=exit_code)
@@ -620,7 +631,7 @@ class Engine:
         with self.cond:
             self.removed[cid] = record["State"]["ExitCode"]
             self.store.remove(cid)
-            self.cond.notify_all()
+            self._changed()
         self._event(record, "destroy")
 
     def prune(self, filters: dict | None = None) -> dict:
@@ -826,7 +837,7 @@ class Engine:
             ex["Running"] = False
             ex["ExitCode"] = exit_code
             ex["Pid"] = 0
-            self.cond.notify_all()
+            self._changed()
         with contextlib.suppress(NotFound):
             self._event(self.get(ex["ContainerID"]), "exec_die", execID=exec_id, exitCode=exit_code)
 

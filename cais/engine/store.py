@@ -2,7 +2,10 @@
 
 A record is docker's inspect document (Id, Name, Config, HostConfig, State, …) plus a few private
 keys under "Cais"; the engine keeps them in memory and saves every change with a rename, so a
-crash leaves either the old or the new record, never half of one.
+crash of caisd leaves either the old or the new record, never half of one. What must survive a
+machine crash (creation, configuration, a stop, an exit) is fsynced, and config.v2.durable.json is
+then a hard link to it; what such a crash makes moot (that a container runs) is not, and if the
+crash leaves that record unreadable, the last durable one is read instead.
 """
 
 from __future__ import annotations
