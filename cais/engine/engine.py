@@ -81,6 +81,7 @@ class Engine:
     def open(self, *, watch: bool = True) -> Engine:
         self.supervisor.ensure_running()
         self.reconcile()
+        self._finish_removals()
         records = self.store.all()
         self.volumes.reconcile({r["Id"] for r in records if r["State"]["Running"]}, {r["Id"] for r in records})
         self.networks.open(self.store.all())
@@ -155,6 +156,23 @@ class Engine:
                     record["State"]["Error"] = "the supervisor of this container died"
             self._on_exit(cid, int(exit_info.get("ExitCode", 255)), exit_info.get("FinishedAt"))
 
+    def _finish_removals(self) -> None:
+        """--rm containers whose removal a crash interrupted go now (as dockerd does at its start), and
+        the image store forgets containers that have no record (--rm ones are recorded without fsync)."""
+        for record in self.store.all():
+            state = record["State"]
+            if (record["HostConfig"].get("AutoRemove") and not state["Running"] and not state.get("Restarting")
+                    and state["StartedAt"] != containers.ZERO_TIME):
+                with contextlib.suppress(EngineError, OSError):
+                    self.remove(record["Id"], force=True, volumes=True)
+        try:
+            gone = self.images.store.forget_containers_except(set(self.store.records))
+        except Exception as e:  # the image store is checked again at the next start
+            log.warning("could not match the image store's containers with the records: %s", e)
+            return
+        if gone:
+            log.info("the image store forgot %d containers that no longer exist", len(gone))
+
     def _restart_on_boot(self) -> None:
         for record in self.store.all():
             policy = record["HostConfig"].get("RestartPolicy") or {}
@@ -221,8 +239,10 @@ class Engine:
             record = containers.new_record(body, name, image, taken)
             self.store.add(record)
         cid = record["Id"]
+        # a --rm container is not fsynced into being: a machine crash would remove it anyway
+        durable = not record["HostConfig"]["AutoRemove"]
         try:
-            self.images.add_container(cid, image["Id"])
+            self.images.add_container(cid, image["Id"], durable=durable)
             record["Driver"] = self.storage.create(cid, image, volatile=record["HostConfig"]["AutoRemove"])
             record["GraphDriver"] = self.storage.graph_driver(cid)
             self.networks.prepare(record, body)
@@ -232,7 +252,7 @@ class Engine:
                                           image["Config"].get("Volumes"))
             record.setdefault("Cais", {})["MountPoints"] = points
             record["Mounts"] = [mp.record() for mp in self.volumes.points(record)]
-            self.store.save(record)
+            self.store.save(record, durable=durable)
         except BaseException:
             with contextlib.suppress(Exception):
                 self.volumes.release(record, remove_anonymous=True)
@@ -624,7 +644,7 @@ class Engine:
             with contextlib.suppress(Exception):  # its exit may have left that to this removal
                 self.images.store.set_container_running(cid, False)
             raise EngineError(f"unable to remove filesystem for {cid}: {e}") from e
-        self.images.remove_container(cid)
+        self.images.remove_container(cid, durable=not record["HostConfig"].get("AutoRemove"))
         self.volumes.release(record, remove_anonymous=volumes)
         for exec_id in [k for k, v in self.execs.items() if v["ContainerID"] == cid]:
             self.execs.pop(exec_id, None)

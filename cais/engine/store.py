@@ -63,6 +63,7 @@ class ContainerStore:
             os.chmod(root, 0o710)
         self.lock = threading.RLock()
         self.records: dict[str, dict] = {}
+        self.legacy: set[str] = set()  # records of an older cais: no durable copy to fall back to yet
         for entry in sorted(os.listdir(root)):
             if entry.startswith(TRASH):  # a removal that a crash interrupted
                 shutil.rmtree(os.path.join(root, entry), ignore_errors=True)
@@ -71,6 +72,8 @@ class ContainerStore:
             record = read_json(os.path.join(root, entry, RECORD)) or read_json(os.path.join(root, entry, DURABLE))
             if record and record.get("Id") == entry:
                 self.records[entry] = record
+                if not os.path.exists(os.path.join(root, entry, DURABLE)):
+                    self.legacy.add(entry)
 
     def dir(self, cid: str) -> str:
         return os.path.join(self.root, cid)
@@ -93,11 +96,10 @@ class ContainerStore:
         with self.lock:
             if record["Id"] in self.records:
                 path = os.path.join(self.dir(record["Id"]), RECORD)
-                # a record of an older cais has no durable copy to fall back to yet
-                durable = durable or (os.path.exists(path) and not os.path.exists(
-                    os.path.join(self.dir(record["Id"]), DURABLE)))
+                durable = durable or record["Id"] in self.legacy
                 write_json_atomic(path, record, durable=durable)
                 if durable:
+                    self.legacy.discard(record["Id"])
                     link = os.path.join(self.dir(record["Id"]), f"{DURABLE}.tmp")
                     with contextlib.suppress(FileNotFoundError):
                         os.unlink(link)
