@@ -1,7 +1,7 @@
 """A small Docker Engine API client: HTTP/1.1 over the daemon's socket, JSON calls, streams, hijack.
 
-Written on `socket` rather than `http.client`, whose `email` and `ssl` imports cost a CLI start
-~20 ms: requests are plain HTTP/1.1 with keep-alive (one idle connection is reused), responses
+Written on the `_socket` C module rather than `http.client`, whose `email`, `ssl` and `urllib`
+imports cost a CLI start 20–30 ms of CPU (and `socket.py`, which imports `selectors`): requests are plain HTTP/1.1 with keep-alive (one idle connection is reused), responses
 are read by Content-Length, chunked encoding or until close. TLS (tcp:// hosts, mutual TLS with
 docker's DOCKER_CERT_PATH files) imports `ssl` only when used.
 """
@@ -56,30 +56,44 @@ def _query(params: dict | None) -> str:
 
 
 class Connection:
-    """A socket with a read buffer: lines for the HTTP head and chunk sizes, bytes for bodies."""
+    """A socket with a read buffer: lines for the HTTP head and chunk sizes, bytes for bodies.
+    The buffer is consumed by moving an offset: many small reads (8-byte frame headers) do not
+    copy what remains of it each time."""
 
     def __init__(self, sock: _socket.socket) -> None:
         self.sock = sock
-        self.buf = b""
+        self._buf = b""
+        self._pos = 0
         self.reused = False  # kept alive from an earlier request: the daemon may have closed it
 
+    def buffered(self) -> bool:
+        return self._pos < len(self._buf)
+
+    def take_buffered(self) -> bytes:
+        data = self._buf[self._pos:]
+        self._buf, self._pos = b"", 0
+        return data
+
     def read_some(self, limit: int) -> bytes:
-        if not self.buf:
-            self.buf = self.sock.recv(65536)
-        data, self.buf = self.buf[:limit], self.buf[limit:]
+        if self._pos >= len(self._buf):
+            self._buf, self._pos = self.sock.recv(65536), 0
+        data = self._buf[self._pos:self._pos + limit]
+        self._pos += len(data)
         return data
 
     def read_line(self) -> bytes:
-        while b"\n" not in self.buf:
-            if len(self.buf) > _MAX_LINE:
+        end = self._buf.find(b"\n", self._pos)
+        while end < 0:
+            if len(self._buf) - self._pos > _MAX_LINE:
                 raise ProtocolError("malformed answer from the daemon: line too long")
             chunk = self.sock.recv(65536)
             if not chunk:
-                line, self.buf = self.buf, b""
-                return line
-            self.buf += chunk
-        line, _, self.buf = self.buf.partition(b"\n")
-        return line + b"\n"
+                return self.take_buffered()
+            self._buf, self._pos = self._buf[self._pos:] + chunk, 0
+            end = self._buf.find(b"\n")
+        line = self._buf[self._pos:end + 1]
+        self._pos = end + 1
+        return line
 
     def close(self) -> None:
         self.sock.close()
@@ -108,7 +122,8 @@ class Response:
             name, sep, value = line.decode("latin-1").partition(":")
             if sep:
                 self.headers[name.strip().lower()] = value.strip()
-        self._pending = b""
+        self._pending = b""  # body bytes received but not yet read, from offset _ppos
+        self._ppos = 0
         self._left = 0
         self._keep = self.headers.get("connection", "").lower() != "close" and parts[0] == "HTTP/1.1"
         if method == "HEAD" or self.status in (204, 304) or 100 <= self.status < 200:
@@ -117,10 +132,10 @@ class Response:
             self._mode = "chunked"
         elif "content-length" in self.headers:
             self._mode = "length"
-            try:
-                self._left = int(self.headers["content-length"])
-            except ValueError:
-                raise ProtocolError("malformed answer from the daemon: bad Content-Length") from None
+            length = self.headers["content-length"]
+            if not length.isdigit():
+                raise ProtocolError(f"malformed answer from the daemon: Content-Length {length[:40]!r}")
+            self._left = int(length)
         else:
             self._mode, self._keep = "close", False
         self._done = self.status == 101  # an upgrade: the connection is a raw stream now
@@ -173,36 +188,51 @@ class Response:
                 self._finish()
         return data
 
+    def _take_pending(self, n: int = -1) -> bytes:
+        end = len(self._pending) if n < 0 else self._ppos + n
+        data = self._pending[self._ppos:end]
+        self._ppos += len(data)
+        return data
+
+    def _add_pending(self, piece: bytes) -> None:
+        self._pending, self._ppos = self._pending[self._ppos:] + piece, 0
+
     def read(self, n: int = -1) -> bytes:
         if n < 0:
-            parts = [self._pending]
-            self._pending = b""
+            parts = [self._take_pending()]
             while piece := self._piece():
                 parts.append(piece)
             return b"".join(parts)
-        while len(self._pending) < n and (piece := self._piece(n - len(self._pending))):
-            self._pending += piece
-        data, self._pending = self._pending[:n], self._pending[n:]
-        return data
+        if self._ppos >= len(self._pending):  # the usual case: straight from the connection
+            piece = self._piece(n)
+            if len(piece) == n or not piece:
+                return piece
+            self._add_pending(piece)
+        while len(self._pending) - self._ppos < n and (piece := self._piece(n - len(self._pending) + self._ppos)):
+            self._add_pending(piece)
+        return self._take_pending(n)
 
     def read1(self, n: int = 65536) -> bytes:
-        if self._pending:
-            data, self._pending = self._pending[:n], self._pending[n:]
-            return data
+        if self._ppos < len(self._pending):
+            return self._take_pending(n)
         return self._piece(n)
 
     def readline(self) -> bytes:
-        while b"\n" not in self._pending and (piece := self._piece()):
-            self._pending += piece
-        line, sep, self._pending = self._pending.partition(b"\n")
-        return line + sep
+        end = self._pending.find(b"\n", self._ppos)
+        while end < 0:
+            piece = self._piece()
+            if not piece:
+                return self._take_pending()
+            self._add_pending(piece)
+            end = self._pending.find(b"\n")
+        return self._take_pending(end + 1 - self._ppos)
 
     def fileno(self) -> int:
         return self._conn.sock.fileno()
 
     def buffered(self) -> bool:
         """True when body bytes were already received (a select() on fileno() would miss them)."""
-        return bool(self._pending or self._conn.buf)
+        return self._ppos < len(self._pending) or self._conn.buffered()
 
     def close(self) -> None:
         if not self._done:
@@ -253,7 +283,7 @@ class Client:
             raise
 
     def _release(self, conn: Connection) -> None:
-        if self._idle is None and not conn.buf:
+        if self._idle is None and not conn.buffered():
             self._idle = conn
         else:
             conn.close()
@@ -404,8 +434,7 @@ class HijackedStream:
 
     def __init__(self, conn: Connection) -> None:
         self.sock = conn.sock
-        self.prefix = conn.buf
-        conn.buf = b""
+        self.prefix = conn.take_buffered()
 
     def recv(self, n: int) -> bytes:
         if self.prefix:

@@ -54,13 +54,13 @@ class ContainerStore:
     """Records by id with a name index; lookups by full id, unique id prefix or name."""
 
     def __init__(self, root: str, group: int = 0) -> None:
-        """`group`: the group that may traverse the containers' directories (userns-remap's root)."""
+        """`group`: the group that may traverse the directories of containers made from now on
+        (userns-remap's root); the roots of earlier mappings keep walking to theirs (0711)."""
         self.root = root
         self.group = group
         os.makedirs(root, mode=0o700, exist_ok=True)
         if group:
-            os.chown(root, 0, group)
-            os.chmod(root, 0o710)
+            os.chmod(root, 0o711)
         self.lock = threading.RLock()
         self.records: dict[str, dict] = {}
         self.legacy: set[str] = set()  # records of an older cais: no durable copy to fall back to yet

@@ -5,7 +5,8 @@ the container's root file system for the copy. Here they are bound in a mount na
 short-lived thread (every mount in it made private first), so nothing appears in the daemon's mount
 table and nothing is left to unmount after a crash: the namespace, pinned by an fd of it while the
 copy runs, takes its mounts with it when that fd and the root's are closed. Lookups from the root's
-fd cross into the binds from any thread, as lookups through /proc/PID/root do.
+fd cross into the binds from any thread, as lookups through /proc/PID/root do. A remapped
+container's volumes are bound idmapped, as it mounts them (userns-remap).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from cais.linux import fsmount
 from cais.linux.mount import MS_BIND, MS_PRIVATE, MS_RDONLY, MS_REC, MS_REMOUNT, mount
 from cais.linux.namespaces import CLONE_NEWNS, unshare
 from cais.storage.rootdir import RootDir, components
@@ -24,12 +26,14 @@ from cais.storage.rootdir import RootDir, components
 @dataclass(frozen=True)
 class Bind:
     """`source` (a host path, followed as a bind source is) on `destination` in the root; with
-    `subpath`, that directory of the source instead, opened by open_view's open_subpath."""
+    `subpath`, that directory of the source instead, opened by open_view's open_subpath; with
+    `userns_fd`, idmapped through that user namespace's mapping."""
 
     destination: str
     source: str
     readonly: bool = False
     subpath: str = ""
+    userns_fd: int | None = None
 
 
 class MountView:
@@ -77,7 +81,14 @@ def _bind(root: RootDir, bind: Bind, open_subpath: Callable[[str, str], int] | N
     try:
         target = _mount_point(root, bind.destination, stat.S_ISDIR(os.fstat(source_fd).st_mode))
         try:
-            mount(f"/proc/self/fd/{source_fd}", f"/proc/self/fd/{target}", None, MS_BIND | MS_REC)
+            if bind.userns_fd is None:
+                mount(f"/proc/self/fd/{source_fd}", f"/proc/self/fd/{target}", None, MS_BIND | MS_REC)
+            else:
+                tree = fsmount.idmapped_tree(f"/proc/self/fd/{source_fd}", bind.userns_fd, recursive=True)
+                try:
+                    fsmount.move_mount_onto(tree, target)
+                finally:
+                    os.close(tree)
         finally:
             os.close(target)
     finally:

@@ -120,6 +120,7 @@ def test_closed_keep_alive_connection_is_retried(fake_daemon) -> None:  # type: 
     b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n[1, 2",  # closed mid-body
     b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",  # bad chunk size
     b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\n{not",  # not JSON
+    b"HTTP/1.1 200 OK\r\nContent-Length: -5\r\n\r\n[]",
     b"",  # no answer at all
 ])
 def test_a_daemon_that_is_not_http_is_a_one_line_error(fake_daemon, answer: bytes) -> None:  # type: ignore[no-untyped-def]
