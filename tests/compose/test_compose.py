@@ -1,0 +1,196 @@
+"""docker-compose 1.29 (Debian, on docker-py) drives caisd unchanged: a realistic busybox project."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import urllib.request
+
+import pytest
+
+from tests.caisd import Caisd
+from tests.compose.conftest import PROJECT, Compose
+
+pytestmark = pytest.mark.peers
+
+PORT = 18090
+
+START_SH = """\
+echo "web starting greeting=$GREETING"
+echo "hello from $(hostname) greeting=$GREETING" > /www/index.html
+exec httpd -f -p 80 -h /www
+"""
+
+COMPOSE_YML = """\
+version: "3.8"
+services:
+  web:
+    build: ./web
+    image: cais-co-web:latest
+    init: true
+    environment:
+      GREETING: hi
+    ports:
+      - "{port}:80"
+    volumes:
+      - state:/state
+      - ./data:/data:ro
+    healthcheck:
+      test: ["CMD", "wget", "-q", "-O", "/dev/null", "http://localhost/"]
+      interval: 1s
+      timeout: 2s
+      retries: 3
+  client:
+    image: busybox
+    init: true
+    command: sleep 3600
+    environment:
+      - ROLE=client
+    depends_on:
+      - web
+volumes:
+  state:
+"""
+
+
+def _write(root: str, files: dict[str, str]) -> None:
+    for name, text in files.items():
+        path = os.path.join(root, name)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w") as f:
+            f.write(text)
+
+
+def _get(url: str, tries: int = 100) -> str:
+    for _ in range(tries):
+        try:
+            with urllib.request.urlopen(url, timeout=3) as r:
+                return r.read().decode()
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError(f"{url} unreachable")
+
+
+def _inspect(d: Caisd, name: str) -> dict:
+    return json.loads(d.docker("inspect", name).stdout)[0]
+
+
+def _wait_healthy(d: Caisd, name: str) -> None:
+    deadline = time.monotonic() + 30
+    while (status := _inspect(d, name)["State"].get("Health", {}).get("Status")) != "healthy":
+        assert status in ("starting", None) and time.monotonic() < deadline, _inspect(d, name)["State"]
+        time.sleep(0.2)
+
+
+def _project_objects(d: Caisd) -> tuple[list[str], list[str], list[str]]:
+    label = f"label=com.docker.compose.project={PROJECT}"
+    return (d.docker("ps", "-aq", "--filter", label).stdout.decode().split(),
+            d.docker("volume", "ls", "-q", "--filter", label).stdout.decode().split(),
+            d.docker("network", "ls", "-q", "--filter", label).stdout.decode().split())
+
+
+@pytest.mark.timeout(300)
+def test_project_lifecycle(d: Caisd, project_dir: str) -> None:
+    _write(project_dir, {"docker-compose.yml": COMPOSE_YML.format(port=PORT), "web/start.sh": START_SH,
+                         "web/Dockerfile": 'FROM busybox\nRUN mkdir /www\nCOPY start.sh /\nCMD ["sh", "/start.sh"]\n',
+                         "data/host.txt": "from the host\n"})
+    dc = Compose(d, project_dir)
+    try:
+        # config: the file as compose resolved it
+        assert dc("config", "--services").split() == ["web", "client"]
+        config = dc("config")
+        assert f"{project_dir}/data:/data:ro" in config and "GREETING: hi" in config
+
+        # up -d: the image built through the docker CLI (compose's default), network, volume, two services
+        since = str(time.time())
+        up = dc.run("up", "-d")
+        assert "Successfully tagged cais-co-web:latest" in up.stdout, up.stdout + up.stderr
+        for made in (f'Creating network "{PROJECT}_default"', f'Creating volume "{PROJECT}_state"',
+                     f"Creating {PROJECT}_web_1", f"Creating {PROJECT}_client_1"):
+            assert made in up.stderr, up.stderr
+        # depends_on: web started before client was created
+        events = d.docker("events", "--since", since, "--until", str(time.time()), "--filter", "type=container",
+                          "--format", "{{.Actor.Attributes.name}} {{.Action}}").stdout.decode().splitlines()
+        assert events.index(f"{PROJECT}_web_1 start") < events.index(f"{PROJECT}_client_1 create"), events
+        web = _inspect(d, f"{PROJECT}_web_1")
+        labels = web["Config"]["Labels"]
+        assert labels["com.docker.compose.project"] == PROJECT and labels["com.docker.compose.service"] == "web"
+        assert sorted(web["NetworkSettings"]["Networks"][f"{PROJECT}_default"]["Aliases"]) == sorted(
+            ["web", web["Id"][:12]])
+
+        # healthcheck, ps
+        _wait_healthy(d, f"{PROJECT}_web_1")
+        ps = dc("ps")
+        assert f"{PROJECT}_web_1" in ps and "Up (healthy)" in ps and f"0.0.0.0:{PORT}->80/tcp" in ps, ps
+        assert len(dc("ps", "-q").split()) == 2 and dc("ps", "--services").split() == ["web", "client"]
+
+        # the published port, from the sandbox host; environment; the service name over the embedded DNS
+        hostname = web["Config"]["Hostname"]
+        assert _get(f"http://127.0.0.1:{PORT}/") == f"hello from {hostname} greeting=hi\n"
+        assert dc("port", "web", "80").strip() == f"0.0.0.0:{PORT}"
+        assert dc("exec", "-T", "client", "wget", "-qO-", "http://web/") == f"hello from {hostname} greeting=hi\n"
+        env = dc("exec", "-T", "client", "env").splitlines()
+        assert "ROLE=client" in env and f"HOSTNAME={_inspect(d, f'{PROJECT}_client_1')['Config']['Hostname']}" in env
+
+        # the named volume and the read-only bind mount
+        dc("exec", "-T", "web", "sh", "-c", "echo kept > /state/f")
+        assert dc("exec", "-T", "web", "cat", "/data/host.txt") == "from the host\n"
+        denied = dc.run("exec", "-T", "web", "touch", "/data/x", check=False)
+        assert denied.returncode != 0 and "Read-only file system" in denied.stdout + denied.stderr
+        mounts = {m["Destination"]: m for m in web["Mounts"]}
+        assert mounts["/state"]["Type"] == "volume" and mounts["/state"]["Name"] == f"{PROJECT}_state"
+        assert mounts["/data"]["Type"] == "bind" and mounts["/data"]["RW"] is False
+
+        # logs, exec -T exit codes, run --rm
+        assert "web starting greeting=hi" in dc("logs", "--no-color", "web")
+        assert dc.run("exec", "-T", "client", "sh", "-c", "exit 7", check=False).returncode == 7
+        run = dc.run("run", "--rm", "-T", "-e", "EXTRA=1", "client", "sh", "-c", "echo $EXTRA; wget -qO- http://web/")
+        assert run.stdout == f"1\nhello from {hostname} greeting=hi\n", run.stderr
+        assert dc.run("run", "--rm", "-T", "client", "sh", "-c", "exit 3", check=False).returncode == 3
+        assert len(_project_objects(d)[0]) == 2  # the one-off containers are gone
+
+        # restart
+        started = web["State"]["StartedAt"]
+        dc("restart", "-t", "1", "web")
+        assert _inspect(d, f"{PROJECT}_web_1")["State"]["StartedAt"] != started
+        assert _get(f"http://127.0.0.1:{PORT}/").startswith("hello from")
+
+        # scale: three clients, all behind the service name; then back to one
+        dc("up", "-d", "--scale", "client=3")
+        assert len(dc("ps", "-q", "client").split()) == 3
+        lookup = dc("exec", "-T", "web", "nslookup", "client")
+        assert lookup.count("Address: 172.") == 3, lookup
+        dc("scale", "client=1")
+        assert dc("ps", "--services").split() == ["web", "client"] and len(dc("ps", "-q", "client").split()) == 1
+
+        # up again after a config change: web recreated (the docker-py build path this time), the volume kept
+        _write(project_dir, {"docker-compose.yml": COMPOSE_YML.format(port=PORT).replace("GREETING: hi",
+                                                                                        "GREETING: changed")})
+        dc("build", env={"COMPOSE_DOCKER_CLI_BUILD": "0"})
+        up = dc.run("up", "-d")
+        assert f"Recreating {PROJECT}_web_1" in up.stderr and f"{PROJECT}_client_1 is up-to-date" in up.stderr, (
+            up.stderr)
+        web2 = _inspect(d, f"{PROJECT}_web_1")
+        assert web2["Id"] != web["Id"]
+        assert _get(f"http://127.0.0.1:{PORT}/") == f"hello from {web2['Config']['Hostname']} greeting=changed\n"
+        assert dc("exec", "-T", "web", "cat", "/state/f") == "kept\n"
+
+        # down -v --remove-orphans from a file without client: client is an orphan, and goes too
+        _write(project_dir, {"only-web.yml": COMPOSE_YML.format(port=PORT).split("  client:")[0] +
+                             "volumes:\n  state:\n"})
+        down = dc.run("-f", "only-web.yml", "down", "-v", "--remove-orphans", "-t", "1")
+        assert f'Removing orphan container "{PROJECT}_client_1"' in down.stderr, down.stderr
+        assert f"Removing volume {PROJECT}_state" in down.stderr, down.stderr
+        assert _project_objects(d) == ([], [], [])
+
+        # and up again from nothing: a fresh volume, the port served again
+        dc("up", "-d")
+        _wait_healthy(d, f"{PROJECT}_web_1")
+        assert _get(f"http://127.0.0.1:{PORT}/").endswith("greeting=changed\n")
+        assert dc.run("exec", "-T", "web", "cat", "/state/f", check=False).returncode != 0
+        dc("down", "-v", "-t", "1")
+        assert _project_objects(d) == ([], [], [])
+    finally:
+        dc.down()
+        d.docker("rmi", "-f", "cais-co-web:latest", check=False)
