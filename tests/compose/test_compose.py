@@ -194,3 +194,129 @@ def test_project_lifecycle(d: Caisd, project_dir: str) -> None:
     finally:
         dc.down()
         d.docker("rmi", "-f", "cais-co-web:latest", check=False)
+
+
+NETWORKS_YML = """\
+version: "2.4"
+services:
+  db:
+    image: busybox
+    init: true
+    command: sh -c 'echo db-ready; exec sleep 3600'
+    healthcheck:
+      test: ["CMD-SHELL", "test -e /proc/1"]
+      interval: 1s
+    networks:
+      back:
+        aliases: [database]
+        ipv4_address: 10.77.0.50
+    tmpfs: /scratch
+    volumes: [/shared]
+  app:
+    image: busybox
+    init: true
+    command: sleep 3600
+    depends_on:
+      db:
+        condition: service_healthy
+    networks: [back, front]
+    links: ["db:dblink"]
+    extra_hosts: ["ext.cais.test:10.1.2.3"]
+    user: "1000:1000"
+    working_dir: /tmp
+    restart: always
+  side:
+    image: busybox
+    init: true
+    network_mode: "service:db"
+    volumes_from: [db]
+    command: sleep 3600
+  once:
+    image: busybox
+    command: sh -c 'echo once-ran; exit 3'
+    networks: [front]
+networks:
+  front: {}
+  back:
+    ipam:
+      config:
+        - subnet: 10.77.0.0/24
+"""
+
+
+@pytest.mark.timeout(300)
+def test_networks_links_and_dependencies(d: Caisd, project_dir: str) -> None:
+    _write(project_dir, {"docker-compose.yml": NETWORKS_YML})
+    dc = Compose(d, project_dir)
+    try:
+        since = str(time.time())
+        dc("up", "-d")
+        # service_healthy: db was healthy before app was started
+        events = d.docker("events", "--since", since, "--until", str(time.time()), "--filter", "type=container",
+                          "--format", "{{.Actor.Attributes.name}} {{.Action}}").stdout.decode().splitlines()
+        assert events.index(f"{PROJECT}_db_1 health_status: healthy") < events.index(f"{PROJECT}_app_1 start")
+        sh = lambda service, script: dc("exec", "-T", service, "sh", "-c", script)  # noqa: E731
+
+        # network aliases, a fixed address, a link alias (seen by app only), two networks
+        for name in ("db", "database", "dblink", f"{PROJECT}_db_1"):
+            assert "Address: 10.77.0.50" in sh("app", f"nslookup {name}"), name
+        assert "Address: 10.77.0.50" not in dc.run("exec", "-T", "db", "nslookup", "dblink", check=False).stdout
+        app = _inspect(d, f"{PROJECT}_app_1")
+        assert set(app["NetworkSettings"]["Networks"]) == {f"{PROJECT}_back", f"{PROJECT}_front"}
+        assert "dblink" in " ".join(app["NetworkSettings"]["Networks"][f"{PROJECT}_back"]["Links"])
+        assert sh("app", "id -u; pwd; grep ext.cais.test /etc/hosts") == "1000\n/tmp\n10.1.2.3\text.cais.test\n"
+        # network_mode service:, volumes_from, tmpfs
+        assert "10.77.0.50" in sh("side", "ip -4 addr show eth0")
+        sh("db", "echo from-db > /shared/f")
+        assert sh("side", "cat /shared/f") == "from-db\n"
+        assert "tmpfs" in sh("db", "grep /scratch /proc/mounts")
+
+        # exec_die once per exec, with its exit code
+        since = str(time.time())
+        assert dc.run("exec", "-T", "db", "sh", "-c", "exit 4", check=False).returncode == 4
+        dies = d.docker("events", "--since", since, "--until", str(time.time() + 1), "--filter", "event=exec_die",
+                        "--filter", f"container={PROJECT}_db_1", "--format", "{{json .Actor.Attributes}}")
+        codes = [json.loads(line)["exitCode"] for line in dies.stdout.decode().splitlines()]
+        assert "4" in codes and codes.count("4") == 1, codes
+
+        # restart: always brings app back after its process dies; kill does not
+        pid = _inspect(d, f"{PROJECT}_app_1")["State"]["Pid"]
+        os.kill(pid, 9)
+        deadline = time.monotonic() + 30
+        while (state := _inspect(d, f"{PROJECT}_app_1")["State"])["Pid"] in (pid, 0):
+            assert time.monotonic() < deadline, state
+            time.sleep(0.2)
+        assert state["Running"] and _inspect(d, f"{PROJECT}_app_1")["RestartCount"] >= 1
+        dc("kill", "app")
+        time.sleep(1)
+        assert not _inspect(d, f"{PROJECT}_app_1")["State"]["Running"]
+
+        # pause, top, a one-shot service in the foreground with its exit code
+        dc("pause", "db")
+        assert "Paused" in dc("ps", "db")
+        dc("unpause", "db")
+        assert "sleep 3600" in dc("top", "db")
+        done = dc.run("up", "--abort-on-container-exit", "--exit-code-from", "once", "once", check=False)
+        assert done.returncode == 3 and "once-ran" in done.stdout, done.stdout + done.stderr
+        dc("rm", "-fs", "once")
+        assert "once" not in dc("ps", "--services", "--filter", "status=stopped").split()
+        dc("down", "-v", "-t", "1")
+        assert _project_objects(d) == ([], [], [])
+    finally:
+        dc.down()
+
+
+def test_port_conflict_is_a_clear_error(d: Caisd, project_dir: str) -> None:
+    _write(project_dir, {"docker-compose.yml": 'version: "3.8"\nservices:\n'
+                         '  a:\n    image: busybox\n    command: sleep 60\n    ports: ["18091:80"]\n'
+                         '  b:\n    image: busybox\n    command: sleep 60\n    ports: ["18091:80"]\n'})
+    dc = Compose(d, project_dir)
+    try:
+        done = dc.run("up", "-d", "-t", "1", check=False)
+        assert done.returncode != 0
+        assert "Bind for 0.0.0.0:18091 failed: port is already allocated" in done.stderr, done.stderr
+        assert "Host is already in use by another container" in done.stderr, done.stderr  # compose saw dockerd's words
+        assert "Traceback" not in done.stderr
+    finally:
+        dc.down()
+    assert _project_objects(d) == ([], [], [])
