@@ -26,6 +26,15 @@ def _list_of_str(value: object, what: str) -> list[str] | None:
     return value
 
 
+def _merge_env(image_env: list[str], env: list[str]) -> list[str]:
+    """dockerd's ReplaceOrAppendEnvValues: the container's KEY=VALUE replaces the image's in place,
+    new keys are appended, and a bare KEY unsets it."""
+    merged: dict[str, str] = {}
+    for item in [*image_env, *env]:
+        merged[item.partition("=")[0]] = item
+    return [item for item in merged.values() if "=" in item]
+
+
 def new_record(body: dict, name: str | None, image: dict, taken: set[str]) -> dict:
     """A container record from POST /containers/create's body and the image's config."""
     config = {k: v for k, v in body.items() if k not in ("HostConfig", "NetworkingConfig")}
@@ -62,14 +71,14 @@ def new_record(body: dict, name: str | None, image: dict, taken: set[str]) -> di
         "AttachStdin": bool(config.get("AttachStdin")), "AttachStdout": bool(config.get("AttachStdout")),
         "AttachStderr": bool(config.get("AttachStderr")), "Tty": bool(config.get("Tty")),
         "OpenStdin": bool(config.get("OpenStdin")), "StdinOnce": bool(config.get("StdinOnce")),
-        "Env": [*(image_config.get("Env") or []), *(config.get("Env") or [])],
+        "Env": _merge_env(image_config.get("Env") or [], config.get("Env") or []),
         "Cmd": cmd, "Image": config.get("Image"), "Volumes": config.get("Volumes") or image_config.get("Volumes"),
         "WorkingDir": config.get("WorkingDir") or image_config.get("WorkingDir", ""),
         "Entrypoint": entrypoint, "OnBuild": None, "Labels": merged_labels,
         "StopSignal": config.get("StopSignal") or image_config.get("StopSignal"),
         "StopTimeout": config.get("StopTimeout"),
         "Healthcheck": config.get("Healthcheck") or image_config.get("Healthcheck"),
-        "ExposedPorts": config.get("ExposedPorts") or image_config.get("ExposedPorts"),
+        "ExposedPorts": {**(image_config.get("ExposedPorts") or {}), **(config.get("ExposedPorts") or {})} or None,
     }
     host_config = {
         "Binds": host.get("Binds"), "NetworkMode": host.get("NetworkMode") or "default",

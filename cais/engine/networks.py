@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 from collections.abc import Iterator
 
 from cais.engine.errors import Conflict, EngineError, InvalidParameter, NotFound
@@ -325,6 +326,12 @@ class NetworkService:
             other = self.engine.get(mode.network)
             if not other["State"]["Running"]:
                 raise Conflict(f"cannot join network of a non running container: {other['Id'][:12]}")
+            # dockerd: the joined container's hostname and /etc files too (copied here)
+            record["Config"]["Hostname"] = other["Config"].get("Hostname") or other["Id"][:12]
+            record["Config"]["Domainname"] = other["Config"].get("Domainname", "")
+            for name in ("hostname", "hosts", "resolv.conf"):
+                with contextlib.suppress(FileNotFoundError):
+                    shutil.copyfile(self.engine._path(other["Id"], name), self.engine._path(cid, name))
             return f"/proc/{other['State']['Pid']}/ns/net"
         with _errors():
             path = self.manager.create_sandbox(cid)
@@ -345,7 +352,7 @@ class NetworkService:
                     except NetworkError as e:  # dockerd's words and 500: compose looks for them
                         raise EngineError(f"driver failed programming external connectivity on endpoint {name} "
                                           f"({primary['EndpointID']}): {e}") from None
-                    settings["Ports"] = ports.as_api(bound, wanted)
+                    settings["Ports"] = ports.as_api(bound, wanted, record["Config"].get("ExposedPorts"))
                     for key in ("IPAddress", "IPPrefixLen", "Gateway", "MacAddress", "EndpointID"):
                         settings[key] = primary[key] if mode.network == "bridge" else settings.get(key, "")
                 settings["SandboxKey"] = path

@@ -44,15 +44,25 @@ class Compose:
             pytest.skip("docker-compose is not installed (Debian package docker-compose)")
         self.d, self.cwd, self.project = d, cwd, project
 
+    def argv(self, *args: str) -> list[str]:
+        return ["docker-compose", "--ansi", "never", "-p", self.project, *args]
+
+    def env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        return {**os.environ, "DOCKER_HOST": self.d.host, **(extra or {})}
+
     def run(self, *args: str, check: bool = True, timeout: float = 120,
             env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run(["docker-compose", "--ansi", "never", "-p", self.project, *args], cwd=self.cwd,
-                              capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
-                              env={**os.environ, "DOCKER_HOST": self.d.host, **(env or {})})
+        done = subprocess.run(self.argv(*args), cwd=self.cwd, capture_output=True, text=True, timeout=timeout,
+                              stdin=subprocess.DEVNULL, env=self.env(env))
         if check and done.returncode != 0:
             raise AssertionError(f"docker-compose {' '.join(args)} exited {done.returncode}:\n"
                                  f"{done.stdout}\n{done.stderr}")
         return done
+
+    def popen(self, *args: str) -> subprocess.Popen[str]:
+        """A long-running command (`events`, `logs -f`): stdout piped, stopped by the caller."""
+        return subprocess.Popen(self.argv(*args), cwd=self.cwd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                stdin=subprocess.DEVNULL, text=True, env=self.env())
 
     def __call__(self, *args: str, **kw: object) -> str:
         return self.run(*args, **kw).stdout  # type: ignore[arg-type]

@@ -33,6 +33,7 @@ services:
       GREETING: hi
     ports:
       - "{port}:80"
+    expose: ["9000"]
     volumes:
       - state:/state
       - ./data:/data:ro
@@ -47,6 +48,7 @@ services:
     command: sleep 3600
     environment:
       - ROLE=client
+      - PATH=/bin:/usr/bin
     depends_on:
       - web
 volumes:
@@ -123,6 +125,7 @@ def test_project_lifecycle(d: Caisd, project_dir: str) -> None:
         _wait_healthy(d, f"{PROJECT}_web_1")
         ps = dc("ps")
         assert f"{PROJECT}_web_1" in ps and "Up (healthy)" in ps and f"0.0.0.0:{PORT}->80/tcp" in ps, ps
+        assert "9000/tcp" in ps and _inspect(d, f"{PROJECT}_web_1")["NetworkSettings"]["Ports"]["9000/tcp"] is None
         assert len(dc("ps", "-q").split()) == 2 and dc("ps", "--services").split() == ["web", "client"]
 
         # the published port, from the sandbox host; environment; the service name over the embedded DNS
@@ -130,8 +133,10 @@ def test_project_lifecycle(d: Caisd, project_dir: str) -> None:
         assert _get(f"http://127.0.0.1:{PORT}/") == f"hello from {hostname} greeting=hi\n"
         assert dc("port", "web", "80").strip() == f"0.0.0.0:{PORT}"
         assert dc("exec", "-T", "client", "wget", "-qO-", "http://web/") == f"hello from {hostname} greeting=hi\n"
+        config_env = _inspect(d, f"{PROJECT}_client_1")["Config"]["Env"]
+        assert [e for e in config_env if e.startswith("PATH=")] == ["PATH=/bin:/usr/bin"], config_env
         env = dc("exec", "-T", "client", "env").splitlines()
-        assert "ROLE=client" in env and f"HOSTNAME={_inspect(d, f'{PROJECT}_client_1')['Config']['Hostname']}" in env
+        assert "ROLE=client" in env and [e for e in env if e.startswith("PATH=")] == ["PATH=/bin:/usr/bin"] and f"HOSTNAME={_inspect(d, f'{PROJECT}_client_1')['Config']['Hostname']}" in env
 
         # the named volume and the read-only bind mount
         dc("exec", "-T", "web", "sh", "-c", "echo kept > /state/f")
@@ -267,6 +272,7 @@ def test_networks_links_and_dependencies(d: Caisd, project_dir: str) -> None:
         assert sh("app", "id -u; pwd; grep ext.cais.test /etc/hosts") == "1000\n/tmp\n10.1.2.3\text.cais.test\n"
         # network_mode service:, volumes_from, tmpfs
         assert "10.77.0.50" in sh("side", "ip -4 addr show eth0")
+        assert sh("side", "hostname; cat /etc/hosts") == sh("db", "hostname; cat /etc/hosts")  # dockerd's too
         sh("db", "echo from-db > /shared/f")
         assert sh("side", "cat /shared/f") == "from-db\n"
         assert "tmpfs" in sh("db", "grep /scratch /proc/mounts")
@@ -291,10 +297,19 @@ def test_networks_links_and_dependencies(d: Caisd, project_dir: str) -> None:
         time.sleep(1)
         assert not _inspect(d, f"{PROJECT}_app_1")["State"]["Running"]
 
-        # pause, top, a one-shot service in the foreground with its exit code
-        dc("pause", "db")
-        assert "Paused" in dc("ps", "db")
-        dc("unpause", "db")
+        # pause, seen by `events --json`; top; a one-shot service in the foreground with its exit code
+        events = dc.popen("events", "--json")
+        try:
+            time.sleep(1)  # subscribed
+            dc("pause", "db")
+            assert "Paused" in dc("ps", "db")
+            dc("unpause", "db")
+            time.sleep(1)
+        finally:
+            events.terminate()
+        seen = [json.loads(line) for line in events.communicate(timeout=30)[0].splitlines()]
+        actions = [e["action"] for e in seen if e["service"] == "db" and e["type"] == "container"]
+        assert actions.index("pause") < actions.index("unpause"), seen
         assert "sleep 3600" in dc("top", "db")
         done = dc.run("up", "--abort-on-container-exit", "--exit-code-from", "once", "once", check=False)
         assert done.returncode == 3 and "once-ran" in done.stdout, done.stdout + done.stderr
