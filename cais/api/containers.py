@@ -285,7 +285,7 @@ async def archive_head(request: web.Request) -> web.Response:
 
     def run() -> str:
         with ContainerFS(engine, record) as root:
-            return stat_header(root, path)
+            return stat_header(root, path, request.match_info["id"])
     header = await asyncio.to_thread(run)
     return web.Response(status=200, headers={"X-Docker-Container-Path-Stat": header,
                                              "Content-Type": "application/json"})
@@ -300,8 +300,9 @@ async def archive_get(request: web.Request) -> web.StreamResponse:
     fs = ContainerFS(engine, record)
     root = await asyncio.to_thread(fs.__enter__)
     try:
-        header = await asyncio.to_thread(stat_header, root, path)
-        chunks = get_archive(root, path, engine.remap)
+        name = request.match_info["id"]
+        header = await asyncio.to_thread(stat_header, root, path, name)
+        chunks = get_archive(root, path, name, engine.remap)
         return await _send_tar(request, chunks, {"X-Docker-Container-Path-Stat": header})
     finally:
         await asyncio.to_thread(fs.__exit__)
@@ -338,7 +339,7 @@ async def archive_put(request: web.Request) -> web.Response:
 
     def run() -> None:
         with ContainerFS(engine, record) as root:
-            put_archive(root, path, body, no_overwrite_dir_non_dir=no_overwrite, remap=engine.remap)
+            put_archive(root, path, request.match_info["id"], body, no_overwrite_dir_non_dir=no_overwrite, remap=engine.remap)
     await asyncio.to_thread(run)
     engine._event(record, "extract-to-dir")
     return web.Response(status=200)

@@ -34,7 +34,7 @@ class Context:
             except ApiError as e:
                 raise CliError(str(e)) from None
         client = Client(DEFAULT_HOST)
-        if os.path.exists(DEFAULT_HOST[len("unix://"):]) and client.reachable():
+        if os.path.exists(DEFAULT_HOST[len("unix://"):]) and client.connectable():
             return client
         if os.geteuid() != 0:
             raise CliError(f"Cannot connect to the cais daemon at {DEFAULT_HOST}, and running the engine "

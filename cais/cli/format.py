@@ -10,7 +10,7 @@ import json
 import re
 import sys
 
-_ACTION = re.compile(r"{{-?\s*(.*?)\s*-?}}")
+_ACTION = r"{{-?\s*(.*?)\s*-?}}"  # compiled (and cached by re) when a template is used
 
 
 class FormatError(Exception):
@@ -71,7 +71,7 @@ def _eval(expr: str, obj: object) -> str:
 
 def render(template: str, obj: object) -> str:
     template = template.replace("\\t", "\t").replace("\\n", "\n")
-    return _ACTION.sub(lambda m: _eval(m.group(1), obj), template)
+    return re.sub(_ACTION, lambda m: _eval(m.group(1), obj), template)
 
 
 def table(rows: list[list[str]], header: list[str] | None) -> str:
@@ -103,7 +103,7 @@ def output(items: list[dict], fmt: str | None, default_columns: list[tuple[str, 
         return
     if fmt.startswith("table"):
         body = fmt[len("table"):].strip()
-        header_template = _ACTION.sub(lambda m: _header(m.group(1)), body.replace("\\t", "\t"))
+        header_template = re.sub(_ACTION, lambda m: _header(m.group(1)), body.replace("\\t", "\t"))
         cells = [render(body, item).split("\t") for item in items]
         out.write(table(cells, header_template.split("\t")))
         return

@@ -7,10 +7,9 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 
-from cais.cli.args import size
+from cais.cli.args import ArgumentTypeError, size
 from cais.cli.main import CliError
 
 _BOOL = {"true": True, "1": True, "false": False, "0": False}
@@ -87,7 +86,7 @@ def mount(item: str) -> dict:
         elif key == "tmpfs-size":
             try:
                 tmpfs["SizeBytes"] = size(value)
-            except argparse.ArgumentTypeError as e:
+            except ArgumentTypeError as e:
                 raise _error("--mount", item, str(e)) from None
         elif key == "tmpfs-mode":
             try:

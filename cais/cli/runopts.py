@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shlex
 
 from cais.cli import mountopts
 from cais.cli.args import Parser, cpus, duration_ns, size
@@ -12,72 +11,83 @@ from cais.cli.main import CliError
 
 def add_container_flags(p: Parser) -> None:
     a = p.add_argument
-    a("-d", "--detach", action="store_true", help="run in the background and print the container ID")
-    a("-i", "--interactive", action="store_true", help="keep STDIN open")
-    a("-t", "--tty", action="store_true", help="allocate a pseudo-TTY")
-    a("--rm", action="store_true", help="remove the container when it exits")
-    a("--name")
-    a("-e", "--env", action="append", default=[])
-    a("--env-file", action="append", default=[])
-    a("-l", "--label", action="append", default=[])
-    a("-v", "--volume", action="append", default=[])
-    a("--mount", action="append", default=[])
-    a("--tmpfs", action="append", default=[])
-    a("--volumes-from", action="append", default=[])
-    a("-p", "--publish", action="append", default=[])
-    a("--network", "--net", default=None)
-    a("-P", "--publish-all", action="store_true")
-    a("--expose", action="append", default=[])
-    a("--network-alias", "--net-alias", action="append", default=[])
-    a("--ip")
-    a("--ip6")
-    a("--dns", action="append", default=[])
-    a("--dns-search", action="append", default=[])
-    a("--dns-option", "--dns-opt", action="append", default=[])
-    a("--add-host", action="append", default=[])
-    a("--domainname")
-    a("-w", "--workdir")
-    a("-u", "--user")
-    a("--entrypoint")
-    a("-h", "--hostname")
-    a("-m", "--memory", type=size)
-    a("--memory-swap", type=lambda v: -1 if v == "-1" else size(v))
-    a("--memory-reservation", type=size)
-    a("--cpus", type=cpus)
-    a("-c", "--cpu-shares", type=int)
-    a("--cpuset-cpus")
-    a("--pids-limit", type=int)
-    a("--ulimit", action="append", default=[])
-    a("--read-only", action="store_true")
-    a("--cap-add", action="append", default=[])
-    a("--cap-drop", action="append", default=[])
-    a("--privileged", action="store_true")
-    a("--security-opt", action="append", default=[])
-    a("--device", action="append", default=[])
-    a("--device-cgroup-rule", action="append", default=[])
-    a("--group-add", action="append", default=[])
-    a("--userns", default="")
-    a("--shm-size", type=size)
-    a("--sysctl", action="append", default=[])
-    a("--init", action="store_true")
-    a("--restart", default="no")
-    a("--health-cmd")
-    a("--health-interval", type=duration_ns)
-    a("--health-timeout", type=duration_ns)
-    a("--health-retries", type=int)
-    a("--health-start-period", type=duration_ns)
-    a("--no-healthcheck", action="store_true")
-    a("--log-driver")
-    a("--log-opt", action="append", default=[])
-    a("--stop-signal")
-    a("--stop-timeout", type=int)
-    a("--detach-keys")
-    a("--oom-kill-disable", action="store_true")
-    a("--platform")
-    a("--pull", choices=["always", "missing", "never"], default="missing")
-    a("-q", "--quiet", action="store_true")
+    a("-d", "--detach", action="store_true", help="Run container in background and print container ID")
+    a("-i", "--interactive", action="store_true", help="Keep STDIN open even if not attached")
+    a("-t", "--tty", action="store_true", help="Allocate a pseudo-TTY")
+    a("--rm", action="store_true", help="Automatically remove the container and its associated anonymous "
+      "volumes when it exits")
+    a("--name", help="Assign a name to the container")
+    a("-e", "--env", action="append", default=[], help="Set environment variables")
+    a("--env-file", action="append", default=[], help="Read in a file of environment variables")
+    a("-l", "--label", action="append", default=[], help="Set meta data on a container")
+    a("-v", "--volume", action="append", default=[], help="Bind mount a volume")
+    a("--mount", action="append", default=[], metavar="mount", help="Attach a filesystem mount to the container")
+    a("--tmpfs", action="append", default=[], help="Mount a tmpfs directory")
+    a("--volumes-from", action="append", default=[], help="Mount volumes from the specified container(s)")
+    a("-p", "--publish", action="append", default=[], help="Publish a container's port(s) to the host")
+    a("--network", "--net", default=None, metavar="network", help="Connect a container to a network")
+    a("-P", "--publish-all", action="store_true", help="Publish all exposed ports to random ports")
+    a("--expose", action="append", default=[], help="Expose a port or a range of ports")
+    a("--network-alias", "--net-alias", action="append", default=[], help="Add network-scoped alias for the "
+      "container")
+    a("--ip", help="IPv4 address (e.g., 172.30.100.104)")
+    a("--ip6", help="IPv6 address (e.g., 2001:db8::33)")
+    a("--dns", action="append", default=[], help="Set custom DNS servers")
+    a("--dns-search", action="append", default=[], help="Set custom DNS search domains")
+    a("--dns-option", "--dns-opt", action="append", default=[], help="Set DNS options")
+    a("--add-host", action="append", default=[], help="Add a custom host-to-IP mapping (host:ip)")
+    a("--domainname", help="Container NIS domain name")
+    a("-w", "--workdir", help="Working directory inside the container")
+    a("-u", "--user", help="Username or UID (format: <name|uid>[:<group|gid>])")
+    a("--entrypoint", help="Overwrite the default ENTRYPOINT of the image")
+    a("-h", "--hostname", help="Container host name")
+    a("-m", "--memory", type=size, help="Memory limit")
+    a("--memory-swap", type=_swap, metavar="bytes", help="Swap limit equal to memory plus swap: '-1' to "
+      "enable unlimited swap")
+    a("--memory-reservation", type=size, help="Memory soft limit")
+    a("--cpus", type=cpus, help="Number of CPUs")
+    a("-c", "--cpu-shares", type=int, help="CPU shares (relative weight)")
+    a("--cpuset-cpus", help="CPUs in which to allow execution (0-3, 0,1)")
+    a("--pids-limit", type=int, help="Tune container pids limit (set -1 for unlimited)")
+    a("--ulimit", action="append", default=[], metavar="ulimit", help="Ulimit options")
+    a("--read-only", action="store_true", help="Mount the container's root filesystem as read only")
+    a("--cap-add", action="append", default=[], help="Add Linux capabilities")
+    a("--cap-drop", action="append", default=[], help="Drop Linux capabilities")
+    a("--privileged", action="store_true", help="Give extended privileges to this container")
+    a("--security-opt", action="append", default=[], help="Security Options")
+    a("--device", action="append", default=[], help="Add a host device to the container")
+    a("--device-cgroup-rule", action="append", default=[], help="Add a rule to the cgroup allowed devices list")
+    a("--group-add", action="append", default=[], help="Add additional groups to join")
+    a("--userns", default="", help="User namespace to use")
+    a("--shm-size", type=size, help="Size of /dev/shm")
+    a("--sysctl", action="append", default=[], metavar="map", help="Sysctl options")
+    a("--init", action="store_true", help="Run an init inside the container that forwards signals and reaps "
+      "processes")
+    a("--restart", default="no", help="Restart policy to apply when a container exits (default \"no\")")
+    a("--health-cmd", help="Command to run to check health")
+    a("--health-interval", type=duration_ns, help="Time between running the check (ms|s|m|h) (default 0s)")
+    a("--health-timeout", type=duration_ns, help="Maximum time to allow one check to run (ms|s|m|h) "
+      "(default 0s)")
+    a("--health-retries", type=int, help="Consecutive failures needed to report unhealthy")
+    a("--health-start-period", type=duration_ns, help="Start period for the container to initialize before "
+      "starting health-retries countdown (ms|s|m|h) (default 0s)")
+    a("--no-healthcheck", action="store_true", help="Disable any container-specified HEALTHCHECK")
+    a("--log-driver", help="Logging driver for the container")
+    a("--log-opt", action="append", default=[], help="Log driver options")
+    a("--stop-signal", help="Signal to stop the container")
+    a("--stop-timeout", type=int, help="Timeout (in seconds) to stop a container")
+    a("--detach-keys", help="Override the key sequence for detaching a container")
+    a("--oom-kill-disable", action="store_true", help="Disable OOM Killer")
+    a("--platform", help="Set platform if server is multi-platform capable")
+    a("--pull", choices=["always", "missing", "never"], default="missing", help="Pull image before running "
+      "(\"always\", \"missing\", \"never\") (default \"missing\")")
+    a("-q", "--quiet", action="store_true", help="Suppress the pull output")
     a("image")
     a("command", nargs="*")
+
+
+def _swap(text: str) -> int:
+    return -1 if text == "-1" else size(text)
 
 
 def _kv_list(items: list[str], flag: str) -> dict[str, str]:
@@ -228,5 +238,6 @@ def container_body(opts) -> dict:  # type: ignore[no-untyped-def]
     if networking:
         body["NetworkingConfig"] = networking
     if opts.entrypoint is not None:
+        import shlex
         body["Entrypoint"] = shlex.split(opts.entrypoint) if opts.entrypoint else [""]
     return body

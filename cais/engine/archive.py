@@ -1,27 +1,32 @@
 """docker cp (archive get/put) and docker export: tar streams in and out of a container.
 
-Reads and writes go through rootpath.resolve, so a symlink planted in the container can never
-point a copy at the host (the tar-slip and symlink-race classes of CVE-2018-15664 / CVE-2019-14271).
-A running container is reached through /proc/PID/root, which includes its bind mounts.
+Every path is resolved by the kernel inside the container's root (cais/storage/rootdir.py) and
+every entry is read or made through the fd of its directory, never followed: a symlink planted in
+the container, or swapped in during the copy, can never point a copy at the host (the tar-slip and
+symlink-race classes of CVE-2018-15664 / CVE-2019-14271).
 """
 
 from __future__ import annotations
 
 import base64
 import contextlib
+import errno
 import json
 import logging
 import os
+import posixpath
+import shutil
 import stat
 import tarfile
 import threading
 from collections.abc import Callable, Iterator
 from typing import BinaryIO
 
-from cais.engine import rootpath
-from cais.engine.errors import InvalidParameter, NotFound
+from cais.engine.errors import EngineError, InvalidParameter, NotFound
 from cais.engine.userns import IdMap
 from cais.storage.idshift import unshifted
+from cais.storage.mountview import Bind, MountView, open_view
+from cais.storage.rootdir import RootDir, components
 
 _GO_DIR, _GO_SYMLINK, _GO_DEVICE, _GO_PIPE, _GO_SOCKET, _GO_CHARDEV = 1 << 31, 1 << 27, 1 << 26, 1 << 25, 1 << 24, 1 << 21
 _GO_SETUID, _GO_SETGID, _GO_STICKY = 1 << 23, 1 << 22, 1 << 20
@@ -52,11 +57,15 @@ def go_file_mode(mode: int) -> int:
 
 
 class ContainerFS:
-    """A container's file system for the duration of a copy.
+    """A container's file system for the duration of a copy, as a RootDir.
 
-    A running container is frozen (as docker does since CVE-2018-15664) while the copy resolves
-    and walks paths through /proc/PID/root: otherwise its processes could swap a checked directory
-    for a symlink to / between the check and the use, and the daemon would follow it on the host.
+    A running container is reached through /proc/PID/root: its own mount namespace's view, volumes
+    and bind mounts included. It is also frozen for the copy, as docker does since CVE-2018-15664,
+    though the copy no longer depends on that: every path is resolved by the kernel inside the root
+    (cais/storage/rootdir.py), so a symlink swapped in by the container, or by another container
+    sharing a volume and not frozen, can only ever point inside the container. A stopped container's
+    root file system is mounted, with its volumes and bind mounts bound onto it in a private mount
+    namespace (cais/storage/mountview.py), as docker mounts them for the copy.
     """
 
     def __init__(self, engine, record: dict) -> None:  # type: ignore[no-untyped-def]
@@ -64,45 +73,109 @@ class ContainerFS:
         self.record = record
         self.mounted = False
         self.frozen = False
+        self.volumes: list[str] = []
+        self.view: MountView | None = None
+        self.root: RootDir | None = None
 
-    def __enter__(self) -> str:
+    def __enter__(self) -> RootDir:
+        try:
+            return self._open()
+        except BaseException:
+            self.__exit__()
+            raise
+
+    def _open(self) -> RootDir:
         from cais import runtime
         pid = self.record["State"]["Pid"]
         if self.record["State"]["Running"] and pid:
             if not self.record["State"]["Paused"]:
                 runtime.pause(self.record["Id"], root=self.engine.runtime_root)
                 self.frozen = True
-            return f"/proc/{pid}/root"
+            self.root = RootDir.at(f"/proc/{pid}/root")
+            return self.root
+        rootfs = self.engine.storage.mount(self.record["Id"])
         self.mounted = True
-        return self.engine.storage.mount(self.record["Id"])
+        binds = []
+        for mp in self.engine.volumes.points(self.record):
+            if mp.type == "volume":
+                source = self.engine.volumes.volumes.mount(mp.name, self.record["Id"])
+                self.volumes.append(mp.name)
+            elif mp.type == "bind":
+                source = mp.source
+            else:
+                continue  # a tmpfs is empty while the container is stopped
+            binds.append(Bind(mp.destination, source, not mp.rw, mp.subpath))
+        from cais.volume.copyup import open_subpath
+        self.view = open_view(rootfs, binds, open_subpath)
+        return self.view.root
 
     def __exit__(self, *_: object) -> None:
         from cais import runtime
+        if self.root is not None:
+            self.root.close()
+        if self.view is not None:
+            self.view.close()
         if self.frozen and not self.record["State"]["Paused"]:  # unless `docker pause` came meanwhile
             with contextlib.suppress(Exception):
                 runtime.resume(self.record["Id"], root=self.engine.runtime_root)
+        for name in self.volumes:
+            with contextlib.suppress(Exception):
+                self.engine.volumes.volumes.unmount(name, self.record["Id"])
         if self.mounted:
             with contextlib.suppress(Exception):
                 self.engine.storage.unmount(self.record["Id"])
 
 
-def _lexists(path: str) -> bool:
-    return os.path.lexists(path)
+def _split(path: str) -> tuple[str, bool]:
+    """A `docker cp` path as dockerd reads it: cleaned lexically (`..` included, as Go's
+    filepath.Clean), and whether its last component is followed (a trailing `/` or `/.`)."""
+    follow = path.endswith(("/", "/.")) or path == "."
+    return posixpath.normpath("/" + path.lstrip("/")), follow
 
 
-def stat_header(root: str, path: str) -> str:
-    """Base64 JSON for X-Docker-Container-Path-Stat."""
-    host = rootpath.resolve(root, os.path.dirname(path.rstrip("/")) or "/")
-    target = os.path.join(host, os.path.basename(path.rstrip("/"))) if path.rstrip("/") else root
-    if not _lexists(target):
-        raise NotFound(f"Could not find the file {path} in container")
-    st = os.lstat(target)
-    link = ""
-    if stat.S_ISLNK(st.st_mode):
-        link = os.readlink(target)
-        st = os.stat(rootpath.resolve(root, path)) if _lexists(rootpath.resolve(root, path)) else st
+def _lstat(root: RootDir, clean: str, follow: bool, path: str, container: str) -> os.stat_result:
+    """What `path` names (the last component followed or not), with dockerd's errors."""
+    try:
+        return root.stat(clean) if follow else root.lstat(clean)
+    except (FileNotFoundError, NotADirectoryError):
+        raise NotFound(f"Could not find the file {path} in container {container}") from None
+    except OSError as e:
+        raise _error(e, clean) from None
+
+
+def _error(e: OSError, clean: str) -> EngineError:
+    if e.errno == errno.ELOOP:
+        return EngineError(f"evalSymlinksInScope: too many links in {clean}")
+    return EngineError(f"{clean}: {e.strerror or e}")
+
+
+def _link_target(root: RootDir, clean: str) -> str:
+    """A symlink's target fully resolved inside the container, absolute (docker's LinkTarget)."""
+    try:
+        fd = root.open(clean)
+    except OSError as e:  # dangling: its text, made absolute (a loop is an error, as in dockerd)
+        if e.errno == errno.ELOOP:
+            raise _error(e, clean) from None
+        parent, name = root.parent(clean)
+        try:
+            target = os.readlink(name, dir_fd=parent)
+        finally:
+            os.close(parent)
+        return posixpath.normpath(posixpath.join(posixpath.dirname(clean), target))
+    try:
+        return root.path_of(fd)
+    finally:
+        os.close(fd)
+
+
+def stat_header(root: RootDir, path: str, container: str) -> str:
+    """Base64 JSON for X-Docker-Container-Path-Stat; `container` is the name the client gave."""
+    clean, follow = _split(path)
+    st = _lstat(root, clean, follow, path, container)
+    link = _link_target(root, clean) if stat.S_ISLNK(st.st_mode) else ""
     from cais.engine.logs import timestamp
-    info = {"name": os.path.basename(path.rstrip("/")) or "/", "size": st.st_size, "mode": go_file_mode(st.st_mode),
+    name = "." if path.endswith("/.") or path == "." else posixpath.basename(clean) or "/"
+    info = {"name": name, "size": st.st_size, "mode": go_file_mode(st.st_mode),
             "mtime": timestamp(st.st_mtime), "linkTarget": link}
     return base64.b64encode(json.dumps(info).encode()).decode()
 
@@ -147,16 +220,106 @@ def _to_container_owner(remap: IdMap | None) -> Callable[[tarfile.TarInfo], tarf
     return owner
 
 
-def get_archive(root: str, path: str, remap: IdMap | None = None) -> Iterator[bytes]:
-    resolved = rootpath.resolve(root, path)
-    if not _lexists(resolved):
-        raise NotFound(f"Could not find the file {path} in container")
-    name = os.path.basename(path.rstrip("/")) or "."
-    if path.rstrip("/").endswith("/.") or path == ".":
-        name = "."
+class _TreeTar:
+    """Adds entries to a tar by (directory fd, name), never following a symlink: a directory is
+    opened O_NOFOLLOW relative to its parent's fd before it is listed, a file before it is read,
+    so nothing swapped in meanwhile can lead the walk out of the tree it started in."""
+
+    def __init__(self, tar: tarfile.TarFile, owner: Callable[[tarfile.TarInfo], tarfile.TarInfo] | None) -> None:
+        self.tar = tar
+        self.owner = owner
+        self.links: dict[tuple[int, int], str] = {}
+        self.names: dict[tuple[str, int], str] = {}
+
+    def add(self, dir_fd: int, name: str, arcname: str) -> None:
+        try:
+            st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+            if stat.S_ISDIR(st.st_mode):
+                fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+                try:
+                    self._put(self._info(os.fstat(fd), arcname))
+                    for child in sorted(os.listdir(fd)):
+                        self.add(fd, child, f"{arcname}/{child}")
+                finally:
+                    os.close(fd)
+            elif stat.S_ISREG(st.st_mode):
+                self._file(dir_fd, name, arcname, st)
+            elif stat.S_ISLNK(st.st_mode):
+                info = self._info(st, arcname)
+                info.type, info.linkname = tarfile.SYMTYPE, os.readlink(name, dir_fd=dir_fd)
+                self._put(info)
+            elif not stat.S_ISSOCK(st.st_mode):  # fifos and devices; sockets are left out, as tar does
+                self._put(self._info(st, arcname))
+        except (FileNotFoundError, NotADirectoryError):
+            pass  # gone (or replaced) while the walk went on
+
+    def _file(self, dir_fd: int, name: str, arcname: str, st: os.stat_result) -> None:
+        key = (st.st_dev, st.st_ino)
+        if st.st_nlink > 1 and key in self.links:
+            info = self._info(st, arcname)
+            info.type, info.linkname, info.size = tarfile.LNKTYPE, self.links[key], 0
+            self._put(info)
+            return
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
+        with os.fdopen(fd, "rb") as f:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                return
+            if st.st_nlink > 1:
+                self.links[(st.st_dev, st.st_ino)] = arcname
+            self._put(self._info(st, arcname), f)
+
+    def _info(self, st: os.stat_result, arcname: str) -> tarfile.TarInfo:
+        info = tarfile.TarInfo(arcname)
+        info.mode, info.uid, info.gid, info.mtime = stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, st.st_mtime
+        info.uname, info.gname = self._name("u", st.st_uid), self._name("g", st.st_gid)
+        mode = st.st_mode
+        if stat.S_ISREG(mode):
+            info.type, info.size = tarfile.REGTYPE, st.st_size
+        elif stat.S_ISDIR(mode):
+            info.type = tarfile.DIRTYPE
+        elif stat.S_ISFIFO(mode):
+            info.type = tarfile.FIFOTYPE
+        elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+            info.type = tarfile.CHRTYPE if stat.S_ISCHR(mode) else tarfile.BLKTYPE
+            info.devmajor, info.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
+        return info
+
+    def _name(self, kind: str, num: int) -> str:
+        """The daemon's name for an owner, as tar (and Go's archive/tar) records it."""
+        key = (kind, num)
+        if key not in self.names:
+            import grp
+            import pwd
+            try:
+                self.names[key] = pwd.getpwuid(num).pw_name if kind == "u" else grp.getgrgid(num).gr_name
+            except KeyError:
+                self.names[key] = ""
+        return self.names[key]
+
+    def _put(self, info: tarfile.TarInfo, data: BinaryIO | None = None) -> None:
+        self.tar.addfile(self.owner(info) if self.owner else info, data)
+
+
+def get_archive(root: RootDir, path: str, container: str, remap: IdMap | None = None) -> Iterator[bytes]:
+    """The tar of `path` (a directory with all below it), named as docker names it: the last
+    component of the path, or `.` for the contents of `dir/.`."""
+    clean, follow = _split(path)
+    _lstat(root, clean, follow, path, container)
+    name = "." if path.endswith("/.") or path == "." else posixpath.basename(clean) or "."
+    if follow:  # the last component is followed: walk from where it leads
+        fd = root.open(clean)
+        try:
+            clean = root.path_of(fd)
+        finally:
+            os.close(fd)
 
     def build(tar: tarfile.TarFile) -> None:
-        tar.add(resolved, arcname=name, recursive=True, filter=_to_container_owner(remap))
+        parent, entry = root.parent(clean)
+        try:
+            _TreeTar(tar, _to_container_owner(remap)).add(parent, entry or ".", name)
+        finally:
+            os.close(parent)
     return _pipe_tar(build)
 
 
@@ -165,93 +328,135 @@ def export_rootfs(engine, record: dict) -> Iterator[bytes]:  # type: ignore[no-u
     rootfs = engine.storage.mount(cid)
 
     def build(tar: tarfile.TarFile) -> None:
+        """Walked through fds like a copy (_TreeTar): a running container's writes cannot lead it out."""
         try:
-            for entry in sorted(os.listdir(rootfs)):
-                tar.add(os.path.join(rootfs, entry), arcname=entry, recursive=True,
-                        filter=_to_container_owner(engine.remap))
+            top = os.open(rootfs, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            try:
+                walk = _TreeTar(tar, _to_container_owner(engine.remap))
+                for entry in sorted(os.listdir(top)):
+                    walk.add(top, entry, entry)
+            finally:
+                os.close(top)
         finally:
             with contextlib.suppress(Exception):
                 engine.storage.unmount(cid)
     return _pipe_tar(build)
 
 
-def _safe_name(name: str) -> list[str]:
-    parts = [p for p in name.split("/") if p not in ("", ".")]
-    if any(p == ".." for p in parts):
-        raise InvalidParameter(f"invalid path in archive: {name!r} climbs out of the destination")
-    return parts
+def _member_parts(name: str, dest: str) -> list[str]:
+    """A tar entry's path below the extraction point; one that climbs out is refused, as docker does."""
+    clean = posixpath.normpath(name.lstrip("/") or ".")
+    if clean == ".." or clean.startswith("../"):
+        raise InvalidParameter(f"invalid path in archive: {name!r} is outside of {dest!r}")
+    return components(clean)
 
 
-def put_archive(root: str, path: str, stream: BinaryIO, *, no_overwrite_dir_non_dir: bool = False,
+def put_archive(root: RootDir, path: str, container: str, stream: BinaryIO, *, no_overwrite_dir_non_dir: bool = False,
                 remap: IdMap | None = None) -> None:
-    """Extract `stream` at `path` in the container rootfs `root`; with `remap` (userns-remap), the
-    tar's owners are the container's and are shifted to the host's (an owner outside the mapping
-    becomes the remapped root)."""
-    dest = rootpath.resolve(root, path)
-    if not os.path.isdir(dest):
-        if not _lexists(dest):
-            raise NotFound(f"Could not find the file {path} in container")
-        raise InvalidParameter(f"extraction point is not a directory: {path}")
+    """Extract `stream` at `path` in the container; with `remap` (userns-remap), the tar's owners are
+    the container's and are shifted to the host's (an owner outside the mapping becomes the
+    remapped root). Every entry's directory is resolved inside the container root by the kernel
+    (symlinks in the container followed there, as in docker's chrooted untar); the entry itself is
+    made with *at calls on that directory's fd and never followed."""
+    clean, _ = _split(path)  # the last component is followed: extracting to a symlink to a directory works
+    if not stat.S_ISDIR(_lstat(root, clean, True, path, container).st_mode):
+        raise InvalidParameter("extraction point is not a directory")
+    top = root.open(clean)
+    try:
+        dest = root.path_of(top)
+    finally:
+        os.close(top)
+    owner = (remap.uid, remap.gid) if remap is not None else (0, 0)
     try:
         tar = tarfile.open(fileobj=stream, mode="r|*")  # noqa: SIM115 - closed by the with below
     except tarfile.TarError as e:
         raise InvalidParameter(f"invalid tar archive: {e}") from None
     dirs: list[tuple[str, tarfile.TarInfo]] = []
+    entry = ""
     with tar:
         try:
             for member in tar:
-                parts = _safe_name(member.name)
+                entry = member.name
+                parts = _member_parts(member.name, path)
                 if not parts:
                     continue
-                inner = "/".join([path.rstrip("/"), *parts])
-                parent = rootpath.resolve(root, os.path.dirname(inner))
-                os.makedirs(parent, exist_ok=True)
-                target = os.path.join(parent, parts[-1])
+                inner = "/".join([dest.rstrip("/"), *parts])
                 if remap is not None:
                     member.uid = remap.uid + (member.uid if 0 <= member.uid < remap.uid_size else 0)
                     member.gid = remap.gid + (member.gid if 0 <= member.gid < remap.gid_size else 0)
-                _extract_one(root, path, tar, member, target, no_overwrite_dir_non_dir)
+                parent = root.makedirs(posixpath.dirname(inner), 0o755, *owner)
+                try:
+                    _extract_one(root, dest, tar, member, parent, parts[-1], no_overwrite_dir_non_dir)
+                finally:
+                    os.close(parent)
                 if member.isdir():
-                    dirs.append((target, member))
+                    dirs.append((inner, member))
         except tarfile.TarError as e:
             raise InvalidParameter(f"invalid tar archive: {e}") from None
-    for target, member in reversed(dirs):
+        except OSError as e:
+            raise EngineError(f"extracting {entry!r} to {path}: {e.strerror or e}") from None
+    for inner, member in reversed(dirs):
         with contextlib.suppress(OSError):
-            os.utime(target, (member.mtime, member.mtime), follow_symlinks=False)
+            fd = root.open(inner, os.O_RDONLY | os.O_DIRECTORY, follow=False)
+            try:
+                os.utime(fd, (member.mtime, member.mtime))
+            finally:
+                os.close(fd)
 
 
-def _extract_one(root: str, base: str, tar: tarfile.TarFile, m: tarfile.TarInfo, target: str,
+def _extract_one(root: RootDir, dest: str, tar: tarfile.TarFile, m: tarfile.TarInfo, parent: int, name: str,
                  no_overwrite: bool) -> None:
-    existing = os.lstat(target) if _lexists(target) else None
+    """One entry as `name` in the directory open as `parent`."""
+    try:
+        existing = os.stat(name, dir_fd=parent, follow_symlinks=False)
+    except FileNotFoundError:
+        existing = None
     if existing is not None:
-        if no_overwrite and stat.S_ISDIR(existing.st_mode) != m.isdir():
-            raise InvalidParameter(f"cannot overwrite {'directory' if stat.S_ISDIR(existing.st_mode) else 'non-directory'}"
+        is_dir = stat.S_ISDIR(existing.st_mode)
+        if no_overwrite and is_dir != m.isdir():
+            raise InvalidParameter(f"cannot overwrite {'directory' if is_dir else 'non-directory'}"
                                    f" {m.name!r} with {'directory' if m.isdir() else 'non-directory'}")
-        if not (m.isdir() and stat.S_ISDIR(existing.st_mode)):
-            if stat.S_ISDIR(existing.st_mode):
-                import shutil
-                shutil.rmtree(target)
-            else:
-                os.unlink(target)
+        if is_dir and not m.isdir():
+            shutil.rmtree(name, dir_fd=parent)
+        elif not is_dir:
+            os.unlink(name, dir_fd=parent)
     if m.isdir():
-        os.makedirs(target, mode=m.mode & 0o7777, exist_ok=True)
+        if existing is None or not stat.S_ISDIR(existing.st_mode):
+            os.mkdir(name, 0o700, dir_fd=parent)
+        _finish(os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent), m,
+                times=False)
     elif m.isreg():
         src = tar.extractfile(m)
-        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-        with os.fdopen(fd, "wb") as out:
+        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=parent)
+        with os.fdopen(os.dup(fd), "wb") as out:
             while src is not None and (chunk := src.read(1 << 20)):
                 out.write(chunk)
-    elif m.issym():
-        os.symlink(m.linkname, target)  # its target is only ever followed through rootpath.resolve
-    elif m.islnk():
-        source = rootpath.resolve(root, "/".join([base.rstrip("/"), *_safe_name(m.linkname)]))
-        os.link(source, target, follow_symlinks=False)
+        _finish(fd, m)
     elif m.isfifo():
-        os.mkfifo(target, m.mode & 0o777)
-    else:
-        return  # device nodes are not copied into containers
-    with contextlib.suppress(OSError):
-        os.lchown(target, m.uid, m.gid)
-    if not m.issym():
-        os.chmod(target, m.mode & 0o7777)
-        os.utime(target, (m.mtime, m.mtime))
+        os.mkfifo(name, 0o600, dir_fd=parent)
+        _finish(os.open(name, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent), m)
+    elif m.issym():
+        os.symlink(m.linkname, name, dir_fd=parent)  # followed later only inside the root, by the kernel
+        with contextlib.suppress(OSError):
+            os.chown(name, m.uid, m.gid, dir_fd=parent, follow_symlinks=False)
+        with contextlib.suppress(OSError):
+            os.utime(name, (m.mtime, m.mtime), dir_fd=parent, follow_symlinks=False)
+    elif m.islnk():
+        source, source_name = root.parent("/".join([dest.rstrip("/"), *_member_parts(m.linkname, dest)]))
+        try:
+            os.link(source_name, name, src_dir_fd=source, dst_dir_fd=parent, follow_symlinks=False)
+        finally:
+            os.close(source)
+    # device nodes are not copied into containers
+
+
+def _finish(fd: int, m: tarfile.TarInfo, *, times: bool = True) -> None:
+    """Owner, mode and times of what was just made, through its fd."""
+    try:
+        with contextlib.suppress(OSError):
+            os.fchown(fd, m.uid, m.gid)
+        os.fchmod(fd, m.mode & 0o7777)
+        if times:
+            os.utime(fd, (m.mtime, m.mtime))
+    finally:
+        os.close(fd)

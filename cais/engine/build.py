@@ -14,7 +14,9 @@ from cais import __version__
 
 # The supervisor's wire protocol (the requests listed in supervisor.py). Bump it when a request or a
 # reply changes incompatibly. Supervisors from before the handshake send no build: they speak 1.
-PROTOCOL = 1
+# 2 adds `create` (create, answer, start on the same connection); caisd still speaks 1 to older ones.
+PROTOCOL = 2
+SPOKEN = (1, 2)
 
 
 def fingerprint() -> str:

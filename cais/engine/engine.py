@@ -221,7 +221,7 @@ class Engine:
         cid = record["Id"]
         try:
             self.images.add_container(cid, image["Id"])
-            record["Driver"] = self.storage.create(cid, image)
+            record["Driver"] = self.storage.create(cid, image, volatile=record["HostConfig"]["AutoRemove"])
             record["GraphDriver"] = self.storage.graph_driver(cid)
             self.networks.prepare(record, body)
             record["LogPath"] = self._path(cid, f"{cid}-json.log") if (
@@ -271,7 +271,9 @@ class Engine:
         try:
             image_config = self.images.config_of(record["Image"])
             mounts, propagation = self.volumes.mount(record, rootfs)
-            netns_path = self.networks.setup(record)
+            # a namespace of its own is made by the runtime and plugged between create and start
+            late_network = self.networks.sandboxed(record) and self.supervisor.protocol >= 2
+            netns_path = None if late_network else self.networks.setup(record)
             if self.remap is not None:  # root in the container may edit them, as with docker
                 for name in ("hostname", "hosts", "resolv.conf"):
                     with contextlib.suppress(FileNotFoundError):
@@ -286,10 +288,11 @@ class Engine:
             write_json_atomic(os.path.join(bundle, "config.json"), oci, durable=False)  # rewritten at each start
             settings = logs.log_settings(record["HostConfig"].get("LogConfig"))
             config = record["Config"]
-            reply = self.supervisor.request({
+            request = {
                 "op": "start", "id": cid, "bundle": bundle, "root": self.runtime_root, "tty": config["Tty"],
                 "stdin": config["OpenStdin"], "log": settings, "log_path": record["LogPath"],
-                "exit_file": self._path(cid, "exit.json")})
+                "exit_file": self._path(cid, "exit.json")}
+            reply = self._create_then_start(record, request) if late_network else self.supervisor.request(request)
         except EngineError as e:
             self._not_starting(cid)
             self._start_failed(record, str(e))
@@ -306,13 +309,24 @@ class Engine:
                           "OOMKilled": False, "Dead": False, "Pid": int(reply["pid"]), "ExitCode": 0, "Error": "",
                           "StartedAt": logs.timestamp()})
             record.setdefault("Cais", {})["StartedMono"] = time.time()
-            self.store.save(record)
+            # after a machine crash nothing runs: only a policy that restarts it at boot needs this on disk
+            policy = (record["HostConfig"].get("RestartPolicy") or {}).get("Name")
+            self.store.save(record, durable=policy in ("always", "unless-stopped"))
         self.images.store.set_container_running(cid, True)
         self._event(record, "start")
         if early_exit is not None:  # it exited before it was recorded running (`true` under load)
             self._on_exit(cid, *early_exit)
         elif record["Config"].get("Healthcheck"):
             self.health.watch(cid)
+
+    def _create_then_start(self, record: dict, request: dict) -> dict:
+        """Create, plug the network into the namespace the runtime made, start: one supervisor
+        connection, whose end before `start` makes the supervisor delete the created container."""
+        sock, reply = self.supervisor.stream({**request, "op": "create"})
+        with sock:
+            self.networks.setup(record, source=f"/proc/{int(reply['pid'])}/ns/net")
+            self.supervisor.send(sock, {"op": "start"})
+        return reply
 
     def _not_starting(self, cid: str) -> tuple[int, str | None] | None:
         with self.store.lock:
@@ -364,11 +378,14 @@ class Engine:
         if record["Id"] != cid or not record["State"]["Running"]:
             return
         oom = self._oom_killed(cid)
+        # --rm: the removal that follows drops the image store's row and the record (a crash before
+        # it finds the record running and the exit file, and gets here again)
+        goes = bool(record["HostConfig"].get("AutoRemove"))
         # cleanup failures are logged, never allowed to lose the exit itself (waiters depend on it)
         for step in (lambda: self._runtime_delete(cid), lambda: self.storage.unmount(cid),
                      lambda: self.volumes.unmount(record), lambda: self.networks.teardown(record),
                      lambda: self._health.unwatch(cid) if self._health is not None else None,
-                     lambda: self.images.store.set_container_running(cid, False)):
+                     lambda: None if goes else self.images.store.set_container_running(cid, False)):
             try:
                 step()
             except Exception:
@@ -385,7 +402,8 @@ class Engine:
             if restart:
                 state["Restarting"] = True
                 state["Status"] = "restarting"
-            self.store.save(record)
+            if not auto_remove:
+                self.store.save(record)
             self.generation[cid] = self.generation.get(cid, 0) + 1
             self.cond.notify_all()
         if oom:
@@ -592,6 +610,8 @@ class Engine:
                 record["State"]["Status"] = "dead"
                 record["State"]["Dead"] = True
                 self.store.save(record)
+            with contextlib.suppress(Exception):  # its exit may have left that to this removal
+                self.images.store.set_container_running(cid, False)
             raise EngineError(f"unable to remove filesystem for {cid}: {e}") from e
         self.images.remove_container(cid)
         self.volumes.release(record, remove_anonymous=volumes)

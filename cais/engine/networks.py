@@ -2,9 +2,10 @@
 
 At create a container's network mode, endpoints (NetworkingConfig), published ports, --ip,
 --dns and --add-host are validated and its /etc files written. At start it gets a namespace of
-its own (bind-mounted under the exec root, so the runtime joins it by path and start stays one
-runtime call) with its veths plugged in and its ports published before the process runs; at exit
-all of it goes. caisd's shutdown removes the firewall table; its next start re-creates it.
+its own (bind-mounted under the exec root) with its veths plugged in and its ports published
+before the process runs: the runtime makes it at create and it is plugged before start (so the
+init comes from the runtime's zygote), or, with an older supervisor, it is made first and joined
+by path. At exit all of it goes. caisd's shutdown removes the firewall table; its next start re-creates it.
 """
 
 from __future__ import annotations
@@ -316,8 +317,15 @@ class NetworkService:
         with open(self.engine._path(cid, "hosts"), "w") as f:
             f.write(text)
 
-    def setup(self, record: dict) -> str | None:
-        """At start, before the runtime: the path of the namespace the container joins (None: its own/host)."""
+    @staticmethod
+    def sandboxed(record: dict) -> bool:
+        """Whether the container gets a network namespace of its own (not the host's or another's)."""
+        return Mode.parse(record["HostConfig"].get("NetworkMode")).kind not in ("host", "container")
+
+    def setup(self, record: dict, source: str | None = None) -> str | None:
+        """At start: the path of the namespace the container joins (None: its own/host). Before the
+        runtime, a sandbox namespace is made here; after its create, `source` (/proc/PID/ns/net, the
+        one the runtime made) is bound and plugged instead."""
         cid, host = record["Id"], record["HostConfig"]
         mode = Mode.parse(host.get("NetworkMode"))
         if mode.kind == "host":
@@ -334,7 +342,7 @@ class NetworkService:
                     shutil.copyfile(self.engine._path(other["Id"], name), self.engine._path(cid, name))
             return f"/proc/{other['State']['Pid']}/ns/net"
         with _errors():
-            path = self.manager.create_sandbox(cid)
+            path = self.manager.create_sandbox(cid, source)
             try:
                 settings = record["NetworkSettings"]
                 name = record["Name"].lstrip("/")

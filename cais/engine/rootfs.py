@@ -22,9 +22,10 @@ class RootfsService:
         self.users: dict[str, int] = {}
         self.lock = threading.Lock()
 
-    def create(self, cid: str, image: dict) -> str:
+    def create(self, cid: str, image: dict, *, volatile: bool = False) -> str:
+        """`volatile`: the layer goes with the container (--rm), the driver need never flush it."""
         try:
-            self.driver.create_rw(cid, self.engine.images.top_layer(image))
+            self.driver.create_rw(cid, self.engine.images.top_layer(image), volatile=volatile)
         except Exception as e:
             raise EngineError(f"cannot create the container's filesystem: {e}") from e
         return self.driver_name

@@ -10,10 +10,11 @@ from __future__ import annotations
 import os
 import stat
 
-from cais.engine import rootpath, security
+from cais.engine import security
 from cais.engine.errors import InvalidParameter
 from cais.engine.userns import IdMap
 from cais.runtime import defaults
+from cais.storage.rootdir import read_text
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 ULIMITS = {"core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice", "nofile", "nproc", "rss",
@@ -25,8 +26,8 @@ def resolve_user(rootfs: str, user: str, group_add: list[str] | None = None) -> 
     """docker's --user: name|uid[:group|gid], looked up in the container's /etc/passwd and /etc/group;
     `group_add` (--group-add: names or gids) joins the supplementary groups."""
     name, _, group = (user or "").partition(":")
-    passwd = [line.split(":") for line in (rootpath.read_text(rootfs, "/etc/passwd") or "").splitlines()]
-    groups = [line.split(":") for line in (rootpath.read_text(rootfs, "/etc/group") or "").splitlines()]
+    passwd = [line.split(":") for line in (read_text(rootfs, "/etc/passwd") or "").splitlines()]
+    groups = [line.split(":") for line in (read_text(rootfs, "/etc/group") or "").splitlines()]
     uid, gid, home = 0, 0, "/root"
     if name:
         entry = next((p for p in passwd if len(p) >= 6 and (p[0] == name or p[2] == name)), None)

@@ -16,6 +16,8 @@ import threading
 from cais.engine.errors import Conflict, NotFound
 
 RECORD = "config.v2.json"
+DURABLE = "config.v2.durable.json"  # a hard link to the last record that was fsynced
+TRASH = ".removed-"  # a removed container's directory, until the background deletes it
 
 
 def write_json_atomic(path: str, value: object, *, durable: bool = True) -> None:
@@ -52,7 +54,11 @@ class ContainerStore:
         self.lock = threading.RLock()
         self.records: dict[str, dict] = {}
         for entry in sorted(os.listdir(root)):
-            record = read_json(os.path.join(root, entry, RECORD))
+            if entry.startswith(TRASH):  # a removal that a crash interrupted
+                shutil.rmtree(os.path.join(root, entry), ignore_errors=True)
+                continue
+            # a record saved without fsync that a machine crash cut short: its last durable one
+            record = read_json(os.path.join(root, entry, RECORD)) or read_json(os.path.join(root, entry, DURABLE))
             if record and record.get("Id") == entry:
                 self.records[entry] = record
 
@@ -69,19 +75,40 @@ class ContainerStore:
             if self.group:
                 os.chown(self.dir(record["Id"]), 0, self.group)
             self.records[record["Id"]] = record
-            self.save(record)
+            self.save(record, durable=False)  # the caller saves it durably once it is complete
 
-    def save(self, record: dict) -> None:
+    def save(self, record: dict, *, durable: bool = True) -> None:
+        """`durable=False` for changes a machine crash may lose (it stops every container anyway):
+        no fsync; a record the crash leaves unreadable falls back to the last durable one."""
         with self.lock:
             if record["Id"] in self.records:
-                write_json_atomic(os.path.join(self.dir(record["Id"]), RECORD), record)
+                path = os.path.join(self.dir(record["Id"]), RECORD)
+                write_json_atomic(path, record, durable=durable)
+                if durable:
+                    link = os.path.join(self.dir(record["Id"]), f"{DURABLE}.tmp")
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(link)
+                    os.link(path, link)
+                    os.replace(link, os.path.join(self.dir(record["Id"]), DURABLE))
 
     def remove(self, cid: str) -> None:
+        """The record goes first (a crash never brings the container back), then its directory is
+        renamed away and deleted in the background (a crash leaves it to the next start's sweep)."""
         with self.lock:
             self.records.pop(cid, None)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(os.path.join(self.dir(cid), RECORD))
-        shutil.rmtree(self.dir(cid), ignore_errors=True)
+        for name in (DURABLE, RECORD):  # in this order: a crash in between leaves it whole
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join(self.dir(cid), name))
+        trash = os.path.join(self.root, f"{TRASH}{cid}")
+        try:
+            os.rename(self.dir(cid), trash)
+        except FileNotFoundError:
+            return
+        except OSError:  # e.g. a trash of the same name left by a crash: delete in place
+            shutil.rmtree(self.dir(cid), ignore_errors=True)
+            return
+        from cais.storage.reclaim import delete_later  # the storage package: only when removing
+        delete_later(trash)
 
     def by_name(self, name: str) -> dict | None:
         name = "/" + name.lstrip("/")

@@ -4,13 +4,16 @@ It replaces docker's per-container containerd-shim (13 MB each) and podman's con
 the API server (caisd) can restart or crash while containers keep running, because this process —
 not caisd — holds their stdio, writes their logs and reaps them. It is a child subreaper, creates
 containers in-process through `cais.runtime`, and for each container keeps only a few file
-descriptors and a small record (well under 1 MB per idle container).
+descriptors and a small record (well under 1 MB per idle container). Inits are cloned from the
+runtime's warm init zygote (launch.Zygote, a child of this process), so a start does not pay
+for an interpreter start; jobs that join namespaces by path get a fresh bootstrap, as always.
 
 Protocol (unix socket EXEC_ROOT/supervisor.sock, root only): a client sends one JSON line,
 gets one JSON line back ({"ok": true, …} or {"error": "…"}). `attach` and `exec` then turn the
 connection into a stream of docker frames (see frames.py); `watch` into JSON lines of exits.
 
     {"op": "start", "id", "bundle", "root", "tty", "stdin", "log": {...}|null, "log_path", "exit_file"}
+    {"op": "create", …as start}  → {"pid"}, then  {"op": "start"} → {}            (protocol 2)
     {"op": "exec", "id", "exec_id", "root", "process", "tty", "stdin"}          → stream
     {"op": "attach", "id", "stdin", "stdout", "stderr"}                         → stream
     {"op": "resize", "id", "exec_id"?, "height", "width"}
@@ -20,7 +23,7 @@ connection into a stream of docker frames (see frames.py); `watch` into JSON lin
 at its start), so caisd can tell that it runs older code after an upgrade.
 
 On exit it writes `exit_file` ({"ExitCode", "FinishedAt"}) atomically before telling anyone, so
-an exit that happens while caisd is down is never lost.
+an exit that happens while caisd is down is never lost (caisd reads it when it comes back).
 """
 
 from __future__ import annotations
@@ -42,7 +45,11 @@ import time
 
 from cais.engine import build, frames
 from cais.engine.logs import JsonFileWriter, timestamp
-from cais.engine.store import write_json_atomic
+from cais.engine.store import read_json, write_json_atomic
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from cais.runtime.launch import Zygote
 
 log = logging.getLogger("cais.supervisor")
 DRAIN_GRACE = 2.0  # seconds to wait for output after the process exited (a daemonized child may hold it)
@@ -96,6 +103,53 @@ class Supervisor:
         self.loop = asyncio.get_event_loop()
         self.stop = asyncio.Event()
         self.build = build.identity()  # the code this process imported, whatever is installed later
+        self.zygote: Zygote | None = None
+        self.creating: set[str] = set()  # processes a worker thread is creating (keys)
+        self.unclaimed: dict[int, int] = {}  # exit statuses reaped meanwhile, of pids not known yet
+
+    # ---- the init zygote ------------------------------------------------------------------
+    def warm(self) -> None:
+        """Start the zygote now, so that its interpreter boots before the first container."""
+        from cais.runtime.launch import Zygote
+        if self.zygote is None:
+            try:
+                self.zygote = Zygote()
+            except Exception as e:  # a start then boots a fresh interpreter, as without a zygote
+                log.warning("no init zygote: %s", e)
+
+    def _zygote_gone(self, pid: int) -> None:
+        """`pid` (just reaped) was the zygote: forget it; the next start makes a new one."""
+        if self.zygote is None or self.zygote.pid != pid:
+            return
+        log.warning("the init zygote (pid %d) exited; starting another", pid)
+        self.zygote.pid = 0  # reaped already
+        self.zygote.close()
+        self.zygote = None
+
+    @staticmethod
+    def _create(cid: str, bundle: str, root: str, console: str | None, stdio: tuple[int, int, int] | None,
+                zygote: Zygote | None) -> bool:
+        """runtime.create (in a worker thread); True if `zygote` turned out to be gone."""
+        from cais import runtime
+        from cais.runtime.errors import RuntimeFailure
+        if zygote is not None and not _joins_namespaces(bundle):
+            try:
+                runtime.create(cid, bundle, root=root, console_socket=console, stdio=stdio,
+                               bootstrap=zygote.bootstrap(stdio))
+                return False
+            except RuntimeFailure as e:
+                if "zygote is gone" not in str(e):
+                    raise
+            # it died between our last reap and this request: once more without
+            runtime.create(cid, bundle, root=root, console_socket=console, stdio=stdio)
+            return True
+        runtime.create(cid, bundle, root=root, console_socket=console, stdio=stdio)
+        return False
+
+    def close(self) -> None:
+        if self.zygote is not None:
+            self.zygote.close()
+            self.zygote = None
 
     # ---- requests -------------------------------------------------------------------------
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -111,6 +165,12 @@ class Supervisor:
             if op == "exec":
                 await self._exec(request, reader, writer)
                 return
+            if op == "create":
+                await self._create_then_start(request, reader, writer)
+                return
+            if op == "start":
+                await self._start(request, writer)
+                return
             if op == "watch":
                 self.watchers.append(writer)
                 writer.write(b'{"ok": true}\n')
@@ -118,7 +178,7 @@ class Supervisor:
                 with contextlib.suppress(ValueError):
                     self.watchers.remove(writer)
                 return
-            handler = {"start": self._start, "resize": self._resize, "list": self._list,
+            handler = {"resize": self._resize, "list": self._list,
                        "shutdown": self._shutdown, "close_stdin": self._close_stdin}.get(op)
             if handler is None:
                 raise ValueError(f"unknown op {op!r}")
@@ -162,10 +222,47 @@ class Supervisor:
             self._stdin_eof(proc)
         return {}
 
-    def _start(self, request: dict) -> dict:
+    async def _start(self, request: dict, writer: asyncio.StreamWriter) -> None:
+        from cais import runtime
+        proc = await self._create_container(request)
+        try:
+            runtime.start(proc.container_id, root=request["root"])
+        except BaseException:
+            self._abandon(proc)
+            raise
+        writer.write(json.dumps({"ok": True, "pid": proc.pid}).encode() + b"\n")
+        await writer.drain()
+
+    async def _create_then_start(self, request: dict, reader: asyncio.StreamReader,
+                                 writer: asyncio.StreamWriter) -> None:
+        """`create`: the container is created and its pid answered; it starts when the same connection
+        then says {"op": "start"}, and is deleted if the connection ends first. caisd plugs in the
+        network the runtime made for it meanwhile (no namespace to join: the init comes from the zygote)."""
+        from cais import runtime
+        proc = await self._create_container(request)
+        writer.write(json.dumps({"ok": True, "pid": proc.pid}).encode() + b"\n")
+        line = await reader.readline()
+        try:
+            if not line or json.loads(line).get("op") != "start":
+                raise ValueError(f"container {proc.container_id} was created but not started")
+            runtime.start(proc.container_id, root=request["root"])
+        except BaseException:
+            with contextlib.suppress(Exception):  # its exit is then reaped and reported as any other
+                runtime.delete(proc.container_id, root=request["root"], force=True)
+            raise
+        writer.write(b'{"ok": true}\n')
+        await writer.drain()
+
+    async def _create_container(self, request: dict) -> Proc:
+        """The container created (its init waits for `start`) and registered: attaches join it now.
+
+        The runtime's create runs in a worker thread: the init's own setup (mounts, pivot_root…)
+        takes a while, during which other starts, output and exits go on here. The init cannot exit
+        before it is registered: it waits for `start` (or is reaped by the runtime if setup fails).
+        """
         from cais import runtime
         cid = request["id"]
-        if cid in self.procs:
+        if cid in self.procs or cid in self.creating:
             raise ValueError(f"container {cid} is already running")
         proc = Proc(cid, cid, None, bool(request.get("tty")))
         proc.exit_file = request["exit_file"]
@@ -173,22 +270,31 @@ class Supervisor:
         if settings:
             proc.log = JsonFileWriter(request["log_path"], settings.get("max_size"), settings.get("max_file", 1))
         stdio, console = self._prepare_io(proc, bool(request.get("stdin")))
-        try:
-            runtime.create(cid, request["bundle"], root=request["root"], console_socket=console and console.path,
-                           stdio=stdio)
+        self.warm()
+        zygote = self.zygote
+        self.creating.add(cid)
+
+        def create() -> bool:
+            gone = self._create(cid, request["bundle"], request["root"], console and console.path, stdio, zygote)
             if console:
                 self._receive_console(proc, console)
             proc.pid = int(runtime.state(cid, root=request["root"])["pid"])
+            return gone
+
+        try:
+            if await asyncio.to_thread(create) and self.zygote is zygote and zygote is not None:
+                zygote.close()
+                self.zygote = None
             self._register(proc)
-            runtime.start(cid, root=request["root"])
         except BaseException:
             self._abandon(proc)
             raise
         finally:
+            self._created(cid)
             _close_all(stdio)
             if console:
                 console.close()
-        return {"pid": proc.pid}
+        return proc
 
     async def _exec(self, request: dict, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         from cais import runtime
@@ -197,17 +303,23 @@ class Supervisor:
         sub = Subscriber(writer, True, True)
         proc.subscribers.append(sub)
         stdio, console = self._prepare_io(proc, bool(request.get("stdin")))
-        try:
+        self.creating.add(proc.key)
+
+        def start() -> None:  # a worker thread: a fresh bootstrap starts (see _create_container)
             pid = runtime.exec_process(cid, request["process"], root=request["root"],
                                        console_socket=console and console.path, stdio=stdio, detach=True)
             if console:
                 self._receive_console(proc, console)
             proc.pid = int(pid)
+
+        try:
+            await asyncio.to_thread(start)
             self._register(proc)
         except BaseException:
             self._abandon(proc)
             raise
         finally:
+            self._created(proc.key)
             _close_all(stdio)
             if console:
                 console.close()
@@ -276,6 +388,9 @@ class Supervisor:
             waiter = sub.waiter  # type: ignore[attr-defined]
             if not waiter.done():
                 waiter.set_result(proc)
+        status = self.unclaimed.pop(proc.pid, None)
+        if status is not None:  # it exited before it was registered here
+            self._exited(proc, status)
 
     def _abandon(self, proc: Proc) -> None:
         """A start that failed: release its descriptors and end the attaches waiting for it."""
@@ -352,14 +467,29 @@ class Supervisor:
                 return
             if pid == 0:
                 return
-            proc = self.by_pid.pop(pid, None)
-            if proc is None:
-                continue  # an orphan reparented to us: reaped, nothing to record
-            proc.status = os.waitstatus_to_exitcode(status)
-            if proc.status < 0:
-                proc.status = 128 - proc.status  # killed by a signal: docker reports 128+N
-            proc.grace = self.loop.call_later(DRAIN_GRACE, self._finish, proc)
-            self._maybe_finish(proc)
+            proc = self.by_pid.get(pid)
+            if proc is not None:
+                self._exited(proc, status)
+            elif self.creating:  # perhaps a process a worker thread made, not registered yet
+                self.unclaimed[pid] = status
+            else:
+                self._zygote_gone(pid)  # or an orphan reparented to us: reaped, nothing to record
+
+    def _exited(self, proc: Proc, status: int) -> None:
+        self.by_pid.pop(proc.pid, None)
+        proc.status = os.waitstatus_to_exitcode(status)
+        if proc.status < 0:
+            proc.status = 128 - proc.status  # killed by a signal: docker reports 128+N
+        proc.grace = self.loop.call_later(DRAIN_GRACE, self._finish, proc)
+        self._maybe_finish(proc)
+
+    def _created(self, key: str) -> None:
+        """A worker thread's create or exec is over (registered or failed)."""
+        self.creating.discard(key)
+        if not self.creating:
+            for pid in self.unclaimed:
+                self._zygote_gone(pid)
+            self.unclaimed.clear()
 
     def _maybe_finish(self, proc: Proc) -> None:
         if proc.status is not None and not proc.outputs:
@@ -384,8 +514,9 @@ class Supervisor:
                 proc.log.close()
         event = {"id": proc.container_id, "exec_id": proc.exec_id, "exit_code": proc.status,
                  "finished_at": timestamp()}
-        if proc.exit_file:
-            write_json_atomic(proc.exit_file, {"ExitCode": proc.status, "FinishedAt": event["finished_at"]})
+        if proc.exit_file:  # for a caisd that is down now; not fsynced: a machine crash ends the container too
+            write_json_atomic(proc.exit_file, {"ExitCode": proc.status, "FinishedAt": event["finished_at"]},
+                              durable=False)
         self.procs.pop(proc.key, None)
         control = frames.frame(frames.CONTROL, json.dumps({"exit_code": proc.status}).encode())
         for sub in proc.subscribers:
@@ -428,6 +559,13 @@ def _set_size(proc: Proc, size: tuple[int, int]) -> None:
     if proc.tty and proc.stdin_fd is not None:
         with contextlib.suppress(OSError):
             fcntl.ioctl(proc.stdin_fd, termios.TIOCSWINSZ, struct.pack("HHHH", size[0], size[1], 0, 0))
+
+
+def _joins_namespaces(bundle: str) -> bool:
+    """A container that joins a namespace by path: the zygote would hand it to a fresh bootstrap
+    only after the runtime's preparations, so one started first (overlapping them) is quicker."""
+    config = read_json(os.path.join(bundle, "config.json")) or {}
+    return any(ns.get("path") for ns in (config.get("linux") or {}).get("namespaces") or [])
 
 
 def _key(container_id: str, exec_id: str | None) -> str:
@@ -489,9 +627,13 @@ async def serve(exec_root: str) -> None:
     finally:
         os.umask(old)
     sup.reap()
+    sup.warm()
     print("ready", flush=True)
-    async with server:
-        await sup.stop.wait()
+    try:
+        async with server:
+            await sup.stop.wait()
+    finally:
+        sup.close()
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
 

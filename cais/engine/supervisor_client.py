@@ -28,6 +28,7 @@ class SupervisorClient:
         self.exec_root = exec_root
         self.path = os.path.join(exec_root, "supervisor.sock")
         self.mismatch: str | None = None  # why the running supervisor is not of our build, if it is not
+        self.protocol = build.PROTOCOL  # the running supervisor's
 
     def connect(self, timeout: float | None = 30) -> socket.socket:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
@@ -56,6 +57,7 @@ class SupervisorClient:
 
     def _keep(self, reply: dict) -> bool:
         theirs, ours = reply.get("build"), _our_build()
+        self.protocol = (theirs or {}).get("protocol", 1)
         if theirs == ours:
             self.mismatch = None
             return True
@@ -68,7 +70,7 @@ class SupervisorClient:
         self.mismatch = (f"the supervisor (pid {pid}) runs {build.describe(theirs)}, older code than this "
                          f"{build.describe(ours)}; it is kept for its {len(reply.get('procs') or {})} running "
                          "processes and replaced once they have stopped")
-        if (theirs or {}).get("protocol", 1) != build.PROTOCOL:
+        if self.protocol not in build.SPOKEN:
             raise SupervisorError(f"{self.mismatch} — but its protocol is not ours: run the previous cais "
                                   "until its containers have stopped, or stop them")
         log.warning("%s", self.mismatch)
@@ -95,6 +97,7 @@ class SupervisorClient:
 
     def _spawn(self) -> None:
         os.makedirs(self.exec_root, mode=0o700, exist_ok=True)
+        self.protocol = build.PROTOCOL
         logf = open(os.path.join(self.exec_root, "supervisor.log"), "ab")  # noqa: SIM115 - handed to the child
         proc = subprocess.Popen([sys.executable, "-m", "cais.engine.supervisor", "--exec-root", self.exec_root],
                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=logf,
@@ -129,14 +132,19 @@ class SupervisorClient:
         sock.settimeout(None)
         return sock, reply
 
+    def send(self, sock: socket.socket, request: dict) -> dict:
+        """One more request on a connection that `stream` opened (`create` then `start`)."""
+        return self._send(sock, request)
+
     def _send(self, sock: socket.socket, request: dict) -> dict:
         sock.sendall(json.dumps(request).encode() + b"\n")
         line = b""
-        while not line.endswith(b"\n"):
-            chunk = sock.recv(1)
+        while not line.endswith(b"\n"):  # what follows the line belongs to the stream: peek, then take the line
+            chunk = sock.recv(65536, socket.MSG_PEEK)
             if not chunk:
                 raise SupervisorError("the supervisor closed the connection")
-            line += chunk
+            end = chunk.find(b"\n")
+            line += sock.recv(end + 1 if end >= 0 else len(chunk))
         reply = json.loads(line)
         if "error" in reply:
             raise SupervisorError(reply["error"])

@@ -133,16 +133,24 @@ class Metadata:
         self._db.close()
 
     @contextlib.contextmanager
-    def tx(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction (BEGIN IMMEDIATE: takes the write lock up front, no upgrade deadlock)."""
+    def tx(self, *, durable: bool = True) -> Iterator[sqlite3.Connection]:
+        """A write transaction (BEGIN IMMEDIATE: takes the write lock up front, no upgrade deadlock).
+        `durable=False`: committed without waiting for the disk (WAL with synchronous=NORMAL); the
+        database stays consistent, but a machine crash may undo it — for what such a crash makes moot."""
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
+            if not durable:
+                self._db.execute("PRAGMA synchronous=NORMAL")
             try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._db
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+                self._db.execute("COMMIT")
+            finally:
+                if not durable:
+                    self._db.execute("PRAGMA synchronous=FULL")
 
     def q(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
         with self._lock:

@@ -19,13 +19,15 @@ _SYS_fsconfig = 431
 _SYS_fsmount = 432
 
 FSOPEN_CLOEXEC = 0x1
+FSCONFIG_SET_FLAG = 0
 FSCONFIG_SET_STRING = 1
 FSCONFIG_CMD_CREATE = 6
 FSMOUNT_CLOEXEC = 0x1
+MOUNT_ATTR_RDONLY = 0x1
+MOUNT_ATTR_NOSUID = 0x2
+MOUNT_ATTR_NODEV = 0x4
 MOVE_MOUNT_F_EMPTY_PATH = 0x4
 _AT_FDCWD = -100
-
-libc.syscall.restype = ctypes.c_long
 
 
 def kernel_messages(fs_fd: int) -> str:
@@ -51,6 +53,12 @@ def fsopen(fstype: str, flags: int = FSOPEN_CLOEXEC) -> int:
 def fsconfig_string(fs_fd: int, key: str, value: str) -> None:
     check(libc.syscall(_SYS_fsconfig, ctypes.c_int(fs_fd), ctypes.c_uint(FSCONFIG_SET_STRING), fsencode(key),
                        fsencode(value), ctypes.c_int(0)), f"fsconfig {key}", value)
+
+
+def fsconfig_flag(fs_fd: int, key: str) -> None:
+    """A boolean option (e.g. OverlayFS's "volatile")."""
+    check(libc.syscall(_SYS_fsconfig, ctypes.c_int(fs_fd), ctypes.c_uint(FSCONFIG_SET_FLAG), fsencode(key), None,
+                       ctypes.c_int(0)), f"fsconfig {key}")
 
 
 def fsconfig_create(fs_fd: int) -> None:

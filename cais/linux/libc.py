@@ -17,6 +17,7 @@ def _load() -> ctypes.CDLL:
 
 
 libc = _load()
+libc.syscall.restype = ctypes.c_long  # syscall(2) returns a long: pids, descriptors, -1
 
 
 def check(result: int, what: str, path: str | None = None) -> int:

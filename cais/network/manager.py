@@ -263,11 +263,12 @@ class NetworkManager:
     def sandbox_path(self, cid: str) -> str:
         return os.path.join(self.netns_dir, cid)
 
-    def create_sandbox(self, cid: str) -> str:
-        """A fresh network namespace for `cid` with the loopback up (what --network none gets)."""
+    def create_sandbox(self, cid: str, source: str | None = None) -> str:
+        """A fresh network namespace for `cid` with the loopback up (what --network none gets);
+        `source`: the one the runtime made for the container (/proc/PID/ns/net), bound instead."""
         path = self.sandbox_path(cid)
         netns.remove(path)  # left over by a crash
-        netns.create(path)
+        netns.create(path, source)
         try:
             netns.run_in(path, netns.loopback_up)
         except BaseException:

@@ -40,8 +40,9 @@ def _in_thread(fn: Callable[[], T]) -> T:
     return result[0]
 
 
-def create(path: str) -> None:
-    """A new, empty network namespace kept alive by a bind mount on `path`."""
+def create(path: str, source: str | None = None) -> None:
+    """A new, empty network namespace kept alive by a bind mount on `path`; with `source` (e.g.
+    /proc/PID/ns/net of a created container) that existing namespace is bound there instead."""
     fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o444)
     os.close(fd)
 
@@ -50,7 +51,10 @@ def create(path: str) -> None:
         mount(f"/proc/self/task/{threading.get_native_id()}/ns/net", path, None, MS_BIND)
 
     try:
-        _in_thread(body)
+        if source is None:
+            _in_thread(body)
+        else:
+            mount(source, path, None, MS_BIND)
     except BaseException:
         os.unlink(path)
         raise

@@ -1,10 +1,11 @@
-"""The first code of a container's init, in a fresh interpreter exec'd from a sealed memfd.
+"""The first code of a container's init, in a fresh interpreter exec'd from a protected view of
+the runtime's own binary (launch.py).
 
 It makes itself non-dumpable before anything else and closes every descriptor it was not meant
 to have. While the runtime prepares the job, it imports the init's code (the init inherits it);
 then it joins the namespaces given by path, clone()s the init into the new namespaces with
-CLONE_PARENT (so the init is a child of the runtime's caller, who can waitpid() it), reports the
-pid and exits.
+CLONE_PARENT (so the init is a child of the runtime's caller, who can waitpid() it) and, on
+cgroup v2, straight into its cgroup (CLONE_INTO_CGROUP), reports the pid and exits.
 """
 
 from __future__ import annotations
@@ -15,13 +16,12 @@ import sys
 from cais.linux import prctl
 
 
-def bootstrap(channel_fd: int, memfd: int, preserve_fds: int) -> None:
+def bootstrap(channel_fd: int, exe_fd: int, preserve_fds: int) -> None:
     prctl.set_dumpable(False)
     from cais.linux.fds import close_all_except
 
-    os.close(memfd)
+    os.close(exe_fd)  # the protected interpreter it was exec'd from
     close_all_except({channel_fd, *range(3, 3 + preserve_fds)})  # anything else came by mistake
-    from cais.linux.namespaces import CLONE_PARENT, clone
     from cais.runtime import init, namespaces
     from cais.runtime.channel import Channel
 
@@ -31,20 +31,37 @@ def bootstrap(channel_fd: int, memfd: int, preserve_fds: int) -> None:
         os._exit(1)
     job, fds = received
     try:
-        for key in ("fifo_fd", "console_fd"):
+        for key in ("fifo_fd", "console_fd", "cgroup_fd"):
             if job.get(key) is not None:
                 job[key] = fds[job[key]]
         sys.path[:] = job["sys_path"]
         _preload(job)
         namespaces.join([tuple(j) for j in job["joins"]])
-        pid = clone(job["clone_flags"] | CLONE_PARENT)
+        pid, in_cgroup = _clone(job)
     except Exception as e:  # noqa: BLE001 - reported to the runtime as one line
         ch.send({"error": str(e)})
         os._exit(1)
     if pid == 0:
+        if job.get("cgroup_fd") is not None:
+            os.close(job["cgroup_fd"])  # a host directory: never the container's
         init.run(ch, job)
-    ch.send({"type": "pid", "pid": pid})
+    ch.send({"type": "pid", "pid": pid, "in_cgroup": in_cgroup})
     os._exit(0)
+
+
+def _clone(job: dict) -> tuple[int, bool]:
+    """Clone the init (CLONE_PARENT: the caller's child); with a cgroup v2 directory in the job,
+    into it (True), else the runtime moves it (False)."""
+    from cais.linux.namespaces import CLONE_PARENT, clone, clone3
+
+    flags = job["clone_flags"] | CLONE_PARENT
+    cgroup = job.get("cgroup_fd")
+    if cgroup is None:
+        return clone(flags), False
+    try:
+        return clone3(flags, cgroup), True
+    except OSError:  # before Linux 5.7, or a cgroup the kernel will not clone into: moved afterwards
+        return clone(flags), False
 
 
 def _preload(job: dict) -> None:
@@ -59,7 +76,7 @@ def _preload(job: dict) -> None:
         from cais.runtime import hooks as _  # noqa: F401
 
 
-def zygote(control_fd: int, memfd: int) -> None:
+def zygote(control_fd: int, exe_fd: int) -> None:
     """A bootstrap kept warm for a long-running caller (see launch.Zygote): one init per request.
 
     Each request is a job plus descriptors [sync socket, stdin, stdout, stderr, preserved...,
@@ -69,9 +86,8 @@ def zygote(control_fd: int, memfd: int) -> None:
     prctl.set_dumpable(False)
     from cais.linux.fds import close_all_except
 
-    os.close(memfd)
+    os.close(exe_fd)  # the protected interpreter it was exec'd from
     close_all_except({control_fd})
-    from cais.linux.namespaces import CLONE_PARENT, clone
     from cais.runtime import init
     from cais.runtime.channel import Channel
 
@@ -82,14 +98,16 @@ def zygote(control_fd: int, memfd: int) -> None:
         try:
             sys.path[:] = job["sys_path"]
             _preload(job)
-            pid = clone(job["clone_flags"] | CLONE_PARENT)
+            if job.get("cgroup_fd") is not None:  # an index among the extra descriptors
+                job["cgroup_fd"] = fds[4 + job["preserve_fds"] + job["cgroup_fd"]]
+            pid, in_cgroup = _clone(job)
         except Exception as e:  # noqa: BLE001 - reported to the runtime as one line
             ch.send({"error": str(e)})
             pid = -1
         if pid == 0:
             init.run(Channel(_arrange(job, fds)), job)
         if pid > 0:
-            ch.send({"type": "pid", "pid": pid})
+            ch.send({"type": "pid", "pid": pid, "in_cgroup": in_cgroup})
         for fd in fds:
             os.close(fd)
 
@@ -106,8 +124,10 @@ def _arrange(job: dict, fds: list[int]) -> int:
     for target, fd in enumerate(lifted[1:4 + preserve]):
         os.dup2(fd, target)
     extra = lifted[4 + preserve:]
+    keep = {*range(3, 3 + preserve), lifted[0]}
     for key in ("fifo_fd", "console_fd"):
         if job.get(key) is not None:
             job[key] = extra[job[key]]
-    close_all_except({*range(3, 3 + preserve), lifted[0], *extra})
+            keep.add(job[key])
+    close_all_except(keep)  # the cgroup directory's descriptor among the rest
     return lifted[0]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import marshal
 import os
+import sys
 
 from cais.runtime.errors import RuntimeFailure
 
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 _MAX = 1 << 24  # a job carries the whole config.json; anything longer is not ours
+_INT = 4  # a descriptor in SCM_RIGHTS is a C int (packed by hand: array imports collections)
 
 
 class Channel:
@@ -37,11 +39,11 @@ class Channel:
         data = len(body).to_bytes(4, "little") + body
         if fds:  # the descriptors ride on the first bytes of the message
             import _socket
-            from array import array
 
             sock = _socket.socket(fileno=self.fd)
+            rights = b"".join(fd.to_bytes(_INT, sys.byteorder) for fd in fds)
             try:
-                sent = sock.sendmsg([data], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, array("i", fds))])
+                sent = sock.sendmsg([data], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, rights)])
             finally:
                 sock.detach()
             data = data[sent:]
@@ -51,24 +53,24 @@ class Channel:
     def recv_with_fds(self, maxfds: int = 8) -> tuple[dict[str, Any], list[int]] | None:
         """The next message and the descriptors sent with it."""
         import _socket
-        from array import array
 
-        fds = array("i")
+        fds = []
         sock = _socket.socket(fileno=self.fd)
         try:
-            data, ancdata, _, _ = sock.recvmsg(1 << 20, _socket.CMSG_SPACE(maxfds * fds.itemsize))
+            data, ancdata, _, _ = sock.recvmsg(1 << 20, _socket.CMSG_SPACE(maxfds * _INT))
         finally:
             sock.detach()
         for level, kind, payload in ancdata:
             if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
-                fds.frombytes(payload[:len(payload) - len(payload) % fds.itemsize])
+                fds += [int.from_bytes(payload[i:i + _INT], sys.byteorder)
+                        for i in range(0, len(payload) - _INT + 1, _INT)]
         if not data:
             for fd in fds:
                 os.close(fd)
             return None
         self._buf += data
         message = self.recv()
-        return (message, list(fds)) if message is not None else None
+        return (message, fds) if message is not None else None
 
     def _fill(self, size: int) -> bool:
         while len(self._buf) < size:

@@ -34,15 +34,73 @@ def _signal(text: str) -> int:
         raise RuntimeFailure(f"unknown signal {text!r}") from None
 
 
-class _Unused:
-    """Stands for the parser of a verb not on the command line (see _parser)."""
+class _Opt:
+    """An option or positional of the command line. Both parsers read these: argparse (help, errors,
+    anything unusual) and _fast_parse (the usual lines of engines, without argparse's imports)."""
 
-    def add_argument(self, *args: Any, **kwargs: Any) -> None:
-        pass
+    __slots__ = ("flags", "kind", "default", "choices", "help", "dest")
+
+    def __init__(self, *flags: str, kind: str = "value", default: Any = None, choices: tuple[str, ...] = (),
+                 help: str | None = None) -> None:
+        # kind: value, int, flag, append, append-int; positionals: positional, optional, remainder
+        self.flags, self.kind, self.choices, self.help = flags, kind, choices, help
+        self.default = [] if kind.startswith("append") else False if kind == "flag" else default
+        self.dest = flags[-1].lstrip("-").replace("-", "_")
+
+
+_HIDDEN = "==SUPPRESS=="  # argparse.SUPPRESS, without importing argparse
+_GLOBAL = (
+    _Opt("--root", default=DEFAULT_ROOT, help="directory of container state (default %(default)s)"),
+    _Opt("--log", help="log file (default: stderr)"),
+    _Opt("--log-format", choices=("text", "json"), default="text"),
+    _Opt("--systemd-cgroup", kind="flag", help="cgroupsPath is slice:prefix:name"),
+    _Opt("--debug", kind="flag"),
+    _Opt("--rootless", default="auto"),
+    _Opt("--criu", help=_HIDDEN),
+    _Opt("-v", "--version", kind="flag"),
+)
+_ID = _Opt("id", kind="positional")
+_CREATING = (
+    _Opt("-b", "--bundle", default="."), _Opt("--pid-file"), _Opt("--console-socket"), _Opt("--no-pivot", kind="flag"),
+    _Opt("--no-new-keyring", kind="flag"), _Opt("--preserve-fds", kind="int", default=0),
+    _Opt("-d", "--detach", kind="flag"), _Opt("--no-subreaper", kind="flag"),
+)
+_FORMAT = _Opt("-f", "--format", choices=("table", "json"), default="table")
+_UPDATE_FLAGS = ("--memory", "--memory-reservation", "--memory-swap", "--kernel-memory", "--cpu-shares",
+                 "--cpu-quota", "--cpu-period", "--cpu-rt-period", "--cpu-rt-runtime", "--cpuset-cpus",
+                 "--cpuset-mems", "--pids-limit", "--blkio-weight")
+_VERBS: dict[str, tuple[str, tuple[_Opt, ...]]] = {
+    "spec": ("write a default config.json", (_Opt("-b", "--bundle", default="."), _Opt("--rootless", kind="flag"))),
+    "create": ("create a container (its init waits for `start`)", (_ID, *_CREATING)),
+    "start": ("start a created container", (_ID,)),
+    "run": ("create and start a container", (_ID, *_CREATING)),
+    "state": ("print the OCI state of a container", (_ID,)),
+    "kill": ("send a signal to a container", (_ID, _Opt("signal", kind="optional", default="SIGTERM"),
+                                              _Opt("-a", "--all", kind="flag"))),
+    "delete": ("delete a container", (_ID, _Opt("-f", "--force", kind="flag"))),
+    "list": ("list containers", (_FORMAT, _Opt("-q", "--quiet", kind="flag"))),
+    "events": ("print resource usage and OOM kills of a container (JSON lines)", (
+        _ID, _Opt("--stats", kind="flag", help="print the stats once and exit"),
+        _Opt("--interval", default="5s", help="time between two stats events (default %(default)s)"))),
+    "ps": ("list the processes of a container", (_ID, _FORMAT, _Opt("ps_args", kind="remainder"))),
+    "exec": ("run a process in a running container", (
+        _ID, _Opt("-p", "--process"), _Opt("-t", "--tty", kind="flag"), _Opt("-d", "--detach", kind="flag"),
+        _Opt("--pid-file"), _Opt("--console-socket"), _Opt("--cwd"), _Opt("-e", "--env", kind="append"),
+        _Opt("-u", "--user"), _Opt("-g", "--additional-gids", kind="append-int"), _Opt("-c", "--cap", kind="append"),
+        _Opt("--no-new-privs", kind="flag"), _Opt("--preserve-fds", kind="int", default=0),
+        _Opt("--process-label", help=_HIDDEN), _Opt("--apparmor", help=_HIDDEN),
+        _Opt("--ignore-paused", kind="flag", help=_HIDDEN), _Opt("command", kind="remainder"))),
+    "pause": ("freeze every process of a container", (_ID,)),
+    "resume": ("thaw a paused container", (_ID,)),
+    "update": ("change the resource limits of a container", (
+        _ID, _Opt("-r", "--resources", help="linux.resources JSON file ('-' for stdin)"),
+        *(_Opt(flag) for flag in _UPDATE_FLAGS))),
+    "features": ("print the features of this runtime (JSON)", ()),
+}
 
 
 def _parser(only: str | None = None) -> argparse.ArgumentParser:
-    """The command line's parser; with ``only``, the parser of that verb alone (building all of
+    """argparse's parser of the command line; with ``only``, of that verb alone (building all of
     them costs more than the rest of a command's parsing: argparse formats every argument)."""
     import argparse
 
@@ -51,100 +109,115 @@ def _parser(only: str | None = None) -> argparse.ArgumentParser:
             verb = self.prog.removeprefix("cais-runtime").strip()
             raise RuntimeFailure(f"{verb}: {message}" if verb else message)
 
+    def add(parser: argparse.ArgumentParser, opt: _Opt) -> None:
+        kwargs: dict[str, Any] = {"help": opt.help}
+        if opt.kind in ("positional", "optional", "remainder"):
+            kwargs.update({"optional": {"nargs": "?", "default": opt.default},
+                           "remainder": {"nargs": argparse.REMAINDER}}.get(opt.kind, {}))
+        elif opt.kind == "flag":
+            kwargs["action"] = "store_true"
+        else:
+            kwargs["default"] = opt.default
+            kwargs.update({"int": {"type": int}, "append": {"action": "append"},
+                           "append-int": {"action": "append", "type": int}}.get(opt.kind, {}))
+            if opt.choices:
+                kwargs["choices"] = opt.choices
+        parser.add_argument(*opt.flags, **kwargs)
+
     p = _Parser(prog="cais-runtime", description="An OCI runtime (runc-compatible command line).")
-    p.add_argument("--root", default=DEFAULT_ROOT, help="directory of container state (default %(default)s)")
-    p.add_argument("--log", help="log file (default: stderr)")
-    p.add_argument("--log-format", choices=("text", "json"), default="text")
-    p.add_argument("--systemd-cgroup", action="store_true", help="cgroupsPath is slice:prefix:name")
-    p.add_argument("--debug", action="store_true")
-    p.add_argument("--rootless", default="auto")
-    p.add_argument("--criu", help=argparse.SUPPRESS)
-    p.add_argument("-v", "--version", action="store_true")
+    for opt in _GLOBAL:
+        add(p, opt)
     sub = p.add_subparsers(dest="verb", parser_class=_Parser)
-
-    def verb(name: str, helptext: str, with_id: bool = True) -> Any:
-        if only is not None and name != only:
-            return _Unused()
-        v = sub.add_parser(name, help=helptext)
-        if with_id:
-            v.add_argument("id")
-        return v
-
-    def creating(v: Any) -> None:
-        v.add_argument("-b", "--bundle", default=".")
-        v.add_argument("--pid-file")
-        v.add_argument("--console-socket")
-        v.add_argument("--no-pivot", action="store_true")
-        v.add_argument("--no-new-keyring", action="store_true")
-        v.add_argument("--preserve-fds", type=int, default=0)
-        v.add_argument("-d", "--detach", action="store_true")
-        v.add_argument("--no-subreaper", action="store_true")
-
-    s = verb("spec", "write a default config.json", with_id=False)
-    s.add_argument("-b", "--bundle", default=".")
-    s.add_argument("--rootless", action="store_true")
-    creating(verb("create", "create a container (its init waits for `start`)"))
-    verb("start", "start a created container")
-    creating(verb("run", "create and start a container"))
-    verb("state", "print the OCI state of a container")
-    k = verb("kill", "send a signal to a container")
-    k.add_argument("signal", nargs="?", default="SIGTERM")
-    k.add_argument("-a", "--all", action="store_true")
-    d = verb("delete", "delete a container")
-    d.add_argument("-f", "--force", action="store_true")
-    ls = verb("list", "list containers", with_id=False)
-    ls.add_argument("-f", "--format", choices=("table", "json"), default="table")
-    ls.add_argument("-q", "--quiet", action="store_true")
-    ev = verb("events", "print resource usage and OOM kills of a container (JSON lines)")
-    ev.add_argument("--stats", action="store_true", help="print the stats once and exit")
-    ev.add_argument("--interval", default="5s", help="time between two stats events (default %(default)s)")
-    ps = verb("ps", "list the processes of a container")
-    ps.add_argument("-f", "--format", choices=("table", "json"), default="table")
-    ps.add_argument("ps_args", nargs=argparse.REMAINDER)
-    e = verb("exec", "run a process in a running container")
-    e.add_argument("-p", "--process")
-    e.add_argument("-t", "--tty", action="store_true")
-    e.add_argument("-d", "--detach", action="store_true")
-    e.add_argument("--pid-file")
-    e.add_argument("--console-socket")
-    e.add_argument("--cwd")
-    e.add_argument("-e", "--env", action="append", default=[])
-    e.add_argument("-u", "--user")
-    e.add_argument("-g", "--additional-gids", action="append", type=int, default=[])
-    e.add_argument("-c", "--cap", action="append", default=[])
-    e.add_argument("--no-new-privs", action="store_true")
-    e.add_argument("--preserve-fds", type=int, default=0)
-    e.add_argument("--process-label", help=argparse.SUPPRESS)
-    e.add_argument("--apparmor", help=argparse.SUPPRESS)
-    e.add_argument("--ignore-paused", action="store_true", help=argparse.SUPPRESS)
-    e.add_argument("command", nargs=argparse.REMAINDER)
-    verb("pause", "freeze every process of a container")
-    verb("resume", "thaw a paused container")
-    u = verb("update", "change the resource limits of a container")
-    u.add_argument("-r", "--resources", help="linux.resources JSON file ('-' for stdin)")
-    for flag in ("--memory", "--memory-reservation", "--memory-swap", "--kernel-memory", "--cpu-shares",
-                 "--cpu-quota", "--cpu-period", "--cpu-rt-period", "--cpu-rt-runtime", "--cpuset-cpus",
-                 "--cpuset-mems", "--pids-limit", "--blkio-weight"):
-        u.add_argument(flag)
-    verb("features", "print the features of this runtime (JSON)", with_id=False)
+    for name, (helptext, opts) in _VERBS.items():
+        if only is None or name == only:
+            v = sub.add_parser(name, help=helptext)
+            for opt in opts:
+                add(v, opt)
     return p
 
 
-# Global options that take a value, for _early_bootstrap's look at the command line.
-_GLOBAL_VALUES = ("--root", "--log", "--log-format", "--rootless", "--criu")
+class _Args:
+    """What _fast_parse found: the attributes of argparse's Namespace for the same line."""
+
+    verb: str
+
+    def __init__(self, opts: tuple[_Opt, ...]) -> None:
+        self.set_defaults(opts)
+
+    def set_defaults(self, opts: tuple[_Opt, ...]) -> None:
+        for opt in opts:
+            setattr(self, opt.dest, list(opt.default) if isinstance(opt.default, list) else opt.default)
 
 
-_VERBS = ("spec", "create", "start", "run", "state", "kill", "delete", "list", "events", "ps", "exec", "pause",
-          "resume", "update", "features")
+def _fast_parse(argv: list[str]) -> _Args | None:
+    """The command line parsed from the tables above without argparse (whose imports, gettext and
+    locale among them, cost ~15 ms of each start), for the plain lines engines write: exact option
+    names, values as the next word or after `=`, no `--`. Anything else is None: argparse decides
+    (and explains errors, and prints help). Positionals are taken as argparse takes them."""
+    if "--" in argv:
+        return None
+    args = _Args(_GLOBAL)
+    table = {flag: opt for opt in _GLOBAL for flag in opt.flags}
+    pending: list[_Opt] = []
+    i = 0
+    while i < len(argv):
+        word = argv[i]
+        i += 1
+        if word.startswith("-"):
+            name, eq, value = word.partition("=") if word.startswith("--") else (word, "", "")
+            opt = table.get(name)
+            if opt is None or (eq and opt.kind == "flag"):
+                return None
+            if opt.kind == "flag":
+                setattr(args, opt.dest, True)
+                continue
+            if not eq:
+                if i == len(argv) or argv[i].startswith("-"):
+                    return None
+                value = argv[i]
+                i += 1
+            if opt.kind.endswith("int"):
+                if not (value.isdecimal() and value.isascii()):
+                    return None
+                value = int(value)  # type: ignore[assignment]
+            if opt.choices and value not in opt.choices:
+                return None
+            if opt.kind.startswith("append"):
+                getattr(args, opt.dest).append(value)
+            else:
+                setattr(args, opt.dest, value)
+        elif not hasattr(args, "verb"):
+            if word not in _VERBS:
+                return None
+            args.verb = word
+            opts = _VERBS[word][1]
+            args.set_defaults(opts)
+            table = {flag: opt for opt in opts for flag in opt.flags if flag.startswith("-")}
+            pending = [opt for opt in opts if not opt.flags[0].startswith("-")]
+        elif pending:
+            setattr(args, pending.pop(0).dest, word)
+            # argparse takes a run of positionals at once: an optional one is used up (left at its
+            # default) when an option or the end follows; a remainder takes every word left.
+            if pending and pending[0].kind == "optional" and (i == len(argv) or argv[i].startswith("-")):
+                pending.pop(0)
+            if pending and pending[0].kind == "remainder":
+                setattr(args, pending.pop(0).dest, argv[i:])
+                break
+        else:
+            return None
+    if not hasattr(args, "verb") or any(opt.kind == "positional" for opt in pending):
+        return None
+    return args
 
 
 def _guess_verb(argv: list[str]) -> str | None:
-    """The verb, from a plain look at the command line (argparse still decides)."""
+    """The verb, from a plain look at the command line, for argparse to build its parser alone."""
+    values = {flag for opt in _GLOBAL if opt.kind != "flag" for flag in opt.flags}
     words = iter(argv)
     for word in words:
         if word in ("-h", "--help", "--"):
             return None
-        if word in _GLOBAL_VALUES:
+        if word in values:
             next(words, None)
         elif not word.startswith("-"):
             return word if word in _VERBS else None
@@ -176,18 +249,21 @@ def _early_bootstrap(argv: list[str], verb: str | None) -> Bootstrap | None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    verb = _guess_verb(argv)
+    fast = _fast_parse(argv)
+    verb = fast.verb if fast is not None else _guess_verb(argv)
     early = _early_bootstrap(argv, verb)
     from cais.runtime.log import Log
 
     log = Log()
     try:
-        try:
-            args = _parser(verb).parse_args(argv)
-        except RuntimeFailure:
-            if verb is None:
-                raise
-            args = _parser().parse_args(argv)  # the guess was wrong, or the line is: the full parser says
+        args: Any = fast
+        if args is None:
+            try:
+                args = _parser(verb).parse_args(argv)
+            except RuntimeFailure:
+                if verb is None:
+                    raise
+                args = _parser().parse_args(argv)  # the guess was wrong, or the line is: the full parser says
         log = Log(args.log, args.log_format)
         if args.version:
             print(f"cais-runtime version {VERSION}\nspec: 1.2.0")
@@ -210,8 +286,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace, log: Log, early: Bootstrap | None = None) -> int | None:
-    import json
-
     root = args.root
     if args.verb == "spec":
         return _spec(args)
@@ -230,6 +304,8 @@ def _dispatch(args: argparse.Namespace, log: Log, early: Bootstrap | None = None
 
         start(args.id, root=root)
     elif args.verb == "state":
+        import json
+
         from cais.runtime.verbs.state import state
 
         print(json.dumps(state(args.id, root=root), indent=2))
@@ -263,6 +339,8 @@ def _dispatch(args: argparse.Namespace, log: Log, early: Bootstrap | None = None
 
         update(args.id, _resources(args), root=root)
     elif args.verb == "features":
+        import json
+
         from cais.runtime.verbs.features import features
 
         print(json.dumps(features(), indent=2))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 
@@ -15,6 +14,8 @@ class Log:
     def _emit(self, level: str, message: str) -> None:
         message = " ".join(message.split("\n"))
         if self.fmt == "json":
+            import json
+
             line = json.dumps({"level": level, "msg": message,
                                "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
         else:

@@ -7,14 +7,13 @@ mount outside it (the CVE-2021-30465 class).
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import stat
 
 from cais.linux import mount as m
 from cais.linux.openat2 import RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS, openat2
-from cais.runtime.errors import ConfigError
+from cais.runtime.errors import ConfigError, suppress
 
 TYPE_CHECKING = False  # typing costs ~10 ms at startup; annotations are never evaluated
 if TYPE_CHECKING:
@@ -109,11 +108,11 @@ def _create_in_root(rootfd: int, rel: str, kind: str, depth: int = 0) -> None:
                 _create_in_root(rootfd, "/".join([*base, target.lstrip("/"), *parts[i + 1:]]), kind, depth + 1)
                 return
             if kind == "file" and i == len(parts) - 1:
-                with contextlib.suppress(FileExistsError):
+                with suppress(FileExistsError):
                     os.close(os.open(name, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC,
                                      0o644, dir_fd=parent))
             else:
-                with contextlib.suppress(FileExistsError):
+                with suppress(FileExistsError):
                     os.mkdir(name, 0o755, dir_fd=parent)
         finally:
             os.close(parent)
@@ -261,7 +260,7 @@ class Rootfs:
                 parent = open_in_root(self.rootfd, dest)
                 try:
                     for alias in name.split(","):
-                        with contextlib.suppress(FileExistsError):
+                        with suppress(FileExistsError):
                             os.symlink(name, alias, dir_fd=parent)
                 finally:
                     os.close(parent)
@@ -288,7 +287,7 @@ class Rootfs:
                         os.unlink(name, dir_fd=dev)
                 except FileNotFoundError:
                     pass
-                with contextlib.suppress(FileExistsError):
+                with suppress(FileExistsError):
                     os.symlink(target, name, dir_fd=dev)
         finally:
             os.close(dev)
@@ -301,7 +300,7 @@ class Rootfs:
             kinds = {"c": stat.S_IFCHR, "u": stat.S_IFCHR, "b": stat.S_IFBLK, "p": stat.S_IFIFO}
             if kind not in kinds:
                 raise ConfigError(f"device {path}: unknown type {kind!r}")
-            with contextlib.suppress(FileNotFoundError, IsADirectoryError):
+            with suppress(FileNotFoundError, IsADirectoryError):
                 os.unlink(name, dir_fd=parent)
             try:
                 os.mknod(name, kinds[kind] | (mode & 0o7777), os.makedev(major, minor), dir_fd=parent)

@@ -6,10 +6,9 @@ libseccomp.so from the host).
 
 from __future__ import annotations
 
-import contextlib
 import errno
 
-from cais.runtime.errors import ConfigError
+from cais.runtime.errors import ConfigError, suppress
 
 TYPE_CHECKING = False  # typing costs ~10 ms at startup; annotations are never evaluated
 if TYPE_CHECKING:
@@ -52,7 +51,7 @@ def compile_filter(config: dict[str, Any], warn: Callable[[str], None]) -> Any:
     default = _action(sc, config.get("defaultAction", ""), config.get("defaultErrnoRet"))
     filt = sc.SyscallFilter(default)
     filt.set_attr(sc.Attr.CTL_NNP, 0)  # the runtime sets no_new_privs itself, when asked
-    with contextlib.suppress(OSError):  # libseccomp >= 2.5: a binary tree, not a linear list of syscalls
+    with suppress(OSError):  # libseccomp >= 2.5: a binary tree, not a linear list of syscalls
         filt.set_attr(sc.Attr.CTL_OPTIMIZE, 2)
     for arch in config.get("architectures", []):
         if arch not in _ARCHES:

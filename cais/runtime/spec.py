@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import os
 
-from cais.runtime import defaults
+from cais.runtime import jsonfile
 from cais.runtime.errors import ConfigError
 
 TYPE_CHECKING = False  # typing costs ~10 ms at startup; annotations are never evaluated
@@ -23,8 +22,7 @@ def load(bundle: str) -> dict[str, Any]:
     """Read and validate BUNDLE/config.json; return it with root.path made absolute."""
     path = os.path.join(bundle, "config.json")
     try:
-        with open(path, "rb") as f:
-            config = json.load(f)
+        config = jsonfile.load(path)
     except FileNotFoundError:
         raise ConfigError(f"no config.json in bundle {bundle}") from None
     except (OSError, ValueError) as e:
@@ -100,6 +98,8 @@ def validate_process(process: Any) -> None:
 
 def default(rootless: bool = False) -> dict[str, Any]:
     """The spec `cais-runtime spec` writes: the same defaults as `runc spec`."""
+    from cais.runtime import defaults  # its capability names come with ctypes: not on create's path
+
     return {
         "ociVersion": OCI_VERSION,
         "process": {

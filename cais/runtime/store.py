@@ -6,12 +6,11 @@ with another start time) means `stopped`; the exec fifo still present means `cre
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
 
 from cais.runtime import DEFAULT_ROOT as DEFAULT_ROOT  # the verbs use store.DEFAULT_ROOT
-from cais.runtime.errors import ContainerExists, ContainerNotFound, RuntimeFailure
+from cais.runtime import jsonfile
+from cais.runtime.errors import ContainerExists, ContainerNotFound, RuntimeFailure, suppress
 
 TYPE_CHECKING = False  # typing costs ~10 ms at startup; annotations are never evaluated
 if TYPE_CHECKING:
@@ -88,7 +87,7 @@ class Container:
     def save(self) -> None:
         tmp = os.path.join(self.dir, "state.json.tmp")
         with open(tmp, "w") as f:
-            f.write(json.dumps(self.data))
+            f.write(jsonfile.dumps(self.data))
         os.replace(tmp, os.path.join(self.dir, "state.json"))
 
     def remove(self) -> None:
@@ -100,7 +99,7 @@ class Container:
             return
         try:
             for name in names:
-                with contextlib.suppress(FileNotFoundError):
+                with suppress(FileNotFoundError):
                     os.unlink(os.path.join(self.dir, name))
             os.rmdir(self.dir)
         except FileNotFoundError:
@@ -126,8 +125,7 @@ def load(root: str, container_id: str) -> Container:
     check_id(container_id)
     path = os.path.join(root, container_id, "state.json")
     try:
-        with open(path) as f:
-            data = json.load(f)
+        data = jsonfile.load(path)
     except FileNotFoundError:
         raise ContainerNotFound(f"container {container_id} does not exist") from None
     except (OSError, ValueError) as e:

@@ -22,6 +22,7 @@ from typing import BinaryIO
 from cais.storage.archive import DiffResult
 from cais.storage.errors import LayerExists, LayerNotFound, LayerTooLarge, StorageError
 from cais.storage.idshift import IdShift, shift_tree
+from cais.storage.reclaim import delete_later
 
 __all__ = ["Change", "DiffResult", "Driver", "open_driver", "DRIVERS"]
 
@@ -111,13 +112,16 @@ def sweep_staging(parent: str) -> None:
         os.close(fd)
 
 
-def remove_tree(path: str, parent: str) -> None:
+def remove_tree(path: str, parent: str, *, later: bool = False) -> None:
     """Remove a committed directory: first rename it to a staging name (so it stops looking
-    trusted at once), then delete it."""
+    trusted at once), then delete it — `later`: in the background (reclaim.py)."""
     staging = tempfile.mkdtemp(prefix=STAGING_PREFIX + "rm-", dir=parent)
     target = os.path.join(staging, "x")
     os.rename(path, target)
-    shutil.rmtree(staging, ignore_errors=True)
+    if later:
+        delete_later(staging)
+    else:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 class Driver(abc.ABC):
@@ -165,7 +169,9 @@ class Driver(abc.ABC):
             return int(f.read().strip())
 
     @abc.abstractmethod
-    def create_rw(self, container_id: str, parent_layer_id: str | None) -> None: ...
+    def create_rw(self, container_id: str, parent_layer_id: str | None, *, volatile: bool = False) -> None:
+        """A container's writable layer over `parent_layer_id`. `volatile`: a layer that goes with
+        its container's exit (--rm), which a driver may then never flush to disk (overlay)."""
 
     @abc.abstractmethod
     def mount(self, container_id: str) -> str:

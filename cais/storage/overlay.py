@@ -37,6 +37,7 @@ _PAGE = os.sysconf("SC_PAGESIZE")
 # Options pinned off so that a diff stays a plain directory tree: no inode index tying an upper dir
 # to its lowers, no redirects or metacopy-only files that an export could not archive.
 _PINNED = ("index", "redirect_dir", "metacopy")
+VOLATILE = "volatile"  # in a container's layer directory: mount it with `volatile`
 
 
 def _short_name() -> str:
@@ -79,7 +80,7 @@ def mount_in(cwd: str, target: str, data: str) -> None:
         raise e
 
 
-def mount_deep(target: str, lowers: list[str], upper: str, work: str) -> None:
+def mount_deep(target: str, lowers: list[str], upper: str, work: str, volatile: bool = False) -> None:
     """Mount an overlay too deep for one page of options: with the new mount API, one `lowerdir+`
     per layer (Linux 6.8+), up to OverlayFS's own limit of 500 layers."""
     fs_fd = -1
@@ -93,6 +94,8 @@ def mount_deep(target: str, lowers: list[str], upper: str, work: str) -> None:
         for opt in _PINNED:
             if os.path.exists(f"/sys/module/overlay/parameters/{opt}"):
                 fsmount.fsconfig_string(fs_fd, opt, "off")
+        if volatile:
+            fsmount.fsconfig_flag(fs_fd, "volatile")
         fsmount.fsconfig_create(fs_fd)
         mount_fd = fsmount.fsmount(fs_fd)
         try:
@@ -235,7 +238,10 @@ class OverlayDriver(Driver):
 
     # --- containers --------------------------------------------------------------------------------
 
-    def create_rw(self, container_id: str, parent_layer_id: str | None) -> None:
+    def create_rw(self, container_id: str, parent_layer_id: str | None, *, volatile: bool = False) -> None:
+        """`volatile`: mounted with OverlayFS's `volatile` (no sync of the upper file system at each
+        unmount — with other writers on the disk, the slowest step of a container's exit); as podman
+        does for --rm, for a layer that is removed with its container, so a crash cannot hurt it."""
         final = self._container(container_id, must_exist=False)
         if os.path.exists(final):
             raise StorageError(f"container {container_id} already has a writable layer")
@@ -247,6 +253,8 @@ class OverlayDriver(Driver):
                 os.mkdir(os.path.join(staging.path, d), mode)
             self._shift(os.path.join(staging.path, "diff"))  # the root directory, as the remapped root's
             _write(os.path.join(staging.path, "lower"), lower)
+            if volatile:
+                _write(os.path.join(staging.path, VOLATILE), "")
         except BaseException:
             staging.discard()
             raise
@@ -261,11 +269,16 @@ class OverlayDriver(Driver):
             if not os.path.ismount(merged):
                 lower = _read(os.path.join(path, "lower")) or "empty"
                 rel = f"containers/{container_id}"
-                data = f"lowerdir={lower},upperdir={rel}/diff,workdir={rel}/work{_pinned_options()}"
+                volatile = os.path.exists(os.path.join(path, VOLATILE))
+                if volatile:  # mounted before: OverlayFS wants its marker gone (the layer is disposable)
+                    shutil.rmtree(os.path.join(path, "work", "work", "incompat"), ignore_errors=True)
+                data = (f"lowerdir={lower},upperdir={rel}/diff,workdir={rel}/work{_pinned_options()}"
+                        + (",volatile" if volatile else ""))
                 if len(data) < _PAGE:
                     mount_in(self.root, merged, data)
                 else:
-                    mount_deep(merged, self._layer_dirs(lower), os.path.join(path, "diff"), os.path.join(path, "work"))
+                    mount_deep(merged, self._layer_dirs(lower), os.path.join(path, "diff"), os.path.join(path, "work"),
+                               volatile)
         return merged
 
     def unmount(self, container_id: str) -> None:
@@ -282,7 +295,7 @@ class OverlayDriver(Driver):
     def remove_rw(self, container_id: str) -> None:
         path = self._container(container_id)
         self.unmount(container_id)
-        remove_tree(path, self._containers)
+        remove_tree(path, self._containers, later=True)  # a container's layer: off its removal's path
 
     # --- diffs -------------------------------------------------------------------------------------
 

@@ -84,7 +84,7 @@ class VfsDriver(Driver):
 
     # --- containers --------------------------------------------------------------------------------
 
-    def create_rw(self, container_id: str, parent_layer_id: str | None) -> None:
+    def create_rw(self, container_id: str, parent_layer_id: str | None, *, volatile: bool = False) -> None:
         final = self._container(container_id, must_exist=False)
         if os.path.exists(final):
             raise StorageError(f"container {container_id} already has a writable layer")
@@ -113,7 +113,7 @@ class VfsDriver(Driver):
         self._container(container_id)
 
     def remove_rw(self, container_id: str) -> None:
-        remove_tree(self._container(container_id), self._containers)
+        remove_tree(self._container(container_id), self._containers, later=True)  # off the removal's path
 
     # --- diffs -------------------------------------------------------------------------------------
 

@@ -96,6 +96,29 @@ COPY empty-dir /made/empty/
         "archive.tar": b"TAR",
         "empty-dir/": "",
     },
+    "copy-through-image-symlinks": {
+        "Dockerfile": """\
+FROM busybox
+RUN mkdir -p /real/sub /deep/a/b && ln -s /real /abs && ln -s ../../../../../real /rel && ln -s ../real /deep/up \\
+ && ln -s /nowhere/x /dangling && ln -s sub /real/subl && ln -s / /escape && echo old > /real/old \\
+ && ln -s old /real/oldlink
+COPY a.txt /abs/
+COPY a.txt /rel/via-rel.txt
+COPY a.txt /deep/up/sub/
+COPY dir /abs/subl/
+COPY a.txt /escape/tmp/
+ADD archive.tar /rel/
+COPY a.txt /abs
+COPY b.txt /real/oldlink
+COPY a.txt /dangling
+COPY dir /deep/a/../up/dir-through-dotdot/
+""",
+        "a.txt": "alpha\n",
+        "b.txt": "bravo\n",
+        "dir/one": "1\n",
+        "dir/link": "->one",
+        "archive.tar": b"TAR",
+    },
     "dockerignore": {
         "Dockerfile": "FROM busybox\nCOPY . /ctx/\n",
         ".dockerignore": "# comment\n*.md\n!README.md\nsecret/\n!secret/public/*.pem\n**/*.tmp\n/rootonly\n",
@@ -262,7 +285,7 @@ def compare(docker: Dockerd, cais, tag: str) -> None:
     extra = sorted(set(our_tree) - set(their_tree))
     different = {p: (our_tree[p], their_tree[p]) for p in sorted(set(our_tree) & set(their_tree))
                  if our_tree[p] != their_tree[p]}
-    assert (missing, extra, different) == ([], [], {})
+    assert (missing, extra, different) == ([], [], {}), (missing, extra, different)
 
 
 BUILD_ARGS = {"arg-env-scoping": ["FROMCLI=cli", "UNUSED=1"]}

@@ -173,6 +173,8 @@ def test_upgrade_keeps_an_older_supervisor_for_its_containers(restartable: Caisd
                     ignore=shutil.ignore_patterns("__pycache__"))
     with open(os.path.join(old, "cais", "__init__.py"), "a") as f:
         f.write('\n__version__ = "0.0.9"\n')
+    with open(os.path.join(old, "cais", "engine", "build.py"), "a") as f:
+        f.write("\nPROTOCOL = 1\n")  # before `create`: caisd starts containers there with `start`
     d.kill(signal.SIGTERM)
     _stop_supervisor(d)
     d.env = {"PYTHONPATH": old}  # the "installed" cais before the upgrade
@@ -191,6 +193,7 @@ def test_upgrade_keeps_an_older_supervisor_for_its_containers(restartable: Caisd
     assert _out(d.docker("inspect", "-f", "{{.State.Running}}", cid)) == "true"
     assert _out(d.docker("logs", cid)) == "before"
     assert _out(d.docker("exec", cid, "echo", "exec works")) == "exec works"
+    assert _out(d.docker("run", "--rm", "busybox", "echo", "started by protocol 1")) == "started by protocol 1"
     d.docker("rm", "-f", cid)  # nothing left under the old supervisor: replaced by one of our build
     deadline = time.monotonic() + 30
     while d.supervisor_pid() == old_supervisor and time.monotonic() < deadline:
@@ -199,3 +202,75 @@ def test_upgrade_keeps_an_older_supervisor_for_its_containers(restartable: Caisd
     assert "replaced the idle supervisor" in d.read_log()
     assert d.docker("info", "--format", "{{json .Warnings}}").stdout.strip() == b"null"
     assert _out(d.docker("run", "--rm", "busybox", "echo", "new")) == "new"
+
+
+def _children(pid: int) -> list[int]:
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        return [int(p) for p in f.read().split()]
+
+
+def _zygote_of(supervisor: int) -> int | None:
+    for child in _children(supervisor):
+        with open(f"/proc/{child}/cmdline", "rb") as f:
+            if b"zygote" in f.read():
+                return child
+    return None
+
+
+def test_inits_come_from_the_zygote_which_is_replaced_if_it_dies(restartable: Caisd) -> None:
+    d = restartable
+    supervisor = d.supervisor_pid()
+    zygote = _zygote_of(supervisor)  # type: ignore[arg-type]
+    assert zygote is not None
+    with open(f"/proc/{zygote}/status") as f:
+        zygote_ppid = next(int(line.split()[1]) for line in f if line.startswith("PPid:"))
+    assert zygote_ppid == supervisor
+    cid = _out(d.docker("run", "-d", "--network", "none", "busybox", "sleep", "60"))
+    pid = int(_out(d.docker("inspect", "-f", "{{.State.Pid}}", cid)))
+    assert pid in _children(supervisor)  # cloned by the zygote, the supervisor's child (it reaps it)
+    assert _out(d.docker("exec", cid, "cat", "/sys/class/net/lo/operstate")) in ("unknown", "up")
+    os.kill(zygote, signal.SIGKILL)
+    assert _out(d.docker("run", "--rm", "busybox", "echo", "after")) == "after"
+    deadline = time.monotonic() + 10
+    while _zygote_of(supervisor) in (None, zygote):  # type: ignore[arg-type]
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert d.docker("run", "--rm", "--network", "none", "busybox", "true").returncode == 0
+    d.docker("rm", "-f", cid)
+
+
+def test_removed_containers_leave_nothing_behind(restartable: Caisd) -> None:
+    """A removal answers once the container is gone; its directories are deleted in the background,
+    and what a crash left of them is swept at the next start."""
+    d = restartable
+    containers = os.path.join(d.data_root, "containers")
+    layers = os.path.join(d.data_root, "storage", "overlay", "containers")
+    assert d.docker("run", "--rm", "busybox", "true").returncode == 0
+    kept = _out(d.docker("create", "busybox", "true"))
+    d.docker("rm", kept)
+    deadline = time.monotonic() + 10
+    while (os.listdir(containers) or os.listdir(layers)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert os.listdir(containers) == [] and os.listdir(layers) == []
+    left = os.path.join(containers, ".removed-" + "0" * 64)
+    os.makedirs(os.path.join(left, "sub"))
+    d.kill(signal.SIGKILL)
+    d.start()
+    assert os.listdir(containers) == []
+    assert _out(d.docker("ps", "-aq")) == ""
+
+
+def test_concurrent_starts_and_execs_keep_every_exit_code(restartable: Caisd) -> None:
+    """The supervisor creates in worker threads: a process that exits before it is registered
+    (an exec'd `exit N`) still has its exit code reported."""
+    from concurrent.futures import ThreadPoolExecutor
+    d = restartable
+    box = _out(d.docker("run", "-d", "busybox", "sleep", "60"))
+    with ThreadPoolExecutor(6) as pool:
+        execs = list(pool.map(lambda n: d.docker("exec", box, "sh", "-c", f"exit {n}", check=False).returncode,
+                              range(1, 7)))
+        runs = list(pool.map(lambda n: d.docker("run", "--rm", "busybox", "sh", "-c", f"echo {n}; exit {n}",
+                                                check=False), range(1, 7)))
+    assert execs == list(range(1, 7))
+    assert [(r.returncode, r.stdout) for r in runs] == [(n, f"{n}\n".encode()) for n in range(1, 7)]
+    d.docker("rm", "-f", box)

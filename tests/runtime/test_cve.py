@@ -16,13 +16,17 @@ from tests.runtime.bundle import Runtime, read
 # CVE-2019-5736 class: the host binary that runs the runtime must stay out of reach.
 
 
-def test_init_exe_is_a_sealed_copy_not_the_host_python(rt: Runtime) -> None:
+def test_init_exe_is_a_protected_view_not_the_host_python(rt: Runtime) -> None:
     cid = rt.create(rt.bundle("true"))
     pid = rt.state(cid)["pid"]
-    assert os.readlink(f"/proc/{pid}/exe").startswith("/memfd:cais-runtime-python")
+    host_python = os.path.realpath(sys.executable)
+    # a sealed memfd copy (a small launcher), or the binary through a detached read-only overlay
+    assert os.readlink(f"/proc/{pid}/exe") in ("/memfd:cais-runtime-python (deleted)",
+                                                "/" + os.path.basename(host_python))
+    assert os.stat(f"/proc/{pid}/exe").st_dev != os.stat(host_python).st_dev
     with pytest.raises(OSError) as refused, open(f"/proc/{pid}/exe", "r+b") as f:
-        f.write(b"\x7fELF overwritten")  # a sealed memfd: F_SEAL_WRITE (or ETXTBSY while it runs)
-    assert refused.value.errno in (errno.EPERM, errno.ETXTBSY)
+        f.write(b"\x7fELF overwritten")  # memfd: F_SEAL_WRITE (or ETXTBSY while it runs); overlay: EROFS
+    assert refused.value.errno in (errno.EPERM, errno.ETXTBSY, errno.EROFS)
     # From inside the container, the init (still Python, waiting for start) is non-dumpable:
     # its /proc entries are out of reach even for the container's root.
     done = rt(
@@ -30,6 +34,56 @@ def test_init_exe_is_a_sealed_copy_not_the_host_python(rt: Runtime) -> None:
     )
     assert "memfd" not in done.stdout and "python" not in done.stdout
     assert done.stdout.strip() == "end" and done.stderr.count("Permission denied") >= 2
+
+
+def test_the_overlay_view_of_a_binary_cannot_be_written() -> None:
+    """launch's protected view of a large (static) interpreter: what a container reaching the
+    init's /proc/PID/exe would get. Exercised directly: this venv's launcher is small (copied)."""
+    from cais.runtime import launch
+
+    host_python = os.path.realpath(sys.executable)
+    fd = launch._through_overlay(host_python)
+    if fd is None:
+        pytest.skip("no private OverlayFS mount here (the runtime copies into a sealed memfd)")
+    try:
+        assert os.readlink(f"/proc/self/fd/{fd}") == "/" + os.path.basename(host_python)  # attached nowhere
+        code = "import os; open('/proc/self/exe', 'r+b')"
+        done = subprocess.run([f"/proc/self/fd/{fd}", "-I", "-S", "-c", code], pass_fds=(fd,),
+                              capture_output=True, text=True)
+        assert "Read-only file system" in done.stderr  # it runs, and its own exe is read-only
+        with pytest.raises(OSError) as refused:
+            os.open(f"/proc/self/fd/{fd}", os.O_WRONLY)
+        assert refused.value.errno == errno.EROFS
+    finally:
+        os.close(fd)
+
+
+def test_init_through_the_overlay_view(rt: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A container whose init runs from the overlay view (as with a static, large interpreter)."""
+    from cais.runtime import launch
+
+    monkeypatch.setattr(launch, "_COPY_AT_MOST", 0)
+    monkeypatch.setattr(launch, "_protected_python", None)
+    b = rt.bundle("true")
+    b.write()
+    cid = rt.new_id()
+    with open(os.devnull) as devnull:
+        runtime.create(cid, b.path, root=rt.root, stdio=(devnull.fileno(),) * 3)
+    try:
+        if launch._protected_python is not None and os.readlink(f"/proc/self/fd/{launch._protected_python}") \
+                .startswith("/memfd:"):
+            pytest.skip("no private OverlayFS mount here (the runtime copies into a sealed memfd)")
+        pid = runtime.state(cid, root=rt.root)["pid"]
+        assert os.readlink(f"/proc/{pid}/exe") == "/" + os.path.basename(os.path.realpath(sys.executable))
+        with pytest.raises(OSError) as refused:
+            os.open(f"/proc/{pid}/exe", os.O_WRONLY)
+        assert refused.value.errno == errno.EROFS
+        runtime.start(cid, root=rt.root)
+        assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+    finally:
+        runtime.delete(cid, root=rt.root, force=True)
+        if launch._protected_python is not None:
+            os.close(launch._protected_python)
 
 
 def test_shebang_to_proc_self_exe_cannot_touch_host_binary(rt: Runtime) -> None:

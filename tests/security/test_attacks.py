@@ -80,8 +80,12 @@ def test_archive_put_through_container_symlinks_stays_inside(daemon: Caisd, ctr:
     # a hard link to a host file
     put(daemon, ctr, "/", tar_of(("hardlink", "passwd-link", "/etc/passwd")))
     assert not os.listdir(host_dir)
-    out = daemon.docker("exec", ctr, "sh", "-c", f"ls {host_dir} /evil/ 2>/dev/null").stdout.decode()
-    assert "escaped" in out  # it landed in the container's own tree
+    # a symlink to a directory that exists in the container: followed there (as docker's chrooted untar)
+    name = f"cais-se-{secrets.token_hex(4)}"
+    status, _ = put(daemon, ctr, "/", tar_of(("symlink", "evil3", "/tmp"), ("file", f"evil3/{name}", b"x")))
+    assert status == 200
+    assert not os.path.exists(f"/tmp/{name}")
+    assert daemon.docker("exec", ctr, "cat", f"/tmp/{name}").stdout == b"x"  # in the container's own /tmp
     assert daemon.ping()
 
 

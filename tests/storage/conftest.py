@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import pytest
 
 from cais.linux import mount as mnt
-from cais.storage import Driver, open_driver
+from cais.storage import Driver, open_driver, reclaim
 
 
 def unmount_under(root: str) -> None:
@@ -31,6 +31,7 @@ def st_root() -> Iterator[str]:
     try:
         yield path
     finally:
+        reclaim.wait_idle()  # removed writable layers are deleted in the background
         unmount_under(path)
         shutil.rmtree(path, ignore_errors=True)
 

@@ -352,3 +352,19 @@ def test_auto_selection_picks_vfs_on_overlayfs(st_root):
         assert not [n for n in os.listdir(os.path.join(st_root, "merged", "data")) if n.startswith(".tmp-")]
     finally:
         mnt.umount(os.path.join(st_root, "merged"), mnt.MNT_DETACH)
+
+
+def test_a_volatile_layer_is_mounted_volatile_and_can_be_mounted_again(st_root):
+    driver = open_driver(st_root, "overlay")
+    driver.apply_diff("base", None, stream(BASE))
+    driver.create_rw("c", "base", volatile=True)
+    for _ in range(2):  # the second mount finds OverlayFS's marker of the first
+        root = driver.mount("c")
+        with open("/proc/self/mountinfo") as f:
+            line = next(line for line in f if f" {root} " in line)
+        assert "volatile" in line.split(" - ")[1]
+        with open(os.path.join(root, "kept"), "a") as f:
+            f.write("x")
+        driver.unmount("c")
+    assert read(os.path.join(driver.mount("c"), "kept")) == b"xx"
+    driver.remove_rw("c")

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
-import http.client
 import json
 import sys
-import threading
 import time
 
 from cais.cli import format as fmt
@@ -79,40 +76,15 @@ def _pull_if_missing(ctx, image: str, body: dict, name: str | None, policy: str,
 
 def _create(ctx, args: list[str], prog: str):  # type: ignore[no-untyped-def]
     from cais.cli.runopts import add_container_flags, container_body
-    p = Parser(prog, "[OPTIONS] IMAGE [COMMAND] [ARG...]")
+    p = Parser(prog, "[OPTIONS] IMAGE [COMMAND] [ARG...]", _DESCRIPTIONS[prog], interspersed=False)
     add_container_flags(p)
-    p.set_defaults()
-    opts = p.parse_intermixed_args(_split_command(p, args))
+    opts = p.parse_args(args)
     body = container_body(opts)
     cid = _pull_if_missing(ctx, opts.image, body, opts.name, opts.pull, opts.quiet)
     return opts, body, cid
 
 
-def _split_command(parser, args: list[str]) -> list[str]:  # type: ignore[no-untyped-def]
-    """Everything after the image is the command: insert `--` so argparse leaves it alone."""
-    takes_value = set()
-    for action in parser._actions:
-        if action.nargs != 0 and action.option_strings:
-            takes_value.update(action.option_strings)
-    i = 0
-    while i < len(args):
-        arg = args[i]
-        if arg == "--":
-            return args
-        if arg.startswith("-") and arg != "-":
-            if "=" not in arg and arg in takes_value:
-                i += 2
-                continue
-            if not arg.startswith("--") and len(arg) > 2 and arg[:2] in takes_value:
-                i += 1
-                continue
-            if not arg.startswith("--") and len(arg) > 2 and arg[-1:] and f"-{arg[-1]}" in takes_value:
-                i += 2
-                continue
-            i += 1
-            continue
-        return args[: i + 1] + ["--"] + args[i + 1:]
-    return args
+_DESCRIPTIONS = {"run": "Create and run a new container from an image", "create": "Create a new container"}
 
 
 def cmd_create(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
@@ -132,54 +104,64 @@ def cmd_run(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
 
 
 def _run_attached(ctx, cid: str, *, tty: bool, stdin: bool, auto_remove: bool, detach_keys: str | None) -> int:  # type: ignore[no-untyped-def]
+    """docker's sequence (attach, wait, then start, so that no output and no exit is missed), with
+    the attach and wait requests sent together and the wait's answer read once the output ended."""
     from cais.cli import streams
+    client = ctx.client
     params = {"stream": 1, "stdout": 1, "stderr": 1, "stdin": int(stdin)}
     if detach_keys:
         params["detachKeys"] = detach_keys
-    try:
-        sock = ctx.client.hijack(f"/containers/{cid}/attach", params)
-    except ApiError as e:
-        raise CliError(f"Error response from daemon: {e}", 125) from None
-    status: dict = {}
-    waiting = threading.Event()
-    exited = threading.Event()
     condition = "removed" if auto_remove else "next-exit"
-
-    def wait() -> None:
-        try:
-            response = ctx.client.request("POST", f"/containers/{cid}/wait", {"condition": condition})
-            waiting.set()
-            status.update(json.loads(response.read() or b"{}"))
-        except (ApiError, OSError, ValueError, http.client.HTTPException) as e:
-            status["error"] = str(e) or type(e).__name__
-        finally:
-            waiting.set()
-            exited.set()
-    threading.Thread(target=wait, daemon=True).start()
-    waiting.wait(10)
+    attaching = client.send_hijack(f"/containers/{cid}/attach", params)
     try:
-        ctx.client.call("POST", f"/containers/{cid}/start")
+        waiting = client.send("POST", f"/containers/{cid}/wait", {"condition": condition})
+    except BaseException:
+        attaching.close()
+        raise
+    try:
+        sock = client.hijacked(attaching)
+    except ApiError as e:
+        waiting.close()
+        raise CliError(f"Error response from daemon: {e}", 125) from None
+    try:
+        wait = client.answer(waiting, "POST")
+        client.call("POST", f"/containers/{cid}/start")
     except ApiError as e:
         sock.close()
+        waiting.close()
         if auto_remove:
-            with contextlib.suppress(ApiError):
-                ctx.client.call("DELETE", f"/containers/{cid}", {"force": 1})
+            _quietly(client.call, "DELETE", f"/containers/{cid}", {"force": 1})
         raise CliError(f"Error response from daemon: {e}", 125 if e.status < 500 else 126) from None
     with streams.raw_terminal(tty and stdin):
         if tty:
             streams.watch_resize(lambda h, w: _quiet_resize(ctx, f"/containers/{cid}/resize", h, w))
         streams.pump(sock, tty=tty, stdin=stdin)
     sock.close()
-    # the attach stream ended: the container exited, or the user detached (only possible with stdin)
-    # woken by the wait thread, not by polling; with stdin, a detach leaves the container running
-    if not exited.wait(1 if stdin else 60) and stdin:
-        info = _container_state(ctx, cid)
-        if info is not None and info["Running"]:
+    return _exit_status(ctx, cid, wait, detachable=stdin)
+
+
+def _exit_status(ctx, cid: str, wait, *, detachable: bool) -> int:  # type: ignore[no-untyped-def]
+    """The exit code from a wait request's answer, once the output stream ended: the container
+    exited — or, with stdin, the user may have detached: then the container still runs (0)."""
+    if detachable and not _answered(wait, 1.0):
+        state = _container_state(ctx, cid)
+        if state is not None and state["Running"]:
+            wait.close()
             return 0
-        exited.wait(59)
-    if "error" in status:
-        raise CliError(f"Error response from daemon: {status['error']}", 125)
+    try:
+        status = json.loads(wait.readline() or b"{}")
+    except (OSError, ValueError) as e:
+        raise CliError(f"Error response from daemon: {e}", 125) from None
+    finally:
+        wait.close()
+    if (status.get("Error") or {}).get("Message"):
+        raise CliError(f"Error response from daemon: {status['Error']['Message']}", 125)
     return int(status.get("StatusCode", 0))
+
+
+def _answered(response, timeout: float) -> bool:  # type: ignore[no-untyped-def]
+    import select
+    return response.buffered() or bool(select.select([response], [], [], timeout)[0])
 
 
 def _container_state(ctx, cid: str) -> dict | None:  # type: ignore[no-untyped-def]
@@ -190,8 +172,15 @@ def _container_state(ctx, cid: str) -> dict | None:  # type: ignore[no-untyped-d
 
 
 def _quiet_resize(ctx, path: str, h: int, w: int) -> None:  # type: ignore[no-untyped-def]
-    with contextlib.suppress(ApiError, OSError):
-        ctx.client.call("POST", path, {"h": h, "w": w})
+    _quietly(ctx.client.call, "POST", path, {"h": h, "w": w})
+
+
+def _quietly(call, *args) -> None:  # type: ignore[no-untyped-def]
+    """A request whose failure changes nothing for the user (contextlib costs a start ~0.7 ms)."""
+    try:
+        call(*args)
+    except (ApiError, OSError):
+        return
 
 
 # ---- start / stop / restart / kill / rm / pause ------------------------------------------
@@ -385,7 +374,7 @@ def cmd_inspect(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
 
 
 def cmd_logs(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
-    from cais.cli.streams import HEADER
+    from cais.cli.streams import HEADER_SIZE, parse_header
     p = Parser("logs", "[OPTIONS] CONTAINER")
     p.add_argument("-f", "--follow", action="store_true")
     p.add_argument("-n", "--tail", default="all")
@@ -408,10 +397,10 @@ def cmd_logs(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
             out.write(chunk)
             out.flush()
         return 0
-    while header := response.read(HEADER.size):
-        if len(header) < HEADER.size:
+    while header := response.read(HEADER_SIZE):
+        if len(header) < HEADER_SIZE:
             break
-        stream, length = HEADER.unpack(header)
+        stream, length = parse_header(header)
         data = response.read(length)
         target = err if stream == 2 else out
         target.write(data)
@@ -513,7 +502,8 @@ def cmd_stats(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
 # ---- exec / attach --------------------------------------------------------------------------
 def cmd_exec(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
     from cais.cli import streams
-    p = Parser("exec", "[OPTIONS] CONTAINER COMMAND [ARG...]")
+    p = Parser("exec", "[OPTIONS] CONTAINER COMMAND [ARG...]", "Execute a command in a running container",
+               interspersed=False)
     p.add_argument("-d", "--detach", action="store_true")
     p.add_argument("-i", "--interactive", action="store_true")
     p.add_argument("-t", "--tty", action="store_true")
@@ -524,8 +514,7 @@ def cmd_exec(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
     p.add_argument("--detach-keys")
     p.add_argument("container")
     p.add_argument("command", nargs="+")
-    split = _exec_split(args)
-    opts = p.parse_args(split)
+    opts = p.parse_args(args)
     body = {"Cmd": opts.command, "Tty": opts.tty, "AttachStdin": opts.interactive and not opts.detach,
             "AttachStdout": not opts.detach, "AttachStderr": not opts.detach, "User": opts.user or "",
             "WorkingDir": opts.workdir or "", "Env": opts.env, "Privileged": opts.privileged,
@@ -543,25 +532,10 @@ def cmd_exec(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
             streams.watch_resize(lambda h, w: _quiet_resize(ctx, f"/exec/{exec_id}/resize", h, w))
         streams.pump(sock, tty=opts.tty, stdin=opts.interactive)
     sock.close()
-    for _ in range(100):
-        info = _api(ctx, "GET", f"/exec/{exec_id}/json")
-        if not info["Running"] and info["ExitCode"] is not None:
-            return int(info["ExitCode"])
-        time.sleep(0.02)
-    return 0
-
-
-def _exec_split(args: list[str]) -> list[str]:
-    with_value = {"-u", "--user", "-w", "--workdir", "-e", "--env", "--detach-keys"}
-    i = 0
-    while i < len(args):
-        if args[i] == "--":
-            return args
-        if args[i].startswith("-") and args[i] != "-":
-            i += 2 if args[i] in with_value else 1
-            continue
-        return args[: i + 1] + ["--"] + args[i + 1:]
-    return args
+    # caisd records the exit code before it ends the stream: one inspect, as the docker CLI does
+    # (still running: the user detached)
+    info = _api(ctx, "GET", f"/exec/{exec_id}/json")
+    return 0 if info["Running"] or info["ExitCode"] is None else int(info["ExitCode"])
 
 
 def cmd_attach(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
@@ -579,6 +553,8 @@ def cmd_attach(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
     tty = info["Config"]["Tty"]
     params = {"stream": 1, "stdout": 1, "stderr": 1, "stdin": int(stdin), "detachKeys": opts.detach_keys}
     try:
+        # not-running: answered at once if the container stopped since the inspect
+        wait = ctx.client.request("POST", f"/containers/{info['Id']}/wait", {"condition": "not-running"})
         sock = ctx.client.hijack(f"/containers/{info['Id']}/attach", params)
     except ApiError as e:
         raise CliError(f"Error response from daemon: {e}") from None
@@ -586,14 +562,9 @@ def cmd_attach(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
         if tty:
             streams.watch_resize(lambda h, w: _quiet_resize(ctx, f"/containers/{info['Id']}/resize", h, w))
         streams.pump(sock, tty=tty, stdin=stdin, close_write=False)
-    deadline = time.monotonic() + 1  # the stream ended: the container exited, or we detached
-    while True:
-        state = _container_state(ctx, info["Id"]) or {}
-        if not state.get("Running"):
-            return int(state.get("ExitCode", 0))
-        if time.monotonic() > deadline:
-            return 0
-        time.sleep(0.02)
+    sock.close()
+    # the stream ended: the container exited, or we detached
+    return _exit_status(ctx, info["Id"], wait, detachable=True)
 
 
 # ---- cp / export / prune ------------------------------------------------------------------

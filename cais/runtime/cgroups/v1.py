@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import time
 
@@ -11,6 +10,7 @@ from cais.runtime.cgroups.errors import CgroupError
 from cais.runtime.cgroups.manager import Manager
 from cais.runtime.cgroups.paths import cgroup_mounts, own_cgroups, under_mount
 from cais.runtime.cgroups.resources import validate
+from cais.runtime.errors import suppress
 
 TYPE_CHECKING = False  # typing costs ~10 ms at startup; annotations are never evaluated
 if TYPE_CHECKING:
@@ -81,7 +81,7 @@ class V1Manager(Manager):
 
     def _rollback(self) -> None:
         for d in reversed(self._created):
-            with contextlib.suppress(CgroupError):
+            with suppress(CgroupError):
                 fs.remove(d)
         self._created = []
 

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
+import _signal  # signal.py's C half: signal.py builds enums (~5 ms at each start)
 import os
-import signal
 import sys
 import time
 
 from cais.linux.namespaces import CLONE_NEWCGROUP, CLONE_NEWUSER, CLONE_NEWUTS
 from cais.runtime import cgroup, launch, namespaces, spec, store
 from cais.runtime.channel import Channel
-from cais.runtime.errors import ConfigError, RuntimeFailure
+from cais.runtime.errors import ConfigError, RuntimeFailure, suppress
 
 TYPE_CHECKING = False  # typing costs ~10 ms at startup; annotations are never evaluated
 if TYPE_CHECKING:
@@ -34,9 +33,9 @@ def write_pid_file(path: str, pid: int) -> None:
 
 def kill_and_reap(pid: int) -> None:
     """Undo a half-started process (create or exec failed after it was born)."""
-    with contextlib.suppress(OSError):
-        os.kill(pid, signal.SIGKILL)
-    with contextlib.suppress(ChildProcessError):
+    with suppress(OSError):
+        os.kill(pid, _signal.SIGKILL)
+    with suppress(ChildProcessError):
         os.waitpid(pid, 0)
 
 
@@ -77,7 +76,7 @@ def _create(boot: launch.Bootstrap, container_id: str, bundle: str, root: str, c
     manager = None
     born_inside = False
     pid = 0
-    fifo_fd = -1
+    fifo_fd = cgroup_fd = -1
     try:
         if console_socket:
             from cais.runtime import terminal
@@ -92,10 +91,12 @@ def _create(boot: launch.Bootstrap, container_id: str, bundle: str, root: str, c
         if manager is not None:
             manager.create(resources)
             container.data["cgroup_paths"] = manager.paths  # later commands reopen exactly these
-            # The bootstrap goes in while it still boots (as runc puts `runc init` in): the init is
-            # then cloned inside, and the migration (on v1 an RCU grace period, ~20 ms) overlaps the
-            # boot rather than following the clone. A zygote is shared: its inits are moved.
-            if isinstance(boot, launch.Bootstrap):
+            if manager.version == 2:  # the init is cloned into it (CLONE_INTO_CGROUP): no migration
+                cgroup_fd = os.open(manager.paths[""], os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            elif isinstance(boot, launch.Bootstrap):
+                # v1: the bootstrap goes in while it still boots (as runc puts `runc init` in), and
+                # the init is cloned inside: the migration (an RCU grace period, ~10-20 ms) overlaps
+                # the boot rather than following the clone. A zygote is shared: its inits are moved.
                 manager.add(boot.pid)
                 born_inside = True
         elif _limits(resources):
@@ -111,14 +112,19 @@ def _create(boot: launch.Bootstrap, container_id: str, bundle: str, root: str, c
             "new_uts": bool(clone_flags & CLONE_NEWUTS) or any(k == "uts" for k, _ in joins),
             "new_cgroupns": bool(clone_flags & CLONE_NEWCGROUP),
             "no_pivot": no_pivot, "no_new_keyring": no_new_keyring, "preserve_fds": preserve_fds,
-            "fifo_fd": 0, "console_fd": 1 if console_fd is not None else None, "state": base_state,
-        }  # fifo_fd, console_fd: indexes in the descriptors sent with the job
-        pid = boot.start(job, [fifo_fd] + ([console_fd] if console_fd is not None else []))
+            "fifo_fd": 0, "console_fd": None, "cgroup_fd": None, "state": base_state,
+        }  # fifo_fd, console_fd, cgroup_fd: indexes in the descriptors sent with the job
+        fds = [fifo_fd]
+        for key, fd in (("console_fd", console_fd), ("cgroup_fd", cgroup_fd)):
+            if fd is not None and fd >= 0:
+                job[key] = len(fds)
+                fds.append(fd)
+        pid = boot.start(job, fds)
         container.data.update(pid=pid, pid_start=store.process_start_time(pid))
         container.save()
         if clone_flags & CLONE_NEWUSER:
             namespaces.write_id_maps(pid, config.get("linux", {}))
-        if manager is not None and not born_inside:
+        if manager is not None and not born_inside and not boot.in_cgroup:
             manager.add(pid)
         boot.channel.send({"type": "go", "pid": pid})
         _converse(boot.channel, config, dict(base_state, pid=pid), warn)
@@ -130,13 +136,14 @@ def _create(boot: launch.Bootstrap, container_id: str, bundle: str, root: str, c
         if born_inside:
             boot.abandon()  # out of the cgroup before it goes
         if manager is not None:
-            with contextlib.suppress(Exception):
+            with suppress(Exception):
                 manager.destroy()
         container.remove()
         raise
     finally:
-        if fifo_fd >= 0:
-            os.close(fifo_fd)
+        for fd in (fifo_fd, cgroup_fd):
+            if fd >= 0:
+                os.close(fd)
         if console_fd is not None:
             os.close(console_fd)
 

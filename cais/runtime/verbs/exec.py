@@ -47,15 +47,23 @@ def _exec(boot: launch.Bootstrap, container_id: str, process: dict[str, Any], ro
     joins = namespaces.of_process(config, container.pid)
     console_fd = None
     pid = 0
+    cgroup_fd = -1
     try:
         if console_socket:
             console_fd = terminal.connect(console_socket)
         manager = cgroup.of(container)
+        if manager is not None and manager.version == 2:  # cloned into it: no migration
+            cgroup_fd = os.open(manager.paths[""], os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         job = {"kind": "exec", "id": container_id, "config": config, "process": process, "clone_flags": 0,
                "joins": joins, "seccomp": bool(config.get("linux", {}).get("seccomp")),
-               "preserve_fds": preserve_fds, "console_fd": 0 if console_fd is not None else None}
-        pid = boot.start(job, [console_fd] if console_fd is not None else [])
-        if manager is not None:
+               "preserve_fds": preserve_fds, "console_fd": None, "cgroup_fd": None}
+        fds: list[int] = []
+        for key, fd in (("console_fd", console_fd), ("cgroup_fd", cgroup_fd)):
+            if fd is not None and fd >= 0:
+                job[key] = len(fds)
+                fds.append(fd)
+        pid = boot.start(job, fds)
+        if manager is not None and not boot.in_cgroup:
             manager.add(pid)
         boot.channel.send({"type": "go", "pid": pid})
         while (message := boot.channel.recv()) is not None:  # EOF: the process exec'd (O_CLOEXEC)
@@ -72,4 +80,6 @@ def _exec(boot: launch.Bootstrap, container_id: str, process: dict[str, Any], ro
     finally:
         if console_fd is not None:
             os.close(console_fd)
+        if cgroup_fd >= 0:
+            os.close(cgroup_fd)
     return pid

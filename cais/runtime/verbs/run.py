@@ -2,31 +2,31 @@
 
 from __future__ import annotations
 
-import contextlib
+import _signal  # signal.py's C half: signal.py builds enums (~5 ms at each start)
 import os
-import signal
 
 from cais.runtime import store
+from cais.runtime.errors import suppress
 from cais.runtime.verbs.create import create
 from cais.runtime.verbs.delete import delete
 from cais.runtime.verbs.start import start
 
-FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2,
-             signal.SIGWINCH)
+FORWARDED = (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP, _signal.SIGQUIT, _signal.SIGUSR1, _signal.SIGUSR2,
+             _signal.SIGWINCH)
 
 
 def wait_forwarding(pid: int) -> int:
     """Wait for our child PID, forwarding the usual signals to it; return a shell-style status."""
     def forward(sig: int, _frame: object) -> None:
-        with contextlib.suppress(ProcessLookupError):
+        with suppress(ProcessLookupError):
             os.kill(pid, sig)
 
-    previous = {sig: signal.signal(sig, forward) for sig in FORWARDED}
+    previous = {sig: _signal.signal(sig, forward) for sig in FORWARDED}
     try:
         _, status = os.waitpid(pid, 0)
     finally:
         for sig, handler in previous.items():
-            signal.signal(sig, handler)
+            _signal.signal(sig, handler)
     code = os.waitstatus_to_exitcode(status)
     return 128 - code if code < 0 else code
 

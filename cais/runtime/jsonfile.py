@@ -1,0 +1,76 @@
+"""JSON for config.json and state.json, through json's C half (_json) driven directly.
+
+`import json` costs ~10 ms at every start of the command (json.decoder compiles regular
+expressions at import, and re imports enum), on the path of every create, run, start and
+delete, where the work itself is done by _json's scanner and encoder. The results are json's
+(same defaults: strict strings, NaN and Infinity allowed, ASCII output); an input _json does not
+take, or an error to report, goes to json itself, whose messages are the usual ones.
+"""
+
+from __future__ import annotations
+
+TYPE_CHECKING = False  # typing costs ~10 ms at startup; annotations are never evaluated
+if TYPE_CHECKING:
+    from typing import Any
+
+try:
+    import _json
+except ImportError:  # an interpreter without json's C half: json does it all
+    _json = None
+
+_SPACE = " \t\n\r"  # JSON's whitespace
+
+
+class _DecoderOptions:
+    """What json.JSONDecoder hands the C scanner, with json.loads's defaults."""
+
+    strict = True
+    object_hook = None
+    object_pairs_hook = None
+    parse_float = float
+    parse_int = int
+
+    @staticmethod
+    def parse_constant(name: str) -> float:
+        return float(name.lower().replace("infinity", "inf"))
+
+
+def loads(text: str | bytes) -> Any:
+    """json.loads of TEXT (bytes: UTF-8 without a BOM; anything else is left to json)."""
+    if _json is not None and not (isinstance(text, bytes) and text.startswith(b"\xef\xbb\xbf")):
+        try:
+            s = text.decode() if isinstance(text, bytes) else text
+        except UnicodeDecodeError:
+            s = None
+        if s is not None:
+            start = len(s) - len(s.lstrip(_SPACE))
+            try:
+                value, end = _json.make_scanner(_DecoderOptions)(s, start)
+            except (StopIteration, ValueError, SystemError):  # json says what is wrong, in its words
+                pass  # (SystemError: _json raises its errors through json.decoder, not imported here)
+            else:
+                if not s[end:].strip(_SPACE):
+                    return value
+    import json
+
+    return json.loads(text)
+
+
+def _not_serializable(value: Any) -> Any:
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+def dumps(value: Any) -> str:
+    """json.dumps(VALUE) with json's default separators and ASCII output."""
+    if _json is None:
+        import json
+
+        return json.dumps(value)
+    encode = _json.make_encoder({}, _not_serializable, _json.encode_basestring_ascii, None, ": ", ", ",
+                                False, False, True)
+    return "".join(encode(value, 0))
+
+
+def load(path: str) -> Any:
+    with open(path, "rb") as f:
+        return loads(f.read())
