@@ -116,6 +116,10 @@ def test_project_lifecycle(d: Caisd, project_dir: str) -> None:
                           "--format", "{{.Actor.Attributes.name}} {{.Action}}").stdout.decode().splitlines()
         assert events.index(f"{PROJECT}_web_1 start") < events.index(f"{PROJECT}_client_1 create"), events
         web = _inspect(d, f"{PROJECT}_web_1")
+        # dockerd's shape although docker-py sent only some fields
+        host_config = web["HostConfig"]
+        assert host_config["LogConfig"]["Type"] == "json-file" and host_config["Privileged"] is False
+        assert host_config["Init"] is True and host_config["Memory"] == 0 and host_config["CapAdd"] is None
         labels = web["Config"]["Labels"]
         assert labels["com.docker.compose.project"] == PROJECT and labels["com.docker.compose.service"] == "web"
         assert sorted(web["NetworkSettings"]["Networks"][f"{PROJECT}_default"]["Aliases"]) == sorted(
