@@ -164,8 +164,12 @@ class ImageService:
         from cais.image.reference import ReferenceError, parse
         from cais.registry.pull import pull
         try:
-            ref = parse(f"{name}:{tag}" if tag and "@" not in name and not _has_tag(name) else
-                        (f"{name}@{tag}" if tag.startswith("sha256:") else name))
+            if not tag or "@" in name:
+                ref = parse(name)
+            elif ":" in tag:  # dockerd: the "tag" may be a digest (docker-py and compose pull NAME@DIGEST so)
+                ref = parse(f"{name}@{tag}")
+            else:
+                ref = parse(name if _has_tag(name) else f"{name}:{tag}")
         except ReferenceError as e:
             raise InvalidParameter(str(e)) from None
 

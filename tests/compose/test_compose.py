@@ -339,3 +339,22 @@ def test_port_conflict_is_a_clear_error(d: Caisd, project_dir: str) -> None:
     finally:
         dc.down()
     assert _project_objects(d) == ([], [], [])
+
+
+def test_pull_by_digest_and_bad_config_are_clear_errors(d: Caisd, project_dir: str) -> None:
+    """compose pulls NAME@DIGEST as fromImage=NAME&tag=DIGEST (here from a registry on a closed
+    loopback port: nothing leaves the sandbox); a bad service is refused in one line."""
+    digest = "sha256:" + "0" * 64
+    _write(project_dir, {"docker-compose.yml": f'version: "2.4"\nservices:\n'
+                         f'  pinned:\n    image: 127.0.0.1:1/cais-co-missing@{digest}\n'
+                         '  badcap:\n    image: busybox\n    cap_add: [NOPE]\n'})
+    dc = Compose(d, project_dir)
+    try:
+        done = dc.run("up", "-d", "pinned", check=False)
+        assert done.returncode != 0 and "invalid reference format" not in done.stderr, done.stderr
+        assert "127.0.0.1:1" in done.stderr and "Traceback" not in done.stderr, done.stderr
+        done = dc.run("up", "-d", "badcap", check=False)
+        assert done.returncode != 0 and "unknown capability: 'NOPE'" in done.stderr, done.stderr
+    finally:
+        dc.down()
+    assert _project_objects(d) == ([], [], [])
