@@ -184,7 +184,7 @@ class ImageService:
 
     def push(self, name: str, tag: str, *, auth: dict) -> Iterator[dict]:
         from cais.image.archive import _image_manifest
-        from cais.image.reference import parse
+        from cais.image.reference import Reference, parse
         from cais.registry.push import push
         target = f"{name}:{tag}" if tag else name
         with _errors():
@@ -195,6 +195,8 @@ class ImageService:
         def run(emit) -> None:  # type: ignore[no-untyped-def]
             emit_status(emit, f"The push refers to repository [{ref.name}]")
             asyncio.run(push(ref, self.store.content, digest, credentials=_credentials(auth), progress=emit))
+            # RepoDigests gets NAME@DIGEST, as after a pull (dockerd does the same)
+            self.store.register(digest, Reference(ref.domain, ref.path, None, digest))
             self.engine.events.emit("image", "push", str(ref), {"name": str(ref)})
         yield from _progress_of(run)
 

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
 import time
 import urllib.request
 
@@ -358,3 +363,54 @@ def test_pull_by_digest_and_bad_config_are_clear_errors(d: Caisd, project_dir: s
     finally:
         dc.down()
     assert _project_objects(d) == ([], [], [])
+
+
+@pytest.mark.timeout(300)
+def test_push_and_pull_through_a_registry(d: Caisd, project_dir: str) -> None:
+    """`build` + `push`, `pull`, and `up` of a service pinned by digest, with cais's registry server
+    on the sandbox's loopback."""
+    root = tempfile.mkdtemp(prefix="cais-co-reg-")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "cais.registry.server", "--addr", f"127.0.0.1:{port}",
+                               "--root", root, "--log-level", "error"], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, start_new_session=True)
+    image = f"127.0.0.1:{port}/cais-co/app:1"
+    _write(project_dir, {"app/Dockerfile": "FROM busybox\nRUN echo pushed > /marker\n",
+                         "docker-compose.yml": f'version: "3.8"\nservices:\n  app:\n    build: ./app\n'
+                                               f'    image: {image}\n    command: cat /marker\n'})
+    dc = Compose(d, project_dir)
+    try:
+        for _ in range(100):
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.1)
+        dc("build")
+        pushed = dc.run("push")
+        assert "Pushing app" in pushed.stderr, pushed.stderr
+        digest = _inspect_image(d, image)["RepoDigests"][0].partition("@")[2]
+        d.docker("rmi", image)
+        pulled = dc.run("pull")
+        assert "Pulling app" in pulled.stderr and _inspect_image(d, image)["RepoDigests"], pulled.stderr
+        d.docker("rmi", image)
+        pinned = f"127.0.0.1:{port}/cais-co/app@{digest}"
+        _write(project_dir, {"docker-compose.yml": f'version: "3.8"\nservices:\n  app:\n    image: {pinned}\n'
+                                                   '    command: cat /marker\n'})
+        dc("up", "-d")  # compose pulls it: fromImage=NAME&tag=DIGEST
+        deadline = time.monotonic() + 30
+        while "pushed" not in (logs := dc("logs", "--no-color", "app")):
+            assert time.monotonic() < deadline, logs
+            time.sleep(0.2)
+    finally:
+        dc.down()
+        server.terminate()
+        server.wait(30)
+        shutil.rmtree(root, ignore_errors=True)
+        for ref in (image, f"127.0.0.1:{port}/cais-co/app"):
+            d.docker("rmi", "-f", ref, check=False)
+
+
+def _inspect_image(d: Caisd, ref: str) -> dict:
+    return json.loads(d.docker("image", "inspect", ref).stdout)[0]
