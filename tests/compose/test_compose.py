@@ -159,6 +159,11 @@ def test_project_lifecycle(d: Caisd, project_dir: str) -> None:
         # logs, exec -T exit codes, run --rm
         assert "web starting greeting=hi" in dc("logs", "--no-color", "web")
         assert dc.run("exec", "-T", "client", "sh", "-c", "exit 7", check=False).returncode == 7
+        # compose's default exec has a TTY (dockerpty): through script(1)'s pty
+        command = " ".join(dc.argv("exec", "client", "sh", "-c", "'tty; echo $TERM; exit 5'"))
+        tty = subprocess.run(["script", "-eqc", command, "/dev/null"], cwd=project_dir, env=dc.env(),
+                             capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+        assert tty.returncode == 5 and "/dev/pts/0" in tty.stdout and "xterm" in tty.stdout, tty
         run = dc.run("run", "--rm", "-T", "-e", "EXTRA=1", "client", "sh", "-c", "echo $EXTRA; wget -qO- http://web/")
         assert run.stdout == f"1\nhello from {hostname} greeting=hi\n", run.stderr
         assert dc.run("run", "--rm", "-T", "client", "sh", "-c", "exit 3", check=False).returncode == 3
