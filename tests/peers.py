@@ -31,20 +31,24 @@ class Dockerd:
 
 
 @contextmanager
-def dockerd(runtimes: dict[str, str] | None = None) -> Iterator[Dockerd]:
-    """Start Debian's dockerd on a temporary root; stop it and remove everything afterwards."""
+def dockerd(runtimes: dict[str, str] | None = None, extra: list[str] | None = None) -> Iterator[Dockerd]:
+    """Start Debian's dockerd on a temporary root (`extra`: more flags); stop it and remove
+    everything afterwards."""
     if shutil.which("dockerd") is None:
         import pytest
         pytest.skip("dockerd is not installed (Debian package docker.io)")
     # Short path: unix socket paths are limited to 108 bytes.
     root = tempfile.mkdtemp(prefix="cais-dockerd-", dir="/tmp")
     sock = os.path.join(root, "d.sock")
+    if "--userns-remap" in (extra or []):
+        os.chmod(root, 0o711)  # dockerd wants the remapped root to reach its data root
     args = ["dockerd", "--data-root", os.path.join(root, "data"), "--exec-root", os.path.join(root, "exec"),
             "--pidfile", os.path.join(root, "dockerd.pid"), "-H", f"unix://{sock}",
             "--bridge=none", "--iptables=false", "--ip-masq=false", "--ip-forward=false",
             "--userland-proxy=false", "--storage-driver=overlay2", "--log-level=warn"]
     for name, path in (runtimes or {}).items():
         args += ["--add-runtime", f"{name}={path}"]
+    args += extra or []
     log = open(os.path.join(root, "dockerd.log"), "wb")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     handle = Dockerd(root, sock, f"unix://{sock}")

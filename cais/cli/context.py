@@ -40,9 +40,11 @@ class Context:
             raise CliError(f"Cannot connect to the cais daemon at {DEFAULT_HOST}, and running the engine "
                            "in-process needs root")
         from cais.cli.local import LocalEngine
+        from cais.daemon.config import DEFAULT_CONFIG
         self._local = LocalEngine(os.environ.get("CAIS_DATA_ROOT", "/var/lib/cais"),
-                                  os.environ.get("CAIS_EXEC_ROOT", "/run/cais"))
-        return Client("unix://" + self._local.start())
+                                  os.environ.get("CAIS_EXEC_ROOT", "/run/cais"),
+                                  os.environ.get("CAIS_CONFIG_FILE", DEFAULT_CONFIG))
+        return self._local.start()
 
     def close(self) -> None:
         if self._local is not None:

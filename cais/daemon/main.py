@@ -14,18 +14,29 @@ import logging
 import os
 import signal
 import sys
-from typing import TYPE_CHECKING
 
 from cais.daemon.config import ConfigError, Settings, load
-
-if TYPE_CHECKING:
-    from cais.engine.userns import IdMap
 
 log = logging.getLogger("caisd")
 
 
 class DaemonError(Exception):
     pass
+
+
+def _log_config(settings: Settings) -> dict:
+    """log-driver and log-opts, checked as a container's would be: a bad default stops caisd."""
+    from cais.engine.errors import InvalidParameter
+    from cais.engine.logs import log_settings
+    opts = settings.log_opts
+    if not isinstance(opts, dict) or not all(isinstance(v, str) for v in opts.values()):
+        raise DaemonError("log-opts must be an object of strings")
+    config = {"Type": settings.log_driver, "Config": opts}
+    try:
+        log_settings(config)
+    except InvalidParameter as e:
+        raise DaemonError(f"default log config: {e}") from None
+    return config
 
 
 def parse_host(host: str, settings: Settings):  # type: ignore[no-untyped-def]
@@ -90,16 +101,25 @@ async def serve(settings: Settings) -> None:
             if not settings.group.isdigit():
                 raise DaemonError(f"group {settings.group!r} not found") from None
             group = int(settings.group)
-    data_root, remap = settings.data_root, None
+    remap = None
     if settings.userns_remap:
         from cais.engine import userns
         remap = userns.resolve(settings.userns_remap)
-        data_root = _remapped_root(settings.data_root, remap)
-        log.info("userns-remap: container root is %d:%d on the host, data root %s", remap.uid, remap.gid, data_root)
-    engine = Engine(data_root, settings.exec_root, storage_driver=settings.storage_driver,
+        log.info("userns-remap: container root is %d:%d on the host", remap.uid, remap.gid)
+        old = os.path.join(settings.data_root, f"{remap.uid}.{remap.gid}")
+        if os.path.isdir(old):
+            log.warning("userns-remap: %s (chowned copies of an earlier cais) is no longer used: images are "
+                        "shared, idmapped; remove it once nothing there is needed", old)
+    engine = Engine(settings.data_root, settings.exec_root, storage_driver=settings.storage_driver,
                     cgroup_parent=settings.cgroup_parent, init_path=settings.init_path,
-                    network={"bridge": settings.bridge, "dns": settings.dns, "mtu": settings.mtu}, remap=remap)
+                    network={"bridge": settings.bridge, "dns": settings.dns, "mtu": settings.mtu,
+                             "bridge_ipam": settings.bridge_ipam, "bridge_ipv6": settings.ipv6}, remap=remap)
+    engine.log_config = _log_config(settings)
     engine.lock()
+    # blocking engine calls run in these threads (a stop waits out its timeout in one): more than
+    # asyncio's default of cores + 4, so that a few slow requests never hold up the quick ones
+    from concurrent.futures import ThreadPoolExecutor
+    asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(64, thread_name_prefix="caisd"))
     try:
         await asyncio.to_thread(engine.open)
         app = make_app(engine, {"debug": settings.debug, "id": _daemon_id(settings.data_root)})
@@ -120,18 +140,6 @@ async def serve(settings: Settings) -> None:
         if engine._networks is not None:
             engine.networks.shutdown()  # table ip cais goes; the next start re-creates it
         engine.close()
-
-
-def _remapped_root(data_root: str, remap: IdMap) -> str:
-    """As dockerd: images and containers of a mapping live in DATA_ROOT/UID.GID (layers are chowned
-    copies), 0710 with the remapped root's group so processes in the namespace can reach their rootfs."""
-    os.makedirs(data_root, mode=0o711, exist_ok=True)
-    os.chmod(data_root, 0o711)
-    path = os.path.join(data_root, remap.key)
-    os.makedirs(path, mode=0o710, exist_ok=True)
-    os.chown(path, 0, remap.gid)
-    os.chmod(path, 0o710)
-    return path
 
 
 def _daemon_id(data_root: str) -> str:

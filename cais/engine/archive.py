@@ -24,7 +24,8 @@ from typing import BinaryIO
 
 from cais.engine.errors import EngineError, InvalidParameter, NotFound
 from cais.engine.userns import IdMap
-from cais.storage.idshift import unshifted
+from cais.linux.fsids import acting_as
+from cais.storage.idshift import unshifted, user_namespace
 from cais.storage.mountview import Bind, MountView, open_view
 from cais.storage.rootdir import RootDir, components
 
@@ -95,6 +96,7 @@ class ContainerFS:
             return self.root
         rootfs = self.engine.storage.mount(self.record["Id"])
         self.mounted = True
+        remap = self.engine.storage.remap(self.record["Id"])
         binds = []
         for mp in self.engine.volumes.points(self.record):
             if mp.type == "volume":
@@ -104,9 +106,15 @@ class ContainerFS:
                 source = mp.source
             else:
                 continue  # a tmpfs is empty while the container is stopped
-            binds.append(Bind(mp.destination, source, not mp.rw, mp.subpath))
+            idmapped = remap is not None and (mp.type == "volume" or mp.idmap)  # as the container mounts it
+            binds.append(Bind(mp.destination, source, not mp.rw, mp.subpath,
+                              user_namespace(remap) if remap is not None and idmapped else None))
         from cais.volume.copyup import open_subpath
-        self.view = open_view(rootfs, binds, open_subpath)
+        try:
+            self.view = open_view(rootfs, binds, open_subpath)
+        except OSError as e:  # a bind source gone since the container was made, say
+            where = f": {e.filename}" if e.filename else ""
+            raise EngineError(f"mounting the container's volumes for the copy: {e.strerror or e}{where}") from None
         return self.view.root
 
     def __exit__(self, *_: object) -> None:
@@ -332,7 +340,7 @@ def export_rootfs(engine, record: dict) -> Iterator[bytes]:  # type: ignore[no-u
         try:
             top = os.open(rootfs, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
             try:
-                walk = _TreeTar(tar, _to_container_owner(engine.remap))
+                walk = _TreeTar(tar, _to_container_owner(engine.storage.remap(cid)))
                 for entry in sorted(os.listdir(top)):
                     walk.add(top, entry, entry)
             finally:
@@ -341,6 +349,20 @@ def export_rootfs(engine, record: dict) -> Iterator[bytes]:  # type: ignore[no-u
             with contextlib.suppress(Exception):
                 engine.storage.unmount(cid)
     return _pipe_tar(build)
+
+
+def check_writable(record: dict, path: str) -> None:
+    """dockerd's rule before extracting: a path in a read-only volume or bind mount is refused, and
+    one outside every volume when the root file system is read-only (both 500, as dockerd)."""
+    from cais.engine.volumes import VolumeService
+    clean, _ = _split(path)
+    inside = [mp for mp in VolumeService.points(record) if mp.type in ("volume", "bind")
+              and (clean == mp.destination.rstrip("/") or clean.startswith(mp.destination.rstrip("/") + "/"))]
+    if inside:
+        if not max(inside, key=lambda mp: len(mp.destination)).rw:
+            raise EngineError("mounted volume is marked read-only")
+    elif record["HostConfig"].get("ReadonlyRootfs"):
+        raise EngineError("container rootfs is marked read-only")
 
 
 def _member_parts(name: str, dest: str) -> list[str]:
@@ -355,12 +377,12 @@ def put_archive(root: RootDir, path: str, container: str, stream: BinaryIO, *, n
                 remap: IdMap | None = None) -> None:
     """Extract `stream` at `path` in the container; with `remap` (userns-remap), the tar's owners are
     the container's and are shifted to the host's (an owner outside the mapping becomes the
-    remapped root). Every entry's directory is resolved inside the container root by the kernel
+    remapped root), and the entries are made acting as the remapped root (cais.linux.fsids). Every entry's directory is resolved inside the container root by the kernel
     (symlinks in the container followed there, as in docker's chrooted untar); the entry itself is
     made with *at calls on that directory's fd and never followed."""
     clean, _ = _split(path)  # the last component is followed: extracting to a symlink to a directory works
     if not stat.S_ISDIR(_lstat(root, clean, True, path, container).st_mode):
-        raise InvalidParameter("extraction point is not a directory")
+        raise EngineError("extraction point is not a directory")
     top = root.open(clean)
     try:
         dest = root.path_of(top)
@@ -373,7 +395,8 @@ def put_archive(root: RootDir, path: str, container: str, stream: BinaryIO, *, n
         raise InvalidParameter(f"invalid tar archive: {e}") from None
     dirs: list[tuple[str, tarfile.TarInfo]] = []
     entry = ""
-    with tar:
+    # remapped: acting as its root, so that what is made through an idmapped volume has an owner
+    with tar, (acting_as(*owner) if remap is not None else contextlib.nullcontext()):
         try:
             for member in tar:
                 entry = member.name

@@ -62,13 +62,13 @@ class ImageService:
             raise NotFound(f"No such image: {image['Id']}")
         return row.top_layer.partition(":")[2] if row.top_layer else None  # the driver's id: the chain id's hex
 
-    def add_container(self, cid: str, image_id: str) -> None:
+    def add_container(self, cid: str, image_id: str, *, durable: bool = True) -> None:
         with _errors():
-            self.store.add_container(cid, image_id)
+            self.store.add_container(cid, image_id, durable=durable)
 
-    def remove_container(self, cid: str) -> None:
+    def remove_container(self, cid: str, *, durable: bool = True) -> None:
         with contextlib.suppress(Exception):
-            self.store.remove_container(cid)
+            self.store.remove_container(cid, durable=durable)
 
     def count(self) -> int:
         return len(self.store.list())

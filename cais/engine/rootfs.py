@@ -11,24 +11,36 @@ import os
 import threading
 
 from cais.engine.errors import EngineError
+from cais.engine.userns import IdMap
+from cais.storage.errors import LayerNotFound
 
 
 class RootfsService:
     def __init__(self, engine) -> None:  # type: ignore[no-untyped-def]
         from cais.storage import open_driver
         self.engine = engine
-        self.driver = open_driver(os.path.join(engine.data_root, "storage"), engine.storage_driver_name, engine.remap)
+        self.driver = open_driver(os.path.join(engine.data_root, "storage"), engine.storage_driver_name,
+                                  engine.remap is not None)
         self.driver_name = {"overlay": "overlay2"}.get(self.driver.name, self.driver.name)
         self.users: dict[str, int] = {}
         self.lock = threading.Lock()
 
-    def create(self, cid: str, image: dict, *, volatile: bool = False) -> str:
-        """`volatile`: the layer goes with the container (--rm), the driver need never flush it."""
+    def create(self, cid: str, image: dict, remap: IdMap | None = None, *, volatile: bool = False) -> str:
+        """`remap`: the user namespace mapping the container runs in (userns-remap), if any.
+        `volatile`: the layer goes with the container (--rm), the driver need never flush it."""
         try:
-            self.driver.create_rw(cid, self.engine.images.top_layer(image), volatile=volatile)
+            self.driver.create_rw(cid, self.engine.images.top_layer(image), remap, volatile=volatile)
         except Exception as e:
             raise EngineError(f"cannot create the container's filesystem: {e}") from e
         return self.driver_name
+
+    def remap(self, cid: str) -> IdMap | None:
+        """The mapping container `cid` was created with: it runs in it whatever the daemon's is now."""
+        try:
+            shift = self.driver.id_shift(cid)
+        except LayerNotFound:
+            return None
+        return None if shift is None else IdMap(*shift)
 
     def graph_driver(self, cid: str) -> dict:
         return {"Name": self.driver_name, "Data": None}

@@ -190,8 +190,8 @@ def _host_devices() -> list[dict]:
 
 def build(record: dict, image_config: dict, rootfs: str, container_dir: str, *,
           cgroups_path: str, init_path: str | None, mounts: list[dict], remap: IdMap | None = None) -> dict:
-    """The OCI spec of `record` whose root filesystem is mounted at `rootfs`; with `remap`
-    (userns-remap) in a user namespace of that mapping unless --userns=host."""
+    """The OCI spec of `record` whose root filesystem is mounted at `rootfs`; with `remap` (the
+    mapping its rootfs was made for, userns-remap) in a user namespace of that mapping."""
     config, host = record["Config"], record["HostConfig"]
     args = record["Path"] and [record["Path"], *record["Args"]]
     if not args:
@@ -245,8 +245,7 @@ def build(record: dict, image_config: dict, rootfs: str, container_dir: str, *,
         namespaces.append({"type": "network"})
     if host.get("CgroupnsMode") == "private":
         namespaces.append({"type": "cgroup"})
-    userns = remap is not None and host.get("UsernsMode") != "host"
-    if userns:
+    if remap is not None:
         namespaces.append({"type": "user"})
     linux: dict = {
         "namespaces": namespaces,
@@ -254,7 +253,7 @@ def build(record: dict, image_config: dict, rootfs: str, container_dir: str, *,
         "cgroupsPath": cgroups_path,
         "sysctl": dict(host.get("Sysctls") or {}),
         "devices": devices,
-        **(remap.oci() if userns and remap else {}),
+        **(remap.oci() if remap else {}),
     }
     if not privileged and not options.systempaths_unconfined:
         linux["maskedPaths"] = list(defaults.MASKED_PATHS)

@@ -31,11 +31,6 @@ class IdMap(IdShift):
         return {"uidMappings": [{"containerID": 0, "hostID": self.uid, "size": self.uid_size}],
                 "gidMappings": [{"containerID": 0, "hostID": self.gid, "size": self.gid_size}]}
 
-    @property
-    def key(self) -> str:
-        """The name of this mapping's own data root under the daemon's (docker's DATA_ROOT/UID.GID)."""
-        return f"{self.uid}.{self.gid}"
-
 
 def _first_range(path: str, names: tuple[str, ...]) -> tuple[int, int] | None:
     try:
@@ -116,3 +111,18 @@ def resolve(value: str, subuid: str = "/etc/subuid", subgid: str = "/etc/subgid"
         kind = "group" if group_spec else "user"
         raise RemapError(f"userns-remap: no subordinate gid range for {kind} {groups[0]} in {subgid}")
     return IdMap(uids[0], uids[1], gids[0], gids[1])
+
+
+def from_config(path: str) -> IdMap | None:
+    """The mapping daemon.json at `path` sets (its "userns-remap"), None without one or without the
+    file: what the daemonless CLI runs its containers with, as caisd would."""
+    import json
+    try:
+        with open(path) as f:
+            config = json.load(f)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as e:
+        raise RemapError(f"cannot read {path}: {e}") from None
+    value = config.get("userns-remap") if isinstance(config, dict) else None
+    return resolve(value) if value else None

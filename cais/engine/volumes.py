@@ -5,6 +5,11 @@ directories made, everything validated), and kept in its record: docker's `Mount
 cais's full mount points under Cais.MountPoints. At start named and anonymous volumes are
 mounted (and filled from the image when empty), at exit unmounted, at removal released — the
 anonymous ones deleted with `rm -v` / `--rm` once no other container uses them.
+
+userns-remap: a remapped container gets its volumes (and its binds marked `idmap`) as idmapped
+mounts of its mapping, attached under DATA_ROOT/idmapped/CID where its root can reach them (and
+which nothing ever walks with rmtree): files keep the owners the container gives them, so a
+volume serves containers of any mapping alike.
 """
 
 from __future__ import annotations
@@ -16,8 +21,12 @@ import sqlite3
 from collections.abc import Iterator
 
 from cais.engine.errors import Conflict, EngineError, InvalidParameter, NotFound
+from cais.engine.userns import IdMap
+from cais.linux import fsmount
 from cais.linux.mount import MNT_DETACH, MS_BIND, MS_PRIVATE, mount, umount
 from cais.linux.mountinfo import is_mount_point, mount_of
+from cais.storage.errors import InvalidLayer
+from cais.storage.idshift import shift_tree, user_namespace
 from cais.volume import copyup, mounts
 from cais.volume.errors import VolumeError
 from cais.volume.mounts import MountPoint
@@ -44,6 +53,9 @@ class VolumeService:
         self.engine = engine
         self.volumes = Volumes(os.path.join(engine.data_root, "volumes"))
         self.staging_root = os.path.join(engine.exec_root, "volume-subpaths")
+        self.idmapped_root = os.path.join(engine.data_root, "idmapped")
+        if engine.remap is not None:  # volume files have the containers' owners: root's eyes only
+            os.chmod(self.volumes.root, 0o700)
         self.held: dict[str, list[str]] = {}  # container -> staging mounts of the volume subpaths it binds
 
     def _event(self, action: str, name: str, **attrs: str) -> None:
@@ -156,17 +168,20 @@ class VolumeService:
     def mount(self, record: dict, rootfs: str) -> tuple[list[dict], str | None]:
         """Mount a starting container's volumes: its OCI mounts and the rootfs propagation they need."""
         cid = record["Id"]
+        remap = self.engine.storage.remap(cid)
         out, propagation = [], None
         try:
             with _errors():
                 for mp in self.points(record):
                     if mp.type == "volume":
                         mp.source = self.volumes.mount(mp.name, cid)
-                        self._own(mp.source)
                         if mp.subpath:
-                            mp.source = self._hold_subpath(cid, mp)
-                        elif mp.copy_data and copyup.is_empty(mp.source):
-                            copyup.copy_up(rootfs, mp.destination, mp.source)
+                            mp.source = self._hold_subpath(cid, mp, remap)
+                        else:
+                            if mp.copy_data and copyup.is_empty(mp.source):
+                                self._copy_up(rootfs, mp, remap)
+                            if remap is not None:
+                                mp.source = self._hold(cid, mp.source, remap, f"volume {mp.name}")
                         self._event("mount", mp.name, container=cid, destination=mp.destination,
                                     propagation=mp.propagation, **{"read/write": str(mp.rw).lower()})
                     if mp.type in ("volume", "bind"):
@@ -174,26 +189,56 @@ class VolumeService:
                                                  copyup.source_is_dir(rootfs, mp.destination))
                     if mp.type == "bind":
                         propagation = _propagation(mp, propagation)
+                        if mp.idmap and remap is not None:
+                            mp.source = self._hold(cid, mp.source, remap, f"bind mount {mp.source}")
                     out.append(mounts.to_oci(mp))
         except BaseException:
             self.unmount(record)
             raise
         return out, propagation
 
-    def _own(self, path: str) -> None:
-        """userns-remap: an empty volume directory of this data root, still the host root's, becomes
-        the remapped root's (as docker's volumes are); other sources are left as they are."""
-        remap = self.engine.remap
-        if remap is None or not path.startswith(self.volumes.root + "/") or not copyup.is_empty(path):
+    @staticmethod
+    def _copy_up(rootfs: str, mp: MountPoint, remap: IdMap | None) -> None:
+        """Fill an empty volume from the image; a remapped rootfs shows host ids, which the volume
+        stores as the container's (it is idmapped like the layers)."""
+        if not copyup.copy_up(rootfs, mp.destination, mp.source) or remap is None:
             return
-        st = os.stat(path)
-        if (st.st_uid, st.st_gid) == (0, 0):
-            os.chown(path, remap.uid, remap.gid)
+        try:
+            shift_tree(mp.source, remap, back=True)
+        except InvalidLayer as e:
+            raise InvalidParameter(f"cannot fill volume {mp.name} from the image: {e}") from None
 
-    def _hold_subpath(self, cid: str, mp: MountPoint) -> str:
+    def _hold(self, cid: str, source: str, remap: IdMap, what: str) -> str:
+        """An idmapped copy of the mount of `source`, attached privately in a directory of the
+        container's (reachable by its remapped root, unlike the volumes'): the runtime binds that.
+        Goes when the container stops."""
+        os.makedirs(self.idmapped_root, 0o711, exist_ok=True)
+        top = os.path.join(self.idmapped_root, cid)
+        os.makedirs(top, 0o710, exist_ok=True)
+        os.chown(top, 0, remap.gid)
+        staging = os.path.join(top, str(len(self.held.get(cid, []))))
+        try:
+            fd = fsmount.idmapped_tree(source, user_namespace(remap), recursive=True)
+        except OSError as e:
+            raise InvalidParameter(f"userns-remap: cannot idmap the {what}: {e.strerror} (its file system, or one "
+                                   "mounted under it, does not support idmapped mounts)") from None
+        try:
+            if os.path.isdir(source):
+                os.makedirs(staging, 0o700, exist_ok=True)
+            else:  # a file bind
+                os.close(os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
+            fsmount.move_mount_to(fd, staging)
+            mount(None, staging, None, MS_PRIVATE)
+        finally:
+            os.close(fd)
+        self.held.setdefault(cid, []).append(staging)
+        return staging
+
+    def _hold_subpath(self, cid: str, mp: MountPoint, remap: IdMap | None) -> str:
         """The subpath, opened safely (copyup.open_subpath) and bound through its fd onto a private
-        staging directory: the runtime binds that, the very directory that was checked — no path
-        inside the volume is resolved twice. The staging mount goes when the container stops."""
+        staging directory (idmapped for a remapped container): the runtime binds that, the very
+        directory that was checked — no path inside the volume is resolved twice. The staging
+        mount goes when the container stops."""
         try:
             fd = copyup.open_subpath(mp.source, mp.subpath)
         except OSError as e:
@@ -201,6 +246,8 @@ class VolumeService:
                                    f"{(e.strerror or str(e)).lower()} (symlinks, '..' and other mounts are "
                                    "not followed)") from None
         try:
+            if remap is not None:
+                return self._hold(cid, f"/proc/self/fd/{fd}", remap, f"volume {mp.name}")
             staging = os.path.join(self.staging_root, cid, str(len(self.held.get(cid, []))))
             os.makedirs(staging, 0o700, exist_ok=True)
             mount(f"/proc/self/fd/{fd}", staging, None, MS_BIND)
@@ -211,20 +258,20 @@ class VolumeService:
         return staging
 
     def _drop_staging(self, cid: str) -> None:
-        top = os.path.join(self.staging_root, cid)
         self.held.pop(cid, None)
-        if not os.path.isdir(top):
-            return
-        for entry in os.listdir(top):
-            path = os.path.join(top, entry)
-            try:
-                while is_mount_point(path):
-                    umount(path, MNT_DETACH)
-                os.rmdir(path)
-            except OSError as e:
-                log.warning("volume subpath staging %s: %s", path, e)
-        with contextlib.suppress(OSError):
-            os.rmdir(top)
+        for top in (os.path.join(self.staging_root, cid), os.path.join(self.idmapped_root, cid)):
+            if not os.path.isdir(top):
+                continue
+            for entry in os.listdir(top):
+                path = os.path.join(top, entry)
+                try:
+                    while is_mount_point(path):
+                        umount(path, MNT_DETACH)
+                    (os.rmdir if os.path.isdir(path) else os.unlink)(path)
+                except OSError as e:
+                    log.warning("volume staging %s: %s", path, e)
+            with contextlib.suppress(OSError):
+                os.rmdir(top)
 
     def unmount(self, record: dict) -> None:
         """Never raises: it runs on the path that records a container's exit."""
@@ -253,10 +300,11 @@ class VolumeService:
                     self._event("destroy", mp.name)
 
     def reconcile(self, running: set[str], existing: set[str]) -> None:
-        if os.path.isdir(self.staging_root):
-            for cid in os.listdir(self.staging_root):
-                if cid not in running:
-                    self._drop_staging(cid)
+        for top in (self.staging_root, self.idmapped_root):
+            if os.path.isdir(top):
+                for cid in os.listdir(top):
+                    if cid not in running:
+                        self._drop_staging(cid)
         with _errors():
             self.volumes.reconcile(running, existing)
 

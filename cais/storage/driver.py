@@ -21,7 +21,7 @@ from typing import BinaryIO
 
 from cais.storage.archive import DiffResult
 from cais.storage.errors import LayerExists, LayerNotFound, LayerTooLarge, StorageError
-from cais.storage.idshift import IdShift, shift_tree
+from cais.storage.idshift import IdShift
 from cais.storage.reclaim import delete_later
 
 __all__ = ["Change", "DiffResult", "Driver", "open_driver", "DRIVERS"]
@@ -31,6 +31,7 @@ _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 STAGING_PREFIX = ".tmp-"
 _NEW_PREFIX = ".new-"
 _NEW_MAX_AGE = 60  # seconds a ".new-" directory may stay unlocked before a sweep removes it
+_IDMAP = "idmap"  # in a container's directory: "UID UID_SIZE GID GID_SIZE", its id shift
 
 
 @dataclass(frozen=True)
@@ -112,6 +113,13 @@ def sweep_staging(parent: str) -> None:
         os.close(fd)
 
 
+def reachable(path: str, gid: int) -> None:
+    """userns-remap: let the remapped root (by group `gid`) traverse a container's own `path` on
+    the way to its rootfs."""
+    os.chown(path, 0, gid)
+    os.chmod(path, 0o710)
+
+
 def remove_tree(path: str, parent: str, *, later: bool = False) -> None:
     """Remove a committed directory: first rename it to a staging name (so it stops looking
     trusted at once), then delete it — `later`: in the background (reclaim.py)."""
@@ -133,19 +141,31 @@ class Driver(abc.ABC):
 
     def __init__(self, root: str) -> None:
         self.root = root
-        self.id_shift: IdShift | None = None  # userns-remap: layers are unpacked with owners shifted
         self._layers = os.path.join(root, "layers")
         self._containers = os.path.join(root, "containers")
 
-    def reachable(self, path: str) -> None:
-        """userns-remap: let the remapped root (by group) traverse `path` on the way to its rootfs."""
-        if self.id_shift is not None:
-            os.chown(path, 0, self.id_shift.gid)
-            os.chmod(path, 0o710)
+    # userns-remap: the layers are shared by every container, with the image's owners on disk; a
+    # container created with an id shift sees them through it (idmapped mounts), and its own
+    # writable layer holds host ids (docker's layout: what a remapped root creates is its own).
 
-    def _shift(self, tree: str, back: bool = False) -> None:
-        if self.id_shift is not None:
-            shift_tree(tree, self.id_shift, back)
+    def id_shift(self, container_id: str) -> IdShift | None:
+        """The id shift container `container_id` was created with, if any."""
+        try:
+            with open(os.path.join(self._container(container_id), _IDMAP)) as f:
+                return IdShift(*(int(n) for n in f.read().split()))
+        except FileNotFoundError:
+            return None
+
+    def _record_shift(self, container_dir: str, shift: IdShift | None) -> None:
+        if shift is not None:
+            reachable(container_dir, shift.gid)
+            with open(os.path.join(container_dir, _IDMAP), "w") as f:
+                f.write(" ".join(map(str, shift)))
+
+    def private_dirs(self) -> list[str]:
+        """Directories no one but root may enter: the layers, whose files have the images' owners
+        (a committed set-uid root binary among them)."""
+        return [self._layers]
 
     @abc.abstractmethod
     def apply_diff(self, layer_id: str, parent_id: str | None, stream: BinaryIO, *,
@@ -169,9 +189,12 @@ class Driver(abc.ABC):
             return int(f.read().strip())
 
     @abc.abstractmethod
-    def create_rw(self, container_id: str, parent_layer_id: str | None, *, volatile: bool = False) -> None:
+    def create_rw(self, container_id: str, parent_layer_id: str | None, id_shift: IdShift | None = None, *,
+                  volatile: bool = False) -> None:
         """A container's writable layer over `parent_layer_id`. `volatile`: a layer that goes with
-        its container's exit (--rm), which a driver may then never flush to disk (overlay)."""
+        its container's exit (--rm), which a driver may then never flush to disk (overlay). With
+        `id_shift` (userns-remap) its rootfs shows the image's owner N as host id base+N, and what
+        the container writes keeps its host ids."""
 
     @abc.abstractmethod
     def mount(self, container_id: str) -> str:
@@ -226,11 +249,13 @@ class Driver(abc.ABC):
             raise LayerNotFound(f"layer {layer_id} not found")
 
 
-def open_driver(root: str, name: str | None = None, id_shift: IdShift | None = None) -> Driver:
+def open_driver(root: str, name: str | None = None, remapped: bool = False) -> Driver:
     """The storage driver for data root `root` (its files go under ROOT/NAME).
 
     With no `name`: the driver already in use under `root` if exactly one is, else overlay when
-    OverlayFS works on root's file system, else vfs.
+    OverlayFS works on root's file system, else vfs. `remapped` (userns-remap): the remapped roots
+    of any mapping may walk through to their containers' own directories (0711: no listing), never
+    into the layers (0700).
     """
     os.makedirs(root, mode=0o700, exist_ok=True)
     if name is None:
@@ -248,7 +273,9 @@ def open_driver(root: str, name: str | None = None, id_shift: IdShift | None = N
         driver = VfsDriver(os.path.join(root, "vfs"))
     else:
         raise StorageError(f"unknown storage driver {name!r} (known: {', '.join(DRIVERS)})")
-    driver.id_shift = id_shift
-    for path in (root, driver.root):
-        driver.reachable(path)
+    if remapped:
+        for path in (root, driver.root, driver._containers):
+            os.chmod(path, 0o711)
+        for path in driver.private_dirs():
+            os.chmod(path, 0o700)
     return driver

@@ -1,14 +1,18 @@
-"""Shifted ownership for userns-remap: a layer unpacked for a remapped daemon is chowned so that
-its owners, seen through the containers' uid/gid mappings, are the ones in the image (docker's
-chowned copy of the layers per mapping)."""
+"""Shifted ownership for userns-remap: container ids 0..size-1 are host ids base..base+size-1.
+
+Trees are seen shifted through idmapped mounts of a user namespace of the shift's mapping
+(`user_namespace`); where a copy is made anyway (vfs), it is chowned (`shift_tree`).
+"""
 
 from __future__ import annotations
 
 import os
 import stat
 import struct
+import threading
 from typing import NamedTuple
 
+from cais.linux import idmap
 from cais.storage.errors import InvalidLayer
 
 
@@ -18,6 +22,21 @@ class IdShift(NamedTuple):
     uid_size: int
     gid: int
     gid_size: int
+
+
+_namespaces: dict[IdShift, int] = {}
+_namespaces_lock = threading.Lock()
+
+
+def user_namespace(shift: IdShift) -> int:
+    """A descriptor of a user namespace with `shift`'s mapping, made once per process: what makes
+    a mount idmapped (cais.linux.fsmount.idmapped_tree)."""
+    with _namespaces_lock:
+        fd = _namespaces.get(shift)
+        if fd is None:
+            fd = _namespaces[shift] = idmap.user_namespace([(0, shift.uid, shift.uid_size)],
+                                                           [(0, shift.gid, shift.gid_size)])
+        return fd
 
 
 def _chown(path: str, st: os.stat_result, shift: IdShift, back: bool) -> None:

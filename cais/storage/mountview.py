@@ -5,7 +5,8 @@ the container's root file system for the copy. Here they are bound in a mount na
 short-lived thread (every mount in it made private first), so nothing appears in the daemon's mount
 table and nothing is left to unmount after a crash: the namespace, pinned by an fd of it while the
 copy runs, takes its mounts with it when that fd and the root's are closed. Lookups from the root's
-fd cross into the binds from any thread, as lookups through /proc/PID/root do.
+fd cross into the binds from any thread, as lookups through /proc/PID/root do. A remapped
+container's volumes are bound idmapped, as it mounts them (userns-remap).
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from cais.linux.mount import MS_BIND, MS_PRIVATE, MS_RDONLY, MS_REC, MS_REMOUNT, mount
+from cais.linux import fsmount
+from cais.linux.mount import MS_PRIVATE, MS_REC, mount
 from cais.linux.namespaces import CLONE_NEWNS, unshare
 from cais.storage.rootdir import RootDir, components
 
@@ -24,12 +26,14 @@ from cais.storage.rootdir import RootDir, components
 @dataclass(frozen=True)
 class Bind:
     """`source` (a host path, followed as a bind source is) on `destination` in the root; with
-    `subpath`, that directory of the source instead, opened by open_view's open_subpath."""
+    `subpath`, that directory of the source instead, opened by open_view's open_subpath; with
+    `userns_fd`, idmapped through that user namespace's mapping."""
 
     destination: str
     source: str
     readonly: bool = False
     subpath: str = ""
+    userns_fd: int | None = None
 
 
 class MountView:
@@ -73,21 +77,28 @@ def open_view(rootfs: str, binds: list[Bind], open_subpath: Callable[[str, str],
 
 
 def _bind(root: RootDir, bind: Bind, open_subpath: Callable[[str, str], int] | None) -> None:
-    source_fd = open_subpath(bind.source, bind.subpath) if bind.subpath and open_subpath else os.open(bind.source, os.O_PATH | os.O_CLOEXEC)
+    """A detached clone of the source (open_tree), idmapped and read-only if asked, attached on the
+    fd of the destination the kernel resolved inside the root (move_mount): no path is walked twice."""
+    source_fd = open_subpath(bind.source, bind.subpath) if bind.subpath and open_subpath else \
+        os.open(bind.source, os.O_PATH | os.O_CLOEXEC)
     try:
-        target = _mount_point(root, bind.destination, stat.S_ISDIR(os.fstat(source_fd).st_mode))
+        tree = fsmount.open_tree("", fsmount.OPEN_TREE_CLONE | fsmount.OPEN_TREE_CLOEXEC | fsmount.AT_RECURSIVE
+                                 | fsmount.AT_EMPTY_PATH, dir_fd=source_fd)
+        is_dir = stat.S_ISDIR(os.fstat(source_fd).st_mode)
+    finally:
+        os.close(source_fd)
+    try:
+        if bind.userns_fd is not None:
+            fsmount.set_idmap(tree, bind.userns_fd, recursive=True)
+        if bind.readonly:
+            fsmount.set_readonly(tree)
+        target = _mount_point(root, bind.destination, is_dir)
         try:
-            mount(f"/proc/self/fd/{source_fd}", f"/proc/self/fd/{target}", None, MS_BIND | MS_REC)
+            fsmount.move_mount_onto(tree, target)
         finally:
             os.close(target)
     finally:
-        os.close(source_fd)
-    if bind.readonly:
-        top = root.open(bind.destination)  # now the bound mount's root
-        try:
-            mount(None, f"/proc/self/fd/{top}", None, MS_BIND | MS_REMOUNT | MS_RDONLY)
-        finally:
-            os.close(top)
+        os.close(tree)
 
 
 def _mount_point(root: RootDir, destination: str, is_dir: bool) -> int:

@@ -10,6 +10,13 @@ The mount is made from a thread that has its own cwd (unshare(CLONE_FS)) inside 
 relative lowerdirs "l/SHORT": 29 bytes a layer, so 120+ layers fit in the one page of mount
 options mount(2) accepts, whatever ROOT's length. Deeper stacks go through the new mount API,
 one layer per fsconfig(2) call.
+
+userns-remap: a container with an id shift sees each lower layer through an idmapped mount of
+its diff, so the one copy of the layers serves every mapping. From Linux 6.13 they are handed to
+OverlayFS by fd as detached mounts; before (5.19+), they are attached for the time of the mount
+under the container's own 0700 `lowers/` and named by path, then detached (OverlayFS holds its
+own private clones of its layers). The upper dir is not idmapped: it holds what the container
+wrote with host ids (as docker's does).
 """
 
 from __future__ import annotations
@@ -28,9 +35,11 @@ from typing import BinaryIO
 
 from cais.linux import fs, fsmount
 from cais.linux import mount as mnt
+from cais.linux.mountinfo import is_mount_point
 from cais.storage import archive, whiteouts
 from cais.storage.driver import Change, Driver, Staging, remove_tree, sweep_staging
 from cais.storage.errors import StorageError
+from cais.storage.idshift import IdShift, user_namespace
 
 MOUNT_SOURCE = "cais-st-overlay"
 _PAGE = os.sysconf("SC_PAGESIZE")
@@ -80,15 +89,34 @@ def mount_in(cwd: str, target: str, data: str) -> None:
         raise e
 
 
-def mount_deep(target: str, lowers: list[str], upper: str, work: str, volatile: bool = False) -> None:
-    """Mount an overlay too deep for one page of options: with the new mount API, one `lowerdir+`
-    per layer (Linux 6.8+), up to OverlayFS's own limit of 500 layers."""
+class _NoLayersByFd(StorageError):
+    """The kernel takes no overlay layer by fd (before Linux 6.13)."""
+
+
+def mount_deep(target: str, lowers: list[str], upper: str, work: str, volatile: bool = False,
+               userns_fd: int | None = None) -> None:
+    """Mount an overlay with the new mount API: one `lowerdir+` per layer (Linux 6.8+), so deeper
+    than one page of options allows, up to OverlayFS's own limit of 500 layers; with `userns_fd`,
+    each lower is an idmapped mount through that user namespace's mapping."""
     fs_fd = -1
+    step = "mount"
+    layer_fds: list[int] = []  # open until the overlay is made: it clones them then
     try:
         fs_fd = fsmount.fsopen("overlay")
         fsmount.fsconfig_string(fs_fd, "source", MOUNT_SOURCE)
         for lower in lowers:
-            fsmount.fsconfig_string(fs_fd, "lowerdir+", lower)
+            if userns_fd is None:
+                fsmount.fsconfig_string(fs_fd, "lowerdir+", lower)
+                continue
+            step = "idmap"
+            layer_fds.append(fsmount.idmapped_tree(lower, userns_fd))
+            try:
+                fsmount.fsconfig_fd(fs_fd, "lowerdir+", layer_fds[-1])
+            except OSError as e:
+                if e.errno == errno.EINVAL:
+                    raise _NoLayersByFd(fsmount.kernel_messages(fs_fd)) from None
+                raise
+            step = "mount"
         fsmount.fsconfig_string(fs_fd, "upperdir", upper)
         fsmount.fsconfig_string(fs_fd, "workdir", work)
         for opt in _PINNED:
@@ -104,11 +132,33 @@ def mount_deep(target: str, lowers: list[str], upper: str, work: str, volatile: 
             os.close(mount_fd)
     except OSError as e:
         why = fsmount.kernel_messages(fs_fd) if fs_fd >= 0 else ""
+        need = " (userns-remap: the layers' file system must support idmapped mounts)" if step == "idmap" else ""
         raise StorageError(f"cannot mount an overlay of {len(lowers)} layers at {target}: {e.strerror}"
-                           + (f" ({why})" if why else "")) from None
+                           + (f" ({why})" if why else "") + need) from None
     finally:
+        for fd in layer_fds:
+            os.close(fd)
         if fs_fd >= 0:
             os.close(fs_fd)
+
+
+def _detach_lowers(top: str) -> None:
+    """Detach and remove the attach points of idmapped layers under `top` (rmdir only: never a
+    walk into a layer still attached)."""
+    try:
+        names = os.listdir(top)
+    except FileNotFoundError:
+        return
+    for name in names:
+        point = os.path.join(top, name)
+        with contextlib.suppress(OSError):
+            while is_mount_point(point):  # a bind of the same file system: os.path.ismount cannot tell
+                mnt.umount(point, mnt.MNT_DETACH)
+            os.rmdir(point)
+    try:
+        os.rmdir(top)
+    except OSError as e:  # one is still attached: stop rather than walk into it
+        raise StorageError(f"cannot detach the idmapped layers under {top}: {e.strerror}") from None
 
 
 def overlay_supported(root: str) -> bool:
@@ -149,6 +199,10 @@ class OverlayDriver(Driver):
         sweep_staging(self._containers)
         self._repair_links()
         self._mount_lock = threading.Lock()
+        self._layers_by_fd = True  # until the kernel says otherwise
+
+    def private_dirs(self) -> list[str]:
+        return [*super().private_dirs(), self._links, os.path.join(self.root, "empty")]
 
     def _repair_links(self) -> None:
         """Make the l/ links agree with the committed layers (after a crash between the steps)."""
@@ -188,7 +242,6 @@ class OverlayDriver(Driver):
             diff = os.path.join(staging.path, "diff")
             os.mkdir(diff, 0o755)
             result = fill(diff, self._layer_dirs(lower))
-            self._shift(diff)
             link = _short_name()
             _write(os.path.join(staging.path, "link"), link)
             _write(os.path.join(staging.path, "lower"), lower)
@@ -238,7 +291,8 @@ class OverlayDriver(Driver):
 
     # --- containers --------------------------------------------------------------------------------
 
-    def create_rw(self, container_id: str, parent_layer_id: str | None, *, volatile: bool = False) -> None:
+    def create_rw(self, container_id: str, parent_layer_id: str | None, id_shift: IdShift | None = None, *,
+                  volatile: bool = False) -> None:
         """`volatile`: mounted with OverlayFS's `volatile` (no sync of the upper file system at each
         unmount — with other writers on the disk, the slowest step of a container's exit); as podman
         does for --rm, for a layer that is removed with its container, so a crash cannot hurt it."""
@@ -248,10 +302,11 @@ class OverlayDriver(Driver):
         lower = self._lower_for_child(parent_layer_id)
         staging = Staging(self._containers)
         try:
-            self.reachable(staging.path)
+            self._record_shift(staging.path, id_shift)
             for d, mode in (("diff", 0o755), ("work", 0o700), ("merged", 0o755)):
                 os.mkdir(os.path.join(staging.path, d), mode)
-            self._shift(os.path.join(staging.path, "diff"))  # the root directory, as the remapped root's
+            if id_shift is not None:  # the root directory, as the remapped root's
+                os.chown(os.path.join(staging.path, "diff"), id_shift.uid, id_shift.gid)
             _write(os.path.join(staging.path, "lower"), lower)
             if volatile:
                 _write(os.path.join(staging.path, VOLATILE), "")
@@ -265,6 +320,7 @@ class OverlayDriver(Driver):
         """Mount the container's rootfs (a no-op if it is mounted already)."""
         path = self._container(container_id)
         merged = os.path.join(path, "merged")
+        shift = self.id_shift(container_id)
         with self._mount_lock:
             if not os.path.ismount(merged):
                 lower = _read(os.path.join(path, "lower")) or "empty"
@@ -274,12 +330,56 @@ class OverlayDriver(Driver):
                     shutil.rmtree(os.path.join(path, "work", "work", "incompat"), ignore_errors=True)
                 data = (f"lowerdir={lower},upperdir={rel}/diff,workdir={rel}/work{_pinned_options()}"
                         + (",volatile" if volatile else ""))
-                if len(data) < _PAGE:
+                if shift is not None:
+                    self._mount_idmapped(container_id, self._layer_dirs(lower), user_namespace(shift), volatile)
+                elif len(data) < _PAGE:
                     mount_in(self.root, merged, data)
                 else:
                     mount_deep(merged, self._layer_dirs(lower), os.path.join(path, "diff"), os.path.join(path, "work"),
                                volatile)
         return merged
+
+    def _mount_idmapped(self, container_id: str, lowers: list[str], userns_fd: int, volatile: bool) -> None:
+        path = self._container(container_id)
+        if self._layers_by_fd:
+            try:
+                mount_deep(os.path.join(path, "merged"), lowers, os.path.join(path, "diff"), os.path.join(path, "work"),
+                           volatile, userns_fd)
+                return
+            except _NoLayersByFd:
+                self._layers_by_fd = False
+        self._mount_attached(container_id, lowers, userns_fd, volatile)
+
+    def _mount_attached(self, container_id: str, lowers: list[str], userns_fd: int, volatile: bool) -> None:
+        """Linux 5.19-6.12: the idmapped layers attached under the container's `lowers/` for the
+        time of the mount, named by relative paths in one page of options."""
+        rel = f"containers/{container_id}"
+        top = os.path.join(self.root, rel, "lowers")
+        _detach_lowers(top)  # left by a crash in between
+        os.makedirs(top, 0o700, exist_ok=True)
+        attached = []
+        try:
+            for i, lower in enumerate(lowers):
+                point = os.path.join(top, str(i))
+                os.makedirs(point, 0o700, exist_ok=True)
+                try:
+                    fd = fsmount.idmapped_tree(lower, userns_fd)
+                except OSError as e:
+                    raise StorageError(f"cannot idmap layer {lower}: {e.strerror} (userns-remap: the layers' file "
+                                       "system must support idmapped mounts)") from None
+                try:
+                    fsmount.move_mount_to(fd, point)
+                finally:
+                    os.close(fd)
+                attached.append(point)
+            data = (f"lowerdir={':'.join(f'{rel}/lowers/{i}' for i in range(len(lowers)))},"
+                    f"upperdir={rel}/diff,workdir={rel}/work{_pinned_options()}" + (",volatile" if volatile else ""))
+            if len(data) >= _PAGE:
+                raise StorageError(f"cannot mount an idmapped overlay of {len(lowers)} layers: more than one page "
+                                   "of options (userns-remap: Linux 6.13+ takes them by fd, without this limit)")
+            mount_in(self.root, os.path.join(self.root, rel, "merged"), data)
+        finally:
+            _detach_lowers(top)
 
     def unmount(self, container_id: str) -> None:
         """Take the rootfs down (lazily: MNT_DETACH); a no-op if it is not mounted."""
@@ -295,6 +395,7 @@ class OverlayDriver(Driver):
     def remove_rw(self, container_id: str) -> None:
         path = self._container(container_id)
         self.unmount(container_id)
+        _detach_lowers(os.path.join(path, "lowers"))  # a removal must never walk into a shared layer
         remove_tree(path, self._containers, later=True)  # a container's layer: off its removal's path
 
     # --- diffs -------------------------------------------------------------------------------------
@@ -351,5 +452,6 @@ class OverlayDriver(Driver):
                 if stat.S_ISDIR(st.st_mode) and whiteouts.is_overlay_opaque(path):
                     yield archive.PackEntry(rel, None, "opaque")
 
-        return archive.pack(entries(), out, source_date_epoch=source_date_epoch, id_shift=self.id_shift)
+        return archive.pack(entries(), out, source_date_epoch=source_date_epoch,
+                            id_shift=self.id_shift(container_id))
 

@@ -6,6 +6,9 @@ container's changes are found by comparing its tree with its image's top layer.
 
     ROOT/layers/ID/diff       the layer's complete tree;  ROOT/layers/ID/size   bytes it added
     ROOT/containers/CID/diff  the container's rootfs;     ROOT/containers/CID/parent
+
+userns-remap: a container with an id shift gets its copy chowned (the layers keep the image's
+owners), and its changes are found comparing owners through the shift.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from typing import BinaryIO
 from cais.storage import archive
 from cais.storage.driver import Change, Driver, Staging, remove_tree, sweep_staging
 from cais.storage.errors import StorageError
+from cais.storage.idshift import IdShift, rooted, shift_tree, unshifted
 
 
 def copy_tree(src: str, dst: str) -> None:
@@ -60,9 +64,7 @@ class VfsDriver(Driver):
             os.mkdir(diff, 0o755)
             if parent_id is not None:
                 copy_tree(os.path.join(self._layer(parent_id), "diff"), diff)
-                self._shift(diff, back=True)  # the layer applies in container ids; shifted whole below
             result = fill(diff)
-            self._shift(diff)
             _write(os.path.join(staging.path, "size"), str(result.size))
         except BaseException:
             staging.discard()
@@ -84,7 +86,8 @@ class VfsDriver(Driver):
 
     # --- containers --------------------------------------------------------------------------------
 
-    def create_rw(self, container_id: str, parent_layer_id: str | None, *, volatile: bool = False) -> None:
+    def create_rw(self, container_id: str, parent_layer_id: str | None, id_shift: IdShift | None = None, *,
+                  volatile: bool = False) -> None:
         final = self._container(container_id, must_exist=False)
         if os.path.exists(final):
             raise StorageError(f"container {container_id} already has a writable layer")
@@ -92,13 +95,13 @@ class VfsDriver(Driver):
             self._require_layer(parent_layer_id)
         staging = Staging(self._containers)
         try:
-            self.reachable(staging.path)
+            self._record_shift(staging.path, id_shift)
             diff = os.path.join(staging.path, "diff")
             os.mkdir(diff, 0o755)
             if parent_layer_id is not None:
                 copy_tree(os.path.join(self._layer(parent_layer_id), "diff"), diff)
-            else:
-                self._shift(diff)  # the root directory, as the remapped root's
+            if id_shift is not None:
+                shift_tree(diff, id_shift)
             _write(os.path.join(staging.path, "parent"), parent_layer_id or "")
         except BaseException:
             staging.discard()
@@ -125,20 +128,22 @@ class VfsDriver(Driver):
 
     def changes(self, container_id: str) -> list[Change]:
         old, new = self._trees(container_id)
-        return sorted((Change(kind, "/" + rel) for kind, rel in tree_changes(old, new)), key=lambda c: c.path)
+        return sorted((Change(kind, "/" + rel) for kind, rel in tree_changes(old, new, self.id_shift(container_id))),
+                      key=lambda c: c.path)
 
     def export_diff(self, container_id: str, out: BinaryIO, *,
                     source_date_epoch: int | None = None) -> archive.DiffResult:
         old, new = self._trees(container_id)
+        shift = self.id_shift(container_id)
 
         def entries() -> Iterator[archive.PackEntry]:
-            for kind, rel in tree_changes(old, new):
+            for kind, rel in tree_changes(old, new, shift):
                 if kind == "D":
                     yield archive.PackEntry(rel, None, "whiteout")
                 else:
                     yield archive.PackEntry(rel, os.path.join(new, rel))
 
-        return archive.pack(entries(), out, source_date_epoch=source_date_epoch, id_shift=self.id_shift)
+        return archive.pack(entries(), out, source_date_epoch=source_date_epoch, id_shift=shift)
 
 
 def _capability(path: str) -> bytes | None:
@@ -148,18 +153,24 @@ def _capability(path: str) -> bytes | None:
         return None
 
 
-def _differs(a: os.stat_result, b: os.stat_result, old: str, new: str) -> bool:
-    """docker's comparison: mode, owner, device; size and mtime for non-directories; file capabilities."""
-    if (a.st_mode, a.st_uid, a.st_gid, a.st_rdev) != (b.st_mode, b.st_uid, b.st_gid, b.st_rdev):
+def _differs(a: os.stat_result, b: os.stat_result, old: str, new: str, shift: IdShift | None) -> bool:
+    """docker's comparison: mode, owner, device; size and mtime for non-directories; file capabilities
+    (`new`'s owners and capabilities seen through `shift`)."""
+    owner = (b.st_uid, b.st_gid) if shift is None else unshifted(shift, b.st_uid, b.st_gid)
+    if (a.st_mode, a.st_uid, a.st_gid, a.st_rdev) != (b.st_mode, *owner, b.st_rdev):
         return True
     if not stat.S_ISDIR(b.st_mode) and (a.st_size != b.st_size or a.st_mtime_ns != b.st_mtime_ns):
         return True
-    return _capability(old) != _capability(new)
+    caps = _capability(new)
+    if caps is not None and shift is not None:
+        caps = rooted(caps, 0)
+    return _capability(old) != caps
 
 
-def tree_changes(old: str | None, new: str) -> list[tuple[str, str]]:
-    """(kind, relative path) of what differs from tree `old` to tree `new`, parents before children;
-    a directory with changes inside is itself reported changed, as docker does."""
+def tree_changes(old: str | None, new: str, shift: IdShift | None = None) -> list[tuple[str, str]]:
+    """(kind, relative path) of what differs from tree `old` to tree `new` (a copy chowned by
+    `shift`), parents before children; a directory with changes inside is itself reported changed,
+    as docker does."""
 
     def added(rel: str, path: str) -> Iterator[tuple[str, str]]:
         yield "A", rel
@@ -187,14 +198,14 @@ def tree_changes(old: str | None, new: str) -> list[tuple[str, str]]:
             a = os.lstat(old_path)
             if stat.S_ISDIR(a.st_mode) and stat.S_ISDIR(b.st_mode):
                 inner = walk(child)
-                if inner or _differs(a, b, old_path, new_path):
+                if inner or _differs(a, b, old_path, new_path, shift):
                     out.append(("C", child))
                 out.extend(inner)
             elif stat.S_ISDIR(b.st_mode):
                 out.append(("C", child))
                 for sub in sorted(os.listdir(new_path)):
                     out.extend(added(f"{child}/{sub}", os.path.join(new_path, sub)))
-            elif _differs(a, b, old_path, new_path):
+            elif _differs(a, b, old_path, new_path, shift):
                 out.append(("C", child))
         return out
 

@@ -44,6 +44,7 @@ class MountPoint:
     labels: dict = field(default_factory=dict)
     tmpfs_options: str = ""        # tmpfs: mount data (size=…,mode=…)
     subpath: str = ""              # volume: mount this directory of the volume only (resolved in it)
+    idmap: bool = False            # bind from -v …:idmap: idmapped under userns-remap, as volumes are
 
     def record(self) -> dict:
         out = {"Type": self.type}
@@ -97,7 +98,8 @@ def _parse_mode(mode: str, raw: str) -> dict:
     seen: dict[str, str] = {}
     for opt in mode.split(","):
         kind = ("rw" if opt in ("rw", "ro") else "label" if opt in ("z", "Z") else
-                "propagation" if opt in PROPAGATIONS else "copy" if opt == "nocopy" else None)
+                "propagation" if opt in PROPAGATIONS else "copy" if opt == "nocopy" else
+                "idmap" if opt == "idmap" else None)
         if kind is None or kind in seen:
             raise InvalidVolume(f"invalid mode: {mode}" if kind is None else f"invalid volume specification: '{raw}'")
         seen[kind] = opt
@@ -124,9 +126,10 @@ def parse_bind(raw: object) -> MountPoint:
             raise InvalidVolume(f"invalid mount config for type \"bind\": field VolumeOptions must not be "
                                 f"specified: '{raw}'")
         return MountPoint("bind", target, source=_host_source(source), rw=rw, mode=mode,
-                          propagation=opts.get("propagation", DEFAULT_PROPAGATION), create_source=True)
+                          propagation=opts.get("propagation", DEFAULT_PROPAGATION), create_source=True,
+                          idmap="idmap" in opts)
     names.validate(source)
-    if "propagation" in opts:
+    if "propagation" in opts or "idmap" in opts:
         raise InvalidVolume(f"invalid mount config for type \"volume\": field BindOptions must not be "
                             f"specified: '{raw}'")
     return MountPoint("volume", target, name=source, rw=rw, mode=mode or "z", copy_data="copy" not in opts)
