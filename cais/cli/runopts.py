@@ -32,6 +32,7 @@ def add_container_flags(p: Parser) -> None:
       "container")
     a("--ip", help="IPv4 address (e.g., 172.30.100.104)")
     a("--ip6", help="IPv6 address (e.g., 2001:db8::33)")
+    a("--mac-address", help="Container MAC address (e.g., 92:d0:c6:0a:29:33)")
     a("--dns", action="append", default=[], help="Set custom DNS servers")
     a("--dns-search", action="append", default=[], help="Set custom DNS search domains")
     a("--dns-option", "--dns-opt", action="append", default=[], help="Set DNS options")
@@ -232,7 +233,7 @@ def container_body(opts) -> dict:  # type: ignore[no-untyped-def]
         "StdinOnce": opts.interactive and not opts.detach, "AttachStdin": opts.interactive and not opts.detach,
         "AttachStdout": not opts.detach, "AttachStderr": not opts.detach, "ExposedPorts": exposed or None,
         "Volumes": volumes or None, "StopSignal": opts.stop_signal, "StopTimeout": opts.stop_timeout, "Healthcheck": healthcheck,
-        "HostConfig": host, "Domainname": opts.domainname or "",
+        "HostConfig": host, "Domainname": opts.domainname or "", "MacAddress": opts.mac_address or "",
     }
     networking = _networking(opts)
     if networking:

@@ -18,8 +18,9 @@ FILE_KEYS = {"hosts": "hosts", "data-root": "data_root", "exec-root": "exec_root
              "tlsverify": "tlsverify", "tlscacert": "tlscacert", "tlscert": "tlscert", "tlskey": "tlskey",
              "cgroup-parent": "cgroup_parent", "init-path": "init_path", "tls": "tls",
              "insecure-tcp": "insecure_tcp", "bridge": "bridge", "dns": "dns", "mtu": "mtu",
-             "userns-remap": "userns_remap"}
-IGNORED_FILE_KEYS = {"live-restore", "log-driver", "log-opts", "default-ulimits", "features", "experimental",
+             "userns-remap": "userns_remap", "bip": "bip", "fixed-cidr": "fixed_cidr", "ipv6": "ipv6",
+             "fixed-cidr-v6": "fixed_cidr_v6", "log-driver": "log_driver", "log-opts": "log_opts"}
+IGNORED_FILE_KEYS = {"live-restore", "default-ulimits", "features", "experimental",
                      "registry-mirrors", "insecure-registries", "iptables", "ip-forward", "ip-masq",
                      "userland-proxy", "default-runtime", "runtimes", "max-concurrent-downloads",
                      "max-concurrent-uploads", "shutdown-timeout", "labels"}
@@ -50,7 +51,14 @@ class Settings:
     bridge: str = "cais0"
     dns: list[str] = field(default_factory=list)
     mtu: int = 1500
+    bip: str = ""
+    fixed_cidr: str = ""
+    ipv6: bool = False
+    fixed_cidr_v6: str = ""
+    bridge_ipam: list[dict] = field(default_factory=list)  # derived from bip, fixed_cidr(_v6)
     userns_remap: str | None = None
+    log_driver: str = "json-file"
+    log_opts: dict = field(default_factory=dict)
     file: dict = field(default_factory=dict)
 
 
@@ -79,9 +87,17 @@ def parser() -> argparse.ArgumentParser:
                    '"none": no default network, containers default to --network none (see docs/network.md)')
     p.add_argument("--dns", action="append", help="DNS server for containers and the embedded DNS (repeatable)")
     p.add_argument("--mtu", type=int, help="MTU of the default bridge network (default 1500)")
+    p.add_argument("--bip", help="address/prefix of the default bridge, e.g. 10.66.0.1/24 (its gateway and subnet)")
+    p.add_argument("--fixed-cidr", help="IPv4 range of container addresses on the default bridge")
+    p.add_argument("--ipv6", action="store_true", default=None,
+                   help="IPv6 on the default bridge (subnet: --fixed-cidr-v6, else a unique local /64)")
+    p.add_argument("--fixed-cidr-v6", help="IPv6 subnet of the default bridge, e.g. fd00:1::/64")
     p.add_argument("--userns-remap", metavar="default|USER[:GROUP]",
                    help="run containers in user namespaces mapped to the user's /etc/subuid and /etc/subgid "
                    "ranges (default: the cais-remap user, created if missing); see docs/security.md")
+    p.add_argument("--log-driver", help="default log driver of containers: json-file, local or none (docs/logging.md)")
+    p.add_argument("--log-opt", action="append", dest="log_opts", metavar="KEY=VALUE",
+                   help="default log driver option (repeatable)")
     p.add_argument("-v", "--version", action="store_true", help="print the version and exit")
     return p
 
@@ -116,10 +132,20 @@ def load(argv: list[str] | None = None) -> tuple[Settings, argparse.Namespace]:
                           + ", ".join(conflicts))
     for attr in ("hosts", "data_root", "exec_root", "pidfile", "storage_driver", "log_level", "debug", "group",
                  "tls", "tlsverify", "tlscacert", "tlscert", "tlskey", "cgroup_parent", "init_path", "insecure_tcp",
-                 "bridge", "dns", "mtu", "userns_remap"):
+                 "bridge", "dns", "mtu", "userns_remap", "bip", "fixed_cidr", "ipv6", "fixed_cidr_v6", "log_driver"):
         value = getattr(args, attr, None)
         if value not in (None, []):
             setattr(settings, attr, value)
+    if args.log_opts:
+        settings.log_opts = dict(opt.partition("=")[::2] for opt in args.log_opts)
+    from cais.network.errors import InvalidConfig
+    from cais.network.ipam import default_bridge_config
+
+    try:
+        settings.bridge_ipam = default_bridge_config(settings.bip, settings.fixed_cidr,
+                                                     settings.fixed_cidr_v6 if settings.ipv6 else "")
+    except InvalidConfig as e:
+        raise ConfigError(str(e)) from None
     if settings.storage_driver == "overlay2":
         settings.storage_driver = "overlay"
     if not settings.hosts:

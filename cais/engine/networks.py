@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 from collections.abc import Iterator
 
 from cais.engine.errors import Conflict, EngineError, InvalidParameter, NotFound
@@ -50,7 +51,7 @@ def _read(path: str) -> str:
 
 class NetworkService:
     def __init__(self, engine, *, bridge: str = "none", dns: list[str] | None = None,  # type: ignore[no-untyped-def]
-                 mtu: int = 1500) -> None:
+                 mtu: int = 1500, bridge_ipam: list[dict] | None = None, bridge_ipv6: bool = False) -> None:
         from cais.network.manager import NetworkManager
 
         self.engine = engine
@@ -58,7 +59,8 @@ class NetworkService:
         self.dns = dns or []
         self.manager = NetworkManager(os.path.join(engine.data_root, "network"),
                                       os.path.join(engine.exec_root, "network"), upstream_dns=dns or None,
-                                      mtu=mtu, bridge_name=bridge)
+                                      mtu=mtu, bridge_name=bridge, bridge_ipam=bridge_ipam,
+                                      bridge_ipv6=bridge_ipv6)
 
     # ---- daemon lifecycle ---------------------------------------------------------------------
     def open(self, records: list[dict]) -> None:
@@ -70,14 +72,15 @@ class NetworkService:
             if Mode.parse(record["HostConfig"].get("NetworkMode")).kind != "bridge":
                 continue
             try:
-                self.manager.restore_dns(record["Id"])
+                self.manager.restore_dns(record["Id"], record["HostConfig"].get("Dns"))
                 bound = [ports.Binding(key.partition("/")[2], int(key.partition("/")[0]), b["HostIp"],
                                        int(b["HostPort"]))
                          for key, hosts in (record["NetworkSettings"].get("Ports") or {}).items()
                          for b in hosts or []]
                 primary = self._primary_endpoint(record)
                 if bound and primary:
-                    self.manager.publish(record["Id"], bound, primary["IPAddress"])
+                    self.manager.publish(record["Id"], bound, primary["IPAddress"],
+                                         primary.get("GlobalIPv6Address") or "")
             except NetworkError as e:
                 log.warning("container %s: its network could not be restored: %s", record["Id"][:12], e)
 
@@ -99,6 +102,8 @@ class NetworkService:
                 raise InvalidParameter(f"invalid {key}: expected an object")
         if not isinstance(ipam.get("Config") or [], list) or not isinstance(body.get("Driver") or "", str):
             raise InvalidParameter("invalid network create request: IPAM.Config is a list, Driver a string")
+        if body.get("EnableIPv4") is False:
+            raise InvalidParameter("IPv6-only networks are not supported: EnableIPv4 must stay true")
         with _errors():
             rec = self.manager.create(body["Name"], driver=body.get("Driver") or "bridge",
                                       ipam_config=ipam.get("Config") or [], internal=bool(body.get("Internal")),
@@ -220,11 +225,17 @@ class NetworkService:
                 raise InvalidParameter("user specified IP address is supported on user defined networks only")
         if aliases and rec["Name"] == "bridge":
             raise InvalidParameter("network-scoped alias is supported only for containers in user defined networks")
+        links = config.get("Links") or []  # CONTAINER[:ALIAS], resolved by the embedded DNS for this one
+        if not isinstance(links, list) or not all(isinstance(a, str) for a in links):
+            raise InvalidParameter("invalid Links: expected a list of strings")
+        for link in links:
+            if not link.split(":")[0].strip("/") or link.count(":") > 1:
+                raise InvalidParameter(f"bad format for links: {link}")
         return {"IPAMConfig": {"IPv4Address": ip, "IPv6Address": ip6} if ip or ip6 else None,
-                "Aliases": aliases or None}
+                "Aliases": aliases or None, "Links": links or None}
 
     def _stored(self, rec: dict, static: dict) -> dict:
-        return {**static, "Links": None, "MacAddress": "", "NetworkID": rec["Id"], "EndpointID": "", "Gateway": "",
+        return {"Links": None, **static, "MacAddress": "", "NetworkID": rec["Id"], "EndpointID": "", "Gateway": "",
                 "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "", "GlobalIPv6Address": "",
                 "GlobalIPv6PrefixLen": 0, "DriverOpts": None, "DNSNames": None}
 
@@ -236,26 +247,39 @@ class NetworkService:
             value = "bridge" if self.default_bridge != "none" else "none"
         mode = Mode.parse(value)
         host["NetworkMode"] = value
-        for entry in host.get("ExtraHosts") or []:
-            with _errors():
-                etcfiles.validate_add_host(entry)
+        self._extra_hosts(host)  # checked now: a bad --add-host fails at create
         with _errors():
             wanted = ports.bindings(host.get("PortBindings"), record["Config"].get("ExposedPorts"),
                                     bool(host.get("PublishAllPorts")))
         networks: dict[str, dict] = {}
         endpoints = ((body.get("NetworkingConfig") or {}).get("EndpointsConfig") or {})
+        if not isinstance(endpoints, dict) or not all(isinstance(c, dict | None) for c in endpoints.values()):
+            raise InvalidParameter("invalid NetworkingConfig.EndpointsConfig: expected an object of objects")
         if mode.kind == "container":
             other = self.engine.get(mode.network)
             if other["Id"] == record["Id"]:
                 raise InvalidParameter("cannot join own network namespace")
             host["NetworkMode"] = f"container:{other['Id']}"
+            for what, given_too in (("hostname", body.get("Hostname")), ("dns", host.get("Dns")),
+                                    ("custom host-to-IP mapping", host.get("ExtraHosts")),
+                                    ("port publishing", host.get("PortBindings") or host.get("PublishAllPorts")),
+                                    ("port exposing", body.get("ExposedPorts"))):
+                if given_too:  # dockerd's messages: the namespace, and so these, belong to the other
+                    kind = " container type" if what.startswith("port") else ""
+                    raise InvalidParameter(f"conflicting options: {what} and the{kind} network mode")
         elif mode.kind == "bridge":
             rec = self._find(mode.network)
             if rec["Driver"] != "bridge":
                 raise InvalidParameter(f"network {mode.network} is not a bridge network")
             primary = {mode.network, rec["Name"], rec["Id"], given}
-            networks[rec["Name"]] = self._stored(rec, self._static(
-                next((c for n, c in endpoints.items() if n in primary), None) or {}, rec))
+            config = next((c for n, c in endpoints.items() if n in primary), None) or {}
+            networks[rec["Name"]] = self._stored(rec, self._static(config, rec))
+            mac = body.get("MacAddress") or config.get("MacAddress")  # API < 1.44 / >= 1.44
+            if mac:
+                from cais.network.bridge import parse_mac
+
+                with _errors():
+                    record["Config"]["MacAddress"] = parse_mac(mac)
             for name, config in endpoints.items():
                 if name in primary:
                     continue
@@ -264,6 +288,9 @@ class NetworkService:
                     networks[other_rec["Name"]] = self._stored(other_rec, self._static(config or {}, other_rec))
         else:
             networks[mode.kind] = self._stored(self._find(mode.kind), {"IPAMConfig": None, "Aliases": None})
+        if mode.kind != "bridge" and (body.get("MacAddress") or any((c or {}).get("MacAddress")
+                                                                    for c in endpoints.values())):
+            raise InvalidParameter("conflicting options: mac-address and the network mode")
         settings = record["NetworkSettings"]
         settings["Networks"] = networks
         settings["Ports"] = ports.as_api([], wanted) if mode.kind == "bridge" else {}
@@ -297,16 +324,19 @@ class NetworkService:
         record["HostsPath"] = self.engine._path(cid, "hosts")
         record["ResolvConfPath"] = self.engine._path(cid, "resolv.conf")
 
+    def _extra_hosts(self, host: dict) -> list[tuple[str, str]]:
+        with _errors():
+            return [etcfiles.parse_add_host(e, self.manager.host_gateway()) for e in host.get("ExtraHosts") or []]
+
     def _write_hosts(self, record: dict) -> None:
         cid, config, host = record["Id"], record["Config"], record["HostConfig"]
+        extra = self._extra_hosts(host)
         if Mode.parse(host.get("NetworkMode")).kind == "host":
-            text = _read("/etc/hosts") + "".join(f"{e.partition(':')[2]}\t{e.partition(':')[0]}\n"
-                                                 for e in host.get("ExtraHosts") or [])
+            text = _read("/etc/hosts") + "".join(f"{ip}\t{name}\n" for name, ip in extra)
         else:
             addresses = [a for ep in record["NetworkSettings"]["Networks"].values()
                          for a in (ep["IPAddress"], ep.get("GlobalIPv6Address")) if a]
-            text = etcfiles.hosts(config.get("Hostname") or cid[:12], addresses, host.get("ExtraHosts") or [],
-                                  config.get("Domainname") or "")
+            text = etcfiles.hosts(config.get("Hostname") or cid[:12], addresses, extra, config.get("Domainname") or "")
         with open(self.engine._path(cid, "hosts"), "w") as f:
             f.write(text)
 
@@ -327,24 +357,39 @@ class NetworkService:
             other = self.engine.get(mode.network)
             if not other["State"]["Running"]:
                 raise Conflict(f"cannot join network of a non running container: {other['Id'][:12]}")
+            # as dockerd: the other container's hostname and /etc files, since its network is this one's
+            for key in ("Hostname", "Domainname"):
+                record["Config"][key] = other["Config"].get(key) or ""
+            for name in ("hostname", "hosts", "resolv.conf"):
+                with contextlib.suppress(FileNotFoundError):
+                    shutil.copyfile(self.engine._path(other["Id"], name), self.engine._path(cid, name))
             return f"/proc/{other['State']['Pid']}/ns/net"
         with _errors():
             path = self.manager.create_sandbox(cid, source)
             try:
                 settings = record["NetworkSettings"]
                 name = record["Name"].lstrip("/")
+                first = self._find(mode.network)["Id"] if mode.kind == "bridge" else ""
                 for net_name, stored in list(settings["Networks"].items()):
                     if net_name == "none":
                         continue
                     rec = self._find(stored.get("NetworkID") or net_name)
-                    settings["Networks"][net_name] = self._attach(record, rec, stored, name=name, netns_path=path)
+                    mac = (record["Config"].get("MacAddress") or "") if rec["Id"] == first else ""
+                    settings["Networks"][net_name] = self._attach(record, rec, stored, name=name, netns_path=path,
+                                                                  mac=mac)
                 primary = self._primary_endpoint(record)
                 if primary is not None:
                     wanted = ports.bindings(host.get("PortBindings"), record["Config"].get("ExposedPorts"),
                                             bool(host.get("PublishAllPorts")))
-                    bound = self.manager.publish(cid, wanted, primary["IPAddress"])
-                    settings["Ports"] = ports.as_api(bound, wanted)
-                    for key in ("IPAddress", "IPPrefixLen", "Gateway", "MacAddress", "EndpointID"):
+                    try:
+                        bound = self.manager.publish(cid, wanted, primary["IPAddress"],
+                                                     primary.get("GlobalIPv6Address") or "")
+                    except NetworkError as e:  # dockerd's words and 500: compose looks for them
+                        raise EngineError(f"driver failed programming external connectivity on endpoint {name} "
+                                          f"({primary['EndpointID']}): {e}") from None
+                    settings["Ports"] = ports.as_api(bound, wanted, record["Config"].get("ExposedPorts"))
+                    for key in ("IPAddress", "IPPrefixLen", "Gateway", "MacAddress", "EndpointID",
+                                "GlobalIPv6Address", "GlobalIPv6PrefixLen", "IPv6Gateway"):
                         settings[key] = primary[key] if mode.network == "bridge" else settings.get(key, "")
                 settings["SandboxKey"] = path
                 settings["SandboxID"] = cid
@@ -355,12 +400,14 @@ class NetworkService:
         return path
 
     def _attach(self, record: dict, rec: dict, stored: dict, *, name: str | None = None,
-                netns_path: str | None = None) -> dict:
+                netns_path: str | None = None, mac: str = "") -> dict:
         with _errors():
             ep = self.manager.attach(record["Id"], rec["Id"], netns_path or self.manager.sandbox_path(record["Id"]),
                                      name=name or record["Name"].lstrip("/"), aliases=stored.get("Aliases") or [],
                                      ip=(stored.get("IPAMConfig") or {}).get("IPv4Address") or "",
-                                     ip6=(stored.get("IPAMConfig") or {}).get("IPv6Address") or "")
+                                     ip6=(stored.get("IPAMConfig") or {}).get("IPv6Address") or "",
+                                     dns=record["HostConfig"].get("Dns"), mac=mac,
+                                     links=stored.get("Links") or [])
         return {**ep, "IPAMConfig": stored.get("IPAMConfig")}
 
     @staticmethod
@@ -379,8 +426,11 @@ class NetworkService:
         settings = record["NetworkSettings"]
         for net_name, ep in list(settings.get("Networks", {}).items()):
             settings["Networks"][net_name] = {**ep, "EndpointID": "", "Gateway": "", "IPAddress": "",
-                                              "IPPrefixLen": 0, "MacAddress": "", "DNSNames": None}
-        for key in ("IPAddress", "Gateway", "MacAddress", "EndpointID", "SandboxKey", "SandboxID"):
+                                              "IPPrefixLen": 0, "MacAddress": "", "DNSNames": None,
+                                              "IPv6Gateway": "", "GlobalIPv6Address": "",
+                                              "GlobalIPv6PrefixLen": 0}
+        for key in ("IPAddress", "Gateway", "MacAddress", "EndpointID", "SandboxKey", "SandboxID",
+                    "GlobalIPv6Address", "IPv6Gateway"):
             settings[key] = ""
-        settings["IPPrefixLen"] = 0
+        settings["IPPrefixLen"] = settings["GlobalIPv6PrefixLen"] = 0
         settings["Ports"] = {k: None for k in settings.get("Ports") or {}}

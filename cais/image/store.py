@@ -429,16 +429,12 @@ class ImageStore:
         with self.meta.tx() as db:
             self._set_ref(db, str(ref), image_id, "tag")
 
-    def add_repo_digest(self, image_id: str, repository: Reference, digest: str) -> None:
-        """Record ``REPO@digest`` in the image's RepoDigests: the manifest a push left in a registry."""
-        with self.meta.tx() as db:
-            self._set_ref(db, str(Reference(repository.domain, repository.path, None, digest)), image_id, "digest")
-
     # ------------------------------------------------------------------ containers
-    def add_container(self, container_id: str, image: str, running: bool = False) -> str:
-        """Record that a container uses an image (its layers stay while it exists). Returns the image ID."""
+    def add_container(self, container_id: str, image: str, running: bool = False, *, durable: bool = True) -> str:
+        """Record that a container uses an image (its layers stay while it exists). Returns the image ID.
+        `durable=False` (a --rm container): the engine drops the rows of vanished containers at its start."""
         row = self._row(image)
-        with self.meta.tx() as db:
+        with self.meta.tx(durable=durable) as db:
             if db.execute("SELECT 1 FROM images WHERE id = ?", (row.id,)).fetchone() is None:
                 raise ImageNotFound(f"No such image: {image}")  # removed just now
             db.execute("INSERT OR REPLACE INTO containers VALUES (?,?,?,?)",
@@ -451,9 +447,16 @@ class ImageStore:
         with self.meta.tx(durable=not running) as db:
             db.execute("UPDATE containers SET running = ? WHERE container_id = ?", (int(running), container_id))
 
-    def remove_container(self, container_id: str) -> None:
-        with self.meta.tx() as db:
+    def remove_container(self, container_id: str, *, durable: bool = True) -> None:
+        with self.meta.tx(durable=durable) as db:
             db.execute("DELETE FROM containers WHERE container_id = ?", (container_id,))
+
+    def forget_containers_except(self, container_ids: set[str]) -> list[str]:
+        """Drop the rows of containers not in `container_ids` (a crash lost their removal); their ids."""
+        gone = [cid for (cid,) in self.meta.q("SELECT container_id FROM containers") if cid not in container_ids]
+        for cid in gone:
+            self.remove_container(cid)
+        return gone
 
     # ------------------------------------------------------------------ removal (docker rmi)
     def remove(self, name: str, force: bool = False, prune: bool = True) -> list[dict[str, str]]:

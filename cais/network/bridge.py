@@ -12,8 +12,9 @@ import contextlib
 import errno
 import ipaddress
 import os
+import re
 
-from cais.network.errors import NetworkError
+from cais.network.errors import InvalidConfig, NetworkError
 
 
 def _iproute():  # noqa: ANN202 - pyroute2 is imported lazily: the CLI never needs it
@@ -31,6 +32,20 @@ def mac_for(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
     """Docker's scheme: 02:42 followed by the IPv4 address (locally administered, unicast)."""
     tail = address.packed[-4:]
     return "02:42:" + ":".join(f"{b:02x}" for b in tail)
+
+
+BRIDGE_MODE_HAIRPIN = 1
+_MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+
+
+def parse_mac(text: str) -> str:
+    """A --mac-address: six colon-separated hex bytes, unicast (the kernel refuses multicast)."""
+    mac = text.strip().lower().replace("-", ":")
+    if not _MAC.match(mac):
+        raise InvalidConfig(f"invalid MAC address {text!r}: expected six hex bytes such as 02:42:ac:11:00:02")
+    if int(mac[:2], 16) & 1:
+        raise InvalidConfig(f"invalid MAC address {text!r}: a multicast address cannot be an interface's")
+    return mac
 
 
 IFA_F_NODAD = 0x02  # IPv6 addresses usable at once: cais made the link, no duplicate can exist on it
@@ -86,8 +101,10 @@ def host_add_veth(bridge: str, host_name: str, peer_name: str, netns_path: str, 
             index = _index(ipr, host_name)
             try:
                 ipr.link("set", index=index, master=master, state="up")
-                # hairpin: a container may reach itself through a published port on the host.
-                ipr.brport("set", index=index, hairpin=1)
+                # hairpin mode (IFLA_BRPORT_MODE): a container reaching its own published port on a
+                # host address is DNAT'ed back to itself; br_netfilter bridges that frame out of the
+                # port it came in by, which the bridge only allows on a hairpin port.
+                ipr.brport("set", index=index, mode=BRIDGE_MODE_HAIRPIN)
             except BaseException:
                 with contextlib.suppress(Exception):
                     ipr.link("del", index=index)

@@ -3,7 +3,8 @@
 One asyncio loop in one daemon thread serves every container. For each container, a UDP socket
 is bound on 127.0.0.11:53 by a thread that setns'd into the container's namespace (a socket
 stays in the namespace it was created in), then handed to the loop. Names of containers,
-`--network-alias` and short ids on the networks the asking container shares are answered here;
+`--network-alias` and short ids on the networks the asking container shares are answered here
+(and reverse PTR questions about their addresses, with `NAME.NETWORK` as docker);
 anything else is forwarded, from the daemon's own namespace, to the upstream resolvers.
 UDP and TCP are served; questions are forwarded upstream over UDP (answers too large for a 4 KiB
 datagram stay truncated).
@@ -22,9 +23,27 @@ from collections.abc import Callable
 from cais.network import netns
 
 ADDRESS = "127.0.0.11"
-_A, _AAAA = 1, 28
+_A, _PTR, _AAAA = 1, 12, 28
 
 Resolver = Callable[[str, str], list[str] | None]  # (asking container id, name) -> addresses, None: unknown
+Reverser = Callable[[str, str], str | None]  # (asking container id, address) -> its name, None: unknown
+
+
+def reverse_address(name: str) -> str | None:
+    """The address of a reverse name (`4.3.2.1.in-addr.arpa`, 32 nibbles `.ip6.arpa`), else None."""
+    with contextlib.suppress(ValueError):
+        if name.endswith(".in-addr.arpa"):
+            parts = name[:-len(".in-addr.arpa")].split(".")
+            return str(ipaddress.IPv4Address(".".join(reversed(parts)))) if len(parts) == 4 else None
+        if name.endswith(".ip6.arpa"):
+            nibbles = name[:-len(".ip6.arpa")].split(".")
+            if len(nibbles) == 32 and all(len(n) == 1 for n in nibbles):
+                return str(ipaddress.IPv6Address(int("".join(reversed(nibbles)), 16)))
+    return None
+
+
+def _encode_name(name: str) -> bytes:
+    return b"".join(bytes([len(label)]) + label.encode() for label in name.split(".") if label) + b"\0"
 
 
 def _question(packet: bytes) -> tuple[str, int, int] | None:
@@ -56,22 +75,35 @@ def answer(packet: bytes, end: int, qtype: int, addresses: list[str]) -> bytes:
     return header + packet[12:end] + body
 
 
+def ptr_answer(packet: bytes, end: int, name: str) -> bytes:
+    """A response to a PTR query: one record naming `name`."""
+    flags = 0x8400 | (packet[2] & 0x01) << 8 | 0x80
+    rdata = _encode_name(name)
+    return (packet[:2] + struct.pack("!HHHHH", flags, 1, 1, 0, 0) + packet[12:end]
+            + b"\xc0\x0c" + struct.pack("!HHIH", _PTR, 1, 600, len(rdata)) + rdata)
+
+
 def servfail(packet: bytes) -> bytes:
     rd = (packet[2] & 0x01) << 8
     return packet[:2] + struct.pack("!H", 0x8082 | rd) + packet[4:6] + b"\0" * 6 + packet[12:]
 
 
 class DnsServer:
-    def __init__(self, resolve: Resolver, upstreams: list[str]) -> None:
+    def __init__(self, resolve: Resolver, upstreams: list[str], reverse: Reverser | None = None) -> None:
         self.resolve = resolve
+        self.reverse = reverse
         self.upstreams = upstreams
+        self.own_upstreams: dict[str, list[str]] = {}  # a container's --dns, used instead of `upstreams`
         self.sockets: dict[str, tuple[socket.socket, asyncio.Server]] = {}
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="cais-dns", daemon=True)
         self.thread.start()
 
-    def add(self, owner: str, netns_path: str) -> None:
-        """Serve the container `owner` whose namespace is bound on `netns_path` (UDP and TCP)."""
+    def add(self, owner: str, netns_path: str, upstreams: list[str] | None = None) -> None:
+        """Serve the container `owner` whose namespace is bound on `netns_path` (UDP and TCP);
+        `upstreams`: its own --dns servers, asked instead of the daemon's, as docker does."""
+        if upstreams:
+            self.own_upstreams[owner] = list(upstreams)
         if owner in self.sockets:
             return
 
@@ -94,6 +126,7 @@ class DnsServer:
         self.sockets[owner] = (udp, server)
 
     def remove(self, owner: str) -> None:
+        self.own_upstreams.pop(owner, None)
         entry = self.sockets.pop(owner, None)
         if entry is not None:
             udp, server = entry
@@ -118,6 +151,10 @@ class DnsServer:
         if q is None:
             return b""
         name, qtype, end = q
+        if qtype == _PTR and self.reverse is not None:
+            address = reverse_address(name.rstrip("."))
+            named = self.reverse(owner, address) if address else None
+            return ptr_answer(packet, end, named) if named else None
         found = self.resolve(owner, name.rstrip(".")) if qtype in (_A, _AAAA) else None
         return answer(packet, end, qtype, found) if found is not None else None
 
@@ -125,7 +162,7 @@ class DnsServer:
         local = self._local(owner, packet)
         if local is not None:
             return local
-        for server in self.upstreams:
+        for server in self.own_upstreams.get(owner) or self.upstreams:
             host, _, port = server.rpartition(":") if server.count(":") == 1 else (server, "", "53")
             try:
                 return await asyncio.wait_for(self.loop.run_in_executor(None, _ask, host, int(port), packet), 3)

@@ -8,29 +8,39 @@ EMBEDDED_DNS = "127.0.0.11"
 FALLBACK_DNS = ["8.8.8.8", "8.8.4.4"]  # docker's choice when the host only has loopback resolvers
 
 
-def hosts(hostname: str, addresses: list[str], extra: list[str] | None = None, domain: str = "") -> str:
-    """`extra`: --add-host values, "name:ip" (docker also accepts "name=ip")."""
+HOST_GATEWAY = "host-gateway"  # --add-host NAME:host-gateway: the host's address seen from containers
+
+
+def parse_add_host(entry: str, host_gateway: str = "") -> tuple[str, str]:
+    """(name, address) of an --add-host value, "name:ip" or "name=ip" (ip may be [bracketed]);
+    `host-gateway` stands for `host_gateway`, the default bridge's gateway as in docker."""
+    from cais.network.errors import InvalidConfig
+
+    name, sep, ip = entry.partition("=") if "=" in entry else entry.partition(":")
+    ip = ip.strip("[]")
+    if ip == HOST_GATEWAY:
+        if not host_gateway:
+            raise InvalidConfig(f"unable to derive the IP value for host-gateway in {entry!r}: "
+                                "there is no default bridge network")
+        ip = host_gateway
+    try:
+        if not name or not sep:
+            raise ValueError
+        ipaddress.ip_address(ip)
+    except ValueError:
+        raise InvalidConfig(f"invalid IP address in add-host: {entry!r}") from None
+    return name, ip
+
+
+def hosts(hostname: str, addresses: list[str], extra: list[tuple[str, str]] | None = None, domain: str = "") -> str:
+    """`extra`: the (name, address) of --add-host values (see parse_add_host)."""
     fqdn = f"{hostname}.{domain} {hostname}" if domain else hostname
     lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback", "fe00::0\tip6-localnet",
              "ff00::0\tip6-mcastprefix", "ff02::1\tip6-allnodes", "ff02::2\tip6-allrouters"]
-    for entry in extra or []:
-        name, sep, ip = entry.partition(":") if "=" not in entry else entry.partition("=")
-        lines.append(f"{ip.strip('[]')}\t{name}")
+    lines += [f"{ip}\t{name}" for name, ip in extra or []]
     for addr in addresses or ["127.0.0.1"]:
         lines.append(f"{addr}\t{fqdn}")
     return "\n".join(lines) + "\n"
-
-
-def validate_add_host(entry: str) -> None:
-    from cais.network.errors import InvalidConfig
-
-    name, sep, ip = entry.partition(":") if "=" not in entry else entry.partition("=")
-    try:
-        if not name or not sep or ip == "host-gateway":
-            raise ValueError
-        ipaddress.ip_address(ip.strip("[]"))
-    except ValueError:
-        raise InvalidConfig(f"invalid IP address in add-host: {entry!r}") from None
 
 
 def parse_resolv(text: str) -> tuple[list[str], list[str], list[str]]:

@@ -5,10 +5,12 @@ The whole table is rendered from the current state and swapped in one `nft -f -`
 its state again and never duplicates a rule. Nothing outside this table is ever touched; on
 shutdown the table is deleted.
 
-Published ports are DNAT'ed in PREROUTING (traffic from outside and from containers, hairpin
-included) and in OUTPUT (traffic generated on the host, 127.0.0.1 included). Reaching 127.0.0.1
-needs `route_localnet` on the bridge (set by the driver) and a masquerade of 127.0.0.0/8 towards
-the bridge, the same choice as dockerd with `--userland-proxy=false`.
+Both tables have the same chains, each for its family. Published ports are DNAT'ed in
+PREROUTING (traffic from outside and from containers, hairpin included) and in OUTPUT (traffic
+generated on the host, 127.0.0.1 included). Reaching 127.0.0.1 needs `route_localnet` on the
+bridge (set by the driver) and a masquerade of 127.0.0.0/8 towards the bridge, the same choice
+as dockerd with `--userland-proxy=false`. IPv6 has no `route_localnet`: ::1 is left to the
+loopback proxy (proxy.py).
 """
 
 from __future__ import annotations
@@ -27,13 +29,15 @@ class Bridge:
     name: str
     subnet: str
     internal: bool = False
-    subnet6: str = ""  # an IPv6 subnet: masqueraded and isolated by `table ip6 cais`
+    subnet6: str = ""  # an IPv6 subnet: handled by `table ip6 cais` as `subnet` by `table ip cais`
+    masquerade: bool = True  # com.docker.network.bridge.enable_ip_masquerade
+    icc: bool = True  # com.docker.network.bridge.enable_icc: containers of the bridge may talk
 
 
 @dataclass(frozen=True)
 class Dnat:
     proto: str  # tcp | udp
-    host_ip: str  # "" or 0.0.0.0: every local address
+    host_ip: str  # "", 0.0.0.0 or ::: every local address of the family of container_ip
     host_port: int
     container_ip: str
     container_port: int
@@ -57,6 +61,8 @@ def _forward(bridges: list[Bridge]) -> list[str]:
             out += [f"iifname {_q(b.name)} oifname != {_q(b.name)} drop",
                     f"oifname {_q(b.name)} iifname != {_q(b.name)} drop"]
     out.append("ct status dnat accept")
+    # icc=false: bridged traffic between two ports reaches this hook only through br_netfilter
+    out += [f"iifname {_q(b.name)} oifname {_q(b.name)} drop" for b in bridges if not b.icc]
     for b in bridges:
         others = [o.name for o in bridges if o.name != b.name]
         if others:
@@ -64,46 +70,36 @@ def _forward(bridges: list[Bridge]) -> list[str]:
     return out
 
 
-def render6(rules: Rules) -> str:
-    """`table ip6 cais`: masquerade of IPv6 subnets and the same isolation (no IPv6 port publishing yet)."""
-    bridges = sorted(rules.bridges.values(), key=lambda b: b.name)
-    post = [f"ip6 saddr {b.subnet6} oifname != {_q(b.name)} masquerade"
-            for b in bridges if b.subnet6 and not b.internal]
-    return "\n".join([
-        f"table ip6 {TABLE} {{",
-        "  chain postrouting {", "    type nat hook postrouting priority srcnat; policy accept;",
-        *[f"    {r}" for r in post], "  }",
-        "  chain forward {", "    type filter hook forward priority filter; policy accept;",
-        *[f"    {r}" for r in _forward(bridges)], "  }",
-        "}",
-    ]) + "\n"
-
-
-def render(rules: Rules) -> str:
+def render(rules: Rules, family: str = "ip") -> str:
+    """`table ip cais` (family "ip") or `table ip6 cais` ("ip6"): both have the same chains."""
+    six = family == "ip6"
     published, post = [], []
     bridges = sorted(rules.bridges.values(), key=lambda b: b.name)
-    forward = _forward(bridges)
     for b in bridges:
-        if b.internal:
+        subnet = b.subnet6 if six else b.subnet
+        if b.internal or not subnet:
             continue
-        post += [f"ip saddr {b.subnet} oifname != {_q(b.name)} masquerade",
-                 f"oifname {_q(b.name)} ip saddr 127.0.0.0/8 masquerade",
-                 f"oifname {_q(b.name)} ip saddr {b.subnet} ct status dnat masquerade"]
+        post += [*([f"{family} saddr {subnet} oifname != {_q(b.name)} masquerade"] if b.masquerade else []),
+                 *([] if six else [f"oifname {_q(b.name)} ip saddr 127.0.0.0/8 masquerade"]),
+                 f"oifname {_q(b.name)} {family} saddr {subnet} ct status dnat masquerade"]
     for owner in sorted(rules.dnat):
         for d in rules.dnat[owner]:
-            match = f"ip daddr {d.host_ip} " if d.host_ip not in ("", "0.0.0.0") else ""
-            published.append(f"{match}{d.proto} dport {d.host_port} dnat to {d.container_ip}:{d.container_port}")
+            if (":" in d.container_ip) != six:
+                continue
+            match = f"{family} daddr {d.host_ip} " if d.host_ip not in ("", "0.0.0.0", "::") else ""
+            target = f"[{d.container_ip}]" if six else d.container_ip
+            published.append(f"{match}{d.proto} dport {d.host_port} dnat to {target}:{d.container_port}")
     body = [
-        f"table ip {TABLE} {{",
+        f"table {family} {TABLE} {{",
         "  chain published {", *[f"    {r}" for r in published], "  }",
         "  chain prerouting {", "    type nat hook prerouting priority dstnat; policy accept;",
         "    fib daddr type local jump published", "  }",
         "  chain output {", "    type nat hook output priority -100; policy accept;",
-        "    fib daddr type local jump published", "  }",
+        f"    fib daddr type local {'ip6 daddr != ::1 ' if six else ''}jump published", "  }",
         "  chain postrouting {", "    type nat hook postrouting priority srcnat; policy accept;",
         *[f"    {r}" for r in post], "  }",
         "  chain forward {", "    type filter hook forward priority filter; policy accept;",
-        *[f"    {r}" for r in forward], "  }",
+        *[f"    {r}" for r in _forward(bridges)], "  }",
         "}",
     ]
     return "\n".join(body) + "\n"
@@ -129,7 +125,7 @@ class Firewall:
     def ensure(self) -> None:
         with self.lock:
             _nft(f"table ip {TABLE}\ndelete table ip {TABLE}\ntable ip6 {TABLE}\ndelete table ip6 {TABLE}\n"
-                 + render(self.rules) + render6(self.rules))
+                 + render(self.rules) + render(self.rules, "ip6"))
             self.applied = True
 
     def drop_bridge(self, name: str) -> None:

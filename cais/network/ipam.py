@@ -8,7 +8,9 @@ Addresses are `ipaddress` objects, so IPv6 pools take the same path as IPv4 ones
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import ipaddress
+import itertools
 import json
 import os
 import threading
@@ -52,21 +54,23 @@ class Pool:
     gateway: Address
     ip_range: Network | None = None
     allocated: dict[str, str] = field(default_factory=dict)  # address -> owner (container id)
+    aux: dict[str, str] = field(default_factory=dict)  # --aux-address: name -> address, never given out
 
     def to_json(self) -> dict:
         return {"Subnet": str(self.subnet), "Gateway": str(self.gateway),
-                "IPRange": str(self.ip_range) if self.ip_range else "", "Allocated": self.allocated}
+                "IPRange": str(self.ip_range) if self.ip_range else "", "Allocated": self.allocated, "Aux": self.aux}
 
     @classmethod
     def from_json(cls, d: dict) -> Pool:
         return cls(ipaddress.ip_network(d["Subnet"]), ipaddress.ip_address(d["Gateway"]),
-                   ipaddress.ip_network(d["IPRange"]) if d.get("IPRange") else None, dict(d.get("Allocated") or {}))
+                   ipaddress.ip_network(d["IPRange"]) if d.get("IPRange") else None, dict(d.get("Allocated") or {}),
+                   dict(d.get("Aux") or {}))
 
     def allocate(self, owner: str, wanted: Address | None = None) -> Address:
         if wanted is not None:
             if wanted not in self.subnet:
                 raise InvalidConfig(f"address {wanted} is not in subnet {self.subnet}")
-            if wanted in (self.gateway, self.subnet.network_address) or (
+            if wanted in (self.gateway, self.subnet.network_address) or str(wanted) in self.aux.values() or (
                     self.subnet.version == 4 and wanted == self.subnet.broadcast_address):
                 raise InvalidConfig(f"address {wanted} is reserved in subnet {self.subnet}")
             holder = self.allocated.get(str(wanted))
@@ -74,9 +78,12 @@ class Pool:
                 raise Conflict(f"address {wanted} is already in use on this network")
             self.allocated[str(wanted)] = owner
             return wanted
-        space = self.ip_range or self.subnet
-        for addr in space.hosts():
-            if addr != self.gateway and str(addr) not in self.allocated and addr in self.subnet:
+        space = self.ip_range or self.subnet  # a range's own first and last addresses are usable (docker's)
+        reserved = {str(self.gateway), str(self.subnet.network_address), *self.aux.values(), *self.allocated}
+        if self.subnet.version == 4:
+            reserved.add(str(self.subnet.broadcast_address))
+        for addr in space:
+            if str(addr) not in reserved:
                 self.allocated[str(addr)] = owner
                 return addr
         raise Conflict(f"no available IPv{space.version} address in {space}")
@@ -86,7 +93,7 @@ class Pool:
             del self.allocated[addr]
 
 
-def make_pool(subnet: str, gateway: str = "", ip_range: str = "") -> Pool:
+def make_pool(subnet: str, gateway: str = "", ip_range: str = "", aux: dict | None = None) -> Pool:
     net = parse_subnet(subnet)
     if gateway:
         gw = parse_address(gateway, "gateway")
@@ -99,7 +106,43 @@ def make_pool(subnet: str, gateway: str = "", ip_range: str = "") -> Pool:
         rng = parse_subnet(ip_range)
         if rng.version != net.version or not rng.subnet_of(net):  # type: ignore[arg-type]
             raise InvalidConfig(f"ip-range {rng} is not inside subnet {net}")
-    return Pool(net, gw, rng)
+    if not isinstance(aux or {}, dict):
+        raise InvalidConfig("invalid AuxiliaryAddresses: expected an object of name: address")
+    reserved = {}
+    for name, text in (aux or {}).items():
+        addr = parse_address(str(text), "auxiliary address")
+        if addr not in net or addr == gw:
+            raise InvalidConfig(f"auxiliary address {name}={addr} is not a free address of subnet {net}")
+        reserved[str(name)] = str(addr)
+    return Pool(net, gw, rng, aux=reserved)
+
+
+def default_bridge_config(bip: str = "", fixed_cidr: str = "", fixed_cidr_v6: str = "") -> list[dict]:
+    """The IPAM config of the default `bridge` network from dockerd's --bip, --fixed-cidr and
+    --fixed-cidr-v6 (empty: a subnet from the default pools, no IPv6)."""
+    config: list[dict] = []
+    try:
+        if bip:
+            iface = ipaddress.IPv4Interface(bip)
+            config.append({"Subnet": str(iface.network), "Gateway": str(iface.ip)})
+        if fixed_cidr:
+            rng = ipaddress.IPv4Network(fixed_cidr, strict=False)
+            if config and not rng.subnet_of(ipaddress.IPv4Network(config[0]["Subnet"])):
+                raise InvalidConfig(f"fixed-cidr {rng} is not inside the bridge subnet {config[0]['Subnet']} (--bip)")
+            config = config or [{"Subnet": str(rng)}]
+            config[0]["IPRange"] = str(rng)
+        if fixed_cidr_v6:
+            config.append({"Subnet": str(ipaddress.IPv6Network(fixed_cidr_v6, strict=False))})
+    except ValueError as e:
+        raise InvalidConfig(f"invalid default bridge address: {e}") from None
+    return config
+
+
+def ula_pool(seed: str) -> tuple[str, int, int]:
+    """The default IPv6 pool (docker 27's choice): /64s of a unique local /48, fdXX:XXXX:XXXX::/48
+    (RFC 4193), its 40 bits derived from `seed` so that one daemon always uses the same one."""
+    h = hashlib.sha256(seed.encode()).hexdigest()
+    return f"fd{h[:2]}:{h[2:6]}:{h[6:10]}::/48", 64, 0
 
 
 def free_subnet(taken: list[Network], pools: list[tuple[str, int, int]] = DEFAULT_POOLS) -> Network:
@@ -108,7 +151,7 @@ def free_subnet(taken: list[Network], pools: list[tuple[str, int, int]] = DEFAUL
     A pool is (base, prefix length of its subnets, how many of its first subnets to skip).
     """
     for base, size, skip in pools:
-        for candidate in list(ipaddress.ip_network(base).subnets(new_prefix=size))[skip:]:
+        for candidate in itertools.islice(ipaddress.ip_network(base).subnets(new_prefix=size), skip, None):
             if not any(candidate.version == t.version and candidate.overlaps(t) for t in taken):  # type: ignore[arg-type]
                 return candidate
     raise Conflict("all predefined address pools have been fully subnetted")

@@ -3,13 +3,14 @@
 What the engine uses. Networks are stored in docker's JSON shape, one file each under
 `<root>/networks/`; addresses under `<root>/ipam/`; containers' namespaces are bind-mounted under
 `<run>/netns/`. Every kernel object is made in the namespace of the calling process (the "host"):
-the bridges, host ends of veths, `table ip cais` and `net.ipv4.ip_forward`, which is per network
+the bridges, host ends of veths, `table ip/ip6 cais` and `net.ipv4.ip_forward`, which is per network
 namespace and enabled by `start()` as dockerd does.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import ipaddress
 import json
@@ -25,12 +26,25 @@ from cais.network.dns import DnsServer
 from cais.network.errors import Conflict, InvalidConfig, NetworkError, NotFound
 from cais.network.firewall import Bridge, Dnat, Firewall
 from cais.network.ports import Binding, Reservation, reserve
+from cais.network.proxy import Proxy
 
 log = logging.getLogger("cais.network")
 DEFAULT_BRIDGE = "cais0"
 BRIDGE_NAME_OPT = "com.docker.network.bridge.name"
 MTU_OPT = "com.docker.network.driver.mtu"
+MASQUERADE_OPT = "com.docker.network.bridge.enable_ip_masquerade"
+ICC_OPT = "com.docker.network.bridge.enable_icc"
+HOST_BINDING_OPT = "com.docker.network.bridge.host_binding_ipv4"  # the host address of `-p PORT:PORT`
+_TRUE, _FALSE = {"1", "t", "T", "TRUE", "true", "True"}, {"0", "f", "F", "FALSE", "false", "False"}  # Go's ParseBool
 _NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
+
+
+def _flag(options: dict, key: str) -> bool:
+    """A boolean driver option (default true), spelled as Go's strconv.ParseBool takes it."""
+    text = str(options.get(key, "true"))
+    if text not in _TRUE | _FALSE:
+        raise InvalidConfig(f"invalid value {text!r} for option {key}: expected true or false")
+    return text in _TRUE
 
 
 def _now() -> str:
@@ -48,10 +62,14 @@ def _record(name: str, ident: str, driver: str, **extra: object) -> dict:
 
 class NetworkManager:
     def __init__(self, root: str, run_dir: str, *, upstream_dns: list[str] | None = None, mtu: int = 1500,
-                 bridge_name: str = DEFAULT_BRIDGE) -> None:
-        """`bridge_name`: the Linux bridge of the default `bridge` network; "none": no default network."""
+                 bridge_name: str = DEFAULT_BRIDGE, bridge_ipam: list[dict] | None = None,
+                 bridge_ipv6: bool = False) -> None:
+        """`bridge_name`: the Linux bridge of the default `bridge` network; "none": no default network.
+        `bridge_ipam`, `bridge_ipv6`: its IPAM config and IPv6 (dockerd's --bip, --fixed-cidr(-v6), --ipv6)."""
         self.root = root
         self.bridge_name = bridge_name
+        self.bridge_ipam = bridge_ipam or []
+        self.bridge_ipv6 = bridge_ipv6
         self.netns_dir = os.path.join(run_dir, "netns")
         self.dir = os.path.join(root, "networks")
         for d in (self.dir, self.netns_dir):
@@ -63,6 +81,7 @@ class NetworkManager:
         self.upstream_dns = upstream_dns
         self.dns: DnsServer | None = None
         self.reservations: dict[str, Reservation] = {}
+        self.proxy: Proxy | None = None  # TCP relays (proxy.py), made on first use
         self.networks: dict[str, dict] = {}
         for entry in sorted(os.listdir(self.dir)):
             if entry.endswith(".json"):
@@ -83,9 +102,7 @@ class NetworkManager:
             for name in ("none", "host"):
                 if self._find(name) is None:
                     self._save(_record(name, secrets.token_hex(32), "null" if name == "none" else "host"))
-            if self._find("bridge") is None and self.bridge_name != "none":
-                self._create_bridge_record("bridge", "bridge", [], internal=False, labels={},
-                                           options={BRIDGE_NAME_OPT: self.bridge_name, MTU_OPT: str(self.mtu)})
+            self._ensure_default_bridge()
             if not self._bridges():
                 return  # nothing to plumb: the host's networking stays untouched
             for rec in self._bridges():
@@ -97,9 +114,34 @@ class NetworkManager:
                 self._plumb(rec)
             self.firewall.ensure()
 
+    def _ensure_default_bridge(self) -> None:
+        """The `bridge` network as the daemon's settings say; re-made (same id) when they changed,
+        unless containers still use it (it then keeps its old settings until they are gone)."""
+        wanted = {"Bridge": self.bridge_name, "MTU": self.mtu, "IPAM": self.bridge_ipam, "IPv6": self.bridge_ipv6}
+        rec = self._find("bridge")
+        ident = rec["Id"] if rec is not None else secrets.token_hex(32)
+        made = (rec or {}).get("Cais", {}).get("Daemon") or {  # what caisd made before it recorded this
+            "Bridge": (rec or {}).get("Options", {}).get(BRIDGE_NAME_OPT), "MTU": (rec or {}).get("Cais", {}).get("MTU"),
+            "IPAM": [], "IPv6": False}
+        if rec is not None and made != wanted:
+            if rec["Cais"]["Endpoints"]:
+                log.warning("the default bridge network keeps its old settings: containers use it")
+                return
+            self._drop(rec)
+            rec = None
+        if rec is None and self.bridge_name != "none":
+            rec = self._create_bridge_record("bridge", "bridge", self.bridge_ipam, internal=False, labels={},
+                                             options={BRIDGE_NAME_OPT: self.bridge_name, MTU_OPT: str(self.mtu)},
+                                             enable_ipv6=self.bridge_ipv6, ident=ident)
+            rec["Cais"]["Daemon"] = wanted
+            self._save(rec)
+
     def shutdown(self) -> None:
         """Daemon stop: firewall table and DNS sockets go, bridges stay (as docker's)."""
         with self.lock:
+            if self.proxy is not None:
+                self.proxy.close()
+                self.proxy = None
             for res in self.reservations.values():
                 res.close()
             self.reservations.clear()
@@ -139,6 +181,7 @@ class NetworkManager:
     def inspect(self, ref: str) -> dict:
         rec = self.get(ref)
         out = {k: v for k, v in rec.items() if k != "Cais"}
+        out.setdefault("EnableIPv4", True)  # API 1.47+; every cais network has IPv4
         out["Containers"] = {cid: {"Name": ep["Name"], "EndpointID": ep["EndpointID"], "MacAddress": ep["MacAddress"],
                                    "IPv4Address": f"{ep['IPAddress']}/{ep['IPPrefixLen']}",
                                    "IPv6Address": f"{ep['GlobalIPv6Address']}/{ep['GlobalIPv6PrefixLen']}"
@@ -162,8 +205,6 @@ class NetworkManager:
         six = [c for c in ipam_config if ":" in str(c.get("Subnet") or "")]
         if six and not enable_ipv6:
             raise InvalidConfig("an IPv6 subnet needs IPv6 enabled on the network (--ipv6)")
-        if enable_ipv6 and not six:
-            raise InvalidConfig("IPv6 needs an IPv6 --subnet: cais has no default IPv6 pool")
         with self.lock:
             if any(r["Name"] == name for r in self.networks.values()):
                 raise Conflict(f"network with name {name} already exists")
@@ -175,14 +216,19 @@ class NetworkManager:
 
     def _create_bridge_record(self, name: str, driver: str, ipam_config: list[dict], *, internal: bool,
                               labels: dict, options: dict, attachable: bool = False,
-                              enable_ipv6: bool = False) -> dict:
+                              enable_ipv6: bool = False, ident: str = "") -> dict:
         if not all(isinstance(c, dict) for c in ipam_config):
             raise InvalidConfig("invalid IPAM config: expected a list of objects")
-        ident = secrets.token_hex(32)
+        ident = ident or secrets.token_hex(32)
         mtu = self._mtu(options)
+        for key in (MASQUERADE_OPT, ICC_OPT):
+            _flag(options, key)
+        if options.get(HOST_BINDING_OPT):
+            ipam.parse_address(str(options[HOST_BINDING_OPT]), f"address in {HOST_BINDING_OPT}")
         if any(not c.get("Subnet") for c in ipam_config):
             raise InvalidConfig("an IPAM config needs a subnet")
-        pools = [ipam.make_pool(c["Subnet"], c.get("Gateway") or "", c.get("IPRange") or "") for c in ipam_config]
+        pools = [ipam.make_pool(c["Subnet"], c.get("Gateway") or "", c.get("IPRange") or "",
+                                c.get("AuxiliaryAddresses")) for c in ipam_config]
         taken = [ipaddress.ip_network(c["Subnet"]) for r in self._bridges() for c in r["IPAM"]["Config"]]
         for p in pools:
             for t in taken:
@@ -193,16 +239,22 @@ class NetworkManager:
                 a.subnet.overlaps(b.subnet) for i, a in enumerate(pools) for b in pools[i + 1:]  # type: ignore[arg-type]
                 if a.subnet.version == b.subnet.version):
             raise Conflict("invalid pool request: the subnets given overlap each other")
-        if not any(p.subnet.version == 4 for p in pools):
-            routes = netns.run_in(None, bridge.host_routes)
-            pools.insert(0, ipam.make_pool(str(ipam.free_subnet(taken + routes))))
+        need4 = not any(p.subnet.version == 4 for p in pools)
+        need6 = enable_ipv6 and not any(p.subnet.version == 6 for p in pools)
+        if need4 or need6:  # from the default pools, skipping what is routed here already
+            taken += netns.run_in(None, bridge.host_routes)
+        if need4:
+            pools.insert(0, ipam.make_pool(str(ipam.free_subnet(taken))))
+        if need6:
+            pools.append(ipam.make_pool(str(ipam.free_subnet(taken, [ipam.ula_pool(self.root)]))))
         bridge_name = options.get(BRIDGE_NAME_OPT) or f"cais-{ident[:10]}"
         if len(bridge_name) > 15 or any(c in bridge_name for c in "/ \t\n:"):
             raise InvalidConfig(f"invalid bridge name {bridge_name!r}")
         if any(r.get("Cais", {}).get("Bridge") == bridge_name for r in self._bridges()):
             raise Conflict(f"bridge {bridge_name} is already used by another network")
-        config = [{"Subnet": str(p.subnet), "Gateway": str(p.gateway), **({"IPRange": str(p.ip_range)}
-                                                                            if p.ip_range else {})} for p in pools]
+        config = [{"Subnet": str(p.subnet), "Gateway": str(p.gateway),
+                   **({"IPRange": str(p.ip_range)} if p.ip_range else {}),
+                   **({"AuxiliaryAddresses": dict(p.aux)} if p.aux else {})} for p in pools]
         rec = _record(name, ident, driver, Internal=bool(internal), Attachable=bool(attachable),
                       EnableIPv6=bool(enable_ipv6),
                       Labels=dict(labels), Options={k: str(v) for k, v in options.items()},
@@ -241,8 +293,18 @@ class NetworkManager:
             netns.set_sysctl(f"net.ipv4.conf.{name}.route_localnet", "1")
 
         netns.run_in(None, body)
+        options = rec.get("Options") or {}
         self.firewall.rules.bridges[name] = Bridge(name, str(v4.subnet), bool(rec["Internal"]),
-                                                   str(v6.subnet) if v6 else "")
+                                                   str(v6.subnet) if v6 else "", masquerade=_flag(options, MASQUERADE_OPT),
+                                                   icc=_flag(options, ICC_OPT))
+
+    def host_gateway(self) -> str:
+        """What `--add-host NAME:host-gateway` stands for: the default bridge's IPv4 gateway (docker's
+        default `host-gateway-ip`); "" without a default bridge."""
+        rec = self._find("bridge")
+        if rec is None or rec["Driver"] != "bridge":
+            return ""
+        return next((c["Gateway"] for c in rec["IPAM"]["Config"] if ":" not in c["Subnet"]), "")
 
     def remove(self, ref: str) -> None:
         with self.lock:
@@ -252,12 +314,16 @@ class NetworkManager:
             if rec["Cais"]["Endpoints"]:
                 raise Conflict(f"error while removing network: network {rec['Name']} id {rec['Id']} has active "
                                f"endpoints ({', '.join(e['Name'] for e in rec['Cais']['Endpoints'].values())})")
-            name = rec["Cais"]["Bridge"]
-            self.firewall.drop_bridge(name)
-            netns.run_in(None, lambda: bridge.host_remove_link(name))
-            self.ipam.drop(rec["Id"])
-            os.unlink(os.path.join(self.dir, f"{rec['Id']}.json"))
-            del self.networks[rec["Id"]]
+            self._drop(rec)
+
+    def _drop(self, rec: dict) -> None:
+        """A network without endpoints goes: its bridge, firewall entry, addresses and record."""
+        name = rec["Cais"]["Bridge"]
+        self.firewall.drop_bridge(name)
+        netns.run_in(None, lambda: bridge.host_remove_link(name))
+        self.ipam.drop(rec["Id"])
+        os.unlink(os.path.join(self.dir, f"{rec['Id']}.json"))
+        del self.networks[rec["Id"]]
 
     # ---- container namespaces ---------------------------------------------------------------
     def sandbox_path(self, cid: str) -> str:
@@ -281,8 +347,14 @@ class NetworkManager:
 
     # ---- endpoints --------------------------------------------------------------------------
     def attach(self, cid: str, ref: str, netns_path: str, *, name: str, aliases: list[str] | None = None,
-               ip: str = "", ip6: str = "") -> dict:
-        """Plug container `cid` (namespace on `netns_path`) into network `ref`: its EndpointSettings."""
+               ip: str = "", ip6: str = "", dns: list[str] | None = None, mac: str = "",
+               links: list[str] | None = None) -> dict:
+        """Plug container `cid` (namespace on `netns_path`) into network `ref`: its EndpointSettings.
+
+        `dns`: the container's --dns servers, where the embedded DNS forwards its other questions;
+        `mac`: its --mac-address (default: docker's 02:42 followed by the IPv4 address);
+        `links`: its CONTAINER[:ALIAS] links on this network, answered by the embedded DNS for it only.
+        """
         with self.lock:
             rec = self.get(ref)
             if rec["Driver"] != "bridge":
@@ -295,6 +367,7 @@ class NetworkManager:
                 raise InvalidConfig("network-scoped aliases are supported only for user-defined networks")
             if ip6 and not rec.get("EnableIPv6"):
                 raise InvalidConfig(f"network {rec['Name']} has no IPv6 subnet (it was created without --ipv6)")
+            mac = bridge.parse_mac(mac) if mac else ""
             wanted = ipam.parse_address(ip, "IP address") if ip else None
             wanted6 = ipam.parse_address(ip6, "IPv6 address") if ip6 else None
             got = self.ipam.allocate(rec["Id"], cid, wanted)
@@ -310,7 +383,7 @@ class NetworkManager:
                                                                     if six else [])
             gateways = [] if rec["Internal"] else [str(pool.gateway)] + ([str(six[1].gateway)] if six else [])
             host_veth = "caisv" + hashlib.sha256(f"{rec['Id']}/{cid}".encode()).hexdigest()[:10]
-            mac = bridge.mac_for(address)
+            mac = mac or bridge.mac_for(address)
             mtu = rec["Cais"]["MTU"]
             try:
                 ifname = netns.run_in(netns_path, bridge.container_free_ifname)
@@ -322,19 +395,21 @@ class NetworkManager:
                 netns.run_in(None, lambda: bridge.host_remove_link(host_veth))
                 self.ipam.release(rec["Id"], cid)
                 raise
-            endpoint = {"IPAMConfig": {"IPv4Address": ip, "IPv6Address": ip6} if ip or ip6 else None, "Links": None,
+            endpoint = {"IPAMConfig": {"IPv4Address": ip, "IPv6Address": ip6} if ip or ip6 else None,
+                        "Links": list(links or []) or None,
                         "Aliases": list(aliases or []) or None, "MacAddress": mac, "NetworkID": rec["Id"],
                         "EndpointID": secrets.token_hex(32), "Gateway": str(pool.gateway),
                         "IPAddress": str(address), "IPPrefixLen": pool.subnet.prefixlen,
                         "IPv6Gateway": str(six[1].gateway) if six else "",
                         "GlobalIPv6Address": str(six[0]) if six else "",
                         "GlobalIPv6PrefixLen": six[1].subnet.prefixlen if six else 0, "DriverOpts": None,
-                        "DNSNames": [name, cid[:12], *(aliases or [])] if rec["Name"] != "bridge" else None}
+                        "DNSNames": list(dict.fromkeys([name, *(aliases or []), cid[:12]]))
+                        if rec["Name"] != "bridge" else None}
             rec["Cais"]["Endpoints"][cid] = {**endpoint, "Name": name, "HostVeth": host_veth, "Ifname": ifname,
                                              "Netns": netns_path}
             self._save(rec)
             if rec["Name"] != "bridge":
-                self._serve_dns(cid, netns_path)
+                self._serve_dns(cid, netns_path, dns)
             return endpoint
 
     def endpoint(self, cid: str, ref: str) -> dict | None:
@@ -370,7 +445,7 @@ class NetworkManager:
             self.remove_sandbox(cid)
 
     # ---- DNS --------------------------------------------------------------------------------
-    def _serve_dns(self, cid: str, netns_path: str) -> None:
+    def _serve_dns(self, cid: str, netns_path: str, dns: list[str] | None = None) -> None:
         if self.dns is None:
             from cais.network.etcfiles import parse_resolv
 
@@ -381,14 +456,14 @@ class NetworkManager:
                         upstreams = parse_resolv(f.read())[0]
                 except OSError:
                     upstreams = []
-            self.dns = DnsServer(self.resolve, upstreams)
-        self.dns.add(cid, netns_path)
+            self.dns = DnsServer(self.resolve, upstreams, self.reverse)
+        self.dns.add(cid, netns_path, dns)
 
-    def restore_dns(self, cid: str) -> None:
+    def restore_dns(self, cid: str, dns: list[str] | None = None) -> None:
         """After a daemon restart: the DNS socket of a running container on a user-defined network."""
         for rec in self.networks_of(cid):
             if rec["Name"] != "bridge":
-                self._serve_dns(cid, rec["Cais"]["Endpoints"][cid]["Netns"])
+                self._serve_dns(cid, rec["Cais"]["Endpoints"][cid]["Netns"], dns)
                 return
 
     def resolve(self, asking: str, name: str) -> list[str] | None:
@@ -400,31 +475,77 @@ class NetworkManager:
                 continue
             suffix = "." + rec["Name"].lower()
             wanted = name[:-len(suffix)] if name.endswith(suffix) else name
+            wanted = _linked(rec["Cais"]["Endpoints"].get(asking, {}).get("Links"), wanted)
             for cid, ep in rec["Cais"]["Endpoints"].items():
                 names = {ep["Name"].lower(), *(a.lower() for a in ep.get("Aliases") or [])}
                 if wanted in names or (len(wanted) >= 12 and cid.startswith(wanted)):
                     found += [a for a in (ep["IPAddress"], ep.get("GlobalIPv6Address")) if a]
         return found or None
 
+    def reverse(self, asking: str, address: str) -> str | None:
+        """`NAME.NETWORK` of the container that has `address` on a network `asking` is on."""
+        for rec in self.networks_of(asking):
+            if rec["Name"] == "bridge":
+                continue
+            for ep in rec["Cais"]["Endpoints"].values():
+                if address in (ep["IPAddress"], ep.get("GlobalIPv6Address")):
+                    return f"{ep['Name']}.{rec['Name']}"
+        return None
+
     # ---- published ports --------------------------------------------------------------------
-    def publish(self, cid: str, wanted: list[Binding], container_ip: str) -> list[Binding]:
-        """Reserve the host ports of `wanted` and DNAT them to `container_ip`: the bindings made."""
+    def publish(self, cid: str, wanted: list[Binding], container_ip: str, container_ip6: str = "") -> list[Binding]:
+        """Reserve the host ports of `wanted` and DNAT them to the container: the bindings made.
+
+        A port published on every address is published on both families, as docker does (see
+        ports.reserve): IPv6 host addresses are DNAT'ed to `container_ip6`; traffic to ::1, or to
+        any IPv6 host address of a container without IPv6, is relayed by the proxy (proxy.py).
+        """
         with self.lock:
             self.unpublish(cid)
             if not wanted:
                 return []
+            primary = next((r for r in self.networks_of(cid)
+                            if r["Cais"]["Endpoints"][cid]["IPAddress"] == container_ip), None)
+            default_ip = str(((primary or {}).get("Options") or {}).get(HOST_BINDING_OPT) or "")
+            if default_ip:
+                wanted = [b if b.host_ip else dataclasses.replace(b, host_ip=default_ip) for b in wanted]
             res = reserve(wanted)
             try:
-                self.firewall.set_dnat(cid, [Dnat(b.proto, b.host_ip, b.host_port, container_ip, b.container_port)
-                                             for b in res.bound])
+                self.firewall.set_dnat(cid, [Dnat(b.proto, b.host_ip, b.host_port,
+                                                  container_ip6 if ":" in b.host_ip else container_ip,
+                                                  b.container_port) for b in res.bound
+                                             if container_ip6 or ":" not in b.host_ip])
+                for b, sock in zip(res.bound, res.sockets, strict=True):
+                    if ":" in b.host_ip and (not container_ip6 or b.host_ip in ("::", "::1")):
+                        if self.proxy is None:
+                            self.proxy = Proxy()
+                        relay = self.proxy.add if b.proto == "tcp" else self.proxy.add_udp
+                        relay(cid, sock, container_ip6 or container_ip, b.container_port)
             except BaseException:
+                if self.proxy is not None:
+                    self.proxy.remove(cid)
                 res.close()
+                with contextlib.suppress(NetworkError):
+                    self.firewall.drop_dnat(cid)
                 raise
             self.reservations[cid] = res
             return list(res.bound)
 
     def unpublish(self, cid: str) -> None:
+        if self.proxy is not None:
+            self.proxy.remove(cid)
         res = self.reservations.pop(cid, None)
         if res is not None:
             res.close()
         self.firewall.drop_dnat(cid)
+
+
+def _linked(links: list[str] | None, name: str) -> str:
+    """The container a `--link NAME:ALIAS` of the asking endpoint makes `name` stand for (libnetwork's
+    per-endpoint aliases: only the linking container sees them), else `name`."""
+    for link in links or []:
+        target, _, alias = link.partition(":")
+        target = target.strip("/").lower()
+        if name == (alias.rpartition("/")[2].lower() or target):
+            return target
+    return name

@@ -92,18 +92,26 @@ def bindings(port_bindings: dict | None, exposed: dict | None = None, publish_al
 def _reserve_one(proto: str, host_ip: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host_ip else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_DGRAM if proto == "udp" else socket.SOCK_STREAM)
+    shown = f"[{host_ip}]" if family == socket.AF_INET6 else host_ip or "0.0.0.0"
     try:
-        sock.bind((host_ip or ("::" if family == socket.AF_INET6 else "0.0.0.0"), port))
+        if family == socket.AF_INET6:  # [::] and 0.0.0.0 are two bindings, as docker's
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        if proto == "tcp":  # a proxied connection's TIME_WAIT must not hold the port after a restart
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host_ip or "0.0.0.0", port))
         if proto == "tcp":
             sock.listen(0)
     except OSError as e:
         sock.close()
         if e.errno == errno.EADDRINUSE:
-            raise Conflict(f"Bind for {host_ip or '0.0.0.0'}:{port} failed: port is already allocated") from None
+            raise Conflict(f"Bind for {shown}:{port} failed: port is already allocated") from None
         if e.errno == errno.EADDRNOTAVAIL:
-            raise InvalidConfig(f"cannot publish on {host_ip}: not an address of this host") from None
+            raise InvalidConfig(f"cannot publish on {shown}: not an address of this host") from None
         raise
     return sock
+
+
+_RANDOM_TRIES = 8  # a random port free on 0.0.0.0 but taken on [::]: another random port
 
 
 class Reservation:
@@ -113,24 +121,35 @@ class Reservation:
         self.sockets: list[socket.socket] = []
         self.bound: list[Binding] = []
 
-    def take(self, binding: Binding) -> Binding:
-        if not binding.host_port_end:
-            sock = _reserve_one(binding.proto, binding.host_ip, binding.host_port)
+    def take(self, binding: Binding, dual_stack: bool = False) -> None:
+        """Bind the host port of `binding`; with `dual_stack`, a binding on every address ("") is
+        one on 0.0.0.0 and one on [::] with the same port (docker's default on hosts with IPv6)."""
+        ips = [binding.host_ip, "::"] if dual_stack and not binding.host_ip else [binding.host_ip]
+        if binding.host_port_end:
+            candidates = list(range(binding.host_port, binding.host_port_end + 1))
         else:
-            first, last = binding.host_port, binding.host_port_end
-            sock = None
-            for port in range(first, last + 1):
-                try:
-                    sock = _reserve_one(binding.proto, binding.host_ip, port)
-                    break
-                except Conflict:
-                    continue
-            if sock is None:
-                raise Conflict(f"no free host port in {first}-{last} for {binding.container_port}/{binding.proto}")
-        self.sockets.append(sock)
-        bound = Binding(binding.proto, binding.container_port, binding.host_ip, sock.getsockname()[1])
-        self.bound.append(bound)
-        return bound
+            candidates = [binding.host_port] * (1 if binding.host_port else _RANDOM_TRIES)
+        error = Conflict(f"no free host port for {binding.container_port}/{binding.proto}")
+        for port in candidates:
+            socks: list[socket.socket] = []
+            try:
+                for ip in ips:
+                    socks.append(_reserve_one(binding.proto, ip, socks[0].getsockname()[1] if socks else port))
+            except BaseException as e:
+                for sock in socks:
+                    sock.close()
+                if not isinstance(e, Conflict):
+                    raise
+                error = e
+                continue
+            self.sockets += socks
+            self.bound += [Binding(binding.proto, binding.container_port, ip, sock.getsockname()[1])
+                           for ip, sock in zip(ips, socks, strict=True)]
+            return
+        if binding.host_port_end:
+            raise Conflict(f"no free host port in {binding.host_port}-{binding.host_port_end} "
+                           f"for {binding.container_port}/{binding.proto}")
+        raise error
 
     def close(self) -> None:
         for sock in self.sockets:
@@ -138,26 +157,40 @@ class Reservation:
         self.sockets, self.bound = [], []
 
 
+def host_has_ipv6() -> bool:
+    try:
+        socket.socket(socket.AF_INET6, socket.SOCK_STREAM).close()
+    except OSError:  # EAFNOSUPPORT: a kernel booted with ipv6.disable=1
+        return False
+    return True
+
+
 def reserve(wanted: list[Binding]) -> Reservation:
-    """Reserve every binding or none (a clear Conflict names the first port in use)."""
+    """Reserve every binding or none (a clear Conflict names the first port in use).
+
+    When this host has IPv6, a binding on every address covers both families, as docker's (the
+    manager DNATs or relays the IPv6 half).
+    """
     for b in wanted:
-        if ":" in b.host_ip:
-            raise InvalidConfig(f"cannot publish on {b.host_ip}: IPv6 host addresses are not supported yet")
         if b.proto not in ("tcp", "udp"):
             raise InvalidConfig(f"cannot publish {b.container_port}/{b.proto}: only tcp and udp are supported")
+    dual = host_has_ipv6()
     res = Reservation()
     try:
         for b in wanted:
-            res.take(b)
+            res.take(b, dual_stack=dual)
     except BaseException:
         res.close()
         raise
     return res
 
 
-def as_api(bound: list[Binding], all_ports: list[Binding]) -> dict[str, list[dict] | None]:
+def as_api(bound: list[Binding], all_ports: list[Binding], exposed: dict | None = None) -> dict[str, list[dict] | None]:
     """NetworkSettings.Ports: every exposed/published port, with the host ports actually bound."""
     out: dict[str, list[dict] | None] = {}
+    for key in exposed or {}:  # EXPOSE'd, not published: null, like dockerd
+        port, _, proto = str(key).partition("/")
+        out[f"{port}/{proto or 'tcp'}"] = None
     for b in all_ports:
         out.setdefault(f"{b.container_port}/{b.proto}", None)
     for b in bound:

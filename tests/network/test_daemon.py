@@ -84,9 +84,12 @@ def test_user_defined_network_by_name(d: Caisd) -> None:
         resolv = _out(d, "run", "--rm", "--network", "front", "--dns-search", "cais.test", "busybox",
                       "cat", "/etc/resolv.conf")
         assert "nameserver 127.0.0.11" in resolv and "search cais.test" in resolv
-        hosts = _out(d, "run", "--rm", "--add-host", "db.cais.test:10.1.2.3", "--hostname", "h1", "busybox",
-                     "cat", "/etc/hosts", "/etc/hostname")
+        hosts = _out(d, "run", "--rm", "--add-host", "db.cais.test:10.1.2.3", "--add-host", "gw:host-gateway",
+                     "--add-host", "v6=[fd00::5]", "--hostname", "h1", "busybox", "cat", "/etc/hosts", "/etc/hostname")
+        bridge_gw = json.loads(_out(d, "network", "inspect", "bridge"))[0]["IPAM"]["Config"][0]["Gateway"]
         assert "10.1.2.3\tdb.cais.test" in hosts and hosts.endswith("h1\n")
+        assert f"{bridge_gw}\tgw\n" in hosts and "fd00::5\tv6\n" in hosts
+        assert "invalid IP address in add-host" in _err(d, "run", "--rm", "--add-host", "x:nowhere", "busybox", "true")
 
         # another network: isolated; connect at run time: reachable; disconnect: isolated again
         _out(d, "network", "create", "back")
@@ -113,8 +116,9 @@ def test_published_ports_and_port_command(d: Caisd) -> None:
         _out(d, "run", "-d", "--name", "pub", "--hostname", "pub", "-p", "18081:80", "-p", "127.0.0.1::80",
              "busybox", "sh", "-c", WEB)
         assert _get("http://127.0.0.1:18081/") == "hello from pub\n"
+        assert _get("http://[::1]:18081/") == "hello from pub\n"  # [::]:18081 too, relayed as docker-proxy does
         ports = _out(d, "port", "pub").splitlines()
-        assert "80/tcp -> 0.0.0.0:18081" in ports
+        assert "80/tcp -> 0.0.0.0:18081" in ports and "80/tcp -> [::]:18081" in ports
         local = [p for p in ports if "127.0.0.1" in p][0].rpartition(":")[2]
         assert _get(f"http://127.0.0.1:{local}/") == "hello from pub\n"
         gateway = json.loads(_out(d, "network", "inspect", "bridge"))[0]["IPAM"]["Config"][0]["Gateway"]
@@ -151,6 +155,11 @@ def test_published_ports_and_port_command(d: Caisd) -> None:
 
 
 def test_none_host_container_and_internal(d: Caisd) -> None:
+    mac = _out(d, "run", "--rm", "--mac-address", "02:42:CA:15:00:09", "busybox", "cat", "/sys/class/net/eth0/address")
+    assert mac == "02:42:ca:15:00:09\n"
+    assert "invalid MAC address" in _err(d, "run", "--rm", "--mac-address", "03:42:ca:15:00:09", "busybox", "true")
+    assert "conflicting options" in _err(d, "run", "--rm", "--network", "host", "--mac-address", "02:42:ca:15:00:09",
+                                         "busybox", "true")
     links = _out(d, "run", "--rm", "--network", "none", "busybox", "ip", "-o", "link").splitlines()
     assert len(links) == 1 and ": lo:" in links[0]
     assert "cais0" in _out(d, "run", "--rm", "--network", "host", "busybox", "ip", "-o", "link")
@@ -161,6 +170,11 @@ def test_none_host_container_and_internal(d: Caisd) -> None:
         out = _out(d, "run", "--rm", "--network", "container:base", "busybox", "sh", "-c",
                    "timeout 10 wget -q -O - http://127.0.0.1/ || exit 1")
         assert out == "hello from base\n"
+        shared = _out(d, "run", "--rm", "--network", "container:base", "busybox", "sh", "-c", "hostname; cat /etc/hosts")
+        assert shared.startswith("base\n") and f"{base_ip}\tbase" in shared  # the other's hostname and files
+        for flags in (["--hostname", "x"], ["--dns", "192.0.2.1"], ["--add-host", "a:192.0.2.1"], ["-p", "80"]):
+            assert "conflicting options" in _err(d, "run", "--rm", "--network", "container:base", *flags,
+                                                 "busybox", "true")
         _out(d, "network", "create", "--internal", "sealed")
         assert "default" not in _out(d, "run", "--rm", "--network", "sealed", "busybox", "ip", "route")
         assert _wget(d, "sealed", f"http://{base_ip}/", 2).returncode != 0
@@ -215,10 +229,23 @@ def test_cais_cli_and_garbage(d: Caisd) -> None:
         assert json.loads(cais("network", "inspect", "clinet"))[0]["Labels"] == {"k": "v"}
         cais("run", "-d", "--name", "clibox", "--network", "clinet", "--network-alias", "alias1",
              "-p", "18082:80", "--hostname", "clibox", "busybox", "sh", "-c", WEB)
-        assert cais("port", "clibox", "80").strip() == "0.0.0.0:18082"
+        assert cais("port", "clibox", "80").split() == ["0.0.0.0:18082", "[::]:18082"]
         assert _get("http://127.0.0.1:18082/") == "hello from clibox\n"
         done = d.cais("network", "rm", "clinet", check=False)
         assert done.returncode != 0 and b"active endpoints" in done.stderr and b"Traceback" not in done.stderr
+        assert cais("run", "--rm", "--network", "clinet", "--mac-address", "02:42:ca:15:00:0a", "busybox",
+                    "cat", "/sys/class/net/eth0/address") == "02:42:ca:15:00:0a\n"
+        cais("network", "create", "--ipv6", "--subnet", "10.96.0.0/24", "--subnet", "fd00:ca1b::/64", "--gateway",
+             "fd00:ca1b::fe", "--aux-address", "r=10.96.0.2", "--ip-range", "10.96.0.128/25", "clinet6")
+        try:
+            config = json.loads(cais("network", "inspect", "clinet6"))[0]["IPAM"]["Config"]
+            assert config == [{"Subnet": "10.96.0.0/24", "Gateway": "10.96.0.1", "IPRange": "10.96.0.128/25",
+                               "AuxiliaryAddresses": {"r": "10.96.0.2"}},
+                              {"Subnet": "fd00:ca1b::/64", "Gateway": "fd00:ca1b::fe"}]
+        finally:
+            d.cais("network", "rm", "clinet6", check=False)
+        done = d.cais("network", "create", "--subnet", "10.95.0.0/24", "--gateway", "10.94.0.1", "x", check=False)
+        assert done.returncode != 0 and b"no matching subnet for gateway 10.94.0.1" in done.stderr
         done = d.cais("run", "--rm", "-p", "1:2:3:4", "busybox", "true", check=False)
         assert done.returncode != 0 and b"invalid publish spec" in done.stderr
     finally:
@@ -232,15 +259,93 @@ def test_cais_cli_and_garbage(d: Caisd) -> None:
         assert done.stdout == "400", (body, done.stdout, done.stderr)
         assert "message" in done.stderr and "Traceback" not in done.stderr
     assert "x" not in _out(d, "network", "ls", "--format", "{{.Name}}").split()
+    for body in ('{"Image": "busybox", "Cmd": ["true"], "NetworkingConfig": {"EndpointsConfig": {"bridge": "x"}}}',
+                 '{"Image": "busybox", "Cmd": ["true"], "MacAddress": "nope"}'):
+        done = subprocess.run(["curl", "-s", "-o", "/dev/stderr", "-w", "%{http_code}", "--unix-socket", d.sock,
+                               "-XPOST", "-H", "Content-Type: application/json", "-d", body,
+                               "http://x/containers/create"], capture_output=True, text=True)
+        assert done.stdout == "400", (body, done.stdout, done.stderr)
 
 
 def test_docker_cli_ipv6(d: Caisd) -> None:
     _out(d, "network", "create", "--ipv6", "--subnet", "fd00:ca17::/64", "v6net")
     try:
         info = json.loads(_out(d, "network", "inspect", "v6net"))[0]
-        assert info["EnableIPv6"] and {c["Subnet"] for c in info["IPAM"]["Config"]} >= {"fd00:ca17::/64"}
+        assert "IPv6-only" in _err(d, "network", "create", "--ipv4=false", "--ipv6", "v6only")
+        assert info["EnableIPv6"] and info["EnableIPv4"] and {c["Subnet"] for c in info["IPAM"]["Config"]} >= {"fd00:ca17::/64"}
         out = _out(d, "run", "--rm", "--network", "v6net", "--ip6", "fd00:ca17::9", "busybox", "ip", "-6", "addr")
         assert "fd00:ca17::9/64" in out
         assert "IPv6" in _err(d, "network", "create", "--subnet", "fd00:ca18::/64", "v6bad")
+        _out(d, "network", "create", "--ipv6", "auto6")  # no --subnet: a unique local /64, as docker 27+
+        auto = json.loads(_out(d, "network", "inspect", "auto6"))[0]["IPAM"]["Config"]
+        assert auto[1]["Subnet"].startswith("fd") and auto[1]["Subnet"].endswith("::/64")
+
+        # published on both families by default; [::]:PORT on IPv6 only
+        _out(d, "run", "-d", "--name", "web6", "--hostname", "web6", "--network", "v6net", "-p", "18085:80",
+             "-p", "[::]:18088:80", "busybox", "sh", "-c", WEB)
+        info = json.loads(_out(d, "inspect", "web6"))[0]["NetworkSettings"]
+        assert info["Ports"]["80/tcp"] == [{"HostIp": "0.0.0.0", "HostPort": "18085"},
+                                           {"HostIp": "::", "HostPort": "18085"},
+                                           {"HostIp": "::", "HostPort": "18088"}]
+        endpoint = info["Networks"]["v6net"]
+        assert endpoint["GlobalIPv6Address"].startswith("fd00:ca17::") and endpoint["IPv6Gateway"] == "fd00:ca17::1"
+        assert "[::]:18088" in _out(d, "port", "web6")
+        for url in ("http://127.0.0.1:18085/", "http://[::1]:18085/", "http://[fd00:ca17::1]:18088/"):
+            assert _get(url) == "hello from web6\n", url
+        with pytest.raises(AssertionError):
+            _get("http://127.0.0.1:18088/", tries=1)
+        d.kill(signal.SIGKILL)  # a crash: the IPv6 rules and the ::1 proxy come back with caisd
+        d.start()
+        for url in ("http://[::1]:18085/", "http://[fd00:ca17::1]:18088/"):
+            assert _get(url) == "hello from web6\n", url
     finally:
-        d.docker("network", "rm", "v6net", check=False)
+        d.docker("rm", "-f", "web6", check=False)
+        d.docker("network", "rm", "v6net", "auto6", check=False)
+
+
+def test_default_bridge_settings(d: Caisd) -> None:
+    """dockerd's --bip, --fixed-cidr, --ipv6 and --fixed-cidr-v6: the default bridge is re-made (same id)."""
+    before = json.loads(_out(d, "network", "inspect", "bridge"))[0]
+    flags = ["--bip", "10.66.0.1/24", "--fixed-cidr", "10.66.0.128/25", "--ipv6", "--fixed-cidr-v6", "fd00:ca1c::/64"]
+    for bad in (["--ipv6", "--fixed-cidr-v6", "fd00::/129"], ["--bip", "10.66.0.300/24"],
+                ["--bip", "10.66.0.1/24", "--fixed-cidr", "10.67.0.0/25"]):
+        done = subprocess.run([*d.args(), *bad], capture_output=True, text=True, timeout=60)
+        assert done.returncode != 0 and "Traceback" not in done.stderr and done.stderr.strip(), done.stderr
+    original = d.network_args
+    d.kill(signal.SIGTERM)
+    d.network_args = [*original, *flags]
+    try:
+        d.start()
+        info = json.loads(_out(d, "network", "inspect", "bridge"))[0]
+        assert info["Id"] == before["Id"] and info["EnableIPv6"]
+        assert info["IPAM"]["Config"] == [{"Subnet": "10.66.0.0/24", "Gateway": "10.66.0.1", "IPRange": "10.66.0.128/25"},
+                                          {"Subnet": "fd00:ca1c::/64", "Gateway": "fd00:ca1c::1"}]
+        _out(d, "run", "-d", "--name", "dflt6", "--hostname", "dflt6", "-p", "18093:80", "busybox", "sh", "-c", WEB)
+        settings = json.loads(_out(d, "inspect", "dflt6"))[0]["NetworkSettings"]
+        assert settings["IPAddress"] == "10.66.0.128" and settings["GlobalIPv6Address"] == "fd00:ca1c::2"
+        assert settings["IPv6Gateway"] == "fd00:ca1c::1"
+        for url in ("http://127.0.0.1:18093/", "http://[::1]:18093/", "http://[fd00:ca1c::1]:18093/"):
+            assert _get(url) == "hello from dflt6\n", url
+    finally:
+        d.docker("rm", "-f", "dflt6", check=False)
+        d.kill(signal.SIGTERM)
+        d.network_args = original
+        d.start()
+    after = json.loads(_out(d, "network", "inspect", "bridge"))[0]
+    assert after["Id"] == before["Id"] and after["IPAM"]["Config"] == before["IPAM"]["Config"]
+    assert not after["EnableIPv6"]
+
+
+def test_daemon_json_default_bridge(tmp_root: str) -> None:
+    import os
+
+    from cais.daemon.config import ConfigError, load
+
+    path = os.path.join(tmp_root, "daemon.json")
+    with open(path, "w") as f:
+        json.dump({"bip": "10.66.0.1/24", "ipv6": True, "fixed-cidr-v6": "fd00:ca1d::/64"}, f)
+    settings, _ = load(["--config-file", path])
+    assert settings.ipv6 and settings.bridge_ipam == [{"Subnet": "10.66.0.0/24", "Gateway": "10.66.0.1"},
+                                                      {"Subnet": "fd00:ca1d::/64"}]
+    with pytest.raises(ConfigError, match="both as a flag and in the configuration file"):
+        load(["--config-file", path, "--bip", "10.67.0.1/24"])

@@ -304,8 +304,14 @@ def cmd_update(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
 
 
 # ---- ps / inspect / logs / top / stats / diff / port ---------------------------------------
+def _host_ip(ip: str) -> str:
+    """A host address as docker 28 prints it before `:PORT`: IPv6 in brackets."""
+    return f"[{ip}]" if ":" in ip else ip
+
+
 def _ports_text(ports: list[dict]) -> str:
-    return ", ".join(f"{p.get('IP', '')}:{p['PublicPort']}->{p['PrivatePort']}/{p['Type']}" if p.get("PublicPort")
+    return ", ".join(f"{_host_ip(p.get('IP', ''))}:{p['PublicPort']}->{p['PrivatePort']}/{p['Type']}"
+                     if p.get("PublicPort")
                      else f"{p['PrivatePort']}/{p['Type']}" for p in ports or [])
 
 
@@ -400,7 +406,7 @@ def cmd_logs(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
     try:
         response = ctx.client.request("GET", f"/containers/{opts.container}/logs", {
             "stdout": 1, "stderr": 1, "follow": opts.follow, "tail": opts.tail, "timestamps": opts.timestamps,
-            "since": _since(opts.since), "until": _since(opts.until)})
+            "since": _since(opts.since), "until": _since(opts.until), "details": opts.details})
     except ApiError as e:
         raise CliError(f"Error response from daemon: {e}") from None
     out, err = sys.stdout.buffer, sys.stderr.buffer
@@ -462,11 +468,11 @@ def cmd_port(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
         if not ports.get(key):
             raise CliError(f"Error: No public port '{key}' published for {opts.container}")
         for b in ports[key]:
-            print(f"{b.get('HostIp') or '0.0.0.0'}:{b['HostPort']}")
+            print(f"{_host_ip(b.get('HostIp') or '0.0.0.0')}:{b['HostPort']}")
         return 0
     for key, bindings in sorted(ports.items()):
         for b in bindings or []:
-            print(f"{key} -> {b.get('HostIp') or '0.0.0.0'}:{b['HostPort']}")
+            print(f"{key} -> {_host_ip(b.get('HostIp') or '0.0.0.0')}:{b['HostPort']}")
     return 0
 
 

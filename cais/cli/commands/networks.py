@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 
 from cais.cli import format as fmt
@@ -11,12 +12,41 @@ from cais.cli.commands.volumes import _filters, _pairs
 from cais.cli.main import CliError
 
 
+def _ipam_config(subnets: list[str], gateways: list[str], ranges: list[str], aux: dict[str, str]) -> list[dict]:
+    """docker's pairing: each --gateway, --ip-range and --aux-address goes with the --subnet holding it."""
+    import ipaddress
+
+    def holder(value: str, what: str) -> dict:
+        try:
+            inner = ipaddress.ip_network(value, strict=False)
+        except ValueError:
+            raise CliError(f"invalid {what} {value!r}", 125) from None
+        for c in config:
+            with contextlib.suppress(ValueError, TypeError):
+                if inner.subnet_of(ipaddress.ip_network(c["Subnet"], strict=False)):  # type: ignore[arg-type]
+                    return c
+        raise CliError(f"no matching subnet for {what} {value}", 125)
+
+    config: list[dict] = [{"Subnet": s} for s in subnets]
+    for key, what, values in (("Gateway", "gateway", gateways), ("IPRange", "range", ranges)):
+        for value in values:
+            c = holder(value, what)
+            if key in c:
+                raise CliError(f"cannot configure multiple {what}s ({c[key]}, {value}) for the same subnet "
+                               f"({c['Subnet']})", 125)
+            c[key] = value
+    for name, value in aux.items():
+        holder(value, "aux-address").setdefault("AuxiliaryAddresses", {})[name] = value
+    return config
+
+
 def cmd_network_create(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
     p = Parser("network create", "[OPTIONS] NETWORK")
     p.add_argument("-d", "--driver", default="bridge")
     p.add_argument("--subnet", action="append", default=[])
     p.add_argument("--gateway", action="append", default=[])
     p.add_argument("--ip-range", action="append", default=[])
+    p.add_argument("--aux-address", action="append", default=[])
     p.add_argument("--internal", action="store_true")
     p.add_argument("--attachable", action="store_true")
     p.add_argument("--ipv6", action="store_true")
@@ -24,11 +54,7 @@ def cmd_network_create(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-
     p.add_argument("-o", "--opt", action="append", default=[])
     p.add_argument("name")
     opts = p.parse_args(args)
-    if len(opts.gateway) > len(opts.subnet) or len(opts.ip_range) > len(opts.subnet):
-        raise CliError("every --gateway and --ip-range needs a --subnet", 125)
-    config = [{"Subnet": s, **({"Gateway": opts.gateway[i]} if i < len(opts.gateway) else {}),
-               **({"IPRange": opts.ip_range[i]} if i < len(opts.ip_range) else {})}
-              for i, s in enumerate(opts.subnet)]
+    config = _ipam_config(opts.subnet, opts.gateway, opts.ip_range, _pairs(opts.aux_address, "--aux-address"))
     body = {"Name": opts.name, "Driver": opts.driver, "Internal": opts.internal, "Attachable": opts.attachable,
             "EnableIPv6": opts.ipv6, "IPAM": {"Driver": "default", "Config": config},
             "Options": _pairs(opts.opt, "--opt"), "Labels": _pairs(opts.label, "--label")}
