@@ -8,6 +8,7 @@ import os
 import secrets
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -289,6 +290,7 @@ def test_tables_are_laid_out_as_the_docker_clis(daemon: Caisd) -> None:
     daemon.docker("volume", "create", "--label", label, volume)
     cid = daemon.docker("create", "--label", label, "--name", f"{label}-with-a-long-name", "--network", "none",
                         "busybox", "true").stdout.decode().strip()
+    time.sleep(2)  # "Less than a second ago" and "1 second ago" differ in width: past them
     try:
         for args in TABLES:
             theirs, ours = both(*args, *{"images": ["busybox"], "network": []}.get(args[0], ["--filter", f"label={label}"]))
@@ -296,6 +298,7 @@ def test_tables_are_laid_out_as_the_docker_clis(daemon: Caisd) -> None:
             if args[0] != "ps":  # CREATED may have moved on between the two
                 assert ours == theirs, args
         daemon.docker("run", "-d", "--name", f"{label}-top", "--network", "none", "busybox", "sleep", "60")
+        assert both("system", "df")[0] == both("system", "df")[1]  # sizes with 4 digits, "0B (0%)"
         theirs, ours = both("top", f"{label}-top")  # its own tabwriter: minimum width 20
         assert ours[0] == theirs[0] and ours[1].split() == theirs[1].split()[:3] + ours[1].split()[3:]
     finally:
