@@ -343,13 +343,11 @@ class _BodyReader(io.RawIOBase):
 
 @route("PUT", "/containers/{id}/archive")
 async def archive_put(request: web.Request) -> web.Response:
-    from cais.engine.archive import ContainerFS, put_archive
+    from cais.engine.archive import ContainerFS, check_writable, put_archive
     engine = _engine(request)
     record = engine.get(request.match_info["id"])
     path = _archive_path(request)
-    if record["HostConfig"].get("ReadonlyRootfs"):
-        from cais.engine.errors import Conflict
-        raise Conflict("container rootfs is marked read-only")
+    check_writable(record, path)
     body = _BodyReader(request, asyncio.get_running_loop())
     no_overwrite = qbool(request, "noOverwriteDirNonDir")
 
