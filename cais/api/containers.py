@@ -134,12 +134,27 @@ async def wait(request: web.Request) -> web.StreamResponse:
     cid, token = engine.wait_token(request.match_info["id"], condition)
     response = web.StreamResponse(headers={"Content-Type": "application/json"})
     await response.prepare(request)  # headers now: the docker CLI starts the container once it has them
-    while not client_gone(request):
-        result = await asyncio.to_thread(engine.wait, cid, token, condition, 1.0)
-        if result is not None:
-            with contextlib.suppress(ConnectionError, RuntimeError):
-                await response.write(json.dumps(result).encode() + b"\n")
-            break
+    # no worker thread blocks for a wait (many waiting clients would starve the other requests):
+    # each exit or removal wakes it to check; once a second too, for changes that notify nobody
+    loop = asyncio.get_running_loop()
+    changed = asyncio.Event()
+
+    def wake() -> None:
+        with contextlib.suppress(RuntimeError):  # the loop is closing
+            loop.call_soon_threadsafe(changed.set)
+    engine.listeners.add(wake)
+    try:
+        while not client_gone(request):
+            changed.clear()
+            result = await asyncio.to_thread(engine.wait, cid, token, condition, 0)
+            if result is not None:
+                with contextlib.suppress(ConnectionError, RuntimeError):
+                    await response.write(json.dumps(result).encode() + b"\n")
+                break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(changed.wait(), 1.0)
+    finally:
+        engine.listeners.discard(wake)
     return response
 
 
@@ -327,13 +342,11 @@ class _BodyReader(io.RawIOBase):
 
 @route("PUT", "/containers/{id}/archive")
 async def archive_put(request: web.Request) -> web.Response:
-    from cais.engine.archive import ContainerFS, put_archive
+    from cais.engine.archive import ContainerFS, check_writable, put_archive
     engine = _engine(request)
     record = engine.get(request.match_info["id"])
     path = _archive_path(request)
-    if record["HostConfig"].get("ReadonlyRootfs"):
-        from cais.engine.errors import Conflict
-        raise Conflict("container rootfs is marked read-only")
+    check_writable(record, path)
     body = _BodyReader(request, asyncio.get_running_loop())
     no_overwrite = qbool(request, "noOverwriteDirNonDir")
 

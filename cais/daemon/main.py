@@ -116,6 +116,10 @@ async def serve(settings: Settings) -> None:
                              "bridge_ipam": settings.bridge_ipam, "bridge_ipv6": settings.ipv6}, remap=remap)
     engine.log_config = _log_config(settings)
     engine.lock()
+    # blocking engine calls run in these threads (a stop waits out its timeout in one): more than
+    # asyncio's default of cores + 4, so that a few slow requests never hold up the quick ones
+    from concurrent.futures import ThreadPoolExecutor
+    asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(64, thread_name_prefix="caisd"))
     try:
         await asyncio.to_thread(engine.open)
         app = make_app(engine, {"debug": settings.debug, "id": _daemon_id(settings.data_root)})

@@ -17,9 +17,10 @@ import signal as signals_mod
 import socket
 import threading
 import time
+from collections.abc import Callable
 
 from cais.engine import containers, logs, signals, spec
-from cais.engine.errors import Conflict, EngineError, InvalidParameter, NotFound, NotModified
+from cais.engine.errors import Conflict, EngineError, InvalidParameter, NotFound, NotModified, start_failure
 from cais.engine.events import EventBus
 from cais.engine.restart import next_delay, parse_policy, should_restart
 from cais.engine.store import ContainerStore, read_json, write_json_atomic
@@ -59,6 +60,7 @@ class Engine:
         self.starting: set[str] = set()        # between the supervisor's start and the record's Running
         self.early_exits: dict[str, tuple[int, str | None]] = {}  # exits that came in that window
         self.backoff: dict[str, float] = {}
+        self.listeners: set[Callable[[], None]] = set()  # told of every exit and removal (the API's waits)
         self._lock_fd: int | None = None
         self._closed = threading.Event()
         self._images = None
@@ -83,6 +85,7 @@ class Engine:
     def open(self, *, watch: bool = True) -> Engine:
         self.supervisor.ensure_running()
         self.reconcile()
+        self._finish_removals()
         records = self.store.all()
         self.volumes.reconcile({r["Id"] for r in records if r["State"]["Running"]}, {r["Id"] for r in records})
         self.networks.open(self.store.all())
@@ -103,7 +106,13 @@ class Engine:
     def images(self):  # type: ignore[no-untyped-def]
         if self._images is None:
             from cais.engine.images import ImageService
-            self._images = ImageService(self)
+            self._images = images = ImageService(self)
+            try:  # --rm containers are recorded there without fsync: a crash may have lost their removal
+                gone = images.store.forget_containers_except(lambda: set(self.store.records))
+                if gone:
+                    log.info("the image store forgot %d containers that no longer exist", len(gone))
+            except Exception as e:  # checked again when the image store is next opened
+                log.warning("could not match the image store's containers with the records: %s", e)
         return self._images
 
     @property
@@ -156,6 +165,15 @@ class Engine:
                 with self.store.lock:
                     record["State"]["Error"] = "the supervisor of this container died"
             self._on_exit(cid, int(exit_info.get("ExitCode", 255)), exit_info.get("FinishedAt"))
+
+    def _finish_removals(self) -> None:
+        """--rm containers whose removal a crash interrupted go now (as dockerd does at its start)."""
+        for record in self.store.all():
+            state = record["State"]
+            if (record["HostConfig"].get("AutoRemove") and not state["Running"] and not state.get("Restarting")
+                    and state["StartedAt"] != containers.ZERO_TIME):
+                with contextlib.suppress(EngineError, OSError):
+                    self.remove(record["Id"], force=True, volumes=True)
 
     def _restart_on_boot(self) -> None:
         for record in self.store.all():
@@ -231,8 +249,10 @@ class Engine:
             record = containers.new_record(body, name, image, taken)
             self.store.add(record)
         cid = record["Id"]
+        # a --rm container is not fsynced into being: a machine crash would remove it anyway
+        durable = not record["HostConfig"]["AutoRemove"]
         try:
-            self.images.add_container(cid, image["Id"])
+            self.images.add_container(cid, image["Id"], durable=durable)
             record["Driver"] = self.storage.create(cid, image, self._remap_for(record["HostConfig"]),
                                                    volatile=record["HostConfig"]["AutoRemove"])
             record["GraphDriver"] = self.storage.graph_driver(cid)
@@ -243,7 +263,7 @@ class Engine:
                                           image["Config"].get("Volumes"))
             record.setdefault("Cais", {})["MountPoints"] = points
             record["Mounts"] = [mp.record() for mp in self.volumes.points(record)]
-            self.store.save(record)
+            self.store.save(record, durable=durable)
         except BaseException:
             with contextlib.suppress(Exception):
                 self.volumes.release(record, remove_anonymous=True)
@@ -313,6 +333,11 @@ class Engine:
                 "stdin": config["OpenStdin"], "log": settings, "log_path": self._log_file(record),
                 "exit_file": self._path(cid, "exit.json")}
             reply = self._create_then_start(record, request) if late_network else self.supervisor.request(request)
+        except SupervisorError as e:  # the runtime's words, read as dockerd reads runc's
+            self._not_starting(cid)
+            code, error = start_failure(record["Path"], str(e))
+            self._start_failed(record, str(error), code)
+            raise error from None
         except EngineError as e:
             self._not_starting(cid)
             self._start_failed(record, str(e))
@@ -348,29 +373,36 @@ class Engine:
             self.supervisor.send(sock, {"op": "start"})
         return reply
 
+    def _changed(self) -> None:
+        """Under self.cond, after an exit or a removal: wake the waits."""
+        self.cond.notify_all()
+        for listener in list(self.listeners):
+            try:
+                listener()
+            except Exception:  # a listener never costs an exit its bookkeeping
+                log.exception("a wait listener failed")
+
     def _not_starting(self, cid: str) -> tuple[int, str | None] | None:
         with self.store.lock:
             self.starting.discard(cid)
             return self.early_exits.pop(cid, None)
 
-    def _start_failed(self, record: dict, error: str) -> None:
-        """Like docker: exit code 127 (not found), 126 (not executable) or 128, and waiters released."""
+    def _start_failed(self, record: dict, error: str, code: int = 128) -> None:
+        """Like dockerd: the error and exit code recorded (FinishedAt kept), waiters released."""
         cid = record["Id"]
         self._runtime_delete(cid)
         with contextlib.suppress(Exception):
             self.storage.unmount(cid)
         self.volumes.unmount(record)
         self.networks.teardown(record)
-        code = 127 if "no such file" in error.lower() or "not found" in error.lower() else (
-            126 if "permission denied" in error.lower() else 128)
         with self.cond:
-            record["State"].update({"ExitCode": code, "Error": error, "FinishedAt": logs.timestamp()})
+            record["State"].update({"ExitCode": code, "Error": error})
             if record["State"]["Status"] == "created":
                 record["State"]["Status"] = "exited" if record["State"]["StartedAt"] != containers.ZERO_TIME \
                     else "created"
             self.store.save(record)
             self.generation[cid] = self.generation.get(cid, 0) + 1
-            self.cond.notify_all()
+            self._changed()
         if record["HostConfig"].get("AutoRemove"):  # docker: --rm removes a container that cannot start
             self._autoremove(cid)
 
@@ -425,7 +457,7 @@ class Engine:
             if not auto_remove:
                 self.store.save(record)
             self.generation[cid] = self.generation.get(cid, 0) + 1
-            self.cond.notify_all()
+            self._changed()
         if oom:
             self._event(record, "oom")
         self._event(record, "die", exitCode=exit_code)
@@ -633,14 +665,14 @@ class Engine:
             with contextlib.suppress(Exception):  # its exit may have left that to this removal
                 self.images.store.set_container_running(cid, False)
             raise EngineError(f"unable to remove filesystem for {cid}: {e}") from e
-        self.images.remove_container(cid)
+        self.images.remove_container(cid, durable=not record["HostConfig"].get("AutoRemove"))
         self.volumes.release(record, remove_anonymous=volumes)
         for exec_id in [k for k, v in self.execs.items() if v["ContainerID"] == cid]:
             self.execs.pop(exec_id, None)
         with self.cond:
             self.removed[cid] = record["State"]["ExitCode"]
             self.store.remove(cid)
-            self.cond.notify_all()
+            self._changed()
         self._event(record, "destroy")
 
     def prune(self, filters: dict | None = None) -> dict:
@@ -847,13 +879,13 @@ class Engine:
 
     def _on_exec_exit(self, exec_id: str, exit_code: int) -> None:
         ex = self.execs.get(exec_id)
-        if ex is None:
-            return
         with self.cond:
+            if ex is None or ex["ExitCode"] is not None:  # the stream and the watch both report it: once
+                return
             ex["Running"] = False
             ex["ExitCode"] = exit_code
             ex["Pid"] = 0
-            self.cond.notify_all()
+            self._changed()
         with contextlib.suppress(NotFound):
             self._event(self.get(ex["ContainerID"]), "exec_die", execID=exec_id, exitCode=exit_code)
 
