@@ -301,3 +301,23 @@ def test_daemon_default_log_driver(tmp_root: str) -> None:
                           "--exec-root", f"{tmp_root}/exec", "-H", f"unix://{tmp_root}/d.sock"],
                          capture_output=True, timeout=60)
     assert bad.returncode == 1 and b"compression cannot be enabled" in bad.stderr and b"Traceback" not in bad.stderr
+
+
+def test_a_fast_big_output_is_logged_whole() -> None:
+    """A container printing 100,000 lines as fast as it can: every line is logged in order (the
+    supervisor writes a read's entries at once), through local's rotations too; `logs` (batched
+    frames), `--tail` and `-t` give them back."""
+    from tests.caisd import caisd
+    n = 100_000
+    want = b"".join(b"%d\n" % i for i in range(1, n + 1))
+    with caisd() as d:
+        for driver, opts in (("json-file", []), ("local", ["--log-opt", "max-size=1m", "--log-opt", "max-file=10"])):
+            cid = d.docker("run", "-d", "--log-driver", driver, *opts, "busybox", "seq", "1", str(n)
+                           ).stdout.decode().strip()
+            d.docker("wait", cid, timeout=120)
+            assert d.docker("logs", cid, timeout=120).stdout == want, driver
+            assert d.docker("logs", "--tail", "3", cid).stdout == b"99998\n99999\n100000\n"
+            stamped = d.docker("logs", "-t", cid, timeout=120).stdout.splitlines()
+            assert len(stamped) == n and stamped[-1].endswith(b"Z 100000")
+        rotated = os.listdir(os.path.join(d.data_root, "containers", cid, "local-logs"))
+        assert "container.log.1.gz" in rotated
