@@ -80,14 +80,21 @@ def _parse_time_ns(text: str) -> int:
     return int(base.timestamp()) * 1_000_000_000 + int((m.group(2) or "0").ljust(9, "0"))
 
 
-def decode(f: BinaryIO, end: int | None = None) -> Iterator[Message]:
-    """Entries from f's position on; a line still being written is left for the next call."""
+def decode(f: BinaryIO, end: int | None = None, since: int | None = None) -> Iterator[Message]:
+    """Entries from f's position on; a line still being written is left for the next call.
+    Entries older than `since` may be left out unread (their time is the line's last field)."""
     loads = json.JSONDecoder().decode  # on str: json.loads would sniff each line's encoding
     while end is None or f.tell() < end:
         line = f.readline() if end is None else f.readline(end - f.tell())
         if not line.endswith(b"\n"):
             f.seek(-len(line), os.SEEK_CUR)
             return
+        if since is not None and line.endswith(b'"}\n') and (at := line.rfind(b',"time":"')) > 0:
+            try:  # a string's own quotes are escaped: the last `,"time":"` is the field
+                if parse_time_ns(line[at + 9:-3].decode()) < since:
+                    continue
+            except ValueError:
+                pass  # the full decoding below says what is wrong
         plain = _PLAIN.fullmatch(line)
         if plain is not None:
             text, newline, stream, when_text = plain.groups()

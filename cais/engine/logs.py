@@ -245,9 +245,10 @@ def parse_timestamp_ns(text: str) -> int:
         raise InvalidParameter(f"invalid timestamp: {text!r}") from None
 
 
-def _decode(fmt, f: BinaryIO, end: int | None = None):  # type: ignore[no-untyped-def]
+def _decode(fmt, f: BinaryIO, end: int | None = None, since: int | None = None):  # type: ignore[no-untyped-def]
+    """`since` lets json-file skip older lines unread (local's are cheap to read)."""
     try:
-        yield from fmt.decode(f, end)
+        yield from fmt.decode(f, end, since) if since is not None and fmt is jsonfilelog else fmt.decode(f, end)
     except locallog.CorruptLog as e:
         log.warning("%s: %s; the rest of this file is skipped", getattr(f, "name", "log"), e)
         f.seek(0, os.SEEK_END)
@@ -309,7 +310,7 @@ def read_batches(path: str, driver: str = "json-file", *, stdout: bool = True, s
 
     try:
         size = file_size(current)
-        yield from shown(_backlog(fmt, current, size, rotated, since, tail, opened))
+        yield from shown(_backlog(fmt, current, size, rotated, since, tail, opened, not follow))
         if state["done"] or not follow or isinstance(current, io.BytesIO):  # BytesIO: see snapshot()
             return
         if state["last_ns"] is None and size:  # --tail 0: the last entry still tells the file apart
@@ -368,8 +369,11 @@ def _written_after(rotated: list[tuple[str, BinaryIO]], old_inode: int, old_size
 
 
 def _backlog(fmt, current: BinaryIO, size: int, rotated: list[tuple[str, BinaryIO]],  # type: ignore[no-untyped-def]
-             since: int | None, tail: int | None, opened: list[BinaryIO]):
-    """The entries already written: the rotated files' then the current file's up to `size`."""
+             since: int | None, tail: int | None, opened: list[BinaryIO], skip: bool):
+    """The entries already written: the rotated files' then the current file's up to `size`;
+    with `skip`, those before `since` may be left out unread (a follower reads them all: it needs
+    the last entry's time)."""
+    unread = since if skip else None
     def newest_first() -> Iterator[BinaryIO]:
         for name, f in reversed(rotated):
             if name.endswith(".gz") and since is not None:
@@ -387,8 +391,8 @@ def _backlog(fmt, current: BinaryIO, size: int, rotated: list[tuple[str, BinaryI
         return
     if tail is None or tail < 0:
         for f in reversed(list(newest_first())):
-            yield from _decode(fmt, f)
-        yield from _decode(fmt, current, size)
+            yield from _decode(fmt, f, None, unread)
+        yield from _decode(fmt, current, size, unread)
         return
     chunks: list[tuple[BinaryIO, int, int | None]] = []
     want = tail
@@ -400,5 +404,5 @@ def _backlog(fmt, current: BinaryIO, size: int, rotated: list[tuple[str, BinaryI
             break
     for f, start, end in reversed(chunks):
         f.seek(start)
-        yield from _decode(fmt, f, end)
+        yield from _decode(fmt, f, end, unread)
     current.seek(size)
