@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from cais.engine import containers, logs, signals, spec
+from cais.engine import containers, logs, namespaces, signals, spec
 from cais.engine.errors import Conflict, EngineError, InvalidParameter, NotFound, NotModified
 from cais.engine.events import EventBus
 from cais.engine.restart import next_delay, parse_policy, should_restart
@@ -248,7 +248,7 @@ class Engine:
         image = self.images.resolve(ref)
         with self.store.lock:
             taken = {r["Name"].lstrip("/") for r in self.store.all()}
-            record = containers.new_record(body, name, image, taken)
+            record = containers.new_record(body, name, image, taken, remapped=self.remap is not None)
             self.store.add(record)
         cid = record["Id"]
         # a --rm container is not fsynced into being: a machine crash would remove it anyway
@@ -320,6 +320,7 @@ class Engine:
             oci = spec.build(record, image_config, rootfs, self.store.dir(cid),
                              cgroups_path=self.cgroups_path(cid), init_path=self.init_path, mounts=mounts,
                              remap=remap)
+            namespaces.apply(oci, record, self.get, self.store.dir(cid))
             self.networks.apply_spec(oci, netns_path)
             if propagation:  # shared or slave binds need the rootfs to propagate too (as docker)
                 oci["linux"]["rootfsPropagation"] = propagation
@@ -391,6 +392,7 @@ class Engine:
             self.storage.unmount(cid)
         self.volumes.unmount(record)
         self.networks.teardown(record)
+        namespaces.release(record, self.store.dir(cid))
         code = 127 if "no such file" in error.lower() or "not found" in error.lower() else (
             126 if "permission denied" in error.lower() else 128)
         with self.cond:
@@ -434,6 +436,7 @@ class Engine:
         # cleanup failures are logged, never allowed to lose the exit itself (waiters depend on it)
         for step in (lambda: self._runtime_delete(cid), lambda: self.storage.unmount(cid),
                      lambda: self.volumes.unmount(record), lambda: self.networks.teardown(record),
+                     lambda: namespaces.release(record, self.store.dir(cid)),
                      lambda: self._health.unwatch(cid) if self._health is not None else None,
                      lambda: None if goes else self.images.store.set_container_running(cid, False)):
             try:
@@ -653,6 +656,7 @@ class Engine:
                 raise Conflict(f"removal of container {cid[:12]} is already in progress")
             record["State"]["Status"] = "removing"
         self._runtime_delete(cid)
+        namespaces.release(record, self.store.dir(cid))
         try:
             self.storage.remove(cid)
         except Exception as e:

@@ -1,0 +1,170 @@
+"""docker's namespace modes against caisd: --pid, --ipc, --uts and --cgroupns, with the docker CLI,
+docker-py and the cais CLI (what dockerd 20.10 does for each, see cais/engine/namespaces.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from collections.abc import Iterator
+
+import pytest
+
+from tests.caisd import Caisd, caisd
+
+
+@pytest.fixture(scope="module")
+def daemon() -> Iterator[Caisd]:
+    with caisd(prefix="cais-pi") as d:
+        yield d
+
+
+def _run_d(d: Caisd, name: str, *flags: str) -> str:
+    return d.docker("run", "-d", "--name", name, *flags, "busybox", "sleep", "300").stdout.decode().strip()
+
+
+def _inspect(d: Caisd, ref: str) -> dict:
+    return json.loads(d.docker("inspect", ref).stdout)[0]
+
+
+def _ns(pid: int, kind: str) -> str:
+    return os.readlink(f"/proc/{pid}/ns/{kind}")
+
+
+def _error(result) -> str:  # type: ignore[no-untyped-def]
+    assert result.returncode != 0
+    return result.stderr.decode()
+
+
+def test_pid_host_sees_host_processes(daemon: Caisd) -> None:
+    with open("/proc/1/comm") as f:
+        host_init = f.read()
+    out = daemon.docker("run", "--rm", "--pid", "host", "busybox", "cat", "/proc/1/comm").stdout.decode()
+    assert out == host_init
+    # and the private default does not
+    assert daemon.docker("run", "--rm", "busybox", "cat", "/proc/1/comm").stdout == b"cat\n"
+    cid = _run_d(daemon, "cais-pi-pidhost", "--pid", "host")
+    try:
+        info = _inspect(daemon, cid)
+        assert info["HostConfig"]["PidMode"] == "host"
+        assert _ns(info["State"]["Pid"], "pid") == _ns(os.getpid(), "pid")
+    finally:
+        daemon.docker("rm", "-f", cid, check=False)
+
+
+def test_pid_container_sees_its_processes(daemon: Caisd) -> None:
+    donor = _run_d(daemon, "cais-pi-piddonor")
+    try:
+        out = daemon.docker("run", "--rm", "--pid", "container:cais-pi-piddonor", "busybox",
+                            "cat", "/proc/1/cmdline").stdout
+        assert out == b"sleep\x00300\x00"
+        joiner = _run_d(daemon, "cais-pi-pidjoiner", "--pid", "container:cais-pi-piddonor")
+        info = _inspect(daemon, joiner)
+        assert info["HostConfig"]["PidMode"] == "container:cais-pi-piddonor"
+        assert _ns(info["State"]["Pid"], "pid") == _ns(_inspect(daemon, donor)["State"]["Pid"], "pid")
+        ps = daemon.docker("exec", "cais-pi-pidjoiner", "ps", "-o", "pid,args").stdout.decode()
+        assert sum("sleep 300" in line for line in ps.splitlines()) == 2
+        daemon.docker("stop", "-t", "0", "cais-pi-piddonor")
+        # dockerd's error: the container to join must be running
+        daemon.docker("rm", "-f", joiner)
+        err = _error(daemon.docker("run", "--rm", "--pid", "container:cais-pi-piddonor", "busybox", "true",
+                                   check=False))
+        assert "cannot join PID of a non running container: cais-pi-piddonor" in err
+        assert "is not running" in err
+        err = _error(daemon.docker("run", "--rm", "--pid", "container:cais-pi-nosuch", "busybox", "true",
+                                   check=False))
+        assert "No such container: cais-pi-nosuch" in err
+    finally:
+        daemon.docker("rm", "-f", "cais-pi-piddonor", "cais-pi-pidjoiner", check=False)
+
+
+def test_ipc_shareable_and_container(daemon: Caisd) -> None:
+    donor = _run_d(daemon, "cais-pi-ipcdonor", "--ipc", "shareable")
+    private = _run_d(daemon, "cais-pi-ipcprivate")
+    try:
+        assert _inspect(daemon, donor)["HostConfig"]["IpcMode"] == "shareable"
+        assert _inspect(daemon, private)["HostConfig"]["IpcMode"] == "private"
+        daemon.docker("run", "--rm", "--ipc", "container:cais-pi-ipcdonor", "busybox", "sh", "-c",
+                      "echo shared > /dev/shm/cais-pi")
+        assert daemon.docker("exec", donor, "cat", "/dev/shm/cais-pi").stdout == b"shared\n"
+        joiner = _run_d(daemon, "cais-pi-ipcjoiner", "--ipc", "container:cais-pi-ipcdonor")
+        pids = [_inspect(daemon, c)["State"]["Pid"] for c in (donor, joiner, private)]
+        assert _ns(pids[0], "ipc") == _ns(pids[1], "ipc") != _ns(pids[2], "ipc")
+        assert _ns(pids[0], "ipc") != _ns(os.getpid(), "ipc")
+        err = _error(daemon.docker("run", "--rm", "--ipc", "container:cais-pi-ipcprivate", "busybox", "true",
+                                   check=False))
+        assert "can't join IPC of container cais-pi-ipcprivate: non-shareable IPC" in err
+        daemon.docker("rm", "-f", joiner)
+        daemon.docker("stop", "-t", "0", donor)
+        err = _error(daemon.docker("run", "--rm", "--ipc", "container:cais-pi-ipcdonor", "busybox", "true",
+                                   check=False))
+        assert "can't join IPC of container cais-pi-ipcdonor" in err and "is not running" in err
+        # its /dev/shm is unmounted with its exit, and comes back empty at the next start
+        daemon.docker("start", donor)
+        assert daemon.docker("exec", donor, "ls", "/dev/shm").stdout == b""
+    finally:
+        daemon.docker("rm", "-f", "cais-pi-ipcdonor", "cais-pi-ipcprivate", "cais-pi-ipcjoiner", check=False)
+    with open("/proc/self/mounts") as f:
+        assert not any("cais-pi" in line and "/shm " in line for line in f)
+
+
+def test_ipc_host_and_none(daemon: Caisd) -> None:
+    cid = _run_d(daemon, "cais-pi-ipchost", "--ipc", "host")
+    try:
+        assert _ns(_inspect(daemon, cid)["State"]["Pid"], "ipc") == _ns(os.getpid(), "ipc")
+    finally:
+        daemon.docker("rm", "-f", cid, check=False)
+    mounts = daemon.docker("run", "--rm", "--ipc", "none", "busybox", "cat", "/proc/mounts").stdout.decode()
+    assert " /dev/shm " not in mounts and " /dev/mqueue " in mounts
+    mounts = daemon.docker("run", "--rm", "busybox", "cat", "/proc/mounts").stdout.decode()
+    assert " /dev/shm tmpfs " in mounts
+
+
+def test_uts_host(daemon: Caisd) -> None:
+    out = daemon.docker("run", "--rm", "--uts", "host", "busybox", "hostname").stdout.decode().strip()
+    assert out == socket.gethostname()
+    assert daemon.cais("run", "--rm", "--uts", "host", "busybox", "hostname").stdout.decode().strip() == out
+    err = _error(daemon.docker("run", "--rm", "--uts", "host", "-h", "cais-pi", "busybox", "true", check=False))
+    assert "conflicting options: hostname and the UTS mode" in err
+
+
+def test_cgroupns_host_and_private(daemon: Caisd) -> None:
+    out = daemon.docker("run", "--rm", "--cgroupns", "host", "busybox", "cat", "/proc/self/cgroup").stdout.decode()
+    assert daemon.cgroup_parent in out
+    out = daemon.docker("run", "--rm", "--cgroupns", "private", "busybox", "cat",
+                        "/proc/self/cgroup").stdout.decode()
+    assert daemon.cgroup_parent not in out
+    cid = daemon.docker("create", "busybox", "true").stdout.decode().strip()
+    try:
+        assert _inspect(daemon, cid)["HostConfig"]["CgroupnsMode"] == "host"  # cgroup v1: dockerd's default
+    finally:
+        daemon.docker("rm", "-f", cid, check=False)
+
+
+def test_docker_py_modes_and_bad_values(daemon: Caisd) -> None:
+    docker = pytest.importorskip("docker")
+    client = docker.DockerClient(base_url=daemon.host)
+    try:
+        out = client.containers.run("busybox", ["cat", "/proc/1/comm"], pid_mode="host", remove=True)
+        with open("/proc/1/comm") as f:
+            assert out.decode() == f.read()
+        created = client.containers.create("busybox", "true", ipc_mode="none", uts_mode="host", name="cais-pi-py")
+        try:
+            host = created.attrs["HostConfig"]
+            assert (host["IpcMode"], host["UTSMode"], host["PidMode"]) == ("none", "host", "")
+        finally:
+            created.remove(force=True)
+        for host, message in (({"PidMode": "bogus"}, "invalid PID mode: bogus"),
+                              ({"PidMode": "container:"}, "invalid PID mode: container:"),
+                              ({"IpcMode": "bogus"}, "invalid IPC mode: bogus"),
+                              ({"UTSMode": "container:x"}, "invalid UTS mode: container:x"),
+                              ({"CgroupnsMode": "bogus"}, "invalid cgroup namespace mode: bogus"),
+                              ({"IpcMode": 3}, "invalid HostConfig.IpcMode")):
+            with pytest.raises(docker.errors.APIError) as info:  # raw: docker-py checks some itself
+                client.api.create_container("busybox", "true", host_config=host)
+            assert info.value.status_code == 400 and message in str(info.value)
+    finally:
+        client.close()
+    # the cais CLI: the same one-line error, no traceback
+    err = _error(daemon.cais("run", "--rm", "--pid", "bogus", "busybox", "true", check=False))
+    assert "invalid PID mode: bogus" in err and "Traceback" not in err
