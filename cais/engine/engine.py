@@ -258,6 +258,7 @@ class Engine:
             record["Driver"] = self.storage.create(cid, image, self._remap_for(record["HostConfig"]),
                                                    volatile=record["HostConfig"]["AutoRemove"])
             record["GraphDriver"] = self.storage.graph_driver(cid)
+            namespaces.resolve(record, self.get)
             self.networks.prepare(record, body)
             driver = record["HostConfig"]["LogConfig"].get("Type") or "json-file"
             record["LogPath"] = logs.log_file(self.store.dir(cid), cid, driver) if driver == "json-file" else ""

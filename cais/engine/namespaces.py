@@ -60,16 +60,31 @@ def validate(config: dict, host: dict, *, default_ipc: str = "private", remapped
     host["CgroupnsMode"] = cgroupns or ("private" if _cgroup_v2() else "host")
 
 
+def resolve(record: dict, get: Callable[[str], dict]) -> None:
+    """At create, as dockerd: `container:NAME` recorded as `container:ID`; a container that does
+    not exist is a bad parameter (400: a 404 would make the docker CLI pull the image)."""
+    host = record["HostConfig"]
+    for key in ("PidMode", "IpcMode"):
+        if name := _other(host.get(key) or ""):
+            try:
+                other = get(name)
+            except NotFound as e:
+                raise InvalidParameter(str(e)) from None
+            if other["Id"] == record["Id"]:  # dockerd has not registered it yet: not found
+                raise InvalidParameter(f"No such container: {name}")
+            host[key] = f"container:{other['Id']}"
+
+
 def _running(get: Callable[[str], dict], name: str, context: str) -> dict:
-    """The running container `name`; dockerd's errors prefixed with `context` otherwise."""
+    """The running container `name`; dockerd's errors (prefixed with `context`) otherwise."""
     try:
         other = get(name)
     except NotFound as e:
-        raise NotFound(f"{context}: {e}") from None
+        raise NotFound(f"{context}{e}") from None
     if other["State"].get("Restarting"):
-        raise Conflict(f"{context}: Container {other['Id']} is restarting, wait until the container is running")
+        raise Conflict(f"{context}container {other['Id']} is restarting, wait until the container is running")
     if not other["State"]["Running"] or not other["State"].get("Pid"):
-        raise Conflict(f"{context}: Container {other['Id']} is not running")
+        raise Conflict(f"{context}container {other['Id']} is not running")
     return other
 
 
@@ -90,7 +105,7 @@ def apply(oci: dict, record: dict, get: Callable[[str], dict], container_dir: st
     if pid == "host":
         _set(namespaces, "pid", None)
     elif name := _other(pid):
-        other = _running(get, name, f"cannot join PID of a non running container: {name}")
+        other = _running(get, name, "")
         _set(namespaces, "pid", f"/proc/{other['State']['Pid']}/ns/pid")
     if (host.get("UTSMode") or "") == "host":
         _set(namespaces, "uts", None)
@@ -104,7 +119,7 @@ def apply(oci: dict, record: dict, get: Callable[[str], dict], container_dir: st
         shm_path = "/dev/shm"
     elif name := _other(ipc):
         context = f"can't join IPC of container {name}"
-        other = _running(get, name, context)
+        other = _running(get, name, context + ": ")
         shm_path = (other.get("Cais") or {}).get("ShmPath") or ""
         if not shm_path or not os.path.isdir(shm_path):
             raise Conflict(f"{context}: non-shareable IPC (hint: use IpcMode:shareable for the donor container)")
