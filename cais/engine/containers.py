@@ -35,9 +35,11 @@ def _merge_env(image_env: list[str], env: list[str]) -> list[str]:
     return [item for item in merged.values() if "=" in item]
 
 
-def new_record(body: dict, name: str | None, image: dict, taken: set[str], *, remapped: bool = False) -> dict:
+def new_record(body: dict, name: str | None, image: dict, taken: set[str], *, remapped: bool = False,
+               namespace_defaults: dict | None = None) -> dict:
     """A container record from POST /containers/create's body and the image's config (`remapped`:
-    the daemon runs containers in user namespaces, userns-remap)."""
+    the daemon runs containers in user namespaces, userns-remap; `namespace_defaults`: the
+    daemon's default ipc and cgroupns modes)."""
     config = {k: v for k, v in body.items() if k not in ("HostConfig", "NetworkingConfig")}
     host = body.get("HostConfig") or {}
     if not isinstance(host, dict):
@@ -60,7 +62,7 @@ def new_record(body: dict, name: str | None, image: dict, taken: set[str], *, re
         raise InvalidParameter("no command specified")
     spec.validate_resources(host)
     security.validate(host)
-    namespaces.validate(config, host, remapped=remapped)
+    namespaces.validate(config, host, remapped=remapped, **(namespace_defaults or {}))
     policy = parse_policy(host.get("RestartPolicy"))
     if host.get("AutoRemove") and policy["Name"] not in ("", "no"):
         raise InvalidParameter("can't create 'AutoRemove' container with restart policy")

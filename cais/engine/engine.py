@@ -70,6 +70,7 @@ class Engine:
         self._networks = None
         self.network_options = network or {}
         self.log_config = {"Type": "json-file", "Config": {}}  # the daemon's default (log-driver, log-opts)
+        self.namespace_defaults = {"ipc": "private", "cgroupns": ""}  # default-ipc-mode, default-cgroupns-mode
 
     # ---- opening -------------------------------------------------------------------------
     def lock(self, wait: bool = False) -> None:
@@ -248,7 +249,8 @@ class Engine:
         image = self.images.resolve(ref)
         with self.store.lock:
             taken = {r["Name"].lstrip("/") for r in self.store.all()}
-            record = containers.new_record(body, name, image, taken, remapped=self.remap is not None)
+            record = containers.new_record(body, name, image, taken, remapped=self.remap is not None,
+                                           namespace_defaults=self.namespace_defaults)
             self.store.add(record)
         cid = record["Id"]
         # a --rm container is not fsynced into being: a machine crash would remove it anyway

@@ -32,9 +32,11 @@ def _cgroup_v2() -> bool:
     return os.path.exists("/sys/fs/cgroup/cgroup.controllers")
 
 
-def validate(config: dict, host: dict, *, default_ipc: str = "private", remapped: bool = False) -> None:
+def validate(config: dict, host: dict, *, ipc: str = "private", cgroupns: str = "", remapped: bool = False) -> None:
     """At create, dockerd's checks; the IPC and cgroup namespace modes left empty get the daemon's
-    defaults (`private`; `host` on cgroup v1, `private` on v2), as dockerd records them."""
+    defaults (`ipc`, `cgroupns`: default-ipc-mode, default-cgroupns-mode; those of dockerd
+    otherwise: `private`, and `host` on cgroup v1 or `private` on v2), as dockerd records them."""
+    default_ipc, default_cgroupns = ipc, cgroupns
     for key in ("PidMode", "IpcMode", "UTSMode", "CgroupnsMode"):
         if not isinstance(host.get(key) or "", str):
             raise InvalidParameter(f"invalid HostConfig.{key}: expected a string")
@@ -57,7 +59,7 @@ def validate(config: dict, host: dict, *, default_ipc: str = "private", remapped
             raise InvalidParameter("cannot share the host IPC namespace when user namespaces are enabled")
     host["IpcMode"] = ipc or default_ipc
     host["PidMode"], host["UTSMode"] = pid, uts
-    host["CgroupnsMode"] = cgroupns or ("private" if _cgroup_v2() else "host")
+    host["CgroupnsMode"] = cgroupns or default_cgroupns or ("private" if _cgroup_v2() else "host")
 
 
 def resolve(record: dict, get: Callable[[str], dict]) -> None:

@@ -6,11 +6,12 @@ from __future__ import annotations
 import json
 import os
 import socket
+import subprocess
 from collections.abc import Iterator
 
 import pytest
 
-from tests.caisd import Caisd, caisd
+from tests.caisd import VENV_BIN, Caisd, caisd
 
 
 @pytest.fixture(scope="module")
@@ -176,3 +177,20 @@ def test_docker_py_modes_and_bad_values(daemon: Caisd) -> None:
     # the cais CLI: the same one-line error, no traceback
     err = _error(daemon.cais("run", "--rm", "--pid", "bogus", "busybox", "true", check=False))
     assert "invalid PID mode: bogus" in err and "Traceback" not in err
+
+
+def test_daemon_default_ipc_mode() -> None:
+    """default-ipc-mode: containers that give no IPC mode are shareable; dockerd's refusal of others."""
+    with caisd(prefix="cais-pi", extra=["--default-ipc-mode", "shareable", "--default-cgroupns-mode", "private"]) as d:
+        donor = _run_d(d, "cais-pi-defdonor")
+        try:
+            host = _inspect(d, donor)["HostConfig"]
+            assert (host["IpcMode"], host["CgroupnsMode"]) == ("shareable", "private")
+            d.docker("run", "--rm", "--ipc", f"container:{donor}", "busybox", "touch", "/dev/shm/cais-pi")
+            assert d.docker("exec", donor, "ls", "/dev/shm").stdout == b"cais-pi\n"
+        finally:
+            d.docker("rm", "-f", donor, check=False)
+    bad = subprocess.run([os.path.join(VENV_BIN, "caisd"), "--default-ipc-mode", "host", "--data-root",
+                          "/nonexistent/cais-pi"], capture_output=True, timeout=60)
+    assert bad.returncode != 0 and b'IPC mode "host" is not supported as default value' in bad.stderr
+    assert b"Traceback" not in bad.stderr
