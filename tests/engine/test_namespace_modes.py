@@ -194,3 +194,23 @@ def test_daemon_default_ipc_mode() -> None:
                           "/nonexistent/cais-pi"], capture_output=True, timeout=60)
     assert bad.returncode != 0 and b'IPC mode "host" is not supported as default value' in bad.stderr
     assert b"Traceback" not in bad.stderr
+
+
+def test_sysctls_only_of_namespaces_of_its_own(daemon: Caisd) -> None:
+    """As runc: a container that shares the host's IPC or UTS namespace cannot set their sysctls
+    (the host's); with a namespace of its own it can. (Values are the host's current ones, so that
+    nothing would change even if a refusal regressed.)"""
+    with open("/proc/sys/kernel/shm_rmid_forced") as f:
+        current = f.read().strip()
+    flag = f"kernel.shm_rmid_forced={current}"
+    err = _error(daemon.docker("run", "--rm", "--ipc", "host", "--sysctl", flag, "busybox", "true", check=False))
+    assert "sysctl 'kernel.shm_rmid_forced' is not allowed in the hosts ipc namespace" in err
+    with open("/proc/sys/kernel/domainname") as f:
+        domain = f.read().strip()
+    # (the docker CLI refuses kernel.domainname itself)
+    err = _error(daemon.cais("run", "--rm", "--uts", "host", "--sysctl", f"kernel.domainname={domain}",
+                             "busybox", "true", check=False))
+    assert "sysctl 'kernel.domainname' is not in a separate kernel namespace" in err
+    out = daemon.docker("run", "--rm", "--sysctl", "kernel.shm_rmid_forced=1", "busybox", "cat",
+                        "/proc/sys/kernel/shm_rmid_forced").stdout
+    assert out == b"1\n"
