@@ -109,6 +109,8 @@ def apply(oci: dict, record: dict, get: Callable[[str], dict], container_dir: st
     elif name := _other(pid):
         other = _running(get, name, "")
         _set(namespaces, "pid", f"/proc/{other['State']['Pid']}/ns/pid")
+        if any(n["type"] == "user" for n in namespaces):  # as dockerd: a PID namespace comes with its owner
+            _set(namespaces, "user", f"/proc/{other['State']['Pid']}/ns/user")
     if (host.get("UTSMode") or "") == "host":
         _set(namespaces, "uts", None)
         oci.pop("hostname", None)
