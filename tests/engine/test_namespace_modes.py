@@ -51,6 +51,7 @@ def test_pid_host_sees_host_processes(daemon: Caisd) -> None:
         info = _inspect(daemon, cid)
         assert info["HostConfig"]["PidMode"] == "host"
         assert _ns(info["State"]["Pid"], "pid") == _ns(os.getpid(), "pid")
+        assert daemon.docker("exec", cid, "cat", "/proc/1/comm").stdout.decode() == host_init
     finally:
         daemon.docker("rm", "-f", cid, check=False)
 
