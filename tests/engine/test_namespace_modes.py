@@ -215,3 +215,44 @@ def test_sysctls_only_of_namespaces_of_its_own(daemon: Caisd) -> None:
     out = daemon.docker("run", "--rm", "--sysctl", "kernel.shm_rmid_forced=1", "busybox", "cat",
                         "/proc/sys/kernel/shm_rmid_forced").stdout
     assert out == b"1\n"
+
+
+def test_as_dockerd(daemon: Caisd, busybox_dir: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The same commands against dockerd 20.10 and caisd: the recorded modes, and the errors."""
+    from tests.peers import dockerd
+
+    tar = os.path.join(str(tmp_path), "busybox.tar")
+    subprocess.run(["tar", "-C", busybox_dir, "-cf", tar, "."], check=True)
+
+    def session(d) -> list:  # type: ignore[no-untyped-def]
+        def run(*args: str) -> subprocess.CompletedProcess[bytes]:
+            return d.docker(*args, check=False)
+
+        seen: list = []
+        donor = run("run", "-d", "--network=none", "--name", "cais-pi-asd", "--ipc", "shareable", "busybox",
+                    "sleep", "60").stdout.decode().strip()
+        private = run("run", "-d", "--network=none", "--name", "cais-pi-asp", "busybox", "sleep",
+                      "60").stdout.decode().strip()
+        for flags in ([], ["--pid", "host", "--uts", "host", "--ipc", "none", "--cgroupns", "private"],
+                      ["--pid", "container:cais-pi-asd", "--ipc", "container:cais-pi-asd"], ["--ipc", "host"]):
+            cid = run("create", "--network=none", *flags, "busybox", "true").stdout.decode().strip()
+            host = json.loads(run("inspect", cid).stdout)[0]["HostConfig"]
+            seen.append([str(host[k]).replace(donor, "DONOR") for k in ("PidMode", "IpcMode", "UTSMode",
+                                                                         "CgroupnsMode")])
+            run("rm", "-f", cid)
+        for flags in (["--ipc", "container:cais-pi-asp"], ["--uts", "host", "-h", "x"],
+                      ["--pid", "container:cais-pi-nosuch"]):
+            err = run("run", "--rm", "--network=none", *flags, "busybox", "true").stderr.decode()
+            seen.append(err.splitlines()[0].replace(private, "PRIVATE"))
+        run("stop", "-t", "0", donor)
+        for flags in (["--pid", "container:cais-pi-asd"], ["--ipc", "container:cais-pi-asd"]):
+            err = run("run", "--rm", "--network=none", *flags, "busybox", "true").stderr.decode()
+            seen.append(err.splitlines()[0].replace(donor, "DONOR"))
+        run("rm", "-f", donor, private)
+        return seen
+
+    with dockerd() as peer:
+        peer.docker("import", tar, "busybox:latest")
+        theirs = session(peer)
+    assert len(theirs) == 9 and all("Error response from daemon" in e for e in theirs[4:])
+    assert session(daemon) == theirs
