@@ -62,7 +62,7 @@ def new_record(body: dict, name: str | None, image: dict, taken: set[str], *, re
         raise InvalidParameter("no command specified")
     spec.validate_resources(host)
     security.validate(host)
-    namespaces.validate(config, host, remapped=remapped, **(namespace_defaults or {}))
+    namespaces.validate(config, host, remapped=remapped, defaults=namespace_defaults)
     policy = parse_policy(host.get("RestartPolicy"))
     if host.get("AutoRemove") and policy["Name"] not in ("", "no"):
         raise InvalidParameter("can't create 'AutoRemove' container with restart policy")

@@ -32,11 +32,10 @@ def _cgroup_v2() -> bool:
     return os.path.exists("/sys/fs/cgroup/cgroup.controllers")
 
 
-def validate(config: dict, host: dict, *, ipc: str = "private", cgroupns: str = "", remapped: bool = False) -> None:
+def validate(config: dict, host: dict, *, defaults: dict | None = None, remapped: bool = False) -> None:
     """At create, dockerd's checks; the IPC and cgroup namespace modes left empty get the daemon's
-    defaults (`ipc`, `cgroupns`: default-ipc-mode, default-cgroupns-mode; those of dockerd
+    defaults (`defaults` "ipc" and "cgroupns": default-ipc-mode, default-cgroupns-mode; dockerd's
     otherwise: `private`, and `host` on cgroup v1 or `private` on v2), as dockerd records them."""
-    default_ipc, default_cgroupns = ipc, cgroupns
     for key in ("PidMode", "IpcMode", "UTSMode", "CgroupnsMode"):
         if not isinstance(host.get(key) or "", str):
             raise InvalidParameter(f"invalid HostConfig.{key}: expected a string")
@@ -57,9 +56,10 @@ def validate(config: dict, host: dict, *, ipc: str = "private", cgroupns: str = 
             raise InvalidParameter("cannot share the host PID namespace when user namespaces are enabled")
         if ipc == "host":
             raise InvalidParameter("cannot share the host IPC namespace when user namespaces are enabled")
-    host["IpcMode"] = ipc or default_ipc
+    defaults = defaults or {}
+    host["IpcMode"] = ipc or defaults.get("ipc") or "private"
     host["PidMode"], host["UTSMode"] = pid, uts
-    host["CgroupnsMode"] = cgroupns or default_cgroupns or ("private" if _cgroup_v2() else "host")
+    host["CgroupnsMode"] = cgroupns or defaults.get("cgroupns") or ("private" if _cgroup_v2() else "host")
 
 
 def resolve(record: dict, get: Callable[[str], dict]) -> None:
@@ -114,7 +114,7 @@ def apply(oci: dict, record: dict, get: Callable[[str], dict], container_dir: st
     if (host.get("UTSMode") or "") == "host":
         _set(namespaces, "uts", None)
         oci.pop("hostname", None)
-    ipc = host.get("IpcMode") or "shareable"  # empty: a record from before the modes (dockerd's rule)
+    ipc = host.get("IpcMode") or "private"  # empty: a record from before the modes, which had its own
     shm_path = ""
     if ipc == "host":
         _set(namespaces, "ipc", None)
