@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 
 from cais.engine import containers, logs, namespaces, signals, spec
-from cais.engine.errors import Conflict, EngineError, InvalidParameter, NotFound, NotModified
+from cais.engine.errors import Conflict, EngineError, InvalidParameter, NotFound, NotModified, start_failure
 from cais.engine.events import EventBus
 from cais.engine.restart import next_delay, parse_policy, should_restart
 from cais.engine.store import ContainerStore, read_json, write_json_atomic
@@ -336,6 +336,11 @@ class Engine:
                 "stdin": config["OpenStdin"], "log": settings, "log_path": self._log_file(record),
                 "exit_file": self._path(cid, "exit.json")}
             reply = self._create_then_start(record, request) if late_network else self.supervisor.request(request)
+        except SupervisorError as e:  # the runtime's words, read as dockerd reads runc's
+            self._not_starting(cid)
+            code, error = start_failure(record["Path"], str(e))
+            self._start_failed(record, str(error), code)
+            raise error from None
         except EngineError as e:
             self._not_starting(cid)
             self._start_failed(record, str(e))
@@ -385,8 +390,8 @@ class Engine:
             self.starting.discard(cid)
             return self.early_exits.pop(cid, None)
 
-    def _start_failed(self, record: dict, error: str) -> None:
-        """Like docker: exit code 127 (not found), 126 (not executable) or 128, and waiters released."""
+    def _start_failed(self, record: dict, error: str, code: int = 128) -> None:
+        """Like dockerd: the error and exit code recorded (FinishedAt kept), waiters released."""
         cid = record["Id"]
         self._runtime_delete(cid)
         with contextlib.suppress(Exception):
@@ -394,10 +399,8 @@ class Engine:
         self.volumes.unmount(record)
         self.networks.teardown(record)
         namespaces.release(record, self.store.dir(cid))
-        code = 127 if "no such file" in error.lower() or "not found" in error.lower() else (
-            126 if "permission denied" in error.lower() else 128)
         with self.cond:
-            record["State"].update({"ExitCode": code, "Error": error, "FinishedAt": logs.timestamp()})
+            record["State"].update({"ExitCode": code, "Error": error})
             if record["State"]["Status"] == "created":
                 record["State"]["Status"] = "exited" if record["State"]["StartedAt"] != containers.ZERO_TIME \
                     else "created"
