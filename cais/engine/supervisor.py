@@ -146,6 +146,21 @@ class Supervisor:
         runtime.create(cid, bundle, root=root, console_socket=console, stdio=stdio)
         return False
 
+    @staticmethod
+    def _exec_process(cid: str, process: dict, root: str, console: str | None,
+                      stdio: tuple[int, int, int] | None, zygote: Zygote | None) -> tuple[int, bool]:
+        """runtime.exec_process (in a worker thread): (pid, True if `zygote` turned out to be gone)."""
+        from cais import runtime
+        from cais.runtime.errors import RuntimeFailure
+        if zygote is not None:
+            try:
+                return runtime.exec_process(cid, process, root=root, console_socket=console, stdio=stdio,
+                                            bootstrap=zygote.bootstrap(stdio)), False
+            except RuntimeFailure as e:
+                if "zygote is gone" not in str(e):
+                    raise
+        return runtime.exec_process(cid, process, root=root, console_socket=console, stdio=stdio), zygote is not None
+
     def close(self) -> None:
         if self.zygote is not None:
             self.zygote.close()
@@ -297,23 +312,27 @@ class Supervisor:
         return proc
 
     async def _exec(self, request: dict, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        from cais import runtime
         cid, exec_id = request["id"], request["exec_id"]
         proc = Proc(_key(cid, exec_id), cid, exec_id, bool(request.get("tty")))
         sub = Subscriber(writer, True, True)
         proc.subscribers.append(sub)
         stdio, console = self._prepare_io(proc, bool(request.get("stdin")))
+        self.warm()
+        zygote = self.zygote
         self.creating.add(proc.key)
 
-        def start() -> None:  # a worker thread: a fresh bootstrap starts (see _create_container)
-            pid = runtime.exec_process(cid, request["process"], root=request["root"],
-                                       console_socket=console and console.path, stdio=stdio, detach=True)
+        def start() -> bool:  # a worker thread, as _create_container's
+            pid, gone = self._exec_process(cid, request["process"], request["root"], console and console.path,
+                                           stdio, zygote)
             if console:
                 self._receive_console(proc, console)
             proc.pid = int(pid)
+            return gone
 
         try:
-            await asyncio.to_thread(start)
+            if await asyncio.to_thread(start) and self.zygote is zygote and zygote is not None:
+                zygote.close()
+                self.zygote = None
             self._register(proc)
         except BaseException:
             self._abandon(proc)
