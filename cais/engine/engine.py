@@ -877,9 +877,9 @@ class Engine:
 
     def _on_exec_exit(self, exec_id: str, exit_code: int) -> None:
         ex = self.execs.get(exec_id)
-        if ex is None:
-            return
         with self.cond:
+            if ex is None or ex["ExitCode"] is not None:  # the stream and the watch both report it: once
+                return
             ex["Running"] = False
             ex["ExitCode"] = exit_code
             ex["Pid"] = 0
