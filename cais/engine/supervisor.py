@@ -45,7 +45,7 @@ import time
 
 from cais.engine import build, frames
 from cais.engine.logs import LogWriter, timestamp
-from cais.engine.store import read_json, write_json_atomic
+from cais.engine.store import write_json_atomic
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -132,7 +132,7 @@ class Supervisor:
         """runtime.create (in a worker thread); True if `zygote` turned out to be gone."""
         from cais import runtime
         from cais.runtime.errors import RuntimeFailure
-        if zygote is not None and not _joins_namespaces(bundle):
+        if zygote is not None:
             try:
                 runtime.create(cid, bundle, root=root, console_socket=console, stdio=stdio,
                                bootstrap=zygote.bootstrap(stdio))
@@ -578,13 +578,6 @@ def _set_size(proc: Proc, size: tuple[int, int]) -> None:
     if proc.tty and proc.stdin_fd is not None:
         with contextlib.suppress(OSError):
             fcntl.ioctl(proc.stdin_fd, termios.TIOCSWINSZ, struct.pack("HHHH", size[0], size[1], 0, 0))
-
-
-def _joins_namespaces(bundle: str) -> bool:
-    """A container that joins a namespace by path: the zygote would hand it to a fresh bootstrap
-    only after the runtime's preparations, so one started first (overlapping them) is quicker."""
-    config = read_json(os.path.join(bundle, "config.json")) or {}
-    return any(ns.get("path") for ns in (config.get("linux") or {}).get("namespaces") or [])
 
 
 def _key(container_id: str, exec_id: str | None) -> str:
