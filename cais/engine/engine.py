@@ -106,7 +106,13 @@ class Engine:
     def images(self):  # type: ignore[no-untyped-def]
         if self._images is None:
             from cais.engine.images import ImageService
-            self._images = ImageService(self)
+            self._images = images = ImageService(self)
+            try:  # --rm containers are recorded there without fsync: a crash may have lost their removal
+                gone = images.store.forget_containers_except(lambda: set(self.store.records))
+                if gone:
+                    log.info("the image store forgot %d containers that no longer exist", len(gone))
+            except Exception as e:  # checked again when the image store is next opened
+                log.warning("could not match the image store's containers with the records: %s", e)
         return self._images
 
     @property
@@ -161,21 +167,13 @@ class Engine:
             self._on_exit(cid, int(exit_info.get("ExitCode", 255)), exit_info.get("FinishedAt"))
 
     def _finish_removals(self) -> None:
-        """--rm containers whose removal a crash interrupted go now (as dockerd does at its start), and
-        the image store forgets containers that have no record (--rm ones are recorded without fsync)."""
+        """--rm containers whose removal a crash interrupted go now (as dockerd does at its start)."""
         for record in self.store.all():
             state = record["State"]
             if (record["HostConfig"].get("AutoRemove") and not state["Running"] and not state.get("Restarting")
                     and state["StartedAt"] != containers.ZERO_TIME):
                 with contextlib.suppress(EngineError, OSError):
                     self.remove(record["Id"], force=True, volumes=True)
-        try:
-            gone = self.images.store.forget_containers_except(set(self.store.records))
-        except Exception as e:  # the image store is checked again at the next start
-            log.warning("could not match the image store's containers with the records: %s", e)
-            return
-        if gone:
-            log.info("the image store forgot %d containers that no longer exist", len(gone))
 
     def _restart_on_boot(self) -> None:
         for record in self.store.all():

@@ -26,7 +26,7 @@ import os
 import re
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from cais.image import layerio
@@ -449,9 +449,12 @@ class ImageStore:
         with self.meta.tx(durable=durable) as db:
             db.execute("DELETE FROM containers WHERE container_id = ?", (container_id,))
 
-    def forget_containers_except(self, container_ids: set[str]) -> list[str]:
-        """Drop the rows of containers not in `container_ids` (a crash lost their removal); their ids."""
-        gone = [cid for (cid,) in self.meta.q("SELECT container_id FROM containers") if cid not in container_ids]
+    def forget_containers_except(self, existing: Callable[[], set[str]]) -> list[str]:
+        """Drop the rows of containers that `existing()` (asked after reading the rows: a container
+        exists before its row does) does not name — a crash lost their removal; their ids."""
+        rows = [cid for (cid,) in self.meta.q("SELECT container_id FROM containers")]
+        alive = existing()
+        gone = [cid for cid in rows if cid not in alive]
         for cid in gone:
             self.remove_container(cid)
         return gone

@@ -13,6 +13,7 @@ import secrets
 import subprocess
 import tarfile
 import tempfile
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -136,6 +137,10 @@ def test_running_container_volume_paths_resolve_in_its_mount_namespace(daemon: C
     daemon.docker("run", "-d", "--name", name, "-v", f"{vol}:/data", "busybox", "sh", "-c",
                   "echo inside > /etc/cais-mark; ln -s /etc /data/etc; sleep 600")
     try:
+        for _ in range(100):  # the shell writes the mark and the link just after `run -d` returns
+            if daemon.docker("exec", name, "test", "-e", "/data/etc/cais-mark", check=False).returncode == 0:
+                break
+            time.sleep(0.1)
         # /data/etc -> /etc, followed in the container's view: its own /etc, not the host's
         out = daemon.docker("cp", f"{name}:/data/etc/cais-mark", "-").stdout
         assert _names(out) == [("cais-mark", "0", "")]
