@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from cais.engine import containers, logs, signals, spec
+from cais.engine import containers, logs, namespaces, signals, spec
 from cais.engine.errors import Conflict, EngineError, InvalidParameter, NotFound, NotModified, start_failure
 from cais.engine.events import EventBus
 from cais.engine.restart import next_delay, parse_policy, should_restart
@@ -70,6 +70,7 @@ class Engine:
         self._networks = None
         self.network_options = network or {}
         self.log_config = {"Type": "json-file", "Config": {}}  # the daemon's default (log-driver, log-opts)
+        self.namespace_defaults = {"ipc": "private", "cgroupns": ""}  # default-ipc-mode, default-cgroupns-mode
 
     # ---- opening -------------------------------------------------------------------------
     def lock(self, wait: bool = False) -> None:
@@ -246,7 +247,8 @@ class Engine:
         image = self.images.resolve(ref)
         with self.store.lock:
             taken = {r["Name"].lstrip("/") for r in self.store.all()}
-            record = containers.new_record(body, name, image, taken)
+            record = containers.new_record(body, name, image, taken, remapped=self.remap is not None,
+                                           namespace_defaults=self.namespace_defaults)
             self.store.add(record)
         cid = record["Id"]
         # a --rm container is not fsynced into being: a machine crash would remove it anyway
@@ -256,6 +258,7 @@ class Engine:
             record["Driver"] = self.storage.create(cid, image, self._remap_for(record["HostConfig"]),
                                                    volatile=record["HostConfig"]["AutoRemove"])
             record["GraphDriver"] = self.storage.graph_driver(cid)
+            namespaces.resolve(record, self.get)
             self.networks.prepare(record, body)
             driver = record["HostConfig"]["LogConfig"].get("Type") or "json-file"
             record["LogPath"] = logs.log_file(self.store.dir(cid), cid, driver) if driver == "json-file" else ""
@@ -318,6 +321,7 @@ class Engine:
             oci = spec.build(record, image_config, rootfs, self.store.dir(cid),
                              cgroups_path=self.cgroups_path(cid), init_path=self.init_path, mounts=mounts,
                              remap=remap)
+            namespaces.apply(oci, record, self.get, self.store.dir(cid))
             self.networks.apply_spec(oci, netns_path)
             if propagation:  # shared or slave binds need the rootfs to propagate too (as docker)
                 oci["linux"]["rootfsPropagation"] = propagation
@@ -395,6 +399,7 @@ class Engine:
             self.storage.unmount(cid)
         self.volumes.unmount(record)
         self.networks.teardown(record)
+        namespaces.release(record, self.store.dir(cid))
         with self.cond:
             record["State"].update({"ExitCode": code, "Error": error})
             if record["State"]["Status"] == "created":
@@ -436,6 +441,7 @@ class Engine:
         # cleanup failures are logged, never allowed to lose the exit itself (waiters depend on it)
         for step in (lambda: self._runtime_delete(cid), lambda: self.storage.unmount(cid),
                      lambda: self.volumes.unmount(record), lambda: self.networks.teardown(record),
+                     lambda: namespaces.release(record, self.store.dir(cid)),
                      lambda: self._health.unwatch(cid) if self._health is not None else None,
                      lambda: None if goes else self.images.store.set_container_running(cid, False)):
             try:
@@ -655,6 +661,7 @@ class Engine:
                 raise Conflict(f"removal of container {cid[:12]} is already in progress")
             record["State"]["Status"] = "removing"
         self._runtime_delete(cid)
+        namespaces.release(record, self.store.dir(cid))
         try:
             self.storage.remove(cid)
         except Exception as e:
