@@ -27,7 +27,7 @@ def _auth(request: web.Request) -> dict:
         padded = header + "=" * (-len(header) % 4)
         value = json.loads(base64.urlsafe_b64decode(padded))
         return value if isinstance(value, dict) else {}
-    except ValueError:
+    except (ValueError, RecursionError):
         return {}
 
 
