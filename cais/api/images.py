@@ -153,8 +153,9 @@ async def search(request: web.Request) -> web.Response:
 
 @route("POST", "/commit")
 async def commit(request: web.Request) -> web.Response:
+    from cais.api import schema
     from cais.api.errors import read_json
-    body = await read_json(request)
+    body = schema.check(await read_json(request), schema.COMMIT)
     container = qstr(request, "container")
     if not container:
         raise BadRequest("container is required")
