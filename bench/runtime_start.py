@@ -6,6 +6,8 @@ Each runtime gets the same bundle (the config of `cais-runtime spec`, process `t
 terminal) and its own temporary --root; the wall time of the whole `RUNTIME run ID` command is
 measured, from exec of the command to its exit (create, start, wait, delete). Medians, and each
 peer's ratio to cais-runtime, are printed; a runtime that refuses to run is reported, not timed.
+The "floor" rows are one start of this interpreter doing nothing: a `run` pays two (the command,
+and the container's init, a fresh interpreter by design: docs/security.md).
 """
 
 from __future__ import annotations
@@ -81,6 +83,21 @@ def measure(argv: list[str], root: str, path: str, runs: int) -> tuple[list[floa
     return wall, cpu
 
 
+def measure_floor(argv: list[str], runs: int) -> tuple[list[float], list[float]]:
+    """An interpreter start alone: what every `cais-runtime run` pays twice (the command, the init)."""
+    wall, cpu = [], []
+    for i in range(runs + 2):
+        before = os.times()
+        start = time.perf_counter()
+        subprocess.run(argv, check=True)
+        elapsed = time.perf_counter() - start
+        after = os.times()
+        if i >= 2:
+            wall.append(elapsed)
+            cpu.append(after.children_user + after.children_system - before.children_user - before.children_system)
+    return wall, cpu
+
+
 def measure_in_process(root: str, path: str, runs: int, zygote: object = None) -> tuple[list[float], list[float]]:
     """The engine's path: cais.runtime.run() called in a warm interpreter (no command to start)."""
     from cais.runtime.verbs.run import run
@@ -128,17 +145,19 @@ def main() -> None:
                                                                 zygote)
         finally:
             zygote.close()
+        results["floor: python -I -S"] = measure_floor([sys.executable, "-I", "-S", "-c", "pass"], args.runs)
+        results["floor: python (site)"] = measure_floor([sys.executable, "-c", "pass"], args.runs)
         cais = results["cais-runtime"]
         base = statistics.median(cais[0]) if not isinstance(cais, str) else None
-        print(f"{'runtime':<19} {'median ms':>10} {'p10 ms':>8} {'p90 ms':>8} {'CPU ms':>8} {'runtime/cais':>13}")
+        print(f"{'runtime':<21} {'median ms':>10} {'p10 ms':>8} {'p90 ms':>8} {'CPU ms':>8} {'runtime/cais':>13}")
         for name, r in results.items():
             if isinstance(r, str):
-                print(f"{name:<19} refused: {r}")
+                print(f"{name:<21} refused: {r}")
                 continue
             wall, cpu = r
             qs = statistics.quantiles(wall, n=10)
             ratio = f"{statistics.median(wall) / base:.2f}" if base else "-"
-            print(f"{name:<19} {statistics.median(wall) * 1000:>10.1f} {qs[0] * 1000:>8.1f} {qs[-1] * 1000:>8.1f} "
+            print(f"{name:<21} {statistics.median(wall) * 1000:>10.1f} {qs[0] * 1000:>8.1f} {qs[-1] * 1000:>8.1f} "
                   f"{statistics.median(cpu) * 1000:>8.1f} {ratio:>13}")
         print(f"({args.runs} runs each; load average {os.getloadavg()[0]:.2f})")
     finally:

@@ -133,9 +133,9 @@ def _remove_cgroups(parent: str) -> None:
 
 @contextlib.contextmanager
 def caisd(bootstrap: bool = True, extra: list[str] | None = None,
-          network_args: list[str] | None = None) -> Iterator[Caisd]:
-    root = tempfile.mkdtemp(prefix="cais-en-", dir="/tmp")
-    d = Caisd(root=root, sock=os.path.join(root, "d.sock"), cgroup_parent=f"/cais-en-{secrets.token_hex(4)}",
+          network_args: list[str] | None = None, prefix: str = "cais-en") -> Iterator[Caisd]:
+    root = tempfile.mkdtemp(prefix=f"{prefix}-", dir="/tmp")
+    d = Caisd(root=root, sock=os.path.join(root, "d.sock"), cgroup_parent=f"/{prefix}-{secrets.token_hex(4)}",
               log=os.path.join(root, "caisd.log"), extra=list(extra or []))
     if network_args is not None:
         d.network_args = network_args

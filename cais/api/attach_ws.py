@@ -20,6 +20,7 @@ from cais.api.errors import BadRequest
 from cais.api.routing import api_version, qbool, qstr, route
 from cais.api.streams import find_detach_keys, parse_detach_keys
 from cais.engine import frames
+from cais.engine.logs import readable
 
 
 @route("GET", "/containers/{id}/attach/ws")
@@ -62,7 +63,7 @@ async def attach_ws(request: web.Request) -> web.StreamResponse:
             await ws.send_str(data.decode("utf-8", "replace"))
 
     try:
-        if logs and record["LogPath"]:
+        if logs and readable(record):
             entries = await asyncio.to_thread(
                 lambda: list(engine.logs(record["Id"], stdout=want["stdout"], stderr=want["stderr"])))
             for _, _, data in entries:

@@ -17,7 +17,8 @@ from cais.api.routing import qbool, qfilters, qint, qstr, route
 from cais.api.streams import bridge, client_gone, iterate_in_thread, parse_detach_keys
 from cais.engine import frames
 from cais.engine.errors import EngineError
-from cais.engine.logs import parse_timestamp
+from cais.engine.logfile import rfc3339
+from cais.engine.logs import parse_timestamp_ns, readable
 
 
 def _engine(request: web.Request):  # type: ignore[no-untyped-def]
@@ -135,12 +136,27 @@ async def wait(request: web.Request) -> web.StreamResponse:
     cid, token = engine.wait_token(request.match_info["id"], condition)
     response = web.StreamResponse(headers={"Content-Type": "application/json"})
     await response.prepare(request)  # headers now: the docker CLI starts the container once it has them
-    while not client_gone(request):
-        result = await asyncio.to_thread(engine.wait, cid, token, condition, 1.0)
-        if result is not None:
-            with contextlib.suppress(ConnectionError, RuntimeError):
-                await response.write(json.dumps(result).encode() + b"\n")
-            break
+    # no worker thread blocks for a wait (many waiting clients would starve the other requests):
+    # each exit or removal wakes it to check; once a second too, for changes that notify nobody
+    loop = asyncio.get_running_loop()
+    changed = asyncio.Event()
+
+    def wake() -> None:
+        with contextlib.suppress(RuntimeError):  # the loop is closing
+            loop.call_soon_threadsafe(changed.set)
+    engine.listeners.add(wake)
+    try:
+        while not client_gone(request):
+            changed.clear()
+            result = await asyncio.to_thread(engine.wait, cid, token, condition, 0)
+            if result is not None:
+                with contextlib.suppress(ConnectionError, RuntimeError):
+                    await response.write(json.dumps(result).encode() + b"\n")
+                break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(changed.wait(), 1.0)
+    finally:
+        engine.listeners.discard(wake)
     return response
 
 
@@ -192,21 +208,21 @@ async def logs(request: web.Request) -> web.StreamResponse:
     stdout, stderr = qbool(request, "stdout"), qbool(request, "stderr")
     if not (stdout or stderr):
         raise BadRequest("Bad parameters: you must choose at least one stream")
-    tail_text = qstr(request, "tail") or "all"
-    tail = None if tail_text == "all" else qint(request, "tail")
-    since = parse_timestamp(qstr(request, "since")) if qstr(request, "since") not in (None, "", "0") else None
-    until = parse_timestamp(qstr(request, "until")) if qstr(request, "until") not in (None, "", "0") else None
+    tail_text = (qstr(request, "tail") or "all").strip()
+    tail = int(tail_text) if tail_text.isdigit() else None  # as dockerd: "all", negative or garbage is all
+    since = parse_timestamp_ns(qstr(request, "since")) if qstr(request, "since") not in (None, "", "0") else None
+    until = parse_timestamp_ns(qstr(request, "until")) if qstr(request, "until") not in (None, "", "0") else None
     timestamps = qbool(request, "timestamps")
     tty = record["Config"]["Tty"]
     entries = engine.logs(record["Id"], follow=qbool(request, "follow"), stdout=stdout, stderr=stderr, since=since,
-                          until=until, tail=tail)
+                          until=until, tail=tail, details=qbool(request, "details"))
     response = web.StreamResponse(headers={"Content-Type": "application/vnd.docker.raw-stream" if tty else
                                            "application/vnd.docker.multiplexed-stream"})
     await response.prepare(request)
     stop = threading.Event()
     try:
-        async for stream, ts, data in iterate_in_thread(lambda: entries, stop):
-            payload = (ts.encode() + b" " + data) if timestamps else data
+        async for stream, ns, data in iterate_in_thread(lambda: entries, stop):
+            payload = (rfc3339(ns).encode() + b" " + data) if timestamps else data
             await response.write(payload if tty else frames.frame(frames.STDERR if stream == "stderr" else
                                                                     frames.STDOUT, payload))
     except (ConnectionError, RuntimeError):
@@ -234,7 +250,7 @@ async def _attach_stream(request: web.Request, *, ws: bool = False) -> web.Strea
         record, sock = await asyncio.to_thread(engine.attach, ref, stdin=want_stdin and record["Config"]["OpenStdin"],
                                                stdout=want_stdout, stderr=want_stderr)
     h = await hijack(request, tty=tty)
-    if qbool(request, "logs") and record["LogPath"]:
+    if qbool(request, "logs") and readable(record):
         for stream, _, data in await asyncio.to_thread(
                 lambda: list(engine.logs(record["Id"], stdout=want_stdout, stderr=want_stderr))):
             await h.write(data if tty else frames.frame(frames.STDERR if stream == "stderr" else frames.STDOUT, data))
@@ -328,13 +344,11 @@ class _BodyReader(io.RawIOBase):
 
 @route("PUT", "/containers/{id}/archive")
 async def archive_put(request: web.Request) -> web.Response:
-    from cais.engine.archive import ContainerFS, put_archive
+    from cais.engine.archive import ContainerFS, check_writable, put_archive
     engine = _engine(request)
     record = engine.get(request.match_info["id"])
     path = _archive_path(request)
-    if record["HostConfig"].get("ReadonlyRootfs"):
-        from cais.engine.errors import Conflict
-        raise Conflict("container rootfs is marked read-only")
+    check_writable(record, path)
     body = _BodyReader(request, asyncio.get_running_loop())
     no_overwrite = qbool(request, "noOverwriteDirNonDir")
 

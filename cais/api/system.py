@@ -73,7 +73,7 @@ def info_document(engine, settings: dict) -> dict:  # type: ignore[no-untyped-de
         "MemoryLimit": True, "SwapLimit": True, "CpuCfsPeriod": True, "CpuCfsQuota": True, "CPUShares": True,
         "CPUSet": True, "PidsLimit": True, "IPv4Forwarding": False, "Debug": bool(settings.get("debug")),
         "NFd": len(os.listdir("/proc/self/fd")), "OomKillDisable": True, "NGoroutines": threading.active_count(),
-        "SystemTime": datetime.datetime.now(datetime.UTC).isoformat(), "LoggingDriver": "json-file",
+        "SystemTime": datetime.datetime.now(datetime.UTC).isoformat(), "LoggingDriver": engine.log_config["Type"],
         "CgroupDriver": "cgroupfs", "CgroupVersion": "2" if os.path.exists("/sys/fs/cgroup/cgroup.controllers")
         else "1", "NEventsListener": len(engine.events.subscribers), "KernelVersion": host["KernelVersion"],
         "OperatingSystem": host["OperatingSystem"], "OSVersion": "", "OSType": "linux",

@@ -44,7 +44,7 @@ class Context:
         self._local = LocalEngine(os.environ.get("CAIS_DATA_ROOT", "/var/lib/cais"),
                                   os.environ.get("CAIS_EXEC_ROOT", "/run/cais"),
                                   os.environ.get("CAIS_CONFIG_FILE", DEFAULT_CONFIG))
-        return Client("unix://" + self._local.start())
+        return self._local.start()
 
     def close(self) -> None:
         if self._local is not None:

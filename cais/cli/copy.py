@@ -80,6 +80,9 @@ def _to_container(ctx, source: str, container: str, path: str) -> int:  # type: 
     if source != "-" and not os.path.lexists(source):
         raise CliError(f'lstat {os.path.abspath(source)}: no such file or directory')
     info = _stat(ctx, container, path)
+    if info is not None and info["mode"] & (1 << 27) and info.get("linkTarget"):
+        path = info["linkTarget"]  # a symlink: copy to where it leads (resolved in the container), as docker
+        info = _stat(ctx, container, path)
     if info is not None and info["mode"] & (1 << 31):  # an existing directory: copy into it
         extract_to, name = path, os.path.basename(os.path.normpath(source))
     else:

@@ -21,8 +21,8 @@ FILE_KEYS = {"hosts": "hosts", "data-root": "data_root", "exec-root": "exec_root
              "cgroup-parent": "cgroup_parent", "init-path": "init_path", "tls": "tls",
              "insecure-tcp": "insecure_tcp", "bridge": "bridge", "dns": "dns", "mtu": "mtu",
              "userns-remap": "userns_remap", "bip": "bip", "fixed-cidr": "fixed_cidr", "ipv6": "ipv6",
-             "fixed-cidr-v6": "fixed_cidr_v6"}
-IGNORED_FILE_KEYS = {"live-restore", "log-driver", "log-opts", "default-ulimits", "features", "experimental",
+             "fixed-cidr-v6": "fixed_cidr_v6", "log-driver": "log_driver", "log-opts": "log_opts"}
+IGNORED_FILE_KEYS = {"live-restore", "default-ulimits", "features", "experimental",
                      "registry-mirrors", "insecure-registries", "iptables", "ip-forward", "ip-masq",
                      "userland-proxy", "default-runtime", "runtimes", "max-concurrent-downloads",
                      "max-concurrent-uploads", "shutdown-timeout", "labels"}
@@ -90,6 +90,8 @@ class Settings:
     fixed_cidr_v6: str = ""
     bridge_ipam: list[dict] = field(default_factory=list)  # derived from bip, fixed_cidr(_v6)
     userns_remap: str | None = None
+    log_driver: str = "json-file"
+    log_opts: dict = field(default_factory=dict)
     file: dict = field(default_factory=dict)
 
 
@@ -126,6 +128,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--userns-remap", metavar="default|USER[:GROUP]",
                    help="run containers in user namespaces mapped to the user's /etc/subuid and /etc/subgid "
                    "ranges (default: the cais-remap user, created if missing); see docs/security.md")
+    p.add_argument("--log-driver", help="default log driver of containers: json-file, local or none (docs/logging.md)")
+    p.add_argument("--log-opt", action="append", dest="log_opts", metavar="KEY=VALUE",
+                   help="default log driver option (repeatable)")
     p.add_argument("-v", "--version", action="store_true", help="print the version and exit")
     return p
 
@@ -161,10 +166,12 @@ def load(argv: list[str] | None = None) -> tuple[Settings, argparse.Namespace]:
                           + ", ".join(conflicts))
     for attr in ("hosts", "data_root", "exec_root", "pidfile", "storage_driver", "log_level", "debug", "group",
                  "tls", "tlsverify", "tlscacert", "tlscert", "tlskey", "cgroup_parent", "init_path", "insecure_tcp",
-                 "bridge", "dns", "mtu", "userns_remap", "bip", "fixed_cidr", "ipv6", "fixed_cidr_v6"):
+                 "bridge", "dns", "mtu", "userns_remap", "bip", "fixed_cidr", "ipv6", "fixed_cidr_v6", "log_driver"):
         value = getattr(args, attr, None)
         if value not in (None, []):
             setattr(settings, attr, value)
+    if args.log_opts:
+        settings.log_opts = dict(opt.partition("=")[::2] for opt in args.log_opts)
     from cais.network.errors import InvalidConfig
     from cais.network.ipam import default_bridge_config
 

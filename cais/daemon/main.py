@@ -24,6 +24,21 @@ class DaemonError(Exception):
     pass
 
 
+def _log_config(settings: Settings) -> dict:
+    """log-driver and log-opts, checked as a container's would be: a bad default stops caisd."""
+    from cais.engine.errors import InvalidParameter
+    from cais.engine.logs import log_settings
+    opts = settings.log_opts
+    if not isinstance(opts, dict) or not all(isinstance(v, str) for v in opts.values()):
+        raise DaemonError("log-opts must be an object of strings")
+    config = {"Type": settings.log_driver, "Config": opts}
+    try:
+        log_settings(config)
+    except InvalidParameter as e:
+        raise DaemonError(f"default log config: {e}") from None
+    return config
+
+
 def parse_host(host: str, settings: Settings):  # type: ignore[no-untyped-def]
     from cais.api.server import Listener, tls_context
     if host.startswith("unix://"):
@@ -99,7 +114,12 @@ async def serve(settings: Settings) -> None:
                     cgroup_parent=settings.cgroup_parent, init_path=settings.init_path,
                     network={"bridge": settings.bridge, "dns": settings.dns, "mtu": settings.mtu,
                              "bridge_ipam": settings.bridge_ipam, "bridge_ipv6": settings.ipv6}, remap=remap)
+    engine.log_config = _log_config(settings)
     engine.lock()
+    # blocking engine calls run in these threads (a stop waits out its timeout in one): more than
+    # asyncio's default of cores + 4, so that a few slow requests never hold up the quick ones
+    from concurrent.futures import ThreadPoolExecutor
+    asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(64, thread_name_prefix="caisd"))
     try:
         await asyncio.to_thread(engine.open)
         app = make_app(engine, {"debug": settings.debug, "id": _daemon_id(settings.data_root)})

@@ -110,7 +110,11 @@ class ContainerFS:
             binds.append(Bind(mp.destination, source, not mp.rw, mp.subpath,
                               user_namespace(remap) if remap is not None and idmapped else None))
         from cais.volume.copyup import open_subpath
-        self.view = open_view(rootfs, binds, open_subpath)
+        try:
+            self.view = open_view(rootfs, binds, open_subpath)
+        except OSError as e:  # a bind source gone since the container was made, say
+            where = f": {e.filename}" if e.filename else ""
+            raise EngineError(f"mounting the container's volumes for the copy: {e.strerror or e}{where}") from None
         return self.view.root
 
     def __exit__(self, *_: object) -> None:
@@ -347,6 +351,20 @@ def export_rootfs(engine, record: dict) -> Iterator[bytes]:  # type: ignore[no-u
     return _pipe_tar(build)
 
 
+def check_writable(record: dict, path: str) -> None:
+    """dockerd's rule before extracting: a path in a read-only volume or bind mount is refused, and
+    one outside every volume when the root file system is read-only (both 500, as dockerd)."""
+    from cais.engine.volumes import VolumeService
+    clean, _ = _split(path)
+    inside = [mp for mp in VolumeService.points(record) if mp.type in ("volume", "bind")
+              and (clean == mp.destination.rstrip("/") or clean.startswith(mp.destination.rstrip("/") + "/"))]
+    if inside:
+        if not max(inside, key=lambda mp: len(mp.destination)).rw:
+            raise EngineError("mounted volume is marked read-only")
+    elif record["HostConfig"].get("ReadonlyRootfs"):
+        raise EngineError("container rootfs is marked read-only")
+
+
 def _member_parts(name: str, dest: str) -> list[str]:
     """A tar entry's path below the extraction point; one that climbs out is refused, as docker does."""
     clean = posixpath.normpath(name.lstrip("/") or ".")
@@ -364,7 +382,7 @@ def put_archive(root: RootDir, path: str, container: str, stream: BinaryIO, *, n
     made with *at calls on that directory's fd and never followed."""
     clean, _ = _split(path)  # the last component is followed: extracting to a symlink to a directory works
     if not stat.S_ISDIR(_lstat(root, clean, True, path, container).st_mode):
-        raise InvalidParameter("extraction point is not a directory")
+        raise EngineError("extraction point is not a directory")
     top = root.open(clean)
     try:
         dest = root.path_of(top)

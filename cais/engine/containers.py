@@ -26,6 +26,15 @@ def _list_of_str(value: object, what: str) -> list[str] | None:
     return value
 
 
+def _merge_env(image_env: list[str], env: list[str]) -> list[str]:
+    """dockerd's ReplaceOrAppendEnvValues: the container's KEY=VALUE replaces the image's in place,
+    new keys are appended, and a bare KEY unsets it."""
+    merged: dict[str, str] = {}
+    for item in [*image_env, *env]:
+        merged[item.partition("=")[0]] = item
+    return [item for item in merged.values() if "=" in item]
+
+
 def new_record(body: dict, name: str | None, image: dict, taken: set[str]) -> dict:
     """A container record from POST /containers/create's body and the image's config."""
     config = {k: v for k, v in body.items() if k not in ("HostConfig", "NetworkingConfig")}
@@ -62,20 +71,21 @@ def new_record(body: dict, name: str | None, image: dict, taken: set[str]) -> di
         "AttachStdin": bool(config.get("AttachStdin")), "AttachStdout": bool(config.get("AttachStdout")),
         "AttachStderr": bool(config.get("AttachStderr")), "Tty": bool(config.get("Tty")),
         "OpenStdin": bool(config.get("OpenStdin")), "StdinOnce": bool(config.get("StdinOnce")),
-        "Env": [*(image_config.get("Env") or []), *(config.get("Env") or [])],
+        "Env": _merge_env(image_config.get("Env") or [], config.get("Env") or []) or None,
         "Cmd": cmd, "Image": config.get("Image"), "Volumes": config.get("Volumes") or image_config.get("Volumes"),
         "WorkingDir": config.get("WorkingDir") or image_config.get("WorkingDir", ""),
         "Entrypoint": entrypoint, "OnBuild": None, "Labels": merged_labels,
         "StopSignal": config.get("StopSignal") or image_config.get("StopSignal"),
         "StopTimeout": config.get("StopTimeout"),
         "Healthcheck": config.get("Healthcheck") or image_config.get("Healthcheck"),
-        "ExposedPorts": config.get("ExposedPorts") or image_config.get("ExposedPorts"),
+        "ExposedPorts": {**(image_config.get("ExposedPorts") or {}), **(config.get("ExposedPorts") or {})} or None,
     }
     host_config = {
         "Binds": host.get("Binds"), "NetworkMode": host.get("NetworkMode") or "default",
         "PortBindings": host.get("PortBindings") or {}, "RestartPolicy": policy,
-        "AutoRemove": bool(host.get("AutoRemove")), "LogConfig": host.get("LogConfig") or
-        {"Type": "json-file", "Config": {}},
+        "AutoRemove": bool(host.get("AutoRemove")),
+        "LogConfig": {"Type": (host.get("LogConfig") or {}).get("Type") or "json-file",
+                      "Config": (host.get("LogConfig") or {}).get("Config") or {}},
         **{k: v for k, v in host.items() if k not in ("Binds", "NetworkMode", "PortBindings", "RestartPolicy",
                                                          "AutoRemove", "LogConfig")},
     }
@@ -106,8 +116,27 @@ def network_settings(mode: str) -> dict:
             "Networks": {mode if mode not in ("default", "bridge") else "none": endpoint}}
 
 
+# HostConfig fields dockerd always reports, at their defaults when the client left them out
+# (docker-py and compose send only what they set; the docker CLI sends them all)
+HOST_CONFIG_DEFAULTS: dict = {
+    "ContainerIDFile": "", "VolumeDriver": "", "VolumesFrom": None, "ConsoleSize": [0, 0], "CapAdd": None,
+    "CapDrop": None, "CgroupnsMode": "host", "Dns": None, "DnsOptions": None, "DnsSearch": None, "ExtraHosts": None,
+    "GroupAdd": None, "IpcMode": "private", "Cgroup": "", "Links": None, "OomScoreAdj": 0, "PidMode": "",
+    "Privileged": False, "PublishAllPorts": False, "ReadonlyRootfs": False, "SecurityOpt": None, "UTSMode": "",
+    "UsernsMode": "", "Isolation": "", "CpuShares": 0, "Memory": 0, "NanoCpus": 0, "CgroupParent": "",
+    "BlkioWeight": 0, "BlkioWeightDevice": None, "BlkioDeviceReadBps": None, "BlkioDeviceWriteBps": None,
+    "BlkioDeviceReadIOps": None, "BlkioDeviceWriteIOps": None, "CpuPeriod": 0, "CpuQuota": 0,
+    "CpuRealtimePeriod": 0, "CpuRealtimeRuntime": 0, "CpusetCpus": "", "CpusetMems": "", "Devices": None,
+    "DeviceCgroupRules": None, "DeviceRequests": None, "MemoryReservation": 0, "MemorySwap": 0,
+    "MemorySwappiness": None, "OomKillDisable": False, "PidsLimit": None, "Ulimits": None, "CpuCount": 0,
+    "CpuPercent": 0, "IOMaximumIOps": 0, "IOMaximumBandwidth": 0,
+}
+
+
 def inspect(record: dict) -> dict:
-    return {k: v for k, v in record.items() if k != "Cais"}
+    out = {k: v for k, v in record.items() if k != "Cais"}
+    out["HostConfig"] = {**HOST_CONFIG_DEFAULTS, **record["HostConfig"]}
+    return out
 
 
 def _since(ts: str) -> float:

@@ -17,6 +17,7 @@ import signal as signals_mod
 import socket
 import threading
 import time
+from collections.abc import Callable
 
 from cais.engine import containers, logs, signals, spec
 from cais.engine.errors import Conflict, EngineError, InvalidParameter, NotFound, NotModified
@@ -59,6 +60,7 @@ class Engine:
         self.starting: set[str] = set()        # between the supervisor's start and the record's Running
         self.early_exits: dict[str, tuple[int, str | None]] = {}  # exits that came in that window
         self.backoff: dict[str, float] = {}
+        self.listeners: set[Callable[[], None]] = set()  # told of every exit and removal (the API's waits)
         self._lock_fd: int | None = None
         self._closed = threading.Event()
         self._images = None
@@ -67,6 +69,7 @@ class Engine:
         self._volumes = None
         self._networks = None
         self.network_options = network or {}
+        self.log_config = {"Type": "json-file", "Config": {}}  # the daemon's default (log-driver, log-opts)
 
     # ---- opening -------------------------------------------------------------------------
     def lock(self, wait: bool = False) -> None:
@@ -82,6 +85,7 @@ class Engine:
     def open(self, *, watch: bool = True) -> Engine:
         self.supervisor.ensure_running()
         self.reconcile()
+        self._finish_removals()
         records = self.store.all()
         self.volumes.reconcile({r["Id"] for r in records if r["State"]["Running"]}, {r["Id"] for r in records})
         self.networks.open(self.store.all())
@@ -102,7 +106,13 @@ class Engine:
     def images(self):  # type: ignore[no-untyped-def]
         if self._images is None:
             from cais.engine.images import ImageService
-            self._images = ImageService(self)
+            self._images = images = ImageService(self)
+            try:  # --rm containers are recorded there without fsync: a crash may have lost their removal
+                gone = images.store.forget_containers_except(lambda: set(self.store.records))
+                if gone:
+                    log.info("the image store forgot %d containers that no longer exist", len(gone))
+            except Exception as e:  # checked again when the image store is next opened
+                log.warning("could not match the image store's containers with the records: %s", e)
         return self._images
 
     @property
@@ -155,6 +165,15 @@ class Engine:
                 with self.store.lock:
                     record["State"]["Error"] = "the supervisor of this container died"
             self._on_exit(cid, int(exit_info.get("ExitCode", 255)), exit_info.get("FinishedAt"))
+
+    def _finish_removals(self) -> None:
+        """--rm containers whose removal a crash interrupted go now (as dockerd does at its start)."""
+        for record in self.store.all():
+            state = record["State"]
+            if (record["HostConfig"].get("AutoRemove") and not state["Running"] and not state.get("Restarting")
+                    and state["StartedAt"] != containers.ZERO_TIME):
+                with contextlib.suppress(EngineError, OSError):
+                    self.remove(record["Id"], force=True, volumes=True)
 
     def _restart_on_boot(self) -> None:
         for record in self.store.all():
@@ -219,25 +238,32 @@ class Engine:
         ref = body.get("Image")
         if not ref or not isinstance(ref, str):
             raise InvalidParameter("Config cannot be empty in order to create a container")
+        if body.get("HostConfig") is None:
+            body["HostConfig"] = {}
+        if isinstance(body["HostConfig"], dict):
+            body["HostConfig"]["LogConfig"] = logs.merge_log_config(body["HostConfig"].get("LogConfig"),
+                                                                    self.log_config)
         image = self.images.resolve(ref)
         with self.store.lock:
             taken = {r["Name"].lstrip("/") for r in self.store.all()}
             record = containers.new_record(body, name, image, taken)
             self.store.add(record)
         cid = record["Id"]
+        # a --rm container is not fsynced into being: a machine crash would remove it anyway
+        durable = not record["HostConfig"]["AutoRemove"]
         try:
-            self.images.add_container(cid, image["Id"])
+            self.images.add_container(cid, image["Id"], durable=durable)
             record["Driver"] = self.storage.create(cid, image, self._remap_for(record["HostConfig"]),
                                                    volatile=record["HostConfig"]["AutoRemove"])
             record["GraphDriver"] = self.storage.graph_driver(cid)
             self.networks.prepare(record, body)
-            record["LogPath"] = self._path(cid, f"{cid}-json.log") if (
-                record["HostConfig"]["LogConfig"].get("Type") or "json-file") != "none" else ""
+            driver = record["HostConfig"]["LogConfig"].get("Type") or "json-file"
+            record["LogPath"] = logs.log_file(self.store.dir(cid), cid, driver) if driver == "json-file" else ""
             points = self.volumes.prepare(cid, record["HostConfig"], body.get("Volumes"),
                                           image["Config"].get("Volumes"))
             record.setdefault("Cais", {})["MountPoints"] = points
             record["Mounts"] = [mp.record() for mp in self.volumes.points(record)]
-            self.store.save(record)
+            self.store.save(record, durable=durable)
         except BaseException:
             with contextlib.suppress(Exception):
                 self.volumes.release(record, remove_anonymous=True)
@@ -298,10 +324,12 @@ class Engine:
             bundle = self.store.dir(cid)
             write_json_atomic(os.path.join(bundle, "config.json"), oci, durable=False)  # rewritten at each start
             settings = logs.log_settings(record["HostConfig"].get("LogConfig"))
+            if settings:
+                settings["attrs"] = logs.log_attrs(record)
             config = record["Config"]
             request = {
                 "op": "start", "id": cid, "bundle": bundle, "root": self.runtime_root, "tty": config["Tty"],
-                "stdin": config["OpenStdin"], "log": settings, "log_path": record["LogPath"],
+                "stdin": config["OpenStdin"], "log": settings, "log_path": self._log_file(record),
                 "exit_file": self._path(cid, "exit.json")}
             reply = self._create_then_start(record, request) if late_network else self.supervisor.request(request)
         except EngineError as e:
@@ -339,6 +367,15 @@ class Engine:
             self.supervisor.send(sock, {"op": "start"})
         return reply
 
+    def _changed(self) -> None:
+        """Under self.cond, after an exit or a removal: wake the waits."""
+        self.cond.notify_all()
+        for listener in list(self.listeners):
+            try:
+                listener()
+            except Exception:  # a listener never costs an exit its bookkeeping
+                log.exception("a wait listener failed")
+
     def _not_starting(self, cid: str) -> tuple[int, str | None] | None:
         with self.store.lock:
             self.starting.discard(cid)
@@ -361,7 +398,7 @@ class Engine:
                     else "created"
             self.store.save(record)
             self.generation[cid] = self.generation.get(cid, 0) + 1
-            self.cond.notify_all()
+            self._changed()
         if record["HostConfig"].get("AutoRemove"):  # docker: --rm removes a container that cannot start
             self._autoremove(cid)
 
@@ -416,7 +453,7 @@ class Engine:
             if not auto_remove:
                 self.store.save(record)
             self.generation[cid] = self.generation.get(cid, 0) + 1
-            self.cond.notify_all()
+            self._changed()
         if oom:
             self._event(record, "oom")
         self._event(record, "die", exitCode=exit_code)
@@ -624,14 +661,14 @@ class Engine:
             with contextlib.suppress(Exception):  # its exit may have left that to this removal
                 self.images.store.set_container_running(cid, False)
             raise EngineError(f"unable to remove filesystem for {cid}: {e}") from e
-        self.images.remove_container(cid)
+        self.images.remove_container(cid, durable=not record["HostConfig"].get("AutoRemove"))
         self.volumes.release(record, remove_anonymous=volumes)
         for exec_id in [k for k, v in self.execs.items() if v["ContainerID"] == cid]:
             self.execs.pop(exec_id, None)
         with self.cond:
             self.removed[cid] = record["State"]["ExitCode"]
             self.store.remove(cid)
-            self.cond.notify_all()
+            self._changed()
         self._event(record, "destroy")
 
     def prune(self, filters: dict | None = None) -> dict:
@@ -733,8 +770,15 @@ class Engine:
         from cais.engine.stats import collect
         return collect(self, self.get(ref), previous)
 
+    def _log_file(self, record: dict) -> str:
+        """The file the container's log driver writes ("" for `none`); LogPath names json-file's only."""
+        driver = (record["HostConfig"].get("LogConfig") or {}).get("Type") or "json-file"
+        return logs.log_file(self.store.dir(record["Id"]), record["Id"], driver)
+
     def logs(self, ref: str, *, follow: bool = False, stdout: bool = True, stderr: bool = True,
-             since: float | None = None, until: float | None = None, tail: int | None = None):  # type: ignore[no-untyped-def]
+             since: int | None = None, until: int | None = None, tail: int | None = None,
+             details: bool = False):  # type: ignore[no-untyped-def]
+        """(stream, unix ns, bytes) entries; since/until in unix ns."""
         record = self.get(ref)
         driver = (record["HostConfig"].get("LogConfig") or {}).get("Type") or "json-file"
         if driver == "none":
@@ -744,8 +788,8 @@ class Engine:
         def running() -> bool:
             r = self.store.records.get(cid)
             return bool(r and (r["State"]["Running"] or r["State"].get("Restarting")))
-        return logs.read(record["LogPath"], stdout=stdout, stderr=stderr, since=since, until=until, tail=tail,
-                         follow=follow, running=running)
+        return logs.read(self._log_file(record), driver, stdout=stdout, stderr=stderr, since=since, until=until,
+                         tail=tail, follow=follow, running=running, with_details=details)
 
     def changes(self, ref: str) -> list[dict]:
         record = self.get(ref)
@@ -840,13 +884,13 @@ class Engine:
 
     def _on_exec_exit(self, exec_id: str, exit_code: int) -> None:
         ex = self.execs.get(exec_id)
-        if ex is None:
-            return
         with self.cond:
+            if ex is None or ex["ExitCode"] is not None:  # the stream and the watch both report it: once
+                return
             ex["Running"] = False
             ex["ExitCode"] = exit_code
             ex["Pid"] = 0
-            self.cond.notify_all()
+            self._changed()
         with contextlib.suppress(NotFound):
             self._event(self.get(ex["ContainerID"]), "exec_die", execID=exec_id, exitCode=exit_code)
 

@@ -102,6 +102,8 @@ class HealthMonitor:
                         code = json.loads(data)["exit_code"]
                     elif len(output) < MAX_OUTPUT:
                         output += data
+        if code != -1:
+            self.engine.exec_finished(exec_id, code)  # its exec_die event, before the exec is forgotten
         self.engine.execs.pop(exec_id, None)
         if code == -1:
             text = f"Health check exceeded timeout ({timeout:g}s)"

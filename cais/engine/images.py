@@ -62,13 +62,13 @@ class ImageService:
             raise NotFound(f"No such image: {image['Id']}")
         return row.top_layer.partition(":")[2] if row.top_layer else None  # the driver's id: the chain id's hex
 
-    def add_container(self, cid: str, image_id: str) -> None:
+    def add_container(self, cid: str, image_id: str, *, durable: bool = True) -> None:
         with _errors():
-            self.store.add_container(cid, image_id)
+            self.store.add_container(cid, image_id, durable=durable)
 
-    def remove_container(self, cid: str) -> None:
+    def remove_container(self, cid: str, *, durable: bool = True) -> None:
         with contextlib.suppress(Exception):
-            self.store.remove_container(cid)
+            self.store.remove_container(cid, durable=durable)
 
     def count(self) -> int:
         return len(self.store.list())
@@ -164,8 +164,12 @@ class ImageService:
         from cais.image.reference import ReferenceError, parse
         from cais.registry.pull import pull
         try:
-            ref = parse(f"{name}:{tag}" if tag and "@" not in name and not _has_tag(name) else
-                        (f"{name}@{tag}" if tag.startswith("sha256:") else name))
+            if not tag or "@" in name:
+                ref = parse(name)
+            elif ":" in tag:  # dockerd: the "tag" may be a digest (docker-py and compose pull NAME@DIGEST so)
+                ref = parse(f"{name}@{tag}")
+            else:
+                ref = parse(name if _has_tag(name) else f"{name}:{tag}")
         except ReferenceError as e:
             raise InvalidParameter(str(e)) from None
 
@@ -180,7 +184,7 @@ class ImageService:
 
     def push(self, name: str, tag: str, *, auth: dict) -> Iterator[dict]:
         from cais.image.archive import _image_manifest
-        from cais.image.reference import parse
+        from cais.image.reference import Reference, parse
         from cais.registry.push import push
         target = f"{name}:{tag}" if tag else name
         with _errors():
@@ -191,6 +195,8 @@ class ImageService:
         def run(emit) -> None:  # type: ignore[no-untyped-def]
             emit_status(emit, f"The push refers to repository [{ref.name}]")
             asyncio.run(push(ref, self.store.content, digest, credentials=_credentials(auth), progress=emit))
+            # RepoDigests gets NAME@DIGEST, as after a pull (dockerd does the same)
+            self.store.register(digest, Reference(ref.domain, ref.path, None, digest))
             self.engine.events.emit("image", "push", str(ref), {"name": str(ref)})
         yield from _progress_of(run)
 

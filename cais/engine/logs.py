@@ -1,198 +1,367 @@
-"""Container logs in docker's json-file format, with max-size/max-file rotation.
+"""Container logs: the `json-file`, `local` and `none` drivers, their options, and reading them back.
 
-One JSON object per line: {"log": "text\\n", "stream": "stdout", "time": "RFC3339Nano"}.
-`local` uses the same format with docker's local-driver defaults (20 MB × 5 files, always rotated);
-`none` keeps nothing. The supervisor writes; the engine reads (tail, since/until, follow).
+The supervisor writes (`LogWriter`: docker's copier, a rotating file, the driver's format); the
+engine reads (`read`: tail, since/until, stdout/stderr, follow) across rotated and compressed
+files. Formats: `jsonfilelog.py` (json-file) and `locallog.py` (local, protobuf frames); rotation,
+compression and partial lines: `logfile.py`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
+import io
+import itertools
+import logging
 import os
 import re
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from typing import BinaryIO
 
+from cais.engine import jsonfilelog, locallog
 from cais.engine.errors import InvalidParameter
+from cais.engine.logfile import (
+    Copier,
+    RotatingFile,
+    file_size,
+    gzip_last_time,
+    gzip_size,
+    readable_copy,
+    rfc3339,
+    snapshot,
+)
 
-PARTIAL_MAX = 16 * 1024  # docker splits lines longer than this into partial messages
-_SIZE = re.compile(r"^(\d+)([kmg]?)b?$", re.IGNORECASE)
 DRIVERS = ("json-file", "local", "none")
+_FORMATS = {"json-file": jsonfilelog, "local": locallog}
+# keys docker's drivers accept; mode and max-buffer-size are the daemon's, valid for every driver
+_OPTS = {"max-size", "max-file", "compress", "labels", "labels-regex", "env", "env-regex", "tag", "mode",
+         "max-buffer-size"}
+_SIZE = re.compile(r"^(\d+(?:\.\d+)?) ?([kmgtp])?i?b?$", re.IGNORECASE)
+_TRUE, _FALSE = {"1", "t", "T", "TRUE", "true", "True"}, {"0", "f", "F", "FALSE", "false", "False"}
+log = logging.getLogger("cais.logs")
 
 
 def parse_size(text: str) -> int:
-    m = _SIZE.match(text.strip())
+    """docker's units.FromHumanSize: decimal multiples (1k = 1000), an optional i and b."""
+    m = _SIZE.match(text)
     if not m:
-        raise InvalidParameter(f"invalid size: {text!r}")
-    return int(m.group(1)) * {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}[m.group(2).lower()]
+        raise InvalidParameter(f"invalid size: '{text}'")
+    return int(float(m.group(1)) * 1000 ** (" kmgtp".index((m.group(2) or " ").lower())))
+
+
+def _parse_bool(key: str, text: str) -> bool:
+    if text in _TRUE or text in _FALSE:
+        return text in _TRUE
+    raise InvalidParameter(f"invalid boolean value for {key}: {text!r}")
+
+
+def _parse_int(key: str, text: str) -> int:
+    if not re.fullmatch(r"[+-]?\d+", text):
+        raise InvalidParameter(f"invalid value for {key}: {text!r} is not an integer")
+    return int(text)
 
 
 def log_settings(log_config: dict | None) -> dict | None:
-    """Validate HostConfig.LogConfig; return the supervisor's settings (None for the `none` driver)."""
+    """Validate HostConfig.LogConfig as docker's drivers do; return the supervisor's settings
+    ({driver, max_size, max_file, compress}; None for the `none` driver)."""
     cfg = log_config or {}
+    if not isinstance(cfg, dict) or not isinstance(cfg.get("Type") or "", str):
+        raise InvalidParameter("LogConfig must be an object with a string Type")
     driver = cfg.get("Type") or "json-file"
     opts = cfg.get("Config") or {}
     if driver not in DRIVERS:
         raise InvalidParameter(f"logging driver {driver!r} is not supported (use json-file, local or none)")
+    if not isinstance(opts, dict) or not all(isinstance(v, str) for v in opts.values()):
+        raise InvalidParameter("LogConfig.Config must map option names to strings")
+    for key in opts:
+        if key not in _OPTS:
+            raise InvalidParameter(f"unknown log opt '{key}' for {driver} log driver")
     if driver == "none":
         return None
-    known = {"max-size", "max-file", "compress", "labels", "env", "tag", "mode", "max-buffer-size"}
-    for key in opts:
-        if key not in known:
-            raise InvalidParameter(f"unknown log opt '{key}' for {driver} log driver")
-    max_size = parse_size(opts["max-size"]) if opts.get("max-size") not in (None, "", "-1") else None
-    max_file = int(opts.get("max-file") or 1)
+    _check_attr_opts(opts)
     if driver == "local":
-        max_size = max_size or 20 * 1024**2
-        max_file = int(opts.get("max-file") or 5)
+        return _local_settings(opts)
+    max_size = None
+    if "max-size" in opts:
+        max_size = parse_size(opts["max-size"])
+        if max_size <= 0:
+            raise InvalidParameter("max-size must be a positive number")
+    max_file = _parse_int("max-file", opts["max-file"]) if "max-file" in opts else 1
     if max_file < 1:
         raise InvalidParameter("max-file cannot be less than 1")
-    if max_file > 1 and max_size is None:
-        raise InvalidParameter("max-file cannot be set without max-size")
-    return {"driver": driver, "max_size": max_size, "max_file": max_file}
+    compress = _parse_bool("compress", opts["compress"]) if "compress" in opts else False
+    if compress and (max_file == 1 or max_size is None):
+        raise InvalidParameter("compress cannot be true when max-file is less than 2 or max-size is not set")
+    return {"driver": driver, "max_size": max_size, "max_file": max_file, "compress": compress}
+
+
+_TAG_FIELD = re.compile(r"\{\{\s*\.(\w+)\s*\}\}")
+
+
+def _tag_fields(record: dict) -> dict[str, str]:
+    """The fields a `tag` template may name (docker's logger.Info)."""
+    import socket
+    return {"ID": record["Id"][:12], "FullID": record["Id"], "Name": record["Name"].lstrip("/"),
+            "ImageID": record["Image"].split(":")[-1][:12], "ImageFullID": record["Image"],
+            "ImageName": record["Config"].get("Image") or "", "DaemonName": "docker",
+            "Hostname": socket.gethostname()}
+
+
+def _check_attr_opts(opts: dict) -> None:
+    """`tag` takes docker's template fields ({{.ID}}, {{.Name}}, …); the -regex options, regexes."""
+    known = {"ID", "FullID", "Name", "ImageID", "ImageFullID", "ImageName", "DaemonName", "Hostname"}
+    rest = _TAG_FIELD.sub(lambda m: "" if m.group(1) in known else "{{", opts.get("tag", ""))
+    if "{{" in rest or "}}" in rest:
+        raise InvalidParameter(f"invalid tag template {opts['tag']!r}: use {{{{.Name}}}}, {{{{.ID}}}}, "
+                               "{{.FullID}}, {{.ImageName}}, {{.ImageID}}, {{.ImageFullID}}, {{.DaemonName}} "
+                               "or {{.Hostname}}")
+    for key in ("labels-regex", "env-regex"):
+        try:
+            re.compile(opts.get(key, ""))
+        except re.error as e:
+            raise InvalidParameter(f"invalid {key} {opts[key]!r}: {e}") from None
+
+
+def log_attrs(record: dict) -> tuple[tuple[str, str], ...]:
+    """docker's extra attributes of each entry (logger.Info.ExtraAttributes and the tag): the
+    labels and env variables the options name or match, sorted by name."""
+    opts = (record["HostConfig"].get("LogConfig") or {}).get("Config") or {}
+    labels = record["Config"].get("Labels") or {}
+    env = dict(e.split("=", 1) for e in record["Config"].get("Env") or [] if "=" in e)
+    attrs: dict[str, str] = {}
+    for option, source in (("labels", labels), ("env", env)):
+        for key in opts.get(option, "").split(",") if opts.get(option) else ():
+            if key in source:
+                attrs[key] = source[key]
+        if opts.get(f"{option}-regex"):
+            pattern = re.compile(opts[f"{option}-regex"])
+            attrs.update({k: v for k, v in source.items() if pattern.search(k)})
+    if opts.get("tag"):
+        fields = _tag_fields(record)
+        attrs["tag"] = _TAG_FIELD.sub(lambda m: fields[m.group(1)], opts["tag"])
+    return tuple(sorted(attrs.items()))
+
+
+def details(attrs: tuple[tuple[str, str], ...]) -> bytes:
+    """docker's `logs --details` prefix: k=v pairs, query-escaped, comma-separated, then a space."""
+    from urllib.parse import quote_plus
+    return ",".join(f"{quote_plus(k)}={quote_plus(v)}" for k, v in attrs).encode() + b" "
+
+
+def _local_settings(opts: dict) -> dict:
+    """docker's local driver: 20 MB × 5 files, compressed, unless told otherwise."""
+    max_size, max_file, compress = 20 * 1024 * 1024, 5, True
+    if "max-size" in opts:
+        try:
+            max_size = parse_size(opts["max-size"])
+        except InvalidParameter as e:
+            raise InvalidParameter(f"invalid value for max-size: {opts['max-size']}: {e}") from None
+    if "max-file" in opts:
+        max_file = _parse_int("max-file", opts["max-file"])
+    if "compress" in opts:
+        compress = _parse_bool("compress", opts["compress"])
+    if max_file < 0:
+        raise InvalidParameter("max-file must not be negative")
+    if compress and max_file <= 1:
+        raise InvalidParameter("compression cannot be enabled when max file count is 1")
+    return {"driver": "local", "max_size": max_size or None, "max_file": max(max_file, 1), "compress": compress}
+
+
+def merge_log_config(cfg: object, default: dict) -> object:
+    """A container's LogConfig with the daemon's default filled in, as dockerd: no type means the
+    default driver, and a container of the default driver gets the default options it does not set."""
+    if not isinstance(cfg, dict | None) or not isinstance((cfg or {}).get("Config") or {}, dict):
+        return cfg  # type: ignore[return-value]  # as it is: log_settings says what is wrong with it
+    cfg = cfg or {}
+    merged = {"Type": cfg.get("Type") or default["Type"], "Config": dict(cfg.get("Config") or {})}
+    if merged["Type"] == default["Type"]:
+        for key, value in default.get("Config", {}).items():
+            merged["Config"].setdefault(key, value)
+    return merged
+
+
+def readable(record: dict) -> bool:
+    """Whether the container's driver keeps a log to read back (all but `none`)."""
+    return ((record["HostConfig"].get("LogConfig") or {}).get("Type") or "json-file") != "none"
+
+
+def log_file(container_dir: str, cid: str, driver: str) -> str:
+    """Where a driver keeps a container's log (docker's places); "" for `none`."""
+    if driver == "local":
+        return os.path.join(container_dir, "local-logs", "container.log")
+    return "" if driver == "none" else os.path.join(container_dir, f"{cid}-json.log")
+
+
+class LogWriter:
+    """The supervisor's end: bytes of stdout/stderr in, entries of the driver's format out."""
+
+    def __init__(self, path: str, settings: dict) -> None:
+        encode = _FORMATS[settings.get("driver", "json-file")].encode
+        self._file = RotatingFile(path, settings.get("max_size"), settings.get("max_file", 1),
+                                  settings.get("compress", False))
+        attrs = tuple(tuple(pair) for pair in settings.get("attrs") or ())
+        if attrs:
+            self._copier = Copier(lambda msg: self._file.write(encode(msg._replace(attrs=attrs)), msg.time_ns))
+        else:
+            self._copier = Copier(lambda msg: self._file.write(encode(msg), msg.time_ns))
+
+    def write(self, stream: str, data: bytes) -> None:
+        self._copier.write(stream, data)
+
+    def close(self) -> None:
+        try:
+            self._copier.flush()
+        finally:
+            self._file.close()
 
 
 def timestamp(t: float | None = None) -> str:
     """RFC 3339 with nanoseconds, UTC, as docker writes it."""
-    ns = time.time_ns() if t is None else int(t * 1e9)
-    sec, frac = divmod(ns, 1_000_000_000)
-    return datetime.fromtimestamp(sec, UTC).strftime("%Y-%m-%dT%H:%M:%S") + f".{frac:09d}Z"
+    return rfc3339(time.time_ns() if t is None else int(t * 1e9))
 
 
 def parse_timestamp(text: str) -> float:
     """RFC 3339 (any fraction) or unix seconds (docker's since/until) → unix seconds."""
+    return parse_timestamp_ns(text) / 1e9
+
+
+def parse_timestamp_ns(text: str) -> int:
+    """RFC 3339 (any fraction, any offset) or unix seconds with up to 9 decimals → unix nanoseconds."""
     text = text.strip()
-    with contextlib.suppress(ValueError):
-        return float(text)
-    m = re.match(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)?$", text)
-    if not m:
-        raise InvalidParameter(f"invalid timestamp: {text!r}")
-    base = datetime.fromisoformat(m.group(1) + (m.group(3) or "Z").replace("Z", "+00:00"))
-    return base.timestamp() + float("0" + (m.group(2) or ".0"))
-
-
-class JsonFileWriter:
-    def __init__(self, path: str, max_size: int | None = None, max_file: int = 1) -> None:
-        self.path = path
-        self.max_size = max_size
-        self.max_file = max_file
-        self._partial: dict[str, bytes] = {"stdout": b"", "stderr": b""}
-        self._file = open(path, "ab", buffering=0)  # noqa: SIM115 - closed by close()
-        self._size = self._file.tell()
-
-    def write(self, stream: str, data: bytes) -> None:
-        buf = self._partial[stream] + data
-        while True:
-            nl = buf.find(b"\n")
-            if nl < 0:
-                break
-            self._emit(stream, buf[: nl + 1])
-            buf = buf[nl + 1 :]
-        while len(buf) >= PARTIAL_MAX:
-            self._emit(stream, buf[:PARTIAL_MAX])
-            buf = buf[PARTIAL_MAX:]
-        self._partial[stream] = buf
-
-    def _emit(self, stream: str, line: bytes) -> None:
-        entry = json.dumps({"log": line.decode("utf-8", "replace"), "stream": stream, "time": timestamp()},
-                           ensure_ascii=False).encode() + b"\n"
-        if self.max_size is not None and self._size + len(entry) > self.max_size and self._size > 0:
-            self._rotate()
-        self._file.write(entry)
-        self._size += len(entry)
-
-    def _rotate(self) -> None:
-        self._file.close()
-        if self.max_file > 1:
-            for n in range(self.max_file - 1, 0, -1):
-                src = self.path if n == 1 else f"{self.path}.{n - 1}"
-                if os.path.exists(src):
-                    os.replace(src, f"{self.path}.{n}")
-            self._file = open(self.path, "ab", buffering=0)  # noqa: SIM115
-        else:
-            self._file = open(self.path, "wb", buffering=0)  # noqa: SIM115
-        self._size = 0
-
-    def close(self) -> None:
-        for stream, rest in self._partial.items():
-            if rest:
-                self._emit(stream, rest)
-        self._partial = {"stdout": b"", "stderr": b""}
-        self._file.close()
-
-
-def _files(path: str) -> list[str]:
-    rotated = []
-    n = 1
-    while os.path.exists(f"{path}.{n}"):
-        rotated.append(f"{path}.{n}")
-        n += 1
-    return [*reversed(rotated), path]
-
-
-def _entries(f) -> Iterator[dict]:  # type: ignore[no-untyped-def]
-    for line in f:
-        if not line.endswith(b"\n"):
-            f.seek(-len(line), os.SEEK_CUR)  # a line being written: read it next time
-            return
-        with contextlib.suppress(ValueError):
-            yield json.loads(line)
-
-
-def read(path: str, *, stdout: bool = True, stderr: bool = True, since: float | None = None,
-         until: float | None = None, tail: int | None = None, follow: bool = False,
-         running: Callable[[], bool] = lambda: False, poll: float = 0.05) -> Iterator[tuple[str, str, bytes]]:
-    """Yield (stream, time, bytes) entries; with follow, keep reading while `running()` is true."""
-    def wanted(entry: dict) -> bool:
-        stream = entry.get("stream")
-        if (stream == "stdout" and not stdout) or (stream == "stderr" and not stderr):
-            return False
-        if since is None and until is None:
-            return True
-        t = parse_timestamp(entry.get("time", "0"))
-        return (since is None or t > since) and (until is None or t <= until)
-
-    def out(entry: dict) -> tuple[str, str, bytes]:
-        return entry.get("stream", "stdout"), entry.get("time", ""), entry.get("log", "").encode()
-
-    if not os.path.exists(path):
-        return
-    backlog: list[tuple[str, str, bytes]] = []
-    for name in _files(path)[:-1]:
-        with contextlib.suppress(FileNotFoundError), open(name, "rb") as f:
-            backlog.extend(out(e) for e in _entries(f) if wanted(e))
-    f = open(path, "rb")  # noqa: SIM115 - closed below
+    m = re.fullmatch(r"(-?\d+)(?:\.(\d{1,9}))?", text)
+    if m:
+        return int(m.group(1)) * 1_000_000_000 + int((m.group(2) or "0").ljust(9, "0"))
     try:
-        backlog.extend(out(e) for e in _entries(f) if wanted(e))
-        if tail is not None and tail >= 0:
-            backlog = backlog[len(backlog) - tail:] if tail else []
-        yield from backlog
-        if not follow:
+        return jsonfilelog.parse_time_ns(text if re.search(r"(Z|[+-]\d\d:\d\d)$", text) else text + "Z")
+    except ValueError:
+        raise InvalidParameter(f"invalid timestamp: {text!r}") from None
+
+
+def _decode(fmt, f: BinaryIO, end: int | None = None):  # type: ignore[no-untyped-def]
+    try:
+        yield from fmt.decode(f, end)
+    except locallog.CorruptLog as e:
+        log.warning("%s: %s; the rest of this file is skipped", getattr(f, "name", "log"), e)
+        f.seek(0, os.SEEK_END)
+
+
+def read(path: str, driver: str = "json-file", *, stdout: bool = True, stderr: bool = True,
+         since: int | None = None, until: int | None = None, tail: int | None = None, follow: bool = False,
+         running: Callable[[], bool] = lambda: False, poll: float = 0.05,
+         with_details: bool = False) -> Iterator[tuple[str, int, bytes]]:
+    """Yield (stream, unix ns, bytes) entries, oldest first; since/until in unix ns. As docker:
+    `tail` counts entries of both streams, then since/until and the stream selection apply;
+    `with_details` puts each entry's attributes first (`logs --details`).
+    With follow, keep reading while `running()` is true, through every file a rotation made."""
+    fmt = _FORMATS[driver]
+    snap = snapshot(path)
+    if snap is None:
+        return
+    current, rotated = snap
+    opened: list[BinaryIO] = [current, *(f for _, f in rotated)]
+    state: dict = {"last_ns": None, "done": False}  # the last entry read (shown or not); past `until`
+
+    def shown(messages: Iterator) -> Iterator[tuple[str, int, bytes]]:
+        for msg in messages:
+            state["last_ns"] = msg.time_ns
+            if until is not None and msg.time_ns > until:
+                state["done"] = True
+                return
+            if (since is None or msg.time_ns >= since) and (stdout if msg.stream == "stdout" else stderr):
+                yield msg.stream, msg.time_ns, details(msg.attrs) + msg.text if with_details else msg.text
+
+    try:
+        size = file_size(current)
+        yield from shown(_backlog(fmt, current, size, rotated, since, tail, opened))
+        if state["done"] or not follow or isinstance(current, io.BytesIO):  # BytesIO: see snapshot()
             return
-        inode = os.fstat(f.fileno()).st_ino
+        if state["last_ns"] is None and size:  # --tail 0: the last entry still tells the file apart
+            current.seek(fmt.tail_offset(current, size, 1)[0])
+            state["last_ns"] = next((m.time_ns for m in _decode(fmt, current, size)), None)
+            current.seek(size)
+        inode = os.fstat(current.fileno()).st_ino
         while True:
             alive = running()
-            got = False
-            for e in _entries(f):
-                got = True
-                if wanted(e):
-                    yield out(e)
+            before = current.tell()
+            yield from shown(_decode(fmt, current))
+            got = current.tell() != before
             with contextlib.suppress(FileNotFoundError):
-                if os.stat(path).st_ino != inode:  # rotated: finish the old file, then follow the new one
-                    for e in _entries(f):
-                        if wanted(e):
-                            yield out(e)
-                    f.close()
-                    f = open(path, "rb")  # noqa: SIM115
-                    inode = os.fstat(f.fileno()).st_ino
+                if not state["done"] and os.stat(path).st_ino != inode:  # rotated: read `current` to its end
+                    yield from shown(_decode(fmt, current))
+                    old_inode, old_size = inode, current.tell()
+                    snap = snapshot(path)
+                    if snap is None:
+                        return
+                    current, rotated = snap
+                    opened += [current, *(f for _, f in rotated)]
+                    inode = os.fstat(current.fileno()).st_ino
+                    for f in _written_after(rotated, old_inode, old_size, state["last_ns"], opened):
+                        yield from shown(_decode(fmt, f))
                     continue
-            if not alive and not got:
+            if state["done"] or (not alive and not got):
                 return
-            if until is not None and time.time() > until:
+            if until is not None and time.time_ns() > until:
                 return
             if not got:
                 time.sleep(poll)
     finally:
-        f.close()
+        for f in opened:
+            f.close()
+
+
+def _written_after(rotated: list[tuple[str, BinaryIO]], old_inode: int, old_size: int, last_ns: int | None,
+                   opened: list[BinaryIO]) -> Iterator[BinaryIO]:
+    """The rotated files written after the one a follower just finished (several rotations may
+    have happened between two looks), oldest first. That file is known by its inode or, once
+    compressed, by the size and last entry's time in its gzip trailer and header."""
+    newer = []
+    for name, f in reversed(rotated):  # newest first
+        if name.endswith(".gz"):
+            if gzip_size(f) == old_size & 0xFFFFFFFF and (
+                    last_ns is None or gzip_last_time(f) == rfc3339(last_ns, trim=True)):
+                break
+        elif os.fstat(f.fileno()).st_ino == old_inode:
+            break
+        newer.append((name, f))
+    for name, f in reversed(newer):
+        copy = readable_copy(name, f)
+        if copy is not f:
+            opened.append(copy)
+        yield copy
+
+
+def _backlog(fmt, current: BinaryIO, size: int, rotated: list[tuple[str, BinaryIO]],  # type: ignore[no-untyped-def]
+             since: int | None, tail: int | None, opened: list[BinaryIO]):
+    """The entries already written: the rotated files' then the current file's up to `size`."""
+    def newest_first() -> Iterator[BinaryIO]:
+        for name, f in reversed(rotated):
+            if name.endswith(".gz") and since is not None:
+                last = gzip_last_time(f)
+                with contextlib.suppress(ValueError):
+                    if last and jsonfilelog.parse_time_ns(last) < since:
+                        return  # this one and every older file end before `since`
+            copy = readable_copy(name, f)
+            if copy is not f:
+                opened.append(copy)
+            yield copy
+
+    if tail == 0:
+        current.seek(size)
+        return
+    if tail is None or tail < 0:
+        for f in reversed(list(newest_first())):
+            yield from _decode(fmt, f)
+        yield from _decode(fmt, current, size)
+        return
+    chunks: list[tuple[BinaryIO, int, int | None]] = []
+    want = tail
+    for f, end in itertools.chain([(current, size)], ((r, None) for r in newest_first())):
+        start, found = fmt.tail_offset(f, size if f is current else file_size(f), want)
+        chunks.append((f, start, end))
+        want -= found
+        if want <= 0:
+            break
+    for f, start, end in reversed(chunks):
+        f.seek(start)
+        yield from _decode(fmt, f, end)
+    current.seek(size)

@@ -225,11 +225,17 @@ class NetworkService:
                 raise InvalidParameter("user specified IP address is supported on user defined networks only")
         if aliases and rec["Name"] == "bridge":
             raise InvalidParameter("network-scoped alias is supported only for containers in user defined networks")
+        links = config.get("Links") or []  # CONTAINER[:ALIAS], resolved by the embedded DNS for this one
+        if not isinstance(links, list) or not all(isinstance(a, str) for a in links):
+            raise InvalidParameter("invalid Links: expected a list of strings")
+        for link in links:
+            if not link.split(":")[0].strip("/") or link.count(":") > 1:
+                raise InvalidParameter(f"bad format for links: {link}")
         return {"IPAMConfig": {"IPv4Address": ip, "IPv6Address": ip6} if ip or ip6 else None,
-                "Aliases": aliases or None}
+                "Aliases": aliases or None, "Links": links or None}
 
     def _stored(self, rec: dict, static: dict) -> dict:
-        return {**static, "Links": None, "MacAddress": "", "NetworkID": rec["Id"], "EndpointID": "", "Gateway": "",
+        return {"Links": None, **static, "MacAddress": "", "NetworkID": rec["Id"], "EndpointID": "", "Gateway": "",
                 "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "", "GlobalIPv6Address": "",
                 "GlobalIPv6PrefixLen": 0, "DriverOpts": None, "DNSNames": None}
 
@@ -375,9 +381,13 @@ class NetworkService:
                 if primary is not None:
                     wanted = ports.bindings(host.get("PortBindings"), record["Config"].get("ExposedPorts"),
                                             bool(host.get("PublishAllPorts")))
-                    bound = self.manager.publish(cid, wanted, primary["IPAddress"],
-                                                 primary.get("GlobalIPv6Address") or "")
-                    settings["Ports"] = ports.as_api(bound, wanted)
+                    try:
+                        bound = self.manager.publish(cid, wanted, primary["IPAddress"],
+                                                     primary.get("GlobalIPv6Address") or "")
+                    except NetworkError as e:  # dockerd's words and 500: compose looks for them
+                        raise EngineError(f"driver failed programming external connectivity on endpoint {name} "
+                                          f"({primary['EndpointID']}): {e}") from None
+                    settings["Ports"] = ports.as_api(bound, wanted, record["Config"].get("ExposedPorts"))
                     for key in ("IPAddress", "IPPrefixLen", "Gateway", "MacAddress", "EndpointID",
                                 "GlobalIPv6Address", "GlobalIPv6PrefixLen", "IPv6Gateway"):
                         settings[key] = primary[key] if mode.network == "bridge" else settings.get(key, "")
@@ -396,7 +406,8 @@ class NetworkService:
                                      name=name or record["Name"].lstrip("/"), aliases=stored.get("Aliases") or [],
                                      ip=(stored.get("IPAMConfig") or {}).get("IPv4Address") or "",
                                      ip6=(stored.get("IPAMConfig") or {}).get("IPv6Address") or "",
-                                     dns=record["HostConfig"].get("Dns"), mac=mac)
+                                     dns=record["HostConfig"].get("Dns"), mac=mac,
+                                     links=stored.get("Links") or [])
         return {**ep, "IPAMConfig": stored.get("IPAMConfig")}
 
     @staticmethod

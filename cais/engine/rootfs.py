@@ -24,6 +24,13 @@ class RootfsService:
         self.driver_name = {"overlay": "overlay2"}.get(self.driver.name, self.driver.name)
         self.users: dict[str, int] = {}
         self.lock = threading.Lock()
+        # a --rm container's layer whose record a machine crash lost (it was not fsynced): disposable
+        layers = self.driver.volatile_rw_layers()
+        known = set(engine.store.records)  # read after the layers: a record exists before its layer
+        for cid in layers:
+            if cid not in known:
+                with contextlib.suppress(Exception):
+                    self.driver.remove_rw(cid)
 
     def create(self, cid: str, image: dict, remap: IdMap | None = None, *, volatile: bool = False) -> str:
         """`remap`: the user namespace mapping the container runs in (userns-remap), if any.

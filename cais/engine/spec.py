@@ -63,13 +63,18 @@ def resolve_user(rootfs: str, user: str, group_add: list[str] | None = None) -> 
     return {"uid": uid, "gid": gid, "additionalGids": extra, "home": home}
 
 
-def _env(image_env: list[str], env: list[str], home: str) -> list[str]:
-    merged: dict[str, str] = {}
+def _env(image_env: list[str], env: list[str], home: str, *, hostname: str = "", tty: bool = False) -> list[str]:
+    """dockerd's order: PATH, HOSTNAME, TERM (with a TTY), then the image's and the caller's
+    variables replacing or adding; HOME from the user's passwd entry unless set."""
+    merged: dict[str, str] = {"PATH": DEFAULT_PATH}
+    if hostname:
+        merged["HOSTNAME"] = hostname
+    if tty:
+        merged["TERM"] = "xterm"
     for item in [*image_env, *env]:
         key, sep, value = item.partition("=")
         if sep:
             merged[key] = value
-    merged.setdefault("PATH", DEFAULT_PATH)
     merged.setdefault("HOME", home)
     return [f"{k}={v}" for k, v in merged.items()]
 
@@ -260,7 +265,8 @@ def build(record: dict, image_config: dict, rootfs: str, container_dir: str, *,
         "terminal": bool(config.get("Tty")),
         "user": {k: user[k] for k in ("uid", "gid", "additionalGids")},
         "args": args,
-        "env": _env(image_config.get("Env") or [], config.get("Env") or [], user["home"]),
+        "env": _env(image_config.get("Env") or [], config.get("Env") or [], user["home"],
+                    hostname=config.get("Hostname") or record["Id"][:12], tty=bool(config.get("Tty"))),
         "cwd": config.get("WorkingDir") or image_config.get("WorkingDir") or "/",
         "capabilities": {k: caps for k in ("bounding", "effective", "permitted")},
         "rlimits": _rlimits(host),
@@ -287,7 +293,8 @@ def exec_process(record: dict, base: dict, exec_config: dict, rootfs: str) -> di
         "terminal": bool(exec_config.get("Tty")),
         "user": {k: user[k] for k in ("uid", "gid", "additionalGids")},
         "args": exec_config["Cmd"],
-        "env": _env(base.get("env") or [], exec_config.get("Env") or [], user["home"]),
+        "env": _env(base.get("env") or [], exec_config.get("Env") or [], user["home"],
+                    tty=bool(exec_config.get("Tty"))),
         "cwd": exec_config.get("WorkingDir") or base.get("cwd") or "/",
         "capabilities": {k: caps for k in ("bounding", "effective", "permitted")},
         "noNewPrivileges": bool(base.get("noNewPrivileges")),

@@ -2,7 +2,10 @@
 
 A record is docker's inspect document (Id, Name, Config, HostConfig, State, …) plus a few private
 keys under "Cais"; the engine keeps them in memory and saves every change with a rename, so a
-crash leaves either the old or the new record, never half of one.
+crash of caisd leaves either the old or the new record, never half of one. What must survive a
+machine crash (creation, configuration, a stop, an exit) is fsynced, and config.v2.durable.json is
+then a hard link to it; what such a crash makes moot (that a container runs) is not, and if the
+crash leaves that record unreadable, the last durable one is read instead.
 """
 
 from __future__ import annotations
@@ -21,13 +24,20 @@ TRASH = ".removed-"  # a removed container's directory, until the background del
 
 
 def write_json_atomic(path: str, value: object, *, durable: bool = True) -> None:
-    """Write then rename; `durable` also fsyncs (records must survive a crash, a regenerated bundle need not)."""
+    """Write then rename; `durable` also fsyncs (records must survive a crash, a regenerated bundle need not).
+
+    Without `durable` the old file is unlinked first rather than renamed over: ext4 starts writing a
+    file renamed over another out at once (auto_da_alloc), which costs about what the skipped fsync
+    would. Readers may then find no file for a moment, and a machine crash may leave none."""
     tmp = f"{path}.tmp-{os.getpid()}-{threading.get_ident()}"
     with open(tmp, "w") as f:
         json.dump(value, f, separators=(",", ":"))
         if durable:
             f.flush()
             os.fsync(f.fileno())
+    if not durable:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
     os.replace(tmp, path)
 
 
@@ -53,6 +63,7 @@ class ContainerStore:
             os.chmod(root, 0o711)
         self.lock = threading.RLock()
         self.records: dict[str, dict] = {}
+        self.legacy: set[str] = set()  # records of an older cais: no durable copy to fall back to yet
         for entry in sorted(os.listdir(root)):
             if entry.startswith(TRASH):  # a removal that a crash interrupted
                 shutil.rmtree(os.path.join(root, entry), ignore_errors=True)
@@ -61,6 +72,8 @@ class ContainerStore:
             record = read_json(os.path.join(root, entry, RECORD)) or read_json(os.path.join(root, entry, DURABLE))
             if record and record.get("Id") == entry:
                 self.records[entry] = record
+                if not os.path.exists(os.path.join(root, entry, DURABLE)):
+                    self.legacy.add(entry)
 
     def dir(self, cid: str) -> str:
         return os.path.join(self.root, cid)
@@ -83,8 +96,10 @@ class ContainerStore:
         with self.lock:
             if record["Id"] in self.records:
                 path = os.path.join(self.dir(record["Id"]), RECORD)
+                durable = durable or record["Id"] in self.legacy
                 write_json_atomic(path, record, durable=durable)
                 if durable:
+                    self.legacy.discard(record["Id"])
                     link = os.path.join(self.dir(record["Id"]), f"{DURABLE}.tmp")
                     with contextlib.suppress(FileNotFoundError):
                         os.unlink(link)

@@ -44,7 +44,7 @@ import termios
 import time
 
 from cais.engine import build, frames
-from cais.engine.logs import JsonFileWriter, timestamp
+from cais.engine.logs import LogWriter, timestamp
 from cais.engine.store import read_json, write_json_atomic
 
 TYPE_CHECKING = False
@@ -66,7 +66,7 @@ class Proc:
         self.pid = 0
         self.stdin_fd: int | None = None
         self.outputs: dict[int, int] = {}  # fd -> stream
-        self.log: JsonFileWriter | None = None
+        self.log: LogWriter | None = None
         self.exit_file: str | None = None
         self.subscribers: list[Subscriber] = []
         self.status: int | None = None
@@ -268,7 +268,7 @@ class Supervisor:
         proc.exit_file = request["exit_file"]
         settings = request.get("log")
         if settings:
-            proc.log = JsonFileWriter(request["log_path"], settings.get("max_size"), settings.get("max_file", 1))
+            proc.log = LogWriter(request["log_path"], settings)
         stdio, console = self._prepare_io(proc, bool(request.get("stdin")))
         self.warm()
         zygote = self.zygote

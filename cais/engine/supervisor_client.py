@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import functools
 import json
@@ -97,7 +96,6 @@ class SupervisorClient:
 
     def _spawn(self) -> None:
         os.makedirs(self.exec_root, mode=0o700, exist_ok=True)
-        self.protocol = build.PROTOCOL
         logf = open(os.path.join(self.exec_root, "supervisor.log"), "ab")  # noqa: SIM115 - handed to the child
         proc = subprocess.Popen([sys.executable, "-m", "cais.engine.supervisor", "--exec-root", self.exec_root],
                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=logf,
@@ -106,15 +104,18 @@ class SupervisorClient:
         assert proc.stdout is not None
         line = proc.stdout.readline()
         proc.stdout.close()
-        if line.strip() != b"ready":
-            # another one may have won the race for the lock
-            deadline = time.monotonic() + 5
-            while time.monotonic() < deadline:
-                with contextlib.suppress(OSError):
-                    self.request({"op": "list"})
-                    return
+        # ours, or another one that won the race for the lock: which protocol it speaks, either way
+        deadline = time.monotonic() + (5 if line.strip() != b"ready" else 0)
+        while True:
+            try:
+                reply = self.request({"op": "list"})
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise SupervisorError(f"the supervisor did not start (see {self.exec_root}/supervisor.log)") \
+                        from None
                 time.sleep(0.05)
-            raise SupervisorError(f"the supervisor did not start (see {self.exec_root}/supervisor.log)")
+        self.protocol = (reply.get("build") or {}).get("protocol", 1)
 
     def request(self, request: dict, timeout: float = 60) -> dict:
         with self.connect(timeout) as sock:

@@ -26,7 +26,7 @@ import os
 import re
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from cais.image import layerio
@@ -428,10 +428,11 @@ class ImageStore:
             self._set_ref(db, str(ref), image_id, "tag")
 
     # ------------------------------------------------------------------ containers
-    def add_container(self, container_id: str, image: str, running: bool = False) -> str:
-        """Record that a container uses an image (its layers stay while it exists). Returns the image ID."""
+    def add_container(self, container_id: str, image: str, running: bool = False, *, durable: bool = True) -> str:
+        """Record that a container uses an image (its layers stay while it exists). Returns the image ID.
+        `durable=False` (a --rm container): the engine drops the rows of vanished containers at its start."""
         row = self._row(image)
-        with self.meta.tx() as db:
+        with self.meta.tx(durable=durable) as db:
             if db.execute("SELECT 1 FROM images WHERE id = ?", (row.id,)).fetchone() is None:
                 raise ImageNotFound(f"No such image: {image}")  # removed just now
             db.execute("INSERT OR REPLACE INTO containers VALUES (?,?,?,?)",
@@ -444,9 +445,19 @@ class ImageStore:
         with self.meta.tx(durable=not running) as db:
             db.execute("UPDATE containers SET running = ? WHERE container_id = ?", (int(running), container_id))
 
-    def remove_container(self, container_id: str) -> None:
-        with self.meta.tx() as db:
+    def remove_container(self, container_id: str, *, durable: bool = True) -> None:
+        with self.meta.tx(durable=durable) as db:
             db.execute("DELETE FROM containers WHERE container_id = ?", (container_id,))
+
+    def forget_containers_except(self, existing: Callable[[], set[str]]) -> list[str]:
+        """Drop the rows of containers that `existing()` (asked after reading the rows: a container
+        exists before its row does) does not name — a crash lost their removal; their ids."""
+        rows = [cid for (cid,) in self.meta.q("SELECT container_id FROM containers")]
+        alive = existing()
+        gone = [cid for cid in rows if cid not in alive]
+        for cid in gone:
+            self.remove_container(cid)
+        return gone
 
     # ------------------------------------------------------------------ removal (docker rmi)
     def remove(self, name: str, force: bool = False, prune: bool = True) -> list[dict[str, str]]:

@@ -19,13 +19,18 @@ NAMES = (
 NUMBERS = {name: i for i, name in enumerate(NAMES)}
 
 
+_last_cap: list[int] = []  # read once: the kernel's answer does not change
+
+
 def last_cap() -> int:
     """The highest capability this kernel knows."""
-    try:
-        with open("/proc/sys/kernel/cap_last_cap") as f:
-            return int(f.read())
-    except OSError:
-        return len(NAMES) - 1
+    if not _last_cap:
+        try:
+            with open("/proc/sys/kernel/cap_last_cap") as f:
+                _last_cap.append(int(f.read()))
+        except OSError:
+            _last_cap.append(len(NAMES) - 1)
+    return _last_cap[0]
 
 
 class _Header(ctypes.Structure):

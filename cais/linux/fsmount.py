@@ -109,10 +109,11 @@ def move_mount_onto(mount_fd: int, target_fd: int) -> None:
                        ctypes.c_uint(MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH)), "move_mount")
 
 
-def open_tree(path: str, flags: int = OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC) -> int:
+def open_tree(path: str, flags: int = OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC, dir_fd: int = _AT_FDCWD) -> int:
     """A file descriptor for the mount at `path`; with OPEN_TREE_CLONE a detached copy of it (its
-    submounts too with AT_RECURSIVE), which goes away when the last descriptor is closed."""
-    return check(libc.syscall(_SYS_open_tree, ctypes.c_int(_AT_FDCWD), fsencode(path), ctypes.c_uint(flags)),
+    submounts too with AT_RECURSIVE), which goes away when the last descriptor is closed. With
+    `dir_fd` and AT_EMPTY_PATH (path ""), of what that fd is open on."""
+    return check(libc.syscall(_SYS_open_tree, ctypes.c_int(dir_fd), fsencode(path), ctypes.c_uint(flags)),
                  "open_tree", path)
 
 
@@ -122,6 +123,13 @@ def set_idmap(mount_fd: int, userns_fd: int, recursive: bool = False) -> None:
     attr = _MountAttr(MOUNT_ATTR_IDMAP, 0, 0, userns_fd)
     check(libc.syscall(_SYS_mount_setattr, ctypes.c_int(mount_fd), b"",
                        ctypes.c_uint(AT_EMPTY_PATH | (AT_RECURSIVE if recursive else 0)),
+                       ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr))), "mount_setattr")
+
+
+def set_readonly(mount_fd: int) -> None:
+    """Make the detached mount `mount_fd` read-only (not its submounts, as a docker `:ro` bind)."""
+    attr = _MountAttr(MOUNT_ATTR_RDONLY, 0, 0, 0)
+    check(libc.syscall(_SYS_mount_setattr, ctypes.c_int(mount_fd), b"", ctypes.c_uint(AT_EMPTY_PATH),
                        ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr))), "mount_setattr")
 
 

@@ -76,5 +76,7 @@ def clone3(flags: int, cgroup_fd: int) -> int:
             "flags", "pidfd", "child_tid", "parent_tid", "exit_signal", "stack", "stack_size", "tls",
             "set_tid", "set_tid_size", "cgroup")]
 
-    args = CloneArgs(flags=flags | CLONE_INTO_CGROUP, exit_signal=_SIGCHLD, cgroup=cgroup_fd)
+    # With CLONE_PARENT the child's exit signal is the caller's own: clone3 wants 0 there.
+    exit_signal = 0 if flags & CLONE_PARENT else _SIGCHLD
+    args = CloneArgs(flags=flags | CLONE_INTO_CGROUP, exit_signal=exit_signal, cgroup=cgroup_fd)
     return check(libc.syscall(_SYS_clone3, ctypes.byref(args), ctypes.c_size_t(ctypes.sizeof(args))), "clone3")

@@ -347,11 +347,13 @@ class NetworkManager:
 
     # ---- endpoints --------------------------------------------------------------------------
     def attach(self, cid: str, ref: str, netns_path: str, *, name: str, aliases: list[str] | None = None,
-               ip: str = "", ip6: str = "", dns: list[str] | None = None, mac: str = "") -> dict:
+               ip: str = "", ip6: str = "", dns: list[str] | None = None, mac: str = "",
+               links: list[str] | None = None) -> dict:
         """Plug container `cid` (namespace on `netns_path`) into network `ref`: its EndpointSettings.
 
         `dns`: the container's --dns servers, where the embedded DNS forwards its other questions;
-        `mac`: its --mac-address (default: docker's 02:42 followed by the IPv4 address).
+        `mac`: its --mac-address (default: docker's 02:42 followed by the IPv4 address);
+        `links`: its CONTAINER[:ALIAS] links on this network, answered by the embedded DNS for it only.
         """
         with self.lock:
             rec = self.get(ref)
@@ -393,14 +395,16 @@ class NetworkManager:
                 netns.run_in(None, lambda: bridge.host_remove_link(host_veth))
                 self.ipam.release(rec["Id"], cid)
                 raise
-            endpoint = {"IPAMConfig": {"IPv4Address": ip, "IPv6Address": ip6} if ip or ip6 else None, "Links": None,
+            endpoint = {"IPAMConfig": {"IPv4Address": ip, "IPv6Address": ip6} if ip or ip6 else None,
+                        "Links": list(links or []) or None,
                         "Aliases": list(aliases or []) or None, "MacAddress": mac, "NetworkID": rec["Id"],
                         "EndpointID": secrets.token_hex(32), "Gateway": str(pool.gateway),
                         "IPAddress": str(address), "IPPrefixLen": pool.subnet.prefixlen,
                         "IPv6Gateway": str(six[1].gateway) if six else "",
                         "GlobalIPv6Address": str(six[0]) if six else "",
                         "GlobalIPv6PrefixLen": six[1].subnet.prefixlen if six else 0, "DriverOpts": None,
-                        "DNSNames": [name, cid[:12], *(aliases or [])] if rec["Name"] != "bridge" else None}
+                        "DNSNames": list(dict.fromkeys([name, *(aliases or []), cid[:12]]))
+                        if rec["Name"] != "bridge" else None}
             rec["Cais"]["Endpoints"][cid] = {**endpoint, "Name": name, "HostVeth": host_veth, "Ifname": ifname,
                                              "Netns": netns_path}
             self._save(rec)
@@ -471,6 +475,7 @@ class NetworkManager:
                 continue
             suffix = "." + rec["Name"].lower()
             wanted = name[:-len(suffix)] if name.endswith(suffix) else name
+            wanted = _linked(rec["Cais"]["Endpoints"].get(asking, {}).get("Links"), wanted)
             for cid, ep in rec["Cais"]["Endpoints"].items():
                 names = {ep["Name"].lower(), *(a.lower() for a in ep.get("Aliases") or [])}
                 if wanted in names or (len(wanted) >= 12 and cid.startswith(wanted)):
@@ -533,3 +538,14 @@ class NetworkManager:
         if res is not None:
             res.close()
         self.firewall.drop_dnat(cid)
+
+
+def _linked(links: list[str] | None, name: str) -> str:
+    """The container a `--link NAME:ALIAS` of the asking endpoint makes `name` stand for (libnetwork's
+    per-endpoint aliases: only the linking container sees them), else `name`."""
+    for link in links or []:
+        target, _, alias = link.partition(":")
+        target = target.strip("/").lower()
+        if name == (alias.rpartition("/")[2].lower() or target):
+            return target
+    return name

@@ -185,9 +185,12 @@ def reserve(wanted: list[Binding]) -> Reservation:
     return res
 
 
-def as_api(bound: list[Binding], all_ports: list[Binding]) -> dict[str, list[dict] | None]:
+def as_api(bound: list[Binding], all_ports: list[Binding], exposed: dict | None = None) -> dict[str, list[dict] | None]:
     """NetworkSettings.Ports: every exposed/published port, with the host ports actually bound."""
     out: dict[str, list[dict] | None] = {}
+    for key in exposed or {}:  # EXPOSE'd, not published: null, like dockerd
+        port, _, proto = str(key).partition("/")
+        out[f"{port}/{proto or 'tcp'}"] = None
     for b in all_ports:
         out.setdefault(f"{b.container_port}/{b.proto}", None)
     for b in bound:

@@ -20,16 +20,18 @@ VERSION = "0.1.0"
 
 
 def _signal(text: str) -> int:
-    import signal
+    import _signal  # signal.py's C half: signal.py builds enums (~5 ms at each start)
 
     if text.isdigit():
         return int(text)
     name = text.upper().removeprefix("SIG")
     for base, sign in (("RTMIN+", 1), ("RTMAX-", -1)):  # systemd stops on SIGRTMIN+3
         if name.startswith(base) and name[len(base):].isdigit():
-            return int(getattr(signal.Signals, "SIG" + base[:-1])) + sign * int(name[len(base):])
+            return getattr(_signal, "SIG" + base[:-1]) + sign * int(name[len(base):])
     try:
-        return int(getattr(signal.Signals, "SIG" + name))
+        if not name.isalnum():  # not SIG_DFL, SIG_BLOCK...: signal names only
+            raise AttributeError(name)
+        return int(getattr(_signal, "SIG" + name))
     except AttributeError:
         raise RuntimeFailure(f"unknown signal {text!r}") from None
 
@@ -304,11 +306,10 @@ def _dispatch(args: argparse.Namespace, log: Log, early: Bootstrap | None = None
 
         start(args.id, root=root)
     elif args.verb == "state":
-        import json
-
+        from cais.runtime import jsonfile  # engines ask often (podman: every container, every ps)
         from cais.runtime.verbs.state import state
 
-        print(json.dumps(state(args.id, root=root), indent=2))
+        print(jsonfile.dumps(state(args.id, root=root), indent=2))
     elif args.verb == "kill":
         from cais.runtime.verbs.kill import kill
 
@@ -462,13 +463,13 @@ def _exec(args: argparse.Namespace, log: Log) -> int:
 
 
 def _exec_with(boot: Any, args: argparse.Namespace, log: Log) -> int:
-    import json
-
     from cais.runtime import store
     from cais.runtime.verbs.exec import exec_process
     from cais.runtime.verbs.run import wait_forwarding
 
     if args.process:
+        import json
+
         try:
             with open(args.process) as f:
                 process = json.load(f)

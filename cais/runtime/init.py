@@ -103,8 +103,9 @@ def _create(ch: Channel, job: dict[str, Any]) -> None:
     root = rootfs.Rootfs(config, job["bundle"], job["new_cgroupns"], warn)
     _at("mounting the root filesystem")
     root.prepare()
-    ch.send({"type": "hooks"})
-    ch.expect("hooks-done")
+    if job["runtime_hooks"]:  # prestart, createRuntime: the runtime runs them now, in its namespaces
+        ch.send({"type": "hooks"})
+        ch.expect("hooks-done")
     state = dict(job["state"], pid=go["pid"])
     if all_hooks.get("createContainer"):
         hooks.run("createContainer", all_hooks["createContainer"], state)

@@ -60,15 +60,33 @@ def _not_serializable(value: Any) -> Any:
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
-def dumps(value: Any) -> str:
-    """json.dumps(VALUE) with json's default separators and ASCII output."""
+def dumps(value: Any, indent: int | None = None) -> str:
+    """json.dumps(VALUE, indent=INDENT), ASCII output (`state` prints indented, as runc does)."""
     if _json is None:
         import json
 
-        return json.dumps(value)
+        return json.dumps(value, indent=indent)
+    if indent is not None:
+        return _indented(value, indent, 0)
     encode = _json.make_encoder({}, _not_serializable, _json.encode_basestring_ascii, None, ": ", ", ",
                                 False, False, True)
     return "".join(encode(value, 0))
+
+
+def _indented(value: Any, indent: int, level: int) -> str:
+    """What json.dumps(indent=...) writes (the C encoder has no indentation)."""
+    if not isinstance(value, (dict, list, tuple)) or not value:
+        return dumps(value)
+    inner = "\n" + " " * (indent * (level + 1))
+    if isinstance(value, dict):
+        if not all(isinstance(key, str) for key in value):
+            import json  # keys json would convert: let it
+
+            return json.dumps(value, indent=indent).replace("\n", "\n" + " " * (indent * level))
+        items = [f"{_json.encode_basestring_ascii(k)}: {_indented(v, indent, level + 1)}" for k, v in value.items()]
+        return "{" + inner + ("," + inner).join(items) + "\n" + " " * (indent * level) + "}"
+    items = [_indented(v, indent, level + 1) for v in value]
+    return "[" + inner + ("," + inner).join(items) + "\n" + " " * (indent * level) + "]"
 
 
 def load(path: str) -> Any:

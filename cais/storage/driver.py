@@ -196,6 +196,10 @@ class Driver(abc.ABC):
         `id_shift` (userns-remap) its rootfs shows the image's owner N as host id base+N, and what
         the container writes keeps its host ids."""
 
+    def volatile_rw_layers(self) -> list[str]:
+        """The containers whose writable layer was made `volatile` (drivers that keep the mark)."""
+        return []
+
     @abc.abstractmethod
     def mount(self, container_id: str) -> str:
         """The path of the container's root filesystem, ready to use; mounting twice is harmless.

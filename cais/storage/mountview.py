@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from cais.linux import fsmount
-from cais.linux.mount import MS_BIND, MS_PRIVATE, MS_RDONLY, MS_REC, MS_REMOUNT, mount
+from cais.linux.mount import MS_PRIVATE, MS_REC, mount
 from cais.linux.namespaces import CLONE_NEWNS, unshare
 from cais.storage.rootdir import RootDir, components
 
@@ -77,28 +77,28 @@ def open_view(rootfs: str, binds: list[Bind], open_subpath: Callable[[str, str],
 
 
 def _bind(root: RootDir, bind: Bind, open_subpath: Callable[[str, str], int] | None) -> None:
-    source_fd = open_subpath(bind.source, bind.subpath) if bind.subpath and open_subpath else os.open(bind.source, os.O_PATH | os.O_CLOEXEC)
+    """A detached clone of the source (open_tree), idmapped and read-only if asked, attached on the
+    fd of the destination the kernel resolved inside the root (move_mount): no path is walked twice."""
+    source_fd = open_subpath(bind.source, bind.subpath) if bind.subpath and open_subpath else \
+        os.open(bind.source, os.O_PATH | os.O_CLOEXEC)
     try:
-        target = _mount_point(root, bind.destination, stat.S_ISDIR(os.fstat(source_fd).st_mode))
+        tree = fsmount.open_tree("", fsmount.OPEN_TREE_CLONE | fsmount.OPEN_TREE_CLOEXEC | fsmount.AT_RECURSIVE
+                                 | fsmount.AT_EMPTY_PATH, dir_fd=source_fd)
+        is_dir = stat.S_ISDIR(os.fstat(source_fd).st_mode)
+    finally:
+        os.close(source_fd)
+    try:
+        if bind.userns_fd is not None:
+            fsmount.set_idmap(tree, bind.userns_fd, recursive=True)
+        if bind.readonly:
+            fsmount.set_readonly(tree)
+        target = _mount_point(root, bind.destination, is_dir)
         try:
-            if bind.userns_fd is None:
-                mount(f"/proc/self/fd/{source_fd}", f"/proc/self/fd/{target}", None, MS_BIND | MS_REC)
-            else:
-                tree = fsmount.idmapped_tree(f"/proc/self/fd/{source_fd}", bind.userns_fd, recursive=True)
-                try:
-                    fsmount.move_mount_onto(tree, target)
-                finally:
-                    os.close(tree)
+            fsmount.move_mount_onto(tree, target)
         finally:
             os.close(target)
     finally:
-        os.close(source_fd)
-    if bind.readonly:
-        top = root.open(bind.destination)  # now the bound mount's root
-        try:
-            mount(None, f"/proc/self/fd/{top}", None, MS_BIND | MS_REMOUNT | MS_RDONLY)
-        finally:
-            os.close(top)
+        os.close(tree)
 
 
 def _mount_point(root: RootDir, destination: str, is_dir: bool) -> int:

@@ -316,6 +316,10 @@ class OverlayDriver(Driver):
         if not staging.commit(final):
             raise StorageError(f"container {container_id} already has a writable layer")
 
+    def volatile_rw_layers(self) -> list[str]:
+        return [name for name in os.listdir(self._containers)
+                if not name.startswith(".") and os.path.exists(os.path.join(self._containers, name, VOLATILE))]
+
     def mount(self, container_id: str) -> str:
         """Mount the container's rootfs (a no-op if it is mounted already)."""
         path = self._container(container_id)

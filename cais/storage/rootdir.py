@@ -19,6 +19,7 @@ import stat
 from cais.linux.openat2 import RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS, RESOLVE_NO_XDEV, openat2
 
 _DIR = os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC
+_RETRIES = 1000
 _MAX_LINKS = 40  # dangling symlinks resolve() follows by hand, as the kernel's own limit
 
 
@@ -57,15 +58,18 @@ class RootDir:
     # ---- resolving ---------------------------------------------------------------------------
     def open(self, path: str, flags: int = os.O_PATH, mode: int = 0, *, follow: bool = True) -> int:
         """An fd of `path`; without `follow` a symlink as the last component is opened itself
-        (O_PATH) or refused (ELOOP, other flags). Retries the EAGAIN a concurrent rename may cause."""
+        (O_PATH) or refused (ELOOP, other flags). Retries the EAGAIN a rename anywhere on the system
+        may cause while `..` is resolved — a bounded number of times, so that a container renaming
+        in a loop cannot keep the daemon spinning."""
         rel = "/".join(components(path)) or "."
         flags |= os.O_CLOEXEC | (0 if follow else os.O_NOFOLLOW)
-        while True:
+        for _ in range(_RETRIES):
             try:
                 return openat2(self.fd, rel, flags, self.flags, mode)
             except OSError as e:
                 if e.errno not in (errno.EAGAIN, errno.EINTR):
                     raise
+        return openat2(self.fd, rel, flags, self.flags, mode)
 
     def parent(self, path: str) -> tuple[int, str]:
         """An O_PATH fd of the directory holding `path`'s last component, and that name. A path
@@ -89,13 +93,6 @@ class RootDir:
             return os.fstat(fd)
         finally:
             os.close(fd)
-
-    def exists(self, path: str, *, follow: bool = True) -> bool:
-        try:
-            self.stat(path) if follow else self.lstat(path)
-        except (FileNotFoundError, NotADirectoryError):
-            return False
-        return True
 
     def isdir(self, path: str) -> bool:
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import socket
 import tarfile
 import threading
 import time
@@ -128,3 +129,31 @@ def test_events(client: docker.DockerClient) -> None:
                            filters={"container": c.id})
     actions = [e["Action"] for e in events]
     assert actions[0] == "create" and "start" in actions and "destroy" in actions
+
+
+def test_logs_with_the_local_driver(client: docker.DockerClient, daemon: Caisd) -> None:
+    from docker.types import LogConfig
+    c = client.containers.run("busybox", ["sh", "-c", "for i in 1 2 3; do echo $i; echo e$i >&2; sleep 0.2; done"],
+                              detach=True, log_config=LogConfig(type="local", config={"max-size": "1m"}))
+    try:
+        streamed = b"".join(c.logs(stream=True, follow=True, stderr=False))
+        assert streamed == b"1\n2\n3\n"
+        assert c.logs(stdout=False, stderr=True) == b"e1\ne2\ne3\n"
+        stamped = c.logs(timestamps=True, stderr=False).splitlines()
+        assert [line.split(b" ", 1)[1] for line in stamped] == [b"1", b"2", b"3"]
+        assert c.attrs["HostConfig"]["LogConfig"] == {"Type": "local", "Config": {"max-size": "1m"}}
+        # attach with logs, on a plain socket: docker-py's attach(logs=True) and attach_socket lose
+        # what arrives with the response's headers (against dockerd as well)
+        with socket.socket(socket.AF_UNIX) as s:
+            s.connect(daemon.sock)
+            s.sendall(f"POST /containers/{c.id}/attach?logs=1&stdout=1 HTTP/1.1\r\nHost: x\r\n"
+                      "Connection: close\r\nContent-Length: 0\r\n\r\n".encode())
+            body = _read_all(s).partition(b"\r\n\r\n")[2]
+        assert body == b"".join(b"\x01\0\0\0\0\0\0\x02" + n + b"\n" for n in (b"1", b"2", b"3"))
+        with socket.socket(socket.AF_UNIX) as s:  # a tail that is no number is all, as dockerd has it
+            s.connect(daemon.sock)
+            s.sendall(f"GET /containers/{c.id}/logs?stdout=1&tail=-2 HTTP/1.1\r\nHost: x\r\n"
+                      "Connection: close\r\n\r\n".encode())
+            assert _read_all(s).count(b"\x01\0\0\0") == 3
+    finally:
+        c.remove(force=True)

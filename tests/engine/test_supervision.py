@@ -132,14 +132,44 @@ def test_log_rotation_and_drivers(restartable: Caisd) -> None:
     d.docker("wait", cid)
     path = _out(d.docker("inspect", "-f", "{{.LogPath}}", cid))
     files = sorted(f for f in os.listdir(os.path.dirname(path)) if f.startswith(os.path.basename(path)))
-    assert len(files) == 3
-    assert all(os.path.getsize(os.path.join(os.path.dirname(path), f)) <= 2048 for f in files)
+    assert len(files) == 3  # 2k is 2000 bytes (docker's units); a file passes it by one entry at most
+    assert all(os.path.getsize(os.path.join(os.path.dirname(path), f)) < 2000 + 100 for f in files)
     assert _out(d.docker("logs", "--tail", "1", cid)) == "line-200-padding-padding-padding"
     none = _out(d.docker("run", "-d", "--log-driver", "none", "busybox", "echo", "x"))
     d.docker("wait", none)
     assert d.docker("logs", none, check=False).returncode != 0
     bad = d.docker("run", "--rm", "--log-driver", "syslog", "busybox", "true", check=False)
     assert bad.returncode != 0 and b"not supported" in bad.stderr
+
+
+def test_local_log_driver_across_a_daemon_restart(restartable: Caisd) -> None:
+    """docker's local format, rotated and gzipped, written by the supervisor while caisd is down."""
+    d = restartable
+    cid = _out(d.docker("run", "-d", "--log-driver", "local", "--log-opt", "max-size=1k", "--log-opt", "max-file=4",
+                        "busybox", "sh", "-c", "for i in $(seq 1 200); do echo out-$i; [ $i = 60 ] && sleep 1.5; done; "
+                        "sleep 0.2; echo err-end >&2; sleep 0.5"))
+    assert _out(d.docker("inspect", "-f", "{{.LogPath}}|{{.HostConfig.LogConfig.Type}}", cid)) == "|local"
+    time.sleep(0.5)
+    d.kill(signal.SIGKILL)
+    time.sleep(1)  # the container goes on writing while nobody serves the API
+    d.start()
+    follow = d.docker("logs", "-f", "--tail", "3", cid, timeout=60)
+    assert follow.returncode == 0
+    logdir = os.path.join(d.data_root, "containers", cid, "local-logs")
+    names = sorted(os.listdir(logdir))
+    assert names[0] == "container.log" and names[1:] and all(n.endswith(".gz") for n in names[1:])
+    everything = d.docker("logs", cid)
+    outs = everything.stdout.decode().split()
+    assert outs == [f"out-{i}" for i in range(201 - len(outs), 201)]  # what 4 files of 1 kB hold, in order
+    assert len(outs) > 100
+    assert everything.stderr == b"err-end\n" and follow.stderr == b"err-end\n"
+    tail = d.docker("logs", "--tail", "2", "-t", cid)
+    assert tail.stdout.endswith(b" out-200\n") and tail.stderr.startswith(b"20")
+    first_ts = d.docker("logs", "-t", cid).stdout.split(b" ", 1)[0].decode()
+    since = d.docker("logs", "--since", first_ts, cid).stdout.decode().split()
+    assert since == outs
+    assert d.docker("run", "--rm", "--log-driver", "local", "--log-opt", "max-file=1", "busybox", "true",
+                    check=False).stderr.count(b"compression cannot be enabled") == 1
 
 
 def test_supervisor_killed_leaves_no_orphan(restartable: Caisd) -> None:
@@ -274,3 +304,28 @@ def test_concurrent_starts_and_execs_keep_every_exit_code(restartable: Caisd) ->
     assert execs == list(range(1, 7))
     assert [(r.returncode, r.stdout) for r in runs] == [(n, f"{n}\n".encode()) for n in range(1, 7)]
     d.docker("rm", "-f", box)
+
+
+def test_an_interrupted_autoremove_is_finished_at_start(restartable: Caisd) -> None:
+    """A --rm container that exited but was not removed (a crash came between) goes at the next start,
+    as with dockerd; the image is then free to remove."""
+    d = restartable
+    cid = _out(d.docker("run", "-d", "busybox", "true"))
+    assert _out(d.docker("wait", cid)) == "0"
+    d.kill(signal.SIGKILL)
+    path = os.path.join(d.data_root, "containers", cid, "config.v2.json")
+    with open(path) as f:
+        record = json.load(f)
+    record["HostConfig"]["AutoRemove"] = True  # what the crash left: exited, not yet removed
+    with open(path, "w") as f:
+        json.dump(record, f)
+    d.start()
+    assert d.docker("inspect", cid, check=False).returncode != 0
+    assert not os.path.exists(os.path.dirname(path))
+    # a --rm container's record lost to a crash: the image store's row for it goes too
+    lost = _out(d.docker("create", "--rm", "busybox", "true"))
+    d.kill(signal.SIGKILL)
+    shutil.rmtree(os.path.join(d.data_root, "containers", lost))
+    d.start()
+    rmi = d.docker("rmi", "busybox", check=False)
+    assert rmi.returncode == 0, rmi.stderr  # no container (row) holds the image any more

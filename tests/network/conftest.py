@@ -29,9 +29,9 @@ from tests.runtime.bundle import Runtime
 
 
 @contextlib.contextmanager
-def sandboxed() -> Iterator[str]:
+def sandboxed(prefix: str = "cais-nt") -> Iterator[str]:
     """The calling thread moved into a fresh network namespace (with lo up) for the block."""
-    top = tempfile.mkdtemp(prefix=f"cais-nt-{uuid.uuid4().hex[:6]}-")
+    top = tempfile.mkdtemp(prefix=f"{prefix}-{uuid.uuid4().hex[:6]}-")
     path = os.path.join(top, "host")
     netns.create(path)
     here = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)

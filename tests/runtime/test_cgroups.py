@@ -195,6 +195,16 @@ def test_reopened_from_saved_paths(cgroups) -> None:
     assert again.stats().pids.limit == 5
 
 
+def test_create_refuses_an_existing_cgroup_with_processes(cgroups) -> None:
+    """A cgroup it made is new, hence empty (no check); one that was there must be empty."""
+    m = cgroups.create({})
+    child = cgroups.child(m, SLEEP)
+    again = cgroups.manager()  # the same paths, already there, a process in them
+    with pytest.raises(CgroupError, match="already has processes"):
+        again.create({})
+    assert m.pids() == [child.pid]  # and the failed create left it alone
+
+
 def test_signal_to_a_paused_cgroup_keeps_it_paused_but_sigkill_kills(cgroups) -> None:
     m = cgroups.create({})
     code = "import signal, time\nsignal.signal(signal.SIGUSR1, signal.SIG_IGN)\nprint(1, flush=True)\ntime.sleep(600)\n"

@@ -89,11 +89,12 @@ def test_jsonfile_errors_are_json_errors_in_a_fresh_interpreter() -> None:
 
 
 def test_create_path_imports_nothing_heavy() -> None:
-    """The modules a `run` command imports, from its parse to its cgroups: none of the heavy ones."""
+    """The modules of the commands engines call most (create, start, run, exec, state, kill,
+    delete), from their parse to their cgroups: none of the heavy ones."""
     code = ("import sys; sys.path.insert(0, sys.argv[1])\n"
             "from cais.runtime.cli import _fast_parse\n"
             "_fast_parse(['--root', '/r', '--log-format', 'json', 'run', '-b', '/b', 'id'])\n"
-            "from cais.runtime.verbs import run\n"
+            "from cais.runtime.verbs import delete, exec, kill, run, start, state\n"
             "from cais.runtime.cgroups import v1, v2\n"
             "from cais.runtime import launch, log, jsonfile\n"
             "heavy = {'re', 'enum', 'argparse', 'json', 'ctypes', 'collections', 'functools', 'contextlib',\n"
@@ -119,29 +120,39 @@ def test_init_imports_nothing_heavy() -> None:
 
 
 def test_clone3_into_a_cgroup_v2_directory() -> None:
-    """The child is born in the cgroup (no migration); a descriptor that is not a v2 cgroup fails."""
-    from cais.linux.namespaces import clone3
-
+    """The child is born in the cgroup (no migration), with CLONE_PARENT as the bootstrap clones
+    (the test's child, then); a descriptor that is not a v2 cgroup fails."""
     with open("/proc/self/mountinfo") as f:
         hierarchy = next((line.split()[4] for line in f if " - cgroup2 " in line), None)
     if hierarchy is None:
         pytest.skip("no cgroup v2 hierarchy mounted")
     path = os.path.join(hierarchy, f"cais-rt-clone3-{os.getpid()}")
     os.mkdir(path)
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    code = ("import os, sys; sys.path.insert(0, sys.argv[1])\n"
+            "from cais.linux.namespaces import CLONE_PARENT, clone3\n"
+            "fd = os.open(sys.argv[2], os.O_RDONLY | os.O_DIRECTORY)\n"
+            "pid = clone3(CLONE_PARENT, fd)\n"
+            "if pid == 0:\n"
+            "    v2 = [line for line in open('/proc/self/cgroup').read().split() if line.startswith('0::')]\n"
+            "    print(*v2, flush=True); os._exit(0)\n"
+            "print(pid, flush=True)\n"
+            "try: clone3(0, 0)\n"
+            "except OSError as e: print('refused', e.errno, flush=True)\n")
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     try:
-        r, w = os.pipe()
-        pid = clone3(0, fd)
-        if pid == 0:  # the child: report its cgroup, exit at once
-            with open("/proc/self/cgroup") as f:
-                os.write(w, f.read().encode())
-            os._exit(0)
-        os.close(w)
-        assert os.waitpid(pid, 0)[1] == 0
-        with os.fdopen(r) as f:
-            assert any(line.startswith("0::") and line.endswith(os.path.basename(path)) for line in f.read().split())
-        with pytest.raises(OSError):
-            clone3(0, r)  # closed by now: not a cgroup directory
+        done = subprocess.run([sys.executable, "-I", "-S", "-c", code, repo, path], capture_output=True, text=True,
+                              check=True)
+        lines = done.stdout.split()
+        pid = int(next(word for word in lines if word.isdigit()))
+        assert os.waitpid(pid, 0)[1] == 0  # CLONE_PARENT: the caller's parent (us) reaps it
+        assert "0::/" + os.path.basename(path) in lines  # born in the cgroup
+        assert "refused" in lines  # stdin is no cgroup directory
     finally:
-        os.close(fd)
         os.rmdir(path)
+
+
+@pytest.mark.parametrize("value", [{"ociVersion": "1.2.0", "id": "c", "status": "running", "pid": 7, "bundle": "/b",
+                                    "annotations": {}, "x": [1, [], {"é": None, "f": 1.5}]}, [], {}, "s",
+                                   {"keys": {1: [True]}}])
+def test_jsonfile_indents_as_json(value: object) -> None:
+    assert jsonfile.dumps(value, indent=2) == json.dumps(value, indent=2)

@@ -394,7 +394,7 @@ def cmd_logs(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
     try:
         response = ctx.client.request("GET", f"/containers/{opts.container}/logs", {
             "stdout": 1, "stderr": 1, "follow": opts.follow, "tail": opts.tail, "timestamps": opts.timestamps,
-            "since": _since(opts.since), "until": _since(opts.until)})
+            "since": _since(opts.since), "until": _since(opts.until), "details": opts.details})
     except ApiError as e:
         raise CliError(f"Error response from daemon: {e}") from None
     out, err = sys.stdout.buffer, sys.stderr.buffer

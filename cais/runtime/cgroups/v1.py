@@ -71,7 +71,7 @@ class V1Manager(Manager):
                     self._created += _make_cpuset(path)
                 else:
                     self._created += fs.makedirs(path)
-            for path in set(self._paths.values()):
+            for path in set(self._paths.values()) - set(self._created):  # ours are new, hence empty
                 if fs.procs(path):
                     raise CgroupError(f"cgroup {path} already has processes in it")
             self._set(resources)

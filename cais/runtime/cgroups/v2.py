@@ -86,7 +86,7 @@ class V2Manager(Manager):
         resources = validate(resources)
         try:
             self._make()
-            if fs.procs(self._path):
+            if self._path not in self._created and fs.procs(self._path):  # ours is new, hence empty
                 raise CgroupError(f"cgroup {self._path} already has processes in it")
             self._check_controllers(resources)
             self._set(resources)

@@ -111,6 +111,7 @@ def _create(boot: launch.Bootstrap, container_id: str, bundle: str, root: str, c
             "new_userns": bool(clone_flags & CLONE_NEWUSER),
             "new_uts": bool(clone_flags & CLONE_NEWUTS) or any(k == "uts" for k, _ in joins),
             "new_cgroupns": bool(clone_flags & CLONE_NEWCGROUP),
+            "runtime_hooks": any(config.get("hooks", {}).get(k) for k in ("prestart", "createRuntime")),
             "no_pivot": no_pivot, "no_new_keyring": no_new_keyring, "preserve_fds": preserve_fds,
             "fifo_fd": 0, "console_fd": None, "cgroup_fd": None, "state": base_state,
         }  # fifo_fd, console_fd, cgroup_fd: indexes in the descriptors sent with the job
@@ -120,13 +121,13 @@ def _create(boot: launch.Bootstrap, container_id: str, bundle: str, root: str, c
                 job[key] = len(fds)
                 fds.append(fd)
         pid = boot.start(job, fds)
-        container.data.update(pid=pid, pid_start=store.process_start_time(pid))
-        container.save()
         if clone_flags & CLONE_NEWUSER:
             namespaces.write_id_maps(pid, config.get("linux", {}))
         if manager is not None and not born_inside and not boot.in_cgroup:
             manager.add(pid)
         boot.channel.send({"type": "go", "pid": pid})
+        container.data.update(pid=pid, pid_start=store.process_start_time(pid))
+        container.save()  # while the init mounts (on failure below, the init is killed)
         _converse(boot.channel, config, dict(base_state, pid=pid), warn)
         if pid_file:
             write_pid_file(pid_file, pid)

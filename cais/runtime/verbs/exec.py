@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from cais.runtime import cgroup, launch, namespaces, spec, store, terminal
+from cais.runtime import cgroup, launch, namespaces, spec, store
 from cais.runtime.errors import ConfigError, InvalidState, RuntimeFailure
 from cais.runtime.verbs.create import _stderr_warning, kill_and_reap, write_pid_file
 
@@ -50,9 +50,13 @@ def _exec(boot: launch.Bootstrap, container_id: str, process: dict[str, Any], ro
     cgroup_fd = -1
     try:
         if console_socket:
+            from cais.runtime import terminal  # socket.py, enum...: only for a terminal
+
             console_fd = terminal.connect(console_socket)
         manager = cgroup.of(container)
-        if manager is not None and manager.version == 2:  # cloned into it: no migration
+        # v2: cloned into it, no migration; unless the process joins the container's cgroup
+        # namespace first (the kernel refuses a cgroup outside the caller's view: it is moved).
+        if manager is not None and manager.version == 2:
             cgroup_fd = os.open(manager.paths[""], os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         job = {"kind": "exec", "id": container_id, "config": config, "process": process, "clone_flags": 0,
                "joins": joins, "seccomp": bool(config.get("linux", {}).get("seccomp")),

@@ -19,6 +19,8 @@ def signal_init(container: store.Container, sig: int) -> None:
         if not container.alive():
             raise InvalidState("container not running")
         _signal.pidfd_send_signal(fd, sig)
+    except ProcessLookupError:  # it exited (and was reaped) since the check
+        raise InvalidState("container not running") from None
     finally:
         os.close(fd)
 
