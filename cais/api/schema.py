@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from cais.api.errors import BadRequest
 
-_INT_RANGES = {"int": (-(2**63), 2**63 - 1), "int64": (-(2**63), 2**63 - 1), "uint16": (0, 2**16 - 1),
+_INT_RANGES = {"int": (-(2**63), 2**63 - 1), "int64": (-(2**63), 2**63 - 1), "duration": (-(2**63), 2**63 - 1), "uint16": (0, 2**16 - 1),
                "uint32": (0, 2**32 - 1), "uint64": (0, 2**64 - 1), "uint": (0, 2**64 - 1)}
 
 
@@ -21,6 +21,7 @@ _INT_RANGES = {"int": (-(2**63), 2**63 - 1), "int64": (-(2**63), 2**63 - 1), "ui
 class Struct:
     name: str
     fields: dict[str, object] = field(default_factory=dict)
+    package: str = ""  # Go's package, in the type's name in messages: network.NetworkingConfig
 
 
 def _kind(value: object, spec: object) -> str:
@@ -37,11 +38,12 @@ def _kind(value: object, spec: object) -> str:
 
 def _type_name(spec: object) -> str:
     if isinstance(spec, Struct):
-        return spec.name
+        return f"{spec.package}.{spec.name}" if spec.package else spec.name
     if isinstance(spec, tuple):
         kind, inner = spec
         return f"[]{_type_name(inner)}" if kind == "[]" else f"map[string]{_type_name(inner)}"
-    return {"strslice": "strslice.StrSlice", "any": "interface {}"}.get(str(spec), str(spec))
+    # a StrSlice that is neither a list nor a string is reported by its fallback, a string
+    return {"strslice": "string", "any": "interface {}", "duration": "time.Duration"}.get(str(spec), str(spec))
 
 
 def _fits(value: object, spec: object) -> bool:
@@ -101,8 +103,9 @@ S, I64, BOOL = "string", "int64", "bool"
 STRINGS = ("[]", S)
 LABELS = ("map", S)
 
-HEALTHCHECK = Struct("HealthConfig", {"Test": STRINGS, "Interval": I64, "Timeout": I64, "StartPeriod": I64,
-                                      "StartInterval": I64, "Retries": "int"})
+HEALTHCHECK = Struct("HealthConfig", {"Test": STRINGS, "Interval": "duration", "Timeout": "duration",
+                                      "StartPeriod": "duration", "StartInterval": "duration", "Retries": "int"},
+                     "container")
 CONFIG = {"Hostname": S, "Domainname": S, "User": S, "AttachStdin": BOOL, "AttachStdout": BOOL,
           "AttachStderr": BOOL, "ExposedPorts": ("map", "any"), "Tty": BOOL, "OpenStdin": BOOL, "StdinOnce": BOOL,
           "Env": STRINGS, "Cmd": "strslice", "Healthcheck": HEALTHCHECK, "ArgsEscaped": BOOL, "Image": S,
@@ -110,34 +113,34 @@ CONFIG = {"Hostname": S, "Domainname": S, "User": S, "AttachStdin": BOOL, "Attac
           "MacAddress": S, "OnBuild": STRINGS, "Labels": LABELS, "StopSignal": S, "StopTimeout": "int",
           "Shell": "strslice"}
 
-WEIGHT_DEVICE = Struct("WeightDevice", {"Path": S, "Weight": "uint16"})
-THROTTLE_DEVICE = Struct("ThrottleDevice", {"Path": S, "Rate": "uint64"})
+WEIGHT_DEVICE = Struct("WeightDevice", {"Path": S, "Weight": "uint16"}, "blkiodev")
+THROTTLE_DEVICE = Struct("ThrottleDevice", {"Path": S, "Rate": "uint64"}, "blkiodev")
 RESOURCES = {
     "CpuShares": I64, "Memory": I64, "NanoCpus": I64, "CgroupParent": S, "BlkioWeight": "uint16",
     "BlkioWeightDevice": ("[]", WEIGHT_DEVICE), "BlkioDeviceReadBps": ("[]", THROTTLE_DEVICE),
     "BlkioDeviceWriteBps": ("[]", THROTTLE_DEVICE), "BlkioDeviceReadIOps": ("[]", THROTTLE_DEVICE),
     "BlkioDeviceWriteIOps": ("[]", THROTTLE_DEVICE), "CpuPeriod": I64, "CpuQuota": I64, "CpuRealtimePeriod": I64,
     "CpuRealtimeRuntime": I64, "CpusetCpus": S, "CpusetMems": S,
-    "Devices": ("[]", Struct("DeviceMapping", {"PathOnHost": S, "PathInContainer": S, "CgroupPermissions": S})),
+    "Devices": ("[]", Struct("DeviceMapping", {"PathOnHost": S, "PathInContainer": S, "CgroupPermissions": S}, "container")),
     "DeviceCgroupRules": STRINGS,
     "DeviceRequests": ("[]", Struct("DeviceRequest", {"Driver": S, "Count": "int", "DeviceIDs": STRINGS,
-                                                      "Capabilities": ("[]", STRINGS), "Options": LABELS})),
+                                                      "Capabilities": ("[]", STRINGS), "Options": LABELS}, "container")),
     "KernelMemory": I64, "KernelMemoryTCP": I64, "MemoryReservation": I64, "MemorySwap": I64,
     "MemorySwappiness": I64, "OomKillDisable": BOOL, "PidsLimit": I64,
-    "Ulimits": ("[]", Struct("Ulimit", {"Name": S, "Hard": I64, "Soft": I64})), "CpuCount": I64,
+    "Ulimits": ("[]", Struct("Ulimit", {"Name": S, "Hard": I64, "Soft": I64}, "units")), "CpuCount": I64,
     "CpuPercent": I64, "IOMaximumIOps": "uint64", "IOMaximumBandwidth": "uint64",
 }
-RESTART_POLICY = Struct("RestartPolicy", {"Name": S, "MaximumRetryCount": "int"})
+RESTART_POLICY = Struct("RestartPolicy", {"Name": S, "MaximumRetryCount": "int"}, "container")
 MOUNT = Struct("Mount", {
     "Type": S, "Source": S, "Target": S, "ReadOnly": BOOL, "Consistency": S,
-    "BindOptions": Struct("BindOptions", {"Propagation": S, "NonRecursive": BOOL}),
+    "BindOptions": Struct("BindOptions", {"Propagation": S, "NonRecursive": BOOL}, "mount"),
     "VolumeOptions": Struct("VolumeOptions", {"NoCopy": BOOL, "Labels": LABELS, "DriverConfig": Struct(
-        "Driver", {"Name": S, "Options": LABELS})}),
-    "TmpfsOptions": Struct("TmpfsOptions", {"SizeBytes": I64, "Mode": "uint32"}),
-})
+        "Driver", {"Name": S, "Options": LABELS}, "mount")}, "mount"),
+    "TmpfsOptions": Struct("TmpfsOptions", {"SizeBytes": I64, "Mode": "uint32"}, "mount"),
+}, "mount")
 HOST_CONFIG = Struct("HostConfig", {
-    "Binds": STRINGS, "ContainerIDFile": S, "LogConfig": Struct("LogConfig", {"Type": S, "Config": LABELS}),
-    "NetworkMode": S, "PortBindings": ("map", ("[]", Struct("PortBinding", {"HostIp": S, "HostPort": S}))),
+    "Binds": STRINGS, "ContainerIDFile": S, "LogConfig": Struct("LogConfig", {"Type": S, "Config": LABELS}, "container"),
+    "NetworkMode": S, "PortBindings": ("map", ("[]", Struct("PortBinding", {"HostIp": S, "HostPort": S}, "nat"))),
     "RestartPolicy": RESTART_POLICY, "AutoRemove": BOOL, "VolumeDriver": S, "VolumesFrom": STRINGS,
     "ConsoleSize": ("[]", "uint"), "Annotations": LABELS, "CapAdd": "strslice", "CapDrop": "strslice",
     "CgroupnsMode": S, "Dns": STRINGS, "DnsOptions": STRINGS, "DnsSearch": STRINGS, "ExtraHosts": STRINGS,
@@ -146,16 +149,16 @@ HOST_CONFIG = Struct("HostConfig", {
     "StorageOpt": LABELS, "Tmpfs": LABELS, "UTSMode": S, "UsernsMode": S, "ShmSize": I64, "Sysctls": LABELS,
     "Runtime": S, "Isolation": S, "Mounts": ("[]", MOUNT), "MaskedPaths": STRINGS, "ReadonlyPaths": STRINGS,
     "Init": BOOL, **RESOURCES,
-})
+}, "container")
 ENDPOINT = Struct("EndpointSettings", {
-    "IPAMConfig": Struct("EndpointIPAMConfig", {"IPv4Address": S, "IPv6Address": S, "LinkLocalIPs": STRINGS}),
+    "IPAMConfig": Struct("EndpointIPAMConfig", {"IPv4Address": S, "IPv6Address": S, "LinkLocalIPs": STRINGS}, "network"),
     "Links": STRINGS, "Aliases": STRINGS, "NetworkID": S, "EndpointID": S, "Gateway": S, "IPAddress": S,
     "IPPrefixLen": "int", "IPv6Gateway": S, "GlobalIPv6Address": S, "GlobalIPv6PrefixLen": "int", "MacAddress": S,
     "DriverOpts": LABELS,
-})
+}, "network")
 CONTAINER_CREATE = Struct("ContainerConfigWrapper", {
     **CONFIG, "HostConfig": HOST_CONFIG,
-    "NetworkingConfig": Struct("NetworkingConfig", {"EndpointsConfig": ("map", ENDPOINT)}),
+    "NetworkingConfig": Struct("NetworkingConfig", {"EndpointsConfig": ("map", ENDPOINT)}, "network"),
 })
 CONTAINER_UPDATE = Struct("UpdateConfig", {**RESOURCES, "RestartPolicy": RESTART_POLICY})
 COMMIT = Struct("Config", CONFIG)
@@ -167,10 +170,10 @@ EXEC_CREATE = Struct("ExecConfig", {
 EXEC_START = Struct("ExecStartCheck", {"Detach": BOOL, "Tty": BOOL, "ConsoleSize": ("[]", "uint")})
 VOLUME_CREATE = Struct("VolumeCreateBody", {"Name": S, "Driver": S, "DriverOpts": LABELS, "Labels": LABELS})
 IPAM = Struct("IPAM", {"Driver": S, "Options": LABELS, "Config": ("[]", Struct("IPAMConfig", {
-    "Subnet": S, "IPRange": S, "Gateway": S, "AuxiliaryAddresses": LABELS}))})
+    "Subnet": S, "IPRange": S, "Gateway": S, "AuxiliaryAddresses": LABELS}, "network"))}, "network")
 NETWORK_CREATE = Struct("NetworkCreateRequest", {
     "Name": S, "CheckDuplicate": BOOL, "Driver": S, "Scope": S, "EnableIPv6": BOOL, "IPAM": IPAM, "Internal": BOOL,
-    "Attachable": BOOL, "Ingress": BOOL, "ConfigOnly": BOOL, "ConfigFrom": Struct("ConfigReference", {"Network": S}),
+    "Attachable": BOOL, "Ingress": BOOL, "ConfigOnly": BOOL, "ConfigFrom": Struct("ConfigReference", {"Network": S}, "network"),
     "Options": LABELS, "Labels": LABELS,
 })
 NETWORK_CONNECT = Struct("NetworkConnect", {"Container": S, "EndpointConfig": ENDPOINT})

@@ -327,3 +327,25 @@ def test_nothing_left_under_the_roots(fuzz: Fuzz) -> None:
             break
         time.sleep(0.1)
     assert not os.path.isdir(containers) or not os.listdir(containers), os.listdir(containers)
+
+
+# dockerd 20.10's own messages for these bodies (it answers them 500; caisd 400, as later dockerd)
+DOCKERD_MESSAGES = [
+    ({"HostConfig": {"Memory": "lots"}},
+     "json: cannot unmarshal string into Go struct field HostConfig.HostConfig.Memory of type int64"),
+    ({"HostConfig": {"PortBindings": {"80/tcp": "x"}}},
+     "json: cannot unmarshal string into Go struct field HostConfig.HostConfig.PortBindings of type []nat.PortBinding"),
+    ({"NetworkingConfig": [1]}, "json: cannot unmarshal array into Go struct field "
+                                "ContainerConfigWrapper.NetworkingConfig of type network.NetworkingConfig"),
+    ({"Healthcheck": {"Interval": 1.5}},
+     "json: cannot unmarshal number 1.5 into Go struct field HealthConfig.Healthcheck.Interval of type time.Duration"),
+    ({"Cmd": 5}, "json: cannot unmarshal number into Go struct field ContainerConfigWrapper.Cmd of type string"),
+    ({"HostConfig": {"BlkioWeight": -1}},
+     "json: cannot unmarshal number -1 into Go struct field HostConfig.HostConfig.BlkioWeight of type uint16"),
+]
+
+
+def test_wrong_types_have_dockerds_messages(fuzz: Fuzz) -> None:
+    for body, message in DOCKERD_MESSAGES:
+        answer = fuzz.api("POST", "/containers/create", {"Image": IMAGE, **body})
+        assert (answer.status, answer.message()) == (400, message)
