@@ -30,6 +30,8 @@ SAME_AS_DOCKER = [
     ["ps", "--format", "{{.Nope"],
     ["images", "--format", "{{.Nope"],
     ["ps", "--filter", "bogus=1"],
+    ["ps", "--filter", "x"],
+    ["images", "--filter", "x"],
     ["logs", "--tail", "abc", "cais-bi-nope"],
     ["stop", "-t", "abc", "cais-bi-nope"],
     ["network", "create", "--subnet", "abc", "cais-bi-n"],
