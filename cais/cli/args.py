@@ -238,6 +238,18 @@ def filter_arg(text: str) -> str:
     return text
 
 
+_SYSCTLS = {"kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall", "kernel.shmmax",
+            "kernel.shmmni", "kernel.shm_rmid_forced"}
+
+
+def sysctl_arg(text: str) -> str:
+    """A --sysctl the docker client lets through: namespaced ones only (IPC's, net.*, fs.mqueue.*)."""
+    name, eq, _ = text.partition("=")
+    if not eq or (name not in _SYSCTLS and not name.startswith(("net.", "fs.mqueue."))):
+        raise ArgumentTypeError(f"sysctl '{text}' is not allowed")
+    return text
+
+
 def size(text: str) -> int:
     """docker's sizes: 512, 64k, 1.5g, 100MB, 2GiB (binary units)."""
     value = text.strip().lower()

@@ -24,6 +24,8 @@ SAME_AS_DOCKER = [
     ["run", "--rm", "--log-opt", "x", "busybox", "true"],
     ["run", "--rm", "--ulimit", "bogus=1", "busybox", "true"],
     ["run", "--rm", "--user", "nope", "busybox", "true"],
+    ["run", "--rm", "--sysctl", "x", "busybox", "true"],
+    ["run", "--rm", "--sysctl", "kernel.domainname=x", "busybox", "true"],
     ["run", "--rm", "--name", "..", "busybox", "true"],
     ["run", "--rm", "busybox:tag:x", "true"],
     ["run", "--rm", "--health-interval", "-1s", "busybox", "true"],
