@@ -12,7 +12,7 @@ from cais.api.hijack import hijack
 from cais.api.routing import qint, route
 from cais.api.streams import bridge, parse_detach_keys
 from cais.engine.errors import EngineError
-from cais.engine.frames import SYSTEMERR, frame
+from cais.engine.frames import STDOUT, frame
 
 
 @route("POST", "/containers/{id}/exec")
@@ -45,8 +45,9 @@ async def start(request: web.Request) -> web.StreamResponse:
     await h.response.drain()
     try:
         _, sock = await asyncio.to_thread(engine.exec_start, exec_id)
-    except EngineError as e:
-        await h.write(str(e).encode() + b"\n" if tty else frame(SYSTEMERR, str(e).encode() + b"\n"))
+    except EngineError as e:  # as dockerd: the words on stdout, the exit code (126) in the exec's inspect
+        message = str(e).encode() + b"\r\n"
+        await h.write(message if tty else frame(STDOUT, message))
         return h.response
     await bridge(h, sock, tty=tty, close_stdin_at_eof=True, detach_keys=detach_keys if ex["OpenStdin"] else None,
                  on_exit=lambda code: engine.exec_finished(exec_id, code))

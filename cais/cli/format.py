@@ -83,19 +83,18 @@ def render(template: str, obj: object) -> str:
     return re.sub(_ACTION, lambda m: _eval(m.group(1), obj), template)
 
 
-def table(rows: list[list[str]], header: list[str] | None) -> str:
-    """Columns padded like Go's tabwriter with docker's settings (3 spaces between columns)."""
+def table(rows: list[list[str]], header: list[str] | None, min_width: int = 10) -> str:
+    """Columns as Go's tabwriter lays them out with the docker CLI's settings (minimum width 10 —
+    20 for `top` —, padding 3, spaces): a column is as wide as its widest cell plus 3, at least
+    the minimum; the last cell of a line is not a column and is written as it is."""
     all_rows = ([header] if header else []) + rows
     if not all_rows:
         return ""
-    widths = [0] * max(len(r) for r in all_rows)
+    widths = [min_width] * max(len(r) for r in all_rows)
     for r in all_rows:
         for i, cell in enumerate(r[:-1]):
-            widths[i] = max(widths[i], len(cell))
-    lines = []
-    for r in all_rows:
-        cells = [cell.ljust(widths[i] + 3) if i < len(r) - 1 else cell for i, cell in enumerate(r)]
-        lines.append("".join(cells).rstrip())
+            widths[i] = max(widths[i], len(cell) + 3)
+    lines = ["".join(cell.ljust(widths[i]) for i, cell in enumerate(r[:-1])) + (r[-1] if r else "") for r in all_rows]
     return "\n".join(lines) + "\n"
 
 

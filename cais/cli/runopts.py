@@ -60,6 +60,10 @@ def add_container_flags(p: Parser) -> None:
     a("--device-cgroup-rule", action="append", default=[], help="Add a rule to the cgroup allowed devices list")
     a("--group-add", action="append", default=[], help="Add additional groups to join")
     a("--userns", default="", help="User namespace to use")
+    a("--pid", default="", help="PID namespace to use")
+    a("--ipc", default="", help="IPC mode to use")
+    a("--uts", default="", help="UTS namespace to use")
+    a("--cgroupns", default="", help="Cgroup namespace to use (host|private)")
     a("--shm-size", type=size, help="Size of /dev/shm")
     a("--sysctl", action="append", default=[], metavar="map", type=sysctl_arg, help="Sysctl options")
     a("--init", action="store_true", help="Run an init inside the container that forwards signals and reaps "
@@ -219,7 +223,8 @@ def container_body(opts) -> dict:  # type: ignore[no-untyped-def]
         "CapAdd": opts.cap_add or None, "CapDrop": opts.cap_drop or None, "Privileged": opts.privileged,
         "SecurityOpt": _security_opts(opts.security_opt) or None, "Devices": _devices(opts.device) or None,
         "DeviceCgroupRules": opts.device_cgroup_rule or None, "GroupAdd": opts.group_add or None,
-        "UsernsMode": opts.userns,
+        "UsernsMode": opts.userns, "PidMode": opts.pid, "IpcMode": opts.ipc, "UTSMode": opts.uts,
+        "CgroupnsMode": opts.cgroupns,
         "ShmSize": opts.shm_size or 0, "Sysctls": _kv_list(opts.sysctl, "--sysctl") or None,
         "Init": True if opts.init else None, "OomKillDisable": opts.oom_kill_disable,
         "LogConfig": log_config, "PublishAllPorts": opts.publish_all, "Dns": opts.dns or None,

@@ -21,7 +21,8 @@ FILE_KEYS = {"hosts": "hosts", "data-root": "data_root", "exec-root": "exec_root
              "cgroup-parent": "cgroup_parent", "init-path": "init_path", "tls": "tls",
              "insecure-tcp": "insecure_tcp", "bridge": "bridge", "dns": "dns", "mtu": "mtu",
              "userns-remap": "userns_remap", "bip": "bip", "fixed-cidr": "fixed_cidr", "ipv6": "ipv6",
-             "fixed-cidr-v6": "fixed_cidr_v6", "log-driver": "log_driver", "log-opts": "log_opts"}
+             "fixed-cidr-v6": "fixed_cidr_v6", "log-driver": "log_driver", "log-opts": "log_opts",
+             "default-ipc-mode": "default_ipc_mode", "default-cgroupns-mode": "default_cgroupns_mode"}
 IGNORED_FILE_KEYS = {"live-restore", "default-ulimits", "features", "experimental",
                      "registry-mirrors", "insecure-registries", "iptables", "ip-forward", "ip-masq",
                      "userland-proxy", "default-runtime", "runtimes", "max-concurrent-downloads",
@@ -92,6 +93,8 @@ class Settings:
     userns_remap: str | None = None
     log_driver: str = "json-file"
     log_opts: dict = field(default_factory=dict)
+    default_ipc_mode: str = "private"
+    default_cgroupns_mode: str = ""  # empty: dockerd's, host on cgroup v1 and private on v2
     file: dict = field(default_factory=dict)
 
 
@@ -131,6 +134,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--log-driver", help="default log driver of containers: json-file, local or none (docs/logging.md)")
     p.add_argument("--log-opt", action="append", dest="log_opts", metavar="KEY=VALUE",
                    help="default log driver option (repeatable)")
+    p.add_argument("--default-ipc-mode", help='IPC mode of containers that give none: "private" (default) '
+                   'or "shareable"')
+    p.add_argument("--default-cgroupns-mode", help='cgroup namespace mode of containers that give none: '
+                   '"host" or "private" (default: host on cgroup v1, private on v2)')
     p.add_argument("-v", "--version", action="store_true", help="print the version and exit")
     return p
 
@@ -166,7 +173,8 @@ def load(argv: list[str] | None = None) -> tuple[Settings, argparse.Namespace]:
                           + ", ".join(conflicts))
     for attr in ("hosts", "data_root", "exec_root", "pidfile", "storage_driver", "log_level", "debug", "group",
                  "tls", "tlsverify", "tlscacert", "tlscert", "tlskey", "cgroup_parent", "init_path", "insecure_tcp",
-                 "bridge", "dns", "mtu", "userns_remap", "bip", "fixed_cidr", "ipv6", "fixed_cidr_v6", "log_driver"):
+                 "bridge", "dns", "mtu", "userns_remap", "bip", "fixed_cidr", "ipv6", "fixed_cidr_v6", "log_driver",
+                 "default_ipc_mode", "default_cgroupns_mode"):
         value = getattr(args, attr, None)
         if value not in (None, []):
             setattr(settings, attr, value)
@@ -180,6 +188,10 @@ def load(argv: list[str] | None = None) -> tuple[Settings, argparse.Namespace]:
                                                      settings.fixed_cidr_v6 if settings.ipv6 else "")
     except InvalidConfig as e:
         raise ConfigError(str(e)) from None
+    if settings.default_ipc_mode not in ("private", "shareable"):
+        raise ConfigError(f'IPC mode "{settings.default_ipc_mode}" is not supported as default value')
+    if settings.default_cgroupns_mode not in ("", "host", "private"):
+        raise ConfigError(f'default cgroup namespace mode "{settings.default_cgroupns_mode}" is invalid')
     if settings.storage_driver == "overlay2":
         settings.storage_driver = "overlay"
     if not settings.hosts:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shlex
 import time
 
-from cais.engine import humanize, logs, names, security, spec
+from cais.engine import humanize, logs, names, namespaces, security, spec
 from cais.engine.errors import InvalidParameter
 from cais.engine.restart import parse_policy
 from cais.network import ports
@@ -35,8 +35,11 @@ def _merge_env(image_env: list[str], env: list[str]) -> list[str]:
     return [item for item in merged.values() if "=" in item]
 
 
-def new_record(body: dict, name: str | None, image: dict, taken: set[str]) -> dict:
-    """A container record from POST /containers/create's body and the image's config."""
+def new_record(body: dict, name: str | None, image: dict, taken: set[str], *, remapped: bool = False,
+               namespace_defaults: dict | None = None) -> dict:
+    """A container record from POST /containers/create's body and the image's config (`remapped`:
+    the daemon runs containers in user namespaces, userns-remap; `namespace_defaults`: the
+    daemon's default ipc and cgroupns modes)."""
     config = {k: v for k, v in body.items() if k not in ("HostConfig", "NetworkingConfig")}
     host = body.get("HostConfig") or {}
     if not isinstance(host, dict):
@@ -59,6 +62,7 @@ def new_record(body: dict, name: str | None, image: dict, taken: set[str]) -> di
         raise InvalidParameter("no command specified")
     spec.validate_resources(host)
     security.validate(host)
+    namespaces.validate(config, host, remapped=remapped, defaults=namespace_defaults)
     policy = parse_policy(host.get("RestartPolicy"))
     if host.get("AutoRemove") and policy["Name"] not in ("", "no"):
         raise InvalidParameter("can't create 'AutoRemove' container with restart policy")

@@ -19,8 +19,8 @@ import threading
 import time
 from collections.abc import Callable
 
-from cais.engine import containers, logs, signals, spec
-from cais.engine.errors import Conflict, EngineError, InvalidParameter, NotFound, NotModified
+from cais.engine import containers, logs, namespaces, signals, spec
+from cais.engine.errors import Conflict, EngineError, InvalidParameter, NotFound, NotModified, start_failure
 from cais.engine.events import EventBus
 from cais.engine.restart import next_delay, parse_policy, should_restart
 from cais.engine.store import ContainerStore, read_json, write_json_atomic
@@ -70,6 +70,7 @@ class Engine:
         self._networks = None
         self.network_options = network or {}
         self.log_config = {"Type": "json-file", "Config": {}}  # the daemon's default (log-driver, log-opts)
+        self.namespace_defaults = {"ipc": "private", "cgroupns": ""}  # default-ipc-mode, default-cgroupns-mode
 
     # ---- opening -------------------------------------------------------------------------
     def lock(self, wait: bool = False) -> None:
@@ -246,7 +247,8 @@ class Engine:
         image = self.images.resolve(ref)
         with self.store.lock:
             taken = {r["Name"].lstrip("/") for r in self.store.all()}
-            record = containers.new_record(body, name, image, taken)
+            record = containers.new_record(body, name, image, taken, remapped=self.remap is not None,
+                                           namespace_defaults=self.namespace_defaults)
             self.store.add(record)
         cid = record["Id"]
         # a --rm container is not fsynced into being: a machine crash would remove it anyway
@@ -256,6 +258,7 @@ class Engine:
             record["Driver"] = self.storage.create(cid, image, self._remap_for(record["HostConfig"]),
                                                    volatile=record["HostConfig"]["AutoRemove"])
             record["GraphDriver"] = self.storage.graph_driver(cid)
+            namespaces.resolve(record, self.get)
             self.networks.prepare(record, body)
             driver = record["HostConfig"]["LogConfig"].get("Type") or "json-file"
             record["LogPath"] = logs.log_file(self.store.dir(cid), cid, driver) if driver == "json-file" else ""
@@ -318,6 +321,7 @@ class Engine:
             oci = spec.build(record, image_config, rootfs, self.store.dir(cid),
                              cgroups_path=self.cgroups_path(cid), init_path=self.init_path, mounts=mounts,
                              remap=remap)
+            namespaces.apply(oci, record, self.get, self.store.dir(cid))
             self.networks.apply_spec(oci, netns_path)
             if propagation:  # shared or slave binds need the rootfs to propagate too (as docker)
                 oci["linux"]["rootfsPropagation"] = propagation
@@ -332,6 +336,11 @@ class Engine:
                 "stdin": config["OpenStdin"], "log": settings, "log_path": self._log_file(record),
                 "exit_file": self._path(cid, "exit.json")}
             reply = self._create_then_start(record, request) if late_network else self.supervisor.request(request)
+        except SupervisorError as e:  # the runtime's words, read as dockerd reads runc's
+            self._not_starting(cid)
+            code, error = start_failure(record["Path"], str(e))
+            self._start_failed(record, str(error), code)
+            raise error from None
         except EngineError as e:
             self._not_starting(cid)
             self._start_failed(record, str(e))
@@ -381,18 +390,17 @@ class Engine:
             self.starting.discard(cid)
             return self.early_exits.pop(cid, None)
 
-    def _start_failed(self, record: dict, error: str) -> None:
-        """Like docker: exit code 127 (not found), 126 (not executable) or 128, and waiters released."""
+    def _start_failed(self, record: dict, error: str, code: int = 128) -> None:
+        """Like dockerd: the error and exit code recorded (FinishedAt kept), waiters released."""
         cid = record["Id"]
         self._runtime_delete(cid)
         with contextlib.suppress(Exception):
             self.storage.unmount(cid)
         self.volumes.unmount(record)
         self.networks.teardown(record)
-        code = 127 if "no such file" in error.lower() or "not found" in error.lower() else (
-            126 if "permission denied" in error.lower() else 128)
+        namespaces.release(record, self.store.dir(cid))
         with self.cond:
-            record["State"].update({"ExitCode": code, "Error": error, "FinishedAt": logs.timestamp()})
+            record["State"].update({"ExitCode": code, "Error": error})
             if record["State"]["Status"] == "created":
                 record["State"]["Status"] = "exited" if record["State"]["StartedAt"] != containers.ZERO_TIME \
                     else "created"
@@ -432,6 +440,7 @@ class Engine:
         # cleanup failures are logged, never allowed to lose the exit itself (waiters depend on it)
         for step in (lambda: self._runtime_delete(cid), lambda: self.storage.unmount(cid),
                      lambda: self.volumes.unmount(record), lambda: self.networks.teardown(record),
+                     lambda: namespaces.release(record, self.store.dir(cid)),
                      lambda: self._health.unwatch(cid) if self._health is not None else None,
                      lambda: None if goes else self.images.store.set_container_running(cid, False)):
             try:
@@ -651,6 +660,7 @@ class Engine:
                 raise Conflict(f"removal of container {cid[:12]} is already in progress")
             record["State"]["Status"] = "removing"
         self._runtime_delete(cid)
+        namespaces.release(record, self.store.dir(cid))
         try:
             self.storage.remove(cid)
         except Exception as e:

@@ -25,3 +25,19 @@ class NotModified(EngineError):
 
 class Unsupported(EngineError):
     status = 501
+
+
+def start_failure(cmd: str, message: str) -> tuple[int, EngineError]:
+    """dockerd's reading of a failed start (translateContainerdStartErr): the exit code to record
+    and the error to answer. The docker CLI reads the same words to pick its exit code."""
+    low = message.lower()
+    code, error = 128, EngineError(message)
+    if cmd.lower() in low and any(s in low for s in ("executable file not found", "no such file or directory")):
+        code, error = 127, InvalidParameter(message)
+    if "permission denied" in low:
+        code, error = 126, InvalidParameter(message)
+    if "not a directory" in low:
+        message += (": Are you trying to mount a directory onto a file (or vice-versa)? Check if the specified "
+                    "host path exists and is the expected type")
+        code, error = 127, InvalidParameter(message)
+    return code, error

@@ -30,14 +30,14 @@ def duration(seconds: float) -> str:
     return f"{hours // 24 // 365} years"
 
 
-def size(n: float) -> str:
-    """Decimal units with 3 significant digits: 4.26MB, 1.2kB, 0B."""
+def size(n: float, digits: int = 3) -> str:
+    """Decimal units with 3 significant digits (go-units' HumanSize takes 4): 4.26MB, 1.2kB, 0B."""
     units = ["B", "kB", "MB", "GB", "TB", "PB"]
     i = 0
     while n >= 1000 and i < len(units) - 1:
         n /= 1000
         i += 1
-    return f"{n:.3g}{units[i]}"
+    return f"{n:.{digits}g}{units[i]}"
 
 
 def bytes_size(n: float) -> str:

@@ -23,44 +23,44 @@ INIT_PATH = "/sbin/docker-init"
 
 
 def resolve_user(rootfs: str, user: str, group_add: list[str] | None = None) -> dict:
-    """docker's --user: name|uid[:group|gid], looked up in the container's /etc/passwd and /etc/group;
-    `group_add` (--group-add: names or gids) joins the supplementary groups."""
+    """docker's --user: name|uid[:group|gid], looked up in the container's /etc/passwd and /etc/group
+    as runc's libcontainer/user does. The groups are dockerd's: the primary one, those listing the
+    user (unless a group was given), and `group_add` (--group-add: names or gids)."""
     name, _, group = (user or "").partition(":")
-    passwd = [line.split(":") for line in (read_text(rootfs, "/etc/passwd") or "").splitlines()]
-    groups = [line.split(":") for line in (read_text(rootfs, "/etc/group") or "").splitlines()]
+    passwd = [p for p in (line.split(":") for line in (read_text(rootfs, "/etc/passwd") or "").splitlines())
+              if len(p) >= 6 and p[2].isdigit() and p[3].isdigit()]
+    groups = [g for g in (line.split(":") for line in (read_text(rootfs, "/etc/group") or "").splitlines())
+              if len(g) >= 3 and g[2].isdigit()]
     uid, gid, home = 0, 0, "/root"
-    if name:
-        entry = next((p for p in passwd if len(p) >= 6 and (p[0] == name or p[2] == name)), None)
-        if entry:
-            uid, gid, home = int(entry[2]), int(entry[3]), entry[5]
-        elif name.isdigit():
-            uid, gid, home = int(name), int(name) if not group else 0, "/"
-        else:
-            raise InvalidParameter(f"unable to find user {name}: no matching entries in passwd file")
-    elif passwd:
-        entry = next((p for p in passwd if len(p) >= 6 and p[2] == "0"), None)
-        home = entry[5] if entry else "/root"
+    entry = next((p for p in passwd if (int(p[2]) == int(name) if name.isdigit() else p[0] == name)), None) \
+        if name else next((p for p in passwd if p[2] == "0"), None)
+    if entry:
+        uid, gid, home = int(entry[2]), int(entry[3]), entry[5]
+    elif name.isdigit():
+        uid, home = int(name), "/"
+    elif name:
+        raise InvalidParameter(f"unable to find user {name}: no matching entries in passwd file")
+    member_of = []
     if group:
-        gentry = next((g for g in groups if len(g) >= 3 and (g[0] == group or g[2] == group)), None)
+        gentry = next((g for g in groups if (int(g[2]) == int(group) if group.isdigit() else g[0] == group)), None)
         if gentry:
             gid = int(gentry[2])
         elif group.isdigit():
             gid = int(group)
         else:
             raise InvalidParameter(f"unable to find group {group}: no matching entries in group file")
-    username = next((p[0] for p in passwd if len(p) >= 3 and p[2] == str(uid)), None)
-    extra = sorted({int(g[2]) for g in groups if len(g) >= 4 and username and username in g[3].split(",")
-                    and g[2].isdigit()} - {gid})
+    elif entry:
+        member_of = [int(g[2]) for g in groups if len(g) >= 4 and entry[0] in g[3].split(",")]
+    added = []
     for item in group_add or []:
-        gentry = next((g for g in groups if len(g) >= 3 and g[0] == item and g[2].isdigit()), None)
+        gentry = next((g for g in groups if item in (g[0], g[2])), None)
         if gentry:
-            extra.append(int(gentry[2]))
+            added.append(int(gentry[2]))
         elif item.isdigit():
-            extra.append(int(item))
+            added.append(int(item))
         else:
-            raise InvalidParameter(f"unable to find group {item}: no matching entries in group file")
-    extra = sorted(set(extra))
-    return {"uid": uid, "gid": gid, "additionalGids": extra, "home": home}
+            raise InvalidParameter(f"Unable to find group {item}: no matching entries in group file")
+    return {"uid": uid, "gid": gid, "additionalGids": sorted({gid, *member_of, *added}), "home": home}
 
 
 def _env(image_env: list[str], env: list[str], home: str, *, hostname: str = "", tty: bool = False) -> list[str]:
@@ -268,7 +268,7 @@ def build(record: dict, image_config: dict, rootfs: str, container_dir: str, *,
         "env": _env(image_config.get("Env") or [], config.get("Env") or [], user["home"],
                     hostname=config.get("Hostname") or record["Id"][:12], tty=bool(config.get("Tty"))),
         "cwd": config.get("WorkingDir") or image_config.get("WorkingDir") or "/",
-        "capabilities": {k: caps for k in ("bounding", "effective", "permitted")},
+        "capabilities": _capability_sets(caps, user["uid"]),
         "rlimits": _rlimits(host),
         "noNewPrivileges": options.no_new_privileges,
     }
@@ -284,11 +284,20 @@ def build(record: dict, image_config: dict, rootfs: str, container_dir: str, *,
     }
 
 
+def _capability_sets(caps: list[str], uid: int) -> dict[str, list[str]]:
+    """dockerd's: a user other than root gets the bounding set only, as execve would leave it."""
+    if uid == 0:
+        return {k: caps for k in ("bounding", "effective", "permitted")}
+    return {"bounding": caps}
+
+
 def exec_process(record: dict, base: dict, exec_config: dict, rootfs: str) -> dict:
     """The OCI process of `docker exec`: the container's environment and capabilities, new args."""
     config, host = record["Config"], record["HostConfig"]
     user = resolve_user(rootfs, exec_config.get("User") or config.get("User") or "", host.get("GroupAdd"))
-    caps = list(defaults.ALL_CAPS) if exec_config.get("Privileged") else security.capabilities(host)
+    caps = {k: list(defaults.ALL_CAPS) for k in ("bounding", "effective", "permitted")} \
+        if exec_config.get("Privileged") else base.get("capabilities") or _capability_sets(
+            security.capabilities(host), user["uid"])
     return {
         "terminal": bool(exec_config.get("Tty")),
         "user": {k: user[k] for k in ("uid", "gid", "additionalGids")},
@@ -296,6 +305,6 @@ def exec_process(record: dict, base: dict, exec_config: dict, rootfs: str) -> di
         "env": _env(base.get("env") or [], exec_config.get("Env") or [], user["home"],
                     tty=bool(exec_config.get("Tty"))),
         "cwd": exec_config.get("WorkingDir") or base.get("cwd") or "/",
-        "capabilities": {k: caps for k in ("bounding", "effective", "permitted")},
+        "capabilities": caps,  # the container's, as dockerd (whatever the exec's user)
         "noNewPrivileges": bool(base.get("noNewPrivileges")),
     }

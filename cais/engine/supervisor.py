@@ -45,7 +45,7 @@ import time
 
 from cais.engine import build, frames
 from cais.engine.logs import LogWriter, timestamp
-from cais.engine.store import read_json, write_json_atomic
+from cais.engine.store import write_json_atomic
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -132,7 +132,7 @@ class Supervisor:
         """runtime.create (in a worker thread); True if `zygote` turned out to be gone."""
         from cais import runtime
         from cais.runtime.errors import RuntimeFailure
-        if zygote is not None and not _joins_namespaces(bundle):
+        if zygote is not None:
             try:
                 runtime.create(cid, bundle, root=root, console_socket=console, stdio=stdio,
                                bootstrap=zygote.bootstrap(stdio))
@@ -145,6 +145,21 @@ class Supervisor:
             return True
         runtime.create(cid, bundle, root=root, console_socket=console, stdio=stdio)
         return False
+
+    @staticmethod
+    def _exec_process(cid: str, process: dict, root: str, console: str | None,
+                      stdio: tuple[int, int, int] | None, zygote: Zygote | None) -> tuple[int, bool]:
+        """runtime.exec_process (in a worker thread): (pid, True if `zygote` turned out to be gone)."""
+        from cais import runtime
+        from cais.runtime.errors import RuntimeFailure
+        if zygote is not None:
+            try:
+                return runtime.exec_process(cid, process, root=root, console_socket=console, stdio=stdio,
+                                            bootstrap=zygote.bootstrap(stdio)), False
+            except RuntimeFailure as e:
+                if "zygote is gone" not in str(e):
+                    raise
+        return runtime.exec_process(cid, process, root=root, console_socket=console, stdio=stdio), zygote is not None
 
     def close(self) -> None:
         if self.zygote is not None:
@@ -297,23 +312,27 @@ class Supervisor:
         return proc
 
     async def _exec(self, request: dict, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        from cais import runtime
         cid, exec_id = request["id"], request["exec_id"]
         proc = Proc(_key(cid, exec_id), cid, exec_id, bool(request.get("tty")))
         sub = Subscriber(writer, True, True)
         proc.subscribers.append(sub)
         stdio, console = self._prepare_io(proc, bool(request.get("stdin")))
+        self.warm()
+        zygote = self.zygote
         self.creating.add(proc.key)
 
-        def start() -> None:  # a worker thread: a fresh bootstrap starts (see _create_container)
-            pid = runtime.exec_process(cid, request["process"], root=request["root"],
-                                       console_socket=console and console.path, stdio=stdio, detach=True)
+        def start() -> bool:  # a worker thread, as _create_container's
+            pid, gone = self._exec_process(cid, request["process"], request["root"], console and console.path,
+                                           stdio, zygote)
             if console:
                 self._receive_console(proc, console)
             proc.pid = int(pid)
+            return gone
 
         try:
-            await asyncio.to_thread(start)
+            if await asyncio.to_thread(start) and self.zygote is zygote and zygote is not None:
+                zygote.close()
+                self.zygote = None
             self._register(proc)
         except BaseException:
             self._abandon(proc)
@@ -559,13 +578,6 @@ def _set_size(proc: Proc, size: tuple[int, int]) -> None:
     if proc.tty and proc.stdin_fd is not None:
         with contextlib.suppress(OSError):
             fcntl.ioctl(proc.stdin_fd, termios.TIOCSWINSZ, struct.pack("HHHH", size[0], size[1], 0, 0))
-
-
-def _joins_namespaces(bundle: str) -> bool:
-    """A container that joins a namespace by path: the zygote would hand it to a fresh bootstrap
-    only after the runtime's preparations, so one started first (overlapping them) is quicker."""
-    config = read_json(os.path.join(bundle, "config.json")) or {}
-    return any(ns.get("path") for ns in (config.get("linux") or {}).get("namespaces") or [])
 
 
 def _key(container_id: str, exec_id: str | None) -> str:

@@ -45,7 +45,10 @@ def match_labels(labels: dict[str, str], wanted: list[str], unwanted: list[str])
 
 
 def match_reference(familiar: str, pattern: str) -> bool:
-    name = familiar.rsplit(":", 1)[0] if ":" in familiar.rsplit("/", 1)[-1] else familiar
+    """reference.FamiliarMatch: the whole reference, or its name (``repo:tag``, ``repo@digest``)."""
+    name = familiar.partition("@")[0]
+    if ":" in name.rsplit("/", 1)[-1]:
+        name = name.rsplit(":", 1)[0]
     return fnmatch.fnmatchcase(familiar, pattern) or fnmatch.fnmatchcase(name, pattern)
 
 

@@ -351,11 +351,13 @@ class ImageStore:
                 continue
             if any(row.created >= b for b in before) or any(row.created <= s for s in since):
                 continue
-            if filters.get("reference"):
-                tags = self._tags_and_digests(row.id)[0]
-                if not any(match_reference(t, p) for t in tags for p in filters["reference"]):
+            summary = self._summary(row)
+            if filters.get("reference"):  # as dockerd: only the matching references are listed
+                for key, refs_ in zip(("RepoTags", "RepoDigests"), self._tags_and_digests(row.id), strict=True):
+                    summary[key] = [r for r in refs_ if any(match_reference(r, p) for p in filters["reference"])]
+                if not summary["RepoTags"] and not summary["RepoDigests"]:
                     continue
-            out.append(self._summary(row))
+            out.append(summary)
         return out
 
     def inspect(self, name: str) -> dict[str, Any]:

@@ -15,6 +15,12 @@ import sys
 
 from cais.linux import prctl
 
+TYPE_CHECKING = False  # typing costs ~10 ms at startup; annotations are never evaluated
+if TYPE_CHECKING:
+    from typing import NoReturn
+
+    from cais.runtime.channel import Channel
+
 
 def bootstrap(channel_fd: int, exe_fd: int, preserve_fds: int) -> None:
     prctl.set_dumpable(False)
@@ -22,7 +28,7 @@ def bootstrap(channel_fd: int, exe_fd: int, preserve_fds: int) -> None:
 
     os.close(exe_fd)  # the protected interpreter it was exec'd from
     close_all_except({channel_fd, *range(3, 3 + preserve_fds)})  # anything else came by mistake
-    from cais.runtime import init, namespaces
+    from cais.runtime import init  # noqa: F401 - imported now, while the runtime prepares the job
     from cais.runtime.channel import Channel
 
     ch = Channel(channel_fd)
@@ -36,16 +42,30 @@ def bootstrap(channel_fd: int, exe_fd: int, preserve_fds: int) -> None:
                 job[key] = fds[job[key]]
         sys.path[:] = job["sys_path"]
         _preload(job)
+    except Exception as e:  # noqa: BLE001 - reported to the runtime as one line
+        ch.send({"error": str(e)})
+        os._exit(1)
+    _join_and_clone(ch, job)
+
+
+def _join_and_clone(ch: Channel, job: dict) -> NoReturn:
+    """Join the job's namespaces, clone the init (it never returns) and report its pid, then exit.
+
+    Runs in a fresh bootstrap, or in a zygote's helper (a job that joins namespaces: setns would
+    change the zygote itself). `by` is this process, for a caller that reaps it."""
+    from cais.runtime import init, namespaces
+
+    try:
         namespaces.join([tuple(j) for j in job["joins"]])
         pid, in_cgroup = _clone(job)
     except Exception as e:  # noqa: BLE001 - reported to the runtime as one line
-        ch.send({"error": str(e)})
+        ch.send({"error": str(e), "by": os.getpid()})
         os._exit(1)
     if pid == 0:
         if job.get("cgroup_fd") is not None:
             os.close(job["cgroup_fd"])  # a host directory: never the container's
         init.run(ch, job)
-    ch.send({"type": "pid", "pid": pid, "in_cgroup": in_cgroup})
+    ch.send({"type": "pid", "pid": pid, "in_cgroup": in_cgroup, "by": os.getpid()})
     os._exit(0)
 
 
@@ -81,13 +101,16 @@ def zygote(control_fd: int, exe_fd: int) -> None:
 
     Each request is a job plus descriptors [sync socket, stdin, stdout, stderr, preserved...,
     extra...]; the init is cloned straight from here with CLONE_PARENT, so it is the caller's child.
-    Jobs that join namespaces never come here (setns would change the zygote itself).
+    A job that joins namespaces (every exec) gets a helper instead, cloned the same way, which
+    joins them and clones the init as a fresh bootstrap would: setns would change the zygote
+    itself, and the pid namespace applies to children only. The caller reaps the helper (`by`).
     """
     prctl.set_dumpable(False)
     from cais.linux.fds import close_all_except
 
     os.close(exe_fd)  # the protected interpreter it was exec'd from
     close_all_except({control_fd})
+    from cais.linux.namespaces import CLONE_PARENT, clone
     from cais.runtime import init
     from cais.runtime.channel import Channel
 
@@ -98,22 +121,34 @@ def zygote(control_fd: int, exe_fd: int) -> None:
         try:
             sys.path[:] = job["sys_path"]
             _preload(job)
-            if job.get("cgroup_fd") is not None:  # an index among the extra descriptors
-                job["cgroup_fd"] = fds[4 + job["preserve_fds"] + job["cgroup_fd"]]
-            pid, in_cgroup = _clone(job)
+            if job["joins"]:
+                if clone(CLONE_PARENT) == 0:
+                    try:
+                        _join_and_clone(Channel(_arrange(job, fds, "cgroup_fd")), job)
+                    finally:
+                        os._exit(1)  # never back into the zygote's loop
+                pid = -1  # the helper reports
+            else:
+                if job.get("cgroup_fd") is not None:  # an index among the extra descriptors
+                    job["cgroup_fd"] = fds[4 + job["preserve_fds"] + job["cgroup_fd"]]
+                pid, in_cgroup = _clone(job)
         except Exception as e:  # noqa: BLE001 - reported to the runtime as one line
             ch.send({"error": str(e)})
             pid = -1
         if pid == 0:
-            init.run(Channel(_arrange(job, fds)), job)
+            try:
+                init.run(Channel(_arrange(job, fds)), job)
+            finally:
+                os._exit(1)  # never back into the zygote's loop
         if pid > 0:
             ch.send({"type": "pid", "pid": pid, "in_cgroup": in_cgroup})
         for fd in fds:
             os.close(fd)
 
 
-def _arrange(job: dict, fds: list[int]) -> int:
-    """In a zygote's child: stdio and preserved fds to their numbers, the rest closed; the sync fd."""
+def _arrange(job: dict, fds: list[int], *also: str) -> int:
+    """In a zygote's child: stdio and preserved fds to their numbers, the job's descriptors (fifo,
+    console and ALSO) kept, the rest closed; the sync fd."""
     import fcntl
 
     from cais.linux.fds import close_all_except
@@ -125,9 +160,9 @@ def _arrange(job: dict, fds: list[int]) -> int:
         os.dup2(fd, target)
     extra = lifted[4 + preserve:]
     keep = {*range(3, 3 + preserve), lifted[0]}
-    for key in ("fifo_fd", "console_fd"):
+    for key in ("fifo_fd", "console_fd", *also):
         if job.get(key) is not None:
             job[key] = extra[job[key]]
             keep.add(job[key])
-    close_all_except(keep)  # the cgroup directory's descriptor among the rest
+    close_all_except(keep)  # the control socket, and the cgroup directory's unless kept
     return lifted[0]

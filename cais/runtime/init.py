@@ -137,8 +137,8 @@ def _create(ch: Channel, job: dict[str, Any]) -> None:
             hooks.run("startContainer", all_hooks["startContainer"], dict(state, status="running"))
         process.execute(exe, proc["args"], env)
     except BaseException as e:  # noqa: BLE001 - nobody is listening any more: stderr is all we have
-        print(f"cais-runtime: {_describe(e) if not isinstance(e, RuntimeFailure) else e}", file=sys.stderr)
-        os._exit(127)
+        print(e if isinstance(e, RuntimeFailure) else f"cais-runtime: {_describe(e)}", file=sys.stderr)
+        os._exit(1)  # as runc's init
 
 
 def _exec(ch: Channel, job: dict[str, Any]) -> None:
@@ -162,11 +162,10 @@ def _exec(ch: Channel, job: dict[str, Any]) -> None:
 
 
 def _finalize(proc: dict[str, Any], filt: Any, warn: _Warn, preserve_fds: int) -> tuple[str, dict[str, str]]:
-    """Steps shared by init and exec: rlimits, executable, seccomp, user, capabilities, cwd, fds."""
+    """Steps shared by init and exec: rlimits, seccomp, user, capabilities, cwd, executable, fds."""
     _at("setting rlimits")
     rlimits.apply(proc.get("rlimits", []), warn)
     env = process.environment(proc)
-    exe = process.find_executable(proc["args"][0], env)
     caps = proc.get("capabilities", {})
     nnp = bool(proc.get("noNewPrivileges"))
     # As runc: enter the cwd while still root (a directory only root may enter, -w /root with
@@ -189,6 +188,7 @@ def _finalize(proc: dict[str, Any], filt: Any, warn: _Warn, preserve_fds: int) -
     if not entered:
         _at("entering process.cwd")
         process.chdir(proc.get("cwd", "/"))
+    exe = process.find_executable(proc["args"][0], env)  # as runc: as the user, in its cwd
     fds.cloexec_from(3 + preserve_fds)
     return exe, env
 

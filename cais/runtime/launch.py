@@ -176,12 +176,14 @@ class Zygote:
     """A bootstrap kept warm, for a long-running caller such as the engine (opt-in).
 
     Each container's init is then cloned from an interpreter that has already started and imported
-    the init's code: create() skips an interpreter start. The zygote is the caller's child and
-    clones with CLONE_PARENT, so inits stay the caller's children. Jobs that join namespaces by
-    path (and exec, which always does) fall back to a fresh Bootstrap. close() stops it.
+    the init's code: create() and exec_process() skip an interpreter start. The zygote is the
+    caller's child and clones with CLONE_PARENT, so inits stay the caller's children. A job that
+    joins namespaces by path (every exec) gets a helper, cloned from the zygote, that joins them
+    and clones the process as a fresh Bootstrap would (bootstrap.zygote). close() stops it.
 
         zygote = Zygote()
         runtime.create(id, bundle, bootstrap=zygote.bootstrap(stdio))
+        runtime.exec_process(id, process, bootstrap=zygote.bootstrap(stdio))
     """
 
     def __init__(self) -> None:
@@ -217,7 +219,7 @@ class Zygote:
 
 
 class _ZygoteBootstrap:
-    """Bootstrap's interface over a Zygote (or, for jobs that join namespaces, a real Bootstrap)."""
+    """Bootstrap's interface over a Zygote."""
 
     in_cgroup = False
 
@@ -225,28 +227,19 @@ class _ZygoteBootstrap:
         self._zygote = zygote
         self._stdio = stdio or (0, 1, 2)
         self._preserve_fds = preserve_fds
-        self._fallback: Bootstrap | None = None
-        self._channel, self._child = Channel.pair()
-
-    @property
-    def channel(self) -> Channel:
-        return self._fallback.channel if self._fallback else self._channel
+        self.channel, self._child = Channel.pair()
 
     def start(self, job: dict[str, Any], fds: list[int]) -> int:
-        if job["joins"]:
-            self._fallback = Bootstrap(self._stdio, self._preserve_fds)
-            pid = self._fallback.start(job, fds)
-            self.in_cgroup = self._fallback.in_cgroup
-            return pid
         passed = [self._child.fd, *self._stdio, *range(3, 3 + self._preserve_fds), *fds]
         try:
-            message = self._zygote._request(dict(job, sys_path=sys.path), passed, self._channel)
+            message = self._zygote._request(dict(job, sys_path=sys.path), passed, self.channel)
         finally:
             self._child.close()
+        if message is not None and message.get("by"):  # the helper that joined the namespaces
+            with suppress(ChildProcessError):
+                os.waitpid(message["by"], 0)
         return _started(self, message)
 
     def abandon(self) -> None:
         self._child.close()
-        self._channel.close()
-        if self._fallback:
-            self._fallback.abandon()
+        self.channel.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 
 from cais.runtime.errors import ConfigError
 
@@ -34,14 +35,40 @@ def _home(uid: int) -> str:
 
 
 def find_executable(name: str, env: dict[str, str]) -> str:
-    """exec.LookPath inside the container (after pivot): fail at create, not at start."""
-    candidates = [name] if "/" in name else [os.path.join(d or ".", name) for d in env["PATH"].split(":")]
-    for path in candidates:
-        if os.path.isfile(path) and os.access(path, os.X_OK):
-            return path
+    """Go's exec.LookPath, as runc calls it once the user is switched (so a file the user may not
+    reach is "permission denied"), with runc's messages, which docker turns into exit codes."""
     if "/" in name:
-        raise ConfigError(f"exec: {name!r}: no such executable file")
-    raise ConfigError(f"exec: {name!r}: executable file not found in $PATH")
+        error = _not_executable(name)
+        if error is None:
+            return name
+        raise ConfigError(f"exec: {go_quote(name)}: {error}")
+    for d in env["PATH"].split(":"):
+        path = os.path.join(d or ".", name)
+        if _not_executable(path) is None:
+            return path
+    raise ConfigError(f"exec: {go_quote(name)}: executable file not found in $PATH")
+
+
+def _not_executable(path: str) -> str | None:
+    """Why `path` cannot be executed, as Go words it (stat, then any x bit on a non-directory)."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as e:
+        return f"stat {path}: {go_strerror(e.errno)}"
+    if not stat.S_ISDIR(mode) and mode & 0o111:
+        return None
+    return "permission denied"
+
+
+def go_strerror(errno: int | None) -> str:
+    """An errno as Go's syscall.Errno prints it: the C message, lower-cased first letter."""
+    message = os.strerror(errno or 0)
+    return message[:1].lower() + message[1:]
+
+
+def go_quote(s: str) -> str:
+    """strconv.Quote for the names a command line holds."""
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def switch_user(user: dict[str, Any]) -> None:
@@ -51,7 +78,7 @@ def switch_user(user: dict[str, Any]) -> None:
     try:
         os.setgroups(groups)
     except PermissionError:
-        if groups:
+        if set(groups) - {gid}:  # dockerd lists the primary group too: that one is there anyway
             raise ConfigError("setgroups is denied in this user namespace; additionalGids impossible") from None
     os.setresgid(gid, gid, gid)
     os.setresuid(uid, uid, uid)
@@ -93,5 +120,8 @@ def execute(path: str, args: list[str], env: dict[str, str]) -> None:
     for sig in (_signal.SIGPIPE, _signal.SIGXFSZ, _signal.SIGINT, _signal.SIGTERM):
         _signal.signal(sig, _signal.SIG_DFL)
     _signal.pthread_sigmask(_signal.SIG_SETMASK, [])
-    os.execve(path, args, env)
+    try:
+        os.execve(path, args, env)
+    except OSError as e:  # e.g. a script whose interpreter is missing: runc's words
+        raise ConfigError(f"exec {path}: {go_strerror(e.errno)}") from None
 

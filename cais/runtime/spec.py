@@ -63,9 +63,8 @@ def validate(config: Any) -> None:
     linux = config.get("linux", {})
     _need(isinstance(linux, dict), "linux must be an object")
     _need(isinstance(linux.get("namespaces", []), list), "linux.namespaces must be a list")
-    for key in ("resources", "seccomp", "sysctl"):
+    for key in ("resources", "seccomp"):
         _need(isinstance(linux.get(key, {}), dict), f"linux.{key} must be an object")
-    _need(all(isinstance(v, str) for v in linux.get("sysctl", {}).values()), "linux.sysctl values must be strings")
     _need(isinstance(linux.get("devices", []), list) and all(isinstance(d, dict) for d in linux.get("devices", [])),
           "linux.devices must be a list of objects")
     for key in ("maskedPaths", "readonlyPaths"):
@@ -84,6 +83,7 @@ def validate(config: Any) -> None:
                   f"{key}: each mapping needs integer containerID, hostID and size")
     if linux.get("uidMappings") or linux.get("gidMappings"):
         _need("user" in types, "uid/gid mappings need a user namespace")
+    _validate_sysctls(linux.get("sysctl") or {}, types)
     _need(isinstance(config.get("hooks", {}), dict), "hooks must be an object")
     for name, hooks in config.get("hooks", {}).items():
         _need(name in HOOK_NAMES, f"unknown hook {name!r}")
@@ -91,6 +91,28 @@ def validate(config: Any) -> None:
         for h in hooks:
             _need(isinstance(h, dict) and isinstance(h.get("path"), str) and os.path.isabs(h["path"]),
                   f"hook {name}: path must be absolute")
+
+
+# sysctls of an IPC namespace (runc's list, with fs.mqueue.*); net.* are a network namespace's
+_IPC_SYSCTLS = {"kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall", "kernel.shmmax",
+                "kernel.shmmni", "kernel.shm_rmid_forced"}
+
+
+def _validate_sysctls(sysctl: Any, types: list[str]) -> None:
+    """As runc: only sysctls of a namespace the container has (not the host's: a container that
+    shares the host's IPC, network or UTS namespace must not change the host's settings)."""
+    _need(isinstance(sysctl, dict) and all(isinstance(v, str) for v in sysctl.values()),
+          "linux.sysctl must be an object of strings")
+    for key in sysctl:
+        if key in _IPC_SYSCTLS or key.startswith("fs.mqueue."):
+            _need("ipc" in types, f"sysctl {key!r} is not allowed in the hosts ipc namespace")
+        elif key.startswith("net."):
+            _need("network" in types, f"sysctl {key!r} is not allowed in the hosts network namespace")
+        elif key == "kernel.hostname" and "uts" in types:
+            _need(False, f"sysctl {key!r} is not allowed as it conflicts with the OCI 'hostname' field")
+        else:
+            _need(key == "kernel.domainname" and "uts" in types, f"sysctl {key!r} is not in a separate kernel "
+                  "namespace")
 
 
 def validate_process(process: Any) -> None:

@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import io
 import os
+import re
 
 import pytest
 
-from cais.image.build.service import RequestError, parse_cli, parse_query, run_cli
+from cais.cli.commands.images import parse_build
+from cais.cli.main import CliError
+from cais.image.build.service import RequestError, parse_query, run_cli
+
+
+def parse_cli(argv, environ=None):
+    return parse_build(argv, environ)[1]
 
 
 def test_parse_cli_like_docker(tmp_root):
@@ -21,14 +28,18 @@ def test_parse_cli_like_docker(tmp_root):
     assert req.dockerfile == os.path.abspath("other.Dockerfile") and req.quiet and req.iidfile == "/tmp/x"
 
 
-@pytest.mark.parametrize("argv, message", [
-    ([], "cais build"),
-    (["--bogus", "."], "cais build"),
-    (["--build-arg", "=x", "."], "the name is empty"),
+@pytest.mark.parametrize("argv, message, status", [
+    ([], "'cais build' requires 1 argument", 1),
+    (["--bogus", "."], "unknown flag: --bogus", 125),
+    (["--progress", "x", "."], 'invalid argument "x" for "--progress" flag', 125),
+    (["--build-arg", "=x", "."], "the name is empty", 125),
+    (["--help"], "Usage:  cais build [OPTIONS] PATH | URL | -", 0),
 ])
-def test_parse_cli_errors(argv, message):
-    with pytest.raises(RequestError, match=message):
+def test_parse_cli_errors(argv, message, status):
+    """docker's flag forms, words and exit statuses (the CLI's parser)."""
+    with pytest.raises(CliError, match=re.escape(message)) as e:
         parse_cli(argv, environ={})
+    assert e.value.status == status
 
 
 def test_parse_query_like_docker():
@@ -51,8 +62,8 @@ def test_run_cli_builds_tags_and_writes_iidfile(cais, tmp_root):
         f.write("FROM busybox\nRUN echo from-run\nLABEL a=b\n")
     iid = os.path.join(tmp_root, "iid")
     out, err = io.StringIO(), io.StringIO()
-    code = run_cli(cais.store, cais.builder.root, ["-t", "cli:1", "-t", "cli:2", "--label", "x=y", "--iidfile", iid,
-                                                   "-f", os.path.join(ctx, "build.Dockerfile"), ctx],
+    code = run_cli(cais.store, cais.builder.root, parse_cli(["-t", "cli:1", "-t", "cli:2", "--label", "x=y", "--iidfile", iid,
+                                                   "-f", os.path.join(ctx, "build.Dockerfile"), ctx]),
                    stdout=out, stderr=err)
     assert code == 0, err.getvalue()
     with open(iid) as f:
@@ -62,7 +73,7 @@ def test_run_cli_builds_tags_and_writes_iidfile(cais, tmp_root):
     assert inspect["Id"] == image_id and inspect["Config"]["Labels"] == {"a": "b", "x": "y"}
     # a Dockerfile on stdin, with an empty context
     out, err = io.StringIO(), io.StringIO()
-    code = run_cli(cais.store, cais.builder.root, ["-q", "-"], stdin=io.BytesIO(b"FROM busybox\nCOPY x /\n"),
+    code = run_cli(cais.store, cais.builder.root, parse_cli(["-q", "-"]), stdin=io.BytesIO(b"FROM busybox\nCOPY x /\n"),
                    stdout=out, stderr=err)
     assert code == 1 and err.getvalue().startswith("ERROR: Dockerfile:2: COPY failed: file not found")
     assert out.getvalue() == ""
@@ -135,18 +146,18 @@ def test_missing_base_images_are_pulled(cais, tmp_root):
         empty = make_cais(top)
         try:
             out, err = io.StringIO(), io.StringIO()
-            assert run_cli(empty.store, empty.builder.root, ["-t", "pulled", ctx], stdout=out, stderr=err) == 0, \
+            assert run_cli(empty.store, empty.builder.root, parse_cli(["-t", "pulled", ctx]), stdout=out, stderr=err) == 0, \
                 err.getvalue()
             assert f"Pulling {registry.host}/library/busybox:1" in out.getvalue() and "pulled-and-ran" in out.getvalue()
             assert empty.builder.has_image(f"{registry.host}/library/busybox:1") and empty.builder.has_image("pulled")
             with open(os.path.join(ctx, "Dockerfile"), "w") as f:  # by digest: the pull recorded it
                 f.write(f"FROM {registry.host}/library/busybox@{digest}\nRUN echo by-digest\n")
             out = io.StringIO()
-            assert run_cli(empty.store, empty.builder.root, [ctx], stdout=out, stderr=err) == 0, err.getvalue()
+            assert run_cli(empty.store, empty.builder.root, parse_cli([ctx]), stdout=out, stderr=err) == 0, err.getvalue()
             assert "by-digest" in out.getvalue() and "Pulling" not in out.getvalue()
             with open(os.path.join(ctx, "Dockerfile"), "w") as f:
                 f.write(f"FROM {registry.host}/library/nothere:1\n")
-            assert run_cli(empty.store, empty.builder.root, [ctx], stdout=out, stderr=err) == 1
+            assert run_cli(empty.store, empty.builder.root, parse_cli([ctx]), stdout=out, stderr=err) == 1
             assert f"FROM {registry.host}/library/nothere:1: pull failed" in err.getvalue()
         finally:
             empty.store.close()

@@ -259,7 +259,12 @@ def test_inits_come_from_the_zygote_which_is_replaced_if_it_dies(restartable: Ca
     pid = int(_out(d.docker("inspect", "-f", "{{.State.Pid}}", cid)))
     assert pid in _children(supervisor)  # cloned by the zygote, the supervisor's child (it reaps it)
     assert _out(d.docker("exec", cid, "cat", "/sys/class/net/lo/operstate")) in ("unknown", "up")
+    # an exec comes from the zygote too (a helper joins the namespaces): confined as the init
+    probe = "grep -E '^(Seccomp|CapBnd):' /proc/{0}/status; cat /proc/{0}/cgroup"
+    confined = _out(d.docker("exec", cid, "sh", "-c", probe.format("self")))
+    assert confined == _out(d.docker("exec", cid, "sh", "-c", probe.format(1))) and "Seccomp:\t2" in confined
     os.kill(zygote, signal.SIGKILL)
+    assert _out(d.docker("exec", cid, "echo", "after")) == "after"  # a fresh bootstrap, or a new zygote
     assert _out(d.docker("run", "--rm", "busybox", "echo", "after")) == "after"
     deadline = time.monotonic() + 10
     while _zygote_of(supervisor) in (None, zygote):  # type: ignore[arg-type]

@@ -7,7 +7,7 @@ from tests.caisd import Caisd
 
 def test_user_without_capabilities_runs_and_execs(daemon: Caisd) -> None:
     flags = ("--user", "65534", "--cap-drop", "ALL")
-    expected = b"uid=65534(nobody) gid=65534(nogroup)\n"
+    expected = b"uid=65534(nobody) gid=65534(nogroup) groups=65534(nogroup)\n"  # as dockerd
     assert daemon.cais("run", "--rm", *flags, "busybox", "id").stdout == expected
     assert daemon.docker("run", "--rm", *flags, "busybox", "id").stdout == expected
     assert daemon.docker("run", "--rm", *flags, "--security-opt", "no-new-privileges", "busybox",

@@ -62,7 +62,7 @@ def test_zygote_creates_children_of_the_caller(rt: Runtime) -> None:
             words = read(out_path).split()
             assert words[0] == "pid=1" and set(words[1:]) == {"0", "1", "2"}, words
             runtime.delete(cid, root=rt.root)
-        # joining a namespace by path falls back to a fresh bootstrap
+        # joining a namespace by path: a helper cloned from the zygote joins it
         b = rt.bundle("hostname")
         b.config["linux"]["namespaces"] = [n if n["type"] != "uts" else
                                            {"type": "uts", "path": f"/proc/{os.getpid()}/ns/uts"}

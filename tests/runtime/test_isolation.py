@@ -175,7 +175,7 @@ def test_failing_hook_fails_create_cleanly(rt: Runtime) -> None:
         (lambda c: c.pop("root"), "root.path missing"),
         (lambda c: c["process"].update(args=[]), "process.args"),
         (lambda c: c["linux"]["namespaces"].append({"type": "bogus"}), "unknown namespace"),
-        (lambda c: c["process"].update(args=["/no/such/binary"]), "no such executable"),
+        (lambda c: c["process"].update(args=["/no/such/binary"]), "stat /no/such/binary: no such file or directory"),
         (lambda c: c["mounts"].append({"destination": "relative"}), "not absolute"),
         (
             lambda c: c["process"].update(rlimits=[{"type": "RLIMIT_BOGUS", "soft": 1, "hard": 1}]),

@@ -177,7 +177,7 @@ def test_devices_option(daemon: Caisd) -> None:
 @pytest.mark.parametrize(("opts", "message"), [
     (["--cap-add", "CAP_NOPE"], b"unknown capability"),
     (["--device", "/nonexistent/cais-se"], b"error gathering device information"),
-    (["--user", "1000", "--group-add", "no-such-group"], b"unable to find group"),
+    (["--user", "1000", "--group-add", "no-such-group"], b"Unable to find group"),  # dockerd's capital
 ])
 def test_bad_values_are_clear_errors(daemon: Caisd, opts: list[str], message: bytes) -> None:
     result = run(daemon, *opts, "busybox", "true", check=False)

@@ -249,6 +249,29 @@ def test_userns_host_opts_out(remapped: Caisd) -> None:
         remapped.docker("rm", "-f", cid, check=False)
 
 
+def test_namespace_modes_under_remap(remapped: Caisd, remap_user: tuple[int, int]) -> None:
+    """As dockerd: the host's PID or IPC namespace only with --userns=host; a container's PID
+    namespace is joined with its user namespace."""
+    for flag in ("--pid", "--ipc"):
+        err = remapped.docker("create", flag, "host", "busybox", "true", check=False).stderr.decode()
+        assert f"cannot share the host {flag[2:].upper()} namespace when user namespaces are enabled" in err
+    cid = remapped.docker("create", "--pid", "host", "--userns=host", "busybox", "true").stdout.decode().strip()
+    remapped.docker("rm", cid)
+    donor = remapped.docker("run", "-d", "busybox", "sleep", "60").stdout.decode().strip()
+    try:
+        run = remapped.docker("run", "-d", "--pid", f"container:{donor}", "busybox", "sleep", "61", check=False)
+        assert run.returncode == 0, run.stderr.decode()
+        joiner = run.stdout.decode().strip()
+        pids = [int(remapped.docker("inspect", "-f", "{{.State.Pid}}", c).stdout) for c in (donor, joiner)]
+        for kind in ("pid", "user"):
+            assert os.readlink(f"/proc/{pids[0]}/ns/{kind}") == os.readlink(f"/proc/{pids[1]}/ns/{kind}")
+        assert _status_ids(pids[1]) == remap_user
+        ps = remapped.docker("exec", joiner, "ps", "-o", "args").stdout.decode()
+        assert "sleep 60" in ps and "sleep 61" in ps
+    finally:
+        remapped.docker("rm", "-f", donor, *(c for c in [locals().get("joiner")] if c), check=False)
+
+
 def _caisd_error(*flags: str, config: dict | None = None) -> str:
     root = tempfile.mkdtemp(prefix="cais-se-remapbad-", dir="/tmp")
     try:

@@ -96,14 +96,26 @@ def cmd_create(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
 def cmd_run(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
     opts, body, cid = _create(ctx, args, "run")
     if opts.detach:
-        _api(ctx, "POST", f"/containers/{cid}/start")
-        print(cid)
+        print(cid, flush=True)  # printed before the start, as docker does
+        try:
+            ctx.client.call("POST", f"/containers/{cid}/start")
+        except ApiError as e:
+            raise CliError(f"Error response from daemon: {e}", start_error_status(str(e))) from None
         return 0
     return _run_attached(ctx, cid, tty=opts.tty, stdin=opts.interactive, auto_remove=opts.rm,
-                         detach_keys=opts.detach_keys)
+                         detach_keys=opts.detach_keys, start_status=start_error_status)
 
 
-def _run_attached(ctx, cid: str, *, tty: bool, stdin: bool, auto_remove: bool, detach_keys: str | None) -> int:  # type: ignore[no-untyped-def]
+def start_error_status(message: str) -> int:
+    """The docker CLI's exit code for a `run` whose container cannot start, read from the daemon's
+    words (runStartContainerErr): 127 not found, 126 not executable, else 125."""
+    if any(s in message for s in ("executable file not found", "no such file or directory")):
+        return 127
+    return 126 if "permission denied" in message else 125
+
+
+def _run_attached(ctx, cid: str, *, tty: bool, stdin: bool, auto_remove: bool, detach_keys: str | None,  # type: ignore[no-untyped-def]
+                  start_status=lambda message: 1) -> int:
     """docker's sequence (attach, wait, then start, so that no output and no exit is missed), with
     the attach and wait requests sent together and the wait's answer read once the output ended."""
     from cais.cli import streams
@@ -131,7 +143,7 @@ def _run_attached(ctx, cid: str, *, tty: bool, stdin: bool, auto_remove: bool, d
         waiting.close()
         if auto_remove:
             _quietly(client.call, "DELETE", f"/containers/{cid}", {"force": 1})
-        raise CliError(f"Error response from daemon: {e}", 125 if e.status < 500 else 126) from None
+        raise CliError(f"Error response from daemon: {e}", start_status(str(e))) from None
     with streams.raw_terminal(tty and stdin):
         if tty:
             streams.watch_resize(lambda h, w: _quiet_resize(ctx, f"/containers/{cid}/resize", h, w))
@@ -432,7 +444,7 @@ def cmd_top(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
     opts = p.parse_args(args)
     result = _api(ctx, "GET", f"/containers/{opts.container}/top",
                   {"ps_args": " ".join(opts.ps_args) if opts.ps_args else None})
-    sys.stdout.write(fmt.table(result["Processes"], result["Titles"]))
+    sys.stdout.write(fmt.table(result["Processes"], result["Titles"], min_width=20))  # docker top's tabwriter
     return 0
 
 

@@ -293,22 +293,86 @@ def cmd_commit(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
     return 0
 
 
-def cmd_build(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
-    """docker build's flags (parsed by cais.image.build.service); the context goes as a tar."""
-    from cais.image.build.context import ContextError
-    from cais.image.build.service import RequestError, context_tar, parse_cli
+_BUILD_FLAGS = (  # docker build's (legacy builder), with its help; --progress is BuildKit's
+    (("--add-host",), "append", None, 'Add a custom host-to-IP mapping ("host:ip")'),
+    (("--build-arg",), "append", None, "Set build-time variables"),
+    (("--cache-from",), "append", "strings", "Images to consider as cache sources"),
+    (("--cgroup-parent",), None, None, 'Set the parent cgroup for the "RUN" instructions during build'),
+    (("--compress",), "store_true", None, "Compress the build context using gzip"),
+    (("--cpu-period",), None, int, "Limit the CPU CFS (Completely Fair Scheduler) period"),
+    (("--cpu-quota",), None, int, "Limit the CPU CFS (Completely Fair Scheduler) quota"),
+    (("-c", "--cpu-shares"), None, int, "CPU shares (relative weight)"),
+    (("--cpuset-cpus",), None, None, "CPUs in which to allow execution (0-3, 0,1)"),
+    (("--cpuset-mems",), None, None, "MEMs in which to allow execution (0-3, 0,1)"),
+    (("--disable-content-trust",), "store_true", None, "Skip image verification (default true)"),
+    (("-f", "--file"), None, None, 'Name of the Dockerfile (Default is "PATH/Dockerfile")'),
+    (("--force-rm",), "store_true", None, "Always remove intermediate containers"),
+    (("--iidfile",), None, None, "Write the image ID to the file"),
+    (("--isolation",), None, None, "Container isolation technology"),
+    (("--label",), "append", None, "Set metadata for an image"),
+    (("-m", "--memory"), None, "size", "Memory limit"),
+    (("--memory-swap",), None, "size", "Swap limit equal to memory plus swap: -1 to enable unlimited swap"),
+    (("--network",), None, None, 'Set the networking mode for the RUN instructions during build (default "default")'),
+    (("--no-cache",), "store_true", None, "Do not use cache when building the image"),
+    (("--platform",), None, None, "Set platform if server is multi-platform capable"),
+    (("--progress",), None, None, 'Set type of progress output ("auto", "plain", "tty") (default "auto")'),
+    (("--pull",), "store_true", None, "Always attempt to pull a newer version of the image"),
+    (("-q", "--quiet"), "store_true", None, "Suppress the build output and print image ID on success"),
+    (("--rm",), "store_true", None, "Remove intermediate containers after a successful build (default true)"),
+    (("--security-opt",), "append", "strings", "Security options"),
+    (("--shm-size",), None, "size", 'Size of "/dev/shm"'),
+    (("--squash",), "store_true", None, "Squash newly built layers into a single new layer"),
+    (("-t", "--tag"), "append", None, 'Name and optionally a tag in the "name:tag" format'),
+    (("--target",), None, None, "Set the target build stage to build."),
+    (("--ulimit",), "append", "ulimit", "Ulimit options (default [])"),
+)
+
+
+def parse_build(args: list[str], environ: dict | None = None):  # type: ignore[no-untyped-def]
+    """`cais build`'s flags, docker's (forms, errors, exit statuses: cais.cli.args), into a request."""
+    from cais.cli.args import size
+    from cais.image.build.service import RequestError, cli_request
+    p = Parser("build", "[OPTIONS] PATH | URL | -", "Build an image from a Dockerfile")
+    for names, action, kind, text in _BUILD_FLAGS:
+        metavar = kind if isinstance(kind, str) and kind != "size" else None
+        p.add_argument(*names, action=action, default=[] if action == "append" else None, help=text,
+                       type=size if kind == "size" else kind if callable(kind) else None, metavar=metavar)
+    p.add_argument("context")
+    opts = p.parse_args(args)
+    if opts.progress not in (None, "auto", "plain", "tty"):
+        p.error(f'invalid argument "{opts.progress}" for "--progress" flag: must be one of "auto", "plain" or "tty"')
     try:
-        req = parse_cli(args)
+        return opts, cli_request(opts.context, tags=opts.tag, file=opts.file, build_args=opts.build_arg,
+                                 labels=opts.label, target=opts.target, no_cache=opts.no_cache,
+                                 cache_from=opts.cache_from, network=opts.network or "default", iidfile=opts.iidfile,
+                                 quiet=opts.quiet, progress=opts.progress or "auto", pull=opts.pull, environ=environ)
+    except RequestError as e:
+        raise CliError(f"cais build: {e}", 125) from None
+
+
+def cmd_build(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
+    """docker build: the context goes as a tar, the flags as docker's query."""
+    from cais.cli.runopts import _ulimits
+    from cais.image.build.context import ContextError
+    from cais.image.build.service import context_tar
+    opts, req = parse_build(args)
+    try:
         if req.context == "-":
             body, dockerfile = sys.stdin.buffer.read(), None
         else:
             body, dockerfile = context_tar(req.context, req.dockerfile, sys.stdin.buffer)
-    except (RequestError, ContextError) as e:
+    except ContextError as e:
         raise CliError(str(e)) from None
     o = req.options
     params = {"t": o.tags, "dockerfile": dockerfile, "nocache": o.no_cache, "q": req.quiet, "target": o.target,
               "buildargs": o.build_args or None, "labels": o.labels or None, "cachefrom": json.dumps(o.cache_from) if o.cache_from else None,
-              "networkmode": o.network if o.network != "default" else None, "pull": o.pull}
+              "networkmode": o.network if o.network != "default" else None, "pull": o.pull,
+              "forcerm": opts.force_rm or None, "memory": opts.memory, "memswap": opts.memory_swap,
+              "cpushares": opts.cpu_shares, "cpusetcpus": opts.cpuset_cpus, "cpusetmems": opts.cpuset_mems,
+              "cpuperiod": opts.cpu_period, "cpuquota": opts.cpu_quota, "shmsize": opts.shm_size,
+              "cgroupparent": opts.cgroup_parent, "isolation": opts.isolation, "platform": opts.platform,
+              "squash": opts.squash or None, "extrahosts": ",".join(opts.add_host) or None,
+              "ulimits": json.dumps(_ulimits(opts.ulimit)) if opts.ulimit else None}
     image_id = None
 
     def watch(messages):  # type: ignore[no-untyped-def]

@@ -4,7 +4,6 @@ way `cais build` / `docker build` take them or the way docker's `POST /build` en
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import queue
@@ -86,16 +85,11 @@ def registry_puller(store: Any) -> Any:
     return pull
 
 
-def run_cli(store: Any, root: str, argv: Sequence[str], *, stdin: BinaryIO | None = None,
+def run_cli(store: Any, root: str, request: BuildRequest, *, stdin: BinaryIO | None = None,
             stdout: TextIO | None = None, stderr: TextIO | None = None, runtime: str | None = None) -> int:
     """`cais build` without a daemon: build in-process, show progress, return the exit status."""
     stdout = stdout or sys.stdout
     stderr = stderr or sys.stderr
-    try:
-        request = parse_cli(argv)
-    except RequestError as e:
-        print(f"ERROR: {e}", file=stderr)
-        return 1
     tty = request.progress == "tty" or (request.progress == "auto" and stderr.isatty())
     render = PlainRenderer(stdout, quiet=request.quiet) if request.quiet or not tty else TtyRenderer(stderr)
     try:
@@ -167,39 +161,22 @@ def _key_values(items: Sequence[str], what: str, environ: Mapping[str, str] | No
     return out
 
 
-def parse_cli(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> BuildRequest:
-    """`cais build [OPTIONS] PATH | URL | -` with docker's flags."""
-    p = argparse.ArgumentParser(prog="cais build", description="Build an image from a Dockerfile",
-                                exit_on_error=False)
-    p.add_argument("context")
-    p.add_argument("-t", "--tag", action="append", default=[])
-    p.add_argument("-f", "--file")
-    p.add_argument("--build-arg", action="append", default=[])
-    p.add_argument("--label", action="append", default=[])
-    p.add_argument("--target")
-    p.add_argument("--no-cache", action="store_true")
-    p.add_argument("--cache-from", action="append", default=[])
-    p.add_argument("--network", default="default")
-    p.add_argument("--iidfile")
-    p.add_argument("-q", "--quiet", action="store_true")
-    p.add_argument("--progress", choices=("auto", "plain", "tty"), default="auto")
-    p.add_argument("--pull", action="store_true")
-    p.add_argument("--rm", action="store_true", default=True)
-    p.add_argument("--force-rm", action="store_true")
-    try:
-        ns = p.parse_args(list(argv))
-    except (argparse.ArgumentError, SystemExit) as e:
-        raise RequestError(f"cais build: {e}") from None
+def cli_request(context: str, *, tags: Sequence[str] = (), file: str | None = None, build_args: Sequence[str] = (),
+                labels: Sequence[str] = (), target: str | None = None, no_cache: bool = False,
+                cache_from: Sequence[str] = (), network: str = "default", iidfile: str | None = None,
+                quiet: bool = False, progress: str = "auto", pull: bool = False,
+                environ: Mapping[str, str] | None = None) -> BuildRequest:
+    """The request of `cais build [OPTIONS] PATH | URL | -`, from the flags the CLI parsed."""
     environ = os.environ if environ is None else environ
-    dockerfile = ns.file
-    if dockerfile and dockerfile != "-" and ns.context != "-" and os.path.isdir(ns.context):
+    dockerfile = file
+    if dockerfile and dockerfile != "-" and context != "-" and os.path.isdir(context):
         dockerfile = os.path.abspath(dockerfile)  # -f is relative to the current directory, as docker's
     epoch = environ.get("SOURCE_DATE_EPOCH")
-    options = BuildOptions(tags=ns.tag, build_args=_key_values(ns.build_arg, "--build-arg", environ),
-                           target=ns.target, no_cache=ns.no_cache, cache_from=ns.cache_from,
-                           labels=_key_values(ns.label, "--label"), network=ns.network,
-                           source_date_epoch=_epoch(epoch), pull=ns.pull)
-    return BuildRequest(options, ns.context, dockerfile, ns.iidfile, ns.quiet, ns.progress)
+    options = BuildOptions(tags=list(tags), build_args=_key_values(build_args, "--build-arg", environ),
+                           target=target, no_cache=no_cache, cache_from=list(cache_from),
+                           labels=_key_values(labels, "--label"), network=network,
+                           source_date_epoch=_epoch(epoch), pull=pull)
+    return BuildRequest(options, context, dockerfile, iidfile, quiet, progress)
 
 
 def _epoch(value: str | None) -> int | None:
@@ -303,5 +280,5 @@ def parse_query(query: Mapping[str, Any], tags: Sequence[str] = ()) -> BuildRequ
     return BuildRequest(options, "-", query.get("dockerfile") or None, quiet=_truthy(query.get("q", "")))
 
 
-__all__ = ["BuildError", "BuildRequest", "Event", "RequestError", "api_build", "build_image", "parse_cli", "parse_query",
+__all__ = ["BuildError", "BuildRequest", "Event", "RequestError", "api_build", "build_image", "cli_request", "parse_query",
            "run_cli"]

@@ -108,7 +108,8 @@ def _create(boot: launch.Bootstrap, container_id: str, bundle: str, root: str, c
             # the cgroup namespace is made by the init once it is in its cgroup: that is its root
             "clone_flags": clone_flags & ~CLONE_NEWCGROUP, "joins": joins,
             "seccomp": bool(config.get("linux", {}).get("seccomp")),
-            "new_userns": bool(clone_flags & CLONE_NEWUSER),
+            # root of its user namespace, made or joined by path (as runc's nsexec, for both)
+            "new_userns": bool(clone_flags & CLONE_NEWUSER) or any(kind == "user" for kind, _ in joins),
             "new_uts": bool(clone_flags & CLONE_NEWUTS) or any(k == "uts" for k, _ in joins),
             "new_cgroupns": bool(clone_flags & CLONE_NEWCGROUP),
             "runtime_hooks": any(config.get("hooks", {}).get(k) for k in ("prestart", "createRuntime")),
