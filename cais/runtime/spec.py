@@ -83,7 +83,7 @@ def validate(config: Any) -> None:
                   f"{key}: each mapping needs integer containerID, hostID and size")
     if linux.get("uidMappings") or linux.get("gidMappings"):
         _need("user" in types, "uid/gid mappings need a user namespace")
-    _validate_sysctls(linux.get("sysctl") or {}, types)
+    _validate_sysctls({} if linux.get("sysctl") is None else linux["sysctl"], types)
     _need(isinstance(config.get("hooks", {}), dict), "hooks must be an object")
     for name, hooks in config.get("hooks", {}).items():
         _need(name in HOOK_NAMES, f"unknown hook {name!r}")
