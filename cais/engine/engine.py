@@ -516,10 +516,13 @@ class Engine:
 
     def _signal(self, record: dict, sig: int, all: bool = False) -> None:
         from cais import runtime
+        from cais.runtime.errors import ContainerNotFound
         try:
             runtime.kill(record["Id"], sig, root=self.runtime_root, all=all)
         except Exception as e:
             pid = record["State"].get("Pid")
+            if not pid and isinstance(e, ContainerNotFound):
+                return  # as dockerd: gone between the check and the signal, its exit is being recorded
             if not pid:
                 raise EngineError(f"cannot kill container {record['Id']}: {e}") from e
             with contextlib.suppress(ProcessLookupError):
