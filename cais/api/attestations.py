@@ -24,7 +24,7 @@ async def attestations(request: web.Request) -> web.Response:
     for text in platforms:
         try:
             value = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):
             value = None
         if not isinstance(value, dict):
             raise InvalidParameter(f"invalid platform: {text!r}")

@@ -10,6 +10,7 @@ import threading
 
 from aiohttp import web
 
+from cais.api import schema
 from cais.api.errors import BadRequest, json_reply, read_json
 from cais.api.hijack import hijack
 from cais.api.routing import qbool, qfilters, qint, qstr, route
@@ -29,7 +30,7 @@ def _no_content() -> web.Response:
 
 @route("POST", "/containers/create")
 async def create(request: web.Request) -> web.Response:
-    body = await read_json(request, required=True)
+    body = schema.check(await read_json(request, required=True), schema.CONTAINER_CREATE)
     name = qstr(request, "name") or None
     result = await asyncio.to_thread(_engine(request).create, body, name)
     return json_reply(result, status=201)
@@ -104,7 +105,7 @@ async def rename(request: web.Request) -> web.Response:
 
 @route("POST", "/containers/{id}/update")
 async def update(request: web.Request) -> web.Response:
-    body = await read_json(request)
+    body = schema.check(await read_json(request), schema.CONTAINER_UPDATE)
     return json_reply(await asyncio.to_thread(_engine(request).update, request.match_info["id"], body))
 
 

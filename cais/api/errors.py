@@ -61,7 +61,7 @@ async def read_json(request: web.Request, *, required: bool = False) -> dict:
         return {}
     try:
         value = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as e:
+    except (ValueError, RecursionError) as e:  # RecursionError: [[[[… nested too deep
         raise BadRequest(f"invalid JSON: {e}") from None
     if value is None:
         return {}

@@ -6,6 +6,7 @@ import asyncio
 
 from aiohttp import web
 
+from cais.api import schema
 from cais.api.errors import BadRequest, json_reply, read_json
 from cais.api.hijack import hijack
 from cais.api.routing import qint, route
@@ -16,7 +17,7 @@ from cais.engine.frames import STDOUT, frame
 
 @route("POST", "/containers/{id}/exec")
 async def create(request: web.Request) -> web.Response:
-    body = await read_json(request, required=True)
+    body = schema.check(await read_json(request, required=True), schema.EXEC_CREATE)
     result = await asyncio.to_thread(request.app["engine"].exec_create, request.match_info["id"], body)
     return json_reply(result, status=201)
 
@@ -24,7 +25,7 @@ async def create(request: web.Request) -> web.Response:
 @route("POST", "/exec/{id}/start")
 async def start(request: web.Request) -> web.StreamResponse:
     engine = request.app["engine"]
-    body = await read_json(request)
+    body = schema.check(await read_json(request), schema.EXEC_START)
     exec_id = request.match_info["id"]
     detach = bool(body.get("Detach"))
     ex = engine.exec_inspect(exec_id)

@@ -27,7 +27,7 @@ def _auth(request: web.Request) -> dict:
         padded = header + "=" * (-len(header) % 4)
         value = json.loads(base64.urlsafe_b64decode(padded))
         return value if isinstance(value, dict) else {}
-    except ValueError:
+    except (ValueError, RecursionError):
         return {}
 
 
@@ -153,8 +153,9 @@ async def search(request: web.Request) -> web.Response:
 
 @route("POST", "/commit")
 async def commit(request: web.Request) -> web.Response:
+    from cais.api import schema
     from cais.api.errors import read_json
-    body = await read_json(request)
+    body = schema.check(await read_json(request), schema.COMMIT)
     container = qstr(request, "container")
     if not container:
         raise BadRequest("container is required")

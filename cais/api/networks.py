@@ -7,6 +7,7 @@ import asyncio
 
 from aiohttp import web
 
+from cais.api import schema
 from cais.api.errors import json_reply, read_json
 from cais.api.routing import qfilters, route
 from cais.engine.errors import InvalidParameter
@@ -28,7 +29,7 @@ async def inspect_network(request: web.Request) -> web.Response:
 
 @route("POST", "/networks/create")
 async def create_network(request: web.Request) -> web.Response:
-    body = await read_json(request)
+    body = schema.check(await read_json(request), schema.NETWORK_CREATE)
     return json_reply(await asyncio.to_thread(_networks(request).create, body), status=201)
 
 
@@ -51,7 +52,7 @@ def _container(body: object) -> str:
 
 @route("POST", "/networks/{id}/connect")
 async def connect_network(request: web.Request) -> web.Response:
-    body = await read_json(request)
+    body = schema.check(await read_json(request), schema.NETWORK_CONNECT)
     config = body.get("EndpointConfig") if isinstance(body, dict) else None
     if config is not None and not isinstance(config, dict):
         raise InvalidParameter("invalid EndpointConfig: expected an object")
@@ -61,7 +62,7 @@ async def connect_network(request: web.Request) -> web.Response:
 
 @route("POST", "/networks/{id}/disconnect")
 async def disconnect_network(request: web.Request) -> web.Response:
-    body = await read_json(request)
+    body = schema.check(await read_json(request), schema.NETWORK_DISCONNECT)
     await asyncio.to_thread(_networks(request).disconnect, request.match_info["id"], _container(body),
                             bool(body.get("Force")))
     return web.Response(status=200)

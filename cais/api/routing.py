@@ -70,7 +70,7 @@ def qfilters(request: web.Request) -> dict[str, list[str]]:
         return {}
     try:
         value = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise BadRequest(f"invalid filters: {raw!r}") from None
     if not isinstance(value, dict):
         raise BadRequest("invalid filters: expected an object")

@@ -2,16 +2,34 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import ssl
 from dataclasses import dataclass
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from cais.api import routing
 from cais.api.errors import error_middleware
 
 MAX_BODY = 16 * 1024 * 1024  # JSON bodies; tarballs (load, import, archive, build) are streamed
+
+
+class _ClientFaults(logging.Filter):
+    """A malformed HTTP request or a client gone mid-answer is the client's doing (aiohttp answers the
+    former 400): one line in the daemon's log, not a traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, (HttpProcessingError, ConnectionError)):
+            record.msg, record.args = "%s: %s", (record.getMessage(), " ".join(str(exc).split()) or type(exc).__name__)
+            record.exc_info = record.exc_text = None
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
+
+
+_CLIENT_FAULTS = _ClientFaults()
 
 
 @dataclass
@@ -56,6 +74,7 @@ def tls_context(cacert: str, cert: str, key: str) -> ssl.SSLContext:
 
 
 async def start_listeners(app: web.Application, listeners: list[Listener], *, socket_group: int | None) -> web.AppRunner:
+    logging.getLogger("aiohttp.server").addFilter(_CLIENT_FAULTS)
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2)
     await runner.setup()
     for listener in listeners:

@@ -13,7 +13,7 @@ import time
 from aiohttp import web
 
 from cais import __version__
-from cais.api import versions
+from cais.api import schema, versions
 from cais.api.errors import json_reply, read_json
 from cais.api.routing import qfilters, qstr, route
 from cais.api.streams import client_gone
@@ -103,7 +103,7 @@ async def df(request: web.Request) -> web.Response:
 
 @route("POST", "/auth")
 async def auth(request: web.Request) -> web.Response:
-    body = await read_json(request)
+    body = schema.check(await read_json(request), schema.AUTH)
     engine = request.app["engine"]
     return json_reply(await asyncio.to_thread(engine.images.login, body))
 

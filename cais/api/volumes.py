@@ -6,7 +6,7 @@ import asyncio
 
 from aiohttp import web
 
-from cais.api import versions
+from cais.api import schema, versions
 from cais.api.errors import json_reply, read_json
 from cais.api.routing import api_version, qbool, qfilters, route
 
@@ -22,7 +22,7 @@ async def list_volumes(request: web.Request) -> web.Response:
 
 @route("POST", "/volumes/create")
 async def create_volume(request: web.Request) -> web.Response:
-    body = await read_json(request)
+    body = schema.check(await read_json(request), schema.VOLUME_CREATE)
     return json_reply(await asyncio.to_thread(_volumes(request).create, body), status=201)
 
 

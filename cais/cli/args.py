@@ -231,6 +231,25 @@ _SIZE_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**
 _DURATION_UNITS = {"ns": 1, "us": 1e3, "µs": 1e3, "ms": 1e6, "s": 1e9, "m": 60e9, "h": 3600e9}
 
 
+def filter_arg(text: str) -> str:
+    """A --filter value: name=value, refused before the daemon is asked (docker's exit status 125)."""
+    if "=" not in text:
+        raise ArgumentTypeError("bad format of filter (expected name=value)")
+    return text
+
+
+_SYSCTLS = {"kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall", "kernel.shmmax",
+            "kernel.shmmni", "kernel.shm_rmid_forced"}
+
+
+def sysctl_arg(text: str) -> str:
+    """A --sysctl the docker client lets through: namespaced ones only (IPC's, net.*, fs.mqueue.*)."""
+    name, eq, _ = text.partition("=")
+    if not eq or (name not in _SYSCTLS and not name.startswith(("net.", "fs.mqueue."))):
+        raise ArgumentTypeError(f"sysctl '{text}' is not allowed")
+    return text
+
+
 def size(text: str) -> int:
     """docker's sizes: 512, 64k, 1.5g, 100MB, 2GiB (binary units)."""
     value = text.strip().lower()

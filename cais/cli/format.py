@@ -10,11 +10,19 @@ import json
 import re
 import sys
 
+from cais.cli.main import CliError
+
 _ACTION = r"{{-?\s*(.*?)\s*-?}}"  # compiled (and cached by re) when a template is used
 
 
-class FormatError(Exception):
-    pass
+class FormatError(CliError):
+    """A template docker would refuse: one line, exit status 1."""
+
+
+def check(template: str) -> None:
+    """Refuse a template that does not parse (before any item is printed, as docker)."""
+    if "{{" in re.sub(_ACTION, "", template):
+        raise FormatError("template parsing error: template: :1: unclosed action")
 
 
 def _lookup(obj: object, path: str) -> object:
@@ -70,6 +78,7 @@ def _eval(expr: str, obj: object) -> str:
 
 
 def render(template: str, obj: object) -> str:
+    check(template)
     template = template.replace("\\t", "\t").replace("\\n", "\n")
     return re.sub(_ACTION, lambda m: _eval(m.group(1), obj), template)
 
@@ -100,6 +109,7 @@ def output(items: list[dict], fmt: str | None, default_columns: list[tuple[str, 
     if not fmt or fmt == "table":
         out.write(table(rows or [], [h for h, _ in default_columns]))
         return
+    check(fmt)
     if fmt.startswith("table"):
         body = fmt[len("table"):].strip()
         header_template = re.sub(_ACTION, lambda m: _header(m.group(1)), body.replace("\\t", "\t"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from cais.cli import mountopts
-from cais.cli.args import Parser, cpus, duration_ns, size
+from cais.cli.args import Parser, cpus, duration_ns, size, sysctl_arg
 from cais.cli.main import CliError
 
 
@@ -65,7 +65,7 @@ def add_container_flags(p: Parser) -> None:
     a("--uts", default="", help="UTS namespace to use")
     a("--cgroupns", default="", help="Cgroup namespace to use (host|private)")
     a("--shm-size", type=size, help="Size of /dev/shm")
-    a("--sysctl", action="append", default=[], metavar="map", help="Sysctl options")
+    a("--sysctl", action="append", default=[], metavar="map", type=sysctl_arg, help="Sysctl options")
     a("--init", action="store_true", help="Run an init inside the container that forwards signals and reaps "
       "processes")
     a("--restart", default="no", help="Restart policy to apply when a container exits (default \"no\")")

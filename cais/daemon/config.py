@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from dataclasses import dataclass, field
+from typing import NoReturn
 
 from cais.engine.daemonjson import DEFAULT_CONFIG
 
@@ -30,6 +32,37 @@ IGNORED_FILE_KEYS = {"live-restore", "default-ulimits", "features", "experimenta
 
 class ConfigError(Exception):
     pass
+
+
+# the Go type of each daemon.json key caisd reads (the rest are strings): a value of another type is refused
+# as dockerd refuses it, before anything starts
+_BOOL_KEYS = {"debug", "tls", "tlsverify", "insecure-tcp", "ipv6"}
+_LIST_KEYS = {"hosts", "dns"}
+_INT_KEYS = {"mtu"}
+
+
+def _check_type(path: str, key: str, value: object) -> None:
+    if value is None:
+        return
+    if key in _BOOL_KEYS:
+        ok, gotype = isinstance(value, bool), "bool"
+    elif key in _LIST_KEYS:
+        ok, gotype = isinstance(value, list) and all(isinstance(v, str) for v in value), "[]string"
+    elif key in _INT_KEYS:
+        ok, gotype = isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**31, "int"
+    else:
+        ok, gotype = isinstance(value, str), "string"
+    if not ok:
+        number = f"number {value}" if key in _INT_KEYS else "number"
+        kind = {bool: "bool", str: "string", list: "array", dict: "object"}.get(type(value), number)
+        raise ConfigError(f"unable to configure the daemon with file {path}: json: cannot unmarshal {kind} into "
+                          f"Go struct field Config.{key} of type {gotype}")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:  # dockerd's wording and exit status, not argparse's usage dump
+        sys.stderr.write(f"caisd: {message}\nSee 'caisd --help'.\n")
+        sys.exit(1)
 
 
 @dataclass
@@ -67,7 +100,7 @@ class Settings:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="caisd", description="The cais daemon: the Docker Engine API over cais.")
+    p = _Parser(prog="caisd", description="The cais daemon: the Docker Engine API over cais.")
     p.add_argument("-H", "--host", action="append", dest="hosts", metavar="HOST",
                    help="socket to listen on: unix:///path or tcp://addr:port (repeatable)")
     p.add_argument("--data-root", help="root of persistent state (default /var/lib/cais)")
@@ -131,6 +164,7 @@ def load(argv: list[str] | None = None) -> tuple[Settings, argparse.Namespace]:
             if key not in IGNORED_FILE_KEYS:
                 raise ConfigError(f"the following directives don't match any configuration option: {key}")
             continue
+        _check_type(args.config_file, key, value)
         flag_value = getattr(args, attr, None)
         if flag_value not in (None, False, []):
             conflicts.append(f"{key}: (from flag: {flag_value}, from file: {value})")

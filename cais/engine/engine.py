@@ -517,10 +517,13 @@ class Engine:
 
     def _signal(self, record: dict, sig: int, all: bool = False) -> None:
         from cais import runtime
+        from cais.runtime.errors import ContainerNotFound
         try:
             runtime.kill(record["Id"], sig, root=self.runtime_root, all=all)
         except Exception as e:
             pid = record["State"].get("Pid")
+            if not pid and isinstance(e, ContainerNotFound):
+                return  # as dockerd: gone between the check and the signal, its exit is being recorded
             if not pid:
                 raise EngineError(f"cannot kill container {record['Id']}: {e}") from e
             with contextlib.suppress(ProcessLookupError):
@@ -534,7 +537,7 @@ class Engine:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return False
-                self.cond.wait(remaining if remaining is not None else 1.0)
+                self.cond.wait(min(remaining, 3600.0) if remaining is not None else 1.0)  # huge t: no overflow
         return True
 
     def stop(self, ref: str, timeout: int | None = None, signal: str | None = None) -> None:
@@ -726,8 +729,15 @@ class Engine:
                                        "container")
             host["RestartPolicy"] = policy
         if record["State"]["Running"] and changes:
+            from cais.runtime.cgroups import resources as cgroup_resources
+            from cais.runtime.cgroups.errors import CgroupError
+            resources = spec.resources(host)
+            try:  # values out of range are the client's: 400 (the kernel refusing one stays docker's 500)
+                cgroup_resources.validate(resources)
+            except CgroupError as e:
+                raise InvalidParameter(str(e)) from None
             try:
-                runtime.update(record["Id"], spec.resources(host), root=self.runtime_root)
+                runtime.update(record["Id"], resources, root=self.runtime_root)
             except Exception as e:
                 raise EngineError(f"Cannot update container {record['Id']}: {e}") from e
         with self.store.lock:
@@ -750,6 +760,8 @@ class Engine:
         if not record["State"]["Running"]:
             raise Conflict(f"Container {record['Id']} is not running")
         pids = set(self.pids(record))
+        if ps_args and "\0" in ps_args:
+            raise InvalidParameter("ps: invalid argument: NUL in ps_args")
         args = (ps_args or "-ef").split()
         out = subprocess.run(["ps", *args], capture_output=True, text=True, check=False)
         if out.returncode != 0:

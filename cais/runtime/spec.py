@@ -25,7 +25,7 @@ def load(bundle: str) -> dict[str, Any]:
         config = jsonfile.load(path)
     except FileNotFoundError:
         raise ConfigError(f"no config.json in bundle {bundle}") from None
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, RecursionError) as e:  # RecursionError: [[[[… nested too deep
         raise ConfigError(f"cannot read {path}: {e}") from None
     validate(config)
     root = config["root"]["path"]
@@ -55,23 +55,39 @@ def validate(config: Any) -> None:
     for m in mounts:
         _need(isinstance(m, dict) and isinstance(m.get("destination"), str), "each mount needs a destination")
         _need(os.path.isabs(m["destination"]), f"mount destination {m['destination']!r} is not absolute")
-        _need(isinstance(m.get("options", []), list), f"mount {m['destination']}: options must be a list")
+        _need(isinstance(m.get("options", []), list) and all(isinstance(o, str) for o in m.get("options", [])),
+              f"mount {m['destination']}: options must be a list")
+        _need(all(isinstance(m.get(k, ""), str) for k in ("source", "type")),
+              f"mount {m['destination']}: source and type must be strings")
+    _need(isinstance(config.get("hostname", ""), str), "hostname must be a string")
     linux = config.get("linux", {})
     _need(isinstance(linux, dict), "linux must be an object")
+    _need(isinstance(linux.get("namespaces", []), list), "linux.namespaces must be a list")
+    for key in ("resources", "seccomp"):
+        _need(isinstance(linux.get(key, {}), dict), f"linux.{key} must be an object")
+    _need(isinstance(linux.get("devices", []), list) and all(isinstance(d, dict) for d in linux.get("devices", [])),
+          "linux.devices must be a list of objects")
+    for key in ("maskedPaths", "readonlyPaths"):
+        _need(isinstance(linux.get(key, []), list) and all(isinstance(p, str) for p in linux.get(key, [])),
+              f"linux.{key} must be a list of paths")
+    _need(isinstance(linux.get("cgroupsPath", ""), str), "linux.cgroupsPath must be a string")
     for ns in linux.get("namespaces", []):
         _need(isinstance(ns, dict) and ns.get("type") in NAMESPACE_TYPES,
               f"unknown namespace {ns.get('type') if isinstance(ns, dict) else ns!r}")
     types = [ns["type"] for ns in linux.get("namespaces", [])]
     _need(len(types) == len(set(types)), "a namespace type is listed twice")
     for key in ("uidMappings", "gidMappings"):
+        _need(isinstance(linux.get(key, []), list), f"linux.{key} must be a list")
         for m in linux.get(key, []):
             _need(isinstance(m, dict) and all(isinstance(m.get(k), int) for k in ("containerID", "hostID", "size")),
                   f"{key}: each mapping needs integer containerID, hostID and size")
     if linux.get("uidMappings") or linux.get("gidMappings"):
         _need("user" in types, "uid/gid mappings need a user namespace")
-    _validate_sysctls(linux.get("sysctl") or {}, types)
+    _validate_sysctls({} if linux.get("sysctl") is None else linux["sysctl"], types)
+    _need(isinstance(config.get("hooks", {}), dict), "hooks must be an object")
     for name, hooks in config.get("hooks", {}).items():
         _need(name in HOOK_NAMES, f"unknown hook {name!r}")
+        _need(isinstance(hooks, list), f"hooks.{name} must be a list")
         for h in hooks:
             _need(isinstance(h, dict) and isinstance(h.get("path"), str) and os.path.isabs(h["path"]),
                   f"hook {name}: path must be absolute")
@@ -106,7 +122,8 @@ def validate_process(process: Any) -> None:
           "process.args must be a non-empty list of strings")
     _need(isinstance(process.get("cwd", "/"), str) and os.path.isabs(process.get("cwd", "/")),
           "process.cwd must be an absolute path")
-    _need(all(isinstance(e, str) and "=" in e for e in process.get("env", [])),
+    _need(isinstance(process.get("env", []), list) and all(isinstance(e, str) and "=" in e
+                                                           for e in process.get("env", [])),
           "process.env entries must be KEY=VALUE strings")
     caps = process.get("capabilities", {})
     _need(isinstance(caps, dict) and all(isinstance(v, list) and all(isinstance(c, str) for c in v)
@@ -114,6 +131,10 @@ def validate_process(process: Any) -> None:
           "process.capabilities: each set must be a list of names")
     _need(isinstance(process.get("rlimits", []), list) and all(isinstance(r, dict) for r in process.get("rlimits", [])),
           "process.rlimits must be a list of objects")
+    _need(all(isinstance(r.get("type"), str) and isinstance(r.get("hard"), int) and isinstance(r.get("soft"), int)
+              for r in process["rlimits"]) if "rlimits" in process else True,
+          "process.rlimits: each needs a type and integer hard and soft")
+    _need(isinstance(process.get("oomScoreAdj", 0), int), "process.oomScoreAdj must be an integer")
     user = process.get("user", {})
     _need(isinstance(user, dict) and isinstance(user.get("uid", 0), int) and isinstance(user.get("gid", 0), int),
           "process.user needs integer uid and gid")

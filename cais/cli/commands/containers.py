@@ -7,7 +7,7 @@ import sys
 import time
 
 from cais.cli import format as fmt
-from cais.cli.args import Parser
+from cais.cli.args import Parser, filter_arg
 from cais.cli.client import ApiError
 from cais.cli.main import CliError
 from cais.engine import humanize
@@ -330,7 +330,7 @@ def cmd_ps(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
     p = Parser("ps", "[OPTIONS]")
     p.add_argument("-a", "--all", action="store_true")
     p.add_argument("-q", "--quiet", action="store_true")
-    p.add_argument("-f", "--filter", action="append", default=[])
+    p.add_argument("-f", "--filter", action="append", default=[], type=filter_arg)
     p.add_argument("--format")
     p.add_argument("-n", "--last", type=int)
     p.add_argument("-l", "--latest", action="store_true")
@@ -627,7 +627,7 @@ def _save_tar(ctx, path: str, params: dict | None, output: str | None) -> int:  
 def cmd_container_prune(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
     p = Parser("container prune", "[OPTIONS]")
     p.add_argument("-f", "--force", action="store_true")
-    p.add_argument("--filter", action="append", default=[])
+    p.add_argument("--filter", action="append", default=[], type=filter_arg)
     opts = p.parse_args(args)
     if not opts.force and not _confirm("WARNING! This will remove all stopped containers.\n"
                                        "Are you sure you want to continue? [y/N] "):

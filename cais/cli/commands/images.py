@@ -9,7 +9,7 @@ import sys
 import time
 
 from cais.cli import format as fmt
-from cais.cli.args import Parser
+from cais.cli.args import Parser, filter_arg
 from cais.cli.client import ApiError
 from cais.cli.commands.containers import _api, _confirm, _print_pruned, _save_tar
 from cais.cli.main import CliError
@@ -128,7 +128,7 @@ def cmd_images(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
     p = Parser("images", "[OPTIONS] [REPOSITORY[:TAG]]")
     p.add_argument("-a", "--all", action="store_true")
     p.add_argument("-q", "--quiet", action="store_true")
-    p.add_argument("-f", "--filter", action="append", default=[])
+    p.add_argument("-f", "--filter", action="append", default=[], type=filter_arg)
     p.add_argument("--format")
     p.add_argument("--digests", action="store_true")
     p.add_argument("--no-trunc", action="store_true")
@@ -399,7 +399,7 @@ def cmd_image_prune(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def
     p = Parser("image prune", "[OPTIONS]")
     p.add_argument("-a", "--all", action="store_true")
     p.add_argument("-f", "--force", action="store_true")
-    p.add_argument("--filter", action="append", default=[])
+    p.add_argument("--filter", action="append", default=[], type=filter_arg)
     opts = p.parse_args(args)
     if not opts.force and not _confirm("WARNING! This will remove all dangling images.\n"
                                        "Are you sure you want to continue? [y/N] "):

@@ -6,7 +6,7 @@ import contextlib
 import sys
 
 from cais.cli import format as fmt
-from cais.cli.args import Parser
+from cais.cli.args import Parser, filter_arg
 from cais.cli.commands.containers import _api, _confirm, _inspect_each, _print_pruned
 from cais.cli.commands.volumes import _filters, _pairs
 from cais.cli.main import CliError
@@ -67,7 +67,7 @@ def cmd_network_ls(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
     p.add_argument("-q", "--quiet", action="store_true")
     p.add_argument("--no-trunc", action="store_true")
     p.add_argument("--format")
-    p.add_argument("-f", "--filter", action="append", default=[])
+    p.add_argument("-f", "--filter", action="append", default=[], type=filter_arg)
     opts = p.parse_args(args)
     networks = sorted(_api(ctx, "GET", "/networks", {"filters": _filters(opts.filter) or None}),
                       key=lambda n: n["Name"])
@@ -137,7 +137,7 @@ def cmd_network_rm(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
 def cmd_network_prune(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
     p = Parser("network prune", "[OPTIONS]")
     p.add_argument("-f", "--force", action="store_true")
-    p.add_argument("--filter", action="append", default=[])
+    p.add_argument("--filter", action="append", default=[], type=filter_arg)
     opts = p.parse_args(args)
     if not opts.force and not _confirm("WARNING! This will remove all custom networks not used by at least one "
                                        "container.\nAre you sure you want to continue? [y/N] "):

@@ -6,7 +6,7 @@ import base64
 import json
 
 from cais.cli import format as fmt
-from cais.cli.args import Parser
+from cais.cli.args import Parser, filter_arg
 from cais.cli.commands.containers import _api
 
 COLUMNS = [("NAME", "Name"), ("DESCRIPTION", "Description"), ("STARS", "StarCount"), ("OFFICIAL", "IsOfficial")]
@@ -40,7 +40,7 @@ def row(result: dict, no_trunc: bool) -> dict:
 
 def cmd_search(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
     p = Parser("search", "[OPTIONS] TERM")
-    p.add_argument("-f", "--filter", action="append", default=[])
+    p.add_argument("-f", "--filter", action="append", default=[], type=filter_arg)
     p.add_argument("--format")
     p.add_argument("--limit", type=int, default=0)
     p.add_argument("--no-trunc", action="store_true")

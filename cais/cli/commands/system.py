@@ -7,7 +7,7 @@ import sys
 import time
 
 from cais.cli import format as fmt
-from cais.cli.args import Parser
+from cais.cli.args import Parser, filter_arg
 from cais.cli.client import ApiError
 from cais.cli.commands.containers import _api, _confirm
 from cais.cli.main import CliError
@@ -74,7 +74,7 @@ def cmd_info(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
 def cmd_events(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
     from cais.cli.commands.containers import _since
     p = Parser("events", "[OPTIONS]")
-    p.add_argument("-f", "--filter", action="append", default=[])
+    p.add_argument("-f", "--filter", action="append", default=[], type=filter_arg)
     p.add_argument("--format")
     p.add_argument("--since")
     p.add_argument("--until")

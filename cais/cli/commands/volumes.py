@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from cais.cli import format as fmt
-from cais.cli.args import Parser
+from cais.cli.args import Parser, filter_arg
 from cais.cli.commands.containers import _api, _confirm, _each, _inspect_each, _print_pruned
 from cais.cli.main import CliError
 
@@ -50,7 +50,7 @@ def cmd_volume_ls(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
     p = Parser("volume ls", "[OPTIONS]")
     p.add_argument("-q", "--quiet", action="store_true")
     p.add_argument("--format")
-    p.add_argument("-f", "--filter", action="append", default=[])
+    p.add_argument("-f", "--filter", action="append", default=[], type=filter_arg)
     opts = p.parse_args(args)
     filters = _filters(opts.filter)
     result = _api(ctx, "GET", "/volumes", {"filters": filters or None})
@@ -86,7 +86,7 @@ def cmd_volume_prune(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-de
     p = Parser("volume prune", "[OPTIONS]")
     p.add_argument("-a", "--all", action="store_true")
     p.add_argument("-f", "--force", action="store_true")
-    p.add_argument("--filter", action="append", default=[])
+    p.add_argument("--filter", action="append", default=[], type=filter_arg)
     opts = p.parse_args(args)
     filters = _filters(opts.filter)
     if opts.all:

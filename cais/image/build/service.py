@@ -196,7 +196,7 @@ def _json(query: Mapping[str, Any], name: str, kind: type, default: Any) -> Any:
         return raw
     try:
         value = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise RequestError(f"invalid {name} parameter: not JSON") from None
     if value is None:
         return default
