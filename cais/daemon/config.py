@@ -39,6 +39,7 @@ class ConfigError(Exception):
 _BOOL_KEYS = {"debug", "tls", "tlsverify", "insecure-tcp", "ipv6"}
 _LIST_KEYS = {"hosts", "dns"}
 _INT_KEYS = {"mtu"}
+_MAP_KEYS = {"log-opts"}
 
 
 def _check_type(path: str, key: str, value: object) -> None:
@@ -50,6 +51,8 @@ def _check_type(path: str, key: str, value: object) -> None:
         ok, gotype = isinstance(value, list) and all(isinstance(v, str) for v in value), "[]string"
     elif key in _INT_KEYS:
         ok, gotype = isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**31, "int"
+    elif key in _MAP_KEYS:
+        ok, gotype = isinstance(value, dict) and all(isinstance(v, str) for v in value.values()), "map[string]string"
     else:
         ok, gotype = isinstance(value, str), "string"
     if not ok:

@@ -58,6 +58,9 @@ def _hex(digest: str) -> str:
     return digest.split(":", 1)[1]
 
 
+_REGISTER_ATTEMPTS = 8
+
+
 class ImageStore:
     def __init__(self, root: str, driver: Driver, max_layer_size: int = layerio.DEFAULT_MAX_LAYER_SIZE,
                  platform: Platform | None = None) -> None:
@@ -148,12 +151,15 @@ class ImageStore:
         """
         ref = self._parse_ref(reference)
         with self.hold():
-            for attempt in range(3):
+            # An rmi of another image sharing a layer can remove it between its unpack and the final
+            # commit; each retry unpacks it again. (Holding the layers' locks across the commit would
+            # close the window instead: left for later.)
+            for attempt in range(_REGISTER_ATTEMPTS):
                 try:
                     man, extra = self._load_manifest(manifest_digest, platform or self.platform)
                     return self._register(man, manifest_digest, extra, ref, repo_digest, parent)
                 except Vanished:
-                    if attempt == 2:
+                    if attempt == _REGISTER_ATTEMPTS - 1:
                         raise
                 except (ManifestError, ContentError) as e:
                     raise InvalidImage(str(e)) from None

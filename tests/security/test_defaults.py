@@ -189,7 +189,7 @@ def test_bad_values_are_clear_errors(daemon: Caisd, opts: list[str], message: by
 
 @pytest.mark.parametrize(("host", "message"), [
     ({"CapDrop": ["NOPE"]}, "unknown capability"),
-    ({"CapAdd": [7]}, "invalid --cap-add"),
+    ({"CapAdd": [7]}, "HostConfig.CapAdd of type string"),
     ({"SecurityOpt": ["bogus"]}, "invalid --security-opt"),
     ({"SecurityOpt": "seccomp=unconfined"}, "SecurityOpt"),
     ({"SecurityOpt": ["seccomp={not json"]}, "decoding seccomp profile failed"),
