@@ -9,10 +9,16 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 
 from cais.image.bootstrap import BootstrapError, busybox_rootfs
+
+if TYPE_CHECKING:
+    import docker
+
+    from tests.caisd import Caisd
 
 
 @pytest.fixture(scope="session")
@@ -35,3 +41,15 @@ def tmp_root() -> Iterator[str]:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def client(daemon: Caisd) -> Iterator[docker.DockerClient]:
+    """docker-py against the `daemon` fixture of the requesting test's directory."""
+    import docker
+
+    c = docker.DockerClient(base_url=daemon.host, timeout=60)
+    try:
+        yield c
+    finally:
+        c.close()

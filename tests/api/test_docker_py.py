@@ -7,21 +7,11 @@ import socket
 import tarfile
 import threading
 import time
-from collections.abc import Iterator
 
 import docker
 import pytest
 
 from tests.caisd import Caisd
-
-
-@pytest.fixture
-def client(daemon: Caisd) -> Iterator[docker.DockerClient]:
-    c = docker.DockerClient(base_url=daemon.host, timeout=60)
-    try:
-        yield c
-    finally:
-        c.close()
 
 
 def test_ping_version_info(client: docker.DockerClient) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import urllib.request
-from collections.abc import Iterator
 
 import docker
 import pytest
@@ -15,14 +14,6 @@ from tests.registry.conftest import RunningRegistry
 
 NOT_MANAGER = "This node is not a swarm manager."
 
-
-@pytest.fixture
-def client(daemon: Caisd) -> Iterator[docker.DockerClient]:
-    c = docker.DockerClient(base_url=daemon.host, timeout=60)
-    try:
-        yield c
-    finally:
-        c.close()
 
 
 def _fails(daemon: Caisd, *args: str) -> str:

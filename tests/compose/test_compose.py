@@ -10,12 +10,12 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 
 import pytest
 
 from tests.caisd import Caisd
 from tests.compose.conftest import PROJECT, Compose
+from tests.network.conftest import http_get
 
 pytestmark = pytest.mark.peers
 
@@ -68,15 +68,6 @@ def _write(root: str, files: dict[str, str]) -> None:
         with open(path, "w") as f:
             f.write(text)
 
-
-def _get(url: str, tries: int = 100) -> str:
-    for _ in range(tries):
-        try:
-            with urllib.request.urlopen(url, timeout=3) as r:
-                return r.read().decode()
-        except OSError:
-            time.sleep(0.1)
-    raise AssertionError(f"{url} unreachable")
 
 
 def _inspect(d: Caisd, name: str) -> dict:
@@ -139,7 +130,7 @@ def test_project_lifecycle(d: Caisd, project_dir: str) -> None:
 
         # the published port, from the sandbox host; environment; the service name over the embedded DNS
         hostname = web["Config"]["Hostname"]
-        assert _get(f"http://127.0.0.1:{PORT}/") == f"hello from {hostname} greeting=hi\n"
+        assert http_get(f"http://127.0.0.1:{PORT}/") == f"hello from {hostname} greeting=hi\n"
         assert dc("port", "web", "80").strip() == f"0.0.0.0:{PORT}"
         assert dc("exec", "-T", "client", "wget", "-qO-", "http://web/") == f"hello from {hostname} greeting=hi\n"
         config_env = _inspect(d, f"{PROJECT}_client_1")["Config"]["Env"]
@@ -173,7 +164,7 @@ def test_project_lifecycle(d: Caisd, project_dir: str) -> None:
         started = web["State"]["StartedAt"]
         dc("restart", "-t", "1", "web")
         assert _inspect(d, f"{PROJECT}_web_1")["State"]["StartedAt"] != started
-        assert _get(f"http://127.0.0.1:{PORT}/").startswith("hello from")
+        assert http_get(f"http://127.0.0.1:{PORT}/").startswith("hello from")
 
         # scale: three clients, all behind the service name; then back to one
         dc("up", "-d", "--scale", "client=3")
@@ -192,7 +183,7 @@ def test_project_lifecycle(d: Caisd, project_dir: str) -> None:
             up.stderr)
         web2 = _inspect(d, f"{PROJECT}_web_1")
         assert web2["Id"] != web["Id"]
-        assert _get(f"http://127.0.0.1:{PORT}/") == f"hello from {web2['Config']['Hostname']} greeting=changed\n"
+        assert http_get(f"http://127.0.0.1:{PORT}/") == f"hello from {web2['Config']['Hostname']} greeting=changed\n"
         assert dc("exec", "-T", "web", "cat", "/state/f") == "kept\n"
 
         # down -v --remove-orphans from a file without client: client is an orphan, and goes too
@@ -206,7 +197,7 @@ def test_project_lifecycle(d: Caisd, project_dir: str) -> None:
         # and up again from nothing: a fresh volume, the port served again
         dc("up", "-d")
         _wait_healthy(d, f"{PROJECT}_web_1")
-        assert _get(f"http://127.0.0.1:{PORT}/").endswith("greeting=changed\n")
+        assert http_get(f"http://127.0.0.1:{PORT}/").endswith("greeting=changed\n")
         assert dc.run("exec", "-T", "web", "cat", "/state/f", check=False).returncode != 0
         dc("down", "-v", "-t", "1")
         assert _project_objects(d) == ([], [], [])

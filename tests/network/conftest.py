@@ -17,6 +17,7 @@ import subprocess
 import tempfile
 import threading
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 
@@ -46,6 +47,17 @@ def sandboxed(prefix: str = "cais-nt") -> Iterator[str]:
         os.close(here)
         netns.remove(path)
         shutil.rmtree(top, ignore_errors=True)
+
+
+def http_get(url: str, tries: int = 100) -> str:
+    """The body at `url`, retried every 0.1 s while it cannot be reached (a server still starting)."""
+    for _ in range(tries):
+        try:
+            with urllib.request.urlopen(url, timeout=3) as r:
+                return r.read().decode()
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError(f"{url} unreachable")
 
 
 @pytest.fixture

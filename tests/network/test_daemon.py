@@ -9,14 +9,12 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import time
-import urllib.request
 from collections.abc import Iterator
 
 import pytest
 
 from tests.caisd import Caisd, caisd
-from tests.network.conftest import UpstreamDns, sandboxed
+from tests.network.conftest import UpstreamDns, http_get, sandboxed
 
 pytestmark = pytest.mark.peers
 
@@ -46,15 +44,6 @@ def _err(d: Caisd, *args: str) -> str:
     assert done.returncode != 0, done.stdout
     return done.stderr.decode()
 
-
-def _get(url: str, tries: int = 50) -> str:
-    for _ in range(tries):
-        try:
-            with urllib.request.urlopen(url, timeout=3) as r:
-                return r.read().decode()
-        except OSError:
-            time.sleep(0.1)
-    raise AssertionError(f"{url} unreachable")
 
 
 def _wget(d: Caisd, network: str, url: str, seconds: int = 5) -> subprocess.CompletedProcess[bytes]:
@@ -115,12 +104,12 @@ def test_published_ports_and_port_command(d: Caisd) -> None:
     try:
         _out(d, "run", "-d", "--name", "pub", "--hostname", "pub", "-p", "18081:80", "-p", "127.0.0.1::80",
              "busybox", "sh", "-c", WEB)
-        assert _get("http://127.0.0.1:18081/") == "hello from pub\n"
-        assert _get("http://[::1]:18081/") == "hello from pub\n"  # [::]:18081 too, relayed as docker-proxy does
+        assert http_get("http://127.0.0.1:18081/") == "hello from pub\n"
+        assert http_get("http://[::1]:18081/") == "hello from pub\n"  # [::]:18081 too, relayed as docker-proxy does
         ports = _out(d, "port", "pub").splitlines()
         assert "80/tcp -> 0.0.0.0:18081" in ports and "80/tcp -> [::]:18081" in ports
         local = [p for p in ports if "127.0.0.1" in p][0].rpartition(":")[2]
-        assert _get(f"http://127.0.0.1:{local}/") == "hello from pub\n"
+        assert http_get(f"http://127.0.0.1:{local}/") == "hello from pub\n"
         gateway = json.loads(_out(d, "network", "inspect", "bridge"))[0]["IPAM"]["Config"][0]["Gateway"]
         assert _wget(d, "bridge", f"http://{gateway}:18081/").stdout == b"hello from pub\n"  # hairpin
         assert "18081" in _out(d, "ps", "--format", "{{.Ports}}")
@@ -132,7 +121,7 @@ def test_published_ports_and_port_command(d: Caisd) -> None:
              "busybox", "sh", "-c", WEB)
         published = json.loads(_out(d, "inspect", "all"))[0]["NetworkSettings"]["Ports"]
         assert set(published) == {"80/tcp", "9000/udp"}
-        assert _get(f"http://127.0.0.1:{published['80/tcp'][0]['HostPort']}/") == "hello from all\n"
+        assert http_get(f"http://127.0.0.1:{published['80/tcp'][0]['HostPort']}/") == "hello from all\n"
         _out(d, "rm", "-f", "all")
 
         # a crash: caisd killed, restarted; rules re-created without duplicates, the port still works
@@ -141,12 +130,12 @@ def test_published_ports_and_port_command(d: Caisd) -> None:
         d.start()
         after = subprocess.run(["nft", "list", "table", "ip", "cais"], capture_output=True, text=True).stdout
         assert after == before and after.count("18081") == 1
-        assert _get("http://127.0.0.1:18081/") == "hello from pub\n"
+        assert http_get("http://127.0.0.1:18081/") == "hello from pub\n"
         # a clean shutdown removes the table (containers keep running); the next start restores it
         d.kill(signal.SIGTERM)
         assert subprocess.run(["nft", "list", "table", "ip", "cais"], capture_output=True).returncode != 0
         d.start()
-        assert _get("http://127.0.0.1:18081/") == "hello from pub\n"
+        assert http_get("http://127.0.0.1:18081/") == "hello from pub\n"
         _out(d, "rm", "-f", "pub")
         rules = subprocess.run(["nft", "list", "table", "ip", "cais"], capture_output=True, text=True).stdout
         assert "18081" not in rules
@@ -166,7 +155,7 @@ def test_none_host_container_and_internal(d: Caisd) -> None:
     try:
         _out(d, "run", "-d", "--name", "base", "--hostname", "base", "busybox", "sh", "-c", WEB)
         base_ip = json.loads(_out(d, "inspect", "base"))[0]["NetworkSettings"]["IPAddress"]
-        assert _get(f"http://{base_ip}/") == "hello from base\n"  # httpd is up
+        assert http_get(f"http://{base_ip}/") == "hello from base\n"  # httpd is up
         out = _out(d, "run", "--rm", "--network", "container:base", "busybox", "sh", "-c",
                    "timeout 10 wget -q -O - http://127.0.0.1/ || exit 1")
         assert out == "hello from base\n"
@@ -230,7 +219,7 @@ def test_cais_cli_and_garbage(d: Caisd) -> None:
         cais("run", "-d", "--name", "clibox", "--network", "clinet", "--network-alias", "alias1",
              "-p", "18082:80", "--hostname", "clibox", "busybox", "sh", "-c", WEB)
         assert cais("port", "clibox", "80").split() == ["0.0.0.0:18082", "[::]:18082"]
-        assert _get("http://127.0.0.1:18082/") == "hello from clibox\n"
+        assert http_get("http://127.0.0.1:18082/") == "hello from clibox\n"
         done = d.cais("network", "rm", "clinet", check=False)
         assert done.returncode != 0 and b"active endpoints" in done.stderr and b"Traceback" not in done.stderr
         assert cais("run", "--rm", "--network", "clinet", "--mac-address", "02:42:ca:15:00:0a", "busybox",
@@ -291,13 +280,13 @@ def test_docker_cli_ipv6(d: Caisd) -> None:
         assert endpoint["GlobalIPv6Address"].startswith("fd00:ca17::") and endpoint["IPv6Gateway"] == "fd00:ca17::1"
         assert "[::]:18088" in _out(d, "port", "web6")
         for url in ("http://127.0.0.1:18085/", "http://[::1]:18085/", "http://[fd00:ca17::1]:18088/"):
-            assert _get(url) == "hello from web6\n", url
+            assert http_get(url) == "hello from web6\n", url
         with pytest.raises(AssertionError):
-            _get("http://127.0.0.1:18088/", tries=1)
+            http_get("http://127.0.0.1:18088/", tries=1)
         d.kill(signal.SIGKILL)  # a crash: the IPv6 rules and the ::1 proxy come back with caisd
         d.start()
         for url in ("http://[::1]:18085/", "http://[fd00:ca17::1]:18088/"):
-            assert _get(url) == "hello from web6\n", url
+            assert http_get(url) == "hello from web6\n", url
     finally:
         d.docker("rm", "-f", "web6", check=False)
         d.docker("network", "rm", "v6net", "auto6", check=False)
@@ -325,7 +314,7 @@ def test_default_bridge_settings(d: Caisd) -> None:
         assert settings["IPAddress"] == "10.66.0.128" and settings["GlobalIPv6Address"] == "fd00:ca1c::2"
         assert settings["IPv6Gateway"] == "fd00:ca1c::1"
         for url in ("http://127.0.0.1:18093/", "http://[::1]:18093/", "http://[fd00:ca1c::1]:18093/"):
-            assert _get(url) == "hello from dflt6\n", url
+            assert http_get(url) == "hello from dflt6\n", url
     finally:
         d.docker("rm", "-f", "dflt6", check=False)
         d.kill(signal.SIGTERM)

@@ -4,22 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Iterator
 
 import docker
 import pytest
 
 from tests.caisd import Caisd
 from tests.volume.conftest import docker_fails, docker_ok
-
-
-@pytest.fixture
-def client(daemon: Caisd) -> Iterator[docker.DockerClient]:
-    c = docker.DockerClient(base_url=daemon.host, timeout=60)
-    try:
-        yield c
-    finally:
-        c.close()
 
 
 def test_docker_cli_volume_commands(daemon: Caisd) -> None:
