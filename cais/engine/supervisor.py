@@ -344,7 +344,9 @@ class Supervisor:
                 console.close()
         writer.write(json.dumps({"ok": True, "pid": proc.pid}).encode() + b"\n")
         await self._pump_stdin(proc, reader)
-        await _wait_closed(writer)
+        await _until_client_leaves(reader, writer)
+        with contextlib.suppress(ValueError):
+            proc.subscribers.remove(sub)
 
     async def _attach(self, request: dict, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         cid = request["id"]
@@ -365,7 +367,7 @@ class Supervisor:
             proc.subscribers.append(sub)
         if request.get("stdin"):
             await self._pump_stdin(proc, reader)
-        await _wait_closed(writer)
+        await _until_client_leaves(reader, writer)
         with contextlib.suppress(ValueError):
             proc.subscribers.remove(sub)
 
@@ -415,9 +417,7 @@ class Supervisor:
         """A start that failed: release its descriptors and end the attaches waiting for it."""
         control = frames.frame(frames.CONTROL, json.dumps({"exit_code": 128}).encode())
         for sub, _ in self.pending.pop(proc.key, []):
-            with contextlib.suppress(Exception):
-                sub.writer.write(control)
-                sub.writer.close()
+            _end(sub.writer, control)
         for fd in list(proc.outputs):
             os.close(fd)
         proc.outputs.clear()
@@ -539,9 +539,7 @@ class Supervisor:
         self.procs.pop(proc.key, None)
         control = frames.frame(frames.CONTROL, json.dumps({"exit_code": proc.status}).encode())
         for sub in proc.subscribers:
-            with contextlib.suppress(Exception):
-                sub.writer.write(control)
-                sub.writer.close()
+            _end(sub.writer, control)
         line = json.dumps(event).encode() + b"\n"
         for watcher in list(self.watchers):
             with contextlib.suppress(Exception):
@@ -614,10 +612,22 @@ async def _first(waiter: asyncio.Future, reader: asyncio.StreamReader) -> Proc |
     return waiter.result()
 
 
-async def _wait_closed(writer: asyncio.StreamWriter) -> None:
+def _end(writer: asyncio.StreamWriter, control: bytes) -> None:
+    """The exit frame, then a half-close: the client reads everything up to it, then closes.
+
+    Never a close here while the client may still send (its end of stdin, a resize): closing with
+    bytes unread resets the connection, and the client loses the output it has not read yet."""
     with contextlib.suppress(Exception):
-        while not writer.transport.is_closing():
-            await asyncio.sleep(0.1)
+        writer.write(control)
+        writer.write_eof()
+
+
+async def _until_client_leaves(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Read (and drop) what the client still sends until it closes its end, or until the
+    connection is closed here (a client that stopped reading, see Subscriber.send)."""
+    with contextlib.suppress(Exception):
+        while not writer.transport.is_closing() and await reader.read(65536):
+            pass
 
 
 async def serve(exec_root: str) -> None:

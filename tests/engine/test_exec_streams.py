@@ -1,0 +1,61 @@
+"""Exec output reaches a client that ends its stdin late, after the process exited, and reads after that."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+
+from tests.caisd import Caisd
+
+
+def _request(d: Caisd, path: str, body: dict) -> dict:
+    data = json.dumps(body).encode()
+    with socket.socket(socket.AF_UNIX) as s:
+        s.connect(d.sock)
+        s.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                  f"Content-Length: {len(data)}\r\nConnection: close\r\n\r\n".encode() + data)
+        reply = b""
+        while chunk := s.recv(65536):
+            reply += chunk
+    return json.loads(reply.partition(b"\r\n\r\n")[2])
+
+
+def _stdout_of_exec(d: Caisd, cid: str, cmd: list[str], pause: float) -> bytes:
+    """Start an exec hijacked; after `pause` s without reading, half-close (no stdin); then read it all."""
+    exec_id = _request(d, f"/v1.47/containers/{cid}/exec", {"Cmd": cmd, "AttachStdout": True})["Id"]
+    body = b'{"Detach": false, "Tty": false}'
+    with socket.socket(socket.AF_UNIX) as s:
+        s.connect(d.sock)
+        s.sendall(f"POST /v1.47/exec/{exec_id}/start HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                  f"Connection: Upgrade\r\nUpgrade: tcp\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
+        got = b""
+        while b"\r\n\r\n" not in got:
+            got += s.recv(1)
+        assert got.startswith(b"HTTP/1.1 101")
+        time.sleep(pause)  # the process writes, exits and is reaped meanwhile: its output waits in buffers
+        s.shutdown(socket.SHUT_WR)  # stdin is done (the docker CLI says so right after the upgrade)
+        time.sleep(pause)
+        got = b""
+        while chunk := s.recv(1 << 20):
+            got += chunk
+    out = b""
+    while got:
+        assert got[0] == 1, got[:8]
+        length = int.from_bytes(got[4:8], "big")
+        out, got = out + got[8:8 + length], got[8 + length:]
+    return out
+
+
+def test_exec_output_is_complete_when_stdin_ends_before_it_is_read(daemon: Caisd) -> None:
+    """The supervisor closed the exec's connection when the process ended, while the end of stdin
+    was on its way: caisd's write failed or the connection was reset, and caisd dropped the output
+    it had not relayed yet (`docker exec` printed part of it under load)."""
+    cid = daemon.docker("run", "-d", "busybox", "sleep", "300").stdout.decode().strip()
+    try:
+        size = 3 << 20
+        for pause in (0.0, 0.5):
+            out = _stdout_of_exec(daemon, cid, ["head", "-c", str(size), "/dev/zero"], pause)
+            assert len(out) == size, f"pause {pause}: {len(out)} of {size} bytes"
+    finally:
+        daemon.docker("rm", "-f", cid, check=False)
