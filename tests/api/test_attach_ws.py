@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import socket
 import threading
-import time
 from collections.abc import Iterator
 
 import aiohttp
@@ -14,6 +13,7 @@ import docker
 import pytest
 
 from tests.caisd import Caisd
+from tests.wait import wait_for
 
 
 @contextlib.contextmanager
@@ -115,11 +115,8 @@ def test_docker_py_websocket_stdin_once_and_detach(api: docker.APIClient) -> Non
         ws.send_binary(b"lost\n\x18")
         _receive_all(ws)  # detached: the socket closes (output after the keys may or may not come first)
         assert api.inspect_container(long)["State"]["Running"]  # and the container runs on
-        for _ in range(100):
-            if api.logs(long) == b"kept\nlost\n":  # the bytes before the keys reached stdin
-                break
-            time.sleep(0.05)
-        assert api.logs(long) == b"kept\nlost\n"
+        # the bytes before the keys reached stdin
+        wait_for(lambda: api.logs(long) == b"kept\nlost\n", "the bytes before the detach keys in the logs")
     finally:
         api.remove_container(once, force=True)
         api.remove_container(long, force=True)

@@ -11,6 +11,7 @@ import time
 import pytest
 
 from tests.caisd import Caisd
+from tests.wait import wait_for
 
 
 def out(result: subprocess.CompletedProcess[bytes]) -> str:
@@ -51,10 +52,7 @@ def test_detached_lifecycle(daemon: Caisd) -> None:
     try:
         ps = out(daemon.docker("ps", "--format", "{{.Names}} {{.State}}"))
         assert "cais-en-life running" in ps
-        for _ in range(50):
-            if b"started" in daemon.docker("logs", cid).stdout:
-                break
-            time.sleep(0.1)
+        wait_for(lambda: b"started" in daemon.docker("logs", cid).stdout, "the container's first line")
         assert daemon.docker("logs", cid).stdout == b"started\n"
         exec_out = daemon.docker("exec", cid, "sh", "-c", "echo in-exec; exit 4", check=False)
         assert exec_out.returncode == 4 and exec_out.stdout == b"in-exec\n"

@@ -12,6 +12,7 @@ import docker
 import pytest
 
 from tests.caisd import Caisd
+from tests.wait import wait_for
 
 
 def test_ping_version_info(client: docker.DockerClient) -> None:
@@ -78,12 +79,8 @@ def test_exec_stream_and_inspect(client: docker.DockerClient) -> None:
         exec_id = client.api.exec_create(c.id, ["sh", "-c", "echo a; echo b >&2; exit 5"])["Id"]
         out = client.api.exec_start(exec_id, demux=True)
         assert out == (b"a\n", b"b\n")
-        for _ in range(50):
-            info = client.api.exec_inspect(exec_id)
-            if not info["Running"]:
-                break
-            time.sleep(0.05)
-        assert info["ExitCode"] == 5
+        wait_for(lambda: not client.api.exec_inspect(exec_id)["Running"], "the exec's end")
+        assert client.api.exec_inspect(exec_id)["ExitCode"] == 5
     finally:
         c.remove(force=True)
 

@@ -12,7 +12,6 @@ import inspect
 import json
 import os
 import re
-import time
 import urllib.parse
 from collections.abc import Iterator
 
@@ -20,6 +19,7 @@ import pytest
 
 from tests.api.garbage import BAD_IDS, BAD_QUERY, NOT_OBJECTS, WRONG_VALUES, Answer, probe, problems, raw
 from tests.caisd import Caisd, caisd
+from tests.wait import wait_for
 
 IMAGE = "localhost:1/cais-bi/target:1"  # busybox, under a name that pushes and pulls go nowhere with
 # the target container stops on SIGTERM at once (busybox's sleep as pid 1 would ignore it)
@@ -322,11 +322,8 @@ def test_nothing_left_under_the_roots(fuzz: Fuzz) -> None:
         mounts = [line.split()[4] for line in f if fuzz.d.root in line.split()[4]]
     assert not [m for m in mounts if "/containers/" in m or "/overlay" in m], mounts
     containers = os.path.join(fuzz.d.data_root, "containers")
-    for _ in range(100):  # a removed container's directory is deleted in the background
-        if not os.path.isdir(containers) or not os.listdir(containers):
-            break
-        time.sleep(0.1)
-    assert not os.path.isdir(containers) or not os.listdir(containers), os.listdir(containers)
+    # a removed container's directory is deleted in the background
+    wait_for(lambda: not os.path.isdir(containers) or not os.listdir(containers), "the background deletion")
 
 
 # dockerd 20.10's own messages for these bodies (it answers them 500; caisd 400, as later dockerd)

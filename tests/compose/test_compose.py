@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 import pytest
@@ -16,6 +17,7 @@ import pytest
 from tests.caisd import Caisd
 from tests.compose.conftest import PROJECT, Compose
 from tests.network.conftest import http_get
+from tests.wait import wait_for
 
 pytestmark = pytest.mark.peers
 
@@ -75,7 +77,7 @@ def _inspect(d: Caisd, name: str) -> dict:
 
 
 def _wait_healthy(d: Caisd, name: str) -> None:
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60
     while (status := _inspect(d, name)["State"].get("Health", {}).get("Status")) != "healthy":
         assert status in ("starting", None) and time.monotonic() < deadline, _inspect(d, name)["State"]
         time.sleep(0.2)
@@ -294,28 +296,35 @@ def test_networks_links_and_dependencies(d: Caisd, project_dir: str) -> None:
         # restart: always brings app back after its process dies; kill does not
         pid = _inspect(d, f"{PROJECT}_app_1")["State"]["Pid"]
         os.kill(pid, 9)
-        deadline = time.monotonic() + 30
-        while (state := _inspect(d, f"{PROJECT}_app_1")["State"])["Pid"] in (pid, 0):
-            assert time.monotonic() < deadline, state
-            time.sleep(0.2)
-        assert state["Running"] and _inspect(d, f"{PROJECT}_app_1")["RestartCount"] >= 1
+        wait_for(lambda: _inspect(d, f"{PROJECT}_app_1")["State"]["Pid"] not in (pid, 0), "app's restart")
+        assert _inspect(d, f"{PROJECT}_app_1")["State"]["Running"]
+        assert _inspect(d, f"{PROJECT}_app_1")["RestartCount"] >= 1
         dc("kill", "app")
+        wait_for(lambda: not _inspect(d, f"{PROJECT}_app_1")["State"]["Running"], "app to die of the kill")
         time.sleep(1)
-        assert not _inspect(d, f"{PROJECT}_app_1")["State"]["Running"]
+        assert not _inspect(d, f"{PROJECT}_app_1")["State"]["Running"]  # and not be restarted
 
         # pause, seen by `events --json`; top; a one-shot service in the foreground with its exit code
         events = dc.popen("events", "--json")
+        seen: list[dict] = []
+        reader = threading.Thread(target=lambda: seen.extend(json.loads(line) for line in events.stdout), daemon=True)
+        reader.start()
+        actions = lambda: [e["action"] for e in seen if e["service"] == "db" and e["type"] == "container"]  # noqa: E731
         try:
-            time.sleep(1)  # subscribed
+            def subscribed() -> bool:  # compose takes seconds to start: an exec's events say it listens
+                d.docker("exec", f"{PROJECT}_db_1", "true")
+                return bool(actions())
+
+            wait_for(subscribed, "compose events to listen", interval=0.5)
             dc("pause", "db")
             assert "Paused" in dc("ps", "db")
             dc("unpause", "db")
-            time.sleep(1)
+            wait_for(lambda: "unpause" in actions(), "the unpause event")
         finally:
             events.terminate()
-        seen = [json.loads(line) for line in events.communicate(timeout=30)[0].splitlines()]
-        actions = [e["action"] for e in seen if e["service"] == "db" and e["type"] == "container"]
-        assert actions.index("pause") < actions.index("unpause"), seen
+            events.wait(30)
+            reader.join(30)
+        assert actions().index("pause") < actions().index("unpause"), seen
         assert "sleep 3600" in dc("top", "db")
         done = dc.run("up", "--abort-on-container-exit", "--exit-code-from", "once", "once", check=False)
         assert done.returncode == 3 and "once-ran" in done.stdout, done.stdout + done.stderr
@@ -379,11 +388,11 @@ def test_push_and_pull_through_a_registry(d: Caisd, project_dir: str) -> None:
                                                f'    image: {image}\n    command: cat /marker\n'})
     dc = Compose(d, project_dir)
     try:
-        for _ in range(100):
+        def listening() -> bool:
             with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            time.sleep(0.1)
+                return s.connect_ex(("127.0.0.1", port)) == 0
+
+        wait_for(listening, "the registry server")
         dc("build")
         pushed = dc.run("push")
         assert "Pushing app" in pushed.stderr, pushed.stderr
@@ -396,10 +405,7 @@ def test_push_and_pull_through_a_registry(d: Caisd, project_dir: str) -> None:
         _write(project_dir, {"docker-compose.yml": f'version: "3.8"\nservices:\n  app:\n    image: {pinned}\n'
                                                    '    command: cat /marker\n'})
         dc("up", "-d")  # compose pulls it: fromImage=NAME&tag=DIGEST
-        deadline = time.monotonic() + 30
-        while "pushed" not in (logs := dc("logs", "--no-color", "app")):
-            assert time.monotonic() < deadline, logs
-            time.sleep(0.2)
+        wait_for(lambda: "pushed" in dc("logs", "--no-color", "app"), "the pinned service's output")
     finally:
         dc.down()
         server.terminate()

@@ -13,6 +13,7 @@ import pytest
 
 import cais
 from tests.caisd import Caisd, _stop_supervisor, caisd
+from tests.wait import wait_for
 
 
 @pytest.fixture
@@ -33,7 +34,8 @@ def test_daemon_crash_and_restart(restartable: Caisd) -> None:
     forever = _out(d.docker("run", "-d", "busybox", "sleep", "300"))
     supervisor = d.supervisor_pid()
     d.kill(signal.SIGKILL)
-    time.sleep(1.5)  # `short` exits while nobody serves the API
+    # `short` exits while nobody serves the API: the supervisor writes its exit file
+    wait_for(lambda: os.path.exists(os.path.join(d.data_root, "containers", short, "exit.json")), "short's exit")
     d.start()
     assert d.supervisor_pid() == supervisor
     assert _out(d.docker("inspect", "-f", "{{.State.Running}}", forever)) == "true"
@@ -62,43 +64,33 @@ def test_two_daemons_never_share_a_data_root(restartable: Caisd) -> None:
 def test_restart_policy_and_autoremove(restartable: Caisd) -> None:
     d = restartable
     cid = _out(d.docker("run", "-d", "--restart", "on-failure:2", "busybox", "sh", "-c", "exit 1"))
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
+
+    def given_up() -> bool:
         state = json.loads(_out(d.docker("inspect", "-f", "{{json .}}", cid)))
-        if state["RestartCount"] == 2 and not state["State"]["Running"] and not state["State"]["Restarting"]:
-            break
-        time.sleep(0.1)
-    assert state["RestartCount"] == 2 and state["State"]["ExitCode"] == 1
+        return state["RestartCount"] == 2 and not state["State"]["Running"] and not state["State"]["Restarting"]
+
+    wait_for(given_up, "on-failure:2 to give up")
+    assert _out(d.docker("inspect", "-f", "{{.State.ExitCode}}", cid)) == "1"
     always = _out(d.docker("run", "-d", "--restart", "always", "busybox", "sh", "-c", "sleep 0.2"))
-    time.sleep(1.5)
-    assert int(_out(d.docker("inspect", "-f", "{{.RestartCount}}", always))) >= 1
+    wait_for(lambda: int(_out(d.docker("inspect", "-f", "{{.RestartCount}}", always))) >= 1, "a restart")
     d.docker("stop", always)
-    deadline = time.monotonic() + 5  # a restart already under way when stop came finishes, then stays down
-    while _out(d.docker("inspect", "-f", "{{.State.Status}}", always)) != "exited":
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
+    # a restart already under way when stop came finishes, then stays down
+    wait_for(lambda: _out(d.docker("inspect", "-f", "{{.State.Status}}", always)) == "exited", "the stop")
     count = _out(d.docker("inspect", "-f", "{{.RestartCount}}", always))
     time.sleep(1)
     assert _out(d.docker("inspect", "-f", "{{.State.Status}} {{.RestartCount}}", always)) == f"exited {count}"
     auto = _out(d.docker("run", "-d", "--rm", "busybox", "true"))
-    deadline = time.monotonic() + 10
-    while d.docker("inspect", auto, check=False).returncode == 0 and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert d.docker("inspect", auto, check=False).returncode != 0
+    wait_for(lambda: d.docker("inspect", auto, check=False).returncode != 0, "the --rm container's removal")
 
 
 def test_healthcheck_init_oom_and_limits(restartable: Caisd) -> None:
     d = restartable
     healthy = _out(d.docker("run", "-d", "--health-cmd", "test -e /tmp/ok", "--health-interval", "200ms",
                             "--health-retries", "1", "busybox", "sh", "-c", "touch /tmp/ok; sleep 60"))
-    deadline = time.monotonic() + 15
-    while _out(d.docker("inspect", "-f", "{{.State.Health.Status}}", healthy)) != "healthy":
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
+    wait_for(lambda: _out(d.docker("inspect", "-f", "{{.State.Health.Status}}", healthy)) == "healthy", "healthy")
     d.docker("exec", healthy, "rm", "/tmp/ok")
-    while _out(d.docker("inspect", "-f", "{{.State.Health.Status}}", healthy)) != "unhealthy":
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
+    wait_for(lambda: _out(d.docker("inspect", "-f", "{{.State.Health.Status}}", healthy)) == "unhealthy",
+             "unhealthy")
     d.docker("rm", "-f", healthy)
     init = d.docker("run", "--rm", "--init", "busybox", "sh", "-c", "cat /proc/1/cmdline | tr '\\0' ' '")
     assert _out(init).startswith("/sbin/docker-init")
@@ -179,17 +171,10 @@ def test_supervisor_killed_leaves_no_orphan(restartable: Caisd) -> None:
     pid = int(_out(d.docker("inspect", "-f", "{{.State.Pid}}", cid)))
     old = d.supervisor_pid()
     os.kill(old, signal.SIGKILL)  # type: ignore[arg-type]
-    deadline = time.monotonic() + 30
-    while _out(d.docker("inspect", "-f", "{{.State.Running}}", cid)) != "false":
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
+    wait_for(lambda: _out(d.docker("inspect", "-f", "{{.State.Running}}", cid)) == "false", "the container's end")
     state = json.loads(_out(d.docker("inspect", "-f", "{{json .State}}", cid)))
     assert state["ExitCode"] == 137 and "supervisor" in state["Error"]
-    for _ in range(50):
-        if not os.path.exists(f"/proc/{pid}"):
-            break
-        time.sleep(0.1)
-    assert not os.path.exists(f"/proc/{pid}")
+    wait_for(lambda: not os.path.exists(f"/proc/{pid}"), "the orphaned init to be gone")
     assert d.supervisor_pid() != old  # a new one was started, and it runs containers again
     assert d.docker("run", "--rm", "busybox", "echo", "again").stdout == b"again\n"
 
@@ -225,10 +210,7 @@ def test_upgrade_keeps_an_older_supervisor_for_its_containers(restartable: Caisd
     assert _out(d.docker("exec", cid, "echo", "exec works")) == "exec works"
     assert _out(d.docker("run", "--rm", "busybox", "echo", "started by protocol 1")) == "started by protocol 1"
     d.docker("rm", "-f", cid)  # nothing left under the old supervisor: replaced by one of our build
-    deadline = time.monotonic() + 30
-    while d.supervisor_pid() == old_supervisor and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert d.supervisor_pid() != old_supervisor
+    wait_for(lambda: d.supervisor_pid() != old_supervisor, "the old supervisor's replacement")
     assert "replaced the idle supervisor" in d.read_log()
     assert d.docker("info", "--format", "{{json .Warnings}}").stdout.strip() == b"null"
     assert _out(d.docker("run", "--rm", "busybox", "echo", "new")) == "new"
@@ -268,10 +250,7 @@ def test_an_older_supervisor_is_not_asked_for_log_drivers_it_lacks(restartable: 
     assert _out(d.docker("run", "--rm", "busybox", "echo", "json-file")) == "json-file"
     assert _out(d.docker("logs", cid)) == "before"
     d.docker("rm", "-f", cid)
-    deadline = time.monotonic() + 30
-    while d.supervisor_pid() == old_supervisor and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert d.supervisor_pid() != old_supervisor
+    wait_for(lambda: d.supervisor_pid() != old_supervisor, "the old supervisor's replacement")
     d.docker("start", "-a", "cais-en-local")
     assert d.docker("logs", "cais-en-local").returncode == 0
     listed = d.docker("run", "-d", "--log-driver", "local", "busybox", "echo", "local").stdout.decode().strip()
@@ -286,9 +265,12 @@ def _children(pid: int) -> list[int]:
 
 def _zygote_of(supervisor: int) -> int | None:
     for child in _children(supervisor):
-        with open(f"/proc/{child}/cmdline", "rb") as f:
-            if b"zygote" in f.read():
-                return child
+        try:
+            with open(f"/proc/{child}/cmdline", "rb") as f:
+                if b"zygote" in f.read():
+                    return child
+        except OSError:  # a child that exited meanwhile
+            continue
     return None
 
 
@@ -311,10 +293,7 @@ def test_inits_come_from_the_zygote_which_is_replaced_if_it_dies(restartable: Ca
     os.kill(zygote, signal.SIGKILL)
     assert _out(d.docker("exec", cid, "echo", "after")) == "after"  # a fresh bootstrap, or a new zygote
     assert _out(d.docker("run", "--rm", "busybox", "echo", "after")) == "after"
-    deadline = time.monotonic() + 10
-    while _zygote_of(supervisor) in (None, zygote):  # type: ignore[arg-type]
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
+    wait_for(lambda: _zygote_of(supervisor) not in (None, zygote), "a new zygote")  # type: ignore[arg-type]
     assert d.docker("run", "--rm", "--network", "none", "busybox", "true").returncode == 0
     d.docker("rm", "-f", cid)
 
@@ -328,10 +307,7 @@ def test_removed_containers_leave_nothing_behind(restartable: Caisd) -> None:
     assert d.docker("run", "--rm", "busybox", "true").returncode == 0
     kept = _out(d.docker("create", "busybox", "true"))
     d.docker("rm", kept)
-    deadline = time.monotonic() + 10
-    while (os.listdir(containers) or os.listdir(layers)) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert os.listdir(containers) == [] and os.listdir(layers) == []
+    wait_for(lambda: os.listdir(containers) == [] and os.listdir(layers) == [], "the background deletions")
     left = os.path.join(containers, ".removed-" + "0" * 64)
     os.makedirs(os.path.join(left, "sub"))
     d.kill(signal.SIGKILL)

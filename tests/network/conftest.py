@@ -49,15 +49,18 @@ def sandboxed(prefix: str = "cais-nt") -> Iterator[str]:
         shutil.rmtree(top, ignore_errors=True)
 
 
-def http_get(url: str, tries: int = 100) -> str:
-    """The body at `url`, retried every 0.1 s while it cannot be reached (a server still starting)."""
-    for _ in range(tries):
+def http_get(url: str, wait: float = 60) -> str:
+    """The body at `url`, retried every 0.1 s for `wait` s while it cannot be reached (a server still
+    starting; 0: one try)."""
+    deadline = time.monotonic() + wait
+    while True:
         try:
-            with urllib.request.urlopen(url, timeout=3) as r:
+            with urllib.request.urlopen(url, timeout=10) as r:
                 return r.read().decode()
-        except OSError:
+        except OSError as e:
+            if time.monotonic() >= deadline:
+                raise AssertionError(f"{url} unreachable: {e}") from None
             time.sleep(0.1)
-    raise AssertionError(f"{url} unreachable")
 
 
 @pytest.fixture
@@ -139,10 +142,10 @@ class Lab:
     @staticmethod
     def wait_tcp(ip: str, port: int = 80) -> None:
         """Until a server in a container accepts connections (from the sandbox host's side)."""
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 60
         while True:
             try:
-                socket.create_connection((ip, port), timeout=1).close()
+                socket.create_connection((ip, port), timeout=5).close()
                 return
             except OSError:
                 if time.monotonic() > deadline:

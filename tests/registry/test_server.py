@@ -10,7 +10,6 @@ import json
 import os
 import ssl
 import threading
-import time
 
 import pytest
 
@@ -22,6 +21,7 @@ from cais.registry.errors import NotFound, Unauthorized
 from cais.registry.pull import pull
 from cais.registry.push import push
 from tests.registry.conftest import PASSWORD, USER, Layout, RunningRegistry, cais_registry, skopeo
+from tests.wait import wait_for
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 
@@ -214,10 +214,7 @@ def test_abandoned_uploads_are_removed() -> None:
         assert call(reg, "PATCH", headers["location"], b"half a blob")[0] == 202
         ingest = os.path.join(reg.root, "data", "content", "ingest")
         assert os.listdir(ingest)
-        deadline = time.monotonic() + 20
-        while os.listdir(ingest) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert os.listdir(ingest) == []
+        wait_for(lambda: os.listdir(ingest) == [], "the abandoned upload's removal")
         status, _, body = call(reg, "PATCH", headers["location"], b"more")
         assert (status, error_code(body)) == (404, "BLOB_UPLOAD_UNKNOWN")
 

@@ -11,7 +11,6 @@ import os
 import secrets
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -76,15 +75,6 @@ class Child:
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.communicate()
-
-
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = 30) -> None:
-    """Poll until ``condition`` holds; a generous deadline against hangs, not a speed check."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 def cleanup(managers: list[Manager], children: list[Child], parents: set[str]) -> None:

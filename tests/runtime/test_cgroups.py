@@ -16,7 +16,8 @@ import tempfile
 import pytest
 
 from cais.runtime.cgroups import CgroupError, load_manager, mode
-from tests.runtime.cgroup_helpers import cgroups_fixture, wait_for  # noqa: F401 (fixture)
+from tests.runtime.cgroup_helpers import cgroups_fixture  # noqa: F401 (fixture)
+from tests.wait import wait_for
 
 BUSY = "while True: pass\n"
 SLEEP = "import time; time.sleep(600)\n"

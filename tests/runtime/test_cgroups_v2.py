@@ -16,8 +16,8 @@ from tests.runtime.cgroup_helpers import (  # noqa: F401 (fixtures)
     OPEN,
     cgroups_unified_fixture,
     cgroups_v2_fixture,
-    wait_for,
 )
+from tests.wait import wait_for
 
 
 def test_conversions_match_runc() -> None:

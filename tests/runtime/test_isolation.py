@@ -11,13 +11,11 @@ import pytest
 
 from cais.runtime.terminal import receive
 from tests.runtime.bundle import Runtime, read
+from tests.wait import wait_for
 
 
 def _wait_status(rt: Runtime, cid: str, status: str) -> None:
-    deadline = time.monotonic() + 10
-    while rt.state(cid)["status"] != status and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert rt.state(cid)["status"] == status
+    wait_for(lambda: rt.state(cid)["status"] == status, f"status {status}")
 
 
 def test_seccomp_filter_denies_syscall(rt: Runtime) -> None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 import os
-import time
 
 from tests.runtime.bundle import Runtime, read
+from tests.wait import wait_for
 
 
 def test_run_pid1_hostname_exit_status(rt: Runtime) -> None:
@@ -40,10 +40,7 @@ def test_lifecycle_states(rt: Runtime) -> None:
     listed = json.loads(rt("list", "--format", "json", check=True).stdout)
     assert [c["id"] for c in listed] == [cid]
     assert rt("kill", cid, "KILL").returncode == 0
-    deadline = time.monotonic() + 10
-    while rt.state(cid)["status"] != "stopped" and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert rt.state(cid)["status"] == "stopped"
+    wait_for(lambda: rt.state(cid)["status"] == "stopped", "the killed container to stop")
     assert not os.path.exists(f"/proc/{pid}/exe") or read(f"/proc/{pid}/stat").split()[2] == "Z"
     assert rt("delete", cid).returncode == 0
     missing = rt("state", cid)
@@ -199,10 +196,14 @@ def test_delete_kills_what_outlives_an_init_without_pid_namespace(rt: Runtime) -
     done = rt.run(b)  # run = create, start, wait for sh, delete
     assert done.returncode == 0, done.stderr
     orphan = int(done.stdout.split()[0])
-    deadline = time.monotonic() + 5
-    while os.path.exists(f"/proc/{orphan}") and "sleep" in read(f"/proc/{orphan}/cmdline"):
-        assert time.monotonic() < deadline, "the container's orphan survived delete"
-        time.sleep(0.05)
+    wait_for(lambda: not _runs_sleep(orphan), "the container's orphan to die after delete")
+
+
+def _runs_sleep(pid: int) -> bool:
+    try:
+        return "sleep" in read(f"/proc/{pid}/cmdline")
+    except OSError:  # gone
+        return False
 
 
 def test_cgroup_namespace_is_rooted_at_the_containers_cgroup(rt: Runtime) -> None:
