@@ -54,7 +54,14 @@ def dockerd(runtimes: dict[str, str] | None = None, extra: list[str] | None = No
     handle = Dockerd(root, sock, f"unix://{sock}")
     try:
         deadline = time.monotonic() + 60
-        while handle.docker("version", check=False, timeout=10).returncode != 0:
+
+        def answers() -> bool:
+            try:
+                return handle.docker("version", check=False, timeout=30).returncode == 0
+            except subprocess.TimeoutExpired:  # up, but busy starting
+                return False
+
+        while not answers():
             if proc.poll() is not None or time.monotonic() > deadline:
                 with open(os.path.join(root, "dockerd.log")) as f:
                     raise RuntimeError(f"dockerd did not start:\n{f.read()[-3000:]}")

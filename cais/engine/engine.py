@@ -179,12 +179,16 @@ class Engine:
     def _restart_on_boot(self) -> None:
         for record in self.store.all():
             policy = record["HostConfig"].get("RestartPolicy") or {}
-            if record["State"]["Running"] or policy.get("Name") not in ("always", "unless-stopped"):
+            state = record["State"]
+            if state["Running"]:
                 continue
-            if record.get("Cais", {}).get("ManuallyStopped"):
-                continue
-            with contextlib.suppress(EngineError, OSError):
-                self.start(record["Id"])
+            if policy.get("Name") in ("always", "unless-stopped") and not record.get("Cais", {}).get("ManuallyStopped"):
+                with contextlib.suppress(EngineError, OSError):
+                    self.start(record["Id"])
+            if state.get("Restarting") and not state["Running"]:  # a policy's restart that a crash cut short
+                with self.store.lock:
+                    state.update({"Restarting": False, "Status": "exited"})
+                    self.store.save(record)
 
     def _watch(self) -> None:
         """Exit notifications from the supervisor; reconnect (restarting it if needed) when it goes away."""
@@ -287,8 +291,9 @@ class Engine:
         return containers.inspect(self.get(ref))
 
     # ---- start / exit ---------------------------------------------------------------------
-    def start(self, ref: str, *, by_policy: bool = False) -> None:
-        """Start a container; `by_policy` (a restart policy's restart) gives way to a stop made meanwhile."""
+    def start(self, ref: str, *, by_policy: bool = False) -> bool:
+        """Start a container; `by_policy` (a restart policy's restart, the container still Restarting)
+        gives way to a stop or removal made meanwhile: False then."""
         record = self.get(ref)
         cid = record["Id"]
         state = record["State"]
@@ -305,7 +310,9 @@ class Engine:
                            "the host's root: remove and create it again, or create it with --userns=host")
         self._runtime_delete(cid)
         with self.store.lock:
-            self.starting.add(cid)
+            if by_policy and (not state.get("Restarting") or record.get("Cais", {}).get("ManuallyStopped")):
+                return False
+            self.starting.add(cid)  # a stop or removal from now on waits for the outcome
         try:
             rootfs = self.storage.mount(cid)  # in here: a rootfs that cannot mount releases the waiters too
             image_config = self.images.config_of(record["Image"])
@@ -361,12 +368,14 @@ class Engine:
             # after a machine crash nothing runs: only a policy that restarts it at boot needs this on disk
             policy = (record["HostConfig"].get("RestartPolicy") or {}).get("Name")
             self.store.save(record, durable=policy in ("always", "unless-stopped"))
+            self.cond.notify_all()
         self.images.store.set_container_running(cid, True)
         self._event(record, "start")
         if early_exit is not None:  # it exited before it was recorded running (`true` under load)
             self._on_exit(cid, *early_exit)
         elif record["Config"].get("Healthcheck"):
             self.health.watch(cid)
+        return True
 
     def _create_then_start(self, record: dict, request: dict) -> dict:
         """Create, plug the network into the namespace the runtime made, start: one supervisor
@@ -490,18 +499,18 @@ class Engine:
         with self.cond:
             if not record["State"].get("Restarting") or record.get("Cais", {}).get("ManuallyStopped"):
                 return
+            # Restarting until start() records it running: never seen exited (by `wait`, `rm`, `stop`) meanwhile
             record["RestartCount"] += 1
-            record["State"]["Restarting"] = False
             self.store.save(record)
         try:
-            self.start(cid, by_policy=True)
-            self._event(record, "restart")
+            if self.start(cid, by_policy=True):
+                self._event(record, "restart")
         except EngineError as e:
             log.warning("restarting %s failed: %s", cid[:12], e)
-            with self.store.lock:
-                record["State"]["Status"] = "exited"
-                record["State"]["Error"] = str(e)
+            with self.cond:
+                record["State"].update({"Restarting": False, "Status": "exited", "Error": str(e)})
                 self.store.save(record)
+                self._changed()
 
     # ---- stop / kill / restart / pause ----------------------------------------------------
     def kill(self, ref: str, signal: str | int | None = None) -> None:
@@ -545,6 +554,8 @@ class Engine:
         cid = record["Id"]
         with self.cond:
             record.setdefault("Cais", {})["ManuallyStopped"] = True
+            while cid in self.starting:  # a start under way (a policy's restart): stop what it starts
+                self.cond.wait(1.0)
             if record["State"].get("Restarting"):
                 record["State"].update({"Restarting": False, "Status": "exited"})
                 self.store.save(record)
@@ -638,6 +649,9 @@ class Engine:
     def remove(self, ref: str, *, force: bool = False, volumes: bool = False) -> None:
         record = self.get(ref)
         cid = record["Id"]
+        with self.cond:
+            while cid in self.starting:  # never removed under a start (a policy's restart) under way
+                self.cond.wait(1.0)
         if record["State"]["Running"] or record["State"].get("Restarting"):
             if not force:
                 raise Conflict(f"cannot remove container \"{record['Name']}\": container is running: stop the "
