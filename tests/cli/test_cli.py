@@ -23,15 +23,31 @@ def test_version_and_help_without_daemon() -> None:
     assert bad.returncode == 1 and b"is not a cais command" in bad.stderr and b"Traceback" not in bad.stderr
 
 
-@pytest.mark.parametrize("args", [["--version"], ["ps"], ["run", "--rm", "busybox", "true"]])
+# what the everyday commands never import: the engine's side, and the standard library's heavy
+# modules (json.decoder compiles regexes, re imports enum; typing, collections, functools, …)
+_HEAVY = ("aiohttp", "rich", "cais.engine.engine", "cais.runtime", "cais.image", "cais.storage", "cais.api", "json",
+          "re", "enum", "typing", "collections", "functools", "dataclasses", "datetime", "contextlib", "base64",
+          "socket", "selectors", "threading", "signal", "importlib.util", "argparse", "subprocess", "shlex")
+
+
+@pytest.mark.parametrize("args", [["--version"], ["ps"], ["ps", "-a", "--format", "json"], ["images"],
+                                  ["run", "--rm", "busybox", "true"], ["run", "--rm", "-e", "A=1", "busybox", "true"],
+                                  ["exec", "BOX", "true"], ["inspect", "BOX"], ["rm", "BOX2"]])
 def test_fast_start_imports(daemon: Caisd, args: list[str]) -> None:
-    """The client (`cais --version`, `ps`, `run`) imports neither aiohttp nor the engine, runtime or image store."""
+    """The client's everyday commands import neither the engine nor the heavy standard modules."""
     code = ("import sys; from cais.cli.main import main; sys.argv = ['cais', *sys.argv[1:]]; rc = main(); "
-            "heavy = [m for m in sys.modules if m.split('.')[0] in ('aiohttp', 'rich') or m.startswith("
-            "('cais.engine.engine', 'cais.runtime', 'cais.image', 'cais.storage', 'cais.api'))]; "
+            f"heavy = [m for m in sys.modules if m in {_HEAVY!r} or m.startswith({tuple(h + '.' for h in _HEAVY)!r})]; "
             "print('HEAVY', heavy, file=sys.stderr); sys.exit(rc)")
-    result = subprocess.run([sys.executable, "-c", code, *args], capture_output=True,
-                            env={**os.environ, "CAIS_HOST": daemon.host}, check=True)
+    box = out(daemon.cais("run", "-d", "busybox", "sleep", "60")) if "BOX" in args else None
+    box2 = out(daemon.cais("create", "busybox")) if "BOX2" in args else None
+    try:
+        args = [{"BOX": box, "BOX2": box2}.get(a, a) for a in args]
+        result = subprocess.run([sys.executable, "-c", code, *args], capture_output=True,
+                                env={**os.environ, "CAIS_HOST": daemon.host}, check=True)
+    finally:
+        for c in (box, box2):
+            if c:
+                daemon.cais("rm", "-f", c, check=False)
     assert b"HEAVY []" in result.stderr, result.stderr
 
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 
+from cais import fastjson
 from cais.cli import format as fmt
 from cais.cli.args import Parser, filter_arg
 from cais.cli.client import ApiError
@@ -49,7 +49,7 @@ def _inspect_each(ctx, path: str, names: list[str], template: str | None) -> int
         for item in found:
             print(fmt.render(template, item))
     else:
-        print(json.dumps(found, indent=4))
+        print(fastjson.dumps(found, indent=4))
     for message in failed:
         print(message, file=sys.stderr)
     return 1 if failed else 0
@@ -161,7 +161,7 @@ def _exit_status(ctx, cid: str, wait, *, detachable: bool) -> int:  # type: igno
             wait.close()
             return 0
     try:
-        status = json.loads(wait.readline() or b"{}")
+        status = fastjson.loads(wait.readline() or b"{}")
     except (OSError, ValueError) as e:
         raise CliError(f"Error response from daemon: {e}", 125) from None
     finally:
@@ -317,7 +317,7 @@ def _ports_text(ports: list[dict]) -> str:
 
 def _ps_item(c: dict, no_trunc: bool) -> dict:
     command = c["Command"] if no_trunc else (c["Command"][:17] + "…" if len(c["Command"]) > 20 else c["Command"])
-    return {"ID": c["Id"] if no_trunc else c["Id"][:12], "Image": c["Image"], "Command": json.dumps(command),
+    return {"ID": c["Id"] if no_trunc else c["Id"][:12], "Image": c["Image"], "Command": fastjson.dumps(command),
             "CreatedAt": time.strftime("%Y-%m-%d %H:%M:%S +0000 UTC", time.gmtime(c["Created"])),
             "RunningFor": humanize.duration(time.time() - c["Created"]) + " ago", "Ports": _ports_text(c["Ports"]),
             "State": c["State"], "Status": c["Status"], "Names": ",".join(n.lstrip("/") for n in c["Names"]),
@@ -385,7 +385,7 @@ def cmd_inspect(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
             except fmt.FormatError as e:
                 raise CliError(str(e)) from None
     else:
-        print(json.dumps(results, indent=4))
+        print(fastjson.dumps(results, indent=4))
     for e in errors:
         print(e, file=sys.stderr)
     return 1 if errors else 0

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 
+from cais import fastjson
 from cais.cli import format as fmt
 from cais.cli.args import Parser, filter_arg
 from cais.cli.client import ApiError
@@ -48,7 +48,7 @@ def cmd_info(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
     opts = p.parse_args(args)
     info = _api(ctx, "GET", "/info")
     if opts.format:
-        print(json.dumps(info) if opts.format == "json" else fmt.render(opts.format, info))
+        print(fastjson.dumps(info) if opts.format == "json" else fmt.render(opts.format, info))
         return 0
     lines = [
         "Server:",
@@ -87,7 +87,7 @@ def cmd_events(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
         for e in ctx.client.json_lines("GET", "/events", {"filters": filters or None, "since": _since(opts.since),
                                                           "until": _since(opts.until)}):
             if opts.format:
-                print(json.dumps(e) if opts.format == "json" else fmt.render(opts.format, e), flush=True)
+                print(fastjson.dumps(e) if opts.format == "json" else fmt.render(opts.format, e), flush=True)
                 continue
             when = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(e["time"])) + f".{e['timeNano'] % 10**9:09d}"
             attrs = ", ".join(f"{k}={v}" for k, v in sorted(e["Actor"]["Attributes"].items()))
