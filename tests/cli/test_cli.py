@@ -31,6 +31,7 @@ _HEAVY = ("aiohttp", "rich", "cais.engine.engine", "cais.runtime", "cais.image",
 
 
 @pytest.mark.parametrize("args", [["--version"], ["ps"], ["ps", "-a", "--format", "json"], ["images"],
+                                  ["ps", "--format", "table {{.ID}}\t{{.RunningFor}}"], ["inspect", "-f", "{{.Id}}", "BOX"],
                                   ["run", "--rm", "busybox", "true"], ["run", "--rm", "-e", "A=1", "busybox", "true"],
                                   ["exec", "BOX", "true"], ["inspect", "BOX"], ["rm", "BOX2"]])
 def test_fast_start_imports(daemon: Caisd, args: list[str]) -> None:
