@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 
@@ -15,14 +16,12 @@ from cais.engine import humanize
 
 
 def cmd_version(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
-    import platform
-
     from cais import __version__
     p = Parser("version", "[OPTIONS]")
     p.add_argument("-f", "--format")
     opts = p.parse_args(args)
-    client = {"Version": __version__, "ApiVersion": "1.50", "Os": "linux", "Arch": platform.machine(),
-              "GoVersion": f"python{platform.python_version()}"}
+    client = {"Version": __version__, "ApiVersion": "1.50", "Os": "linux", "Arch": os.uname().machine,  # platform's answers, without
+              "GoVersion": f"python{sys.version.split()[0]}"}  # the re it imports
     try:
         server = ctx.client.call("GET", "/version")
     except (ApiError, OSError) as e:
