@@ -48,3 +48,15 @@ def test_render_and_errors() -> None:
         fmt.render("{{.Names", item)
     with pytest.raises(fmt.FormatError, match='function "nope" not defined'):
         fmt.render("{{nope .Names}}", item)
+
+
+def test_json_output_as_json() -> None:
+    """`{{json}}`, `--format json` and inspect's indented output: json's text, through fastjson."""
+    import json
+
+    from cais import fastjson
+    value = [{"Id": "c", "Config": {"Env": ["A=é"], "Labels": {}, "Cmd": []}, "State": {"Pid": 7, "Running": True},
+              "Size": 1.5, "Nothing": None, "Ports": {"80/tcp": [{"HostIp": "", "HostPort": "8080"}]}}]
+    assert fastjson.dumps(value, indent=4) == json.dumps(value, indent=4)
+    assert fastjson.dumps(value, separators=(",", ":")) == json.dumps(value, separators=(",", ":"))
+    assert fastjson.dumps({1: [2]}, indent=4) == json.dumps({1: [2]}, indent=4)
