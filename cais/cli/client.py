@@ -248,6 +248,11 @@ class Client:
     def __init__(self, host: str) -> None:
         self.host = host
         self._idle: Connection | None = None
+        # docker's CLI pings the daemon before every command to pick the API version both speak;
+        # caisd speaks ours, so the version is only negotiated when a daemon refuses it (dockerd
+        # 20.10: 1.41). DOCKER_API_VERSION pins it, as for docker.
+        self.pinned = os.environ.get("DOCKER_API_VERSION", "")
+        self.version = self.pinned or API_VERSION
         if host.startswith("unix://"):
             self.kind, self.address = "unix", host[len("unix://"):]
         elif host.startswith("tcp://") or host.startswith("https://"):
@@ -331,7 +336,7 @@ class Client:
             hdrs.setdefault("Content-Type", "application/json")
         if data is not None or (stream is None and method in ("POST", "PUT")):
             hdrs["Content-Length"] = str(len(data or b""))
-        head = self._head(method, f"/v{API_VERSION}{path}{_query(params)}", hdrs)
+        head = self._head(method, f"{self._prefix()}{path}{_query(params)}", hdrs)
         conn, self._idle = self._idle, None
         if conn is not None:
             conn.sock.settimeout(timeout)
@@ -385,7 +390,35 @@ class Client:
             # a fresh one (a streamed body cannot be sent twice)
             if not conn.reused or hasattr(body, "read") or str(e) != _NO_ANSWER:
                 raise
+        except ApiError as e:
+            # refused before it was handled: once more in the daemon's version
+            if hasattr(body, "read") or not self._negotiate(e):
+                raise
         return self.answer(self.send(method, path, params, body, headers, timeout), method)
+
+    def _prefix(self) -> str:
+        return f"/v{self.version}" if self.version else ""
+
+    def _negotiate(self, refused: ApiError) -> bool:
+        """After a daemon refused our API version as too new: take the version its /_ping
+        announces (docker's negotiation). False when there is nothing to negotiate."""
+        if refused.status != 400 or "is too new" not in str(refused) or self.pinned or self.version != API_VERSION:
+            return False
+        self.version = ""
+        try:
+            response = self.request("GET", "/_ping")
+            response.read()
+        except (ApiError, OSError):
+            return False
+        finally:
+            self.version = API_VERSION
+        theirs = response.getheader("api-version", "")
+        major, dot, minor = theirs.partition(".")
+        if not (major.isdigit() and dot and minor.isdigit()) or \
+                (int(major), int(minor)) >= tuple(int(n) for n in API_VERSION.split(".")):
+            return False
+        self.version = theirs
+        return True
 
     def call(self, method: str, path: str, params: dict | None = None, body: object = None, *, raw: bool = False,
              headers: dict | None = None, timeout: float | None = None) -> object:
@@ -411,7 +444,7 @@ class Client:
     def send_hijack(self, path: str, params: dict | None = None, body: object = None) -> Connection:
         """Send a POST with `Upgrade: tcp` on a connection of its own; `hijacked()` finishes it."""
         data = fastjson.dumps(body).encode() if body is not None else b""
-        head = self._head("POST", f"/v{API_VERSION}{path}{_query(params)}", {
+        head = self._head("POST", f"{self._prefix()}{path}{_query(params)}", {
             "Connection": "Upgrade", "Upgrade": "tcp", "Content-Type": "application/json",
             "Content-Length": str(len(data))})
         conn = self._open()

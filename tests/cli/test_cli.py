@@ -138,3 +138,30 @@ def test_in_process_engine_without_daemon() -> None:
         _unmount_under(root)
         _remove_cgroups(parent)
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.mark.peers
+def test_older_daemon_api_is_negotiated(busybox_dir: str, tmp_root: str) -> None:
+    """dockerd 20.10 speaks API 1.41: refused as too new, the CLI asks /_ping for the daemon's version
+    and goes on in it (caisd speaks ours: no ping there); DOCKER_API_VERSION pins the version."""
+    from tests.peers import dockerd
+    tar = os.path.join(tmp_root, "busybox.tar")
+    subprocess.run(["tar", "-C", busybox_dir, "-cf", tar, "."], check=True)
+    with dockerd() as d:
+        d.docker("import", tar, "cais-cl-busybox:latest")
+        env = {**os.environ, "CAIS_HOST": d.host}
+        env.pop("DOCKER_API_VERSION", None)
+
+        def cais(*args: str, **kw: str) -> subprocess.CompletedProcess[bytes]:
+            return subprocess.run([os.path.join(VENV_BIN, "cais"), *args], capture_output=True, timeout=60,
+                                  env={**env, **kw})
+        ran = cais("run", "--rm", "--network", "none", "cais-cl-busybox", "sh", "-c", "echo hi; exit 3")
+        assert (ran.returncode, ran.stdout, ran.stderr) == (3, b"hi\n", b"")
+        assert b"API version:      1.41" in cais("version").stdout
+        box = cais("run", "-d", "--network", "none", "--name", "cais-cl-negotiated", "cais-cl-busybox", "sleep", "60")
+        assert box.returncode == 0, box.stderr
+        ran = cais("exec", "cais-cl-negotiated", "sh", "-c", "echo in; exit 4")
+        assert (ran.returncode, ran.stdout) == (4, b"in\n")
+        pinned = cais("ps", DOCKER_API_VERSION="1.50")
+        assert pinned.returncode == 1 and b"client version 1.50 is too new" in pinned.stderr
+        assert cais("ps", "-q", DOCKER_API_VERSION="1.41").stdout.decode().strip() == box.stdout.decode()[:12]
