@@ -157,7 +157,8 @@ def test_older_daemon_api_is_negotiated(busybox_dir: str, tmp_root: str) -> None
                                   env={**env, **kw})
         ran = cais("run", "--rm", "--network", "none", "cais-cl-busybox", "sh", "-c", "echo hi; exit 3")
         assert (ran.returncode, ran.stdout, ran.stderr) == (3, b"hi\n", b"")
-        assert b"API version:      1.41" in cais("version").stdout
+        version = cais("version").stdout
+        assert b" API version:       1.41 (downgraded from 1.50)\n" in version and b"API version:      1.41" in version
         box = cais("run", "-d", "--network", "none", "--name", "cais-cl-negotiated", "cais-cl-busybox", "sleep", "60")
         assert box.returncode == 0, box.stderr
         ran = cais("exec", "cais-cl-negotiated", "sh", "-c", "echo in; exit 4")

@@ -9,7 +9,7 @@ import time
 from cais import fastjson
 from cais.cli import format as fmt
 from cais.cli.args import Parser, filter_arg
-from cais.cli.client import ApiError
+from cais.cli.client import API_VERSION, ApiError
 from cais.cli.commands.containers import _api, _confirm
 from cais.cli.main import CliError
 from cais.engine import humanize
@@ -20,17 +20,20 @@ def cmd_version(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
     p = Parser("version", "[OPTIONS]")
     p.add_argument("-f", "--format")
     opts = p.parse_args(args)
-    client = {"Version": __version__, "ApiVersion": "1.50", "Os": "linux", "Arch": os.uname().machine,  # platform's answers, without
-              "GoVersion": f"python{sys.version.split()[0]}"}  # the re it imports
     try:
         server = ctx.client.call("GET", "/version")
     except (ApiError, OSError) as e:
         server = None
         error = str(e)
+    version = ctx._client.version if ctx._client is not None else API_VERSION  # negotiated with the daemon
+    client = {"Version": __version__, "ApiVersion": version, "DefaultAPIVersion": API_VERSION, "Os": "linux",
+              "Arch": os.uname().machine,  # platform's answers, without the re it imports
+              "GoVersion": f"python{sys.version.split()[0]}"}
     if opts.format:
         print(fmt.render(opts.format, {"Client": client, "Server": server}))
         return 0
-    print(f"Client:\n Version:           {client['Version']}\n API version:       {client['ApiVersion']}\n"
+    downgraded = f" (downgraded from {API_VERSION})" if version != API_VERSION else ""
+    print(f"Client:\n Version:           {client['Version']}\n API version:       {version}{downgraded}\n"
           f" Python version:    {client['GoVersion']}\n OS/Arch:           linux/{client['Arch']}")
     if server is None:
         raise CliError(f"Cannot connect to the cais daemon: {error}")
