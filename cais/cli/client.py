@@ -61,6 +61,15 @@ def _query(params: dict | None) -> str:
     return "?" + "&".join(f"{_quote(k)}={_quote(v)}" for k, v in items) if items else ""
 
 
+def _older(version: str, than: str) -> bool:
+    """Whether API version VERSION ("1.41") is a well-formed one older than THAN."""
+    major, dot, minor = version.partition(".")
+    if not (major.isdigit() and dot and minor.isdigit()):
+        return False
+    mine = than.split(".")
+    return (int(major), int(minor)) < (int(mine[0]), int(mine[1]))
+
+
 class Connection:
     """A socket with a read buffer: lines for the HTTP head and chunk sizes, bytes for bodies.
     The buffer is consumed by moving an offset: many small reads (8-byte frame headers) do not
@@ -406,7 +415,7 @@ class Client:
         announces (docker's negotiation). False when there is nothing to negotiate."""
         if refused.status != 400 or "is too new" not in str(refused) or self.pinned or self.version != API_VERSION:
             return False
-        self.version = ""
+        self.version = ""  # /_ping unversioned: a daemon answers it whatever it speaks
         try:
             response = self.request("GET", "/_ping")
             response.read()
@@ -415,9 +424,7 @@ class Client:
         finally:
             self.version = API_VERSION
         theirs = response.getheader("api-version", "")
-        major, dot, minor = theirs.partition(".")
-        if not (major.isdigit() and dot and minor.isdigit()) or \
-                (int(major), int(minor)) >= tuple(int(n) for n in API_VERSION.split(".")):
+        if not _older(theirs, API_VERSION):
             return False
         self.version = theirs
         return True
