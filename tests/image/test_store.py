@@ -304,6 +304,64 @@ def test_register_and_rmi_race_stays_consistent(image_root):
             s.close()
 
 
+def test_rmi_skips_a_layer_an_inflight_register_pinned(image_root):
+    """A register has found its shared bottom layer and is unpacking the next one when an rmi of
+    the only image using that bottom layer comes: the layer stays (pinned), the register commits
+    first time, and the layer is removed with the last image that uses it."""
+    import threading
+
+    store, other = make_store(image_root), make_store(image_root)  # two connections, as two processes
+    try:
+        first = store.register(put_image(store, [L1]), "a:1")
+        bottom = store.layers_of(first)[0]["ChainID"]
+        digest = put_image(store, [L1, L2])
+        reached, go = threading.Event(), threading.Event()
+        apply_diff = store.driver.apply_diff
+
+        def slow_apply_diff(layer_id, parent, *args, **kwargs):
+            if parent:  # the second layer: hold the register here
+                reached.set()
+                go.wait(30)
+            return apply_diff(layer_id, parent, *args, **kwargs)
+
+        store.driver.apply_diff = slow_apply_diff
+        result: list[object] = []
+        t = threading.Thread(target=lambda: result.append(store.register(digest, "b:1")))
+        t.start()
+        try:
+            assert reached.wait(30)
+            assert [r["Deleted"] for r in other.remove("a:1") if "Deleted" in r] == [first]  # no layer
+            assert other.meta.layer(bottom).state == "ready"
+        finally:
+            go.set()
+            t.join(30)
+        [second] = result
+        assert [x["ChainID"] for x in store.layers_of(second)][0] == bottom
+        assert store.driver.has_layer(bottom[7:]) and store.meta.q("SELECT * FROM layer_pins") == []
+        records = other.remove("b:1")
+        assert {"Deleted": bottom} in records and store.meta.layers() == []
+    finally:
+        store.close()
+        other.close()
+
+
+def test_pins_of_a_crashed_register_are_dropped(store):
+    """Pins a register left behind (it crashed) protect nothing once nobody holds the store."""
+    image_id = store.register(put_image(store, [L1]), "a:1")
+    [chain] = [x["ChainID"] for x in store.layers_of(image_id)]
+    with store.meta.tx() as db:
+        db.execute("INSERT INTO layer_pins VALUES ('crashed', ?)", (chain,))
+    with store.hold():  # a register may be in flight: the pin counts
+        assert [r["Deleted"] for r in store.remove("a:1") if "Deleted" in r] == [image_id]
+    assert store.meta.layer(chain) is not None
+    assert store.gc()["LayersDeleted"] == [chain]  # nobody holds the store now
+    image_id = store.register(put_image(store, [L1]), "a:1")
+    with store.meta.tx() as db:
+        db.execute("INSERT INTO layer_pins VALUES ('crashed', ?)", (chain,))
+    assert {"Deleted": chain} in store.remove("a:1")
+    assert store.meta.q("SELECT * FROM layer_pins") == []
+
+
 def test_odd_config_values_do_not_crash(store):
     digest = put_image(store, [L1], created=123, labels=["not", "a", "map"],
                        extra_config={"history": [{"created": 5, "created_by": "x"}]})
