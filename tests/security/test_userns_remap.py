@@ -140,6 +140,28 @@ def test_docker_cp_and_export_show_the_containers_owners(remapped: Caisd) -> Non
         subprocess.run(["rm", "-rf", src])
 
 
+def test_docker_cp_a_gives_the_containers_user_shifted(remapped: Caisd, remap_user: tuple[int, int]) -> None:
+    """`cp -a` into a `--user nobody` container: nobody's ids inside, shifted on the host (dockerd
+    would chown to the unshifted ids, which the container sees as the overflow id)."""
+    uid, gid = remap_user
+    cid = remapped.docker("create", "--user", "nobody", "busybox", "stat", "-c", "%u:%g", "/tmp/cais-cpa/f").stdout \
+        .decode().strip()
+    src = tempfile.mkdtemp(prefix="cais-se-remapcpa-", dir="/tmp")
+    try:
+        os.mkdir(os.path.join(src, "cais-cpa"))
+        with open(os.path.join(src, "cais-cpa", "f"), "w") as f:
+            f.write("x")
+        os.chown(os.path.join(src, "cais-cpa", "f"), 5, 6)
+        remapped.docker("cp", "-a", os.path.join(src, "cais-cpa"), f"{cid}:/tmp/")
+        upper = _upper(remapped, cid)
+        st = os.lstat(os.path.join(upper, "tmp", "cais-cpa", "f"))
+        assert (st.st_uid, st.st_gid) == (uid + 65534, gid + 65534)
+        assert remapped.docker("start", "-a", cid).stdout.split() == [b"65534:65534"]
+    finally:
+        remapped.docker("rm", "-f", cid, check=False)
+        subprocess.run(["rm", "-rf", src])
+
+
 def test_vfs_driver(remap_user: tuple[int, int]) -> None:
     with caisd(extra=["--userns-remap", f"{USER}:{USER}", "-s", "vfs"]) as d:
         os.chmod(d.root, 0o711)
