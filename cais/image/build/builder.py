@@ -70,6 +70,8 @@ from cais.image.build.options import BuildError, BuildOptions
 from cais.image.build.parser import DockerfileError, parse, parse_heredoc_marker
 from cais.image.build.runner import NETWORK_MODES, RunError, Runner, RunSpec
 from cais.image.build.shell_words import Lexer, ShellSyntaxError
+from cais.storage import userdb
+from cais.storage.rootdir import read_text
 
 Emit = Callable[[Event], None]
 _EMPTY_TAR_SIZE = 1024  # an empty diff: just the two zero blocks
@@ -668,7 +670,7 @@ class _Build:
 
         def work(rw: str, rootfs: str) -> None:
             user = state.config.get("User") or ""
-            uid, gid, groups = resolve_user(rootfs, user)
+            found = resolve_user(rootfs, user)
             cwd = state.config.get("WorkingDir") or "/"
             bundle = os.path.join(self.b.tmp_dir, rw)
             try:
@@ -677,7 +679,8 @@ class _Build:
                     if script is not None:
                         oci_mounts.append(self.script_mount(*script, stack))
                     self.b.runner.run(rw, bundle, rootfs,
-                                      RunSpec(args, env, cwd, uid, gid, groups, network, mounts=oci_mounts),
+                                      RunSpec(args, env, cwd, found.uid, found.gid, found.groups, network,
+                                              mounts=oci_mounts),
                                       lambda data: self.emit(StepOutput(number, data)))
             except RunError as e:
                 raise self.fail(f"The command '{' '.join(args)}' returned a non-zero code: "
@@ -906,46 +909,14 @@ def glob_rootfs(root: str, pattern: str) -> list[Source]:
     return sources
 
 
-def resolve_user(rootfs: str, user: str) -> tuple[int, int, list[int]]:
-    """USER (name or uid, optional :group) → uid, gid, supplementary groups, from the image's files."""
-    if not user:
-        return 0, 0, []
-    name, _, group = user.partition(":")
-    uid = gid = None
-    home_gid = None
-    passwd = _read_db(rootfs, "etc/passwd")
-    for fields in passwd:
-        if len(fields) > 3 and (fields[0] == name or (name.isdigit() and fields[2] == name)):
-            uid, home_gid = int(fields[2]), int(fields[3])
-            name = fields[0]
-            break
-    if uid is None:
-        if not name.isdigit():
-            raise DockerfileError(f"unable to find user {name}: no matching entries in passwd file")
-        uid = int(name)
-    groups_db = _read_db(rootfs, "etc/group")
-    if group:
-        for fields in groups_db:
-            if len(fields) > 2 and (fields[0] == group or (group.isdigit() and fields[2] == group)):
-                gid = int(fields[2])
-                break
-        if gid is None:
-            if not group.isdigit():
-                raise DockerfileError(f"unable to find group {group}: no matching entries in group file")
-            gid = int(group)
-    else:
-        gid = home_gid if home_gid is not None else 0
-    extra = sorted({int(f[2]) for f in groups_db if len(f) > 3 and name in f[3].split(",") and f[2].isdigit()}
-                   - {gid}) if not group else []
-    return uid, gid, extra
-
-
-def _read_db(rootfs: str, rel: str) -> list[list[str]]:
+def resolve_user(rootfs: str, user: str) -> userdb.ExecUser:
+    """USER for RUN: looked up in the image's /etc/passwd and /etc/group as for `docker run --user`
+    (dockerd's builder runs RUN as a container with that user): groups are the primary one and
+    every group listing the user."""
     try:
-        with open(scoped(rootfs, rel), encoding="utf-8", errors="replace") as f:
-            return [line.rstrip("\n").split(":") for line in f if line.strip() and not line.startswith("#")]
-    except OSError:
-        return []
+        return userdb.lookup(lambda path: read_text(rootfs, path), user)
+    except userdb.UserNotFound as e:
+        raise DockerfileError(str(e)) from None
 
 
 def _is_url(text: str) -> bool:
