@@ -305,41 +305,41 @@ def test_register_and_rmi_race_stays_consistent(image_root):
 
 
 def test_rmi_skips_a_layer_an_inflight_register_pinned(image_root):
-    """A register has found its shared bottom layer and is unpacking the next one when an rmi of
-    the only image using that bottom layer comes: the layer stays (pinned), the register commits
-    first time, and the layer is removed with the last image that uses it."""
+    """A register has found all its layers on disk (another image's) and is about to record its
+    image when an rmi of that other image comes: the layers stay (pinned), the register commits at
+    the first attempt, and the layers go with the last image that uses them."""
     import threading
 
     store, other = make_store(image_root), make_store(image_root)  # two connections, as two processes
     try:
-        first = store.register(put_image(store, [L1]), "a:1")
-        bottom = store.layers_of(first)[0]["ChainID"]
-        digest = put_image(store, [L1, L2])
+        first = store.register(put_image(store, [L1, L2]), "a:1")
+        chain = [x["ChainID"] for x in store.layers_of(first)]
+        digest = put_image(store, [L1, L2], labels={"another": "config"})
         reached, go = threading.Event(), threading.Event()
-        apply_diff = store.driver.apply_diff
+        pin_ready = store._pin_ready
 
-        def slow_apply_diff(layer_id, parent, *args, **kwargs):
-            if parent:  # the second layer: hold the register here
-                reached.set()
-                go.wait(30)
-            return apply_diff(layer_id, parent, *args, **kwargs)
+        def pin_then_wait(*args):  # the window between finding the layers and recording the image
+            pinned = pin_ready(*args)
+            reached.set()
+            go.wait(30)
+            return pinned
 
-        store.driver.apply_diff = slow_apply_diff
+        store._pin_ready = pin_then_wait
         result: list[object] = []
         t = threading.Thread(target=lambda: result.append(store.register(digest, "b:1")))
         t.start()
         try:
             assert reached.wait(30)
             assert [r["Deleted"] for r in other.remove("a:1") if "Deleted" in r] == [first]  # no layer
-            assert other.meta.layer(bottom).state == "ready"
+            assert [other.meta.layer(c).state for c in chain] == ["ready", "ready"]
         finally:
             go.set()
             t.join(30)
         [second] = result
-        assert [x["ChainID"] for x in store.layers_of(second)][0] == bottom
-        assert store.driver.has_layer(bottom[7:]) and store.meta.q("SELECT * FROM layer_pins") == []
+        assert [x["ChainID"] for x in store.layers_of(second)] == chain
+        assert all(store.driver.has_layer(c[7:]) for c in chain) and store.meta.q("SELECT * FROM layer_pins") == []
         records = other.remove("b:1")
-        assert {"Deleted": bottom} in records and store.meta.layers() == []
+        assert {"Deleted": chain[0]} in records and store.meta.layers() == []
     finally:
         store.close()
         other.close()
