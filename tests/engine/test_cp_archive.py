@@ -140,6 +140,13 @@ def test_cp_a_looks_the_user_up_in_the_container(daemon: Caisd, src: str) -> Non
                 assert {v[:2] for k, v in got.items() if k.startswith("tmp/d")} == {owner}, user
             finally:
                 daemon.docker("rm", "-f", name, check=False)
+        name = f"{base}-run"  # a running container: its user looked up through its own root
+        daemon.docker("run", "-d", "--name", name, "--user", "cais-eg", image, "sleep", "60")
+        try:
+            daemon.docker("cp", "-a", f"{src}/f", f"{name}:/tmp/f")
+            assert daemon.docker("exec", name, "stat", "-c", "%u:%g", "/tmp/f").stdout == b"4321:4322\n"
+        finally:
+            daemon.docker("rm", "-f", name, check=False)
         name = f"{base}-x"
         daemon.docker("create", "--name", name, "--user", "cais-eg-nobody", image, "true")
         try:
