@@ -2,7 +2,7 @@
 
 The program is compiled before the init is cloned, by the bootstrap or by the warm zygote, and
 handed to the init as bytes that it loads with one syscall (cais/linux/seccomp.py): the init never
-imports pyseccomp, nor pays for libseccomp's generation of the program (~10 ms for docker's
+imports pyseccomp, nor pays for libseccomp's generation of the program (~15–20 ms of CPU for docker's
 profile). A zygote keeps what it compiled (Programs), so containers and execs with the same
 profile reuse it. The bytes are what seccomp_load() would install: libseccomp's export of the
 same filter, with the same attributes.
