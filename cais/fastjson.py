@@ -60,18 +60,19 @@ def _not_serializable(value: Any) -> Any:
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
-def dumps(value: Any, indent: int | None = None, separators: tuple[str, str] | None = None) -> str:
-    """json.dumps(VALUE, indent=INDENT, separators=SEPARATORS), ASCII output (`state` prints
-    indented, as runc does; separators without indent only)."""
-    if _json is None or (indent is not None and separators is not None):
+def dumps(value: Any, indent: int | None = None, separators: tuple[str, str] | None = None,
+          sort_keys: bool = False) -> str:
+    """json.dumps(VALUE, indent=INDENT, separators=SEPARATORS, sort_keys=SORT_KEYS), ASCII output
+    (`state` prints indented, as runc does; separators and sort_keys without indent only)."""
+    if _json is None or (indent is not None and (separators is not None or sort_keys)):
         import json
 
-        return json.dumps(value, indent=indent, separators=separators)
+        return json.dumps(value, indent=indent, separators=separators, sort_keys=sort_keys)
     if indent is not None:
         return _indented(value, indent, 0)
     item_separator, key_separator = separators or (", ", ": ")
     encode = _json.make_encoder({}, _not_serializable, _json.encode_basestring_ascii, None, key_separator,
-                                item_separator, False, False, True)
+                                item_separator, sort_keys, False, True)
     return "".join(encode(value, 0))
 
 

@@ -140,9 +140,9 @@ def output(items: list[dict], fmt: str | None, default_columns: list[tuple[str, 
            rows: list[list[str]] | None = None) -> None:
     """Print `items` with docker's --format semantics; `rows` are the default table's cells."""
     out = sys.stdout
-    if fmt == "json":
+    if fmt == "json":  # the docker CLI marshals each line from a Go map: keys sorted
         for item in items:
-            out.write(fastjson.dumps(item, separators=(",", ":")) + "\n")
+            out.write(fastjson.dumps(item, separators=(",", ":"), sort_keys=True) + "\n")
         return
     if not fmt or fmt == "table":
         out.write(table(rows or [], [h for h, _ in default_columns]))

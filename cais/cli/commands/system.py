@@ -17,6 +17,7 @@ from cais.engine import humanize
 
 def cmd_version(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
     from cais import __version__
+    from cais.image.platform import go_arch
     p = Parser("version", "[OPTIONS]")
     p.add_argument("-f", "--format")
     opts = p.parse_args(args)
@@ -27,7 +28,7 @@ def cmd_version(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
         error = str(e)
     version = ctx._client.version if ctx._client is not None else API_VERSION  # negotiated with the daemon
     client = {"Version": __version__, "ApiVersion": version, "DefaultAPIVersion": API_VERSION, "Os": "linux",
-              "Arch": os.uname().machine,  # platform's answers, without the re it imports
+              "Arch": go_arch(os.uname().machine),
               "GoVersion": f"python{sys.version.split()[0]}"}
     if opts.format:
         print(fmt.render(opts.format, {"Client": client, "Server": server}))
