@@ -10,7 +10,8 @@ for an interpreter start; jobs that join namespaces by path get a fresh bootstra
 
 Protocol (unix socket EXEC_ROOT/supervisor.sock, root only): a client sends one JSON line,
 gets one JSON line back ({"ok": true, …} or {"error": "…"}). `attach` and `exec` then turn the
-connection into a stream of docker frames (see frames.py); `watch` into JSON lines of exits.
+connection into a stream of docker frames (see frames.py), which ends with a CONTROL frame (the
+exit code) and a half-close: the client closes; `watch` into JSON lines of exits.
 
     {"op": "start", "id", "bundle", "root", "tty", "stdin", "log": {...}|null, "log_path", "exit_file"}
     {"op": "create", …as start}  → {"pid"}, then  {"op": "start"} → {}            (protocol 2)
