@@ -44,6 +44,20 @@ def test_cpuset_is_initialised_from_parents(cgroups_v1) -> None:
     cgroups_v1.child(m2, "import time; time.sleep(600)\n")
 
 
+def test_cpuset_parent_that_a_concurrent_create_just_made(cgroups_v1) -> None:
+    """Two containers created at once under a new parent: the second saw the parent the first had
+    just made, still without cpus and mems, and copied them empty (its init: ENOSPC on joining)."""
+    m = cgroups_v1.manager()
+    parent = os.path.dirname(m.paths["cpuset"])
+    os.mkdir(parent)  # the other create's mkdir, before its copy of cpus and mems
+    m.create({})
+    for d in (parent, m.paths["cpuset"]):
+        assert Path(d, "cpuset.cpus").read_text().strip() and Path(d, "cpuset.mems").read_text().strip()
+    child = cgroups_v1.child(m, "print(1, flush=True)\n")
+    rc, out, err = child.finish()
+    assert rc == 0 and out == "1\n", err
+
+
 def test_relative_paths_follow_own_cgroup_absolute_from_root(cgroups_v1) -> None:
     from cais.runtime.cgroups.paths import own_cgroups
 

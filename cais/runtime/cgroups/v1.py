@@ -271,13 +271,20 @@ def _anything_set(value: object) -> bool:
 
 
 def _make_cpuset(path: str) -> list[str]:
-    """mkdir -p for cpuset, giving each new level the cpus and mems of its parent.
+    """mkdir -p for cpuset, giving each empty level the cpus and mems of its parent.
 
     A new v1 cpuset starts with empty cpuset.cpus/mems, and no process can join it until they
-    are set (runc's ensureParent does the same copy).
+    are set (runc's ensureParent does the same copy). Every empty level up from `path` is filled,
+    not only the ones made here: a parent that a concurrent create has just made may not have
+    its values yet (copied as they were, empty, a container could not join: ENOSPC).
     """
     created = fs.makedirs(path)
-    for d in created:
+    empty = []
+    d = path
+    while d != "/" and not (fs.read(d, "cpuset.cpus") and fs.read(d, "cpuset.mems")):
+        empty.append(d)
+        d = os.path.dirname(d)
+    for d in reversed(empty):
         parent = os.path.dirname(d)
         for key in ("cpuset.cpus", "cpuset.mems"):
             if not fs.read(d, key):
