@@ -3,7 +3,8 @@
 For each daemon, driver (json-file, local) and size (100k and 1M lines of `seq`), one container
 prints the lines and stays up; then `docker logs` reads them back:
 
-    all | --tail 10 | -f (catching up to the last line) | --since (now: every entry scanned, none shown) | -t
+    all | --tail 10 | -f (catching up to the last line) | --since (now: nothing to show) |
+    --since half (the middle entry's time: the second half shown) | -t
 
 Runs alternate between the daemons (and the baseline tree, `--baseline DIR`: caisd run from another
 checkout of cais, for an A/B) so the machine's load hits them alike. Reported per case: the median wall
@@ -29,7 +30,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from tests.caisd import Caisd, caisd  # noqa: E402
 from tests.peers import Dockerd, dockerd  # noqa: E402
 
-CASES = ("all", "tail 10", "follow", "since", "timestamps")
+CASES = ("all", "tail 10", "follow", "since", "since half", "timestamps")
 
 
 def cpu_ticks(pids: list[int]) -> int:
@@ -60,6 +61,7 @@ class Target:
         self.name, self.host, self.pids = name, host, pids
         self.containers: dict[tuple[str, int], str] = {}
         self.write: dict[tuple[str, int], tuple[float, int, int]] = {}
+        self.half: dict[tuple[str, int], str] = {}  # the time of the middle entry
 
     def docker(self, *args: str) -> list[str]:
         return ["docker", "-H", self.host, *args]
@@ -78,13 +80,16 @@ class Target:
         took = time.perf_counter() - start
         count = subprocess.run(self.docker("logs", cid), capture_output=True).stdout.count(b"\n")
         self.containers[(driver, lines)] = cid
+        middle = subprocess.run(self.docker("logs", "-t", "--tail", str(lines // 2), cid), capture_output=True)
+        self.half[(driver, lines)] = middle.stdout.split(b" ", 1)[0].decode()
         self.write[(driver, lines)] = (took, count, rss_kb(self.pids()))
 
     def run_case(self, case: str, driver: str, lines: int) -> tuple[float, float]:
         """(wall seconds, daemon CPU seconds) of one `docker logs`."""
         cid = self.containers[(driver, lines)]
         args = {"all": [], "tail 10": ["--tail", "10"], "follow": ["-f"], "timestamps": ["-t"],
-                "since": ["--since", f"{time.time():.9f}"]}[case]
+                "since": ["--since", f"{time.time():.9f}"], "since half": ["--since", self.half.get((driver, lines), "")],
+                }[case]
         pids = self.pids()
         cpu0, start = cpu_ticks(pids), time.perf_counter()
         if case == "follow":  # read until the last line, then hang up

@@ -186,3 +186,56 @@ def _tail_forward(f: BinaryIO, size: int, want: int) -> tuple[int, int]:
         starts.append(pos)
     picked = starts[-want:]
     return (picked[0], len(picked)) if picked else (size, 0)
+
+
+def since_offset(f: BinaryIO, size: int, since: int) -> int:
+    """Where to start reading for the entries at or after `since`: the end of the last whole
+    entry older than it (0 if none is, or if the footers do not add up; `size` if the last entry
+    is older). Walks the footers backwards from `size` reading only times, a block at a time, so
+    the cost is that of the entries to show. A long line's parts carry its first part's time:
+    they are passed over, not taken as the end of what is older."""
+    offset, base, data = size, size, b""  # data holds the file's bytes [base, offset)
+    unpack = _LEN.unpack_from
+    while offset >= 8:
+        if offset - 8 < base:
+            base = max(0, offset - _CHUNK)
+            f.seek(base)
+            data = f.read(offset - base)
+        (length,) = unpack(data, offset - 4 - base)
+        start = offset - 8 - length
+        if start < 0 or length > MAX_ENTRY:
+            return 0
+        if start < base:  # an entry bigger than what is left of the block
+            old = base
+            base = max(0, min(start, offset - _CHUNK))
+            f.seek(base)
+            data = f.read(old - base) + data[:offset - old]
+        if data[start - base:start - base + 4] != data[offset - 4 - base:offset - base]:
+            return 0
+        when = _plain_time(data, start + 4 - base, offset - 4 - base)
+        if when is None:
+            try:
+                entry = decode_entry(data[start + 4 - base:offset - 4 - base])
+            except CorruptLog:
+                return 0
+            when = None if entry.partial is not None else entry.time_ns
+        if when is not None and when < since:
+            return offset
+        offset = start
+    return 0
+
+
+def _plain_time(data: bytes, pos: int, end: int) -> int | None:
+    """The time of the common entry (source, time, line) held in data[pos:end]; None for another."""
+    if end - pos < 10 or data[pos] != 0x0A or data[pos + 1] != 6 or data[pos + 8] != 0x10:
+        return None
+    try:
+        when, pos = pw.read_varint(data, pos + 9)
+        if pos == end:
+            return when
+        if pos > end or data[pos] != 0x1A:
+            return None
+        size, pos = pw.read_varint(data, pos + 1)
+    except pw.DecodeError:
+        return None
+    return when if pos + size == end and when < 1 << 63 else None

@@ -255,6 +255,8 @@ def _decode(fmt, f: BinaryIO, end: int | None = None, since: int | None = None):
 
 
 Entry = tuple[str, int, bytes]  # (stream, unix ns, bytes)
+# how far out of time order entries may be in a file: dockerd's two copiers stamp, then take turns to write
+DISORDER = 1_000_000_000
 BATCH, BATCH_BYTES = 4096, 1 << 20  # handed over at once: the API frames and writes them in one go
 
 
@@ -389,19 +391,26 @@ def _backlog(fmt, current: BinaryIO, size: int, rotated: list[tuple[str, BinaryI
     if tail == 0:
         current.seek(size)
         return
-    if tail is None or tail < 0:
+    if (tail is None or tail < 0) and since is None:
         for f in reversed(list(newest_first())):
             yield from _decode(fmt, f, None, unread)
         yield from _decode(fmt, current, size, unread)
         return
     chunks: list[tuple[BinaryIO, int, int | None]] = []
-    want = tail
-    for f, end in itertools.chain([(current, size)], ((r, None) for r in newest_first())):
-        start, found = fmt.tail_offset(f, size if f is current else file_size(f), want)
-        chunks.append((f, start, end))
-        want -= found
-        if want <= 0:
-            break
+    if tail is None or tail < 0:  # since: from the file holding its first entry, where that entry is
+        for f, end in itertools.chain([(current, size)], ((r, None) for r in newest_first())):
+            start = fmt.since_offset(f, size if f is current else file_size(f), since - DISORDER)
+            chunks.append((f, start, end))
+            if start > 0:  # the file starts older: so do all the files before it
+                break
+    else:
+        want = tail
+        for f, end in itertools.chain([(current, size)], ((r, None) for r in newest_first())):
+            start, found = fmt.tail_offset(f, size if f is current else file_size(f), want)
+            chunks.append((f, start, end))
+            want -= found
+            if want <= 0:
+                break
     for f, start, end in reversed(chunks):
         f.seek(start)
         yield from _decode(fmt, f, end, unread)
