@@ -22,6 +22,7 @@ from cais.engine import jsonfilelog, locallog
 from cais.engine.errors import InvalidParameter
 from cais.engine.logfile import (
     Copier,
+    Message,
     RotatingFile,
     file_size,
     gzip_last_time,
@@ -196,30 +197,39 @@ class LogWriter:
     """The supervisor's end: bytes of stdout/stderr in, entries of the driver's format out."""
 
     def __init__(self, path: str, settings: dict) -> None:
-        encode = _FORMATS[settings.get("driver", "json-file")].encode
+        fmt = _FORMATS[settings.get("driver", "json-file")]
+        encode = fmt.encode
         self._file = RotatingFile(path, settings.get("max_size"), settings.get("max_file", 1),
                                   settings.get("compress", False))
         attrs = tuple(tuple(pair) for pair in settings.get("attrs") or ())
-        self._pending: list[tuple[bytes, int]] = []  # the entries of one write, written together
-        add = self._pending.append
-        if attrs:
-            self._copier = Copier(lambda msg: add((encode(msg._replace(attrs=attrs)), msg.time_ns)))
-        else:
-            self._copier = Copier(lambda msg: add((encode(msg), msg.time_ns)))
+        self._records: list[bytes] = []  # the entries of one write, written together, and their times
+        self._times: list[int] = []
+        records, times = self._records, self._times
+
+        def one(msg: Message) -> None:
+            records.append(encode(msg._replace(attrs=attrs) if attrs else msg))
+            times.append(msg.time_ns)
+
+        def lines(stream: str, cut: list[bytes], stamps: list[int]) -> None:
+            records.extend(fmt.encode_lines(stream, cut, stamps))
+            times.extend(stamps)
+        self._copier = Copier(one, None if attrs else lines)
 
     def write(self, stream: str, data: bytes) -> None:
         try:
             self._copier.write(stream, data)
-            self._file.write_many(self._pending)
+            self._file.write_many(self._records, self._times)
         finally:
-            self._pending.clear()
+            self._records.clear()
+            self._times.clear()
 
     def close(self) -> None:
         try:
             self._copier.flush()
-            self._file.write_many(self._pending)
+            self._file.write_many(self._records, self._times)
         finally:
-            self._pending.clear()
+            self._records.clear()
+            self._times.clear()
             self._file.close()
 
 

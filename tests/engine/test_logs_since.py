@@ -79,7 +79,7 @@ def test_since_through_rotations_and_damage(tmp_root: str, driver: str) -> None:
     assert settings is not None
     f = logs.RotatingFile(path, settings["max_size"], settings["max_file"], settings["compress"])
     fmt = FORMATS[driver]
-    f.write_many([(fmt.encode(m), m.time_ns) for m in entries])
+    f.write_many([fmt.encode(m) for m in entries], [m.time_ns for m in entries])
     f.close()
     assert os.path.exists(path + ".4.gz")
     kept = [data for _, _, data in logs.read(path, driver)]
@@ -132,3 +132,45 @@ def test_since_as_dockerd(busybox_dir: str, tmp_root: str) -> None:
                 # is past the oldest one's last entry (moby fixed it since): compare where it is right
                 if driver == "json-file" or k in (0, len(stamped) - 1):
                     assert ours == d.docker("logs", "--since", stamp, cid).stdout, (driver, stamp)
+
+
+@pytest.mark.parametrize("driver", ["json-file", "local"])
+def test_lines_encoded_at_once_are_the_bytes_of_one_at_a_time(driver: str) -> None:
+    """The writer's batch encoding (whole lines of a write) gives encode()'s bytes, entry by entry."""
+    fmt = FORMATS[driver]
+    lines = [b"", b"a", b"x" * 127, b"y" * 128, b"z" * 300, b"tab\there", b"<&>", "é".encode(), b"\xff", b'q"b\\']
+    times = [1_700_000_000_000_000_000, 1_700_000_000_999_999_999, 1_700_000_001_000_000_000,
+             1_700_000_001_000_000_100, 1_700_000_001_123_456_789, (1 << 28) + 5, 1_700_000_268_435_455,
+             1_700_000_268_435_456, 1_700_000_300_000_000_010, 1_700_000_300_000_000_011]
+    for stream in ("stdout", "stderr"):
+        for chosen in (lines, lines[:6], [b"plain"] * 3):
+            stamps = times[:len(chosen)]
+            assert fmt.encode_lines(stream, chosen, stamps) == [
+                fmt.encode(Message(stream, t, line)) for line, t in zip(chosen, stamps, strict=True)]
+
+
+@pytest.mark.parametrize("driver", ["json-file", "local"])
+def test_writer_cuts_as_docker_whatever_the_reads(tmp_root: str, driver: str) -> None:
+    """The same bytes written in reads of any size (lines cut across reads, lines of 16 KiB and more,
+    an unterminated end) give the same entries: the batch path and the partial path agree."""
+    rnd = random.Random(11)
+    data = b"".join(rnd.choice([b"short\n", b"", b"\n", b"a" * rnd.randrange(16_380, 16_390) + b"\n",
+                                b"b" * rnd.randrange(1, 40_000) + b"\n", b"<esc>\x01\n"]) for _ in range(300))
+    data += b"no newline at the end"
+    results = []
+    for sizes in ((1 << 16,), (1, 7, 4096, 16_384, 70_000), (len(data),)):
+        path = os.path.join(tmp_root, f"cais-lg-cut-{len(results)}", "c.log")
+        settings = logs.log_settings({"Type": driver, "Config": {}})
+        assert settings is not None
+        w = logs.LogWriter(path, settings)
+        pos = 0
+        while pos < len(data):
+            n = rnd.choice(sizes)
+            w.write("stdout", data[pos:pos + n])
+            pos += n
+        w.close()
+        got = list(logs.read(path, driver))
+        results.append([(s, d) for s, _, d in got])
+        assert all(len(d.rstrip(b"\n")) <= 16_384 for _, _, d in got)
+    assert results[0] == results[1] == results[2]
+    assert b"".join(d for _, d in results[0]) == data
