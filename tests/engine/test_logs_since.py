@@ -87,6 +87,8 @@ def test_since_through_rotations_and_damage(tmp_root: str, driver: str) -> None:
     assert [m.text for m in shown] == kept
     for since in (shown[0].time_ns, shown[len(shown) // 3].time_ns, shown[-5].time_ns, shown[-1].time_ns + 1):
         assert [data for _, _, data in logs.read(path, driver, since=since)] == _expected(shown, since)
+        followed = logs.read(path, driver, since=since, follow=True, running=lambda: False)
+        assert [data for _, _, data in followed] == _expected(shown, since)
     # garbage in the middle of the current file: reading falls back to what it did before
     with open(path, "r+b") as out:
         out.seek(os.path.getsize(path) // 2)
