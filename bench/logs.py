@@ -62,13 +62,19 @@ class Target:
         self.containers: dict[tuple[str, int], str] = {}
         self.write: dict[tuple[str, int], tuple[float, int, int]] = {}
         self.half: dict[tuple[str, int], str] = {}  # the time of the middle entry
+        self.write_cpu: dict[tuple[str, int], list[float]] = {}  # daemon CPU while the lines were logged
+        self.write_took: dict[tuple[str, int], list[float]] = {}
 
     def docker(self, *args: str) -> list[str]:
         return ["docker", "-H", self.host, *args]
 
     def prepare(self, driver: str, lines: int) -> None:
-        """A container printing `lines` lines then sleeping; wait until they are all logged."""
-        start = time.perf_counter()
+        """A container printing `lines` lines then sleeping; wait until they are all logged. The
+        container prepared before for the same case is removed."""
+        if (driver, lines) in self.containers:
+            subprocess.run(self.docker("rm", "-f", self.containers.pop((driver, lines))), capture_output=True)
+        pids = self.pids()
+        cpu0, start = cpu_ticks(pids), time.perf_counter()
         cid = subprocess.run(self.docker("run", "-d", "--network", "none", "--log-driver", driver, "busybox", "sh",
                                          "-c", f"seq 1 {lines}; exec sleep 3600"),
                              check=True, capture_output=True, text=True).stdout.strip()
@@ -78,6 +84,8 @@ class Target:
                 break
             time.sleep(0.2)
         took = time.perf_counter() - start
+        self.write_cpu.setdefault((driver, lines), []).append((cpu_ticks(pids) - cpu0) / os.sysconf("SC_CLK_TCK"))
+        self.write_took.setdefault((driver, lines), []).append(took)
         count = subprocess.run(self.docker("logs", cid), capture_output=True).stdout.count(b"\n")
         self.containers[(driver, lines)] = cid
         middle = subprocess.run(self.docker("logs", "-t", "--tail", str(lines // 2), cid), capture_output=True)
@@ -128,6 +136,7 @@ def main() -> None:
     parser.add_argument("--cases", default=",".join(CASES))
     parser.add_argument("--baseline", help="another checkout of cais to run as caisd (A/B)")
     parser.add_argument("--no-dockerd", action="store_true")
+    parser.add_argument("--write-runs", type=int, default=1, help="containers written per case (medians)")
     args = parser.parse_args()
     sizes = [int(n) for n in args.lines.split(",")]
     drivers, cases = args.drivers.split(","), args.cases.split(",")
@@ -146,10 +155,11 @@ def main() -> None:
             new.cais("save", "-o", tar, "busybox", timeout=120)
             peer.docker("load", "-i", tar)
             targets.append(dockerd_target(peer))
-        for driver in drivers:
-            for lines in sizes:
-                for t in targets:
-                    t.prepare(driver, lines)
+        for _ in range(args.write_runs):
+            for driver in drivers:
+                for lines in sizes:
+                    for t in targets:
+                        t.prepare(driver, lines)
         samples: dict[tuple[str, str, str, int], list[tuple[float, float]]] = {}
         for _ in range(args.runs):
             for driver in drivers:
@@ -160,10 +170,13 @@ def main() -> None:
                                 t.run_case(case, driver, lines))
         load = os.getloadavg()
     print(f"load average at the end: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
-    print("write side: seconds from `run` until every line was logged, lines logged, daemon (+ supervisor) RSS")
+    print("write side (medians): seconds from `run` until every line was logged, daemon (+ supervisor) CPU "
+          "meanwhile, lines logged, RSS")
     for t in targets:
         for (driver, lines), (took, count, rss) in t.write.items():
-            print(f"  {t.name:18s} {driver:9s} {lines:>8d} lines: {took:7.2f} s, {count} logged, {rss / 1024:6.1f} MB")
+            took, cpu = statistics.median(t.write_took[(driver, lines)]), statistics.median(t.write_cpu[(driver, lines)])
+            print(f"  {t.name:18s} {driver:9s} {lines:>8d} lines: {took:7.2f} s, CPU {cpu:6.2f} s, {count} logged, "
+                  f"{rss / 1024:6.1f} MB")
     print(f"{'case':34s} " + " ".join(f"{t.name + ' wall/cpu':>26s}" for t in targets) + "   wall ratio vs dockerd")
     for driver in drivers:
         for lines in sizes:

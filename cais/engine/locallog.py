@@ -11,6 +11,7 @@ Lines are stored without their newline; a reader adds it back unless the entry i
 
 from __future__ import annotations
 
+import contextlib
 import struct
 from collections.abc import Iterator
 from typing import BinaryIO
@@ -217,14 +218,25 @@ def _tail_forward(f: BinaryIO, size: int, want: int) -> tuple[int, int]:
     return (picked[0], len(picked)) if picked else (size, 0)
 
 
+_CONTINUED = 0x8080808080808080  # eight bytes of a varint, each saying another one follows
+
+
 def since_offset(f: BinaryIO, size: int, since: int) -> int:
     """Where to start reading for the entries at or after `since`: the end of the last whole
     entry older than it (0 if none is, or if the footers do not add up; `size` if the last entry
     is older). Walks the footers backwards from `size` reading only times, a block at a time, so
-    the cost is that of the entries to show. A long line's parts carry its first part's time:
+    the cost is that of the entries to show. A long line's parts carry their first part's time:
     they are passed over, not taken as the end of what is older."""
+    f.seek(0)
+    head = f.read(4)
+    if len(head) == 4 and 8 + (first := _LEN.unpack(head)[0]) <= min(size, MAX_ENTRY):
+        with contextlib.suppress(CorruptLog):
+            entry = decode_entry(f.read(first))
+            if entry.partial is None and entry.time_ns >= since:
+                return 0  # the whole file is to be shown: no need to walk it
     offset, base, data = size, size, b""  # data holds the file's bytes [base, offset)
-    unpack = _LEN.unpack_from
+    unpack, from_bytes = _LEN.unpack_from, int.from_bytes
+    high_bytes, high = b"", 0
     while offset >= 8:
         if offset - 8 < base:
             base = max(0, offset - _CHUNK)
@@ -239,32 +251,25 @@ def since_offset(f: BinaryIO, size: int, since: int) -> int:
             base = max(0, min(start, offset - _CHUNK))
             f.seek(base)
             data = f.read(old - base) + data[:offset - old]
-        if data[start - base:start - base + 4] != data[offset - 4 - base:offset - base]:
+        i = start - base
+        if unpack(data, i)[0] != length:
             return 0
-        when = _plain_time(data, start + 4 - base, offset - 4 - base)
-        if when is None:
-            try:
-                entry = decode_entry(data[start + 4 - base:offset - 4 - base])
-            except CorruptLog:
-                return 0
-            when = None if entry.partial is not None else entry.time_ns
-        if when is not None and when < since:
+        # the time of an entry of these years: a 9-byte varint after the 6-byte source; its high
+        # 5 bytes change every 2**28 ns, its low 4 are put together here
+        if (length >= 18 and data[i + 4] == 0x0A and data[i + 5] == 6 and data[i + 12] == 0x10
+                and data[i + 21] < 0x80 and from_bytes(data[i + 13:i + 21], "little") & _CONTINUED == _CONTINUED):
+            if data[i + 17:i + 22] != high_bytes:
+                high_bytes = data[i + 17:i + 22]
+                high = pw.read_varint(high_bytes, 0)[0]
+            low = from_bytes(data[i + 13:i + 17], "little")
+            if high << 28 | (low & 0x7F) | (low >> 1 & 0x3F80) | (low >> 2 & 0x1FC000) | (low >> 3 & 0xFE00000) >= since:
+                offset = start
+                continue
+        try:  # older, or another shape: the whole entry says whether it is a long line's part
+            entry = decode_entry(data[i + 4:offset - 4 - base])
+        except CorruptLog:
+            return 0
+        if entry.partial is None and entry.time_ns < since:
             return offset
         offset = start
     return 0
-
-
-def _plain_time(data: bytes, pos: int, end: int) -> int | None:
-    """The time of the common entry (source, time, line) held in data[pos:end]; None for another."""
-    if end - pos < 10 or data[pos] != 0x0A or data[pos + 1] != 6 or data[pos + 8] != 0x10:
-        return None
-    try:
-        when, pos = pw.read_varint(data, pos + 9)
-        if pos == end:
-            return when
-        if pos > end or data[pos] != 0x1A:
-            return None
-        size, pos = pw.read_varint(data, pos + 1)
-    except pw.DecodeError:
-        return None
-    return when if pos + size == end and when < 1 << 63 else None
