@@ -57,7 +57,7 @@ _second: tuple[int, str] = (-1, "")  # the last second formatted, and its text: 
 
 
 def utc_seconds(sec: int) -> str:
-    """"YYYY-MM-DDTHH:MM:SS" of a unix second, UTC; the last one is kept."""
+    """A unix second as "YYYY-MM-DDTHH:MM:SS", UTC (the last one asked is kept)."""
     global _second
     cached_sec, text = _second
     if cached_sec != sec:
