@@ -25,6 +25,7 @@ from cais.network.errors import NotFound as NetNotFound
 
 log = logging.getLogger("cais.engine")
 _FILTERS = {"name", "id", "driver", "label", "type", "dangling", "scope"}
+ATTACHABLE = ("bridge", "macvlan", "ipvlan")  # drivers whose networks have endpoints of their own
 
 
 @contextlib.contextmanager
@@ -174,7 +175,7 @@ class NetworkService:
         rec = self._find(ref)
         record = self.engine.get(container)
         mode = Mode.parse(record["HostConfig"].get("NetworkMode"))
-        if mode.kind != "bridge" or rec["Driver"] != "bridge":
+        if mode.kind != "bridge" or rec["Driver"] not in ATTACHABLE:
             raise Conflict("container sharing network namespace with another container or host cannot be "
                            "connected to any other network" if mode.kind != "bridge" else
                            f"container cannot be connected to the {rec['Name']} network")
@@ -197,7 +198,7 @@ class NetworkService:
         networks = record["NetworkSettings"]["Networks"]
         if rec["Name"] not in networks:
             raise Conflict(f"container {record['Id'][:12]} is not connected to network {rec['Name']}")
-        if rec["Driver"] != "bridge":
+        if rec["Driver"] not in ATTACHABLE:
             raise Conflict(f"container cannot be disconnected from the {rec['Name']} network")
         if record["State"]["Running"]:
             with _errors():
@@ -269,8 +270,8 @@ class NetworkService:
                     raise InvalidParameter(f"conflicting options: {what} and the{kind} network mode")
         elif mode.kind == "bridge":
             rec = self._find(mode.network)
-            if rec["Driver"] != "bridge":
-                raise InvalidParameter(f"network {mode.network} is not a bridge network")
+            if rec["Driver"] not in ATTACHABLE:
+                raise InvalidParameter(f"network {mode.network} is not a bridge, macvlan or ipvlan network")
             primary = {mode.network, rec["Name"], rec["Id"], given}
             config = next((c for n, c in endpoints.items() if n in primary), None) or {}
             networks[rec["Name"]] = self._stored(rec, self._static(config, rec))
@@ -378,6 +379,8 @@ class NetworkService:
                     settings["Networks"][net_name] = self._attach(record, rec, stored, name=name, netns_path=path,
                                                                   mac=mac)
                 primary = self._primary_endpoint(record)
+                if primary is not None and self._find(mode.network)["Driver"] != "bridge":
+                    primary = None  # macvlan/ipvlan: on the parent's network itself, nothing to publish (dockerd)
                 if primary is not None:
                     wanted = ports.bindings(host.get("PortBindings"), record["Config"].get("ExposedPorts"),
                                             bool(host.get("PublishAllPorts")))

@@ -21,7 +21,7 @@ import secrets
 import threading
 import time
 
-from cais.network import bridge, ipam, netns
+from cais.network import bridge, ipam, macvlan, netns
 from cais.network.dns import DnsServer
 from cais.network.errors import Conflict, InvalidConfig, NetworkError, NotFound
 from cais.network.firewall import Bridge, Dnat, Firewall
@@ -58,6 +58,12 @@ def _record(name: str, ident: str, driver: str, **extra: object) -> dict:
            "Options": {}, "Labels": {}}
     rec.update(extra)
     return rec
+
+
+def _ipam_config(pools: list[ipam.Pool]) -> list[dict]:
+    """IPAM.Config of inspect."""
+    return [{"Subnet": str(p.subnet), "Gateway": str(p.gateway), **({"IPRange": str(p.ip_range)} if p.ip_range else {}),
+             **({"AuxiliaryAddresses": dict(p.aux)} if p.aux else {})} for p in pools]
 
 
 class NetworkManager:
@@ -103,16 +109,18 @@ class NetworkManager:
                 if self._find(name) is None:
                     self._save(_record(name, secrets.token_hex(32), "null" if name == "none" else "host"))
             self._ensure_default_bridge()
-            if not self._bridges():
-                return  # nothing to plumb: the host's networking stays untouched
-            for rec in self._bridges():
+            for rec in self._attachable():
                 if alive is not None:
                     dead = [cid for cid in rec["Cais"]["Endpoints"] if cid not in alive]
                     for cid in dead:
                         self._forget_endpoint(rec, cid)
                     self.ipam.reconcile(rec["Id"], set(rec["Cais"]["Endpoints"]))
-                self._plumb(rec)
-            self.firewall.ensure()
+                if rec["Driver"] == "bridge":
+                    self._plumb(rec)
+                else:
+                    self._ensure_parent(rec)
+            if self._bridges():  # else nothing to plumb: the host's networking stays untouched
+                self.firewall.ensure()
 
     def _ensure_default_bridge(self) -> None:
         """The `bridge` network as the daemon's settings say; re-made (same id) when they changed,
@@ -178,6 +186,10 @@ class NetworkManager:
     def _bridges(self) -> list[dict]:
         return [r for r in self.networks.values() if r["Driver"] == "bridge"]
 
+    def _attachable(self) -> list[dict]:
+        """Networks with endpoints of their own: bridge, macvlan and ipvlan ones."""
+        return [r for r in self.networks.values() if r["Driver"] in ("bridge", *macvlan.DRIVERS)]
+
     def inspect(self, ref: str) -> dict:
         rec = self.get(ref)
         out = {k: v for k, v in rec.items() if k != "Cais"}
@@ -197,8 +209,9 @@ class NetworkManager:
         driver = driver or "bridge"
         if driver in ("host", "null", "none"):
             raise Conflict(f'only one instance of "{driver}" network is allowed')
-        if driver != "bridge":
-            raise InvalidConfig(f"network driver {driver!r} is not supported (bridge only on a single host)")
+        if driver not in ("bridge", *macvlan.DRIVERS):
+            raise InvalidConfig(f"network driver {driver!r} is not supported (bridge, macvlan or ipvlan on a "
+                                "single host)")
         ipam_config = ipam_config or []
         if not isinstance(ipam_config, list) or not all(isinstance(c, dict) for c in ipam_config):
             raise InvalidConfig("invalid IPAM config: expected a list of objects")
@@ -208,6 +221,10 @@ class NetworkManager:
         with self.lock:
             if any(r["Name"] == name for r in self.networks.values()):
                 raise Conflict(f"network with name {name} already exists")
+            if driver in macvlan.DRIVERS:
+                return self._create_macvlan_record(name, driver, ipam_config, internal=internal, labels=labels or {},
+                                                   options=options or {}, attachable=attachable,
+                                                   enable_ipv6=enable_ipv6)
             rec = self._create_bridge_record(name, driver, ipam_config, internal=internal,
                                              labels=labels or {}, options=options or {}, attachable=attachable,
                                              enable_ipv6=enable_ipv6)
@@ -225,11 +242,36 @@ class NetworkManager:
             _flag(options, key)
         if options.get(HOST_BINDING_OPT):
             ipam.parse_address(str(options[HOST_BINDING_OPT]), f"address in {HOST_BINDING_OPT}")
+        pools = self._pools(ipam_config, enable_ipv6)
+        bridge_name = options.get(BRIDGE_NAME_OPT) or f"cais-{ident[:10]}"
+        if len(bridge_name) > 15 or any(c in bridge_name for c in "/ \t\n:"):
+            raise InvalidConfig(f"invalid bridge name {bridge_name!r}")
+        if any(r.get("Cais", {}).get("Bridge") == bridge_name for r in self._bridges()):
+            raise Conflict(f"bridge {bridge_name} is already used by another network")
+        rec = _record(name, ident, driver, Internal=bool(internal), Attachable=bool(attachable),
+                      EnableIPv6=bool(enable_ipv6),
+                      Labels=dict(labels), Options={k: str(v) for k, v in options.items()},
+                      IPAM={"Driver": "default", "Options": {}, "Config": _ipam_config(pools)})
+        rec["Cais"] = {"Bridge": bridge_name, "MTU": mtu, "Endpoints": {}}
+        self.ipam.add(ident, pools)
+        try:
+            self._plumb(rec)
+            self._save(rec)
+        except BaseException:
+            self.firewall.rules.bridges.pop(bridge_name, None)
+            netns.run_in(None, lambda: bridge.host_remove_link(bridge_name))
+            self.ipam.drop(ident)
+            raise
+        return rec
+
+    def _pools(self, ipam_config: list[dict], enable_ipv6: bool) -> list[ipam.Pool]:
+        """The pools of a new network: those asked for (checked against every other network's), plus
+        an IPv4 one, and an IPv6 one with `enable_ipv6`, from the default pools when not given."""
         if any(not c.get("Subnet") for c in ipam_config):
             raise InvalidConfig("an IPAM config needs a subnet")
         pools = [ipam.make_pool(c["Subnet"], c.get("Gateway") or "", c.get("IPRange") or "",
                                 c.get("AuxiliaryAddresses")) for c in ipam_config]
-        taken = [ipaddress.ip_network(c["Subnet"]) for r in self._bridges() for c in r["IPAM"]["Config"]]
+        taken = [ipaddress.ip_network(c["Subnet"]) for r in self._attachable() for c in r["IPAM"]["Config"]]
         for p in pools:
             for t in taken:
                 if t.version == p.subnet.version and t.overlaps(p.subnet):  # type: ignore[arg-type]
@@ -247,29 +289,52 @@ class NetworkManager:
             pools.insert(0, ipam.make_pool(str(ipam.free_subnet(taken))))
         if need6:
             pools.append(ipam.make_pool(str(ipam.free_subnet(taken, [ipam.ula_pool(self.root)]))))
-        bridge_name = options.get(BRIDGE_NAME_OPT) or f"cais-{ident[:10]}"
-        if len(bridge_name) > 15 or any(c in bridge_name for c in "/ \t\n:"):
-            raise InvalidConfig(f"invalid bridge name {bridge_name!r}")
-        if any(r.get("Cais", {}).get("Bridge") == bridge_name for r in self._bridges()):
-            raise Conflict(f"bridge {bridge_name} is already used by another network")
-        config = [{"Subnet": str(p.subnet), "Gateway": str(p.gateway),
-                   **({"IPRange": str(p.ip_range)} if p.ip_range else {}),
-                   **({"AuxiliaryAddresses": dict(p.aux)} if p.aux else {})} for p in pools]
+        return pools
+
+    def _create_macvlan_record(self, name: str, driver: str, ipam_config: list[dict], *, internal: bool,
+                               labels: dict, options: dict, attachable: bool, enable_ipv6: bool) -> dict:
+        """A macvlan or ipvlan network (macvlan.py): its parent made if it is an 802.1q sub-interface
+        or the network's own link, nothing else on the host."""
+        ident = secrets.token_hex(32)
+        config = macvlan.parse(driver, options, ident)
+        mtu = self._mtu(options) if options.get(MTU_OPT) else None
+        for other in self._attachable():
+            if other["Driver"] == driver and other["Cais"].get("Parent") == config.parent:
+                raise Conflict(f"network {other['Name']} is already using parent interface {config.parent}")
+        pools = self._pools(ipam_config, enable_ipv6)
         rec = _record(name, ident, driver, Internal=bool(internal), Attachable=bool(attachable),
-                      EnableIPv6=bool(enable_ipv6),
-                      Labels=dict(labels), Options={k: str(v) for k, v in options.items()},
-                      IPAM={"Driver": "default", "Options": {}, "Config": config})
-        rec["Cais"] = {"Bridge": bridge_name, "MTU": mtu, "Endpoints": {}}
-        self.ipam.add(ident, pools)
+                      EnableIPv6=bool(enable_ipv6), Labels=dict(labels),
+                      Options={k: str(v) for k, v in options.items()},
+                      IPAM={"Driver": "default", "Options": {}, "Config": _ipam_config(pools)})
+        rec["Cais"] = {"Parent": config.parent, "Mode": config.mode, "OwnParent": config.own_parent, "MTU": mtu,
+                       "Made": "", "Endpoints": {}}
+        rec["Cais"]["Made"] = netns.run_in(None, lambda: macvlan.host_ensure_parent(config))
         try:
-            self._plumb(rec)
+            self.ipam.add(ident, pools)
             self._save(rec)
         except BaseException:
-            self.firewall.rules.bridges.pop(bridge_name, None)
-            netns.run_in(None, lambda: bridge.host_remove_link(bridge_name))
+            self._remove_parent(rec)
             self.ipam.drop(ident)
             raise
         return rec
+
+    @staticmethod
+    def _macvlan_config(rec: dict) -> macvlan.Config:
+        cais = rec["Cais"]
+        return macvlan.Config(rec["Driver"], cais["Parent"], cais["Mode"], cais["OwnParent"])
+
+    def _ensure_parent(self, rec: dict) -> None:
+        """After a (re)start: the parent made for `rec` is made again if it went (a reboot)."""
+        if rec["Cais"]["Made"]:
+            try:
+                netns.run_in(None, lambda: macvlan.host_ensure_parent(self._macvlan_config(rec)))
+            except NetworkError as e:
+                log.warning("network %s: %s", rec["Name"], e)
+
+    def _remove_parent(self, rec: dict) -> None:
+        """The parent goes if it was made for `rec` (dockerd deletes the 802.1q links it made)."""
+        if rec["Cais"]["Made"]:
+            netns.run_in(None, lambda: bridge.host_remove_link(rec["Cais"]["Parent"]))
 
     @staticmethod
     def _mtu(options: dict) -> int:
@@ -317,10 +382,14 @@ class NetworkManager:
             self._drop(rec)
 
     def _drop(self, rec: dict) -> None:
-        """A network without endpoints goes: its bridge, firewall entry, addresses and record."""
-        name = rec["Cais"]["Bridge"]
-        self.firewall.drop_bridge(name)
-        netns.run_in(None, lambda: bridge.host_remove_link(name))
+        """A network without endpoints goes: its bridge and firewall entry (or the parent made for
+        it), addresses and record."""
+        if rec["Driver"] == "bridge":
+            name = rec["Cais"]["Bridge"]
+            self.firewall.drop_bridge(name)
+            netns.run_in(None, lambda: bridge.host_remove_link(name))
+        else:
+            self._remove_parent(rec)
         self.ipam.drop(rec["Id"])
         os.unlink(os.path.join(self.dir, f"{rec['Id']}.json"))
         del self.networks[rec["Id"]]
@@ -357,7 +426,7 @@ class NetworkManager:
         """
         with self.lock:
             rec = self.get(ref)
-            if rec["Driver"] != "bridge":
+            if rec["Driver"] not in ("bridge", *macvlan.DRIVERS):
                 raise Conflict(f"container cannot be connected to the {rec['Name']} network")
             if cid in rec["Cais"]["Endpoints"]:
                 raise Conflict(f"endpoint with name {name} already exists in network {rec['Name']}")
@@ -381,26 +450,37 @@ class NetworkManager:
                 raise
             addresses = [(str(address), pool.subnet.prefixlen)] + ([(str(six[0]), six[1].subnet.prefixlen)]
                                                                     if six else [])
-            gateways = [] if rec["Internal"] else [str(pool.gateway)] + ([str(six[1].gateway)] if six else [])
-            host_veth = "caisv" + hashlib.sha256(f"{rec['Id']}/{cid}".encode()).hexdigest()[:10]
-            mac = mac or bridge.mac_for(address)
+            lower = self._macvlan_config(rec) if rec["Driver"] != "bridge" else None
+            routed = lower is not None and lower.routed  # ipvlan l3: a default route, no gateway
+            internal = rec["Internal"] or (lower is not None and lower.own_parent)  # dockerd: no parent, internal
+            gateways = [] if internal or routed else [str(pool.gateway)] + ([str(six[1].gateway)] if six else [])
+            host_veth = "caisv" + hashlib.sha256(f"{rec['Id']}/{cid}".encode()).hexdigest()[:10] if not lower else ""
+            mac = "" if lower is not None and lower.driver == "ipvlan" else (mac or bridge.mac_for(address))
             mtu = rec["Cais"]["MTU"]
+            ifname = ""
             try:
                 ifname = netns.run_in(netns_path, bridge.container_free_ifname)
-                netns.run_in(None, lambda: (bridge.host_remove_link(host_veth),
-                                            bridge.host_add_veth(rec["Cais"]["Bridge"], host_veth, ifname,
-                                                                 netns_path, mtu)))
-                netns.run_in(netns_path, lambda: bridge.container_configure(ifname, addresses, mac, gateways))
+                if lower is None:
+                    netns.run_in(None, lambda: (bridge.host_remove_link(host_veth),
+                                                bridge.host_add_veth(rec["Cais"]["Bridge"], host_veth, ifname,
+                                                                     netns_path, mtu)))
+                else:
+                    netns.run_in(None, lambda: macvlan.host_add_child(lower, ifname, netns_path, mtu))
+                netns.run_in(netns_path, lambda: bridge.container_configure(
+                    ifname, addresses, mac, gateways, device_routes=routed and not internal))
             except BaseException:
-                netns.run_in(None, lambda: bridge.host_remove_link(host_veth))
+                if lower is None:
+                    netns.run_in(None, lambda: bridge.host_remove_link(host_veth))
+                elif ifname:
+                    netns.run_in(netns_path, lambda: macvlan.container_remove_link(ifname))
                 self.ipam.release(rec["Id"], cid)
                 raise
             endpoint = {"IPAMConfig": {"IPv4Address": ip, "IPv6Address": ip6} if ip or ip6 else None,
                         "Links": list(links or []) or None,
                         "Aliases": list(aliases or []) or None, "MacAddress": mac, "NetworkID": rec["Id"],
-                        "EndpointID": secrets.token_hex(32), "Gateway": str(pool.gateway),
+                        "EndpointID": secrets.token_hex(32), "Gateway": "" if routed else str(pool.gateway),
                         "IPAddress": str(address), "IPPrefixLen": pool.subnet.prefixlen,
-                        "IPv6Gateway": str(six[1].gateway) if six else "",
+                        "IPv6Gateway": str(six[1].gateway) if six and not routed else "",
                         "GlobalIPv6Address": str(six[0]) if six else "",
                         "GlobalIPv6PrefixLen": six[1].subnet.prefixlen if six else 0, "DriverOpts": None,
                         "DNSNames": list(dict.fromkeys([name, *(aliases or []), cid[:12]]))
@@ -421,18 +501,22 @@ class NetworkManager:
             if cid not in rec.get("Cais", {}).get("Endpoints", {}):
                 raise NotFound(f"container {cid[:12]} is not connected to network {rec['Name']}")
             self._forget_endpoint(rec, cid)
-            if self.dns is not None and not any(cid in r["Cais"]["Endpoints"] for r in self._bridges()
+            if self.dns is not None and not any(cid in r["Cais"]["Endpoints"] for r in self._attachable()
                                                 if r["Name"] != "bridge"):
                 self.dns.remove(cid)
 
     def _forget_endpoint(self, rec: dict, cid: str) -> None:
         ep = rec["Cais"]["Endpoints"].pop(cid)
-        netns.run_in(None, lambda: bridge.host_remove_link(ep["HostVeth"]))  # its peer goes with it
+        if ep.get("HostVeth"):
+            netns.run_in(None, lambda: bridge.host_remove_link(ep["HostVeth"]))  # its peer goes with it
+        elif os.path.exists(ep["Netns"]):  # macvlan/ipvlan: the link is in the container's namespace
+            with contextlib.suppress(OSError, NetworkError):
+                netns.run_in(ep["Netns"], lambda: macvlan.container_remove_link(ep["Ifname"]))
         self.ipam.release(rec["Id"], cid)
         self._save(rec)
 
     def networks_of(self, cid: str) -> list[dict]:
-        return [r for r in self._bridges() if cid in r["Cais"]["Endpoints"]]
+        return [r for r in self._attachable() if cid in r["Cais"]["Endpoints"]]
 
     def release(self, cid: str) -> None:
         """Container stopped: its endpoints, ports, DNS socket and namespace go."""
