@@ -17,7 +17,7 @@ import shutil
 from collections.abc import Iterator
 
 from cais.engine.errors import Conflict, EngineError, InvalidParameter, NotFound
-from cais.network import etcfiles, ports
+from cais.network import etcfiles, links, ports
 from cais.network.driver import Mode
 from cais.network.errors import Conflict as NetConflict
 from cais.network.errors import InvalidConfig, NetworkError
@@ -232,7 +232,8 @@ class NetworkService:
         for link in links:
             if not link.split(":")[0].strip("/") or link.count(":") > 1:
                 raise InvalidParameter(f"bad format for links: {link}")
-        return {"IPAMConfig": {"IPv4Address": ip, "IPv6Address": ip6} if ip or ip6 else None,
+        ipam_config = {k: v for k, v in (("IPv4Address", ip), ("IPv6Address", ip6)) if v}  # omitempty, as dockerd
+        return {"IPAMConfig": ipam_config or None,
                 "Aliases": aliases or None, "Links": links or None}
 
     def _stored(self, rec: dict, static: dict) -> dict:
@@ -289,6 +290,7 @@ class NetworkService:
                     networks[other_rec["Name"]] = self._stored(other_rec, self._static(config or {}, other_rec))
         else:
             networks[mode.kind] = self._stored(self._find(mode.kind), {"IPAMConfig": None, "Aliases": None})
+        self._register_links(record, mode)
         if mode.kind != "bridge" and (body.get("MacAddress") or any((c or {}).get("MacAddress")
                                                                     for c in endpoints.values())):
             raise InvalidParameter("conflicting options: mac-address and the network mode")
@@ -296,6 +298,88 @@ class NetworkService:
         settings["Networks"] = networks
         settings["Ports"] = ports.as_api([], wanted) if mode.kind == "bridge" else {}
         self.write_etc(record)
+
+    def _register_links(self, record: dict, mode: Mode) -> None:
+        """At create: HostConfig.Links (`--link NAME[:ALIAS]`) checked and recorded as dockerd does.
+
+        On the default bridge (or none) each names a container, kept by id in the record; inspect
+        shows `/CHILD:/PARENT/ALIAS`. On a user-defined network they are nothing here (the CLI
+        also sends them as the endpoint's Links, answered by the embedded DNS), and inspect shows none.
+        """
+        host = record["HostConfig"]
+        given = host.get("Links") or []
+        if not isinstance(given, list) or not all(isinstance(x, str) for x in given):
+            raise InvalidParameter("invalid Links: expected a list of strings")
+        if given and mode.kind == "container":
+            raise InvalidParameter("conflicting options: container type network can't be used with links. "
+                                   "This would result in undefined behavior")
+        if given and mode.kind == "host":
+            raise InvalidParameter("conflicting options: host type networking can't be used with links. "
+                                   "This would result in undefined behavior")
+        host["Links"] = None
+        if not given or (mode.kind == "bridge" and mode.network != "bridge"):
+            return
+        resolved: list[list[str]] = []
+        for text in given:
+            try:
+                name, alias = links.parse_link(text)
+            except ValueError as e:
+                raise InvalidParameter(str(e)) from None
+            try:
+                child = self.engine.get(name)
+                while Mode.parse(child["HostConfig"].get("NetworkMode")).kind == "container":
+                    child = self.engine.get(Mode.parse(child["HostConfig"]["NetworkMode"]).network)
+            except NotFound as e:
+                raise InvalidParameter(f"could not get container for {name}: {e}") from None
+            if Mode.parse(child["HostConfig"].get("NetworkMode")).kind == "host":
+                raise InvalidParameter("conflicting options: host type networking can't be used with links. "
+                                       "This would result in undefined behavior")
+            resolved.append([child["Id"], alias])
+        record["Cais"]["Links"] = resolved
+        host["Links"] = [f"{self.engine.get(cid)['Name']}:{record['Name']}/{alias}" for cid, alias in resolved]
+
+    def _children(self, record: dict) -> Iterator[tuple[str, dict]]:
+        """(alias, container) of the links of `record` whose container still exists."""
+        for cid, alias in (record.get("Cais") or {}).get("Links") or []:
+            child = self.engine.store.records.get(cid)
+            if child is not None:
+                yield alias, child
+
+    def link_env(self, record: dict) -> list[str]:
+        """At start: the variables of the container's links (dockerd's), its linked containers
+        checked to be running on the default bridge."""
+        if record["HostConfig"].get("NetworkMode") != "bridge":
+            return []
+        out = []
+        for alias, child in self._children(record):
+            link_name = f"{record['Name']}/{alias}"
+            if not child["State"]["Running"]:
+                raise EngineError(f"Cannot link to a non running container: {child['Name']} AS {link_name}")
+            endpoint = (child["NetworkSettings"].get("Networks") or {}).get("bridge") or {}
+            if not endpoint.get("IPAddress"):
+                raise EngineError(f"container {child['Id']} not attached to default bridge network")
+            out += links.env(link_name, endpoint["IPAddress"], child["Config"].get("Env"),
+                             child["Config"].get("ExposedPorts"))
+        return out
+
+    def _link_hosts(self, record: dict) -> list[tuple[str, str]]:
+        """/etc/hosts lines of the linked containers on the default bridge: (names, address)."""
+        if record["HostConfig"].get("NetworkMode") != "bridge":
+            return []
+        out = []
+        for alias, child in self._children(record):
+            endpoint = (child["NetworkSettings"].get("Networks") or {}).get("bridge") or {}
+            names = links.host_names(alias, child["Config"].get("Hostname") or child["Id"][:12],
+                                     child["Name"].lstrip("/"))
+            out += [(names, a) for a in (endpoint.get("IPAddress"), endpoint.get("GlobalIPv6Address")) if a]
+        return out
+
+    def _update_parents(self, cid: str) -> None:
+        """A linked container started (with a new address): the hosts files of the running ones linking to it."""
+        for parent in list(self.engine.store.records.values()):
+            if parent["State"]["Running"] and any(c == cid for c, _ in (parent.get("Cais") or {}).get("Links") or []):
+                with contextlib.suppress(OSError):
+                    self._write_hosts(parent)
 
     def _primary_endpoint(self, record: dict) -> dict | None:
         mode = Mode.parse(record["HostConfig"].get("NetworkMode"))
@@ -331,7 +415,7 @@ class NetworkService:
 
     def _write_hosts(self, record: dict) -> None:
         cid, config, host = record["Id"], record["Config"], record["HostConfig"]
-        extra = self._extra_hosts(host)
+        extra = self._extra_hosts(host) + self._link_hosts(record)
         if Mode.parse(host.get("NetworkMode")).kind == "host":
             text = _read("/etc/hosts") + "".join(f"{ip}\t{name}\n" for name, ip in extra)
         else:
@@ -397,6 +481,7 @@ class NetworkService:
                 settings["SandboxKey"] = path
                 settings["SandboxID"] = cid
                 self._write_hosts(record)
+                self._update_parents(cid)
             except BaseException:
                 self.manager.release(cid)
                 raise
