@@ -103,13 +103,12 @@ class NetworkService:
                 raise InvalidParameter(f"invalid {key}: expected an object")
         if not isinstance(ipam.get("Config") or [], list) or not isinstance(body.get("Driver") or "", str):
             raise InvalidParameter("invalid network create request: IPAM.Config is a list, Driver a string")
-        if body.get("EnableIPv4") is False:
-            raise InvalidParameter("IPv6-only networks are not supported: EnableIPv4 must stay true")
         with _errors():
             rec = self.manager.create(body["Name"], driver=body.get("Driver") or "bridge",
                                       ipam_config=ipam.get("Config") or [], internal=bool(body.get("Internal")),
                                       labels=body.get("Labels") or {}, options=body.get("Options") or {},
                                       enable_ipv6=bool(body.get("EnableIPv6")),
+                                      enable_ipv4=body.get("EnableIPv4") is not False,
                                       attachable=bool(body.get("Attachable")))
         self._event("create", rec)
         return {"Id": rec["Id"], "Warning": ""}
