@@ -284,7 +284,11 @@ class Engine:
         return [containers.summary(r) for r in records]
 
     def inspect(self, ref: str) -> dict:
-        return containers.inspect(self.get(ref))
+        record = self.get(ref)
+        out = containers.inspect(record)
+        if (record.get("Cais") or {}).get("Links"):  # --link: by the containers' current names
+            out["HostConfig"]["Links"] = self.networks.inspect_links(record)
+        return out
 
     # ---- start / exit ---------------------------------------------------------------------
     def start(self, ref: str, *, by_policy: bool = False) -> None:

@@ -301,8 +301,8 @@ class NetworkService:
     def _register_links(self, record: dict, mode: Mode) -> None:
         """At create: HostConfig.Links (`--link NAME[:ALIAS]`) checked and recorded as dockerd does.
 
-        On the default bridge (or none) each names a container, kept by id in the record; inspect
-        shows `/CHILD:/PARENT/ALIAS`. On a user-defined network they are nothing here (the CLI
+        On the default bridge (or none) each names a container, kept by id in the record (inspect
+        shows `/CHILD:/PARENT/ALIAS` by their current names, see inspect_links). On a user-defined network they are nothing here (the CLI
         also sends them as the endpoint's Links, answered by the embedded DNS), and inspect shows none.
         """
         host = record["HostConfig"]
@@ -335,7 +335,10 @@ class NetworkService:
                                        "This would result in undefined behavior")
             resolved.append([child["Id"], alias])
         record["Cais"]["Links"] = resolved
-        host["Links"] = [f"{self.engine.get(cid)['Name']}:{record['Name']}/{alias}" for cid, alias in resolved]
+
+    def inspect_links(self, record: dict) -> list[str] | None:
+        """Inspect's HostConfig.Links: `/CHILD:/PARENT/ALIAS` of the linked containers that still exist."""
+        return [f"{child['Name']}:{record['Name']}/{alias}" for alias, child in self._children(record)] or None
 
     def _children(self, record: dict) -> Iterator[tuple[str, dict]]:
         """(alias, container) of the links of `record` whose container still exists."""

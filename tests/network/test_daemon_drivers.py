@@ -198,6 +198,8 @@ def test_links_as_dockerd(peers: tuple[Caisd, Dockerd]) -> None:
             _out(peer, "create", "--name", "lnkcli2", "--link", "lnkweb:web", "busybox", "true")
             _out(peer, "stop", "-t", "0", "lnkweb")
             assert "Cannot link to a non running container: /lnkweb AS /lnkcli2/web" in _err(peer, "start", "lnkcli2")
+            _out(peer, "rename", "lnkweb", "lnkweb9")  # inspect names the containers by their names of now
+            assert json.loads(_out(peer, "inspect", "lnkcli2"))[0]["HostConfig"]["Links"] == ["/lnkweb9:/lnkcli2/web"]
     finally:
         for peer in (d, dk):
-            peer.docker("rm", "-f", "lnkweb", "lnkcli", "lnkcli2", check=False)
+            peer.docker("rm", "-f", "lnkweb", "lnkweb9", "lnkcli", "lnkcli2", check=False)
