@@ -4,6 +4,7 @@ with dockerd 20.10 running in the same sandbox namespace (each daemon on a paren
 from __future__ import annotations
 
 import json
+import signal
 from collections.abc import Iterator
 
 import pytest
@@ -132,6 +133,13 @@ def test_macvlan_docker_py_and_own_parent(peers: tuple[Caisd, Dockerd]) -> None:
             out = client.containers.run("busybox", ["sh", "-c", "ip route; timeout 10 wget -q -O - http://pymvbox/"],
                                         network="solo", remove=True).decode()
             assert "hello from pymvbox" in out and "default" not in out  # internal: no way out
+            d.kill(signal.SIGKILL)  # a crash: the network, its link and the running container's DNS come back
+            d.start()
+            client = docker.DockerClient(base_url=d.host, version="1.43")
+            out = client.containers.run("busybox", ["sh", "-c", "timeout 10 wget -q -O - http://pymvbox/"],
+                                        network="solo", remove=True).decode()
+            assert out == "hello from pymvbox\n" and own in _links()
+            net, box = client.networks.get("pymv"), client.containers.get("pymvbox")
             net.connect(box, ipv4_address="10.72.0.50")
             box.reload()
             assert box.attrs["NetworkSettings"]["Networks"]["pymv"]["IPAddress"] == "10.72.0.50"
