@@ -302,8 +302,9 @@ class NetworkService:
         """At create: HostConfig.Links (`--link NAME[:ALIAS]`) checked and recorded as dockerd does.
 
         On the default bridge (or none) each names a container, kept by id in the record (inspect
-        shows `/CHILD:/PARENT/ALIAS` by their current names, see inspect_links). On a user-defined network they are nothing here (the CLI
-        also sends them as the endpoint's Links, answered by the embedded DNS), and inspect shows none.
+        shows `/CHILD:/PARENT/ALIAS` by their current names, see inspect_links). On a user-defined
+        network they are nothing here (the CLI also sends them as the endpoint's Links, answered by
+        the embedded DNS), and inspect shows none.
         """
         host = record["HostConfig"]
         given = host.get("Links") or []
@@ -379,7 +380,8 @@ class NetworkService:
     def _update_parents(self, cid: str) -> None:
         """A linked container started (with a new address): the hosts files of the running ones linking to it."""
         for parent in list(self.engine.store.records.values()):
-            if parent["State"]["Running"] and any(c == cid for c, _ in (parent.get("Cais") or {}).get("Links") or []):
+            linked = (parent.get("Cais") or {}).get("Links") or []
+            if parent["State"]["Running"] and any(c == cid for c, _ in linked):
                 with contextlib.suppress(OSError):
                     self._write_hosts(parent)
 
