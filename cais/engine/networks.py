@@ -468,7 +468,8 @@ class NetworkService:
                                                                   mac=mac)
                 primary = self._primary_endpoint(record)
                 if primary is not None and self._find(mode.network)["Driver"] != "bridge":
-                    primary = None  # macvlan/ipvlan: on the parent's network itself, nothing to publish (dockerd)
+                    primary = None  # macvlan/ipvlan: on the parent's network itself, nothing to publish
+                    settings["Ports"] = {}  # (dockerd's inspect shows none either)
                 if primary is not None:
                     wanted = ports.bindings(host.get("PortBindings"), record["Config"].get("ExposedPorts"),
                                             bool(host.get("PublishAllPorts")))

@@ -87,9 +87,11 @@ def test_macvlan_as_dockerd(peers: tuple[Caisd, Dockerd]) -> None:
             seen["shape"].append(_network_shape(peer, "mvnet"))
             _out(peer, "run", "-d", "--name", "mvweb", "--hostname", "mvweb", "--network", "mvnet", "--ip",
                  "10.71.0.10", "-p", "18099:80", "busybox", "sh", "-c", WEB)
-            endpoint = json.loads(_out(peer, "inspect", "mvweb"))[0]["NetworkSettings"]["Networks"]["mvnet"]
-            seen["endpoint"].append({k: endpoint[k] for k in ("IPAddress", "IPPrefixLen", "Gateway", "MacAddress",
-                                                              "IPAMConfig", "IPv6Gateway")})
+            settings = json.loads(_out(peer, "inspect", "mvweb"))[0]["NetworkSettings"]
+            endpoint = settings["Networks"]["mvnet"]
+            seen["endpoint"].append({**{k: endpoint[k] for k in ("IPAddress", "IPPrefixLen", "Gateway", "MacAddress",
+                                                                 "IPAMConfig", "IPv6Gateway")},
+                                     "Ports": settings["Ports"], "IP": settings["IPAddress"]})
             inside = _out(peer, "run", "--rm", "--network", "mvnet", "--ip", "10.71.0.11", "busybox", "sh", "-c",
                           "cat /sys/class/net/eth0/address; ip route; cat /etc/resolv.conf; "
                           "timeout 10 wget -q -O - http://mvweb/ || exit 1")
