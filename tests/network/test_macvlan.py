@@ -218,3 +218,19 @@ def test_ipvlan(lab: Lab, parent: str) -> None:
     assert ep["Gateway"] == "" and "default dev eth0" in _routes(lab, c_ns)
     m.release("c")
     m.remove("l3")
+
+
+def test_parent_gone(lab: Lab, parent: str) -> None:
+    """A parent deleted behind the network's back: a one-line error at attach, the address given back."""
+    m = lab.manager
+    rec = m.create("orphan", driver="macvlan", options={"parent": parent}, ipam_config=[{"Subnet": "10.68.0.0/24"}])
+
+    def delete() -> None:
+        with iproute() as ipr:
+            ipr.link("del", index=link_index(ipr, parent))  # its peer goes with it
+    netns.run_in(None, delete)
+    ns = lab.sandbox("c")
+    with pytest.raises(NetworkError, match="^the parent interface cais-nd-p0 of the macvlan network is gone$"):
+        m.attach("c", "orphan", ns, name="c")
+    assert m.ipam.pools(rec["Id"])[0].allocated == {} and _links(ns) == {"lo": ""}
+    m.remove("orphan")
