@@ -203,6 +203,17 @@ def test_links_as_dockerd(peers: tuple[Caisd, Dockerd]) -> None:
         assert "host type networking can't be used with links" in mine[3]
         assert "host type networking can't be used with links" in theirs[3]
         assert mine[4:] == theirs[4:] == ["0\nok\n", None]
+        out = d.cais("run", "--rm", "--link", "lnkweb:web", "busybox", "sh", "-c", "echo $WEB_NAME; grep -c web /etc/hosts")
+        assert out.stdout.decode().split("\n")[1:] == ["1", ""] and out.stdout.startswith(b"/")  # the cais CLI's --link
+        _out(d, "network", "create", "lnkuser2")
+        try:
+            _out(d, "network", "connect", "lnkuser2", "lnkweb")
+            out = d.cais("run", "--rm", "--network", "lnkuser2", "--link", "lnkweb:alias2", "busybox",
+                         "nslookup", "alias2", "127.0.0.11", check=False)
+            assert out.returncode == 0, out.stdout + out.stderr
+        finally:
+            d.docker("network", "disconnect", "lnkuser2", "lnkweb", check=False)
+            d.docker("network", "rm", "lnkuser2", check=False)
         # a linked container that does not run: the link stops the start, as with dockerd
         for peer in (d, dk):
             _out(peer, "create", "--name", "lnkcli2", "--link", "lnkweb:web", "busybox", "true")
