@@ -356,11 +356,11 @@ class NetworkService:
         out = []
         for alias, child in self._children(record):
             link_name = f"{record['Name']}/{alias}"
-            if not child["State"]["Running"]:
+            endpoint = (child["NetworkSettings"].get("Networks") or {}).get("bridge")
+            if endpoint is None:
+                raise EngineError(f"Cannot link to {child['Name']}, as it does not belong to the default network")
+            if not child["State"]["Running"] or not endpoint.get("IPAddress"):
                 raise EngineError(f"Cannot link to a non running container: {child['Name']} AS {link_name}")
-            endpoint = (child["NetworkSettings"].get("Networks") or {}).get("bridge") or {}
-            if not endpoint.get("IPAddress"):
-                raise EngineError(f"container {child['Id']} not attached to default bridge network")
             out += links.env(link_name, endpoint["IPAddress"], child["Config"].get("Env"),
                              child["Config"].get("ExposedPorts"))
         return out

@@ -219,8 +219,12 @@ def test_links_as_dockerd(peers: tuple[Caisd, Dockerd]) -> None:
             _out(peer, "create", "--name", "lnkcli2", "--link", "lnkweb:web", "busybox", "true")
             _out(peer, "stop", "-t", "0", "lnkweb")
             assert "Cannot link to a non running container: /lnkweb AS /lnkcli2/web" in _err(peer, "start", "lnkcli2")
+            _out(peer, "run", "-d", "--name", "lnkelse", "--network", "none", "busybox", "sleep", "300")
+            _out(peer, "create", "--name", "lnkcli3", "--link", "lnkelse", "busybox", "true")
+            assert "Cannot link to /lnkelse, as it does not belong to the default network" in _err(peer, "start",
+                                                                                                   "lnkcli3")
             _out(peer, "rename", "lnkweb", "lnkweb9")  # inspect names the containers by their names of now
             assert json.loads(_out(peer, "inspect", "lnkcli2"))[0]["HostConfig"]["Links"] == ["/lnkweb9:/lnkcli2/web"]
     finally:
         for peer in (d, dk):
-            peer.docker("rm", "-f", "lnkweb", "lnkweb9", "lnkcli", "lnkcli2", check=False)
+            peer.docker("rm", "-f", "lnkweb", "lnkweb9", "lnkcli", "lnkcli2", "lnkcli3", "lnkelse", check=False)
