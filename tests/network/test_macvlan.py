@@ -234,3 +234,20 @@ def test_parent_gone(lab: Lab, parent: str) -> None:
         m.attach("c", "orphan", ns, name="c")
     assert m.ipam.pools(rec["Id"])[0].allocated == {} and _links(ns) == {"lo": ""}
     m.remove("orphan")
+
+
+def test_macvlan_ipv6_only(lab: Lab, parent: str) -> None:
+    m = lab.manager
+    m.create("mv6", driver="macvlan", enable_ipv6=True, enable_ipv4=False, options={"parent": parent},
+             ipam_config=[{"Subnet": "fd00:ca30::/64"}])
+    web_ns = lab.sandbox("web")
+    ep = m.attach("web", "mv6", web_ns, name="web")
+    assert ep["IPAddress"] == "" and ep["GlobalIPv6Address"] == "fd00:ca30::2"
+    lab.serve(web_ns, "web")
+    client_ns = lab.sandbox("client")
+    m.attach("client", "mv6", client_ns, name="client")
+    assert "default via fd00:ca30::1 dev eth0" in lab.run(client_ns, "ip", "-6", "route").stdout
+    assert lab.fetch(client_ns, "http://web/", 10).stdout == "hello from web\n"
+    m.release("web")
+    m.release("client")
+    m.remove("mv6")
