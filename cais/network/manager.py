@@ -22,11 +22,14 @@ import threading
 import time
 
 from cais.network import bridge, ipam, macvlan, netns
-from cais.network.dns import DnsServer
 from cais.network.errors import Conflict, InvalidConfig, NetworkError, NotFound
 from cais.network.firewall import Bridge, Dnat, Firewall
 from cais.network.ports import Binding, Reservation, reserve
-from cais.network.proxy import Proxy
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # the embedded DNS and the relays run on asyncio (~15 ms of a daemonless command's
+    from cais.network.dns import DnsServer  # start): imported when first needed
+    from cais.network.proxy import Proxy
 
 log = logging.getLogger("cais.network")
 DEFAULT_BRIDGE = "cais0"
@@ -541,6 +544,7 @@ class NetworkManager:
     # ---- DNS --------------------------------------------------------------------------------
     def _serve_dns(self, cid: str, netns_path: str, dns: list[str] | None = None) -> None:
         if self.dns is None:
+            from cais.network.dns import DnsServer
             from cais.network.etcfiles import parse_resolv
 
             upstreams = self.upstream_dns
@@ -614,6 +618,7 @@ class NetworkManager:
                     # IPv4 to an IPv6-only one)
                     if not target or b.host_ip in ("::", "::1"):
                         if self.proxy is None:
+                            from cais.network.proxy import Proxy
                             self.proxy = Proxy()
                         relay = self.proxy.add if b.proto == "tcp" else self.proxy.add_udp
                         relay(cid, sock, container_ip6 or container_ip, b.container_port)

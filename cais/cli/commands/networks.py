@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import sys
 
 from cais.cli import format as fmt
@@ -14,6 +13,7 @@ from cais.cli.main import CliError
 
 def _ipam_config(subnets: list[str], gateways: list[str], ranges: list[str], aux: dict[str, str]) -> list[dict]:
     """docker's pairing: each --gateway, --ip-range and --aux-address goes with the --subnet holding it."""
+    import contextlib
     import ipaddress
 
     def holder(value: str, what: str) -> dict:
