@@ -342,9 +342,12 @@ class NetworkManager:
                 log.warning("network %s: %s", rec["Name"], e)
 
     def _remove_parent(self, rec: dict) -> None:
-        """The parent goes if it was made for `rec` (dockerd deletes the 802.1q links it made)."""
-        if rec["Cais"]["Made"]:
-            netns.run_in(None, lambda: bridge.host_remove_link(rec["Cais"]["Parent"]))
+        """The parent goes if it was made for `rec` (dockerd deletes the 802.1q links it made), unless
+        a network of the other driver uses it too."""
+        parent = rec["Cais"]["Parent"]
+        shared = any(r["Id"] != rec["Id"] and r["Cais"].get("Parent") == parent for r in self._attachable())
+        if rec["Cais"]["Made"] and not shared:
+            netns.run_in(None, lambda: bridge.host_remove_link(parent))
 
     @staticmethod
     def _mtu(options: dict) -> int:
