@@ -309,3 +309,11 @@ def test_tables_are_laid_out_as_the_docker_clis(daemon: Caisd) -> None:
         daemon.docker("rm", "-f", f"{label}-top", check=False)
         daemon.docker("rm", "-f", cid)
         daemon.docker("volume", "rm", volume)
+
+
+
+def test_version_prints_goarch_as_the_docker_cli(daemon: Caisd) -> None:
+    theirs = daemon.docker("version", "--format", "{{.Server.Arch}}").stdout.decode().strip()
+    assert theirs == "amd64" or os.uname().machine != "x86_64"
+    assert daemon.cais("version", "--format", "{{.Client.Arch}}").stdout.decode().strip() == theirs
+    assert daemon.cais("version", "--format", "{{.Server.Arch}}").stdout.decode().strip() == theirs
