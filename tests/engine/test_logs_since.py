@@ -176,3 +176,29 @@ def test_writer_cuts_as_docker_whatever_the_reads(tmp_root: str, driver: str) ->
         assert all(len(d.rstrip(b"\n")) <= 16_384 for _, _, d in got)
     assert results[0] == results[1] == results[2]
     assert b"".join(d for _, d in results[0]) == data
+
+
+@pytest.mark.parametrize("driver", ["json-file", "local"])
+def test_docker_logs_since_through_caisd(daemon, driver: str) -> None:  # type: ignore[no-untyped-def]
+    """The docker CLI against caisd: `logs --since T` (also with -f on a stopped container, and with
+    --until) shows exactly the entries `logs -t` stamps at T or later, across local's rotations."""
+    opts = ["--log-opt", "max-size=200k", "--log-opt", "max-file=4"] if driver == "local" else []
+    cid = daemon.docker("run", "-d", "--log-driver", driver, *opts, "busybox", "sh", "-c",
+                        "seq 1 30000; seq 1 3000 >&2").stdout.decode().strip()
+    try:
+        daemon.docker("wait", cid, timeout=120)
+        stamped = [line.split(b" ", 1) for line in daemon.docker("logs", "-t", cid, timeout=120).stdout.splitlines()]
+        assert len(stamped) > 5000
+        rnd = random.Random(2)
+        for k in (0, len(stamped) // 2, *rnd.sample(range(len(stamped)), 3), len(stamped) - 1):
+            stamp = stamped[k][0].decode()
+            since = logs.parse_timestamp_ns(stamp)
+            want = b"".join(text + b"\n" for t, text in stamped if logs.parse_timestamp_ns(t.decode()) >= since)
+            assert daemon.docker("logs", "--since", stamp, cid).stdout == want, (k, stamp)
+            assert daemon.docker("logs", "-f", "--since", stamp, cid).stdout == want, (k, stamp)
+        since_text, until_text = stamped[len(stamped) // 2][0].decode(), stamped[-10][0].decode()
+        since, until = logs.parse_timestamp_ns(since_text), logs.parse_timestamp_ns(until_text)
+        want = b"".join(text + b"\n" for t, text in stamped if since <= logs.parse_timestamp_ns(t.decode()) <= until)
+        assert daemon.docker("logs", "--since", since_text, "--until", until_text, cid).stdout == want
+    finally:
+        daemon.docker("rm", "-f", cid)
