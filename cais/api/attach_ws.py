@@ -65,9 +65,10 @@ async def attach_ws(request: web.Request) -> web.StreamResponse:
     try:
         if logs and readable(record):  # a batch at a time, 4 batches queued at most: a big log is not held
             batches = engine.logs(record["Id"], stdout=want["stdout"], stderr=want["stderr"], batches=True)
-            async for batch in iterate_in_thread(lambda: batches, queued=4):
-                for _, _, data in batch:  # one message an entry, as dockerd
-                    await send(data)
+            async with contextlib.aclosing(iterate_in_thread(lambda: batches, queued=4)) as chunks:
+                async for batch in chunks:  # closed at once if the client leaves: the reader stops
+                    for _, _, data in batch:  # one message an entry, as dockerd
+                        await send(data)
         if sock is not None:
             await _bridge(ws, sock, send, stdin=stdin, close_stdin=bool(record["Config"]["StdinOnce"]),
                           detach_keys=detach_keys)

@@ -188,6 +188,11 @@ def test_websocket_errors(daemon: Caisd) -> None:
         daemon.docker("rm", "-f", cid)
 
 
+def _threads(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("Threads:"))
+
+
 def _rss(pid: int) -> int:
     with open(f"/proc/{pid}/status") as f:
         return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS:"))
@@ -218,8 +223,23 @@ def test_big_log_is_streamed_not_held(daemon: Caisd) -> None:
                             await asyncio.sleep(0.001)  # a slowish client: the daemon must wait, not buffer
             return count, size
 
+        threads = _threads(pid)
         count, size = asyncio.run(consume())
         assert (count, size) == (lines, lines * line_size)
         assert peak - before < 64 << 20, f"caisd's RSS grew by {(peak - before) >> 20} MiB"
+
+        async def leave_early() -> None:  # a client that hangs up after a few messages
+            async with aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=daemon.sock)) as session, \
+                    session.ws_connect(f"http://localhost/containers/{cid}/attach/ws?logs=1&stdout=1",
+                                       max_msg_size=1 << 20) as ws:
+                for _ in range(3):
+                    await ws.receive()
+        for _ in range(3):
+            asyncio.run(leave_early())
+        deadline = time.monotonic() + 10
+        while _threads(pid) > threads and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _threads(pid) <= threads, "a log reader outlived its client"
+        assert daemon.ping()
     finally:
         daemon.docker("rm", "-f", cid)
