@@ -20,6 +20,23 @@ class FormatError(CliError):
     """A template docker would refuse: one line, exit status 1."""
 
 
+class Context(dict):
+    """A docker CLI formatter context (see contexts.py): its fields, what `{{json .}}` prints, and
+    the labels `{{.Label "key"}}` reads."""
+
+    def __init__(self, fields: dict, labels: dict | None = None) -> None:
+        super().__init__(fields)
+        self.labels = labels or {}
+
+
+def go_json(value: object) -> str:
+    """`{{json VALUE}}` as the docker CLI prints it: a context through json.Marshal (keys sorted,
+    `<>&` escaped), anything else through an Encoder without HTML escaping."""
+    if isinstance(value, Context):
+        return fastjson.dumps(value, separators=(",", ":"), sort_keys=True, go=True, escape_html=True)
+    return fastjson.dumps(value, separators=(",", ":"), go=True)
+
+
 def _actions(template: str, action: Callable[[str], str]) -> str:
     """TEMPLATE with each `{{ ACTION }}` replaced by action(ACTION): trim markers (`{{-`, `-}}`) and
     the spaces inside the braces dropped, an action ends at the first `}}` and does not span lines
@@ -45,15 +62,22 @@ def check(template: str) -> None:
         raise FormatError("template parsing error: template: :1: unclosed action")
 
 
+# the API objects' fields that are Go maps (the others are structs)
+_GO_MAPS = frozenset(("Labels", "Attributes", "Options", "DriverOpts", "Networks", "Ports", "ExposedPorts", "Volumes",
+                      "Data", "Containers", "Status", "Sysctls", "StorageOpt", "Tmpfs", "Annotations", "Plugins"))
+
+
 def _lookup(obj: object, path: str) -> object:
     if path in (".", ""):
         return obj
-    value = obj
+    value, field = obj, ""
     for part in path.lstrip(".").split("."):
         if isinstance(value, dict):
             if part not in value:
+                if field in _GO_MAPS:  # a Go map: a missing key is no value; a struct has no such field
+                    return None
                 raise FormatError(f'template: :1: can\'t evaluate field {part}')
-            value = value[part]
+            value, field = value[part], part
         else:
             raise FormatError(f"template: :1: can't evaluate field {part} in type {type(value).__name__}")
     return value
@@ -94,11 +118,14 @@ def _eval(expr: str, obj: object) -> str:
     if not parts:
         return ""
     func, args = parts[0], parts[1:]
+    if func == ".Label" and isinstance(obj, Context) and args:
+        return _text(obj.labels.get(args[0].strip('"'), ""))
     if func.startswith("."):
-        return _text(_lookup(obj, func))
+        value = _lookup(obj, func)
+        return "<nil>" if value is None and isinstance(obj, Context) else _text(value)  # ps' nil *Platform
     values = [a[1:-1] if a.startswith('"') else _lookup(obj, a) for a in args]
     if func == "json":
-        return fastjson.dumps(values[0] if values else obj, separators=(",", ":"))
+        return go_json(values[0] if values else obj)
     if func == "index":
         container, key = values[0], values[1]
         if isinstance(container, dict):
@@ -140,9 +167,9 @@ def output(items: list[dict], fmt: str | None, default_columns: list[tuple[str, 
            rows: list[list[str]] | None = None) -> None:
     """Print `items` with docker's --format semantics; `rows` are the default table's cells."""
     out = sys.stdout
-    if fmt == "json":  # the docker CLI marshals each line from a Go map: keys sorted
+    if fmt == "json":  # {{json .}}: the docker CLI marshals each context as a Go map, keys sorted
         for item in items:
-            out.write(fastjson.dumps(item, separators=(",", ":"), sort_keys=True) + "\n")
+            out.write(go_json(Context(item) if type(item) is dict else item) + "\n")
         return
     if not fmt or fmt == "table":
         out.write(table(rows or [], [h for h, _ in default_columns]))
@@ -150,7 +177,8 @@ def output(items: list[dict], fmt: str | None, default_columns: list[tuple[str, 
     check(fmt)
     if fmt.startswith("table"):
         body = fmt[len("table"):].strip()
-        header_template = _actions(body.replace("\\t", "\t"), _header)
+        known = {field: header for header, field in default_columns}  # the context's headers
+        header_template = _actions(body.replace("\\t", "\t"), lambda expr: _header(expr, known))
         cells = [render(body, item).split("\t") for item in items]
         out.write(table(cells, header_template.split("\t")))
         return
@@ -158,7 +186,13 @@ def output(items: list[dict], fmt: str | None, default_columns: list[tuple[str, 
         out.write(render(fmt, item) + "\n")
 
 
-def _header(expr: str) -> str:
+def _header(expr: str, known: dict[str, str] | None = None) -> str:
+    parts = _words(expr)
+    if len(parts) > 1 and parts[0] == ".Label":  # HeaderContext.Label: the key's last dotted part
+        return parts[1].strip('"').rsplit(".", 1)[-1]
     name = expr.split()[-1].lstrip(".") if expr else ""
+    if known and name in known:
+        return known[name]
     words = "".join(f" {c}" if i and "A" <= c <= "Z" and "a" <= name[i - 1] <= "z" else c for i, c in enumerate(name))
-    return {"ID": "CONTAINER ID", "CreatedAt": "CREATED AT", "RunningFor": "CREATED"}.get(name, words.upper())
+    return {"ID": "CONTAINER ID", "CreatedAt": "CREATED AT", "RunningFor": "CREATED", "CreatedSince": "CREATED",
+            "VirtualSize": "SIZE"}.get(name, words.upper())

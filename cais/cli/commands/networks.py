@@ -71,7 +71,8 @@ def cmd_network_ls(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
     opts = p.parse_args(args)
     networks = sorted(_api(ctx, "GET", "/networks", {"filters": _filters(opts.filter) or None}),
                       key=lambda n: n["Name"])
-    rows = [{**n, "ID": n["Id"] if opts.no_trunc else n["Id"][:12]} for n in networks]
+    from cais.cli import contexts
+    rows = [contexts.network(n, not opts.no_trunc) for n in networks]
     if opts.quiet:
         for r in rows:
             print(r["ID"])

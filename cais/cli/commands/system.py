@@ -90,15 +90,28 @@ def cmd_events(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
         for e in ctx.client.json_lines("GET", "/events", {"filters": filters or None, "since": _since(opts.since),
                                                           "until": _since(opts.until)}):
             if opts.format:
-                print(fastjson.dumps(e) if opts.format == "json" else fmt.render(opts.format, e), flush=True)
+                e = _event_message(e)
+                print(fmt.go_json(e) if opts.format == "json" else fmt.render(opts.format, e), flush=True)
                 continue
-            when = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(e["time"])) + f".{e['timeNano'] % 10**9:09d}"
+            local = time.localtime(e["time"])
+            zone = time.strftime("%z", local)
+            when = time.strftime("%Y-%m-%dT%H:%M:%S", local) + f".{e['timeNano'] % 10**9:09d}"
             attrs = ", ".join(f"{k}={v}" for k, v in sorted(e["Actor"]["Attributes"].items()))
-            print(f"{when}{time.strftime('%z')[:3]}:{time.strftime('%z')[3:]} {e['Type']} {e['Action']} "
+            print(f"{when}{'Z' if zone == '+0000' else zone[:3] + ':' + zone[3:]} {e['Type']} {e['Action']} "
                   f"{e['Actor']['ID']} ({attrs})", flush=True)
     except ApiError as e:
         raise CliError(f"Error response from daemon: {e}") from None
     return 0
+
+
+def _event_message(e: dict) -> dict:
+    """An event as the docker CLI decodes it (events.Message) to print it: its fields in the Go
+    struct's order, the deprecated ones left out when empty, the attributes sorted (a Go map)."""
+    actor = e.get("Actor") or {}
+    message = {k: e[k] for k in ("status", "id", "from") if e.get(k)}
+    return {**message, "Type": e.get("Type", ""), "Action": e.get("Action", ""),
+            "Actor": {"ID": actor.get("ID", ""), "Attributes": dict(sorted((actor.get("Attributes") or {}).items()))},
+            "scope": e.get("scope", ""), "time": e.get("time", 0), "timeNano": e.get("timeNano", 0)}
 
 
 def cmd_system_df(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]

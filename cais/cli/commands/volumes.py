@@ -59,8 +59,9 @@ def cmd_volume_ls(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
         for v in volumes:
             print(v["Name"])
         return 0
+    from cais.cli import contexts
     columns = [("DRIVER", "Driver"), ("VOLUME NAME", "Name")]
-    rows = [{**v, "Labels": ",".join(f"{k}={x}" for k, x in (v.get("Labels") or {}).items())} for v in volumes]
+    rows = [contexts.volume(v) for v in volumes]
     fmt.output(rows, opts.format, columns, [[r[k] for _, k in columns] for r in rows])
     return 0
 
