@@ -162,7 +162,7 @@ def container(c: dict, trunc: bool, virtual: bool = True) -> Context:
 
 
 # ---- images (images, system df -v) -------------------------------------------------------------
-def _familiar(name: str) -> str:
+def familiar(name: str) -> str:
     for prefix in ("docker.io/library/", "docker.io/"):
         if name.startswith(prefix) and "/" in name:
             return name[len(prefix):]
@@ -205,11 +205,11 @@ def images(summaries: list[dict], trunc: bool, digests: bool, need_digest: bool)
         for ref in i.get("RepoTags") or []:
             name, _, tag = ref.rpartition(":")
             if name and "/" not in tag:
-                tags.setdefault(_familiar(name), []).append(tag)
+                tags.setdefault(familiar(name), []).append(tag)
         for ref in i.get("RepoDigests") or []:
             name, at, digest = ref.partition("@")
             if at:
-                by_repo.setdefault(_familiar(name), []).append(digest)
+                by_repo.setdefault(familiar(name), []).append(digest)
         for repo, repo_tags in tags.items():
             repo_digests = by_repo.pop(repo, [])  # never rows of their own
             if not need_digest:

@@ -34,6 +34,10 @@ def go_json(value: object) -> str:
     `<>&` escaped), anything else through an Encoder without HTML escaping."""
     if isinstance(value, Context):
         return fastjson.dumps(value, separators=(",", ":"), sort_keys=True, go=True, escape_html=True)
+    if isinstance(value, list) and any(isinstance(v, Context) for v in value):
+        return "[" + ",".join(go_json(v) for v in value) + "]"
+    if isinstance(value, dict) and any(isinstance(v, (Context, list)) for v in value.values()):  # a struct of them
+        return "{" + ",".join(f"{go_json(k)}:{go_json(v)}" for k, v in value.items()) + "}"
     return fastjson.dumps(value, separators=(",", ":"), go=True)
 
 

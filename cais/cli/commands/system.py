@@ -120,6 +120,8 @@ def cmd_system_df(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
     p.add_argument("--format")
     opts = p.parse_args(args)
     df = _api(ctx, "GET", "/system/df")
+    if opts.verbose:
+        return _df_verbose(df, opts.format)
     images, containers = df.get("Images") or [], df.get("Containers") or []
     volumes = [v for v in df.get("Volumes") or [] if _used(v) != -1]
     active = [c for c in containers if c["State"] in ("running", "paused", "restarting")]
@@ -141,6 +143,41 @@ def cmd_system_df(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
     columns = [("TYPE", "Type"), ("TOTAL", "TotalCount"), ("ACTIVE", "Active"), ("SIZE", "Size"),
                ("RECLAIMABLE", "Reclaimable")]
     fmt.output(rows, opts.format, columns, [[r[k] for _, k in columns] for r in rows])
+    return 0
+
+
+def _df_verbose(df: dict, template: str | None) -> int:
+    """`system df -v`: the images, containers, volumes and build cache, each with the context `ls`
+    uses (first tag only, no virtual sizes); a --format sees them all at once."""
+    from cais.cli import contexts
+    trunc = not template or template.startswith("table")
+    images = []
+    for i in df.get("Images") or []:
+        repo, tag = "<none>", "<none>"
+        tags = i.get("RepoTags") or []
+        if tags and tags != ["<none>:<none>"]:
+            name, _, tag = tags[0].rpartition(":")
+            repo = contexts.familiar(name)
+        images.append(contexts.image(i, repo, tag, "", trunc))
+    containers = [contexts.container(c, trunc, virtual=False) for c in df.get("Containers") or []]
+    volumes = [contexts.volume(v) for v in df.get("Volumes") or []]
+    if template and template != "table":
+        whole = {"Images": images, "Containers": containers, "Volumes": volumes, "BuildCache": []}
+        sys.stdout.write(fmt.render("{{json .}}" if template == "json" else template, whole))
+        return 0
+    out = sys.stdout
+    out.write("Images space usage:\n\n")
+    out.write(fmt.table([[i[k] for k in ("Repository", "Tag", "ID", "CreatedSince", "Size", "SharedSize", "UniqueSize",
+                                          "Containers")] for i in images],
+                        ["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE", "SHARED SIZE", "UNIQUE SIZE", "CONTAINERS"]))
+    out.write("\nContainers space usage:\n\n")
+    out.write(fmt.table([[c[k] for k in ("ID", "Image", "Command", "LocalVolumes", "Size", "RunningFor", "Status",
+                                          "Names")] for c in containers],
+                        ["CONTAINER ID", "IMAGE", "COMMAND", "LOCAL VOLUMES", "SIZE", "CREATED", "STATUS", "NAMES"]))
+    out.write("\nLocal Volumes space usage:\n\n")
+    out.write(fmt.table([[v["Name"], v["Links"], v["Size"]] for v in volumes], ["VOLUME NAME", "LINKS", "SIZE"]))
+    out.write("\nBuild cache usage: 0B\n\n")
+    out.write(fmt.table([], ["CACHE ID", "CACHE TYPE", "SIZE", "CREATED", "LAST USED", "USAGE", "SHARED"]))
     return 0
 
 
