@@ -152,3 +152,14 @@ def test_volume_inspect_json_line(d: Caisd) -> None:
     """{{json .}} of an API object: Go's Encoder, without HTML escaping."""
     out = _same(d, "volume", "inspect", "--format", "{{json .}}", "cais-cf-vol")
     assert '"x":"<y&z>"' in out
+
+
+@pytest.mark.parametrize("name", ["cais-cf-one", "cais-cf-up", "cais-cf-vol", "none", "host"])
+def test_inspect_json_line(d: Caisd, name: str) -> None:
+    """`inspect -f '{{json .}}'` of containers, volumes and networks: the docker CLI re-encodes the
+    daemon's object in its Go types, so caisd writes them in those types' order and shape."""
+    _same(d, "inspect", "--format", "{{json .}}", name)
+
+
+def test_inspect_size_json_line(d: Caisd) -> None:
+    _same(d, "inspect", "--size", "--format", "{{json .}}", "cais-cf-one")
