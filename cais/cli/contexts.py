@@ -158,7 +158,25 @@ def container(c: dict, trunc: bool, virtual: bool = True) -> Context:
         "Size": size,
         "State": c.get("State", ""),
         "Status": c.get("Status", ""),
-    }, c.get("Labels"))
+    }, c.get("Labels"), "*formatter.ContainerContext")
+
+
+def check_container_template(template: str) -> None:
+    """`ps --format`: the docker CLI executes the template on an empty ContainerContext before
+    listing; a field it does not have fails then, with or without containers."""
+    from cais.cli import format as fmt
+    empty = container({"Id": "", "Created": 0}, True)
+    try:
+        fmt.check(template)
+    except fmt.FormatError as e:
+        raise fmt.FormatError(str(e).replace("template parsing error: ", "failed to parse template: ")) from None
+    try:
+        fmt.render(template, fmt.Context(dict.fromkeys(empty, ""), None, empty.go_type),
+                   "failed to execute template: ", escapes=False)
+    except fmt.FormatError:
+        raise
+    except Exception:  # what an empty context cannot give (an index of ""): the real ones will tell
+        return
 
 
 # ---- images (images, system df -v) -------------------------------------------------------------
@@ -189,7 +207,7 @@ def image(i: dict, repo: str, tag: str, digest: str, trunc: bool) -> Context:
         "Tag": tag,
         "UniqueSize": "N/A" if size == -1 or shared == -1 else humanize.size(size - shared, 4),
         "VirtualSize": humanize.size(size, 4),
-    })
+    }, go_type="*formatter.imageContext")
 
 
 def images(summaries: list[dict], trunc: bool, digests: bool, need_digest: bool) -> list[Context]:
@@ -237,7 +255,7 @@ def volume(v: dict) -> Context:
         "Scope": v.get("Scope", ""),
         "Size": "N/A" if usage is None else humanize.size(usage.get("Size", 0), 4),
         "Status": "N/A" if cluster is None else "created",
-    }, v.get("Labels"))
+    }, v.get("Labels"), "*formatter.volumeContext")
 
 
 def network(n: dict, trunc: bool) -> Context:
@@ -251,7 +269,7 @@ def network(n: dict, trunc: bool) -> Context:
         "Labels": _join_labels(n.get("Labels"), ordered=False),
         "Name": n.get("Name", ""),
         "Scope": n.get("Scope", ""),
-    }, n.get("Labels"))
+    }, n.get("Labels"), "*network.networkContext")
 
 
 # ---- history, stats ----------------------------------------------------------------------------
@@ -265,7 +283,7 @@ def history(e: dict, trunc: bool, human: bool) -> Context:
         "CreatedSince": ago(e["Created"]) if human else created_at,
         "ID": truncate_id(e["Id"]) if trunc and e["Id"] != "<missing>" else e["Id"],
         "Size": humanize.size(e.get("Size", 0)) if human else str(e.get("Size", 0)),
-    })
+    }, go_type="*image.historyContext")
 
 
 def stats(s: dict, container_arg: str, trunc: bool) -> Context:
@@ -293,4 +311,4 @@ def stats(s: dict, container_arg: str, trunc: bool) -> Context:
         "Name": name[1:] if len(name) > 1 else "--",
         "NetIO": f"{humanize.size(rx)} / {humanize.size(tx)}",
         "PIDs": str((s.get("pids_stats") or {}).get("current", 0)),
-    })
+    }, go_type="*container.statsContext")

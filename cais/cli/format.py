@@ -20,13 +20,22 @@ class FormatError(CliError):
     """A template docker would refuse: one line, exit status 1."""
 
 
+class NoField(FormatError):
+    """A field the value does not have: where (NODE, as written) and why, for render's message."""
+
+    def __init__(self, node: str, offset: int, reason: str) -> None:
+        super().__init__(f"template: :1: {reason}")
+        self.node, self.offset, self.reason = node, offset, reason
+
+
 class Context(dict):
     """A docker CLI formatter context (see contexts.py): its fields, what `{{json .}}` prints, and
-    the labels `{{.Label "key"}}` reads."""
+    the labels `{{.Label "key"}}` reads; GO_TYPE names it in errors (`*formatter.ContainerContext`)."""
 
-    def __init__(self, fields: dict, labels: dict | None = None) -> None:
+    def __init__(self, fields: dict, labels: dict | None = None, go_type: str = "") -> None:
         super().__init__(fields)
         self.labels = labels or {}
+        self.go_type = go_type
 
 
 def go_json(value: object) -> str:
@@ -74,14 +83,16 @@ _GO_MAPS = frozenset(("Labels", "Attributes", "Options", "DriverOpts", "Networks
 def _lookup(obj: object, path: str) -> object:
     if path in (".", ""):
         return obj
-    value, field = obj, ""
+    value, field, offset = obj, "", 0
     for part in path.lstrip(".").split("."):
         if isinstance(value, dict):
             if part not in value:
                 if field in _GO_MAPS:  # a Go map: a missing key is no value; a struct has no such field
                     return None
-                raise FormatError(f'template: :1: can\'t evaluate field {part}')
-            value, field = value[part], part
+                if isinstance(value, Context):
+                    raise NoField(path, offset, f"can't evaluate field {part} in type {value.go_type or 'struct'}")
+                raise NoField(path, offset, f'map has no entry for key "{part}"')  # inspect's fallback to a map
+            value, field, offset = value[part], part, offset + len(part) + 1
         else:
             raise FormatError(f"template: :1: can't evaluate field {part} in type {type(value).__name__}")
     return value
@@ -146,10 +157,38 @@ def _eval(expr: str, obj: object) -> str:
     raise FormatError(f'template: :1: function "{func}" not defined')
 
 
-def render(template: str, obj: object) -> str:
+def render(template: str, obj: object, prefix: str = "", escapes: bool = True, go_type: str = "") -> str:
+    """TEMPLATE executed on OBJ (`\\t`, `\\n` read as tab and newline with ESCAPES); an error as
+    Go's `template: :LINE:COL: executing "" at <.X>: …`, after PREFIX (the docker CLI's words vary
+    by command); GO_TYPE: the struct OBJ stands for, in the error for a field it lacks."""
     check(template)
-    template = template.replace("\\t", "\t").replace("\\n", "\n")
-    return _actions(template, lambda expr: _eval(expr, obj))
+    if escapes:
+        template = template.replace("\\t", "\t").replace("\\n", "\n")
+    try:
+        return _actions(template, lambda expr: _eval(expr, obj))
+    except NoField as e:
+        at = max(template.find(e.node), 0) + e.offset
+        line, col = template.count("\n", 0, at) + 1, at - template.rfind("\n", 0, at) - 1
+        reason = e.reason
+        if go_type and not e.offset:
+            reason = f"can't evaluate field {e.node.lstrip('.').split('.')[0]} in type {go_type}"
+        raise FormatError(f'{prefix}template: :{line}:{col}: executing "" at <{e.node}>: {reason}') from None
+
+
+def inspect_lines(items: list, template: str, go_type: str = "") -> list[str]:
+    """`inspect -f`: each item's line printed (a newline if none renders), the errors returned."""
+    errors, printed = [], False
+    for item in items:
+        try:
+            line = render(template, item, "template parsing error: ", go_type=go_type)
+        except FormatError as e:
+            errors.append(str(e))
+            continue
+        sys.stdout.write(line + "\n")
+        printed = True
+    if items and not printed:
+        sys.stdout.write("\n")
+    return errors
 
 
 def table(rows: list[list[str]], header: list[str] | None, min_width: int = 10) -> str:
@@ -168,9 +207,16 @@ def table(rows: list[list[str]], header: list[str] | None, min_width: int = 10) 
 
 
 def output(items: list[dict], fmt: str | None, default_columns: list[tuple[str, str]],
-           rows: list[list[str]] | None = None) -> None:
-    """Print `items` with docker's --format semantics; `rows` are the default table's cells."""
+           rows: list[list[str]] | None = None, raw: list[tuple[str, str, bool]] | None = None,
+           error_prefix: str = "template parsing error: ") -> None:
+    """Print `items` with docker's --format semantics; `rows` are the default table's cells, `raw`
+    the `--format raw` lines: (label, field, padded: no space after the colon when empty)."""
     out = sys.stdout
+    if fmt == "raw" and raw:  # one `label: value` line per field, a blank line after each item
+        for item in items:
+            out.write("".join(f"{label}:{' ' if item[k] or not padded else ''}{item[k]}\n"
+                              for label, k, padded in raw) + "\n")
+        return
     if fmt == "json":  # {{json .}}: the docker CLI marshals each context as a Go map, keys sorted
         for item in items:
             out.write(go_json(Context(item) if type(item) is dict else item) + "\n")
@@ -183,11 +229,11 @@ def output(items: list[dict], fmt: str | None, default_columns: list[tuple[str, 
         body = fmt[len("table"):].strip()
         known = {field: header for header, field in default_columns}  # the context's headers
         header_template = _actions(body.replace("\\t", "\t"), lambda expr: _header(expr, known))
-        cells = [render(body, item).split("\t") for item in items]
+        cells = [render(body, item, error_prefix).split("\t") for item in items]
         out.write(table(cells, header_template.split("\t")))
         return
     for item in items:
-        out.write(render(fmt, item) + "\n")
+        out.write(render(fmt, item, error_prefix) + "\n")
 
 
 def _header(expr: str, known: dict[str, str] | None = None) -> str:

@@ -102,6 +102,8 @@ def test_escaping_and_fields(d: Caisd) -> None:
     ["system", "df", "--format", "{{.Type}}: {{.TotalCount}} {{.Active}} {{.Size}} {{.Reclaimable}}"],
     ["ps", "-a"], ["ps", "-a", "--size"], ["volume", "ls"], ["network", "ls"], ["history", "busybox"],
     ["system", "df"], ["system", "df", "-v"],
+    ["ps", "-a", "--format", "raw"], ["ps", "-a", "--size", "--format", "raw"], ["volume", "ls", "--format", "raw"],
+    ["network", "ls", "--format", "raw"],
 ])
 def test_templates_and_tables(d: Caisd, args: list[str]) -> None:
     _same(d, *args)
@@ -163,3 +165,27 @@ def test_inspect_json_line(d: Caisd, name: str) -> None:
 
 def test_inspect_size_json_line(d: Caisd) -> None:
     _same(d, "inspect", "--size", "--format", "{{json .}}", "cais-cf-one")
+
+
+@pytest.mark.parametrize("args", [
+    ["ps", "--filter", "name=nothing-here", "--format", "{{.Nope}}"],  # checked even without containers
+    ["ps", "-a", "--format", "table {{.ID}}\\t{{ .Nope }}"], ["ps", "--format", "{{.ID"],
+    ["images", "--format", "table {{.ID}}\\t{{ .Nope }}"], ["volume", "ls", "--format", "x\\n{{.Name}} {{.Nope}}"],
+    ["network", "ls", "--format", "{{.Nope}}"], ["history", "--format", "{{.Nope}}", "busybox"],
+    ["stats", "--no-stream", "--format", "{{.Nope}}"],
+    ["inspect", "--format", "{{.Nope}}", "busybox", "cais-cf-one"], ["inspect", "--format", "{{.Config.Nope}}", "cais-cf-one"],
+    ["inspect", "--format", "{{.Id}}", "busybox", "cais-cf-nothing"], ["volume", "inspect", "--format", "{{.Nope}}", "cais-cf-vol"],
+    ["network", "inspect", "--format", "{{.Nope}}", "none"],
+    ["inspect", "--format", "{{.Config.Labels.nope}}|{{.State.Status}}|{{json .Config.Labels}}", "cais-cf-one"],
+    ["top", "cais-cf-up", "-o", "pid,comm"], ["port", "cais-cf-one", "80"], ["port", "cais-cf-one"],
+])
+def test_errors_and_others(d: Caisd, args: list[str]) -> None:
+    """Template errors word for word (Go's line:column, the context's type), inspect's partial
+    output, top's ps options, port's messages."""
+    _same(d, *args)
+
+
+@pytest.mark.parametrize("args", [["images", "--format", "raw"], ["images", "--digests", "--format", "raw"]])
+def test_images_raw(d: Caisd, args: list[str]) -> None:
+    """One block per image row, in Go's map order across repositories: compared sorted."""
+    assert sorted(d.cais(*args).stdout.decode().split("\n\n")) == sorted(d.docker(*args).stdout.decode().split("\n\n"))

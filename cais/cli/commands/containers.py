@@ -38,7 +38,8 @@ def _each(ctx, names: list[str], action) -> int:  # type: ignore[no-untyped-def]
     return 1 if failed else 0
 
 
-def _inspect_each(ctx, path: str, names: list[str], template: str | None) -> int:  # type: ignore[no-untyped-def]
+def _inspect_each(ctx, path: str, names: list[str], template: str | None,  # type: ignore[no-untyped-def]
+                  go_type: str = "") -> int:
     """docker's `network|volume inspect`: GET each name under `path`, print what was found (as
     JSON, or with --format), then the failures."""
     from cais.cli import format as fmt
@@ -49,8 +50,7 @@ def _inspect_each(ctx, path: str, names: list[str], template: str | None) -> int
         except CliError as e:
             failed.append(str(e))
     if template:
-        for item in found:
-            print(fmt.render(template, item))
+        failed = fmt.inspect_lines(found, template, go_type) + failed
     else:
         print(fastjson.dumps(found, indent=4))
     for message in failed:
@@ -328,6 +328,9 @@ def cmd_ps(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
     for f in opts.filter:
         key, _, value = f.partition("=")
         filters.setdefault(key, []).append(value)
+    from cais.cli import contexts
+    if opts.format not in (None, "json", "table", "raw"):  # checked on an empty context first, as docker
+        contexts.check_container_template(opts.format)
     limit = 1 if opts.latest else opts.last
     # as the docker CLI: sizes are asked for with --size or a template using .Size
     size = opts.size or (opts.format not in (None, "json", "table") and ".Size" in opts.format)
@@ -337,11 +340,14 @@ def cmd_ps(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
         for c in containers:
             print(c["Id"] if opts.no_trunc else c["Id"][:12])
         return 0
-    from cais.cli import contexts
     items = [contexts.container(c, not opts.no_trunc) for c in containers]
     columns = [("CONTAINER ID", "ID"), ("IMAGE", "Image"), ("COMMAND", "Command"), ("CREATED", "RunningFor"),
                ("STATUS", "Status"), ("PORTS", "Ports"), ("NAMES", "Names")] + ([("SIZE", "Size")] if opts.size else [])
-    fmt.output(items, opts.format, columns, [[i[k] for _, k in columns] for i in items])
+    raw = [("container_id", "ID", False), ("image", "Image", False), ("command", "Command", False),
+           ("created_at", "CreatedAt", False), ("state", "State", True), ("status", "Status", True),
+           ("names", "Names", False), ("labels", "Labels", True), ("ports", "Ports", True)]
+    fmt.output(items, opts.format, columns, [[i[k] for _, k in columns] for i in items],
+               raw + ([("size", "Size", False)] if opts.size else []))
     return 0
 
 
@@ -371,11 +377,7 @@ def cmd_inspect(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
         else:
             results.append(found)
     if opts.format:
-        for r in results:
-            try:
-                print(fmt.render(opts.format, r))
-            except fmt.FormatError as e:
-                raise CliError(str(e)) from None
+        errors = fmt.inspect_lines(results, opts.format) + errors
     else:
         print(fastjson.dumps(results, indent=4))
     for e in errors:
@@ -431,7 +433,7 @@ def _since(text: str | None) -> str | None:
 
 def cmd_top(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
     from cais.cli import format as fmt
-    p = Parser("top", "CONTAINER [ps OPTIONS]")
+    p = Parser("top", "CONTAINER [ps OPTIONS]", interspersed=False)  # what follows is ps's
     p.add_argument("container")
     p.add_argument("ps_args", nargs="*")
     opts = p.parse_args(args)
@@ -459,7 +461,7 @@ def cmd_port(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
     if opts.port:
         key = opts.port if "/" in opts.port else f"{opts.port}/tcp"
         if not ports.get(key):
-            raise CliError(f"Error: No public port '{key}' published for {opts.container}")
+            raise CliError(f"Error: No public port '{opts.port}' published for {opts.container}")
         for b in ports[key]:
             print(f"{_host_ip(b.get('HostIp') or '0.0.0.0')}:{b['HostPort']}")
         return 0

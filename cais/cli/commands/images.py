@@ -135,7 +135,10 @@ def cmd_images(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
         return 0
     columns = [("REPOSITORY", "Repository"), ("TAG", "Tag")] + ([("DIGEST", "Digest")] if opts.digests else []) + [
         ("IMAGE ID", "ID"), ("CREATED", "CreatedSince"), ("SIZE", "Size")]
-    fmt.output(rows, opts.format, columns, [[r[k] for _, k in columns] for r in rows])
+    raw = [("repository", "Repository", False), ("tag", "Tag", False)] + (
+        [("digest", "Digest", False)] if opts.digests else []) + [
+        ("image_id", "ID", False), ("created_at", "CreatedAt", False), ("virtual_size", "Size", False)]
+    fmt.output(rows, opts.format, columns, [[r[k] for _, k in columns] for r in rows], raw)
     return 0
 
 

@@ -78,7 +78,9 @@ def cmd_network_ls(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
             print(r["ID"])
         return 0
     columns = [("NETWORK ID", "ID"), ("NAME", "Name"), ("DRIVER", "Driver"), ("SCOPE", "Scope")]
-    fmt.output(rows, opts.format, columns, [[r[k] for _, k in columns] for r in rows])
+    fmt.output(rows, opts.format, columns, [[r[k] for _, k in columns] for r in rows],
+               [("network_id", "ID", False), ("name", "Name", False), ("driver", "Driver", False),
+                ("scope", "Scope", False)])
     return 0
 
 

@@ -62,7 +62,8 @@ def cmd_volume_ls(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
     from cais.cli import contexts
     columns = [("DRIVER", "Driver"), ("VOLUME NAME", "Name")]
     rows = [contexts.volume(v) for v in volumes]
-    fmt.output(rows, opts.format, columns, [[r[k] for _, k in columns] for r in rows])
+    fmt.output(rows, opts.format, columns, [[r[k] for _, k in columns] for r in rows],
+               [("name", "Name", False), ("driver", "Driver", False)])
     return 0
 
 
@@ -71,7 +72,7 @@ def cmd_volume_inspect(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-
     p.add_argument("-f", "--format")
     p.add_argument("names", nargs="+")
     opts = p.parse_args(args)
-    return _inspect_each(ctx, "/volumes", opts.names, opts.format)
+    return _inspect_each(ctx, "/volumes", opts.names, opts.format, "volume.Volume")  # no fallback to a map
 
 
 def cmd_volume_rm(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
