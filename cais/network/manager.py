@@ -209,7 +209,7 @@ class NetworkManager:
     def inspect(self, ref: str) -> dict:
         rec = self.get(ref)
         out = {k: v for k, v in rec.items() if k != "Cais"}
-        out.setdefault("EnableIPv4", True)  # API 1.47+; every cais network has IPv4
+        out.setdefault("EnableIPv4", True)  # API 1.47+; records from before IPv6-only networks all have IPv4
         out["Created"] = _rfc3339_nano(out["Created"])
         # network.Inspect's field order, as dockerd writes it (and the docker CLI re-encodes it)
         out = {**{k: out[k] for k in _INSPECT_ORDER if k in out}, **out}
