@@ -20,6 +20,36 @@ class FormatError(CliError):
     """A template docker would refuse: one line, exit status 1."""
 
 
+class NoField(FormatError):
+    """A field the value does not have: where (NODE, as written) and why, for render's message."""
+
+    def __init__(self, node: str, offset: int, reason: str) -> None:
+        super().__init__(f"template: :1: {reason}")
+        self.node, self.offset, self.reason = node, offset, reason
+
+
+class Context(dict):
+    """A docker CLI formatter context (see contexts.py): its fields, what `{{json .}}` prints, and
+    the labels `{{.Label "key"}}` reads; GO_TYPE names it in errors (`*formatter.ContainerContext`)."""
+
+    def __init__(self, fields: dict, labels: dict | None = None, go_type: str = "") -> None:
+        super().__init__(fields)
+        self.labels = labels or {}
+        self.go_type = go_type
+
+
+def go_json(value: object) -> str:
+    """`{{json VALUE}}` as the docker CLI prints it: a context through json.Marshal (keys sorted,
+    `<>&` escaped), anything else through an Encoder without HTML escaping."""
+    if isinstance(value, Context):
+        return fastjson.dumps(value, separators=(",", ":"), sort_keys=True, go=True, escape_html=True)
+    if isinstance(value, list) and any(isinstance(v, Context) for v in value):
+        return "[" + ",".join(go_json(v) for v in value) + "]"
+    if isinstance(value, dict) and any(isinstance(v, (Context, list)) for v in value.values()):  # a struct of them
+        return "{" + ",".join(f"{go_json(k)}:{go_json(v)}" for k, v in value.items()) + "}"
+    return fastjson.dumps(value, separators=(",", ":"), go=True)
+
+
 def _actions(template: str, action: Callable[[str], str]) -> str:
     """TEMPLATE with each `{{ ACTION }}` replaced by action(ACTION): trim markers (`{{-`, `-}}`) and
     the spaces inside the braces dropped, an action ends at the first `}}` and does not span lines
@@ -45,15 +75,24 @@ def check(template: str) -> None:
         raise FormatError("template parsing error: template: :1: unclosed action")
 
 
+# the API objects' fields that are Go maps (the others are structs)
+_GO_MAPS = frozenset(("Labels", "Attributes", "Options", "DriverOpts", "Networks", "Ports", "ExposedPorts", "Volumes",
+                      "Data", "Containers", "Status", "Sysctls", "StorageOpt", "Tmpfs", "Annotations", "Plugins"))
+
+
 def _lookup(obj: object, path: str) -> object:
     if path in (".", ""):
         return obj
-    value = obj
+    value, field, offset = obj, "", 0
     for part in path.lstrip(".").split("."):
         if isinstance(value, dict):
             if part not in value:
-                raise FormatError(f'template: :1: can\'t evaluate field {part}')
-            value = value[part]
+                if field in _GO_MAPS:  # a Go map: a missing key is no value; a struct has no such field
+                    return None
+                if isinstance(value, Context):
+                    raise NoField(path, offset, f"can't evaluate field {part} in type {value.go_type or 'struct'}")
+                raise NoField(path, offset, f'map has no entry for key "{part}"')  # inspect's fallback to a map
+            value, field, offset = value[part], part, offset + len(part) + 1
         else:
             raise FormatError(f"template: :1: can't evaluate field {part} in type {type(value).__name__}")
     return value
@@ -94,11 +133,14 @@ def _eval(expr: str, obj: object) -> str:
     if not parts:
         return ""
     func, args = parts[0], parts[1:]
+    if func == ".Label" and isinstance(obj, Context) and args:
+        return _text(obj.labels.get(args[0].strip('"'), ""))
     if func.startswith("."):
-        return _text(_lookup(obj, func))
+        value = _lookup(obj, func)
+        return "<nil>" if value is None and isinstance(obj, Context) else _text(value)  # ps' nil *Platform
     values = [a[1:-1] if a.startswith('"') else _lookup(obj, a) for a in args]
     if func == "json":
-        return fastjson.dumps(values[0] if values else obj, separators=(",", ":"))
+        return go_json(values[0] if values else obj)
     if func == "index":
         container, key = values[0], values[1]
         if isinstance(container, dict):
@@ -115,10 +157,38 @@ def _eval(expr: str, obj: object) -> str:
     raise FormatError(f'template: :1: function "{func}" not defined')
 
 
-def render(template: str, obj: object) -> str:
+def render(template: str, obj: object, prefix: str = "", escapes: bool = True, go_type: str = "") -> str:
+    """TEMPLATE executed on OBJ (`\\t`, `\\n` read as tab and newline with ESCAPES); an error as
+    Go's `template: :LINE:COL: executing "" at <.X>: …`, after PREFIX (the docker CLI's words vary
+    by command); GO_TYPE: the struct OBJ stands for, in the error for a field it lacks."""
     check(template)
-    template = template.replace("\\t", "\t").replace("\\n", "\n")
-    return _actions(template, lambda expr: _eval(expr, obj))
+    if escapes:
+        template = template.replace("\\t", "\t").replace("\\n", "\n")
+    try:
+        return _actions(template, lambda expr: _eval(expr, obj))
+    except NoField as e:
+        at = max(template.find(e.node), 0) + e.offset
+        line, col = template.count("\n", 0, at) + 1, at - template.rfind("\n", 0, at) - 1
+        reason = e.reason
+        if go_type and not e.offset:
+            reason = f"can't evaluate field {e.node.lstrip('.').split('.')[0]} in type {go_type}"
+        raise FormatError(f'{prefix}template: :{line}:{col}: executing "" at <{e.node}>: {reason}') from None
+
+
+def inspect_lines(items: list, template: str, go_type: str = "") -> list[str]:
+    """`inspect -f`: each item's line printed (a newline if none renders), the errors returned."""
+    errors, printed = [], False
+    for item in items:
+        try:
+            line = render(template, item, "template parsing error: ", go_type=go_type)
+        except FormatError as e:
+            errors.append(str(e))
+            continue
+        sys.stdout.write(line + "\n")
+        printed = True
+    if items and not printed:
+        sys.stdout.write("\n")
+    return errors
 
 
 def table(rows: list[list[str]], header: list[str] | None, min_width: int = 10) -> str:
@@ -137,12 +207,19 @@ def table(rows: list[list[str]], header: list[str] | None, min_width: int = 10) 
 
 
 def output(items: list[dict], fmt: str | None, default_columns: list[tuple[str, str]],
-           rows: list[list[str]] | None = None) -> None:
-    """Print `items` with docker's --format semantics; `rows` are the default table's cells."""
+           rows: list[list[str]] | None = None, raw: list[tuple[str, str, bool]] | None = None,
+           error_prefix: str = "template parsing error: ") -> None:
+    """Print `items` with docker's --format semantics; `rows` are the default table's cells, `raw`
+    the `--format raw` lines: (label, field, padded: no space after the colon when empty)."""
     out = sys.stdout
-    if fmt == "json":  # the docker CLI marshals each line from a Go map: keys sorted
+    if fmt == "raw" and raw:  # one `label: value` line per field, a blank line after each item
         for item in items:
-            out.write(fastjson.dumps(item, separators=(",", ":"), sort_keys=True) + "\n")
+            out.write("".join(f"{label}:{' ' if item[k] or not padded else ''}{item[k]}\n"
+                              for label, k, padded in raw) + "\n")
+        return
+    if fmt == "json":  # {{json .}}: the docker CLI marshals each context as a Go map, keys sorted
+        for item in items:
+            out.write(go_json(Context(item) if type(item) is dict else item) + "\n")
         return
     if not fmt or fmt == "table":
         out.write(table(rows or [], [h for h, _ in default_columns]))
@@ -150,15 +227,22 @@ def output(items: list[dict], fmt: str | None, default_columns: list[tuple[str, 
     check(fmt)
     if fmt.startswith("table"):
         body = fmt[len("table"):].strip()
-        header_template = _actions(body.replace("\\t", "\t"), _header)
-        cells = [render(body, item).split("\t") for item in items]
+        known = {field: header for header, field in default_columns}  # the context's headers
+        header_template = _actions(body.replace("\\t", "\t"), lambda expr: _header(expr, known))
+        cells = [render(body, item, error_prefix).split("\t") for item in items]
         out.write(table(cells, header_template.split("\t")))
         return
     for item in items:
-        out.write(render(fmt, item) + "\n")
+        out.write(render(fmt, item, error_prefix) + "\n")
 
 
-def _header(expr: str) -> str:
+def _header(expr: str, known: dict[str, str] | None = None) -> str:
+    parts = _words(expr)
+    if len(parts) > 1 and parts[0] == ".Label":  # HeaderContext.Label: the key's last dotted part
+        return parts[1].strip('"').rsplit(".", 1)[-1]
     name = expr.split()[-1].lstrip(".") if expr else ""
+    if known and name in known:
+        return known[name]
     words = "".join(f" {c}" if i and "A" <= c <= "Z" and "a" <= name[i - 1] <= "z" else c for i, c in enumerate(name))
-    return {"ID": "CONTAINER ID", "CreatedAt": "CREATED AT", "RunningFor": "CREATED"}.get(name, words.upper())
+    return {"ID": "CONTAINER ID", "CreatedAt": "CREATED AT", "RunningFor": "CREATED", "CreatedSince": "CREATED",
+            "VirtualSize": "SIZE"}.get(name, words.upper())

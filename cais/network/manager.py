@@ -54,6 +54,19 @@ def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S.000000000Z", time.gmtime())
 
 
+_INSPECT_ORDER = ("Name", "Id", "Created", "Scope", "Driver", "EnableIPv4", "EnableIPv6", "IPAM", "Internal",
+                  "Attachable", "Ingress", "ConfigFrom", "ConfigOnly", "Containers", "Options", "Labels")
+
+
+def _rfc3339_nano(text: str) -> str:
+    """Go's RFC3339Nano: the fraction without its trailing zeros (none left: no dot)."""
+    if text.endswith("Z") and "." in text:
+        whole, _, fraction = text[:-1].partition(".")
+        fraction = fraction.rstrip("0")
+        return f"{whole}.{fraction}Z" if fraction else f"{whole}Z"
+    return text
+
+
 def _record(name: str, ident: str, driver: str, **extra: object) -> dict:
     rec = {"Name": name, "Id": ident, "Created": _now(), "Scope": "local", "Driver": driver, "EnableIPv6": False,
            "IPAM": {"Driver": "default", "Options": {}, "Config": []}, "Internal": False, "Attachable": False,
@@ -196,7 +209,10 @@ class NetworkManager:
     def inspect(self, ref: str) -> dict:
         rec = self.get(ref)
         out = {k: v for k, v in rec.items() if k != "Cais"}
-        out.setdefault("EnableIPv4", True)  # API 1.47+; every cais network has IPv4
+        out.setdefault("EnableIPv4", True)  # API 1.47+; records from before IPv6-only networks all have IPv4
+        out["Created"] = _rfc3339_nano(out["Created"])
+        # network.Inspect's field order, as dockerd writes it (and the docker CLI re-encodes it)
+        out = {**{k: out[k] for k in _INSPECT_ORDER if k in out}, **out}
         out["Containers"] = {cid: {"Name": ep["Name"], "EndpointID": ep["EndpointID"], "MacAddress": ep["MacAddress"],
                                    "IPv4Address": f"{ep['IPAddress']}/{ep['IPPrefixLen']}" if ep["IPAddress"] else "",
                                    "IPv6Address": f"{ep['GlobalIPv6Address']}/{ep['GlobalIPv6PrefixLen']}"

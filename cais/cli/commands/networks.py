@@ -73,13 +73,16 @@ def cmd_network_ls(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
     opts = p.parse_args(args)
     networks = sorted(_api(ctx, "GET", "/networks", {"filters": _filters(opts.filter) or None}),
                       key=lambda n: n["Name"])
-    rows = [{**n, "ID": n["Id"] if opts.no_trunc else n["Id"][:12]} for n in networks]
+    from cais.cli import contexts
+    rows = [contexts.network(n, not opts.no_trunc) for n in networks]
     if opts.quiet:
         for r in rows:
             print(r["ID"])
         return 0
     columns = [("NETWORK ID", "ID"), ("NAME", "Name"), ("DRIVER", "Driver"), ("SCOPE", "Scope")]
-    fmt.output(rows, opts.format, columns, [[r[k] for _, k in columns] for r in rows])
+    fmt.output(rows, opts.format, columns, [[r[k] for _, k in columns] for r in rows],
+               [("network_id", "ID", False), ("name", "Name", False), ("driver", "Driver", False),
+                ("scope", "Scope", False)])
     return 0
 
 
