@@ -246,7 +246,7 @@ class Engine:
                                                                     self.log_config)
         image = self.images.resolve(ref)
         with self.store.lock:
-            taken = {r["Name"].lstrip("/") for r in self.store.all()}
+            taken = {r["Name"].lstrip("/") for r in self.store.records.values()}
             record = containers.new_record(body, name, image, taken, remapped=self.remap is not None,
                                            namespace_defaults=self.namespace_defaults)
             self.store.add(record)
@@ -467,8 +467,8 @@ class Engine:
         if oom:
             self._event(record, "oom")
         self._event(record, "die", exitCode=exit_code)
-        if auto_remove:
-            threading.Thread(target=self._autoremove, args=(cid,), daemon=True).start()
+        if auto_remove:  # here, not in a thread of its own: its waiters are told once it is gone
+            self._autoremove(cid)
         elif restart:
             delay = next_delay(self.backoff.get(cid, 0), ran_for)
             self.backoff[cid] = delay
@@ -620,20 +620,35 @@ class Engine:
         deadline = None if timeout is None else time.monotonic() + timeout
         with self.cond:
             while True:
-                record = self.store.records.get(cid)
-                if record is None:
-                    code = self.removed.get(cid, 0)
-                    return {"StatusCode": code, "Error": None}
-                state = record["State"]
-                exited = self.generation.get(cid, 0) != token
-                if condition == "next-exit" and exited:
-                    return {"StatusCode": state["ExitCode"], "Error": None}
-                if condition in ("not-running", "") and not state["Running"] and not state.get("Restarting"):
-                    return {"StatusCode": state["ExitCode"], "Error": None}
+                result = self._waited(cid, token, condition)
+                if result is not None:
+                    return result
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return None
                 self.cond.wait(min(remaining, 1.0) if remaining is not None else 1.0)
+
+    def wait_now(self, cid: str, token: int, condition: str = "not-running") -> tuple[bool, dict | None]:
+        """`wait` without blocking, for an event loop: (True, its answer or None) — or (False, None)
+        if another thread holds the records' lock (perhaps while it fsyncs): ask `wait` in a thread."""
+        if not self.cond.acquire(blocking=False):
+            return False, None
+        try:
+            return True, self._waited(cid, token, condition)
+        finally:
+            self.cond.release()
+
+    def _waited(self, cid: str, token: int, condition: str) -> dict | None:
+        """Under self.cond: the answer of a wait for `condition`, if it holds."""
+        record = self.store.records.get(cid)
+        if record is None:
+            return {"StatusCode": self.removed.get(cid, 0), "Error": None}
+        state = record["State"]
+        if condition == "next-exit" and self.generation.get(cid, 0) != token:
+            return {"StatusCode": state["ExitCode"], "Error": None}
+        if condition in ("not-running", "") and not state["Running"] and not state.get("Restarting"):
+            return {"StatusCode": state["ExitCode"], "Error": None}
+        return None
 
     def remove(self, ref: str, *, force: bool = False, volumes: bool = False) -> None:
         record = self.get(ref)
