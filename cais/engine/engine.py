@@ -361,7 +361,6 @@ class Engine:
             # after a machine crash nothing runs: only a policy that restarts it at boot needs this on disk
             policy = (record["HostConfig"].get("RestartPolicy") or {}).get("Name")
             self.store.save(record, durable=policy in ("always", "unless-stopped"))
-        self.images.store.set_container_running(cid, True)
         self._event(record, "start")
         if early_exit is not None:  # it exited before it was recorded running (`true` under load)
             self._on_exit(cid, *early_exit)
@@ -435,15 +434,11 @@ class Engine:
         if record["Id"] != cid or not record["State"]["Running"]:
             return
         oom = self._oom_killed(cid)
-        # --rm: the removal that follows drops the image store's row and the record (a crash before
-        # it finds the record running and the exit file, and gets here again)
-        goes = bool(record["HostConfig"].get("AutoRemove"))
         # cleanup failures are logged, never allowed to lose the exit itself (waiters depend on it)
         for step in (lambda: self._runtime_delete(cid), lambda: self.storage.unmount(cid),
                      lambda: self.volumes.unmount(record), lambda: self.networks.teardown(record),
                      lambda: namespaces.release(record, self.store.dir(cid)),
-                     lambda: self._health.unwatch(cid) if self._health is not None else None,
-                     lambda: None if goes else self.images.store.set_container_running(cid, False)):
+                     lambda: self._health.unwatch(cid) if self._health is not None else None):
             try:
                 step()
             except Exception:
@@ -687,8 +682,6 @@ class Engine:
                 record["State"]["Status"] = "dead"
                 record["State"]["Dead"] = True
                 self.store.save(record)
-            with contextlib.suppress(Exception):  # its exit may have left that to this removal
-                self.images.store.set_container_running(cid, False)
             raise EngineError(f"unable to remove filesystem for {cid}: {e}") from e
         self.images.remove_container(cid, durable=not record["HostConfig"].get("AutoRemove"))
         self.volumes.release(record, remove_anonymous=volumes)
