@@ -345,18 +345,20 @@ class _BodyReader(io.RawIOBase):
 
 @route("PUT", "/containers/{id}/archive")
 async def archive_put(request: web.Request) -> web.Response:
-    from cais.engine.archive import ContainerFS, check_writable, put_archive
+    from cais.engine.archive import ContainerFS, check_writable, copy_owner, put_archive
     engine = _engine(request)
     record = engine.get(request.match_info["id"])
     path = _archive_path(request)
     check_writable(record, path)
     body = _BodyReader(request, asyncio.get_running_loop())
     no_overwrite = qbool(request, "noOverwriteDirNonDir")
+    copy_uid_gid = qbool(request, "copyUIDGID")
 
     def run() -> None:
         with ContainerFS(engine, record) as root:
             put_archive(root, path, request.match_info["id"], body, no_overwrite_dir_non_dir=no_overwrite,
-                        remap=engine.storage.remap(record["Id"]))
+                        remap=engine.storage.remap(record["Id"]),
+                        chown=copy_owner(root, record) if copy_uid_gid else None)
     await asyncio.to_thread(run)
     engine._event(record, "extract-to-dir")
     return web.Response(status=200)

@@ -7,7 +7,8 @@ start-up). Any other request starts the API app on a private socket in a backgro
 and is served there exactly as caisd serves it: every command works without a daemon.
 
 It takes from caisd's daemon.json what decides how containers are made (`userns-remap`, the default
-`log-driver` and `log-opts`), so a container is the same whether caisd or the CLI made it.
+`log-driver` and `log-opts`, `default-ipc-mode` and `default-cgroupns-mode`), checked by the same
+code as caisd's, so a container is the same whether caisd or the CLI made it.
 """
 
 from __future__ import annotations
@@ -145,13 +146,14 @@ class LocalEngine:
         from cais.engine.userns import from_config
         try:
             remap = from_config(self.config_file)
-            log_config = _default_log_config(self.config_file)
+            log_config, namespaces = _container_defaults(self.config_file)
         except EngineError as e:
             raise CliError(f"cais: {e}") from None
         engine = Engine(self.data_root, self.exec_root,
                         cgroup_parent=os.environ.get("CAIS_CGROUP_PARENT", "/cais"), remap=remap)
         if log_config is not None:
             engine.log_config = log_config
+        engine.namespace_defaults = namespaces
         try:
             engine.lock()
             engine.open()
@@ -202,16 +204,27 @@ class LocalEngine:
             self.engine.close()
 
 
-def _default_log_config(path: str) -> dict | None:
-    """daemon.json's log-driver and log-opts, checked as caisd checks them; None if it sets neither."""
+def _container_defaults(path: str) -> tuple[dict | None, dict[str, str]]:
+    """daemon.json's log-driver and log-opts (None if it sets neither), and its default-ipc-mode and
+    default-cgroupns-mode as the engine's namespace defaults, checked as caisd checks them."""
     from cais.engine import daemonjson
     from cais.engine.errors import InvalidParameter
-    from cais.engine.logs import log_settings
     try:
         config = daemonjson.read(path)
     except (OSError, ValueError) as e:
         raise InvalidParameter(f"cannot read {path}: {e}") from None
-    if not isinstance(config, dict) or not ("log-driver" in config or "log-opts" in config):
+    config = config if isinstance(config, dict) else {}
+    try:
+        namespaces = daemonjson.namespace_defaults(config.get("default-ipc-mode"), config.get("default-cgroupns-mode"))
+    except ValueError as e:
+        raise InvalidParameter(f"{path}: {e}") from None
+    return _default_log_config(path, config), namespaces
+
+
+def _default_log_config(path: str, config: dict) -> dict | None:
+    from cais.engine.errors import InvalidParameter
+    from cais.engine.logs import log_settings
+    if not ("log-driver" in config or "log-opts" in config):
         return None
     log_config = {"Type": config.get("log-driver") or "json-file", "Config": config.get("log-opts") or {}}
     try:

@@ -13,7 +13,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import NoReturn
 
-from cais.engine.daemonjson import DEFAULT_CONFIG
+from cais.engine.daemonjson import DEFAULT_CONFIG, namespace_defaults
 
 DEFAULT_SOCKET = "unix:///run/cais/cais.sock"
 FILE_KEYS = {"hosts": "hosts", "data-root": "data_root", "exec-root": "exec_root", "pidfile": "pidfile",
@@ -192,10 +192,10 @@ def load(argv: list[str] | None = None) -> tuple[Settings, argparse.Namespace]:
                                                      settings.fixed_cidr_v6 if settings.ipv6 else "")
     except InvalidConfig as e:
         raise ConfigError(str(e)) from None
-    if settings.default_ipc_mode not in ("private", "shareable"):
-        raise ConfigError(f'IPC mode "{settings.default_ipc_mode}" is not supported as default value')
-    if settings.default_cgroupns_mode not in ("", "host", "private"):
-        raise ConfigError(f'default cgroup namespace mode "{settings.default_cgroupns_mode}" is invalid')
+    try:
+        namespace_defaults(settings.default_ipc_mode, settings.default_cgroupns_mode)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
     if settings.storage_driver == "overlay2":
         settings.storage_driver = "overlay"
     if not settings.hosts:

@@ -16,7 +16,7 @@ import signal
 import sys
 
 from cais.daemon.config import ConfigError, Settings, load
-from cais.engine import eventloop
+from cais.engine import daemonjson, eventloop
 
 log = logging.getLogger("caisd")
 
@@ -116,7 +116,7 @@ async def serve(settings: Settings) -> None:
                     network={"bridge": settings.bridge, "dns": settings.dns, "mtu": settings.mtu,
                              "bridge_ipam": settings.bridge_ipam, "bridge_ipv6": settings.ipv6}, remap=remap)
     engine.log_config = _log_config(settings)
-    engine.namespace_defaults = {"ipc": settings.default_ipc_mode, "cgroupns": settings.default_cgroupns_mode}
+    engine.namespace_defaults = daemonjson.namespace_defaults(settings.default_ipc_mode, settings.default_cgroupns_mode)
     engine.lock()
     # blocking engine calls run in these threads (a stop waits out its timeout in one): more than
     # asyncio's default of cores + 4, so that a few slow requests never hold up the quick ones

@@ -25,6 +25,7 @@ from typing import BinaryIO
 from cais.engine.errors import EngineError, InvalidParameter, NotFound
 from cais.engine.userns import IdMap
 from cais.linux.fsids import acting_as
+from cais.storage import userdb
 from cais.storage.idshift import unshifted, user_namespace
 from cais.storage.mountview import Bind, MountView, open_view
 from cais.storage.rootdir import RootDir, components
@@ -373,9 +374,25 @@ def _member_parts(name: str, dest: str) -> list[str]:
     return components(clean)
 
 
+def copy_owner(root: RootDir, record: dict) -> tuple[int, int] | None:
+    """`cp -a` (copyUIDGID): the owner every copied entry gets — the container's user (its
+    Config.User, looked up in the container's own /etc/passwd and /etc/group); None without one
+    (then, as without -a, the archive's owners stay). dockerd looks the user up in the *host's*
+    passwd database instead (it refuses a uid or a name the host lacks): see docs/docker-parity.md."""
+    user = record["Config"].get("User") or ""
+    if not user:
+        return None
+    try:
+        found = userdb.lookup(root.read_text, user)
+    except userdb.UserNotFound as e:
+        raise InvalidParameter(str(e)) from None
+    return found.uid, found.gid
+
+
 def put_archive(root: RootDir, path: str, container: str, stream: BinaryIO, *, no_overwrite_dir_non_dir: bool = False,
-                remap: IdMap | None = None) -> None:
-    """Extract `stream` at `path` in the container; with `remap` (userns-remap), the tar's owners are
+                remap: IdMap | None = None, chown: tuple[int, int] | None = None) -> None:
+    """Extract `stream` at `path` in the container, every entry owned by `chown` if given (`cp -a`,
+    see `copy_owner`), else by the tar's owners; with `remap` (userns-remap), those owners are
     the container's and are shifted to the host's (an owner outside the mapping becomes the
     remapped root), and the entries are made acting as the remapped root (cais.linux.fsids). Every entry's directory is resolved inside the container root by the kernel
     (symlinks in the container followed there, as in docker's chrooted untar); the entry itself is
@@ -404,6 +421,8 @@ def put_archive(root: RootDir, path: str, container: str, stream: BinaryIO, *, n
                 if not parts:
                     continue
                 inner = "/".join([dest.rstrip("/"), *parts])
+                if chown is not None:
+                    member.uid, member.gid = chown
                 if remap is not None:
                     member.uid = remap.uid + (member.uid if 0 <= member.uid < remap.uid_size else 0)
                     member.gid = remap.gid + (member.gid if 0 <= member.gid < remap.gid_size else 0)

@@ -14,6 +14,7 @@ from cais.engine import security
 from cais.engine.errors import InvalidParameter
 from cais.engine.userns import IdMap
 from cais.runtime import defaults
+from cais.storage import userdb
 from cais.storage.rootdir import read_text
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -23,44 +24,12 @@ INIT_PATH = "/sbin/docker-init"
 
 
 def resolve_user(rootfs: str, user: str, group_add: list[str] | None = None) -> dict:
-    """docker's --user: name|uid[:group|gid], looked up in the container's /etc/passwd and /etc/group
-    as runc's libcontainer/user does. The groups are dockerd's: the primary one, those listing the
-    user (unless a group was given), and `group_add` (--group-add: names or gids)."""
-    name, _, group = (user or "").partition(":")
-    passwd = [p for p in (line.split(":") for line in (read_text(rootfs, "/etc/passwd") or "").splitlines())
-              if len(p) >= 6 and p[2].isdigit() and p[3].isdigit()]
-    groups = [g for g in (line.split(":") for line in (read_text(rootfs, "/etc/group") or "").splitlines())
-              if len(g) >= 3 and g[2].isdigit()]
-    uid, gid, home = 0, 0, "/root"
-    entry = next((p for p in passwd if (int(p[2]) == int(name) if name.isdigit() else p[0] == name)), None) \
-        if name else next((p for p in passwd if p[2] == "0"), None)
-    if entry:
-        uid, gid, home = int(entry[2]), int(entry[3]), entry[5]
-    elif name.isdigit():
-        uid, home = int(name), "/"
-    elif name:
-        raise InvalidParameter(f"unable to find user {name}: no matching entries in passwd file")
-    member_of = []
-    if group:
-        gentry = next((g for g in groups if (int(g[2]) == int(group) if group.isdigit() else g[0] == group)), None)
-        if gentry:
-            gid = int(gentry[2])
-        elif group.isdigit():
-            gid = int(group)
-        else:
-            raise InvalidParameter(f"unable to find group {group}: no matching entries in group file")
-    elif entry:
-        member_of = [int(g[2]) for g in groups if len(g) >= 4 and entry[0] in g[3].split(",")]
-    added = []
-    for item in group_add or []:
-        gentry = next((g for g in groups if item in (g[0], g[2])), None)
-        if gentry:
-            added.append(int(gentry[2]))
-        elif item.isdigit():
-            added.append(int(item))
-        else:
-            raise InvalidParameter(f"Unable to find group {item}: no matching entries in group file")
-    return {"uid": uid, "gid": gid, "additionalGids": sorted({gid, *member_of, *added}), "home": home}
+    """docker's --user, looked up in the container's /etc/passwd and /etc/group (cais.storage.userdb)."""
+    try:
+        found = userdb.lookup(lambda path: read_text(rootfs, path), user, group_add)
+    except userdb.UserNotFound as e:
+        raise InvalidParameter(str(e)) from None
+    return {"uid": found.uid, "gid": found.gid, "additionalGids": found.groups, "home": found.home}
 
 
 def _env(image_env: list[str], env: list[str], home: str, *, hostname: str = "", tty: bool = False) -> list[str]:

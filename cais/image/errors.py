@@ -24,6 +24,3 @@ class ImageConflict(ImageError):
 class InvalidImage(ImageError):
     status = 400
 
-
-class Vanished(ImageError):
-    """A layer or blob a register relied on was removed by a concurrent rmi: try again."""

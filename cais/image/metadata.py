@@ -10,6 +10,8 @@ Layers go through two states: a row is committed as ``unpacking`` before the sto
 asked to unpack it and turned ``ready`` after; a layer being removed goes back to ``unpacking``
 before its directory is deleted. A crash in between leaves an ``unpacking`` row whose lock file
 nobody holds, which `ImageStore` removes (with whatever the driver has of the layer).
+A register pins each layer it relies on (`layer_pins`) in the same transaction that finds it
+``ready``, and drops its pins in the transaction that records the image.
 """
 
 from __future__ import annotations
@@ -73,6 +75,12 @@ CREATE TABLE IF NOT EXISTS refs (
     created  REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS refs_image ON refs(image_id);
+CREATE TABLE IF NOT EXISTS layer_pins (    -- layers an in-flight register relies on: removal skips them
+    token    TEXT NOT NULL,                  -- one per register call
+    chain_id TEXT NOT NULL,
+    PRIMARY KEY (token, chain_id)
+);
+CREATE INDEX IF NOT EXISTS layer_pins_chain ON layer_pins(chain_id);
 CREATE TABLE IF NOT EXISTS containers (    -- which container uses which image (and its layers)
     container_id TEXT PRIMARY KEY,
     image_id     TEXT NOT NULL,

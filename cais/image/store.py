@@ -13,8 +13,14 @@ Every public method returns plain data (dicts and lists shaped like the Docker E
 Concurrency: SQLite serializes metadata writes. A layer's lock file (striped) serializes its
 unpacking and its removal. `hold()` (shared) vs garbage collection (exclusive) keeps `gc` from
 deleting blobs a pull or load has fetched but not registered yet; `rmi` never waits for a pull:
-it removes layers at once (a register that was counting on one notices and unpacks it again) and
-leaves blobs to `gc` while anyone holds the store.
+it leaves blobs to `gc` while anyone holds the store, and removes unused layers at once — except
+those an in-flight register has pinned. A register pins each layer of its chain in the very
+transaction that finds it ready (or marks it ready after unpacking it), and drops the pins in the
+transaction that records the image; a removal checks for pins in the transaction that condemns
+the layer. SQLite serializes the two, so a layer is either pinned before the removal looks (and
+stays) or condemned before the register looks (which then unpacks it again, under its lock) —
+the image never commits over a layer that is gone. Pins live only while their register holds the
+store: pins found while nobody holds it are a crashed register's, and are dropped.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ from typing import Any
 from cais.image import layerio
 from cais.image.config import ConfigError, chain_ids, diff_ids, parse_config
 from cais.image.content import BlobNotFound, ContentError, ContentStore
-from cais.image.errors import ImageConflict, ImageError, ImageNotFound, InvalidImage, Vanished
+from cais.image.errors import ImageConflict, ImageError, ImageNotFound, InvalidImage
 from cais.image.filters import format_time, match_labels, match_reference, parse_time, parse_until, truthy
 from cais.image.manifest import (
     FOREIGN_LAYER_TYPES,
@@ -56,9 +62,6 @@ def short_id(image_id: str) -> str:
 
 def _hex(digest: str) -> str:
     return digest.split(":", 1)[1]
-
-
-_REGISTER_ATTEMPTS = 8
 
 
 class ImageStore:
@@ -154,19 +157,11 @@ class ImageStore:
         """
         ref = self._parse_ref(reference)
         with self.hold():
-            # An rmi of another image sharing a layer can remove it between its unpack and the final
-            # commit; each retry unpacks it again. (Holding the layers' locks across the commit would
-            # close the window instead: left for later.)
-            for attempt in range(_REGISTER_ATTEMPTS):
-                try:
-                    man, extra = self._load_manifest(manifest_digest, platform or self.platform)
-                    return self._register(man, manifest_digest, extra, ref, repo_digest, parent)
-                except Vanished:
-                    if attempt == _REGISTER_ATTEMPTS - 1:
-                        raise
-                except (ManifestError, ContentError) as e:
-                    raise InvalidImage(str(e)) from None
-        raise AssertionError("unreachable")
+            try:
+                man, extra = self._load_manifest(manifest_digest, platform or self.platform)
+                return self._register(man, manifest_digest, extra, ref, repo_digest, parent)
+            except (ManifestError, ContentError) as e:
+                raise InvalidImage(str(e)) from None
 
     @staticmethod
     def _parse_ref(reference: str | Reference | None) -> Reference | None:
@@ -227,48 +222,61 @@ class ImageStore:
                 raise InvalidImage(f"layer blob {layer.digest} has size {self.content.size(layer.digest)}, "
                                    f"the manifest says {layer.size}")
         chains = chain_ids(diffs)
-        for i, layer in enumerate(man.layers):
-            self._ensure_layer(chains[i], chains[i - 1] if i else None, diffs[i], layer.digest, layer.media_type)
         top = chains[-1] if chains else None
-        size = sum(r.size for r in self.meta.layer_chain(top))
         created = parse_time(cfg.get("created"))
         labels = (cfg.get("config") or {}).get("Labels") or {}
         blobs = {top_digest, manifest_digest, image_id, *extra, *(layer.digest for layer in man.layers)}
-        with self.meta.tx() as db:
-            # A concurrent rmi may have removed a layer or blob this image shares: then start over.
-            for chain in chains:
-                if db.execute("SELECT state FROM layers WHERE chain_id = ?", (chain,)).fetchone() != ("ready",):
-                    raise Vanished(f"layer {chain} was removed while registering")
-            for blob in blobs:
-                if not self.content.has(blob):
-                    raise Vanished(f"blob {blob} was removed while registering")
-            db.execute("INSERT OR IGNORE INTO images VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                       (image_id, top, parent, created, size, cfg.get("os", ""), cfg.get("architecture", ""),
-                        cfg.get("variant", ""), json.dumps(labels if isinstance(labels, dict) else {}), 0.0, now()))
-            db.execute("INSERT OR IGNORE INTO image_manifests VALUES (?,?,?)", (image_id, manifest_digest, man.media_type))
-            db.executemany("INSERT OR IGNORE INTO image_blobs VALUES (?,?)", [(image_id, b) for b in sorted(blobs)])
-            if ref is not None:
-                if ref.tag:
-                    self._set_ref(db, str(Reference(ref.domain, ref.path, ref.tag)), image_id, "tag")
-                if ref.digest or repo_digest:
-                    digest = ref.digest or top_digest
-                    self._set_ref(db, str(Reference(ref.domain, ref.path, None, digest)), image_id, "digest")
+        token = os.urandom(16).hex()
+        try:
+            pinned = self._pin_ready(chains, token)
+            for i, layer in enumerate(man.layers):
+                if chains[i] not in pinned:
+                    self._ensure_layer(chains[i], chains[i - 1] if i else None, diffs[i], layer.digest,
+                                       layer.media_type, token)
+            size = sum(r.size for r in self.meta.layer_chain(top))
+            with self.meta.tx() as db:
+                db.execute("INSERT OR IGNORE INTO images VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                           (image_id, top, parent, created, size, cfg.get("os", ""), cfg.get("architecture", ""),
+                            cfg.get("variant", ""), json.dumps(labels if isinstance(labels, dict) else {}), 0.0,
+                            now()))
+                db.execute("INSERT OR IGNORE INTO image_manifests VALUES (?,?,?)",
+                           (image_id, manifest_digest, man.media_type))
+                db.executemany("INSERT OR IGNORE INTO image_blobs VALUES (?,?)", [(image_id, b) for b in sorted(blobs)])
+                if ref is not None:
+                    if ref.tag:
+                        self._set_ref(db, str(Reference(ref.domain, ref.path, ref.tag)), image_id, "tag")
+                    if ref.digest or repo_digest:
+                        digest = ref.digest or top_digest
+                        self._set_ref(db, str(Reference(ref.domain, ref.path, None, digest)), image_id, "digest")
+                db.execute("DELETE FROM layer_pins WHERE token = ?", (token,))
+        except BaseException:
+            with contextlib.suppress(Exception), self.meta.tx(durable=False) as db:
+                db.execute("DELETE FROM layer_pins WHERE token = ?", (token,))
+            raise
         return image_id
 
-    def _ensure_layer(self, chain: str, parent: str | None, diff_id: str, blob: str, media_type: str) -> None:
-        row = self.meta.layer(chain)
-        if row is not None and row.state == "ready":
-            return
+    def _pin_ready(self, chains: list[str], token: str) -> set[str]:
+        """Pin, in one transaction, every layer of `chains` that is ready; the ones pinned.
+        Not durable: after a machine crash, pins mean nothing."""
+        if not chains:
+            return set()
+        with self.meta.tx(durable=False) as db:
+            marks = ",".join("?" * len(chains))
+            ready = {c for (c,) in db.execute(f"SELECT chain_id FROM layers WHERE state = 'ready' AND chain_id IN "
+                                              f"({marks})", chains)}
+            db.executemany("INSERT OR IGNORE INTO layer_pins VALUES (?,?)", [(token, c) for c in ready])
+        return ready
+
+    def _ensure_layer(self, chain: str, parent: str | None, diff_id: str, blob: str, media_type: str,
+                      token: str) -> None:
+        """Make a layer ready (unpacking it under its lock) and pin it for `token`; its parent is
+        pinned already, so it stays."""
         with self._flock(_layer_lock(chain), fcntl.LOCK_EX):
-            row = self.meta.layer(chain)
-            if row is not None and row.state == "ready":
+            if self._pin_ready([chain], token):  # unpacked by someone else meanwhile
                 return
-            if row is not None:  # 'unpacking' and its lock is free: a crashed unpack or removal
+            if self.meta.layer(chain) is not None:  # 'unpacking' and its lock is free: a crashed unpack or removal
                 self._remove_layer_locked(chain, only_if_unused=False)
             with self.meta.tx() as db:
-                if parent and db.execute("SELECT state FROM layers WHERE chain_id = ?", (parent,)).fetchone() != (
-                        "ready",):
-                    raise Vanished(f"layer {parent} was removed while registering")
                 db.execute("INSERT INTO layers VALUES (?,?,?,?,?,?,?)", (chain, diff_id, parent, 0, 0, "unpacking", now()))
             try:
                 size, diff_size = self._unpack(chain, parent, diff_id, blob, media_type)
@@ -277,8 +285,6 @@ class ImageStore:
                     self._remove_layer_locked(chain, only_if_unused=False)
                 if isinstance(e, ImageError):
                     raise
-                if isinstance(e, BlobNotFound):
-                    raise Vanished(str(e)) from None
                 if isinstance(e, Exception):
                     raise InvalidImage(f"failed to unpack layer {blob}: {e}") from None
                 raise
@@ -286,6 +292,7 @@ class ImageStore:
                 db.execute("UPDATE layers SET state = 'ready', size = ?, diff_size = ? WHERE chain_id = ?",
                            (size, diff_size, chain))
                 db.execute("INSERT OR REPLACE INTO blob_diffs VALUES (?,?,?)", (blob, diff_id, media_type))
+                db.execute("INSERT OR IGNORE INTO layer_pins VALUES (?,?)", (token, chain))
 
     def _unpack(self, chain: str, parent: str | None, diff_id: str, blob: str, media_type: str) -> tuple[int, int]:
         """Unpack one layer blob; the driver decompresses it and hashes the tar on the way."""
@@ -309,7 +316,7 @@ class ImageStore:
             if db.execute("SELECT 1 FROM layers WHERE chain_id = ?", (chain,)).fetchone() is None:
                 return False
             if only_if_unused and (db.execute("SELECT 1 FROM layers WHERE parent = ? LIMIT 1", (chain,)).fetchone()
-                                   or chain in self._referenced_layers()):
+                                   or self._pinned(db, chain) or chain in self._referenced_layers()):
                 return False
             db.execute("UPDATE layers SET state = 'unpacking' WHERE chain_id = ?", (chain,))
         if self.driver.has_layer(_hex(chain)):
@@ -317,6 +324,18 @@ class ImageStore:
         with self.meta.tx() as db:
             db.execute("DELETE FROM layers WHERE chain_id = ?", (chain,))
         return True
+
+    def _pinned(self, db: sqlite3.Connection, chain: str) -> bool:
+        """Whether an in-flight register relies on a layer (inside a removal's transaction).
+        Pins while nobody holds the store are a crashed register's: dropped (a live register
+        holds the store, and cannot add pins while this transaction has the write lock)."""
+        if db.execute("SELECT 1 FROM layer_pins WHERE chain_id = ? LIMIT 1", (chain,)).fetchone() is None:
+            return False
+        with self._try_lock("gc.lock") as alone:
+            if not alone:
+                return True
+        db.execute("DELETE FROM layer_pins")
+        return False
 
     @staticmethod
     def _set_ref(db: Any, ref: str, image_id: str, kind: str) -> None:
@@ -626,6 +645,8 @@ class ImageStore:
         blobs_deleted: list[str] = []
         reclaimed = 0
         with self._flock("gc.lock", fcntl.LOCK_EX):
+            with self.meta.tx(durable=False) as db:  # no register is in flight: pins are leftovers
+                db.execute("DELETE FROM layer_pins")
             keep = self._referenced_layers()
             # Children before parents: deepest chains first.
             rows = {row.chain_id: row for row in self.meta.layers()}

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from typing import NoReturn
 
     from cais.runtime.channel import Channel
+    from cais.runtime.seccomp import Programs
 
 
 def bootstrap(channel_fd: int, exe_fd: int, preserve_fds: int) -> None:
@@ -84,10 +85,18 @@ def _clone(job: dict) -> tuple[int, bool]:
         return clone(flags), False
 
 
-def _preload(job: dict) -> None:
-    """What the init may need that lives on the host: load it before namespaces hide the host."""
+def _preload(job: dict, programs: Programs | None = None) -> None:
+    """What the init may need that lives on the host: load it before namespaces hide the host.
+    Its seccomp program is compiled here (or taken from the zygote's PROGRAMS), once for the
+    init, the exec helper and the process (init.py loads the bytes)."""
     if job["seccomp"]:
-        import pyseccomp  # noqa: F401
+        section = job["config"]["linux"]["seccomp"]
+        if programs is None:
+            from cais.runtime.seccomp import compile_program
+
+            job["seccomp_program"] = compile_program(section)
+        else:
+            job["seccomp_program"] = programs.get(section)
     proc = job["process"] if job["kind"] == "exec" else job["config"]["process"]
     if proc.get("terminal"):
         from cais.runtime import terminal  # noqa: F401
@@ -113,14 +122,24 @@ def zygote(control_fd: int, exe_fd: int) -> None:
     from cais.linux.namespaces import CLONE_PARENT, clone
     from cais.runtime import init
     from cais.runtime.channel import Channel
+    from cais.runtime.errors import suppress
+    from cais.runtime.seccomp import Programs
 
+    with suppress(ImportError, OSError):  # libseccomp, loaded once rather than by the first container
+        import pyseccomp  # noqa: F401
+    programs = Programs()
     control = Channel(control_fd)
     while (received := control.recv_with_fds(maxfds=250)) is not None:
         job, fds = received
         ch = Channel(fds[0])
+        if job["kind"] == "stats":
+            ch.send({"seccomp_compiled": programs.compiled, "seccomp_reused": programs.reused})
+            for fd in fds:
+                os.close(fd)
+            continue
         try:
             sys.path[:] = job["sys_path"]
-            _preload(job)
+            _preload(job, programs)
             if job["joins"]:
                 if clone(CLONE_PARENT) == 0:
                     try:

@@ -21,10 +21,9 @@ from __future__ import annotations
 import os
 import sys
 
-from cais.linux import fds, keyring, mount, personality, prctl, uts
+from cais.linux import fds, keyring, mount, personality, prctl, seccomp, uts
 from cais.runtime import capabilities, process, rlimits, rootfs
 from cais.runtime import namespaces as namespaces_
-from cais.runtime import seccomp as seccomp_
 from cais.runtime.channel import Channel
 from cais.runtime.errors import ConfigError, RuntimeFailure
 
@@ -93,7 +92,7 @@ def _create(ch: Channel, job: dict[str, Any]) -> None:
     if "oomScoreAdj" in proc:
         process.set_oom_score_adj(proc["oomScoreAdj"])
     fifo = job["fifo_fd"]
-    filt = seccomp_.compile_filter(linux["seccomp"], warn) if linux.get("seccomp") else None
+    program = _seccomp_program(job, warn)
 
     all_hooks = config.get("hooks", {})
     if all_hooks.get("createContainer") or all_hooks.get("startContainer"):
@@ -124,7 +123,7 @@ def _create(ch: Channel, job: dict[str, Any]) -> None:
         _at("setting up the terminal")
         console = terminal.setup(job["console_fd"], user.get("uid", 0), user.get("gid", 0))
         _bind_console(console)
-    exe, env = _finalize(proc, filt, warn, job["preserve_fds"])
+    exe, env = _finalize(proc, program, warn, job["preserve_fds"])
     ch.send({"type": "created"})
     ch.close()
 
@@ -142,13 +141,11 @@ def _create(ch: Channel, job: dict[str, Any]) -> None:
 
 
 def _exec(ch: Channel, job: dict[str, Any]) -> None:
-    config = job["config"]
     proc = job["process"]
     warn = _Warn(ch)
     ch.expect("go")
     os.setsid()
-    filt = seccomp_.compile_filter(config["linux"]["seccomp"], warn) \
-        if config.get("linux", {}).get("seccomp") else None
+    program = _seccomp_program(job, warn)
     if "oomScoreAdj" in proc:
         process.set_oom_score_adj(proc["oomScoreAdj"])
     if proc.get("terminal"):
@@ -157,11 +154,20 @@ def _exec(ch: Channel, job: dict[str, Any]) -> None:
         _at("setting up the terminal")
         user = proc.get("user", {})
         terminal.setup(job["console_fd"], user.get("uid", 0), user.get("gid", 0))
-    exe, env = _finalize(proc, filt, warn, job["preserve_fds"])
+    exe, env = _finalize(proc, program, warn, job["preserve_fds"])
     process.execute(exe, proc["args"], env)  # success closes the channel (O_CLOEXEC)
 
 
-def _finalize(proc: dict[str, Any], filt: Any, warn: _Warn, preserve_fds: int) -> tuple[str, dict[str, str]]:
+def _seccomp_program(job: dict[str, Any], warn: _Warn) -> tuple[bytes, int, list[str]] | None:
+    """The seccomp program compiled before the clone (bootstrap._preload); its warnings, now."""
+    program = job.get("seccomp_program")
+    for message in program[2] if program else ():
+        warn(message)
+    return program
+
+
+def _finalize(proc: dict[str, Any], program: tuple[bytes, int, list[str]] | None, warn: _Warn,
+              preserve_fds: int) -> tuple[str, dict[str, str]]:
     """Steps shared by init and exec: rlimits, seccomp, user, capabilities, cwd, executable, fds."""
     _at("setting rlimits")
     rlimits.apply(proc.get("rlimits", []), warn)
@@ -174,8 +180,8 @@ def _finalize(proc: dict[str, Any], filt: Any, warn: _Warn, preserve_fds: int) -
     _at("entering process.cwd")
     entered = process.chdir(proc.get("cwd", "/"), denied_ok=True)
     _at("dropping privileges")
-    if filt is not None and not nnp:
-        seccomp_.load(filt)  # needs CAP_SYS_ADMIN without no_new_privs: load while still root
+    if program is not None and not nnp:
+        seccomp.set_mode_filter(*program[:2])  # needs CAP_SYS_ADMIN without no_new_privs: load while still root
     prctl.set_keepcaps(True)
     grantable = capabilities.drop_bounding(caps, warn)
     process.switch_user(proc.get("user", {}))
@@ -183,8 +189,8 @@ def _finalize(proc: dict[str, Any], filt: Any, warn: _Warn, preserve_fds: int) -
     capabilities.apply(caps, grantable, warn)
     if nnp:
         prctl.set_no_new_privs()
-    if filt is not None and nnp:
-        seccomp_.load(filt)
+    if program is not None and nnp:
+        seccomp.set_mode_filter(*program[:2])
     if not entered:
         _at("entering process.cwd")
         process.chdir(proc.get("cwd", "/"))

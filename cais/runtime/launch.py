@@ -210,6 +210,18 @@ class Zygote:
                 raise RuntimeFailure(f"the init zygote is gone: {e.strerror}") from None
             return channel.recv()
 
+    def stats(self) -> dict[str, int]:
+        """Seccomp programs the zygote compiled so far, and requests it served again from its cache."""
+        channel, child = Channel.pair()
+        try:
+            message = self._request({"kind": "stats"}, [child.fd], channel)
+        finally:
+            child.close()
+            channel.close()
+        if message is None:
+            raise RuntimeFailure("the init zygote is gone")
+        return message
+
     def close(self) -> None:
         self._control.close()
         if self.pid:

@@ -242,30 +242,38 @@ class Rootfs:
                 m.mount("tmpfs", fdpath(target), "tmpfs", writable, "mode=755")
         finally:
             os.close(target)
-        for _, controllers, path in ([] if unified_only else lines):
-            name = controllers.replace("name=", "") if controllers else "unified"
-            host = os.path.join("/sys/fs/cgroup", name)
-            if not os.path.isdir(host):
-                continue
-            sub = open_in_root(self.rootfd, os.path.join(dest, name), "dir")
-            try:
-                if self.new_cgroupns:
-                    m.mount("cgroup", fdpath(sub), "cgroup" if controllers else "cgroup2", writable,
-                            controllers or None)
-                else:
-                    m.mount(os.path.join(host, path.lstrip("/")), fdpath(sub), None, m.MS_BIND)
-            finally:
-                os.close(sub)
-            if "," in name:  # cpu,cpuacct: the same hierarchy under each controller's name
-                parent = open_in_root(self.rootfd, dest)
-                try:
-                    for alias in name.split(","):
-                        with suppress(FileExistsError):
-                            os.symlink(name, alias, dir_fd=parent)
-                finally:
-                    os.close(parent)
+        if not unified_only:
+            self._mount_hierarchies(dest, lines, writable)
         if flags & m.MS_RDONLY:
             remount(self.rootfd, dest, m.MS_RDONLY | flags)
+
+    def _mount_hierarchies(self, dest: str, lines: list[list[str]], writable: int) -> None:
+        """cgroup v1: each hierarchy on a directory of its own in the tmpfs just mounted at DEST.
+        Nobody else has written to that tmpfs: its directories are made and opened by name."""
+        tmpfs = open_in_root(self.rootfd, dest)
+        try:
+            for _, controllers, path in lines:
+                name = controllers.replace("name=", "") if controllers else "unified"
+                host = os.path.join("/sys/fs/cgroup", name)
+                if not os.path.isdir(host):
+                    continue
+                with suppress(FileExistsError):
+                    os.mkdir(name, 0o755, dir_fd=tmpfs)
+                sub = os.open(name, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=tmpfs)
+                try:
+                    if self.new_cgroupns:
+                        m.mount("cgroup", fdpath(sub), "cgroup" if controllers else "cgroup2", writable,
+                                controllers or None)
+                    else:
+                        m.mount(os.path.join(host, path.lstrip("/")), fdpath(sub), None, m.MS_BIND)
+                finally:
+                    os.close(sub)
+                if "," in name:  # cpu,cpuacct: the same hierarchy under each controller's name
+                    for alias in name.split(","):
+                        with suppress(FileExistsError):
+                            os.symlink(name, alias, dir_fd=tmpfs)
+        finally:
+            os.close(tmpfs)
 
     def make_devices(self, devices: list[dict[str, Any]]) -> None:
         wanted = {d[0]: d for d in DEFAULT_DEVICES}

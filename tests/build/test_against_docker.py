@@ -60,6 +60,20 @@ CMD ["from", "base"]
 ENTRYPOINT echo entry
 """,
     },
+    "run-user-groups": {  # USER for RUN: the image's passwd and group files, groups as dockerd's
+        "Dockerfile": """\
+FROM busybox
+RUN echo "caiseg:x:4321:4322::/home/caiseg:/bin/sh" >> /etc/passwd && echo "caiseg-g:x:4322:" >> /etc/group \
+    && echo "caiseg-s:x:4400:caiseg" >> /etc/group && echo "caiseg-t:x:4401:root,caiseg" >> /etc/group
+RUN (id; grep -E 'Uid|Gid|Groups' /proc/self/status) > /out-root
+USER caiseg
+RUN (id; grep -E 'Uid|Gid|Groups' /proc/self/status; echo "HOME=$HOME") > /tmp/out-user
+USER caiseg:caiseg-s
+RUN (id; grep Groups /proc/self/status) > /tmp/out-group
+USER 4321
+RUN (id; grep Groups /proc/self/status) > /tmp/out-uid
+""",
+    },
     "copy-semantics": {
         "Dockerfile": """\
 FROM busybox

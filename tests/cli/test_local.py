@@ -105,6 +105,37 @@ def test_daemon_json_log_defaults(env: dict) -> None:
     assert bad.returncode != 0 and b"not supported" in bad.stderr and b"Traceback" not in bad.stderr
 
 
+def test_daemon_json_namespace_defaults(env: dict) -> None:
+    """default-ipc-mode and default-cgroupns-mode hold without caisd too (the same check as caisd's:
+    cais.engine.daemonjson); a container that names its modes keeps them; a bad value is one line."""
+    import json
+    config = os.path.join(os.path.dirname(env["CAIS_DATA_ROOT"]), "daemon-ns.json")
+    with open(config, "w") as f:
+        json.dump({"default-ipc-mode": "shareable", "default-cgroupns-mode": "private"}, f)
+    configured = {**env, "CAIS_CONFIG_FILE": config}
+    donor = cais(configured, "run", "-d", "busybox", "sleep", "60").stdout.decode().strip()
+    named = cais(configured, "create", "--ipc", "private", "--cgroupns", "host", "busybox", "true").stdout.decode().strip()
+    try:
+        modes = cais(configured, "inspect", "-f", "{{.HostConfig.IpcMode}} {{.HostConfig.CgroupnsMode}}", donor, named)
+        assert modes.stdout.decode().split("\n")[:2] == ["shareable private", "private host"]
+        # shareable: another container joins its IPC namespace, as with caisd
+        assert cais(configured, "run", "--rm", "--ipc", f"container:{donor}", "busybox", "touch",
+                    "/dev/shm/cais-eg").returncode == 0
+        assert cais(configured, "exec", donor, "ls", "/dev/shm").stdout == b"cais-eg\n"
+        inside, outside = (cais(configured, "exec", donor, "readlink", "/proc/1/ns/cgroup").stdout.strip(),
+                           os.readlink("/proc/self/ns/cgroup").encode())
+        assert inside != outside  # private cgroup namespace
+    finally:
+        cais(configured, "rm", "-f", donor, named)
+    for key, value, message in (("default-ipc-mode", "host", b'IPC mode "host" is not supported as default value'),
+                                ("default-cgroupns-mode", "bogus", b'default cgroup namespace mode "bogus" is invalid')):
+        with open(config, "w") as f:
+            json.dump({key: value}, f)
+        bad = cais(configured, "ps")
+        assert bad.returncode != 0 and message in bad.stderr and b"Traceback" not in bad.stderr
+        assert len(bad.stderr.decode().strip().splitlines()) == 1
+
+
 def test_daemonless_start_reads_daemon_json_without_the_daemons_parser(env: dict) -> None:
     """daemon.json is read through cais.engine.daemonjson: no argparse, no cais.daemon imported;
     a malformed file is still a one-line error."""

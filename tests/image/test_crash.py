@@ -105,3 +105,29 @@ def test_gc_cleans_a_crashed_unpack(image_root):
         assert digest in out["BlobsDeleted"]  # never became an image: its blobs are garbage
     finally:
         store.close()
+
+
+def test_sigkill_during_register_leaves_pins_gc_drops(image_root):
+    """A register killed after pinning a shared layer: its pins outlive it, protect nothing once
+    nobody holds the store, and `gc` drops them with the crashed layer and the unused one."""
+    store = make_store(image_root)
+    try:
+        small = tar_layer({"shared": b"shared\n"})
+        big = tar_layer({f"f{i}": os.urandom(64) * 32 for i in range(1500)})
+        first = store.register(put_image(store, [small]), "a:1")
+        [shared] = [x["ChainID"] for x in store.layers_of(first)]
+        digest = put_image(store, [small, big], "gzip")
+        proc = child(f"""
+            from tests.image.conftest import make_store
+            make_store({image_root!r}).register({digest!r}, "b:1")
+        """)
+        wait_for(lambda: store.meta.q("SELECT 1 FROM layers WHERE state = 'unpacking'"), proc)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        assert store.meta.q("SELECT chain_id FROM layer_pins") == [(shared,)]
+        assert [r["Deleted"] for r in store.remove("a:1") if "Deleted" in r] == [first]  # the crashed child keeps it
+        out = store.gc()
+        assert shared in out["LayersDeleted"] and len(out["LayersDeleted"]) == 2
+        assert store.meta.layers() == [] and store.meta.q("SELECT * FROM layer_pins") == []
+    finally:
+        store.close()

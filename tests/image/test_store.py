@@ -304,6 +304,64 @@ def test_register_and_rmi_race_stays_consistent(image_root):
             s.close()
 
 
+def test_rmi_skips_a_layer_an_inflight_register_pinned(image_root):
+    """A register has found all its layers on disk (another image's) and is about to record its
+    image when an rmi of that other image comes: the layers stay (pinned), the register commits at
+    the first attempt, and the layers go with the last image that uses them."""
+    import threading
+
+    store, other = make_store(image_root), make_store(image_root)  # two connections, as two processes
+    try:
+        first = store.register(put_image(store, [L1, L2]), "a:1")
+        chain = [x["ChainID"] for x in store.layers_of(first)]
+        digest = put_image(store, [L1, L2], labels={"another": "config"})
+        reached, go = threading.Event(), threading.Event()
+        pin_ready = store._pin_ready
+
+        def pin_then_wait(*args):  # the window between finding the layers and recording the image
+            pinned = pin_ready(*args)
+            reached.set()
+            go.wait(30)
+            return pinned
+
+        store._pin_ready = pin_then_wait
+        result: list[object] = []
+        t = threading.Thread(target=lambda: result.append(store.register(digest, "b:1")))
+        t.start()
+        try:
+            assert reached.wait(30)
+            assert [r["Deleted"] for r in other.remove("a:1") if "Deleted" in r] == [first]  # no layer
+            assert [other.meta.layer(c).state for c in chain] == ["ready", "ready"]
+        finally:
+            go.set()
+            t.join(30)
+        [second] = result
+        assert [x["ChainID"] for x in store.layers_of(second)] == chain
+        assert all(store.driver.has_layer(c[7:]) for c in chain) and store.meta.q("SELECT * FROM layer_pins") == []
+        records = other.remove("b:1")
+        assert {"Deleted": chain[0]} in records and store.meta.layers() == []
+    finally:
+        store.close()
+        other.close()
+
+
+def test_pins_of_a_crashed_register_are_dropped(store):
+    """Pins a register left behind (it crashed) protect nothing once nobody holds the store."""
+    image_id = store.register(put_image(store, [L1]), "a:1")
+    [chain] = [x["ChainID"] for x in store.layers_of(image_id)]
+    with store.meta.tx() as db:
+        db.execute("INSERT INTO layer_pins VALUES ('crashed', ?)", (chain,))
+    with store.hold():  # a register may be in flight: the pin counts
+        assert [r["Deleted"] for r in store.remove("a:1") if "Deleted" in r] == [image_id]
+    assert store.meta.layer(chain) is not None
+    assert store.gc()["LayersDeleted"] == [chain]  # nobody holds the store now
+    image_id = store.register(put_image(store, [L1]), "a:1")
+    with store.meta.tx() as db:
+        db.execute("INSERT INTO layer_pins VALUES ('crashed', ?)", (chain,))
+    assert {"Deleted": chain} in store.remove("a:1")
+    assert store.meta.q("SELECT * FROM layer_pins") == []
+
+
 def test_odd_config_values_do_not_crash(store):
     digest = put_image(store, [L1], created=123, labels=["not", "a", "map"],
                        extra_config={"history": [{"created": 5, "created_by": "x"}]})

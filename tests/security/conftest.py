@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.engine.conftest import daemon  # noqa: F401 - the engine tests' caisd, not a copy of it
+from tests.runtime.conftest import rt  # noqa: F401 - the runtime tests' cais-runtime on a temporary root
 
 HERE = os.path.dirname(__file__)
 

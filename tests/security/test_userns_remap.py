@@ -140,6 +140,72 @@ def test_docker_cp_and_export_show_the_containers_owners(remapped: Caisd) -> Non
         subprocess.run(["rm", "-rf", src])
 
 
+def test_docker_cp_a_gives_the_containers_user_shifted(remapped: Caisd, remap_user: tuple[int, int]) -> None:
+    """`cp -a` into a `--user nobody` container: nobody's ids inside, shifted on the host (dockerd
+    would chown to the unshifted ids, which the container sees as the overflow id)."""
+    uid, gid = remap_user
+    cid = remapped.docker("create", "--user", "nobody", "busybox", "stat", "-c", "%u:%g", "/tmp/cais-cpa/f").stdout \
+        .decode().strip()
+    src = tempfile.mkdtemp(prefix="cais-se-remapcpa-", dir="/tmp")
+    try:
+        os.mkdir(os.path.join(src, "cais-cpa"))
+        with open(os.path.join(src, "cais-cpa", "f"), "w") as f:
+            f.write("x")
+        os.chown(os.path.join(src, "cais-cpa", "f"), 5, 6)
+        remapped.docker("cp", "-a", os.path.join(src, "cais-cpa"), f"{cid}:/tmp/")
+        upper = _upper(remapped, cid)
+        st = os.lstat(os.path.join(upper, "tmp", "cais-cpa", "f"))
+        assert (st.st_uid, st.st_gid) == (uid + 65534, gid + 65534)
+        assert remapped.docker("start", "-a", cid).stdout.split() == [b"65534:65534"]
+    finally:
+        remapped.docker("rm", "-f", cid, check=False)
+        subprocess.run(["rm", "-rf", src])
+
+
+REMAPPED_BUILD = """FROM busybox AS base
+RUN echo base > /base
+FROM busybox
+RUN cat /proc/self/uid_map > /uidmap && touch /made && chown 7:8 /made && mkdir /d && echo x >> /etc/passwd
+RUN --mount=type=cache,target=/cache --mount=type=bind,target=/ctx --mount=from=base,target=/b \\
+    touch /cache/x && cat /ctx/Dockerfile /b/base > /mounts && stat -c %u:%g /b/base >> /mounts
+RUN <<EOF
+#!/bin/sh
+echo script > /script
+EOF
+USER nobody
+RUN touch /tmp/by-nobody && id -u > /tmp/by-nobody
+"""
+
+
+def test_build_runs_remapped(remapped: Caisd, remap_user: tuple[int, int], tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """RUN under userns-remap runs in the daemon's mapping, as a container does (and as dockerd's
+    builder does); the layer it makes has the container's ids, not the host's."""
+    uid, _ = remap_user
+    (tmp_path / "Dockerfile").write_text(REMAPPED_BUILD)
+    tag = f"cais-se-remapbuild:{os.getpid()}"
+    p = subprocess.run(["docker", "-H", remapped.host, "build", "-q", "-t", tag, str(tmp_path)], capture_output=True,
+                       timeout=300, env={**os.environ, "DOCKER_BUILDKIT": "0"})
+    assert p.returncode == 0, p.stderr.decode()
+    try:
+        cid = remapped.docker("create", tag).stdout.decode().strip()
+        try:
+            with tarfile.open(fileobj=io.BytesIO(remapped.docker("export", cid).stdout)) as tar:
+                owners = {n: (tar.getmember(n).uid, tar.getmember(n).gid) for n in
+                          ("made", "d", "etc/passwd", "tmp/by-nobody", "bin/busybox", "mounts", "script")}
+                uidmap = tar.extractfile("uidmap").read().split()  # type: ignore[union-attr]
+        finally:
+            remapped.docker("rm", "-f", cid, check=False)
+        assert uidmap == [b"0", str(uid).encode(), b"65536"]
+        mounts = remapped.docker("run", "--rm", tag, "cat", "/mounts", "/script").stdout.decode()
+        assert mounts == REMAPPED_BUILD + "base\n0:0\nscript\n"  # RUN --mount sources reach the remapped root
+        assert owners == {"made": (7, 8), "d": (0, 0), "etc/passwd": (0, 0), "tmp/by-nobody": (65534, 65534),
+                          "bin/busybox": (0, 0), "mounts": (0, 0), "script": (0, 0)}
+        out = remapped.docker("run", "--rm", tag, "stat", "-c", "%u:%g", "/made", "/tmp/by-nobody").stdout.split()
+        assert out == [b"7:8", b"65534:65534"]
+    finally:
+        remapped.docker("rmi", tag, check=False)
+
+
 def test_vfs_driver(remap_user: tuple[int, int]) -> None:
     with caisd(extra=["--userns-remap", f"{USER}:{USER}", "-s", "vfs"]) as d:
         os.chmod(d.root, 0o711)
@@ -478,10 +544,41 @@ def test_bad_daemon_json_for_the_cli_fails_in_one_line() -> None:
         subprocess.run(["rm", "-rf", root])
 
 
-def test_same_view_as_dockerd_userns_remap(remapped: Caisd, remap_user: tuple[int, int]) -> None:
+CLASSIC_BUILD = """FROM busybox
+RUN cat /proc/self/uid_map > /uidmap && touch /made && chown 7:8 /made && mkdir /d && echo x >> /etc/passwd
+USER nobody
+RUN touch /tmp/by-nobody && id > /tmp/id
+"""
+
+
+def _built(d: Caisd, context: str) -> dict[str, tuple[int, int, bytes]]:
+    """Build CLASSIC_BUILD; the owners (and contents) of what its RUNs made, from `docker save`'s layers."""
+    tag = f"cais-se-remapbuild:{os.getpid()}"
+    p = subprocess.run(["docker", "-H", d.host, "build", "-q", "-t", tag, context], capture_output=True, timeout=300,
+                       env={**os.environ, "DOCKER_BUILDKIT": "0"})
+    assert p.returncode == 0, p.stderr.decode()
+    out = {}
+    with tarfile.open(fileobj=io.BytesIO(d.docker("save", tag).stdout)) as outer:
+        for m in outer:
+            if not m.isreg() or m.size <= 1024:
+                continue
+            try:
+                inner = tarfile.open(fileobj=outer.extractfile(m))  # noqa: SIM115 - closed below
+            except tarfile.TarError:
+                continue  # a config or manifest
+            with inner:
+                for x in inner:
+                    if x.name in ("made", "d", "etc/passwd", "tmp/by-nobody", "uidmap", "tmp/id"):
+                        data = inner.extractfile(x).read() if x.name in ("uidmap", "tmp/id") else b""  # type: ignore[union-attr]
+                        out[x.name] = (x.uid, x.gid, data)
+    d.docker("rmi", tag)
+    return out
+
+
+def test_same_view_as_dockerd_userns_remap(remapped: Caisd, remap_user: tuple[int, int], tmp_path) -> None:  # type: ignore[no-untyped-def]
     """dockerd 20.10 --userns-remap on the same user: the same ids, uid_map and owners inside, the
     same host ids in the upper dir; under --userns=host dockerd shows its chowned copy's owners,
-    cais the image's."""
+    cais the image's. A build's RUN runs remapped in both, and its layer holds the same owners."""
     from tests.peers import dockerd
     uid, gid = remap_user
     image = remapped.docker("save", "busybox").stdout
@@ -500,6 +597,10 @@ def test_same_view_as_dockerd_userns_remap(remapped: Caisd, remap_user: tuple[in
                 views[name] = (inside, on_disk, host.decode().strip())
             finally:
                 d.docker("rm", "-f", cid, check=False)
+        (tmp_path / "Dockerfile").write_text(CLASSIC_BUILD)
+        built = {name: _built(d, str(tmp_path)) for name, d in (("cais", remapped), ("docker", docker))}
+    assert built["cais"] == built["docker"]
+    assert built["cais"]["made"][:2] == (7, 8) and built["cais"]["uidmap"][2].split()[1] == str(uid).encode()
     assert views["cais"][:2] == views["docker"][:2]
     assert views["cais"][1] == [(uid + 7, gid + 8), (uid, gid)]
     assert (views["cais"][2], views["docker"][2]) == ("0:0", f"{uid}:{gid}")

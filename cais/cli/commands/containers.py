@@ -595,7 +595,7 @@ def cmd_cp(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
     p.add_argument("source")
     p.add_argument("dest")
     opts = p.parse_args(args)
-    return copy(ctx, opts.source, opts.dest)
+    return copy(ctx, opts.source, opts.dest, archive=opts.archive, follow=opts.follow_link)
 
 
 def cmd_export(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]

@@ -70,6 +70,10 @@ from cais.image.build.options import BuildError, BuildOptions
 from cais.image.build.parser import DockerfileError, parse, parse_heredoc_marker
 from cais.image.build.runner import NETWORK_MODES, RunError, Runner, RunSpec
 from cais.image.build.shell_words import Lexer, ShellSyntaxError
+from cais.storage import userdb
+from cais.storage.driver import reachable
+from cais.storage.idshift import IdShift
+from cais.storage.rootdir import read_text
 
 Emit = Callable[[Event], None]
 _EMPTY_TAR_SIZE = 1024  # an empty diff: just the two zero blocks
@@ -134,9 +138,13 @@ class Builder:
     """Builds images into an image store (`cais.image.store.ImageStore`) with a runtime `Runner`."""
 
     def __init__(self, store: Any, runner: Runner, root: str,
-                 puller: Callable[[str, Callable[[str], None]], None] | None = None) -> None:
-        """`puller(reference, log)` fetches an image into `store` (None: never pull)."""
+                 puller: Callable[[str, Callable[[str], None]], None] | None = None, *,
+                 id_shift: IdShift | None = None) -> None:
+        """`puller(reference, log)` fetches an image into `store` (None: never pull); `id_shift`
+        (userns-remap): RUN runs in a user namespace with that mapping, on a writable layer whose
+        lower layers are idmapped as a container's (its diff is packed back to the image's ids)."""
         self.store = store
+        self.id_shift = id_shift
         self.puller = puller
         self.driver = store.driver
         self.runner = runner
@@ -146,12 +154,14 @@ class Builder:
         self.active_dir = os.path.join(root, "active")
         for d in (self.cache_dir, self.tmp_dir, self.active_dir):
             os.makedirs(d, mode=0o700, exist_ok=True)
+        self.reachable(root)
+        self.reachable(self.tmp_dir)
         self.sweep()
 
     # --- writable layers, and what a crashed build left ---
 
     @contextlib.contextmanager
-    def writable(self, top_layer: str | None, purpose: str) -> Iterator[str]:
+    def writable(self, top_layer: str | None, purpose: str, id_shift: IdShift | None = None) -> Iterator[str]:
         """A fresh writable layer on `top_layer` (removed afterwards), recorded under active/ with
         our pid so that a build that died is cleaned up by the next builder (`sweep`)."""
         rw = f"cais-build-{purpose}-{secrets.token_hex(6)}"
@@ -159,13 +169,19 @@ class Builder:
         with open(entry, "w") as f:
             f.write(str(os.getpid()))
         try:
-            self.driver.create_rw(rw, top_layer)
+            self.driver.create_rw(rw, top_layer, id_shift)
             try:
                 yield rw
             finally:
                 self.driver.remove_rw(rw)
         finally:
             os.unlink(entry)
+
+    def reachable(self, path: str) -> str:
+        """Under userns-remap, let the remapped root traverse `path` (a RUN --mount source's way)."""
+        if self.id_shift is not None:
+            reachable(path, self.id_shift.gid)
+        return path
 
     def tmp(self, kind: str) -> tempfile.TemporaryDirectory[str]:
         """A temporary directory under tmp/, named with our pid so that `sweep` knows its owner."""
@@ -267,9 +283,10 @@ class Builder:
         return make_image(self.store, layers, cfg, parent=parent or "")
 
     @contextlib.contextmanager
-    def mounted(self, top_layer: str | None, purpose: str) -> Iterator[tuple[str, str]]:
+    def mounted(self, top_layer: str | None, purpose: str, id_shift: IdShift | None = None
+                ) -> Iterator[tuple[str, str]]:
         """A fresh writable layer on `top_layer`, mounted: yields (its id, the rootfs path)."""
-        with self.writable(top_layer, purpose) as rw:
+        with self.writable(top_layer, purpose, id_shift) as rw:
             path = self.driver.mount(rw)
             try:
                 yield rw, path
@@ -604,8 +621,9 @@ class _Build:
         return State(image_id, {k: v for k, v in cfg.items() if k != "rootfs"}, layers, state.scope, state.flags)
 
     def layer_step(self, state: State, number: int, key: str, created_by: str, work: Callable[[str, str], None],
-                   *, skip_empty: bool = False) -> State:
-        """Run `work(rw_id, rootfs)` in a fresh writable layer and commit what it changed."""
+                   *, skip_empty: bool = False, remapped: bool = False) -> State:
+        """Run `work(rw_id, rootfs)` in a fresh writable layer and commit what it changed;
+        `remapped`: a layer for the builder's id shift (RUN under userns-remap)."""
         hit = self.cached(key, number, state)
         if hit is not None:
             return hit
@@ -617,7 +635,7 @@ class _Build:
             self.emit(StepDone(number, new.image_id or ""))
             return new
         driver = self.b.driver
-        with self.b.writable(state.top_layer, "step") as rw:
+        with self.b.writable(state.top_layer, "step", self.b.id_shift if remapped else None) as rw:
             rootfs = driver.mount(rw)
             try:
                 work(rw, rootfs)
@@ -668,7 +686,7 @@ class _Build:
 
         def work(rw: str, rootfs: str) -> None:
             user = state.config.get("User") or ""
-            uid, gid, groups = resolve_user(rootfs, user)
+            found = resolve_user(rootfs, user)
             cwd = state.config.get("WorkingDir") or "/"
             bundle = os.path.join(self.b.tmp_dir, rw)
             try:
@@ -677,7 +695,8 @@ class _Build:
                     if script is not None:
                         oci_mounts.append(self.script_mount(*script, stack))
                     self.b.runner.run(rw, bundle, rootfs,
-                                      RunSpec(args, env, cwd, uid, gid, groups, network, mounts=oci_mounts),
+                                      RunSpec(args, env, cwd, found.uid, found.gid, found.groups, network,
+                                              mounts=oci_mounts, id_shift=self.b.id_shift),
                                       lambda data: self.emit(StepOutput(number, data)))
             except RunError as e:
                 raise self.fail(f"The command '{' '.join(args)}' returned a non-zero code: "
@@ -686,10 +705,10 @@ class _Build:
             finally:
                 shutil.rmtree(bundle, ignore_errors=True)
 
-        return self.layer_step(state, number, key, created_by, work)
+        return self.layer_step(state, number, key, created_by, work, remapped=True)
 
     def script_mount(self, name: str, text: str, stack: contextlib.ExitStack) -> dict[str, Any]:
-        tmp = stack.enter_context(self.b.tmp("script"))
+        tmp = self.b.reachable(stack.enter_context(self.b.tmp("script")))
         path = os.path.join(tmp, "script")
         with open(path, "w") as f:
             f.write(text)
@@ -714,13 +733,17 @@ class _Build:
             return {"destination": m.target, "type": "tmpfs", "source": "tmpfs",
                     "options": ["nosuid", "nodev", *([f"size={m.size}"] if m.size else [])]}
         if m.type == "cache":
+            shift = self.b.id_shift
             name = hashlib.sha256((m.id or m.target).encode()).hexdigest()[:32]
+            if shift is not None:  # one cache per mapping: its files have that mapping's host ids
+                name += f"-{shift.uid}-{shift.gid}"
             path = os.path.join(self.b.root, "cache-mounts", name)
             if not os.path.isdir(path):
                 os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+                self.b.reachable(os.path.dirname(path))
                 os.mkdir(path, m.mode)
                 os.chmod(path, m.mode)
-                os.chown(path, m.uid, m.gid)
+                os.chown(path, m.uid + (shift.uid if shift else 0), m.gid + (shift.gid if shift else 0))
             if m.sharing == "locked":
                 lock = stack.enter_context(open(path + ".lock", "w"))  # noqa: SIM115 - closed by the stack
                 fcntl.flock(lock, fcntl.LOCK_EX)
@@ -728,13 +751,13 @@ class _Build:
         options = ["rbind", "ro" if m.readonly else "rw"]
         if m.source_stage:
             _image_id, layers = self.source_image(m.source_stage)
-            _rw, root = stack.enter_context(self.b.mounted(_top_layer(layers), "mount"))
+            _rw, root = stack.enter_context(self.b.mounted(_top_layer(layers), "mount", self.b.id_shift))
             source = scoped(root, m.source or "/")
             if not os.path.exists(source):
                 raise CopyError(f"--mount: {m.source} not found in {m.source_stage}")
             return {"destination": m.target, "type": "bind", "source": source, "options": options}
         rel = self.ctx.resolve(m.source or ".")
-        tmp = stack.enter_context(self.b.tmp("mnt"))
+        tmp = self.b.reachable(stack.enter_context(self.b.tmp("mnt")))
         item = self.context_source(rel or ".", rel)
         Copier(tmp, None, None).copy([item], "/")
         source = tmp if item.entries is not None else os.path.join(tmp, item.name)
@@ -906,46 +929,14 @@ def glob_rootfs(root: str, pattern: str) -> list[Source]:
     return sources
 
 
-def resolve_user(rootfs: str, user: str) -> tuple[int, int, list[int]]:
-    """USER (name or uid, optional :group) → uid, gid, supplementary groups, from the image's files."""
-    if not user:
-        return 0, 0, []
-    name, _, group = user.partition(":")
-    uid = gid = None
-    home_gid = None
-    passwd = _read_db(rootfs, "etc/passwd")
-    for fields in passwd:
-        if len(fields) > 3 and (fields[0] == name or (name.isdigit() and fields[2] == name)):
-            uid, home_gid = int(fields[2]), int(fields[3])
-            name = fields[0]
-            break
-    if uid is None:
-        if not name.isdigit():
-            raise DockerfileError(f"unable to find user {name}: no matching entries in passwd file")
-        uid = int(name)
-    groups_db = _read_db(rootfs, "etc/group")
-    if group:
-        for fields in groups_db:
-            if len(fields) > 2 and (fields[0] == group or (group.isdigit() and fields[2] == group)):
-                gid = int(fields[2])
-                break
-        if gid is None:
-            if not group.isdigit():
-                raise DockerfileError(f"unable to find group {group}: no matching entries in group file")
-            gid = int(group)
-    else:
-        gid = home_gid if home_gid is not None else 0
-    extra = sorted({int(f[2]) for f in groups_db if len(f) > 3 and name in f[3].split(",") and f[2].isdigit()}
-                   - {gid}) if not group else []
-    return uid, gid, extra
-
-
-def _read_db(rootfs: str, rel: str) -> list[list[str]]:
+def resolve_user(rootfs: str, user: str) -> userdb.ExecUser:
+    """USER for RUN: looked up in the image's /etc/passwd and /etc/group as for `docker run --user`
+    (dockerd's builder runs RUN as a container with that user): groups are the primary one and
+    every group listing the user."""
     try:
-        with open(scoped(rootfs, rel), encoding="utf-8", errors="replace") as f:
-            return [line.rstrip("\n").split(":") for line in f if line.strip() and not line.startswith("#")]
-    except OSError:
-        return []
+        return userdb.lookup(lambda path: read_text(rootfs, path), user)
+    except userdb.UserNotFound as e:
+        raise DockerfileError(str(e)) from None
 
 
 def _is_url(text: str) -> bool:

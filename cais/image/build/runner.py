@@ -24,6 +24,7 @@ from typing import Any
 from cais.image.build.copier import scoped
 from cais.runtime import defaults
 from cais.runtime.defaults import seccomp
+from cais.storage.idshift import IdShift
 
 NETWORK_MODES = ("default", "none", "host")
 # Mount points a runtime may create inside the image: removed after the step when it made them.
@@ -46,12 +47,15 @@ class RunSpec:
     network: str = "default"
     hostname: str = "buildkitsandbox"
     mounts: list[dict[str, Any]] = field(default_factory=list)  # extra OCI mounts (RUN --mount)
+    id_shift: IdShift | None = None  # userns-remap: a user namespace with this mapping
 
 
 def oci_config(rootfs: str, run: RunSpec) -> dict[str, Any]:
     namespaces = [{"type": t} for t in ("pid", "ipc", "uts", "mount")]
     if run.network == "none":
         namespaces.append({"type": "network"})
+    if run.id_shift is not None:
+        namespaces.append({"type": "user"})
     mounts = [
         {"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]},
         {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
@@ -71,6 +75,10 @@ def oci_config(rootfs: str, run: RunSpec) -> dict[str, Any]:
     mounts += run.mounts
     linux: dict[str, Any] = {"namespaces": namespaces, "maskedPaths": list(defaults.MASKED_PATHS),
                              "readonlyPaths": list(defaults.READONLY_PATHS), "seccomp": seccomp.default(defaults.CAPS)}
+    if run.id_shift is not None:
+        shift = run.id_shift
+        linux["uidMappings"] = [{"containerID": 0, "hostID": shift.uid, "size": shift.uid_size}]
+        linux["gidMappings"] = [{"containerID": 0, "hostID": shift.gid, "size": shift.gid_size}]
     return {
         "ociVersion": "1.0.2",
         "process": {

@@ -41,14 +41,16 @@ class BuildRequest:
 
 
 def build_image(store: Any, root: str, request: BuildRequest, emit: Any, *, stdin: BinaryIO | None = None,
-                runtime: str | None = None) -> str:
-    """Run a build with the builder under `root` (its cache, temporary files and runtime state).
+                runtime: str | None = None, id_shift: Any = None) -> str:
+    """Run a build with the builder under `root` (its cache, temporary files and runtime state);
+    `id_shift` (the daemon's userns-remap, a cais.storage.idshift.IdShift): RUN runs remapped.
 
     Emits events (a BuildFailed last on failure) and returns the image ID, or raises BuildError."""
     from cais.image.build.builder import Builder
     from cais.image.build.runner import Runner
 
-    builder = Builder(store, Runner(os.path.join(root, "runtime"), runtime), root, registry_puller(store))
+    builder = Builder(store, Runner(os.path.join(root, "runtime"), runtime), root, registry_puller(store),
+                      id_shift=id_shift)
     try:
         with BuildContext.open(request.context, request.dockerfile, stdin=stdin, tmp_dir=builder.tmp_dir) as ctx:
             image_id = builder.build(ctx, request.options, emit)
@@ -215,7 +217,8 @@ def _tags(value: Any) -> list[str]:
     return [value] if isinstance(value, str) else [str(v) for v in value]
 
 
-def api_build(store: Any, root: str, body: BinaryIO, query: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
+def api_build(store: Any, root: str, body: BinaryIO, query: Mapping[str, Any], *,
+              id_shift: Any = None) -> Iterator[dict[str, Any]]:
     """docker's `POST /build`: the body is the context (a tar), the query the options; yields the
     JSON messages docker streams. Closing the generator (the client went away) cancels the build."""
     try:
@@ -240,7 +243,7 @@ def api_build(store: Any, root: str, body: BinaryIO, query: Mapping[str, Any]) -
 
     def work() -> None:
         try:
-            build_image(store, root, request, emit, stdin=body)
+            build_image(store, root, request, emit, stdin=body, id_shift=id_shift)
         except BuildError:
             pass  # already sent as a BuildFailed message
         except Exception as e:  # a bug or an I/O error: still one clean error message for the client
