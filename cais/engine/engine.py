@@ -462,8 +462,8 @@ class Engine:
         if oom:
             self._event(record, "oom")
         self._event(record, "die", exitCode=exit_code)
-        if auto_remove:  # here, not in a thread of its own: its waiters are told once it is gone
-            self._autoremove(cid)
+        if auto_remove:  # not in this thread: a removal may wait for an exit that only it can report
+            threading.Thread(target=self._autoremove, args=(cid,), daemon=True).start()
         elif restart:
             delay = next_delay(self.backoff.get(cid, 0), ran_for)
             self.backoff[cid] = delay
