@@ -4,11 +4,12 @@
 
 REF (default `main`) is exported with `git archive` and installed next to this tree in two
 layouts, each in its own temporary venv: `installed` (`pip install`, as a user gets it) and
-`editable` (`pip install -e`, as a developer's worktree: setuptools' import hook runs at every
-start). Every round runs each variant once, alternating which goes first; the medians of wall
-time and of the CLI process's CPU time (user + system, from its rusage: the daemon's share is not
-in it) are printed, with the `docker` CLI against the same caisd for reference, and (--dockerd)
-`docker run`/`exec` against a private dockerd 20.10, the issue's baseline, in the same rounds.
+`editable` (`pip install -e` in compat mode, as a developer's worktree). Every round runs each
+variant once, alternating which goes first; the medians of wall time and of the CLI process's
+CPU time (user + system, from its rusage: the daemon's share is not in it) are printed, with
+the `docker` CLI against the same caisd for reference, the venv's bare interpreter (`python -c
+pass`) next to `--version`, and (--dockerd) `docker run`/`exec` against a private dockerd
+20.10, the issue's baseline, in the same rounds.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ sys.path.insert(0, HERE)
 from tests.caisd import caisd  # noqa: E402
 from tests.peers import dockerd  # noqa: E402
 
-_SCRIPT = """#!{python}
+_WRAPPER = """#!{python}
 # -*- coding: utf-8 -*-
 import re
 import sys
@@ -39,29 +40,31 @@ from cais.cli.main import main
 if __name__ == '__main__':
     sys.argv[0] = re.sub(r'(-script\\.pyw|\\.exe)?$', '', sys.argv[0])
     sys.exit(main())
-"""
+"""  # what pip wrote for a [project.scripts] entry, for trees from before bin/cais
 
 
 def _venv(root: str, tree: str, editable: bool) -> str:
     """A venv with `tree` laid out as pip would install it (no dependencies: the client needs
     none, and no index to build a wheel from): the package in site-packages, or for `editable`
-    setuptools' import hook pointing at the tree (this worktree's own, re-aimed); the console
-    script pip writes. Returns the script's path."""
+    the .pth line of a compat editable install (`--config-settings editable_mode=compat`, as
+    the project's .venv) pointing at the tree; the tree's bin/cais with the venv's interpreter
+    on its first line, as pip installs it. Returns the script's path."""
     subprocess.run([sys.executable, "-m", "venv", root], check=True)
     site = os.path.join(root, "lib", f"python{sys.version_info[0]}.{sys.version_info[1]}", "site-packages")
     if editable:
-        ours = os.path.join(HERE, ".venv", "lib", os.path.basename(os.path.dirname(site)), "site-packages")
-        for name in os.listdir(ours):
-            if name.startswith("__editable__"):
-                with open(os.path.join(ours, name)) as f:
-                    text = f.read().replace(repr(os.path.join(HERE, "cais")), repr(os.path.join(tree, "cais")))
-                with open(os.path.join(site, name), "w") as f:
-                    f.write(text)
+        with open(os.path.join(site, "__editable__.cais-0.1.0.pth"), "w") as f:
+            f.write(tree + "\n")
     else:
         shutil.copytree(os.path.join(tree, "cais"), os.path.join(site, "cais"))
+    python = os.path.join(root, "bin", "python")
+    try:
+        with open(os.path.join(tree, "bin", "cais")) as f:
+            text = f"#!{python}\n" + f.read().split("\n", 1)[1]
+    except FileNotFoundError:
+        text = _WRAPPER.format(python=python)
     script = os.path.join(root, "bin", "cais")
     with open(script, "w") as f:
-        f.write(_SCRIPT.format(python=os.path.join(root, "bin", "python")))
+        f.write(text)
     os.chmod(script, 0o755)
     compileall.compile_dir(os.path.join(tree if editable else site, "cais"), quiet=1)
     return script
@@ -84,7 +87,7 @@ def main() -> None:
     parser.add_argument("--dockerd", action="store_true", help="also time docker CLI → dockerd")
     args = parser.parse_args()
     os.environ.pop("PYTHONDONTWRITEBYTECODE", None)  # as pip installs: bytecode compiled once
-    work = tempfile.mkdtemp(prefix="cais-en-clibench-", dir="/tmp")
+    work = tempfile.mkdtemp(prefix="cais-cl-bench-", dir="/tmp")
     try:
         old_tree = os.path.join(work, "old")
         os.mkdir(old_tree)
@@ -105,6 +108,8 @@ def main() -> None:
                         "exec C true": ["exec", box, "true"], "ps": ["ps"], "--version": ["--version"]}
             variants = {name: [cli] for name, cli in clis.items()}
             variants["docker CLI"] = ["docker", "-H", d.host]
+            variants["python -c pass"] = [os.path.join(os.path.dirname(next(iter(clis.values()))), "python"),
+                                          "-c", "pass"]
             if peer is not None:
                 tar = os.path.join(work, "busybox.tar")
                 subprocess.run(["docker", "-H", d.host, "save", "-o", tar, "busybox"], check=True)
@@ -114,6 +119,8 @@ def main() -> None:
                 variants["docker CLI → dockerd"] = ["docker", "-H", peer.host]
 
             def argv_of(name: str, what: str) -> list[str] | None:
+                if name == "python -c pass":
+                    return [] if what == "--version" else None
                 if name.startswith("docker") and what == "--version":
                     return None
                 if name == "docker CLI → dockerd":

@@ -18,6 +18,7 @@ from cais.api.errors import json_reply, read_json
 from cais.api.routing import qfilters, qstr, route
 from cais.api.streams import client_gone
 from cais.engine.logs import parse_timestamp
+from cais.image.platform import go_arch
 
 
 def _ping_headers() -> dict[str, str]:
@@ -40,7 +41,7 @@ async def ping_head(request: web.Request) -> web.Response:
 def version_document() -> dict:
     uname = platform.uname()
     details = {"ApiVersion": versions.API_VERSION, "MinAPIVersion": versions.MIN_API_VERSION,
-               "Arch": _goarch(uname.machine), "Os": "linux", "KernelVersion": uname.release,
+               "Arch": go_arch(uname.machine), "Os": "linux", "KernelVersion": uname.release,
                "GitCommit": "", "GoVersion": f"python{platform.python_version()}", "BuildTime": "",
                "Experimental": "false"}
     return {
@@ -48,13 +49,9 @@ def version_document() -> dict:
         "Components": [{"Name": "Engine", "Version": __version__, "Details": details}],
         "Version": __version__, "ApiVersion": versions.API_VERSION, "MinAPIVersion": versions.MIN_API_VERSION,
         "GitCommit": "", "GoVersion": f"python{platform.python_version()}", "Os": "linux",
-        "Arch": _goarch(uname.machine), "KernelVersion": uname.release,
+        "Arch": go_arch(uname.machine), "KernelVersion": uname.release,
         "BuildTime": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.000000000+00:00"),
     }
-
-
-def _goarch(machine: str) -> str:
-    return {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386"}.get(machine, machine)
 
 
 @route("GET", "/version")

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import base64
 import io
-import json
 import os
 import sys
 import tarfile
 import tempfile
 
+from cais import fastjson
 from cais.cli.client import ApiError
 from cais.cli.main import CliError
 
@@ -38,7 +38,7 @@ def _stat(ctx, container: str, path: str) -> dict | None:  # type: ignore[no-unt
             return None
         raise CliError(f"Error response from daemon: {e}") from None
     header = response.getheader("X-Docker-Container-Path-Stat")
-    return json.loads(base64.b64decode(header)) if header else None
+    return fastjson.loads(base64.b64decode(header)) if header else None
 
 
 def copy(ctx, source: str, dest: str, *, archive: bool = False, follow: bool = False) -> int:  # type: ignore[no-untyped-def]

@@ -24,12 +24,14 @@ def fingerprint() -> str:
     """A hash of the package's modules (names, sizes, mtimes): it changes when cais is reinstalled."""
     top = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     h = hashlib.sha256()
+    skip = len(top) + 1  # the path under top (os.path.relpath: 2.5 ms of every daemonless command)
     for dirpath, dirnames, filenames in os.walk(top):
         dirnames[:] = sorted(d for d in dirnames if d != "__pycache__")
         for name in sorted(filenames):
             if name.endswith(".py"):
-                st = os.stat(os.path.join(dirpath, name))
-                h.update(f"{os.path.relpath(os.path.join(dirpath, name), top)}:{st.st_size}:{st.st_mtime_ns}\n".encode())
+                path = os.path.join(dirpath, name)
+                st = os.stat(path)
+                h.update(f"{path[skip:]}:{st.st_size}:{st.st_mtime_ns}\n".encode())
     return h.hexdigest()[:16]
 
 

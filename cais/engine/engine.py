@@ -284,7 +284,11 @@ class Engine:
         return [containers.summary(r) for r in records]
 
     def inspect(self, ref: str) -> dict:
-        return containers.inspect(self.get(ref))
+        record = self.get(ref)
+        out = containers.inspect(record)
+        if (record.get("Cais") or {}).get("Links"):  # --link: by the containers' current names
+            out["HostConfig"]["Links"] = self.networks.inspect_links(record)
+        return out
 
     # ---- start / exit ---------------------------------------------------------------------
     def start(self, ref: str, *, by_policy: bool = False) -> None:
@@ -309,6 +313,7 @@ class Engine:
         try:
             rootfs = self.storage.mount(cid)  # in here: a rootfs that cannot mount releases the waiters too
             image_config = self.images.config_of(record["Image"])
+            link_env = self.networks.link_env(record)
             mounts, propagation = self.volumes.mount(record, rootfs)
             # a namespace of its own is made by the runtime and plugged between create and start
             late_network = self.networks.sandboxed(record) and self.supervisor.protocol >= 2
@@ -320,7 +325,7 @@ class Engine:
                         os.chown(self._path(cid, name), remap.uid, remap.gid)
             oci = spec.build(record, image_config, rootfs, self.store.dir(cid),
                              cgroups_path=self.cgroups_path(cid), init_path=self.init_path, mounts=mounts,
-                             remap=remap)
+                             remap=remap, link_env=link_env)
             namespaces.apply(oci, record, self.get, self.store.dir(cid))
             self.networks.apply_spec(oci, netns_path)
             if propagation:  # shared or slave binds need the rootfs to propagate too (as docker)

@@ -6,9 +6,12 @@ private CONTROL stream that carries a JSON object (the exit code) and never reac
 
 from __future__ import annotations
 
-import asyncio
 import struct
 from collections.abc import Iterable, Iterator
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # asyncio: ~15 ms of the daemonless CLI's start, which uses the framing only
+    import asyncio
 
 STDIN, STDOUT, STDERR, SYSTEMERR = 0, 1, 2, 3
 CONTROL = 0x80
@@ -28,7 +31,7 @@ async def read_frame(reader: asyncio.StreamReader) -> tuple[int, bytes] | None:
         if length > MAX_FRAME:
             return None
         return stream, await reader.readexactly(length)
-    except (asyncio.IncompleteReadError, ConnectionError):
+    except (EOFError, ConnectionError):  # EOFError: asyncio.IncompleteReadError's base
         return None
 
 

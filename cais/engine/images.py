@@ -6,7 +6,6 @@ long operations (pull, push, load, import) yield docker's JSON progress messages
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import queue
@@ -179,6 +178,7 @@ class ImageService:
             raise InvalidParameter(str(e)) from None
 
         def run(emit) -> None:  # type: ignore[no-untyped-def]
+            import asyncio  # the registry client's; not on the path of a daemonless run (~15 ms)
             with self.store.hold():
                 result = asyncio.run(pull(ref, self.store.content, credentials=_credentials(auth),
                                           platform=_platform(platform), progress=emit))
@@ -198,6 +198,7 @@ class ImageService:
             digest, _ = _image_manifest(self.store, image_id)
 
         def run(emit) -> None:  # type: ignore[no-untyped-def]
+            import asyncio
             emit_status(emit, f"The push refers to repository [{ref.name}]")
             asyncio.run(push(ref, self.store.content, digest, credentials=_credentials(auth), progress=emit))
             # RepoDigests gets NAME@DIGEST, as after a pull (dockerd does the same)
@@ -221,6 +222,7 @@ class ImageService:
                 await registry.ping()
                 async with registry.request("GET", "/v2/", scopes=(), what="login"):
                     pass
+        import asyncio
         try:
             asyncio.run(check())
         except RegistryError as e:

@@ -7,7 +7,6 @@ Everything here is checked when a container is created, so a wrong flag is a one
 
 from __future__ import annotations
 
-import functools
 import re
 from dataclasses import dataclass
 
@@ -108,14 +107,8 @@ def seccomp(host: dict, caps: list[str]) -> dict | None:
     opts = security_options(host)
     if host.get("Privileged") or opts.seccomp == "unconfined":
         return None
-    profile = _default_profile() if opts.seccomp == "default" else opts.seccomp
+    profile = seccomp_profiles.default_profile() if opts.seccomp == "default" else opts.seccomp
     return seccomp_profiles.resolve(profile, caps)  # type: ignore[arg-type]
-
-
-@functools.cache
-def _default_profile() -> dict:
-    """docker's default profile, parsed once (13 kB of JSON; `resolve` only reads it)."""
-    return seccomp_profiles.default_profile()
 
 
 def device_cgroup_rules(host: dict) -> list[dict]:

@@ -63,6 +63,11 @@ class Platform:
         return a.os != "windows" or not b.os_version or a.os_version.startswith(b.os_version)
 
 
+def go_arch(machine: str) -> str:
+    """uname's machine (x86_64) as Go's GOARCH (amd64), which `docker version` prints."""
+    return {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386"}.get(machine, machine)
+
+
 def normalize_arch(arch: str, variant: str) -> tuple[str, str]:
     """containerd's `normalizeArch`."""
     arch, variant = arch.lower(), variant.lower()

@@ -306,10 +306,10 @@ def _dispatch(args: argparse.Namespace, log: Log, early: Bootstrap | None = None
 
         start(args.id, root=root)
     elif args.verb == "state":
-        from cais.runtime import jsonfile  # engines ask often (podman: every container, every ps)
+        from cais import fastjson  # engines ask often (podman: every container, every ps)
         from cais.runtime.verbs.state import state
 
-        print(jsonfile.dumps(state(args.id, root=root), indent=2))
+        print(fastjson.dumps(state(args.id, root=root), indent=2))
     elif args.verb == "kill":
         from cais.runtime.verbs.kill import kill
 

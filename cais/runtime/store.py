@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import os
 
+from cais import fastjson
 from cais.runtime import DEFAULT_ROOT as DEFAULT_ROOT  # the verbs use store.DEFAULT_ROOT
-from cais.runtime import jsonfile
 from cais.runtime.errors import ContainerExists, ContainerNotFound, RuntimeFailure, suppress
 
 TYPE_CHECKING = False  # typing costs ~10 ms at startup; annotations are never evaluated
@@ -87,7 +87,7 @@ class Container:
     def save(self) -> None:
         tmp = os.path.join(self.dir, "state.json.tmp")
         with open(tmp, "w") as f:
-            f.write(jsonfile.dumps(self.data))
+            f.write(fastjson.dumps(self.data))
         os.replace(tmp, os.path.join(self.dir, "state.json"))
 
     def remove(self) -> None:
@@ -125,7 +125,7 @@ def load(root: str, container_id: str) -> Container:
     check_id(container_id)
     path = os.path.join(root, container_id, "state.json")
     try:
-        data = jsonfile.load(path)
+        data = fastjson.load(path)
     except FileNotFoundError:
         raise ContainerNotFound(f"container {container_id} does not exist") from None
     except (OSError, ValueError) as e:

@@ -23,15 +23,32 @@ def test_version_and_help_without_daemon() -> None:
     assert bad.returncode == 1 and b"is not a cais command" in bad.stderr and b"Traceback" not in bad.stderr
 
 
-@pytest.mark.parametrize("args", [["--version"], ["ps"], ["run", "--rm", "busybox", "true"]])
+# what the everyday commands never import: the engine's side, and the standard library's heavy
+# modules (json.decoder compiles regexes, re imports enum; typing, collections, functools, …)
+_HEAVY = ("aiohttp", "rich", "cais.engine.engine", "cais.runtime", "cais.image", "cais.storage", "cais.api", "json",
+          "re", "enum", "typing", "collections", "functools", "dataclasses", "datetime", "contextlib", "base64",
+          "socket", "selectors", "threading", "signal", "importlib.util", "argparse", "subprocess", "shlex")
+
+
+@pytest.mark.parametrize("args", [["--version"], ["ps"], ["ps", "-a", "--format", "json"], ["images"],
+                                  ["ps", "--format", "table {{.ID}}\t{{.RunningFor}}"], ["inspect", "-f", "{{.Id}}", "BOX"],
+                                  ["run", "--rm", "busybox", "true"], ["run", "--rm", "-e", "A=1", "busybox", "true"],
+                                  ["exec", "BOX", "true"], ["inspect", "BOX"], ["rm", "BOX2"]])
 def test_fast_start_imports(daemon: Caisd, args: list[str]) -> None:
-    """The client (`cais --version`, `ps`, `run`) imports neither aiohttp nor the engine, runtime or image store."""
+    """The client's everyday commands import neither the engine nor the heavy standard modules."""
     code = ("import sys; from cais.cli.main import main; sys.argv = ['cais', *sys.argv[1:]]; rc = main(); "
-            "heavy = [m for m in sys.modules if m.split('.')[0] in ('aiohttp', 'rich') or m.startswith("
-            "('cais.engine.engine', 'cais.runtime', 'cais.image', 'cais.storage', 'cais.api'))]; "
+            f"heavy = [m for m in sys.modules if m in {_HEAVY!r} or m.startswith({tuple(h + '.' for h in _HEAVY)!r})]; "
             "print('HEAVY', heavy, file=sys.stderr); sys.exit(rc)")
-    result = subprocess.run([sys.executable, "-c", code, *args], capture_output=True,
-                            env={**os.environ, "CAIS_HOST": daemon.host}, check=True)
+    box = out(daemon.cais("run", "-d", "busybox", "sleep", "60")) if "BOX" in args else None
+    box2 = out(daemon.cais("create", "busybox")) if "BOX2" in args else None
+    try:
+        args = [{"BOX": box, "BOX2": box2}.get(a, a) for a in args]
+        result = subprocess.run([sys.executable, "-c", code, *args], capture_output=True,
+                                env={**os.environ, "CAIS_HOST": daemon.host}, check=True)
+    finally:
+        for c in (box, box2):
+            if c:
+                daemon.cais("rm", "-f", c, check=False)
     assert b"HEAVY []" in result.stderr, result.stderr
 
 
@@ -121,3 +138,31 @@ def test_in_process_engine_without_daemon() -> None:
         _unmount_under(root)
         _remove_cgroups(parent)
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.mark.peers
+def test_older_daemon_api_is_negotiated(busybox_dir: str, tmp_root: str) -> None:
+    """dockerd 20.10 speaks API 1.41: refused as too new, the CLI asks /_ping for the daemon's version
+    and goes on in it (caisd speaks ours: no ping there); DOCKER_API_VERSION pins the version."""
+    from tests.peers import dockerd
+    tar = os.path.join(tmp_root, "busybox.tar")
+    subprocess.run(["tar", "-C", busybox_dir, "-cf", tar, "."], check=True)
+    with dockerd() as d:
+        d.docker("import", tar, "cais-cl-busybox:latest")
+        env = {**os.environ, "CAIS_HOST": d.host}
+        env.pop("DOCKER_API_VERSION", None)
+
+        def cais(*args: str, **kw: str) -> subprocess.CompletedProcess[bytes]:
+            return subprocess.run([os.path.join(VENV_BIN, "cais"), *args], capture_output=True, timeout=60,
+                                  env={**env, **kw})
+        ran = cais("run", "--rm", "--network", "none", "cais-cl-busybox", "sh", "-c", "echo hi; exit 3")
+        assert (ran.returncode, ran.stdout, ran.stderr) == (3, b"hi\n", b"")
+        version = cais("version").stdout
+        assert b" API version:       1.41 (downgraded from 1.50)\n" in version and b"API version:      1.41" in version
+        box = cais("run", "-d", "--network", "none", "--name", "cais-cl-negotiated", "cais-cl-busybox", "sleep", "60")
+        assert box.returncode == 0, box.stderr
+        ran = cais("exec", "cais-cl-negotiated", "sh", "-c", "echo in; exit 4")
+        assert (ran.returncode, ran.stdout) == (4, b"in\n")
+        pinned = cais("ps", DOCKER_API_VERSION="1.50")
+        assert pinned.returncode == 1 and b"client version 1.50 is too new" in pinned.stderr
+        assert cais("ps", "-q", DOCKER_API_VERSION="1.41").stdout.decode().strip() == box.stdout.decode()[:12]

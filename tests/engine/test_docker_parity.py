@@ -311,6 +311,13 @@ def test_tables_are_laid_out_as_the_docker_clis(daemon: Caisd) -> None:
         daemon.docker("volume", "rm", volume)
 
 
+def test_version_prints_goarch_as_the_docker_cli(daemon: Caisd) -> None:
+    theirs = daemon.docker("version", "--format", "{{.Server.Arch}}").stdout.decode().strip()
+    assert theirs == "amd64" or os.uname().machine != "x86_64"
+    assert daemon.cais("version", "--format", "{{.Client.Arch}}").stdout.decode().strip() == theirs
+    assert daemon.cais("version", "--format", "{{.Server.Arch}}").stdout.decode().strip() == theirs
+
+
 def test_rmi_force_refuses_an_image_a_running_container_uses(daemon: Caisd) -> None:
     """As dockerd: `rmi -f` of an image that a running container uses is a conflict that cannot be
     forced (the engine says what runs; the image store keeps no flag of it); stopped, one that must be."""

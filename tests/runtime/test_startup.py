@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from cais.runtime import jsonfile
+from cais import fastjson
 from cais.runtime.cli import _fast_parse, _parser
 from cais.runtime.errors import RuntimeFailure
 
@@ -59,23 +59,23 @@ def test_fast_parse_takes_what_engines_write() -> None:
 
 @pytest.mark.parametrize("text", ['{"a": [1, 2.5, -3e2, true, false, null, "\\u00e9\\n"], "b": {}}', " 7 ",
                                   '"x"', "[Infinity, -Infinity]"])
-def test_jsonfile_loads_as_json(text: str) -> None:
-    assert jsonfile.loads(text) == json.loads(text)
-    assert jsonfile.loads(text.encode()) == json.loads(text.encode())
+def test_fastjson_loads_as_json(text: str) -> None:
+    assert fastjson.loads(text) == json.loads(text)
+    assert fastjson.loads(text.encode()) == json.loads(text.encode())
 
 
-def test_jsonfile_dumps_as_json() -> None:
+def test_fastjson_dumps_as_json() -> None:
     value = {"id": "c", "pid": 12, "n": None, "f": 1.5, "é": ["ü", True], "nested": {"k": [1, {}]}}
-    assert jsonfile.dumps(value) == json.dumps(value)
+    assert fastjson.dumps(value) == json.dumps(value)
     with pytest.raises(TypeError, match="not JSON serializable"):
-        jsonfile.dumps({"x": object()})
+        fastjson.dumps({"x": object()})
 
 
-def test_jsonfile_errors_are_json_errors_in_a_fresh_interpreter() -> None:
+def test_fastjson_errors_are_json_errors_in_a_fresh_interpreter() -> None:
     """_json raises its errors through json.decoder: without json imported, still json's message."""
-    code = ("import sys; sys.path.insert(0, sys.argv[1]); from cais.runtime import jsonfile\n"
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); from cais import fastjson\n"
             "for bad in ('{not json', '[1,]', '{} x', '', b'\\xff', b'\\xef\\xbb\\xbf{}'):\n"
-            "    try: print(repr(jsonfile.loads(bad)))\n"
+            "    try: print(repr(fastjson.loads(bad)))\n"
             "    except ValueError as e: print(type(e).__name__, e)\n")
     repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     out = subprocess.run([sys.executable, "-I", "-S", "-c", code, repo], capture_output=True, text=True,
@@ -96,7 +96,8 @@ def test_create_path_imports_nothing_heavy() -> None:
             "_fast_parse(['--root', '/r', '--log-format', 'json', 'run', '-b', '/b', 'id'])\n"
             "from cais.runtime.verbs import delete, exec, kill, run, start, state\n"
             "from cais.runtime.cgroups import v1, v2\n"
-            "from cais.runtime import launch, log, jsonfile\n"
+            "from cais import fastjson\n"
+            "from cais.runtime import launch, log\n"
             "heavy = {'re', 'enum', 'argparse', 'json', 'ctypes', 'collections', 'functools', 'contextlib',\n"
             "         'typing', 'dataclasses', 'signal', 'shutil', 'subprocess', 'threading', 'locale'}\n"
             "print(sorted(heavy & set(sys.modules)))\n")
@@ -154,5 +155,5 @@ def test_clone3_into_a_cgroup_v2_directory() -> None:
 @pytest.mark.parametrize("value", [{"ociVersion": "1.2.0", "id": "c", "status": "running", "pid": 7, "bundle": "/b",
                                     "annotations": {}, "x": [1, [], {"é": None, "f": 1.5}]}, [], {}, "s",
                                    {"keys": {1: [True]}}])
-def test_jsonfile_indents_as_json(value: object) -> None:
-    assert jsonfile.dumps(value, indent=2) == json.dumps(value, indent=2)
+def test_fastjson_indents_as_json(value: object) -> None:
+    assert fastjson.dumps(value, indent=2) == json.dumps(value, indent=2)

@@ -1,16 +1,18 @@
-"""Container commands: run, create, start, stop, ps, logs, exec, attach, cp, …"""
+"""Container commands: run, create, start, stop, ps, logs, exec, attach, cp, …
+
+Imported by every container command: what only some of them use (the table and template
+output, humanized sizes and durations, streams, run's flags) is imported where used.
+"""
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 
-from cais.cli import format as fmt
+from cais import fastjson
 from cais.cli.args import Parser, filter_arg
 from cais.cli.client import ApiError
 from cais.cli.main import CliError
-from cais.engine import humanize
 
 
 def _api(ctx, method: str, path: str, params: dict | None = None, body: object = None, **kw):  # type: ignore[no-untyped-def]
@@ -39,6 +41,7 @@ def _each(ctx, names: list[str], action) -> int:  # type: ignore[no-untyped-def]
 def _inspect_each(ctx, path: str, names: list[str], template: str | None) -> int:  # type: ignore[no-untyped-def]
     """docker's `network|volume inspect`: GET each name under `path`, print what was found (as
     JSON, or with --format), then the failures."""
+    from cais.cli import format as fmt
     found, failed = [], []
     for name in names:
         try:
@@ -49,7 +52,7 @@ def _inspect_each(ctx, path: str, names: list[str], template: str | None) -> int
         for item in found:
             print(fmt.render(template, item))
     else:
-        print(json.dumps(found, indent=4))
+        print(fastjson.dumps(found, indent=4))
     for message in failed:
         print(message, file=sys.stderr)
     return 1 if failed else 0
@@ -161,7 +164,7 @@ def _exit_status(ctx, cid: str, wait, *, detachable: bool) -> int:  # type: igno
             wait.close()
             return 0
     try:
-        status = json.loads(wait.readline() or b"{}")
+        status = fastjson.loads(wait.readline() or b"{}")
     except (OSError, ValueError) as e:
         raise CliError(f"Error response from daemon: {e}", 125) from None
     finally:
@@ -316,8 +319,9 @@ def _ports_text(ports: list[dict]) -> str:
 
 
 def _ps_item(c: dict, no_trunc: bool) -> dict:
+    from cais.engine import humanize
     command = c["Command"] if no_trunc else (c["Command"][:17] + "…" if len(c["Command"]) > 20 else c["Command"])
-    return {"ID": c["Id"] if no_trunc else c["Id"][:12], "Image": c["Image"], "Command": json.dumps(command),
+    return {"ID": c["Id"] if no_trunc else c["Id"][:12], "Image": c["Image"], "Command": fastjson.dumps(command),
             "CreatedAt": time.strftime("%Y-%m-%d %H:%M:%S +0000 UTC", time.gmtime(c["Created"])),
             "RunningFor": humanize.duration(time.time() - c["Created"]) + " ago", "Ports": _ports_text(c["Ports"]),
             "State": c["State"], "Status": c["Status"], "Names": ",".join(n.lstrip("/") for n in c["Names"]),
@@ -327,6 +331,7 @@ def _ps_item(c: dict, no_trunc: bool) -> dict:
 
 
 def cmd_ps(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
+    from cais.cli import format as fmt
     p = Parser("ps", "[OPTIONS]")
     p.add_argument("-a", "--all", action="store_true")
     p.add_argument("-q", "--quiet", action="store_true")
@@ -356,6 +361,7 @@ def cmd_ps(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
 
 
 def cmd_inspect(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
+    from cais.cli import format as fmt
     p = Parser("inspect", "[OPTIONS] NAME|ID [NAME|ID...]")
     p.add_argument("-f", "--format")
     p.add_argument("--type", choices=["container", "image"])
@@ -385,7 +391,7 @@ def cmd_inspect(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
             except fmt.FormatError as e:
                 raise CliError(str(e)) from None
     else:
-        print(json.dumps(results, indent=4))
+        print(fastjson.dumps(results, indent=4))
     for e in errors:
         print(e, file=sys.stderr)
     return 1 if errors else 0
@@ -438,6 +444,7 @@ def _since(text: str | None) -> str | None:
 
 
 def cmd_top(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
+    from cais.cli import format as fmt
     p = Parser("top", "CONTAINER [ps OPTIONS]")
     p.add_argument("container")
     p.add_argument("ps_args", nargs="*")
@@ -477,6 +484,7 @@ def cmd_port(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
 
 
 def _stats_row(s: dict) -> dict:
+    from cais.engine import humanize
     cpu, pre = s.get("cpu_stats") or {}, s.get("precpu_stats") or {}
     cpu_delta = (cpu.get("cpu_usage") or {}).get("total_usage", 0) - (pre.get("cpu_usage") or {}).get("total_usage", 0)
     sys_delta = cpu.get("system_cpu_usage", 0) - pre.get("system_cpu_usage", 0)
@@ -498,6 +506,7 @@ def _stats_row(s: dict) -> dict:
 
 
 def cmd_stats(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
+    from cais.cli import format as fmt
     p = Parser("stats", "[OPTIONS] [CONTAINER...]")
     p.add_argument("-a", "--all", action="store_true")
     p.add_argument("--no-stream", action="store_true")
@@ -646,6 +655,7 @@ def _confirm(question: str) -> bool:
 def _print_pruned(what: str, lines: list[str], reclaimed: int | None) -> None:
     """docker's report of a prune: "Deleted WHAT:" and its lines, then the space reclaimed (if
     the endpoint tells it)."""
+    from cais.engine import humanize
     if lines:
         print(f"Deleted {what}:")
         for line in lines:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import base64
-import json
 import os
 import sys
 import time
 
+from cais import fastjson
 from cais.cli import format as fmt
 from cais.cli.args import Parser, filter_arg
 from cais.cli.client import ApiError
@@ -26,8 +25,9 @@ def _auth_header(ctx, image: str) -> dict:  # type: ignore[no-untyped-def]
         return {}
     if creds is None:
         return {}
+    import base64  # ~3 ms of a start (re, struct): only with credentials
     auth = {"username": creds.username, "password": creds.secret}
-    return {"X-Registry-Auth": base64.urlsafe_b64encode(json.dumps(auth).encode()).decode()}
+    return {"X-Registry-Auth": base64.urlsafe_b64encode(fastjson.dumps(auth).encode()).decode()}
 
 
 def _print_progress(messages, stream=None, quiet: bool = False) -> str | None:  # type: ignore[no-untyped-def]
@@ -101,7 +101,7 @@ def cmd_push(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
     try:
         _print_progress(ctx.client.json_lines("POST", f"/images/{name}/push", {"tag": tag or "latest"},
                                               headers=_auth_header(ctx, opts.image) or
-                                              {"X-Registry-Auth": base64.b64encode(b"{}").decode()}),
+                                              {"X-Registry-Auth": "e30="}),  # base64 of {}
                         quiet=opts.quiet)
     except ApiError as e:
         raise CliError(f"Error response from daemon: {e}") from None
@@ -365,14 +365,14 @@ def cmd_build(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
         raise CliError(str(e)) from None
     o = req.options
     params = {"t": o.tags, "dockerfile": dockerfile, "nocache": o.no_cache, "q": req.quiet, "target": o.target,
-              "buildargs": o.build_args or None, "labels": o.labels or None, "cachefrom": json.dumps(o.cache_from) if o.cache_from else None,
+              "buildargs": o.build_args or None, "labels": o.labels or None, "cachefrom": fastjson.dumps(o.cache_from) if o.cache_from else None,
               "networkmode": o.network if o.network != "default" else None, "pull": o.pull,
               "forcerm": opts.force_rm or None, "memory": opts.memory, "memswap": opts.memory_swap,
               "cpushares": opts.cpu_shares, "cpusetcpus": opts.cpuset_cpus, "cpusetmems": opts.cpuset_mems,
               "cpuperiod": opts.cpu_period, "cpuquota": opts.cpu_quota, "shmsize": opts.shm_size,
               "cgroupparent": opts.cgroup_parent, "isolation": opts.isolation, "platform": opts.platform,
               "squash": opts.squash or None, "extrahosts": ",".join(opts.add_host) or None,
-              "ulimits": json.dumps(_ulimits(opts.ulimit)) if opts.ulimit else None}
+              "ulimits": fastjson.dumps(_ulimits(opts.ulimit)) if opts.ulimit else None}
     image_id = None
 
     def watch(messages):  # type: ignore[no-untyped-def]

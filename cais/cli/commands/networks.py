@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import sys
 
 from cais.cli import format as fmt
@@ -14,6 +13,7 @@ from cais.cli.main import CliError
 
 def _ipam_config(subnets: list[str], gateways: list[str], ranges: list[str], aux: dict[str, str]) -> list[dict]:
     """docker's pairing: each --gateway, --ip-range and --aux-address goes with the --subnet holding it."""
+    import contextlib
     import ipaddress
 
     def holder(value: str, what: str) -> dict:
@@ -49,6 +49,7 @@ def cmd_network_create(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-
     p.add_argument("--aux-address", action="append", default=[])
     p.add_argument("--internal", action="store_true")
     p.add_argument("--attachable", action="store_true")
+    p.add_argument("--ipv4", action="store_true", default=True)  # --ipv4=false: IPv6-only (with --ipv6)
     p.add_argument("--ipv6", action="store_true")
     p.add_argument("--label", action="append", default=[])
     p.add_argument("-o", "--opt", action="append", default=[])
@@ -56,7 +57,8 @@ def cmd_network_create(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-
     opts = p.parse_args(args)
     config = _ipam_config(opts.subnet, opts.gateway, opts.ip_range, _pairs(opts.aux_address, "--aux-address"))
     body = {"Name": opts.name, "Driver": opts.driver, "Internal": opts.internal, "Attachable": opts.attachable,
-            "EnableIPv6": opts.ipv6, "IPAM": {"Driver": "default", "Config": config},
+            "EnableIPv6": opts.ipv6, **({} if opts.ipv4 else {"EnableIPv4": False}),
+            "IPAM": {"Driver": "default", "Config": config},
             "Options": _pairs(opts.opt, "--opt"), "Labels": _pairs(opts.label, "--label")}
     print(_api(ctx, "POST", "/networks/create", body=body)["Id"])
     return 0

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import base64
-import json
-
+from cais import fastjson
 from cais.cli import format as fmt
 from cais.cli.args import Parser, filter_arg
 from cais.cli.commands.containers import _api
@@ -26,8 +24,9 @@ def _auth_header(term: str) -> dict:
         return {}
     if creds is None:
         return {}
+    import base64
     auth = {"username": creds.username, "password": creds.secret}
-    return {"X-Registry-Auth": base64.urlsafe_b64encode(json.dumps(auth).encode()).decode()}
+    return {"X-Registry-Auth": base64.urlsafe_b64encode(fastjson.dumps(auth).encode()).decode()}
 
 
 def row(result: dict, no_trunc: bool) -> dict:
@@ -56,7 +55,7 @@ def cmd_search(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
     if opts.limit:
         params["limit"] = opts.limit
     if filters:
-        params["filters"] = json.dumps(filters)
+        params["filters"] = fastjson.dumps(filters)
     results = _api(ctx, "GET", "/images/search", params, headers=_auth_header(opts.term))
     rows = [row(r, opts.no_trunc) for r in results or []]
     fmt.output(rows, opts.format, COLUMNS, [[r[k] for _, k in COLUMNS] for r in rows])

@@ -2,36 +2,39 @@
 
 from __future__ import annotations
 
-import json
+import os
 import sys
 import time
 
+from cais import fastjson
 from cais.cli import format as fmt
 from cais.cli.args import Parser, filter_arg
-from cais.cli.client import ApiError
+from cais.cli.client import API_VERSION, ApiError
 from cais.cli.commands.containers import _api, _confirm
 from cais.cli.main import CliError
 from cais.engine import humanize
 
 
 def cmd_version(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
-    import platform
-
     from cais import __version__
+    from cais.image.platform import go_arch
     p = Parser("version", "[OPTIONS]")
     p.add_argument("-f", "--format")
     opts = p.parse_args(args)
-    client = {"Version": __version__, "ApiVersion": "1.50", "Os": "linux", "Arch": platform.machine(),
-              "GoVersion": f"python{platform.python_version()}"}
     try:
         server = ctx.client.call("GET", "/version")
     except (ApiError, OSError) as e:
         server = None
         error = str(e)
+    version = ctx._client.version if ctx._client is not None else API_VERSION  # negotiated with the daemon
+    client = {"Version": __version__, "ApiVersion": version, "DefaultAPIVersion": API_VERSION, "Os": "linux",
+              "Arch": go_arch(os.uname().machine),
+              "GoVersion": f"python{sys.version.split()[0]}"}
     if opts.format:
         print(fmt.render(opts.format, {"Client": client, "Server": server}))
         return 0
-    print(f"Client:\n Version:           {client['Version']}\n API version:       {client['ApiVersion']}\n"
+    downgraded = f" (downgraded from {API_VERSION})" if version != API_VERSION else ""
+    print(f"Client:\n Version:           {client['Version']}\n API version:       {version}{downgraded}\n"
           f" Python version:    {client['GoVersion']}\n OS/Arch:           linux/{client['Arch']}")
     if server is None:
         raise CliError(f"Cannot connect to the cais daemon: {error}")
@@ -48,7 +51,7 @@ def cmd_info(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
     opts = p.parse_args(args)
     info = _api(ctx, "GET", "/info")
     if opts.format:
-        print(json.dumps(info) if opts.format == "json" else fmt.render(opts.format, info))
+        print(fastjson.dumps(info) if opts.format == "json" else fmt.render(opts.format, info))
         return 0
     lines = [
         "Server:",
@@ -87,7 +90,7 @@ def cmd_events(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
         for e in ctx.client.json_lines("GET", "/events", {"filters": filters or None, "since": _since(opts.since),
                                                           "until": _since(opts.until)}):
             if opts.format:
-                print(json.dumps(e) if opts.format == "json" else fmt.render(opts.format, e), flush=True)
+                print(fastjson.dumps(e) if opts.format == "json" else fmt.render(opts.format, e), flush=True)
                 continue
             when = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(e["time"])) + f".{e['timeNano'] % 10**9:09d}"
             attrs = ", ".join(f"{k}={v}" for k, v in sorted(e["Actor"]["Attributes"].items()))

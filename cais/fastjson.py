@@ -1,8 +1,8 @@
-"""JSON for config.json and state.json, through json's C half (_json) driven directly.
+"""json.loads and json.dumps through json's C half (_json) driven directly.
 
-`import json` costs ~10 ms at every start of the command (json.decoder compiles regular
-expressions at import, and re imports enum), on the path of every create, run, start and
-delete, where the work itself is done by _json's scanner and encoder. The results are json's
+`import json` costs ~10 ms at every start of a command (json.decoder compiles regular
+expressions at import, and re imports enum), where the work itself is done by _json's scanner
+and encoder: the runtime's config.json and state.json, the `cais` CLI's requests and answers. The results are json's
 (same defaults: strict strings, NaN and Infinity allowed, ASCII output); an input _json does not
 take, or an error to report, goes to json itself, whose messages are the usual ones.
 """
@@ -60,16 +60,19 @@ def _not_serializable(value: Any) -> Any:
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
-def dumps(value: Any, indent: int | None = None) -> str:
-    """json.dumps(VALUE, indent=INDENT), ASCII output (`state` prints indented, as runc does)."""
-    if _json is None:
+def dumps(value: Any, indent: int | None = None, separators: tuple[str, str] | None = None,
+          sort_keys: bool = False) -> str:
+    """json.dumps(VALUE, indent=INDENT, separators=SEPARATORS, sort_keys=SORT_KEYS), ASCII output
+    (`state` prints indented, as runc does; separators and sort_keys without indent only)."""
+    if _json is None or (indent is not None and (separators is not None or sort_keys)):
         import json
 
-        return json.dumps(value, indent=indent)
+        return json.dumps(value, indent=indent, separators=separators, sort_keys=sort_keys)
     if indent is not None:
         return _indented(value, indent, 0)
-    encode = _json.make_encoder({}, _not_serializable, _json.encode_basestring_ascii, None, ": ", ", ",
-                                False, False, True)
+    item_separator, key_separator = separators or (", ", ": ")
+    encode = _json.make_encoder({}, _not_serializable, _json.encode_basestring_ascii, None, key_separator,
+                                item_separator, sort_keys, False, True)
     return "".join(encode(value, 0))
 
 
