@@ -91,7 +91,8 @@ def _lookup(receiver: object, name: str, node: object, root: object, go_type: st
         raise gt.ExecError(node.pos, node.text, message)  # type: ignore[attr-defined]
     if receiver is None or receiver is gt.MISSING or receiver is gt.NIL:
         raise gt.ExecError(node.pos, node.text, f"nil pointer evaluating interface {{}}.{name}")  # type: ignore[attr-defined]
-    raise gt.ExecError(node.pos, node.text, f"can't evaluate field {name} in type {gt.go_type(receiver)}")  # type: ignore[attr-defined]
+    kind = "interface {}" if type(root) is dict else gt.go_type(receiver)  # a value of inspect's fallback map
+    raise gt.ExecError(node.pos, node.text, f"can't evaluate field {name} in type {kind}")  # type: ignore[attr-defined]
 
 
 def _method(receiver: object, name: str, args: list, node: object) -> object:
@@ -102,7 +103,7 @@ def _method(receiver: object, name: str, args: list, node: object) -> object:
             raise gt.ExecError(node.pos, node.text, f"wrong number of args for Label: want 1 got {len(args)}")  # type: ignore[attr-defined]
         return receiver.labels.get(args[0], "")
     if isinstance(receiver, dict) and name in receiver:
-        raise gt.ExecError(node.pos, node.text, f"{name} has arguments but cannot be invoked as function")  # type: ignore[attr-defined]
+        raise gt.ExecError(node.pos, node.text, f"{name} is not a method but has arguments")  # type: ignore[attr-defined]
     _lookup(receiver, name, node, None, "")
     raise gt.ExecError(node.pos, node.text, f"{name} is not a method")  # type: ignore[attr-defined]
 
@@ -122,6 +123,8 @@ def render(template: str, obj: object, prefix: str = "", escapes: bool = True, g
     nodes = _parse(template)
     out: list[str] = []
     runner = gt.Executor(lambda r, name, node, _k: _lookup(r, name, node, obj, go_type), _method)
+    if type(obj) is dict:
+        runner.number_type = "json.Number"
     try:
         runner.run(nodes, obj, out)
     except gt.ExecError as e:
@@ -156,10 +159,14 @@ def header(template: str, known: dict[str, str] | None = None) -> str:
 
 def inspect_lines(items: list, template: str, go_type: str = "") -> list[str]:
     """`inspect -f`: each item's line printed (a newline if none renders), the errors returned."""
+    try:
+        check(template)
+    except FormatError as e:
+        raise FormatError(str(e), 64) from None  # docker's StatusError for a template it cannot parse
     errors, printed = [], False
     for item in items:
         try:
-            line = render(template, item, "template parsing error: ", go_type=go_type)
+            line = render(template, item, "template parsing error: ", escapes=False, go_type=go_type)
         except FormatError as e:
             errors.append(str(e))
             continue

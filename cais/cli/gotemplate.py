@@ -202,7 +202,11 @@ def _lex(text: str) -> list[_Token]:
                         else "keyword" if word in _KEYWORDS else "ident")
                 tokens.append(_Token(kind, word, start_tok, spaced))
             else:
-                raise fail(f"bad character U+{ord(c):04X} '{c}'", i)
+                if " " < c < "\x7f":  # Go's itemChar: the parser finds it unexpected
+                    tokens.append(_Token("char_item", c, i, spaced))
+                    i += 1
+                else:
+                    raise fail(f"bad character U+{ord(c):04X} '{c}'", i)
             spaced = False
     tokens.append(_Token("eof", "", n))
     return tokens
@@ -377,11 +381,13 @@ class _Parser:
         token = self.peek()
         if token.kind == "var":
             names = [self.next()]
-            if context == "range" and self.peek().kind == "comma":
+            while self.peek().kind == "comma" and context == "range":
                 self.next()
                 if self.peek().kind != "var":
                     raise self.fail("range can only initialize variables", self.peek())
                 names.append(self.next())
+                if len(names) > 2:
+                    raise self.fail("too many declarations in range", names[-1])
             if self.peek().kind in ("declare", "assign"):
                 op = self.next()
                 assign = op.kind == "assign"
@@ -390,7 +396,7 @@ class _Parser:
                     if assign and t.value not in self.vars:
                         raise self.fail(f"undefined variable \"{t.value}\"", t)
             elif len(names) > 1:
-                raise self.fail("too many declarations in command", names[1])
+                raise self.fail(f"too many declarations in {context}", names[1])
             else:
                 self.i = save
         cmds: list[Node] = []
@@ -400,7 +406,7 @@ class _Parser:
             if token.kind == end_kind:
                 self.next()
                 break
-            if token.kind in ("right", "rparen", "eof"):
+            if token.kind not in _OPERAND_START:
                 raise self.fail(f"unexpected {_describe(token)} in {_context_name(context)}", token)
             cmds.append(self.command(end_kind))
             if self.peek().kind == "pipe":
@@ -426,9 +432,7 @@ class _Parser:
             token = self.peek()
             if token.kind in (end_kind, "pipe"):
                 break
-            if token.kind in ("right", "rparen", "eof"):
-                raise self.fail(f"unexpected {_describe(token)} in operand", token)
-            if args and not token.spaced and token.kind != "lparen":
+            if token.kind not in _OPERAND_START or args and not token.spaced and token.kind != "lparen":
                 raise self.fail(f"unexpected {_describe(token)} in operand", token)
             args.append(self.operand())
         if not args:
@@ -494,7 +498,11 @@ def _describe(token: _Token) -> str:
         return '"}}"'
     if token.kind == "keyword":
         return f"<{token.value}>"
-    return f'"{token.value}"' if token.kind not in ("string", "char") else token.value
+    from cais.cli.contexts import go_quote
+    return go_quote(token.value[:10]) + "..." if len(token.value) > 10 else go_quote(token.value)
+
+
+_OPERAND_START = frozenset(("bool", "char", "dot", "field", "ident", "number", "nil", "string", "var", "lparen"))
 
 
 def _context_name(context: str) -> str:
@@ -830,6 +838,8 @@ def _index_one(item: object, key: object) -> object:
     if isinstance(item, (list, str)):
         if not isinstance(key, int) or isinstance(key, bool):
             raise CallError(f"cannot index slice/array with type {go_type(key)}")
+        if key == len(item):  # within the slice's capacity: reflect's panic
+            raise CallError(f"reflect: {'slice' if isinstance(item, list) else 'string'} index out of range")
         if not 0 <= key < len(item):
             raise CallError(f"index out of range: {key}")
         return item[key] if isinstance(item, list) else item.encode()[key]
@@ -950,6 +960,7 @@ class Executor:
                  method: Callable[[object, str, list[object], Node], object],
                  funcs: dict[str, tuple[Callable[..., object], int, bool]] = FUNCS) -> None:
         self.lookup, self.method, self.funcs = lookup, method, funcs
+        self.number_type = ""  # inspect's fallback map decodes numbers as json.Number
 
     def run(self, nodes: list[Node], dot: object, out: list[str]) -> None:
         self.vars: list[tuple[str, object]] = [("$", dot)]
@@ -994,7 +1005,8 @@ class Executor:
         elif value is None or value is MISSING or value is NIL:
             pairs = []
         else:
-            raise ExecError(node.pos, node.text, f"range can't iterate over {text(value)}")
+            last = pipe.a[-1]  # type: ignore[index]
+            raise ExecError(last.pos, last.text, f"range can't iterate over {text(value)}")
         decls: list[str] = pipe.b  # type: ignore[assignment]
         for key, elem in pairs:
             del self.vars[mark:]
@@ -1104,9 +1116,17 @@ class Executor:
             want, got = e.args
             k = next((k for k, v in enumerate(values) if v is got), 0)
             at = args[k] if k < len(args) else cmd
+            if at.kind in ("string", "number", "bool", "nil") and at is not cmd:  # a constant: Go's evalArg
+                if want == "[]string":
+                    message = f"can't handle {at.text} for arg of type []string"
+                else:
+                    message = f"expected {'integer' if want == 'int' else want}; found {at.text}"
+                raise ExecError(at.pos, at.text, message) from None
             if got is None or got is MISSING or got is NIL:
                 raise ExecError(at.pos, at.text, f"invalid value; expected {want}") from None
-            raise ExecError(at.pos, at.text, f"wrong type for value; expected {want}; got {go_type(got)}") from None
+            number = self.number_type if isinstance(got, (int, float)) and not isinstance(got, bool) else ""
+            raise ExecError(at.pos, at.text,
+                            f"wrong type for value; expected {want}; got {number or go_type(got)}") from None
 
 
 _NOFINAL = object()

@@ -8,6 +8,7 @@ import pytest
 
 from cais.cli import format as fmt
 
+
 @pytest.mark.parametrize("expr", ["", ".ID", ".RunningFor", ".CreatedAt", "json .Labels", ".LocalVolumes",
                                   ".aBC", ".ÉtatX", "upper .NetworkSettings"])
 def test_header_as_the_regex(expr: str) -> None:
