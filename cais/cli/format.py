@@ -65,10 +65,15 @@ def check(template: str) -> None:
 
 # the API objects' fields that are Go maps (the others are structs)
 _GO_MAPS = frozenset(("Labels", "Attributes", "Options", "DriverOpts", "Networks", "Ports", "ExposedPorts", "Volumes",
-                      "Data", "Containers", "Status", "Sysctls", "StorageOpt", "Tmpfs", "Annotations", "Plugins"))
+                      "Data", "Containers", "Status", "Sysctls", "StorageOpt", "Tmpfs", "Annotations", "Plugins",
+                      "PortBindings"))
+# the API objects' fields that are Go slices: null is a nil slice
+_GO_SLICES = frozenset(("Env", "Cmd", "Entrypoint", "Args", "Mounts", "Binds", "Dns", "DnsOptions", "DnsSearch",
+                        "ExtraHosts", "CapAdd", "CapDrop", "SecurityOpt", "Links", "RepoTags", "RepoDigests",
+                        "Layers", "OnBuild", "Shell", "Aliases", "DNSNames", "Devices", "GroupAdd", "VolumesFrom"))
 
 
-def _lookup(receiver: object, name: str, node: object, root: object, go_type: str) -> object:
+def _lookup(receiver: object, name: str, node: object, root: object, go_type: str, k: int = 0) -> object:
     """Field NAME of RECEIVER as text/template reads it: a context is a struct (a missing field is
     an error, a nil field `<nil>`), a map field a Go map (a missing key: no value), another dict the
     map inspect falls back to (a missing key is an error: missingkey=error)."""
@@ -78,8 +83,10 @@ def _lookup(receiver: object, name: str, node: object, root: object, go_type: st
             value = receiver[name]
             if value is None and isinstance(receiver, Context):
                 return gt.NIL  # ps' nil *Platform
-            if name in _GO_MAPS and type(value) is dict:
-                return gt.GoMap(value)
+            if name in _GO_MAPS and (type(value) is dict or value is None and type(receiver) is not gt.GoMap):
+                return gt.GoMap(value) if value is not None else gt.NilMap()  # nil: `map[]`, json null
+            if value is None and name in _GO_SLICES:
+                return gt.NilList()  # a nil slice: `[]`, json null
             return value
         if isinstance(receiver, gt.GoMap):
             return gt.MISSING
@@ -89,9 +96,9 @@ def _lookup(receiver: object, name: str, node: object, root: object, go_type: st
         else:
             message = f'map has no entry for key "{name}"'
         raise gt.ExecError(node.pos, node.text, message)  # type: ignore[attr-defined]
-    if receiver is None or receiver is gt.MISSING or receiver is gt.NIL:
+    if receiver is None or receiver is gt.MISSING or receiver is gt.NIL or type(receiver) is gt.NilList:
         raise gt.ExecError(node.pos, node.text, f"nil pointer evaluating interface {{}}.{name}")  # type: ignore[attr-defined]
-    kind = "interface {}" if type(root) is dict else gt.go_type(receiver)  # a value of inspect's fallback map
+    kind = "interface {}" if type(root) is dict and k >= 0 else gt.go_type(receiver)  # inspect's fallback map
     raise gt.ExecError(node.pos, node.text, f"can't evaluate field {name} in type {kind}")  # type: ignore[attr-defined]
 
 
@@ -122,7 +129,7 @@ def render(template: str, obj: object, prefix: str = "", escapes: bool = True, g
         template = template.replace("\\t", "\t").replace("\\n", "\n")
     nodes = _parse(template)
     out: list[str] = []
-    runner = gt.Executor(lambda r, name, node, _k: _lookup(r, name, node, obj, go_type), _method)
+    runner = gt.Executor(lambda r, name, node, k: _lookup(r, name, node, obj, go_type, k), _method)
     if type(obj) is dict:
         runner.number_type = "json.Number"
     try:

@@ -35,6 +35,14 @@ class GoMap(dict):
     """A dict that is a Go map: a missing key is no value, not an error."""
 
 
+class NilMap(GoMap):
+    """A nil map: prints `map[]`, json null."""
+
+
+class NilList(list):
+    """A nil slice: prints `[]`, json null."""
+
+
 class _Nil:
     """A nil pointer of a struct's field: prints `<nil>`, false."""
 
@@ -206,7 +214,13 @@ def _lex(text: str) -> list[_Token]:
                     tokens.append(_Token("char_item", c, i, spaced))
                     i += 1
                 else:
-                    raise fail(f"bad character U+{ord(c):04X} '{c}'", i)
+                    shown = f" '{c}'" if c.isprintable() else ""
+                    raise fail(f"unrecognized character in action: U+{ord(c):04X}{shown}", i)
+            if tokens[-1].kind in ("field", "var", "ident", "bool", "nil", "keyword") and i < n \
+                    and text[i] not in _SPACE + ".,|:()" and not text.startswith("}}", i):
+                c = text[i]
+                shown = f" '{c}'" if c.isprintable() else ""
+                raise fail(f"bad character U+{ord(c):04X}{shown}", i)
             spaced = False
     tokens.append(_Token("eof", "", n))
     return tokens
@@ -449,7 +463,7 @@ class _Parser:
             if node.kind == "field":
                 node = Node("field", chain_pos, node.text + "." + ".".join(fields), node.a + fields)
             elif node.kind == "var":
-                node = Node("var", node.pos, node.text + "." + ".".join(fields), node.a, node.b + fields)
+                node = Node("var", chain_pos, node.text + "." + ".".join(fields), node.a, node.b + fields)
             elif node.kind in ("bool", "string", "number", "nil", "dot"):
                 raise self.fail(f"unexpected . after term {node.text!r}" if node.kind != "dot" else
                                 "unexpected . after term \".\"")
@@ -514,7 +528,12 @@ def parse(text: str, funcs: frozenset[str]) -> list[Node]:
 
 
 # ---- values --------------------------------------------------------------------------------------
-def go_type(value: object) -> str:
+def go_type(value: object, raw: bool = False) -> str:
+    """VALUE's Go type; RAW: a value of inspect's fallback map (lists and maps of interface {})."""
+    if raw and isinstance(value, list):
+        return "[]interface {}"
+    if raw and isinstance(value, dict) and not hasattr(value, "go_type"):
+        return "map[string]interface {}"
     if isinstance(value, bool):
         return "bool"
     if isinstance(value, int):
@@ -618,10 +637,15 @@ def _verb(verb: str, value: object, flags: str, precision: int | None) -> str | 
     if verb == "s":
         if isinstance(value, str):
             return value if precision is None else value[:precision]
-        if isinstance(value, list):
-            items = [_verb("s", v, flags, precision) for v in value]
-            return None if None in items else "[" + " ".join(items) + "]"  # type: ignore[arg-type]
+        if isinstance(value, (list, dict)):
+            return _s_text(value)
         return None
+    if isinstance(value, list):  # Go applies the verb to each element
+        return "[" + " ".join(_verb(verb, v, flags, precision) or _bad(verb, v) for v in value) + "]"
+    if isinstance(value, dict) and not hasattr(value, "go_type"):
+        return "map[" + " ".join(f"{_verb(verb, k, flags, precision) or _bad(verb, k)}:"
+                                 f"{_verb(verb, v, flags, precision) or _bad(verb, v)}"
+                                 for k, v in sorted(value.items())) + "]"
     if verb == "q":
         if isinstance(value, str):
             from cais.cli.contexts import go_quote
@@ -650,10 +674,18 @@ def _verb(verb: str, value: object, flags: str, precision: int | None) -> str | 
             return body.upper() if verb == "G" else body
         body = format(value, ("+" if "+" in flags else "") + f".{6 if precision is None else precision}{verb}")
         return body
-    if verb == "d" and isinstance(value, list):
-        items = [_verb("d", v, flags, precision) for v in value]
-        return None if None in items else "[" + " ".join(items) + "]"  # type: ignore[arg-type]
     return None
+
+
+def _s_text(value: object) -> str:
+    """%s of any value: strings as they are, in lists and maps too; the others as Go's %!s(T=V)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        return "[" + " ".join(_s_text(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "map[" + " ".join(f"{_s_text(k)}:{_s_text(v)}" for k, v in sorted(value.items())) + "]"
+    return _bad("s", value)
 
 
 def sprintf(fmt: str, args: list[object]) -> str:
@@ -785,7 +817,10 @@ def _eq(first: object, *others: object) -> bool:
                 if first == other:
                     return True
                 continue
-            raise CallError("incompatible types for comparison" if a != b else "non-comparable types")
+            if a != b and "other" not in (a, b):
+                raise CallError("incompatible types for comparison")
+            bad = first if a == "other" else other
+            raise CallError(f"non-comparable type {_s_text(bad)}: {go_type(bad, raw=True)}")
         if a != b:
             raise CallError("incompatible types for comparison")
         if first == other:
@@ -823,12 +858,16 @@ def _len(value: object) -> int:
         return len(value.encode())
     if isinstance(value, (list, dict)) and not hasattr(value, "go_type"):
         return len(value)
-    if value is None or value is MISSING or value is NIL:
+    if value is None or value is MISSING:
+        raise CallError("reflect: call of reflect.Value.Type on zero Value")
+    if value is NIL:
         raise CallError("len of nil pointer")
     raise CallError(f"len of type {go_type(value)}")
 
 
 def _index_one(item: object, key: object) -> object:
+    if type(item) is NilList:  # fails typed: docker's fallback map holds a null there
+        raise CallError("index of untyped nil")
     if isinstance(item, dict) and not hasattr(item, "go_type"):
         if not isinstance(key, str):
             raise CallError(f"value has type {go_type(key)}; should be string")
@@ -855,6 +894,8 @@ def _index(item: object, *keys: object) -> object:
 
 
 def _slice(item: object, *bounds: object) -> object:
+    if type(item) is NilList and any(bounds):
+        raise CallError("slice of untyped nil")
     if not isinstance(item, (list, str)):
         if item is None or item is MISSING:
             raise CallError("slice of untyped nil")
@@ -920,7 +961,7 @@ def _json(value: object) -> str:
 
 
 def _plain(value: object) -> object:
-    if value is NIL or value is MISSING:
+    if value is NIL or value is MISSING or type(value) in (NilMap, NilList):
         return None
     return value
 
@@ -934,7 +975,7 @@ FUNCS: dict[str, tuple[Callable[..., object], int, bool]] = {
     "print": (lambda *a: sprint(list(a)), 0, True),
     "printf": (lambda f, *a: sprintf(_string(f), list(a)), 1, True),
     "println": (lambda *a: " ".join(_inner(v) for v in a) + "\n", 0, True),
-    "json": (_json, 1, False), "split": (_split, 2, False), "join": (lambda a, s: _string(s).join(_strings(a)), 2, False),
+    "json": (_json, 1, False), "split": (_split, 2, False), "join": (lambda a, s: _strings(a) and _string(s).join(a), 2, False),
     "title": (_title, 1, False), "lower": (lambda s: _string(s).lower(), 1, False),
     "upper": (lambda s: _string(s).upper(), 1, False), "pad": (_pad, 3, False), "truncate": (_truncate, 2, False),
 }
@@ -1072,7 +1113,7 @@ class Executor:
             return self.pipeline(node.a, dot)  # type: ignore[arg-type]
         if kind == "chain":
             base = self.operand(node.a, dot)  # type: ignore[arg-type]
-            return self.field_chain(node, dot, base, node.b, [], _NOFINAL)  # type: ignore[arg-type]
+            return self.field_chain(_innermost(node.a), dot, base, node.b, [], _NOFINAL, -1)  # type: ignore[arg-type]
         if kind == "ident":
             return self.call(node, node, [], dot, _NOFINAL)
         raise ExecError(node.pos, node.text, f"can't handle {node.text}")
@@ -1084,13 +1125,15 @@ class Executor:
         raise ExecError(node.pos, node.text, f"undefined variable: {node.a}")
 
     def field_chain(self, node: Node, dot: object, receiver: object, names: list[str], args: list[Node],
-                    final: object) -> object:
+                    final: object, first: int = 0) -> object:
+        """NAMES read in turn from RECEIVER (the last one a method given ARGS and FINAL); FIRST -1:
+        RECEIVER is a computed value (a chain's), not a field of the object."""
         for k, name in enumerate(names):
             last = k == len(names) - 1
             if last and (args or final is not _NOFINAL):
                 values = [self.operand(a, dot) for a in args] + ([] if final is _NOFINAL else [final])
                 return self.method(receiver, name, values, node)
-            receiver = self.lookup(receiver, name, node, k)
+            receiver = self.lookup(receiver, name, node, k if k or first == 0 else -1)
         return receiver
 
     def call(self, ident: Node, cmd: Node, args: list[Node], dot: object, final: object) -> object:
@@ -1114,6 +1157,8 @@ class Executor:
             raise ExecError(cmd.pos, cmd.text, f"error calling {name}: {e}") from None
         except TypeMismatch as e:
             want, got = e.args
+            if self.number_type and name == "join" and args and isinstance(values[0], list):
+                want, got = "[]string", values[0]  # inspect's fallback map: its lists are []interface {}, first
             k = next((k for k, v in enumerate(values) if v is got), 0)
             at = args[k] if k < len(args) else cmd
             if at.kind in ("string", "number", "bool", "nil") and at is not cmd:  # a constant: Go's evalArg
@@ -1125,8 +1170,16 @@ class Executor:
             if got is None or got is MISSING or got is NIL:
                 raise ExecError(at.pos, at.text, f"invalid value; expected {want}") from None
             number = self.number_type if isinstance(got, (int, float)) and not isinstance(got, bool) else ""
-            raise ExecError(at.pos, at.text,
-                            f"wrong type for value; expected {want}; got {number or go_type(got)}") from None
+            got_type = number or go_type(got, raw=bool(self.number_type))
+            raise ExecError(at.pos, at.text, f"wrong type for value; expected {want}; got {got_type}") from None
 
 
 _NOFINAL = object()
+
+
+def _innermost(node: Node) -> Node:
+    """The node Go's executor was last `at` after evaluating NODE (where a chain's error points)."""
+    while node.kind == "paren":
+        last = node.a.a[-1]  # type: ignore[union-attr]
+        node = last if last.a[0].kind == "ident" else last.a[0]
+    return node

@@ -261,3 +261,36 @@ def test_template_errors(d: Caisd, template: str) -> None:
 ])
 def test_template_errors_lists(d: Caisd, args: list[str]) -> None:
     _same(d, *args)
+
+
+@pytest.mark.parametrize("template", [
+    "{{printf \"%5.2f|%e|%g|%v|%d|%.3g|%8.3e\" 3.14159 1234.5 0.000012 1e21 -5 2.0 100.25}}",
+    "{{printf \"%+d|% d|%#x|%X|%o|%b|%c|%-5d|%x|%6.2v|\" 5 5 255 255 8 5 65 3 \"hé\" 3.14159}}",
+    "{{.Name | printf \"%s\" 5}} {{printf \"%d\" true}} {{printf \"%t\" 1}} {{printf \"%s\" nil}} {{printf \"%!\"}}",
+    "{{printf \"%q|%v|%s|%d\" .Config.Env .Config.Labels .Args .Config.Env}}", "{{printf \"%%|%5%|%\" 1}}",
+    "{{.Config.Labels}} {{.Config.Env}} {{.Config.Env | len}} {{.Config.Labels | len}}",
+    "{{println}}|{{print}}|{{print nil}}|{{print 1 nil \"a\"}}|{{println nil 2}}",
+    "{{.Name | len | printf \"%03d\"}} {{ .Name}} {{- \"x\"}}{{-3}} {{+4}} {{1e3}} {{0.5}} {{1_000}} {{0o17}} {{0b11}}",
+    "{{index .Name 2}} {{slice .Name 1 4}} {{slice .Name 4}} {{slice .Name}} {{json (slice .Config.Env 0 1)}}",
+    "{{eq .Name \"/cais-cf-one\" \"/cais-cf-up\"}} {{eq .State.Pid .State.ExitCode}} {{ne 1.5 2.5}} {{lt \"a\" \"b\"}}",
+    "{{title .State.Status}} {{upper .Config.Image}} {{split .Config.Image \"\"}} {{split \"\" \",\"}} {{join (split .Path \"\") \"-\"}}",
+    "{{truncate .Name 100}}|{{truncate .Name 0}}|{{pad \"\" 2 2}}|{{pad .Driver 0 0}}|{{json .Config.Labels}}",
+    "{{with $x := .Name}}{{$x}}{{end}} {{range $i := .Config.Env}}{{$i}}{{end}} {{$y := 1}}{{range $y = .Args}}{{end}}{{$y}}",
+    "{{range .Config.Env}}{{$.Name}}{{.}}{{end}} {{with .Config}}{{with .Labels}}{{$.Id | len}}{{end}}{{end}}",
+    "{{- range $k, $v := .Config.Labels -}}\n{{ $k }}: {{ $v }}\n{{ end -}}",
+])
+@pytest.mark.parametrize("name", ["cais-cf-one", "cais-cf-up"])
+def test_printf_and_more(d: Caisd, template: str, name: str) -> None:
+    _same(d, "inspect", "--format", template, name)
+
+
+@pytest.mark.parametrize("template", [
+    "{{join .Args 3}}", "{{join \"a\" \",\"}}", "{{index .Config.Labels 3}}", "{{range $i, $c := \"abc\"}}{{end}}",
+    "{{eq .Mounts .Mounts}}", "{{eq .State.Running 1}}", "{{lt .Args .Args}}", "{{len nil}}", "{{index nil 1}}",
+    "{{with $x := .Name}}{{$x}}{{end}}{{$x}}", "{{index .Name 20}}", "{{pad .Name \"a\" 1}}", "{{truncate .Name 1.5}}",
+    "{{split .Name}}", "{{and}}", "{{.Name 1}}", "{{$.Nope}}", "{{$x := .Nope}}", "{{(.Name).Nope}}",
+    "{{printf 3}}", "{{ .Name | printf \"%s\" | upper | nope }}", "{{index .Config.Env -1}}", "{{.Name|len|index .Args}}",
+    "{{if .Name}}{{else if}}{{end}}", "{{range .Mounts}}{{end}", "{{.Name}}\n\n{{.Config.Env.x}}", "{{é}}",
+])
+def test_more_errors(d: Caisd, template: str) -> None:
+    _same(d, "inspect", "--format", template, "cais-cf-one")
