@@ -43,12 +43,12 @@ def go_json(value: object) -> str:
     return fastjson.dumps(value, separators=(",", ":"), go=True)
 
 
-_PARSED: dict[tuple[str, bool], list] = {}
+_PARSED: dict[str, list] = {}
 
 
-def _parse(template: str, header: bool = False) -> list:
+def _parse(template: str) -> list:
     """TEMPLATE's nodes (cached: a list renders one template per item); a parse error as docker."""
-    key = (template, header)
+    key = template
     if key not in _PARSED:
         from cais.cli import gotemplate
         try:
