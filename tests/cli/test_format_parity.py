@@ -245,7 +245,7 @@ def test_control_flow_lists(d: Caisd, args: list[str]) -> None:
     "{{if}}{{end}}", "{{range}}{{end}}", "{{}}", "{{.Name \"unterminated}}", "{{/* unclosed }}",
     "{{break}}", "{{range .Mounts}}{{else}}{{else}}{{end}}", "{{(.Name}}", "{{.Name)}}", "{{.Name | 3}}",
     "{{index .Config.Env 99}}", "{{index .Config.Env \"x\"}}", "{{eq .Name 1}}", "{{lt true false}}",
-    "{{upper .RestartCount}}", "{{.Config.Nope.Deeper}}", "{{.Name.Nope}}",
+    "{{upper .RestartCount}}", "{{len .RestartCount}}", "{{.Config.Nope.Deeper}}", "{{.Name.Nope}}",
     "{{range .Name}}{{end}}", "{{printf}}", "{{not 1 2}}", "{{eq}}", "{{slice .Name 3 1}}", "{{\"a\" | .Name}}",
     "x\n{{if .Name}}\n{{.Nope}}{{end}}", "{{.Config.Labels.h.x}}", "{{range $a, $b, $c := .Mounts}}{{end}}",
     "{{#}}", "{{.Name}}{{end}}{{if 1}}",
