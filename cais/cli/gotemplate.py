@@ -108,9 +108,7 @@ def _lex(text: str) -> list[_Token]:
         if body:
             tokens.append(_Token("text", body, pos))
         i = inner
-        while i < n and text[i] in _SPACE:
-            i += 1
-        if text.startswith("/*", i):  # a comment: `*/` then the delimiter right away
+        if text.startswith("/*", i):  # right after the delimiter (and trim marker), as Go  # a comment: `*/` then the delimiter right away
             end = text.find("*/", i + 2)
             if end < 0:
                 raise fail("unclosed comment", start)
@@ -288,11 +286,14 @@ def _number(token: str) -> int | float:
 
 # ---- parser --------------------------------------------------------------------------------------
 class Node:
-    __slots__ = ("kind", "pos", "text", "a", "b", "c", "d")
+    """A parsed piece: KIND, where it starts, its TEXT as Go prints it in errors, and its parts
+    (a pipeline: commands, declared variables, assignment; if/range/with: pipeline, body, else)."""
+
+    __slots__ = ("kind", "pos", "text", "a", "b", "c")
 
     def __init__(self, kind: str, pos: int, text: str = "", a: object = None, b: object = None,
-                 c: object = None, d: object = None) -> None:
-        self.kind, self.pos, self.text, self.a, self.b, self.c, self.d = kind, pos, text, a, b, c, d
+                 c: object = None) -> None:
+        self.kind, self.pos, self.text, self.a, self.b, self.c = kind, pos, text, a, b, c
 
 
 class _Parser:

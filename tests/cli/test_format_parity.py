@@ -294,3 +294,16 @@ def test_printf_and_more(d: Caisd, template: str, name: str) -> None:
 ])
 def test_more_errors(d: Caisd, template: str) -> None:
     _same(d, "inspect", "--format", template, "cais-cf-one")
+
+
+@pytest.mark.parametrize("args", [
+    ["inspect", "--format", "{{ /* not a comment */ }}", "cais-cf-one"],
+    ["inspect", "--format", "a {{- /* c */ -}} b {{/* c */}}c{{- /* c */}} d", "cais-cf-one"],
+    ["images", "--format", "table {{.Repository | truncate 5}}\t{{.Size | printf \"%8s\"}}\t{{if eq .Tag \"v1\"}}v1{{end}}"],
+    ["volume", "ls", "--format", "{{.Name}}{{with .Label \"a\"}} a={{.}}{{end}}"],
+    ["network", "ls", "--format", "table {{.Name | title}}\t{{if eq .Driver \"null\"}}none{{else}}{{.Driver}}{{end}}"],
+    ["ps", "-a", "--format", "{{.Names}}{{if eq .State \"running\"}} is up{{else}} is {{.State}}{{end}}"],
+    ["version", "--format", "{{with .Client}}{{.Os}}/{{.Arch}}{{end}} {{if .Server}}server{{end}}"],
+])
+def test_control_flow_others(d: Caisd, args: list[str]) -> None:
+    _same(d, *args)
