@@ -149,7 +149,9 @@ async def wait(request: web.Request) -> web.StreamResponse:
     try:
         while not client_gone(request):
             changed.clear()
-            result = await asyncio.to_thread(engine.wait, cid, token, condition, 0)
+            checked, result = engine.wait_now(cid, token, condition)
+            if not checked:
+                result = await asyncio.to_thread(engine.wait, cid, token, condition, 0)
             if result is not None:
                 with contextlib.suppress(ConnectionError, RuntimeError):
                     await response.write(json.dumps(result).encode() + b"\n")

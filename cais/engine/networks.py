@@ -459,9 +459,11 @@ class NetworkService:
                 settings = record["NetworkSettings"]
                 name = record["Name"].lstrip("/")
                 first = self._find(mode.network)["Id"] if mode.kind == "bridge" else ""
+                attached = False
                 for net_name, stored in list(settings["Networks"].items()):
                     if net_name == "none":
                         continue
+                    attached = True
                     rec = self._find(stored.get("NetworkID") or net_name)
                     mac = (record["Config"].get("MacAddress") or "") if rec["Id"] == first else ""
                     settings["Networks"][net_name] = self._attach(record, rec, stored, name=name, netns_path=path,
@@ -485,7 +487,8 @@ class NetworkService:
                         settings[key] = primary[key] if mode.network == "bridge" else settings.get(key, "")
                 settings["SandboxKey"] = path
                 settings["SandboxID"] = cid
-                self._write_hosts(record)
+                if attached:  # its addresses; with none, /etc/hosts stays as create wrote it
+                    self._write_hosts(record)
                 self._update_parents(cid)
             except BaseException:
                 self.manager.release(cid)
