@@ -55,6 +55,8 @@ def _parse(template: str) -> list:
             _PARSED[key] = gotemplate.parse(template, gotemplate.NAMES)
         except gotemplate.ParseError as e:
             raise FormatError(f"template parsing error: {e}") from None
+        except RecursionError:  # Go's parser stops at a depth too
+            raise FormatError("template parsing error: template: :1: max expression depth exceeded") from None
     return _PARSED[key]
 
 
@@ -108,6 +110,9 @@ def _method(receiver: object, name: str, args: list, node: object) -> object:
     if name == "Label" and isinstance(receiver, Context):
         if len(args) != 1:
             raise gt.ExecError(node.pos, node.text, f"wrong number of args for Label: want 1 got {len(args)}")  # type: ignore[attr-defined]
+        if not isinstance(args[0], str):
+            raise gt.ExecError(node.pos, node.text,  # type: ignore[attr-defined]
+                               f"wrong type for value; expected string; got {gt.go_type(args[0])}")
         return receiver.labels.get(args[0], "")
     if isinstance(receiver, dict) and name in receiver:
         raise gt.ExecError(node.pos, node.text, f"{name} is not a method but has arguments")  # type: ignore[attr-defined]
@@ -134,6 +139,8 @@ def render(template: str, obj: object, prefix: str = "", escapes: bool = True, g
         runner.number_type = "json.Number"
     try:
         runner.run(nodes, obj, out)
+    except RecursionError:
+        raise FormatError(f"{prefix}template: :1: max expression depth exceeded") from None
     except gt.ExecError as e:
         raise FormatError(f'{prefix}template: :{_location(template, e.pos)}: executing "" at <{e.node}>: '
                           f"{e.message}") from None

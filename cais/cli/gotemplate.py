@@ -270,9 +270,11 @@ def _unquote(token: str) -> str:
             width = {"x": 2, "u": 4, "U": 8}[e]
             out.append(chr(int(body[i + 2:i + 2 + width], 16)))
             i += 2 + width
-        else:  # octal
+        elif e in "01234567":
             out.append(chr(int(body[i + 1:i + 4], 8)))
             i += 4
+        else:
+            raise ValueError(f"unknown escape \\{e}")
     return "".join(out)
 
 
@@ -496,10 +498,16 @@ class _Parser:
                 return Node("number", token.pos, token.value, _number(token.value))
             except ValueError:
                 raise self.fail(f"illegal number syntax: {token.value!r}".replace("'", '"'), token) from None
-        if kind == "char":
-            return Node("number", token.pos, token.value, ord(_unquote(token.value)))
-        if kind == "string":
-            return Node("string", token.pos, token.value, _unquote(token.value))
+        if kind in ("char", "string"):
+            try:
+                value = _unquote(token.value)
+            except (ValueError, IndexError):
+                raise self.fail("invalid syntax", token) from None
+            if kind == "string":
+                return Node("string", token.pos, token.value, value)
+            if len(value) != 1:
+                raise self.fail(f"malformed character constant: {token.value}", token)
+            return Node("number", token.pos, token.value, ord(value))
         if kind == "lparen":
             pipe = self.pipeline("paren", token)
             return Node("paren", token.pos, f"({pipe.text})", pipe)

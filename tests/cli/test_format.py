@@ -139,6 +139,9 @@ def test_go_template(template: str, want: str) -> None:
     ("{{}}", "template parsing error: template: :1: missing value for command"),
     ("{{\"open}}", "template parsing error: template: :1: unterminated quoted string"),
     ("{{/* open }}", "template parsing error: template: :1: unclosed comment"),
+    ("{{'ab'}}", "template parsing error: template: :1: malformed character constant: 'ab'"),
+    ('{{"\\z"}}', "template parsing error: template: :1: invalid syntax"),
+    ("{{" + "(" * 3000 + ".Name" + ")" * 3000 + "}}", "template parsing error: template: :1: max expression depth exceeded"),
     ("{{break}}", "template parsing error: template: :1: {{break}} outside {{range}}"),
     ("{{(.Name}}", "template parsing error: template: :1: unclosed left paren"),
     ("{{.Name)}}", "template parsing error: template: :1: unexpected right paren"),
@@ -183,3 +186,21 @@ def test_go_float(value: float) -> None:
     want = {0.1: "0.1", 1.0: "1", 1e20: "100000000000000000000", 1e21: "1e+21", 1.5e-5: "1.5e-05", 0.0001: "0.0001",
             123456.789: "123456.789", -2.5: "-2.5", 1e-7: "1e-07"}[value]
     assert go_float(value) == want
+
+
+def test_garbage_templates_fail_cleanly() -> None:
+    """Any template renders or fails with one line (a FormatError), never a Python exception."""
+    import random
+    rng = random.Random(7)
+    pieces = ["{{", "}}", "{{-", "-}}", " ", ".Name", ".State", ".Config.Env", "$", "$x", ":=", "=", "|", "(", ")",
+              ",", "if", "else", "end", "range", "with", "break", "continue", "index", "printf", '"%d %s %q"', "len",
+              "slice", "eq", "lt", "and", "not", "json", "split", "pad", "truncate", "1", "-1", "1.5", "'a'", '"s"',
+              "`r`", "nil", "true", "/*", "*/", "\n", "\\", '"', "é", "\x01", "#", "0x", "1e", "\\t"]
+    for _ in range(6000):
+        template = "".join(rng.choice(pieces) for _ in range(rng.randrange(1, 16)))
+        try:
+            out = fmt.render(template, _ITEM)
+        except fmt.FormatError as e:
+            assert "\n" not in str(e).strip() or "template" in str(e), repr(template)
+        else:
+            assert isinstance(out, str)
