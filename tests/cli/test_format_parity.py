@@ -190,3 +190,121 @@ def test_errors_and_others(d: Caisd, args: list[str]) -> None:
 def test_images_raw(d: Caisd, args: list[str]) -> None:
     """One block per image row, in Go's map order across repositories: compared sorted."""
     assert sorted(d.cais(*args).stdout.decode().split("\n\n")) == sorted(d.docker(*args).stdout.decode().split("\n\n"))
+
+
+@pytest.mark.parametrize("template", [
+    "{{range .NetworkSettings.Networks}}{{.IPAddress}}|{{.NetworkID}}{{end}}",
+    "{{range $k, $v := .Config.Labels}}{{$k}}={{$v}} {{end}}",
+    "{{range $k, $v := .NetworkSettings.Networks}}{{$k}} {{end}}",
+    "{{range .Mounts}}{{.Type}} {{.Name}} {{.Destination}} {{.RW}}{{end}}",
+    "{{range $i, $e := .Config.Env}}{{$i}}:{{$e}},{{end}}", "{{range .Config.Env}}{{println .}}{{end}}",
+    "{{range .Config.Cmd}}[{{.}}]{{else}}none{{end}}", "{{range .Config.Entrypoint}}{{.}}{{else}}no entrypoint{{end}}",
+    "{{with .State}}{{.Status}} {{.ExitCode}} {{.Running}}{{end}}",
+    "{{if .State.Running}}running {{.State.Pid | printf \"%.0d\"}}{{else}}stopped {{.State.ExitCode}}{{end}}",
+    "{{if eq .State.Status \"running\"}}up{{else if eq .State.Status \"created\"}}new{{else}}{{.State.Status}}{{end}}",
+    "{{with .Config}}{{with .Labels}}{{index . \"com.example\"}}{{else}}nolabels{{end}}{{end}}",
+    "{{with .Config.Labels.nope}}x{{else with .Config.Hostname}}host {{len .}}{{end}}",
+    "{{json .Mounts}}", "{{json .Config.Env}}", "{{json .State.Running}}", "{{json .HostConfig.PortBindings}}",
+    "{{printf \"%s:%d\" .Name .RestartCount}}", "{{.Name | upper}} {{.Name | lower | len}}", "{{len .Mounts}}",
+    "{{printf \"%-20s|%5d|%05d|%q|%t|%x|%v|%10.3s|\" .Name .RestartCount 42 .Driver .State.Running 255 .Args .Path}}",
+    "{{printf \"%d %s\" .Name}} {{printf \"%s\" .Name 3}} {{printf \"%z\" 1}}",
+    "{{pad .Name 2 3}}|{{truncate .Name 5}}|{{split .Config.Image \"b\"}}|{{title \"hello wide world\"}}|{{join .Args \", \"}}",
+    "{{$n := .Name}}{{$n}} {{$n = \"other\"}}{{$n}} {{$.Id | printf \"%.12s\"}}",
+    "{{- /* a comment */ -}}\n  {{.Name -}}  \n {{- .Driver}}",
+    "{{and .State.Running .Name}} {{or .State.Running .Name}} {{not .State.Running}} {{and 1 0 2}} {{or 0 \"\" 3}}",
+    "{{eq .RestartCount 0}} {{ne .Name \"x\"}} {{lt 1 2}} {{le 2 2}} {{gt 1.5 2.5}} {{ge \"b\" \"a\"}} {{eq 1 2 3 1}}",
+    "{{index .Config.Env 0}} {{index .Config.Labels \"h\"}} {{index .HostConfig.PortBindings \"80/tcp\" 0 \"HostPort\"}}",
+    "{{slice .Id 0 12}} {{slice .Config.Env 1}} {{print 1 2 \"a\" \"b\" 3 true}} {{println 1 \"a\"}}",
+    "{{(index .Mounts 0).Name}} {{(index .Mounts 0).Destination | upper}}",
+    "{{range $i, $e := .Config.Env}}{{if $i}},{{end}}{{$e}}{{end}}",
+    "{{range .Args}}{{if eq . \"-c\"}}{{continue}}{{end}}{{.}}{{break}}{{end}}", "{{range 3}}{{.}}{{end}}",
+    "{{if and .Config.Labels (index .Config.Labels \"com.example\")}}yes{{end}} {{.Config.Labels.nope}}",
+    "{{true}} {{false}} {{1.5}} {{0x10}} {{-3}} {{'a'}} {{\"\\tq\"}} {{`raw`}} {{nil | print}}",
+])
+@pytest.mark.parametrize("name", ["cais-cf-one", "cais-cf-up"])
+def test_control_flow(d: Caisd, template: str, name: str) -> None:
+    """text/template's actions, variables, functions and docker's own on inspect's objects."""
+    _same(d, "inspect", "--format", template, name)
+
+
+@pytest.mark.parametrize("args", [
+    ["ps", "-a", "--format", "{{if .Ports}}{{.Ports}}{{else}}-{{end}}"],
+    ["ps", "-a", "--format", "table {{.Names}}\t{{.Status | printf \"%.10s\"}}\t{{.Labels | truncate 8}}"],
+    ["ps", "-a", "--format", "table {{.Names | upper}}\t{{if .Ports}}{{.Ports}}{{else}}-{{end}}\t{{json .State}}"],
+    ["ps", "-a", "--format", "{{range split .Labels \",\"}}<{{.}}>{{end}} {{len .Names}} {{pad .Mounts 1 1}}"],
+    ["ps", "-a", "--format", "{{$n := .Names}}{{with .Label \"com.example\"}}{{$n}}={{.}}{{else}}{{$n}}{{end}}"],
+    ["ps", "-a", "--format", "{{title .State}} {{printf \"%-12s|\" .Names}}"],
+    ["volume", "ls", "--format", "table {{.Name}}\t{{if .Labels}}{{.Labels | len}}{{end}}"],
+    ["images", "--format", "{{if eq .Tag \"v1\"}}{{.Repository}}:{{.Tag}}{{end}}"],
+])
+def test_control_flow_lists(d: Caisd, args: list[str]) -> None:
+    _same(d, *args)
+
+
+@pytest.mark.parametrize("template", [
+    "{{.Name", "{{if .Name}}x", "{{end}}", "{{else}}", "{{nope .Name}}", "{{.Name | nope}}", "{{$x}}",
+    "{{if}}{{end}}", "{{range}}{{end}}", "{{}}", "{{.Name \"unterminated}}", "{{/* unclosed }}",
+    "{{break}}", "{{range .Mounts}}{{else}}{{else}}{{end}}", "{{(.Name}}", "{{.Name)}}", "{{.Name | 3}}",
+    "{{index .Config.Env 99}}", "{{index .Config.Env \"x\"}}", "{{eq .Name 1}}", "{{lt true false}}",
+    "{{upper .RestartCount}}", "{{len .RestartCount}}", "{{.Config.Nope.Deeper}}", "{{.Name.Nope}}",
+    "{{range .Name}}{{end}}", "{{printf}}", "{{not 1 2}}", "{{eq}}", "{{slice .Name 3 1}}", "{{\"a\" | .Name}}",
+    "x\n{{if .Name}}\n{{.Nope}}{{end}}", "{{.Config.Labels.h.x}}", "{{range $a, $b, $c := .Mounts}}{{end}}",
+    "{{#}}", "{{.Name}}{{end}}{{if 1}}",
+])
+def test_template_errors(d: Caisd, template: str) -> None:
+    """Go's parse and execution errors, word for word, line and column."""
+    _same(d, "inspect", "--format", template, "cais-cf-one")
+
+
+@pytest.mark.parametrize("args", [
+    ["ps", "--format", "{{if .Names}}"], ["ps", "--format", "{{nope}}"], ["ps", "-a", "--format", "{{index .Names 99}}"],
+    ["ps", "-a", "--format", "table {{range .Names}}{{end}}"], ["volume", "ls", "--format", "{{upper 1}}"],
+])
+def test_template_errors_lists(d: Caisd, args: list[str]) -> None:
+    _same(d, *args)
+
+
+@pytest.mark.parametrize("template", [
+    "{{printf \"%5.2f|%e|%g|%v|%d|%.3g|%8.3e\" 3.14159 1234.5 0.000012 1e21 -5 2.0 100.25}}",
+    "{{printf \"%+d|% d|%#x|%X|%o|%b|%c|%-5d|%x|%6.2v|\" 5 5 255 255 8 5 65 3 \"hé\" 3.14159}}",
+    "{{.Name | printf \"%s\" 5}} {{printf \"%d\" true}} {{printf \"%t\" 1}} {{printf \"%s\" nil}} {{printf \"%!\"}}",
+    "{{printf \"%q|%v|%s|%d\" .Config.Env .Config.Labels .Args .Config.Env}}", "{{printf \"%%|%5%|%\" 1}}",
+    "{{.Config.Labels}} {{.Config.Env}} {{.Config.Env | len}} {{.Config.Labels | len}}",
+    "{{println}}|{{print}}|{{print nil}}|{{print 1 nil \"a\"}}|{{println nil 2}}",
+    "{{.Name | len | printf \"%03d\"}} {{ .Name}} {{- \"x\"}}{{-3}} {{+4}} {{1e3}} {{0.5}} {{1_000}} {{0o17}} {{0b11}}",
+    "{{index .Name 2}} {{slice .Name 1 4}} {{slice .Name 4}} {{slice .Name}} {{json (slice .Config.Env 0 1)}}",
+    "{{eq .Name \"/cais-cf-one\" \"/cais-cf-up\"}} {{eq .State.Pid .State.ExitCode}} {{ne 1.5 2.5}} {{lt \"a\" \"b\"}}",
+    "{{title .State.Status}} {{upper .Config.Image}} {{split .Config.Image \"\"}} {{split \"\" \",\"}} {{join (split .Path \"\") \"-\"}}",
+    "{{truncate .Name 100}}|{{truncate .Name 0}}|{{pad \"\" 2 2}}|{{pad .Driver 0 0}}|{{json .Config.Labels}}",
+    "{{with $x := .Name}}{{$x}}{{end}} {{range $i := .Config.Env}}{{$i}}{{end}} {{$y := 1}}{{range $y = .Args}}{{end}}{{$y}}",
+    "{{range .Config.Env}}{{$.Name}}{{.}}{{end}} {{with .Config}}{{with .Labels}}{{$.Id | len}}{{end}}{{end}}",
+    "{{- range $k, $v := .Config.Labels -}}\n{{ $k }}: {{ $v }}\n{{ end -}}",
+])
+@pytest.mark.parametrize("name", ["cais-cf-one", "cais-cf-up"])
+def test_printf_and_more(d: Caisd, template: str, name: str) -> None:
+    _same(d, "inspect", "--format", template, name)
+
+
+@pytest.mark.parametrize("template", [
+    "{{join .Args 3}}", "{{join \"a\" \",\"}}", "{{index .Config.Labels 3}}", "{{range $i, $c := \"abc\"}}{{end}}",
+    "{{eq .Mounts .Mounts}}", "{{eq .State.Running 1}}", "{{lt .Args .Args}}", "{{len nil}}", "{{index nil 1}}",
+    "{{with $x := .Name}}{{$x}}{{end}}{{$x}}", "{{index .Name 20}}", "{{pad .Name \"a\" 1}}", "{{truncate .Name 1.5}}",
+    "{{split .Name}}", "{{and}}", "{{.Name 1}}", "{{$.Nope}}", "{{$x := .Nope}}", "{{(.Name).Nope}}",
+    "{{printf 3}}", "{{ .Name | printf \"%s\" | upper | nope }}", "{{index .Config.Env -1}}", "{{.Name|len|index .Args}}",
+    "{{if .Name}}{{else if}}{{end}}", "{{range .Mounts}}{{end}", "{{.Name}}\n\n{{.Config.Env.x}}", "{{é}}",
+])
+def test_more_errors(d: Caisd, template: str) -> None:
+    _same(d, "inspect", "--format", template, "cais-cf-one")
+
+
+@pytest.mark.parametrize("args", [
+    ["inspect", "--format", "{{ /* not a comment */ }}", "cais-cf-one"],
+    ["inspect", "--format", "a {{- /* c */ -}} b {{/* c */}}c{{- /* c */}} d", "cais-cf-one"],
+    ["images", "--format", "table {{.Repository | truncate 5}}\t{{.Size | printf \"%8s\"}}\t{{if eq .Tag \"v1\"}}v1{{end}}"],
+    ["volume", "ls", "--format", "{{.Name}}{{with .Label \"a\"}} a={{.}}{{end}}"],
+    ["network", "ls", "--format", "table {{.Name | title}}\t{{if eq .Driver \"null\"}}none{{else}}{{.Driver}}{{end}}"],
+    ["ps", "-a", "--format", "{{.Names}}{{if eq .State \"running\"}} is up{{else}} is {{.State}}{{end}}"],
+    ["version", "--format", "{{with .Client}}{{.Os}}/{{.Arch}}{{end}} {{if .Server}}server{{end}}"],
+])
+def test_control_flow_others(d: Caisd, args: list[str]) -> None:
+    _same(d, *args)
