@@ -75,7 +75,8 @@ def host_ensure_bridge(name: str, addresses: list[tuple[str, int]], mtu: int) ->
         ipr.link("set", index=index, mtu=mtu, state="up")
 
 
-def host_remove_link(name: str) -> None:
+def remove_link(name: str) -> None:
+    """Delete a link of the calling thread's network namespace (netns.run_in picks it), if there."""
     with iproute() as ipr:
         index = link_index(ipr, name)
         if index is not None:

@@ -12,7 +12,6 @@ parent's network directly. Each container's interface is created inside its name
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 from dataclasses import dataclass
@@ -136,12 +135,3 @@ def host_add_child(config: Config, ifname: str, netns_path: str, mtu: int | None
                 raise NetworkError(f"failed to create the {config.driver} port: {e}") from e
     finally:
         os.close(fd)
-
-
-def container_remove_link(ifname: str) -> None:
-    """Inside a container's namespace: its interface goes (the parent stays)."""
-    with iproute() as ipr:
-        index = link_index(ipr, ifname)
-        if index is not None:
-            with contextlib.suppress(Exception):
-                ipr.link("del", index=index)

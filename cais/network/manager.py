@@ -283,7 +283,7 @@ class NetworkManager:
             self._save(rec)
         except BaseException:
             self.firewall.rules.bridges.pop(bridge_name, None)
-            netns.run_in(None, lambda: bridge.host_remove_link(bridge_name))
+            netns.run_in(None, lambda: bridge.remove_link(bridge_name))
             self.ipam.drop(ident)
             raise
         return rec
@@ -363,7 +363,7 @@ class NetworkManager:
         parent = rec["Cais"]["Parent"]
         shared = any(r["Id"] != rec["Id"] and r["Cais"].get("Parent") == parent for r in self._attachable())
         if rec["Cais"]["Made"] and not shared:
-            netns.run_in(None, lambda: bridge.host_remove_link(parent))
+            netns.run_in(None, lambda: bridge.remove_link(parent))
 
     @staticmethod
     def _mtu(options: dict) -> int:
@@ -416,7 +416,7 @@ class NetworkManager:
         if rec["Driver"] == "bridge":
             name = rec["Cais"]["Bridge"]
             self.firewall.drop_bridge(name)
-            netns.run_in(None, lambda: bridge.host_remove_link(name))
+            netns.run_in(None, lambda: bridge.remove_link(name))
         else:
             self._remove_parent(rec)
         self.ipam.drop(rec["Id"])
@@ -493,7 +493,7 @@ class NetworkManager:
             try:
                 ifname = netns.run_in(netns_path, bridge.container_free_ifname)
                 if lower is None:
-                    netns.run_in(None, lambda: (bridge.host_remove_link(host_veth),
+                    netns.run_in(None, lambda: (bridge.remove_link(host_veth),
                                                 bridge.host_add_veth(rec["Cais"]["Bridge"], host_veth, ifname,
                                                                      netns_path, mtu)))
                 else:
@@ -502,9 +502,9 @@ class NetworkManager:
                     ifname, addresses, mac, gateways, device_routes=routed and not internal))
             except BaseException:
                 if lower is None:
-                    netns.run_in(None, lambda: bridge.host_remove_link(host_veth))
+                    netns.run_in(None, lambda: bridge.remove_link(host_veth))
                 elif ifname:
-                    netns.run_in(netns_path, lambda: macvlan.container_remove_link(ifname))
+                    netns.run_in(netns_path, lambda: bridge.remove_link(ifname))
                 self.ipam.release(rec["Id"], cid)
                 raise
             ipam_config = {k: v for k, v in (("IPv4Address", ip), ("IPv6Address", ip6)) if v}
@@ -540,10 +540,10 @@ class NetworkManager:
     def _forget_endpoint(self, rec: dict, cid: str) -> None:
         ep = rec["Cais"]["Endpoints"].pop(cid)
         if ep.get("HostVeth"):
-            netns.run_in(None, lambda: bridge.host_remove_link(ep["HostVeth"]))  # its peer goes with it
+            netns.run_in(None, lambda: bridge.remove_link(ep["HostVeth"]))  # its peer goes with it
         elif os.path.exists(ep["Netns"]):  # macvlan/ipvlan: the link is in the container's namespace
             with contextlib.suppress(OSError, NetworkError):
-                netns.run_in(ep["Netns"], lambda: macvlan.container_remove_link(ep["Ifname"]))
+                netns.run_in(ep["Netns"], lambda: bridge.remove_link(ep["Ifname"]))
         self.ipam.release(rec["Id"], cid)
         self._save(rec)
 
