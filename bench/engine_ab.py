@@ -34,23 +34,25 @@ from tests import caisd as caisd_mod  # noqa: E402
 TICK = os.sysconf("SC_CLK_TCK")
 
 
-def _cpu(pid: int) -> float:
-    """Seconds of CPU of `pid` and of the children it reaped."""
+def _cpu(pid: int) -> tuple[float, float]:
+    """Seconds of CPU of `pid` itself, and of the children it reaped."""
     try:
         with open(f"/proc/{pid}/stat") as f:
             fields = f.read().rsplit(")", 1)[1].split()
     except OSError:
-        return 0.0
-    return sum(int(x) for x in fields[11:15]) / TICK
+        return 0.0, 0.0
+    return (int(fields[11]) + int(fields[12])) / TICK, (int(fields[13]) + int(fields[14])) / TICK
 
 
-def _family(d: caisd_mod.Caisd) -> list[int]:
-    """caisd, the supervisor and the supervisor's children (the zygote; idle containers)."""
+def _parts(d: caisd_mod.Caisd) -> list[float]:
+    """CPU seconds so far: caisd, the supervisor itself, what the supervisor reaped (inits, exec'd
+    processes, bootstraps), its children still alive (the init zygote; idle containers)."""
     sup = d.supervisor_pid() or 0
-    pids = [d.proc.pid, sup]  # type: ignore[union-attr]
+    children: list[int] = []
     with contextlib.suppress(OSError), open(f"/proc/{sup}/task/{sup}/children") as f:
-        pids += [int(p) for p in f.read().split()]
-    return pids
+        children = [int(p) for p in f.read().split()]
+    own, reaped = _cpu(sup)
+    return [sum(_cpu(d.proc.pid)), own, reaped, sum(sum(_cpu(p)) for p in children)]  # type: ignore[union-attr]
 
 
 @contextlib.contextmanager
@@ -88,14 +90,13 @@ def _docker(d: caisd_mod.Caisd, *args: str) -> str:
     return done.stdout.strip()
 
 
-def _timed(d: caisd_mod.Caisd, argv: list[str]) -> tuple[float, float]:
-    pids = _family(d)
-    before = sum(_cpu(p) for p in pids)
+def _timed(d: caisd_mod.Caisd, argv: list[str]) -> tuple[float, list[float]]:
+    before = _parts(d)
     start = time.perf_counter()
     subprocess.run(["docker", "-H", d.host, *argv], check=True, capture_output=True)
     wall = time.perf_counter() - start
     time.sleep(0.2)  # what the engine does after answering (e.g. deleting directories) counts too
-    return wall, sum(_cpu(p) for p in pids) - before
+    return wall, [a - b for a, b in zip(_parts(d), before, strict=True)]
 
 
 def _concurrent(d: caisd_mod.Caisd, n: int) -> float:
@@ -113,7 +114,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--base", default="main")
     parser.add_argument("--runs", type=int, default=15)
-    parser.add_argument("--concurrent", type=int, default=10)
+    parser.add_argument("--concurrent", type=int, default=10, help="0: no concurrent starts")
     args = parser.parse_args()
     os.environ.pop("PYTHONDONTWRITEBYTECODE", None)  # an installed cais has its bytecode compiled
     with tempfile.TemporaryDirectory(prefix="cais-en-ab-") as top:
@@ -130,7 +131,7 @@ def main() -> None:
                      for name, d in sides.items()}
             ops = {"run --rm true": lambda name: ["run", "--rm", "--network", "none", "busybox", "true"],
                    "exec true": lambda name: ["exec", boxes[name], "true"]}
-            results: dict[tuple[str, str], list[tuple[float, float]]] = {}
+            results: dict[tuple[str, str], list[tuple[float, list[float]]]] = {}
             for op, argv in ops.items():
                 for name, d in sides.items():
                     _timed(d, argv(name))  # warm-up
@@ -138,14 +139,16 @@ def main() -> None:
                     for name, d in (list(sides.items()) if i % 2 == 0 else list(sides.items())[::-1]):
                         results.setdefault((op, name), []).append(_timed(d, argv(name)))
             concurrent: dict[str, list[float]] = {}
-            for i in range(3):
+            for i in range(3 if args.concurrent else 0):
                 for name, d in (list(sides.items()) if i % 2 == 0 else list(sides.items())[::-1]):
                     concurrent.setdefault(name, []).append(_concurrent(d, args.concurrent))
-    print(f"{'':28s} {'wall median ms':>15s} {'engine CPU ms':>14s}   ({args.runs} runs each, interleaved)")
+    print(f"{'':28s} {'wall median':>11s} {'engine CPU':>10s} {'caisd':>6s} {'superv.':>7s} {'reaped':>6s} "
+          f"{'zygote':>6s}   ms, {args.runs} runs each, interleaved; CPU: mean (ticks of 10 ms)")
     for (op, name), samples in results.items():
         wall = statistics.median(s[0] for s in samples) * 1000
-        cpu = statistics.mean(s[1] for s in samples) * 1000  # ticks of 10 ms: the mean, not the median
-        print(f"{op + ', ' + name:28s} {wall:15.1f} {cpu:14.1f}")
+        parts = [statistics.mean(s[1][i] for s in samples) * 1000 for i in range(4)]
+        print(f"{op + ', ' + name:28s} {wall:11.1f} {sum(parts):10.1f} " + " ".join(
+            f"{p:{w}.1f}" for p, w in zip(parts, (6, 7, 6, 6), strict=True)))
     for name, samples in concurrent.items():
         print(f"{args.concurrent} concurrent starts, {name}: median {statistics.median(samples):.2f} s")
     print("load average at the end: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))

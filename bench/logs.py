@@ -3,7 +3,8 @@
 For each daemon, driver (json-file, local) and size (100k and 1M lines of `seq`), one container
 prints the lines and stays up; then `docker logs` reads them back:
 
-    all | --tail 10 | -f (catching up to the last line) | --since (now: every entry scanned, none shown) | -t
+    all | --tail 10 | -f (catching up to the last line) | --since (now: nothing to show) |
+    --since half (the middle entry's time: the second half shown) | -t
 
 Runs alternate between the daemons (and the baseline tree, `--baseline DIR`: caisd run from another
 checkout of cais, for an A/B) so the machine's load hits them alike. Reported per case: the median wall
@@ -29,7 +30,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from tests.caisd import Caisd, caisd  # noqa: E402
 from tests.peers import Dockerd, dockerd  # noqa: E402
 
-CASES = ("all", "tail 10", "follow", "since", "timestamps")
+CASES = ("all", "tail 10", "follow", "since", "since half", "timestamps")
 
 
 def cpu_ticks(pids: list[int]) -> int:
@@ -60,13 +61,20 @@ class Target:
         self.name, self.host, self.pids = name, host, pids
         self.containers: dict[tuple[str, int], str] = {}
         self.write: dict[tuple[str, int], tuple[float, int, int]] = {}
+        self.half: dict[tuple[str, int], str] = {}  # the time of the middle entry
+        self.write_cpu: dict[tuple[str, int], list[float]] = {}  # daemon CPU while the lines were logged
+        self.write_took: dict[tuple[str, int], list[float]] = {}
 
     def docker(self, *args: str) -> list[str]:
         return ["docker", "-H", self.host, *args]
 
     def prepare(self, driver: str, lines: int) -> None:
-        """A container printing `lines` lines then sleeping; wait until they are all logged."""
-        start = time.perf_counter()
+        """A container printing `lines` lines then sleeping; wait until they are all logged. The
+        container prepared before for the same case is removed."""
+        if (driver, lines) in self.containers:
+            subprocess.run(self.docker("rm", "-f", self.containers.pop((driver, lines))), capture_output=True)
+        pids = self.pids()
+        cpu0, start = cpu_ticks(pids), time.perf_counter()
         cid = subprocess.run(self.docker("run", "-d", "--network", "none", "--log-driver", driver, "busybox", "sh",
                                          "-c", f"seq 1 {lines}; exec sleep 3600"),
                              check=True, capture_output=True, text=True).stdout.strip()
@@ -76,15 +84,20 @@ class Target:
                 break
             time.sleep(0.2)
         took = time.perf_counter() - start
+        self.write_cpu.setdefault((driver, lines), []).append((cpu_ticks(pids) - cpu0) / os.sysconf("SC_CLK_TCK"))
+        self.write_took.setdefault((driver, lines), []).append(took)
         count = subprocess.run(self.docker("logs", cid), capture_output=True).stdout.count(b"\n")
         self.containers[(driver, lines)] = cid
+        middle = subprocess.run(self.docker("logs", "-t", "--tail", str(lines // 2), cid), capture_output=True)
+        self.half[(driver, lines)] = middle.stdout.split(b" ", 1)[0].decode()
         self.write[(driver, lines)] = (took, count, rss_kb(self.pids()))
 
     def run_case(self, case: str, driver: str, lines: int) -> tuple[float, float]:
         """(wall seconds, daemon CPU seconds) of one `docker logs`."""
         cid = self.containers[(driver, lines)]
         args = {"all": [], "tail 10": ["--tail", "10"], "follow": ["-f"], "timestamps": ["-t"],
-                "since": ["--since", f"{time.time():.9f}"]}[case]
+                "since": ["--since", f"{time.time():.9f}"], "since half": ["--since", self.half.get((driver, lines), "")],
+                }[case]
         pids = self.pids()
         cpu0, start = cpu_ticks(pids), time.perf_counter()
         if case == "follow":  # read until the last line, then hang up
@@ -123,6 +136,7 @@ def main() -> None:
     parser.add_argument("--cases", default=",".join(CASES))
     parser.add_argument("--baseline", help="another checkout of cais to run as caisd (A/B)")
     parser.add_argument("--no-dockerd", action="store_true")
+    parser.add_argument("--write-runs", type=int, default=1, help="containers written per case (medians)")
     args = parser.parse_args()
     sizes = [int(n) for n in args.lines.split(",")]
     drivers, cases = args.drivers.split(","), args.cases.split(",")
@@ -141,10 +155,11 @@ def main() -> None:
             new.cais("save", "-o", tar, "busybox", timeout=120)
             peer.docker("load", "-i", tar)
             targets.append(dockerd_target(peer))
-        for driver in drivers:
-            for lines in sizes:
-                for t in targets:
-                    t.prepare(driver, lines)
+        for _ in range(args.write_runs):
+            for driver in drivers:
+                for lines in sizes:
+                    for t in targets:
+                        t.prepare(driver, lines)
         samples: dict[tuple[str, str, str, int], list[tuple[float, float]]] = {}
         for _ in range(args.runs):
             for driver in drivers:
@@ -155,10 +170,13 @@ def main() -> None:
                                 t.run_case(case, driver, lines))
         load = os.getloadavg()
     print(f"load average at the end: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
-    print("write side: seconds from `run` until every line was logged, lines logged, daemon (+ supervisor) RSS")
+    print("write side (medians): seconds from `run` until every line was logged, daemon (+ supervisor) CPU "
+          "meanwhile, lines logged, RSS")
     for t in targets:
         for (driver, lines), (took, count, rss) in t.write.items():
-            print(f"  {t.name:18s} {driver:9s} {lines:>8d} lines: {took:7.2f} s, {count} logged, {rss / 1024:6.1f} MB")
+            took, cpu = statistics.median(t.write_took[(driver, lines)]), statistics.median(t.write_cpu[(driver, lines)])
+            print(f"  {t.name:18s} {driver:9s} {lines:>8d} lines: {took:7.2f} s, CPU {cpu:6.2f} s, {count} logged, "
+                  f"{rss / 1024:6.1f} MB")
     print(f"{'case':34s} " + " ".join(f"{t.name + ' wall/cpu':>26s}" for t in targets) + "   wall ratio vs dockerd")
     for driver in drivers:
         for lines in sizes:

@@ -61,9 +61,21 @@ def _not_serializable(value: Any) -> Any:
 
 
 def dumps(value: Any, indent: int | None = None, separators: tuple[str, str] | None = None,
-          sort_keys: bool = False) -> str:
+          sort_keys: bool = False, go: bool = False, escape_html: bool = False) -> str:
     """json.dumps(VALUE, indent=INDENT, separators=SEPARATORS, sort_keys=SORT_KEYS), ASCII output
-    (`state` prints indented, as runc does; separators and sort_keys without indent only)."""
+    (`state` prints indented, as runc does; separators and sort_keys without indent only).
+
+    GO: strings as Go's encoding/json writes them (what the docker CLI prints): UTF-8 kept,
+    U+2028 and U+2029 escaped, and with ESCAPE_HTML (json.Marshal's default) `<`, `>`, `&` too."""
+    if go:
+        if _json is None:  # the rare interpreter without _json: json's text, then Go's escapes
+            import json
+
+            text = json.dumps(value, separators=separators, sort_keys=sort_keys, ensure_ascii=False)
+            return _go_escapes(text, escape_html)
+        encode = _json.make_encoder({}, _not_serializable, lambda s: _go_escapes(_json.encode_basestring(s), escape_html),
+                                    None, *(separators or (", ", ": "))[::-1], sort_keys, False, True)
+        return "".join(encode(value, 0))
     if _json is None or (indent is not None and (separators is not None or sort_keys)):
         import json
 
@@ -74,6 +86,13 @@ def dumps(value: Any, indent: int | None = None, separators: tuple[str, str] | N
     encode = _json.make_encoder({}, _not_serializable, _json.encode_basestring_ascii, None, key_separator,
                                 item_separator, sort_keys, False, True)
     return "".join(encode(value, 0))
+
+
+def _go_escapes(text: str, escape_html: bool) -> str:
+    """Go's escapes on top of json's (non-ASCII) ones; `<`, `>` and `&` never occur outside strings."""
+    if escape_html:
+        text = text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    return text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
 
 
 def _indented(value: Any, indent: int, level: int) -> str:

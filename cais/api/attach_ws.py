@@ -18,7 +18,7 @@ from aiohttp import WSMsgType, web
 from cais.api import versions
 from cais.api.errors import BadRequest
 from cais.api.routing import api_version, qbool, qstr, route
-from cais.api.streams import find_detach_keys, parse_detach_keys
+from cais.api.streams import find_detach_keys, iterate_in_thread, parse_detach_keys
 from cais.engine import frames
 from cais.engine.logs import readable
 
@@ -63,11 +63,12 @@ async def attach_ws(request: web.Request) -> web.StreamResponse:
             await ws.send_str(data.decode("utf-8", "replace"))
 
     try:
-        if logs and readable(record):
-            entries = await asyncio.to_thread(
-                lambda: list(engine.logs(record["Id"], stdout=want["stdout"], stderr=want["stderr"])))
-            for _, _, data in entries:
-                await send(data)
+        if logs and readable(record):  # a batch at a time, 4 batches queued at most: a big log is not held
+            batches = engine.logs(record["Id"], stdout=want["stdout"], stderr=want["stderr"], batches=True)
+            async with contextlib.aclosing(iterate_in_thread(lambda: batches, queued=4)) as chunks:
+                async for batch in chunks:  # closed at once if the client leaves: the reader stops
+                    for _, _, data in batch:  # one message an entry, as dockerd
+                        await send(data)
         if sock is not None:
             await _bridge(ws, sock, send, stdin=stdin, close_stdin=bool(record["Config"]["StdinOnce"]),
                           detach_keys=detach_keys)

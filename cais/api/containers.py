@@ -48,8 +48,10 @@ async def list_containers(request: web.Request) -> web.Response:
 async def inspect(request: web.Request) -> web.Response:
     result = _engine(request).inspect(request.match_info["id"])
     if qbool(request, "size"):
-        result["SizeRw"] = await asyncio.to_thread(_engine(request).storage.size, result["Id"])
-        result["SizeRootFs"] = result["SizeRw"]
+        size = await asyncio.to_thread(_engine(request).storage.size, result["Id"])
+        after = list(result)[list(result).index("GraphDriver") + 1:] if "GraphDriver" in result else []
+        result.update(SizeRw=size, SizeRootFs=size)  # after GraphDriver, as dockerd orders them
+        result.update({k: result.pop(k) for k in after})
     return json_reply(result)
 
 
@@ -147,7 +149,9 @@ async def wait(request: web.Request) -> web.StreamResponse:
     try:
         while not client_gone(request):
             changed.clear()
-            result = await asyncio.to_thread(engine.wait, cid, token, condition, 0)
+            checked, result = engine.wait_now(cid, token, condition)
+            if not checked:
+                result = await asyncio.to_thread(engine.wait, cid, token, condition, 0)
             if result is not None:
                 with contextlib.suppress(ConnectionError, RuntimeError):
                     await response.write(json.dumps(result).encode() + b"\n")

@@ -9,9 +9,10 @@ import threading
 
 from aiohttp import web
 
+from cais.api import versions
 from cais.api.containers import _BodyReader, _send_tar
 from cais.api.errors import BadRequest, json_reply
-from cais.api.routing import qbool, qfilters, qint, qstr, route
+from cais.api.routing import api_version, qbool, qfilters, qint, qstr, route
 from cais.api.streams import iterate_in_thread
 
 
@@ -55,15 +56,27 @@ async def _progress(request: web.Request, factory) -> web.StreamResponse:  # typ
     return response
 
 
+def for_version(image: dict, version: str) -> dict:
+    """An image summary or inspect as dockerd answers at VERSION: API 1.44 dropped VirtualSize,
+    1.45 Container and ContainerConfig."""
+    if versions.at_least(version, "1.44"):
+        image.pop("VirtualSize", None)
+    if versions.at_least(version, "1.45"):
+        image.pop("Container", None)
+        image.pop("ContainerConfig", None)
+    return image
+
+
 @route("GET", "/images/json")
 async def list_images(request: web.Request) -> web.Response:
-    return json_reply(await asyncio.to_thread(_images(request).list, all=qbool(request, "all"),
-                                                     filters=qfilters(request)))
+    images = await asyncio.to_thread(_images(request).list, all=qbool(request, "all"), filters=qfilters(request))
+    return json_reply([for_version(image, api_version(request)) for image in images])
 
 
 @route("GET", "/images/{name:.+}/json")
 async def inspect(request: web.Request) -> web.Response:
-    return json_reply(await asyncio.to_thread(_images(request).inspect, request.match_info["name"]))
+    image = await asyncio.to_thread(_images(request).inspect, request.match_info["name"])
+    return json_reply(for_version(image, api_version(request)))
 
 
 @route("GET", "/images/{name:.+}/history")

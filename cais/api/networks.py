@@ -7,9 +7,9 @@ import asyncio
 
 from aiohttp import web
 
-from cais.api import schema
+from cais.api import schema, versions
 from cais.api.errors import json_reply, read_json
-from cais.api.routing import qfilters, route
+from cais.api.routing import api_version, qfilters, route
 from cais.engine.errors import InvalidParameter
 
 
@@ -30,6 +30,8 @@ async def inspect_network(request: web.Request) -> web.Response:
 @route("POST", "/networks/create")
 async def create_network(request: web.Request) -> web.Response:
     body = schema.check(await read_json(request), schema.NETWORK_CREATE)
+    if isinstance(body, dict) and not versions.at_least(api_version(request), "1.47"):
+        body.pop("EnableIPv4", None)  # API 1.47's field: every network of an older client has IPv4
     return json_reply(await asyncio.to_thread(_networks(request).create, body), status=201)
 
 

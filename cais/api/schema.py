@@ -172,7 +172,8 @@ VOLUME_CREATE = Struct("VolumeCreateBody", {"Name": S, "Driver": S, "DriverOpts"
 IPAM = Struct("IPAM", {"Driver": S, "Options": LABELS, "Config": ("[]", Struct("IPAMConfig", {
     "Subnet": S, "IPRange": S, "Gateway": S, "AuxiliaryAddresses": LABELS}, "network"))}, "network")
 NETWORK_CREATE = Struct("NetworkCreateRequest", {
-    "Name": S, "CheckDuplicate": BOOL, "Driver": S, "Scope": S, "EnableIPv6": BOOL, "IPAM": IPAM, "Internal": BOOL,
+    "Name": S, "CheckDuplicate": BOOL, "Driver": S, "Scope": S, "EnableIPv4": BOOL, "EnableIPv6": BOOL, "IPAM": IPAM,
+    "Internal": BOOL,
     "Attachable": BOOL, "Ingress": BOOL, "ConfigOnly": BOOL, "ConfigFrom": Struct("ConfigReference", {"Network": S}, "network"),
     "Options": LABELS, "Labels": LABELS,
 })

@@ -15,7 +15,8 @@ from aiohttp import web
 from cais import __version__
 from cais.api import schema, versions
 from cais.api.errors import json_reply, read_json
-from cais.api.routing import qfilters, qstr, route
+from cais.api.images import for_version
+from cais.api.routing import api_version, qfilters, qstr, route
 from cais.api.streams import client_gone
 from cais.engine.logs import parse_timestamp
 from cais.image.platform import go_arch
@@ -95,7 +96,10 @@ async def info(request: web.Request) -> web.Response:
 @route("GET", "/system/df")
 async def df(request: web.Request) -> web.Response:
     engine = request.app["engine"]
-    return json_reply(await asyncio.to_thread(engine.disk_usage))
+    usage = await asyncio.to_thread(engine.disk_usage)
+    for image in usage.get("Images") or []:
+        for_version(image, api_version(request))
+    return json_reply(usage)
 
 
 @route("POST", "/auth")

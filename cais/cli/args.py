@@ -67,8 +67,8 @@ class Parser:
             return
         if dest is None:
             dest = next((n for n in names if n.startswith("--")), names[0]).lstrip("-").replace("-", "_")
-        if action in ("store_true", "help"):
-            default = False
+        if action in ("store_true", "help") and default is None:
+            default = False  # a store_true flag with default=True is turned off by --flag=false
         flag = _Flag(names, dest, action or "store", type, default, choices, help, metavar)
         self._flags.append(flag)
         for name in names:

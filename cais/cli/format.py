@@ -1,8 +1,5 @@
-"""Output as docker prints it: aligned tables, `--format json`, and a subset of Go templates.
-
-Templates: `{{.Field}}`, `{{.A.B}}`, `{{json .}}`, `{{json .Field}}`, `{{index .Map "key"}}`,
-`{{upper .X}}`, `{{lower .X}}`, `{{println .X}}`; a leading `table` prints a header row.
-"""
+"""Output as docker prints it: aligned tables, `--format json`, and Go templates (gotemplate.py)
+on the docker CLI's contexts and API objects; a leading `table` prints a header row."""
 
 from __future__ import annotations
 
@@ -11,114 +8,187 @@ import sys
 from cais import fastjson
 from cais.cli.main import CliError
 
-TYPE_CHECKING = False  # annotations are never evaluated
-if TYPE_CHECKING:
-    from collections.abc import Callable
-
 
 class FormatError(CliError):
     """A template docker would refuse: one line, exit status 1."""
 
 
-def _actions(template: str, action: Callable[[str], str]) -> str:
-    """TEMPLATE with each `{{ ACTION }}` replaced by action(ACTION): trim markers (`{{-`, `-}}`) and
-    the spaces inside the braces dropped, an action ends at the first `}}` and does not span lines
-    (`{{` left as it is then) — what re.sub(r"{{-?\\s*(.*?)\\s*-?}}", …) did, without importing re
-    and the enum it needs (~10 ms of every `ps --format` start)."""
-    out = []
-    done = search = 0
-    while (start := template.find("{{", search)) >= 0 and (end := template.find("}}", start + 2)) >= 0:
-        inner = template[start + 2:end]
-        inner = (inner[1:] if inner.startswith("-") else inner).lstrip()
-        inner = (inner[:-1] if inner.endswith("-") else inner).rstrip()
-        if "\n" in inner:  # not an action: on from the next character, as a regex search goes
-            search = start + 1
-            continue
-        out += [template[done:start], action(inner)]
-        done = search = end + 2
-    return "".join(out) + template[done:]
+class NoField(FormatError):
+    """A field the value does not have: where (NODE, as written) and why, for render's message."""
+
+    def __init__(self, node: str, offset: int, reason: str) -> None:
+        super().__init__(f"template: :1: {reason}")
+        self.node, self.offset, self.reason = node, offset, reason
+
+
+class Context(dict):
+    """A docker CLI formatter context (see contexts.py): its fields, what `{{json .}}` prints, and
+    the labels `{{.Label "key"}}` reads; GO_TYPE names it in errors (`*formatter.ContainerContext`)."""
+
+    def __init__(self, fields: dict, labels: dict | None = None, go_type: str = "") -> None:
+        super().__init__(fields)
+        self.labels = labels or {}
+        self.go_type = go_type
+
+
+def go_json(value: object) -> str:
+    """`{{json VALUE}}` as the docker CLI prints it: a context through json.Marshal (keys sorted,
+    `<>&` escaped), anything else through an Encoder without HTML escaping."""
+    if isinstance(value, Context):
+        return fastjson.dumps(value, separators=(",", ":"), sort_keys=True, go=True, escape_html=True)
+    if isinstance(value, list) and any(isinstance(v, Context) for v in value):
+        return "[" + ",".join(go_json(v) for v in value) + "]"
+    if isinstance(value, dict) and any(isinstance(v, (Context, list)) for v in value.values()):  # a struct of them
+        return "{" + ",".join(f"{go_json(k)}:{go_json(v)}" for k, v in value.items()) + "}"
+    return fastjson.dumps(value, separators=(",", ":"), go=True)
+
+
+_PARSED: dict[str, list] = {}
+
+
+def _parse(template: str) -> list:
+    """TEMPLATE's nodes (cached: a list renders one template per item); a parse error as docker."""
+    key = template
+    if key not in _PARSED:
+        from cais.cli import gotemplate
+        try:
+            _PARSED[key] = gotemplate.parse(template, gotemplate.NAMES)
+        except gotemplate.ParseError as e:
+            raise FormatError(f"template parsing error: {e}") from None
+        except RecursionError:  # Go's parser stops at a depth too
+            raise FormatError("template parsing error: template: :1: max expression depth exceeded") from None
+    return _PARSED[key]
 
 
 def check(template: str) -> None:
     """Refuse a template that does not parse (before any item is printed, as docker)."""
-    if "{{" in _actions(template, lambda _: ""):
-        raise FormatError("template parsing error: template: :1: unclosed action")
+    _parse(template)
 
 
-def _lookup(obj: object, path: str) -> object:
-    if path in (".", ""):
-        return obj
-    value = obj
-    for part in path.lstrip(".").split("."):
-        if isinstance(value, dict):
-            if part not in value:
-                raise FormatError(f'template: :1: can\'t evaluate field {part}')
-            value = value[part]
+# the API objects' fields that are Go maps (the others are structs)
+_GO_MAPS = frozenset(("Labels", "Attributes", "Options", "DriverOpts", "Networks", "Ports", "ExposedPorts", "Volumes",
+                      "Data", "Containers", "Status", "Sysctls", "StorageOpt", "Tmpfs", "Annotations", "Plugins",
+                      "PortBindings"))
+# the API objects' fields that are Go slices: null is a nil slice
+_GO_SLICES = frozenset(("Env", "Cmd", "Entrypoint", "Args", "Mounts", "Binds", "Dns", "DnsOptions", "DnsSearch",
+                        "ExtraHosts", "CapAdd", "CapDrop", "SecurityOpt", "Links", "RepoTags", "RepoDigests",
+                        "Layers", "OnBuild", "Shell", "Aliases", "DNSNames", "Devices", "GroupAdd", "VolumesFrom"))
+
+
+def _lookup(receiver: object, name: str, node: object, root: object, go_type: str, k: int = 0) -> object:
+    """Field NAME of RECEIVER as text/template reads it: a context is a struct (a missing field is
+    an error, a nil field `<nil>`), a map field a Go map (a missing key: no value), another dict the
+    map inspect falls back to (a missing key is an error: missingkey=error)."""
+    from cais.cli import gotemplate as gt
+    if isinstance(receiver, dict):
+        if name in receiver:
+            value = receiver[name]
+            if value is None and isinstance(receiver, Context):
+                return gt.NIL  # ps' nil *Platform
+            if name in _GO_MAPS and (type(value) is dict or value is None and type(receiver) is not gt.GoMap):
+                return gt.GoMap(value) if value is not None else gt.NilMap()  # nil: `map[]`, json null
+            if value is None and name in _GO_SLICES:
+                return gt.NilList()  # a nil slice: `[]`, json null
+            return value
+        if isinstance(receiver, gt.GoMap):
+            return gt.MISSING
+        if isinstance(receiver, Context) or (go_type and receiver is root):
+            struct = (receiver is root and go_type) or getattr(receiver, "go_type", "") or "struct"
+            message = f"can't evaluate field {name} in type {struct}"
         else:
-            raise FormatError(f"template: :1: can't evaluate field {part} in type {type(value).__name__}")
-    return value
+            message = f'map has no entry for key "{name}"'
+        raise gt.ExecError(node.pos, node.text, message)  # type: ignore[attr-defined]
+    if receiver is None or receiver is gt.MISSING or receiver is gt.NIL or type(receiver) is gt.NilList:
+        raise gt.ExecError(node.pos, node.text, f"nil pointer evaluating interface {{}}.{name}")  # type: ignore[attr-defined]
+    kind = "interface {}" if type(root) is dict and k >= 0 else gt.go_type(receiver)  # inspect's fallback map
+    raise gt.ExecError(node.pos, node.text, f"can't evaluate field {name} in type {kind}")  # type: ignore[attr-defined]
 
 
-def _text(value: object) -> str:
-    if value is None:
-        return "<no value>"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (dict, list)):
-        if isinstance(value, list):
-            return "[" + " ".join(_text(v) for v in value) + "]"
-        return "map[" + " ".join(f"{k}:{_text(v)}" for k, v in sorted(value.items())) + "]"
-    return str(value)
+def _method(receiver: object, name: str, args: list, node: object) -> object:
+    """`.Label "key"`, the one method of the contexts; a field given arguments is an error."""
+    from cais.cli import gotemplate as gt
+    if name == "Label" and isinstance(receiver, Context):
+        if len(args) != 1:
+            raise gt.ExecError(node.pos, node.text, f"wrong number of args for Label: want 1 got {len(args)}")  # type: ignore[attr-defined]
+        if not isinstance(args[0], str):
+            raise gt.ExecError(node.pos, node.text,  # type: ignore[attr-defined]
+                               f"wrong type for value; expected string; got {gt.go_type(args[0])}")
+        return receiver.labels.get(args[0], "")
+    if isinstance(receiver, dict) and name in receiver:
+        raise gt.ExecError(node.pos, node.text, f"{name} is not a method but has arguments")  # type: ignore[attr-defined]
+    _lookup(receiver, name, node, None, "")
+    raise gt.ExecError(node.pos, node.text, f"{name} is not a method")  # type: ignore[attr-defined]
 
 
-def _words(expr: str) -> list[str]:
-    """An action's words: "quoted strings" (spaces kept) and runs of non-spaces."""
-    words = []
-    i = 0
-    while i < len(expr):
-        if expr[i].isspace():
-            i += 1
+def _location(template: str, pos: int) -> str:
+    line_start = template.rfind("\n", 0, pos) + 1
+    return f"{template.count(chr(10), 0, pos) + 1}:{len(template[line_start:pos].encode())}"
+
+
+def render(template: str, obj: object, prefix: str = "", escapes: bool = True, go_type: str = "") -> str:
+    """TEMPLATE executed on OBJ (`\\t`, `\\n` read as tab and newline with ESCAPES); an error as
+    Go's `template: :LINE:COL: executing "" at <.X>: …`, after PREFIX (the docker CLI's words vary
+    by command); GO_TYPE: the struct OBJ stands for, in the error for a field it lacks."""
+    from cais.cli import gotemplate as gt
+    if escapes:
+        template = template.replace("\\t", "\t").replace("\\n", "\n")
+    nodes = _parse(template)
+    out: list[str] = []
+    runner = gt.Executor(lambda r, name, node, k: _lookup(r, name, node, obj, go_type, k), _method)
+    if type(obj) is dict:
+        runner.number_type = "json.Number"
+    try:
+        runner.run(nodes, obj, out)
+    except RecursionError:
+        raise FormatError(f"{prefix}template: :1: max expression depth exceeded") from None
+    except gt.ExecError as e:
+        raise FormatError(f'{prefix}template: :{_location(template, e.pos)}: executing "" at <{e.node}>: '
+                          f"{e.message}") from None
+    return "".join(out)
+
+
+def header(template: str, known: dict[str, str] | None = None) -> str:
+    """A table's header: TEMPLATE executed on the header context (each field's column title) with
+    docker's HeaderFunctions; what renders before an error is kept, as docker ignores the error."""
+    from cais.cli import gotemplate as gt
+
+    def lookup(receiver: object, name: str, node: object, k: int) -> object:
+        if k or receiver is not known_dot:
+            raise gt.ExecError(node.pos, node.text, "no header")  # type: ignore[attr-defined]
+        return _header_name(name, known)
+
+    def method(receiver: object, name: str, args: list, node: object) -> object:
+        if name == "Label" and args and isinstance(args[0], str):  # HeaderContext.Label: the key's last dotted part
+            return args[0].rsplit(".", 1)[-1]
+        raise gt.ExecError(node.pos, node.text, "no header")  # type: ignore[attr-defined]
+
+    known_dot = Context({})
+    out: list[str] = []
+    try:
+        gt.Executor(lookup, method, gt.HEADER_FUNCS).run(_parse(template), known_dot, out)
+    except gt.ExecError:
+        return "".join(out)
+    return "".join(out)
+
+
+def inspect_lines(items: list, template: str, go_type: str = "") -> list[str]:
+    """`inspect -f`: each item's line printed (a newline if none renders), the errors returned."""
+    try:
+        check(template)
+    except FormatError as e:
+        raise FormatError(str(e), 64) from None  # docker's StatusError for a template it cannot parse
+    errors, printed = [], False
+    for item in items:
+        try:
+            line = render(template, item, "template parsing error: ", escapes=False, go_type=go_type)
+        except FormatError as e:
+            errors.append(str(e))
             continue
-        end = expr.find('"', i + 1) + 1 if expr[i] == '"' else 0
-        if end <= 0:
-            end = i
-            while end < len(expr) and not expr[end].isspace():
-                end += 1
-        words.append(expr[i:end])
-        i = end
-    return words
-
-
-def _eval(expr: str, obj: object) -> str:
-    parts = _words(expr)
-    if not parts:
-        return ""
-    func, args = parts[0], parts[1:]
-    if func.startswith("."):
-        return _text(_lookup(obj, func))
-    values = [a[1:-1] if a.startswith('"') else _lookup(obj, a) for a in args]
-    if func == "json":
-        return fastjson.dumps(values[0] if values else obj, separators=(",", ":"))
-    if func == "index":
-        container, key = values[0], values[1]
-        if isinstance(container, dict):
-            return _text(container.get(key))
-        return _text(container[int(key)])  # type: ignore[index]
-    if func == "upper":
-        return _text(values[0]).upper()
-    if func == "lower":
-        return _text(values[0]).lower()
-    if func == "println":
-        return " ".join(_text(v) for v in values) + "\n"
-    if func == "join":
-        return str(values[1]).join(_text(v) for v in values[0])  # type: ignore[union-attr]
-    raise FormatError(f'template: :1: function "{func}" not defined')
-
-
-def render(template: str, obj: object) -> str:
-    check(template)
-    template = template.replace("\\t", "\t").replace("\\n", "\n")
-    return _actions(template, lambda expr: _eval(expr, obj))
+        sys.stdout.write(line + "\n")
+        printed = True
+    if items and not printed:
+        sys.stdout.write("\n")
+    return errors
 
 
 def table(rows: list[list[str]], header: list[str] | None, min_width: int = 10) -> str:
@@ -137,12 +207,19 @@ def table(rows: list[list[str]], header: list[str] | None, min_width: int = 10) 
 
 
 def output(items: list[dict], fmt: str | None, default_columns: list[tuple[str, str]],
-           rows: list[list[str]] | None = None) -> None:
-    """Print `items` with docker's --format semantics; `rows` are the default table's cells."""
+           rows: list[list[str]] | None = None, raw: list[tuple[str, str, bool]] | None = None,
+           error_prefix: str = "template parsing error: ") -> None:
+    """Print `items` with docker's --format semantics; `rows` are the default table's cells, `raw`
+    the `--format raw` lines: (label, field, padded: no space after the colon when empty)."""
     out = sys.stdout
-    if fmt == "json":  # the docker CLI marshals each line from a Go map: keys sorted
+    if fmt == "raw" and raw:  # one `label: value` line per field, a blank line after each item
         for item in items:
-            out.write(fastjson.dumps(item, separators=(",", ":"), sort_keys=True) + "\n")
+            out.write("".join(f"{label}:{' ' if item[k] or not padded else ''}{item[k]}\n"
+                              for label, k, padded in raw) + "\n")
+        return
+    if fmt == "json":  # {{json .}}: the docker CLI marshals each context as a Go map, keys sorted
+        for item in items:
+            out.write(go_json(Context(item) if type(item) is dict else item) + "\n")
         return
     if not fmt or fmt == "table":
         out.write(table(rows or [], [h for h, _ in default_columns]))
@@ -150,15 +227,19 @@ def output(items: list[dict], fmt: str | None, default_columns: list[tuple[str, 
     check(fmt)
     if fmt.startswith("table"):
         body = fmt[len("table"):].strip()
-        header_template = _actions(body.replace("\\t", "\t"), _header)
-        cells = [render(body, item).split("\t") for item in items]
+        known = {field: header for header, field in default_columns}  # the context's headers
+        header_template = header(body.replace("\\t", "\t").replace("\\n", "\n"), known)
+        cells = [render(body, item, error_prefix).split("\t") for item in items]
         out.write(table(cells, header_template.split("\t")))
         return
     for item in items:
-        out.write(render(fmt, item) + "\n")
+        out.write(render(fmt, item, error_prefix) + "\n")
 
 
-def _header(expr: str) -> str:
-    name = expr.split()[-1].lstrip(".") if expr else ""
+def _header_name(name: str, known: dict[str, str] | None = None) -> str:
+    """A field's column title: the context's own, else its words upper-cased (`LocalVolumes`: `LOCAL VOLUMES`)."""
+    if known and name in known:
+        return known[name]
     words = "".join(f" {c}" if i and "A" <= c <= "Z" and "a" <= name[i - 1] <= "z" else c for i, c in enumerate(name))
-    return {"ID": "CONTAINER ID", "CreatedAt": "CREATED AT", "RunningFor": "CREATED"}.get(name, words.upper())
+    return {"ID": "CONTAINER ID", "CreatedAt": "CREATED AT", "RunningFor": "CREATED", "CreatedSince": "CREATED",
+            "VirtualSize": "SIZE"}.get(name, words.upper())

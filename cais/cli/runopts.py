@@ -37,6 +37,7 @@ def add_container_flags(p: Parser) -> None:
     a("--dns-search", action="append", default=[], help="Set custom DNS search domains")
     a("--dns-option", "--dns-opt", action="append", default=[], help="Set DNS options")
     a("--add-host", action="append", default=[], help="Add a custom host-to-IP mapping (host:ip)")
+    a("--link", action="append", default=[], help="Add link to another container")
     a("--domainname", help="Container NIS domain name")
     a("-w", "--workdir", help="Working directory inside the container")
     a("-u", "--user", help="Username or UID (format: <name|uid>[:<group|gid>])")
@@ -191,12 +192,14 @@ def _ports(items: list[str], expose: list[str]) -> tuple[dict, dict]:
 
 
 def _networking(opts) -> dict | None:  # type: ignore[no-untyped-def]
-    """NetworkingConfig for --network-alias and --ip: they apply to the --network given."""
-    if not opts.network_alias and not opts.ip and not opts.ip6:
+    """NetworkingConfig for --network-alias, --ip and --link: they apply to the --network given
+    (links on the default bridge are HostConfig's alone, as docker's CLI sends them)."""
+    builtin = (opts.network or "default") in ("default", "bridge", "none", "host") or opts.network.startswith("container:")
+    if not (opts.network_alias or opts.ip or opts.ip6 or (opts.link and not builtin)):
         return None
-    if (opts.network or "default") in ("default", "bridge", "none", "host") or opts.network.startswith("container:"):
+    if builtin:
         raise CliError("--network-alias, --ip and --ip6 need a user-defined network (--network NAME)", 125)
-    return {"EndpointsConfig": {opts.network: {"Aliases": opts.network_alias or None,
+    return {"EndpointsConfig": {opts.network: {"Aliases": opts.network_alias or None, "Links": opts.link or None,
                                                "IPAMConfig": {"IPv4Address": opts.ip or "", "IPv6Address": opts.ip6 or ""}
                                                if opts.ip or opts.ip6 else None}}}
 
@@ -229,7 +232,7 @@ def container_body(opts) -> dict:  # type: ignore[no-untyped-def]
         "Init": True if opts.init else None, "OomKillDisable": opts.oom_kill_disable,
         "LogConfig": log_config, "PublishAllPorts": opts.publish_all, "Dns": opts.dns or None,
         "DnsSearch": opts.dns_search or None, "DnsOptions": opts.dns_option or None,
-        "ExtraHosts": opts.add_host or None,
+        "ExtraHosts": opts.add_host or None, "Links": opts.link or None,
     }
     body = {
         "Image": opts.image, "Cmd": opts.command or None, "Env": _env(opts),

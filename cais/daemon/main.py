@@ -16,7 +16,7 @@ import signal
 import sys
 
 from cais.daemon.config import ConfigError, Settings, load
-from cais.engine import daemonjson
+from cais.engine import daemonjson, eventloop
 
 log = logging.getLogger("caisd")
 
@@ -175,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     pidfile = None
     try:
         pidfile = PidFile(settings.pidfile)  # type: ignore[arg-type]
-        asyncio.run(serve(settings))
+        eventloop.run(serve(settings))
     except (DaemonError, OSError) as e:
         print(f"caisd: {e}", file=sys.stderr)
         return 1

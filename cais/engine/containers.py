@@ -137,10 +137,52 @@ HOST_CONFIG_DEFAULTS: dict = {
 }
 
 
+# the Go structs' field order (container.InspectResponse, HostConfig, Config, EndpointSettings):
+# dockerd writes it, and the docker CLI re-encodes what it decodes in it (`inspect -f '{{json .}}'`)
+_INSPECT_ORDER = ("Id", "Created", "Path", "Args", "State", "Image", "ResolvConfPath", "HostnamePath", "HostsPath",
+                  "LogPath", "Name", "RestartCount", "Driver", "Platform", "MountLabel", "ProcessLabel",
+                  "AppArmorProfile", "ExecIDs", "HostConfig", "GraphDriver", "SizeRw", "SizeRootFs", "Mounts", "Config",
+                  "NetworkSettings")
+_HOST_CONFIG_ORDER = (
+    "Binds", "ContainerIDFile", "LogConfig", "NetworkMode", "PortBindings", "RestartPolicy", "AutoRemove",
+    "VolumeDriver", "VolumesFrom", "ConsoleSize", "Annotations", "CapAdd", "CapDrop", "CgroupnsMode", "Dns",
+    "DnsOptions", "DnsSearch", "ExtraHosts", "GroupAdd", "IpcMode", "Cgroup", "Links", "OomScoreAdj", "PidMode",
+    "Privileged", "PublishAllPorts", "ReadonlyRootfs", "SecurityOpt", "StorageOpt", "Tmpfs", "UTSMode", "UsernsMode",
+    "ShmSize", "Sysctls", "Runtime", "Isolation", "CpuShares", "Memory", "NanoCpus", "CgroupParent", "BlkioWeight",
+    "BlkioWeightDevice", "BlkioDeviceReadBps", "BlkioDeviceWriteBps", "BlkioDeviceReadIOps", "BlkioDeviceWriteIOps",
+    "CpuPeriod", "CpuQuota", "CpuRealtimePeriod", "CpuRealtimeRuntime", "CpusetCpus", "CpusetMems", "Devices",
+    "DeviceCgroupRules", "DeviceRequests", "KernelMemory", "KernelMemoryTCP", "MemoryReservation", "MemorySwap",
+    "MemorySwappiness", "OomKillDisable", "PidsLimit", "Ulimits", "CpuCount", "CpuPercent", "IOMaximumIOps",
+    "IOMaximumBandwidth", "Mounts", "MaskedPaths", "ReadonlyPaths", "Init")
+_CONFIG_ORDER = ("Hostname", "Domainname", "User", "AttachStdin", "AttachStdout", "AttachStderr", "ExposedPorts", "Tty",
+                 "OpenStdin", "StdinOnce", "Env", "Cmd", "Healthcheck", "ArgsEscaped", "Image", "Volumes", "WorkingDir",
+                 "Entrypoint", "NetworkDisabled", "MacAddress", "OnBuild", "Labels", "StopSignal", "StopTimeout",
+                 "Shell")
+_CONFIG_OMITEMPTY = ("ExposedPorts", "Healthcheck", "ArgsEscaped", "NetworkDisabled", "MacAddress", "StopSignal",
+                     "StopTimeout", "Shell")
+_ENDPOINT_ORDER = ("IPAMConfig", "Links", "Aliases", "MacAddress", "DriverOpts", "GwPriority", "NetworkID",
+                   "EndpointID", "Gateway", "IPAddress", "IPPrefixLen", "IPv6Gateway", "GlobalIPv6Address",
+                   "GlobalIPv6PrefixLen", "DNSNames")
+
+
+def _ordered(d: dict, order: tuple[str, ...]) -> dict:
+    """D with ORDER's keys first, in that order (the others after, as they were)."""
+    return {**{k: d[k] for k in order if k in d}, **d}
+
+
 def inspect(record: dict) -> dict:
     out = {k: v for k, v in record.items() if k != "Cais"}
-    out["HostConfig"] = {**HOST_CONFIG_DEFAULTS, **record["HostConfig"]}
-    return out
+    out["HostConfig"] = _ordered({**HOST_CONFIG_DEFAULTS, **record["HostConfig"]}, _HOST_CONFIG_ORDER)
+    config = {k: v for k, v in record["Config"].items() if not (k in _CONFIG_OMITEMPTY and v in (None, "", False, {}))}
+    out["Config"] = _ordered(config, _CONFIG_ORDER)
+    if isinstance(out.get("GraphDriver"), dict):
+        out["GraphDriver"] = _ordered(out["GraphDriver"], ("Data", "Name"))
+    settings = out.get("NetworkSettings") or {}
+    if settings.get("Networks"):
+        out["NetworkSettings"] = {**settings, "Networks": {
+            name: _ordered({"GwPriority": 0, **endpoint}, _ENDPOINT_ORDER)
+            for name, endpoint in settings["Networks"].items()}}
+    return _ordered(out, _INSPECT_ORDER)
 
 
 def _since(ts: str) -> float:

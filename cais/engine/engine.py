@@ -250,7 +250,7 @@ class Engine:
                                                                     self.log_config)
         image = self.images.resolve(ref)
         with self.store.lock:
-            taken = {r["Name"].lstrip("/") for r in self.store.all()}
+            taken = {r["Name"].lstrip("/") for r in self.store.records.values()}
             record = containers.new_record(body, name, image, taken, remapped=self.remap is not None,
                                            namespace_defaults=self.namespace_defaults)
             self.store.add(record)
@@ -288,7 +288,11 @@ class Engine:
         return [containers.summary(r) for r in records]
 
     def inspect(self, ref: str) -> dict:
-        return containers.inspect(self.get(ref))
+        record = self.get(ref)
+        out = containers.inspect(record)
+        if (record.get("Cais") or {}).get("Links"):  # --link: by the containers' current names
+            out["HostConfig"]["Links"] = self.networks.inspect_links(record)
+        return out
 
     # ---- start / exit ---------------------------------------------------------------------
     def start(self, ref: str, *, by_policy: bool = False) -> bool:
@@ -316,6 +320,7 @@ class Engine:
         try:
             rootfs = self.storage.mount(cid)  # in here: a rootfs that cannot mount releases the waiters too
             image_config = self.images.config_of(record["Image"])
+            link_env = self.networks.link_env(record)
             mounts, propagation = self.volumes.mount(record, rootfs)
             # a namespace of its own is made by the runtime and plugged between create and start
             late_network = self.networks.sandboxed(record) and self.supervisor.protocol >= 2
@@ -327,7 +332,7 @@ class Engine:
                         os.chown(self._path(cid, name), remap.uid, remap.gid)
             oci = spec.build(record, image_config, rootfs, self.store.dir(cid),
                              cgroups_path=self.cgroups_path(cid), init_path=self.init_path, mounts=mounts,
-                             remap=remap)
+                             remap=remap, link_env=link_env)
             namespaces.apply(oci, record, self.get, self.store.dir(cid))
             self.networks.apply_spec(oci, netns_path)
             if propagation:  # shared or slave binds need the rootfs to propagate too (as docker)
@@ -369,7 +374,6 @@ class Engine:
             policy = (record["HostConfig"].get("RestartPolicy") or {}).get("Name")
             self.store.save(record, durable=policy in ("always", "unless-stopped"))
             self.cond.notify_all()
-        self.images.store.set_container_running(cid, True)
         self._event(record, "start")
         if early_exit is not None:  # it exited before it was recorded running (`true` under load)
             self._on_exit(cid, *early_exit)
@@ -444,15 +448,11 @@ class Engine:
         if record["Id"] != cid or not record["State"]["Running"]:
             return
         oom = self._oom_killed(cid)
-        # --rm: the removal that follows drops the image store's row and the record (a crash before
-        # it finds the record running and the exit file, and gets here again)
-        goes = bool(record["HostConfig"].get("AutoRemove"))
         # cleanup failures are logged, never allowed to lose the exit itself (waiters depend on it)
         for step in (lambda: self._runtime_delete(cid), lambda: self.storage.unmount(cid),
                      lambda: self.volumes.unmount(record), lambda: self.networks.teardown(record),
                      lambda: namespaces.release(record, self.store.dir(cid)),
-                     lambda: self._health.unwatch(cid) if self._health is not None else None,
-                     lambda: None if goes else self.images.store.set_container_running(cid, False)):
+                     lambda: self._health.unwatch(cid) if self._health is not None else None):
             try:
                 step()
             except Exception:
@@ -476,7 +476,7 @@ class Engine:
         if oom:
             self._event(record, "oom")
         self._event(record, "die", exitCode=exit_code)
-        if auto_remove:
+        if auto_remove:  # not in this thread: a removal may wait for an exit that only it can report
             threading.Thread(target=self._autoremove, args=(cid,), daemon=True).start()
         elif restart:
             delay = next_delay(self.backoff.get(cid, 0), ran_for)
@@ -631,20 +631,35 @@ class Engine:
         deadline = None if timeout is None else time.monotonic() + timeout
         with self.cond:
             while True:
-                record = self.store.records.get(cid)
-                if record is None:
-                    code = self.removed.get(cid, 0)
-                    return {"StatusCode": code, "Error": None}
-                state = record["State"]
-                exited = self.generation.get(cid, 0) != token
-                if condition == "next-exit" and exited:
-                    return {"StatusCode": state["ExitCode"], "Error": None}
-                if condition in ("not-running", "") and not state["Running"] and not state.get("Restarting"):
-                    return {"StatusCode": state["ExitCode"], "Error": None}
+                result = self._waited(cid, token, condition)
+                if result is not None:
+                    return result
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return None
                 self.cond.wait(min(remaining, 1.0) if remaining is not None else 1.0)
+
+    def wait_now(self, cid: str, token: int, condition: str = "not-running") -> tuple[bool, dict | None]:
+        """`wait` without blocking, for an event loop: (True, its answer or None) — or (False, None)
+        if another thread holds the records' lock (perhaps while it fsyncs): ask `wait` in a thread."""
+        if not self.cond.acquire(blocking=False):
+            return False, None
+        try:
+            return True, self._waited(cid, token, condition)
+        finally:
+            self.cond.release()
+
+    def _waited(self, cid: str, token: int, condition: str) -> dict | None:
+        """Under self.cond: the answer of a wait for `condition`, if it holds."""
+        record = self.store.records.get(cid)
+        if record is None:
+            return {"StatusCode": self.removed.get(cid, 0), "Error": None}
+        state = record["State"]
+        if condition == "next-exit" and self.generation.get(cid, 0) != token:
+            return {"StatusCode": state["ExitCode"], "Error": None}
+        if condition in ("not-running", "") and not state["Running"] and not state.get("Restarting"):
+            return {"StatusCode": state["ExitCode"], "Error": None}
+        return None
 
     def remove(self, ref: str, *, force: bool = False, volumes: bool = False) -> None:
         record = self.get(ref)
@@ -686,8 +701,6 @@ class Engine:
                 record["State"]["Status"] = "dead"
                 record["State"]["Dead"] = True
                 self.store.save(record)
-            with contextlib.suppress(Exception):  # its exit may have left that to this removal
-                self.images.store.set_container_running(cid, False)
             raise EngineError(f"unable to remove filesystem for {cid}: {e}") from e
         self.images.remove_container(cid, durable=not record["HostConfig"].get("AutoRemove"))
         self.volumes.release(record, remove_anonymous=volumes)

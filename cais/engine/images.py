@@ -38,6 +38,11 @@ class ImageService:
         from cais.image.store import ImageStore
         self.engine = engine
         self.store = ImageStore(os.path.join(engine.data_root, "image"), engine.storage.driver)
+        self.store.running_containers = self._running  # not a write to the image store at each start and exit
+
+    def _running(self) -> set[str]:
+        with self.engine.store.lock:
+            return {cid for cid, r in self.engine.store.records.items() if r["State"]["Running"]}
 
     # ---- lookups used by the engine -------------------------------------------------------
     def resolve(self, ref: str) -> dict:

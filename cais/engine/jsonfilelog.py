@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import BinaryIO
 
-from cais.engine.logfile import Message, Partial, rfc3339
+from cais.engine.logfile import Message, Partial, rfc3339, utc_seconds
 
 _NOT_LAST = Partial("", 0, False)
 # the common line, read without a JSON decoder: a log with nothing escaped but its final newline
@@ -39,6 +39,25 @@ def encode(msg: Message) -> bytes:
                                          separators=(",", ":")).translate(_HTML_ESCAPES)
     return (f'{{"log":{_go_string(msg.text)},"stream":"{msg.stream}"{attrs},"time":"{rfc3339(msg.time_ns, trim=True)}"}}\n'
             ).encode()
+
+
+_UNSAFE = re.compile(rb'[\x00-\x09\x0b-\x1f"\\<>&\x80-\xff]')  # _SAFE's complement, newline aside
+
+
+def encode_lines(stream: str, lines: list[bytes], times: list[int]) -> list[bytes]:
+    """encode() of whole lines of one stream, each with its time: the common case of a write,
+    checked for what needs escaping once for them all and formatted without a Message a line."""
+    if _UNSAFE.search(b"\n".join(lines)):
+        return [encode(Message(stream, t, line)) for line, t in zip(lines, times, strict=True)]
+    head, middle = b'{"log":"', b'\\n","stream":"%s","time":"' % stream.encode()
+    out = []
+    second, date = -1, b""
+    for line, t in zip(lines, times, strict=True):
+        sec, frac = divmod(t, 1_000_000_000)
+        if sec != second:
+            second, date = sec, utc_seconds(sec).encode()
+        out.append(b'%s%s%s%s%sZ"}\n' % (head, line, middle, date, (b".%09d" % frac).rstrip(b"0").rstrip(b".")))
+    return out
 
 
 def _go_string(data: bytes) -> str:
@@ -138,3 +157,61 @@ def tail_offset(f: BinaryIO, size: int, want: int) -> tuple[int, int]:
                 return start + i + 1, found
         pos = start
     return 0, found + (1 if end_seen else 0)
+
+
+
+_BISECT_STOP = 64 * 1024  # a window this small is read line by line
+
+
+def since_offset(f: BinaryIO, size: int, since: int) -> int:
+    """Where to start reading for the lines at or after `since`: a line start at or before the
+    first of them (`size` if every line is older), found by bisecting the bytes before `size`.
+    Any byte after a newline starts a line (a JSON string holds no raw newline), and lines are in
+    time order — but for a long line's later parts, which carry its first part's time, so a probe
+    judges by the first whole line it finds, and a window holding none is left alone."""
+    lo, hi = 0, size  # the lines before lo are older than `since`; the answer is at most hi
+    while hi - lo > _BISECT_STOP:
+        mid = (lo + hi) // 2
+        f.seek(mid - 1)
+        f.readline(hi - mid + 1)  # to the end of the line holding byte mid - 1
+        first = f.tell()
+        when = None
+        while when is None and (pos := f.tell()) < hi:
+            line = f.readline(hi - pos)
+            at = line.rfind(b',"time":"')
+            if not line.endswith(b'"}\n') or at < 0:
+                return lo  # damaged, or not written yet: reading from lo sorts it out
+            try:
+                stamp = parse_time_ns(line[at + 9:-3].decode())
+            except ValueError:
+                return lo
+            if _whole(line):
+                when = stamp
+        if when is None:
+            hi = mid  # no line starts in [mid, hi), or only a long line's parts: look before
+        elif when < since:
+            lo = f.tell()  # this line and every one before it are older
+        else:
+            hi = first
+    f.seek(lo)  # the window, line by line: past the last whole line older than `since`
+    while (pos := f.tell()) < hi:
+        line = f.readline(hi - pos)
+        at = line.rfind(b',"time":"')
+        if not line.endswith(b'"}\n') or at < 0:
+            break
+        try:
+            when = parse_time_ns(line[at + 9:-3].decode())
+        except ValueError:
+            break
+        if _whole(line):
+            if when >= since:
+                break
+            lo = f.tell()
+    return lo
+
+
+def _whole(line: bytes) -> bool:
+    """Whether a line's "log" ends a line (in an escaped newline), rather than being a part of one."""
+    end = line.find(b'","stream":"')  # the log string's closing quote: its own quotes are escaped
+    text = line[:end - 1]  # before the final "n"
+    return end > 0 and line[end - 1:end] == b"n" and (len(text) - len(text.rstrip(b"\\"))) % 2 == 1

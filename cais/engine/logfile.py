@@ -56,7 +56,8 @@ class Message(NamedTuple):
 _second: tuple[int, str] = (-1, "")  # the last second formatted, and its text: one tuple, threads see a whole pair
 
 
-def _seconds(sec: int) -> str:
+def utc_seconds(sec: int) -> str:
+    """A unix second as "YYYY-MM-DDTHH:MM:SS", UTC (the last one asked is kept)."""
     global _second
     cached_sec, text = _second
     if cached_sec != sec:
@@ -70,13 +71,13 @@ def rfc3339(ns: int, *, trim: bool = False) -> str:
     The date part is formatted once a second: a log writes and reads many entries a second."""
     sec, frac = divmod(ns, 1_000_000_000)
     digits = f"{frac:09d}".rstrip("0") if trim else f"{frac:09d}"
-    return f"{_seconds(sec)}.{digits}Z" if digits else f"{_seconds(sec)}Z"
+    return f"{utc_seconds(sec)}.{digits}Z" if digits else f"{utc_seconds(sec)}Z"
 
 
 def rfc3339_fixed(ns: int) -> bytes:
     """rfc3339(ns) as bytes, fixed width (`logs -t`)."""
     sec, frac = divmod(ns, 1_000_000_000)
-    return b"%s.%09dZ" % (_seconds(sec).encode(), frac)
+    return b"%s.%09dZ" % (utc_seconds(sec).encode(), frac)
 
 
 class _StreamState:
@@ -87,15 +88,28 @@ class _StreamState:
 
 
 class Copier:
-    """Cuts each stream's bytes into messages, as docker's logger.Copier, and hands them to `emit`."""
+    """Cuts each stream's bytes into messages, as docker's logger.Copier, and hands them to `emit`;
+    or, with `emit_lines`, the whole lines of a write at once (stream, lines, each line's time):
+    the common case — no long line under way — without a Message an entry."""
 
-    def __init__(self, emit: Callable[[Message], None]) -> None:
+    def __init__(self, emit: Callable[[Message], None],
+                 emit_lines: Callable[[str, list[bytes], list[int]], None] | None = None) -> None:
         self.emit = emit
+        self.emit_lines = emit_lines
         self.streams: dict[str, _StreamState] = {}
 
     def write(self, stream: str, data: bytes) -> None:
         state = self.streams.setdefault(stream, _StreamState())
         buf = state.buf + data
+        if self.emit_lines is not None and not state.partial_id:
+            lines = buf.split(b"\n")
+            rest = lines.pop()
+            if len(rest) < PARTIAL_MAX and (not lines or max(map(len, lines)) < PARTIAL_MAX):
+                if lines:
+                    now = time.time_ns
+                    self.emit_lines(stream, lines, [now() for _ in lines])  # a time a line, as docker's
+                state.buf = rest
+                return
         start = 0
         while True:
             nl = buf.find(b"\n", start, start + PARTIAL_MAX)  # docker's 16 KiB buffer holds no more
@@ -148,13 +162,21 @@ class RotatingFile:
         return os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | flag, 0o640)
 
     def write(self, record: bytes, time_ns: int) -> None:
-        self.write_many([(record, time_ns)])
+        self.write_many([record], [time_ns])
 
-    def write_many(self, records: list[tuple[bytes, int]]) -> None:
-        """(entry, its time) in order, in as few writes as rotation allows: one a batch."""
+    def write_many(self, records: list[bytes], times: list[int]) -> None:
+        """Entries and their times, in order, in as few writes as rotation allows: one a batch."""
+        if not records:
+            return
+        total = sum(map(len, records))
+        if self.max_size is None or self._size + total - len(records[-1]) < self.max_size:
+            self._write(records)  # no rotation before any of them
+            self._size += total
+            self._last_ns = times[-1]
+            return
         batch: list[bytes] = []
-        for record, time_ns in records:
-            if self.max_size is not None and self._size >= self.max_size:
+        for record, time_ns in zip(records, times, strict=True):
+            if self._size >= self.max_size:
                 self._write(batch)
                 batch = []
                 self._rotate()

@@ -22,6 +22,7 @@ from cais.engine import jsonfilelog, locallog
 from cais.engine.errors import InvalidParameter
 from cais.engine.logfile import (
     Copier,
+    Message,
     RotatingFile,
     file_size,
     gzip_last_time,
@@ -196,30 +197,39 @@ class LogWriter:
     """The supervisor's end: bytes of stdout/stderr in, entries of the driver's format out."""
 
     def __init__(self, path: str, settings: dict) -> None:
-        encode = _FORMATS[settings.get("driver", "json-file")].encode
+        fmt = _FORMATS[settings.get("driver", "json-file")]
+        encode = fmt.encode
         self._file = RotatingFile(path, settings.get("max_size"), settings.get("max_file", 1),
                                   settings.get("compress", False))
         attrs = tuple(tuple(pair) for pair in settings.get("attrs") or ())
-        self._pending: list[tuple[bytes, int]] = []  # the entries of one write, written together
-        add = self._pending.append
-        if attrs:
-            self._copier = Copier(lambda msg: add((encode(msg._replace(attrs=attrs)), msg.time_ns)))
-        else:
-            self._copier = Copier(lambda msg: add((encode(msg), msg.time_ns)))
+        self._records: list[bytes] = []  # the entries of one write, written together, and their times
+        self._times: list[int] = []
+        records, times = self._records, self._times
+
+        def one(msg: Message) -> None:
+            records.append(encode(msg._replace(attrs=attrs) if attrs else msg))
+            times.append(msg.time_ns)
+
+        def lines(stream: str, cut: list[bytes], stamps: list[int]) -> None:
+            records.extend(fmt.encode_lines(stream, cut, stamps))
+            times.extend(stamps)
+        self._copier = Copier(one, None if attrs else lines)
 
     def write(self, stream: str, data: bytes) -> None:
         try:
             self._copier.write(stream, data)
-            self._file.write_many(self._pending)
+            self._file.write_many(self._records, self._times)
         finally:
-            self._pending.clear()
+            self._records.clear()
+            self._times.clear()
 
     def close(self) -> None:
         try:
             self._copier.flush()
-            self._file.write_many(self._pending)
+            self._file.write_many(self._records, self._times)
         finally:
-            self._pending.clear()
+            self._records.clear()
+            self._times.clear()
             self._file.close()
 
 
@@ -255,6 +265,8 @@ def _decode(fmt, f: BinaryIO, end: int | None = None, since: int | None = None):
 
 
 Entry = tuple[str, int, bytes]  # (stream, unix ns, bytes)
+# how far out of time order entries may be in a file: dockerd's two copiers stamp, then take turns to write
+DISORDER = 1_000_000_000
 BATCH, BATCH_BYTES = 4096, 1 << 20  # handed over at once: the API frames and writes them in one go
 
 
@@ -389,19 +401,26 @@ def _backlog(fmt, current: BinaryIO, size: int, rotated: list[tuple[str, BinaryI
     if tail == 0:
         current.seek(size)
         return
-    if tail is None or tail < 0:
+    if (tail is None or tail < 0) and since is None:
         for f in reversed(list(newest_first())):
             yield from _decode(fmt, f, None, unread)
         yield from _decode(fmt, current, size, unread)
         return
     chunks: list[tuple[BinaryIO, int, int | None]] = []
-    want = tail
-    for f, end in itertools.chain([(current, size)], ((r, None) for r in newest_first())):
-        start, found = fmt.tail_offset(f, size if f is current else file_size(f), want)
-        chunks.append((f, start, end))
-        want -= found
-        if want <= 0:
-            break
+    if tail is None or tail < 0:  # since: from the file holding its first entry, where that entry is
+        for f, end in itertools.chain([(current, size)], ((r, None) for r in newest_first())):
+            start = fmt.since_offset(f, size if f is current else file_size(f), since - DISORDER)
+            chunks.append((f, start, end))
+            if start > 0:  # the file starts older: so do all the files before it
+                break
+    else:
+        want = tail
+        for f, end in itertools.chain([(current, size)], ((r, None) for r in newest_first())):
+            start, found = fmt.tail_offset(f, size if f is current else file_size(f), want)
+            chunks.append((f, start, end))
+            want -= found
+            if want <= 0:
+                break
     for f, start, end in reversed(chunks):
         f.seek(start)
         yield from _decode(fmt, f, end, unread)

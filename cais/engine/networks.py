@@ -17,7 +17,7 @@ import shutil
 from collections.abc import Iterator
 
 from cais.engine.errors import Conflict, EngineError, InvalidParameter, NotFound
-from cais.network import etcfiles, ports
+from cais.network import etcfiles, links, ports
 from cais.network.driver import Mode
 from cais.network.errors import Conflict as NetConflict
 from cais.network.errors import InvalidConfig, NetworkError
@@ -25,6 +25,7 @@ from cais.network.errors import NotFound as NetNotFound
 
 log = logging.getLogger("cais.engine")
 _FILTERS = {"name", "id", "driver", "label", "type", "dangling", "scope"}
+ATTACHABLE = ("bridge", "macvlan", "ipvlan")  # drivers whose networks have endpoints of their own
 
 
 @contextlib.contextmanager
@@ -102,13 +103,12 @@ class NetworkService:
                 raise InvalidParameter(f"invalid {key}: expected an object")
         if not isinstance(ipam.get("Config") or [], list) or not isinstance(body.get("Driver") or "", str):
             raise InvalidParameter("invalid network create request: IPAM.Config is a list, Driver a string")
-        if body.get("EnableIPv4") is False:
-            raise InvalidParameter("IPv6-only networks are not supported: EnableIPv4 must stay true")
         with _errors():
             rec = self.manager.create(body["Name"], driver=body.get("Driver") or "bridge",
                                       ipam_config=ipam.get("Config") or [], internal=bool(body.get("Internal")),
                                       labels=body.get("Labels") or {}, options=body.get("Options") or {},
                                       enable_ipv6=bool(body.get("EnableIPv6")),
+                                      enable_ipv4=body.get("EnableIPv4") is not False,
                                       attachable=bool(body.get("Attachable")))
         self._event("create", rec)
         return {"Id": rec["Id"], "Warning": ""}
@@ -174,7 +174,7 @@ class NetworkService:
         rec = self._find(ref)
         record = self.engine.get(container)
         mode = Mode.parse(record["HostConfig"].get("NetworkMode"))
-        if mode.kind != "bridge" or rec["Driver"] != "bridge":
+        if mode.kind != "bridge" or rec["Driver"] not in ATTACHABLE:
             raise Conflict("container sharing network namespace with another container or host cannot be "
                            "connected to any other network" if mode.kind != "bridge" else
                            f"container cannot be connected to the {rec['Name']} network")
@@ -197,7 +197,7 @@ class NetworkService:
         networks = record["NetworkSettings"]["Networks"]
         if rec["Name"] not in networks:
             raise Conflict(f"container {record['Id'][:12]} is not connected to network {rec['Name']}")
-        if rec["Driver"] != "bridge":
+        if rec["Driver"] not in ATTACHABLE:
             raise Conflict(f"container cannot be disconnected from the {rec['Name']} network")
         if record["State"]["Running"]:
             with _errors():
@@ -231,7 +231,8 @@ class NetworkService:
         for link in links:
             if not link.split(":")[0].strip("/") or link.count(":") > 1:
                 raise InvalidParameter(f"bad format for links: {link}")
-        return {"IPAMConfig": {"IPv4Address": ip, "IPv6Address": ip6} if ip or ip6 else None,
+        ipam_config = {k: v for k, v in (("IPv4Address", ip), ("IPv6Address", ip6)) if v}  # omitempty, as dockerd
+        return {"IPAMConfig": ipam_config or None,
                 "Aliases": aliases or None, "Links": links or None}
 
     def _stored(self, rec: dict, static: dict) -> dict:
@@ -269,8 +270,8 @@ class NetworkService:
                     raise InvalidParameter(f"conflicting options: {what} and the{kind} network mode")
         elif mode.kind == "bridge":
             rec = self._find(mode.network)
-            if rec["Driver"] != "bridge":
-                raise InvalidParameter(f"network {mode.network} is not a bridge network")
+            if rec["Driver"] not in ATTACHABLE:
+                raise InvalidParameter(f"network {mode.network} is not a bridge, macvlan or ipvlan network")
             primary = {mode.network, rec["Name"], rec["Id"], given}
             config = next((c for n, c in endpoints.items() if n in primary), None) or {}
             networks[rec["Name"]] = self._stored(rec, self._static(config, rec))
@@ -288,6 +289,7 @@ class NetworkService:
                     networks[other_rec["Name"]] = self._stored(other_rec, self._static(config or {}, other_rec))
         else:
             networks[mode.kind] = self._stored(self._find(mode.kind), {"IPAMConfig": None, "Aliases": None})
+        self._register_links(record, mode)
         if mode.kind != "bridge" and (body.get("MacAddress") or any((c or {}).get("MacAddress")
                                                                     for c in endpoints.values())):
             raise InvalidParameter("conflicting options: mac-address and the network mode")
@@ -295,6 +297,93 @@ class NetworkService:
         settings["Networks"] = networks
         settings["Ports"] = ports.as_api([], wanted) if mode.kind == "bridge" else {}
         self.write_etc(record)
+
+    def _register_links(self, record: dict, mode: Mode) -> None:
+        """At create: HostConfig.Links (`--link NAME[:ALIAS]`) checked and recorded as dockerd does.
+
+        On the default bridge (or none) each names a container, kept by id in the record (inspect
+        shows `/CHILD:/PARENT/ALIAS` by their current names, see inspect_links). On a user-defined
+        network they are nothing here (the CLI also sends them as the endpoint's Links, answered by
+        the embedded DNS), and inspect shows none.
+        """
+        host = record["HostConfig"]
+        given = host.get("Links") or []
+        if not isinstance(given, list) or not all(isinstance(x, str) for x in given):
+            raise InvalidParameter("invalid Links: expected a list of strings")
+        if given and mode.kind == "container":
+            raise InvalidParameter("conflicting options: container type network can't be used with links. "
+                                   "This would result in undefined behavior")
+        if given and mode.kind == "host":
+            raise InvalidParameter("conflicting options: host type networking can't be used with links. "
+                                   "This would result in undefined behavior")
+        host["Links"] = None
+        if not given or (mode.kind == "bridge" and mode.network != "bridge"):
+            return
+        resolved: list[list[str]] = []
+        for text in given:
+            try:
+                name, alias = links.parse_link(text)
+            except ValueError as e:
+                raise InvalidParameter(str(e)) from None
+            try:
+                child = self.engine.get(name)
+                while Mode.parse(child["HostConfig"].get("NetworkMode")).kind == "container":
+                    child = self.engine.get(Mode.parse(child["HostConfig"]["NetworkMode"]).network)
+            except NotFound as e:
+                raise InvalidParameter(f"could not get container for {name}: {e}") from None
+            if Mode.parse(child["HostConfig"].get("NetworkMode")).kind == "host":
+                raise InvalidParameter("conflicting options: host type networking can't be used with links. "
+                                       "This would result in undefined behavior")
+            resolved.append([child["Id"], alias])
+        record["Cais"]["Links"] = resolved
+
+    def inspect_links(self, record: dict) -> list[str] | None:
+        """Inspect's HostConfig.Links: `/CHILD:/PARENT/ALIAS` of the linked containers that still exist."""
+        return [f"{child['Name']}:{record['Name']}/{alias}" for alias, child in self._children(record)] or None
+
+    def _children(self, record: dict) -> Iterator[tuple[str, dict]]:
+        """(alias, container) of the links of `record` whose container still exists."""
+        for cid, alias in (record.get("Cais") or {}).get("Links") or []:
+            child = self.engine.store.records.get(cid)
+            if child is not None:
+                yield alias, child
+
+    def link_env(self, record: dict) -> list[str]:
+        """At start: the variables of the container's links (dockerd's), its linked containers
+        checked to be running on the default bridge."""
+        if record["HostConfig"].get("NetworkMode") != "bridge":
+            return []
+        out = []
+        for alias, child in self._children(record):
+            link_name = f"{record['Name']}/{alias}"
+            endpoint = (child["NetworkSettings"].get("Networks") or {}).get("bridge")
+            if endpoint is None:
+                raise EngineError(f"Cannot link to {child['Name']}, as it does not belong to the default network")
+            if not child["State"]["Running"] or not endpoint.get("IPAddress"):
+                raise EngineError(f"Cannot link to a non running container: {child['Name']} AS {link_name}")
+            out += links.env(link_name, endpoint["IPAddress"], child["Config"].get("Env"),
+                             child["Config"].get("ExposedPorts"))
+        return out
+
+    def _link_hosts(self, record: dict) -> list[tuple[str, str]]:
+        """/etc/hosts lines of the linked containers on the default bridge: (names, address)."""
+        if record["HostConfig"].get("NetworkMode") != "bridge":
+            return []
+        out = []
+        for alias, child in self._children(record):
+            endpoint = (child["NetworkSettings"].get("Networks") or {}).get("bridge") or {}
+            names = links.host_names(alias, child["Config"].get("Hostname") or child["Id"][:12],
+                                     child["Name"].lstrip("/"))
+            out += [(names, a) for a in (endpoint.get("IPAddress"), endpoint.get("GlobalIPv6Address")) if a]
+        return out
+
+    def _update_parents(self, cid: str) -> None:
+        """A linked container started (with a new address): the hosts files of the running ones linking to it."""
+        for parent in list(self.engine.store.records.values()):
+            linked = (parent.get("Cais") or {}).get("Links") or []
+            if parent["State"]["Running"] and any(c == cid for c, _ in linked):
+                with contextlib.suppress(OSError):
+                    self._write_hosts(parent)
 
     def _primary_endpoint(self, record: dict) -> dict | None:
         mode = Mode.parse(record["HostConfig"].get("NetworkMode"))
@@ -330,7 +419,7 @@ class NetworkService:
 
     def _write_hosts(self, record: dict) -> None:
         cid, config, host = record["Id"], record["Config"], record["HostConfig"]
-        extra = self._extra_hosts(host)
+        extra = self._extra_hosts(host) + self._link_hosts(record)
         if Mode.parse(host.get("NetworkMode")).kind == "host":
             text = _read("/etc/hosts") + "".join(f"{ip}\t{name}\n" for name, ip in extra)
         else:
@@ -370,14 +459,19 @@ class NetworkService:
                 settings = record["NetworkSettings"]
                 name = record["Name"].lstrip("/")
                 first = self._find(mode.network)["Id"] if mode.kind == "bridge" else ""
+                attached = False
                 for net_name, stored in list(settings["Networks"].items()):
                     if net_name == "none":
                         continue
+                    attached = True
                     rec = self._find(stored.get("NetworkID") or net_name)
                     mac = (record["Config"].get("MacAddress") or "") if rec["Id"] == first else ""
                     settings["Networks"][net_name] = self._attach(record, rec, stored, name=name, netns_path=path,
                                                                   mac=mac)
                 primary = self._primary_endpoint(record)
+                if primary is not None and self._find(mode.network)["Driver"] != "bridge":
+                    primary = None  # macvlan/ipvlan: on the parent's network itself, nothing to publish
+                    settings["Ports"] = {}  # (dockerd's inspect shows none either)
                 if primary is not None:
                     wanted = ports.bindings(host.get("PortBindings"), record["Config"].get("ExposedPorts"),
                                             bool(host.get("PublishAllPorts")))
@@ -393,7 +487,9 @@ class NetworkService:
                         settings[key] = primary[key] if mode.network == "bridge" else settings.get(key, "")
                 settings["SandboxKey"] = path
                 settings["SandboxID"] = cid
-                self._write_hosts(record)
+                if attached:  # its addresses; with none, /etc/hosts stays as create wrote it
+                    self._write_hosts(record)
+                self._update_parents(cid)
             except BaseException:
                 self.manager.release(cid)
                 raise

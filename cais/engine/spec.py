@@ -32,15 +32,16 @@ def resolve_user(rootfs: str, user: str, group_add: list[str] | None = None) -> 
     return {"uid": found.uid, "gid": found.gid, "additionalGids": found.groups, "home": found.home}
 
 
-def _env(image_env: list[str], env: list[str], home: str, *, hostname: str = "", tty: bool = False) -> list[str]:
-    """dockerd's order: PATH, HOSTNAME, TERM (with a TTY), then the image's and the caller's
-    variables replacing or adding; HOME from the user's passwd entry unless set."""
+def _env(image_env: list[str], env: list[str], home: str, *, hostname: str = "", tty: bool = False,
+         link_env: list[str] | None = None) -> list[str]:
+    """dockerd's order: PATH, HOSTNAME, TERM (with a TTY), the --link variables, then the image's
+    and the caller's variables replacing or adding; HOME from the user's passwd entry unless set."""
     merged: dict[str, str] = {"PATH": DEFAULT_PATH}
     if hostname:
         merged["HOSTNAME"] = hostname
     if tty:
         merged["TERM"] = "xterm"
-    for item in [*image_env, *env]:
+    for item in [*(link_env or []), *image_env, *env]:
         key, sep, value = item.partition("=")
         if sep:
             merged[key] = value
@@ -158,9 +159,11 @@ def _host_devices() -> list[dict]:
 
 
 def build(record: dict, image_config: dict, rootfs: str, container_dir: str, *,
-          cgroups_path: str, init_path: str | None, mounts: list[dict], remap: IdMap | None = None) -> dict:
+          cgroups_path: str, init_path: str | None, mounts: list[dict], remap: IdMap | None = None,
+          link_env: list[str] | None = None) -> dict:
     """The OCI spec of `record` whose root filesystem is mounted at `rootfs`; with `remap` (the
-    mapping its rootfs was made for, userns-remap) in a user namespace of that mapping."""
+    mapping its rootfs was made for, userns-remap) in a user namespace of that mapping;
+    `link_env`: the variables of its --link containers."""
     config, host = record["Config"], record["HostConfig"]
     args = record["Path"] and [record["Path"], *record["Args"]]
     if not args:
@@ -235,7 +238,8 @@ def build(record: dict, image_config: dict, rootfs: str, container_dir: str, *,
         "user": {k: user[k] for k in ("uid", "gid", "additionalGids")},
         "args": args,
         "env": _env(image_config.get("Env") or [], config.get("Env") or [], user["home"],
-                    hostname=config.get("Hostname") or record["Id"][:12], tty=bool(config.get("Tty"))),
+                    hostname=config.get("Hostname") or record["Id"][:12], tty=bool(config.get("Tty")),
+                    link_env=link_env),
         "cwd": config.get("WorkingDir") or image_config.get("WorkingDir") or "/",
         "capabilities": _capability_sets(caps, user["uid"]),
         "rlimits": _rlimits(host),

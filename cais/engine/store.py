@@ -30,8 +30,9 @@ def write_json_atomic(path: str, value: object, *, durable: bool = True) -> None
     file renamed over another out at once (auto_da_alloc), which costs about what the skipped fsync
     would. Readers may then find no file for a moment, and a machine crash may leave none."""
     tmp = f"{path}.tmp-{os.getpid()}-{threading.get_ident()}"
+    text = json.dumps(value, separators=(",", ":"))  # dumps: json.dump encodes in Python, piece by piece
     with open(tmp, "w") as f:
-        json.dump(value, f, separators=(",", ":"))
+        f.write(text)
         if durable:
             f.flush()
             os.fsync(f.fileno())

@@ -74,6 +74,9 @@ class ImageStore:
         os.makedirs(root, mode=0o700, exist_ok=True)
         os.makedirs(os.path.join(root, "locks"), mode=0o700, exist_ok=True)
         self.content = ContentStore(os.path.join(root, "content"))
+        # which containers run now, from whoever knows (the engine, in memory); without it, the
+        # containers table's `running` column (set_container_running) says it
+        self.running_containers: Callable[[], set[str]] | None = None
         try:
             self.meta = Metadata(os.path.join(root, "metadata.db"))
         except (MetadataError, sqlite3.DatabaseError) as e:
@@ -537,12 +540,13 @@ class ImageStore:
         users = self.meta.container_users(image_id)
         if hard and self.meta.children(image_id):
             raise conflict("image has dependent child images", True)
-        running = [c for c, r in users if r]
+        now = self.running_containers() if self.running_containers is not None else None
+        running = [c for c, r in users if (c in now if now is not None else r)]
         if hard and running:
             raise conflict(f"image is being used by running container {short_id(running[0])}", True)
         if soft and active_reference and self.meta.refs(image_id):
             raise conflict("image is referenced in multiple repositories", False)
-        stopped = [c for c, r in users if not r]
+        stopped = [c for c, _ in users if c not in running]
         if soft and stopped:
             raise conflict(f"image is being used by stopped container {short_id(stopped[0])}", False)
 

@@ -17,13 +17,13 @@ import re
 from cais.network.errors import InvalidConfig, NetworkError
 
 
-def _iproute():  # noqa: ANN202 - pyroute2 is imported lazily: the CLI never needs it
+def iproute():  # noqa: ANN202 - pyroute2 is imported lazily: the CLI never needs it
     from pyroute2 import IPRoute
 
     return IPRoute()
 
 
-def _index(ipr, name: str) -> int | None:  # noqa: ANN001
+def link_index(ipr, name: str) -> int | None:  # noqa: ANN001
     found = ipr.link_lookup(ifname=name)
     return found[0] if found else None
 
@@ -60,14 +60,14 @@ def _add_address(ipr, index: int, address: str, prefixlen: int) -> None:  # noqa
 
 def host_ensure_bridge(name: str, addresses: list[tuple[str, int]], mtu: int) -> None:
     """Create (or adopt) bridge `name`, give it the gateway addresses, bring it up. Idempotent."""
-    with _iproute() as ipr:
-        index = _index(ipr, name)
+    with iproute() as ipr:
+        index = link_index(ipr, name)
         if index is None:
             try:
                 ipr.link("add", ifname=name, kind="bridge")
             except Exception as e:
                 raise NetworkError(f"cannot create bridge {name}: {e}") from e
-            index = _index(ipr, name)
+            index = link_index(ipr, name)
         have = {a.get_attr("IFA_ADDRESS") for a in ipr.get_addr(index=index)}
         for gateway, prefixlen in addresses:
             if gateway not in have:
@@ -75,9 +75,10 @@ def host_ensure_bridge(name: str, addresses: list[tuple[str, int]], mtu: int) ->
         ipr.link("set", index=index, mtu=mtu, state="up")
 
 
-def host_remove_link(name: str) -> None:
-    with _iproute() as ipr:
-        index = _index(ipr, name)
+def remove_link(name: str) -> None:
+    """Delete a link of the calling thread's network namespace (netns.run_in picks it), if there."""
+    with iproute() as ipr:
+        index = link_index(ipr, name)
         if index is not None:
             with contextlib.suppress(Exception):
                 ipr.link("del", index=index)
@@ -87,8 +88,8 @@ def host_add_veth(bridge: str, host_name: str, peer_name: str, netns_path: str, 
     """A veth pair: `host_name` on `bridge` here, `peer_name` inside the namespace on `netns_path`."""
     fd = os.open(netns_path, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        with _iproute() as ipr:
-            master = _index(ipr, bridge)
+        with iproute() as ipr:
+            master = link_index(ipr, bridge)
             if master is None:
                 raise NetworkError(f"bridge {bridge} does not exist")
             try:
@@ -98,7 +99,7 @@ def host_add_veth(bridge: str, host_name: str, peer_name: str, netns_path: str, 
                 if getattr(e, "code", None) == errno.EEXIST:
                     raise NetworkError(f"interface {peer_name} already exists in the container") from e
                 raise NetworkError(f"cannot create veth {host_name}: {e}") from e
-            index = _index(ipr, host_name)
+            index = link_index(ipr, host_name)
             try:
                 ipr.link("set", index=index, master=master, state="up")
                 # hairpin mode (IFLA_BRPORT_MODE): a container reaching its own published port on a
@@ -113,16 +114,27 @@ def host_add_veth(bridge: str, host_name: str, peer_name: str, netns_path: str, 
         os.close(fd)
 
 
-def container_configure(ifname: str, addresses: list[tuple[str, int]], mac: str, gateways: list[str]) -> None:
-    """Inside the container: addresses, MAC, up, and default routes through the gateways given."""
-    with _iproute() as ipr:
-        index = _index(ipr, ifname)
+def container_configure(ifname: str, addresses: list[tuple[str, int]], mac: str, gateways: list[str], *,
+                        device_routes: bool = False) -> None:
+    """Inside the container: addresses, MAC, up, and default routes through the gateways given.
+
+    `mac` "": the interface keeps its own (an ipvlan one shares its parent's); `device_routes`: the
+    default routes go through the interface itself, no gateway (ipvlan l3, where the parent routes).
+    """
+    with iproute() as ipr:
+        index = link_index(ipr, ifname)
         if index is None:
             raise NetworkError(f"interface {ifname} missing in the container")
-        ipr.link("set", index=index, address=mac)
+        if mac:
+            ipr.link("set", index=index, address=mac)
         for address, prefixlen in addresses:
             _add_address(ipr, index, address, prefixlen)
         ipr.link("set", index=index, state="up")
+        if device_routes:
+            gateways = []
+            for family in sorted({10 if ":" in a else 2 for a, _ in addresses}):
+                with contextlib.suppress(Exception):
+                    ipr.route("add", dst="::/0" if family == 10 else "0.0.0.0/0", oif=index, family=family)
         for gateway in gateways:
             with contextlib.suppress(Exception):  # a second network keeps the first one's default route
                 if ":" in gateway:
@@ -133,7 +145,7 @@ def container_configure(ifname: str, addresses: list[tuple[str, int]], mac: str,
 
 def container_free_ifname() -> str:
     """The first ethN not yet used in the container's namespace."""
-    with _iproute() as ipr:
+    with iproute() as ipr:
         names = {link.get_attr("IFLA_IFNAME") for link in ipr.get_links()}
     n = 0
     while f"eth{n}" in names:
@@ -144,7 +156,7 @@ def container_free_ifname() -> str:
 def host_routes() -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
     """Destinations routed in this namespace (so default pools skip subnets already in use here)."""
     out = []
-    with _iproute() as ipr:
+    with iproute() as ipr:
         for family in (2, 10):
             for route in ipr.get_routes(family=family, table=254):
                 dst, plen = route.get_attr("RTA_DST"), route["dst_len"]

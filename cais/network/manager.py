@@ -21,7 +21,7 @@ import secrets
 import threading
 import time
 
-from cais.network import bridge, ipam, netns
+from cais.network import bridge, ipam, macvlan, netns
 from cais.network.errors import Conflict, InvalidConfig, NetworkError, NotFound
 from cais.network.firewall import Bridge, Dnat, Firewall
 from cais.network.ports import Binding, Reservation, reserve
@@ -54,6 +54,19 @@ def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S.000000000Z", time.gmtime())
 
 
+_INSPECT_ORDER = ("Name", "Id", "Created", "Scope", "Driver", "EnableIPv4", "EnableIPv6", "IPAM", "Internal",
+                  "Attachable", "Ingress", "ConfigFrom", "ConfigOnly", "Containers", "Options", "Labels")
+
+
+def _rfc3339_nano(text: str) -> str:
+    """Go's RFC3339Nano: the fraction without its trailing zeros (none left: no dot)."""
+    if text.endswith("Z") and "." in text:
+        whole, _, fraction = text[:-1].partition(".")
+        fraction = fraction.rstrip("0")
+        return f"{whole}.{fraction}Z" if fraction else f"{whole}Z"
+    return text
+
+
 def _record(name: str, ident: str, driver: str, **extra: object) -> dict:
     rec = {"Name": name, "Id": ident, "Created": _now(), "Scope": "local", "Driver": driver, "EnableIPv6": False,
            "IPAM": {"Driver": "default", "Options": {}, "Config": []}, "Internal": False, "Attachable": False,
@@ -61,6 +74,12 @@ def _record(name: str, ident: str, driver: str, **extra: object) -> dict:
            "Options": {}, "Labels": {}}
     rec.update(extra)
     return rec
+
+
+def _ipam_config(pools: list[ipam.Pool]) -> list[dict]:
+    """IPAM.Config of inspect."""
+    return [{"Subnet": str(p.subnet), "Gateway": str(p.gateway), **({"IPRange": str(p.ip_range)} if p.ip_range else {}),
+             **({"AuxiliaryAddresses": dict(p.aux)} if p.aux else {})} for p in pools]
 
 
 class NetworkManager:
@@ -106,16 +125,18 @@ class NetworkManager:
                 if self._find(name) is None:
                     self._save(_record(name, secrets.token_hex(32), "null" if name == "none" else "host"))
             self._ensure_default_bridge()
-            if not self._bridges():
-                return  # nothing to plumb: the host's networking stays untouched
-            for rec in self._bridges():
+            for rec in self._attachable():
                 if alive is not None:
                     dead = [cid for cid in rec["Cais"]["Endpoints"] if cid not in alive]
                     for cid in dead:
                         self._forget_endpoint(rec, cid)
                     self.ipam.reconcile(rec["Id"], set(rec["Cais"]["Endpoints"]))
-                self._plumb(rec)
-            self.firewall.ensure()
+                if rec["Driver"] == "bridge":
+                    self._plumb(rec)
+                else:
+                    self._ensure_parent(rec)
+            if self._bridges():  # else nothing to plumb: the host's networking stays untouched
+                self.firewall.ensure()
 
     def _ensure_default_bridge(self) -> None:
         """The `bridge` network as the daemon's settings say; re-made (same id) when they changed,
@@ -181,12 +202,19 @@ class NetworkManager:
     def _bridges(self) -> list[dict]:
         return [r for r in self.networks.values() if r["Driver"] == "bridge"]
 
+    def _attachable(self) -> list[dict]:
+        """Networks with endpoints of their own: bridge, macvlan and ipvlan ones."""
+        return [r for r in self.networks.values() if r["Driver"] in ("bridge", *macvlan.DRIVERS)]
+
     def inspect(self, ref: str) -> dict:
         rec = self.get(ref)
         out = {k: v for k, v in rec.items() if k != "Cais"}
-        out.setdefault("EnableIPv4", True)  # API 1.47+; every cais network has IPv4
+        out.setdefault("EnableIPv4", True)  # API 1.47+; records from before IPv6-only networks all have IPv4
+        out["Created"] = _rfc3339_nano(out["Created"])
+        # network.Inspect's field order, as dockerd writes it (and the docker CLI re-encodes it)
+        out = {**{k: out[k] for k in _INSPECT_ORDER if k in out}, **out}
         out["Containers"] = {cid: {"Name": ep["Name"], "EndpointID": ep["EndpointID"], "MacAddress": ep["MacAddress"],
-                                   "IPv4Address": f"{ep['IPAddress']}/{ep['IPPrefixLen']}",
+                                   "IPv4Address": f"{ep['IPAddress']}/{ep['IPPrefixLen']}" if ep["IPAddress"] else "",
                                    "IPv6Address": f"{ep['GlobalIPv6Address']}/{ep['GlobalIPv6PrefixLen']}"
                                    if ep.get("GlobalIPv6Address") else ""}
                              for cid, ep in (rec.get("Cais") or {}).get("Endpoints", {}).items()}
@@ -194,32 +222,42 @@ class NetworkManager:
 
     def create(self, name: str, *, driver: str = "bridge", ipam_config: list[dict] | None = None,
                internal: bool = False, labels: dict | None = None, options: dict | None = None,
-               enable_ipv6: bool = False, attachable: bool = False) -> dict:
+               enable_ipv6: bool = False, attachable: bool = False, enable_ipv4: bool = True) -> dict:
+        """A network; `enable_ipv4` False (with `enable_ipv6`): an IPv6-only one (API 1.47's EnableIPv4)."""
         if not isinstance(name, str) or not _NAME.match(name):
             raise InvalidConfig(f"invalid network name {name!r}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
         driver = driver or "bridge"
         if driver in ("host", "null", "none"):
             raise Conflict(f'only one instance of "{driver}" network is allowed')
-        if driver != "bridge":
-            raise InvalidConfig(f"network driver {driver!r} is not supported (bridge only on a single host)")
+        if driver not in ("bridge", *macvlan.DRIVERS):
+            raise InvalidConfig(f"network driver {driver!r} is not supported (bridge, macvlan or ipvlan on a "
+                                "single host)")
         ipam_config = ipam_config or []
         if not isinstance(ipam_config, list) or not all(isinstance(c, dict) for c in ipam_config):
             raise InvalidConfig("invalid IPAM config: expected a list of objects")
         six = [c for c in ipam_config if ":" in str(c.get("Subnet") or "")]
         if six and not enable_ipv6:
             raise InvalidConfig("an IPv6 subnet needs IPv6 enabled on the network (--ipv6)")
+        if not enable_ipv4 and not enable_ipv6:
+            raise InvalidConfig("IPv4 or IPv6 must be enabled")
+        if not enable_ipv4 and len(six) != len(ipam_config):
+            raise InvalidConfig("an IPv4 subnet needs IPv4 enabled on the network (it is created with --ipv4=false)")
         with self.lock:
             if any(r["Name"] == name for r in self.networks.values()):
                 raise Conflict(f"network with name {name} already exists")
+            if driver in macvlan.DRIVERS:
+                return self._create_macvlan_record(name, driver, ipam_config, internal=internal, labels=labels or {},
+                                                   options=options or {}, attachable=attachable,
+                                                   enable_ipv6=enable_ipv6, enable_ipv4=enable_ipv4)
             rec = self._create_bridge_record(name, driver, ipam_config, internal=internal,
                                              labels=labels or {}, options=options or {}, attachable=attachable,
-                                             enable_ipv6=enable_ipv6)
+                                             enable_ipv6=enable_ipv6, enable_ipv4=enable_ipv4)
             self.firewall.ensure()
             return rec
 
     def _create_bridge_record(self, name: str, driver: str, ipam_config: list[dict], *, internal: bool,
                               labels: dict, options: dict, attachable: bool = False,
-                              enable_ipv6: bool = False, ident: str = "") -> dict:
+                              enable_ipv6: bool = False, ident: str = "", enable_ipv4: bool = True) -> dict:
         if not all(isinstance(c, dict) for c in ipam_config):
             raise InvalidConfig("invalid IPAM config: expected a list of objects")
         ident = ident or secrets.token_hex(32)
@@ -228,11 +266,37 @@ class NetworkManager:
             _flag(options, key)
         if options.get(HOST_BINDING_OPT):
             ipam.parse_address(str(options[HOST_BINDING_OPT]), f"address in {HOST_BINDING_OPT}")
+        pools = self._pools(ipam_config, enable_ipv6, enable_ipv4)
+        bridge_name = options.get(BRIDGE_NAME_OPT) or f"cais-{ident[:10]}"
+        if len(bridge_name) > 15 or any(c in bridge_name for c in "/ \t\n:"):
+            raise InvalidConfig(f"invalid bridge name {bridge_name!r}")
+        if any(r.get("Cais", {}).get("Bridge") == bridge_name for r in self._bridges()):
+            raise Conflict(f"bridge {bridge_name} is already used by another network")
+        rec = _record(name, ident, driver, Internal=bool(internal), Attachable=bool(attachable),
+                      EnableIPv6=bool(enable_ipv6), EnableIPv4=bool(enable_ipv4),
+                      Labels=dict(labels), Options={k: str(v) for k, v in options.items()},
+                      IPAM={"Driver": "default", "Options": {}, "Config": _ipam_config(pools)})
+        rec["Cais"] = {"Bridge": bridge_name, "MTU": mtu, "Endpoints": {}}
+        self.ipam.add(ident, pools)
+        try:
+            self._plumb(rec)
+            self._save(rec)
+        except BaseException:
+            self.firewall.rules.bridges.pop(bridge_name, None)
+            netns.run_in(None, lambda: bridge.remove_link(bridge_name))
+            self.ipam.drop(ident)
+            raise
+        return rec
+
+    def _pools(self, ipam_config: list[dict], enable_ipv6: bool, enable_ipv4: bool = True) -> list[ipam.Pool]:
+        """The pools of a new network: those asked for (checked against every other network's), plus
+        an IPv4 one with `enable_ipv4`, and an IPv6 one with `enable_ipv6`, from the default pools
+        when not given."""
         if any(not c.get("Subnet") for c in ipam_config):
             raise InvalidConfig("an IPAM config needs a subnet")
         pools = [ipam.make_pool(c["Subnet"], c.get("Gateway") or "", c.get("IPRange") or "",
                                 c.get("AuxiliaryAddresses")) for c in ipam_config]
-        taken = [ipaddress.ip_network(c["Subnet"]) for r in self._bridges() for c in r["IPAM"]["Config"]]
+        taken = [ipaddress.ip_network(c["Subnet"]) for r in self._attachable() for c in r["IPAM"]["Config"]]
         for p in pools:
             for t in taken:
                 if t.version == p.subnet.version and t.overlaps(p.subnet):  # type: ignore[arg-type]
@@ -242,7 +306,7 @@ class NetworkManager:
                 a.subnet.overlaps(b.subnet) for i, a in enumerate(pools) for b in pools[i + 1:]  # type: ignore[arg-type]
                 if a.subnet.version == b.subnet.version):
             raise Conflict("invalid pool request: the subnets given overlap each other")
-        need4 = not any(p.subnet.version == 4 for p in pools)
+        need4 = enable_ipv4 and not any(p.subnet.version == 4 for p in pools)
         need6 = enable_ipv6 and not any(p.subnet.version == 6 for p in pools)
         if need4 or need6:  # from the default pools, skipping what is routed here already
             taken += netns.run_in(None, bridge.host_routes)
@@ -250,29 +314,56 @@ class NetworkManager:
             pools.insert(0, ipam.make_pool(str(ipam.free_subnet(taken))))
         if need6:
             pools.append(ipam.make_pool(str(ipam.free_subnet(taken, [ipam.ula_pool(self.root)]))))
-        bridge_name = options.get(BRIDGE_NAME_OPT) or f"cais-{ident[:10]}"
-        if len(bridge_name) > 15 or any(c in bridge_name for c in "/ \t\n:"):
-            raise InvalidConfig(f"invalid bridge name {bridge_name!r}")
-        if any(r.get("Cais", {}).get("Bridge") == bridge_name for r in self._bridges()):
-            raise Conflict(f"bridge {bridge_name} is already used by another network")
-        config = [{"Subnet": str(p.subnet), "Gateway": str(p.gateway),
-                   **({"IPRange": str(p.ip_range)} if p.ip_range else {}),
-                   **({"AuxiliaryAddresses": dict(p.aux)} if p.aux else {})} for p in pools]
+        return pools
+
+    def _create_macvlan_record(self, name: str, driver: str, ipam_config: list[dict], *, internal: bool,
+                               labels: dict, options: dict, attachable: bool, enable_ipv6: bool,
+                               enable_ipv4: bool = True) -> dict:
+        """A macvlan or ipvlan network (macvlan.py): its parent made if it is an 802.1q sub-interface
+        or the network's own link, nothing else on the host."""
+        ident = secrets.token_hex(32)
+        config = macvlan.parse(driver, options, ident)
+        mtu = self._mtu(options) if options.get(MTU_OPT) else None
+        for other in self._attachable():
+            if other["Driver"] == driver and other["Cais"].get("Parent") == config.parent:
+                raise Conflict(f"network {other['Name']} is already using parent interface {config.parent}")
+        pools = self._pools(ipam_config, enable_ipv6, enable_ipv4)
         rec = _record(name, ident, driver, Internal=bool(internal), Attachable=bool(attachable),
-                      EnableIPv6=bool(enable_ipv6),
-                      Labels=dict(labels), Options={k: str(v) for k, v in options.items()},
-                      IPAM={"Driver": "default", "Options": {}, "Config": config})
-        rec["Cais"] = {"Bridge": bridge_name, "MTU": mtu, "Endpoints": {}}
-        self.ipam.add(ident, pools)
+                      EnableIPv6=bool(enable_ipv6), EnableIPv4=bool(enable_ipv4), Labels=dict(labels),
+                      Options={k: str(v) for k, v in options.items()},
+                      IPAM={"Driver": "default", "Options": {}, "Config": _ipam_config(pools)})
+        rec["Cais"] = {"Parent": config.parent, "Mode": config.mode, "OwnParent": config.own_parent, "MTU": mtu,
+                       "Made": "", "Endpoints": {}}
+        rec["Cais"]["Made"] = netns.run_in(None, lambda: macvlan.host_ensure_parent(config))
         try:
-            self._plumb(rec)
+            self.ipam.add(ident, pools)
             self._save(rec)
         except BaseException:
-            self.firewall.rules.bridges.pop(bridge_name, None)
-            netns.run_in(None, lambda: bridge.host_remove_link(bridge_name))
+            self._remove_parent(rec)
             self.ipam.drop(ident)
             raise
         return rec
+
+    @staticmethod
+    def _macvlan_config(rec: dict) -> macvlan.Config:
+        cais = rec["Cais"]
+        return macvlan.Config(rec["Driver"], cais["Parent"], cais["Mode"], cais["OwnParent"])
+
+    def _ensure_parent(self, rec: dict) -> None:
+        """After a (re)start: the parent made for `rec` is made again if it went (a reboot)."""
+        if rec["Cais"]["Made"]:
+            try:
+                netns.run_in(None, lambda: macvlan.host_ensure_parent(self._macvlan_config(rec)))
+            except NetworkError as e:
+                log.warning("network %s: %s", rec["Name"], e)
+
+    def _remove_parent(self, rec: dict) -> None:
+        """The parent goes if it was made for `rec` (dockerd deletes the 802.1q links it made), unless
+        a network of the other driver uses it too."""
+        parent = rec["Cais"]["Parent"]
+        shared = any(r["Id"] != rec["Id"] and r["Cais"].get("Parent") == parent for r in self._attachable())
+        if rec["Cais"]["Made"] and not shared:
+            netns.run_in(None, lambda: bridge.remove_link(parent))
 
     @staticmethod
     def _mtu(options: dict) -> int:
@@ -285,7 +376,7 @@ class NetworkManager:
         """The bridge of `rec` with its gateway address, route_localnet, ip_forward, its firewall entry."""
         name, cais = rec["Cais"]["Bridge"], rec["Cais"]
         pools = self.ipam.pools(rec["Id"])
-        v4 = next(p for p in pools if p.subnet.version == 4)
+        v4 = next((p for p in pools if p.subnet.version == 4), None)
         v6 = next((p for p in pools if p.subnet.version == 6), None)
 
         def body() -> None:
@@ -297,7 +388,7 @@ class NetworkManager:
 
         netns.run_in(None, body)
         options = rec.get("Options") or {}
-        self.firewall.rules.bridges[name] = Bridge(name, str(v4.subnet), bool(rec["Internal"]),
+        self.firewall.rules.bridges[name] = Bridge(name, str(v4.subnet) if v4 else "", bool(rec["Internal"]),
                                                    str(v6.subnet) if v6 else "", masquerade=_flag(options, MASQUERADE_OPT),
                                                    icc=_flag(options, ICC_OPT))
 
@@ -320,10 +411,14 @@ class NetworkManager:
             self._drop(rec)
 
     def _drop(self, rec: dict) -> None:
-        """A network without endpoints goes: its bridge, firewall entry, addresses and record."""
-        name = rec["Cais"]["Bridge"]
-        self.firewall.drop_bridge(name)
-        netns.run_in(None, lambda: bridge.host_remove_link(name))
+        """A network without endpoints goes: its bridge and firewall entry (or the parent made for
+        it), addresses and record."""
+        if rec["Driver"] == "bridge":
+            name = rec["Cais"]["Bridge"]
+            self.firewall.drop_bridge(name)
+            netns.run_in(None, lambda: bridge.remove_link(name))
+        else:
+            self._remove_parent(rec)
         self.ipam.drop(rec["Id"])
         os.unlink(os.path.join(self.dir, f"{rec['Id']}.json"))
         del self.networks[rec["Id"]]
@@ -360,7 +455,7 @@ class NetworkManager:
         """
         with self.lock:
             rec = self.get(ref)
-            if rec["Driver"] != "bridge":
+            if rec["Driver"] not in ("bridge", *macvlan.DRIVERS):
                 raise Conflict(f"container cannot be connected to the {rec['Name']} network")
             if cid in rec["Cais"]["Endpoints"]:
                 raise Conflict(f"endpoint with name {name} already exists in network {rec['Name']}")
@@ -370,40 +465,54 @@ class NetworkManager:
                 raise InvalidConfig("network-scoped aliases are supported only for user-defined networks")
             if ip6 and not rec.get("EnableIPv6"):
                 raise InvalidConfig(f"network {rec['Name']} has no IPv6 subnet (it was created without --ipv6)")
+            four = rec.get("EnableIPv4", True)
+            if ip and not four:
+                raise InvalidConfig(f"network {rec['Name']} has IPv4 disabled: it has no IPv4 address to give")
             mac = bridge.parse_mac(mac) if mac else ""
             wanted = ipam.parse_address(ip, "IP address") if ip else None
             wanted6 = ipam.parse_address(ip6, "IPv6 address") if ip6 else None
-            got = self.ipam.allocate(rec["Id"], cid, wanted)
-            if got is None:
+            got = self.ipam.allocate(rec["Id"], cid, wanted) if four else None
+            if got is None and four:
                 raise NetworkError(f"network {rec['Name']} has no IPv4 pool")
-            address, pool = got
             try:
                 six = self.ipam.allocate(rec["Id"], cid, wanted6, version=6) if rec.get("EnableIPv6") else None
             except BaseException:
                 self.ipam.release(rec["Id"], cid)
                 raise
-            addresses = [(str(address), pool.subnet.prefixlen)] + ([(str(six[0]), six[1].subnet.prefixlen)]
-                                                                    if six else [])
-            gateways = [] if rec["Internal"] else [str(pool.gateway)] + ([str(six[1].gateway)] if six else [])
-            host_veth = "caisv" + hashlib.sha256(f"{rec['Id']}/{cid}".encode()).hexdigest()[:10]
-            mac = mac or bridge.mac_for(address)
+            assigned = [a for a in (got, six) if a is not None]  # (address, pool): IPv4 first
+            addresses = [(str(a), p.subnet.prefixlen) for a, p in assigned]
+            lower = self._macvlan_config(rec) if rec["Driver"] != "bridge" else None
+            routed = lower is not None and lower.routed  # ipvlan l3: a default route, no gateway
+            internal = rec["Internal"] or (lower is not None and lower.own_parent)  # dockerd: no parent, internal
+            gateways = [] if internal or routed else [str(p.gateway) for _, p in assigned]
+            host_veth = "caisv" + hashlib.sha256(f"{rec['Id']}/{cid}".encode()).hexdigest()[:10] if not lower else ""
+            # from the IPv4 address as docker; an IPv6-only endpoint's from the IPv6 address's last 4 bytes
+            mac = "" if lower is not None and lower.driver == "ipvlan" else (mac or bridge.mac_for(assigned[0][0]))
             mtu = rec["Cais"]["MTU"]
+            ifname = ""
             try:
                 ifname = netns.run_in(netns_path, bridge.container_free_ifname)
-                netns.run_in(None, lambda: (bridge.host_remove_link(host_veth),
-                                            bridge.host_add_veth(rec["Cais"]["Bridge"], host_veth, ifname,
-                                                                 netns_path, mtu)))
-                netns.run_in(netns_path, lambda: bridge.container_configure(ifname, addresses, mac, gateways))
+                if lower is None:
+                    netns.run_in(None, lambda: (bridge.remove_link(host_veth),
+                                                bridge.host_add_veth(rec["Cais"]["Bridge"], host_veth, ifname,
+                                                                     netns_path, mtu)))
+                else:
+                    netns.run_in(None, lambda: macvlan.host_add_child(lower, ifname, netns_path, mtu))
+                netns.run_in(netns_path, lambda: bridge.container_configure(
+                    ifname, addresses, mac, gateways, device_routes=routed and not internal))
             except BaseException:
-                netns.run_in(None, lambda: bridge.host_remove_link(host_veth))
+                if lower is None:
+                    netns.run_in(None, lambda: bridge.remove_link(host_veth))
+                elif ifname:
+                    netns.run_in(netns_path, lambda: bridge.remove_link(ifname))
                 self.ipam.release(rec["Id"], cid)
                 raise
-            endpoint = {"IPAMConfig": {"IPv4Address": ip, "IPv6Address": ip6} if ip or ip6 else None,
-                        "Links": list(links or []) or None,
+            ipam_config = {k: v for k, v in (("IPv4Address", ip), ("IPv6Address", ip6)) if v}
+            endpoint = {"IPAMConfig": ipam_config or None, "Links": list(links or []) or None,
                         "Aliases": list(aliases or []) or None, "MacAddress": mac, "NetworkID": rec["Id"],
-                        "EndpointID": secrets.token_hex(32), "Gateway": str(pool.gateway),
-                        "IPAddress": str(address), "IPPrefixLen": pool.subnet.prefixlen,
-                        "IPv6Gateway": str(six[1].gateway) if six else "",
+                        "EndpointID": secrets.token_hex(32), "Gateway": str(got[1].gateway) if got and not routed else "",
+                        "IPAddress": str(got[0]) if got else "", "IPPrefixLen": got[1].subnet.prefixlen if got else 0,
+                        "IPv6Gateway": str(six[1].gateway) if six and not routed else "",
                         "GlobalIPv6Address": str(six[0]) if six else "",
                         "GlobalIPv6PrefixLen": six[1].subnet.prefixlen if six else 0, "DriverOpts": None,
                         "DNSNames": list(dict.fromkeys([name, *(aliases or []), cid[:12]]))
@@ -424,18 +533,22 @@ class NetworkManager:
             if cid not in rec.get("Cais", {}).get("Endpoints", {}):
                 raise NotFound(f"container {cid[:12]} is not connected to network {rec['Name']}")
             self._forget_endpoint(rec, cid)
-            if self.dns is not None and not any(cid in r["Cais"]["Endpoints"] for r in self._bridges()
+            if self.dns is not None and not any(cid in r["Cais"]["Endpoints"] for r in self._attachable()
                                                 if r["Name"] != "bridge"):
                 self.dns.remove(cid)
 
     def _forget_endpoint(self, rec: dict, cid: str) -> None:
         ep = rec["Cais"]["Endpoints"].pop(cid)
-        netns.run_in(None, lambda: bridge.host_remove_link(ep["HostVeth"]))  # its peer goes with it
+        if ep.get("HostVeth"):
+            netns.run_in(None, lambda: bridge.remove_link(ep["HostVeth"]))  # its peer goes with it
+        elif os.path.exists(ep["Netns"]):  # macvlan/ipvlan: the link is in the container's namespace
+            with contextlib.suppress(OSError, NetworkError):
+                netns.run_in(ep["Netns"], lambda: bridge.remove_link(ep["Ifname"]))
         self.ipam.release(rec["Id"], cid)
         self._save(rec)
 
     def networks_of(self, cid: str) -> list[dict]:
-        return [r for r in self._bridges() if cid in r["Cais"]["Endpoints"]]
+        return [r for r in self._attachable() if cid in r["Cais"]["Endpoints"]]
 
     def release(self, cid: str) -> None:
         """Container stopped: its endpoints, ports, DNS socket and namespace go."""
@@ -502,7 +615,8 @@ class NetworkManager:
 
         A port published on every address is published on both families, as docker does (see
         ports.reserve): IPv6 host addresses are DNAT'ed to `container_ip6`; traffic to ::1, or to
-        any IPv6 host address of a container without IPv6, is relayed by the proxy (proxy.py).
+        host addresses of a family the container lacks (IPv6 to one without IPv6, IPv4 to an IPv6-only
+        one), is relayed by the proxy (proxy.py).
         """
         with self.lock:
             self.unpublish(cid)
@@ -515,12 +629,13 @@ class NetworkManager:
                 wanted = [b if b.host_ip else dataclasses.replace(b, host_ip=default_ip) for b in wanted]
             res = reserve(wanted)
             try:
-                self.firewall.set_dnat(cid, [Dnat(b.proto, b.host_ip, b.host_port,
-                                                  container_ip6 if ":" in b.host_ip else container_ip,
-                                                  b.container_port) for b in res.bound
-                                             if container_ip6 or ":" not in b.host_ip])
-                for b, sock in zip(res.bound, res.sockets, strict=True):
-                    if ":" in b.host_ip and (not container_ip6 or b.host_ip in ("::", "::1")):
+                targets = [container_ip6 if ":" in b.host_ip else container_ip for b in res.bound]
+                self.firewall.set_dnat(cid, [Dnat(b.proto, b.host_ip, b.host_port, target, b.container_port)
+                                             for b, target in zip(res.bound, targets, strict=True) if target])
+                for b, sock, target in zip(res.bound, res.sockets, targets, strict=True):
+                    # what no DNAT reaches: ::1, a family the container lacks (IPv6 to an IPv4-only one,
+                    # IPv4 to an IPv6-only one)
+                    if not target or b.host_ip in ("::", "::1"):
                         if self.proxy is None:
                             from cais.network.proxy import Proxy
                             self.proxy = Proxy()

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import errno
 import fcntl
 import os
 import re
+import secrets
 import shutil
 import tempfile
 import time
@@ -123,9 +125,14 @@ def reachable(path: str, gid: int) -> None:
 def remove_tree(path: str, parent: str, *, later: bool = False) -> None:
     """Remove a committed directory: first rename it to a staging name (so it stops looking
     trusted at once), then delete it — `later`: in the background (reclaim.py)."""
-    staging = tempfile.mkdtemp(prefix=STAGING_PREFIX + "rm-", dir=parent)
-    target = os.path.join(staging, "x")
-    os.rename(path, target)
+    while True:  # renamed as it is, not into a directory made for it: one inode less to create
+        staging = os.path.join(parent, f"{STAGING_PREFIX}rm-{secrets.token_hex(6)}")
+        try:
+            os.rename(path, staging)
+            break
+        except OSError as e:
+            if e.errno not in (errno.EEXIST, errno.ENOTEMPTY):  # else: that name is taken, another one
+                raise
     if later:
         delete_later(staging)
     else:

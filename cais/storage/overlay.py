@@ -67,6 +67,29 @@ def _write(path: str, text: str) -> None:
         f.write(text)
 
 
+def _absolute(root: str, data: str) -> str | None:
+    """Overlay options with paths relative to `root` made absolute (None if `root` has a character
+    that the options would need escaped)."""
+    if not root.startswith("/") or any(c in root for c in ",:\\="):
+        return None
+    out = []
+    for option in data.split(","):
+        key, sep, value = option.partition("=")
+        if key == "lowerdir":
+            value = ":".join(f"{root}/{p}" for p in value.split(":"))
+        elif key in ("upperdir", "workdir"):
+            value = f"{root}/{value}"
+        out.append(key + sep + value)
+    return ",".join(out)
+
+
+def _mount(target: str, data: str) -> None:
+    try:
+        mnt.mount(MOUNT_SOURCE, target, "overlay", 0, data)
+    except OSError as e:
+        raise StorageError(f"cannot mount overlay at {target}: {e.strerror}") from None
+
+
 def mount_in(cwd: str, target: str, data: str) -> None:
     """Mount an overlay whose option paths are relative to `cwd`, without moving the process's cwd."""
     failure: list[BaseException] = []
@@ -336,6 +359,8 @@ class OverlayDriver(Driver):
                         + (",volatile" if volatile else ""))
                 if shift is not None:
                     self._mount_idmapped(container_id, self._layer_dirs(lower), user_namespace(shift), volatile)
+                elif (absolute := _absolute(self.root, data)) is not None and len(absolute) < _PAGE:
+                    _mount(merged, absolute)  # as is: no helper thread to mount from the root
                 elif len(data) < _PAGE:
                     mount_in(self.root, merged, data)
                 else:

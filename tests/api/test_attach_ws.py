@@ -183,3 +183,57 @@ def test_websocket_errors(daemon: Caisd) -> None:
         assert daemon.ping()
     finally:
         daemon.docker("rm", "-f", cid)
+
+
+def _threads(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("Threads:"))
+
+
+def _rss(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS:"))
+
+
+def test_big_log_is_streamed_not_held(daemon: Caisd) -> None:
+    """logs=1 over a ~200 MB log: caisd sends it a batch at a time; its RSS does not grow by the log's size."""
+    line_size, lines = 8000, 25_000
+    cid = daemon.docker("run", "-d", "busybox", "sh", "-c",
+                        f"yes $(head -c {line_size - 1} /dev/zero | tr '\\0' a) | head -n {lines}").stdout.decode().strip()
+    assert daemon.proc is not None
+    pid = daemon.proc.pid
+    try:
+        assert daemon.docker("wait", cid, timeout=120).stdout.strip() == b"0"
+        before = peak = _rss(pid)
+
+        async def consume() -> tuple[int, int]:
+            nonlocal peak
+            count = size = 0
+            async with aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=daemon.sock)) as session, \
+                    session.ws_connect(f"http://localhost/containers/{cid}/attach/ws?logs=1&stdout=1",
+                                       max_msg_size=1 << 20) as ws:
+                async with asyncio.timeout(120):
+                    async for message in ws:
+                        count, size = count + 1, size + len(message.data)
+                        if count % 500 == 0:
+                            peak = max(peak, _rss(pid))
+                            await asyncio.sleep(0.001)  # a slowish client: the daemon must wait, not buffer
+            return count, size
+
+        threads = _threads(pid)
+        count, size = asyncio.run(consume())
+        assert (count, size) == (lines, lines * line_size)
+        assert peak - before < 64 << 20, f"caisd's RSS grew by {(peak - before) >> 20} MiB"
+
+        async def leave_early() -> None:  # a client that hangs up after a few messages
+            async with aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=daemon.sock)) as session, \
+                    session.ws_connect(f"http://localhost/containers/{cid}/attach/ws?logs=1&stdout=1",
+                                       max_msg_size=1 << 20) as ws:
+                for _ in range(3):
+                    await ws.receive()
+        for _ in range(3):
+            asyncio.run(leave_early())
+        wait_for(lambda: _threads(pid) <= threads, "the log readers to end with their clients")
+        assert daemon.ping()
+    finally:
+        daemon.docker("rm", "-f", cid)

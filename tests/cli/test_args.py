@@ -115,3 +115,12 @@ def test_cli_flag_error_is_dockers_without_daemon() -> None:
     assert result.returncode == 125 and b"Traceback" not in result.stderr
     assert result.stderr.decode().splitlines()[0] == \
         "invalid argument \"lots\" for \"-m, --memory\" flag: invalid size: 'lots'"
+
+
+def test_bool_flag_on_by_default() -> None:
+    """`network create --ipv4=false`: a boolean flag that is on unless turned off."""
+    p = Parser("network create", "[OPTIONS] NETWORK")
+    p.add_argument("--ipv4", action="store_true", default=True)
+    p.add_argument("--ipv6", action="store_true")
+    assert p.parse_args([]).ipv4 and not p.parse_args([]).ipv6
+    assert not p.parse_args(["--ipv4=false"]).ipv4 and p.parse_args(["--ipv4"]).ipv4

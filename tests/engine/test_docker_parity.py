@@ -316,9 +316,28 @@ def test_tables_are_laid_out_as_the_docker_clis(daemon: Caisd) -> None:
         daemon.docker("volume", "rm", volume)
 
 
-
 def test_version_prints_goarch_as_the_docker_cli(daemon: Caisd) -> None:
     theirs = daemon.docker("version", "--format", "{{.Server.Arch}}").stdout.decode().strip()
     assert theirs == "amd64" or os.uname().machine != "x86_64"
     assert daemon.cais("version", "--format", "{{.Client.Arch}}").stdout.decode().strip() == theirs
     assert daemon.cais("version", "--format", "{{.Server.Arch}}").stdout.decode().strip() == theirs
+
+
+def test_rmi_force_refuses_an_image_a_running_container_uses(daemon: Caisd) -> None:
+    """As dockerd: `rmi -f` of an image that a running container uses is a conflict that cannot be
+    forced (the engine says what runs; the image store keeps no flag of it); stopped, one that must be."""
+    tag = f"cais-en-rmi-{secrets.token_hex(3)}:1"
+    daemon.docker("tag", "busybox", tag)
+    image_id = daemon.docker("image", "inspect", "-f", "{{.Id}}", tag).stdout.decode().strip()
+    cid = daemon.docker("run", "-d", tag, "sleep", "300").stdout.decode().strip()
+    try:
+        refused = daemon.docker("rmi", "-f", image_id, check=False)
+        assert refused.returncode != 0
+        assert "(cannot be forced) - image is being used by running container" in refused.stderr.decode()
+        assert daemon.docker("image", "inspect", tag, check=False).returncode == 0
+        daemon.docker("stop", "-t", "0", cid)
+        stopped = daemon.docker("rmi", image_id, check=False)  # not forced: a soft conflict now
+        assert stopped.returncode != 0 and "must be forced" in stopped.stderr.decode()
+    finally:
+        daemon.docker("rm", "-f", cid, check=False)
+        daemon.docker("rmi", tag, check=False)

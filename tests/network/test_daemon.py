@@ -260,7 +260,19 @@ def test_docker_cli_ipv6(d: Caisd) -> None:
     _out(d, "network", "create", "--ipv6", "--subnet", "fd00:ca17::/64", "v6net")
     try:
         info = json.loads(_out(d, "network", "inspect", "v6net"))[0]
-        assert "IPv6-only" in _err(d, "network", "create", "--ipv4=false", "--ipv6", "v6only")
+        _out(d, "network", "create", "--ipv4=false", "--ipv6", "--subnet", "fd00:ca19::/64", "v6only")
+        only = json.loads(_out(d, "network", "inspect", "v6only"))[0]
+        assert only["EnableIPv4"] is False and [c["Subnet"] for c in only["IPAM"]["Config"]] == ["fd00:ca19::/64"]
+        out = _out(d, "run", "--rm", "--network", "v6only", "busybox", "ip", "addr", "show", "eth0")
+        assert "inet6 fd00:ca19::2/64" in out and "inet " not in out
+        assert "IPv4 or IPv6 must be enabled" in _err(d, "network", "create", "--ipv4=false", "neither")
+        done = d.cais("network", "create", "--ipv4=false", "--ipv6", "clionly6")  # the cais CLI's flag too
+        assert json.loads(d.cais("network", "inspect", "clionly6").stdout)[0]["EnableIPv4"] is False, done
+        done = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--unix-socket", d.sock, "-XPOST",
+                               "-H", "Content-Type: application/json", "-d",
+                               '{"Name": "old6", "EnableIPv4": false, "EnableIPv6": true}',
+                               "http://x/v1.44/networks/create"], capture_output=True, text=True)
+        assert done.stdout == "201" and json.loads(_out(d, "network", "inspect", "old6"))[0]["EnableIPv4"]  # < 1.47
         assert info["EnableIPv6"] and info["EnableIPv4"] and {c["Subnet"] for c in info["IPAM"]["Config"]} >= {"fd00:ca17::/64"}
         out = _out(d, "run", "--rm", "--network", "v6net", "--ip6", "fd00:ca17::9", "busybox", "ip", "-6", "addr")
         assert "fd00:ca17::9/64" in out
@@ -289,7 +301,7 @@ def test_docker_cli_ipv6(d: Caisd) -> None:
             assert http_get(url) == "hello from web6\n", url
     finally:
         d.docker("rm", "-f", "web6", check=False)
-        d.docker("network", "rm", "v6net", "auto6", check=False)
+        d.docker("network", "rm", "v6net", "auto6", "v6only", "clionly6", "old6", check=False)
 
 
 def test_default_bridge_settings(d: Caisd) -> None:

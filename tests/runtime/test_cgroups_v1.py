@@ -114,3 +114,17 @@ def test_device_update_changes_only_the_difference(cgroups_v1) -> None:
     assert sorted(listing.read_text().splitlines()) == ["c 1:3 r", "c 1:5 rwm"]
     rc, out, err = cgroups_v1.child(m, OPEN).finish()
     assert out.splitlines() == ["/dev/null EPERM", "/dev/zero ok"], err
+
+
+def test_warming_the_migration_moves_nothing(cgroups_v1) -> None:
+    """warm_migration writes the caller into its own cgroup (taking the migration lock early):
+    the caller stays where it was, and the migration that follows still moves its process."""
+    from cais.runtime.cgroups.paths import own_cgroups
+
+    m = cgroups_v1.create({})
+    before = own_cgroups()
+    join = m.warm_migration()
+    child = cgroups_v1.child(m, "import time; time.sleep(600)\n")  # manager.add, after the warm-up
+    join()
+    assert own_cgroups() == before
+    assert child.pid in m.pids()

@@ -38,7 +38,8 @@ def _each(ctx, names: list[str], action) -> int:  # type: ignore[no-untyped-def]
     return 1 if failed else 0
 
 
-def _inspect_each(ctx, path: str, names: list[str], template: str | None) -> int:  # type: ignore[no-untyped-def]
+def _inspect_each(ctx, path: str, names: list[str], template: str | None,  # type: ignore[no-untyped-def]
+                  go_type: str = "") -> int:
     """docker's `network|volume inspect`: GET each name under `path`, print what was found (as
     JSON, or with --format), then the failures."""
     from cais.cli import format as fmt
@@ -49,8 +50,7 @@ def _inspect_each(ctx, path: str, names: list[str], template: str | None) -> int
         except CliError as e:
             failed.append(str(e))
     if template:
-        for item in found:
-            print(fmt.render(template, item))
+        failed = fmt.inspect_lines(found, template, go_type) + failed
     else:
         print(fastjson.dumps(found, indent=4))
     for message in failed:
@@ -312,24 +312,6 @@ def _host_ip(ip: str) -> str:
     return f"[{ip}]" if ":" in ip else ip
 
 
-def _ports_text(ports: list[dict]) -> str:
-    return ", ".join(f"{_host_ip(p.get('IP', ''))}:{p['PublicPort']}->{p['PrivatePort']}/{p['Type']}"
-                     if p.get("PublicPort")
-                     else f"{p['PrivatePort']}/{p['Type']}" for p in ports or [])
-
-
-def _ps_item(c: dict, no_trunc: bool) -> dict:
-    from cais.engine import humanize
-    command = c["Command"] if no_trunc else (c["Command"][:17] + "…" if len(c["Command"]) > 20 else c["Command"])
-    return {"ID": c["Id"] if no_trunc else c["Id"][:12], "Image": c["Image"], "Command": fastjson.dumps(command),
-            "CreatedAt": time.strftime("%Y-%m-%d %H:%M:%S +0000 UTC", time.gmtime(c["Created"])),
-            "RunningFor": humanize.duration(time.time() - c["Created"]) + " ago", "Ports": _ports_text(c["Ports"]),
-            "State": c["State"], "Status": c["Status"], "Names": ",".join(n.lstrip("/") for n in c["Names"]),
-            "Labels": ",".join(f"{k}={v}" for k, v in (c.get("Labels") or {}).items()), "Mounts": "",
-            "Networks": ",".join((c.get("NetworkSettings") or {}).get("Networks") or {}), "Size": "",
-            "LocalVolumes": "0"}
-
-
 def cmd_ps(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
     from cais.cli import format as fmt
     p = Parser("ps", "[OPTIONS]")
@@ -346,17 +328,26 @@ def cmd_ps(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
     for f in opts.filter:
         key, _, value = f.partition("=")
         filters.setdefault(key, []).append(value)
+    from cais.cli import contexts
+    if opts.format not in (None, "json", "table", "raw"):  # checked on an empty context first, as docker
+        contexts.check_container_template(opts.format)
     limit = 1 if opts.latest else opts.last
+    # as the docker CLI: sizes are asked for with --size or a template using .Size
+    size = opts.size or (opts.format not in (None, "json", "table") and ".Size" in opts.format)
     containers = _api(ctx, "GET", "/containers/json", {"all": opts.all or bool(limit), "filters": filters or None,
-                                                        "limit": limit})
+                                                        "limit": limit, "size": size or None})
     if opts.quiet:
         for c in containers:
             print(c["Id"] if opts.no_trunc else c["Id"][:12])
         return 0
-    items = [_ps_item(c, opts.no_trunc) for c in containers]
+    items = [contexts.container(c, not opts.no_trunc) for c in containers]
     columns = [("CONTAINER ID", "ID"), ("IMAGE", "Image"), ("COMMAND", "Command"), ("CREATED", "RunningFor"),
-               ("STATUS", "Status"), ("PORTS", "Ports"), ("NAMES", "Names")]
-    fmt.output(items, opts.format, columns, [[i[k] for _, k in columns] for i in items])
+               ("STATUS", "Status"), ("PORTS", "Ports"), ("NAMES", "Names")] + ([("SIZE", "Size")] if opts.size else [])
+    raw = [("container_id", "ID", False), ("image", "Image", False), ("command", "Command", False),
+           ("created_at", "CreatedAt", False), ("state", "State", True), ("status", "Status", True),
+           ("names", "Names", False), ("labels", "Labels", True), ("ports", "Ports", True)]
+    fmt.output(items, opts.format, columns, [[i[k] for _, k in columns] for i in items],
+               raw + ([("size", "Size", False)] if opts.size else []))
     return 0
 
 
@@ -364,16 +355,17 @@ def cmd_inspect(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
     from cais.cli import format as fmt
     p = Parser("inspect", "[OPTIONS] NAME|ID [NAME|ID...]")
     p.add_argument("-f", "--format")
-    p.add_argument("--type", choices=["container", "image"])
+    p.add_argument("--type", choices=["container", "image", "network", "volume"])
     p.add_argument("-s", "--size", action="store_true")
     p.add_argument("names", nargs="+")
     opts = p.parse_args(args)
     results, errors = [], []
     for name in opts.names:
         found = None
-        for kind in ([opts.type] if opts.type else ["container", "image"]):
+        for kind in ([opts.type] if opts.type else ["container", "image", "network", "volume"]):  # docker's order
             try:
-                path = f"/containers/{name}/json" if kind == "container" else f"/images/{name}/json"
+                path = {"container": f"/containers/{name}/json", "image": f"/images/{name}/json",
+                        "network": f"/networks/{name}", "volume": f"/volumes/{name}"}[kind]
                 found = ctx.client.call("GET", path, {"size": opts.size} if kind == "container" else None)
                 break
             except ApiError as e:
@@ -385,11 +377,7 @@ def cmd_inspect(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
         else:
             results.append(found)
     if opts.format:
-        for r in results:
-            try:
-                print(fmt.render(opts.format, r))
-            except fmt.FormatError as e:
-                raise CliError(str(e)) from None
+        errors = fmt.inspect_lines(results, opts.format) + errors
     else:
         print(fastjson.dumps(results, indent=4))
     for e in errors:
@@ -445,7 +433,7 @@ def _since(text: str | None) -> str | None:
 
 def cmd_top(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
     from cais.cli import format as fmt
-    p = Parser("top", "CONTAINER [ps OPTIONS]")
+    p = Parser("top", "CONTAINER [ps OPTIONS]", interspersed=False)  # what follows is ps's
     p.add_argument("container")
     p.add_argument("ps_args", nargs="*")
     opts = p.parse_args(args)
@@ -473,7 +461,7 @@ def cmd_port(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
     if opts.port:
         key = opts.port if "/" in opts.port else f"{opts.port}/tcp"
         if not ports.get(key):
-            raise CliError(f"Error: No public port '{key}' published for {opts.container}")
+            raise CliError(f"Error: No public port '{opts.port}' published for {opts.container}")
         for b in ports[key]:
             print(f"{_host_ip(b.get('HostIp') or '0.0.0.0')}:{b['HostPort']}")
         return 0
@@ -481,28 +469,6 @@ def cmd_port(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
         for b in bindings or []:
             print(f"{key} -> {_host_ip(b.get('HostIp') or '0.0.0.0')}:{b['HostPort']}")
     return 0
-
-
-def _stats_row(s: dict) -> dict:
-    from cais.engine import humanize
-    cpu, pre = s.get("cpu_stats") or {}, s.get("precpu_stats") or {}
-    cpu_delta = (cpu.get("cpu_usage") or {}).get("total_usage", 0) - (pre.get("cpu_usage") or {}).get("total_usage", 0)
-    sys_delta = cpu.get("system_cpu_usage", 0) - pre.get("system_cpu_usage", 0)
-    percent = cpu_delta / sys_delta * (cpu.get("online_cpus") or 1) * 100 if sys_delta > 0 and cpu_delta > 0 else 0.0
-    mem = s.get("memory_stats") or {}
-    usage = mem.get("usage", 0) - (mem.get("stats") or {}).get("total_inactive_file",
-                                                                 (mem.get("stats") or {}).get("inactive_file", 0))
-    limit = mem.get("limit", 0)
-    blk = (s.get("blkio_stats") or {}).get("io_service_bytes_recursive") or []
-    read = sum(e["value"] for e in blk if e["op"].lower() == "read")
-    write = sum(e["value"] for e in blk if e["op"].lower() == "write")
-    nets = (s.get("networks") or {}).values()
-    rx, tx = sum(n.get("rx_bytes", 0) for n in nets), sum(n.get("tx_bytes", 0) for n in nets)
-    return {"ID": s["id"][:12], "Container": s["id"][:12], "Name": s["name"].lstrip("/"), "CPUPerc": f"{percent:.2f}%",
-            "MemUsage": f"{humanize.bytes_size(max(usage, 0))} / {humanize.bytes_size(limit)}",
-            "MemPerc": f"{(usage / limit * 100) if limit else 0:.2f}%", "NetIO": f"{humanize.size(rx)} / {humanize.size(tx)}",
-            "BlockIO": f"{humanize.size(read)} / {humanize.size(write)}",
-            "PIDs": str((s.get("pids_stats") or {}).get("current", 0))}
 
 
 def cmd_stats(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
@@ -514,11 +480,13 @@ def cmd_stats(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
     p.add_argument("--format")
     p.add_argument("containers", nargs="*")
     opts = p.parse_args(args)
-    names = opts.containers or [c["Id"] for c in _api(ctx, "GET", "/containers/json", {"all": opts.all})]
+    from cais.cli import contexts
+    names = opts.containers or [c["Id"][:12] for c in _api(ctx, "GET", "/containers/json", {"all": opts.all})]
     columns = [("CONTAINER ID", "ID"), ("NAME", "Name"), ("CPU %", "CPUPerc"), ("MEM USAGE / LIMIT", "MemUsage"),
                ("MEM %", "MemPerc"), ("NET I/O", "NetIO"), ("BLOCK I/O", "BlockIO"), ("PIDS", "PIDs")]
     while True:
-        rows = [_stats_row(_api(ctx, "GET", f"/containers/{n}/stats", {"stream": 0})) for n in names]
+        rows = [contexts.stats(_api(ctx, "GET", f"/containers/{n}/stats", {"stream": 0}), n, not opts.no_trunc)
+                for n in names]
         if not opts.no_stream:
             sys.stdout.write("\x1b[2J\x1b[H")
         fmt.output(rows, opts.format, columns, [[r[k] for _, k in columns] for r in rows])

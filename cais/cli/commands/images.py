@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 
 from cais import fastjson
 from cais.cli import format as fmt
@@ -12,7 +11,6 @@ from cais.cli.args import Parser, filter_arg
 from cais.cli.client import ApiError
 from cais.cli.commands.containers import _api, _confirm, _print_pruned, _save_tar
 from cais.cli.main import CliError
-from cais.engine import humanize
 
 
 def _auth_header(ctx, image: str) -> dict:  # type: ignore[no-untyped-def]
@@ -108,22 +106,6 @@ def cmd_push(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
     return 0
 
 
-def _image_rows(images: list[dict], no_trunc: bool, digests: bool) -> list[dict]:
-    rows = []
-    for image in images:
-        tags = image.get("RepoTags") or ["<none>:<none>"]
-        for t in tags:
-            repo, _, tag = t.rpartition(":")
-            digest = next((d.split("@", 1)[1] for d in image.get("RepoDigests") or [] if d.startswith(repo + "@")),
-                          "<none>")
-            rows.append({"Repository": repo or "<none>", "Tag": tag or "<none>", "Digest": digest,
-                         "ID": image["Id"] if no_trunc else image["Id"].removeprefix("sha256:")[:12],
-                         "CreatedSince": humanize.duration(time.time() - image["Created"]) + " ago",
-                         "CreatedAt": time.strftime("%Y-%m-%d %H:%M:%S +0000 UTC", time.gmtime(image["Created"])),
-                         "Size": humanize.size(image["Size"]), "Containers": str(image.get("Containers", "N/A"))})
-    return rows
-
-
 def cmd_images(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
     p = Parser("images", "[OPTIONS] [REPOSITORY[:TAG]]")
     p.add_argument("-a", "--all", action="store_true")
@@ -141,7 +123,9 @@ def cmd_images(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
     if opts.reference:
         filters.setdefault("reference", []).append(opts.reference)
     images = _api(ctx, "GET", "/images/json", {"all": opts.all, "filters": filters or None})
-    rows = _image_rows(images, opts.no_trunc, opts.digests)
+    from cais.cli import contexts
+    rows = contexts.images(images, not opts.no_trunc, opts.digests,
+                           opts.digests or "{{.Digest}}" in (opts.format or ""))
     if opts.quiet:
         seen = []
         for r in rows:
@@ -151,7 +135,10 @@ def cmd_images(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
         return 0
     columns = [("REPOSITORY", "Repository"), ("TAG", "Tag")] + ([("DIGEST", "Digest")] if opts.digests else []) + [
         ("IMAGE ID", "ID"), ("CREATED", "CreatedSince"), ("SIZE", "Size")]
-    fmt.output(rows, opts.format, columns, [[r[k] for _, k in columns] for r in rows])
+    raw = [("repository", "Repository", False), ("tag", "Tag", False)] + (
+        [("digest", "Digest", False)] if opts.digests else []) + [
+        ("image_id", "ID", False), ("created_at", "CreatedAt", False), ("virtual_size", "Size", False)]
+    fmt.output(rows, opts.format, columns, [[r[k] for _, k in columns] for r in rows], raw)
     return 0
 
 
@@ -257,19 +244,16 @@ def cmd_history(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
     p.add_argument("--format")
     p.add_argument("image")
     opts = p.parse_args(args)
+    from cais.cli import contexts
+    human = opts.human.lower() not in ("false", "0", "f")
     entries = _api(ctx, "GET", f"/images/{opts.image}/history")
-    rows = []
-    for e in entries:
-        image_id = e["Id"] if e["Id"] == "<missing>" or opts.no_trunc else e["Id"].removeprefix("sha256:")[:12]
-        created_by = e["CreatedBy"] if opts.no_trunc or len(e["CreatedBy"]) <= 45 else e["CreatedBy"][:44] + "…"
-        rows.append({"ID": image_id, "CreatedSince": humanize.duration(time.time() - e["Created"]) + " ago",
-                     "CreatedBy": created_by, "Size": humanize.size(e["Size"]), "Comment": e.get("Comment", "")})
+    rows = [contexts.history(e, not opts.no_trunc, human) for e in entries]
     if opts.quiet:
         for r in rows:
             print(r["ID"])
         return 0
-    columns = [("IMAGE", "ID"), ("CREATED", "CreatedSince"), ("CREATED BY", "CreatedBy"), ("SIZE", "Size"),
-               ("COMMENT", "Comment")]
+    columns = [("IMAGE", "ID"), ("CREATED", "CreatedSince" if human else "CreatedAt"), ("CREATED BY", "CreatedBy"),
+               ("SIZE", "Size"), ("COMMENT", "Comment")]
     fmt.output(rows, opts.format, columns, [[r[k] for _, k in columns] for r in rows])
     return 0
 

@@ -49,6 +49,7 @@ def cmd_network_create(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-
     p.add_argument("--aux-address", action="append", default=[])
     p.add_argument("--internal", action="store_true")
     p.add_argument("--attachable", action="store_true")
+    p.add_argument("--ipv4", action="store_true", default=True)  # --ipv4=false: IPv6-only (with --ipv6)
     p.add_argument("--ipv6", action="store_true")
     p.add_argument("--label", action="append", default=[])
     p.add_argument("-o", "--opt", action="append", default=[])
@@ -56,7 +57,8 @@ def cmd_network_create(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-
     opts = p.parse_args(args)
     config = _ipam_config(opts.subnet, opts.gateway, opts.ip_range, _pairs(opts.aux_address, "--aux-address"))
     body = {"Name": opts.name, "Driver": opts.driver, "Internal": opts.internal, "Attachable": opts.attachable,
-            "EnableIPv6": opts.ipv6, "IPAM": {"Driver": "default", "Config": config},
+            "EnableIPv6": opts.ipv6, **({} if opts.ipv4 else {"EnableIPv4": False}),
+            "IPAM": {"Driver": "default", "Config": config},
             "Options": _pairs(opts.opt, "--opt"), "Labels": _pairs(opts.label, "--label")}
     print(_api(ctx, "POST", "/networks/create", body=body)["Id"])
     return 0
@@ -71,13 +73,16 @@ def cmd_network_ls(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
     opts = p.parse_args(args)
     networks = sorted(_api(ctx, "GET", "/networks", {"filters": _filters(opts.filter) or None}),
                       key=lambda n: n["Name"])
-    rows = [{**n, "ID": n["Id"] if opts.no_trunc else n["Id"][:12]} for n in networks]
+    from cais.cli import contexts
+    rows = [contexts.network(n, not opts.no_trunc) for n in networks]
     if opts.quiet:
         for r in rows:
             print(r["ID"])
         return 0
     columns = [("NETWORK ID", "ID"), ("NAME", "Name"), ("DRIVER", "Driver"), ("SCOPE", "Scope")]
-    fmt.output(rows, opts.format, columns, [[r[k] for _, k in columns] for r in rows])
+    fmt.output(rows, opts.format, columns, [[r[k] for _, k in columns] for r in rows],
+               [("network_id", "ID", False), ("name", "Name", False), ("driver", "Driver", False),
+                ("scope", "Scope", False)])
     return 0
 
 

@@ -90,15 +90,28 @@ def cmd_events(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
         for e in ctx.client.json_lines("GET", "/events", {"filters": filters or None, "since": _since(opts.since),
                                                           "until": _since(opts.until)}):
             if opts.format:
-                print(fastjson.dumps(e) if opts.format == "json" else fmt.render(opts.format, e), flush=True)
+                e = _event_message(e)
+                print(fmt.go_json(e) if opts.format == "json" else fmt.render(opts.format, e), flush=True)
                 continue
-            when = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(e["time"])) + f".{e['timeNano'] % 10**9:09d}"
+            local = time.localtime(e["time"])
+            zone = time.strftime("%z", local)
+            when = time.strftime("%Y-%m-%dT%H:%M:%S", local) + f".{e['timeNano'] % 10**9:09d}"
             attrs = ", ".join(f"{k}={v}" for k, v in sorted(e["Actor"]["Attributes"].items()))
-            print(f"{when}{time.strftime('%z')[:3]}:{time.strftime('%z')[3:]} {e['Type']} {e['Action']} "
+            print(f"{when}{'Z' if zone == '+0000' else zone[:3] + ':' + zone[3:]} {e['Type']} {e['Action']} "
                   f"{e['Actor']['ID']} ({attrs})", flush=True)
     except ApiError as e:
         raise CliError(f"Error response from daemon: {e}") from None
     return 0
+
+
+def _event_message(e: dict) -> dict:
+    """An event as the docker CLI decodes it (events.Message) to print it: its fields in the Go
+    struct's order, the deprecated ones left out when empty, the attributes sorted (a Go map)."""
+    actor = e.get("Actor") or {}
+    message = {k: e[k] for k in ("status", "id", "from") if e.get(k)}
+    return {**message, "Type": e.get("Type", ""), "Action": e.get("Action", ""),
+            "Actor": {"ID": actor.get("ID", ""), "Attributes": dict(sorted((actor.get("Attributes") or {}).items()))},
+            "scope": e.get("scope", ""), "time": e.get("time", 0), "timeNano": e.get("timeNano", 0)}
 
 
 def cmd_system_df(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
@@ -107,6 +120,8 @@ def cmd_system_df(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
     p.add_argument("--format")
     opts = p.parse_args(args)
     df = _api(ctx, "GET", "/system/df")
+    if opts.verbose:
+        return _df_verbose(df, opts.format)
     images, containers = df.get("Images") or [], df.get("Containers") or []
     volumes = [v for v in df.get("Volumes") or [] if _used(v) != -1]
     active = [c for c in containers if c["State"] in ("running", "paused", "restarting")]
@@ -128,6 +143,41 @@ def cmd_system_df(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
     columns = [("TYPE", "Type"), ("TOTAL", "TotalCount"), ("ACTIVE", "Active"), ("SIZE", "Size"),
                ("RECLAIMABLE", "Reclaimable")]
     fmt.output(rows, opts.format, columns, [[r[k] for _, k in columns] for r in rows])
+    return 0
+
+
+def _df_verbose(df: dict, template: str | None) -> int:
+    """`system df -v`: the images, containers, volumes and build cache, each with the context `ls`
+    uses (first tag only, no virtual sizes); a --format sees them all at once."""
+    from cais.cli import contexts
+    trunc = not template or template.startswith("table")
+    images = []
+    for i in df.get("Images") or []:
+        repo, tag = "<none>", "<none>"
+        tags = i.get("RepoTags") or []
+        if tags and tags != ["<none>:<none>"]:
+            name, _, tag = tags[0].rpartition(":")
+            repo = contexts.familiar(name)
+        images.append(contexts.image(i, repo, tag, "", trunc))
+    containers = [contexts.container(c, trunc, virtual=False) for c in df.get("Containers") or []]
+    volumes = [contexts.volume(v) for v in df.get("Volumes") or []]
+    if template and template != "table":
+        whole = {"Images": images, "Containers": containers, "Volumes": volumes, "BuildCache": []}
+        sys.stdout.write(fmt.render("{{json .}}" if template == "json" else template, whole))
+        return 0
+    out = sys.stdout
+    out.write("Images space usage:\n\n")
+    out.write(fmt.table([[i[k] for k in ("Repository", "Tag", "ID", "CreatedSince", "Size", "SharedSize", "UniqueSize",
+                                          "Containers")] for i in images],
+                        ["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE", "SHARED SIZE", "UNIQUE SIZE", "CONTAINERS"]))
+    out.write("\nContainers space usage:\n\n")
+    out.write(fmt.table([[c[k] for k in ("ID", "Image", "Command", "LocalVolumes", "Size", "RunningFor", "Status",
+                                          "Names")] for c in containers],
+                        ["CONTAINER ID", "IMAGE", "COMMAND", "LOCAL VOLUMES", "SIZE", "CREATED", "STATUS", "NAMES"]))
+    out.write("\nLocal Volumes space usage:\n\n")
+    out.write(fmt.table([[v["Name"], v["Links"], v["Size"]] for v in volumes], ["VOLUME NAME", "LINKS", "SIZE"]))
+    out.write("\nBuild cache usage: 0B\n\n")
+    out.write(fmt.table([], ["CACHE ID", "CACHE TYPE", "SIZE", "CREATED", "LAST USED", "USAGE", "SHARED"]))
     return 0
 
 

@@ -59,9 +59,11 @@ def cmd_volume_ls(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]
         for v in volumes:
             print(v["Name"])
         return 0
+    from cais.cli import contexts
     columns = [("DRIVER", "Driver"), ("VOLUME NAME", "Name")]
-    rows = [{**v, "Labels": ",".join(f"{k}={x}" for k, x in (v.get("Labels") or {}).items())} for v in volumes]
-    fmt.output(rows, opts.format, columns, [[r[k] for _, k in columns] for r in rows])
+    rows = [contexts.volume(v) for v in volumes]
+    fmt.output(rows, opts.format, columns, [[r[k] for _, k in columns] for r in rows],
+               [("name", "Name", False), ("driver", "Driver", False)])
     return 0
 
 
@@ -70,7 +72,7 @@ def cmd_volume_inspect(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-
     p.add_argument("-f", "--format")
     p.add_argument("names", nargs="+")
     opts = p.parse_args(args)
-    return _inspect_each(ctx, "/volumes", opts.names, opts.format)
+    return _inspect_each(ctx, "/volumes", opts.names, opts.format, "volume.Volume")  # no fallback to a map
 
 
 def cmd_volume_rm(ctx, args: list[str]) -> int:  # type: ignore[no-untyped-def]

@@ -14,8 +14,30 @@ from cais.runtime.errors import suppress
 
 TYPE_CHECKING = False  # typing costs ~10 ms at startup; annotations are never evaluated
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from cais.runtime.cgroups.resources import Resources
     from cais.runtime.cgroups.stats import BlkioEntry, MemoryEntry, Stats
+
+_OWN_PROCS: list[str | None] = []  # the caller's own cgroup.procs in one v1 hierarchy, once found
+
+
+def _own_procs() -> str | None:
+    if not _OWN_PROCS:
+        own = own_cgroups()
+        found = None
+        for mount in cgroup_mounts():
+            if mount.fstype == "cgroup" and mount.subsystems and mount.subsystems[0] in own:
+                found = os.path.join(under_mount(mount, own[mount.subsystems[0]]), "cgroup.procs")
+                break
+        _OWN_PROCS.append(found)
+    return _OWN_PROCS[0]
+
+
+def _write_quietly(path: str, pid: int) -> None:
+    with suppress(OSError), open(path, "w") as f:  # only a head start: add() migrates anyway
+        f.write(str(pid))
+
 
 # cpuacct.stat counts in USER_HZ ticks
 _NS_PER_TICK = 1_000_000_000 // os.sysconf("SC_CLK_TCK")
@@ -96,6 +118,24 @@ class V1Manager(Manager):
     def add(self, pid: int) -> None:
         for path in sorted(set(self._paths.values())):
             fs.write_proc(path, pid)
+
+    def warm_migration(self) -> Callable[[], None]:
+        """Start paying, in a thread, the wait of the next migration (add); return its join.
+
+        A migration takes the kernel's cgroup_threadgroup_rwsem for writing, and the first one
+        after a quiet spell waits an RCU grace period for it (~6-10 ms here; the next ones while
+        it lasts, ~0.1 ms). Writing the caller into the cgroup it is already in changes nothing
+        but takes that lock, so a long-lived caller (the engine's zygote path, whose init cannot
+        be cloned inside as a bootstrap is) starts the wait while it prepares the init.
+        """
+        import threading
+
+        own = _own_procs()
+        if own is None:
+            return lambda: None
+        thread = threading.Thread(target=_write_quietly, args=(own, os.getpid()), daemon=True)
+        thread.start()
+        return thread.join
 
     def delegate(self, uid: int, gid: int) -> None:
         """Nothing: v1 has no safe delegation (a chowned v1 cgroup lets its owner raise its own

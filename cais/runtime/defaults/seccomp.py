@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 from collections.abc import Iterable
-from importlib import resources
 from typing import Any
 
 from cais.runtime.errors import ConfigError
@@ -37,7 +35,7 @@ class ProfileError(ConfigError):
 
 def native_arch() -> str:
     """The running architecture in Go's spelling, as docker's `arches` conditions use it."""
-    machine = platform.machine()
+    machine = os.uname().machine
     return _GO_ARCH.get(machine, machine)
 
 
@@ -137,9 +135,15 @@ def resolve(profile: dict[str, Any], bounding: Iterable[str], *, arch: str | Non
     return out
 
 
+_DEFAULT: list[dict[str, Any]] = []  # parsed once per process
+
+
 def default_profile() -> dict[str, Any]:
-    """docker's default profile, as shipped (unresolved)."""
-    return json.loads(resources.files(__package__).joinpath("seccomp_default.json").read_text())
+    """docker's default profile, as shipped (unresolved; shared: callers must not change it)."""
+    if not _DEFAULT:  # a plain path: importlib.resources costs a daemonless command ~10 ms
+        with open(os.path.join(os.path.dirname(__file__), "seccomp_default.json"), "rb") as f:
+            _DEFAULT.append(json.loads(f.read()))
+    return _DEFAULT[0]
 
 
 def default(bounding: Iterable[str]) -> dict[str, Any]:
