@@ -106,7 +106,7 @@ def test_macvlan_as_dockerd(peers: tuple[Caisd, Dockerd]) -> None:
             assert mine == theirs, key
         assert "hello from mvweb" in seen["inside"][0] and "default via 10.71.0.254 dev eth0" in seen["inside"][0]
         with pytest.raises(AssertionError):  # -p means nothing on a macvlan network, for dockerd too
-            http_get("http://127.0.0.1:18099/", tries=1)
+            http_get("http://127.0.0.1:18099/", wait=0)
         assert "is already using parent interface cais-nd-c0" in _err(
             d, "network", "create", "-d", "macvlan", "-o", "parent=cais-nd-c0", "again")
     finally:
