@@ -57,13 +57,13 @@ async def _progress(request: web.Request, factory) -> web.StreamResponse:  # typ
 
 
 def for_version(image: dict, version: str) -> dict:
-    """An image summary or inspect as dockerd answers at VERSION: API 1.44 dropped VirtualSize,
-    1.45 Container and ContainerConfig."""
+    """An image summary or inspect as dockerd answers at VERSION: API 1.44 dropped VirtualSize.
+
+    API 1.45 also dropped Container and ContainerConfig; cais keeps serving them, because
+    docker-compose 1.29 (Debian's) reads image["ContainerConfig"] when it recreates a service
+    and fails with a KeyError against dockerd 25 and later."""
     if versions.at_least(version, "1.44"):
         image.pop("VirtualSize", None)
-    if versions.at_least(version, "1.45"):
-        image.pop("Container", None)
-        image.pop("ContainerConfig", None)
     return image
 
 
