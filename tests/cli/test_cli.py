@@ -108,38 +108,6 @@ def test_images_cp_and_local_engine(daemon: Caisd, tmp_path) -> None:  # type: i
         daemon.cais("rm", cid)
 
 
-def test_in_process_engine_without_daemon() -> None:
-    """No caisd: the command runs the engine in-process on its own roots (like podman)."""
-    import secrets
-    import shutil
-    import tempfile
-
-    from tests.caisd import Caisd as Roots
-    from tests.caisd import _remove_cgroups, _stop_supervisor
-    from tests.peers import _unmount_under
-    root = tempfile.mkdtemp(prefix="cais-en-cli-", dir="/tmp")
-    parent = f"/cais-en-{secrets.token_hex(4)}"
-    env = {**os.environ, "CAIS_DATA_ROOT": os.path.join(root, "data"), "CAIS_EXEC_ROOT": os.path.join(root, "exec"),
-           "CAIS_CGROUP_PARENT": parent}
-    env.pop("CAIS_HOST", None)
-    env.pop("DOCKER_HOST", None)
-    cais = os.path.join(VENV_BIN, "cais")
-    roots = Roots(root=root, sock="", cgroup_parent=parent)
-    try:
-        if os.path.exists("/run/cais/cais.sock"):
-            pytest.skip("a system caisd runs: the CLI would talk to it")
-        subprocess.run([cais, "image", "bootstrap", "busybox"], env=env, check=True, capture_output=True, timeout=120)
-        result = subprocess.run([cais, "run", "--rm", "busybox", "echo", "in-process"], env=env,
-                                capture_output=True, timeout=120)
-        assert result.stdout == b"in-process\n", result.stderr
-        assert subprocess.run([cais, "ps", "-aq"], env=env, capture_output=True, timeout=60).stdout == b""
-    finally:
-        _stop_supervisor(roots)
-        _unmount_under(root)
-        _remove_cgroups(parent)
-        shutil.rmtree(root, ignore_errors=True)
-
-
 @pytest.mark.peers
 def test_older_daemon_api_is_negotiated(busybox_dir: str, tmp_root: str) -> None:
     """dockerd 20.10 speaks API 1.41: refused as too new, the CLI asks /_ping for the daemon's version

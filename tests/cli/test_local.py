@@ -40,6 +40,13 @@ def env() -> Iterator[dict]:
         shutil.rmtree(root, ignore_errors=True)
 
 
+def test_in_process_engine_without_daemon(env: dict) -> None:
+    """No caisd: the command runs the engine in-process on its own roots (like podman)."""
+    result = cais(env, "run", "--rm", "busybox", "echo", "in-process")
+    assert result.stdout == b"in-process\n", result.stderr
+    assert cais(env, "ps", "-aq").stdout == b""
+
+
 def _all(env: dict) -> list[str]:
     return subprocess.run([CAIS, "ps", "-aq"], env=env, capture_output=True, timeout=60).stdout.decode().split()
 
