@@ -7,6 +7,7 @@ import hashlib
 import io
 import os
 import stat
+import subprocess
 import tarfile
 
 import pytest
@@ -368,3 +369,17 @@ def test_a_volatile_layer_is_mounted_volatile_and_can_be_mounted_again(st_root):
         driver.unmount("c")
     assert read(os.path.join(driver.mount("c"), "kept")) == b"xx"
     driver.remove_rw("c")
+
+
+@pytest.mark.parametrize("name", ["overlay", "vfs"])
+def test_containers_directory_is_a_top_directory_on_ext4(st_root, name):
+    """chattr +T: each container's directory in a block group of its own (cais/linux/inodeflags.py)."""
+    driver = open_driver(st_root, name)
+    if subprocess.run(["stat", "-f", "-c", "%T", st_root], capture_output=True, text=True).stdout.strip() != "ext2/ext3":
+        pytest.skip("not on ext2/3/4")
+    flags = subprocess.run(["lsattr", "-d", os.path.join(driver.root, "containers")], capture_output=True,
+                           text=True, check=True).stdout.split()[0]
+    assert "T" in flags
+    driver.create_rw("c", None)
+    assert "T" not in subprocess.run(["lsattr", "-d", os.path.join(driver.root, "containers", "c")],
+                                     capture_output=True, text=True, check=True).stdout.split()[0]
