@@ -24,6 +24,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import errno
+import functools
 import os
 import secrets
 import shutil
@@ -53,8 +54,24 @@ def _short_name() -> str:
     return base64.b32encode(secrets.token_bytes(16)).decode().rstrip("=")  # 26 characters
 
 
+@functools.cache
+def _pinned() -> tuple[str, ...]:
+    """The options of _PINNED this kernel's OverlayFS knows (looked up once per process)."""
+    return tuple(opt for opt in _PINNED if os.path.exists(f"/sys/module/overlay/parameters/{opt}"))
+
+
 def _pinned_options() -> str:
-    return "".join(f",{opt}=off" for opt in _PINNED if os.path.exists(f"/sys/module/overlay/parameters/{opt}"))
+    return "".join(f",{opt}=off" for opt in _pinned())
+
+
+def _is_mounted(path: str) -> bool:
+    """Whether something is mounted on `path`, a directory of ours (not a symlink) — what
+    os.path.ismount tells, without resolving every component of the parent's path."""
+    try:
+        st, parent = os.lstat(path), os.lstat(os.path.dirname(path))
+    except FileNotFoundError:
+        return False
+    return st.st_dev != parent.st_dev or st.st_ino == parent.st_ino
 
 
 def _read(path: str) -> str:
@@ -142,9 +159,8 @@ def mount_deep(target: str, lowers: list[str], upper: str, work: str, volatile: 
             step = "mount"
         fsmount.fsconfig_string(fs_fd, "upperdir", upper)
         fsmount.fsconfig_string(fs_fd, "workdir", work)
-        for opt in _PINNED:
-            if os.path.exists(f"/sys/module/overlay/parameters/{opt}"):
-                fsmount.fsconfig_string(fs_fd, opt, "off")
+        for opt in _pinned():
+            fsmount.fsconfig_string(fs_fd, opt, "off")
         if volatile:
             fsmount.fsconfig_flag(fs_fd, "volatile")
         fsmount.fsconfig_create(fs_fd)
@@ -349,7 +365,7 @@ class OverlayDriver(Driver):
         merged = os.path.join(path, "merged")
         shift = self.id_shift(container_id)
         with self._mount_lock:
-            if not os.path.ismount(merged):
+            if not _is_mounted(merged):
                 lower = _read(os.path.join(path, "lower")) or "empty"
                 rel = f"containers/{container_id}"
                 volatile = os.path.exists(os.path.join(path, VOLATILE))
@@ -414,7 +430,7 @@ class OverlayDriver(Driver):
         """Take the rootfs down (lazily: MNT_DETACH); a no-op if it is not mounted."""
         merged = os.path.join(self._container(container_id), "merged")
         with self._mount_lock:
-            if os.path.ismount(merged):
+            if _is_mounted(merged):
                 try:
                     mnt.umount(merged, mnt.MNT_DETACH)
                 except OSError as e:
