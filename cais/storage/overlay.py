@@ -31,13 +31,14 @@ import shutil
 import stat
 import tempfile
 import threading
+import weakref
 from collections.abc import Callable, Iterator
 from typing import BinaryIO
 
 from cais.linux import fs, fsmount
 from cais.linux import mount as mnt
 from cais.linux.mountinfo import is_mount_point
-from cais.storage import archive, whiteouts
+from cais.storage import archive, reclaim, whiteouts
 from cais.storage.driver import Change, Driver, Staging, remove_tree, sweep_staging
 from cais.storage.errors import StorageError
 from cais.storage.idshift import IdShift, user_namespace
@@ -127,6 +128,11 @@ def mount_in(cwd: str, target: str, data: str) -> None:
         if isinstance(e, OSError):
             raise StorageError(f"cannot mount overlay at {target}: {e.strerror}") from None
         raise e
+
+
+def _discard_all(stagings: list[Staging]) -> None:
+    while stagings:
+        stagings.pop().discard()
 
 
 class _NoLayersByFd(StorageError):
@@ -239,6 +245,11 @@ class OverlayDriver(Driver):
         self._repair_links()
         self._mount_lock = threading.Lock()
         self._layers_by_fd = True  # until the kernel says otherwise
+        # a container's directory made ahead (see _refill_spare); discarded with the driver
+        self._spare: list[Staging] = []
+        self._spare_lock = threading.Lock()
+        self._made = 0  # writable layers this process made
+        weakref.finalize(self, _discard_all, self._spare)
 
     def private_dirs(self) -> list[str]:
         return [*super().private_dirs(), self._links, os.path.join(self.root, "empty")]
@@ -339,11 +350,14 @@ class OverlayDriver(Driver):
         if os.path.exists(final):
             raise StorageError(f"container {container_id} already has a writable layer")
         lower = self._lower_for_child(parent_layer_id)
-        staging = Staging(self._containers)
+        with self._spare_lock:
+            staging = self._spare.pop() if self._spare else None
+            self._made += 1
+            made = self._made
+        if staging is None:
+            staging = self._skeleton()
         try:
             self._record_shift(staging.path, id_shift)
-            for d, mode in (("diff", 0o755), ("work", 0o700), ("merged", 0o755)):
-                os.mkdir(os.path.join(staging.path, d), mode)
             if id_shift is not None:  # the root directory, as the remapped root's
                 os.chown(os.path.join(staging.path, "diff"), id_shift.uid, id_shift.gid)
             _write(os.path.join(staging.path, "lower"), lower)
@@ -354,6 +368,35 @@ class OverlayDriver(Driver):
             raise
         if not staging.commit(final):
             raise StorageError(f"container {container_id} already has a writable layer")
+        if made >= 2:
+            reclaim.run_later(self._refill_spare)
+
+    def _skeleton(self) -> Staging:
+        """A staging directory holding a writable layer's empty diff, work and merged."""
+        staging = Staging(self._containers)
+        try:
+            for d, mode in (("diff", 0o755), ("work", 0o700), ("merged", 0o755)):
+                os.mkdir(os.path.join(staging.path, d), mode)
+        except BaseException:
+            staging.discard()
+            raise
+        return staging
+
+    def _refill_spare(self) -> None:
+        """Make the next container's directory ahead, in the background (reclaim.py): its four new
+        inodes — the slowest part of a create on a busy disk — are then off the create's path. Only
+        in a process that makes more than one container (a daemon, not the CLI's one-off engine);
+        one spare at a time, under a locked staging name, so a crash leaves it to the next sweep."""
+        with self._spare_lock:
+            if self._spare:
+                return
+        staging = self._skeleton()
+        with self._spare_lock:
+            self._spare.append(staging)
+            if len(self._spare) == 1:
+                return
+            extra = self._spare.pop()  # another refill won the race
+        extra.discard()
 
     def volatile_rw_layers(self) -> list[str]:
         return [name for name in os.listdir(self._containers)

@@ -1,30 +1,42 @@
-"""Deleting trees off the caller's critical path (a removed container's layer and directory).
+"""Deleting trees (and other disk chores) off the caller's critical path.
 
 The caller first renames a tree away under a name nothing trusts (so it is gone at once for
 everyone), then hands it here: one background thread, started on first use and kept (starting a
-thread per removal cost more than the rename), deletes it. An exiting process first finishes the
-deletions handed over (an atexit hook), so a short-lived process (the CLI's in-process engine)
-leaves nothing behind; a crash leaves the tree under its staging name, which the next start sweeps.
+thread per removal cost more than the rename), deletes it — at a lower CPU priority than the
+requests it would otherwise compete with on a busy machine. An exiting process first finishes the
+work handed over (an atexit hook), so a short-lived process (the CLI's in-process engine) leaves
+nothing behind; a crash leaves the tree under its staging name, which the next start sweeps.
 """
 
 from __future__ import annotations
 
 import atexit
 import collections
+import contextlib
+import functools
 import os
 import shutil
 import threading
+from collections.abc import Callable
+
+NICE = 10  # the worker's nice value: it yields to requests, yet keeps going on a loaded machine
 
 _cond = threading.Condition()
-_pending: collections.deque[str] = collections.deque()  # the first one is being deleted
+_pending: collections.deque[Callable[[], None]] = collections.deque()  # the first one is running
 _worker: threading.Thread | None = None
 
 
 def delete_later(path: str) -> None:
     """Delete the tree at `path` (already renamed away by the caller) in the background."""
+    run_later(functools.partial(shutil.rmtree, path, ignore_errors=True))
+
+
+def run_later(chore: Callable[[], None]) -> None:
+    """Run `chore` in the background, after what was handed over before (its exceptions are
+    dropped: a chore must be one whose failure harms nothing)."""
     global _worker
     with _cond:
-        _pending.append(path)
+        _pending.append(chore)
         if _worker is None:
             _worker = threading.Thread(target=_work, name="cais-reclaim", daemon=True)
             _worker.start()
@@ -32,32 +44,43 @@ def delete_later(path: str) -> None:
 
 
 def _work() -> None:
+    with contextlib.suppress(OSError):  # a per-thread value on Linux
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), NICE)
     while True:
         with _cond:
             while not _pending:
                 _cond.wait()
-            path = _pending[0]
-        shutil.rmtree(path, ignore_errors=True)
+            chore = _pending[0]
+        with contextlib.suppress(Exception):
+            chore()
         with _cond:
             _pending.popleft()
             _cond.notify_all()
 
 
 def wait_idle() -> None:
-    """Until every tree handed over so far is deleted (for tests and orderly shutdowns)."""
+    """Until everything handed over so far is done (for tests and orderly shutdowns)."""
     with _cond:
         while _pending and _worker is not None:
             _cond.wait()
 
 
+def _at_exit() -> None:
+    worker = _worker
+    if worker is not None and worker.native_id and _pending:  # nothing left to yield to: normal priority
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, worker.native_id, 0)
+    wait_idle()
+
+
 def _after_fork_in_child() -> None:
     """A forked child has none of the parent's threads: it starts its own worker if it needs one
-    (the trees the parent handed over are the parent's to delete)."""
+    (what the parent handed over is the parent's to do)."""
     global _cond, _worker
     _cond = threading.Condition()
     _pending.clear()
     _worker = None
 
 
-atexit.register(wait_idle)
+atexit.register(_at_exit)
 os.register_at_fork(after_in_child=_after_fork_in_child)

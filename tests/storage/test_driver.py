@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import gzip
 import hashlib
 import io
@@ -21,6 +22,7 @@ from cais.storage import (
     LayerTooLarge,
     StorageError,
     open_driver,
+    reclaim,
 )
 from tests.storage.layers import E, read, stream, tar, write
 
@@ -383,3 +385,31 @@ def test_containers_directory_is_a_top_directory_on_ext4(st_root, name):
     driver.create_rw("c", None)
     assert "T" not in subprocess.run(["lsattr", "-d", os.path.join(driver.root, "containers", "c")],
                                      capture_output=True, text=True, check=True).stdout.split()[0]
+
+
+def test_overlay_makes_the_next_containers_directory_ahead(st_root):
+    driver = open_driver(st_root, "overlay")
+    driver.apply_diff("base", None, stream(BASE))
+    containers = os.path.join(driver.root, "containers")
+
+    def spares() -> list[str]:
+        reclaim.wait_idle()
+        return sorted(n for n in os.listdir(containers) if n.startswith("."))
+
+    driver.create_rw("a", "base")
+    assert spares() == []  # a process that makes one container (the CLI's engine) makes no spare
+    driver.create_rw("b", "base", volatile=True)
+    [spare] = spares()
+    assert sorted(os.listdir(os.path.join(containers, spare))) == ["diff", "merged", "work"]
+    driver.create_rw("c", "base")
+    assert not os.path.exists(os.path.join(containers, spare))  # c is it
+    assert not os.path.exists(os.path.join(containers, "c", "volatile"))
+    root = driver.mount("c")
+    assert read(os.path.join(root, "etc/motd")) == b"hello\n"
+    write(os.path.join(root, "new"), b"x")
+    assert driver.changes("c") == [Change("A", "/new")]
+    driver.remove_rw("c")
+    assert len(spares()) == 1
+    del driver
+    gc.collect()
+    assert spares() == []  # discarded with the driver
