@@ -249,6 +249,7 @@ class OverlayDriver(Driver):
         self._spare: list[Staging] = []
         self._spare_lock = threading.Lock()
         self._made = 0  # writable layers this process made
+        self._ahead: set[str] = set()  # containers to mount in the background (_mount_ahead)
         weakref.finalize(self, _discard_all, self._spare)
 
     def private_dirs(self) -> list[str]:
@@ -368,6 +369,10 @@ class OverlayDriver(Driver):
             raise
         if not staging.commit(final):
             raise StorageError(f"container {container_id} already has a writable layer")
+        if volatile:  # --rm: as a rule, started at once
+            with self._mount_lock:
+                self._ahead.add(container_id)
+            reclaim.run_later(functools.partial(self._mount_ahead, container_id))
         if made >= 2:
             reclaim.run_later(self._refill_spare)
 
@@ -404,27 +409,42 @@ class OverlayDriver(Driver):
 
     def mount(self, container_id: str) -> str:
         """Mount the container's rootfs (a no-op if it is mounted already)."""
+        with self._mount_lock:
+            self._ahead.discard(container_id)
+            return self._mount_locked(container_id)
+
+    def _mount_ahead(self, container_id: str) -> None:
+        """A --rm container's mount, made in the background (reclaim.py) while its client makes the
+        round trips between create and start — a no-op once its start, unmount or removal came
+        first (they take it off `_ahead`, under the same lock)."""
+        if os.stat("/proc/thread-self/ns/mnt").st_ino != os.stat("/proc/self/ns/mnt").st_ino:
+            return  # the worker was started by a thread in a mount namespace of its own: the start mounts
+        with self._mount_lock:
+            if container_id in self._ahead:
+                self._ahead.discard(container_id)
+                self._mount_locked(container_id)
+
+    def _mount_locked(self, container_id: str) -> str:
         path = self._container(container_id)
         merged = os.path.join(path, "merged")
-        shift = self.id_shift(container_id)
-        with self._mount_lock:
-            if not _is_mounted(merged):
-                lower = _read(os.path.join(path, "lower")) or "empty"
-                rel = f"containers/{container_id}"
-                volatile = os.path.exists(os.path.join(path, VOLATILE))
-                if volatile:  # mounted before: OverlayFS wants its marker gone (the layer is disposable)
-                    shutil.rmtree(os.path.join(path, "work", "work", "incompat"), ignore_errors=True)
-                data = (f"lowerdir={lower},upperdir={rel}/diff,workdir={rel}/work{_pinned_options()}"
-                        + (",volatile" if volatile else ""))
-                if shift is not None:
-                    self._mount_idmapped(container_id, self._layer_dirs(lower), user_namespace(shift), volatile)
-                elif (absolute := _absolute(self.root, data)) is not None and len(absolute) < _PAGE:
-                    _mount(merged, absolute)  # as is: no helper thread to mount from the root
-                elif len(data) < _PAGE:
-                    mount_in(self.root, merged, data)
-                else:
-                    mount_deep(merged, self._layer_dirs(lower), os.path.join(path, "diff"), os.path.join(path, "work"),
-                               volatile)
+        if not _is_mounted(merged):
+            shift = self.id_shift(container_id)
+            lower = _read(os.path.join(path, "lower")) or "empty"
+            rel = f"containers/{container_id}"
+            volatile = os.path.exists(os.path.join(path, VOLATILE))
+            if volatile:  # mounted before: OverlayFS wants its marker gone (the layer is disposable)
+                shutil.rmtree(os.path.join(path, "work", "work", "incompat"), ignore_errors=True)
+            data = (f"lowerdir={lower},upperdir={rel}/diff,workdir={rel}/work{_pinned_options()}"
+                    + (",volatile" if volatile else ""))
+            if shift is not None:
+                self._mount_idmapped(container_id, self._layer_dirs(lower), user_namespace(shift), volatile)
+            elif (absolute := _absolute(self.root, data)) is not None and len(absolute) < _PAGE:
+                _mount(merged, absolute)  # as is: no helper thread to mount from the root
+            elif len(data) < _PAGE:
+                mount_in(self.root, merged, data)
+            else:
+                mount_deep(merged, self._layer_dirs(lower), os.path.join(path, "diff"), os.path.join(path, "work"),
+                           volatile)
         return merged
 
     def _mount_idmapped(self, container_id: str, lowers: list[str], userns_fd: int, volatile: bool) -> None:
@@ -473,6 +493,7 @@ class OverlayDriver(Driver):
         """Take the rootfs down (lazily: MNT_DETACH); a no-op if it is not mounted."""
         merged = os.path.join(self._container(container_id), "merged")
         with self._mount_lock:
+            self._ahead.discard(container_id)
             if _is_mounted(merged):
                 try:
                     mnt.umount(merged, mnt.MNT_DETACH)
