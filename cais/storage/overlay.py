@@ -372,7 +372,7 @@ class OverlayDriver(Driver):
         if volatile:  # --rm: as a rule, started at once
             with self._mount_lock:
                 self._ahead.add(container_id)
-            reclaim.run_later(functools.partial(self._mount_ahead, container_id))
+            reclaim.run_later(functools.partial(self._mount_ahead, container_id), soon=True)
         if made >= 2:
             reclaim.run_later(self._refill_spare)
 

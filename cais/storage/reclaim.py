@@ -22,7 +22,7 @@ from collections.abc import Callable
 NICE = 10  # the worker's nice value: it yields to requests, yet keeps going on a loaded machine
 
 _cond = threading.Condition()
-_pending: collections.deque[Callable[[], None]] = collections.deque()  # the first one is running
+_pending: collections.deque[tuple[Callable[[], None], bool]] = collections.deque()  # the first one is running
 _worker: threading.Thread | None = None
 
 
@@ -31,12 +31,19 @@ def delete_later(path: str) -> None:
     run_later(functools.partial(shutil.rmtree, path, ignore_errors=True))
 
 
-def run_later(chore: Callable[[], None]) -> None:
-    """Run `chore` in the background, after what was handed over before (its exceptions are
-    dropped: a chore must be one whose failure harms nothing)."""
+def run_later(chore: Callable[[], None], *, soon: bool = False) -> None:
+    """Run `chore` in the background, after what was handed over before — `soon`: before any chore
+    not yet started, and at the normal priority (something will wait for it). Its exceptions are
+    dropped: a chore must be one whose failure harms nothing."""
     global _worker
     with _cond:
-        _pending.append(chore)
+        if soon and _pending:  # after the running one (the first) and the other `soon` ones
+            at = 1
+            while at < len(_pending) and _pending[at][1]:
+                at += 1
+            _pending.insert(at, (chore, True))
+        else:
+            _pending.append((chore, soon))
         if _worker is None:
             _worker = threading.Thread(target=_work, name="cais-reclaim", daemon=True)
             _worker.start()
@@ -44,13 +51,16 @@ def run_later(chore: Callable[[], None]) -> None:
 
 
 def _work() -> None:
-    with contextlib.suppress(OSError):  # a per-thread value on Linux
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), NICE)
+    tid, nice = threading.get_native_id(), 0
     while True:
         with _cond:
             while not _pending:
                 _cond.wait()
-            chore = _pending[0]
+            chore, soon = _pending[0]
+        if nice != (0 if soon else NICE):
+            with contextlib.suppress(OSError):  # a per-thread value on Linux (back to 0: CAP_SYS_NICE)
+                os.setpriority(os.PRIO_PROCESS, tid, 0 if soon else NICE)
+                nice = 0 if soon else NICE
         with contextlib.suppress(Exception):
             chore()
         with _cond:
