@@ -2,9 +2,10 @@
 
 The caller first renames a tree away under a name nothing trusts (so it is gone at once for
 everyone), then hands it here: one background thread, started on first use and kept (starting a
-thread per removal cost more than the rename), deletes it — at a lower CPU priority than the
-requests it would otherwise compete with on a busy machine. An exiting process first finishes the
-work handed over (an atexit hook), so a short-lived process (the CLI's in-process engine) leaves
+thread per removal cost more than the rename), deletes it. (Not at a lower CPU priority: a niced
+thread that holds the GIL when it is preempted stalls every other thread of the process — the
+requests — until the scheduler gets back to it.) An exiting process first finishes the work handed
+over (an atexit hook), so a short-lived process (the CLI's in-process engine) leaves
 nothing behind; a crash leaves the tree under its staging name, which the next start sweeps.
 """
 
@@ -19,8 +20,6 @@ import shutil
 import threading
 from collections.abc import Callable
 
-NICE = 10  # the worker's nice value: it yields to requests, yet keeps going on a loaded machine
-
 _cond = threading.Condition()
 _pending: collections.deque[tuple[Callable[[], None], bool]] = collections.deque()  # the first one is running
 _worker: threading.Thread | None = None
@@ -33,8 +32,8 @@ def delete_later(path: str) -> None:
 
 def run_later(chore: Callable[[], None], *, soon: bool = False) -> None:
     """Run `chore` in the background, after what was handed over before — `soon`: before any chore
-    not yet started, and at the normal priority (something will wait for it). Its exceptions are
-    dropped: a chore must be one whose failure harms nothing."""
+    not yet started (something will wait for it). Its exceptions are dropped: a chore must be one
+    whose failure harms nothing."""
     global _worker
     with _cond:
         if soon and _pending:  # after the running one (the first) and the other `soon` ones
@@ -51,16 +50,11 @@ def run_later(chore: Callable[[], None], *, soon: bool = False) -> None:
 
 
 def _work() -> None:
-    tid, nice = threading.get_native_id(), 0
     while True:
         with _cond:
             while not _pending:
                 _cond.wait()
-            chore, soon = _pending[0]
-        if nice != (0 if soon else NICE):
-            with contextlib.suppress(OSError):  # a per-thread value on Linux (back to 0: CAP_SYS_NICE)
-                os.setpriority(os.PRIO_PROCESS, tid, 0 if soon else NICE)
-                nice = 0 if soon else NICE
+            chore = _pending[0][0]
         with contextlib.suppress(Exception):
             chore()
         with _cond:
@@ -75,14 +69,6 @@ def wait_idle() -> None:
             _cond.wait()
 
 
-def _at_exit() -> None:
-    worker = _worker
-    if worker is not None and worker.native_id and _pending:  # nothing left to yield to: normal priority
-        with contextlib.suppress(OSError):
-            os.setpriority(os.PRIO_PROCESS, worker.native_id, 0)
-    wait_idle()
-
-
 def _after_fork_in_child() -> None:
     """A forked child has none of the parent's threads: it starts its own worker if it needs one
     (what the parent handed over is the parent's to do)."""
@@ -92,5 +78,5 @@ def _after_fork_in_child() -> None:
     _worker = None
 
 
-atexit.register(_at_exit)
+atexit.register(wait_idle)
 os.register_at_fork(after_in_child=_after_fork_in_child)
