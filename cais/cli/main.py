@@ -159,10 +159,30 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
 
+def leave(status: int) -> None:
+    """Exit with STATUS, skipping the interpreter's finalization (its module teardown and garbage
+    collection cost every command ~5 ms) when it has nothing left to do: the output flushed, no
+    atexit handler, no thread but daemon ones, and no in-process engine (that one shuts down the
+    usual way). Otherwise — or when a flush fails — sys.exit, with Python's usual behaviour."""
+    import atexit
+
+    threading = sys.modules.get("threading")
+    if "cais.cli.local" not in sys.modules and getattr(atexit, "_ncallbacks", lambda: 1)() == 0 and (
+            threading is None or all(t.daemon or t is threading.main_thread() for t in threading.enumerate())):
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        except (OSError, ValueError, AttributeError):  # AttributeError: no sys.stdout (fd 1 closed)
+            pass
+        else:
+            os._exit(status & 0xFF)
+    sys.exit(status)
+
+
 def _stdout_gone() -> None:
     """The reader of our output went away (`cais ... | head`): no traceback at exit either."""
     os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    leave(main())
