@@ -11,7 +11,7 @@ import sys
 
 # command -> (module, function); "image ls" style groups are resolved in dispatch()
 COMMANDS = {
-    "run": "containers", "create": "containers", "start": "containers", "stop": "containers",
+    "run": "run", "create": "run", "start": "containers", "stop": "containers",
     "restart": "containers", "kill": "containers", "rm": "containers", "ps": "containers", "logs": "containers",
     "exec": "containers", "attach": "containers", "inspect": "containers", "top": "containers",
     "stats": "containers", "cp": "containers", "port": "containers", "rename": "containers", "wait": "containers",

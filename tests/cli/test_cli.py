@@ -52,6 +52,18 @@ def test_fast_start_imports(daemon: Caisd, args: list[str]) -> None:
     assert b"HEAVY []" in result.stderr, result.stderr
 
 
+def test_run_imports_only_its_own_path(daemon: Caisd) -> None:
+    """`run` unmarshals neither the other container commands (containers.py, ~40 kB of bytecode)
+    nor the mount flags' parsing when no -v/--mount/--tmpfs is given."""
+    code = ("import sys; from cais.cli.main import main; sys.argv = ['cais', *sys.argv[1:]]; rc = main(); "
+            "print('CAIS', sorted(m for m in sys.modules if m.startswith('cais')), file=sys.stderr); sys.exit(rc)")
+    result = subprocess.run([sys.executable, "-c", code, "run", "--rm", "busybox", "true"], capture_output=True,
+                            env={**os.environ, "CAIS_HOST": daemon.host}, check=True)
+    imported = result.stderr.decode().split("CAIS ", 1)[1]
+    assert "cais.cli.commands.run" in imported
+    assert "cais.cli.commands.containers" not in imported and "cais.cli.mountopts" not in imported, imported
+
+
 def test_run_ps_logs_exec_inspect(daemon: Caisd) -> None:
     assert daemon.cais("run", "--rm", "busybox", "echo", "hello").stdout == b"hello\n"
     failed = daemon.cais("run", "--rm", "busybox", "sh", "-c", "exit 6", check=False)
