@@ -164,11 +164,13 @@ def leave(status: int) -> None:
     collection cost every command ~5 ms) when it has nothing left to do: the output flushed, no
     atexit handler, no thread but daemon ones, and no in-process engine (that one shuts down the
     usual way). Otherwise — or when a flush fails — sys.exit, with Python's usual behaviour."""
-    import atexit
-
+    atexit = sys.modules.get("atexit")  # whoever registered a handler imported it
     threading = sys.modules.get("threading")
-    if "cais.cli.local" not in sys.modules and getattr(atexit, "_ncallbacks", lambda: 1)() == 0 and (
-            threading is None or all(t.daemon or t is threading.main_thread() for t in threading.enumerate())):
+    nothing_left = ("cais.cli.local" not in sys.modules
+                    and (atexit is None or getattr(atexit, "_ncallbacks", lambda: 1)() == 0)
+                    and (threading is None or all(t.daemon or t is threading.main_thread()
+                                                  for t in threading.enumerate())))
+    if nothing_left:
         try:
             sys.stdout.flush()
             sys.stderr.flush()
