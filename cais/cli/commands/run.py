@@ -76,7 +76,6 @@ def _run_attached(ctx, cid: str, *, tty: bool, stdin: bool, auto_remove: bool, d
                   start_status=lambda message: 1) -> int:
     """docker's sequence (attach, wait, then start, so that no output and no exit is missed), with
     the attach and wait requests sent together and the wait's answer read once the output ended."""
-    from cais.cli import streams
     client = ctx.client
     params = {"stream": 1, "stdout": 1, "stderr": 1, "stdin": int(stdin)}
     if detach_keys:
@@ -88,6 +87,7 @@ def _run_attached(ctx, cid: str, *, tty: bool, stdin: bool, auto_remove: bool, d
     except BaseException:
         attaching.close()
         raise
+    from cais.cli import streams  # while the daemon answers
     try:
         sock = client.hijacked(attaching)
     except ApiError as e:
