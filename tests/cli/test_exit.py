@@ -56,3 +56,13 @@ def test_cais_output_through_a_pipe() -> None:
                             env=BUFFERED)
     assert result.returncode == 0
     assert result.stdout.startswith(b"Usage:  cais [OPTIONS] COMMAND") and result.stdout.endswith(b"on a command.\n")
+
+
+@pytest.mark.parametrize("local", [False, True])
+def test_in_process_engine_exits_the_usual_way(local: bool) -> None:
+    """With the in-process engine, the interpreter finalizes as usual (objects' __del__ run);
+    without it, nothing is finalized."""
+    code = ("import os\nclass Witness:\n    def __del__(self):\n        os.write(1, b'finalized')\nw = Witness()\n"
+            + ("import cais.cli.local\n" if local else "") + "leave(0)")
+    result = _python(code, capture_output=True, check=True)
+    assert result.stdout == (b"finalized" if local else b"")
