@@ -138,8 +138,8 @@ def main(argv: list[str] | None = None) -> int:
         try:
             return int(getattr(module, "cmd_" + command)(ctx, args) or 0)
         except (ConnectionError, FileNotFoundError) as e:  # a daemon that is not there, or went away
-            if e.filename is not None:  # a local file: not about the daemon
-                raise
+            if e.filename is not None or (isinstance(e, BrokenPipeError) and _reader_gone()):
+                raise  # a local file, or the reader of our output (`cais logs C | head`): not the daemon
             host = ctx.client.host if ctx._client is not None else ctx.explicit
             print(f"Cannot connect to the cais daemon at {host}: {e.strerror or e}", file=sys.stderr)
             return 1
@@ -179,6 +179,17 @@ def leave(status: int) -> None:
         else:
             os._exit(status & 0xFF)
     sys.exit(status)
+
+
+def _reader_gone() -> bool:
+    """Whether stdout is a pipe whose reading end was closed (what a write's EPIPE was about)."""
+    import select
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poller.poll(0))
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def _stdout_gone() -> None:
