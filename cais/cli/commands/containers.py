@@ -1,7 +1,7 @@
 """Container commands: start, stop, ps, logs, exec, attach, cp, … (run and create: run.py)
 
 Imported by every container command: what only some of them use (the table and template
-output, humanized sizes and durations, streams, run's flags) is imported where used.
+output, humanized sizes and durations, streams) is imported where used.
 """
 
 from __future__ import annotations
