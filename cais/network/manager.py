@@ -126,12 +126,11 @@ class NetworkManager:
             for name in ("none", "host"):
                 if self._find(name) is None:
                     self._save(_record(name, secrets.token_hex(32), "null" if name == "none" else "host"))
+            for rec in self._attachable() if alive is not None else []:
+                for cid in [cid for cid in rec["Cais"]["Endpoints"] if cid not in alive]:
+                    self._forget_endpoint(rec, cid)  # died with the daemon, or exited since its last write
             self._ensure_default_bridge()
             for rec in self._attachable():
-                if alive is not None:
-                    dead = [cid for cid in rec["Cais"]["Endpoints"] if cid not in alive]
-                    for cid in dead:
-                        self._forget_endpoint(rec, cid)
                 self.ipam.restore(rec["Id"], {ep[key]: cid for cid, ep in rec["Cais"]["Endpoints"].items()
                                               for key in ("IPAddress", "GlobalIPv6Address") if ep.get(key)})
                 if rec["Driver"] == "bridge":
@@ -549,20 +548,25 @@ class NetworkManager:
                                                 if r["Name"] != "bridge"):
                 self.dns.remove(cid)
 
-    def _forget_endpoint(self, rec: dict, cid: str, *, later: bool = False) -> None:
-        """The endpoint of `cid` goes from `rec`, its link and addresses with it; `later`: a bridge
-        endpoint's veth is deleted and its addresses freed by self.later, after this returns."""
+    def _forget_endpoint(self, rec: dict, cid: str, *, exited: bool = False) -> None:
+        """The endpoint of `cid` goes from `rec`, its link and addresses with it.
+
+        `exited` (the container stopped): a bridge endpoint's veth is deleted and its addresses
+        freed by self.later, after this returns; the record is not written either: a daemon that
+        dies before its next write forgets the endpoints of dead containers at start().
+        """
         ep, network_id = rec["Cais"]["Endpoints"].pop(cid), rec["Id"]
-        if ep.get("HostVeth") and later:
+        if ep.get("HostVeth") and exited:
             self.later.submit(cid, lambda: (bridge.remove_link(ep["HostVeth"]), self.ipam.release(network_id, cid)))
-        else:
-            if ep.get("HostVeth"):
-                bridge.remove_link(ep["HostVeth"])  # its peer goes with it
-            elif os.path.exists(ep["Netns"]):  # macvlan/ipvlan: the link is in the container's namespace
-                with contextlib.suppress(OSError), rtnl.session(ep["Netns"]) as ctr:
-                    ctr.delete(ep["Ifname"])
-            self.ipam.release(network_id, cid)
-        self._save(rec)
+            return
+        if ep.get("HostVeth"):
+            bridge.remove_link(ep["HostVeth"])  # its peer goes with it
+        elif os.path.exists(ep["Netns"]):  # macvlan/ipvlan: the link is in the container's namespace
+            with contextlib.suppress(OSError), rtnl.session(ep["Netns"]) as ctr:
+                ctr.delete(ep["Ifname"])
+        self.ipam.release(network_id, cid)
+        if not exited:
+            self._save(rec)
 
     def networks_of(self, cid: str) -> list[dict]:
         return [r for r in self._attachable() if cid in r["Cais"]["Endpoints"]]
@@ -573,7 +577,7 @@ class NetworkManager:
         with self.lock:
             self.unpublish(cid)
             for rec in self.networks_of(cid):
-                self._forget_endpoint(rec, cid, later=True)
+                self._forget_endpoint(rec, cid, exited=True)
             if self.dns is not None:
                 self.dns.remove(cid)
             self.remove_sandbox(cid)
