@@ -185,7 +185,7 @@ class NetworkManager:
     def _save(self, rec: dict) -> None:
         path = os.path.join(self.dir, f"{rec['Id']}.json")
         with open(path + ".tmp", "w") as f:
-            json.dump(rec, f)
+            f.write(json.dumps(rec))  # one write (json.dump writes each piece)
         os.replace(path + ".tmp", path)
         self.networks[rec["Id"]] = rec
 
@@ -438,7 +438,8 @@ class NetworkManager:
         """A fresh network namespace for `cid` with the loopback up (what --network none gets);
         `source`: the one the runtime made for the container (/proc/PID/ns/net), bound instead."""
         path = self.sandbox_path(cid)
-        netns.remove(path)  # left over by a crash
+        if os.path.lexists(path):  # left over by a crash
+            netns.remove(path)
         netns.create(path, source)
         try:
             netns.loopback_up(path)
