@@ -1,10 +1,10 @@
-"""Linux bridges and veth pairs over netlink (pyroute2): the plumbing of the `bridge` driver.
+"""Linux bridges (pyroute2) and veth pairs (rtnl.py): the plumbing of the `bridge` driver.
 
 Functions named host_* work in the calling thread's network namespace (the "host" side);
 container_* in a container's, through a socket opened there (netns.socket_in). The container end
-of a veth is created directly inside the container's namespace (peer with IFLA_NET_NS_FD), up,
-with its MAC, so its name never clashes with the host's interfaces. A container's start and exit
-go through rtnl.py; bridges and route dumps through pyroute2.
+of a veth is created directly inside the container's namespace (peer with IFLA_NET_NS_FD) with
+its MAC, so its name never clashes with the host's interfaces. A container's start and exit go
+through rtnl.py (no thread, no pyroute2); bridges and route dumps through pyroute2.
 """
 
 from __future__ import annotations
@@ -82,8 +82,8 @@ def remove_link(name: str) -> None:
 
 def host_add_veth(host: Rtnl, bridge: str, host_name: str, peer_name: str, netns_path: str, mtu: int,
                   peer_mac: str) -> None:
-    """A veth pair made up: `host_name` a hairpin port of `bridge` on `host`'s side, `peer_name` with
-    `peer_mac` inside the namespace on `netns_path`."""
+    """A veth pair: `host_name` up, a hairpin port of `bridge`, on `host`'s side; `peer_name` with
+    `peer_mac` inside the namespace on `netns_path` (container_configure brings it up)."""
     master = host.index(bridge)
     if master is None:
         raise NetworkError(f"bridge {bridge} does not exist")
