@@ -62,6 +62,7 @@ class Engine:
         self.backoff: dict[str, float] = {}
         self.listeners: set[Callable[[], None]] = set()  # told of every exit and removal (the API's waits)
         self._lock_fd: int | None = None
+        self._cgroup_dirs: dict[str, str] | None = None  # per controller: where containers' cgroups are
         self._closed = threading.Event()
         self._images = None
         self._storage = None
@@ -430,9 +431,14 @@ class Engine:
             runtime.delete(cid, root=self.runtime_root, force=True)
 
     def _oom_killed(self, cid: str) -> bool:
+        """Read in the container's memory cgroup; where the hierarchies are mounted is looked up (in
+        mountinfo) at the first exit only: the cgroups of containers are siblings under cgroup_parent."""
         try:
-            from cais.runtime.cgroups import open_manager
-            return open_manager(self.cgroups_path(cid), cid).oom_kills() > 0
+            from cais.runtime.cgroups import load_manager, open_manager
+            if self._cgroup_dirs is None:
+                paths = open_manager(self.cgroups_path(cid), cid).paths
+                self._cgroup_dirs = {k: os.path.dirname(v) for k, v in paths.items()}
+            return load_manager({k: os.path.join(v, cid) for k, v in self._cgroup_dirs.items()}).oom_kills() > 0
         except Exception:
             return False
 
@@ -469,15 +475,18 @@ class Engine:
             if restart:
                 state["Restarting"] = True
                 state["Status"] = "restarting"
-            if not auto_remove:
+            if auto_remove:  # at once: a start or a removal made meanwhile is refused, as dockerd's
+                state["Status"] = "removing"
+            else:
                 self.store.save(record)
             self.generation[cid] = self.generation.get(cid, 0) + 1
             self._changed()
         if oom:
             self._event(record, "oom")
         self._event(record, "die", exitCode=exit_code)
-        if auto_remove:  # not in this thread: a removal may wait for an exit that only it can report
-            threading.Thread(target=self._autoremove, args=(cid,), daemon=True).start()
+        if auto_remove:  # here and now: nothing of it runs or waits any more (a wait for `removed` is answered soonest)
+            with contextlib.suppress(EngineError):
+                self._destroy(record, volumes=True)
         elif restart:
             delay = next_delay(self.backoff.get(cid, 0), ran_for)
             self.backoff[cid] = delay
@@ -694,6 +703,12 @@ class Engine:
             record["State"]["Status"] = "removing"
         self._runtime_delete(cid)
         namespaces.release(record, self.store.dir(cid))
+        self._destroy(record, volumes)
+
+    def _destroy(self, record: dict, volumes: bool) -> None:
+        """The removal proper of a container marked "removing", whose processes and namespaces are gone:
+        it never waits (the exit of a --rm container runs it in the thread that reports exits)."""
+        cid = record["Id"]
         try:
             self.storage.remove(cid)
         except Exception as e:

@@ -108,19 +108,19 @@ class ContainerStore:
                     os.replace(link, os.path.join(self.dir(record["Id"]), DURABLE))
 
     def remove(self, cid: str) -> None:
-        """The record goes first (a crash never brings the container back), then its directory is
-        renamed away and deleted in the background (a crash leaves it to the next start's sweep)."""
+        """The directory is renamed away, records and all, in one step (a crash never brings the
+        container back) and deleted in the background (a crash leaves it to the next start's sweep)."""
         with self.lock:
             self.records.pop(cid, None)
-        for name in (DURABLE, RECORD):  # in this order: a crash in between leaves it whole
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(os.path.join(self.dir(cid), name))
         trash = os.path.join(self.root, f"{TRASH}{cid}")
         try:
             os.rename(self.dir(cid), trash)
         except FileNotFoundError:
             return
-        except OSError:  # e.g. a trash of the same name left by a crash: delete in place
+        except OSError:  # e.g. a trash of the same name left by a crash: deleted in place, records first
+            for name in (DURABLE, RECORD):  # in this order: a crash in between leaves it whole
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(os.path.join(self.dir(cid), name))
             shutil.rmtree(self.dir(cid), ignore_errors=True)
             return
         from cais.storage.reclaim import delete_later  # the storage package: only when removing
