@@ -254,10 +254,11 @@ class Engine:
             taken = {r["Name"].lstrip("/") for r in self.store.records.values()}
             record = containers.new_record(body, name, image, taken, remapped=self.remap is not None,
                                            namespace_defaults=self.namespace_defaults)
-            self.store.add(record)
+            # a --rm container is not fsynced into being (a machine crash would remove it anyway), nor
+            # saved before it is complete: its volatile layer and image reference are swept at the next start
+            durable = not record["HostConfig"]["AutoRemove"]
+            self.store.add(record, save=durable)
         cid = record["Id"]
-        # a --rm container is not fsynced into being: a machine crash would remove it anyway
-        durable = not record["HostConfig"]["AutoRemove"]
         try:
             self.images.add_container(cid, image["Id"], durable=durable)
             record["Driver"] = self.storage.create(cid, image, self._remap_for(record["HostConfig"]),
