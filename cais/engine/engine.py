@@ -63,6 +63,7 @@ class Engine:
         self.listeners: set[Callable[[], None]] = set()  # told of every exit and removal (the API's waits)
         self._lock_fd: int | None = None
         self._cgroup_dirs: dict[str, str] | None = None  # per controller: where containers' cgroups are
+        self._image_configs: dict[str, dict] = {}  # by image id (so never stale): read at create, used at start
         self._closed = threading.Event()
         self._images = None
         self._storage = None
@@ -234,6 +235,12 @@ class Engine:
     def _remap_for(self, host: dict) -> IdMap | None:
         return None if host.get("UsernsMode") == "host" else self.remap
 
+    def _remember_image_config(self, image_id: str, config: dict) -> dict:
+        if len(self._image_configs) >= 256:  # a daemon that saw many images: start over
+            self._image_configs.clear()
+        self._image_configs[image_id] = config
+        return config
+
     def cgroups_path(self, cid: str) -> str:
         return f"{self.cgroup_parent}/{cid}"
 
@@ -250,6 +257,7 @@ class Engine:
             body["HostConfig"]["LogConfig"] = logs.merge_log_config(body["HostConfig"].get("LogConfig"),
                                                                     self.log_config)
         image = self.images.resolve(ref)
+        self._remember_image_config(image["Id"], image["Config"])
         with self.store.lock:
             taken = {r["Name"].lstrip("/") for r in self.store.records.values()}
             record = containers.new_record(body, name, image, taken, remapped=self.remap is not None,
@@ -321,7 +329,9 @@ class Engine:
             self.starting.add(cid)  # a stop or removal from now on waits for the outcome
         try:
             rootfs = self.storage.mount(cid)  # in here: a rootfs that cannot mount releases the waiters too
-            image_config = self.images.config_of(record["Image"])
+            image_config = self._image_configs.get(record["Image"])
+            if image_config is None:
+                image_config = self._remember_image_config(record["Image"], self.images.config_of(record["Image"]))
             link_env = self.networks.link_env(record)
             mounts, propagation = self.volumes.mount(record, rootfs)
             # a namespace of its own is made by the runtime and plugged between create and start
