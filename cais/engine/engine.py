@@ -496,8 +496,13 @@ class Engine:
             self._event(record, "oom")
         self._event(record, "die", exitCode=exit_code)
         if auto_remove:  # here and now: nothing of it runs or waits any more (a wait for `removed` is answered soonest)
-            with contextlib.suppress(EngineError):
+            try:
                 self._destroy(record, volumes=True)
+            except Exception as e:  # its exit stays recorded; `docker rm` may try again
+                log.warning("removing %s after its exit: %s", cid[:12], e)
+                with self.store.lock:
+                    if record["State"]["Status"] == "removing":
+                        record["State"].update({"Status": "dead", "Dead": True})
         elif restart:
             delay = next_delay(self.backoff.get(cid, 0), ran_for)
             self.backoff[cid] = delay
