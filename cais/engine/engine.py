@@ -28,6 +28,7 @@ from cais.engine.supervisor_client import SupervisorClient, SupervisorError
 from cais.engine.userns import IdMap
 
 log = logging.getLogger("cais.engine")
+REMOVED_KEPT = 4096  # exit codes of removed containers kept for waits that wake up late
 INIT_CANDIDATES = ("/usr/bin/docker-init", "/usr/libexec/docker/docker-init", "/usr/bin/catatonit")
 
 
@@ -60,7 +61,8 @@ class Engine:
         self.starting: set[str] = set()        # between the supervisor's start and the record's Running
         self.early_exits: dict[str, tuple[int, str | None]] = {}  # exits that came in that window
         self.backoff: dict[str, float] = {}
-        self.listeners: set[Callable[[], None]] = set()  # told of every exit and removal (the API's waits)
+        # told of every exit and removal (the API's waits), with whether it was a removal
+        self.listeners: set[Callable[[bool], None]] = set()
         self._lock_fd: int | None = None
         self._cgroup_dirs: dict[str, str] | None = None  # per controller: where containers' cgroups are
         self._image_configs: dict[str, dict] = {}  # by image id (so never stale): read at create, used at start
@@ -402,12 +404,12 @@ class Engine:
             self.supervisor.send(sock, {"op": "start"})
         return reply
 
-    def _changed(self) -> None:
+    def _changed(self, removal: bool = False) -> None:
         """Under self.cond, after an exit or a removal: wake the waits."""
         self.cond.notify_all()
         for listener in list(self.listeners):
             try:
-                listener()
+                listener(removal)
             except Exception:  # a listener never costs an exit its bookkeeping
                 log.exception("a wait listener failed")
 
@@ -739,8 +741,12 @@ class Engine:
             self.execs.pop(exec_id, None)
         with self.cond:
             self.removed[cid] = record["State"]["ExitCode"]
+            if len(self.removed) > REMOVED_KEPT:  # the oldest: its waits were answered long ago
+                del self.removed[next(iter(self.removed))]
+            self.generation.pop(cid, None)
+            self.backoff.pop(cid, None)
             self.store.remove(cid)
-            self._changed()
+            self._changed(removal=True)
         self._event(record, "destroy")
 
     def prune(self, filters: dict | None = None) -> dict:
