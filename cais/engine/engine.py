@@ -439,6 +439,8 @@ class Engine:
             self._autoremove(cid)
 
     def _runtime_delete(self, cid: str) -> None:
+        if not os.path.isdir(os.path.join(self.runtime_root, cid)):  # never created, or deleted already (--root/ID)
+            return
         from cais import runtime
         with contextlib.suppress(Exception):
             runtime.delete(cid, root=self.runtime_root, force=True)
