@@ -354,7 +354,6 @@ class OverlayDriver(Driver):
         with self._spare_lock:
             staging = self._spare.pop() if self._spare else None
             self._made += 1
-            made = self._made
         if staging is None:
             staging = self._skeleton()
         try:
@@ -373,8 +372,6 @@ class OverlayDriver(Driver):
             with self._mount_lock:
                 self._ahead.add(container_id)
             reclaim.run_later(functools.partial(self._mount_ahead, container_id), soon=True)
-        if made >= 2:
-            reclaim.run_later(self._refill_spare)
 
     def _skeleton(self) -> Staging:
         """A staging directory holding a writable layer's empty diff, work and merged."""
@@ -388,10 +385,11 @@ class OverlayDriver(Driver):
         return staging
 
     def _refill_spare(self) -> None:
-        """Make the next container's directory ahead, in the background (reclaim.py): its four new
-        inodes — the slowest part of a create on a busy disk — are then off the create's path. Only
-        in a process that makes more than one container (a daemon, not the CLI's one-off engine);
-        one spare at a time, under a locked staging name, so a crash leaves it to the next sweep."""
+        """Make the next container's directory ahead, in the background (reclaim.py), after a
+        removal: its four new inodes — the slowest part of a create on a busy disk — are then off
+        the next create's path. Only in a process that makes more than one container (a daemon, not
+        the CLI's one-off engine); one spare at a time, under a locked staging name, so a crash
+        leaves it to the next sweep."""
         with self._spare_lock:
             if self._spare:
                 return
@@ -506,6 +504,8 @@ class OverlayDriver(Driver):
         self.unmount(container_id)
         _detach_lowers(os.path.join(path, "lowers"))  # a removal must never walk into a shared layer
         remove_tree(path, self._containers, later=True)  # a container's layer: off its removal's path
+        if self._made >= 2:  # now rather than after a create: the next start is not under way yet
+            reclaim.run_later(self._refill_spare)
 
     # --- diffs -------------------------------------------------------------------------------------
 
