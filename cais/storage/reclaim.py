@@ -57,6 +57,7 @@ def _work() -> None:
             chore = _pending[0][0]
         with contextlib.suppress(Exception):
             chore()
+        del chore  # nothing of it kept while waiting for the next (a driver it belongs to may go)
         with _cond:
             _pending.popleft()
             _cond.notify_all()
