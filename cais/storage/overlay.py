@@ -249,7 +249,6 @@ class OverlayDriver(Driver):
         self._spare: list[Staging] = []
         self._spare_lock = threading.Lock()
         self._made = 0  # writable layers this process made
-        self._ahead: set[str] = set()  # containers to mount in the background (_mount_ahead)
         weakref.finalize(self, _discard_all, self._spare)
 
     def private_dirs(self) -> list[str]:
@@ -368,10 +367,6 @@ class OverlayDriver(Driver):
             raise
         if not staging.commit(final):
             raise StorageError(f"container {container_id} already has a writable layer")
-        if volatile:  # --rm: as a rule, started at once
-            with self._mount_lock:
-                self._ahead.add(container_id)
-            reclaim.run_later(functools.partial(self._mount_ahead, container_id), soon=True)
 
     def _skeleton(self) -> Staging:
         """A staging directory holding a writable layer's empty diff, work and merged."""
@@ -408,19 +403,7 @@ class OverlayDriver(Driver):
     def mount(self, container_id: str) -> str:
         """Mount the container's rootfs (a no-op if it is mounted already)."""
         with self._mount_lock:
-            self._ahead.discard(container_id)
             return self._mount_locked(container_id)
-
-    def _mount_ahead(self, container_id: str) -> None:
-        """A --rm container's mount, made in the background (reclaim.py) while its client makes the
-        round trips between create and start — a no-op once its start, unmount or removal came
-        first (they take it off `_ahead`, under the same lock)."""
-        if os.stat("/proc/thread-self/ns/mnt").st_ino != os.stat("/proc/self/ns/mnt").st_ino:
-            return  # the worker was started by a thread in a mount namespace of its own: the start mounts
-        with self._mount_lock:
-            if container_id in self._ahead:
-                self._ahead.discard(container_id)
-                self._mount_locked(container_id)
 
     def _mount_locked(self, container_id: str) -> str:
         path = self._container(container_id)
@@ -491,7 +474,6 @@ class OverlayDriver(Driver):
         """Take the rootfs down (lazily: MNT_DETACH); a no-op if it is not mounted."""
         merged = os.path.join(self._container(container_id), "merged")
         with self._mount_lock:
-            self._ahead.discard(container_id)
             if _is_mounted(merged):
                 try:
                     mnt.umount(merged, mnt.MNT_DETACH)

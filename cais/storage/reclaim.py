@@ -21,7 +21,7 @@ import threading
 from collections.abc import Callable
 
 _cond = threading.Condition()
-_pending: collections.deque[tuple[Callable[[], None], bool]] = collections.deque()  # the first one is running
+_pending: collections.deque[Callable[[], None]] = collections.deque()  # the first one is running
 _worker: threading.Thread | None = None
 
 
@@ -30,19 +30,12 @@ def delete_later(path: str) -> None:
     run_later(functools.partial(shutil.rmtree, path, ignore_errors=True))
 
 
-def run_later(chore: Callable[[], None], *, soon: bool = False) -> None:
-    """Run `chore` in the background, after what was handed over before — `soon`: before any chore
-    not yet started (something will wait for it). Its exceptions are dropped: a chore must be one
-    whose failure harms nothing."""
+def run_later(chore: Callable[[], None]) -> None:
+    """Run `chore` in the background, after what was handed over before (its exceptions are
+    dropped: a chore must be one whose failure harms nothing)."""
     global _worker
     with _cond:
-        if soon and _pending:  # after the running one (the first) and the other `soon` ones
-            at = 1
-            while at < len(_pending) and _pending[at][1]:
-                at += 1
-            _pending.insert(at, (chore, True))
-        else:
-            _pending.append((chore, soon))
+        _pending.append(chore)
         if _worker is None:
             _worker = threading.Thread(target=_work, name="cais-reclaim", daemon=True)
             _worker.start()
@@ -54,7 +47,7 @@ def _work() -> None:
         with _cond:
             while not _pending:
                 _cond.wait()
-            chore = _pending[0][0]
+            chore = _pending[0]
         with contextlib.suppress(Exception):
             chore()
         del chore  # nothing of it kept while waiting for the next (a driver it belongs to may go)

@@ -416,26 +416,3 @@ def test_overlay_makes_the_next_containers_directory_ahead(st_root):
     del driver
     gc.collect()
     assert spares() == []  # discarded with the driver
-
-
-def _mounts_under(root: str) -> list[str]:
-    with open("/proc/self/mountinfo") as f:
-        return [line.split()[4] for line in f if line.split()[4].startswith(root + "/")]
-
-
-def test_a_volatile_layer_is_mounted_ahead_unless_its_removal_comes_first(st_root):
-    driver = open_driver(st_root, "overlay")
-    driver.apply_diff("base", None, stream(BASE))
-    driver.create_rw("rm", "base", volatile=True)
-    reclaim.wait_idle()
-    merged = os.path.join(driver.root, "containers", "rm", "merged")
-    assert _mounts_under(st_root) == [merged]  # made ahead, in the background
-    assert driver.mount("rm") == merged and _mounts_under(st_root) == [merged]  # the start's: a no-op
-    assert read(os.path.join(merged, "etc/motd")) == b"hello\n"
-    driver.remove_rw("rm")
-    for i in range(20):  # removed at once, before or while the background mounts it: nothing stays mounted
-        driver.create_rw(f"gone{i}", "base", volatile=True)
-        driver.remove_rw(f"gone{i}")
-    driver.create_rw("kept", "base")  # not --rm: mounted by its start only
-    reclaim.wait_idle()
-    assert _mounts_under(st_root) == []

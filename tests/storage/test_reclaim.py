@@ -6,7 +6,6 @@ import os
 import subprocess
 import sys
 import textwrap
-import threading
 
 from cais.storage import reclaim
 
@@ -49,21 +48,3 @@ def test_a_forked_child_deletes_with_a_worker_of_its_own(st_root):
     reclaim.wait_idle()
     assert os.listdir(st_root) == []
 
-
-def test_a_chore_wanted_soon_goes_before_the_others_not_yet_started(st_root):
-    started, order = threading.Event(), []
-    release = threading.Event()
-
-    def first() -> None:
-        started.set()
-        release.wait(10)
-        order.append("first")
-
-    reclaim.run_later(first)
-    started.wait(10)
-    reclaim.run_later(lambda: order.append("later"))
-    reclaim.run_later(lambda: order.append("soon 1"), soon=True)
-    reclaim.run_later(lambda: order.append("soon 2"), soon=True)
-    release.set()
-    reclaim.wait_idle()
-    assert order == ["first", "soon 1", "soon 2", "later"]
