@@ -129,23 +129,20 @@ class Supervisor:
 
     @staticmethod
     def _create(cid: str, bundle: str, root: str, console: str | None, stdio: tuple[int, int, int] | None,
-                zygote: Zygote | None) -> bool:
-        """runtime.create (in a worker thread); True if `zygote` turned out to be gone."""
+                zygote: Zygote | None) -> tuple[int, bool]:
+        """runtime.create (in a worker thread): (the init's pid, True if `zygote` turned out to be gone)."""
         from cais import runtime
         from cais.runtime.errors import RuntimeFailure
         if zygote is not None:
             try:
-                runtime.create(cid, bundle, root=root, console_socket=console, stdio=stdio,
-                               bootstrap=zygote.bootstrap(stdio))
-                return False
+                return runtime.create(cid, bundle, root=root, console_socket=console, stdio=stdio,
+                                      bootstrap=zygote.bootstrap(stdio)), False
             except RuntimeFailure as e:
                 if "zygote is gone" not in str(e):
                     raise
             # it died between our last reap and this request: once more without
-            runtime.create(cid, bundle, root=root, console_socket=console, stdio=stdio)
-            return True
-        runtime.create(cid, bundle, root=root, console_socket=console, stdio=stdio)
-        return False
+            return runtime.create(cid, bundle, root=root, console_socket=console, stdio=stdio), True
+        return runtime.create(cid, bundle, root=root, console_socket=console, stdio=stdio), False
 
     @staticmethod
     def _exec_process(cid: str, process: dict, root: str, console: str | None,
@@ -276,7 +273,6 @@ class Supervisor:
         takes a while, during which other starts, output and exits go on here. The init cannot exit
         before it is registered: it waits for `start` (or is reaped by the runtime if setup fails).
         """
-        from cais import runtime
         cid = request["id"]
         if cid in self.procs or cid in self.creating:
             raise ValueError(f"container {cid} is already running")
@@ -291,10 +287,10 @@ class Supervisor:
         self.creating.add(cid)
 
         def create() -> bool:
-            gone = self._create(cid, request["bundle"], request["root"], console and console.path, stdio, zygote)
+            proc.pid, gone = self._create(cid, request["bundle"], request["root"], console and console.path, stdio,
+                                          zygote)
             if console:
                 self._receive_console(proc, console)
-            proc.pid = int(runtime.state(cid, root=request["root"])["pid"])
             return gone
 
         try:

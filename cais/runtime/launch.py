@@ -223,11 +223,23 @@ class Zygote:
         return message
 
     def close(self) -> None:
-        self._control.close()
+        """Stop the zygote and its spare init (bootstrap._Spare), both children of the caller."""
+        spare = 0
         if self.pid:
-            with suppress(ChildProcessError):
-                os.waitpid(self.pid, 0)
-            self.pid = 0
+            channel, child = Channel.pair()
+            try:
+                spare = (self._request({"kind": "close"}, [child.fd], channel) or {}).get("spare", 0)
+            except (OSError, RuntimeFailure):
+                pass  # gone already: so is its spare, which someone else reaps
+            finally:
+                child.close()
+                channel.close()
+        self._control.close()
+        for pid in (self.pid, spare):
+            if pid:
+                with suppress(ChildProcessError):
+                    os.waitpid(pid, 0)
+        self.pid = 0
 
 
 class _ZygoteBootstrap:

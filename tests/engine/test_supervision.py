@@ -264,10 +264,11 @@ def _children(pid: int) -> list[int]:
 
 
 def _zygote_of(supervisor: int) -> int | None:
+    """The zygote, not its spare init (a copy of it, in a pid namespace of its own)."""
     for child in _children(supervisor):
         try:
             with open(f"/proc/{child}/cmdline", "rb") as f:
-                if b"zygote" in f.read():
+                if b"zygote" in f.read() and os.readlink(f"/proc/{child}/ns/pid") == os.readlink("/proc/self/ns/pid"):
                     return child
         except OSError:  # a child that exited meanwhile
             continue
