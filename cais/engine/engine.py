@@ -26,6 +26,7 @@ from cais.engine.restart import next_delay, parse_policy, should_restart
 from cais.engine.store import ContainerStore, read_json, write_json_atomic
 from cais.engine.supervisor_client import SupervisorClient, SupervisorError
 from cais.engine.userns import IdMap
+from cais.runtime.cgroups.migration import MigrationPrimer
 
 log = logging.getLogger("cais.engine")
 INIT_CANDIDATES = ("/usr/bin/docker-init", "/usr/libexec/docker/docker-init", "/usr/bin/catatonit")
@@ -52,6 +53,7 @@ class Engine:
         self.store = ContainerStore(os.path.join(data_root, "containers"), remap.gid if remap else 0)
         self.events = EventBus()
         self.supervisor = SupervisorClient(exec_root)
+        self.cgroup_primer = MigrationPrimer()  # cgroup v1: starts find the migration lock warm
         self.cond = threading.Condition(self.store.lock)
         self.generation: dict[str, int] = {}   # exits seen per container (wait next-exit)
         self.removed: dict[str, int] = {}      # exit codes of removed containers (wait removed)
@@ -248,6 +250,7 @@ class Engine:
         if isinstance(body["HostConfig"], dict):
             body["HostConfig"]["LogConfig"] = logs.merge_log_config(body["HostConfig"].get("LogConfig"),
                                                                     self.log_config)
+        self.cgroup_primer.prime(0.2)  # its start usually follows (docker run)
         image = self.images.resolve(ref)
         with self.store.lock:
             taken = {r["Name"].lstrip("/") for r in self.store.records.values()}
@@ -298,6 +301,10 @@ class Engine:
     def start(self, ref: str, *, by_policy: bool = False) -> bool:
         """Start a container; `by_policy` (a restart policy's restart, the container still Restarting)
         gives way to a stop or removal made meanwhile: False then."""
+        with self.cgroup_primer.held():
+            return self._start(ref, by_policy)
+
+    def _start(self, ref: str, by_policy: bool) -> bool:
         record = self.get(ref)
         cid = record["Id"]
         state = record["State"]

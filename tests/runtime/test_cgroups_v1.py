@@ -128,3 +128,46 @@ def test_warming_the_migration_moves_nothing(cgroups_v1) -> None:
     join()
     assert own_cgroups() == before
     assert child.pid in m.pids()
+
+
+def test_the_primer_migrates_its_process_in_place_while_primed_or_held(cgroups_v1) -> None:
+    """MigrationPrimer keeps the migration lock warm with no-op migrations of its own process:
+    while primed (until a deadline) or held (until released), never after, never moving it."""
+    import time
+
+    from cais.runtime.cgroups.migration import MigrationPrimer, own_procs_v1
+    from cais.runtime.cgroups.paths import own_cgroups
+
+    before = own_cgroups()
+    primer = MigrationPrimer(own_procs_v1())
+    primer.prime(0.05)
+    time.sleep(0.1)
+    primed = primer.migrations
+    assert primed >= 2  # at once, then every few ms
+    with primer.held():
+        time.sleep(0.05)
+        assert primer.migrations > primed
+    time.sleep(0.02)  # the thread's last sleep
+    settled = primer.migrations
+    time.sleep(0.05)
+    assert primer.migrations == settled
+    assert own_cgroups() == before
+    m = cgroups_v1.create({})  # and a real migration still moves a process in
+    child = cgroups_v1.child(m, "import time; time.sleep(600)\n")
+    assert child.pid in m.pids()
+
+
+def test_the_primer_does_nothing_without_a_v1_hierarchy_or_a_writable_one(tmp_path: Path) -> None:
+    import time
+
+    from cais.runtime.cgroups.migration import MigrationPrimer
+
+    nothing = MigrationPrimer(None)  # a v2-only host: the init is cloned into its cgroup
+    nothing.prime(1)
+    with nothing.held():
+        pass
+    assert nothing._thread is None
+    unwritable = MigrationPrimer(str(tmp_path / "missing" / "cgroup.procs"))  # caisd in a container
+    unwritable.prime(1)
+    time.sleep(0.05)
+    assert unwritable.migrations == 0 and unwritable._thread is None

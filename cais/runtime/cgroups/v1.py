@@ -8,6 +8,7 @@ import time
 from cais.runtime.cgroups import devices, fs
 from cais.runtime.cgroups.errors import CgroupError
 from cais.runtime.cgroups.manager import Manager
+from cais.runtime.cgroups.migration import migrate_self, own_procs_v1
 from cais.runtime.cgroups.paths import cgroup_mounts, own_cgroups, under_mount
 from cais.runtime.cgroups.resources import validate
 from cais.runtime.errors import suppress
@@ -24,19 +25,8 @@ _OWN_PROCS: list[str | None] = []  # the caller's own cgroup.procs in one v1 hie
 
 def _own_procs() -> str | None:
     if not _OWN_PROCS:
-        own = own_cgroups()
-        found = None
-        for mount in cgroup_mounts():
-            if mount.fstype == "cgroup" and mount.subsystems and mount.subsystems[0] in own:
-                found = os.path.join(under_mount(mount, own[mount.subsystems[0]]), "cgroup.procs")
-                break
-        _OWN_PROCS.append(found)
+        _OWN_PROCS.append(own_procs_v1())
     return _OWN_PROCS[0]
-
-
-def _write_quietly(path: str, pid: int) -> None:
-    with suppress(OSError), open(path, "w") as f:  # only a head start: add() migrates anyway
-        f.write(str(pid))
 
 
 # cpuacct.stat counts in USER_HZ ticks
@@ -126,14 +116,16 @@ class V1Manager(Manager):
         after a quiet spell waits an RCU grace period for it (~6-10 ms here; the next ones while
         it lasts, ~0.1 ms). Writing the caller into the cgroup it is already in changes nothing
         but takes that lock, so a long-lived caller (the engine's zygote path, whose init cannot
-        be cloned inside as a bootstrap is) starts the wait while it prepares the init.
+        be cloned inside as a bootstrap is) starts the wait while it prepares the init. Call it
+        after create(): the wait holds cgroup_mutex, which every mkdir needs too (see
+        migration.py, which also keeps the lock warm across a whole start).
         """
         import threading
 
         own = _own_procs()
         if own is None:
             return lambda: None
-        thread = threading.Thread(target=_write_quietly, args=(own, os.getpid()), daemon=True)
+        thread = threading.Thread(target=migrate_self, args=(own,), daemon=True)
         thread.start()
         return thread.join
 

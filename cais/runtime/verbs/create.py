@@ -95,10 +95,11 @@ def _create(boot: launch.Bootstrap, container_id: str, bundle: str, root: str, c
         manager = cgroup.manager(config, container_id, systemd_cgroup)
         resources = cgroup.resources(config)
         if manager is not None:
-            if manager.version == 1 and not isinstance(boot, launch.Bootstrap):
-                warmed = manager.warm_migration()  # the init's migration, below, then costs ~0.1 ms
             manager.create(resources)
             container.data["cgroup_paths"] = manager.paths  # later commands reopen exactly these
+            if manager.version == 1 and not isinstance(boot, launch.Bootstrap):
+                # after the mkdirs, which the wait would hold up: it overlaps the clone instead
+                warmed = manager.warm_migration()  # the init's migration, below, then costs ~0.1 ms
             if manager.version == 2:  # the init is cloned into it (CLONE_INTO_CGROUP): no migration
                 cgroup_fd = os.open(manager.paths[""], os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
             elif isinstance(boot, launch.Bootstrap):
