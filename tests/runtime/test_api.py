@@ -81,6 +81,52 @@ def test_zygote_creates_children_of_the_caller(rt: Runtime) -> None:
         zygote.close()
 
 
+def test_the_zygote_hands_a_create_to_its_spare_init_which_sees_mounts_made_since(rt: Runtime) -> None:
+    """After a create the zygote clones a spare init; the next create is handed to it, whose mount
+    namespace is copied then: a mount made after the spare was cloned (under a private mount: no
+    propagation helps) is in the container. close() reaps the spare too."""
+    from cais.linux import mount as m
+    from cais.runtime.launch import Zygote
+
+    private = os.path.join(rt.top, "cais-rt-spare")
+    source = os.path.join(private, "src")
+    os.makedirs(source)
+    m.mount(private, private, None, m.MS_BIND)
+    m.mount(None, private, None, m.MS_PRIVATE)
+    zygote = Zygote()
+    try:
+        out_path = os.path.join(rt.top, "spare.out")
+        spare = 0
+        for first in (True, False):
+            b = rt.bundle("sh", "-c", "ls /proc/$$/fd; cat /mnt/probe 2>&1; true")
+            b.config["mounts"].append({"destination": "/mnt", "type": "bind", "source": source, "options": ["rbind"]})
+            b.write()
+            if not first:
+                spare = zygote.stats()["spare"]
+                assert spare > 0
+                m.mount("tmpfs", source, "tmpfs", 0, "size=64k")  # after the spare was cloned
+                with open(os.path.join(source, "probe"), "w") as f:
+                    f.write("mounted-since\n")
+            cid = rt.new_id()
+            with open(os.devnull) as null, open(out_path, "w") as out:
+                pid = runtime.create(cid, b.path, root=rt.root,
+                                     bootstrap=zygote.bootstrap((null.fileno(), out.fileno(), out.fileno())))
+            runtime.start(cid, root=rt.root)
+            _, status = os.waitpid(pid, 0)
+            assert os.waitstatus_to_exitcode(status) == 0, read(out_path)
+            runtime.delete(cid, root=rt.root)
+        assert pid == spare
+        words = read(out_path).split()
+        assert words[-1] == "mounted-since" and set(words[:-1]) == {"0", "1", "2"}, words  # nothing of the zygote's
+        spare = zygote.stats()["spare"]
+        assert spare not in (0, pid)  # the next one
+    finally:
+        zygote.close()
+        m.umount(private, m.MNT_DETACH)
+    with pytest.raises(ChildProcessError):
+        os.waitpid(spare, os.WNOHANG)  # reaped by close()
+
+
 def test_unprivileged_user_without_capabilities(rt: Runtime) -> None:
     """--user 65534 --cap-drop ALL: the init still reaches the exec fifo after setuid, and a cwd
     only root may enter (/root, 0700) is entered before the switch (as runc)."""
