@@ -50,6 +50,8 @@ from cais.engine.store import write_json_atomic
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from cais.runtime.launch import Zygote
 
 log = logging.getLogger("cais.supervisor")
@@ -236,10 +238,9 @@ class Supervisor:
         return {}
 
     async def _start(self, request: dict, writer: asyncio.StreamWriter) -> None:
-        from cais import runtime
         proc = await self._create_container(request)
         try:
-            runtime.start(proc.container_id, root=request["root"])
+            self._release(proc.container_id, request["root"])
         except BaseException:
             self._abandon(proc)
             raise
@@ -258,13 +259,44 @@ class Supervisor:
         try:
             if not line or json.loads(line).get("op") != "start":
                 raise ValueError(f"container {proc.container_id} was created but not started")
-            runtime.start(proc.container_id, root=request["root"])
+            self._release(proc.container_id, request["root"])
         except BaseException:
             with contextlib.suppress(Exception):  # its exit is then reaped and reported as any other
                 runtime.delete(proc.container_id, root=request["root"], force=True)
             raise
         writer.write(b'{"ok": true}\n')
         await writer.drain()
+
+    def _release(self, container_id: str, root: str) -> None:
+        """runtime.start, answered as soon as the init is released (it is no longer blocked on its
+        exec fifo): the byte it then writes there, just before its exec, is read here afterwards
+        rather than waited for (start.release). With poststart hooks, the whole start as always."""
+        from cais.runtime.verbs import start
+        container, fd = start.release(container_id, root=root)
+        if start.has_poststart(container):
+            try:
+                start.wait_released(container, fd)
+            finally:
+                os.close(fd)
+            start.released(container)
+            return
+        self.loop.add_reader(fd, self._released, container, fd)
+
+    def _released(self, container: Any, fd: int) -> None:
+        """The init's byte on its exec fifo (or the end of it: the init died first)."""
+        from cais.runtime.verbs import start
+        try:
+            os.read(fd, 1)
+        except BlockingIOError:
+            return
+        except OSError:
+            pass
+        self.loop.remove_reader(fd)
+        os.close(fd)
+        try:
+            start.released(container)
+        except OSError as e:
+            log.warning("container %s: %s", container.id, e)
 
     async def _create_container(self, request: dict) -> Proc:
         """The container created (its init waits for `start`) and registered: attaches join it now.

@@ -286,6 +286,10 @@ def test_inits_come_from_the_zygote_which_is_replaced_if_it_dies(restartable: Ca
     cid = _out(d.docker("run", "-d", "--network", "none", "busybox", "sleep", "60"))
     pid = int(_out(d.docker("inspect", "-f", "{{.State.Pid}}", cid)))
     assert pid in _children(supervisor)  # cloned by the zygote, the supervisor's child (it reaps it)
+    # the start was answered once the init was released; its byte on the exec fifo read afterwards
+    from cais import runtime
+    wait_for(lambda: runtime.state(cid, root=os.path.join(d.exec_root, "runtime"))["status"] == "running",
+             "the init's byte on its exec fifo")
     assert _out(d.docker("exec", cid, "cat", "/sys/class/net/lo/operstate")) in ("unknown", "up")
     # an exec comes from the zygote too (a helper joins the namespaces): confined as the init
     probe = "grep -E '^(Seccomp|CapBnd):' /proc/{0}/status; cat /proc/{0}/cgroup"
