@@ -115,9 +115,10 @@ def zygote(control_fd: int, exe_fd: int) -> None:
     joins them and clones the init as a fresh bootstrap would: setns would change the zygote
     itself, and the pid namespace applies to children only. The caller reaps the helper (`by`).
 
-    After each create the zygote clones a spare init (_Spare) with the same namespaces, while
-    nobody waits: the next create of that kind is handed to it and skips the clone (~1-2 ms:
-    the copy of the interpreter's page tables, and a network namespace).
+    After a create, once no request came for a while, the zygote clones a spare init (_Spare)
+    with the same namespaces: the next create of that kind is handed to it and skips the clone
+    (~1-2 ms: the copy of the interpreter's page tables, and a network namespace). Not at once:
+    the container just created needs the CPU more (the clone would compete with its setup).
     """
     prctl.set_dumpable(False)
     from cais.linux.fds import close_all_except
@@ -137,8 +138,16 @@ def zygote(control_fd: int, exe_fd: int) -> None:
     programs = Programs()
     control = Channel(control_fd)
     spare: _Spare | None = None
+    spare_flags: int | None = None  # those of the last create a spare suits
     gc.freeze()  # what is imported now is never collected: no collection here writes to the pages inits share
-    while (received := control.recv_with_fds(maxfds=250)) is not None:
+    while True:
+        if spare is None and spare_flags is not None and not _job_within(control_fd, _SPARE_AFTER_IDLE_MS):
+            with suppress(OSError):
+                spare = _Spare(spare_flags)
+            spare_flags = None
+        received = control.recv_with_fds(maxfds=250)
+        if received is None:
+            break
         job, fds = received
         ch = Channel(fds[0])
         if job["kind"] in ("stats", "close"):
@@ -184,11 +193,21 @@ def zygote(control_fd: int, exe_fd: int) -> None:
             os.close(fd)
         if spare is not None and spare.taken:
             spare = None
-        if spare is None and _Spare.suits(job):
-            with suppress(OSError):
-                spare = _Spare(job["clone_flags"])
+        if _Spare.suits(job):
+            spare_flags = job["clone_flags"]
     if spare is not None:
         spare.close()
+
+
+_SPARE_AFTER_IDLE_MS = 30  # a spare is cloned once the container just created has had the CPU (2 cores...)
+
+
+def _job_within(fd: int, ms: int) -> bool:
+    import select
+
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(ms))
 
 
 class _Spare:
