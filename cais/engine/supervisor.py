@@ -56,6 +56,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("cais.supervisor")
 DRAIN_GRACE = 2.0  # seconds to wait for output after the process exited (a daemonized child may hold it)
+# Unsent bytes for one subscriber above which the process's output is no longer read until they
+# are sent: a client that reads slowly holds the process up, as with docker, and loses nothing.
+HIGH_WATER = 1 << 20
 
 
 class Proc:
@@ -75,6 +78,8 @@ class Proc:
         self.status: int | None = None
         self.grace: asyncio.TimerHandle | None = None
         self.done = False
+        self.paused: set[int] = set()  # output fds not read until a slow subscriber catches up
+        self.reported = False  # its exit told to caisd
 
 
 class Subscriber:
@@ -86,13 +91,13 @@ class Subscriber:
     def send(self, stream: int, data: bytes) -> None:
         if (stream == frames.STDOUT and not self.stdout) or (stream == frames.STDERR and not self.stderr):
             return
+        if not self.writer.transport.is_closing():
+            self.writer.write(frames.frame(stream, data))
+
+    def behind(self) -> bool:
+        """More unsent than HIGH_WATER: the output is not read further until it catches up."""
         transport = self.writer.transport
-        if transport.is_closing():
-            return
-        if transport.get_write_buffer_size() > (8 << 20):  # a client that stopped reading is dropped
-            transport.close()
-            return
-        self.writer.write(frames.frame(stream, data))
+        return not transport.is_closing() and transport.get_write_buffer_size() > HIGH_WATER
 
 
 class Supervisor:
@@ -477,6 +482,20 @@ class Supervisor:
                 log.warning("log write for %s failed: %s", proc.key, e)
         for sub in proc.subscribers:
             sub.send(stream, data)
+        slow = [sub for sub in proc.subscribers if sub.behind()]
+        if slow:
+            self.loop.remove_reader(fd)
+            proc.paused.add(fd)
+            self.loop.create_task(self._resume_when_sent(proc, fd, slow))
+
+    async def _resume_when_sent(self, proc: Proc, fd: int, slow: list[Subscriber]) -> None:
+        """Read `fd` again once every slow subscriber sent its backlog (or left)."""
+        for sub in slow:
+            with contextlib.suppress(Exception):  # a subscriber that left is no reason to wait
+                await sub.writer.drain()
+        proc.paused.discard(fd)
+        if not proc.done and fd in proc.outputs:
+            self.loop.add_reader(fd, self._readable, proc, fd)
 
     async def _pump_stdin(self, proc: Proc, reader: asyncio.StreamReader) -> None:
         """Client frames → the process's stdin, until an empty frame or end of connection."""
@@ -528,7 +547,7 @@ class Supervisor:
         proc.status = os.waitstatus_to_exitcode(status)
         if proc.status < 0:
             proc.status = 128 - proc.status  # killed by a signal: docker reports 128+N
-        proc.grace = self.loop.call_later(DRAIN_GRACE, self._finish, proc)
+        proc.grace = self.loop.call_later(DRAIN_GRACE, self._drained_or_given_up, proc)
         self._maybe_finish(proc)
 
     def _created(self, key: str) -> None:
@@ -542,6 +561,17 @@ class Supervisor:
     def _maybe_finish(self, proc: Proc) -> None:
         if proc.status is not None and not proc.outputs:
             self._finish(proc)
+
+    def _drained_or_given_up(self, proc: Proc) -> None:
+        """DRAIN_GRACE after the exit, output still open: a daemonized child holds it, and it is
+        closed. Unless a slow subscriber holds the reading up: then the exit is reported now (as
+        dockerd reports it 2 s after, whatever its streams do) and the output keeps going to the
+        subscriber until its end."""
+        if not proc.paused:
+            self._finish(proc)
+            return
+        self._report(proc)
+        proc.grace = self.loop.call_later(DRAIN_GRACE, self._drained_or_given_up, proc)
 
     def _finish(self, proc: Proc) -> None:
         if proc.done:
@@ -560,15 +590,23 @@ class Supervisor:
         if proc.log is not None:
             with contextlib.suppress(OSError):
                 proc.log.close()
+        control = frames.frame(frames.CONTROL, json.dumps({"exit_code": proc.status}).encode())
+        for sub in proc.subscribers:
+            _end(sub.writer, control)
+        self._report(proc)
+
+    def _report(self, proc: Proc) -> None:
+        """The exit, once: the exit file, the watchers (caisd); the key is free for the next start."""
+        if proc.reported:
+            return
+        proc.reported = True
         event = {"id": proc.container_id, "exec_id": proc.exec_id, "exit_code": proc.status,
                  "finished_at": timestamp()}
         if proc.exit_file:  # for a caisd that is down now; not fsynced: a machine crash ends the container too
             write_json_atomic(proc.exit_file, {"ExitCode": proc.status, "FinishedAt": event["finished_at"]},
                               durable=False)
-        self.procs.pop(proc.key, None)
-        control = frames.frame(frames.CONTROL, json.dumps({"exit_code": proc.status}).encode())
-        for sub in proc.subscribers:
-            _end(sub.writer, control)
+        if self.procs.get(proc.key) is proc:
+            del self.procs[proc.key]
         line = json.dumps(event).encode() + b"\n"
         for watcher in list(self.watchers):
             with contextlib.suppress(Exception):

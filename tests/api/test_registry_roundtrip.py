@@ -11,17 +11,12 @@ import tempfile
 import time
 
 from tests.caisd import Caisd
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.ports import free_port
 
 
 def test_push_rmi_pull_run(daemon: Caisd) -> None:
     root = tempfile.mkdtemp(prefix="cais-en-reg-", dir="/tmp")
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen([sys.executable, "-m", "cais.registry.server", "--addr", f"127.0.0.1:{port}",
                                "--root", root, "--log-level", "error"], stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL, start_new_session=True)

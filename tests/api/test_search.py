@@ -19,12 +19,12 @@ import pytest
 from aiohttp import web
 
 from tests.caisd import Caisd
+from tests.ports import free_port
 from tests.registry.conftest import (
     PASSWORD,
     USER,
     RunningRegistry,
     distribution_registry,
-    free_port,
     tls_dir,  # noqa: F401 - the fixture, for test_search_with_credentials
 )
 

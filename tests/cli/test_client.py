@@ -137,13 +137,14 @@ def test_a_daemon_that_is_not_http_is_a_one_line_error(fake_daemon, answer: byte
 def test_tcp_with_mutual_tls() -> None:
     """tcp:// hosts: TLS with docker's DOCKER_CERT_PATH files (ca.pem, cert.pem, key.pem)."""
     from tests.caisd import caisd
-    from tests.engine.test_daemon import _certs, _free_port
+    from tests.engine.test_daemon import _certs
+    from tests.ports import free_port
     workdir = tempfile.mkdtemp(prefix="cais-en-cli-tls-")
     try:
         certs = _certs(workdir)
         shutil.copy(certs["client.pem"], os.path.join(workdir, "cert.pem"))
         shutil.copy(certs["client.key"], os.path.join(workdir, "key.pem"))
-        host = f"tcp://127.0.0.1:{_free_port()}"
+        host = f"tcp://127.0.0.1:{free_port()}"
         with caisd(bootstrap=False, extra=["-H", host, "--tlsverify", "--tlscacert", certs["ca.pem"], "--tlscert",
                                            certs["server.pem"], "--tlskey", certs["server.key"]]):
             cais = [os.path.join(VENV_BIN, "cais"), "-H", host]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import ssl
 import stat
 import subprocess
@@ -17,6 +16,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.caisd import VENV_BIN, caisd
+from tests.ports import free_port
 
 
 @pytest.fixture
@@ -82,15 +82,9 @@ def _certs(workdir: str) -> dict[str, str]:
     return paths
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_tcp_needs_a_client_certificate(workdir: str) -> None:
     certs = _certs(workdir)
-    port = _free_port()
+    port = free_port()
     with caisd(bootstrap=False) as d:
         args = d.args()
         args[args.index("--data-root") + 1] = f"{workdir}/data"

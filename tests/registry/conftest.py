@@ -24,6 +24,7 @@ import pytest
 
 from cais.registry.credentials import Credentials
 from cais.registry.hosts import RegistryHosts
+from tests.ports import free_port
 from tests.registry.images import tar_directory, tar_files, write_oci_layout
 from tests.registry.tokens import ISSUER, SERVICE, TokenServer
 
@@ -52,12 +53,6 @@ class RunningRegistry:
         if self.auth:
             args.append(f"{prefix}creds={USER}:{PASSWORD}")
         return args
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def skopeo(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:

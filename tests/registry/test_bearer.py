@@ -58,17 +58,19 @@ def test_bearer_pull_push_and_token_cache(bearer: tuple[RunningRegistry, TokenSe
                          hosts=reg.hosts(), credentials=Credentials(USER, "wrong")))
 
 
-def test_expired_tokens_are_renewed(bearer: tuple[RunningRegistry, TokenServer]) -> None:
+def test_expired_tokens_are_renewed(bearer: tuple[RunningRegistry, TokenServer], busybox_layout: Layout) -> None:
     reg, tokens = bearer
+    skopeo("copy", "--dest-tls-verify=false", f"--dest-creds={USER}:{PASSWORD}", busybox_layout.ref(),
+           f"docker://{reg.host}/cais/bearer-renew:v1")  # a repository of its own: runs alone too
     tokens.lifetime = 13  # cached for three seconds (renewed ten seconds before expiry): room for a slow machine
     try:
         async def work() -> None:
             async with Registry(reg.host, hosts=reg.hosts(), credentials=Credentials(USER, PASSWORD)) as r:
-                await r.list_tags("cais/bearer")
-                await r.list_tags("cais/bearer")
+                await r.list_tags("cais/bearer-renew")
+                await r.list_tags("cais/bearer-renew")
                 assert len(tokens.requests) == 1
                 time.sleep(3.2)
-                await r.list_tags("cais/bearer")
+                await r.list_tags("cais/bearer-renew")
                 assert len(tokens.requests) == 2
         tokens.requests.clear()
         asyncio.run(work())

@@ -14,12 +14,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.caisd import VENV_BIN, caisd
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.ports import free_port
 
 
 def openssl(*args: str, cwd: str) -> None:
