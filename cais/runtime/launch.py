@@ -212,6 +212,14 @@ class Zygote:
 
     def stats(self) -> dict[str, int]:
         """Seccomp programs the zygote compiled so far, and requests it served again from its cache."""
+        message = self._stats()
+        return {k: message[k] for k in ("seccomp_compiled", "seccomp_reused")}
+
+    def spare(self) -> int:
+        """The pid of the spare init the zygote holds (bootstrap._Spare), 0 if none now."""
+        return self._stats()["spare"]
+
+    def _stats(self) -> dict[str, int]:
         channel, child = Channel.pair()
         try:
             message = self._request({"kind": "stats"}, [child.fd], channel)

@@ -103,8 +103,8 @@ def test_the_zygote_hands_a_create_to_its_spare_init_which_sees_mounts_made_sinc
             b.config["mounts"].append({"destination": "/mnt", "type": "bind", "source": source, "options": ["rbind"]})
             b.write()
             if not first:  # cloned once the zygote has been idle for a while
-                wait_for(lambda: zygote.stats()["spare"], "a spare init", interval=0.1)  # each request delays it
-                spare = zygote.stats()["spare"]
+                wait_for(lambda: zygote.spare(), "a spare init", interval=0.1)  # each request delays it
+                spare = zygote.spare()
                 m.mount("tmpfs", source, "tmpfs", 0, "size=64k")  # after the spare was cloned
                 with open(os.path.join(source, "probe"), "w") as f:
                     f.write("mounted-since\n")
@@ -119,8 +119,8 @@ def test_the_zygote_hands_a_create_to_its_spare_init_which_sees_mounts_made_sinc
         assert pid == spare
         words = read(out_path).split()
         assert words[-1] == "mounted-since" and set(words[:-1]) == {"0", "1", "2"}, words  # nothing of the zygote's
-        wait_for(lambda: zygote.stats()["spare"], "the next spare init", interval=0.1)
-        spare = zygote.stats()["spare"]
+        wait_for(lambda: zygote.spare(), "the next spare init", interval=0.1)
+        spare = zygote.spare()
         assert spare != pid
     finally:
         zygote.close()
