@@ -315,9 +315,6 @@ class Supervisor:
             raise ValueError(f"container {cid} is already running")
         proc = Proc(cid, cid, None, bool(request.get("tty")))
         proc.exit_file = request["exit_file"]
-        settings = request.get("log")
-        if settings:
-            proc.log = LogWriter(request["log_path"], settings)
         stdio, console = self._prepare_io(proc, bool(request.get("stdin")))
         self.warm()
         zygote = self.zygote
@@ -331,7 +328,9 @@ class Supervisor:
             return gone
 
         try:
-            if await asyncio.to_thread(create) and self.zygote is zygote and zygote is not None:
+            creating = asyncio.ensure_future(asyncio.to_thread(create))
+            await self._open_log(proc, request, creating)  # meanwhile: a new file, slow on some file systems
+            if await creating and self.zygote is zygote and zygote is not None:
                 zygote.close()
                 self.zygote = None
             self._register(proc)
@@ -344,6 +343,22 @@ class Supervisor:
             if console:
                 console.close()
         return proc
+
+    @staticmethod
+    async def _open_log(proc: Proc, request: dict, creating: asyncio.Future) -> None:
+        """The container's log writer, made while the runtime creates it; if that fails, the
+        container (once created) is deleted and the error raised."""
+        settings = request.get("log")
+        if not settings:
+            return
+        try:
+            proc.log = LogWriter(request["log_path"], settings)
+        except BaseException:
+            from cais import runtime
+            with contextlib.suppress(BaseException):
+                await creating
+                runtime.delete(proc.container_id, root=request["root"], force=True)
+            raise
 
     async def _exec(self, request: dict, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         cid, exec_id = request["id"], request["exec_id"]

@@ -321,6 +321,38 @@ def test_removed_containers_leave_nothing_behind(restartable: Caisd) -> None:
     assert _out(d.docker("ps", "-aq")) == ""
 
 
+def test_a_log_file_that_cannot_be_opened_fails_the_start_and_leaves_no_init(restartable: Caisd) -> None:
+    """The supervisor opens the log file while the runtime creates the container: when it cannot,
+    the container just created is deleted (no init left, no runtime state) and the start fails."""
+    d = restartable
+    supervisor = d.supervisor_pid()
+    cid = _out(d.docker("create", "busybox", "sleep", "60"))
+    log_path = _out(d.docker("inspect", "-f", "{{.LogPath}}", cid))
+    os.mkdir(log_path)  # a directory where the log file goes
+    before = set(_children(supervisor))  # type: ignore[arg-type]
+    failed = d.docker("start", cid, check=False)
+    assert failed.returncode != 0 and b"Traceback" not in failed.stderr, failed.stderr
+    assert not os.path.exists(os.path.join(d.exec_root, "runtime", cid))
+    wait_for(lambda: set(_children(supervisor)) <= before | {_zygote_of(supervisor), _spare_of(supervisor)},  # type: ignore[arg-type]
+             "no init left")
+    os.rmdir(log_path)
+    assert d.docker("start", cid).returncode == 0
+    assert _out(d.docker("inspect", "-f", "{{.State.Running}}", cid)) == "true"
+    d.docker("rm", "-f", cid)
+
+
+def _spare_of(supervisor: int) -> int | None:
+    """The zygote's spare init (a copy of the zygote in a pid namespace of its own), if any now."""
+    for child in _children(supervisor):
+        try:
+            with open(f"/proc/{child}/cmdline", "rb") as f:
+                if b"zygote" in f.read() and os.readlink(f"/proc/{child}/ns/pid") != os.readlink("/proc/self/ns/pid"):
+                    return child
+        except OSError:
+            continue
+    return None
+
+
 def test_concurrent_starts_and_execs_keep_every_exit_code(restartable: Caisd) -> None:
     """The supervisor creates in worker threads: a process that exits before it is registered
     (an exec'd `exit N`) still has its exit code reported."""
