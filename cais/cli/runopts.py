@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 
-from cais.cli import mountopts
 from cais.cli.args import Parser, cpus, duration_ns, size, sysctl_arg
 from cais.cli.main import CliError
 
@@ -191,6 +190,15 @@ def _ports(items: list[str], expose: list[str]) -> tuple[dict, dict]:
     return exposed, bindings
 
 
+def _mounts(opts) -> tuple[list[str], dict, list[dict], dict[str, str]]:  # type: ignore[no-untyped-def]
+    """-v, --mount and --tmpfs → Binds, Volumes, Mounts and Tmpfs (mountopts only when given)."""
+    if not (opts.volume or opts.mount or opts.tmpfs):
+        return [], {}, [], {}
+    from cais.cli import mountopts
+    binds, volumes = mountopts.binds(opts.volume)
+    return binds, volumes, [mountopts.mount(m) for m in opts.mount], mountopts.tmpfs(opts.tmpfs)
+
+
 def _networking(opts) -> dict | None:  # type: ignore[no-untyped-def]
     """NetworkingConfig for --network-alias, --ip and --link: they apply to the --network given
     (links on the default bridge are HostConfig's alone, as docker's CLI sends them)."""
@@ -214,11 +222,11 @@ def container_body(opts) -> dict:  # type: ignore[no-untyped-def]
                        "Retries": opts.health_retries or 0, "StartPeriod": opts.health_start_period or 0}
     exposed, bindings = _ports(opts.publish, opts.expose)
     log_config = {"Type": opts.log_driver or "", "Config": _kv_list(opts.log_opt, "--log-opt")}
-    binds, volumes = mountopts.binds(opts.volume)
+    binds, volumes, mounts, tmpfs = _mounts(opts)
     host = {
         "Binds": binds or None, "NetworkMode": opts.network or "default", "PortBindings": bindings,
-        "RestartPolicy": _restart(opts.restart), "AutoRemove": opts.rm, "Mounts": [mountopts.mount(m) for m in opts.mount] or None,
-        "Tmpfs": mountopts.tmpfs(opts.tmpfs) or None, "VolumesFrom": opts.volumes_from or None,
+        "RestartPolicy": _restart(opts.restart), "AutoRemove": opts.rm, "Mounts": mounts or None,
+        "Tmpfs": tmpfs or None, "VolumesFrom": opts.volumes_from or None,
         "Memory": opts.memory or 0, "MemorySwap": opts.memory_swap or 0,
         "MemoryReservation": opts.memory_reservation or 0, "NanoCpus": opts.cpus or 0,
         "CpuShares": opts.cpu_shares or 0, "CpusetCpus": opts.cpuset_cpus or "", "PidsLimit": opts.pids_limit,

@@ -1,9 +1,10 @@
-"""Linux bridges and veth pairs over netlink (pyroute2): the plumbing of the `bridge` driver.
+"""Linux bridges (pyroute2) and veth pairs (rtnl.py): the plumbing of the `bridge` driver.
 
-Functions named host_* run in the calling thread's network namespace (the "host" side);
-container_* run in a container's namespace (see netns.run_in). The container end of a veth is
-created directly inside the container's namespace (peer with IFLA_NET_NS_FD), so its name never
-clashes with the host's interfaces.
+Functions named host_* work in the calling thread's network namespace (the "host" side);
+container_* in a container's, through a socket opened there (netns.socket_in). The container end
+of a veth is created directly inside the container's namespace (peer with IFLA_NET_NS_FD) with
+its MAC, so its name never clashes with the host's interfaces. A container's start and exit go
+through rtnl.py (no thread, no pyroute2); bridges and route dumps through pyroute2.
 """
 
 from __future__ import annotations
@@ -13,8 +14,10 @@ import errno
 import ipaddress
 import os
 import re
+import socket
 
 from cais.network.errors import InvalidConfig, NetworkError
+from cais.network.rtnl import IFA_F_NODAD, Rtnl
 
 
 def iproute():  # noqa: ANN202 - pyroute2 is imported lazily: the CLI never needs it
@@ -34,7 +37,6 @@ def mac_for(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
     return "02:42:" + ":".join(f"{b:02x}" for b in tail)
 
 
-BRIDGE_MODE_HAIRPIN = 1
 _MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 
 
@@ -46,9 +48,6 @@ def parse_mac(text: str) -> str:
     if int(mac[:2], 16) & 1:
         raise InvalidConfig(f"invalid MAC address {text!r}: a multicast address cannot be an interface's")
     return mac
-
-
-IFA_F_NODAD = 0x02  # IPv6 addresses usable at once: cais made the link, no duplicate can exist on it
 
 
 def _add_address(ipr, index: int, address: str, prefixlen: int) -> None:  # noqa: ANN001
@@ -76,77 +75,71 @@ def host_ensure_bridge(name: str, addresses: list[tuple[str, int]], mtu: int) ->
 
 
 def remove_link(name: str) -> None:
-    """Delete a link of the calling thread's network namespace (netns.run_in picks it), if there."""
-    with iproute() as ipr:
-        index = link_index(ipr, name)
-        if index is not None:
-            with contextlib.suppress(Exception):
-                ipr.link("del", index=index)
+    """Delete a link of the calling thread's network namespace, if there (a veth's peer goes with it)."""
+    with Rtnl() as rtnl, contextlib.suppress(OSError):
+        rtnl.delete(name)
 
 
-def host_add_veth(bridge: str, host_name: str, peer_name: str, netns_path: str, mtu: int) -> None:
-    """A veth pair: `host_name` on `bridge` here, `peer_name` inside the namespace on `netns_path`."""
+def host_add_veth(host: Rtnl, bridge: str, host_name: str, peer_name: str, netns_path: str, mtu: int,
+                  peer_mac: str) -> None:
+    """A veth pair: `host_name` up, a hairpin port of `bridge`, on `host`'s side; `peer_name` with
+    `peer_mac` inside the namespace on `netns_path` (container_configure brings it up)."""
+    master = host.index(bridge)
+    if master is None:
+        raise NetworkError(f"bridge {bridge} does not exist")
     fd = os.open(netns_path, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        with iproute() as ipr:
-            master = link_index(ipr, bridge)
-            if master is None:
-                raise NetworkError(f"bridge {bridge} does not exist")
-            try:
-                ipr.link("add", ifname=host_name, kind="veth", mtu=mtu,
-                         peer={"ifname": peer_name, "net_ns_fd": fd, "mtu": mtu})
-            except Exception as e:
-                if getattr(e, "code", None) == errno.EEXIST:
-                    raise NetworkError(f"interface {peer_name} already exists in the container") from e
-                raise NetworkError(f"cannot create veth {host_name}: {e}") from e
-            index = link_index(ipr, host_name)
-            try:
-                ipr.link("set", index=index, master=master, state="up")
-                # hairpin mode (IFLA_BRPORT_MODE): a container reaching its own published port on a
-                # host address is DNAT'ed back to itself; br_netfilter bridges that frame out of the
-                # port it came in by, which the bridge only allows on a hairpin port.
-                ipr.brport("set", index=index, mode=BRIDGE_MODE_HAIRPIN)
-            except BaseException:
-                with contextlib.suppress(Exception):
-                    ipr.link("del", index=index)
-                raise
+        host.add_veth(host_name, peer_name, fd, mtu=mtu, master=master, peer_mac=peer_mac)
+    except OSError as e:
+        if e.errno == errno.EEXIST:
+            raise NetworkError(f"interface {peer_name} already exists in the container") from e
+        raise NetworkError(f"cannot create veth {host_name}: {e}") from e
     finally:
         os.close(fd)
-
-
-def container_configure(ifname: str, addresses: list[tuple[str, int]], mac: str, gateways: list[str], *,
-                        device_routes: bool = False) -> None:
-    """Inside the container: addresses, MAC, up, and default routes through the gateways given.
-
-    `mac` "": the interface keeps its own (an ipvlan one shares its parent's); `device_routes`: the
-    default routes go through the interface itself, no gateway (ipvlan l3, where the parent routes).
-    """
-    with iproute() as ipr:
-        index = link_index(ipr, ifname)
+    try:
+        # hairpin mode (IFLA_BRPORT_MODE): a container reaching its own published port on a host
+        # address is DNAT'ed back to itself; br_netfilter bridges that frame out of the port it
+        # came in by, which the bridge only allows on a hairpin port.
+        index = host.index(host_name)
         if index is None:
-            raise NetworkError(f"interface {ifname} missing in the container")
-        if mac:
-            ipr.link("set", index=index, address=mac)
-        for address, prefixlen in addresses:
-            _add_address(ipr, index, address, prefixlen)
-        ipr.link("set", index=index, state="up")
-        if device_routes:
-            gateways = []
-            for family in sorted({10 if ":" in a else 2 for a, _ in addresses}):
-                with contextlib.suppress(Exception):
-                    ipr.route("add", dst="::/0" if family == 10 else "0.0.0.0/0", oif=index, family=family)
-        for gateway in gateways:
-            with contextlib.suppress(Exception):  # a second network keeps the first one's default route
-                if ":" in gateway:
-                    ipr.route("add", dst="::/0", gateway=gateway, oif=index, family=10)
-                else:
-                    ipr.route("add", dst="0.0.0.0/0", gateway=gateway, oif=index)
+            raise NetworkError(f"veth {host_name} vanished")
+        host.hairpin(index)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            host.delete(host_name)
+        raise
 
 
-def container_free_ifname() -> str:
-    """The first ethN not yet used in the container's namespace."""
-    with iproute() as ipr:
-        names = {link.get_attr("IFLA_IFNAME") for link in ipr.get_links()}
+def container_configure(ctr: Rtnl, ifname: str, addresses: list[tuple[str, int]], mac: str,
+                        gateways: list[str], *, device_routes: bool = False) -> None:
+    """Inside the container (`ctr`: a socket of its namespace): addresses, MAC, up, default routes
+    through the gateways given.
+
+    `mac` "": the interface keeps its own (an ipvlan one shares its parent's, a veth got it at
+    creation); `device_routes`: the default routes go through the interface itself, no gateway
+    (ipvlan l3, where the parent routes).
+    """
+    index = ctr.index(ifname)
+    if index is None:
+        raise NetworkError(f"interface {ifname} missing in the container")
+    if mac:
+        ctr.set_link(index, mac=mac, up=False)
+    for address, prefixlen in addresses:
+        ctr.add_address(index, address, prefixlen)
+    ctr.set_link(index, up=True)
+    if device_routes:
+        gateways = []
+        for family in sorted({socket.AF_INET6 if ":" in a else socket.AF_INET for a, _ in addresses}):
+            with contextlib.suppress(OSError):
+                ctr.add_default_route(index, family=family)
+    for gateway in gateways:
+        with contextlib.suppress(OSError):  # a second network keeps the first one's default route
+            ctr.add_default_route(index, gateway)
+
+
+def container_free_ifname(ctr: Rtnl) -> str:
+    """The first ethN not yet used in the container's namespace (`ctr`: a socket of it)."""
+    names = ctr.names()
     n = 0
     while f"eth{n}" in names:
         n += 1

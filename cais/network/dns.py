@@ -1,8 +1,8 @@
 """The embedded DNS server: 127.0.0.11 inside each container on a user-defined network.
 
-One asyncio loop in one daemon thread serves every container. For each container, a UDP socket
-is bound on 127.0.0.11:53 by a thread that setns'd into the container's namespace (a socket
-stays in the namespace it was created in), then handed to the loop. Names of containers,
+One asyncio loop in one daemon thread serves every container. For each container, a UDP and a
+TCP socket of the container's namespace (netns.socket_in: a socket stays in the namespace it was
+created in) are bound on 127.0.0.11:53, then handed to the loop. Names of containers,
 `--network-alias` and short ids on the networks the asking container shares are answered here
 (and reverse PTR questions about their addresses, with `NAME.NETWORK` as docker);
 anything else is forwarded, from the daemon's own namespace, to the upstream resolvers.
@@ -107,16 +107,17 @@ class DnsServer:
         if owner in self.sockets:
             return
 
-        def bind() -> tuple[socket.socket, socket.socket]:
-            udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        udp = netns.socket_in(netns_path, socket.AF_INET, socket.SOCK_DGRAM)
+        tcp = netns.socket_in(netns_path, socket.AF_INET, socket.SOCK_STREAM)
+        try:
             for sock in (udp, tcp):
                 sock.setblocking(False)
                 sock.bind((ADDRESS, 53))
             tcp.listen(64)
-            return udp, tcp
-
-        udp, tcp = netns.run_in(netns_path, bind)
+        except BaseException:
+            udp.close()
+            tcp.close()
+            raise
 
         async def start() -> asyncio.Server:
             self.loop.add_reader(udp, self._readable, owner, udp)

@@ -1,7 +1,11 @@
-"""IP address management: subnets, gateways, ranges and per-container addresses, persisted on disk.
+"""IP address management: subnets, gateways, ranges and per-container addresses.
 
-One JSON file per network under `<root>/ipam/`, rewritten atomically on each change, so an
-allocation survives a daemon crash; `reconcile()` frees what belongs to containers that are gone.
+The pools of a network (subnet, gateway, range, auxiliary addresses) are one JSON file under
+`<root>/ipam/`, written durably when the network is made. Which container holds which address
+lives in memory only: the network records keep every endpoint's addresses, and the manager's
+start() restores the allocations from the endpoints of the containers still running (see
+restore()), so after a daemon crash an address held by a running container is never given again,
+and a container's start or exit costs no write of its own here.
 Addresses are `ipaddress` objects, so IPv6 pools take the same path as IPv4 ones.
 """
 
@@ -58,13 +62,14 @@ class Pool:
 
     def to_json(self) -> dict:
         return {"Subnet": str(self.subnet), "Gateway": str(self.gateway),
-                "IPRange": str(self.ip_range) if self.ip_range else "", "Allocated": self.allocated, "Aux": self.aux}
+                "IPRange": str(self.ip_range) if self.ip_range else "", "Aux": self.aux}
 
     @classmethod
     def from_json(cls, d: dict) -> Pool:
+        """A pool from its file; an "Allocated" there (written before allocations moved to memory)
+        is superseded by the manager's restore()."""
         return cls(ipaddress.ip_network(d["Subnet"]), ipaddress.ip_address(d["Gateway"]),
-                   ipaddress.ip_network(d["IPRange"]) if d.get("IPRange") else None, dict(d.get("Allocated") or {}),
-                   dict(d.get("Aux") or {}))
+                   ipaddress.ip_network(d["IPRange"]) if d.get("IPRange") else None, aux=dict(d.get("Aux") or {}))
 
     def allocate(self, owner: str, wanted: Address | None = None) -> Address:
         if wanted is not None:
@@ -158,49 +163,52 @@ def free_subnet(taken: list[Network], pools: list[tuple[str, int, int]] = DEFAUL
 
 
 class Ipam:
-    """Pools of every network, one file each under `root`."""
+    """Pools of every network, one file each under `root`; allocations in memory."""
 
     def __init__(self, root: str) -> None:
         self.root = os.path.join(root, "ipam")
         os.makedirs(self.root, mode=0o700, exist_ok=True)
         self.lock = threading.RLock()
+        self.loaded: dict[str, list[Pool]] = {}  # network id -> its pools, read at first use
 
     def _file(self, network_id: str) -> str:
         return os.path.join(self.root, f"{network_id}.json")
 
     def pools(self, network_id: str) -> list[Pool]:
-        try:
-            with open(self._file(network_id)) as f:
-                return [Pool.from_json(p) for p in json.load(f)]
-        except FileNotFoundError:
-            raise NotFound(f"no address pool for network {network_id}") from None
-
-    def _save(self, network_id: str, pools: list[Pool]) -> None:
-        tmp = self._file(network_id) + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump([p.to_json() for p in pools], f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self._file(network_id))
+        with self.lock:
+            pools = self.loaded.get(network_id)
+            if pools is None:
+                try:
+                    with open(self._file(network_id)) as f:
+                        pools = [Pool.from_json(p) for p in json.load(f)]
+                except FileNotFoundError:
+                    raise NotFound(f"no address pool for network {network_id}") from None
+                self.loaded[network_id] = pools
+            return pools
 
     def add(self, network_id: str, pools: list[Pool]) -> None:
         with self.lock:
-            self._save(network_id, pools)
+            tmp = self._file(network_id) + ".tmp"
+            with open(tmp, "w") as f:
+                json.dump([p.to_json() for p in pools], f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self._file(network_id))
+            self.loaded[network_id] = pools
 
     def drop(self, network_id: str) -> None:
-        with self.lock, contextlib.suppress(FileNotFoundError):
-            os.unlink(self._file(network_id))
+        with self.lock:
+            self.loaded.pop(network_id, None)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._file(network_id))
 
     def allocate(self, network_id: str, owner: str, wanted: Address | None = None,
                  version: int = 4) -> tuple[Address, Pool] | None:
-        """An address for `owner` from the network's IPv`version` pool, recorded on disk; None: no such pool."""
+        """An address for `owner` from the network's IPv`version` pool; None: no such pool."""
         with self.lock:
-            pools = self.pools(network_id)
-            for pool in pools:
+            for pool in self.pools(network_id):
                 if pool.subnet.version == version and (wanted is None or wanted in pool.subnet):
-                    addr = pool.allocate(owner, wanted)
-                    self._save(network_id, pools)
-                    return addr, pool
+                    return pool.allocate(owner, wanted), pool
             if wanted is not None:
                 raise InvalidConfig(f"address {wanted} is not in any subnet of the network")
             return None
@@ -213,12 +221,10 @@ class Ipam:
                 return
             for pool in pools:
                 pool.release(owner)
-            self._save(network_id, pools)
 
-    def reconcile(self, network_id: str, alive: set[str]) -> None:
-        """After a crash: free the addresses of owners not in `alive`."""
+    def restore(self, network_id: str, owners: dict[str, str]) -> None:
+        """At start: the allocations are `owners` (address -> owner), the addresses of the
+        endpoints of the containers still running."""
         with self.lock:
-            pools = self.pools(network_id)
-            for pool in pools:
-                pool.allocated = {a: o for a, o in pool.allocated.items() if o in alive}
-            self._save(network_id, pools)
+            for pool in self.pools(network_id):
+                pool.allocated = {a: o for a, o in owners.items() if ipaddress.ip_address(a) in pool.subnet}

@@ -21,9 +21,10 @@ import secrets
 import threading
 import time
 
-from cais.network import bridge, ipam, macvlan, netns
+from cais.network import bridge, ipam, macvlan, netns, rtnl
 from cais.network.errors import Conflict, InvalidConfig, NetworkError, NotFound
 from cais.network.firewall import Bridge, Dnat, Firewall
+from cais.network.later import Later
 from cais.network.ports import Binding, Reservation, reserve
 
 TYPE_CHECKING = False
@@ -97,6 +98,7 @@ class NetworkManager:
         for d in (self.dir, self.netns_dir):
             os.makedirs(d, mode=0o700, exist_ok=True)
         self.ipam = ipam.Ipam(root)
+        self.later = Later()  # stopped containers' veths deleted, then their addresses freed
         self.firewall = Firewall()
         self.mtu = mtu
         self.lock = threading.RLock()
@@ -124,19 +126,22 @@ class NetworkManager:
             for name in ("none", "host"):
                 if self._find(name) is None:
                     self._save(_record(name, secrets.token_hex(32), "null" if name == "none" else "host"))
+            for rec in self._attachable() if alive is not None else []:
+                for cid in [cid for cid in rec["Cais"]["Endpoints"] if cid not in alive]:
+                    self._forget_endpoint(rec, cid)  # died with the daemon, or exited since its last write
             self._ensure_default_bridge()
             for rec in self._attachable():
-                if alive is not None:
-                    dead = [cid for cid in rec["Cais"]["Endpoints"] if cid not in alive]
-                    for cid in dead:
-                        self._forget_endpoint(rec, cid)
-                    self.ipam.reconcile(rec["Id"], set(rec["Cais"]["Endpoints"]))
+                self.ipam.restore(rec["Id"], {ep[key]: cid for cid, ep in rec["Cais"]["Endpoints"].items()
+                                              for key in ("IPAddress", "GlobalIPv6Address") if ep.get(key)})
                 if rec["Driver"] == "bridge":
                     self._plumb(rec)
                 else:
                     self._ensure_parent(rec)
             if self._bridges():  # else nothing to plumb: the host's networking stays untouched
                 self.firewall.ensure()
+            for entry in os.listdir(self.netns_dir) if alive is not None else []:
+                if entry not in alive:  # the namespace of a container that died with the daemon
+                    netns.remove(os.path.join(self.netns_dir, entry))
 
     def _ensure_default_bridge(self) -> None:
         """The `bridge` network as the daemon's settings say; re-made (same id) when they changed,
@@ -163,6 +168,7 @@ class NetworkManager:
     def shutdown(self) -> None:
         """Daemon stop: firewall table and DNS sockets go, bridges stay (as docker's)."""
         with self.lock:
+            self.later.close()
             if self.proxy is not None:
                 self.proxy.close()
                 self.proxy = None
@@ -179,7 +185,7 @@ class NetworkManager:
     def _save(self, rec: dict) -> None:
         path = os.path.join(self.dir, f"{rec['Id']}.json")
         with open(path + ".tmp", "w") as f:
-            json.dump(rec, f)
+            f.write(json.dumps(rec))  # one write (json.dump writes each piece)
         os.replace(path + ".tmp", path)
         self.networks[rec["Id"]] = rec
 
@@ -283,7 +289,7 @@ class NetworkManager:
             self._save(rec)
         except BaseException:
             self.firewall.rules.bridges.pop(bridge_name, None)
-            netns.run_in(None, lambda: bridge.remove_link(bridge_name))
+            bridge.remove_link(bridge_name)
             self.ipam.drop(ident)
             raise
         return rec
@@ -363,7 +369,7 @@ class NetworkManager:
         parent = rec["Cais"]["Parent"]
         shared = any(r["Id"] != rec["Id"] and r["Cais"].get("Parent") == parent for r in self._attachable())
         if rec["Cais"]["Made"] and not shared:
-            netns.run_in(None, lambda: bridge.remove_link(parent))
+            bridge.remove_link(parent)
 
     @staticmethod
     def _mtu(options: dict) -> int:
@@ -402,6 +408,7 @@ class NetworkManager:
 
     def remove(self, ref: str) -> None:
         with self.lock:
+            self.later.settle()  # the veths of stopped containers out of its bridge, addresses freed
             rec = self.get(ref)
             if rec["Name"] in ("bridge", "host", "none"):
                 raise Conflict(f"{rec['Name']} is a pre-defined network and cannot be removed")
@@ -416,7 +423,7 @@ class NetworkManager:
         if rec["Driver"] == "bridge":
             name = rec["Cais"]["Bridge"]
             self.firewall.drop_bridge(name)
-            netns.run_in(None, lambda: bridge.remove_link(name))
+            bridge.remove_link(name)
         else:
             self._remove_parent(rec)
         self.ipam.drop(rec["Id"])
@@ -431,10 +438,11 @@ class NetworkManager:
         """A fresh network namespace for `cid` with the loopback up (what --network none gets);
         `source`: the one the runtime made for the container (/proc/PID/ns/net), bound instead."""
         path = self.sandbox_path(cid)
-        netns.remove(path)  # left over by a crash
+        if os.path.lexists(path):  # left over by a crash
+            netns.remove(path)
         netns.create(path, source)
         try:
-            netns.run_in(path, netns.loopback_up)
+            netns.loopback_up(path)
         except BaseException:
             netns.remove(path)
             raise
@@ -454,6 +462,7 @@ class NetworkManager:
         `links`: its CONTAINER[:ALIAS] links on this network, answered by the embedded DNS for it only.
         """
         with self.lock:
+            self.later.settle(cid)  # a restarted container's previous veths gone, addresses back
             rec = self.get(ref)
             if rec["Driver"] not in ("bridge", *macvlan.DRIVERS):
                 raise Conflict(f"container cannot be connected to the {rec['Name']} network")
@@ -491,20 +500,23 @@ class NetworkManager:
             mtu = rec["Cais"]["MTU"]
             ifname = ""
             try:
-                ifname = netns.run_in(netns_path, bridge.container_free_ifname)
-                if lower is None:
-                    netns.run_in(None, lambda: (bridge.remove_link(host_veth),
-                                                bridge.host_add_veth(rec["Cais"]["Bridge"], host_veth, ifname,
-                                                                     netns_path, mtu)))
-                else:
-                    netns.run_in(None, lambda: macvlan.host_add_child(lower, ifname, netns_path, mtu))
-                netns.run_in(netns_path, lambda: bridge.container_configure(
-                    ifname, addresses, mac, gateways, device_routes=routed and not internal))
+                with rtnl.session(netns_path) as ctr:
+                    ifname = bridge.container_free_ifname(ctr)
+                    if lower is None:
+                        with rtnl.session() as host:
+                            host.delete(host_veth)  # left over by a crash
+                            bridge.host_add_veth(host, rec["Cais"]["Bridge"], host_veth, ifname, netns_path, mtu, mac)
+                    else:
+                        netns.run_in(None, lambda: macvlan.host_add_child(lower, ifname, netns_path, mtu))
+                    bridge.container_configure(ctr, ifname, addresses, mac if lower is not None else "", gateways,
+                                               device_routes=routed and not internal)
             except BaseException:
-                if lower is None:
-                    netns.run_in(None, lambda: bridge.remove_link(host_veth))
-                elif ifname:
-                    netns.run_in(netns_path, lambda: bridge.remove_link(ifname))
+                with contextlib.suppress(OSError):
+                    if lower is None:
+                        bridge.remove_link(host_veth)
+                    elif ifname:
+                        with rtnl.session(netns_path) as ctr:
+                            ctr.delete(ifname)
                 self.ipam.release(rec["Id"], cid)
                 raise
             ipam_config = {k: v for k, v in (("IPv4Address", ip), ("IPv6Address", ip6)) if v}
@@ -537,25 +549,36 @@ class NetworkManager:
                                                 if r["Name"] != "bridge"):
                 self.dns.remove(cid)
 
-    def _forget_endpoint(self, rec: dict, cid: str) -> None:
-        ep = rec["Cais"]["Endpoints"].pop(cid)
+    def _forget_endpoint(self, rec: dict, cid: str, *, exited: bool = False) -> None:
+        """The endpoint of `cid` goes from `rec`, its link and addresses with it.
+
+        `exited` (the container stopped): a bridge endpoint's veth is deleted and its addresses
+        freed by self.later, after this returns; the record is not written either: a daemon that
+        dies before its next write forgets the endpoints of dead containers at start().
+        """
+        ep, network_id = rec["Cais"]["Endpoints"].pop(cid), rec["Id"]
+        if ep.get("HostVeth") and exited:
+            self.later.submit(cid, lambda: (bridge.remove_link(ep["HostVeth"]), self.ipam.release(network_id, cid)))
+            return
         if ep.get("HostVeth"):
-            netns.run_in(None, lambda: bridge.remove_link(ep["HostVeth"]))  # its peer goes with it
+            bridge.remove_link(ep["HostVeth"])  # its peer goes with it
         elif os.path.exists(ep["Netns"]):  # macvlan/ipvlan: the link is in the container's namespace
-            with contextlib.suppress(OSError, NetworkError):
-                netns.run_in(ep["Netns"], lambda: bridge.remove_link(ep["Ifname"]))
-        self.ipam.release(rec["Id"], cid)
-        self._save(rec)
+            with contextlib.suppress(OSError), rtnl.session(ep["Netns"]) as ctr:
+                ctr.delete(ep["Ifname"])
+        self.ipam.release(network_id, cid)
+        if not exited:
+            self._save(rec)
 
     def networks_of(self, cid: str) -> list[dict]:
         return [r for r in self._attachable() if cid in r["Cais"]["Endpoints"]]
 
     def release(self, cid: str) -> None:
-        """Container stopped: its endpoints, ports, DNS socket and namespace go."""
+        """Container stopped: its endpoints, ports, DNS socket and namespace go; its veths are
+        deleted (and then its addresses freed) once this returns, see later.py."""
         with self.lock:
             self.unpublish(cid)
             for rec in self.networks_of(cid):
-                self._forget_endpoint(rec, cid)
+                self._forget_endpoint(rec, cid, exited=True)
             if self.dns is not None:
                 self.dns.remove(cid)
             self.remove_sandbox(cid)

@@ -1,8 +1,10 @@
-"""Network namespaces as files: create one bound to a path, run code inside one, remove it.
+"""Network namespaces as files: create one bound to a path, open sockets or run code inside one, remove it.
 
-A network namespace is per thread on Linux, so code "inside" a namespace runs in a short-lived
-thread that setns'd into it; sockets it opens (netlink, DNS) stay in that namespace for their
-whole life, wherever they are used afterwards. Subprocesses forked by that thread (`nft`) inherit it.
+A network namespace is per thread on Linux. A socket stays in the namespace it was opened in for
+its whole life, wherever it is used afterwards: socket_in opens one there from the calling thread
+(setns there and back, as libnetwork's nsInvoke), which is all the netlink and DNS work needs.
+Code that must run inside (pyroute2, whose event loop must not meet the daemon's) runs in a
+short-lived thread that setns'd into it; subprocesses forked by that thread (`nft`) inherit it.
 """
 
 from __future__ import annotations
@@ -87,6 +89,24 @@ def run_in(path: str | None, fn: Callable[[], T]) -> T:
     return _in_thread(body)
 
 
+def socket_in(path: str, family: int, kind: int, proto: int = 0) -> socket.socket:
+    """A socket of the namespace bound on `path`, opened by the calling thread, which enters that
+    namespace for the socket(2) call only (a thread is one task: nothing else runs in it meanwhile)."""
+    target = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        own = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            setns(target, CLONE_NEWNET)
+            try:
+                return socket.socket(family, kind, proto)
+            finally:
+                setns(own, CLONE_NEWNET)  # cannot fail: a namespace this thread was in, root holding its fd
+        finally:
+            os.close(own)
+    finally:
+        os.close(target)
+
+
 def set_sysctl(name: str, value: str) -> None:
     """Write a net.* sysctl of the calling thread's network namespace (/proc/sys/net is per netns)."""
     with open(f"/proc/sys/{name.replace('.', '/')}", "w") as f:
@@ -96,12 +116,11 @@ def set_sysctl(name: str, value: str) -> None:
 _SIOCGIFFLAGS, _SIOCSIFFLAGS, _IFF_UP = 0x8913, 0x8914, 0x1
 
 
-def loopback_up() -> None:
-    """`ip link set lo up` in the calling thread's namespace, with one ioctl.
-
-    What `--network none` needs; two ioctls instead of importing pyroute2 (~0.3 s) at each start.
-    """
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+def loopback_up(path: str | None = None) -> None:
+    """`ip link set lo up` in the namespace bound on `path` (None: the calling thread's), with two
+    ioctls on a socket of that namespace: what `--network none` needs."""
+    with (socket_in(path, socket.AF_INET, socket.SOCK_DGRAM) if path is not None
+          else socket.socket(socket.AF_INET, socket.SOCK_DGRAM)) as s:
         ifreq = struct.pack("16sH14x", b"lo", 0)
         flags = struct.unpack("16sH14x", fcntl.ioctl(s.fileno(), _SIOCGIFFLAGS, ifreq))[1]
         fcntl.ioctl(s.fileno(), _SIOCSIFFLAGS, struct.pack("16sH14x", b"lo", flags | _IFF_UP))

@@ -9,7 +9,7 @@ import pytest
 
 from cais.cli.args import ArgumentTypeError, Parser, duration_ns, size
 from cais.cli.main import CliError
-from cais.cli.runopts import add_container_flags
+from cais.cli.runopts import add_container_flags, container_body
 from tests.caisd import VENV_BIN
 
 
@@ -17,6 +17,16 @@ def _run_parser() -> Parser:
     p = Parser("run", "[OPTIONS] IMAGE [COMMAND] [ARG...]", interspersed=False)
     add_container_flags(p)
     return p
+
+
+def test_mount_flags_in_the_body() -> None:
+    host = container_body(_run_parser().parse_args(["busybox"]))["HostConfig"]
+    assert (host["Binds"], host["Mounts"], host["Tmpfs"]) == (None, None, None)
+    body = container_body(_run_parser().parse_args(["-v", "/anon", "-v", "name:/n", "--mount", "type=tmpfs,dst=/t",
+                                                    "--tmpfs", "/x:size=1m", "busybox"]))
+    assert body["Volumes"] == {"/anon": {}}
+    assert (body["HostConfig"]["Binds"], body["HostConfig"]["Tmpfs"]) == (["name:/n"], {"/x": "size=1m"})
+    assert body["HostConfig"]["Mounts"] == [{"Type": "tmpfs", "Target": "/t"}]
 
 
 def test_flag_forms() -> None:

@@ -52,6 +52,36 @@ def test_fast_start_imports(daemon: Caisd, args: list[str]) -> None:
     assert b"HEAVY []" in result.stderr, result.stderr
 
 
+def test_run_imports_only_its_own_path(daemon: Caisd) -> None:
+    """`run` unmarshals neither the other container commands (containers.py, ~40 kB of bytecode)
+    nor the mount flags' parsing when no -v/--mount/--tmpfs is given."""
+    code = ("import sys; from cais.cli.main import main; sys.argv = ['cais', *sys.argv[1:]]; rc = main(); "
+            "print('CAIS', sorted(m for m in sys.modules if m.startswith('cais')), file=sys.stderr); sys.exit(rc)")
+    result = subprocess.run([sys.executable, "-c", code, "run", "--rm", "busybox", "true"], capture_output=True,
+                            env={**os.environ, "CAIS_HOST": daemon.host}, check=True)
+    imported = result.stderr.decode().split("CAIS ", 1)[1]
+    assert "cais.cli.commands.run" in imported
+    assert "cais.cli.commands.containers" not in imported and "cais.cli.mountopts" not in imported, imported
+
+
+def test_output_reader_gone_is_quiet(daemon: Caisd) -> None:
+    """`cais logs C | head -1`: the reader goes away; no word about the daemon (it is not the one
+    that broke the pipe), as `_stdout_gone` meant."""
+    cid = out(daemon.cais("run", "-d", "busybox", "seq", "1", "100000"))
+    try:
+        daemon.cais("wait", cid)
+        r, w = os.pipe()
+        os.close(r)
+        try:
+            result = subprocess.run([os.path.join(VENV_BIN, "cais"), "logs", cid], stdout=w, stderr=subprocess.PIPE,
+                                    env={**os.environ, "CAIS_HOST": daemon.host}, timeout=60)
+        finally:
+            os.close(w)
+        assert (result.returncode, result.stderr) == (0, b"")
+    finally:
+        daemon.cais("rm", "-f", cid, check=False)
+
+
 def test_run_ps_logs_exec_inspect(daemon: Caisd) -> None:
     assert daemon.cais("run", "--rm", "busybox", "echo", "hello").stdout == b"hello\n"
     failed = daemon.cais("run", "--rm", "busybox", "sh", "-c", "exit 6", check=False)
