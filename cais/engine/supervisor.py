@@ -79,6 +79,8 @@ class Proc:
         self.grace: asyncio.TimerHandle | None = None
         self.done = False
         self.paused: set[int] = set()  # output fds not read until a slow subscriber catches up
+        self.exec_fifo: tuple[int, Any] | None = None  # a started init's exec fifo and runtime state, until
+        # its byte is read (_release)
         self.reported = False  # its exit told to caisd
 
 
@@ -245,7 +247,7 @@ class Supervisor:
     async def _start(self, request: dict, writer: asyncio.StreamWriter) -> None:
         proc = await self._create_container(request)
         try:
-            self._release(proc.container_id, request["root"])
+            self._release(proc, request["root"])
         except BaseException:
             self._abandon(proc)
             raise
@@ -264,7 +266,7 @@ class Supervisor:
         try:
             if not line or json.loads(line).get("op") != "start":
                 raise ValueError(f"container {proc.container_id} was created but not started")
-            self._release(proc.container_id, request["root"])
+            self._release(proc, request["root"])
         except BaseException:
             with contextlib.suppress(Exception):  # its exit is then reaped and reported as any other
                 runtime.delete(proc.container_id, root=request["root"], force=True)
@@ -272,12 +274,12 @@ class Supervisor:
         writer.write(b'{"ok": true}\n')
         await writer.drain()
 
-    def _release(self, container_id: str, root: str) -> None:
+    def _release(self, proc: Proc, root: str) -> None:
         """runtime.start, answered as soon as the init is released (it is no longer blocked on its
         exec fifo): the byte it then writes there, just before its exec, is read here afterwards
         rather than waited for (start.release). With poststart hooks, the whole start as always."""
         from cais.runtime.verbs import start
-        container, fd = start.release(container_id, root=root)
+        container, fd = start.release(proc.container_id, root=root)
         if start.has_poststart(container):
             try:
                 start.wait_released(container, fd)
@@ -285,19 +287,25 @@ class Supervisor:
                 os.close(fd)
             start.released(container)
             return
-        self.loop.add_reader(fd, self._released, container, fd)
+        proc.exec_fifo = (fd, container)
+        self.loop.add_reader(fd, self._released, proc)
 
-    def _released(self, container: Any, fd: int) -> None:
-        """The init's byte on its exec fifo (or the end of it: the init died first)."""
+    def _released(self, proc: Proc, exited: bool = False) -> None:
+        """The init's byte on its exec fifo (or the end of it), or the init's exit: no byte will come."""
         from cais.runtime.verbs import start
-        try:
-            os.read(fd, 1)
-        except BlockingIOError:
+        if proc.exec_fifo is None:
             return
-        except OSError:
-            pass
+        fd, container = proc.exec_fifo
+        if not exited:
+            try:
+                os.read(fd, 1)
+            except BlockingIOError:
+                return
+            except OSError:
+                pass
         self.loop.remove_reader(fd)
         os.close(fd)
+        proc.exec_fifo = None
         try:
             start.released(container)
         except OSError as e:
@@ -559,6 +567,7 @@ class Supervisor:
 
     def _exited(self, proc: Proc, status: int) -> None:
         self.by_pid.pop(proc.pid, None)
+        self._released(proc, exited=True)  # an init that died before its byte (killed meanwhile)
         proc.status = os.waitstatus_to_exitcode(status)
         if proc.status < 0:
             proc.status = 128 - proc.status  # killed by a signal: docker reports 128+N

@@ -251,7 +251,8 @@ def test_an_older_supervisor_is_not_asked_for_log_drivers_it_lacks(restartable: 
     assert _out(d.docker("logs", cid)) == "before"
     d.docker("rm", "-f", cid)
     wait_for(lambda: d.supervisor_pid() != old_supervisor, "the old supervisor's replacement")
-    d.docker("start", "-a", "cais-en-local")
+    started = d.docker("start", "-a", "cais-en-local", check=False)
+    assert started.returncode == 0, started.stderr
     assert d.docker("logs", "cais-en-local").returncode == 0
     listed = d.docker("run", "-d", "--log-driver", "local", "busybox", "echo", "local").stdout.decode().strip()
     d.docker("wait", listed)
