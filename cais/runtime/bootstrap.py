@@ -278,6 +278,7 @@ class _Spare:
             os._exit(0)
         job, fds = received
         channel.close()
+        sys.path[:] = job["sys_path"]  # what the init still imports (a terminal, hooks) is found as the job says
         ch = Channel(_arrange(job, fds))
         if new_mount_ns:
             from cais.linux.namespaces import unshare
