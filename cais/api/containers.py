@@ -142,7 +142,9 @@ async def wait(request: web.Request) -> web.StreamResponse:
     loop = asyncio.get_running_loop()
     changed = asyncio.Event()
 
-    def wake() -> None:
+    def wake(removal: bool) -> None:
+        if condition == "removed" and not removal:  # an exit: `run --rm`'s wait has nothing to check yet
+            return
         with contextlib.suppress(RuntimeError):  # the loop is closing
             loop.call_soon_threadsafe(changed.set)
     engine.listeners.add(wake)

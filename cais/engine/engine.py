@@ -29,6 +29,7 @@ from cais.engine.userns import IdMap
 from cais.runtime.cgroups.migration import MigrationPrimer
 
 log = logging.getLogger("cais.engine")
+REMOVED_KEPT = 4096  # exit codes of removed containers kept for waits that wake up late
 INIT_CANDIDATES = ("/usr/bin/docker-init", "/usr/libexec/docker/docker-init", "/usr/bin/catatonit")
 
 
@@ -62,8 +63,11 @@ class Engine:
         self.starting: set[str] = set()        # between the supervisor's start and the record's Running
         self.early_exits: dict[str, tuple[int, str | None]] = {}  # exits that came in that window
         self.backoff: dict[str, float] = {}
-        self.listeners: set[Callable[[], None]] = set()  # told of every exit and removal (the API's waits)
+        # told of every exit and removal (the API's waits), with whether it was a removal
+        self.listeners: set[Callable[[bool], None]] = set()
         self._lock_fd: int | None = None
+        self._cgroup_dirs: dict[str, str] | None = None  # per controller: where containers' cgroups are
+        self._image_configs: dict[str, dict] = {}  # by image id (so never stale): read at create, used at start
         self._closed = threading.Event()
         self._images = None
         self._storage = None
@@ -235,6 +239,12 @@ class Engine:
     def _remap_for(self, host: dict) -> IdMap | None:
         return None if host.get("UsernsMode") == "host" else self.remap
 
+    def _remember_image_config(self, image_id: str, config: dict) -> dict:
+        if len(self._image_configs) >= 256:  # a daemon that saw many images: start over
+            self._image_configs.clear()
+        self._image_configs[image_id] = config
+        return config
+
     def cgroups_path(self, cid: str) -> str:
         return f"{self.cgroup_parent}/{cid}"
 
@@ -252,14 +262,16 @@ class Engine:
                                                                     self.log_config)
         self.cgroup_primer.prime(0.2)  # its start usually follows (docker run)
         image = self.images.resolve(ref)
+        self._remember_image_config(image["Id"], image["Config"])
         with self.store.lock:
             taken = {r["Name"].lstrip("/") for r in self.store.records.values()}
             record = containers.new_record(body, name, image, taken, remapped=self.remap is not None,
                                            namespace_defaults=self.namespace_defaults)
-            self.store.add(record)
+            # a --rm container is not fsynced into being (a machine crash would remove it anyway), nor
+            # saved before it is complete: its volatile layer and image reference are swept at the next start
+            durable = not record["HostConfig"]["AutoRemove"]
+            self.store.add(record, save=durable)
         cid = record["Id"]
-        # a --rm container is not fsynced into being: a machine crash would remove it anyway
-        durable = not record["HostConfig"]["AutoRemove"]
         try:
             self.images.add_container(cid, image["Id"], durable=durable)
             record["Driver"] = self.storage.create(cid, image, self._remap_for(record["HostConfig"]),
@@ -326,7 +338,9 @@ class Engine:
             self.starting.add(cid)  # a stop or removal from now on waits for the outcome
         try:
             rootfs = self.storage.mount(cid)  # in here: a rootfs that cannot mount releases the waiters too
-            image_config = self.images.config_of(record["Image"])
+            image_config = self._image_configs.get(record["Image"])
+            if image_config is None:
+                image_config = self._remember_image_config(record["Image"], self.images.config_of(record["Image"]))
             link_env = self.networks.link_env(record)
             mounts, propagation = self.volumes.mount(record, rootfs)
             # a namespace of its own is made by the runtime and plugged between create and start
@@ -397,12 +411,12 @@ class Engine:
             self.supervisor.send(sock, {"op": "start"})
         return reply
 
-    def _changed(self) -> None:
+    def _changed(self, removal: bool = False) -> None:
         """Under self.cond, after an exit or a removal: wake the waits."""
         self.cond.notify_all()
         for listener in list(self.listeners):
             try:
-                listener()
+                listener(removal)
             except Exception:  # a listener never costs an exit its bookkeeping
                 log.exception("a wait listener failed")
 
@@ -432,14 +446,21 @@ class Engine:
             self._autoremove(cid)
 
     def _runtime_delete(self, cid: str) -> None:
+        if not os.path.isdir(os.path.join(self.runtime_root, cid)):  # never created, or deleted already (--root/ID)
+            return
         from cais import runtime
         with contextlib.suppress(Exception):
             runtime.delete(cid, root=self.runtime_root, force=True)
 
     def _oom_killed(self, cid: str) -> bool:
+        """Read in the container's memory cgroup; where the hierarchies are mounted is looked up (in
+        mountinfo) at the first exit only: the cgroups of containers are siblings under cgroup_parent."""
         try:
-            from cais.runtime.cgroups import open_manager
-            return open_manager(self.cgroups_path(cid), cid).oom_kills() > 0
+            from cais.runtime.cgroups import load_manager, open_manager
+            if self._cgroup_dirs is None:
+                paths = open_manager(self.cgroups_path(cid), cid).paths
+                self._cgroup_dirs = {k: os.path.dirname(v) for k, v in paths.items()}
+            return load_manager({k: os.path.join(v, cid) for k, v in self._cgroup_dirs.items()}).oom_kills() > 0
         except Exception:
             return False
 
@@ -476,15 +497,23 @@ class Engine:
             if restart:
                 state["Restarting"] = True
                 state["Status"] = "restarting"
-            if not auto_remove:
+            if auto_remove:  # at once: a start or a removal made meanwhile is refused, as dockerd's
+                state["Status"] = "removing"
+            else:
                 self.store.save(record)
             self.generation[cid] = self.generation.get(cid, 0) + 1
             self._changed()
         if oom:
             self._event(record, "oom")
         self._event(record, "die", exitCode=exit_code)
-        if auto_remove:  # not in this thread: a removal may wait for an exit that only it can report
-            threading.Thread(target=self._autoremove, args=(cid,), daemon=True).start()
+        if auto_remove:  # here and now: nothing of it runs or waits any more (a wait for `removed` is answered soonest)
+            try:
+                self._destroy(record, volumes=True)
+            except Exception as e:  # its exit stays recorded; `docker rm` may try again
+                log.warning("removing %s after its exit: %s", cid[:12], e)
+                with self.store.lock:
+                    if record["State"]["Status"] == "removing":
+                        record["State"].update({"Status": "dead", "Dead": True})
         elif restart:
             delay = next_delay(self.backoff.get(cid, 0), ran_for)
             self.backoff[cid] = delay
@@ -701,6 +730,12 @@ class Engine:
             record["State"]["Status"] = "removing"
         self._runtime_delete(cid)
         namespaces.release(record, self.store.dir(cid))
+        self._destroy(record, volumes)
+
+    def _destroy(self, record: dict, volumes: bool) -> None:
+        """The removal proper of a container marked "removing", whose processes and namespaces are gone:
+        it never waits (the exit of a --rm container runs it in the thread that reports exits)."""
+        cid = record["Id"]
         try:
             self.storage.remove(cid)
         except Exception as e:
@@ -715,8 +750,12 @@ class Engine:
             self.execs.pop(exec_id, None)
         with self.cond:
             self.removed[cid] = record["State"]["ExitCode"]
+            if len(self.removed) > REMOVED_KEPT:  # the oldest: its waits were answered long ago
+                del self.removed[next(iter(self.removed))]
+            self.generation.pop(cid, None)
+            self.backoff.pop(cid, None)
             self.store.remove(cid)
-            self._changed()
+            self._changed(removal=True)
         self._event(record, "destroy")
 
     def prune(self, filters: dict | None = None) -> dict:

@@ -69,6 +69,10 @@ class ContainerStore:
             if entry.startswith(TRASH):  # a removal that a crash interrupted
                 shutil.rmtree(os.path.join(root, entry), ignore_errors=True)
                 continue
+            if not any(os.path.exists(os.path.join(root, entry, name)) for name in (RECORD, DURABLE)):
+                if os.path.isdir(os.path.join(root, entry)):  # a --rm container a crash cut short in its create
+                    shutil.rmtree(os.path.join(root, entry), ignore_errors=True)
+                continue
             # a record saved without fsync that a machine crash cut short: its last durable one
             record = read_json(os.path.join(root, entry, RECORD)) or read_json(os.path.join(root, entry, DURABLE))
             if record and record.get("Id") == entry:
@@ -79,7 +83,9 @@ class ContainerStore:
     def dir(self, cid: str) -> str:
         return os.path.join(self.root, cid)
 
-    def add(self, record: dict) -> None:
+    def add(self, record: dict, *, save: bool = True) -> None:
+        """`save=False`: nothing on disk but the directory until the caller saves the complete record
+        (a --rm container: what a crash leaves of its create goes, its directory at the next start)."""
         with self.lock:
             if self.by_name(record["Name"]) is not None:
                 raise Conflict(f'Conflict. The container name "{record["Name"]}" is already in use by container '
@@ -89,7 +95,8 @@ class ContainerStore:
             if self.group:
                 os.chown(self.dir(record["Id"]), 0, self.group)
             self.records[record["Id"]] = record
-            self.save(record, durable=False)  # the caller saves it durably once it is complete
+            if save:  # the caller saves it durably once it is complete
+                self.save(record, durable=False)
 
     def save(self, record: dict, *, durable: bool = True) -> None:
         """`durable=False` for changes a machine crash may lose (it stops every container anyway):
@@ -108,19 +115,19 @@ class ContainerStore:
                     os.replace(link, os.path.join(self.dir(record["Id"]), DURABLE))
 
     def remove(self, cid: str) -> None:
-        """The record goes first (a crash never brings the container back), then its directory is
-        renamed away and deleted in the background (a crash leaves it to the next start's sweep)."""
+        """The directory is renamed away, records and all, in one step (a crash never brings the
+        container back) and deleted in the background (a crash leaves it to the next start's sweep)."""
         with self.lock:
             self.records.pop(cid, None)
-        for name in (DURABLE, RECORD):  # in this order: a crash in between leaves it whole
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(os.path.join(self.dir(cid), name))
         trash = os.path.join(self.root, f"{TRASH}{cid}")
         try:
             os.rename(self.dir(cid), trash)
         except FileNotFoundError:
             return
-        except OSError:  # e.g. a trash of the same name left by a crash: delete in place
+        except OSError:  # e.g. a trash of the same name left by a crash: deleted in place, records first
+            for name in (DURABLE, RECORD):  # in this order: a crash in between leaves it whole
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(os.path.join(self.dir(cid), name))
             shutil.rmtree(self.dir(cid), ignore_errors=True)
             return
         from cais.storage.reclaim import delete_later  # the storage package: only when removing

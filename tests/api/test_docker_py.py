@@ -144,3 +144,29 @@ def test_logs_with_the_local_driver(client: docker.DockerClient, daemon: Caisd) 
             assert _read_all(s).count(b"\x01\0\0\0") == 3
     finally:
         c.remove(force=True)
+
+
+def test_waits_for_the_exit_and_the_removal(client: docker.DockerClient) -> None:
+    """A --rm container's waits: not-running and removed, both with its exit code; another's
+    next-exit at its exit and removed only once it is removed."""
+    auto = client.containers.run("busybox", ["sh", "-c", "sleep 1; exit 4"], detach=True, auto_remove=True)
+    kept = client.containers.run("busybox", ["sh", "-c", "sleep 1; exit 5"], detach=True)
+    answers: dict[str, int] = {}
+
+    def wait(name: str, container, condition: str) -> None:  # type: ignore[no-untyped-def]
+        answers[name] = container.wait(condition=condition, timeout=60)["StatusCode"]
+
+    threads = {name: threading.Thread(target=wait, args=(name, c, cond), daemon=True)
+               for name, c, cond in (("auto removed", auto, "removed"), ("auto not-running", auto, "not-running"),
+                                     ("kept next-exit", kept, "next-exit"), ("kept removed", kept, "removed"))}
+    for t in threads.values():
+        t.start()
+    threads["kept next-exit"].join(60)
+    assert answers.get("kept next-exit") == 5
+    assert "kept removed" not in answers
+    kept.remove()
+    for t in threads.values():
+        t.join(60)
+    assert answers == {"auto removed": 4, "auto not-running": 4, "kept next-exit": 5, "kept removed": 5}
+    with pytest.raises(docker.errors.NotFound):
+        auto.reload()

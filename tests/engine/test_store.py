@@ -37,3 +37,19 @@ def test_a_removed_record_never_comes_back(tmp_root: str) -> None:
     reclaim.wait_idle()
     assert os.listdir(tmp_root) == []
     assert ContainerStore(tmp_root).records == {}
+
+
+def test_a_directory_left_without_a_record_is_swept(tmp_root: str) -> None:
+    """A --rm container's record is first written once it is complete: a crash before that leaves
+    its directory alone, which the next start deletes; a removal cut short by a crash goes too."""
+    store = ContainerStore(tmp_root)
+    cid = "c" * 64
+    store.add(_record(cid, "created"), save=False)
+    assert os.listdir(store.dir(cid)) == []
+    with open(os.path.join(store.dir(cid), "hostname"), "w") as f:
+        f.write("cais-en-store\n")
+    os.makedirs(os.path.join(tmp_root, ".removed-" + "d" * 64, "sub"))
+    kept = "e" * 64
+    store.add({**_record(kept, "created"), "Name": "/cais-en-store-kept"})
+    assert set(ContainerStore(tmp_root).records) == {kept}
+    assert os.listdir(tmp_root) == [kept]

@@ -393,3 +393,29 @@ def test_an_interrupted_autoremove_is_finished_at_start(restartable: Caisd) -> N
     d.start()
     rmi = d.docker("rmi", "busybox", check=False)
     assert rmi.returncode == 0, rmi.stderr  # no container (row) holds the image any more
+
+
+def test_a_rm_container_that_exits_while_caisd_is_down_goes_at_its_start(restartable: Caisd) -> None:
+    """Its exit is applied at the next start and the removal follows it; meanwhile a --rm container
+    killed with caisd before its create ended leaves nothing behind."""
+    d = restartable
+    cid = _out(d.docker("run", "-d", "--rm", "busybox", "sh", "-c", "sleep 0.5; exit 5"))
+    d.kill(signal.SIGKILL)
+    wait_for(lambda: os.path.exists(os.path.join(d.data_root, "containers", cid, "exit.json")), "its exit")
+    os.makedirs(os.path.join(d.data_root, "containers", "f" * 64))  # a --rm create cut short: no record yet
+    d.start()
+    assert d.docker("inspect", cid, check=False).returncode != 0
+    assert os.listdir(os.path.join(d.data_root, "containers")) in ([], [f".removed-{cid}"])
+    assert _out(d.docker("ps", "-aq")) == ""
+
+
+def test_run_rm_events_in_dockers_order(restartable: Caisd) -> None:
+    """create, attach, start, die, destroy — the removal made where the exit is recorded."""
+    d = restartable
+    since = str(int(time.time()) - 1)
+    assert _out(d.docker("run", "--rm", "--name", "cais-en-rm-events", "busybox", "sh", "-c", "exit 3",
+                         check=False)) == ""
+    until = str(int(time.time()) + 1)
+    events = d.docker("events", "--since", since, "--until", until, "--filter", "container=cais-en-rm-events",
+                      "--format", "{{.Action}}")
+    assert _out(events).splitlines() == ["create", "attach", "start", "die", "destroy"]
