@@ -50,6 +50,8 @@ from cais.engine.store import write_json_atomic
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from cais.runtime.launch import Zygote
 
 log = logging.getLogger("cais.supervisor")
@@ -77,6 +79,8 @@ class Proc:
         self.grace: asyncio.TimerHandle | None = None
         self.done = False
         self.paused: set[int] = set()  # output fds not read until a slow subscriber catches up
+        self.exec_fifo: tuple[int, Any] | None = None  # a started init's exec fifo and runtime state, until
+        # its byte is read (_release)
         self.reported = False  # its exit told to caisd
 
 
@@ -134,23 +138,20 @@ class Supervisor:
 
     @staticmethod
     def _create(cid: str, bundle: str, root: str, console: str | None, stdio: tuple[int, int, int] | None,
-                zygote: Zygote | None) -> bool:
-        """runtime.create (in a worker thread); True if `zygote` turned out to be gone."""
+                zygote: Zygote | None) -> tuple[int, bool]:
+        """runtime.create (in a worker thread): (the init's pid, True if `zygote` turned out to be gone)."""
         from cais import runtime
         from cais.runtime.errors import RuntimeFailure
         if zygote is not None:
             try:
-                runtime.create(cid, bundle, root=root, console_socket=console, stdio=stdio,
-                               bootstrap=zygote.bootstrap(stdio))
-                return False
+                return runtime.create(cid, bundle, root=root, console_socket=console, stdio=stdio,
+                                      bootstrap=zygote.bootstrap(stdio)), False
             except RuntimeFailure as e:
                 if "zygote is gone" not in str(e):
                     raise
             # it died between our last reap and this request: once more without
-            runtime.create(cid, bundle, root=root, console_socket=console, stdio=stdio)
-            return True
-        runtime.create(cid, bundle, root=root, console_socket=console, stdio=stdio)
-        return False
+            return runtime.create(cid, bundle, root=root, console_socket=console, stdio=stdio), True
+        return runtime.create(cid, bundle, root=root, console_socket=console, stdio=stdio), False
 
     @staticmethod
     def _exec_process(cid: str, process: dict, root: str, console: str | None,
@@ -244,10 +245,9 @@ class Supervisor:
         return {}
 
     async def _start(self, request: dict, writer: asyncio.StreamWriter) -> None:
-        from cais import runtime
         proc = await self._create_container(request)
         try:
-            runtime.start(proc.container_id, root=request["root"])
+            self._release(proc, request["root"])
         except BaseException:
             self._abandon(proc)
             raise
@@ -266,13 +266,50 @@ class Supervisor:
         try:
             if not line or json.loads(line).get("op") != "start":
                 raise ValueError(f"container {proc.container_id} was created but not started")
-            runtime.start(proc.container_id, root=request["root"])
+            self._release(proc, request["root"])
         except BaseException:
             with contextlib.suppress(Exception):  # its exit is then reaped and reported as any other
                 runtime.delete(proc.container_id, root=request["root"], force=True)
             raise
         writer.write(b'{"ok": true}\n')
         await writer.drain()
+
+    def _release(self, proc: Proc, root: str) -> None:
+        """runtime.start, answered as soon as the init is released (it is no longer blocked on its
+        exec fifo): the byte it then writes there, just before its exec, is read here afterwards
+        rather than waited for (start.release). With poststart hooks, the whole start as always."""
+        from cais.runtime.verbs import start
+        container, fd = start.release(proc.container_id, root=root)
+        if start.has_poststart(container):
+            try:
+                start.wait_released(container, fd)
+            finally:
+                os.close(fd)
+            start.released(container)
+            return
+        proc.exec_fifo = (fd, container)
+        self.loop.add_reader(fd, self._released, proc)
+
+    def _released(self, proc: Proc, exited: bool = False) -> None:
+        """The init's byte on its exec fifo (or the end of it), or the init's exit: no byte will come."""
+        from cais.runtime.verbs import start
+        if proc.exec_fifo is None:
+            return
+        fd, container = proc.exec_fifo
+        if not exited:
+            try:
+                os.read(fd, 1)
+            except BlockingIOError:
+                return
+            except OSError:
+                pass
+        self.loop.remove_reader(fd)
+        os.close(fd)
+        proc.exec_fifo = None
+        try:
+            start.released(container)
+        except OSError as e:
+            log.warning("container %s: %s", container.id, e)
 
     async def _create_container(self, request: dict) -> Proc:
         """The container created (its init waits for `start`) and registered: attaches join it now.
@@ -281,29 +318,27 @@ class Supervisor:
         takes a while, during which other starts, output and exits go on here. The init cannot exit
         before it is registered: it waits for `start` (or is reaped by the runtime if setup fails).
         """
-        from cais import runtime
         cid = request["id"]
         if cid in self.procs or cid in self.creating:
             raise ValueError(f"container {cid} is already running")
         proc = Proc(cid, cid, None, bool(request.get("tty")))
         proc.exit_file = request["exit_file"]
-        settings = request.get("log")
-        if settings:
-            proc.log = LogWriter(request["log_path"], settings)
         stdio, console = self._prepare_io(proc, bool(request.get("stdin")))
         self.warm()
         zygote = self.zygote
         self.creating.add(cid)
 
         def create() -> bool:
-            gone = self._create(cid, request["bundle"], request["root"], console and console.path, stdio, zygote)
+            proc.pid, gone = self._create(cid, request["bundle"], request["root"], console and console.path, stdio,
+                                          zygote)
             if console:
                 self._receive_console(proc, console)
-            proc.pid = int(runtime.state(cid, root=request["root"])["pid"])
             return gone
 
         try:
-            if await asyncio.to_thread(create) and self.zygote is zygote and zygote is not None:
+            creating = asyncio.ensure_future(asyncio.to_thread(create))
+            await self._open_log(proc, request, creating)  # meanwhile: a new file, slow on some file systems
+            if await creating and self.zygote is zygote and zygote is not None:
                 zygote.close()
                 self.zygote = None
             self._register(proc)
@@ -316,6 +351,22 @@ class Supervisor:
             if console:
                 console.close()
         return proc
+
+    @staticmethod
+    async def _open_log(proc: Proc, request: dict, creating: asyncio.Future) -> None:
+        """The container's log writer, made while the runtime creates it; if that fails, the
+        container (once created) is deleted and the error raised."""
+        settings = request.get("log")
+        if not settings:
+            return
+        try:
+            proc.log = LogWriter(request["log_path"], settings)
+        except BaseException:
+            from cais import runtime
+            with contextlib.suppress(BaseException):
+                await creating
+                runtime.delete(proc.container_id, root=request["root"], force=True)
+            raise
 
     async def _exec(self, request: dict, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         cid, exec_id = request["id"], request["exec_id"]
@@ -516,6 +567,7 @@ class Supervisor:
 
     def _exited(self, proc: Proc, status: int) -> None:
         self.by_pid.pop(proc.pid, None)
+        self._released(proc, exited=True)  # an init that died before its byte (killed meanwhile)
         proc.status = os.waitstatus_to_exitcode(status)
         if proc.status < 0:
             proc.status = 128 - proc.status  # killed by a signal: docker reports 128+N

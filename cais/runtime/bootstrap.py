@@ -14,6 +14,7 @@ import os
 import sys
 
 from cais.linux import prctl
+from cais.linux.namespaces import CLONE_NEWIPC, CLONE_NEWNET, CLONE_NEWNS, CLONE_NEWPID, CLONE_NEWUTS
 
 TYPE_CHECKING = False  # typing costs ~10 ms at startup; annotations are never evaluated
 if TYPE_CHECKING:
@@ -113,12 +114,19 @@ def zygote(control_fd: int, exe_fd: int) -> None:
     A job that joins namespaces (every exec) gets a helper instead, cloned the same way, which
     joins them and clones the init as a fresh bootstrap would: setns would change the zygote
     itself, and the pid namespace applies to children only. The caller reaps the helper (`by`).
+
+    After a create, once no request came for a while, the zygote clones a spare init (_Spare)
+    with the same namespaces: the next create of that kind is handed to it and skips the clone
+    (~1-2 ms: the copy of the interpreter's page tables, and a network namespace). Not at once:
+    the container just created needs the CPU more (the clone would compete with its setup).
     """
     prctl.set_dumpable(False)
     from cais.linux.fds import close_all_except
 
     os.close(exe_fd)  # the protected interpreter it was exec'd from
     close_all_except({control_fd})
+    import gc
+
     from cais.linux.namespaces import CLONE_PARENT, clone
     from cais.runtime import init
     from cais.runtime.channel import Channel
@@ -129,14 +137,30 @@ def zygote(control_fd: int, exe_fd: int) -> None:
         import pyseccomp  # noqa: F401
     programs = Programs()
     control = Channel(control_fd)
-    while (received := control.recv_with_fds(maxfds=250)) is not None:
+    spare: _Spare | None = None
+    spare_flags: int | None = None  # those of the last create a spare suits
+    gc.freeze()  # what is imported now is never collected: no collection here writes to the pages inits share
+    while True:
+        if spare is None and spare_flags is not None and not _job_within(control_fd, _SPARE_AFTER_IDLE_MS):
+            with suppress(OSError):
+                spare = _Spare(spare_flags)
+            spare_flags = None
+        received = control.recv_with_fds(maxfds=250)
+        if received is None:
+            break
         job, fds = received
         ch = Channel(fds[0])
-        if job["kind"] == "stats":
-            ch.send({"seccomp_compiled": programs.compiled, "seccomp_reused": programs.reused})
+        if job["kind"] in ("stats", "close"):
+            reply = {"seccomp_compiled": programs.compiled, "seccomp_reused": programs.reused,
+                     "spare": spare.pid if spare is not None else 0}
+            if job["kind"] == "close" and spare is not None:
+                spare.close()  # it exits: the caller, its parent, reaps it
+                spare = None
+            ch.send(reply)
             for fd in fds:
                 os.close(fd)
             continue
+        in_cgroup = False
         try:
             sys.path[:] = job["sys_path"]
             _preload(job, programs)
@@ -150,7 +174,11 @@ def zygote(control_fd: int, exe_fd: int) -> None:
             else:
                 if job.get("cgroup_fd") is not None:  # an index among the extra descriptors
                     job["cgroup_fd"] = fds[4 + job["preserve_fds"] + job["cgroup_fd"]]
-                pid, in_cgroup = _clone(job)
+                pid = spare.take(job, fds) if spare is not None and spare.fits(job) else 0
+                if pid <= 0:
+                    pid, in_cgroup = _clone(job)
+                if pid == 0:
+                    gc.disable()  # the init execs soon: a collection would only copy pages
         except Exception as e:  # noqa: BLE001 - reported to the runtime as one line
             ch.send({"error": str(e)})
             pid = -1
@@ -163,6 +191,104 @@ def zygote(control_fd: int, exe_fd: int) -> None:
             ch.send({"type": "pid", "pid": pid, "in_cgroup": in_cgroup})
         for fd in fds:
             os.close(fd)
+        if spare is not None and spare.taken:
+            spare = None
+        if _Spare.suits(job):
+            spare_flags = job["clone_flags"]
+    if spare is not None:
+        spare.close()
+
+
+_SPARE_AFTER_IDLE_MS = 30  # a spare is cloned once the container just created has had the CPU (2 cores...)
+
+
+def _job_within(fd: int, ms: int) -> bool:
+    import select
+
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(ms))
+
+
+class _Spare:
+    """An init cloned ahead of its job, waiting for it on a socket of its own.
+
+    It is cloned with the job's namespaces but the mount namespace, which it unshares when its
+    job comes: a copy of the mount table taken then, with the rootfs and volumes mounted since.
+    Only plain creates get one: no user or time namespace, no namespace joined, no cgroup v2
+    directory to be born in (a spare is moved into its cgroup, as on cgroup v1)."""
+
+    NAMESPACES = CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWPID | CLONE_NEWNET  # a job's, at most
+
+    def __init__(self, clone_flags: int) -> None:
+        from cais.linux.namespaces import CLONE_PARENT, clone
+        from cais.runtime.channel import Channel
+
+        self.flags = clone_flags
+        self.taken = False
+        self.channel, theirs = Channel.pair()
+        try:
+            self.pid = clone((clone_flags & ~CLONE_NEWNS) | CLONE_PARENT)
+        except BaseException:
+            self.channel.close()
+            theirs.close()
+            raise
+        if self.pid == 0:
+            try:
+                self._wait(theirs, clone_flags & CLONE_NEWNS)
+            finally:
+                os._exit(1)  # never back into the zygote's loop
+        theirs.close()
+
+    @classmethod
+    def suits(cls, job: dict) -> bool:
+        return (job["kind"] == "create" and not job["joins"] and job.get("cgroup_fd") is None
+                and not job["clone_flags"] & ~cls.NAMESPACES)
+
+    def fits(self, job: dict) -> bool:
+        return self.suits(job) and job["clone_flags"] == self.flags
+
+    def take(self, job: dict, fds: list[int]) -> int:
+        """Hand JOB and its descriptors over: the spare's pid, or 0 if it is gone."""
+        self.taken = True
+        try:
+            self.channel.send(job, fds)
+        except OSError:
+            return 0
+        finally:
+            self.channel.close()
+        return self.pid
+
+    def close(self) -> None:
+        self.channel.close()
+
+    @staticmethod
+    def _wait(channel: Channel, new_mount_ns: int) -> None:
+        """In the spare: nothing of the zygote's kept; its job (or the zygote's end) awaited."""
+        import gc
+
+        from cais.linux.fds import close_all_except
+        from cais.runtime import init
+        from cais.runtime.channel import Channel
+
+        gc.disable()
+        close_all_except({channel.fd})
+        received = channel.recv_with_fds(maxfds=250)
+        if received is None:  # the zygote closed it, or exited
+            os._exit(0)
+        job, fds = received
+        channel.close()
+        sys.path[:] = job["sys_path"]  # what the init still imports (a terminal, hooks) is found as the job says
+        ch = Channel(_arrange(job, fds))
+        if new_mount_ns:
+            from cais.linux.namespaces import unshare
+
+            try:
+                unshare(new_mount_ns)
+            except OSError as e:
+                ch.send({"error": f"container init, entering its namespaces: {e.strerror}"})
+                os._exit(1)
+        init.run(ch, job)
 
 
 def _arrange(job: dict, fds: list[int], *also: str) -> int:

@@ -23,20 +23,38 @@ def mask(names: list[str], warn: Any = None) -> int:
     return value
 
 
-def drop_bounding(config: dict[str, Any], warn: Any = None) -> int:
+def bounding_set() -> int | None:
+    """The calling thread's bounding set, read at once from /proc/self/status (CapBnd) rather
+    than one prctl per capability; None if that cannot be read. Only where /proc is the host's:
+    a container could mount its own files there."""
+    try:
+        with open("/proc/self/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"CapBnd:"):
+                    return int(line.split()[1], 16)
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def drop_bounding(config: dict[str, Any], warn: Any = None, held: int | None = None) -> int:
     """Drop every capability not in the bounding set (needs CAP_SETPCAP: do it while still root).
+    `held`: the bounding set as it is (bounding_set()), else read here one capability at a time.
 
     Returns the capabilities the runtime can grant: those asked for that its own bounding set
     still holds. Asking for more (`--privileged` under a runtime that was itself confined) is
     granted as far as possible with a warning, rather than failing the container.
     """
     keep = mask(config.get("bounding", []), warn)
-    held = 0
+    if held is None:
+        held = 0
+        for number in range(caps.last_cap() + 1):
+            if prctl.capbset_read(number):
+                held |= 1 << number
+    held &= (1 << (caps.last_cap() + 1)) - 1
     for number in range(caps.last_cap() + 1):
-        if prctl.capbset_read(number):
-            held |= 1 << number
-            if not keep & (1 << number):
-                prctl.capbset_drop(number)
+        if held & ~keep & (1 << number):
+            prctl.capbset_drop(number)
     missing = keep & ~held
     if missing and warn:
         names = [caps.NAMES[n] for n in range(caps.last_cap() + 1) if missing & (1 << n)]

@@ -93,6 +93,8 @@ def _create(ch: Channel, job: dict[str, Any]) -> None:
         process.set_oom_score_adj(proc["oomScoreAdj"])
     fifo = job["fifo_fd"]
     program = _seccomp_program(job, warn)
+    # while /proc is the host's (not in a mount namespace joined by path: whose /proc is another's)
+    bounding = None if any(kind == "mount" for kind, _ in job["joins"]) else capabilities.bounding_set()
 
     all_hooks = config.get("hooks", {})
     if all_hooks.get("createContainer") or all_hooks.get("startContainer"):
@@ -123,7 +125,7 @@ def _create(ch: Channel, job: dict[str, Any]) -> None:
         _at("setting up the terminal")
         console = terminal.setup(job["console_fd"], user.get("uid", 0), user.get("gid", 0))
         _bind_console(console)
-    exe, env = _finalize(proc, program, warn, job["preserve_fds"])
+    exe, env = _finalize(proc, program, warn, job["preserve_fds"], bounding)
     ch.send({"type": "created"})
     ch.close()
 
@@ -167,8 +169,10 @@ def _seccomp_program(job: dict[str, Any], warn: _Warn) -> tuple[bytes, int, list
 
 
 def _finalize(proc: dict[str, Any], program: tuple[bytes, int, list[str]] | None, warn: _Warn,
-              preserve_fds: int) -> tuple[str, dict[str, str]]:
-    """Steps shared by init and exec: rlimits, seccomp, user, capabilities, cwd, executable, fds."""
+              preserve_fds: int, bounding: int | None = None) -> tuple[str, dict[str, str]]:
+    """Steps shared by init and exec: rlimits, seccomp, user, capabilities, cwd, executable, fds.
+    `bounding`: the bounding set, read before pivot_root (an exec reads it capability by capability:
+    the /proc it sees is the container's)."""
     _at("setting rlimits")
     rlimits.apply(proc.get("rlimits", []), warn)
     env = process.environment(proc)
@@ -183,7 +187,7 @@ def _finalize(proc: dict[str, Any], program: tuple[bytes, int, list[str]] | None
     if program is not None and not nnp:
         seccomp.set_mode_filter(*program[:2])  # needs CAP_SYS_ADMIN without no_new_privs: load while still root
     prctl.set_keepcaps(True)
-    grantable = capabilities.drop_bounding(caps, warn)
+    grantable = capabilities.drop_bounding(caps, warn, bounding)
     process.switch_user(proc.get("user", {}))
     prctl.set_keepcaps(False)
     capabilities.apply(caps, grantable, warn)

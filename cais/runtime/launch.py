@@ -212,6 +212,14 @@ class Zygote:
 
     def stats(self) -> dict[str, int]:
         """Seccomp programs the zygote compiled so far, and requests it served again from its cache."""
+        message = self._stats()
+        return {k: message[k] for k in ("seccomp_compiled", "seccomp_reused")}
+
+    def spare(self) -> int:
+        """The pid of the spare init the zygote holds (bootstrap._Spare), 0 if none now."""
+        return self._stats()["spare"]
+
+    def _stats(self) -> dict[str, int]:
         channel, child = Channel.pair()
         try:
             message = self._request({"kind": "stats"}, [child.fd], channel)
@@ -223,11 +231,23 @@ class Zygote:
         return message
 
     def close(self) -> None:
-        self._control.close()
+        """Stop the zygote and its spare init (bootstrap._Spare), both children of the caller."""
+        spare = 0
         if self.pid:
-            with suppress(ChildProcessError):
-                os.waitpid(self.pid, 0)
-            self.pid = 0
+            channel, child = Channel.pair()
+            try:
+                spare = (self._request({"kind": "close"}, [child.fd], channel) or {}).get("spare", 0)
+            except (OSError, RuntimeFailure):
+                pass  # gone already: so is its spare, which someone else reaps
+            finally:
+                child.close()
+                channel.close()
+        self._control.close()
+        for pid in (self.pid, spare):
+            if pid:
+                with suppress(ChildProcessError):
+                    os.waitpid(pid, 0)
+        self.pid = 0
 
 
 class _ZygoteBootstrap:

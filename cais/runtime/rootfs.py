@@ -280,10 +280,10 @@ class Rootfs:
         for d in devices:
             wanted[d["path"]] = (d["path"], d["type"], d.get("major", 0), d.get("minor", 0),
                                  d.get("fileMode", 0o666), d.get("uid", 0), d.get("gid", 0))
-        for spec in wanted.values():
-            self._make_device(*spec)
         dev = open_in_root(self.rootfd, "/dev", "dir")
         try:
+            for spec in wanted.values():
+                self._make_device(*spec, dev=dev)
             links = list(DEV_SYMLINKS)
             if os.path.exists("/proc/kcore"):
                 links.append(("/proc/kcore", "/dev/core"))
@@ -301,9 +301,11 @@ class Rootfs:
             os.close(dev)
 
     def _make_device(self, path: str, kind: str, major: int, minor: int, mode: int, uid: int = 0,
-                     gid: int = 0) -> None:
+                     gid: int = 0, *, dev: int = -1) -> None:
+        """The node at PATH; DEV: /dev, open already (most nodes are right in it)."""
         parent_path, name = os.path.split(path)
-        parent = open_in_root(self.rootfd, parent_path, "dir")
+        opened = parent_path != "/dev" or dev < 0
+        parent = open_in_root(self.rootfd, parent_path, "dir") if opened else dev
         try:
             kinds = {"c": stat.S_IFCHR, "u": stat.S_IFCHR, "b": stat.S_IFBLK, "p": stat.S_IFIFO}
             if kind not in kinds:
@@ -319,7 +321,8 @@ class Rootfs:
                 pass  # in a user namespace: bind the host's node instead, as runc does
             os.close(os.open(name, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_CLOEXEC, 0o644, dir_fd=parent))
         finally:
-            os.close(parent)
+            if opened:
+                os.close(parent)
         target = open_in_root(self.rootfd, path)
         try:
             m.mount(path, fdpath(target), None, m.MS_BIND)

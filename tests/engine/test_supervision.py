@@ -251,7 +251,8 @@ def test_an_older_supervisor_is_not_asked_for_log_drivers_it_lacks(restartable: 
     assert _out(d.docker("logs", cid)) == "before"
     d.docker("rm", "-f", cid)
     wait_for(lambda: d.supervisor_pid() != old_supervisor, "the old supervisor's replacement")
-    d.docker("start", "-a", "cais-en-local")
+    started = d.docker("start", "-a", "cais-en-local", check=False)
+    assert started.returncode == 0, started.stderr
     assert d.docker("logs", "cais-en-local").returncode == 0
     listed = d.docker("run", "-d", "--log-driver", "local", "busybox", "echo", "local").stdout.decode().strip()
     d.docker("wait", listed)
@@ -264,10 +265,11 @@ def _children(pid: int) -> list[int]:
 
 
 def _zygote_of(supervisor: int) -> int | None:
+    """The zygote, not its spare init (a copy of it, in a pid namespace of its own)."""
     for child in _children(supervisor):
         try:
             with open(f"/proc/{child}/cmdline", "rb") as f:
-                if b"zygote" in f.read():
+                if b"zygote" in f.read() and os.readlink(f"/proc/{child}/ns/pid") == os.readlink("/proc/self/ns/pid"):
                     return child
         except OSError:  # a child that exited meanwhile
             continue
@@ -285,6 +287,10 @@ def test_inits_come_from_the_zygote_which_is_replaced_if_it_dies(restartable: Ca
     cid = _out(d.docker("run", "-d", "--network", "none", "busybox", "sleep", "60"))
     pid = int(_out(d.docker("inspect", "-f", "{{.State.Pid}}", cid)))
     assert pid in _children(supervisor)  # cloned by the zygote, the supervisor's child (it reaps it)
+    # the start was answered once the init was released; its byte on the exec fifo read afterwards
+    from cais import runtime
+    wait_for(lambda: runtime.state(cid, root=os.path.join(d.exec_root, "runtime"))["status"] == "running",
+             "the init's byte on its exec fifo")
     assert _out(d.docker("exec", cid, "cat", "/sys/class/net/lo/operstate")) in ("unknown", "up")
     # an exec comes from the zygote too (a helper joins the namespaces): confined as the init
     probe = "grep -E '^(Seccomp|CapBnd):' /proc/{0}/status; cat /proc/{0}/cgroup"
@@ -320,6 +326,38 @@ def test_removed_containers_leave_nothing_behind(restartable: Caisd) -> None:
     d.start()
     assert os.listdir(containers) == []
     assert _out(d.docker("ps", "-aq")) == ""
+
+
+def test_a_log_file_that_cannot_be_opened_fails_the_start_and_leaves_no_init(restartable: Caisd) -> None:
+    """The supervisor opens the log file while the runtime creates the container: when it cannot,
+    the container just created is deleted (no init left, no runtime state) and the start fails."""
+    d = restartable
+    supervisor = d.supervisor_pid()
+    cid = _out(d.docker("create", "busybox", "sleep", "60"))
+    log_path = _out(d.docker("inspect", "-f", "{{.LogPath}}", cid))
+    os.mkdir(log_path)  # a directory where the log file goes
+    before = set(_children(supervisor))  # type: ignore[arg-type]
+    failed = d.docker("start", cid, check=False)
+    assert failed.returncode != 0 and b"Traceback" not in failed.stderr, failed.stderr
+    assert not os.path.exists(os.path.join(d.exec_root, "runtime", cid))
+    wait_for(lambda: set(_children(supervisor)) <= before | {_zygote_of(supervisor), _spare_of(supervisor)},  # type: ignore[arg-type]
+             "no init left")
+    os.rmdir(log_path)
+    assert d.docker("start", cid).returncode == 0
+    assert _out(d.docker("inspect", "-f", "{{.State.Running}}", cid)) == "true"
+    d.docker("rm", "-f", cid)
+
+
+def _spare_of(supervisor: int) -> int | None:
+    """The zygote's spare init (a copy of the zygote in a pid namespace of its own), if any now."""
+    for child in _children(supervisor):
+        try:
+            with open(f"/proc/{child}/cmdline", "rb") as f:
+                if b"zygote" in f.read() and os.readlink(f"/proc/{child}/ns/pid") != os.readlink("/proc/self/ns/pid"):
+                    return child
+        except OSError:
+            continue
+    return None
 
 
 def test_concurrent_starts_and_execs_keep_every_exit_code(restartable: Caisd) -> None:

@@ -10,6 +10,7 @@ import pytest
 from cais import runtime
 from cais.runtime.errors import RuntimeFailure
 from tests.runtime.bundle import Runtime, read
+from tests.wait import wait_for
 
 
 def test_in_process_lifecycle_exec_pause_and_errors(rt: Runtime) -> None:
@@ -79,6 +80,53 @@ def test_zygote_creates_children_of_the_caller(rt: Runtime) -> None:
         runtime.delete(cid, root=rt.root)
     finally:
         zygote.close()
+
+
+def test_the_zygote_hands_a_create_to_its_spare_init_which_sees_mounts_made_since(rt: Runtime) -> None:
+    """After a create (and a pause) the zygote clones a spare init; the next create is handed to it, whose mount
+    namespace is copied then: a mount made after the spare was cloned (under a private mount: no
+    propagation helps) is in the container. close() reaps the spare too."""
+    from cais.linux import mount as m
+    from cais.runtime.launch import Zygote
+
+    private = os.path.join(rt.top, "cais-rt-spare")
+    source = os.path.join(private, "src")
+    os.makedirs(source)
+    m.mount(private, private, None, m.MS_BIND)
+    m.mount(None, private, None, m.MS_PRIVATE)
+    zygote = Zygote()
+    try:
+        out_path = os.path.join(rt.top, "spare.out")
+        spare = 0
+        for first in (True, False):
+            b = rt.bundle("sh", "-c", "ls /proc/$$/fd; cat /mnt/probe 2>&1; true")
+            b.config["mounts"].append({"destination": "/mnt", "type": "bind", "source": source, "options": ["rbind"]})
+            b.write()
+            if not first:  # cloned once the zygote has been idle for a while
+                wait_for(lambda: zygote.spare(), "a spare init", interval=0.1)  # each request delays it
+                spare = zygote.spare()
+                m.mount("tmpfs", source, "tmpfs", 0, "size=64k")  # after the spare was cloned
+                with open(os.path.join(source, "probe"), "w") as f:
+                    f.write("mounted-since\n")
+            cid = rt.new_id()
+            with open(os.devnull) as null, open(out_path, "w") as out:
+                pid = runtime.create(cid, b.path, root=rt.root,
+                                     bootstrap=zygote.bootstrap((null.fileno(), out.fileno(), out.fileno())))
+            runtime.start(cid, root=rt.root)
+            _, status = os.waitpid(pid, 0)
+            assert os.waitstatus_to_exitcode(status) == 0, read(out_path)
+            runtime.delete(cid, root=rt.root)
+        assert pid == spare
+        words = read(out_path).split()
+        assert words[-1] == "mounted-since" and set(words[:-1]) == {"0", "1", "2"}, words  # nothing of the zygote's
+        wait_for(lambda: zygote.spare(), "the next spare init", interval=0.1)
+        spare = zygote.spare()
+        assert spare != pid
+    finally:
+        zygote.close()
+        m.umount(private, m.MNT_DETACH)
+    with pytest.raises(ChildProcessError):
+        os.waitpid(spare, os.WNOHANG)  # reaped by close()
 
 
 def test_unprivileged_user_without_capabilities(rt: Runtime) -> None:

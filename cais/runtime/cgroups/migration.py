@@ -21,10 +21,13 @@ the host: an administrator's choice, not an engine's.
 from __future__ import annotations
 
 import os
-import threading
 import time
 
 from cais.runtime.cgroups.paths import cgroup_mounts, own_cgroups, under_mount
+
+TYPE_CHECKING = False  # the runtime's create imports this module: threading only for the primer
+if TYPE_CHECKING:
+    import threading
 
 # How often the thread migrates while primed: well inside the grace period (≥ 4 ms at HZ=250)
 # that keeps the lock warm after each migration.
@@ -66,6 +69,8 @@ class MigrationPrimer:
 
     def __init__(self, procs: str | None | bool = False) -> None:
         """`procs`: the cgroup.procs to write (tests), None for "no v1 hierarchy"; found lazily."""
+        import threading
+
         self._procs = procs
         self._cond = threading.Condition()
         self._deadline = 0.0
@@ -89,6 +94,8 @@ class MigrationPrimer:
         if self._procs is None:
             return
         if self._thread is None:
+            import threading
+
             self._thread = threading.Thread(target=self._run, name="cais-cgroup-primer", daemon=True)
             self._thread.start()
         self._cond.notify()

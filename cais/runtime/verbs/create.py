@@ -47,12 +47,13 @@ def create(container_id: str, bundle: str, *, root: str = store.DEFAULT_ROOT, co
            pid_file: str | None = None, preserve_fds: int = 0, no_pivot: bool = False,
            stdio: tuple[int, int, int] | None = None, no_new_keyring: bool = False,
            systemd_cgroup: bool = False, warn: Warn = _stderr_warning,
-           bootstrap: launch.Bootstrap | None = None) -> None:
-    """Create the container; its init waits for `start`. `bootstrap`: one started earlier by the
-    caller (the command line starts it before its own imports), else one is started here."""
+           bootstrap: launch.Bootstrap | None = None) -> int:
+    """Create the container; its init (whose pid is returned) waits for `start`. `bootstrap`: one
+    started earlier by the caller (the command line starts it before its own imports), else one
+    is started here."""
     boot = bootstrap or launch.Bootstrap(stdio, preserve_fds)  # first: it boots while we prepare
     try:
-        _create(boot, container_id, os.path.abspath(bundle), root, console_socket, pid_file, preserve_fds,
+        return _create(boot, container_id, os.path.abspath(bundle), root, console_socket, pid_file, preserve_fds,
                 no_pivot, no_new_keyring, systemd_cgroup, warn)
     finally:
         boot.abandon()
@@ -60,7 +61,7 @@ def create(container_id: str, bundle: str, *, root: str = store.DEFAULT_ROOT, co
 
 def _create(boot: launch.Bootstrap, container_id: str, bundle: str, root: str, console_socket: str | None,
             pid_file: str | None, preserve_fds: int, no_pivot: bool, no_new_keyring: bool, systemd_cgroup: bool,
-            warn: Warn) -> None:
+            warn: Warn) -> int:
     config = spec.load(bundle)
     proc = config.get("process")
     if proc is None:
@@ -141,6 +142,7 @@ def _create(boot: launch.Bootstrap, container_id: str, bundle: str, root: str, c
         _converse(boot.channel, config, dict(base_state, pid=pid), warn)
         if pid_file:
             write_pid_file(pid_file, pid)
+        return pid
     except BaseException:
         warmed()
         if pid:
