@@ -402,30 +402,27 @@ class OverlayDriver(Driver):
 
     def mount(self, container_id: str) -> str:
         """Mount the container's rootfs (a no-op if it is mounted already)."""
-        with self._mount_lock:
-            return self._mount_locked(container_id)
-
-    def _mount_locked(self, container_id: str) -> str:
         path = self._container(container_id)
         merged = os.path.join(path, "merged")
-        if not _is_mounted(merged):
-            shift = self.id_shift(container_id)
-            lower = _read(os.path.join(path, "lower")) or "empty"
-            rel = f"containers/{container_id}"
-            volatile = os.path.exists(os.path.join(path, VOLATILE))
-            if volatile:  # mounted before: OverlayFS wants its marker gone (the layer is disposable)
-                shutil.rmtree(os.path.join(path, "work", "work", "incompat"), ignore_errors=True)
-            data = (f"lowerdir={lower},upperdir={rel}/diff,workdir={rel}/work{_pinned_options()}"
-                    + (",volatile" if volatile else ""))
-            if shift is not None:
-                self._mount_idmapped(container_id, self._layer_dirs(lower), user_namespace(shift), volatile)
-            elif (absolute := _absolute(self.root, data)) is not None and len(absolute) < _PAGE:
-                _mount(merged, absolute)  # as is: no helper thread to mount from the root
-            elif len(data) < _PAGE:
-                mount_in(self.root, merged, data)
-            else:
-                mount_deep(merged, self._layer_dirs(lower), os.path.join(path, "diff"), os.path.join(path, "work"),
-                           volatile)
+        shift = self.id_shift(container_id)
+        with self._mount_lock:
+            if not _is_mounted(merged):
+                lower = _read(os.path.join(path, "lower")) or "empty"
+                rel = f"containers/{container_id}"
+                volatile = os.path.exists(os.path.join(path, VOLATILE))
+                if volatile:  # mounted before: OverlayFS wants its marker gone (the layer is disposable)
+                    shutil.rmtree(os.path.join(path, "work", "work", "incompat"), ignore_errors=True)
+                data = (f"lowerdir={lower},upperdir={rel}/diff,workdir={rel}/work{_pinned_options()}"
+                        + (",volatile" if volatile else ""))
+                if shift is not None:
+                    self._mount_idmapped(container_id, self._layer_dirs(lower), user_namespace(shift), volatile)
+                elif (absolute := _absolute(self.root, data)) is not None and len(absolute) < _PAGE:
+                    _mount(merged, absolute)  # as is: no helper thread to mount from the root
+                elif len(data) < _PAGE:
+                    mount_in(self.root, merged, data)
+                else:
+                    mount_deep(merged, self._layer_dirs(lower), os.path.join(path, "diff"), os.path.join(path, "work"),
+                               volatile)
         return merged
 
     def _mount_idmapped(self, container_id: str, lowers: list[str], userns_fd: int, volatile: bool) -> None:
