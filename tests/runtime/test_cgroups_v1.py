@@ -10,6 +10,7 @@ import pytest
 
 from cais.runtime.cgroups import CgroupError
 from tests.runtime.cgroup_helpers import OPEN, cgroups_v1_fixture  # noqa: F401 (fixture)
+from tests.wait import wait_for
 
 
 def test_devices_deny_blocks_opening(cgroups_v1) -> None:
@@ -140,17 +141,20 @@ def test_the_primer_migrates_its_process_in_place_while_primed_or_held(cgroups_v
 
     before = own_cgroups()
     primer = MigrationPrimer(own_procs_v1())
-    primer.prime(0.05)
-    time.sleep(0.1)
-    primed = primer.migrations
-    assert primed >= 2  # at once, then every few ms
+    primer.prime(0.3)  # the first one may wait a grace period (longer on a loaded machine)
+    wait_for(lambda: primer.migrations >= 2, "a migration at once, then another a few ms later")
     with primer.held():
-        time.sleep(0.05)
-        assert primer.migrations > primed
-    time.sleep(0.02)  # the thread's last sleep
-    settled = primer.migrations
-    time.sleep(0.05)
-    assert primer.migrations == settled
+        held = primer.migrations
+        wait_for(lambda: primer.migrations > held, "migrations while held")
+    settled = -1
+
+    def idle() -> bool:  # deadline and hold both over: the count stops moving
+        nonlocal settled
+        count, settled = settled, primer.migrations
+        time.sleep(0.1)
+        return count == settled == primer.migrations
+
+    wait_for(idle, "the primer to go idle", interval=0)
     assert own_cgroups() == before
     m = cgroups_v1.create({})  # and a real migration still moves a process in
     child = cgroups_v1.child(m, "import time; time.sleep(600)\n")
@@ -158,7 +162,6 @@ def test_the_primer_migrates_its_process_in_place_while_primed_or_held(cgroups_v
 
 
 def test_the_primer_does_nothing_without_a_v1_hierarchy_or_a_writable_one(tmp_path: Path) -> None:
-    import time
 
     from cais.runtime.cgroups.migration import MigrationPrimer
 
@@ -169,5 +172,5 @@ def test_the_primer_does_nothing_without_a_v1_hierarchy_or_a_writable_one(tmp_pa
     assert nothing._thread is None
     unwritable = MigrationPrimer(str(tmp_path / "missing" / "cgroup.procs"))  # caisd in a container
     unwritable.prime(1)
-    time.sleep(0.05)
-    assert unwritable.migrations == 0 and unwritable._thread is None
+    wait_for(lambda: unwritable._thread is None, "the primer to give up")
+    assert unwritable.migrations == 0
