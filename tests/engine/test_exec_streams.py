@@ -7,6 +7,7 @@ import socket
 import time
 
 from tests.caisd import Caisd
+from tests.wait import wait_for
 
 
 def _request(d: Caisd, path: str, body: dict) -> dict:
@@ -85,7 +86,7 @@ def test_the_exit_is_reported_while_a_slow_client_still_reads_a_daemonized_child
     size = 16 << 20
     seen = {}
 
-    def exited(exec_id: str) -> None:
+    def inspected(exec_id: str) -> bool:
         with socket.socket(socket.AF_UNIX) as s:
             s.connect(daemon.sock)
             s.sendall(f"GET /v1.47/exec/{exec_id}/json HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
@@ -93,6 +94,10 @@ def test_the_exit_is_reported_while_a_slow_client_still_reads_a_daemonized_child
             while chunk := s.recv(65536):
                 reply += chunk
         seen.update(json.loads(reply.partition(b"\r\n\r\n")[2]))
+        return not seen["Running"]
+
+    def exited(exec_id: str) -> None:  # while the client has read nothing yet
+        wait_for(lambda: inspected(exec_id), "the exec's exit, reported after the drain grace")
 
     try:
         out = _stdout_of_exec(daemon, cid, ["sh", "-c", f"head -c {size} /dev/zero & exit 3"], 1.6, exited)
