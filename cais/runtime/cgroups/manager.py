@@ -19,13 +19,15 @@ from cais.runtime.errors import suppress
 
 TYPE_CHECKING = False  # typing costs ~10 ms at startup; annotations are never evaluated
 if TYPE_CHECKING:
+    from cais.runtime.cgroups.paths import Mount
     from cais.runtime.cgroups.resources import Resources
     from cais.runtime.cgroups.stats import Stats
 
 
-def mode() -> str:
-    """ "unified" (v2), "hybrid" (v1 controllers plus an empty v2 tree) or "legacy" (v1 only)."""
-    mounts = cgroup_mounts()
+def mode(mounts: list[Mount] | None = None) -> str:
+    """ "unified" (v2), "hybrid" (v1 controllers plus an empty v2 tree) or "legacy" (v1 only).
+    `mounts`: cgroup_mounts() if the caller read them already."""
+    mounts = cgroup_mounts() if mounts is None else mounts
     if any(m.fstype == "cgroup2" and m.mountpoint == CGROUP_ROOT for m in mounts):
         return "unified"
     if any(m.fstype == "cgroup2" for m in mounts):
@@ -111,13 +113,14 @@ class Manager(ABC):
 def open_manager(cgroups_path: str | None, container_id: str, systemd: bool = False) -> Manager:
     """The manager of this host's cgroup version for a container's ``linux.cgroupsPath``."""
     inner = inner_path(cgroups_path, container_id, systemd)
-    if mode() == "unified":
+    mounts = cgroup_mounts()  # once: mountinfo grows with every container's mounts
+    if mode(mounts) == "unified":
         from cais.runtime.cgroups.v2 import V2Manager
 
-        return V2Manager.for_path(inner)
+        return V2Manager.for_path(inner, mounts=mounts)
     from cais.runtime.cgroups.v1 import V1Manager
 
-    return V1Manager.for_path(inner)
+    return V1Manager.for_path(inner, mounts)
 
 
 def load_manager(paths: dict[str, str]) -> Manager:

@@ -9,7 +9,7 @@ from cais.runtime.cgroups import devices, fs
 from cais.runtime.cgroups.errors import CgroupError
 from cais.runtime.cgroups.manager import Manager
 from cais.runtime.cgroups.migration import migrate_self, own_procs_v1
-from cais.runtime.cgroups.paths import cgroup_mounts, own_cgroups, under_mount
+from cais.runtime.cgroups.paths import Mount, cgroup_mounts, own_cgroups, under_mount
 from cais.runtime.cgroups.resources import validate
 from cais.runtime.errors import suppress
 
@@ -41,12 +41,12 @@ class V1Manager(Manager):
         self._created: list[str] = []
 
     @classmethod
-    def for_path(cls, inner: str) -> V1Manager:
+    def for_path(cls, inner: str, mounts: list[Mount] | None = None) -> V1Manager:
         """Place ``inner`` in every mounted v1 hierarchy (absolute: from its root; relative: from
         the caller's own cgroup in that hierarchy, as runc's GetOwnCgroupPath)."""
         own = own_cgroups() if not inner.startswith("/") else {}
         paths: dict[str, str] = {}
-        for mount in cgroup_mounts():
+        for mount in cgroup_mounts() if mounts is None else mounts:
             if mount.fstype != "cgroup" or not mount.subsystems or mount.subsystems[0] in paths:
                 continue
             if inner.startswith("/"):

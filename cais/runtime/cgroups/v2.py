@@ -14,7 +14,7 @@ import time
 from cais.runtime.cgroups import devices, fs
 from cais.runtime.cgroups.errors import CgroupError
 from cais.runtime.cgroups.manager import Manager
-from cais.runtime.cgroups.paths import CGROUP_ROOT, cgroup_mounts, own_cgroups, under_mount
+from cais.runtime.cgroups.paths import CGROUP_ROOT, Mount, cgroup_mounts, own_cgroups, under_mount
 from cais.runtime.cgroups.resources import validate
 from cais.runtime.errors import suppress
 
@@ -66,10 +66,10 @@ class V2Manager(Manager):
         self._created: list[str] = []
 
     @classmethod
-    def for_path(cls, inner: str, mountpoint: str | None = None) -> V2Manager:
+    def for_path(cls, inner: str, mountpoint: str | None = None, mounts: list[Mount] | None = None) -> V2Manager:
         """Absolute paths start at the root of the hierarchy; relative ones at the *parent* of the
         caller's cgroup (its own one has processes, so it cannot hand controllers down)."""
-        mount = _find_mount(mountpoint)
+        mount = _find_mount(mountpoint, mounts)
         if inner.startswith("/"):
             base = mount.mountpoint
         else:
@@ -307,8 +307,8 @@ def _anything(value: object) -> bool:
     return isinstance(value, dict) and any(v is not None and v != [] for v in value.values())
 
 
-def _find_mount(mountpoint: str | None):
-    mounts = [m for m in cgroup_mounts() if m.fstype == "cgroup2"]
+def _find_mount(mountpoint: str | None, mounts: list[Mount] | None = None):
+    mounts = [m for m in (cgroup_mounts() if mounts is None else mounts) if m.fstype == "cgroup2"]
     for m in mounts:
         if m.mountpoint == (mountpoint or CGROUP_ROOT):
             return m
